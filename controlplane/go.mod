@@ -1,0 +1,5 @@
+module flotilla.dev/controlplane
+
+go 1.26.7
+
+replace flotilla.dev/gen => ../gen

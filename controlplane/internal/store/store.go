@@ -1,0 +1,135 @@
+// Package store defines the control plane's persistent state behind one narrow
+// interface. The embedded implementation is SQLite (package sqlite); a
+// PostgreSQL implementation can satisfy the same interface, so the SQL stays
+// portable and every method is one short transaction.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned when the requested row does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrJoinTokenInvalid is returned by RegisterAgent for a join token that is
+// unknown, expired, revoked or used up. It deliberately does not say which,
+// so that callers cannot leak whether a token exists.
+var ErrJoinTokenInvalid = errors.New("join token invalid")
+
+// ErrConflict is returned when a row with the same key already exists.
+var ErrConflict = errors.New("already exists")
+
+// Agent states as stored. They mirror flotilla.v1.AgentState without making
+// the store depend on the API.
+const (
+	AgentConnected    = "connected"
+	AgentDisconnected = "disconnected"
+	AgentLost         = "lost"
+)
+
+// Agent is one registered agent.
+type Agent struct {
+	ID       string
+	Hostname string
+	// Labels is the effective label set (claimed labels merged with pinned ones).
+	Labels map[string]string
+	// PinnedLabels came from the join token and always override claims.
+	PinnedLabels   map[string]string
+	Version        string
+	State          string
+	StateReason    string
+	StateChangedAt time.Time
+	RegisteredAt   time.Time
+	ConnectedAt    time.Time
+	LastSeenAt     time.Time
+	PeerAddress    string
+	// CertSerial is the serial number (hex) of the agent's current certificate.
+	CertSerial   string
+	CertNotAfter time.Time
+	// JoinTokenID is the token the agent registered with.
+	JoinTokenID string
+	// Hello is the last hello the agent sent (serialized flotilla.v1.Hello),
+	// nil before its first stream.
+	Hello []byte
+	// LastHeartbeat is the last persisted heartbeat (serialized
+	// flotilla.v1.Heartbeat), nil before the first one.
+	LastHeartbeat []byte
+}
+
+// AgentStatus is a liveness update for one agent. Nil maps and slices mean
+// "unchanged"; times and strings are always written.
+type AgentStatus struct {
+	ID             string
+	State          string
+	StateReason    string
+	StateChangedAt time.Time
+	ConnectedAt    time.Time
+	LastSeenAt     time.Time
+	PeerAddress    string
+	Version        string
+	Hostname       string
+	Labels         map[string]string // nil: unchanged
+	Hello          []byte            // nil: unchanged
+	LastHeartbeat  []byte            // nil: unchanged
+}
+
+// JoinToken lets agents register. Only the SHA-256 of the secret is stored.
+type JoinToken struct {
+	ID          string
+	Hash        []byte
+	Description string
+	Labels      map[string]string
+	MaxUses     int
+	Uses        int
+	CreatedAt   time.Time
+	ExpiresAt   time.Time
+	RevokedAt   time.Time // zero when not revoked
+}
+
+// APIToken authenticates an operator. Only the SHA-256 of the secret is stored.
+type APIToken struct {
+	ID        string
+	Name      string
+	Hash      []byte
+	Role      string
+	CreatedAt time.Time
+	ExpiresAt time.Time // zero: never
+	RevokedAt time.Time // zero: not revoked
+}
+
+// Store is the control plane's persistent state.
+type Store interface {
+	// RegisterAgent atomically consumes one use of the join token whose hash
+	// is tokenHash and inserts the agent that build returns. build runs inside
+	// the transaction with the token as stored (before this use), so it can
+	// merge pinned labels and sign the certificate; if build fails nothing is
+	// written. A token that is unknown, expired at now, revoked or used up
+	// returns ErrJoinTokenInvalid; an agent ID that exists returns ErrConflict.
+	RegisterAgent(ctx context.Context, tokenHash []byte, now time.Time, build func(JoinToken) (Agent, error)) (Agent, error)
+	// GetAgent returns one agent or ErrNotFound.
+	GetAgent(ctx context.Context, id string) (Agent, error)
+	// ListAgents returns every agent, ordered by ID.
+	ListAgents(ctx context.Context) ([]Agent, error)
+	// UpdateAgentStatuses writes liveness updates in one transaction. Unknown
+	// IDs are skipped.
+	UpdateAgentStatuses(ctx context.Context, updates []AgentStatus) error
+
+	// CreateJoinToken inserts a join token; an existing ID or hash returns ErrConflict.
+	CreateJoinToken(ctx context.Context, t JoinToken) error
+	// GetJoinToken returns a token by ID or ErrNotFound.
+	GetJoinToken(ctx context.Context, id string) (JoinToken, error)
+
+	// CreateAPIToken inserts an operator token; an existing ID or hash returns ErrConflict.
+	CreateAPIToken(ctx context.Context, t APIToken) error
+	// GetAPITokenByHash returns the token whose secret hashes to hash, or ErrNotFound.
+	GetAPITokenByHash(ctx context.Context, hash []byte) (APIToken, error)
+	// CountAPITokens returns how many operator tokens exist (revoked included).
+	CountAPITokens(ctx context.Context) (int, error)
+
+	// Ping checks that the store answers; /healthz reports it as "database".
+	Ping(ctx context.Context) error
+	// Close releases the store.
+	Close() error
+}
