@@ -1,0 +1,369 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	flotillav1 "flotilla.dev/gen/flotilla/v1"
+
+	"flotilla.dev/controlplane/internal/auth"
+	"flotilla.dev/controlplane/internal/fleet"
+	"flotilla.dev/controlplane/internal/pki"
+	"flotilla.dev/controlplane/internal/store"
+)
+
+// AgentServiceConfig configures the agent-facing service.
+type AgentServiceConfig struct {
+	Store    store.Store
+	Registry *fleet.Registry
+	CA       *pki.CA
+	Logger   *zap.Logger
+	Now      func() time.Time
+	// Version is the control plane's build version, sent in the welcome.
+	Version string
+	// CertValidity is the lifetime of agent certificates.
+	CertValidity time.Duration
+	// HelloTimeout bounds the wait for a new stream's hello (default 10s).
+	HelloTimeout time.Duration
+	// Metrics counts registrations and streams; nil disables.
+	Metrics *Metrics
+}
+
+// AgentService implements flotilla.v1.AgentService.
+type AgentService struct {
+	flotillav1.UnimplementedAgentServiceServer
+	cfg AgentServiceConfig
+	log *zap.Logger
+}
+
+// NewAgentService validates cfg and returns the service.
+func NewAgentService(cfg AgentServiceConfig) (*AgentService, error) {
+	if cfg.Store == nil || cfg.Registry == nil || cfg.CA == nil {
+		return nil, errors.New("api: agent service needs Store, Registry and CA")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.CertValidity <= 0 {
+		return nil, errors.New("api: agent certificate validity must be positive")
+	}
+	if cfg.HelloTimeout == 0 {
+		cfg.HelloTimeout = 10 * time.Second
+	}
+	return &AgentService{cfg: cfg, log: cfg.Logger}, nil
+}
+
+// Register implements AgentService.Register.
+func (s *AgentService) Register(ctx context.Context, req *flotillav1.RegisterRequest) (*flotillav1.RegisterResponse, error) {
+	if err := validateRegister(req); err != nil {
+		return nil, err
+	}
+	if _, err := pki.ParseCSR(req.GetCsr()); err != nil {
+		return nil, invalid("csr", "%v", err)
+	}
+	source := peerAddress(ctx)
+	now := s.cfg.Now()
+	var certPEM []byte
+	build := func(tok store.JoinToken) (store.Agent, error) {
+		id, err := newAgentID(req.GetHostname())
+		if err != nil {
+			return store.Agent{}, err
+		}
+		cert, pemBytes, err := s.cfg.CA.SignAgent(req.GetCsr(), id, s.cfg.CertValidity)
+		if err != nil {
+			return store.Agent{}, err
+		}
+		certPEM = pemBytes
+		return store.Agent{
+			ID:             id,
+			Hostname:       req.GetHostname(),
+			Labels:         fleet.MergeLabels(req.GetLabels(), tok.Labels),
+			PinnedLabels:   tok.Labels,
+			State:          store.AgentDisconnected,
+			StateReason:    "registered; waiting for the first stream",
+			StateChangedAt: now,
+			RegisteredAt:   now,
+			PeerAddress:    source,
+			CertSerial:     pki.SerialHex(cert),
+			CertNotAfter:   cert.NotAfter,
+			JoinTokenID:    tok.ID,
+		}, nil
+	}
+	agent, err := s.cfg.Store.RegisterAgent(ctx, auth.HashSecret(req.GetJoinToken()), now, build)
+	if errors.Is(err, store.ErrConflict) {
+		// Two hosts drew the same random suffix; draw again once.
+		agent, err = s.cfg.Store.RegisterAgent(ctx, auth.HashSecret(req.GetJoinToken()), now, build)
+	}
+	switch {
+	case errors.Is(err, store.ErrJoinTokenInvalid):
+		s.cfg.Metrics.registration("refused")
+		s.log.Warn("agent registration refused: invalid join token",
+			zap.String("hostname", req.GetHostname()), zap.String("peer", source))
+		return nil, status.Error(codes.Unauthenticated, "join token is invalid, expired, revoked or used up; ask an admin for a new one (FleetService.CreateJoinToken)")
+	case err != nil:
+		s.cfg.Metrics.registration("error")
+		s.log.Error("agent registration failed", zap.String("hostname", req.GetHostname()), zap.Error(err))
+		return nil, status.Error(codes.Unavailable, "registration could not be stored; retry")
+	}
+	s.cfg.Registry.Add(agent)
+	s.cfg.Metrics.registration("ok")
+	s.log.Info("agent registered", zap.String("agent", agent.ID), zap.String("hostname", agent.Hostname),
+		zap.String("peer", source), zap.String("join_token", agent.JoinTokenID), zap.Any("labels", agent.Labels),
+		zap.Time("cert_not_after", agent.CertNotAfter))
+	return &flotillav1.RegisterResponse{
+		AgentId:        agent.ID,
+		CertificatePem: certPEM,
+		CaBundlePem:    s.cfg.CA.CertificatePEM(),
+		Labels:         agent.Labels,
+	}, nil
+}
+
+func validateRegister(req *flotillav1.RegisterRequest) error {
+	switch tok := req.GetJoinToken(); {
+	case tok == "":
+		return invalid("join_token", "required")
+	case len(tok) > maxTokenLength:
+		return invalid("join_token", "longer than %d bytes", maxTokenLength)
+	}
+	switch csr := req.GetCsr(); {
+	case len(csr) == 0:
+		return invalid("csr", "required: a PKCS#10 certificate signing request for the agent's key")
+	case len(csr) > maxCSRBytes:
+		return invalid("csr", "%d bytes, at most %d allowed", len(csr), maxCSRBytes)
+	}
+	if err := validateHostname("hostname", req.GetHostname(), true); err != nil {
+		return err
+	}
+	return validateLabels("labels", req.GetLabels())
+}
+
+var idUnsafe = regexp.MustCompile(`[^a-z0-9-]+`)
+
+// newAgentID derives a readable, unique ID from the hostname:
+// "web-1.example.com" → "web-1-k3m9q2".
+func newAgentID(hostname string) (string, error) {
+	base := strings.ToLower(hostname)
+	if i := strings.IndexByte(base, '.'); i > 0 {
+		base = base[:i]
+	}
+	base = strings.Trim(idUnsafe.ReplaceAllString(base, "-"), "-")
+	if len(base) > 40 {
+		base = strings.TrimRight(base[:40], "-")
+	}
+	if base == "" {
+		base = "agent"
+	}
+	suffix, err := auth.NewID("")
+	if err != nil {
+		return "", err
+	}
+	return base + "-" + suffix[:6], nil
+}
+
+func peerAddress(ctx context.Context) string {
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		return p.Addr.String()
+	}
+	return ""
+}
+
+// Connect implements AgentService.Connect: the agent's long-lived stream.
+func (s *AgentService) Connect(stream grpc.BidiStreamingServer[flotillav1.ConnectRequest, flotillav1.ConnectResponse]) error {
+	ctx := stream.Context()
+	p, ok := auth.PrincipalFrom(ctx)
+	if !ok || p.Kind != "agent" {
+		return status.Error(codes.Unauthenticated, "Connect needs the agent's client certificate")
+	}
+	if _, known := s.cfg.Registry.Get(p.ID); !known {
+		return status.Errorf(codes.Unauthenticated, "agent %s is not registered with this control plane; remove the agent's state directory and register again with a join token", p.ID)
+	}
+	hello, err := s.awaitHello(stream, p.ID)
+	if err != nil {
+		return err
+	}
+	addr := peerAddress(ctx)
+	sess, err := s.cfg.Registry.Attach(p.ID, hello, addr)
+	if err != nil {
+		return status.Errorf(codes.Unauthenticated, "agent %s: %v", p.ID, err)
+	}
+	log := s.log.With(zap.String("agent", p.ID), zap.String("peer", addr))
+	log.Info("agent stream opened", zap.String("version", hello.GetVersion()), zap.String("hostname", hello.GetHostname()))
+	s.cfg.Metrics.streamOpened()
+	defer s.cfg.Metrics.streamClosed()
+
+	welcome := &flotillav1.ConnectResponse{Body: &flotillav1.ConnectResponse_Welcome{Welcome: &flotillav1.Welcome{
+		AgentId: p.ID, ServerVersion: s.cfg.Version, ServerTime: timestamppb.New(s.cfg.Now()),
+	}}}
+	if err := stream.Send(welcome); err != nil {
+		s.cfg.Registry.Detach(sess, "sending the welcome failed: "+err.Error())
+		return err
+	}
+
+	recvErr := make(chan error, 1)
+	go func() { recvErr <- s.receive(stream, sess) }()
+	select {
+	case err = <-recvErr:
+	case <-sess.Done():
+		err = sess.Err()
+	}
+	reason := streamEndReason(err)
+	s.cfg.Registry.Detach(sess, reason)
+	log.Info("agent stream closed", zap.String("reason", reason))
+	switch {
+	case err == nil || errors.Is(err, io.EOF):
+		return nil
+	case fleet.IsReplaced(err):
+		return status.Error(codes.Aborted, "a newer stream from this agent replaced this one")
+	case errors.Is(err, fleet.ErrLost), errors.Is(err, fleet.ErrShuttingDown):
+		return status.Error(codes.Unavailable, err.Error())
+	default:
+		if _, ok := status.FromError(err); ok {
+			return err
+		}
+		return status.Error(codes.Unavailable, err.Error())
+	}
+}
+
+func streamEndReason(err error) string {
+	switch {
+	case err == nil || errors.Is(err, io.EOF):
+		return "agent closed the stream"
+	case status.Code(err) == codes.Canceled:
+		return "stream cancelled (agent went away or control plane stopping)"
+	default:
+		return err.Error()
+	}
+}
+
+// awaitHello waits, bounded by HelloTimeout, for the stream's first message,
+// which must be a hello consistent with the certificate.
+func (s *AgentService) awaitHello(stream grpc.BidiStreamingServer[flotillav1.ConnectRequest, flotillav1.ConnectResponse], agentID string) (*flotillav1.Hello, error) {
+	type result struct {
+		msg *flotillav1.ConnectRequest
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		m, err := stream.Recv()
+		ch <- result{m, err}
+	}()
+	var r result
+	select {
+	case r = <-ch:
+	case <-time.After(s.cfg.HelloTimeout):
+		// Returning ends the stream, which also ends the pending Recv.
+		return nil, status.Errorf(codes.DeadlineExceeded, "no hello within %s", s.cfg.HelloTimeout)
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	hello := r.msg.GetHello()
+	if hello == nil {
+		return nil, invalid("body", "the first message of a stream must be a hello")
+	}
+	if claimed := hello.GetAgentId(); claimed != "" && claimed != agentID {
+		s.log.Warn("agent claimed another identity; stream refused",
+			zap.String("certificate_agent", agentID), zap.String("claimed_agent", claimed))
+		return nil, status.Errorf(codes.PermissionDenied, "hello.agent_id %q does not match the client certificate (agent %s)", claimed, agentID)
+	}
+	if err := validateHello(hello); err != nil {
+		return nil, err
+	}
+	return hello, nil
+}
+
+func validateHello(h *flotillav1.Hello) error {
+	if err := validateShort("hello.version", h.GetVersion(), maxShortString); err != nil {
+		return err
+	}
+	if err := validateHostname("hello.hostname", h.GetHostname(), false); err != nil {
+		return err
+	}
+	if err := validateLabels("hello.labels", h.GetLabels()); err != nil {
+		return err
+	}
+	if n := len(h.GetCapabilities()); n > maxCapabilities {
+		return invalid("hello.capabilities", "%d entries, at most %d allowed", n, maxCapabilities)
+	}
+	for i, c := range h.GetCapabilities() {
+		if err := validateShort(fmt.Sprintf("hello.capabilities[%d]", i), c, 64); err != nil {
+			return err
+		}
+	}
+	return validateContainers("hello.containers", h.GetContainers())
+}
+
+func validateHeartbeat(hb *flotillav1.Heartbeat) error {
+	if n := len(hb.GetHost().GetDisks()); n > maxDisks {
+		return invalid("heartbeat.host.disks", "%d entries, at most %d allowed", n, maxDisks)
+	}
+	if n := len(hb.GetDatabases()); n > maxDatabases {
+		return invalid("heartbeat.databases", "%d entries, at most %d allowed", n, maxDatabases)
+	}
+	if app := hb.GetApp(); app != nil {
+		for field, v := range map[string]string{"url": app.GetUrl(), "status": app.GetStatus(), "timestamp": app.GetTimestamp(),
+			"database": app.GetDatabase(), "cache": app.GetCache(), "error": app.GetError()} {
+			if len(v) > 2048 {
+				return invalid("heartbeat.app."+field, "%d bytes, at most 2048 allowed", len(v))
+			}
+		}
+	}
+	return validateContainers("heartbeat.containers", hb.GetContainers())
+}
+
+func validateContainers(field string, cs []*flotillav1.ManagedContainer) error {
+	if len(cs) > maxContainers {
+		return invalid(field, "%d entries, at most %d allowed", len(cs), maxContainers)
+	}
+	for i, c := range cs {
+		for name, v := range map[string]string{"name": c.GetName(), "container_id": c.GetContainerId(),
+			"image": c.GetImage(), "image_id": c.GetImageId(), "state": c.GetState()} {
+			if err := validateShort(fmt.Sprintf("%s[%d].%s", field, i, name), v, maxShortString); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// receive handles the agent's messages after the hello until the stream ends.
+func (s *AgentService) receive(stream grpc.BidiStreamingServer[flotillav1.ConnectRequest, flotillav1.ConnectResponse], sess *fleet.Session) error {
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		switch body := msg.GetBody().(type) {
+		case *flotillav1.ConnectRequest_Heartbeat:
+			if err := validateHeartbeat(body.Heartbeat); err != nil {
+				return err
+			}
+			if err := s.cfg.Registry.Heartbeat(sess, body.Heartbeat); err != nil {
+				return err
+			}
+		case *flotillav1.ConnectRequest_CommandEvent, *flotillav1.ConnectRequest_JournalReport:
+			// Command delivery arrives with the commands capability; until
+			// then an event still proves the agent is alive.
+			s.cfg.Registry.Touch(sess)
+		case *flotillav1.ConnectRequest_Hello:
+			return invalid("body", "hello may only be the first message of a stream")
+		default:
+			return invalid("body", "empty or unknown message")
+		}
+	}
+}

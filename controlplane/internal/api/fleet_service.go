@@ -1,0 +1,187 @@
+package api
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	flotillav1 "flotilla.dev/gen/flotilla/v1"
+
+	"flotilla.dev/controlplane/internal/auth"
+	"flotilla.dev/controlplane/internal/fleet"
+	"flotilla.dev/controlplane/internal/pki"
+	"flotilla.dev/controlplane/internal/selector"
+	"flotilla.dev/controlplane/internal/store"
+)
+
+// Join token limits.
+const (
+	defaultJoinTokenTTL = time.Hour
+	maxJoinTokenTTL     = 30 * 24 * time.Hour
+	maxJoinTokenUses    = 100000
+)
+
+// FleetServiceConfig configures the operator-facing fleet service.
+type FleetServiceConfig struct {
+	Store    store.Store
+	Registry *fleet.Registry
+	CA       *pki.CA
+	Logger   *zap.Logger
+	Now      func() time.Time
+}
+
+// FleetService implements flotilla.v1.FleetService.
+type FleetService struct {
+	flotillav1.UnimplementedFleetServiceServer
+	cfg FleetServiceConfig
+	log *zap.Logger
+}
+
+// NewFleetService validates cfg and returns the service.
+func NewFleetService(cfg FleetServiceConfig) (*FleetService, error) {
+	if cfg.Store == nil || cfg.Registry == nil || cfg.CA == nil {
+		return nil, errors.New("api: fleet service needs Store, Registry and CA")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &FleetService{cfg: cfg, log: cfg.Logger}, nil
+}
+
+// ListAgents implements FleetService.ListAgents.
+func (s *FleetService) ListAgents(_ context.Context, req *flotillav1.ListAgentsRequest) (*flotillav1.ListAgentsResponse, error) {
+	sel, err := selector.Parse(req.GetSelector())
+	if err != nil {
+		return nil, invalid("selector", "%v", err)
+	}
+	q := fleet.Query{Selector: sel, Limit: defaultPageSize}
+	switch n := req.GetPageSize(); {
+	case n < 0:
+		return nil, invalid("page_size", "must not be negative")
+	case n > maxPageSize:
+		return nil, invalid("page_size", "%d is more than the maximum of %d", n, maxPageSize)
+	case n > 0:
+		q.Limit = int(n)
+	}
+	for i, st := range req.GetStates() {
+		name, ok := stateFromProto[st]
+		if !ok {
+			return nil, invalid("states", "entry %d: %v is not a state to filter on (use AGENT_STATE_CONNECTED, AGENT_STATE_DISCONNECTED or AGENT_STATE_LOST)", i, st)
+		}
+		q.States = append(q.States, name)
+	}
+	if tok := req.GetPageToken(); tok != "" {
+		after, err := decodePageToken(tok)
+		if err != nil {
+			return nil, invalid("page_token", "not a token from a previous ListAgents response")
+		}
+		q.After = after
+	}
+	page, more, total := s.cfg.Registry.List(q)
+	resp := &flotillav1.ListAgentsResponse{TotalSize: int32(total)}
+	for _, a := range page {
+		resp.Agents = append(resp.Agents, agentToProto(a))
+	}
+	if more && len(page) > 0 {
+		resp.NextPageToken = encodePageToken(page[len(page)-1].Record.ID)
+	}
+	return resp, nil
+}
+
+const pageTokenPrefix = "agents:"
+
+func encodePageToken(lastID string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(pageTokenPrefix + lastID))
+}
+
+func decodePageToken(tok string) (string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil || len(b) <= len(pageTokenPrefix) || string(b[:len(pageTokenPrefix)]) != pageTokenPrefix {
+		return "", errors.New("bad page token")
+	}
+	return string(b[len(pageTokenPrefix):]), nil
+}
+
+// GetAgent implements FleetService.GetAgent.
+func (s *FleetService) GetAgent(_ context.Context, req *flotillav1.GetAgentRequest) (*flotillav1.GetAgentResponse, error) {
+	id := req.GetAgentId()
+	if id == "" {
+		return nil, invalid("agent_id", "required")
+	}
+	if err := validateShort("agent_id", id, maxShortString); err != nil {
+		return nil, err
+	}
+	a, ok := s.cfg.Registry.Get(id)
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "agent %q not found (FleetService.ListAgents shows the registered agents)", id)
+	}
+	return &flotillav1.GetAgentResponse{Agent: agentToProto(a)}, nil
+}
+
+// CreateJoinToken implements FleetService.CreateJoinToken.
+func (s *FleetService) CreateJoinToken(ctx context.Context, req *flotillav1.CreateJoinTokenRequest) (*flotillav1.CreateJoinTokenResponse, error) {
+	ttl := defaultJoinTokenTTL
+	if req.Ttl != nil {
+		if err := req.GetTtl().CheckValid(); err != nil {
+			return nil, invalid("ttl", "%v", err)
+		}
+		ttl = req.GetTtl().AsDuration()
+		if ttl <= 0 {
+			return nil, invalid("ttl", "must be positive")
+		}
+		if ttl > maxJoinTokenTTL {
+			return nil, invalid("ttl", "%s is longer than the maximum of %s", ttl, maxJoinTokenTTL)
+		}
+	}
+	uses := 1
+	switch n := req.GetMaxUses(); {
+	case n < 0:
+		return nil, invalid("max_uses", "must not be negative")
+	case n > maxJoinTokenUses:
+		return nil, invalid("max_uses", "%d is more than the maximum of %d", n, maxJoinTokenUses)
+	case n > 0:
+		uses = int(n)
+	}
+	if err := validateLabels("labels", req.GetLabels()); err != nil {
+		return nil, err
+	}
+	if err := validateShort("description", req.GetDescription(), maxDescription); err != nil {
+		return nil, err
+	}
+	secret, hash, err := auth.NewSecret(auth.JoinTokenPrefix)
+	if err != nil {
+		return nil, status.Error(codes.Internal, "could not generate a token")
+	}
+	id, err := auth.NewID("jt-")
+	if err != nil {
+		return nil, status.Error(codes.Internal, "could not generate a token ID")
+	}
+	now := s.cfg.Now()
+	tok := store.JoinToken{
+		ID: id, Hash: hash, Description: req.GetDescription(), Labels: req.GetLabels(),
+		MaxUses: uses, CreatedAt: now, ExpiresAt: now.Add(ttl),
+	}
+	if err := s.cfg.Store.CreateJoinToken(ctx, tok); err != nil {
+		s.log.Error("storing a join token failed", zap.Error(err))
+		return nil, status.Error(codes.Unavailable, "the join token could not be stored; retry")
+	}
+	by := ""
+	if p, ok := auth.PrincipalFrom(ctx); ok {
+		by = p.ID
+	}
+	s.log.Info("join token created", zap.String("token_id", id), zap.String("by", by),
+		zap.Int("max_uses", uses), zap.Time("expires_at", tok.ExpiresAt), zap.Any("labels", tok.Labels))
+	return &flotillav1.CreateJoinTokenResponse{
+		TokenId: id, Token: secret, ExpiresAt: timestamppb.New(tok.ExpiresAt),
+		MaxUses: int32(uses), Labels: tok.Labels, CaCertSha256: s.cfg.CA.Fingerprint(),
+	}, nil
+}

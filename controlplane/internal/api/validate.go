@@ -1,0 +1,71 @@
+// Package api implements the control plane's gRPC services on top of the
+// fleet registry, the store and the CA. Handlers validate every request
+// first and answer with status codes that tell the caller what to do.
+package api
+
+import (
+	"fmt"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"flotilla.dev/controlplane/internal/selector"
+)
+
+// Input limits. They bound what a hostile caller can make the control plane
+// store or hold in memory.
+const (
+	maxLabels         = 64
+	maxHostnameLength = 253
+	maxCSRBytes       = 16 << 10
+	maxTokenLength    = 256
+	maxDescription    = 512
+	maxCapabilities   = 64
+	maxContainers     = 1024
+	maxDisks          = 64
+	maxDatabases      = 64
+	maxShortString    = 256
+	maxPageSize       = 1000
+	defaultPageSize   = 100
+)
+
+// invalid returns an InvalidArgument status naming the field.
+func invalid(field, format string, args ...any) error {
+	return status.Errorf(codes.InvalidArgument, "%s: %s", field, fmt.Sprintf(format, args...))
+}
+
+func validateHostname(field, h string, required bool) error {
+	if h == "" {
+		if required {
+			return invalid(field, "required")
+		}
+		return nil
+	}
+	if len(h) > maxHostnameLength {
+		return invalid(field, "%d characters, at most %d allowed", len(h), maxHostnameLength)
+	}
+	for _, c := range h {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_') {
+			return invalid(field, "character %q not allowed in a hostname", c)
+		}
+	}
+	return nil
+}
+
+func validateLabels(field string, labels map[string]string) error {
+	if err := selector.ValidateLabels(labels, maxLabels); err != nil {
+		return invalid(field, "%v", err)
+	}
+	return nil
+}
+
+func validateShort(field, s string, limit int) error {
+	if len(s) > limit {
+		return invalid(field, "%d bytes, at most %d allowed", len(s), limit)
+	}
+	if strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 && r != '\t' }) {
+		return invalid(field, "control characters not allowed")
+	}
+	return nil
+}

@@ -1,0 +1,251 @@
+// Package config loads the control plane's configuration from a YAML file,
+// FLOTILLA_* environment variables and flags, in that order of precedence
+// (flags win), and validates it with errors that name the field.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the control plane's configuration. YAML names are the field
+// tags; the README lists every field with its flag and variable.
+type Config struct {
+	// DataDir holds the store, the CA, the server certificate and the
+	// bootstrap admin token (created 0700).
+	DataDir string `yaml:"data_dir"`
+	// ListenAddress is the gRPC (TLS) address for agents and operators.
+	ListenAddress string `yaml:"listen_address"`
+	// MetricsAddress serves /metrics and /healthz over plain HTTP.
+	MetricsAddress string `yaml:"metrics_address"`
+	// AdvertiseNames are extra DNS names or IPs for the generated server
+	// certificate (localhost, 127.0.0.1, ::1 and the hostname are always in).
+	AdvertiseNames []string `yaml:"advertise_names"`
+	TLS            TLS      `yaml:"tls"`
+	Store          Store    `yaml:"store"`
+	// AgentLostAfter: an agent with no stream and no heartbeat for this long is lost.
+	AgentLostAfter Duration `yaml:"agent_lost_after"`
+	// AgentCertValidity is the lifetime of the client certificates agents get.
+	AgentCertValidity Duration `yaml:"agent_cert_validity"`
+	// HeartbeatPersistInterval is how often an unchanged heartbeat is still written.
+	HeartbeatPersistInterval Duration `yaml:"heartbeat_persist_interval"`
+	// ShutdownTimeout bounds a graceful stop before connections are cut.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	Log             Log      `yaml:"log"`
+}
+
+// TLS names existing TLS material; empty means generate into DataDir.
+type TLS struct {
+	CertFile   string `yaml:"cert_file"`
+	KeyFile    string `yaml:"key_file"`
+	CACertFile string `yaml:"ca_cert_file"`
+	CAKeyFile  string `yaml:"ca_key_file"`
+}
+
+// Store selects the store.
+type Store struct {
+	// Driver is "sqlite" (the embedded default).
+	Driver string `yaml:"driver"`
+	// Path is the SQLite file (default DataDir/flotilla.db).
+	Path string `yaml:"path"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // json or console
+}
+
+// Duration is a time.Duration written as "30s" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration like 30s or 5m", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Std returns the time.Duration.
+func (d Duration) Std() time.Duration { return time.Duration(d) }
+
+// Default returns the defaults.
+func Default() Config {
+	return Config{
+		DataDir:                  "/var/lib/flotilla",
+		ListenAddress:            ":7443",
+		MetricsAddress:           ":7090",
+		Store:                    Store{Driver: "sqlite"},
+		AgentLostAfter:           Duration(30 * time.Second),
+		AgentCertValidity:        Duration(365 * 24 * time.Hour),
+		HeartbeatPersistInterval: Duration(time.Minute),
+		ShutdownTimeout:          Duration(10 * time.Second),
+		Log:                      Log{Level: "info", Format: "json"},
+	}
+}
+
+// Options are the command line's results besides the configuration.
+type Options struct {
+	ShowVersion bool
+}
+
+// Load builds the configuration from args (without the program name) and
+// the environment lookup function.
+func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, Options, error) {
+	cfg := Default()
+	var opts Options
+	fs := flag.NewFlagSet("flotilla-controlplane", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", getenv("FLOTILLA_CONFIG"), "YAML configuration file (env FLOTILLA_CONFIG)")
+	fs.BoolVar(&opts.ShowVersion, "version", false, "print the version and exit")
+	flagValues := map[string]*string{}
+	for _, f := range envFields {
+		flagValues[f.flag] = fs.String(f.flag, "", f.help+" (env "+f.env+")")
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, opts, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, opts, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *configPath != "" {
+		if err := loadFile(*configPath, &cfg); err != nil {
+			return cfg, opts, err
+		}
+	}
+	for _, f := range envFields {
+		if v := getenv(f.env); v != "" {
+			if err := f.set(&cfg, v); err != nil {
+				return cfg, opts, fmt.Errorf("config: %s (from %s): %w", f.name, f.env, err)
+			}
+		}
+	}
+	var flagErr error
+	fs.Visit(func(fl *flag.Flag) {
+		for _, f := range envFields {
+			if f.flag == fl.Name && flagErr == nil {
+				if err := f.set(&cfg, *flagValues[f.flag]); err != nil {
+					flagErr = fmt.Errorf("config: %s (from -%s): %w", f.name, f.flag, err)
+				}
+			}
+		}
+	})
+	if flagErr != nil {
+		return cfg, opts, flagErr
+	}
+	if cfg.Store.Path == "" {
+		cfg.Store.Path = filepath.Join(cfg.DataDir, "flotilla.db")
+	}
+	return cfg, opts, cfg.Validate()
+}
+
+func loadFile(path string, cfg *Config) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config: %s: %w", path, err)
+	}
+	return nil
+}
+
+// envField binds one setting to a flag and an environment variable.
+type envField struct {
+	name, flag, env, help string
+	set                   func(*Config, string) error
+}
+
+func str(p func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error { *p(c) = v; return nil }
+}
+
+func dur(p func(*Config) *Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("%q is not a duration like 30s or 5m", v)
+		}
+		*p(c) = Duration(d)
+		return nil
+	}
+}
+
+var envFields = []envField{
+	{"data_dir", "data-dir", "FLOTILLA_DATA_DIR", "data directory", str(func(c *Config) *string { return &c.DataDir })},
+	{"listen_address", "listen", "FLOTILLA_LISTEN_ADDRESS", "gRPC listen address", str(func(c *Config) *string { return &c.ListenAddress })},
+	{"metrics_address", "metrics-listen", "FLOTILLA_METRICS_ADDRESS", "/metrics and /healthz listen address", str(func(c *Config) *string { return &c.MetricsAddress })},
+	{"advertise_names", "advertise-names", "FLOTILLA_ADVERTISE_NAMES", "comma-separated extra names for the server certificate", func(c *Config, v string) error {
+		c.AdvertiseNames = nil
+		for _, n := range strings.Split(v, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				c.AdvertiseNames = append(c.AdvertiseNames, n)
+			}
+		}
+		return nil
+	}},
+	{"store.path", "store-path", "FLOTILLA_STORE_PATH", "SQLite database file", str(func(c *Config) *string { return &c.Store.Path })},
+	{"agent_lost_after", "agent-lost-after", "FLOTILLA_AGENT_LOST_AFTER", "time without stream or heartbeat before an agent is lost", dur(func(c *Config) *Duration { return &c.AgentLostAfter })},
+	{"agent_cert_validity", "agent-cert-validity", "FLOTILLA_AGENT_CERT_VALIDITY", "lifetime of agent certificates", dur(func(c *Config) *Duration { return &c.AgentCertValidity })},
+	{"log.level", "log-level", "FLOTILLA_LOG_LEVEL", "debug, info, warn or error", str(func(c *Config) *string { return &c.Log.Level })},
+	{"log.format", "log-format", "FLOTILLA_LOG_FORMAT", "json or console", str(func(c *Config) *string { return &c.Log.Format })},
+}
+
+// Validate checks every field and names the first one that is wrong.
+func (c Config) Validate() error {
+	if c.DataDir == "" {
+		return errors.New("config: data_dir: required")
+	}
+	for name, addr := range map[string]string{"listen_address": c.ListenAddress, "metrics_address": c.MetricsAddress} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("config: %s: %q must be host:port (e.g. :7443)", name, addr)
+		}
+	}
+	if c.Store.Driver != "sqlite" {
+		return fmt.Errorf("config: store.driver: %q is not supported (use sqlite)", c.Store.Driver)
+	}
+	if c.AgentLostAfter.Std() < time.Second {
+		return fmt.Errorf("config: agent_lost_after: %s is below the 1s minimum", c.AgentLostAfter.Std())
+	}
+	if c.AgentCertValidity.Std() < time.Hour {
+		return fmt.Errorf("config: agent_cert_validity: %s is below the 1h minimum", c.AgentCertValidity.Std())
+	}
+	if c.HeartbeatPersistInterval.Std() < time.Second {
+		return fmt.Errorf("config: heartbeat_persist_interval: %s is below the 1s minimum", c.HeartbeatPersistInterval.Std())
+	}
+	if c.ShutdownTimeout.Std() <= 0 {
+		return errors.New("config: shutdown_timeout: must be positive")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("config: log.level: %q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "json", "console":
+	default:
+		return fmt.Errorf("config: log.format: %q is not json or console", c.Log.Format)
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		return errors.New("config: tls.cert_file and tls.key_file must be given together")
+	}
+	if (c.TLS.CACertFile == "") != (c.TLS.CAKeyFile == "") {
+		return errors.New("config: tls.ca_cert_file and tls.ca_key_file must be given together")
+	}
+	return nil
+}

@@ -1,0 +1,142 @@
+package fleet
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	"flotilla.dev/controlplane/internal/store"
+)
+
+// sweepInterval is how often liveness is evaluated: a tenth of LostAfter,
+// between 100ms and 1s, so a loss is noticed within about LostAfter+1s.
+func (r *Registry) sweepInterval() time.Duration {
+	return min(max(r.cfg.LostAfter/10, 100*time.Millisecond), time.Second)
+}
+
+// RunLiveness evaluates every agent's liveness on one ticker until ctx ends.
+// One loop for the whole fleet, instead of a timer per agent, keeps the cost
+// per agent at a comparison per tick.
+func (r *Registry) RunLiveness(ctx context.Context) error {
+	t := time.NewTicker(r.sweepInterval())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			r.Sweep()
+		}
+	}
+}
+
+// Sweep applies the liveness rules once:
+//   - connected, but no message for LostAfter: the connection is half-open
+//     or partitioned; the stream is closed and the agent is lost;
+//   - disconnected for LostAfter (counted from the later of its last message
+//     and this process's start): lost.
+func (r *Registry) Sweep() {
+	now := r.cfg.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range r.agents {
+		switch e.rec.State {
+		case store.AgentConnected:
+			if now.Sub(e.rec.LastSeenAt) >= r.cfg.LostAfter {
+				if e.session != nil {
+					e.session.close(ErrLost)
+					e.session = nil
+				}
+				r.setState(e, store.AgentLost, fmt.Sprintf("stream open but no heartbeat for %s; stream closed", r.cfg.LostAfter), now)
+			}
+		case store.AgentDisconnected, "":
+			since := e.rec.LastSeenAt
+			if since.Before(r.startedAt) {
+				since = r.startedAt
+			}
+			if since.IsZero() {
+				since = e.rec.RegisteredAt
+			}
+			if now.Sub(since) >= r.cfg.LostAfter {
+				r.setState(e, store.AgentLost, fmt.Sprintf("no stream and no heartbeat for %s", r.cfg.LostAfter), now)
+			}
+		}
+	}
+}
+
+// RunFlusher writes pending status changes to the store every
+// FlushInterval, and once more when ctx ends.
+func (r *Registry) RunFlusher(ctx context.Context) error {
+	t := time.NewTicker(r.cfg.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			// Final flush on shutdown with a fresh deadline: the caller's
+			// context is already cancelled.
+			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			return r.Flush(fctx)
+		case <-t.C:
+			if err := r.Flush(ctx); err != nil && ctx.Err() == nil {
+				// The store being briefly unavailable must not take the
+				// control plane down; the changes stay pending.
+				r.log.Warn("writing agent status to the store failed; will retry", zap.Error(err))
+			}
+		}
+	}
+}
+
+// Flush writes every pending status change in one batch. On failure the
+// changes stay pending for the next flush.
+func (r *Registry) Flush(ctx context.Context) error {
+	updates := r.takeDirty()
+	if len(updates) == 0 {
+		return nil
+	}
+	if err := r.cfg.Store.UpdateAgentStatuses(ctx, updates); err != nil {
+		r.mu.Lock()
+		for _, u := range updates {
+			r.dirty[u.ID] = struct{}{}
+		}
+		r.mu.Unlock()
+		return fmt.Errorf("fleet: flush %d agent statuses: %w", len(updates), err)
+	}
+	return nil
+}
+
+func (r *Registry) takeDirty() []store.AgentStatus {
+	now := r.cfg.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.dirty) == 0 {
+		return nil
+	}
+	updates := make([]store.AgentStatus, 0, len(r.dirty))
+	for id := range r.dirty {
+		e, ok := r.agents[id]
+		if !ok {
+			continue
+		}
+		u := store.AgentStatus{
+			ID: id, State: e.rec.State, StateReason: e.rec.StateReason, StateChangedAt: e.rec.StateChangedAt,
+			ConnectedAt: e.rec.ConnectedAt, LastSeenAt: e.rec.LastSeenAt, PeerAddress: e.rec.PeerAddress,
+			Version: e.rec.Version, Hostname: e.rec.Hostname, Labels: e.rec.Labels,
+		}
+		if e.rec.Hello == nil && e.hello != nil {
+			e.rec.Hello, _ = proto.Marshal(e.hello)
+			u.Hello = e.rec.Hello
+		}
+		if e.rec.LastHeartbeat == nil && e.lastHeartbeat != nil {
+			e.rec.LastHeartbeat, _ = proto.Marshal(e.lastHeartbeat)
+			u.LastHeartbeat = e.rec.LastHeartbeat
+			e.persistedAt = now
+		}
+		updates = append(updates, u)
+	}
+	clear(r.dirty)
+	return updates
+}

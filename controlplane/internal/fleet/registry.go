@@ -1,0 +1,299 @@
+// Package fleet keeps the live view of every registered agent: its labels,
+// its stream, its last heartbeat and its liveness (connected, disconnected,
+// lost). The registry is the single in-memory source of truth for the API
+// and metrics; the store is written behind it in batches, so a heartbeat
+// costs a map update, not a disk write.
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	flotillav1 "flotilla.dev/gen/flotilla/v1"
+
+	"flotilla.dev/controlplane/internal/store"
+)
+
+// Config configures a Registry.
+type Config struct {
+	Store  store.Store
+	Logger *zap.Logger
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// LostAfter is how long an agent may go without a stream and without a
+	// heartbeat before it is lost (default 30s).
+	LostAfter time.Duration
+	// PersistInterval is how often an unchanged heartbeat is still written to
+	// the store, so that a restarted control plane shows recent readings
+	// (default 1m). Changes in health or containers are written at once.
+	PersistInterval time.Duration
+	// FlushInterval is how often pending status changes are written to the
+	// store in one batch (default 1s).
+	FlushInterval time.Duration
+}
+
+// ErrUnknownAgent is returned for an agent ID the registry does not hold.
+var ErrUnknownAgent = errors.New("unknown agent")
+
+// Registry is the live fleet.
+type Registry struct {
+	cfg Config
+	log *zap.Logger
+
+	mu     sync.RWMutex
+	agents map[string]*entry
+	ids    []string // sorted, for paging
+	dirty  map[string]struct{}
+	// startedAt is when the registry loaded; agents that were connected to a
+	// previous control-plane process get until startedAt+LostAfter to
+	// reconnect before they count as lost.
+	startedAt time.Time
+
+	heartbeats uint64 // total heartbeats accepted, for metrics
+}
+
+// entry is one agent's live state. Fields are guarded by Registry.mu.
+type entry struct {
+	rec           store.Agent
+	hello         *flotillav1.Hello
+	lastHeartbeat *flotillav1.Heartbeat
+	heartbeatAt   time.Time // control-plane time of the last heartbeat
+	session       *Session
+	persistedAt   time.Time // when the heartbeat was last written
+}
+
+// New returns a Registry; call Load before serving.
+func New(cfg Config) (*Registry, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("fleet: Store is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.LostAfter == 0 {
+		cfg.LostAfter = 30 * time.Second
+	}
+	if cfg.LostAfter < time.Second {
+		return nil, fmt.Errorf("fleet: agent_lost_after %s is below the 1s minimum", cfg.LostAfter)
+	}
+	if cfg.PersistInterval == 0 {
+		cfg.PersistInterval = time.Minute
+	}
+	if cfg.FlushInterval == 0 {
+		cfg.FlushInterval = time.Second
+	}
+	return &Registry{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		agents: make(map[string]*entry),
+		dirty:  make(map[string]struct{}),
+	}, nil
+}
+
+// LostAfter returns the configured loss threshold.
+func (r *Registry) LostAfter() time.Duration { return r.cfg.LostAfter }
+
+// Load reads every agent from the store. Agents that were connected when a
+// previous process stopped are marked disconnected: their streams died with
+// that process, and they have LostAfter from now to come back.
+func (r *Registry) Load(ctx context.Context) error {
+	recs, err := r.cfg.Store.ListAgents(ctx)
+	if err != nil {
+		return fmt.Errorf("fleet: load agents: %w", err)
+	}
+	now := r.cfg.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.startedAt = now
+	for _, rec := range recs {
+		e := &entry{rec: rec, persistedAt: now}
+		e.hello = decode[flotillav1.Hello](rec.Hello, r.log, rec.ID)
+		e.lastHeartbeat = decode[flotillav1.Heartbeat](rec.LastHeartbeat, r.log, rec.ID)
+		e.heartbeatAt = rec.LastSeenAt
+		if rec.State == store.AgentConnected {
+			r.setState(e, store.AgentDisconnected, "control plane restarted; waiting for the agent to reconnect", now)
+		}
+		r.agents[rec.ID] = e
+		r.ids = append(r.ids, rec.ID)
+	}
+	sort.Strings(r.ids)
+	return nil
+}
+
+func decode[T any, PT interface {
+	*T
+	proto.Message
+}](b []byte, log *zap.Logger, id string) PT {
+	if len(b) == 0 {
+		return nil
+	}
+	m := PT(new(T))
+	if err := proto.Unmarshal(b, m); err != nil {
+		log.Warn("ignoring unreadable stored agent data", zap.String("agent", id), zap.Error(err))
+		return nil
+	}
+	return m
+}
+
+// Add inserts a newly registered agent.
+func (r *Registry) Add(rec store.Agent) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.agents[rec.ID]; ok {
+		return
+	}
+	r.agents[rec.ID] = &entry{rec: rec, persistedAt: rec.RegisteredAt}
+	i := sort.SearchStrings(r.ids, rec.ID)
+	r.ids = slices.Insert(r.ids, i, rec.ID)
+}
+
+// setState changes an entry's state and marks it for the store. The caller
+// holds r.mu.
+func (r *Registry) setState(e *entry, state, reason string, now time.Time) {
+	if e.rec.State == state && e.rec.StateReason == reason {
+		return
+	}
+	from := e.rec.State
+	e.rec.State, e.rec.StateReason, e.rec.StateChangedAt = state, reason, now
+	r.dirty[e.rec.ID] = struct{}{}
+	r.log.Info("agent state changed",
+		zap.String("agent", e.rec.ID), zap.String("hostname", e.rec.Hostname),
+		zap.String("from", from), zap.String("to", state), zap.String("reason", reason))
+}
+
+// Attach binds a new stream to an agent after its hello. A previous stream of
+// the same agent is closed: the newest connection wins, because the old one
+// is almost always a half-open TCP connection the agent has given up on.
+func (r *Registry) Attach(id string, hello *flotillav1.Hello, peerAddr string) (*Session, error) {
+	now := r.cfg.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.agents[id]
+	if !ok {
+		return nil, ErrUnknownAgent
+	}
+	if old := e.session; old != nil {
+		old.close(errReplaced)
+	}
+	s := newSession(id)
+	e.session = s
+	e.hello = hello
+	e.rec.Hello = nil // re-encoded when flushed
+	e.rec.Version = hello.GetVersion()
+	if h := hello.GetHostname(); h != "" {
+		e.rec.Hostname = h
+	}
+	e.rec.Labels = mergeLabels(hello.GetLabels(), e.rec.PinnedLabels)
+	e.rec.ConnectedAt, e.rec.LastSeenAt, e.rec.PeerAddress = now, now, peerAddr
+	r.dirty[id] = struct{}{}
+	r.setState(e, store.AgentConnected, "stream opened from "+peerAddr, now)
+	return s, nil
+}
+
+// Detach unbinds a stream that ended. It is a no-op when a newer stream has
+// already replaced s.
+func (r *Registry) Detach(s *Session, reason string) {
+	now := r.cfg.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s.close(errDetached)
+	e, ok := r.agents[s.agentID]
+	if !ok || e.session != s {
+		return
+	}
+	e.session = nil
+	if e.rec.State == store.AgentConnected {
+		r.setState(e, store.AgentDisconnected, reason, now)
+	}
+}
+
+// Heartbeat records a heartbeat from the agent bound to s.
+func (r *Registry) Heartbeat(s *Session, hb *flotillav1.Heartbeat) error {
+	now := r.cfg.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.agents[s.agentID]
+	if !ok || e.session != s {
+		return errReplaced
+	}
+	changed := heartbeatChanged(e.lastHeartbeat, hb)
+	e.lastHeartbeat, e.heartbeatAt = hb, now
+	e.rec.LastSeenAt = now
+	r.heartbeats++
+	if changed || now.Sub(e.persistedAt) >= r.cfg.PersistInterval {
+		e.rec.LastHeartbeat = nil // re-encoded when flushed
+		r.dirty[e.rec.ID] = struct{}{}
+	}
+	if e.rec.State != store.AgentConnected {
+		r.setState(e, store.AgentConnected, "heartbeat received", now)
+	}
+	return nil
+}
+
+// Touch records that the agent bound to s said something other than a
+// heartbeat, which also proves it is alive.
+func (r *Registry) Touch(s *Session) {
+	now := r.cfg.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e, ok := r.agents[s.agentID]; ok && e.session == s {
+		e.rec.LastSeenAt = now
+	}
+}
+
+// heartbeatChanged reports whether a heartbeat differs from the previous one
+// in a way worth writing at once: application health or the containers.
+func heartbeatChanged(prev, next *flotillav1.Heartbeat) bool {
+	if prev == nil {
+		return true
+	}
+	if (prev.GetApp() == nil) != (next.GetApp() == nil) || prev.GetApp().GetHealthy() != next.GetApp().GetHealthy() {
+		return true
+	}
+	pc, nc := prev.GetContainers(), next.GetContainers()
+	if len(pc) != len(nc) {
+		return true
+	}
+	for i := range pc {
+		if !proto.Equal(pc[i], nc[i]) {
+			return true
+		}
+	}
+	return false
+}
+
+func mergeLabels(claimed, pinned map[string]string) map[string]string {
+	out := make(map[string]string, len(claimed)+len(pinned))
+	maps.Copy(out, claimed)
+	maps.Copy(out, pinned)
+	return out
+}
+
+// MergeLabels returns claimed labels overridden by pinned ones.
+func MergeLabels(claimed, pinned map[string]string) map[string]string {
+	return mergeLabels(claimed, pinned)
+}
+
+// CloseSessions ends every open stream with reason; the server calls it on
+// shutdown so that graceful stop does not wait for streams that never end.
+func (r *Registry) CloseSessions(reason error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range r.agents {
+		if e.session != nil {
+			e.session.close(reason)
+		}
+	}
+}

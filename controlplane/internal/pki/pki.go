@@ -1,0 +1,290 @@
+// Package pki is the control plane's certificate authority: it creates or
+// loads the CA, issues the server certificate for the public port, signs
+// agents' certificate signing requests, and reads an agent's identity back
+// out of a verified client certificate.
+package pki
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// TrustDomain is the SPIFFE-style trust domain of agent identities:
+// an agent's certificate carries the URI SAN spiffe://flotilla/agent/<id>.
+const TrustDomain = "flotilla"
+
+const agentPathPrefix = "/agent/"
+
+// CA signs the server's and the agents' certificates.
+type CA struct {
+	cert    *x509.Certificate
+	certPEM []byte
+	key     crypto.Signer
+	now     func() time.Time
+}
+
+// NewCA generates a self-signed ECDSA P-256 CA valid for validity.
+func NewCA(commonName string, validity time.Duration, now func() time.Time) (*CA, []byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pki: generate CA key: %w", err)
+	}
+	serial, err := newSerial()
+	if err != nil {
+		return nil, nil, err
+	}
+	start := now().Add(-5 * time.Minute) // tolerate small clock skew
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: commonName, Organization: []string{"Flotilla"}},
+		NotBefore:             start,
+		NotAfter:              start.Add(validity),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pki: self-sign CA: %w", err)
+	}
+	keyPEM, err := EncodeKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	ca, err := LoadCA(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM, now)
+	return ca, keyPEM, err
+}
+
+// LoadCA parses a CA certificate and its private key (PEM).
+func LoadCA(certPEM, keyPEM []byte, now func() time.Time) (*CA, error) {
+	cert, err := ParseCertificatePEM(certPEM)
+	if err != nil {
+		return nil, fmt.Errorf("pki: CA certificate: %w", err)
+	}
+	if !cert.IsCA {
+		return nil, errors.New("pki: CA certificate: not a CA (basic constraints)")
+	}
+	key, err := ParseKeyPEM(keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("pki: CA key: %w", err)
+	}
+	if !publicKeysEqual(cert.PublicKey, key.Public()) {
+		return nil, errors.New("pki: CA key does not match the CA certificate")
+	}
+	return &CA{cert: cert, certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), key: key, now: now}, nil
+}
+
+// Certificate returns the CA certificate.
+func (ca *CA) Certificate() *x509.Certificate { return ca.cert }
+
+// CertificatePEM returns the CA certificate, PEM.
+func (ca *CA) CertificatePEM() []byte { return ca.certPEM }
+
+// Fingerprint returns the hex SHA-256 of the CA certificate's DER, the value
+// agents pin with control_plane.ca_sha256.
+func (ca *CA) Fingerprint() string {
+	sum := sha256.Sum256(ca.cert.Raw)
+	return hex.EncodeToString(sum[:])
+}
+
+// Pool returns a pool holding only this CA.
+func (ca *CA) Pool() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(ca.cert)
+	return p
+}
+
+// IssueServer creates a key and a server certificate for the given DNS names
+// and IP addresses. It returns the certificate chain [leaf, CA] and the key,
+// both PEM, so that agents pinning the CA find it in the chain.
+func (ca *CA) IssueServer(hosts []string, validity time.Duration) (chainPEM, keyPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pki: generate server key: %w", err)
+	}
+	tmpl, err := ca.template("flotilla-controlplane", validity)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else if h != "" {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pki: sign server certificate: %w", err)
+	}
+	keyPEM, err = EncodeKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	chainPEM = append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), ca.certPEM...)
+	return chainPEM, keyPEM, nil
+}
+
+// SignAgent checks an agent's certificate signing request and issues a
+// client certificate for agentID. Everything in the CSR except its public key
+// is ignored: the control plane alone names the certificate.
+func (ca *CA) SignAgent(csrBytes []byte, agentID string, validity time.Duration) (*x509.Certificate, []byte, error) {
+	csr, err := ParseCSR(csrBytes)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl, err := ca.template(agentID, validity)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	tmpl.URIs = []*url.URL{AgentURI(agentID)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, csr.PublicKey, ca.key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pki: sign agent certificate: %w", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pki: parse issued certificate: %w", err)
+	}
+	return cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
+}
+
+func (ca *CA) template(commonName string, validity time.Duration) (*x509.Certificate, error) {
+	serial, err := newSerial()
+	if err != nil {
+		return nil, err
+	}
+	start := ca.now().Add(-5 * time.Minute)
+	end := start.Add(validity)
+	if end.After(ca.cert.NotAfter) {
+		end = ca.cert.NotAfter // never outlive the issuer
+	}
+	return &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: commonName, Organization: []string{"Flotilla"}},
+		NotBefore:    start,
+		NotAfter:     end,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+	}, nil
+}
+
+// AgentURI is the identity URI SAN of an agent's certificate.
+func AgentURI(agentID string) *url.URL {
+	return &url.URL{Scheme: "spiffe", Host: TrustDomain, Path: agentPathPrefix + agentID}
+}
+
+// AgentIDFromCertificate returns the agent ID carried by a verified client
+// certificate, or an error when it carries no agent identity.
+func AgentIDFromCertificate(cert *x509.Certificate) (string, error) {
+	for _, u := range cert.URIs {
+		if u.Scheme == "spiffe" && u.Host == TrustDomain && strings.HasPrefix(u.Path, agentPathPrefix) {
+			id := strings.TrimPrefix(u.Path, agentPathPrefix)
+			if id != "" && !strings.Contains(id, "/") {
+				return id, nil
+			}
+		}
+	}
+	return "", errors.New("certificate carries no agent identity")
+}
+
+// ParseCSR parses a PEM or DER certificate signing request and checks its signature.
+func ParseCSR(b []byte) (*x509.CertificateRequest, error) {
+	if block, _ := pem.Decode(b); block != nil {
+		if block.Type != "CERTIFICATE REQUEST" && block.Type != "NEW CERTIFICATE REQUEST" {
+			return nil, fmt.Errorf("csr: PEM block is %q, want CERTIFICATE REQUEST", block.Type)
+		}
+		b = block.Bytes
+	}
+	csr, err := x509.ParseCertificateRequest(b)
+	if err != nil {
+		return nil, fmt.Errorf("csr: %w", err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("csr: signature: %w", err)
+	}
+	switch k := csr.PublicKey.(type) {
+	case *ecdsa.PublicKey:
+		if k.Curve != elliptic.P256() && k.Curve != elliptic.P384() {
+			return nil, errors.New("csr: ECDSA key must use P-256 or P-384")
+		}
+	default:
+		return nil, fmt.Errorf("csr: key type %T not accepted, use ECDSA P-256", csr.PublicKey)
+	}
+	return csr, nil
+}
+
+// ParseCertificatePEM parses the first certificate of a PEM bundle.
+func ParseCertificatePEM(b []byte) (*x509.Certificate, error) {
+	block, _ := pem.Decode(b)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, errors.New("no PEM CERTIFICATE block")
+	}
+	return x509.ParseCertificate(block.Bytes)
+}
+
+// ParseKeyPEM parses a PKCS#8 or SEC 1 EC private key.
+func ParseKeyPEM(b []byte) (crypto.Signer, error) {
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, errors.New("no PEM block")
+	}
+	switch block.Type {
+	case "PRIVATE KEY":
+		k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		s, ok := k.(crypto.Signer)
+		if !ok {
+			return nil, fmt.Errorf("key type %T cannot sign", k)
+		}
+		return s, nil
+	case "EC PRIVATE KEY":
+		return x509.ParseECPrivateKey(block.Bytes)
+	default:
+		return nil, fmt.Errorf("PEM block is %q, want PRIVATE KEY", block.Type)
+	}
+}
+
+// EncodeKey encodes a private key as PKCS#8 PEM.
+func EncodeKey(key crypto.Signer) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("pki: encode key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+// SerialHex formats a certificate serial number for storage and logs.
+func SerialHex(cert *x509.Certificate) string { return cert.SerialNumber.Text(16) }
+
+func newSerial() (*big.Int, error) {
+	s, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, fmt.Errorf("pki: serial: %w", err)
+	}
+	return s.Add(s, big.NewInt(1)), nil
+}
+
+func publicKeysEqual(a, b crypto.PublicKey) bool {
+	type equaler interface{ Equal(crypto.PublicKey) bool }
+	ea, ok := a.(equaler)
+	return ok && ea.Equal(b)
+}

@@ -1,0 +1,311 @@
+// Package selector parses and evaluates label selectors in the syntax
+// Kubernetes users already know:
+//
+//	env=prod,role in (web,api),!canary,tier!=db,zone
+//
+// Requirements are joined by commas and all must hold. Supported operators:
+// key=value (also ==), key!=value, key in (v1,v2), key notin (v1,v2), key
+// (the label exists) and !key (it does not).
+package selector
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Limits keep hostile selectors cheap to parse and evaluate.
+const (
+	MaxLength       = 4096
+	MaxRequirements = 64
+	MaxKeyLength    = 253
+	MaxValueLength  = 253
+)
+
+type operator int
+
+const (
+	opEquals operator = iota
+	opNotEquals
+	opIn
+	opNotIn
+	opExists
+	opNotExists
+)
+
+type requirement struct {
+	key    string
+	op     operator
+	values []string
+}
+
+// Selector is a parsed label selector. The zero value matches everything.
+type Selector struct {
+	reqs []requirement
+	text string
+}
+
+// Everything returns a selector that matches every label set.
+func Everything() Selector { return Selector{} }
+
+// Empty reports whether the selector has no requirements.
+func (s Selector) Empty() bool { return len(s.reqs) == 0 }
+
+// String returns the selector as it was parsed.
+func (s Selector) String() string { return s.text }
+
+// Matches reports whether labels satisfy every requirement.
+func (s Selector) Matches(labels map[string]string) bool {
+	for _, r := range s.reqs {
+		v, ok := labels[r.key]
+		switch r.op {
+		case opEquals:
+			if !ok || v != r.values[0] {
+				return false
+			}
+		case opNotEquals:
+			if ok && v == r.values[0] {
+				return false
+			}
+		case opIn:
+			if !ok || !slices.Contains(r.values, v) {
+				return false
+			}
+		case opNotIn:
+			if ok && slices.Contains(r.values, v) {
+				return false
+			}
+		case opExists:
+			if !ok {
+				return false
+			}
+		case opNotExists:
+			if ok {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// Parse parses a selector. The empty string selects everything.
+func Parse(text string) (Selector, error) {
+	if len(text) > MaxLength {
+		return Selector{}, fmt.Errorf("selector is %d bytes, at most %d allowed", len(text), MaxLength)
+	}
+	p := &parser{in: text}
+	sel := Selector{text: strings.TrimSpace(text)}
+	p.skipSpace()
+	if p.done() {
+		return sel, nil
+	}
+	for {
+		r, err := p.requirement()
+		if err != nil {
+			return Selector{}, err
+		}
+		sel.reqs = append(sel.reqs, r)
+		if len(sel.reqs) > MaxRequirements {
+			return Selector{}, fmt.Errorf("selector has more than %d requirements", MaxRequirements)
+		}
+		p.skipSpace()
+		if p.done() {
+			return sel, nil
+		}
+		if !p.consume(",") {
+			return Selector{}, p.errorf("expected ',' between requirements")
+		}
+	}
+}
+
+type parser struct {
+	in  string
+	pos int
+}
+
+func (p *parser) done() bool { return p.pos >= len(p.in) }
+
+func (p *parser) skipSpace() {
+	for !p.done() && (p.in[p.pos] == ' ' || p.in[p.pos] == '\t') {
+		p.pos++
+	}
+}
+
+func (p *parser) consume(tok string) bool {
+	if strings.HasPrefix(p.in[p.pos:], tok) {
+		p.pos += len(tok)
+		return true
+	}
+	return false
+}
+
+func (p *parser) errorf(format string, args ...any) error {
+	return fmt.Errorf("selector %q at offset %d: %s", p.in, p.pos, fmt.Sprintf(format, args...))
+}
+
+func (p *parser) requirement() (requirement, error) {
+	p.skipSpace()
+	if p.consume("!") {
+		p.skipSpace()
+		key, err := p.key()
+		if err != nil {
+			return requirement{}, err
+		}
+		return requirement{key: key, op: opNotExists}, nil
+	}
+	key, err := p.key()
+	if err != nil {
+		return requirement{}, err
+	}
+	p.skipSpace()
+	switch {
+	case p.done() || p.in[p.pos] == ',':
+		return requirement{key: key, op: opExists}, nil
+	case p.consume("!="):
+		return p.single(key, opNotEquals)
+	case p.consume("=="), p.consume("="):
+		return p.single(key, opEquals)
+	case p.consumeWord("notin"):
+		return p.set(key, opNotIn)
+	case p.consumeWord("in"):
+		return p.set(key, opIn)
+	default:
+		return requirement{}, p.errorf("expected an operator (=, ==, !=, in, notin) after key %q", key)
+	}
+}
+
+// consumeWord consumes an operator word followed by a space or '('.
+func (p *parser) consumeWord(w string) bool {
+	rest := p.in[p.pos:]
+	if !strings.HasPrefix(rest, w) {
+		return false
+	}
+	if len(rest) > len(w) && rest[len(w)] != ' ' && rest[len(w)] != '(' && rest[len(w)] != '\t' {
+		return false
+	}
+	p.pos += len(w)
+	return true
+}
+
+func (p *parser) single(key string, op operator) (requirement, error) {
+	p.skipSpace()
+	v, err := p.value()
+	if err != nil {
+		return requirement{}, err
+	}
+	return requirement{key: key, op: op, values: []string{v}}, nil
+}
+
+func (p *parser) set(key string, op operator) (requirement, error) {
+	p.skipSpace()
+	if !p.consume("(") {
+		return requirement{}, p.errorf("expected '(' to open the value set of %q", key)
+	}
+	var values []string
+	for {
+		p.skipSpace()
+		v, err := p.value()
+		if err != nil {
+			return requirement{}, err
+		}
+		if v == "" {
+			return requirement{}, p.errorf("empty value in the set of %q", key)
+		}
+		values = append(values, v)
+		if len(values) > MaxRequirements {
+			return requirement{}, p.errorf("the set of %q has more than %d values", key, MaxRequirements)
+		}
+		p.skipSpace()
+		if p.consume(")") {
+			return requirement{key: key, op: op, values: values}, nil
+		}
+		if !p.consume(",") {
+			return requirement{}, p.errorf("expected ',' or ')' in the set of %q", key)
+		}
+	}
+}
+
+func (p *parser) key() (string, error) {
+	start := p.pos
+	for !p.done() && isNameChar(p.in[p.pos]) {
+		p.pos++
+	}
+	key := p.in[start:p.pos]
+	if err := ValidateKey(key); err != nil {
+		return "", p.errorf("%v", err)
+	}
+	return key, nil
+}
+
+func (p *parser) value() (string, error) {
+	start := p.pos
+	for !p.done() && isNameChar(p.in[p.pos]) {
+		p.pos++
+	}
+	v := p.in[start:p.pos]
+	if err := ValidateValue(v); err != nil {
+		return "", p.errorf("%v", err)
+	}
+	return v, nil
+}
+
+func isNameChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+		c == '-' || c == '_' || c == '.' || c == '/'
+}
+
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+// ValidateKey checks a label key: 1-253 characters of [A-Za-z0-9-_./],
+// starting and ending with a letter or digit.
+func ValidateKey(k string) error {
+	if k == "" {
+		return fmt.Errorf("label key is empty")
+	}
+	if len(k) > MaxKeyLength {
+		return fmt.Errorf("label key is %d characters, at most %d allowed", len(k), MaxKeyLength)
+	}
+	return checkName("label key", k)
+}
+
+// ValidateValue checks a label value: empty, or up to 253 characters of
+// [A-Za-z0-9-_./] starting and ending with a letter or digit.
+func ValidateValue(v string) error {
+	if v == "" {
+		return nil
+	}
+	if len(v) > MaxValueLength {
+		return fmt.Errorf("label value is %d characters, at most %d allowed", len(v), MaxValueLength)
+	}
+	return checkName("label value", v)
+}
+
+func checkName(what, s string) error {
+	for i := 0; i < len(s); i++ {
+		if !isNameChar(s[i]) {
+			return fmt.Errorf("%s %q: character %q not allowed (use letters, digits, '-', '_', '.', '/')", what, s, s[i])
+		}
+	}
+	if !isAlnum(s[0]) || !isAlnum(s[len(s)-1]) {
+		return fmt.Errorf("%s %q must start and end with a letter or digit", what, s)
+	}
+	return nil
+}
+
+// ValidateLabels checks every key and value of a label set.
+func ValidateLabels(labels map[string]string, maxLabels int) error {
+	if len(labels) > maxLabels {
+		return fmt.Errorf("%d labels, at most %d allowed", len(labels), maxLabels)
+	}
+	for k, v := range labels {
+		if err := ValidateKey(k); err != nil {
+			return err
+		}
+		if err := ValidateValue(v); err != nil {
+			return fmt.Errorf("label %q: %w", k, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,97 @@
+package selector
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseAndMatch(t *testing.T) {
+	web := map[string]string{"env": "prod", "role": "web", "zone": "a"}
+	db := map[string]string{"env": "prod", "role": "db", "canary": "true"}
+	tests := []struct {
+		sel      string
+		web, db  bool
+		wantText string
+	}{
+		{sel: "", web: true, db: true},
+		{sel: "env=prod", web: true, db: true},
+		{sel: "env==prod", web: true, db: true},
+		{sel: "role=web", web: true, db: false},
+		{sel: "role!=web", web: false, db: true},
+		{sel: "role in (web, api)", web: true, db: false},
+		{sel: "role notin (web,api)", web: false, db: true},
+		{sel: "canary", web: false, db: true},
+		{sel: "!canary", web: true, db: false},
+		{sel: " env = prod , !canary , zone ", web: true, db: false},
+		{sel: "missing!=x", web: true, db: true},
+		{sel: "missing notin (x)", web: true, db: true},
+		{sel: "missing in (x)", web: false, db: false},
+		{sel: "index=1", web: false, db: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.sel, func(t *testing.T) {
+			s, err := Parse(tt.sel)
+			if err != nil {
+				t.Fatalf("Parse(%q): %v", tt.sel, err)
+			}
+			if got := s.Matches(web); got != tt.web {
+				t.Errorf("Matches(web) = %v, want %v", got, tt.web)
+			}
+			if got := s.Matches(db); got != tt.db {
+				t.Errorf("Matches(db) = %v, want %v", got, tt.db)
+			}
+		})
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct{ sel, want string }{
+		{"env=prod,", "label key is empty"},
+		{"env=prod;rm -rf /", "expected ',' between"},
+		{"role in web", "expected '('"},
+		{"role in (web", "expected ',' or ')'"},
+		{"role in ()", "empty value"},
+		{"-env=prod", "start and end"},
+		{"env=$(id)", "expected ',' between"},
+		{"env <> prod", "expected an operator"},
+		{strings.Repeat("a", MaxLength+1), "at most"},
+		{strings.Repeat("k,", MaxRequirements+1) + "k", "more than"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.sel, func(t *testing.T) {
+			_, err := Parse(tt.sel)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Parse(%q) error = %v, want it to contain %q", tt.sel, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestValidateLabels(t *testing.T) {
+	if err := ValidateLabels(map[string]string{"env": "prod", "app.kubernetes.io/name": "web"}, 8); err != nil {
+		t.Fatalf("valid labels refused: %v", err)
+	}
+	if err := ValidateLabels(map[string]string{"env": "pr od"}, 8); err == nil {
+		t.Fatal("label value with a space accepted")
+	}
+	if err := ValidateLabels(map[string]string{"a": "1", "b": "2"}, 1); err == nil {
+		t.Fatal("too many labels accepted")
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"", "env=prod", "role in (a,b),!x", "a notin (b)", "k!=v,z"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		sel, err := Parse(s)
+		if err != nil {
+			return
+		}
+		// A parsed selector must evaluate without panicking on any input.
+		sel.Matches(map[string]string{"env": "prod", s: s})
+		if len(sel.reqs) > MaxRequirements {
+			t.Fatalf("parsed %d requirements, limit %d", len(sel.reqs), MaxRequirements)
+		}
+	})
+}

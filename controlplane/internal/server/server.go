@@ -1,0 +1,322 @@
+// Package server assembles the control plane: store, CA, registry, gRPC
+// services and the HTTP endpoint for /metrics and /healthz, and runs them
+// until the context ends.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
+	grpcauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
+	grpclog "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	flotillav1 "flotilla.dev/gen/flotilla/v1"
+
+	"flotilla.dev/controlplane/internal/api"
+	"flotilla.dev/controlplane/internal/auth"
+	"flotilla.dev/controlplane/internal/config"
+	"flotilla.dev/controlplane/internal/fleet"
+	"flotilla.dev/controlplane/internal/fsutil"
+	"flotilla.dev/controlplane/internal/logging"
+	"flotilla.dev/controlplane/internal/pki"
+	"flotilla.dev/controlplane/internal/run"
+	"flotilla.dev/controlplane/internal/store"
+	"flotilla.dev/controlplane/internal/store/sqlite"
+)
+
+// maxRecvMsgSize bounds one message from any client. Heartbeats and
+// requests are a few KiB; nothing legitimate comes near this.
+const maxRecvMsgSize = 1 << 20
+
+// Server is an assembled control plane.
+type Server struct {
+	cfg      config.Config
+	log      *zap.Logger
+	version  string
+	store    store.Store
+	material *pki.Material
+	registry *fleet.Registry
+	metrics  *prometheus.Registry
+	grpc     *grpc.Server
+	health   *health.Server
+
+	// AdminTokenPath is set when this start created the bootstrap admin token.
+	AdminTokenPath string
+}
+
+// New opens the store, loads or creates TLS material and the admin token,
+// loads the fleet and builds the servers. Call Run to serve and Close after.
+func New(ctx context.Context, cfg config.Config, log *zap.Logger, version string) (_ *Server, err error) {
+	if err := fsutil.EnsurePrivateDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, version: version, metrics: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if s.store, err = sqlite.Open(ctx, cfg.Store.Path); err != nil {
+		return nil, err
+	}
+	s.material, err = pki.LoadOrCreate(pki.FilesConfig{
+		Dir: cfg.DataDir, CACertFile: cfg.TLS.CACertFile, CAKeyFile: cfg.TLS.CAKeyFile,
+		ServerCert: cfg.TLS.CertFile, ServerKey: cfg.TLS.KeyFile,
+		ServerHosts: pki.DefaultServerHosts(cfg.AdvertiseNames),
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range s.material.Generated {
+		log.Info("generated TLS material", zap.String("file", f))
+	}
+	if s.AdminTokenPath, err = auth.EnsureAdminToken(ctx, s.store, cfg.DataDir, time.Now()); err != nil {
+		return nil, err
+	}
+	if s.AdminTokenPath != "" {
+		log.Info("created the bootstrap admin API token; keep it secret", zap.String("file", s.AdminTokenPath))
+	}
+	s.registry, err = fleet.New(fleet.Config{
+		Store: s.store, Logger: log.Named("fleet"),
+		LostAfter: cfg.AgentLostAfter.Std(), PersistInterval: cfg.HeartbeatPersistInterval.Std(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.registry.Load(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.buildGRPC(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Registry exposes the live fleet (tests and later subsystems use it).
+func (s *Server) Registry() *fleet.Registry { return s.registry }
+
+// CA exposes the certificate authority.
+func (s *Server) CA() *pki.CA { return s.material.CA }
+
+// TLSConfig is the public port's TLS configuration: TLS 1.3 only, client
+// certificates verified against the CA when presented (agents present one;
+// operators and registering agents do not).
+func (s *Server) TLSConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{s.material.Server},
+		ClientAuth:   tls.VerifyClientCertIfGiven,
+		ClientCAs:    s.material.CA.Pool(),
+		NextProtos:   []string{"h2"},
+	}
+}
+
+func (s *Server) buildGRPC() error {
+	grpcMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(
+		grpcprom.WithHistogramBuckets([]float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}),
+	))
+	s.metrics.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		grpcMetrics,
+		fleet.NewCollector(s.registry),
+	)
+	apiMetrics := api.NewMetrics(s.metrics)
+
+	authn := auth.NewAuthenticator(s.store, time.Now)
+	grpcLog := logging.Interceptor(s.log.Named("grpc"))
+	logOpts := []grpclog.Option{grpclog.WithLogOnEvents(grpclog.FinishCall)}
+	// Health checks arrive every few seconds from load balancers; logging
+	// them would drown everything else.
+	notHealth := selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
+		return c.Service != healthpb.Health_ServiceDesc.ServiceName
+	})
+	recoveryOpt := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+		method, _ := grpc.Method(ctx)
+		s.log.Error("panic in gRPC handler", zap.String("method", method), zap.Any("panic", p), zap.Stack("stack"))
+		return status.Error(codes.Internal, "internal error; the control plane logged the details")
+	})
+
+	s.grpc = grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(s.TLSConfig())),
+		grpc.MaxRecvMsgSize(maxRecvMsgSize),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 15 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
+		grpc.ChainUnaryInterceptor(
+			grpcMetrics.UnaryServerInterceptor(),
+			selector.UnaryServerInterceptor(grpclog.UnaryServerInterceptor(grpcLog, logOpts...), notHealth),
+			grpcauth.UnaryServerInterceptor(authn.AuthFunc),
+			recovery.UnaryServerInterceptor(recoveryOpt),
+		),
+		grpc.ChainStreamInterceptor(
+			grpcMetrics.StreamServerInterceptor(),
+			selector.StreamServerInterceptor(grpclog.StreamServerInterceptor(grpcLog, logOpts...), notHealth),
+			grpcauth.StreamServerInterceptor(authn.AuthFunc),
+			recovery.StreamServerInterceptor(recoveryOpt),
+		),
+	)
+	agentSvc, err := api.NewAgentService(api.AgentServiceConfig{
+		Store: s.store, Registry: s.registry, CA: s.material.CA, Logger: s.log.Named("agents"),
+		Version: s.version, CertValidity: s.cfg.AgentCertValidity.Std(), Metrics: apiMetrics,
+	})
+	if err != nil {
+		return err
+	}
+	fleetSvc, err := api.NewFleetService(api.FleetServiceConfig{
+		Store: s.store, Registry: s.registry, CA: s.material.CA, Logger: s.log.Named("api"),
+	})
+	if err != nil {
+		return err
+	}
+	flotillav1.RegisterAgentServiceServer(s.grpc, agentSvc)
+	flotillav1.RegisterFleetServiceServer(s.grpc, fleetSvc)
+	s.health = health.NewServer()
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+	grpcMetrics.InitializeMetrics(s.grpc)
+	return nil
+}
+
+// Run serves until ctx ends, then stops gracefully within the shutdown
+// timeout. Listeners are opened here so that callers may pass ":0".
+func (s *Server) Run(ctx context.Context, grpcLis, httpLis net.Listener) error {
+	httpSrv := &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
+	s.setServing(true)
+	s.log.Info("control plane serving",
+		zap.String("version", s.version), zap.String("grpc", grpcLis.Addr().String()),
+		zap.String("http", httpLis.Addr().String()), zap.String("ca_sha256", s.material.CA.Fingerprint()),
+		zap.Duration("agent_lost_after", s.registry.LostAfter()))
+	return run.All(ctx,
+		run.Loop{Name: "grpc", Run: func(ctx context.Context) error {
+			errc := make(chan error, 1)
+			go func() { errc <- s.grpc.Serve(grpcLis) }()
+			select {
+			case err := <-errc:
+				return err
+			case <-ctx.Done():
+			}
+			s.setServing(false)
+			s.registry.CloseSessions(fleet.ErrShuttingDown)
+			s.stopGRPC()
+			return <-errc
+		}},
+		run.Loop{Name: "http", Run: func(ctx context.Context) error {
+			errc := make(chan error, 1)
+			go func() { errc <- httpSrv.Serve(httpLis) }()
+			select {
+			case err := <-errc:
+				return err
+			case <-ctx.Done():
+			}
+			sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout.Std())
+			defer cancel()
+			_ = httpSrv.Shutdown(sctx)
+			if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		}},
+		run.Loop{Name: "liveness", Run: s.registry.RunLiveness},
+		run.Loop{Name: "status-flusher", Run: s.registry.RunFlusher},
+		run.Loop{Name: "store-health", Run: s.watchStore},
+	)
+}
+
+// stopGRPC stops gracefully, then hard after the shutdown timeout: agent
+// streams never end on their own, so a graceful stop alone would hang.
+func (s *Server) stopGRPC() {
+	done := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(s.cfg.ShutdownTimeout.Std()):
+		s.log.Warn("graceful stop timed out; closing remaining connections", zap.Duration("timeout", s.cfg.ShutdownTimeout.Std()))
+		s.grpc.Stop()
+		<-done
+	}
+}
+
+func (s *Server) setServing(ok bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if ok {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	s.health.SetServingStatus("", st)
+	for _, svc := range []string{flotillav1.AgentService_ServiceDesc.ServiceName, flotillav1.FleetService_ServiceDesc.ServiceName} {
+		s.health.SetServingStatus(svc, st)
+	}
+}
+
+// watchStore reflects the store's health in the gRPC health service, so a
+// load balancer stops sending traffic to a replica whose store is gone.
+func (s *Server) watchStore(ctx context.Context) error {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	healthy := true
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := s.store.Ping(pctx)
+		cancel()
+		if ok := err == nil; ok != healthy && ctx.Err() == nil {
+			healthy = ok
+			s.setServing(ok)
+			if ok {
+				s.log.Info("store answers again; serving")
+			} else {
+				s.log.Error("store does not answer; reporting NOT_SERVING", zap.Error(err))
+			}
+		}
+	}
+}
+
+// Close releases the store. Call it after Run returned.
+func (s *Server) Close() {
+	if s.store != nil {
+		if err := s.store.Close(); err != nil {
+			s.log.Warn("closing the store", zap.Error(err))
+		}
+		s.store = nil
+	}
+}
+
+// Listen opens the configured listeners.
+func Listen(cfg config.Config) (grpcLis, httpLis net.Listener, err error) {
+	grpcLis, err = net.Listen("tcp", cfg.ListenAddress)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen_address: %w", err)
+	}
+	httpLis, err = net.Listen("tcp", cfg.MetricsAddress)
+	if err != nil {
+		grpcLis.Close()
+		return nil, nil, fmt.Errorf("metrics_address: %w", err)
+	}
+	return grpcLis, httpLis, nil
+}
