@@ -182,7 +182,7 @@ func hello(id string, labels map[string]string) *flotillav1.ConnectRequest {
 func heartbeat(cpu float64, healthy bool) *flotillav1.ConnectRequest {
 	return &flotillav1.ConnectRequest{Body: &flotillav1.ConnectRequest_Heartbeat{Heartbeat: &flotillav1.Heartbeat{
 		ObservedAt: timestamppb.Now(),
-		Host: &flotillav1.HostMetrics{CpuPercent: cpu, MemoryPercent: 40, Disks: []*flotillav1.DiskUsage{{Path: "/", UsedPercent: 55}}, Load1: 0.5},
+		Host:       &flotillav1.HostMetrics{CpuPercent: cpu, MemoryPercent: 40, Disks: []*flotillav1.DiskUsage{{Path: "/", UsedPercent: 55}}, Load1: 0.5},
 		App: &flotillav1.AppHealth{Url: "http://127.0.0.1:8080/health", Healthy: healthy, Status: "healthy", Database: "ok", Cache: "ok",
 			HttpStatus: 200, Latency: durationpb.New(12 * time.Millisecond)},
 	}}}

@@ -59,7 +59,8 @@ type Agent struct {
 }
 
 // AgentStatus is a liveness update for one agent. Nil maps and slices mean
-// "unchanged"; times and strings are always written.
+// "unchanged"; times and strings are always written, so callers send the
+// agent's complete current status, never a partial one.
 type AgentStatus struct {
 	ID             string
 	State          string
@@ -84,7 +85,7 @@ type JoinToken struct {
 	MaxUses     int
 	Uses        int
 	CreatedAt   time.Time
-	ExpiresAt   time.Time
+	ExpiresAt   time.Time // required: a join token always expires
 	RevokedAt   time.Time // zero when not revoked
 }
 
@@ -107,6 +108,9 @@ type Store interface {
 	// merge pinned labels and sign the certificate; if build fails nothing is
 	// written. A token that is unknown, expired at now, revoked or used up
 	// returns ErrJoinTokenInvalid; an agent ID that exists returns ErrConflict.
+	// build runs while the store's write lock is held: it must be quick and
+	// must not call the store. The store records the consumed token's ID as
+	// the agent's JoinTokenID.
 	RegisterAgent(ctx context.Context, tokenHash []byte, now time.Time, build func(JoinToken) (Agent, error)) (Agent, error)
 	// GetAgent returns one agent or ErrNotFound.
 	GetAgent(ctx context.Context, id string) (Agent, error)

@@ -1,0 +1,181 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"flotilla.dev/controlplane/internal/store"
+)
+
+// errJoinTokenInvalid is the one answer for every token that cannot admit an
+// agent; it never says why.
+var errJoinTokenInvalid = fmt.Errorf("store: register agent: %w", store.ErrJoinTokenInvalid)
+
+const agentColumns = `id, hostname, labels, pinned_labels, version, state, state_reason,
+	state_changed_at, registered_at, connected_at, last_seen_at, peer_address,
+	cert_serial, cert_not_after, join_token_id, hello, last_heartbeat`
+
+// RegisterAgent consumes one use of the join token whose hash is tokenHash
+// and inserts the agent build returns, in one transaction (see store.Store).
+// The stored agent's JoinTokenID is always the consumed token's ID, whatever
+// build set, and the agent returned is the agent as stored. build runs while
+// the store's single writer connection is held: it must be quick and must not
+// call the store's write methods, which would wait for that connection until
+// ctx ends.
+func (s *Store) RegisterAgent(ctx context.Context, tokenHash []byte, now time.Time,
+	build func(store.JoinToken) (store.Agent, error)) (store.Agent, error) {
+	var agent store.Agent
+	err := s.inWriteTx(ctx, "register agent", func(tx *sql.Tx) error {
+		tok, err := usableJoinToken(ctx, tx, tokenHash, now)
+		if err != nil {
+			return err
+		}
+		a, err := build(tok)
+		if err != nil {
+			return err // the caller's error, as it returned it
+		}
+		a.JoinTokenID = tok.ID
+		ok, err := consumeJoinTokenUse(ctx, tx, tok.ID)
+		if err != nil {
+			return fmt.Errorf("store: register agent: consume join token: %w", err)
+		}
+		if !ok {
+			return errJoinTokenInvalid
+		}
+		if err := insertAgent(ctx, tx, a); err != nil {
+			return err
+		}
+		// Read back so that the caller gets exactly what GetAgent will
+		// return (times in UTC, monotonic readings dropped).
+		if agent, err = agentByID(ctx, tx, a.ID); err != nil {
+			return fmt.Errorf("store: register agent: read back %q: %w", a.ID, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return store.Agent{}, err
+	}
+	return agent, nil
+}
+
+// usableJoinToken returns the token whose hash is tokenHash if it can admit
+// one more agent at now. Unknown, expired, revoked and used-up tokens all
+// give the same ErrJoinTokenInvalid, so callers cannot tell them apart.
+func usableJoinToken(ctx context.Context, tx *sql.Tx, tokenHash []byte, now time.Time) (store.JoinToken, error) {
+	tok, err := joinTokenByHash(ctx, tx, tokenHash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.JoinToken{}, errJoinTokenInvalid
+	}
+	if err != nil {
+		return store.JoinToken{}, fmt.Errorf("store: register agent: look up join token: %w", err)
+	}
+	expired := !now.Before(tok.ExpiresAt)
+	revoked := !tok.RevokedAt.IsZero()
+	usedUp := tok.Uses >= tok.MaxUses
+	if expired || revoked || usedUp {
+		return store.JoinToken{}, errJoinTokenInvalid
+	}
+	return tok, nil
+}
+
+// insertAgent inserts a; an existing ID returns ErrConflict.
+func insertAgent(ctx context.Context, tx *sql.Tx, a store.Agent) error {
+	_, err := tx.ExecContext(ctx,
+		`INSERT INTO agents (`+agentColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		a.ID, a.Hostname, labelsArg(a.Labels), labelsArg(a.PinnedLabels), a.Version, a.State, a.StateReason,
+		timeArg(a.StateChangedAt), timeArg(a.RegisteredAt), timeArg(a.ConnectedAt), timeArg(a.LastSeenAt), a.PeerAddress,
+		a.CertSerial, timeArg(a.CertNotAfter), a.JoinTokenID, blobArg(a.Hello), blobArg(a.LastHeartbeat))
+	if isConflict(err) {
+		return fmt.Errorf("store: insert agent %q: %w", a.ID, store.ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("store: insert agent %q: %w", a.ID, err)
+	}
+	return nil
+}
+
+// GetAgent returns the agent with the given ID or ErrNotFound.
+func (s *Store) GetAgent(ctx context.Context, id string) (store.Agent, error) {
+	a, err := agentByID(ctx, s.read, id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Agent{}, fmt.Errorf("store: get agent %q: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Agent{}, fmt.Errorf("store: get agent %q: %w", id, err)
+	}
+	return a, nil
+}
+
+// ListAgents returns every agent, ordered by ID.
+func (s *Store) ListAgents(ctx context.Context) ([]store.Agent, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT `+agentColumns+` FROM agents ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("store: list agents: %w", err)
+	}
+	defer rows.Close()
+	var agents []store.Agent
+	for rows.Next() {
+		a, err := scanAgent(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: list agents: %w", err)
+		}
+		agents = append(agents, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: list agents: %w", err)
+	}
+	return agents, nil
+}
+
+// agentByID returns the agent with the given ID or sql.ErrNoRows.
+func agentByID(ctx context.Context, q rowQuerier, id string) (store.Agent, error) {
+	return scanAgent(q.QueryRowContext(ctx, `SELECT `+agentColumns+` FROM agents WHERE id = ?`, id))
+}
+
+func scanAgent(row rowScanner) (store.Agent, error) {
+	var a store.Agent
+	err := row.Scan(&a.ID, &a.Hostname, labelsCol{&a.Labels}, labelsCol{&a.PinnedLabels}, &a.Version, &a.State, &a.StateReason,
+		timeCol{&a.StateChangedAt}, timeCol{&a.RegisteredAt}, timeCol{&a.ConnectedAt}, timeCol{&a.LastSeenAt}, &a.PeerAddress,
+		&a.CertSerial, timeCol{&a.CertNotAfter}, &a.JoinTokenID, blobCol{&a.Hello}, blobCol{&a.LastHeartbeat})
+	return a, err
+}
+
+// updateAgentStatus writes one AgentStatus. COALESCE keeps the stored value
+// where the update passes NULL, which is how nil maps and slices mean
+// "unchanged".
+const updateAgentStatus = `UPDATE agents SET
+	state = ?, state_reason = ?, state_changed_at = ?, connected_at = ?, last_seen_at = ?,
+	peer_address = ?, version = ?, hostname = ?,
+	labels = COALESCE(?, labels),
+	hello = COALESCE(?, hello),
+	last_heartbeat = COALESCE(?, last_heartbeat)
+WHERE id = ?`
+
+// UpdateAgentStatuses writes updates in one transaction, which costs one
+// fsync however many agents it covers. Unknown IDs are skipped.
+func (s *Store) UpdateAgentStatuses(ctx context.Context, updates []store.AgentStatus) error {
+	if len(updates) == 0 {
+		return nil
+	}
+	return s.inWriteTx(ctx, "update agent statuses", func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, updateAgentStatus)
+		if err != nil {
+			return fmt.Errorf("store: update agent statuses: %w", err)
+		}
+		defer stmt.Close()
+		for _, u := range updates {
+			_, err := stmt.ExecContext(ctx,
+				u.State, u.StateReason, timeArg(u.StateChangedAt), timeArg(u.ConnectedAt), timeArg(u.LastSeenAt),
+				u.PeerAddress, u.Version, u.Hostname,
+				labelsArg(u.Labels), blobArg(u.Hello), blobArg(u.LastHeartbeat),
+				u.ID)
+			if err != nil {
+				return fmt.Errorf("store: update agent status %q: %w", u.ID, err)
+			}
+		}
+		return nil
+	})
+}
