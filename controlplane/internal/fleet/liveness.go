@@ -36,8 +36,8 @@ func (r *Registry) RunLiveness(ctx context.Context) error {
 // Sweep applies the liveness rules once:
 //   - connected, but no message for LostAfter: the connection is half-open
 //     or partitioned; the stream is closed and the agent is lost;
-//   - disconnected for LostAfter (counted from the later of its last message
-//     and this process's start): lost.
+//   - disconnected for LostAfter (counted from the latest of its last message,
+//     its registration and this process's start): lost.
 func (r *Registry) Sweep() {
 	now := r.cfg.Now()
 	r.mu.Lock()
@@ -57,7 +57,7 @@ func (r *Registry) Sweep() {
 			if since.Before(r.startedAt) {
 				since = r.startedAt
 			}
-			if since.IsZero() {
+			if since.Before(e.rec.RegisteredAt) {
 				since = e.rec.RegisteredAt
 			}
 			if now.Sub(since) >= r.cfg.LostAfter {
@@ -101,6 +101,16 @@ func (r *Registry) Flush(ctx context.Context) error {
 		r.mu.Lock()
 		for _, u := range updates {
 			r.dirty[u.ID] = struct{}{}
+			// Forget the encodings that were not written, so the retry
+			// sends the hello and heartbeat again.
+			if e, ok := r.agents[u.ID]; ok {
+				if u.Hello != nil {
+					e.rec.Hello = nil
+				}
+				if u.LastHeartbeat != nil {
+					e.rec.LastHeartbeat = nil
+				}
+			}
 		}
 		r.mu.Unlock()
 		return fmt.Errorf("fleet: flush %d agent statuses: %w", len(updates), err)

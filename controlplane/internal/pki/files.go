@@ -126,7 +126,11 @@ func loadOrCreateServer(cfg FilesConfig, m *Material) error {
 		return nil
 	}
 	certPath, keyPath := filepath.Join(cfg.Dir, ServerCertFile), filepath.Join(cfg.Dir, ServerKeyFile)
-	if pair, ok := reusableServerCert(certPath, keyPath, m.CA, cfg); ok {
+	pair, ok, err := reusableServerCert(certPath, keyPath, m.CA, cfg)
+	if err != nil {
+		return err
+	}
+	if ok {
 		m.Server = pair
 		return nil
 	}
@@ -141,7 +145,7 @@ func loadOrCreateServer(cfg FilesConfig, m *Material) error {
 		return err
 	}
 	m.Generated = append(m.Generated, certPath, keyPath)
-	pair, err := tls.X509KeyPair(chainPEM, keyPEM)
+	pair, err = tls.X509KeyPair(chainPEM, keyPEM)
 	if err != nil {
 		return fmt.Errorf("tls: generated server certificate: %w", err)
 	}
@@ -152,29 +156,34 @@ func loadOrCreateServer(cfg FilesConfig, m *Material) error {
 // reusableServerCert loads a previously generated server certificate when it
 // is signed by the current CA, covers every configured host and is not about
 // to expire.
-func reusableServerCert(certPath, keyPath string, ca *CA, cfg FilesConfig) (tls.Certificate, bool) {
+func reusableServerCert(certPath, keyPath string, ca *CA, cfg FilesConfig) (tls.Certificate, bool, error) {
 	certPEM, err := os.ReadFile(certPath)
 	if err != nil {
-		return tls.Certificate{}, false
+		return tls.Certificate{}, false, nil
 	}
+	if !exists(keyPath) {
+		return tls.Certificate{}, false, nil
+	}
+	// A key that others could read may have leaked: refuse to start rather
+	// than silently replace it, so that an operator looks into it.
 	keyPEM, err := fsutil.ReadSecretFile(keyPath)
 	if err != nil {
-		return tls.Certificate{}, false
+		return tls.Certificate{}, false, fmt.Errorf("tls: server key: %w", err)
 	}
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil || pair.Leaf == nil {
-		return tls.Certificate{}, false
+		return tls.Certificate{}, false, nil
 	}
 	leaf := pair.Leaf
 	if leaf.CheckSignatureFrom(ca.Certificate()) != nil || cfg.Now().Add(serverRenewBefore).After(leaf.NotAfter) {
-		return tls.Certificate{}, false
+		return tls.Certificate{}, false, nil
 	}
 	for _, h := range cfg.ServerHosts {
 		if leaf.VerifyHostname(h) != nil {
-			return tls.Certificate{}, false
+			return tls.Certificate{}, false, nil
 		}
 	}
-	return pair, true
+	return pair, true, nil
 }
 
 func exists(path string) bool {

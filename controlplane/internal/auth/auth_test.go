@@ -1,0 +1,322 @@
+package auth_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	flotillav1 "flotilla.dev/gen/flotilla/v1"
+
+	"flotilla.dev/controlplane/internal/auth"
+	"flotilla.dev/controlplane/internal/pki"
+	"flotilla.dev/controlplane/internal/store"
+	"flotilla.dev/controlplane/internal/store/sqlite"
+)
+
+var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func openStore(t *testing.T) *sqlite.Store {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "flotilla.db"))
+	if err != nil {
+		t.Fatalf("sqlite.Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := st.Close(); err != nil {
+			t.Errorf("store Close: %v", err)
+		}
+	})
+	return st
+}
+
+// fakeStream is the server transport stream grpc.Method reads the method from.
+type fakeStream struct{ method string }
+
+func (s fakeStream) Method() string               { return s.method }
+func (s fakeStream) SetHeader(metadata.MD) error  { return nil }
+func (s fakeStream) SendHeader(metadata.MD) error { return nil }
+func (s fakeStream) SetTrailer(metadata.MD) error { return nil }
+
+// otherAuth is a non-TLS AuthInfo.
+type otherAuth struct{}
+
+func (otherAuth) AuthType() string { return "other" }
+
+// callCtx builds the context an interceptor sees: the method, optional
+// authorization metadata and an optional peer.
+func callCtx(method string, authz []string, p *peer.Peer) context.Context {
+	ctx := context.Background()
+	if method != "" {
+		ctx = grpc.NewContextWithServerTransportStream(ctx, fakeStream{method: method})
+	}
+	if authz != nil {
+		md := metadata.MD{}
+		for _, v := range authz {
+			md.Append("authorization", v)
+		}
+		ctx = metadata.NewIncomingContext(ctx, md)
+	}
+	if p != nil {
+		ctx = peer.NewContext(ctx, p)
+	}
+	return ctx
+}
+
+func tlsPeer(chains ...[]*x509.Certificate) *peer.Peer {
+	return &peer.Peer{AuthInfo: credentials.TLSInfo{State: tls.ConnectionState{VerifiedChains: chains}}}
+}
+
+// testCA returns a CA, a certificate it issued to agent ag-7k2m9q4x and its
+// server certificate (which carries no agent identity).
+func testCA(t *testing.T) (ca *pki.CA, agentCert, serverCert *x509.Certificate) {
+	t.Helper()
+	ca, _, err := pki.NewCA("test CA", 24*time.Hour, func() time.Time { return t0 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "ag-impostor"}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agentCert, _, err = ca.SignAgent(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr}), "ag-7k2m9q4x", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain, _, err := ca.IssueServer([]string{"localhost"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverCert, err = pki.ParseCertificatePEM(chain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca, agentCert, serverCert
+}
+
+type tokens struct {
+	viewer, operator, admin, expired, expiresLater, revoked, badRole string
+}
+
+// seedTokens stores one API token per case and returns their secrets. Each
+// token's ID is its case name.
+func seedTokens(t *testing.T, st store.Store) tokens {
+	t.Helper()
+	mk := func(id, role string, expires, revoked time.Time) string {
+		secret, hash, err := auth.NewSecret(auth.APITokenPrefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok := store.APIToken{ID: id, Name: id, Hash: hash, Role: role, CreatedAt: t0.Add(-time.Hour), ExpiresAt: expires, RevokedAt: revoked}
+		if err := st.CreateAPIToken(context.Background(), tok); err != nil {
+			t.Fatalf("CreateAPIToken(%s): %v", id, err)
+		}
+		return secret
+	}
+	var never time.Time
+	return tokens{
+		viewer:       mk("at-viewer", "viewer", never, never),
+		operator:     mk("at-operator", "operator", never, never),
+		admin:        mk("at-admin", "admin", never, never),
+		expired:      mk("at-expired", "admin", t0, never), // expires exactly now
+		expiresLater: mk("at-later", "admin", t0.Add(time.Second), never),
+		revoked:      mk("at-revoked", "admin", never, t0.Add(-time.Minute)),
+		badRole:      mk("at-badrole", "root", never, never),
+	}
+}
+
+const (
+	listAgents      = flotillav1.FleetService_ListAgents_FullMethodName
+	getAgent        = flotillav1.FleetService_GetAgent_FullMethodName
+	createJoinToken = flotillav1.FleetService_CreateJoinToken_FullMethodName
+	register        = flotillav1.AgentService_Register_FullMethodName
+	connect         = flotillav1.AgentService_Connect_FullMethodName
+)
+
+func TestAuthFunc(t *testing.T) {
+	st := openStore(t)
+	tok := seedTokens(t, st)
+	ca, agentCert, serverCert := testCA(t)
+	a := auth.NewAuthenticator(st, func() time.Time { return t0 })
+	bearer := func(s string) []string { return []string{"Bearer " + s} }
+
+	operator := func(id string, r auth.Role) *auth.Principal {
+		return &auth.Principal{Kind: "operator", ID: id, Role: r}
+	}
+	tests := []struct {
+		name   string
+		method string
+		authz  []string
+		peer   *peer.Peer
+		code   codes.Code
+		msg    []string        // substrings of the status message
+		want   *auth.Principal // nil: no principal attached
+	}{
+		// Open methods: no credential needed, none looked at.
+		{name: "health check", method: "/grpc.health.v1.Health/Check", code: codes.OK},
+		{name: "health watch", method: "/grpc.health.v1.Health/Watch", code: codes.OK},
+		{name: "reflection v1", method: "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", code: codes.OK},
+		{name: "reflection v1alpha", method: "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", code: codes.OK},
+		{name: "register", method: register, code: codes.OK},
+		{name: "register ignores a bad bearer token", method: register, authz: bearer("fat_nonsense"), code: codes.OK},
+
+		// Operator methods: credentials.
+		{name: "missing metadata", method: listAgents, code: codes.Unauthenticated, msg: []string{"missing credentials"}},
+		{name: "metadata without authorization", method: listAgents, authz: []string{}, code: codes.Unauthenticated, msg: []string{"missing credentials"}},
+		{name: "Bearer without token", method: listAgents, authz: []string{"Bearer"}, code: codes.Unauthenticated, msg: []string{"malformed"}},
+		{name: "Bearer with blank token", method: listAgents, authz: []string{"Bearer    "}, code: codes.Unauthenticated, msg: []string{"malformed"}},
+		{name: "other scheme", method: listAgents, authz: []string{"Basic " + tok.viewer}, code: codes.Unauthenticated, msg: []string{"malformed"}},
+		{name: "token without scheme", method: listAgents, authz: []string{tok.viewer}, code: codes.Unauthenticated, msg: []string{"malformed"}},
+		{name: "unknown token", method: listAgents, authz: bearer("fat_unknown"), code: codes.Unauthenticated, msg: []string{"invalid API token"}},
+		{name: "expired token", method: listAgents, authz: bearer(tok.expired), code: codes.Unauthenticated, msg: []string{"invalid API token"}},
+		{name: "revoked token", method: listAgents, authz: bearer(tok.revoked), code: codes.Unauthenticated, msg: []string{"invalid API token"}},
+		{name: "token with unknown role", method: listAgents, authz: bearer(tok.badRole), code: codes.Internal, msg: []string{"at-badrole", "unknown role"}},
+		{name: "token not yet expired", method: listAgents, authz: bearer(tok.expiresLater), code: codes.OK, want: operator("at-later", auth.RoleAdmin)},
+		{name: "viewer lists", method: listAgents, authz: bearer(tok.viewer), code: codes.OK, want: operator("at-viewer", auth.RoleViewer)},
+		{name: "viewer gets", method: getAgent, authz: bearer(tok.viewer), code: codes.OK, want: operator("at-viewer", auth.RoleViewer)},
+		{name: "lower-case scheme and extra spaces", method: getAgent, authz: []string{"bearer   " + tok.operator + "  "}, code: codes.OK, want: operator("at-operator", auth.RoleOperator)},
+		{name: "viewer cannot create join tokens", method: createJoinToken, authz: bearer(tok.viewer), code: codes.PermissionDenied,
+			msg: []string{"needs role admin", "at-viewer has role viewer"}},
+		{name: "operator cannot create join tokens", method: createJoinToken, authz: bearer(tok.operator), code: codes.PermissionDenied,
+			msg: []string{"needs role admin", "at-operator has role operator"}},
+		{name: "admin creates join tokens", method: createJoinToken, authz: bearer(tok.admin), code: codes.OK, want: operator("at-admin", auth.RoleAdmin)},
+		{name: "client certificate does not replace a token", method: listAgents, peer: tlsPeer([]*x509.Certificate{agentCert, ca.Certificate()}),
+			code: codes.Unauthenticated, msg: []string{"missing credentials"}},
+
+		// Agent method: the verified client certificate.
+		{name: "connect without a peer", method: connect, code: codes.Unauthenticated, msg: []string{"no TLS connection"}},
+		{name: "connect with a peer without auth info", method: connect, peer: &peer.Peer{}, code: codes.Unauthenticated, msg: []string{"no TLS connection"}},
+		{name: "connect without TLS", method: connect, peer: &peer.Peer{AuthInfo: otherAuth{}}, code: codes.Unauthenticated, msg: []string{"no TLS connection"}},
+		{name: "connect without a verified chain", method: connect, peer: tlsPeer(), code: codes.Unauthenticated, msg: []string{"no verified client certificate"}},
+		{name: "connect with an empty chain", method: connect, peer: tlsPeer([]*x509.Certificate{}), code: codes.Unauthenticated, msg: []string{"no verified client certificate"}},
+		{name: "connect with a certificate without agent identity", method: connect, peer: tlsPeer([]*x509.Certificate{serverCert, ca.Certificate()}),
+			code: codes.Unauthenticated, msg: []string{"no agent identity"}},
+		{name: "connect with an operator token", method: connect, authz: bearer(tok.admin), code: codes.Unauthenticated},
+		{name: "connect with an agent certificate", method: connect, peer: tlsPeer([]*x509.Certificate{agentCert, ca.Certificate()}),
+			code: codes.OK, want: &auth.Principal{Kind: "agent", ID: "ag-7k2m9q4x"}},
+
+		// Everything else is closed.
+		{name: "unknown fleet method", method: "/flotilla.v1.FleetService/DeleteAgent", authz: bearer(tok.admin), code: codes.PermissionDenied,
+			msg: []string{"/flotilla.v1.FleetService/DeleteAgent", "not open to any caller"}},
+		{name: "unknown agent method", method: "/flotilla.v1.AgentService/Unregister", code: codes.PermissionDenied},
+		{name: "unknown service", method: "/other.v1.Admin/Do", authz: bearer(tok.admin), code: codes.PermissionDenied},
+		{name: "service without method", method: "/grpc.health.v1.Health", code: codes.PermissionDenied},
+		{name: "open prefix smuggled into a path", method: "/grpc.health.v1.Health/../flotilla.v1.FleetService/CreateJoinToken", code: codes.PermissionDenied},
+		{name: "below an open method", method: register + "/x", code: codes.PermissionDenied},
+		{name: "no method in the context", method: "", authz: bearer(tok.admin), code: codes.PermissionDenied},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := callCtx(tt.method, tt.authz, tt.peer)
+			ctx, err := a.AuthFunc(in)
+			if got := status.Code(err); got != tt.code {
+				t.Fatalf("AuthFunc code = %s (%v), want %s", got, err, tt.code)
+			}
+			if err != nil {
+				for _, m := range tt.msg {
+					if !strings.Contains(status.Convert(err).Message(), m) {
+						t.Errorf("message %q does not contain %q", status.Convert(err).Message(), m)
+					}
+				}
+				if ctx != nil {
+					t.Errorf("AuthFunc returned a context with an error")
+				}
+				return
+			}
+			if ctx == nil {
+				t.Fatal("AuthFunc returned a nil context")
+			}
+			p, ok := auth.PrincipalFrom(ctx)
+			switch {
+			case tt.want == nil && ok:
+				t.Errorf("principal %+v attached to an open method", p)
+			case tt.want != nil && !ok:
+				t.Errorf("no principal attached, want %+v", *tt.want)
+			case tt.want != nil && p != *tt.want:
+				t.Errorf("principal = %+v, want %+v", p, *tt.want)
+			}
+			// The returned context still carries the incoming one.
+			if m, _ := grpc.Method(ctx); m != tt.method {
+				t.Errorf("returned context lost the method: %q", m)
+			}
+		})
+	}
+}
+
+func TestAuthFuncStoreUnavailable(t *testing.T) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "flotilla.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := seedTokens(t, st)
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	a := auth.NewAuthenticator(st, func() time.Time { return t0 })
+	_, err = a.AuthFunc(callCtx(listAgents, []string{"Bearer " + tok.admin}, nil))
+	if status.Code(err) != codes.Unavailable {
+		t.Errorf("AuthFunc with the store down = %v, want Unavailable", err)
+	}
+}
+
+func TestAuthenticatorDefaultClock(t *testing.T) {
+	st := openStore(t)
+	secret, hash, err := auth.NewSecret(auth.APITokenPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Expired a minute ago by the wall clock, which a nil clock must use.
+	if err := st.CreateAPIToken(context.Background(), store.APIToken{ID: "at-1", Hash: hash, Role: "admin",
+		CreatedAt: time.Now().Add(-time.Hour), ExpiresAt: time.Now().Add(-time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = auth.NewAuthenticator(st, nil).AuthFunc(callCtx(listAgents, []string{"Bearer " + secret}, nil))
+	if status.Code(err) != codes.Unauthenticated {
+		t.Errorf("AuthFunc = %v, want Unauthenticated for a token expired by the wall clock", err)
+	}
+}
+
+func TestAgentIDFromPeer(t *testing.T) {
+	_, agentCert, _ := testCA(t)
+	id, err := auth.AgentIDFromPeer(peer.NewContext(context.Background(), tlsPeer([]*x509.Certificate{agentCert})))
+	if err != nil || id != "ag-7k2m9q4x" {
+		t.Errorf("AgentIDFromPeer = %q, %v; want ag-7k2m9q4x", id, err)
+	}
+	// Only the first (leaf) certificate of the first chain counts.
+	other := &x509.Certificate{URIs: []*url.URL{pki.AgentURI("ag-other")}}
+	id, err = auth.AgentIDFromPeer(peer.NewContext(context.Background(), tlsPeer([]*x509.Certificate{agentCert}, []*x509.Certificate{other})))
+	if err != nil || id != "ag-7k2m9q4x" {
+		t.Errorf("AgentIDFromPeer with two chains = %q, %v; want the first chain's ag-7k2m9q4x", id, err)
+	}
+}
+
+func TestWithPrincipal(t *testing.T) {
+	if _, ok := auth.PrincipalFrom(context.Background()); ok {
+		t.Error("PrincipalFrom(empty context) reported a principal")
+	}
+	want := auth.Principal{Kind: "operator", ID: "at-1", Role: auth.RoleOperator}
+	got, ok := auth.PrincipalFrom(auth.WithPrincipal(context.Background(), want))
+	if !ok || got != want {
+		t.Errorf("PrincipalFrom(WithPrincipal(p)) = %+v, %v; want %+v", got, ok, want)
+	}
+}

@@ -1,0 +1,197 @@
+package fleet_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"flotilla.dev/controlplane/internal/fleet"
+)
+
+const (
+	helpAgents = `
+# HELP flotilla_agents Registered agents by liveness state.
+# TYPE flotilla_agents gauge
+`
+	helpUp = `
+# HELP flotilla_agent_up 1 when the agent is connected, 0 otherwise.
+# TYPE flotilla_agent_up gauge
+`
+	helpInfo = `
+# HELP flotilla_agent_info Always 1; carries an agent's hostname, version and state as labels.
+# TYPE flotilla_agent_info gauge
+`
+	helpAge = `
+# HELP flotilla_agent_heartbeat_age_seconds Seconds since the agent's last heartbeat.
+# TYPE flotilla_agent_heartbeat_age_seconds gauge
+`
+	helpCPU = `
+# HELP flotilla_agent_cpu_percent Host CPU busy percent (0-100), from the last heartbeat.
+# TYPE flotilla_agent_cpu_percent gauge
+`
+	helpMemory = `
+# HELP flotilla_agent_memory_percent Host memory used percent, from the last heartbeat.
+# TYPE flotilla_agent_memory_percent gauge
+`
+	helpLoad = `
+# HELP flotilla_agent_load1 Host one-minute load average, from the last heartbeat.
+# TYPE flotilla_agent_load1 gauge
+`
+	helpDisk = `
+# HELP flotilla_agent_disk_percent Disk used percent per path, from the last heartbeat.
+# TYPE flotilla_agent_disk_percent gauge
+`
+	helpHealthy = `
+# HELP flotilla_agent_app_healthy 1 when the application's /health check passed in the last heartbeat.
+# TYPE flotilla_agent_app_healthy gauge
+`
+	helpLatency = `
+# HELP flotilla_agent_app_health_latency_seconds Latency of the application's /health check in the last heartbeat.
+# TYPE flotilla_agent_app_health_latency_seconds gauge
+`
+	helpDB = `
+# HELP flotilla_agent_db_connections Open PostgreSQL connections per database, from the last heartbeat.
+# TYPE flotilla_agent_db_connections gauge
+`
+	helpHeartbeats = `
+# HELP flotilla_heartbeats_received_total Heartbeats accepted from agents.
+# TYPE flotilla_heartbeats_received_total counter
+`
+)
+
+var resourceMetrics = []string{
+	"flotilla_agent_cpu_percent", "flotilla_agent_memory_percent", "flotilla_agent_load1",
+	"flotilla_agent_disk_percent", "flotilla_agent_app_healthy", "flotilla_agent_app_health_latency_seconds",
+	"flotilla_agent_db_connections",
+}
+
+func TestCollector(t *testing.T) {
+	st := openStore(t)
+	clk := newClock(t0)
+	r := newRegistry(t, st, clk)
+	web := map[string]string{"env": "prod", "role": "web"}
+	db := map[string]string{"env": "staging", "role": "db"}
+	register(t, st, r, "a1", t0, web, nil)
+	register(t, st, r, "a2", t0, db, nil)
+	register(t, st, r, "a3", t0, web, nil) // never connects
+	s1 := mustAttach(t, r, "a1", web, "10.0.0.1:5000")
+	defer r.Detach(s1, reasonEOF)
+	s2 := mustAttach(t, r, "a2", db, "10.0.0.2:5000")
+	clk.Set(at(10 * time.Second))
+	mustHeartbeat(t, r, s1, heartbeatMsg(12.5, true))
+	hb2 := heartbeatMsg(80, false)
+	mustHeartbeat(t, r, s2, hb2)
+	clk.Set(at(12 * time.Second))
+	r.Detach(s2, reasonEOF) // a2 has readings, but is no longer connected
+	clk.Set(at(20 * time.Second))
+
+	c := fleet.NewCollector(r)
+	tests := []struct {
+		name   string
+		metric string
+		want   string
+	}{
+		{"agents by state", "flotilla_agents", helpAgents + `
+flotilla_agents{state="connected"} 1
+flotilla_agents{state="disconnected"} 2
+flotilla_agents{state="lost"} 0
+`},
+		{"up", "flotilla_agent_up", helpUp + `
+flotilla_agent_up{agent="a1",env="prod",role="web"} 1
+flotilla_agent_up{agent="a2",env="staging",role="db"} 0
+flotilla_agent_up{agent="a3",env="prod",role="web"} 0
+`},
+		{"info", "flotilla_agent_info", helpInfo + `
+flotilla_agent_info{agent="a1",env="prod",hostname="web-a1",role="web",state="connected",version="v1.2.3"} 1
+flotilla_agent_info{agent="a2",env="staging",hostname="web-a2",role="db",state="disconnected",version="v1.2.3"} 1
+flotilla_agent_info{agent="a3",env="prod",hostname="host-a3",role="web",state="disconnected",version=""} 1
+`},
+		{"heartbeat age only for agents that sent one", "flotilla_agent_heartbeat_age_seconds", helpAge + `
+flotilla_agent_heartbeat_age_seconds{agent="a1",env="prod",role="web"} 10
+flotilla_agent_heartbeat_age_seconds{agent="a2",env="staging",role="db"} 10
+`},
+		{"cpu only for connected agents", "flotilla_agent_cpu_percent", helpCPU + `
+flotilla_agent_cpu_percent{agent="a1",env="prod",role="web"} 12.5
+`},
+		{"memory", "flotilla_agent_memory_percent", helpMemory + `
+flotilla_agent_memory_percent{agent="a1",env="prod",role="web"} 40
+`},
+		{"load", "flotilla_agent_load1", helpLoad + `
+flotilla_agent_load1{agent="a1",env="prod",role="web"} 0.5
+`},
+		{"disk per path", "flotilla_agent_disk_percent", helpDisk + `
+flotilla_agent_disk_percent{agent="a1",env="prod",path="/",role="web"} 55
+flotilla_agent_disk_percent{agent="a1",env="prod",path="/data",role="web"} 70
+`},
+		{"app healthy", "flotilla_agent_app_healthy", helpHealthy + `
+flotilla_agent_app_healthy{agent="a1",env="prod",role="web"} 1
+`},
+		{"health latency", "flotilla_agent_app_health_latency_seconds", helpLatency + `
+flotilla_agent_app_health_latency_seconds{agent="a1",env="prod",role="web"} 0.25
+`},
+		{"db connections", "flotilla_agent_db_connections", helpDB + `
+flotilla_agent_db_connections{agent="a1",database="app",env="prod",role="web"} 7
+`},
+		{"heartbeats", "flotilla_heartbeats_received_total", helpHeartbeats + `
+flotilla_heartbeats_received_total 2
+`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := testutil.CollectAndCompare(c, strings.NewReader(tt.want), tt.metric); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+
+	t.Run("lint", func(t *testing.T) {
+		problems, err := testutil.CollectAndLint(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range problems {
+			t.Errorf("lint: %s: %s", p.Metric, p.Text)
+		}
+	})
+
+	t.Run("lost agents export no readings", func(t *testing.T) {
+		clk.Set(at(40 * time.Second)) // 30s after the last heartbeats
+		r.Sweep()
+		want := helpAgents + `
+flotilla_agents{state="connected"} 0
+flotilla_agents{state="disconnected"} 0
+flotilla_agents{state="lost"} 3
+` + helpUp + `
+flotilla_agent_up{agent="a1",env="prod",role="web"} 0
+flotilla_agent_up{agent="a2",env="staging",role="db"} 0
+flotilla_agent_up{agent="a3",env="prod",role="web"} 0
+` + helpAge + `
+flotilla_agent_heartbeat_age_seconds{agent="a1",env="prod",role="web"} 30
+flotilla_agent_heartbeat_age_seconds{agent="a2",env="staging",role="db"} 30
+`
+		if err := testutil.CollectAndCompare(c, strings.NewReader(want),
+			"flotilla_agents", "flotilla_agent_up", "flotilla_agent_heartbeat_age_seconds"); err != nil {
+			t.Error(err)
+		}
+		if n := testutil.CollectAndCount(c, resourceMetrics...); n != 0 {
+			t.Errorf("%d resource readings exported for a fleet with nobody connected, want 0", n)
+		}
+	})
+}
+
+func TestCollectorEmptyFleet(t *testing.T) {
+	r := newRegistry(t, openStore(t), newClock(t0))
+	want := helpAgents + `
+flotilla_agents{state="connected"} 0
+flotilla_agents{state="disconnected"} 0
+flotilla_agents{state="lost"} 0
+` + helpHeartbeats + `
+flotilla_heartbeats_received_total 0
+`
+	c := fleet.NewCollector(r)
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want)); err != nil {
+		t.Error(err)
+	}
+}
