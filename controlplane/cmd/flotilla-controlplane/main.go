@@ -49,15 +49,19 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	srv, err := server.New(ctx, cfg, log, version)
-	if err != nil {
-		return err
-	}
-	defer srv.Close()
+	// Bind first: a second instance started by mistake must fail before it
+	// touches the data directory of the one that is running.
 	grpcLis, httpLis, err := server.Listen(cfg)
 	if err != nil {
 		return err
 	}
+	srv, err := server.New(ctx, cfg, log, version)
+	if err != nil {
+		grpcLis.Close()
+		httpLis.Close()
+		return err
+	}
+	defer srv.Close()
 	err = srv.Run(ctx, grpcLis, httpLis)
 	log.Info("control plane stopped", zap.Error(err))
 	return err

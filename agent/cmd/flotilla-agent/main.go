@@ -1,0 +1,93 @@
+// Command flotilla-agent runs on every host of the fleet: it registers with
+// the control plane, keeps a stream to it, and reports host metrics and the
+// application's health. See internal/config for its configuration.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"flotilla.dev/agent/internal/agent"
+	"flotilla.dev/agent/internal/config"
+	"flotilla.dev/agent/internal/logging"
+	"go.uber.org/zap"
+)
+
+// version is set at build time: -ldflags "-X main.version=1.2.3".
+var version = "dev"
+
+// shutdownDeadline bounds a graceful shutdown; after it the process exits
+// anyway, so that systemd or Docker never has to escalate to SIGKILL.
+const shutdownDeadline = 10 * time.Second
+
+// Exit codes.
+const (
+	exitOK     = 0
+	exitFailed = 1 // the agent could not run (e.g. join token rejected)
+	exitUsage  = 2 // invalid flags or configuration
+)
+
+func main() { os.Exit(run(os.Args[1:])) }
+
+func run(args []string) int {
+	cfg, err := config.Load(args, os.LookupEnv, os.Stderr)
+	switch {
+	case errors.Is(err, config.ErrVersion):
+		fmt.Println(version)
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case err != nil:
+		fmt.Fprintln(os.Stderr, err)
+		return exitUsage
+	}
+	log, err := logging.New(cfg.Log.Level, cfg.Log.Format)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return exitUsage
+	}
+	defer func() { _ = log.Sync() }()
+
+	a, err := agent.New(agent.Config{Config: cfg, Version: version, Logger: log})
+	if err != nil {
+		log.Error("cannot start", zap.Error(err))
+		return exitUsage
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	done := make(chan struct{})
+	defer close(done)
+	go exitIfShutdownHangs(ctx, stop, done, log)
+
+	if err := a.Run(ctx); err != nil {
+		log.Error("agent failed", zap.Error(err))
+		return exitFailed
+	}
+	return exitOK
+}
+
+// exitIfShutdownHangs waits for a signal, then gives the agent
+// shutdownDeadline to stop before exiting the process.
+func exitIfShutdownHangs(ctx context.Context, stop context.CancelFunc, done <-chan struct{}, log *zap.Logger) {
+	select {
+	case <-done:
+		return
+	case <-ctx.Done():
+	}
+	stop() // restore default signal handling: a second signal kills at once
+	log.Info("signal received, shutting down", zap.Duration("deadline", shutdownDeadline))
+	select {
+	case <-done:
+	case <-time.After(shutdownDeadline):
+		log.Error("graceful shutdown took too long, exiting")
+		_ = log.Sync()
+		os.Exit(exitFailed)
+	}
+}

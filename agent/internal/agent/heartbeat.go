@@ -1,0 +1,86 @@
+package agent
+
+import (
+	"context"
+
+	"flotilla.dev/agent/internal/health"
+	"flotilla.dev/agent/internal/hostmetrics"
+	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"github.com/jonboulle/clockwork"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// heartbeatSource takes the readings of one heartbeat: host metrics, and the
+// application's health when a health URL is configured.
+type heartbeatSource struct {
+	clock  clockwork.Clock
+	log    *zap.Logger
+	host   *hostmetrics.Collector
+	health *health.Checker // nil without a health URL
+
+	// lastHealthy is the previous check's outcome, to log changes only.
+	// Heartbeats are taken by one stream at a time, so no lock is needed.
+	lastHealthy *bool
+}
+
+func newHeartbeatSource(cfg Config) (*heartbeatSource, error) {
+	host, err := hostmetrics.New(hostmetrics.Config{
+		DiskPaths: cfg.DiskPaths,
+		Logger:    cfg.Logger.Named("hostmetrics"),
+		Clock:     cfg.Clock,
+	})
+	if err != nil {
+		return nil, err
+	}
+	src := &heartbeatSource{clock: cfg.Clock, log: cfg.Logger.Named("health"), host: host}
+	if cfg.Health.URL != "" {
+		src.health, err = health.New(health.Config{
+			URL:       cfg.Health.URL,
+			Timeout:   cfg.Health.Timeout,
+			UserAgent: "flotilla-agent/" + cfg.Version,
+			Clock:     cfg.Clock,
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return src, nil
+}
+
+// Heartbeat implements conn.HeartbeatSource.
+func (s *heartbeatSource) Heartbeat(ctx context.Context) *flotillav1.Heartbeat {
+	hb := &flotillav1.Heartbeat{
+		ObservedAt: timestamppb.New(s.clock.Now()),
+		Host:       s.host.Collect(ctx),
+	}
+	if s.health != nil {
+		hb.App = s.health.Check(ctx)
+		s.logHealthChange(hb.App)
+	}
+	return hb
+}
+
+// logHealthChange logs when the application becomes healthy or unhealthy,
+// not on every check.
+func (s *heartbeatSource) logHealthChange(app *flotillav1.AppHealth) {
+	healthy := app.GetHealthy()
+	if s.lastHealthy != nil && *s.lastHealthy == healthy {
+		return
+	}
+	s.lastHealthy = &healthy
+	if healthy {
+		s.log.Info("application healthy", zap.String("url", app.GetUrl()))
+		return
+	}
+	s.log.Warn("application unhealthy",
+		zap.String("url", app.GetUrl()),
+		zap.String("error", app.GetError()),
+		zap.Int32("http_status", app.GetHttpStatus()))
+}
+
+func (s *heartbeatSource) close() {
+	if s.health != nil {
+		s.health.Close()
+	}
+}

@@ -1,0 +1,53 @@
+// Package dial creates the agent's gRPC client connections to the control
+// plane, with the transport settings both registration and the stream need.
+package dial
+
+import (
+	"crypto/tls"
+	"errors"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+)
+
+// Keepalive pings a silent connection so that a dead control plane (or a NAT
+// that dropped the flow) is noticed within Time+Timeout rather than at the
+// next failed write. The control plane enforces a minimum ping interval and
+// closes connections that ping more often (GOAWAY "too_many_pings"), so Time
+// stays well above it; without an active stream there is nothing to keep.
+var Keepalive = keepalive.ClientParameters{
+	Time:                30 * time.Second,
+	Timeout:             10 * time.Second,
+	PermitWithoutStream: false,
+}
+
+// ConnectParams bound how long gRPC waits between two connection attempts.
+// gRPC's default cap is 120 s; the agent's own retry loops cap at 30 s, and
+// their delay is meaningless if the transport below waits longer.
+var ConnectParams = grpc.ConnectParams{
+	Backoff: backoff.Config{
+		BaseDelay:  500 * time.Millisecond,
+		Multiplier: 1.6,
+		Jitter:     0.2,
+		MaxDelay:   30 * time.Second,
+	},
+	MinConnectTimeout: 20 * time.Second,
+}
+
+// New returns a client connection to address (host:port) over TLS with tlsConfig.
+// No I/O happens until the first RPC. extra options come last, so tests can
+// replace the dialer (bufconn).
+func New(address string, tlsConfig *tls.Config, extra ...grpc.DialOption) (*grpc.ClientConn, error) {
+	if tlsConfig == nil {
+		return nil, errors.New("dial: a TLS config is required; the agent never dials in plaintext")
+	}
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(credentials.NewTLS(tlsConfig)),
+		grpc.WithKeepaliveParams(Keepalive),
+		grpc.WithConnectParams(ConnectParams),
+	}
+	return grpc.NewClient(address, append(opts, extra...)...)
+}

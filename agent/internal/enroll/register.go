@@ -1,0 +1,126 @@
+package enroll
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"errors"
+	"fmt"
+
+	"flotilla.dev/agent/internal/backoff"
+	"flotilla.dev/agent/internal/dial"
+	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// ErrJoinTokenRejected means the control plane answered Unauthenticated: the
+// join token is wrong, expired, revoked or used up. Retrying cannot help.
+var ErrJoinTokenRejected = errors.New("the control plane rejected the join token (it is wrong, expired, revoked or used up); " +
+	"create a new one with FleetService.CreateJoinToken")
+
+// Register registers the agent with a new key and saves the result, replacing
+// any saved identity. It retries while the control plane is unavailable and
+// fails at once on a rejected token (ErrJoinTokenRejected), an untrusted
+// server (ErrUntrustedServer) or any other definite answer.
+func (e *Enroller) Register(ctx context.Context) (*Identity, error) {
+	token, err := e.joinToken()
+	if err != nil {
+		return nil, err
+	}
+	trust, err := newBootstrapTrust(e.cfg.CAFile, e.cfg.CAPin, e.cfg.ServerName, e.cfg.Clock.Now)
+	if err != nil {
+		return nil, err
+	}
+	key, err := newKey()
+	if err != nil {
+		return nil, fmt.Errorf("enroll: generating key: %w", err)
+	}
+	csr, err := newCSR(key, e.cfg.Hostname)
+	if err != nil {
+		return nil, fmt.Errorf("enroll: creating CSR: %w", err)
+	}
+	req := &flotillav1.RegisterRequest{JoinToken: token, Csr: csr, Hostname: e.cfg.Hostname, Labels: e.cfg.Labels}
+
+	resp, err := e.call(ctx, trust, req)
+	if err != nil {
+		return nil, err
+	}
+	return e.accept(resp, key, trust)
+}
+
+// call sends req until it gets a definite answer.
+func (e *Enroller) call(ctx context.Context, trust *bootstrapTrust, req *flotillav1.RegisterRequest) (*flotillav1.RegisterResponse, error) {
+	conn, err := dial.New(e.cfg.Address, trust.tlsConfig(), e.cfg.DialOptions...)
+	if err != nil {
+		return nil, fmt.Errorf("enroll: %w", err)
+	}
+	defer conn.Close()
+	client := flotillav1.NewAgentServiceClient(conn)
+	bo, _ := backoff.New(e.cfg.Backoff) // validated in New
+
+	for attempt := 1; ; attempt++ {
+		e.log.Info("registering", zap.String("address", e.cfg.Address), zap.Int("attempt", attempt))
+		resp, err := e.attempt(ctx, client, req)
+		if err == nil {
+			return resp, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if terr := trust.lastFailure(); terr != nil {
+			return nil, fmt.Errorf("enroll: register: %w", terr)
+		}
+		if err := classify(err); err != nil {
+			return nil, err
+		}
+		delay := bo.Next()
+		e.log.Warn("registration failed, retrying", zap.Error(err), zap.Duration("backoff", delay))
+		if err := backoff.Wait(ctx, e.cfg.Clock, delay); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func (e *Enroller) attempt(ctx context.Context, client flotillav1.AgentServiceClient, req *flotillav1.RegisterRequest) (*flotillav1.RegisterResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.AttemptTimeout)
+	defer cancel()
+	return client.Register(ctx, req)
+}
+
+// classify returns nil for an error worth retrying, or the final error.
+func classify(err error) error {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Aborted:
+		return nil
+	case codes.Unauthenticated:
+		return fmt.Errorf("enroll: register: %w: %w", ErrJoinTokenRejected, err)
+	default:
+		return fmt.Errorf("enroll: register: %w", err)
+	}
+}
+
+// accept checks the registration's answer and saves it.
+func (e *Enroller) accept(resp *flotillav1.RegisterResponse, key *ecdsa.PrivateKey, trust *bootstrapTrust) (*Identity, error) {
+	id, err := newIdentity(resp.GetAgentId(), key, resp.GetCertificatePem(), resp.GetCaBundlePem(), e.cfg.Clock.Now())
+	if err != nil {
+		return nil, fmt.Errorf("enroll: the control plane's registration answer is unusable: %w", err)
+	}
+	if err := trust.checkBundle(resp.GetCaBundlePem()); err != nil {
+		return nil, fmt.Errorf("enroll: the control plane's registration answer is unusable: %w", err)
+	}
+	keyPEM, err := encodeKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("enroll: encoding key: %w", err)
+	}
+	err = e.store.save(files{keyPEM: keyPEM, certPEM: resp.GetCertificatePem(), caPEM: resp.GetCaBundlePem(), agentID: id.AgentID})
+	if err != nil {
+		return nil, err
+	}
+	e.log.Info("registered",
+		zap.String("agent_id", id.AgentID),
+		zap.Any("labels", resp.GetLabels()),
+		zap.Time("certificate_expires_at", id.NotAfter()),
+		zap.String("state_dir", e.store.Dir()))
+	return id, nil
+}

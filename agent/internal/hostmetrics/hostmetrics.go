@@ -1,0 +1,115 @@
+// Package hostmetrics reads the host's CPU, memory, disk, load and uptime for
+// the heartbeat.
+package hostmetrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"github.com/jonboulle/clockwork"
+	"go.uber.org/zap"
+)
+
+// DefaultErrorLogInterval is how often a metric that keeps failing is logged
+// at warn level; in between, its failures are logged at debug level.
+const DefaultErrorLogInterval = 10 * time.Minute
+
+// RootPath is always reported.
+const RootPath = "/"
+
+// Config configures a Collector.
+type Config struct {
+	// DiskPaths are reported in addition to RootPath.
+	DiskPaths []string
+	Logger    *zap.Logger
+	// Clock paces the error log; nil uses the real clock.
+	Clock clockwork.Clock
+	// ErrorLogInterval defaults to DefaultErrorLogInterval.
+	ErrorLogInterval time.Duration
+	// Source defaults to gopsutil.
+	Source Source
+}
+
+// Collector reads host metrics. A metric that cannot be read is left at zero
+// (or its disk left out) and logged; it never stops the others.
+type Collector struct {
+	source    Source
+	diskPaths []string
+	errors    *errorLog
+}
+
+// New fills the defaults of cfg, validates it and returns a Collector.
+func New(cfg Config) (*Collector, error) {
+	if cfg.Logger == nil {
+		return nil, errors.New("hostmetrics: a logger is required")
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clockwork.NewRealClock()
+	}
+	if cfg.ErrorLogInterval <= 0 {
+		cfg.ErrorLogInterval = DefaultErrorLogInterval
+	}
+	if cfg.Source == nil {
+		cfg.Source = gopsutilSource{}
+	}
+	paths := []string{RootPath}
+	for _, p := range cfg.DiskPaths {
+		if !filepath.IsAbs(p) {
+			return nil, fmt.Errorf("hostmetrics: disk path %q is not absolute", p)
+		}
+		p = filepath.Clean(p)
+		if !contains(paths, p) {
+			paths = append(paths, p)
+		}
+	}
+	return &Collector{
+		source:    cfg.Source,
+		diskPaths: paths,
+		errors:    newErrorLog(cfg.Logger, cfg.Clock, cfg.ErrorLogInterval),
+	}, nil
+}
+
+// Collect reads every metric once.
+func (c *Collector) Collect(ctx context.Context) *flotillav1.HostMetrics {
+	m := &flotillav1.HostMetrics{}
+
+	cpuPercent, err := c.source.CPUPercent(ctx)
+	c.errors.observe("cpu_percent", err)
+	m.CpuPercent = cpuPercent
+
+	if count, err := c.source.CPUCount(ctx); !c.errors.observe("cpu_count", err) {
+		m.CpuCount = uint32(count)
+	}
+	if vm, err := c.source.Memory(ctx); !c.errors.observe("memory", err) {
+		m.MemoryPercent, m.MemoryUsedBytes, m.MemoryTotalBytes = vm.UsedPercent, vm.Used, vm.Total
+	}
+	if avg, err := c.source.Load(ctx); !c.errors.observe("load", err) {
+		m.Load1, m.Load5, m.Load15 = avg.Load1, avg.Load5, avg.Load15
+	}
+	if up, err := c.source.Uptime(ctx); !c.errors.observe("uptime", err) {
+		m.UptimeSeconds = up
+	}
+	for _, path := range c.diskPaths {
+		u, err := c.source.Disk(ctx, path)
+		if c.errors.observe("disk "+path, err) {
+			continue
+		}
+		m.Disks = append(m.Disks, &flotillav1.DiskUsage{
+			Path: path, UsedPercent: u.UsedPercent, UsedBytes: u.Used, TotalBytes: u.Total,
+		})
+	}
+	return m
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
