@@ -128,7 +128,7 @@ func TestRegisterConnectHeartbeatShutdown(t *testing.T) {
 	}
 
 	err = st.Send(ctx, &flotillav1.ConnectResponse{Body: &flotillav1.ConnectResponse_Command{Command: &flotillav1.Command{
-		Id: "cmd-1", Kind: &flotillav1.Command_Restart{Restart: &flotillav1.RestartCommand{Container: "app"}},
+		Id: "cmd-1", Spec: &flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Restart{Restart: &flotillav1.RestartCommand{Container: "app"}}},
 	}}})
 	if err != nil {
 		t.Fatal(err)

@@ -57,16 +57,16 @@ func (s *session) reject(cmd *flotillav1.Command) error {
 
 // commandKind names a command's kind for the logs.
 func commandKind(cmd *flotillav1.Command) string {
-	switch cmd.GetKind().(type) {
-	case *flotillav1.Command_Pull:
+	switch cmd.GetSpec().GetKind().(type) {
+	case *flotillav1.CommandSpec_Pull:
 		return "pull"
-	case *flotillav1.Command_Restart:
+	case *flotillav1.CommandSpec_Restart:
 		return "restart"
-	case *flotillav1.Command_Backup:
+	case *flotillav1.CommandSpec_Backup:
 		return "backup"
-	case *flotillav1.Command_Drain:
+	case *flotillav1.CommandSpec_Drain:
 		return "drain"
-	case *flotillav1.Command_Undrain:
+	case *flotillav1.CommandSpec_Undrain:
 		return "undrain"
 	default:
 		return "unknown"

@@ -198,7 +198,7 @@ func TestCommandIsRejected(t *testing.T) {
 	send(&flotillav1.ConnectResponse{Body: &flotillav1.ConnectResponse_Cancel{Cancel: &flotillav1.CancelCommand{CommandId: "c0"}}})
 	send(&flotillav1.ConnectResponse{Body: &flotillav1.ConnectResponse_Command{Command: &flotillav1.Command{
 		Id:   "c1",
-		Kind: &flotillav1.Command_Pull{Pull: &flotillav1.PullCommand{Image: "app:2"}},
+		Spec: &flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Pull{Pull: &flotillav1.PullCommand{Image: "app:2"}}},
 	}}})
 
 	ev := h.next(t, st).GetCommandEvent()

@@ -9,6 +9,7 @@ package flotillav1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -22,12 +23,13 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// CommandState is where a command stands.
+// CommandState is where a command stands on one host.
 type CommandState int32
 
 const (
 	CommandState_COMMAND_STATE_UNSPECIFIED CommandState = 0
-	// Stored by the control plane, not yet acknowledged by the agent.
+	// Stored by the control plane, not yet acknowledged by the agent (it may
+	// be offline: the command waits until its deadline).
 	CommandState_COMMAND_STATE_PENDING CommandState = 1
 	// Journaled by the agent.
 	CommandState_COMMAND_STATE_ACCEPTED  CommandState = 2
@@ -38,6 +40,9 @@ const (
 	CommandState_COMMAND_STATE_TIMED_OUT CommandState = 7
 	// Refused by the agent's guard rails or validation; never started.
 	CommandState_COMMAND_STATE_REJECTED CommandState = 8
+	// Never sent: the fleet command's max_errors was reached first, or it
+	// was cancelled before this host's turn.
+	CommandState_COMMAND_STATE_SKIPPED CommandState = 9
 )
 
 // Enum value maps for CommandState.
@@ -52,6 +57,7 @@ var (
 		6: "COMMAND_STATE_CANCELLED",
 		7: "COMMAND_STATE_TIMED_OUT",
 		8: "COMMAND_STATE_REJECTED",
+		9: "COMMAND_STATE_SKIPPED",
 	}
 	CommandState_value = map[string]int32{
 		"COMMAND_STATE_UNSPECIFIED": 0,
@@ -63,6 +69,7 @@ var (
 		"COMMAND_STATE_CANCELLED":   6,
 		"COMMAND_STATE_TIMED_OUT":   7,
 		"COMMAND_STATE_REJECTED":    8,
+		"COMMAND_STATE_SKIPPED":     9,
 	}
 )
 
@@ -95,7 +102,8 @@ func (CommandState) EnumDescriptor() ([]byte, []int) {
 
 // Command is one unit of work for one agent. The control plane stores it
 // before sending it; the agent journals its ID before acting and executes
-// each ID at most once.
+// each ID at most once, so a command may be delivered more than once but
+// never runs twice.
 type Command struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Unique ID; a resent command keeps its ID.
@@ -103,14 +111,8 @@ type Command struct {
 	// After this instant the agent must not start the command, and stops it
 	// if it is running.
 	Deadline *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=deadline,proto3" json:"deadline,omitempty"`
-	// Types that are valid to be assigned to Kind:
-	//
-	//	*Command_Pull
-	//	*Command_Restart
-	//	*Command_Backup
-	//	*Command_Drain
-	//	*Command_Undrain
-	Kind          isCommand_Kind `protobuf_oneof:"kind"`
+	// What to do.
+	Spec          *CommandSpec `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -159,93 +161,145 @@ func (x *Command) GetDeadline() *timestamppb.Timestamp {
 	return nil
 }
 
-func (x *Command) GetKind() isCommand_Kind {
+func (x *Command) GetSpec() *CommandSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+// CommandSpec is what a command does, with its typed parameters.
+type CommandSpec struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*CommandSpec_Pull
+	//	*CommandSpec_Restart
+	//	*CommandSpec_Backup
+	//	*CommandSpec_Drain
+	//	*CommandSpec_Undrain
+	Kind          isCommandSpec_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommandSpec) Reset() {
+	*x = CommandSpec{}
+	mi := &file_flotilla_v1_command_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommandSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommandSpec) ProtoMessage() {}
+
+func (x *CommandSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_command_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommandSpec.ProtoReflect.Descriptor instead.
+func (*CommandSpec) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CommandSpec) GetKind() isCommandSpec_Kind {
 	if x != nil {
 		return x.Kind
 	}
 	return nil
 }
 
-func (x *Command) GetPull() *PullCommand {
+func (x *CommandSpec) GetPull() *PullCommand {
 	if x != nil {
-		if x, ok := x.Kind.(*Command_Pull); ok {
+		if x, ok := x.Kind.(*CommandSpec_Pull); ok {
 			return x.Pull
 		}
 	}
 	return nil
 }
 
-func (x *Command) GetRestart() *RestartCommand {
+func (x *CommandSpec) GetRestart() *RestartCommand {
 	if x != nil {
-		if x, ok := x.Kind.(*Command_Restart); ok {
+		if x, ok := x.Kind.(*CommandSpec_Restart); ok {
 			return x.Restart
 		}
 	}
 	return nil
 }
 
-func (x *Command) GetBackup() *BackupCommand {
+func (x *CommandSpec) GetBackup() *BackupCommand {
 	if x != nil {
-		if x, ok := x.Kind.(*Command_Backup); ok {
+		if x, ok := x.Kind.(*CommandSpec_Backup); ok {
 			return x.Backup
 		}
 	}
 	return nil
 }
 
-func (x *Command) GetDrain() *DrainCommand {
+func (x *CommandSpec) GetDrain() *DrainCommand {
 	if x != nil {
-		if x, ok := x.Kind.(*Command_Drain); ok {
+		if x, ok := x.Kind.(*CommandSpec_Drain); ok {
 			return x.Drain
 		}
 	}
 	return nil
 }
 
-func (x *Command) GetUndrain() *UndrainCommand {
+func (x *CommandSpec) GetUndrain() *UndrainCommand {
 	if x != nil {
-		if x, ok := x.Kind.(*Command_Undrain); ok {
+		if x, ok := x.Kind.(*CommandSpec_Undrain); ok {
 			return x.Undrain
 		}
 	}
 	return nil
 }
 
-type isCommand_Kind interface {
-	isCommand_Kind()
+type isCommandSpec_Kind interface {
+	isCommandSpec_Kind()
 }
 
-type Command_Pull struct {
-	Pull *PullCommand `protobuf:"bytes,10,opt,name=pull,proto3,oneof"`
+type CommandSpec_Pull struct {
+	Pull *PullCommand `protobuf:"bytes,1,opt,name=pull,proto3,oneof"`
 }
 
-type Command_Restart struct {
-	Restart *RestartCommand `protobuf:"bytes,11,opt,name=restart,proto3,oneof"`
+type CommandSpec_Restart struct {
+	Restart *RestartCommand `protobuf:"bytes,2,opt,name=restart,proto3,oneof"`
 }
 
-type Command_Backup struct {
-	Backup *BackupCommand `protobuf:"bytes,12,opt,name=backup,proto3,oneof"`
+type CommandSpec_Backup struct {
+	Backup *BackupCommand `protobuf:"bytes,3,opt,name=backup,proto3,oneof"`
 }
 
-type Command_Drain struct {
-	Drain *DrainCommand `protobuf:"bytes,13,opt,name=drain,proto3,oneof"`
+type CommandSpec_Drain struct {
+	Drain *DrainCommand `protobuf:"bytes,4,opt,name=drain,proto3,oneof"`
 }
 
-type Command_Undrain struct {
-	Undrain *UndrainCommand `protobuf:"bytes,14,opt,name=undrain,proto3,oneof"`
+type CommandSpec_Undrain struct {
+	Undrain *UndrainCommand `protobuf:"bytes,5,opt,name=undrain,proto3,oneof"`
 }
 
-func (*Command_Pull) isCommand_Kind() {}
+func (*CommandSpec_Pull) isCommandSpec_Kind() {}
 
-func (*Command_Restart) isCommand_Kind() {}
+func (*CommandSpec_Restart) isCommandSpec_Kind() {}
 
-func (*Command_Backup) isCommand_Kind() {}
+func (*CommandSpec_Backup) isCommandSpec_Kind() {}
 
-func (*Command_Drain) isCommand_Kind() {}
+func (*CommandSpec_Drain) isCommandSpec_Kind() {}
 
-func (*Command_Undrain) isCommand_Kind() {}
+func (*CommandSpec_Undrain) isCommandSpec_Kind() {}
 
-// PullCommand pulls an image reference (tag or digest).
+// PullCommand pulls an image reference (name:tag or name@sha256:digest).
 type PullCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Image         string                 `protobuf:"bytes,1,opt,name=image,proto3" json:"image,omitempty"`
@@ -255,7 +309,7 @@ type PullCommand struct {
 
 func (x *PullCommand) Reset() {
 	*x = PullCommand{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[1]
+	mi := &file_flotilla_v1_command_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -267,7 +321,7 @@ func (x *PullCommand) String() string {
 func (*PullCommand) ProtoMessage() {}
 
 func (x *PullCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[1]
+	mi := &file_flotilla_v1_command_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -280,7 +334,7 @@ func (x *PullCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullCommand.ProtoReflect.Descriptor instead.
 func (*PullCommand) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{1}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *PullCommand) GetImage() string {
@@ -290,19 +344,24 @@ func (x *PullCommand) GetImage() string {
 	return ""
 }
 
-// RestartCommand re-creates a managed container, optionally with a new image.
+// RestartCommand re-creates a managed container from its current
+// configuration, optionally with a new image. Without an image it is a
+// plain restart.
 type RestartCommand struct {
-	state     protoimpl.MessageState `protogen:"open.v1"`
-	Container string                 `protobuf:"bytes,1,opt,name=container,proto3" json:"container,omitempty"`
-	// The new image; empty for a plain restart.
-	Image         string `protobuf:"bytes,2,opt,name=image,proto3" json:"image,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The container's name.
+	Container string `protobuf:"bytes,1,opt,name=container,proto3" json:"container,omitempty"`
+	// The new image reference; empty for a plain restart.
+	Image string `protobuf:"bytes,2,opt,name=image,proto3" json:"image,omitempty"`
+	// How long the old container gets to stop before it is killed (default 10s).
+	StopTimeout   *durationpb.Duration `protobuf:"bytes,3,opt,name=stop_timeout,json=stopTimeout,proto3" json:"stop_timeout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RestartCommand) Reset() {
 	*x = RestartCommand{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[2]
+	mi := &file_flotilla_v1_command_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -314,7 +373,7 @@ func (x *RestartCommand) String() string {
 func (*RestartCommand) ProtoMessage() {}
 
 func (x *RestartCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[2]
+	mi := &file_flotilla_v1_command_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -327,7 +386,7 @@ func (x *RestartCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartCommand.ProtoReflect.Descriptor instead.
 func (*RestartCommand) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RestartCommand) GetContainer() string {
@@ -344,7 +403,15 @@ func (x *RestartCommand) GetImage() string {
 	return ""
 }
 
-// BackupCommand backs up a database by the name it has in the agent's config.
+func (x *RestartCommand) GetStopTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.StopTimeout
+	}
+	return nil
+}
+
+// BackupCommand backs up a PostgreSQL database by the name it has in the
+// agent's configuration; credentials stay on the host.
 type BackupCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Database      string                 `protobuf:"bytes,1,opt,name=database,proto3" json:"database,omitempty"`
@@ -354,7 +421,7 @@ type BackupCommand struct {
 
 func (x *BackupCommand) Reset() {
 	*x = BackupCommand{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[3]
+	mi := &file_flotilla_v1_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -366,7 +433,7 @@ func (x *BackupCommand) String() string {
 func (*BackupCommand) ProtoMessage() {}
 
 func (x *BackupCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[3]
+	mi := &file_flotilla_v1_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -379,7 +446,7 @@ func (x *BackupCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupCommand.ProtoReflect.Descriptor instead.
 func (*BackupCommand) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *BackupCommand) GetDatabase() string {
@@ -389,10 +456,11 @@ func (x *BackupCommand) GetDatabase() string {
 	return ""
 }
 
-// DrainCommand marks a server down in an Nginx upstream the agent manages.
+// DrainCommand marks a server down in an Nginx upstream the agent manages,
+// so that new requests stop going to it; requests in flight finish.
 type DrainCommand struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The upstream's name in the agent's config.
+	// The upstream's name in the agent's configuration.
 	Upstream string `protobuf:"bytes,1,opt,name=upstream,proto3" json:"upstream,omitempty"`
 	// The server address as written in the upstream block (host:port).
 	Server        string `protobuf:"bytes,2,opt,name=server,proto3" json:"server,omitempty"`
@@ -402,7 +470,7 @@ type DrainCommand struct {
 
 func (x *DrainCommand) Reset() {
 	*x = DrainCommand{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[4]
+	mi := &file_flotilla_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -414,7 +482,7 @@ func (x *DrainCommand) String() string {
 func (*DrainCommand) ProtoMessage() {}
 
 func (x *DrainCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[4]
+	mi := &file_flotilla_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -427,7 +495,7 @@ func (x *DrainCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainCommand.ProtoReflect.Descriptor instead.
 func (*DrainCommand) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *DrainCommand) GetUpstream() string {
@@ -444,7 +512,7 @@ func (x *DrainCommand) GetServer() string {
 	return ""
 }
 
-// UndrainCommand marks a server up again.
+// UndrainCommand puts a drained server back into its upstream.
 type UndrainCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Upstream      string                 `protobuf:"bytes,1,opt,name=upstream,proto3" json:"upstream,omitempty"`
@@ -455,7 +523,7 @@ type UndrainCommand struct {
 
 func (x *UndrainCommand) Reset() {
 	*x = UndrainCommand{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[5]
+	mi := &file_flotilla_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -467,7 +535,7 @@ func (x *UndrainCommand) String() string {
 func (*UndrainCommand) ProtoMessage() {}
 
 func (x *UndrainCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[5]
+	mi := &file_flotilla_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -480,7 +548,7 @@ func (x *UndrainCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainCommand.ProtoReflect.Descriptor instead.
 func (*UndrainCommand) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *UndrainCommand) GetUpstream() string {
@@ -508,7 +576,7 @@ type CancelCommand struct {
 
 func (x *CancelCommand) Reset() {
 	*x = CancelCommand{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[6]
+	mi := &file_flotilla_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -520,7 +588,7 @@ func (x *CancelCommand) String() string {
 func (*CancelCommand) ProtoMessage() {}
 
 func (x *CancelCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[6]
+	mi := &file_flotilla_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -533,7 +601,7 @@ func (x *CancelCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelCommand.ProtoReflect.Descriptor instead.
 func (*CancelCommand) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CancelCommand) GetCommandId() string {
@@ -550,21 +618,563 @@ func (x *CancelCommand) GetReason() string {
 	return ""
 }
 
-// CommandEvent reports progress or the outcome of a command.
+// CommandProgress is a progress report of a running command.
+type CommandProgress struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What is happening, e.g. "pulling layer 3f2a…".
+	Message string `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
+	// Units done and expected (bytes for pulls and backups); 0 when unknown.
+	Current       uint64 `protobuf:"varint,2,opt,name=current,proto3" json:"current,omitempty"`
+	Total         uint64 `protobuf:"varint,3,opt,name=total,proto3" json:"total,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommandProgress) Reset() {
+	*x = CommandProgress{}
+	mi := &file_flotilla_v1_command_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommandProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommandProgress) ProtoMessage() {}
+
+func (x *CommandProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_command_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommandProgress.ProtoReflect.Descriptor instead.
+func (*CommandProgress) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *CommandProgress) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *CommandProgress) GetCurrent() uint64 {
+	if x != nil {
+		return x.Current
+	}
+	return 0
+}
+
+func (x *CommandProgress) GetTotal() uint64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+// CommandResult is what a command produced.
+type CommandResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*CommandResult_Pull
+	//	*CommandResult_Restart
+	//	*CommandResult_Backup
+	//	*CommandResult_Drain
+	Kind          isCommandResult_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommandResult) Reset() {
+	*x = CommandResult{}
+	mi := &file_flotilla_v1_command_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommandResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommandResult) ProtoMessage() {}
+
+func (x *CommandResult) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_command_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
+func (*CommandResult) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *CommandResult) GetKind() isCommandResult_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *CommandResult) GetPull() *PullResult {
+	if x != nil {
+		if x, ok := x.Kind.(*CommandResult_Pull); ok {
+			return x.Pull
+		}
+	}
+	return nil
+}
+
+func (x *CommandResult) GetRestart() *RestartResult {
+	if x != nil {
+		if x, ok := x.Kind.(*CommandResult_Restart); ok {
+			return x.Restart
+		}
+	}
+	return nil
+}
+
+func (x *CommandResult) GetBackup() *BackupResult {
+	if x != nil {
+		if x, ok := x.Kind.(*CommandResult_Backup); ok {
+			return x.Backup
+		}
+	}
+	return nil
+}
+
+func (x *CommandResult) GetDrain() *DrainResult {
+	if x != nil {
+		if x, ok := x.Kind.(*CommandResult_Drain); ok {
+			return x.Drain
+		}
+	}
+	return nil
+}
+
+type isCommandResult_Kind interface {
+	isCommandResult_Kind()
+}
+
+type CommandResult_Pull struct {
+	Pull *PullResult `protobuf:"bytes,1,opt,name=pull,proto3,oneof"`
+}
+
+type CommandResult_Restart struct {
+	Restart *RestartResult `protobuf:"bytes,2,opt,name=restart,proto3,oneof"`
+}
+
+type CommandResult_Backup struct {
+	Backup *BackupResult `protobuf:"bytes,3,opt,name=backup,proto3,oneof"`
+}
+
+type CommandResult_Drain struct {
+	Drain *DrainResult `protobuf:"bytes,4,opt,name=drain,proto3,oneof"`
+}
+
+func (*CommandResult_Pull) isCommandResult_Kind() {}
+
+func (*CommandResult_Restart) isCommandResult_Kind() {}
+
+func (*CommandResult_Backup) isCommandResult_Kind() {}
+
+func (*CommandResult_Drain) isCommandResult_Kind() {}
+
+// PullResult identifies the pulled image.
+type PullResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The reference that was pulled.
+	Image string `protobuf:"bytes,1,opt,name=image,proto3" json:"image,omitempty"`
+	// The local image ID (sha256:…).
+	ImageId string `protobuf:"bytes,2,opt,name=image_id,json=imageId,proto3" json:"image_id,omitempty"`
+	// The repository digest (name@sha256:…), when the registry gave one.
+	RepoDigest    string `protobuf:"bytes,3,opt,name=repo_digest,json=repoDigest,proto3" json:"repo_digest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PullResult) Reset() {
+	*x = PullResult{}
+	mi := &file_flotilla_v1_command_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PullResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PullResult) ProtoMessage() {}
+
+func (x *PullResult) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_command_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PullResult.ProtoReflect.Descriptor instead.
+func (*PullResult) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *PullResult) GetImage() string {
+	if x != nil {
+		return x.Image
+	}
+	return ""
+}
+
+func (x *PullResult) GetImageId() string {
+	if x != nil {
+		return x.ImageId
+	}
+	return ""
+}
+
+func (x *PullResult) GetRepoDigest() string {
+	if x != nil {
+		return x.RepoDigest
+	}
+	return ""
+}
+
+// RestartResult describes the container before and after, so that a
+// rollback can put the previous image back.
+type RestartResult struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Container string                 `protobuf:"bytes,1,opt,name=container,proto3" json:"container,omitempty"`
+	// The new container.
+	ContainerId string `protobuf:"bytes,2,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	Image       string `protobuf:"bytes,3,opt,name=image,proto3" json:"image,omitempty"`
+	ImageId     string `protobuf:"bytes,4,opt,name=image_id,json=imageId,proto3" json:"image_id,omitempty"`
+	// The container that was replaced, and its image.
+	PreviousContainerId string `protobuf:"bytes,5,opt,name=previous_container_id,json=previousContainerId,proto3" json:"previous_container_id,omitempty"`
+	PreviousImage       string `protobuf:"bytes,6,opt,name=previous_image,json=previousImage,proto3" json:"previous_image,omitempty"`
+	PreviousImageId     string `protobuf:"bytes,7,opt,name=previous_image_id,json=previousImageId,proto3" json:"previous_image_id,omitempty"`
+	// The previous container's configuration as Docker reported it (JSON of
+	// the inspect document's Config, HostConfig and NetworkSettings.Networks).
+	PreviousConfigJson []byte `protobuf:"bytes,8,opt,name=previous_config_json,json=previousConfigJson,proto3" json:"previous_config_json,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *RestartResult) Reset() {
+	*x = RestartResult{}
+	mi := &file_flotilla_v1_command_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestartResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestartResult) ProtoMessage() {}
+
+func (x *RestartResult) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_command_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestartResult.ProtoReflect.Descriptor instead.
+func (*RestartResult) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RestartResult) GetContainer() string {
+	if x != nil {
+		return x.Container
+	}
+	return ""
+}
+
+func (x *RestartResult) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+func (x *RestartResult) GetImage() string {
+	if x != nil {
+		return x.Image
+	}
+	return ""
+}
+
+func (x *RestartResult) GetImageId() string {
+	if x != nil {
+		return x.ImageId
+	}
+	return ""
+}
+
+func (x *RestartResult) GetPreviousContainerId() string {
+	if x != nil {
+		return x.PreviousContainerId
+	}
+	return ""
+}
+
+func (x *RestartResult) GetPreviousImage() string {
+	if x != nil {
+		return x.PreviousImage
+	}
+	return ""
+}
+
+func (x *RestartResult) GetPreviousImageId() string {
+	if x != nil {
+		return x.PreviousImageId
+	}
+	return ""
+}
+
+func (x *RestartResult) GetPreviousConfigJson() []byte {
+	if x != nil {
+		return x.PreviousConfigJson
+	}
+	return nil
+}
+
+// BackupResult describes a verified backup archive.
+type BackupResult struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Database string                 `protobuf:"bytes,1,opt,name=database,proto3" json:"database,omitempty"`
+	// Where the archive and its manifest were written on the agent's host.
+	Path         string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	ManifestPath string `protobuf:"bytes,3,opt,name=manifest_path,json=manifestPath,proto3" json:"manifest_path,omitempty"`
+	SizeBytes    uint64 `protobuf:"varint,4,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	// Hex SHA-256 of the archive file.
+	Sha256        string                 `protobuf:"bytes,5,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	Duration      *durationpb.Duration   `protobuf:"bytes,7,opt,name=duration,proto3" json:"duration,omitempty"`
+	PgDumpVersion string                 `protobuf:"bytes,8,opt,name=pg_dump_version,json=pgDumpVersion,proto3" json:"pg_dump_version,omitempty"`
+	ServerVersion string                 `protobuf:"bytes,9,opt,name=server_version,json=serverVersion,proto3" json:"server_version,omitempty"`
+	// Entries pg_restore --list found in the archive.
+	VerifiedEntries uint32 `protobuf:"varint,10,opt,name=verified_entries,json=verifiedEntries,proto3" json:"verified_entries,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *BackupResult) Reset() {
+	*x = BackupResult{}
+	mi := &file_flotilla_v1_command_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupResult) ProtoMessage() {}
+
+func (x *BackupResult) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_command_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupResult.ProtoReflect.Descriptor instead.
+func (*BackupResult) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *BackupResult) GetDatabase() string {
+	if x != nil {
+		return x.Database
+	}
+	return ""
+}
+
+func (x *BackupResult) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *BackupResult) GetManifestPath() string {
+	if x != nil {
+		return x.ManifestPath
+	}
+	return ""
+}
+
+func (x *BackupResult) GetSizeBytes() uint64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+func (x *BackupResult) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *BackupResult) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *BackupResult) GetDuration() *durationpb.Duration {
+	if x != nil {
+		return x.Duration
+	}
+	return nil
+}
+
+func (x *BackupResult) GetPgDumpVersion() string {
+	if x != nil {
+		return x.PgDumpVersion
+	}
+	return ""
+}
+
+func (x *BackupResult) GetServerVersion() string {
+	if x != nil {
+		return x.ServerVersion
+	}
+	return ""
+}
+
+func (x *BackupResult) GetVerifiedEntries() uint32 {
+	if x != nil {
+		return x.VerifiedEntries
+	}
+	return 0
+}
+
+// DrainResult describes the upstream after a drain or undrain.
+type DrainResult struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Upstream string                 `protobuf:"bytes,1,opt,name=upstream,proto3" json:"upstream,omitempty"`
+	Server   string                 `protobuf:"bytes,2,opt,name=server,proto3" json:"server,omitempty"`
+	// The upstream file that was edited.
+	File string `protobuf:"bytes,3,opt,name=file,proto3" json:"file,omitempty"`
+	// False when the server was already in the requested state.
+	Changed       bool `protobuf:"varint,4,opt,name=changed,proto3" json:"changed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainResult) Reset() {
+	*x = DrainResult{}
+	mi := &file_flotilla_v1_command_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainResult) ProtoMessage() {}
+
+func (x *DrainResult) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_command_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainResult.ProtoReflect.Descriptor instead.
+func (*DrainResult) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *DrainResult) GetUpstream() string {
+	if x != nil {
+		return x.Upstream
+	}
+	return ""
+}
+
+func (x *DrainResult) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *DrainResult) GetFile() string {
+	if x != nil {
+		return x.File
+	}
+	return ""
+}
+
+func (x *DrainResult) GetChanged() bool {
+	if x != nil {
+		return x.Changed
+	}
+	return false
+}
+
+// CommandEvent reports a command's state, progress or outcome.
 type CommandEvent struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	CommandId string                 `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
 	State     CommandState           `protobuf:"varint,2,opt,name=state,proto3,enum=flotilla.v1.CommandState" json:"state,omitempty"`
 	// Human-readable progress or the reason for a failure.
-	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
-	At            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at,proto3" json:"at,omitempty"`
+	Message  string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	At       *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at,proto3" json:"at,omitempty"`
+	Progress *CommandProgress       `protobuf:"bytes,5,opt,name=progress,proto3" json:"progress,omitempty"`
+	// Set on COMMAND_STATE_SUCCEEDED (and on failures that have partial results).
+	Result        *CommandResult `protobuf:"bytes,6,opt,name=result,proto3" json:"result,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CommandEvent) Reset() {
 	*x = CommandEvent{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[7]
+	mi := &file_flotilla_v1_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -576,7 +1186,7 @@ func (x *CommandEvent) String() string {
 func (*CommandEvent) ProtoMessage() {}
 
 func (x *CommandEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[7]
+	mi := &file_flotilla_v1_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -589,7 +1199,7 @@ func (x *CommandEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandEvent.ProtoReflect.Descriptor instead.
 func (*CommandEvent) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CommandEvent) GetCommandId() string {
@@ -620,18 +1230,33 @@ func (x *CommandEvent) GetAt() *timestamppb.Timestamp {
 	return nil
 }
 
-// JournalReport is the agent's journal, sent on every (re)connect so that no
-// result is lost.
+func (x *CommandEvent) GetProgress() *CommandProgress {
+	if x != nil {
+		return x.Progress
+	}
+	return nil
+}
+
+func (x *CommandEvent) GetResult() *CommandResult {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+// JournalReport is the agent's journal, sent after the hello on every
+// (re)connect so that no result is lost.
 type JournalReport struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Entries       []*CommandEvent        `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The last event of every command the agent still remembers.
+	Entries       []*CommandEvent `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JournalReport) Reset() {
 	*x = JournalReport{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[8]
+	mi := &file_flotilla_v1_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -643,7 +1268,7 @@ func (x *JournalReport) String() string {
 func (*JournalReport) ProtoMessage() {}
 
 func (x *JournalReport) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[8]
+	mi := &file_flotilla_v1_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -656,7 +1281,7 @@ func (x *JournalReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalReport.ProtoReflect.Descriptor instead.
 func (*JournalReport) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *JournalReport) GetEntries() []*CommandEvent {
@@ -670,22 +1295,24 @@ var File_flotilla_v1_command_proto protoreflect.FileDescriptor
 
 const file_flotilla_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x19flotilla/v1/command.proto\x12\vflotilla.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe4\x02\n" +
+	"\x19flotilla/v1/command.proto\x12\vflotilla.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x7f\n" +
 	"\aCommand\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x126\n" +
-	"\bdeadline\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12.\n" +
-	"\x04pull\x18\n" +
-	" \x01(\v2\x18.flotilla.v1.PullCommandH\x00R\x04pull\x127\n" +
-	"\arestart\x18\v \x01(\v2\x1b.flotilla.v1.RestartCommandH\x00R\arestart\x124\n" +
-	"\x06backup\x18\f \x01(\v2\x1a.flotilla.v1.BackupCommandH\x00R\x06backup\x121\n" +
-	"\x05drain\x18\r \x01(\v2\x19.flotilla.v1.DrainCommandH\x00R\x05drain\x127\n" +
-	"\aundrain\x18\x0e \x01(\v2\x1b.flotilla.v1.UndrainCommandH\x00R\aundrainB\x06\n" +
+	"\bdeadline\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12,\n" +
+	"\x04spec\x18\x03 \x01(\v2\x18.flotilla.v1.CommandSpecR\x04spec\"\xa0\x02\n" +
+	"\vCommandSpec\x12.\n" +
+	"\x04pull\x18\x01 \x01(\v2\x18.flotilla.v1.PullCommandH\x00R\x04pull\x127\n" +
+	"\arestart\x18\x02 \x01(\v2\x1b.flotilla.v1.RestartCommandH\x00R\arestart\x124\n" +
+	"\x06backup\x18\x03 \x01(\v2\x1a.flotilla.v1.BackupCommandH\x00R\x06backup\x121\n" +
+	"\x05drain\x18\x04 \x01(\v2\x19.flotilla.v1.DrainCommandH\x00R\x05drain\x127\n" +
+	"\aundrain\x18\x05 \x01(\v2\x1b.flotilla.v1.UndrainCommandH\x00R\aundrainB\x06\n" +
 	"\x04kind\"#\n" +
 	"\vPullCommand\x12\x14\n" +
-	"\x05image\x18\x01 \x01(\tR\x05image\"D\n" +
+	"\x05image\x18\x01 \x01(\tR\x05image\"\x82\x01\n" +
 	"\x0eRestartCommand\x12\x1c\n" +
 	"\tcontainer\x18\x01 \x01(\tR\tcontainer\x12\x14\n" +
-	"\x05image\x18\x02 \x01(\tR\x05image\"+\n" +
+	"\x05image\x18\x02 \x01(\tR\x05image\x12<\n" +
+	"\fstop_timeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\vstopTimeout\"+\n" +
 	"\rBackupCommand\x12\x1a\n" +
 	"\bdatabase\x18\x01 \x01(\tR\bdatabase\"B\n" +
 	"\fDrainCommand\x12\x1a\n" +
@@ -697,15 +1324,61 @@ const file_flotilla_v1_command_proto_rawDesc = "" +
 	"\rCancelCommand\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xa4\x01\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"[\n" +
+	"\x0fCommandProgress\x12\x18\n" +
+	"\amessage\x18\x01 \x01(\tR\amessage\x12\x18\n" +
+	"\acurrent\x18\x02 \x01(\x04R\acurrent\x12\x14\n" +
+	"\x05total\x18\x03 \x01(\x04R\x05total\"\xe5\x01\n" +
+	"\rCommandResult\x12-\n" +
+	"\x04pull\x18\x01 \x01(\v2\x17.flotilla.v1.PullResultH\x00R\x04pull\x126\n" +
+	"\arestart\x18\x02 \x01(\v2\x1a.flotilla.v1.RestartResultH\x00R\arestart\x123\n" +
+	"\x06backup\x18\x03 \x01(\v2\x19.flotilla.v1.BackupResultH\x00R\x06backup\x120\n" +
+	"\x05drain\x18\x04 \x01(\v2\x18.flotilla.v1.DrainResultH\x00R\x05drainB\x06\n" +
+	"\x04kind\"^\n" +
+	"\n" +
+	"PullResult\x12\x14\n" +
+	"\x05image\x18\x01 \x01(\tR\x05image\x12\x19\n" +
+	"\bimage_id\x18\x02 \x01(\tR\aimageId\x12\x1f\n" +
+	"\vrepo_digest\x18\x03 \x01(\tR\n" +
+	"repoDigest\"\xba\x02\n" +
+	"\rRestartResult\x12\x1c\n" +
+	"\tcontainer\x18\x01 \x01(\tR\tcontainer\x12!\n" +
+	"\fcontainer_id\x18\x02 \x01(\tR\vcontainerId\x12\x14\n" +
+	"\x05image\x18\x03 \x01(\tR\x05image\x12\x19\n" +
+	"\bimage_id\x18\x04 \x01(\tR\aimageId\x122\n" +
+	"\x15previous_container_id\x18\x05 \x01(\tR\x13previousContainerId\x12%\n" +
+	"\x0eprevious_image\x18\x06 \x01(\tR\rpreviousImage\x12*\n" +
+	"\x11previous_image_id\x18\a \x01(\tR\x0fpreviousImageId\x120\n" +
+	"\x14previous_config_json\x18\b \x01(\fR\x12previousConfigJson\"\x86\x03\n" +
+	"\fBackupResult\x12\x1a\n" +
+	"\bdatabase\x18\x01 \x01(\tR\bdatabase\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12#\n" +
+	"\rmanifest_path\x18\x03 \x01(\tR\fmanifestPath\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x04 \x01(\x04R\tsizeBytes\x12\x16\n" +
+	"\x06sha256\x18\x05 \x01(\tR\x06sha256\x129\n" +
+	"\n" +
+	"started_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x125\n" +
+	"\bduration\x18\a \x01(\v2\x19.google.protobuf.DurationR\bduration\x12&\n" +
+	"\x0fpg_dump_version\x18\b \x01(\tR\rpgDumpVersion\x12%\n" +
+	"\x0eserver_version\x18\t \x01(\tR\rserverVersion\x12)\n" +
+	"\x10verified_entries\x18\n" +
+	" \x01(\rR\x0fverifiedEntries\"o\n" +
+	"\vDrainResult\x12\x1a\n" +
+	"\bupstream\x18\x01 \x01(\tR\bupstream\x12\x16\n" +
+	"\x06server\x18\x02 \x01(\tR\x06server\x12\x12\n" +
+	"\x04file\x18\x03 \x01(\tR\x04file\x12\x18\n" +
+	"\achanged\x18\x04 \x01(\bR\achanged\"\x92\x02\n" +
 	"\fCommandEvent\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12/\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x19.flotilla.v1.CommandStateR\x05state\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12*\n" +
-	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"D\n" +
+	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x128\n" +
+	"\bprogress\x18\x05 \x01(\v2\x1c.flotilla.v1.CommandProgressR\bprogress\x122\n" +
+	"\x06result\x18\x06 \x01(\v2\x1a.flotilla.v1.CommandResultR\x06result\"D\n" +
 	"\rJournalReport\x123\n" +
-	"\aentries\x18\x01 \x03(\v2\x19.flotilla.v1.CommandEventR\aentries*\x8c\x02\n" +
+	"\aentries\x18\x01 \x03(\v2\x19.flotilla.v1.CommandEventR\aentries*\xa7\x02\n" +
 	"\fCommandState\x12\x1d\n" +
 	"\x19COMMAND_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15COMMAND_STATE_PENDING\x10\x01\x12\x1a\n" +
@@ -715,7 +1388,8 @@ const file_flotilla_v1_command_proto_rawDesc = "" +
 	"\x14COMMAND_STATE_FAILED\x10\x05\x12\x1b\n" +
 	"\x17COMMAND_STATE_CANCELLED\x10\x06\x12\x1b\n" +
 	"\x17COMMAND_STATE_TIMED_OUT\x10\a\x12\x1a\n" +
-	"\x16COMMAND_STATE_REJECTED\x10\bB)Z'flotilla.dev/gen/flotilla/v1;flotillav1b\x06proto3"
+	"\x16COMMAND_STATE_REJECTED\x10\b\x12\x19\n" +
+	"\x15COMMAND_STATE_SKIPPED\x10\tB)Z'flotilla.dev/gen/flotilla/v1;flotillav1b\x06proto3"
 
 var (
 	file_flotilla_v1_command_proto_rawDescOnce sync.Once
@@ -730,35 +1404,53 @@ func file_flotilla_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_flotilla_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_flotilla_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_flotilla_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_flotilla_v1_command_proto_goTypes = []any{
 	(CommandState)(0),             // 0: flotilla.v1.CommandState
 	(*Command)(nil),               // 1: flotilla.v1.Command
-	(*PullCommand)(nil),           // 2: flotilla.v1.PullCommand
-	(*RestartCommand)(nil),        // 3: flotilla.v1.RestartCommand
-	(*BackupCommand)(nil),         // 4: flotilla.v1.BackupCommand
-	(*DrainCommand)(nil),          // 5: flotilla.v1.DrainCommand
-	(*UndrainCommand)(nil),        // 6: flotilla.v1.UndrainCommand
-	(*CancelCommand)(nil),         // 7: flotilla.v1.CancelCommand
-	(*CommandEvent)(nil),          // 8: flotilla.v1.CommandEvent
-	(*JournalReport)(nil),         // 9: flotilla.v1.JournalReport
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(*CommandSpec)(nil),           // 2: flotilla.v1.CommandSpec
+	(*PullCommand)(nil),           // 3: flotilla.v1.PullCommand
+	(*RestartCommand)(nil),        // 4: flotilla.v1.RestartCommand
+	(*BackupCommand)(nil),         // 5: flotilla.v1.BackupCommand
+	(*DrainCommand)(nil),          // 6: flotilla.v1.DrainCommand
+	(*UndrainCommand)(nil),        // 7: flotilla.v1.UndrainCommand
+	(*CancelCommand)(nil),         // 8: flotilla.v1.CancelCommand
+	(*CommandProgress)(nil),       // 9: flotilla.v1.CommandProgress
+	(*CommandResult)(nil),         // 10: flotilla.v1.CommandResult
+	(*PullResult)(nil),            // 11: flotilla.v1.PullResult
+	(*RestartResult)(nil),         // 12: flotilla.v1.RestartResult
+	(*BackupResult)(nil),          // 13: flotilla.v1.BackupResult
+	(*DrainResult)(nil),           // 14: flotilla.v1.DrainResult
+	(*CommandEvent)(nil),          // 15: flotilla.v1.CommandEvent
+	(*JournalReport)(nil),         // 16: flotilla.v1.JournalReport
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 18: google.protobuf.Duration
 }
 var file_flotilla_v1_command_proto_depIdxs = []int32{
-	10, // 0: flotilla.v1.Command.deadline:type_name -> google.protobuf.Timestamp
-	2,  // 1: flotilla.v1.Command.pull:type_name -> flotilla.v1.PullCommand
-	3,  // 2: flotilla.v1.Command.restart:type_name -> flotilla.v1.RestartCommand
-	4,  // 3: flotilla.v1.Command.backup:type_name -> flotilla.v1.BackupCommand
-	5,  // 4: flotilla.v1.Command.drain:type_name -> flotilla.v1.DrainCommand
-	6,  // 5: flotilla.v1.Command.undrain:type_name -> flotilla.v1.UndrainCommand
-	0,  // 6: flotilla.v1.CommandEvent.state:type_name -> flotilla.v1.CommandState
-	10, // 7: flotilla.v1.CommandEvent.at:type_name -> google.protobuf.Timestamp
-	8,  // 8: flotilla.v1.JournalReport.entries:type_name -> flotilla.v1.CommandEvent
-	9,  // [9:9] is the sub-list for method output_type
-	9,  // [9:9] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	17, // 0: flotilla.v1.Command.deadline:type_name -> google.protobuf.Timestamp
+	2,  // 1: flotilla.v1.Command.spec:type_name -> flotilla.v1.CommandSpec
+	3,  // 2: flotilla.v1.CommandSpec.pull:type_name -> flotilla.v1.PullCommand
+	4,  // 3: flotilla.v1.CommandSpec.restart:type_name -> flotilla.v1.RestartCommand
+	5,  // 4: flotilla.v1.CommandSpec.backup:type_name -> flotilla.v1.BackupCommand
+	6,  // 5: flotilla.v1.CommandSpec.drain:type_name -> flotilla.v1.DrainCommand
+	7,  // 6: flotilla.v1.CommandSpec.undrain:type_name -> flotilla.v1.UndrainCommand
+	18, // 7: flotilla.v1.RestartCommand.stop_timeout:type_name -> google.protobuf.Duration
+	11, // 8: flotilla.v1.CommandResult.pull:type_name -> flotilla.v1.PullResult
+	12, // 9: flotilla.v1.CommandResult.restart:type_name -> flotilla.v1.RestartResult
+	13, // 10: flotilla.v1.CommandResult.backup:type_name -> flotilla.v1.BackupResult
+	14, // 11: flotilla.v1.CommandResult.drain:type_name -> flotilla.v1.DrainResult
+	17, // 12: flotilla.v1.BackupResult.started_at:type_name -> google.protobuf.Timestamp
+	18, // 13: flotilla.v1.BackupResult.duration:type_name -> google.protobuf.Duration
+	0,  // 14: flotilla.v1.CommandEvent.state:type_name -> flotilla.v1.CommandState
+	17, // 15: flotilla.v1.CommandEvent.at:type_name -> google.protobuf.Timestamp
+	9,  // 16: flotilla.v1.CommandEvent.progress:type_name -> flotilla.v1.CommandProgress
+	10, // 17: flotilla.v1.CommandEvent.result:type_name -> flotilla.v1.CommandResult
+	15, // 18: flotilla.v1.JournalReport.entries:type_name -> flotilla.v1.CommandEvent
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_flotilla_v1_command_proto_init() }
@@ -766,12 +1458,18 @@ func file_flotilla_v1_command_proto_init() {
 	if File_flotilla_v1_command_proto != nil {
 		return
 	}
-	file_flotilla_v1_command_proto_msgTypes[0].OneofWrappers = []any{
-		(*Command_Pull)(nil),
-		(*Command_Restart)(nil),
-		(*Command_Backup)(nil),
-		(*Command_Drain)(nil),
-		(*Command_Undrain)(nil),
+	file_flotilla_v1_command_proto_msgTypes[1].OneofWrappers = []any{
+		(*CommandSpec_Pull)(nil),
+		(*CommandSpec_Restart)(nil),
+		(*CommandSpec_Backup)(nil),
+		(*CommandSpec_Drain)(nil),
+		(*CommandSpec_Undrain)(nil),
+	}
+	file_flotilla_v1_command_proto_msgTypes[9].OneofWrappers = []any{
+		(*CommandResult_Pull)(nil),
+		(*CommandResult_Restart)(nil),
+		(*CommandResult_Backup)(nil),
+		(*CommandResult_Drain)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -779,7 +1477,7 @@ func file_flotilla_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotilla_v1_command_proto_rawDesc), len(file_flotilla_v1_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -79,6 +79,66 @@ func (AgentState) EnumDescriptor() ([]byte, []int) {
 	return file_flotilla_v1_fleet_proto_rawDescGZIP(), []int{0}
 }
 
+// FleetCommandState is where a fleet command stands.
+type FleetCommandState int32
+
+const (
+	FleetCommandState_FLEET_COMMAND_STATE_UNSPECIFIED FleetCommandState = 0
+	// Hosts are still pending or running.
+	FleetCommandState_FLEET_COMMAND_STATE_RUNNING FleetCommandState = 1
+	// Every host succeeded.
+	FleetCommandState_FLEET_COMMAND_STATE_SUCCEEDED FleetCommandState = 2
+	// Every host is done and at least one did not succeed.
+	FleetCommandState_FLEET_COMMAND_STATE_FAILED FleetCommandState = 3
+	// Cancelled by an operator.
+	FleetCommandState_FLEET_COMMAND_STATE_CANCELLED FleetCommandState = 4
+)
+
+// Enum value maps for FleetCommandState.
+var (
+	FleetCommandState_name = map[int32]string{
+		0: "FLEET_COMMAND_STATE_UNSPECIFIED",
+		1: "FLEET_COMMAND_STATE_RUNNING",
+		2: "FLEET_COMMAND_STATE_SUCCEEDED",
+		3: "FLEET_COMMAND_STATE_FAILED",
+		4: "FLEET_COMMAND_STATE_CANCELLED",
+	}
+	FleetCommandState_value = map[string]int32{
+		"FLEET_COMMAND_STATE_UNSPECIFIED": 0,
+		"FLEET_COMMAND_STATE_RUNNING":     1,
+		"FLEET_COMMAND_STATE_SUCCEEDED":   2,
+		"FLEET_COMMAND_STATE_FAILED":      3,
+		"FLEET_COMMAND_STATE_CANCELLED":   4,
+	}
+)
+
+func (x FleetCommandState) Enum() *FleetCommandState {
+	p := new(FleetCommandState)
+	*p = x
+	return p
+}
+
+func (x FleetCommandState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FleetCommandState) Descriptor() protoreflect.EnumDescriptor {
+	return file_flotilla_v1_fleet_proto_enumTypes[1].Descriptor()
+}
+
+func (FleetCommandState) Type() protoreflect.EnumType {
+	return &file_flotilla_v1_fleet_proto_enumTypes[1]
+}
+
+func (x FleetCommandState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FleetCommandState.Descriptor instead.
+func (FleetCommandState) EnumDescriptor() ([]byte, []int) {
+	return file_flotilla_v1_fleet_proto_rawDescGZIP(), []int{1}
+}
+
 // Agent is one registered agent.
 type Agent struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
@@ -625,11 +685,975 @@ func (x *CreateJoinTokenResponse) GetCaCertSha256() string {
 	return ""
 }
 
+// Limit is a count of hosts or a percentage of the command's hosts.
+type Limit struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*Limit_Count
+	//	*Limit_Percent
+	Kind          isLimit_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Limit) Reset() {
+	*x = Limit{}
+	mi := &file_flotilla_v1_fleet_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Limit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Limit) ProtoMessage() {}
+
+func (x *Limit) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_fleet_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Limit.ProtoReflect.Descriptor instead.
+func (*Limit) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_fleet_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Limit) GetKind() isLimit_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *Limit) GetCount() int32 {
+	if x != nil {
+		if x, ok := x.Kind.(*Limit_Count); ok {
+			return x.Count
+		}
+	}
+	return 0
+}
+
+func (x *Limit) GetPercent() int32 {
+	if x != nil {
+		if x, ok := x.Kind.(*Limit_Percent); ok {
+			return x.Percent
+		}
+	}
+	return 0
+}
+
+type isLimit_Kind interface {
+	isLimit_Kind()
+}
+
+type Limit_Count struct {
+	Count int32 `protobuf:"varint,1,opt,name=count,proto3,oneof"`
+}
+
+type Limit_Percent struct {
+	// 1-100; rounded up to at least one host.
+	Percent int32 `protobuf:"varint,2,opt,name=percent,proto3,oneof"`
+}
+
+func (*Limit_Count) isLimit_Kind() {}
+
+func (*Limit_Percent) isLimit_Kind() {}
+
+// FleetCommand is one command run on a set of hosts.
+type FleetCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Spec  *CommandSpec           `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
+	// How the hosts were chosen.
+	Selector       string   `protobuf:"bytes,3,opt,name=selector,proto3" json:"selector,omitempty"`
+	AgentIds       []string `protobuf:"bytes,4,rep,name=agent_ids,json=agentIds,proto3" json:"agent_ids,omitempty"`
+	MaxConcurrency *Limit   `protobuf:"bytes,5,opt,name=max_concurrency,json=maxConcurrency,proto3" json:"max_concurrency,omitempty"`
+	MaxErrors      *Limit   `protobuf:"bytes,6,opt,name=max_errors,json=maxErrors,proto3" json:"max_errors,omitempty"`
+	// Per-host time limit from the moment the command was created.
+	Timeout *durationpb.Duration `protobuf:"bytes,7,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	Reason  string               `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The operator token or certificate that started it.
+	CreatedBy  string                 `protobuf:"bytes,9,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	CreatedAt  *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	FinishedAt *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	State      FleetCommandState      `protobuf:"varint,12,opt,name=state,proto3,enum=flotilla.v1.FleetCommandState" json:"state,omitempty"`
+	// One entry per host, ordered by agent ID.
+	Hosts []*HostCommand `protobuf:"bytes,13,rep,name=hosts,proto3" json:"hosts,omitempty"`
+	// Counts of hosts by state.
+	Summary       map[string]int32 `protobuf:"bytes,14,rep,name=summary,proto3" json:"summary,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FleetCommand) Reset() {
+	*x = FleetCommand{}
+	mi := &file_flotilla_v1_fleet_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FleetCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FleetCommand) ProtoMessage() {}
+
+func (x *FleetCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_fleet_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FleetCommand.ProtoReflect.Descriptor instead.
+func (*FleetCommand) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_fleet_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *FleetCommand) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *FleetCommand) GetSpec() *CommandSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *FleetCommand) GetSelector() string {
+	if x != nil {
+		return x.Selector
+	}
+	return ""
+}
+
+func (x *FleetCommand) GetAgentIds() []string {
+	if x != nil {
+		return x.AgentIds
+	}
+	return nil
+}
+
+func (x *FleetCommand) GetMaxConcurrency() *Limit {
+	if x != nil {
+		return x.MaxConcurrency
+	}
+	return nil
+}
+
+func (x *FleetCommand) GetMaxErrors() *Limit {
+	if x != nil {
+		return x.MaxErrors
+	}
+	return nil
+}
+
+func (x *FleetCommand) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+func (x *FleetCommand) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *FleetCommand) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+func (x *FleetCommand) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *FleetCommand) GetFinishedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FinishedAt
+	}
+	return nil
+}
+
+func (x *FleetCommand) GetState() FleetCommandState {
+	if x != nil {
+		return x.State
+	}
+	return FleetCommandState_FLEET_COMMAND_STATE_UNSPECIFIED
+}
+
+func (x *FleetCommand) GetHosts() []*HostCommand {
+	if x != nil {
+		return x.Hosts
+	}
+	return nil
+}
+
+func (x *FleetCommand) GetSummary() map[string]int32 {
+	if x != nil {
+		return x.Summary
+	}
+	return nil
+}
+
+// HostCommand is one host's part of a fleet command.
+type HostCommand struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	AgentId string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// The ID the agent sees (and journals).
+	CommandId string       `protobuf:"bytes,2,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	State     CommandState `protobuf:"varint,3,opt,name=state,proto3,enum=flotilla.v1.CommandState" json:"state,omitempty"`
+	// The last progress message or the reason for the outcome.
+	Message       string                 `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	FinishedAt    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	Result        *CommandResult         `protobuf:"bytes,7,opt,name=result,proto3" json:"result,omitempty"`
+	Deadline      *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HostCommand) Reset() {
+	*x = HostCommand{}
+	mi := &file_flotilla_v1_fleet_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostCommand) ProtoMessage() {}
+
+func (x *HostCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_fleet_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostCommand.ProtoReflect.Descriptor instead.
+func (*HostCommand) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_fleet_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *HostCommand) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *HostCommand) GetCommandId() string {
+	if x != nil {
+		return x.CommandId
+	}
+	return ""
+}
+
+func (x *HostCommand) GetState() CommandState {
+	if x != nil {
+		return x.State
+	}
+	return CommandState_COMMAND_STATE_UNSPECIFIED
+}
+
+func (x *HostCommand) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *HostCommand) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *HostCommand) GetFinishedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FinishedAt
+	}
+	return nil
+}
+
+func (x *HostCommand) GetResult() *CommandResult {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *HostCommand) GetDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
+type RunCommandRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What to run.
+	Spec *CommandSpec `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	// The hosts: explicit agent IDs, or a label selector (exactly one).
+	AgentIds []string `protobuf:"bytes,2,rep,name=agent_ids,json=agentIds,proto3" json:"agent_ids,omitempty"`
+	Selector string   `protobuf:"bytes,3,opt,name=selector,proto3" json:"selector,omitempty"`
+	// Hosts running at once (default: all).
+	MaxConcurrency *Limit `protobuf:"bytes,4,opt,name=max_concurrency,json=maxConcurrency,proto3" json:"max_concurrency,omitempty"`
+	// Failed hosts after which nothing new starts (default: no limit).
+	MaxErrors *Limit `protobuf:"bytes,5,opt,name=max_errors,json=maxErrors,proto3" json:"max_errors,omitempty"`
+	// Per-host deadline from now (default by kind: pull 10m, restart 5m,
+	// backup 1h, drain and undrain 1m; at most 24h).
+	Timeout *durationpb.Duration `protobuf:"bytes,6,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	// Why, for the record.
+	Reason        string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunCommandRequest) Reset() {
+	*x = RunCommandRequest{}
+	mi := &file_flotilla_v1_fleet_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunCommandRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunCommandRequest) ProtoMessage() {}
+
+func (x *RunCommandRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_fleet_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunCommandRequest.ProtoReflect.Descriptor instead.
+func (*RunCommandRequest) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_fleet_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *RunCommandRequest) GetSpec() *CommandSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *RunCommandRequest) GetAgentIds() []string {
+	if x != nil {
+		return x.AgentIds
+	}
+	return nil
+}
+
+func (x *RunCommandRequest) GetSelector() string {
+	if x != nil {
+		return x.Selector
+	}
+	return ""
+}
+
+func (x *RunCommandRequest) GetMaxConcurrency() *Limit {
+	if x != nil {
+		return x.MaxConcurrency
+	}
+	return nil
+}
+
+func (x *RunCommandRequest) GetMaxErrors() *Limit {
+	if x != nil {
+		return x.MaxErrors
+	}
+	return nil
+}
+
+func (x *RunCommandRequest) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+func (x *RunCommandRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type RunCommandResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Command       *FleetCommand          `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunCommandResponse) Reset() {
+	*x = RunCommandResponse{}
+	mi := &file_flotilla_v1_fleet_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunCommandResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunCommandResponse) ProtoMessage() {}
+
+func (x *RunCommandResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_fleet_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunCommandResponse.ProtoReflect.Descriptor instead.
+func (*RunCommandResponse) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_fleet_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RunCommandResponse) GetCommand() *FleetCommand {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+type GetCommandRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CommandId     string                 `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCommandRequest) Reset() {
+	*x = GetCommandRequest{}
+	mi := &file_flotilla_v1_fleet_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCommandRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCommandRequest) ProtoMessage() {}
+
+func (x *GetCommandRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_fleet_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCommandRequest.ProtoReflect.Descriptor instead.
+func (*GetCommandRequest) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_fleet_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *GetCommandRequest) GetCommandId() string {
+	if x != nil {
+		return x.CommandId
+	}
+	return ""
+}
+
+type GetCommandResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Command       *FleetCommand          `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCommandResponse) Reset() {
+	*x = GetCommandResponse{}
+	mi := &file_flotilla_v1_fleet_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCommandResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCommandResponse) ProtoMessage() {}
+
+func (x *GetCommandResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_fleet_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCommandResponse.ProtoReflect.Descriptor instead.
+func (*GetCommandResponse) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_fleet_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *GetCommandResponse) GetCommand() *FleetCommand {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+type ListCommandsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only commands in these states; all when empty.
+	States []FleetCommandState `protobuf:"varint,1,rep,packed,name=states,proto3,enum=flotilla.v1.FleetCommandState" json:"states,omitempty"`
+	// At most this many (default 50, at most 500).
+	PageSize      int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCommandsRequest) Reset() {
+	*x = ListCommandsRequest{}
+	mi := &file_flotilla_v1_fleet_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCommandsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCommandsRequest) ProtoMessage() {}
+
+func (x *ListCommandsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_fleet_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCommandsRequest.ProtoReflect.Descriptor instead.
+func (*ListCommandsRequest) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_fleet_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ListCommandsRequest) GetStates() []FleetCommandState {
+	if x != nil {
+		return x.States
+	}
+	return nil
+}
+
+func (x *ListCommandsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListCommandsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListCommandsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Newest first, without per-host entries (GetCommand has them).
+	Commands      []*FleetCommand `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
+	NextPageToken string          `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCommandsResponse) Reset() {
+	*x = ListCommandsResponse{}
+	mi := &file_flotilla_v1_fleet_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCommandsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCommandsResponse) ProtoMessage() {}
+
+func (x *ListCommandsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_fleet_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCommandsResponse.ProtoReflect.Descriptor instead.
+func (*ListCommandsResponse) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_fleet_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ListCommandsResponse) GetCommands() []*FleetCommand {
+	if x != nil {
+		return x.Commands
+	}
+	return nil
+}
+
+func (x *ListCommandsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type WatchCommandRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CommandId     string                 `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchCommandRequest) Reset() {
+	*x = WatchCommandRequest{}
+	mi := &file_flotilla_v1_fleet_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchCommandRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchCommandRequest) ProtoMessage() {}
+
+func (x *WatchCommandRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_fleet_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchCommandRequest.ProtoReflect.Descriptor instead.
+func (*WatchCommandRequest) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_fleet_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *WatchCommandRequest) GetCommandId() string {
+	if x != nil {
+		return x.CommandId
+	}
+	return ""
+}
+
+type WatchCommandResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Body:
+	//
+	//	*WatchCommandResponse_Snapshot
+	//	*WatchCommandResponse_Event
+	Body          isWatchCommandResponse_Body `protobuf_oneof:"body"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchCommandResponse) Reset() {
+	*x = WatchCommandResponse{}
+	mi := &file_flotilla_v1_fleet_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchCommandResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchCommandResponse) ProtoMessage() {}
+
+func (x *WatchCommandResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_fleet_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchCommandResponse.ProtoReflect.Descriptor instead.
+func (*WatchCommandResponse) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_fleet_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *WatchCommandResponse) GetBody() isWatchCommandResponse_Body {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+func (x *WatchCommandResponse) GetSnapshot() *FleetCommand {
+	if x != nil {
+		if x, ok := x.Body.(*WatchCommandResponse_Snapshot); ok {
+			return x.Snapshot
+		}
+	}
+	return nil
+}
+
+func (x *WatchCommandResponse) GetEvent() *HostCommandEvent {
+	if x != nil {
+		if x, ok := x.Body.(*WatchCommandResponse_Event); ok {
+			return x.Event
+		}
+	}
+	return nil
+}
+
+type isWatchCommandResponse_Body interface {
+	isWatchCommandResponse_Body()
+}
+
+type WatchCommandResponse_Snapshot struct {
+	// The command as it stands; sent first, and last when it ends.
+	Snapshot *FleetCommand `protobuf:"bytes,1,opt,name=snapshot,proto3,oneof"`
+}
+
+type WatchCommandResponse_Event struct {
+	// One host's event.
+	Event *HostCommandEvent `protobuf:"bytes,2,opt,name=event,proto3,oneof"`
+}
+
+func (*WatchCommandResponse_Snapshot) isWatchCommandResponse_Body() {}
+
+func (*WatchCommandResponse_Event) isWatchCommandResponse_Body() {}
+
+// HostCommandEvent is a command event from one host.
+type HostCommandEvent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AgentId       string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Event         *CommandEvent          `protobuf:"bytes,2,opt,name=event,proto3" json:"event,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HostCommandEvent) Reset() {
+	*x = HostCommandEvent{}
+	mi := &file_flotilla_v1_fleet_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostCommandEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostCommandEvent) ProtoMessage() {}
+
+func (x *HostCommandEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_fleet_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostCommandEvent.ProtoReflect.Descriptor instead.
+func (*HostCommandEvent) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_fleet_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *HostCommandEvent) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *HostCommandEvent) GetEvent() *CommandEvent {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+type CancelCommandRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CommandId     string                 `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelCommandRequest) Reset() {
+	*x = CancelCommandRequest{}
+	mi := &file_flotilla_v1_fleet_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelCommandRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelCommandRequest) ProtoMessage() {}
+
+func (x *CancelCommandRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_fleet_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelCommandRequest.ProtoReflect.Descriptor instead.
+func (*CancelCommandRequest) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_fleet_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *CancelCommandRequest) GetCommandId() string {
+	if x != nil {
+		return x.CommandId
+	}
+	return ""
+}
+
+func (x *CancelCommandRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type CancelCommandResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Command       *FleetCommand          `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelCommandResponse) Reset() {
+	*x = CancelCommandResponse{}
+	mi := &file_flotilla_v1_fleet_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelCommandResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelCommandResponse) ProtoMessage() {}
+
+func (x *CancelCommandResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_fleet_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelCommandResponse.ProtoReflect.Descriptor instead.
+func (*CancelCommandResponse) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_fleet_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *CancelCommandResponse) GetCommand() *FleetCommand {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
 var File_flotilla_v1_fleet_proto protoreflect.FileDescriptor
 
 const file_flotilla_v1_fleet_proto_rawDesc = "" +
 	"\n" +
-	"\x17flotilla/v1/fleet.proto\x12\vflotilla.v1\x1a\x1bflotilla/v1/telemetry.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xad\x06\n" +
+	"\x17flotilla/v1/fleet.proto\x12\vflotilla.v1\x1a\x19flotilla/v1/command.proto\x1a\x1bflotilla/v1/telemetry.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xad\x06\n" +
 	"\x05Agent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x126\n" +
@@ -686,18 +1710,110 @@ const file_flotilla_v1_fleet_proto_rawDesc = "" +
 	"\x0eca_cert_sha256\x18\x06 \x01(\tR\fcaCertSha256\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*x\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"C\n" +
+	"\x05Limit\x12\x16\n" +
+	"\x05count\x18\x01 \x01(\x05H\x00R\x05count\x12\x1a\n" +
+	"\apercent\x18\x02 \x01(\x05H\x00R\apercentB\x06\n" +
+	"\x04kind\"\xbd\x05\n" +
+	"\fFleetCommand\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12,\n" +
+	"\x04spec\x18\x02 \x01(\v2\x18.flotilla.v1.CommandSpecR\x04spec\x12\x1a\n" +
+	"\bselector\x18\x03 \x01(\tR\bselector\x12\x1b\n" +
+	"\tagent_ids\x18\x04 \x03(\tR\bagentIds\x12;\n" +
+	"\x0fmax_concurrency\x18\x05 \x01(\v2\x12.flotilla.v1.LimitR\x0emaxConcurrency\x121\n" +
+	"\n" +
+	"max_errors\x18\x06 \x01(\v2\x12.flotilla.v1.LimitR\tmaxErrors\x123\n" +
+	"\atimeout\x18\a \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x16\n" +
+	"\x06reason\x18\b \x01(\tR\x06reason\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\t \x01(\tR\tcreatedBy\x129\n" +
+	"\n" +
+	"created_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12;\n" +
+	"\vfinished_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"finishedAt\x124\n" +
+	"\x05state\x18\f \x01(\x0e2\x1e.flotilla.v1.FleetCommandStateR\x05state\x12.\n" +
+	"\x05hosts\x18\r \x03(\v2\x18.flotilla.v1.HostCommandR\x05hosts\x12@\n" +
+	"\asummary\x18\x0e \x03(\v2&.flotilla.v1.FleetCommand.SummaryEntryR\asummary\x1a:\n" +
+	"\fSummaryEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"\xf6\x02\n" +
+	"\vHostCommand\x12\x19\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x1d\n" +
+	"\n" +
+	"command_id\x18\x02 \x01(\tR\tcommandId\x12/\n" +
+	"\x05state\x18\x03 \x01(\x0e2\x19.flotilla.v1.CommandStateR\x05state\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\x129\n" +
+	"\n" +
+	"started_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
+	"\vfinished_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"finishedAt\x122\n" +
+	"\x06result\x18\a \x01(\v2\x1a.flotilla.v1.CommandResultR\x06result\x126\n" +
+	"\bdeadline\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\"\xb7\x02\n" +
+	"\x11RunCommandRequest\x12,\n" +
+	"\x04spec\x18\x01 \x01(\v2\x18.flotilla.v1.CommandSpecR\x04spec\x12\x1b\n" +
+	"\tagent_ids\x18\x02 \x03(\tR\bagentIds\x12\x1a\n" +
+	"\bselector\x18\x03 \x01(\tR\bselector\x12;\n" +
+	"\x0fmax_concurrency\x18\x04 \x01(\v2\x12.flotilla.v1.LimitR\x0emaxConcurrency\x121\n" +
+	"\n" +
+	"max_errors\x18\x05 \x01(\v2\x12.flotilla.v1.LimitR\tmaxErrors\x123\n" +
+	"\atimeout\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\"I\n" +
+	"\x12RunCommandResponse\x123\n" +
+	"\acommand\x18\x01 \x01(\v2\x19.flotilla.v1.FleetCommandR\acommand\"2\n" +
+	"\x11GetCommandRequest\x12\x1d\n" +
+	"\n" +
+	"command_id\x18\x01 \x01(\tR\tcommandId\"I\n" +
+	"\x12GetCommandResponse\x123\n" +
+	"\acommand\x18\x01 \x01(\v2\x19.flotilla.v1.FleetCommandR\acommand\"\x89\x01\n" +
+	"\x13ListCommandsRequest\x126\n" +
+	"\x06states\x18\x01 \x03(\x0e2\x1e.flotilla.v1.FleetCommandStateR\x06states\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"u\n" +
+	"\x14ListCommandsResponse\x125\n" +
+	"\bcommands\x18\x01 \x03(\v2\x19.flotilla.v1.FleetCommandR\bcommands\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"4\n" +
+	"\x13WatchCommandRequest\x12\x1d\n" +
+	"\n" +
+	"command_id\x18\x01 \x01(\tR\tcommandId\"\x8e\x01\n" +
+	"\x14WatchCommandResponse\x127\n" +
+	"\bsnapshot\x18\x01 \x01(\v2\x19.flotilla.v1.FleetCommandH\x00R\bsnapshot\x125\n" +
+	"\x05event\x18\x02 \x01(\v2\x1d.flotilla.v1.HostCommandEventH\x00R\x05eventB\x06\n" +
+	"\x04body\"^\n" +
+	"\x10HostCommandEvent\x12\x19\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12/\n" +
+	"\x05event\x18\x02 \x01(\v2\x19.flotilla.v1.CommandEventR\x05event\"M\n" +
+	"\x14CancelCommandRequest\x12\x1d\n" +
+	"\n" +
+	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"L\n" +
+	"\x15CancelCommandResponse\x123\n" +
+	"\acommand\x18\x01 \x01(\v2\x19.flotilla.v1.FleetCommandR\acommand*x\n" +
 	"\n" +
 	"AgentState\x12\x1b\n" +
 	"\x17AGENT_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15AGENT_STATE_CONNECTED\x10\x01\x12\x1c\n" +
 	"\x18AGENT_STATE_DISCONNECTED\x10\x02\x12\x14\n" +
-	"\x10AGENT_STATE_LOST\x10\x032\x84\x02\n" +
+	"\x10AGENT_STATE_LOST\x10\x03*\xbf\x01\n" +
+	"\x11FleetCommandState\x12#\n" +
+	"\x1fFLEET_COMMAND_STATE_UNSPECIFIED\x10\x00\x12\x1f\n" +
+	"\x1bFLEET_COMMAND_STATE_RUNNING\x10\x01\x12!\n" +
+	"\x1dFLEET_COMMAND_STATE_SUCCEEDED\x10\x02\x12\x1e\n" +
+	"\x1aFLEET_COMMAND_STATE_FAILED\x10\x03\x12!\n" +
+	"\x1dFLEET_COMMAND_STATE_CANCELLED\x10\x042\xa6\x05\n" +
 	"\fFleetService\x12M\n" +
 	"\n" +
 	"ListAgents\x12\x1e.flotilla.v1.ListAgentsRequest\x1a\x1f.flotilla.v1.ListAgentsResponse\x12G\n" +
 	"\bGetAgent\x12\x1c.flotilla.v1.GetAgentRequest\x1a\x1d.flotilla.v1.GetAgentResponse\x12\\\n" +
-	"\x0fCreateJoinToken\x12#.flotilla.v1.CreateJoinTokenRequest\x1a$.flotilla.v1.CreateJoinTokenResponseB)Z'flotilla.dev/gen/flotilla/v1;flotillav1b\x06proto3"
+	"\x0fCreateJoinToken\x12#.flotilla.v1.CreateJoinTokenRequest\x1a$.flotilla.v1.CreateJoinTokenResponse\x12M\n" +
+	"\n" +
+	"RunCommand\x12\x1e.flotilla.v1.RunCommandRequest\x1a\x1f.flotilla.v1.RunCommandResponse\x12M\n" +
+	"\n" +
+	"GetCommand\x12\x1e.flotilla.v1.GetCommandRequest\x1a\x1f.flotilla.v1.GetCommandResponse\x12S\n" +
+	"\fListCommands\x12 .flotilla.v1.ListCommandsRequest\x1a!.flotilla.v1.ListCommandsResponse\x12U\n" +
+	"\fWatchCommand\x12 .flotilla.v1.WatchCommandRequest\x1a!.flotilla.v1.WatchCommandResponse0\x01\x12V\n" +
+	"\rCancelCommand\x12!.flotilla.v1.CancelCommandRequest\x1a\".flotilla.v1.CancelCommandResponseB)Z'flotilla.dev/gen/flotilla/v1;flotillav1b\x06proto3"
 
 var (
 	file_flotilla_v1_fleet_proto_rawDescOnce sync.Once
@@ -711,53 +1827,109 @@ func file_flotilla_v1_fleet_proto_rawDescGZIP() []byte {
 	return file_flotilla_v1_fleet_proto_rawDescData
 }
 
-var file_flotilla_v1_fleet_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_flotilla_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_flotilla_v1_fleet_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_flotilla_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_flotilla_v1_fleet_proto_goTypes = []any{
 	(AgentState)(0),                 // 0: flotilla.v1.AgentState
-	(*Agent)(nil),                   // 1: flotilla.v1.Agent
-	(*ListAgentsRequest)(nil),       // 2: flotilla.v1.ListAgentsRequest
-	(*ListAgentsResponse)(nil),      // 3: flotilla.v1.ListAgentsResponse
-	(*GetAgentRequest)(nil),         // 4: flotilla.v1.GetAgentRequest
-	(*GetAgentResponse)(nil),        // 5: flotilla.v1.GetAgentResponse
-	(*CreateJoinTokenRequest)(nil),  // 6: flotilla.v1.CreateJoinTokenRequest
-	(*CreateJoinTokenResponse)(nil), // 7: flotilla.v1.CreateJoinTokenResponse
-	nil,                             // 8: flotilla.v1.Agent.LabelsEntry
-	nil,                             // 9: flotilla.v1.CreateJoinTokenRequest.LabelsEntry
-	nil,                             // 10: flotilla.v1.CreateJoinTokenResponse.LabelsEntry
-	(*ManagedContainer)(nil),        // 11: flotilla.v1.ManagedContainer
-	(*timestamppb.Timestamp)(nil),   // 12: google.protobuf.Timestamp
-	(*Heartbeat)(nil),               // 13: flotilla.v1.Heartbeat
-	(*durationpb.Duration)(nil),     // 14: google.protobuf.Duration
+	(FleetCommandState)(0),          // 1: flotilla.v1.FleetCommandState
+	(*Agent)(nil),                   // 2: flotilla.v1.Agent
+	(*ListAgentsRequest)(nil),       // 3: flotilla.v1.ListAgentsRequest
+	(*ListAgentsResponse)(nil),      // 4: flotilla.v1.ListAgentsResponse
+	(*GetAgentRequest)(nil),         // 5: flotilla.v1.GetAgentRequest
+	(*GetAgentResponse)(nil),        // 6: flotilla.v1.GetAgentResponse
+	(*CreateJoinTokenRequest)(nil),  // 7: flotilla.v1.CreateJoinTokenRequest
+	(*CreateJoinTokenResponse)(nil), // 8: flotilla.v1.CreateJoinTokenResponse
+	(*Limit)(nil),                   // 9: flotilla.v1.Limit
+	(*FleetCommand)(nil),            // 10: flotilla.v1.FleetCommand
+	(*HostCommand)(nil),             // 11: flotilla.v1.HostCommand
+	(*RunCommandRequest)(nil),       // 12: flotilla.v1.RunCommandRequest
+	(*RunCommandResponse)(nil),      // 13: flotilla.v1.RunCommandResponse
+	(*GetCommandRequest)(nil),       // 14: flotilla.v1.GetCommandRequest
+	(*GetCommandResponse)(nil),      // 15: flotilla.v1.GetCommandResponse
+	(*ListCommandsRequest)(nil),     // 16: flotilla.v1.ListCommandsRequest
+	(*ListCommandsResponse)(nil),    // 17: flotilla.v1.ListCommandsResponse
+	(*WatchCommandRequest)(nil),     // 18: flotilla.v1.WatchCommandRequest
+	(*WatchCommandResponse)(nil),    // 19: flotilla.v1.WatchCommandResponse
+	(*HostCommandEvent)(nil),        // 20: flotilla.v1.HostCommandEvent
+	(*CancelCommandRequest)(nil),    // 21: flotilla.v1.CancelCommandRequest
+	(*CancelCommandResponse)(nil),   // 22: flotilla.v1.CancelCommandResponse
+	nil,                             // 23: flotilla.v1.Agent.LabelsEntry
+	nil,                             // 24: flotilla.v1.CreateJoinTokenRequest.LabelsEntry
+	nil,                             // 25: flotilla.v1.CreateJoinTokenResponse.LabelsEntry
+	nil,                             // 26: flotilla.v1.FleetCommand.SummaryEntry
+	(*ManagedContainer)(nil),        // 27: flotilla.v1.ManagedContainer
+	(*timestamppb.Timestamp)(nil),   // 28: google.protobuf.Timestamp
+	(*Heartbeat)(nil),               // 29: flotilla.v1.Heartbeat
+	(*durationpb.Duration)(nil),     // 30: google.protobuf.Duration
+	(*CommandSpec)(nil),             // 31: flotilla.v1.CommandSpec
+	(CommandState)(0),               // 32: flotilla.v1.CommandState
+	(*CommandResult)(nil),           // 33: flotilla.v1.CommandResult
+	(*CommandEvent)(nil),            // 34: flotilla.v1.CommandEvent
 }
 var file_flotilla_v1_fleet_proto_depIdxs = []int32{
-	8,  // 0: flotilla.v1.Agent.labels:type_name -> flotilla.v1.Agent.LabelsEntry
+	23, // 0: flotilla.v1.Agent.labels:type_name -> flotilla.v1.Agent.LabelsEntry
 	0,  // 1: flotilla.v1.Agent.state:type_name -> flotilla.v1.AgentState
-	11, // 2: flotilla.v1.Agent.containers:type_name -> flotilla.v1.ManagedContainer
-	12, // 3: flotilla.v1.Agent.registered_at:type_name -> google.protobuf.Timestamp
-	12, // 4: flotilla.v1.Agent.connected_at:type_name -> google.protobuf.Timestamp
-	12, // 5: flotilla.v1.Agent.last_seen_at:type_name -> google.protobuf.Timestamp
-	13, // 6: flotilla.v1.Agent.last_heartbeat:type_name -> flotilla.v1.Heartbeat
-	12, // 7: flotilla.v1.Agent.certificate_expires_at:type_name -> google.protobuf.Timestamp
-	12, // 8: flotilla.v1.Agent.state_changed_at:type_name -> google.protobuf.Timestamp
+	27, // 2: flotilla.v1.Agent.containers:type_name -> flotilla.v1.ManagedContainer
+	28, // 3: flotilla.v1.Agent.registered_at:type_name -> google.protobuf.Timestamp
+	28, // 4: flotilla.v1.Agent.connected_at:type_name -> google.protobuf.Timestamp
+	28, // 5: flotilla.v1.Agent.last_seen_at:type_name -> google.protobuf.Timestamp
+	29, // 6: flotilla.v1.Agent.last_heartbeat:type_name -> flotilla.v1.Heartbeat
+	28, // 7: flotilla.v1.Agent.certificate_expires_at:type_name -> google.protobuf.Timestamp
+	28, // 8: flotilla.v1.Agent.state_changed_at:type_name -> google.protobuf.Timestamp
 	0,  // 9: flotilla.v1.ListAgentsRequest.states:type_name -> flotilla.v1.AgentState
-	1,  // 10: flotilla.v1.ListAgentsResponse.agents:type_name -> flotilla.v1.Agent
-	1,  // 11: flotilla.v1.GetAgentResponse.agent:type_name -> flotilla.v1.Agent
-	14, // 12: flotilla.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
-	9,  // 13: flotilla.v1.CreateJoinTokenRequest.labels:type_name -> flotilla.v1.CreateJoinTokenRequest.LabelsEntry
-	12, // 14: flotilla.v1.CreateJoinTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	10, // 15: flotilla.v1.CreateJoinTokenResponse.labels:type_name -> flotilla.v1.CreateJoinTokenResponse.LabelsEntry
-	2,  // 16: flotilla.v1.FleetService.ListAgents:input_type -> flotilla.v1.ListAgentsRequest
-	4,  // 17: flotilla.v1.FleetService.GetAgent:input_type -> flotilla.v1.GetAgentRequest
-	6,  // 18: flotilla.v1.FleetService.CreateJoinToken:input_type -> flotilla.v1.CreateJoinTokenRequest
-	3,  // 19: flotilla.v1.FleetService.ListAgents:output_type -> flotilla.v1.ListAgentsResponse
-	5,  // 20: flotilla.v1.FleetService.GetAgent:output_type -> flotilla.v1.GetAgentResponse
-	7,  // 21: flotilla.v1.FleetService.CreateJoinToken:output_type -> flotilla.v1.CreateJoinTokenResponse
-	19, // [19:22] is the sub-list for method output_type
-	16, // [16:19] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	2,  // 10: flotilla.v1.ListAgentsResponse.agents:type_name -> flotilla.v1.Agent
+	2,  // 11: flotilla.v1.GetAgentResponse.agent:type_name -> flotilla.v1.Agent
+	30, // 12: flotilla.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
+	24, // 13: flotilla.v1.CreateJoinTokenRequest.labels:type_name -> flotilla.v1.CreateJoinTokenRequest.LabelsEntry
+	28, // 14: flotilla.v1.CreateJoinTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	25, // 15: flotilla.v1.CreateJoinTokenResponse.labels:type_name -> flotilla.v1.CreateJoinTokenResponse.LabelsEntry
+	31, // 16: flotilla.v1.FleetCommand.spec:type_name -> flotilla.v1.CommandSpec
+	9,  // 17: flotilla.v1.FleetCommand.max_concurrency:type_name -> flotilla.v1.Limit
+	9,  // 18: flotilla.v1.FleetCommand.max_errors:type_name -> flotilla.v1.Limit
+	30, // 19: flotilla.v1.FleetCommand.timeout:type_name -> google.protobuf.Duration
+	28, // 20: flotilla.v1.FleetCommand.created_at:type_name -> google.protobuf.Timestamp
+	28, // 21: flotilla.v1.FleetCommand.finished_at:type_name -> google.protobuf.Timestamp
+	1,  // 22: flotilla.v1.FleetCommand.state:type_name -> flotilla.v1.FleetCommandState
+	11, // 23: flotilla.v1.FleetCommand.hosts:type_name -> flotilla.v1.HostCommand
+	26, // 24: flotilla.v1.FleetCommand.summary:type_name -> flotilla.v1.FleetCommand.SummaryEntry
+	32, // 25: flotilla.v1.HostCommand.state:type_name -> flotilla.v1.CommandState
+	28, // 26: flotilla.v1.HostCommand.started_at:type_name -> google.protobuf.Timestamp
+	28, // 27: flotilla.v1.HostCommand.finished_at:type_name -> google.protobuf.Timestamp
+	33, // 28: flotilla.v1.HostCommand.result:type_name -> flotilla.v1.CommandResult
+	28, // 29: flotilla.v1.HostCommand.deadline:type_name -> google.protobuf.Timestamp
+	31, // 30: flotilla.v1.RunCommandRequest.spec:type_name -> flotilla.v1.CommandSpec
+	9,  // 31: flotilla.v1.RunCommandRequest.max_concurrency:type_name -> flotilla.v1.Limit
+	9,  // 32: flotilla.v1.RunCommandRequest.max_errors:type_name -> flotilla.v1.Limit
+	30, // 33: flotilla.v1.RunCommandRequest.timeout:type_name -> google.protobuf.Duration
+	10, // 34: flotilla.v1.RunCommandResponse.command:type_name -> flotilla.v1.FleetCommand
+	10, // 35: flotilla.v1.GetCommandResponse.command:type_name -> flotilla.v1.FleetCommand
+	1,  // 36: flotilla.v1.ListCommandsRequest.states:type_name -> flotilla.v1.FleetCommandState
+	10, // 37: flotilla.v1.ListCommandsResponse.commands:type_name -> flotilla.v1.FleetCommand
+	10, // 38: flotilla.v1.WatchCommandResponse.snapshot:type_name -> flotilla.v1.FleetCommand
+	20, // 39: flotilla.v1.WatchCommandResponse.event:type_name -> flotilla.v1.HostCommandEvent
+	34, // 40: flotilla.v1.HostCommandEvent.event:type_name -> flotilla.v1.CommandEvent
+	10, // 41: flotilla.v1.CancelCommandResponse.command:type_name -> flotilla.v1.FleetCommand
+	3,  // 42: flotilla.v1.FleetService.ListAgents:input_type -> flotilla.v1.ListAgentsRequest
+	5,  // 43: flotilla.v1.FleetService.GetAgent:input_type -> flotilla.v1.GetAgentRequest
+	7,  // 44: flotilla.v1.FleetService.CreateJoinToken:input_type -> flotilla.v1.CreateJoinTokenRequest
+	12, // 45: flotilla.v1.FleetService.RunCommand:input_type -> flotilla.v1.RunCommandRequest
+	14, // 46: flotilla.v1.FleetService.GetCommand:input_type -> flotilla.v1.GetCommandRequest
+	16, // 47: flotilla.v1.FleetService.ListCommands:input_type -> flotilla.v1.ListCommandsRequest
+	18, // 48: flotilla.v1.FleetService.WatchCommand:input_type -> flotilla.v1.WatchCommandRequest
+	21, // 49: flotilla.v1.FleetService.CancelCommand:input_type -> flotilla.v1.CancelCommandRequest
+	4,  // 50: flotilla.v1.FleetService.ListAgents:output_type -> flotilla.v1.ListAgentsResponse
+	6,  // 51: flotilla.v1.FleetService.GetAgent:output_type -> flotilla.v1.GetAgentResponse
+	8,  // 52: flotilla.v1.FleetService.CreateJoinToken:output_type -> flotilla.v1.CreateJoinTokenResponse
+	13, // 53: flotilla.v1.FleetService.RunCommand:output_type -> flotilla.v1.RunCommandResponse
+	15, // 54: flotilla.v1.FleetService.GetCommand:output_type -> flotilla.v1.GetCommandResponse
+	17, // 55: flotilla.v1.FleetService.ListCommands:output_type -> flotilla.v1.ListCommandsResponse
+	19, // 56: flotilla.v1.FleetService.WatchCommand:output_type -> flotilla.v1.WatchCommandResponse
+	22, // 57: flotilla.v1.FleetService.CancelCommand:output_type -> flotilla.v1.CancelCommandResponse
+	50, // [50:58] is the sub-list for method output_type
+	42, // [42:50] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_flotilla_v1_fleet_proto_init() }
@@ -765,14 +1937,23 @@ func file_flotilla_v1_fleet_proto_init() {
 	if File_flotilla_v1_fleet_proto != nil {
 		return
 	}
+	file_flotilla_v1_command_proto_init()
 	file_flotilla_v1_telemetry_proto_init()
+	file_flotilla_v1_fleet_proto_msgTypes[7].OneofWrappers = []any{
+		(*Limit_Count)(nil),
+		(*Limit_Percent)(nil),
+	}
+	file_flotilla_v1_fleet_proto_msgTypes[17].OneofWrappers = []any{
+		(*WatchCommandResponse_Snapshot)(nil),
+		(*WatchCommandResponse_Event)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotilla_v1_fleet_proto_rawDesc), len(file_flotilla_v1_fleet_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   10,
+			NumEnums:      2,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,6 +22,11 @@ const (
 	FleetService_ListAgents_FullMethodName      = "/flotilla.v1.FleetService/ListAgents"
 	FleetService_GetAgent_FullMethodName        = "/flotilla.v1.FleetService/GetAgent"
 	FleetService_CreateJoinToken_FullMethodName = "/flotilla.v1.FleetService/CreateJoinToken"
+	FleetService_RunCommand_FullMethodName      = "/flotilla.v1.FleetService/RunCommand"
+	FleetService_GetCommand_FullMethodName      = "/flotilla.v1.FleetService/GetCommand"
+	FleetService_ListCommands_FullMethodName    = "/flotilla.v1.FleetService/ListCommands"
+	FleetService_WatchCommand_FullMethodName    = "/flotilla.v1.FleetService/WatchCommand"
+	FleetService_CancelCommand_FullMethodName   = "/flotilla.v1.FleetService/CancelCommand"
 )
 
 // FleetServiceClient is the client API for FleetService service.
@@ -39,6 +44,20 @@ type FleetServiceClient interface {
 	// CreateJoinToken creates a token that agents use to register. The secret is
 	// returned once and stored only as a hash.
 	CreateJoinToken(ctx context.Context, in *CreateJoinTokenRequest, opts ...grpc.CallOption) (*CreateJoinTokenResponse, error)
+	// RunCommand runs one command on the agents chosen by IDs or a label
+	// selector, at most max_concurrency at a time, stopping new starts once
+	// max_errors hosts failed. It returns at once; WatchCommand follows it.
+	RunCommand(ctx context.Context, in *RunCommandRequest, opts ...grpc.CallOption) (*RunCommandResponse, error)
+	// GetCommand returns a fleet command with every host's state and result.
+	GetCommand(ctx context.Context, in *GetCommandRequest, opts ...grpc.CallOption) (*GetCommandResponse, error)
+	// ListCommands lists fleet commands, newest first.
+	ListCommands(ctx context.Context, in *ListCommandsRequest, opts ...grpc.CallOption) (*ListCommandsResponse, error)
+	// WatchCommand streams the command's current state, then every host
+	// event, and ends when every host is done.
+	WatchCommand(ctx context.Context, in *WatchCommandRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchCommandResponse], error)
+	// CancelCommand stops a fleet command: hosts not started are skipped and
+	// running ones are cancelled on their agents.
+	CancelCommand(ctx context.Context, in *CancelCommandRequest, opts ...grpc.CallOption) (*CancelCommandResponse, error)
 }
 
 type fleetServiceClient struct {
@@ -79,6 +98,65 @@ func (c *fleetServiceClient) CreateJoinToken(ctx context.Context, in *CreateJoin
 	return out, nil
 }
 
+func (c *fleetServiceClient) RunCommand(ctx context.Context, in *RunCommandRequest, opts ...grpc.CallOption) (*RunCommandResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RunCommandResponse)
+	err := c.cc.Invoke(ctx, FleetService_RunCommand_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fleetServiceClient) GetCommand(ctx context.Context, in *GetCommandRequest, opts ...grpc.CallOption) (*GetCommandResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCommandResponse)
+	err := c.cc.Invoke(ctx, FleetService_GetCommand_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fleetServiceClient) ListCommands(ctx context.Context, in *ListCommandsRequest, opts ...grpc.CallOption) (*ListCommandsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListCommandsResponse)
+	err := c.cc.Invoke(ctx, FleetService_ListCommands_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fleetServiceClient) WatchCommand(ctx context.Context, in *WatchCommandRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchCommandResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &FleetService_ServiceDesc.Streams[0], FleetService_WatchCommand_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchCommandRequest, WatchCommandResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type FleetService_WatchCommandClient = grpc.ServerStreamingClient[WatchCommandResponse]
+
+func (c *fleetServiceClient) CancelCommand(ctx context.Context, in *CancelCommandRequest, opts ...grpc.CallOption) (*CancelCommandResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelCommandResponse)
+	err := c.cc.Invoke(ctx, FleetService_CancelCommand_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FleetServiceServer is the server API for FleetService service.
 // All implementations must embed UnimplementedFleetServiceServer
 // for forward compatibility.
@@ -94,6 +172,20 @@ type FleetServiceServer interface {
 	// CreateJoinToken creates a token that agents use to register. The secret is
 	// returned once and stored only as a hash.
 	CreateJoinToken(context.Context, *CreateJoinTokenRequest) (*CreateJoinTokenResponse, error)
+	// RunCommand runs one command on the agents chosen by IDs or a label
+	// selector, at most max_concurrency at a time, stopping new starts once
+	// max_errors hosts failed. It returns at once; WatchCommand follows it.
+	RunCommand(context.Context, *RunCommandRequest) (*RunCommandResponse, error)
+	// GetCommand returns a fleet command with every host's state and result.
+	GetCommand(context.Context, *GetCommandRequest) (*GetCommandResponse, error)
+	// ListCommands lists fleet commands, newest first.
+	ListCommands(context.Context, *ListCommandsRequest) (*ListCommandsResponse, error)
+	// WatchCommand streams the command's current state, then every host
+	// event, and ends when every host is done.
+	WatchCommand(*WatchCommandRequest, grpc.ServerStreamingServer[WatchCommandResponse]) error
+	// CancelCommand stops a fleet command: hosts not started are skipped and
+	// running ones are cancelled on their agents.
+	CancelCommand(context.Context, *CancelCommandRequest) (*CancelCommandResponse, error)
 	mustEmbedUnimplementedFleetServiceServer()
 }
 
@@ -112,6 +204,21 @@ func (UnimplementedFleetServiceServer) GetAgent(context.Context, *GetAgentReques
 }
 func (UnimplementedFleetServiceServer) CreateJoinToken(context.Context, *CreateJoinTokenRequest) (*CreateJoinTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateJoinToken not implemented")
+}
+func (UnimplementedFleetServiceServer) RunCommand(context.Context, *RunCommandRequest) (*RunCommandResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RunCommand not implemented")
+}
+func (UnimplementedFleetServiceServer) GetCommand(context.Context, *GetCommandRequest) (*GetCommandResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCommand not implemented")
+}
+func (UnimplementedFleetServiceServer) ListCommands(context.Context, *ListCommandsRequest) (*ListCommandsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListCommands not implemented")
+}
+func (UnimplementedFleetServiceServer) WatchCommand(*WatchCommandRequest, grpc.ServerStreamingServer[WatchCommandResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchCommand not implemented")
+}
+func (UnimplementedFleetServiceServer) CancelCommand(context.Context, *CancelCommandRequest) (*CancelCommandResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelCommand not implemented")
 }
 func (UnimplementedFleetServiceServer) mustEmbedUnimplementedFleetServiceServer() {}
 func (UnimplementedFleetServiceServer) testEmbeddedByValue()                      {}
@@ -188,6 +295,89 @@ func _FleetService_CreateJoinToken_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FleetService_RunCommand_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RunCommandRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FleetServiceServer).RunCommand(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FleetService_RunCommand_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FleetServiceServer).RunCommand(ctx, req.(*RunCommandRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FleetService_GetCommand_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCommandRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FleetServiceServer).GetCommand(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FleetService_GetCommand_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FleetServiceServer).GetCommand(ctx, req.(*GetCommandRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FleetService_ListCommands_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListCommandsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FleetServiceServer).ListCommands(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FleetService_ListCommands_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FleetServiceServer).ListCommands(ctx, req.(*ListCommandsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FleetService_WatchCommand_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchCommandRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(FleetServiceServer).WatchCommand(m, &grpc.GenericServerStream[WatchCommandRequest, WatchCommandResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type FleetService_WatchCommandServer = grpc.ServerStreamingServer[WatchCommandResponse]
+
+func _FleetService_CancelCommand_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelCommandRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FleetServiceServer).CancelCommand(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FleetService_CancelCommand_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FleetServiceServer).CancelCommand(ctx, req.(*CancelCommandRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FleetService_ServiceDesc is the grpc.ServiceDesc for FleetService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -207,7 +397,29 @@ var FleetService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "CreateJoinToken",
 			Handler:    _FleetService_CreateJoinToken_Handler,
 		},
+		{
+			MethodName: "RunCommand",
+			Handler:    _FleetService_RunCommand_Handler,
+		},
+		{
+			MethodName: "GetCommand",
+			Handler:    _FleetService_GetCommand_Handler,
+		},
+		{
+			MethodName: "ListCommands",
+			Handler:    _FleetService_ListCommands_Handler,
+		},
+		{
+			MethodName: "CancelCommand",
+			Handler:    _FleetService_CancelCommand_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchCommand",
+			Handler:       _FleetService_WatchCommand_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "flotilla/v1/fleet.proto",
 }
