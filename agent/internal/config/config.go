@@ -10,6 +10,10 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"flotilla.dev/agent/internal/backup"
+	"flotilla.dev/agent/internal/docker"
+	"flotilla.dev/agent/internal/nginx"
 )
 
 // Defaults for the fields that have one.
@@ -46,6 +50,12 @@ type Config struct {
 	// DiskPaths are reported in addition to "/".
 	DiskPaths []string `yaml:"disk_paths"`
 	Log       Log      `yaml:"log"`
+
+	// Docker, Backup and Nginx configure the command executors and their
+	// guard rails; each package validates its own section.
+	Docker docker.Config `yaml:"docker"`
+	Backup backup.Config `yaml:"backup"`
+	Nginx  nginx.Config  `yaml:"nginx"`
 }
 
 // ControlPlane says where the control plane is and how to trust it before the
