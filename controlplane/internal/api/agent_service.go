@@ -19,6 +19,7 @@ import (
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 
 	"flotilla.dev/controlplane/internal/auth"
+	"flotilla.dev/controlplane/internal/commands"
 	"flotilla.dev/controlplane/internal/fleet"
 	"flotilla.dev/controlplane/internal/pki"
 	"flotilla.dev/controlplane/internal/store"
@@ -39,6 +40,9 @@ type AgentServiceConfig struct {
 	HelloTimeout time.Duration
 	// Metrics counts registrations and streams; nil disables.
 	Metrics *Metrics
+	// Commands receives command events and is told when an agent connects,
+	// so it can (re)send that agent's commands.
+	Commands *commands.Dispatcher
 }
 
 // AgentService implements flotilla.v1.AgentService.
@@ -58,6 +62,9 @@ func NewAgentService(cfg AgentServiceConfig) (*AgentService, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Commands == nil {
+		return nil, errors.New("api: agent service needs the command dispatcher")
 	}
 	if cfg.CertValidity <= 0 {
 		return nil, errors.New("api: agent certificate validity must be positive")
@@ -214,13 +221,11 @@ func (s *AgentService) Connect(stream grpc.BidiStreamingServer[flotillav1.Connec
 		return err
 	}
 
+	s.cfg.Commands.OnConnect(p.ID)
+
 	recvErr := make(chan error, 1)
 	go func() { recvErr <- s.receive(stream, sess) }()
-	select {
-	case err = <-recvErr:
-	case <-sess.Done():
-		err = sess.Err()
-	}
+	err = s.sendLoop(stream, sess, recvErr)
 	reason := streamEndReason(err)
 	s.cfg.Registry.Detach(sess, reason)
 	log.Info("agent stream closed", zap.String("reason", reason))
@@ -356,14 +361,67 @@ func (s *AgentService) receive(stream grpc.BidiStreamingServer[flotillav1.Connec
 			if err := s.cfg.Registry.Heartbeat(sess, body.Heartbeat); err != nil {
 				return err
 			}
-		case *flotillav1.ConnectRequest_CommandEvent, *flotillav1.ConnectRequest_JournalReport:
-			// Command delivery arrives with the commands capability; until
-			// then an event still proves the agent is alive.
+		case *flotillav1.ConnectRequest_CommandEvent:
 			s.cfg.Registry.Touch(sess)
+			if err := s.commandEvent(stream.Context(), sess, body.CommandEvent); err != nil {
+				return err
+			}
+		case *flotillav1.ConnectRequest_JournalReport:
+			s.cfg.Registry.Touch(sess)
+			if n := len(body.JournalReport.GetEntries()); n > maxJournalEntries {
+				return invalid("journal_report.entries", "%d entries, at most %d allowed", n, maxJournalEntries)
+			}
+			for _, ev := range body.JournalReport.GetEntries() {
+				if err := s.commandEvent(stream.Context(), sess, ev); err != nil {
+					return err
+				}
+			}
 		case *flotillav1.ConnectRequest_Hello:
 			return invalid("body", "hello may only be the first message of a stream")
 		default:
 			return invalid("body", "empty or unknown message")
+		}
+	}
+}
+
+// maxJournalEntries bounds one journal report.
+const maxJournalEntries = 100000
+
+// commandEvent validates and applies one event. An event about another
+// agent's command is logged and dropped (never trusted); a store failure
+// ends the stream so the agent reconnects and reports its journal again.
+func (s *AgentService) commandEvent(ctx context.Context, sess *fleet.Session, ev *flotillav1.CommandEvent) error {
+	if ev.GetCommandId() == "" || len(ev.GetCommandId()) > maxShortString {
+		return invalid("command_event.command_id", "required, at most %d bytes", maxShortString)
+	}
+	if len(ev.GetMessage()) > 16<<10 {
+		ev.Message = ev.GetMessage()[:16<<10] + "…"
+	}
+	err := s.cfg.Commands.OnEvent(ctx, sess.AgentID(), ev)
+	if errors.Is(err, commands.ErrNotOwner) {
+		return nil
+	}
+	if err != nil {
+		return status.Errorf(codes.Unavailable, "command event for %s not recorded: %v", ev.GetCommandId(), err)
+	}
+	return nil
+}
+
+// sendLoop sends the session's queued messages until the receive side
+// ends or the registry closes the session.
+func (s *AgentService) sendLoop(stream grpc.BidiStreamingServer[flotillav1.ConnectRequest, flotillav1.ConnectResponse], sess *fleet.Session, recvErr <-chan error) error {
+	for {
+		select {
+		case err := <-recvErr:
+			return err
+		case <-sess.Done():
+			return sess.Err()
+		case <-sess.Ready():
+			for _, msg := range sess.Take() {
+				if err := stream.Send(msg); err != nil {
+					return err
+				}
+			}
 		}
 	}
 }

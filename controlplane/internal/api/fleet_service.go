@@ -14,6 +14,7 @@ import (
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 
 	"flotilla.dev/controlplane/internal/auth"
+	"flotilla.dev/controlplane/internal/commands"
 	"flotilla.dev/controlplane/internal/fleet"
 	"flotilla.dev/controlplane/internal/pki"
 	"flotilla.dev/controlplane/internal/selector"
@@ -34,6 +35,8 @@ type FleetServiceConfig struct {
 	CA       *pki.CA
 	Logger   *zap.Logger
 	Now      func() time.Time
+	// Commands runs fleet commands.
+	Commands *commands.Manager
 }
 
 // FleetService implements flotilla.v1.FleetService.
@@ -45,8 +48,8 @@ type FleetService struct {
 
 // NewFleetService validates cfg and returns the service.
 func NewFleetService(cfg FleetServiceConfig) (*FleetService, error) {
-	if cfg.Store == nil || cfg.Registry == nil || cfg.CA == nil {
-		return nil, errors.New("api: fleet service needs Store, Registry and CA")
+	if cfg.Store == nil || cfg.Registry == nil || cfg.CA == nil || cfg.Commands == nil {
+		return nil, errors.New("api: fleet service needs Store, Registry, CA and Commands")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()

@@ -297,3 +297,24 @@ func (r *Registry) CloseSessions(reason error) {
 		}
 	}
 }
+
+// SessionFor returns the agent's open stream, if it has one.
+func (r *Registry) SessionFor(id string) (*Session, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	e, ok := r.agents[id]
+	if !ok || e.session == nil {
+		return nil, false
+	}
+	return e.session, true
+}
+
+// State returns an agent's liveness state ("" for an unknown agent).
+func (r *Registry) State(id string) string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if e, ok := r.agents[id]; ok {
+		return e.rec.State
+	}
+	return ""
+}

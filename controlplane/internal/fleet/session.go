@@ -3,6 +3,8 @@ package fleet
 import (
 	"errors"
 	"sync"
+
+	flotillav1 "flotilla.dev/gen/flotilla/v1"
 )
 
 var (
@@ -25,10 +27,47 @@ type Session struct {
 	done    chan struct{}
 	once    sync.Once
 	err     error
+
+	// The outbox is unbounded on purpose: what goes out (commands,
+	// cancels) is already stored, small and rare; dropping it would stall
+	// a command until the next reconnect.
+	mu     sync.Mutex
+	outbox []*flotillav1.ConnectResponse
+	ready  chan struct{} // 1-buffered: "the outbox is not empty"
 }
 
 func newSession(agentID string) *Session {
-	return &Session{agentID: agentID, done: make(chan struct{})}
+	return &Session{agentID: agentID, done: make(chan struct{}), ready: make(chan struct{}, 1)}
+}
+
+// Send queues a message for the agent; the stream's handler sends it. It
+// reports false when the session has ended.
+func (s *Session) Send(msg *flotillav1.ConnectResponse) bool {
+	select {
+	case <-s.done:
+		return false
+	default:
+	}
+	s.mu.Lock()
+	s.outbox = append(s.outbox, msg)
+	s.mu.Unlock()
+	select {
+	case s.ready <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// Ready signals that Take has messages.
+func (s *Session) Ready() <-chan struct{} { return s.ready }
+
+// Take removes and returns the queued messages.
+func (s *Session) Take() []*flotillav1.ConnectResponse {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.outbox
+	s.outbox = nil
+	return out
 }
 
 // AgentID is the agent the session belongs to.

@@ -34,6 +34,7 @@ import (
 
 	"flotilla.dev/controlplane/internal/api"
 	"flotilla.dev/controlplane/internal/auth"
+	"flotilla.dev/controlplane/internal/commands"
 	"flotilla.dev/controlplane/internal/config"
 	"flotilla.dev/controlplane/internal/fleet"
 	"flotilla.dev/controlplane/internal/fsutil"
@@ -59,6 +60,10 @@ type Server struct {
 	metrics  *prometheus.Registry
 	grpc     *grpc.Server
 	health   *health.Server
+
+	commandMetrics *commands.Metrics
+	dispatcher     *commands.Dispatcher
+	commands       *commands.Manager
 
 	// AdminTokenPath is set when this start created the bootstrap admin token.
 	AdminTokenPath string
@@ -104,6 +109,23 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, version string
 		return nil, err
 	}
 	if err := s.registry.Load(ctx); err != nil {
+		return nil, err
+	}
+	s.commandMetrics = commands.NewMetrics(s.metrics)
+	if s.dispatcher, err = commands.NewDispatcher(commands.DispatcherConfig{
+		Store: s.store, Registry: s.registry, Logger: log.Named("commands"), Metrics: s.commandMetrics,
+	}); err != nil {
+		return nil, err
+	}
+	if s.commands, err = commands.NewManager(commands.ManagerConfig{
+		Store: s.store, Registry: s.registry, Dispatcher: s.dispatcher, Logger: log.Named("commands"), Metrics: s.commandMetrics,
+	}); err != nil {
+		return nil, err
+	}
+	if err := s.dispatcher.Load(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.commands.Load(ctx); err != nil {
 		return nil, err
 	}
 	if err := s.buildGRPC(); err != nil {
@@ -177,13 +199,13 @@ func (s *Server) buildGRPC() error {
 	)
 	agentSvc, err := api.NewAgentService(api.AgentServiceConfig{
 		Store: s.store, Registry: s.registry, CA: s.material.CA, Logger: s.log.Named("agents"),
-		Version: s.version, CertValidity: s.cfg.AgentCertValidity.Std(), Metrics: apiMetrics,
+		Version: s.version, CertValidity: s.cfg.AgentCertValidity.Std(), Metrics: apiMetrics, Commands: s.dispatcher,
 	})
 	if err != nil {
 		return err
 	}
 	fleetSvc, err := api.NewFleetService(api.FleetServiceConfig{
-		Store: s.store, Registry: s.registry, CA: s.material.CA, Logger: s.log.Named("api"),
+		Store: s.store, Registry: s.registry, CA: s.material.CA, Logger: s.log.Named("api"), Commands: s.commands,
 	})
 	if err != nil {
 		return err
@@ -238,6 +260,7 @@ func (s *Server) Run(ctx context.Context, grpcLis, httpLis net.Listener) error {
 		}},
 		run.Loop{Name: "liveness", Run: s.registry.RunLiveness},
 		run.Loop{Name: "status-flusher", Run: s.registry.RunFlusher},
+		run.Loop{Name: "command-deadlines", Run: s.dispatcher.Run},
 		run.Loop{Name: "store-health", Run: s.watchStore},
 	)
 }

@@ -132,8 +132,87 @@ type Store interface {
 	// CountAPITokens returns how many operator tokens exist (revoked included).
 	CountAPITokens(ctx context.Context) (int, error)
 
+	CommandStore
+
 	// Ping checks that the store answers; /healthz reports it as "database".
 	Ping(ctx context.Context) error
 	// Close releases the store.
 	Close() error
+}
+
+// FleetCommand is one command run on a set of hosts (FleetService.RunCommand).
+// Its definition is kept as the serialized request, so that the store needs
+// no knowledge of command kinds.
+type FleetCommand struct {
+	ID   string
+	Kind string
+	// Request is the serialized flotilla.v1.RunCommandRequest as accepted
+	// (targets resolved to agent IDs, defaults filled in).
+	Request   []byte
+	CreatedBy string
+	// State is a flotilla.v1.FleetCommandState value.
+	State      int32
+	CreatedAt  time.Time
+	FinishedAt time.Time // zero while running
+}
+
+// HostCommand is one command for one agent: the unit the agent journals.
+type HostCommand struct {
+	// ID is the ID the agent sees; unique across the store.
+	ID string
+	// FleetCommandID links the command to its fleet command; empty for
+	// commands issued by other subsystems (the rollout engine).
+	FleetCommandID string
+	AgentID        string
+	Kind           string
+	// Spec is the serialized flotilla.v1.CommandSpec.
+	Spec []byte
+	// State is a flotilla.v1.CommandState value.
+	State   int32
+	Message string
+	// Result is the serialized flotilla.v1.CommandResult, nil until there is one.
+	Result    []byte
+	CreatedAt time.Time
+	// ReleasedAt is when the command's turn came (its concurrency slot);
+	// zero while it is queued. Deadline is set at release.
+	ReleasedAt time.Time
+	Deadline   time.Time
+	SentAt     time.Time
+	StartedAt  time.Time
+	// FinishedAt is set when the command reached a final state; a command
+	// with a zero FinishedAt is active.
+	FinishedAt time.Time
+}
+
+// FleetCommandQuery selects fleet commands, newest first.
+type FleetCommandQuery struct {
+	States []int32 // all when empty
+	// Before continues a listing after the command with this ID (exclusive).
+	Before string
+	Limit  int
+}
+
+// CommandStore persists commands. It is part of Store.
+type CommandStore interface {
+	// CreateFleetCommand inserts a fleet command and its host commands in
+	// one transaction; an existing ID returns ErrConflict.
+	CreateFleetCommand(ctx context.Context, fc FleetCommand, hosts []HostCommand) error
+	// GetFleetCommand returns a fleet command or ErrNotFound.
+	GetFleetCommand(ctx context.Context, id string) (FleetCommand, error)
+	// ListFleetCommands returns fleet commands newest first.
+	ListFleetCommands(ctx context.Context, q FleetCommandQuery) ([]FleetCommand, error)
+	// UpdateFleetCommand sets a fleet command's state and finish time.
+	UpdateFleetCommand(ctx context.Context, id string, state int32, finishedAt time.Time) error
+	// CreateHostCommands inserts host commands in one transaction; an
+	// existing ID returns ErrConflict and nothing is written.
+	CreateHostCommands(ctx context.Context, hosts []HostCommand) error
+	// UpdateHostCommands writes the mutable fields (state, message, result
+	// and times) of host commands in one transaction.
+	UpdateHostCommands(ctx context.Context, hosts []HostCommand) error
+	// GetHostCommand returns a host command or ErrNotFound.
+	GetHostCommand(ctx context.Context, id string) (HostCommand, error)
+	// ListHostCommands returns the host commands of a fleet command, by agent ID.
+	ListHostCommands(ctx context.Context, fleetCommandID string) ([]HostCommand, error)
+	// ListActiveHostCommands returns every host command not yet finished.
+	ListActiveHostCommands(ctx context.Context) ([]HostCommand, error)
 }

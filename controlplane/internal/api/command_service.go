@@ -1,0 +1,103 @@
+package api
+
+import (
+	"context"
+	"encoding/base64"
+
+	"google.golang.org/grpc"
+
+	flotillav1 "flotilla.dev/gen/flotilla/v1"
+)
+
+const (
+	defaultCommandPage = 50
+	maxCommandPage     = 500
+)
+
+// RunCommand implements FleetService.RunCommand.
+func (s *FleetService) RunCommand(ctx context.Context, req *flotillav1.RunCommandRequest) (*flotillav1.RunCommandResponse, error) {
+	fc, err := s.cfg.Commands.Run(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &flotillav1.RunCommandResponse{Command: fc}, nil
+}
+
+// GetCommand implements FleetService.GetCommand.
+func (s *FleetService) GetCommand(ctx context.Context, req *flotillav1.GetCommandRequest) (*flotillav1.GetCommandResponse, error) {
+	if err := requireID("command_id", req.GetCommandId()); err != nil {
+		return nil, err
+	}
+	fc, err := s.cfg.Commands.Get(ctx, req.GetCommandId())
+	if err != nil {
+		return nil, err
+	}
+	return &flotillav1.GetCommandResponse{Command: fc}, nil
+}
+
+// ListCommands implements FleetService.ListCommands.
+func (s *FleetService) ListCommands(ctx context.Context, req *flotillav1.ListCommandsRequest) (*flotillav1.ListCommandsResponse, error) {
+	limit := defaultCommandPage
+	switch n := req.GetPageSize(); {
+	case n < 0:
+		return nil, invalid("page_size", "must not be negative")
+	case n > maxCommandPage:
+		return nil, invalid("page_size", "%d is more than the maximum of %d", n, maxCommandPage)
+	case n > 0:
+		limit = int(n)
+	}
+	for i, st := range req.GetStates() {
+		if _, ok := flotillav1.FleetCommandState_name[int32(st)]; !ok || st == flotillav1.FleetCommandState_FLEET_COMMAND_STATE_UNSPECIFIED {
+			return nil, invalid("states", "entry %d: %v is not a fleet command state", i, st)
+		}
+	}
+	before := ""
+	if tok := req.GetPageToken(); tok != "" {
+		b, err := base64.RawURLEncoding.DecodeString(tok)
+		if err != nil || len(b) == 0 {
+			return nil, invalid("page_token", "not a token from a previous ListCommands response")
+		}
+		before = string(b)
+	}
+	fcs, err := s.cfg.Commands.List(ctx, req.GetStates(), before, limit+1)
+	if err != nil {
+		return nil, err
+	}
+	resp := &flotillav1.ListCommandsResponse{}
+	if len(fcs) > limit {
+		fcs = fcs[:limit]
+		resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(fcs[limit-1].GetId()))
+	}
+	resp.Commands = fcs
+	return resp, nil
+}
+
+// WatchCommand implements FleetService.WatchCommand.
+func (s *FleetService) WatchCommand(req *flotillav1.WatchCommandRequest, stream grpc.ServerStreamingServer[flotillav1.WatchCommandResponse]) error {
+	if err := requireID("command_id", req.GetCommandId()); err != nil {
+		return err
+	}
+	return s.cfg.Commands.Watch(stream.Context(), req.GetCommandId(), stream.Send)
+}
+
+// CancelCommand implements FleetService.CancelCommand.
+func (s *FleetService) CancelCommand(ctx context.Context, req *flotillav1.CancelCommandRequest) (*flotillav1.CancelCommandResponse, error) {
+	if err := requireID("command_id", req.GetCommandId()); err != nil {
+		return nil, err
+	}
+	if err := validateShort("reason", req.GetReason(), 1024); err != nil {
+		return nil, err
+	}
+	fc, err := s.cfg.Commands.Cancel(ctx, req.GetCommandId(), req.GetReason())
+	if err != nil {
+		return nil, err
+	}
+	return &flotillav1.CancelCommandResponse{Command: fc}, nil
+}
+
+func requireID(field, id string) error {
+	if id == "" {
+		return invalid(field, "required")
+	}
+	return validateShort(field, id, maxShortString)
+}

@@ -1,0 +1,436 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	flotillav1 "flotilla.dev/gen/flotilla/v1"
+
+	"flotilla.dev/controlplane/internal/fleet"
+	"flotilla.dev/controlplane/internal/store"
+)
+
+// deadlineGrace is how long after a command's deadline the control plane
+// waits for the agent's own TIMED_OUT before it gives up on the command:
+// the agent enforces the deadline too, and its answer is more precise.
+const deadlineGrace = 5 * time.Second
+
+// ErrNotOwner is returned for an event about a command that belongs to
+// another agent than the one that sent it.
+var ErrNotOwner = errors.New("command belongs to another agent")
+
+// Update is a change of one host command, as listeners see it.
+type Update struct {
+	Command store.HostCommand
+	// Event is what caused the change: the agent's event, or one the
+	// control plane made (timeout, cancel, release).
+	Event *flotillav1.CommandEvent
+}
+
+// Listener receives updates. It is called without the dispatcher's lock
+// held, in order for any one command, and must not block for long.
+type Listener func(Update)
+
+// DispatcherConfig configures a Dispatcher.
+type DispatcherConfig struct {
+	Store    store.Store
+	Registry *fleet.Registry
+	Logger   *zap.Logger
+	Now      func() time.Time
+	Metrics  *Metrics
+}
+
+// Dispatcher delivers host commands to agents and tracks their outcome.
+type Dispatcher struct {
+	cfg DispatcherConfig
+	log *zap.Logger
+
+	// mu serialises every state change of every host command, so that an
+	// update is stored before the next one for the same command is made.
+	mu        sync.Mutex
+	active    map[string]*store.HostCommand
+	byAgent   map[string]map[string]*store.HostCommand
+	listeners []Listener
+}
+
+// NewDispatcher returns a Dispatcher; call Load before serving.
+func NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {
+	if cfg.Store == nil || cfg.Registry == nil {
+		return nil, errors.New("commands: dispatcher needs Store and Registry")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Dispatcher{
+		cfg: cfg, log: cfg.Logger,
+		active:  make(map[string]*store.HostCommand),
+		byAgent: make(map[string]map[string]*store.HostCommand),
+	}, nil
+}
+
+// Listen adds a listener; call before serving.
+func (d *Dispatcher) Listen(l Listener) { d.listeners = append(d.listeners, l) }
+
+// Load reads the unfinished host commands from the store.
+func (d *Dispatcher) Load(ctx context.Context) error {
+	hcs, err := d.cfg.Store.ListActiveHostCommands(ctx)
+	if err != nil {
+		return fmt.Errorf("commands: load active commands: %w", err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i := range hcs {
+		d.track(&hcs[i])
+		d.cfg.Metrics.inFlight(hcs[i].Kind, 1)
+	}
+	return nil
+}
+
+func (d *Dispatcher) track(hc *store.HostCommand) {
+	d.active[hc.ID] = hc
+	m := d.byAgent[hc.AgentID]
+	if m == nil {
+		m = make(map[string]*store.HostCommand)
+		d.byAgent[hc.AgentID] = m
+	}
+	m[hc.ID] = hc
+}
+
+func (d *Dispatcher) untrack(hc *store.HostCommand) {
+	delete(d.active, hc.ID)
+	if m := d.byAgent[hc.AgentID]; m != nil {
+		delete(m, hc.ID)
+		if len(m) == 0 {
+			delete(d.byAgent, hc.AgentID)
+		}
+	}
+}
+
+// Track adds host commands that were just created in the store (queued or
+// released) to the dispatcher.
+func (d *Dispatcher) Track(hcs []store.HostCommand) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i := range hcs {
+		hc := hcs[i]
+		d.track(&hc)
+		d.cfg.Metrics.inFlight(hc.Kind, 1)
+	}
+}
+
+// Release gives queued host commands their turn: each gets a deadline of
+// now+timeout, is stored, then sent if its agent is connected. An offline
+// agent's command waits for it until the deadline.
+func (d *Dispatcher) Release(ctx context.Context, ids []string, timeout time.Duration) error {
+	now := d.cfg.Now()
+	d.mu.Lock()
+	var (
+		changed []store.HostCommand
+		updates []Update
+	)
+	for _, id := range ids {
+		hc, ok := d.active[id]
+		if !ok || !hc.ReleasedAt.IsZero() {
+			continue
+		}
+		next := *hc
+		next.ReleasedAt, next.Deadline = now, now.Add(timeout)
+		next.Message = "sent to the agent"
+		if _, online := d.cfg.Registry.SessionFor(hc.AgentID); !online {
+			next.Message = fmt.Sprintf("agent %s is offline; the command waits for it until %s", hc.AgentID, next.Deadline.UTC().Format(time.RFC3339))
+		}
+		changed = append(changed, next)
+	}
+	if err := d.cfg.Store.UpdateHostCommands(ctx, changed); err != nil {
+		d.mu.Unlock()
+		return fmt.Errorf("commands: release: %w", err)
+	}
+	for i := range changed {
+		hc := d.active[changed[i].ID]
+		*hc = changed[i]
+		d.sendLocked(hc, now)
+		updates = append(updates, Update{Command: *hc, Event: &flotillav1.CommandEvent{
+			CommandId: hc.ID, State: flotillav1.CommandState(hc.State), Message: hc.Message, At: timestamppb.New(now)}})
+	}
+	d.mu.Unlock()
+	d.notify(updates)
+	return nil
+}
+
+// sendLocked sends a released command to its agent if connected. Sending
+// is at-least-once: the agent's journal turns a duplicate into a resend of
+// its outcome.
+func (d *Dispatcher) sendLocked(hc *store.HostCommand, now time.Time) {
+	sess, ok := d.cfg.Registry.SessionFor(hc.AgentID)
+	if !ok {
+		return
+	}
+	spec := &flotillav1.CommandSpec{}
+	if err := proto.Unmarshal(hc.Spec, spec); err != nil {
+		d.log.Error("stored command spec is unreadable; not sent", zap.String("command_id", hc.ID), zap.Error(err))
+		return
+	}
+	msg := &flotillav1.ConnectResponse{Body: &flotillav1.ConnectResponse_Command{Command: &flotillav1.Command{
+		Id: hc.ID, Deadline: timestamppb.New(hc.Deadline), Spec: spec,
+	}}}
+	if sess.Send(msg) {
+		hc.SentAt = now
+	}
+}
+
+// OnConnect sends every released, unfinished command of an agent that has
+// just opened a stream.
+func (d *Dispatcher) OnConnect(agentID string) {
+	now := d.cfg.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, hc := range d.byAgent[agentID] {
+		if !hc.ReleasedAt.IsZero() {
+			d.sendLocked(hc, now)
+		}
+	}
+}
+
+// OnEvent applies an event an agent sent about one of its commands. The
+// agent is the one bound to the stream (from its certificate): an event
+// about another agent's command is refused, never trusted.
+func (d *Dispatcher) OnEvent(ctx context.Context, agentID string, ev *flotillav1.CommandEvent) error {
+	d.mu.Lock()
+	hc, ok := d.active[ev.GetCommandId()]
+	if !ok {
+		d.mu.Unlock()
+		return d.unknownEvent(ctx, agentID, ev)
+	}
+	if hc.AgentID != agentID {
+		d.mu.Unlock()
+		d.log.Warn("agent sent an event for another agent's command; ignored",
+			zap.String("agent", agentID), zap.String("command_id", ev.GetCommandId()), zap.String("owner", hc.AgentID))
+		return fmt.Errorf("%w: %s is not agent %s's", ErrNotOwner, ev.GetCommandId(), agentID)
+	}
+	u, changed, err := d.applyLocked(ctx, hc, ev)
+	d.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if changed {
+		d.notify([]Update{u})
+	}
+	return nil
+}
+
+// unknownEvent handles an event for a command that is not active: usually
+// a resent final event after a reconnect.
+func (d *Dispatcher) unknownEvent(ctx context.Context, agentID string, ev *flotillav1.CommandEvent) error {
+	hc, err := d.cfg.Store.GetHostCommand(ctx, ev.GetCommandId())
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		d.log.Warn("agent reported a command the control plane does not know; ignored",
+			zap.String("agent", agentID), zap.String("command_id", ev.GetCommandId()))
+		return nil
+	case err != nil:
+		return err
+	case hc.AgentID != agentID:
+		d.log.Warn("agent sent an event for another agent's command; ignored",
+			zap.String("agent", agentID), zap.String("command_id", ev.GetCommandId()), zap.String("owner", hc.AgentID))
+		return fmt.Errorf("%w: %s is not agent %s's", ErrNotOwner, ev.GetCommandId(), agentID)
+	}
+	if Terminal(ev.GetState()) && flotillav1.CommandState(hc.State) != ev.GetState() {
+		// The control plane ended the command first (deadline, lost
+		// agent); keep its outcome but record what the agent said.
+		d.log.Info("agent reported an outcome for a command already ended by the control plane",
+			zap.String("agent", agentID), zap.String("command_id", hc.ID),
+			zap.String("recorded", StateName(flotillav1.CommandState(hc.State))), zap.String("reported", StateName(ev.GetState())),
+			zap.String("message", ev.GetMessage()))
+	}
+	return nil
+}
+
+// applyLocked moves hc forward with ev, stores it and returns the update.
+func (d *Dispatcher) applyLocked(ctx context.Context, hc *store.HostCommand, ev *flotillav1.CommandEvent) (Update, bool, error) {
+	from, to := flotillav1.CommandState(hc.State), ev.GetState()
+	if to == flotillav1.CommandState_COMMAND_STATE_UNSPECIFIED || to == flotillav1.CommandState_COMMAND_STATE_PENDING || rank(to) < rank(from) {
+		return Update{}, false, nil
+	}
+	now := d.cfg.Now()
+	next := *hc
+	next.State = int32(to)
+	if ev.GetMessage() != "" {
+		next.Message = ev.GetMessage()
+	}
+	if to == flotillav1.CommandState_COMMAND_STATE_RUNNING && next.StartedAt.IsZero() {
+		next.StartedAt = now
+	}
+	if r := ev.GetResult(); r != nil {
+		b, err := proto.Marshal(r)
+		if err != nil {
+			return Update{}, false, fmt.Errorf("commands: encode result: %w", err)
+		}
+		next.Result = b
+	}
+	if Terminal(to) {
+		next.FinishedAt = now
+	}
+	// Progress within RUNNING changes only the message: it is broadcast,
+	// not stored, so a chatty pull does not write on every layer.
+	if from != to || Terminal(to) {
+		if err := d.cfg.Store.UpdateHostCommands(ctx, []store.HostCommand{next}); err != nil {
+			return Update{}, false, fmt.Errorf("commands: store event for %s: %w", hc.ID, err)
+		}
+	}
+	*hc = next
+	if Terminal(to) {
+		d.untrack(hc)
+		d.cfg.Metrics.finished(*hc)
+		d.log.Info("command finished", zap.String("command_id", hc.ID), zap.String("agent", hc.AgentID),
+			zap.String("kind", hc.Kind), zap.String("state", StateName(to)), zap.String("message", hc.Message))
+	} else if from != to {
+		d.log.Debug("command state changed", zap.String("command_id", hc.ID), zap.String("agent", hc.AgentID),
+			zap.String("state", StateName(to)))
+	}
+	return Update{Command: *hc, Event: ev}, true, nil
+}
+
+// Finish ends active host commands from the control plane's side (skipped,
+// cancelled before delivery, timed out, agent lost) with state and message.
+func (d *Dispatcher) Finish(ctx context.Context, ids []string, state flotillav1.CommandState, message string) error {
+	now := timestamppb.New(d.cfg.Now())
+	var updates []Update
+	d.mu.Lock()
+	for _, id := range ids {
+		hc, ok := d.active[id]
+		if !ok {
+			continue
+		}
+		u, changed, err := d.applyLocked(ctx, hc, &flotillav1.CommandEvent{CommandId: id, State: state, Message: message, At: now})
+		if err != nil {
+			d.mu.Unlock()
+			d.notify(updates)
+			return err
+		}
+		if changed {
+			updates = append(updates, u)
+		}
+	}
+	d.mu.Unlock()
+	d.notify(updates)
+	return nil
+}
+
+// Cancel asks the agents running these commands to stop. Commands not yet
+// accepted by their agent are cancelled at once; the others end when the
+// agent reports CANCELLED (or at their deadline).
+func (d *Dispatcher) Cancel(ctx context.Context, ids []string, reason string) error {
+	undelivered := d.sendCancels(ids, reason)
+	return d.Finish(ctx, undelivered, flotillav1.CommandState_COMMAND_STATE_CANCELLED, "cancelled before the agent started it: "+reason)
+}
+
+// sendCancels sends CancelCommand for every command that reached its agent
+// and returns the IDs still pending (never acknowledged by the agent).
+func (d *Dispatcher) sendCancels(ids []string, reason string) (pending []string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, id := range ids {
+		hc, ok := d.active[id]
+		if !ok {
+			continue
+		}
+		if sess, online := d.cfg.Registry.SessionFor(hc.AgentID); online && !hc.SentAt.IsZero() {
+			sess.Send(&flotillav1.ConnectResponse{Body: &flotillav1.ConnectResponse_Cancel{Cancel: &flotillav1.CancelCommand{
+				CommandId: id, Reason: reason,
+			}}})
+		}
+		if flotillav1.CommandState(hc.State) == flotillav1.CommandState_COMMAND_STATE_PENDING {
+			pending = append(pending, id)
+		}
+	}
+	return pending
+}
+
+// Get returns an active host command.
+func (d *Dispatcher) Get(id string) (store.HostCommand, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	hc, ok := d.active[id]
+	if !ok {
+		return store.HostCommand{}, false
+	}
+	return *hc, true
+}
+
+// Sweep ends commands whose deadline (plus a grace for the agent's own
+// answer) has passed, and commands started on agents that are now lost.
+func (d *Dispatcher) Sweep(ctx context.Context) {
+	now := d.cfg.Now()
+	var timedOut, lost, offline []string
+	d.mu.Lock()
+	for id, hc := range d.active {
+		if hc.ReleasedAt.IsZero() {
+			continue
+		}
+		st := flotillav1.CommandState(hc.State)
+		agentState := d.cfg.Registry.State(hc.AgentID)
+		switch {
+		case st != flotillav1.CommandState_COMMAND_STATE_PENDING && agentState == store.AgentLost:
+			lost = append(lost, id)
+		case now.After(hc.Deadline.Add(deadlineGrace)):
+			if _, online := d.cfg.Registry.SessionFor(hc.AgentID); online {
+				timedOut = append(timedOut, id)
+			} else {
+				offline = append(offline, id)
+			}
+		}
+	}
+	d.mu.Unlock()
+	lostAfter := d.cfg.Registry.LostAfter()
+	for _, f := range []struct {
+		ids   []string
+		state flotillav1.CommandState
+		msg   string
+	}{
+		{lost, flotillav1.CommandState_COMMAND_STATE_FAILED, fmt.Sprintf("the agent stopped answering (no heartbeat for %s) while the command ran; its outcome is unknown", lostAfter)},
+		{timedOut, flotillav1.CommandState_COMMAND_STATE_TIMED_OUT, "no result from the agent by the deadline"},
+		{offline, flotillav1.CommandState_COMMAND_STATE_TIMED_OUT, "the agent was offline until the deadline; the command never ran"},
+	} {
+		if len(f.ids) == 0 {
+			continue
+		}
+		if f.state == flotillav1.CommandState_COMMAND_STATE_TIMED_OUT {
+			d.sendCancels(f.ids, "deadline passed")
+		}
+		if err := d.Finish(ctx, f.ids, f.state, f.msg); err != nil {
+			d.log.Warn("ending overdue commands failed; will retry", zap.Error(err))
+		}
+	}
+}
+
+// Run sweeps every second until ctx ends.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			d.Sweep(ctx)
+		}
+	}
+}
+
+func (d *Dispatcher) notify(updates []Update) {
+	for _, u := range updates {
+		for _, l := range d.listeners {
+			l(u)
+		}
+	}
+}

@@ -1,0 +1,494 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	flotillav1 "flotilla.dev/gen/flotilla/v1"
+
+	"flotilla.dev/controlplane/internal/auth"
+	"flotilla.dev/controlplane/internal/fleet"
+	"flotilla.dev/controlplane/internal/selector"
+	"flotilla.dev/controlplane/internal/store"
+)
+
+// MaxTargets bounds the hosts of one fleet command.
+const MaxTargets = 100000
+
+// ManagerConfig configures a Manager.
+type ManagerConfig struct {
+	Store      store.Store
+	Registry   *fleet.Registry
+	Dispatcher *Dispatcher
+	Logger     *zap.Logger
+	Now        func() time.Time
+	Metrics    *Metrics
+}
+
+// Manager runs fleet commands.
+type Manager struct {
+	cfg ManagerConfig
+	log *zap.Logger
+
+	mu      sync.Mutex
+	running map[string]*run
+}
+
+// run is a fleet command in progress.
+type run struct {
+	fc      store.FleetCommand
+	req     *flotillav1.RunCommandRequest
+	hosts   map[string]*store.HostCommand // by host command ID
+	order   []string                      // host command IDs by agent ID
+	maxConc int
+	maxErr  int // 0: no limit
+	timeout time.Duration
+	// cancelled is the operator's reason once CancelCommand was called.
+	cancelled string
+	watchers  map[*watcher]struct{}
+}
+
+// NewManager returns a Manager and registers it with the dispatcher.
+func NewManager(cfg ManagerConfig) (*Manager, error) {
+	if cfg.Store == nil || cfg.Registry == nil || cfg.Dispatcher == nil {
+		return nil, errors.New("commands: manager needs Store, Registry and Dispatcher")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	m := &Manager{cfg: cfg, log: cfg.Logger, running: make(map[string]*run)}
+	cfg.Dispatcher.Listen(m.onUpdate)
+	return m, nil
+}
+
+// Load resumes the fleet commands that were running when the control plane
+// stopped. Call after Dispatcher.Load.
+func (m *Manager) Load(ctx context.Context) error {
+	fcs, err := m.cfg.Store.ListFleetCommands(ctx, store.FleetCommandQuery{States: []int32{int32(flotillav1.FleetCommandState_FLEET_COMMAND_STATE_RUNNING)}})
+	if err != nil {
+		return fmt.Errorf("commands: load fleet commands: %w", err)
+	}
+	for _, fc := range fcs {
+		hcs, err := m.cfg.Store.ListHostCommands(ctx, fc.ID)
+		if err != nil {
+			return fmt.Errorf("commands: load fleet command %s: %w", fc.ID, err)
+		}
+		r, err := newRun(fc, hcs)
+		if err != nil {
+			m.log.Error("fleet command unreadable; left as is", zap.String("command", fc.ID), zap.Error(err))
+			continue
+		}
+		m.mu.Lock()
+		m.running[fc.ID] = r
+		m.mu.Unlock()
+		m.log.Info("resuming fleet command", zap.String("command", fc.ID), zap.Int("hosts", len(hcs)))
+		m.advance(ctx, fc.ID)
+	}
+	return nil
+}
+
+func newRun(fc store.FleetCommand, hcs []store.HostCommand) (*run, error) {
+	req := &flotillav1.RunCommandRequest{}
+	if err := proto.Unmarshal(fc.Request, req); err != nil {
+		return nil, err
+	}
+	n := len(hcs)
+	r := &run{
+		fc: fc, req: req, hosts: make(map[string]*store.HostCommand, n),
+		maxConc: resolveLimit(req.GetMaxConcurrency(), n, n),
+		maxErr:  resolveLimit(req.GetMaxErrors(), n, 0),
+		timeout: req.GetTimeout().AsDuration(),
+		watchers: make(map[*watcher]struct{}),
+	}
+	for i := range hcs {
+		hc := hcs[i]
+		r.hosts[hc.ID] = &hc
+		r.order = append(r.order, hc.ID)
+	}
+	return r, nil
+}
+
+// resolveLimit turns a Limit into a host count for n hosts; def when unset.
+func resolveLimit(l *flotillav1.Limit, n, def int) int {
+	switch k := l.GetKind().(type) {
+	case *flotillav1.Limit_Count:
+		return int(k.Count)
+	case *flotillav1.Limit_Percent:
+		return max(1, int(math.Ceil(float64(n)*float64(k.Percent)/100)))
+	default:
+		return def
+	}
+}
+
+func validateLimit(field string, l *flotillav1.Limit) error {
+	switch k := l.GetKind().(type) {
+	case *flotillav1.Limit_Count:
+		if k.Count <= 0 {
+			return invalid(field+".count", "must be at least 1, got %d", k.Count)
+		}
+	case *flotillav1.Limit_Percent:
+		if k.Percent < 1 || k.Percent > 100 {
+			return invalid(field+".percent", "must be 1-100, got %d", k.Percent)
+		}
+	}
+	return nil
+}
+
+// Run validates and starts a fleet command.
+func (m *Manager) Run(ctx context.Context, req *flotillav1.RunCommandRequest) (*flotillav1.FleetCommand, error) {
+	if err := ValidateSpec("spec", req.GetSpec()); err != nil {
+		return nil, err
+	}
+	for field, l := range map[string]*flotillav1.Limit{"max_concurrency": req.GetMaxConcurrency(), "max_errors": req.GetMaxErrors()} {
+		if err := validateLimit(field, l); err != nil {
+			return nil, err
+		}
+	}
+	kind := Kind(req.GetSpec())
+	timeout := DefaultTimeout(kind)
+	if req.Timeout != nil {
+		if err := req.GetTimeout().CheckValid(); err != nil || req.GetTimeout().AsDuration() <= 0 || req.GetTimeout().AsDuration() > MaxTimeout {
+			return nil, invalid("timeout", "must be positive and at most %s", MaxTimeout)
+		}
+		timeout = req.GetTimeout().AsDuration()
+	}
+	if len(req.GetReason()) > 1024 {
+		return nil, invalid("reason", "at most 1024 bytes")
+	}
+	agents, err := m.targets(req)
+	if err != nil {
+		return nil, err
+	}
+	id, err := auth.NewID("cmd-")
+	if err != nil {
+		return nil, status.Error(codes.Internal, "could not generate a command ID")
+	}
+	accepted := proto.Clone(req).(*flotillav1.RunCommandRequest)
+	accepted.AgentIds, accepted.Timeout = agents, durationpb.New(timeout)
+	reqBytes, err := proto.Marshal(accepted)
+	if err != nil {
+		return nil, status.Error(codes.Internal, "could not encode the request")
+	}
+	specBytes, err := proto.Marshal(req.GetSpec())
+	if err != nil {
+		return nil, status.Error(codes.Internal, "could not encode the spec")
+	}
+	createdBy := ""
+	if p, ok := auth.PrincipalFrom(ctx); ok {
+		createdBy = p.Kind + ":" + p.ID
+	}
+	now := m.cfg.Now()
+	fc := store.FleetCommand{ID: id, Kind: kind, Request: reqBytes, CreatedBy: createdBy,
+		State: int32(flotillav1.FleetCommandState_FLEET_COMMAND_STATE_RUNNING), CreatedAt: now}
+	hcs := make([]store.HostCommand, len(agents))
+	for i, a := range agents {
+		hcs[i] = store.HostCommand{ID: id + "." + a, FleetCommandID: id, AgentID: a, Kind: kind, Spec: specBytes,
+			State: int32(flotillav1.CommandState_COMMAND_STATE_PENDING), Message: "queued: waiting for a concurrency slot", CreatedAt: now}
+	}
+	if err := m.cfg.Store.CreateFleetCommand(ctx, fc, hcs); err != nil {
+		m.log.Error("storing a fleet command failed", zap.Error(err))
+		return nil, status.Error(codes.Unavailable, "the command could not be stored; nothing was sent; retry")
+	}
+	r, _ := newRun(fc, hcs) // the request was just encoded; it decodes
+	m.mu.Lock()
+	m.running[id] = r
+	m.mu.Unlock()
+	m.cfg.Dispatcher.Track(hcs)
+	m.cfg.Metrics.started()
+	m.log.Info("fleet command started", zap.String("command", id), zap.String("kind", kind), zap.Int("hosts", len(agents)),
+		zap.String("by", createdBy), zap.Int("max_concurrency", r.maxConc), zap.Int("max_errors", r.maxErr),
+		zap.Duration("timeout", timeout), zap.String("reason", req.GetReason()))
+	m.advance(ctx, id)
+	return m.Get(ctx, id)
+}
+
+// targets resolves the request's hosts to sorted agent IDs.
+func (m *Manager) targets(req *flotillav1.RunCommandRequest) ([]string, error) {
+	ids, sel := req.GetAgentIds(), req.GetSelector()
+	switch {
+	case len(ids) > 0 && sel != "":
+		return nil, invalid("selector", "give agent_ids or a selector, not both")
+	case len(ids) == 0 && sel == "":
+		return nil, invalid("agent_ids", "give agent_ids or a selector to choose the hosts")
+	case len(ids) > MaxTargets:
+		return nil, invalid("agent_ids", "%d agents, at most %d", len(ids), MaxTargets)
+	}
+	if len(ids) > 0 {
+		seen := make(map[string]bool, len(ids))
+		var out []string
+		for i, id := range ids {
+			if _, ok := m.cfg.Registry.Get(id); !ok {
+				return nil, status.Errorf(codes.NotFound, "agent_ids[%d]: agent %q not found", i, id)
+			}
+			if !seen[id] {
+				seen[id] = true
+				out = append(out, id)
+			}
+		}
+		sort.Strings(out)
+		return out, nil
+	}
+	s, err := selector.Parse(sel)
+	if err != nil {
+		return nil, invalid("selector", "%v", err)
+	}
+	page, _, total := m.cfg.Registry.List(fleet.Query{Selector: s, Limit: MaxTargets + 1})
+	if total == 0 {
+		return nil, status.Errorf(codes.FailedPrecondition, "selector %q matches no registered agent", sel)
+	}
+	if total > MaxTargets {
+		return nil, invalid("selector", "matches %d agents, at most %d per command", total, MaxTargets)
+	}
+	out := make([]string, len(page))
+	for i, a := range page {
+		out[i] = a.Record.ID
+	}
+	return out, nil
+}
+
+// onUpdate follows host command changes of running fleet commands.
+func (m *Manager) onUpdate(u Update) {
+	fcID := u.Command.FleetCommandID
+	if fcID == "" {
+		return
+	}
+	m.mu.Lock()
+	r, ok := m.running[fcID]
+	if ok {
+		if hc, ok := r.hosts[u.Command.ID]; ok && !Terminal(flotillav1.CommandState(hc.State)) {
+			c := u.Command
+			r.hosts[u.Command.ID] = &c
+		}
+		r.broadcast(&flotillav1.WatchCommandResponse{Body: &flotillav1.WatchCommandResponse_Event{Event: &flotillav1.HostCommandEvent{
+			AgentId: u.Command.AgentID, Event: u.Event,
+		}}})
+	}
+	m.mu.Unlock()
+	if ok && Terminal(flotillav1.CommandState(u.Command.State)) {
+		// A fresh context: this runs on the agent's stream or the sweeper.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		m.advance(ctx, fcID)
+	}
+}
+
+// advance releases queued hosts within the limits, skips them once
+// max_errors is reached or the command was cancelled, and finishes the
+// fleet command when every host is done.
+func (m *Manager) advance(ctx context.Context, fcID string) {
+	m.mu.Lock()
+	r, ok := m.running[fcID]
+	if !ok {
+		m.mu.Unlock()
+		return
+	}
+	var queued []string
+	inflight, failures, done := 0, 0, 0
+	for _, id := range r.order {
+		hc := r.hosts[id]
+		st := flotillav1.CommandState(hc.State)
+		switch {
+		case Terminal(st):
+			done++
+			if failed(st) {
+				failures++
+			}
+		case hc.ReleasedAt.IsZero():
+			queued = append(queued, id)
+		default:
+			inflight++
+		}
+	}
+	skipReason := ""
+	switch {
+	case r.cancelled != "":
+		skipReason = "not started: the command was cancelled (" + r.cancelled + ")"
+	case r.maxErr > 0 && failures >= r.maxErr:
+		skipReason = fmt.Sprintf("not started: max_errors reached (%d hosts failed, limit %d)", failures, r.maxErr)
+	}
+	var release []string
+	if skipReason == "" {
+		release = queued[:min(len(queued), max(0, r.maxConc-inflight))]
+	}
+	finished := done == len(r.order)
+	timeout := r.timeout
+	m.mu.Unlock()
+
+	if skipReason != "" && len(queued) > 0 {
+		if err := m.cfg.Dispatcher.Finish(ctx, queued, flotillav1.CommandState_COMMAND_STATE_SKIPPED, skipReason); err != nil {
+			m.log.Error("skipping queued hosts failed", zap.String("command", fcID), zap.Error(err))
+		}
+		return // Finish's updates call advance again
+	}
+	if len(release) > 0 {
+		if err := m.cfg.Dispatcher.Release(ctx, release, timeout); err != nil {
+			m.log.Error("releasing hosts failed; will retry on the next event", zap.String("command", fcID), zap.Error(err))
+		}
+		return
+	}
+	if finished {
+		m.finish(ctx, fcID)
+	}
+}
+
+// finish records the fleet command's outcome and ends its watchers.
+func (m *Manager) finish(ctx context.Context, fcID string) {
+	m.mu.Lock()
+	r, ok := m.running[fcID]
+	if !ok {
+		m.mu.Unlock()
+		return
+	}
+	state := flotillav1.FleetCommandState_FLEET_COMMAND_STATE_SUCCEEDED
+	for _, hc := range r.hosts {
+		if flotillav1.CommandState(hc.State) != flotillav1.CommandState_COMMAND_STATE_SUCCEEDED {
+			state = flotillav1.FleetCommandState_FLEET_COMMAND_STATE_FAILED
+		}
+	}
+	if r.cancelled != "" {
+		state = flotillav1.FleetCommandState_FLEET_COMMAND_STATE_CANCELLED
+	}
+	now := m.cfg.Now()
+	if err := m.cfg.Store.UpdateFleetCommand(ctx, fcID, int32(state), now); err != nil {
+		m.mu.Unlock()
+		m.log.Error("recording the end of a fleet command failed; it will be retried on restart", zap.String("command", fcID), zap.Error(err))
+		return
+	}
+	r.fc.State, r.fc.FinishedAt = int32(state), now
+	delete(m.running, fcID)
+	snap := r.snapshot()
+	r.broadcast(&flotillav1.WatchCommandResponse{Body: &flotillav1.WatchCommandResponse_Snapshot{Snapshot: snap}})
+	for w := range r.watchers {
+		w.close(nil)
+	}
+	m.mu.Unlock()
+	m.log.Info("fleet command finished", zap.String("command", fcID), zap.String("state", state.String()), zap.Any("summary", snap.GetSummary()))
+}
+
+// Cancel cancels a running fleet command.
+func (m *Manager) Cancel(ctx context.Context, fcID, reason string) (*flotillav1.FleetCommand, error) {
+	if reason == "" {
+		reason = "cancelled by an operator"
+	}
+	m.mu.Lock()
+	r, ok := m.running[fcID]
+	var released []string
+	if ok {
+		r.cancelled = reason
+		for _, id := range r.order {
+			hc := r.hosts[id]
+			if !hc.ReleasedAt.IsZero() && !Terminal(flotillav1.CommandState(hc.State)) {
+				released = append(released, id)
+			}
+		}
+	}
+	m.mu.Unlock()
+	if !ok {
+		fc, err := m.Get(ctx, fcID)
+		if err != nil {
+			return nil, err
+		}
+		return nil, status.Errorf(codes.FailedPrecondition, "command %s already ended (%s)", fcID, fc.GetState())
+	}
+	m.log.Info("fleet command cancelled", zap.String("command", fcID), zap.String("reason", reason))
+	if err := m.cfg.Dispatcher.Cancel(ctx, released, reason); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "cancel could not be recorded: %v", err)
+	}
+	m.advance(ctx, fcID)
+	return m.Get(ctx, fcID)
+}
+
+// Get returns a fleet command with its hosts.
+func (m *Manager) Get(ctx context.Context, fcID string) (*flotillav1.FleetCommand, error) {
+	m.mu.Lock()
+	if r, ok := m.running[fcID]; ok {
+		snap := r.snapshot()
+		m.mu.Unlock()
+		return snap, nil
+	}
+	m.mu.Unlock()
+	fc, err := m.cfg.Store.GetFleetCommand(ctx, fcID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, status.Errorf(codes.NotFound, "command %q not found (ListCommands shows recent ones)", fcID)
+	}
+	if err != nil {
+		return nil, status.Error(codes.Unavailable, "store unavailable; retry")
+	}
+	hcs, err := m.cfg.Store.ListHostCommands(ctx, fcID)
+	if err != nil {
+		return nil, status.Error(codes.Unavailable, "store unavailable; retry")
+	}
+	r, err := newRun(fc, hcs)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "command %s is unreadable", fcID)
+	}
+	return r.snapshot(), nil
+}
+
+// List returns fleet commands newest first, without hosts.
+func (m *Manager) List(ctx context.Context, states []flotillav1.FleetCommandState, before string, limit int) ([]*flotillav1.FleetCommand, error) {
+	q := store.FleetCommandQuery{Before: before, Limit: limit}
+	for _, s := range states {
+		q.States = append(q.States, int32(s))
+	}
+	fcs, err := m.cfg.Store.ListFleetCommands(ctx, q)
+	if err != nil {
+		return nil, status.Error(codes.Unavailable, "store unavailable; retry")
+	}
+	out := make([]*flotillav1.FleetCommand, 0, len(fcs))
+	for _, fc := range fcs {
+		r, err := newRun(fc, nil)
+		if err != nil {
+			continue
+		}
+		snap := r.snapshot()
+		snap.MaxConcurrency, snap.MaxErrors = r.req.GetMaxConcurrency(), r.req.GetMaxErrors()
+		out = append(out, snap)
+	}
+	return out, nil
+}
+
+// snapshot renders the run; the caller holds m.mu.
+func (r *run) snapshot() *flotillav1.FleetCommand {
+	out := &flotillav1.FleetCommand{
+		Id: r.fc.ID, Spec: r.req.GetSpec(), Selector: r.req.GetSelector(), AgentIds: slices.Clone(r.req.GetAgentIds()),
+		MaxConcurrency: r.req.GetMaxConcurrency(), MaxErrors: r.req.GetMaxErrors(), Timeout: r.req.GetTimeout(),
+		Reason: r.req.GetReason(), CreatedBy: r.fc.CreatedBy, CreatedAt: ts(r.fc.CreatedAt), FinishedAt: ts(r.fc.FinishedAt),
+		State: flotillav1.FleetCommandState(r.fc.State), Summary: map[string]int32{},
+	}
+	for _, id := range r.order {
+		hc := r.hosts[id]
+		out.Hosts = append(out.Hosts, hostToProto(*hc))
+		out.Summary[StateName(flotillav1.CommandState(hc.State))]++
+	}
+	return out
+}
+
+func hostToProto(hc store.HostCommand) *flotillav1.HostCommand {
+	out := &flotillav1.HostCommand{
+		AgentId: hc.AgentID, CommandId: hc.ID, State: flotillav1.CommandState(hc.State), Message: hc.Message,
+		StartedAt: ts(hc.StartedAt), FinishedAt: ts(hc.FinishedAt), Deadline: ts(hc.Deadline),
+	}
+	if len(hc.Result) > 0 {
+		res := &flotillav1.CommandResult{}
+		if proto.Unmarshal(hc.Result, res) == nil {
+			out.Result = res
+		}
+	}
+	return out
+}

@@ -1,0 +1,89 @@
+package commands
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+
+	flotillav1 "flotilla.dev/gen/flotilla/v1"
+
+	"flotilla.dev/controlplane/internal/store"
+)
+
+// Metrics are the command metrics. A nil *Metrics records nothing.
+type Metrics struct {
+	total        *prometheus.CounterVec
+	duration     *prometheus.HistogramVec
+	inflight     *prometheus.GaugeVec
+	backupTime   *prometheus.GaugeVec
+	backupSize   *prometheus.GaugeVec
+	fleetStarted prometheus.Counter
+}
+
+// NewMetrics creates the metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		total: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flotilla_commands_total",
+			Help: "Host commands finished, by kind and final state.",
+		}, []string{"kind", "state"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "flotilla_command_duration_seconds",
+			Help:    "Time from a host command's release to its final state, by kind.",
+			Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600},
+		}, []string{"kind"}),
+		inflight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "flotilla_commands_in_flight",
+			Help: "Host commands not yet finished (queued, pending or running), by kind.",
+		}, []string{"kind"}),
+		backupTime: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "flotilla_backup_last_success_timestamp_seconds",
+			Help: "When the last successful backup of a database finished (Unix time).",
+		}, []string{"agent", "database"}),
+		backupSize: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "flotilla_backup_last_size_bytes",
+			Help: "Size of the last successful backup archive of a database.",
+		}, []string{"agent", "database"}),
+		fleetStarted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flotilla_fleet_commands_started_total",
+			Help: "Fleet commands started with RunCommand.",
+		}),
+	}
+	for _, k := range []string{KindPull, KindRestart, KindBackup, KindDrain, KindUndrain} {
+		m.inflight.WithLabelValues(k)
+		m.duration.WithLabelValues(k)
+	}
+	reg.MustRegister(m.total, m.duration, m.inflight, m.backupTime, m.backupSize, m.fleetStarted)
+	return m
+}
+
+func (m *Metrics) inFlight(kind string, delta float64) {
+	if m != nil {
+		m.inflight.WithLabelValues(kind).Add(delta)
+	}
+}
+
+func (m *Metrics) started() {
+	if m != nil {
+		m.fleetStarted.Inc()
+	}
+}
+
+func (m *Metrics) finished(hc store.HostCommand) {
+	if m == nil {
+		return
+	}
+	st := flotillav1.CommandState(hc.State)
+	m.inflight.WithLabelValues(hc.Kind).Dec()
+	m.total.WithLabelValues(hc.Kind, StateName(st)).Inc()
+	if !hc.ReleasedAt.IsZero() {
+		m.duration.WithLabelValues(hc.Kind).Observe(hc.FinishedAt.Sub(hc.ReleasedAt).Seconds())
+	}
+	if hc.Kind == KindBackup && st == flotillav1.CommandState_COMMAND_STATE_SUCCEEDED {
+		r := &flotillav1.CommandResult{}
+		if proto.Unmarshal(hc.Result, r) == nil && r.GetBackup() != nil {
+			b := r.GetBackup()
+			m.backupTime.WithLabelValues(hc.AgentID, b.GetDatabase()).Set(float64(hc.FinishedAt.Unix()))
+			m.backupSize.WithLabelValues(hc.AgentID, b.GetDatabase()).Set(float64(b.GetSizeBytes()))
+		}
+	}
+}

@@ -1,0 +1,218 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"flotilla.dev/controlplane/internal/store"
+)
+
+const fleetCommandColumns = `id, kind, request, created_by, state, created_at, finished_at`
+
+const hostCommandColumns = `id, fleet_command_id, agent_id, kind, spec, state, message, result,
+	created_at, released_at, deadline, sent_at, started_at, finished_at`
+
+// CreateFleetCommand inserts fc and its host commands in one transaction.
+func (s *Store) CreateFleetCommand(ctx context.Context, fc store.FleetCommand, hosts []store.HostCommand) error {
+	return s.inWriteTx(ctx, "create fleet command", func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO fleet_commands (`+fleetCommandColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			fc.ID, fc.Kind, blobArg(fc.Request), fc.CreatedBy, fc.State, timeArg(fc.CreatedAt), timeArg(fc.FinishedAt))
+		if isConflict(err) {
+			return fmt.Errorf("store: create fleet command %q: %w", fc.ID, store.ErrConflict)
+		}
+		if err != nil {
+			return fmt.Errorf("store: create fleet command %q: %w", fc.ID, err)
+		}
+		return insertHostCommands(ctx, tx, hosts)
+	})
+}
+
+// CreateHostCommands inserts host commands in one transaction.
+func (s *Store) CreateHostCommands(ctx context.Context, hosts []store.HostCommand) error {
+	return s.inWriteTx(ctx, "create host commands", func(tx *sql.Tx) error {
+		return insertHostCommands(ctx, tx, hosts)
+	})
+}
+
+func insertHostCommands(ctx context.Context, tx *sql.Tx, hosts []store.HostCommand) error {
+	if len(hosts) == 0 {
+		return nil
+	}
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO host_commands (`+hostCommandColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return fmt.Errorf("store: create host commands: %w", err)
+	}
+	defer stmt.Close()
+	for _, h := range hosts {
+		var fleetID any
+		if h.FleetCommandID != "" {
+			fleetID = h.FleetCommandID
+		}
+		_, err := stmt.ExecContext(ctx, h.ID, fleetID, h.AgentID, h.Kind, blobArg(h.Spec), h.State, h.Message, blobArg(h.Result),
+			timeArg(h.CreatedAt), timeArg(h.ReleasedAt), timeArg(h.Deadline), timeArg(h.SentAt), timeArg(h.StartedAt), timeArg(h.FinishedAt))
+		if isConflict(err) {
+			return fmt.Errorf("store: create host command %q: %w", h.ID, store.ErrConflict)
+		}
+		if err != nil {
+			return fmt.Errorf("store: create host command %q: %w", h.ID, err)
+		}
+	}
+	return nil
+}
+
+// UpdateHostCommands writes the mutable fields of host commands in one transaction.
+func (s *Store) UpdateHostCommands(ctx context.Context, hosts []store.HostCommand) error {
+	if len(hosts) == 0 {
+		return nil
+	}
+	return s.inWriteTx(ctx, "update host commands", func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `UPDATE host_commands SET state = ?, message = ?, result = ?,
+			released_at = ?, deadline = ?, sent_at = ?, started_at = ?, finished_at = ? WHERE id = ?`)
+		if err != nil {
+			return fmt.Errorf("store: update host commands: %w", err)
+		}
+		defer stmt.Close()
+		for _, h := range hosts {
+			if _, err := stmt.ExecContext(ctx, h.State, h.Message, blobArg(h.Result), timeArg(h.ReleasedAt), timeArg(h.Deadline),
+				timeArg(h.SentAt), timeArg(h.StartedAt), timeArg(h.FinishedAt), h.ID); err != nil {
+				return fmt.Errorf("store: update host command %q: %w", h.ID, err)
+			}
+		}
+		return nil
+	})
+}
+
+// GetFleetCommand returns a fleet command or ErrNotFound.
+func (s *Store) GetFleetCommand(ctx context.Context, id string) (store.FleetCommand, error) {
+	row := s.read.QueryRowContext(ctx, `SELECT `+fleetCommandColumns+` FROM fleet_commands WHERE id = ?`, id)
+	fc, err := scanFleetCommand(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.FleetCommand{}, fmt.Errorf("store: get fleet command %q: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.FleetCommand{}, fmt.Errorf("store: get fleet command %q: %w", id, err)
+	}
+	return fc, nil
+}
+
+// ListFleetCommands returns fleet commands newest first.
+func (s *Store) ListFleetCommands(ctx context.Context, q store.FleetCommandQuery) ([]store.FleetCommand, error) {
+	var (
+		where []string
+		args  []any
+	)
+	if len(q.States) > 0 {
+		where = append(where, "state IN (?"+strings.Repeat(", ?", len(q.States)-1)+")")
+		for _, st := range q.States {
+			args = append(args, st)
+		}
+	}
+	if q.Before != "" {
+		where = append(where, "(created_at, id) < (SELECT created_at, id FROM fleet_commands WHERE id = ?)")
+		args = append(args, q.Before)
+	}
+	query := `SELECT ` + fleetCommandColumns + ` FROM fleet_commands`
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	query += " ORDER BY created_at DESC, id DESC"
+	if q.Limit > 0 {
+		query += " LIMIT ?"
+		args = append(args, q.Limit)
+	}
+	rows, err := s.read.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: list fleet commands: %w", err)
+	}
+	defer rows.Close()
+	var out []store.FleetCommand
+	for rows.Next() {
+		fc, err := scanFleetCommand(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: list fleet commands: %w", err)
+		}
+		out = append(out, fc)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: list fleet commands: %w", err)
+	}
+	return out, nil
+}
+
+// UpdateFleetCommand sets a fleet command's state and finish time.
+func (s *Store) UpdateFleetCommand(ctx context.Context, id string, state int32, finishedAt time.Time) error {
+	res, err := s.write.ExecContext(ctx, `UPDATE fleet_commands SET state = ?, finished_at = ? WHERE id = ?`, state, timeArg(finishedAt), id)
+	if err != nil {
+		return fmt.Errorf("store: update fleet command %q: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("store: update fleet command %q: %w", id, store.ErrNotFound)
+	}
+	return nil
+}
+
+// GetHostCommand returns a host command or ErrNotFound.
+func (s *Store) GetHostCommand(ctx context.Context, id string) (store.HostCommand, error) {
+	row := s.read.QueryRowContext(ctx, `SELECT `+hostCommandColumns+` FROM host_commands WHERE id = ?`, id)
+	h, err := scanHostCommand(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.HostCommand{}, fmt.Errorf("store: get host command %q: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.HostCommand{}, fmt.Errorf("store: get host command %q: %w", id, err)
+	}
+	return h, nil
+}
+
+// ListHostCommands returns the host commands of a fleet command, by agent ID.
+func (s *Store) ListHostCommands(ctx context.Context, fleetCommandID string) ([]store.HostCommand, error) {
+	return s.queryHostCommands(ctx, "list host commands",
+		`SELECT `+hostCommandColumns+` FROM host_commands WHERE fleet_command_id = ? ORDER BY agent_id, id`, fleetCommandID)
+}
+
+// ListActiveHostCommands returns every host command not yet finished.
+func (s *Store) ListActiveHostCommands(ctx context.Context) ([]store.HostCommand, error) {
+	return s.queryHostCommands(ctx, "list active host commands",
+		`SELECT `+hostCommandColumns+` FROM host_commands WHERE finished_at IS NULL ORDER BY agent_id, created_at, id`)
+}
+
+func (s *Store) queryHostCommands(ctx context.Context, op, query string, args ...any) ([]store.HostCommand, error) {
+	rows, err := s.read.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: %s: %w", op, err)
+	}
+	defer rows.Close()
+	var out []store.HostCommand
+	for rows.Next() {
+		h, err := scanHostCommand(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: %s: %w", op, err)
+		}
+		out = append(out, h)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: %s: %w", op, err)
+	}
+	return out, nil
+}
+
+func scanFleetCommand(row rowScanner) (store.FleetCommand, error) {
+	var fc store.FleetCommand
+	err := row.Scan(&fc.ID, &fc.Kind, blobCol{&fc.Request}, &fc.CreatedBy, &fc.State, timeCol{&fc.CreatedAt}, timeCol{&fc.FinishedAt})
+	return fc, err
+}
+
+func scanHostCommand(row rowScanner) (store.HostCommand, error) {
+	var (
+		h       store.HostCommand
+		fleetID sql.NullString
+	)
+	err := row.Scan(&h.ID, &fleetID, &h.AgentID, &h.Kind, blobCol{&h.Spec}, &h.State, &h.Message, blobCol{&h.Result},
+		timeCol{&h.CreatedAt}, timeCol{&h.ReleasedAt}, timeCol{&h.Deadline}, timeCol{&h.SentAt}, timeCol{&h.StartedAt}, timeCol{&h.FinishedAt})
+	h.FleetCommandID = fleetID.String
+	return h, err
+}
