@@ -17,10 +17,11 @@ import (
 	"flotilla.dev/controlplane/internal/store"
 )
 
-// deadlineGrace is how long after a command's deadline the control plane
-// waits for the agent's own TIMED_OUT before it gives up on the command:
-// the agent enforces the deadline too, and its answer is more precise.
-const deadlineGrace = 5 * time.Second
+// DefaultDeadlineGrace is how long after a command's deadline the control
+// plane waits for the agent's own TIMED_OUT before it gives up on the
+// command: the agent enforces the deadline too, and its answer is more
+// precise.
+const DefaultDeadlineGrace = 5 * time.Second
 
 // ErrNotOwner is returned for an event about a command that belongs to
 // another agent than the one that sent it.
@@ -45,6 +46,10 @@ type DispatcherConfig struct {
 	Logger   *zap.Logger
 	Now      func() time.Time
 	Metrics  *Metrics
+	// DeadlineGrace: see DefaultDeadlineGrace.
+	DeadlineGrace time.Duration
+	// SweepInterval is how often deadlines are checked (default 1s).
+	SweepInterval time.Duration
 }
 
 // Dispatcher delivers host commands to agents and tracks their outcome.
@@ -70,6 +75,12 @@ func NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.DeadlineGrace == 0 {
+		cfg.DeadlineGrace = DefaultDeadlineGrace
+	}
+	if cfg.SweepInterval == 0 {
+		cfg.SweepInterval = time.Second
 	}
 	return &Dispatcher{
 		cfg: cfg, log: cfg.Logger,
@@ -382,7 +393,7 @@ func (d *Dispatcher) Sweep(ctx context.Context) {
 		switch {
 		case st != flotillav1.CommandState_COMMAND_STATE_PENDING && agentState == store.AgentLost:
 			lost = append(lost, id)
-		case now.After(hc.Deadline.Add(deadlineGrace)):
+		case now.After(hc.Deadline.Add(d.cfg.DeadlineGrace)):
 			if _, online := d.cfg.Registry.SessionFor(hc.AgentID); online {
 				timedOut = append(timedOut, id)
 			} else {
@@ -413,9 +424,9 @@ func (d *Dispatcher) Sweep(ctx context.Context) {
 	}
 }
 
-// Run sweeps every second until ctx ends.
+// Run sweeps every SweepInterval until ctx ends.
 func (d *Dispatcher) Run(ctx context.Context) error {
-	t := time.NewTicker(time.Second)
+	t := time.NewTicker(d.cfg.SweepInterval)
 	defer t.Stop()
 	for {
 		select {

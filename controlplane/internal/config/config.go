@@ -39,6 +39,9 @@ type Config struct {
 	AgentCertValidity Duration `yaml:"agent_cert_validity"`
 	// HeartbeatPersistInterval is how often an unchanged heartbeat is still written.
 	HeartbeatPersistInterval Duration `yaml:"heartbeat_persist_interval"`
+	// CommandDeadlineGrace is how long past a command's deadline the control
+	// plane waits for the agent's own answer before it ends the command.
+	CommandDeadlineGrace Duration `yaml:"command_deadline_grace"`
 	// ShutdownTimeout bounds a graceful stop before connections are cut.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 	Log             Log      `yaml:"log"`
@@ -93,6 +96,7 @@ func Default() Config {
 		AgentCertValidity:        Duration(365 * 24 * time.Hour),
 		HeartbeatPersistInterval: Duration(time.Minute),
 		ShutdownTimeout:          Duration(10 * time.Second),
+		CommandDeadlineGrace:     Duration(5 * time.Second),
 		Log:                      Log{Level: "info", Format: "json"},
 	}
 }
@@ -227,6 +231,9 @@ func (c Config) Validate() error {
 	}
 	if c.HeartbeatPersistInterval.Std() < time.Second {
 		return fmt.Errorf("config: heartbeat_persist_interval: %s is below the 1s minimum", c.HeartbeatPersistInterval.Std())
+	}
+	if c.CommandDeadlineGrace.Std() < 0 {
+		return errors.New("config: command_deadline_grace: must not be negative")
 	}
 	if c.ShutdownTimeout.Std() <= 0 {
 		return errors.New("config: shutdown_timeout: must be positive")

@@ -114,6 +114,7 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, version string
 	s.commandMetrics = commands.NewMetrics(s.metrics)
 	if s.dispatcher, err = commands.NewDispatcher(commands.DispatcherConfig{
 		Store: s.store, Registry: s.registry, Logger: log.Named("commands"), Metrics: s.commandMetrics,
+		DeadlineGrace: cfg.CommandDeadlineGrace.Std(),
 	}); err != nil {
 		return nil, err
 	}
