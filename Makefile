@@ -33,7 +33,8 @@ $(TOOLS_STAMP): tools/go.mod tools/go.sum
 		github.com/bufbuild/buf/cmd/buf \
 		google.golang.org/protobuf/cmd/protoc-gen-go \
 		google.golang.org/grpc/cmd/protoc-gen-go-grpc \
-		github.com/fullstorydev/grpcurl/cmd/grpcurl
+		github.com/fullstorydev/grpcurl/cmd/grpcurl \
+		github.com/distribution/distribution/v3/cmd/registry
 	@rm -f $(BIN)/.tools-* && touch $@
 
 ## test: every test with the race detector; the end-to-end tests use bin/

@@ -1,5 +1,22 @@
 package docker
 
+import (
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults for the fields that have one.
+const (
+	DefaultManagedLabel     = "flotilla.managed=true"
+	DefaultStopTimeout      = 10 * time.Second
+	DefaultStartGracePeriod = 3 * time.Second
+)
+
 // Config is the agent's Docker section (YAML "docker").
 type Config struct {
 	// Host is the Docker Engine API endpoint; empty means DOCKER_HOST or the
@@ -14,4 +31,96 @@ type Config struct {
 	// ManagedContainers are container names the agent may restart even
 	// without the label.
 	ManagedContainers []string `yaml:"managed_containers"`
+	// StopTimeout is how long a container gets to stop before it is killed
+	// when a restart command does not say (default 10s).
+	StopTimeout time.Duration `yaml:"stop_timeout"`
+	// StartGracePeriod is how long a re-created or restarted container must
+	// keep running before the restart counts as done (default 3s). A
+	// container that exits within it is replaced by the old one again.
+	StartGracePeriod time.Duration `yaml:"start_grace_period"`
+}
+
+// registryPattern is host[:port] as image references spell a registry:
+// DNS labels or an IPv4 address, optionally a port.
+var registryPattern = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)*(:[0-9]+)?$`)
+
+// containerNamePattern is Docker's grammar for container names.
+var containerNamePattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+
+// withDefaults returns c with every unset field at its default.
+func (c Config) withDefaults() Config {
+	if c.ManagedLabel == "" {
+		c.ManagedLabel = DefaultManagedLabel
+	}
+	if c.StopTimeout == 0 {
+		c.StopTimeout = DefaultStopTimeout
+	}
+	if c.StartGracePeriod == 0 {
+		c.StartGracePeriod = DefaultStartGracePeriod
+	}
+	return c
+}
+
+// Validate checks every field and returns all problems at once, each
+// naming its YAML field (e.g. "docker.managed_label: ..."). Unset fields
+// are valid: New fills in their defaults.
+func (c Config) Validate() error {
+	var errs []error
+	if c.ManagedLabel != "" {
+		if _, _, err := parseLabel(c.ManagedLabel); err != nil {
+			errs = append(errs, fmt.Errorf("docker.managed_label: %w", err))
+		}
+	}
+	for _, r := range c.AllowedRegistries {
+		if err := validateRegistry(r); err != nil {
+			errs = append(errs, fmt.Errorf("docker.allowed_registries: %w", err))
+		}
+	}
+	for _, n := range c.ManagedContainers {
+		if err := validateContainerName(n); err != nil {
+			errs = append(errs, fmt.Errorf("docker.managed_containers: %w", err))
+		}
+	}
+	if c.StopTimeout < 0 {
+		errs = append(errs, fmt.Errorf("docker.stop_timeout: must not be negative, got %v", c.StopTimeout))
+	}
+	if c.StartGracePeriod < 0 {
+		errs = append(errs, fmt.Errorf("docker.start_grace_period: must not be negative, got %v", c.StartGracePeriod))
+	}
+	return errors.Join(errs...)
+}
+
+// parseLabel splits "key=value"; the key must not be empty.
+func parseLabel(s string) (key, value string, err error) {
+	key, value, ok := strings.Cut(s, "=")
+	if !ok || strings.TrimSpace(key) == "" || key != strings.TrimSpace(key) {
+		return "", "", fmt.Errorf("must be key=value with a non-empty key and no surrounding spaces, got %q", s)
+	}
+	return key, value, nil
+}
+
+// validateRegistry checks host[:port] with a port from 1 to 65535.
+func validateRegistry(r string) error {
+	if !registryPattern.MatchString(r) {
+		return fmt.Errorf("%q is not a registry host[:port] (e.g. registry.example.com:5000 or docker.io)", r)
+	}
+	if _, port, err := net.SplitHostPort(r); err == nil {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%q: port must be a number from 1 to 65535", r)
+		}
+	}
+	return nil
+}
+
+// validateContainerName checks Docker's container-name grammar. Names with
+// the suffix of a container set aside during a restart are refused so that
+// no command can touch the copy that a failed restart would restore.
+func validateContainerName(n string) error {
+	if !containerNamePattern.MatchString(n) {
+		return fmt.Errorf("%q is not a container name (letters, digits, '_', '.', '-'; starting with a letter or digit)", n)
+	}
+	if strings.HasSuffix(n, oldSuffix) {
+		return fmt.Errorf("%q ends with %q, which the agent reserves for the container it sets aside during a restart", n, oldSuffix)
+	}
+	return nil
 }

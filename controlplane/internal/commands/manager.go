@@ -110,9 +110,9 @@ func newRun(fc store.FleetCommand, hcs []store.HostCommand) (*run, error) {
 	n := len(hcs)
 	r := &run{
 		fc: fc, req: req, hosts: make(map[string]*store.HostCommand, n),
-		maxConc: resolveLimit(req.GetMaxConcurrency(), n, n),
-		maxErr:  resolveLimit(req.GetMaxErrors(), n, 0),
-		timeout: req.GetTimeout().AsDuration(),
+		maxConc:  resolveLimit(req.GetMaxConcurrency(), n, n),
+		maxErr:   resolveLimit(req.GetMaxErrors(), n, 0),
+		timeout:  req.GetTimeout().AsDuration(),
 		watchers: make(map[*watcher]struct{}),
 	}
 	for i := range hcs {
