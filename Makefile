@@ -15,7 +15,7 @@ PACKAGES    := $(addprefix ./,$(addsuffix /...,$(MODULES)))
 TOOLS_STAMP := $(BIN)/.tools-$(shell cat tools/go.sum tools/go.mod | sha256sum | cut -c1-12)
 IMAGE_TAG   ?= $(VERSION)
 
-.PHONY: all build tools test test-short lint fmt vet buf-lint generate generate-check run images clean
+.PHONY: all build tools deps test test-short lint fmt vet buf-lint generate generate-check run images clean
 
 all: lint build test
 
@@ -37,8 +37,24 @@ $(TOOLS_STAMP): tools/go.mod tools/go.sum
 		github.com/distribution/distribution/v3/cmd/registry
 	@rm -f $(BIN)/.tools-* && touch $@
 
+## deps: the Debian packages the integration tests use (nginx; PostgreSQL 15
+## client and server binaries), installed with apt-get when missing
+DEB_PACKAGES := nginx postgresql-15 postgresql-client-15
+deps:
+	@missing=""; \
+	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	[ -x /usr/lib/postgresql/15/bin/initdb ] || missing="$$missing postgresql-15"; \
+	[ -x /usr/lib/postgresql/15/bin/pg_dump ] || missing="$$missing postgresql-client-15"; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" != 0 ]; then \
+		echo "not root: cannot apt-get install$$missing; the tests that need them will skip"; \
+	elif [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+		service nginx stop >/dev/null 2>&1 || true; \
+	fi
+
 ## test: every test with the race detector; the end-to-end tests use bin/
-test: build tools
+test: deps build tools
 	FLOTILLA_BIN_DIR=$(BIN) $(GO) test -race -count=1 -timeout 15m $(PACKAGES)
 
 ## test-short: unit tests only
