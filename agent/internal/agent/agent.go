@@ -1,17 +1,23 @@
 // Package agent assembles the flotilla agent from its parts: identity
-// (enroll), host metrics, application health and the control-plane stream.
+// (enroll), host metrics, application health, the control-plane stream, and
+// the command runner with its journal and executors.
 package agent
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"slices"
 	"time"
 
 	"flotilla.dev/agent/internal/backoff"
+	"flotilla.dev/agent/internal/commands"
 	"flotilla.dev/agent/internal/config"
 	"flotilla.dev/agent/internal/conn"
 	"flotilla.dev/agent/internal/enroll"
+	"flotilla.dev/agent/internal/executor"
+	"flotilla.dev/agent/internal/journal"
 	"flotilla.dev/agent/internal/runner"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 	"github.com/jonboulle/clockwork"
@@ -19,11 +25,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
-
-// Capabilities are what this agent version can do, as announced in its hello.
-// Executing commands ("docker", "postgres", "nginx") comes with later versions;
-// until then every command is rejected.
-var Capabilities = []string{"heartbeat"}
 
 // Config configures an Agent.
 type Config struct {
@@ -40,6 +41,16 @@ type Config struct {
 	// DialOptions are appended to every gRPC connection's options; tests use
 	// them to dial an in-memory control plane.
 	DialOptions []grpc.DialOption
+
+	// Executors carry out the control plane's commands, by kind (the keys
+	// are commands.Kinds: "pull", "restart", "backup", "drain", "undrain").
+	// This is where the real executors are plugged in; a command of a kind
+	// without an executor is rejected with a reason that says so.
+	Executors map[string]executor.Executor
+	// CommandShutdownGrace is how long running commands may go on at
+	// shutdown before they are cancelled (default 30s). The process's own
+	// shutdown deadline must leave room for it.
+	CommandShutdownGrace time.Duration
 }
 
 // Agent is a configured agent, ready to run.
@@ -59,6 +70,11 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if err := cfg.Config.Validate(); err != nil {
 		return nil, err
+	}
+	for kind, exec := range cfg.Executors {
+		if !slices.Contains(commands.Kinds, kind) || exec == nil {
+			return nil, fmt.Errorf("agent: executor %q: want a non-nil executor for one of %v", kind, commands.Kinds)
+		}
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clockwork.NewRealClock()
@@ -106,16 +122,18 @@ func (c Config) dialOptions() []grpc.DialOption {
 	return append(opts, c.DialOptions...)
 }
 
-// Run registers the agent if needed, then keeps its stream open until ctx is
-// done. It returns nil on a graceful shutdown and an error when the agent
-// cannot go on (e.g. the join token was rejected).
+// Run registers the agent if needed, then keeps its stream open and runs
+// the control plane's commands until ctx is done. It returns nil on a
+// graceful shutdown and an error when the agent cannot go on (e.g. the join
+// token was rejected, or the journal cannot be opened).
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.heartbeats.close()
 	a.log.Info("agent starting",
 		zap.String("version", a.cfg.Version),
 		zap.String("hostname", a.cfg.Hostname),
 		zap.Any("labels", a.cfg.Labels),
-		zap.String("control_plane", a.cfg.ControlPlane.Address))
+		zap.String("control_plane", a.cfg.ControlPlane.Address),
+		zap.Strings("command_kinds", a.commandKinds()))
 
 	id, err := a.enroller.Identity(ctx)
 	if err != nil {
@@ -124,11 +142,39 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	client, err := conn.New(conn.Config{
+	j, err := journal.Open(filepath.Join(a.cfg.StateDir, journal.FileName), journal.Options{
+		Clock:  a.cfg.Clock,
+		Logger: a.log.Named("journal"),
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := j.Close(); err != nil {
+			a.log.Error("closing the journal", zap.Error(err))
+		}
+	}()
+	// The runner sends its events through the client, which hands it the
+	// commands: the client is assigned before it runs, hence before any
+	// command, and so before any event.
+	var client *conn.Client
+	cmds, err := commands.New(commands.Config{
+		Journal:       j,
+		Executors:     a.cfg.Executors,
+		Send:          func(ev *flotillav1.CommandEvent) error { return client.SendEvent(ev) },
+		Clock:         a.cfg.Clock,
+		Logger:        a.log.Named("commands"),
+		ShutdownGrace: a.cfg.CommandShutdownGrace,
+	})
+	if err != nil {
+		return err
+	}
+	client, err = conn.New(conn.Config{
 		Address:           a.cfg.ControlPlane.Address,
 		TLS:               id.ClientTLSConfig(a.cfg.ControlPlane.TLSServerName()),
 		Hello:             func() *flotillav1.Hello { return a.hello(id.AgentID) },
 		Heartbeats:        a.heartbeats,
+		Commands:          cmds,
 		HeartbeatInterval: a.cfg.HeartbeatInterval,
 		Backoff:           a.cfg.Backoff,
 		Logger:            a.log.Named("conn"),
@@ -136,11 +182,60 @@ func (a *Agent) Run(ctx context.Context) error {
 		DialOptions:       a.cfg.dialOptions(),
 	})
 	if err != nil {
+		_ = cmds.Close()
 		return err
 	}
-	err = runner.Run(ctx, client.Run)
+	err = serve(ctx, client, cmds)
 	a.log.Info("agent stopped", zap.Error(err))
 	return err
+}
+
+// serve keeps the stream open until ctx is done, then lets the running
+// commands finish (or cancels them after their grace) while the stream is
+// still open, so that their final events reach the control plane, and only
+// then closes the stream.
+func serve(ctx context.Context, client *conn.Client, cmds *commands.Runner) error {
+	streamCtx, stopStream := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopStream()
+	return runner.Run(ctx,
+		func(context.Context) error { return client.Run(streamCtx) },
+		func(ctx context.Context) error {
+			<-ctx.Done() // shutdown, or the stream failed for good
+			err := cmds.Close()
+			stopStream()
+			return err
+		},
+	)
+}
+
+// commandKinds lists the kinds of command this agent runs.
+func (a *Agent) commandKinds() []string {
+	var kinds []string
+	for _, k := range commands.Kinds {
+		if a.cfg.Executors[k] != nil {
+			kinds = append(kinds, k)
+		}
+	}
+	return kinds
+}
+
+// capabilities are what the agent announces in its hello: heartbeats, and
+// the systems its executors drive.
+func (a *Agent) capabilities() []string {
+	caps := []string{"heartbeat"}
+	for _, c := range []struct {
+		capability string
+		kinds      []string
+	}{
+		{"docker", []string{commands.KindPull, commands.KindRestart}},
+		{"postgres", []string{commands.KindBackup}},
+		{"nginx", []string{commands.KindDrain, commands.KindUndrain}},
+	} {
+		if slices.ContainsFunc(c.kinds, func(k string) bool { return a.cfg.Executors[k] != nil }) {
+			caps = append(caps, c.capability)
+		}
+	}
+	return caps
 }
 
 // hello is the first message of every stream.
@@ -150,7 +245,7 @@ func (a *Agent) hello(agentID string) *flotillav1.Hello {
 		Version:      a.cfg.Version,
 		Hostname:     a.cfg.Hostname,
 		Labels:       a.cfg.Labels,
-		Capabilities: Capabilities,
+		Capabilities: a.capabilities(),
 		Containers:   nil, // the agent manages no containers yet
 		StartedAt:    timestamppb.New(a.startedAt),
 	}

@@ -5,15 +5,16 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"flotilla.dev/agent/internal/config"
-	"flotilla.dev/agent/internal/conn"
 	"flotilla.dev/agent/internal/enroll"
 	"flotilla.dev/agent/internal/fakecp"
+	"flotilla.dev/agent/internal/journal"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 	"github.com/jonboulle/clockwork"
 	"go.uber.org/goleak"
@@ -116,9 +117,12 @@ func TestRegisterConnectHeartbeatShutdown(t *testing.T) {
 		t.Errorf("unexpected hello %v", hello)
 	}
 
+	if report := next(t, ctx, st).GetJournalReport(); report == nil || len(report.GetEntries()) != 0 {
+		t.Fatalf("the first message after the welcome is not an empty journal report: %v", report)
+	}
 	hb := next(t, ctx, st).GetHeartbeat()
 	if hb == nil {
-		t.Fatal("the first message after the welcome is not a heartbeat")
+		t.Fatal("the message after the journal report is not a heartbeat")
 	}
 	if host := hb.GetHost(); host.GetCpuCount() == 0 || host.GetMemoryTotalBytes() == 0 || len(host.GetDisks()) != 2 {
 		t.Errorf("implausible host metrics %v", host)
@@ -133,17 +137,13 @@ func TestRegisterConnectHeartbeatShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		msg := next(t, ctx, st)
-		if msg.GetHeartbeat() != nil {
-			continue // a heartbeat may come first
-		}
-		ev := msg.GetCommandEvent()
-		if ev.GetCommandId() != "cmd-1" || ev.GetState() != flotillav1.CommandState_COMMAND_STATE_REJECTED || ev.GetMessage() != conn.RejectedMessage {
-			t.Fatalf("got %v, want cmd-1 rejected", msg)
-		}
-		break
+	// This agent has no executors: the command is rejected with the reason.
+	ev := nextEvent(t, ctx, st)
+	if ev.GetCommandId() != "cmd-1" || ev.GetState() != flotillav1.CommandState_COMMAND_STATE_REJECTED ||
+		!strings.Contains(ev.GetMessage(), "no restart executor") {
+		t.Fatalf("got %v, want cmd-1 rejected for want of an executor", ev)
 	}
+	assertPrivate(t, filepath.Join(cfg.StateDir, journal.FileName))
 
 	if err := agent.stop(t, ctx); err != nil {
 		t.Fatalf("Run returned %v on shutdown, want nil", err)
@@ -233,5 +233,30 @@ func next(t *testing.T, ctx context.Context, st *fakecp.Stream) *flotillav1.Conn
 	case <-ctx.Done():
 		t.Fatal("no message from the agent")
 		return nil
+	}
+}
+
+// nextEvent reads the stream until a command event, skipping heartbeats.
+func nextEvent(t *testing.T, ctx context.Context, st *fakecp.Stream) *flotillav1.CommandEvent {
+	t.Helper()
+	for {
+		msg := next(t, ctx, st)
+		if ev := msg.GetCommandEvent(); ev != nil {
+			return ev
+		}
+		if msg.GetHeartbeat() == nil {
+			t.Fatalf("got %v, want a command event", msg)
+		}
+	}
+}
+
+func assertPrivate(t *testing.T, path string) {
+	t.Helper()
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Mode().Perm() != 0o600 {
+		t.Errorf("%s has mode %v, want 0600", path, info.Mode().Perm())
 	}
 }

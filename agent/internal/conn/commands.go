@@ -5,22 +5,65 @@ import (
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 )
 
-// RejectedMessage is the reason given for every command until the agent can
-// execute them: the control plane gets a final state instead of waiting.
-const RejectedMessage = "command execution not supported by this agent version"
+// MaxReportBytes bounds one JournalReport message: a journal larger than
+// that (thousands of entries, restart results with container configs) goes
+// out as several reports, well below gRPC's default 4 MiB message limit.
+const MaxReportBytes = 1 << 20
+
+// ErrNotConnected is returned by SendEvent while the agent has no stream.
+var ErrNotConnected = errors.New("conn: no stream to the control plane")
+
+// Commands runs what the control plane asks for (commands.Runner).
+type Commands interface {
+	// Handle takes one delivery of a command; it must not wait for the
+	// command to run.
+	Handle(*flotillav1.Command)
+	// Cancel stops a running command.
+	Cancel(id, reason string)
+	// Report is the journal report sent after every welcome.
+	Report() *flotillav1.JournalReport
+}
+
+// SendEvent sends a command event on the current stream. It fails with
+// ErrNotConnected between streams, or with the stream's error: the event is
+// journaled, and the journal report of the next stream carries it.
+func (c *Client) SendEvent(ev *flotillav1.CommandEvent) error {
+	c.mu.Lock()
+	s := c.current
+	c.mu.Unlock()
+	if s == nil {
+		return ErrNotConnected
+	}
+	return s.send(&flotillav1.ConnectRequest{Body: &flotillav1.ConnectRequest_CommandEvent{CommandEvent: ev}})
+}
+
+// attach makes s the stream that command events go through.
+func (c *Client) attach(s *session) {
+	c.mu.Lock()
+	c.current = s
+	c.mu.Unlock()
+}
+
+// detach stops sending command events through s.
+func (c *Client) detach(s *session) {
+	c.mu.Lock()
+	if c.current == s {
+		c.current = nil
+	}
+	c.mu.Unlock()
+}
 
 // handle acts on one message from the control plane.
 func (s *session) handle(msg *flotillav1.ConnectResponse) error {
 	switch body := msg.GetBody().(type) {
 	case *flotillav1.ConnectResponse_Command:
-		return s.reject(body.Command)
+		s.c.cfg.Commands.Handle(body.Command)
 	case *flotillav1.ConnectResponse_Cancel:
-		// Nothing runs, so there is nothing to cancel.
-		s.log.Info("cancel received",
-			zap.String("command_id", body.Cancel.GetCommandId()),
-			zap.String("reason", body.Cancel.GetReason()))
+		s.c.cfg.Commands.Cancel(body.Cancel.GetCommandId(), body.Cancel.GetReason())
 	case *flotillav1.ConnectResponse_Welcome:
 		s.log.Warn("unexpected second welcome ignored")
 	default:
@@ -30,45 +73,44 @@ func (s *session) handle(msg *flotillav1.ConnectResponse) error {
 	return nil
 }
 
-// reject answers a command with COMMAND_STATE_REJECTED.
-func (s *session) reject(cmd *flotillav1.Command) error {
-	fields := []zap.Field{zap.String("command_id", cmd.GetId()), zap.String("kind", commandKind(cmd))}
-	if cmd.GetDeadline() != nil {
-		fields = append(fields, zap.Time("deadline", cmd.GetDeadline().AsTime()))
+// sendJournalReport attaches the session for command events and sends the
+// journal report, before anything else follows the welcome. It holds the
+// send lock throughout: an event journaled after the report was taken is
+// sent after the report, never lost between the two.
+func (s *session) sendJournalReport() error {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	s.c.attach(s)
+	report := s.c.cfg.Commands.Report()
+	parts := splitReport(report, MaxReportBytes)
+	for _, part := range parts {
+		err := s.stream.Send(&flotillav1.ConnectRequest{Body: &flotillav1.ConnectRequest_JournalReport{JournalReport: part}})
+		if err != nil {
+			return err
+		}
 	}
-	s.log.Info("command received", fields...)
-	err := s.send(&flotillav1.ConnectRequest{Body: &flotillav1.ConnectRequest_CommandEvent{CommandEvent: &flotillav1.CommandEvent{
-		CommandId: cmd.GetId(),
-		State:     flotillav1.CommandState_COMMAND_STATE_REJECTED,
-		Message:   RejectedMessage,
-		At:        s.timestamp(),
-	}}})
-	if errors.Is(err, errSendClosed) {
-		// Shutting down: the control plane resends the command on the next stream.
-		s.log.Info("command not answered: the stream is closing", zap.String("command_id", cmd.GetId()))
-		return nil
-	}
-	if err != nil {
-		return s.sendFailure(err)
-	}
-	s.log.Info("command rejected", zap.String("command_id", cmd.GetId()), zap.String("reason", RejectedMessage))
+	s.log.Info("journal report sent", zap.Int("entries", len(report.GetEntries())), zap.Int("messages", len(parts)))
 	return nil
 }
 
-// commandKind names a command's kind for the logs.
-func commandKind(cmd *flotillav1.Command) string {
-	switch cmd.GetSpec().GetKind().(type) {
-	case *flotillav1.CommandSpec_Pull:
-		return "pull"
-	case *flotillav1.CommandSpec_Restart:
-		return "restart"
-	case *flotillav1.CommandSpec_Backup:
-		return "backup"
-	case *flotillav1.CommandSpec_Drain:
-		return "drain"
-	case *flotillav1.CommandSpec_Undrain:
-		return "undrain"
-	default:
-		return "unknown"
+// splitReport splits a report into reports of at most maxBytes each (an
+// entry larger than that goes alone). There is always at least one report,
+// so that the control plane hears one after every welcome.
+func splitReport(report *flotillav1.JournalReport, maxBytes int) []*flotillav1.JournalReport {
+	var (
+		parts = []*flotillav1.JournalReport{{}}
+		size  int
+	)
+	for _, ev := range report.GetEntries() {
+		n := protowire.SizeTag(1) + protowire.SizeBytes(proto.Size(ev))
+		last := parts[len(parts)-1]
+		if size+n > maxBytes && len(last.Entries) > 0 {
+			last = &flotillav1.JournalReport{}
+			parts = append(parts, last)
+			size = 0
+		}
+		last.Entries = append(last.Entries, ev)
+		size += n
 	}
+	return parts
 }

@@ -1,7 +1,8 @@
 // Package conn keeps the agent's stream to the control plane: it dials with
 // mTLS, opens AgentService.Connect, says hello, waits for the welcome, sends
-// heartbeats and answers commands, and reconnects with a capped, jittered
-// backoff whenever the stream ends.
+// the journal report and heartbeats, hands commands to the command runner,
+// carries its events, and reconnects with a capped, jittered backoff
+// whenever the stream ends.
 package conn
 
 import (
@@ -9,6 +10,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"flotilla.dev/agent/internal/backoff"
@@ -43,6 +45,9 @@ type Config struct {
 	Hello func() *flotillav1.Hello
 	// Heartbeats takes the readings (required).
 	Heartbeats HeartbeatSource
+	// Commands runs the control plane's commands and gives the journal
+	// report (required). Its events come back through SendEvent.
+	Commands Commands
 	// HeartbeatInterval is the time between heartbeats.
 	HeartbeatInterval time.Duration
 	// WelcomeTimeout bounds the wait for the welcome after the hello.
@@ -64,6 +69,9 @@ type Config struct {
 type Client struct {
 	cfg Config
 	log *zap.Logger
+
+	mu      sync.Mutex
+	current *session // the welcomed stream, for SendEvent; nil between streams
 }
 
 // New fills the defaults of cfg, validates it and returns a Client.
@@ -77,6 +85,8 @@ func New(cfg Config) (*Client, error) {
 		return nil, errors.New("conn: a hello builder is required")
 	case cfg.Heartbeats == nil:
 		return nil, errors.New("conn: a heartbeat source is required")
+	case cfg.Commands == nil:
+		return nil, errors.New("conn: a command runner is required")
 	case cfg.Logger == nil:
 		return nil, errors.New("conn: a logger is required")
 	}

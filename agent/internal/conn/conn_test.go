@@ -3,12 +3,16 @@ package conn
 import (
 	"context"
 	"crypto/tls"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"flotilla.dev/agent/internal/backoff"
+	"flotilla.dev/agent/internal/commands"
+	"flotilla.dev/agent/internal/executor"
 	"flotilla.dev/agent/internal/fakecp"
+	"flotilla.dev/agent/internal/journal"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 	"github.com/jonboulle/clockwork"
 	"go.uber.org/goleak"
@@ -50,6 +54,16 @@ type harness struct {
 	ctx    context.Context // bounds every wait of the test
 	cancel context.CancelFunc
 	done   chan error // Run's result
+
+	exec     *fakeExecutor
+	runner   *commands.Runner
+	attempts chan sendAttempt // every event the runner tried to send
+}
+
+// sendAttempt is one call of the runner's Send.
+type sendAttempt struct {
+	ev  *flotillav1.CommandEvent
+	err error
 }
 
 var startedAt = time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
@@ -71,7 +85,36 @@ func start(t *testing.T, srv *fakecp.Server) *harness {
 		return nil
 	}))
 	clock := clockwork.NewFakeClockAt(startedAt)
-	c, err := New(Config{
+	exec := &fakeExecutor{started: make(chan struct{}, 16)}
+	// The runner, the real one on a real journal, has a clock of its own so
+	// that its timers do not count among the connection's.
+	j, err := journal.Open(filepath.Join(t.TempDir(), journal.FileName), journal.Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = j.Close() })
+	attempts := make(chan sendAttempt, 100)
+	var c *Client
+	runner, err := commands.New(commands.Config{
+		Journal:   j,
+		Executors: map[string]executor.Executor{commands.KindPull: exec},
+		Send: func(ev *flotillav1.CommandEvent) error {
+			err := c.SendEvent(ev)
+			attempts <- sendAttempt{ev: ev, err: err}
+			return err
+		},
+		Clock:  clockwork.NewFakeClockAt(startedAt),
+		Logger: log.Named("commands"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := runner.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	c, err = New(Config{
 		Address: fakecp.Address,
 		TLS:     tlsCfg,
 		Hello: func() *flotillav1.Hello {
@@ -82,6 +125,7 @@ func start(t *testing.T, srv *fakecp.Server) *harness {
 			}
 		},
 		Heartbeats:        &countingSource{clock: clock},
+		Commands:          runner,
 		HeartbeatInterval: interval,
 		Backoff:           backoff.Config{Initial: time.Second, Max: 4 * time.Second, Jitter: backoff.NoJitter},
 		Logger:            log,
@@ -93,7 +137,10 @@ func start(t *testing.T, srv *fakecp.Server) *harness {
 	}
 	testCtx, testCancel := context.WithTimeout(context.Background(), 5*time.Second)
 	runCtx, stop := context.WithCancel(context.Background())
-	h := &harness{srv: srv, clock: clock, logs: logs, events: events, ctx: testCtx, cancel: stop, done: make(chan error, 1)}
+	h := &harness{
+		srv: srv, clock: clock, logs: logs, events: events, ctx: testCtx, cancel: stop, done: make(chan error, 1),
+		exec: exec, runner: runner, attempts: attempts,
+	}
 	go func() { h.done <- c.Run(runCtx) }()
 	t.Cleanup(func() {
 		stop()
@@ -103,13 +150,25 @@ func start(t *testing.T, srv *fakecp.Server) *harness {
 	return h
 }
 
+// stream waits for the agent's next stream and reads its journal report,
+// which must be the first message after the welcome.
 func (h *harness) stream(t *testing.T) *fakecp.Stream {
+	t.Helper()
+	st, _ := h.streamWithReport(t)
+	return st
+}
+
+func (h *harness) streamWithReport(t *testing.T) (*fakecp.Stream, *flotillav1.JournalReport) {
 	t.Helper()
 	st, err := h.srv.NextStream(h.ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return st
+	msg := h.next(t, st)
+	if msg.GetJournalReport() == nil {
+		t.Fatalf("first message after the welcome is %v, want a journal report", msg)
+	}
+	return st, msg.GetJournalReport()
 }
 
 func (h *harness) next(t *testing.T, st *fakecp.Stream) *flotillav1.ConnectRequest {
@@ -184,7 +243,7 @@ func TestHelloThenHeartbeats(t *testing.T) {
 	}
 }
 
-func TestCommandIsRejected(t *testing.T) {
+func TestCommandsGoToTheRunner(t *testing.T) {
 	h := start(t, nil)
 	st := h.stream(t)
 	h.heartbeat(t, st)
@@ -196,18 +255,16 @@ func TestCommandIsRejected(t *testing.T) {
 	}
 	// A cancel for a command that does not run needs no answer.
 	send(&flotillav1.ConnectResponse{Body: &flotillav1.ConnectResponse_Cancel{Cancel: &flotillav1.CancelCommand{CommandId: "c0"}}})
-	send(&flotillav1.ConnectResponse{Body: &flotillav1.ConnectResponse_Command{Command: &flotillav1.Command{
-		Id:   "c1",
-		Spec: &flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Pull{Pull: &flotillav1.PullCommand{Image: "app:2"}}},
-	}}})
+	send(&flotillav1.ConnectResponse{Body: &flotillav1.ConnectResponse_Command{Command: pullCommand("c1")}})
 
-	ev := h.next(t, st).GetCommandEvent()
-	if ev.GetCommandId() != "c1" || ev.GetState() != flotillav1.CommandState_COMMAND_STATE_REJECTED ||
-		ev.GetMessage() != RejectedMessage || !ev.GetAt().AsTime().Equal(startedAt) {
-		t.Errorf("got event %v, want c1 REJECTED", ev)
+	for _, want := range []flotillav1.CommandState{accepted, running, succeeded} {
+		ev := h.next(t, st).GetCommandEvent()
+		if ev.GetCommandId() != "c1" || ev.GetState() != want {
+			t.Fatalf("got event %v, want c1 %s", ev, want)
+		}
 	}
-	if h.logs.FilterMessage("cancel received").Len() != 1 {
-		t.Error("the cancel was not logged")
+	if h.logs.FilterMessage("cancel for a command that is not running ignored").Len() != 1 {
+		t.Error("the cancel did not reach the runner")
 	}
 }
 
@@ -313,7 +370,7 @@ func TestShutdownAbortsAStreamTheServerKeepsOpen(t *testing.T) {
 func TestNewValidates(t *testing.T) {
 	valid := Config{
 		Address: "cp:1", TLS: &tlsConfig, Hello: func() *flotillav1.Hello { return nil },
-		Heartbeats: &countingSource{}, Logger: zap.NewNop(),
+		Heartbeats: &countingSource{}, Commands: nopCommands{}, Logger: zap.NewNop(),
 	}
 	if _, err := New(valid); err != nil {
 		t.Fatalf("valid config refused: %v", err)
@@ -326,6 +383,7 @@ func TestNewValidates(t *testing.T) {
 		{"no TLS", func(c *Config) { c.TLS = nil }},
 		{"no hello", func(c *Config) { c.Hello = nil }},
 		{"no heartbeats", func(c *Config) { c.Heartbeats = nil }},
+		{"no commands", func(c *Config) { c.Commands = nil }},
 		{"no logger", func(c *Config) { c.Logger = nil }},
 		{"bad backoff", func(c *Config) { c.Backoff.Multiplier = 0.5 }},
 	}

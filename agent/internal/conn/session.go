@@ -70,6 +70,15 @@ func (c *Client) session(ctx context.Context, client flotillav1.AgentServiceClie
 		zap.String("server_version", welcome.GetServerVersion()),
 		zap.Time("server_time", welcome.GetServerTime().AsTime()),
 		zap.Duration("clock_skew", welcome.GetServerTime().AsTime().Sub(c.cfg.Clock.Now())))
+	defer c.detach(s)
+	// A report stuck on flow control must not hold up shutdown; there is
+	// nothing to close gracefully before it is sent.
+	abortReport := context.AfterFunc(ctx, cancel)
+	err = s.sendJournalReport()
+	abortReport()
+	if err != nil {
+		return true, fmt.Errorf("sending the journal report: %w", s.sendFailure(err))
+	}
 	return true, s.serve(ctx)
 }
 

@@ -1,0 +1,72 @@
+package commands
+
+import (
+	"fmt"
+	"time"
+
+	"flotilla.dev/agent/internal/executor"
+	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"go.uber.org/zap"
+)
+
+// admit decides a new command's first event: ACCEPTED with the executor
+// that will run it, or a final event (REJECTED, TIMED_OUT) for a command
+// that must not start.
+func (r *Runner) admit(cmd *flotillav1.Command) (*flotillav1.CommandEvent, executor.Executor) {
+	refuse := func(state flotillav1.CommandState, format string, args ...any) (*flotillav1.CommandEvent, executor.Executor) {
+		return r.event(cmd.GetId(), state, fmt.Sprintf(format, args...)), nil
+	}
+	spec := cmd.GetSpec()
+	if spec == nil {
+		return refuse(rejected, "the command has no spec")
+	}
+	kind := KindOf(spec)
+	if kind == "" {
+		return refuse(rejected, "unknown command kind: this agent version does not know it (upgrade the agent)")
+	}
+	exec := r.cfg.Executors[kind]
+	if exec == nil {
+		return refuse(rejected, "this agent does not run %s commands: no %s executor is configured", kind, kind)
+	}
+	if d := cmd.GetDeadline(); d != nil {
+		if err := d.CheckValid(); err != nil {
+			return refuse(rejected, "the deadline is not a valid timestamp: %v", err)
+		}
+		if now := r.cfg.Clock.Now(); !now.Before(d.AsTime()) {
+			return refuse(timedOut, "the deadline %s passed before the command started; it was not run",
+				d.AsTime().UTC().Format(time.RFC3339))
+		}
+	}
+	if err := validate(exec, spec); err != nil {
+		return refuse(rejected, "%s", err.Error())
+	}
+	return r.event(cmd.GetId(), accepted, "accepted"), exec
+}
+
+// validate runs the executor's Validate; a panic refuses the command
+// instead of taking the agent down.
+func validate(exec executor.Executor, spec *flotillav1.CommandSpec) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("the %s executor panicked while validating the command: %v", KindOf(spec), v)
+		}
+	}()
+	return exec.Validate(spec)
+}
+
+// refuseAnonymous drops a command without an ID. It cannot be journaled
+// (the ID is the key), nor answered: an event needs the command's ID, and
+// the control plane refuses one without.
+func (r *Runner) refuseAnonymous(cmd *flotillav1.Command) {
+	r.log.Error("command without an ID dropped: the control plane sent an invalid command",
+		zap.String("kind", KindOf(cmd.GetSpec())))
+}
+
+// refuseUnjournaled answers a command the journal could not record. Running
+// it would break at-most-once (a redelivery could not be recognised), so it
+// is refused, and not journaled either: a later delivery may succeed.
+func (r *Runner) refuseUnjournaled(cmd *flotillav1.Command, err error) {
+	r.log.Error("command refused: it could not be journaled", zap.String("command_id", cmd.GetId()),
+		zap.String("kind", KindOf(cmd.GetSpec())), zap.Error(err))
+	r.send(r.event(cmd.GetId(), rejected, fmt.Sprintf("the agent could not journal the command, so it did not run it: %v", err)))
+}

@@ -1,0 +1,79 @@
+package commands
+
+import (
+	"errors"
+	"strings"
+	"time"
+
+	"flotilla.dev/agent/internal/journal"
+	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+const (
+	accepted  = flotillav1.CommandState_COMMAND_STATE_ACCEPTED
+	running   = flotillav1.CommandState_COMMAND_STATE_RUNNING
+	succeeded = flotillav1.CommandState_COMMAND_STATE_SUCCEEDED
+	failed    = flotillav1.CommandState_COMMAND_STATE_FAILED
+	canceled  = flotillav1.CommandState_COMMAND_STATE_CANCELLED
+	timedOut  = flotillav1.CommandState_COMMAND_STATE_TIMED_OUT
+	rejected  = flotillav1.CommandState_COMMAND_STATE_REJECTED
+)
+
+// event is a new event of command id, stamped now.
+func (r *Runner) event(id string, state flotillav1.CommandState, message string) *flotillav1.CommandEvent {
+	return &flotillav1.CommandEvent{CommandId: id, State: state, Message: message, At: timestamppb.New(r.cfg.Clock.Now())}
+}
+
+// emit journals ev, then sends it. The emit lock orders a command's events:
+// journal and stream see them in the same order, and a resend never
+// overtakes a newer event.
+func (r *Runner) emit(x *execution, ev *flotillav1.CommandEvent) {
+	x.emitMu.Lock()
+	defer x.emitMu.Unlock()
+	if _, err := r.cfg.Journal.Update(ev.GetCommandId(), ev); err != nil {
+		if errors.Is(err, journal.ErrFinished) {
+			// Only this execution writes its entry; this is a bug, and the
+			// journaled final event stands.
+			r.log.Error("event after the command's final event dropped", zap.String("command_id", ev.GetCommandId()), zap.Error(err))
+			return
+		}
+		// The command was journaled before it started, so at-most-once
+		// holds; the control plane should still hear the event.
+		r.log.Error("journaling a command event failed; sending it anyway", zap.String("command_id", ev.GetCommandId()), zap.Error(err))
+	}
+	if ev.GetProgress() == nil {
+		r.logEvent(x.cmd, ev, x.receivedAt)
+	}
+	r.send(ev)
+}
+
+// send sends ev to the control plane, best effort.
+func (r *Runner) send(ev *flotillav1.CommandEvent) {
+	if err := r.cfg.Send(ev); err != nil {
+		r.log.Debug("command event not sent; the journal report of the next stream carries it",
+			zap.String("command_id", ev.GetCommandId()), zap.String("state", stateName(ev.GetState())), zap.Error(err))
+	}
+}
+
+// logEvent logs one line per state change of a command.
+func (r *Runner) logEvent(cmd *flotillav1.Command, ev *flotillav1.CommandEvent, receivedAt time.Time) {
+	level := zapcore.InfoLevel
+	switch ev.GetState() {
+	case failed, timedOut, rejected:
+		level = zapcore.WarnLevel
+	}
+	r.log.Log(level, "command "+stateName(ev.GetState()),
+		zap.String("command_id", cmd.GetId()),
+		zap.String("kind", KindOf(cmd.GetSpec())),
+		zap.String("state", stateName(ev.GetState())),
+		zap.Duration("duration", r.cfg.Clock.Since(receivedAt)),
+		zap.String("message", ev.GetMessage()))
+}
+
+// stateName is a state's short lower-case name: "running", "timed_out".
+func stateName(s flotillav1.CommandState) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "COMMAND_STATE_"))
+}
