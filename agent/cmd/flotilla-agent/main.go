@@ -23,8 +23,10 @@ import (
 var version = "dev"
 
 // shutdownDeadline bounds a graceful shutdown; after it the process exits
-// anyway, so that systemd or Docker never has to escalate to SIGKILL.
-const shutdownDeadline = 10 * time.Second
+// anyway. It leaves room for running commands' 30s grace (they report
+// their outcome before the stream closes); give systemd's TimeoutStopSec
+// or docker stop -t at least this much.
+const shutdownDeadline = 40 * time.Second
 
 // Exit codes.
 const (
@@ -54,7 +56,14 @@ func run(args []string) int {
 	}
 	defer func() { _ = log.Sync() }()
 
-	a, err := agent.New(agent.Config{Config: cfg, Version: version, Logger: log})
+	acfg, closeExecutors, err := executors(cfg, log)
+	defer closeExecutors()
+	if err != nil {
+		log.Error("cannot start: command executors", zap.Error(err))
+		return exitUsage
+	}
+	acfg.Config, acfg.Version, acfg.Logger = cfg, version, log
+	a, err := agent.New(acfg)
 	if err != nil {
 		log.Error("cannot start", zap.Error(err))
 		return exitUsage

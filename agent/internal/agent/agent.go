@@ -51,6 +51,22 @@ type Config struct {
 	// shutdown before they are cancelled (default 30s). The process's own
 	// shutdown deadline must leave room for it.
 	CommandShutdownGrace time.Duration
+	// Containers lists the containers the agent manages, for the hello and
+	// every heartbeat; nil when the agent drives no Docker engine.
+	Containers ContainerLister
+	// Databases reads PostgreSQL statistics for every heartbeat; nil when
+	// the agent watches no database.
+	Databases DatabaseStatser
+}
+
+// ContainerLister lists managed containers (the Docker executor does).
+type ContainerLister interface {
+	ManagedContainers(ctx context.Context) ([]*flotillav1.ManagedContainer, error)
+}
+
+// DatabaseStatser reads database statistics (the backup executor does).
+type DatabaseStatser interface {
+	Stats(ctx context.Context) []*flotillav1.DatabaseStats
 }
 
 // Agent is a configured agent, ready to run.
@@ -172,7 +188,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	client, err = conn.New(conn.Config{
 		Address:           a.cfg.ControlPlane.Address,
 		TLS:               id.ClientTLSConfig(a.cfg.ControlPlane.TLSServerName()),
-		Hello:             func() *flotillav1.Hello { return a.hello(id.AgentID) },
+		Hello:             func() *flotillav1.Hello { return a.hello(ctx, id.AgentID) },
 		Heartbeats:        a.heartbeats,
 		Commands:          cmds,
 		HeartbeatInterval: a.cfg.HeartbeatInterval,
@@ -239,14 +255,14 @@ func (a *Agent) capabilities() []string {
 }
 
 // hello is the first message of every stream.
-func (a *Agent) hello(agentID string) *flotillav1.Hello {
+func (a *Agent) hello(ctx context.Context, agentID string) *flotillav1.Hello {
 	return &flotillav1.Hello{
 		AgentId:      agentID,
 		Version:      a.cfg.Version,
 		Hostname:     a.cfg.Hostname,
 		Labels:       a.cfg.Labels,
 		Capabilities: a.capabilities(),
-		Containers:   nil, // the agent manages no containers yet
+		Containers:   a.heartbeats.containers(ctx),
 		StartedAt:    timestamppb.New(a.startedAt),
 	}
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"time"
 
 	"flotilla.dev/agent/internal/health"
 	"flotilla.dev/agent/internal/hostmetrics"
@@ -18,6 +19,10 @@ type heartbeatSource struct {
 	log    *zap.Logger
 	host   *hostmetrics.Collector
 	health *health.Checker // nil without a health URL
+	// inventory lists managed containers; databases reads PostgreSQL
+	// statistics. Either may be nil.
+	inventory ContainerLister
+	databases DatabaseStatser
 
 	// lastHealthy is the previous check's outcome, to log changes only.
 	// Heartbeats are taken by one stream at a time, so no lock is needed.
@@ -33,7 +38,8 @@ func newHeartbeatSource(cfg Config) (*heartbeatSource, error) {
 	if err != nil {
 		return nil, err
 	}
-	src := &heartbeatSource{clock: cfg.Clock, log: cfg.Logger.Named("health"), host: host}
+	src := &heartbeatSource{clock: cfg.Clock, log: cfg.Logger.Named("health"), host: host,
+		inventory: cfg.Containers, databases: cfg.Databases}
 	if cfg.Health.URL != "" {
 		src.health, err = health.New(health.Config{
 			URL:       cfg.Health.URL,
@@ -58,7 +64,31 @@ func (s *heartbeatSource) Heartbeat(ctx context.Context) *flotillav1.Heartbeat {
 		hb.App = s.health.Check(ctx)
 		s.logHealthChange(hb.App)
 	}
+	hb.Containers = s.containers(ctx)
+	if s.databases != nil {
+		hb.Databases = s.databases.Stats(ctx)
+	}
 	return hb
+}
+
+// inventoryTimeout bounds the Docker query of one heartbeat: a slow engine
+// must not delay the heartbeat that proves the agent is alive.
+const inventoryTimeout = 2 * time.Second
+
+// containers lists the managed containers, or nil when that fails (logged
+// at debug: the heartbeat still goes out).
+func (s *heartbeatSource) containers(ctx context.Context) []*flotillav1.ManagedContainer {
+	if s.inventory == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, inventoryTimeout)
+	defer cancel()
+	cs, err := s.inventory.ManagedContainers(ctx)
+	if err != nil {
+		s.log.Debug("listing managed containers failed", zap.Error(err))
+		return nil
+	}
+	return cs
 }
 
 // logHealthChange logs when the application becomes healthy or unhealthy,

@@ -48,6 +48,11 @@ func (c Config) Validate() error {
 		}
 	}
 	add(validateLog(c.Log))
+	// Each executor validates its own section; their errors name the
+	// YAML field (backup.databases.app.port, nginx.upstreams.lb.file, ...).
+	add(c.Docker.Validate())
+	add(c.Backup.Validate())
+	add(c.Nginx.Validate())
 	return errors.Join(errs...)
 }
 

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"os"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"flotilla.dev/agent/internal/agent"
+	"flotilla.dev/agent/internal/backup"
+	"flotilla.dev/agent/internal/commands"
+	"flotilla.dev/agent/internal/config"
+	"flotilla.dev/agent/internal/docker"
+	"flotilla.dev/agent/internal/executor"
+	"flotilla.dev/agent/internal/nginx"
+)
+
+// defaultDockerSocket is where a host's Docker engine listens unless
+// DOCKER_HOST or docker.host says otherwise.
+const defaultDockerSocket = "/var/run/docker.sock"
+
+// executors builds the command executors this host's configuration asks
+// for: Docker when a Docker engine is configured or present, backups when
+// databases are configured, Nginx when upstreams are. A kind without an
+// executor is rejected by the agent with a reason that says so.
+func executors(cfg config.Config, log *zap.Logger) (agent.Config, func(), error) {
+	out := agent.Config{Executors: map[string]executor.Executor{}}
+	var closers []func()
+	closeAll := func() {
+		for _, c := range closers {
+			c()
+		}
+	}
+	if wantsDocker(cfg.Docker) {
+		d, err := docker.New(cfg.Docker, log.Named("docker"))
+		if err != nil {
+			return out, closeAll, err
+		}
+		closers = append(closers, func() { _ = d.Close() })
+		out.Executors[commands.KindPull], out.Executors[commands.KindRestart] = d, d
+		out.Containers = d
+	}
+	if len(cfg.Backup.Databases) > 0 {
+		b, err := backup.New(cfg.Backup, cfg.StateDir, log.Named("backup"))
+		if err != nil {
+			return out, closeAll, err
+		}
+		out.Executors[commands.KindBackup] = b
+		out.Databases = b
+	}
+	if len(cfg.Nginx.Upstreams) > 0 {
+		n, err := nginx.New(cfg.Nginx, log.Named("nginx"))
+		if err != nil {
+			return out, closeAll, err
+		}
+		out.Executors[commands.KindDrain], out.Executors[commands.KindUndrain] = n, n
+	}
+	return out, closeAll, nil
+}
+
+func wantsDocker(c docker.Config) bool {
+	if c.Host != "" || len(c.AllowedRegistries) > 0 || len(c.ManagedContainers) > 0 {
+		return true
+	}
+	if h := os.Getenv("DOCKER_HOST"); h != "" {
+		return true
+	}
+	_, err := os.Stat(strings.TrimPrefix(defaultDockerSocket, "unix://"))
+	return err == nil
+}
