@@ -106,6 +106,11 @@ var policies = map[string]policy{
 	"/flotilla.v1.FleetService/ListAgents":       {access: accessOperator, role: RoleViewer},
 	"/flotilla.v1.FleetService/GetAgent":         {access: accessOperator, role: RoleViewer},
 	"/flotilla.v1.FleetService/CreateJoinToken":  {access: accessOperator, role: RoleAdmin},
+	"/flotilla.v1.FleetService/RunCommand":       {access: accessOperator, role: RoleOperator},
+	"/flotilla.v1.FleetService/CancelCommand":    {access: accessOperator, role: RoleOperator},
+	"/flotilla.v1.FleetService/GetCommand":       {access: accessOperator, role: RoleViewer},
+	"/flotilla.v1.FleetService/ListCommands":     {access: accessOperator, role: RoleViewer},
+	"/flotilla.v1.FleetService/WatchCommand":     {access: accessOperator, role: RoleViewer},
 }
 
 func policyFor(method string) policy {

@@ -63,6 +63,10 @@ type Dispatcher struct {
 	active    map[string]*store.HostCommand
 	byAgent   map[string]map[string]*store.HostCommand
 	listeners []Listener
+	// cancels holds the reason of every cancel requested for an active
+	// command, so that an agent that was away when it was requested gets
+	// it after the command on its next stream.
+	cancels map[string]string
 }
 
 // NewDispatcher returns a Dispatcher; call Load before serving.
@@ -86,6 +90,7 @@ func NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {
 		cfg: cfg, log: cfg.Logger,
 		active:  make(map[string]*store.HostCommand),
 		byAgent: make(map[string]map[string]*store.HostCommand),
+		cancels: make(map[string]string),
 	}, nil
 }
 
@@ -119,6 +124,7 @@ func (d *Dispatcher) track(hc *store.HostCommand) {
 
 func (d *Dispatcher) untrack(hc *store.HostCommand) {
 	delete(d.active, hc.ID)
+	delete(d.cancels, hc.ID)
 	if m := d.byAgent[hc.AgentID]; m != nil {
 		delete(m, hc.ID)
 		if len(m) == 0 {
@@ -206,8 +212,12 @@ func (d *Dispatcher) OnConnect(agentID string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, hc := range d.byAgent[agentID] {
-		if !hc.ReleasedAt.IsZero() {
-			d.sendLocked(hc, now)
+		if hc.ReleasedAt.IsZero() {
+			continue
+		}
+		d.sendLocked(hc, now)
+		if reason, ok := d.cancels[hc.ID]; ok {
+			d.sendCancelLocked(hc, reason)
 		}
 	}
 }
@@ -227,6 +237,13 @@ func (d *Dispatcher) OnEvent(ctx context.Context, agentID string, ev *flotillav1
 		d.log.Warn("agent sent an event for another agent's command; ignored",
 			zap.String("agent", agentID), zap.String("command_id", ev.GetCommandId()), zap.String("owner", hc.AgentID))
 		return fmt.Errorf("%w: %s is not agent %s's", ErrNotOwner, ev.GetCommandId(), agentID)
+	}
+	if hc.ReleasedAt.IsZero() {
+		// Still queued: never sent, so the agent cannot have run it.
+		d.mu.Unlock()
+		d.log.Warn("agent reported a command that was not sent yet; ignored",
+			zap.String("agent", agentID), zap.String("command_id", ev.GetCommandId()))
+		return nil
 	}
 	u, changed, err := d.applyLocked(ctx, hc, ev)
 	d.mu.Unlock()
@@ -355,16 +372,25 @@ func (d *Dispatcher) sendCancels(ids []string, reason string) (pending []string)
 		if !ok {
 			continue
 		}
-		if sess, online := d.cfg.Registry.SessionFor(hc.AgentID); online && !hc.SentAt.IsZero() {
-			sess.Send(&flotillav1.ConnectResponse{Body: &flotillav1.ConnectResponse_Cancel{Cancel: &flotillav1.CancelCommand{
-				CommandId: id, Reason: reason,
-			}}})
+		d.cancels[id] = reason
+		if !hc.SentAt.IsZero() {
+			d.sendCancelLocked(hc, reason)
 		}
 		if flotillav1.CommandState(hc.State) == flotillav1.CommandState_COMMAND_STATE_PENDING {
 			pending = append(pending, id)
 		}
 	}
 	return pending
+}
+
+// sendCancelLocked sends CancelCommand if the agent is connected; if not,
+// OnConnect sends it after the command when the agent comes back.
+func (d *Dispatcher) sendCancelLocked(hc *store.HostCommand, reason string) {
+	if sess, online := d.cfg.Registry.SessionFor(hc.AgentID); online {
+		sess.Send(&flotillav1.ConnectResponse{Body: &flotillav1.ConnectResponse_Cancel{Cancel: &flotillav1.CancelCommand{
+			CommandId: hc.ID, Reason: reason,
+		}}})
+	}
 }
 
 // Get returns an active host command.

@@ -779,7 +779,8 @@ type FleetCommand struct {
 	AgentIds       []string `protobuf:"bytes,4,rep,name=agent_ids,json=agentIds,proto3" json:"agent_ids,omitempty"`
 	MaxConcurrency *Limit   `protobuf:"bytes,5,opt,name=max_concurrency,json=maxConcurrency,proto3" json:"max_concurrency,omitempty"`
 	MaxErrors      *Limit   `protobuf:"bytes,6,opt,name=max_errors,json=maxErrors,proto3" json:"max_errors,omitempty"`
-	// Per-host time limit from the moment the command was created.
+	// Per-host time limit, counted from when the host's turn comes (its
+	// concurrency slot), not from when the command was created.
 	Timeout *durationpb.Duration `protobuf:"bytes,7,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	Reason  string               `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
 	// The operator token or certificate that started it.
@@ -1037,7 +1038,7 @@ type RunCommandRequest struct {
 	MaxConcurrency *Limit `protobuf:"bytes,4,opt,name=max_concurrency,json=maxConcurrency,proto3" json:"max_concurrency,omitempty"`
 	// Failed hosts after which nothing new starts (default: no limit).
 	MaxErrors *Limit `protobuf:"bytes,5,opt,name=max_errors,json=maxErrors,proto3" json:"max_errors,omitempty"`
-	// Per-host deadline from now (default by kind: pull 10m, restart 5m,
+	// Per-host time limit from the host's turn (default by kind: pull 10m, restart 5m,
 	// backup 1h, drain and undrain 1m; at most 24h).
 	Timeout *durationpb.Duration `protobuf:"bytes,6,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	// Why, for the record.

@@ -1,0 +1,145 @@
+// Package docker carries out the agent's Docker commands — pull an image,
+// restart or re-create a managed container — through the Docker Engine
+// API, behind the guard rails of the agent's configuration (allowed
+// registries, managed containers).
+package docker
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/moby/moby/client"
+	"go.uber.org/zap"
+
+	"flotilla.dev/agent/internal/executor"
+	flotillav1 "flotilla.dev/gen/flotilla/v1"
+)
+
+// Executor runs pull and restart commands against one Docker engine.
+type Executor struct {
+	cfg        Config
+	log        *zap.Logger
+	docker     *client.Client
+	registries map[string]struct{}
+	labelKey   string
+	labelValue string
+	managed    map[string]struct{}
+	locks      *nameLocks
+	// pollInterval is how often a starting container is inspected.
+	pollInterval time.Duration
+	// progressInterval throttles pull progress reports.
+	progressInterval time.Duration
+}
+
+var _ executor.Executor = (*Executor)(nil)
+
+// New validates cfg, fills its defaults and connects a client to the
+// engine. The client negotiates the API version on first use, so engines
+// from API 1.40 (Docker 19.03) on work; New itself makes no request.
+func New(cfg Config, log *zap.Logger) (*Executor, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	opts := []client.Opt{client.FromEnv}
+	if cfg.Host != "" {
+		opts = append(opts, client.WithHost(cfg.Host))
+	}
+	cli, err := client.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("docker.host: cannot make a Docker client for %q: %w", cfg.Host, err)
+	}
+	key, value, _ := parseLabel(cfg.ManagedLabel) // checked by Validate
+	e := &Executor{
+		cfg:              cfg,
+		log:              log,
+		docker:           cli,
+		registries:       make(map[string]struct{}),
+		labelKey:         key,
+		labelValue:       value,
+		managed:          make(map[string]struct{}),
+		locks:            newNameLocks(),
+		pollInterval:     200 * time.Millisecond,
+		progressInterval: 500 * time.Millisecond,
+	}
+	for _, r := range cfg.AllowedRegistries {
+		e.registries[strings.ToLower(r)] = struct{}{}
+	}
+	for _, n := range cfg.ManagedContainers {
+		e.managed[n] = struct{}{}
+	}
+	return e, nil
+}
+
+// Close releases the client's idle connections.
+func (e *Executor) Close() error { return e.docker.Close() }
+
+// Ping checks that the engine answers and negotiates the API version.
+func (e *Executor) Ping(ctx context.Context) error {
+	if _, err := e.docker.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		return fmt.Errorf("docker engine at %s does not answer: %w", e.docker.DaemonHost(), err)
+	}
+	return nil
+}
+
+// Validate checks a pull or restart spec: the reference grammar, the
+// registry guard rail and the container-name grammar. Whether a container
+// is managed is checked by Execute, because only the engine knows its
+// labels. Other kinds are rejected.
+func (e *Executor) Validate(spec *flotillav1.CommandSpec) error {
+	switch k := spec.GetKind().(type) {
+	case *flotillav1.CommandSpec_Pull:
+		_, err := e.validImage("pull.image", k.Pull.GetImage())
+		return err
+	case *flotillav1.CommandSpec_Restart:
+		_, err := e.parseRestart(k.Restart)
+		return err
+	default:
+		return executor.Reject("the docker executor runs pull and restart commands, not %s", kindName(spec))
+	}
+}
+
+// Execute runs a pull or restart command.
+func (e *Executor) Execute(ctx context.Context, spec *flotillav1.CommandSpec, progress executor.Progress) (*flotillav1.CommandResult, error) {
+	if progress == nil {
+		progress = func(*flotillav1.CommandProgress) {}
+	}
+	switch k := spec.GetKind().(type) {
+	case *flotillav1.CommandSpec_Pull:
+		ref, err := e.validImage("pull.image", k.Pull.GetImage())
+		if err != nil {
+			return nil, err
+		}
+		res, err := e.pull(ctx, ref, progress)
+		if err != nil {
+			return nil, err
+		}
+		return &flotillav1.CommandResult{Kind: &flotillav1.CommandResult_Pull{Pull: res}}, nil
+	case *flotillav1.CommandSpec_Restart:
+		req, err := e.parseRestart(k.Restart)
+		if err != nil {
+			return nil, err
+		}
+		res, err := e.restart(ctx, req, progress)
+		if err != nil {
+			return nil, err
+		}
+		return &flotillav1.CommandResult{Kind: &flotillav1.CommandResult_Restart{Restart: res}}, nil
+	default:
+		return nil, executor.Reject("the docker executor runs pull and restart commands, not %s", kindName(spec))
+	}
+}
+
+// kindName is the name of the spec's kind ("backup", "drain", …).
+func kindName(spec *flotillav1.CommandSpec) string {
+	if spec == nil {
+		return "an empty spec"
+	}
+	m := spec.ProtoReflect()
+	if f := m.WhichOneof(m.Descriptor().Oneofs().ByName("kind")); f != nil {
+		return string(f.Name())
+	}
+	return "a spec without a kind"
+}

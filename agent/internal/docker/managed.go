@@ -1,0 +1,99 @@
+package docker
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/client"
+
+	"flotilla.dev/agent/internal/executor"
+	flotillav1 "flotilla.dev/gen/flotilla/v1"
+)
+
+// isManaged applies the managed-container guard rail to a container's
+// name and labels.
+func (e *Executor) isManaged(name string, labels map[string]string) bool {
+	if _, ok := e.managed[name]; ok {
+		return true
+	}
+	v, ok := labels[e.labelKey]
+	return ok && v == e.labelValue
+}
+
+// inspectByName inspects the container called name. The engine also
+// resolves ID prefixes, so the name it reports is checked: a command names
+// a container, never an ID that happens to match.
+func (e *Executor) inspectByName(ctx context.Context, name string) (client.ContainerInspectResult, bool, error) {
+	res, err := e.docker.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
+	switch {
+	case cerrdefs.IsNotFound(err):
+		return client.ContainerInspectResult{}, false, nil
+	case err != nil:
+		return client.ContainerInspectResult{}, false, engineError(ctx, err, "inspect container %s", name)
+	case strings.TrimPrefix(res.Container.Name, "/") != name:
+		return client.ContainerInspectResult{}, false, nil
+	}
+	return res, true, nil
+}
+
+// managedContainer inspects name and applies the guard rail: a missing
+// container fails the command, an unmanaged one rejects it.
+func (e *Executor) managedContainer(ctx context.Context, name string) (client.ContainerInspectResult, error) {
+	c, ok, err := e.inspectByName(ctx, name)
+	if err != nil {
+		return client.ContainerInspectResult{}, err
+	}
+	if !ok {
+		return client.ContainerInspectResult{}, fmt.Errorf("container %s does not exist on this host", name)
+	}
+	var labels map[string]string
+	if c.Container.Config != nil {
+		labels = c.Container.Config.Labels
+	}
+	if !e.isManaged(name, labels) {
+		return client.ContainerInspectResult{}, executor.Reject("container %s is not managed by the agent: it has no label %s=%s and is not in docker.managed_containers",
+			name, e.labelKey, e.labelValue)
+	}
+	return c, nil
+}
+
+// ManagedContainers lists the containers the agent manages (by label or
+// by name), running or not, sorted by name, for the hello and the
+// heartbeats. Containers set aside by a restart in progress are left out.
+func (e *Executor) ManagedContainers(ctx context.Context) ([]*flotillav1.ManagedContainer, error) {
+	list, err := e.docker.ContainerList(ctx, client.ContainerListOptions{All: true})
+	if err != nil {
+		return nil, engineError(ctx, err, "list containers")
+	}
+	var out []*flotillav1.ManagedContainer
+	for _, c := range list.Items {
+		name := containerName(c.Names)
+		if name == "" || strings.HasSuffix(name, oldSuffix) || !e.isManaged(name, c.Labels) {
+			continue
+		}
+		out = append(out, &flotillav1.ManagedContainer{
+			Name:        name,
+			ContainerId: c.ID,
+			Image:       c.Image,
+			ImageId:     c.ImageID,
+			State:       string(c.State),
+		})
+	}
+	slices.SortFunc(out, func(a, b *flotillav1.ManagedContainer) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// containerName picks a container's own name from the list form, where
+// legacy links add "/other/alias" entries beside "/name".
+func containerName(names []string) string {
+	for _, n := range names {
+		n = strings.TrimPrefix(n, "/")
+		if n != "" && !strings.Contains(n, "/") {
+			return n
+		}
+	}
+	return ""
+}
