@@ -63,6 +63,27 @@ func TestPullOfMissingTagFails(t *testing.T) {
 	}
 }
 
+// TestPullStreamErrorFails pulls an image whose config blob the registry
+// lost: the engine starts the pull and reports the error in its stream.
+func TestPullStreamErrorFails(t *testing.T) {
+	fx := requireDocker(t)
+	e := newTestExecutor(t, fx, nil)
+	var progress progressLog
+	_, err := e.Execute(testContext(t), pullSpec(fx.image("broken")), progress.add)
+	if err == nil || executor.IsRejection(err) {
+		t.Fatalf("pull of a broken image: got %v, want a failure", err)
+	}
+	t.Logf("pull of a broken image: %v", err)
+	if !strings.Contains(err.Error(), "pull "+fx.image("broken")+" failed") {
+		t.Errorf("error %q does not come from the progress stream", err)
+	}
+	for _, p := range progress.all() {
+		if strings.HasPrefix(p.GetMessage(), "pulled ") {
+			t.Errorf("a failed pull reported %q", p.GetMessage())
+		}
+	}
+}
+
 // TestPullCancelReturnsPromptly pulls from a "registry" that accepts
 // connections and never answers, and cancels once the engine connected.
 func TestPullCancelReturnsPromptly(t *testing.T) {
@@ -164,6 +185,9 @@ func TestRestartWithNewImageKeepsConfiguration(t *testing.T) {
 		t.Error("no progress reported")
 	}
 
+	if after.Config.Hostname != shortID(after.ID) {
+		t.Errorf("hostname %q, want the new container's own %q", after.Config.Hostname, shortID(after.ID))
+	}
 	checkEnv(t, after.Config.Env, []string{"GREETING=hello", "APP_VERSION=v2"}, []string{"APP_VERSION=v1"})
 	wantLabels := map[string]string{
 		"app.role": "web", "flotilla.managed": "true", testLabel: fx.runID,
@@ -410,4 +434,40 @@ func TestManagedContainers(t *testing.T) {
 	if err := e.Ping(testContext(t)); err != nil {
 		t.Errorf("Ping: %v", err)
 	}
+}
+
+// TestConcurrentRestartsOfOneContainerAreSerialized starts two re-creates
+// of the same container at once: without the per-name lock the second
+// would trip over the first's set-aside copy or its new container.
+func TestConcurrentRestartsOfOneContainerAreSerialized(t *testing.T) {
+	fx := requireDocker(t)
+	e := newTestExecutor(t, fx, nil)
+	pull(t, e, fx.image("v1"))
+	pull(t, e, fx.image("v2"))
+	a := fx.createApp(t, "concurrent", appSpec{image: fx.image("v1"), managed: true, start: true})
+	waitBody(t, a.url("/"), "v1")
+
+	ctx := testContext(t)
+	results := make(chan *flotillav1.RestartResult, 2)
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			res, err := e.Execute(ctx, restartSpec(a.name, fx.image("v2")), nil)
+			if err != nil {
+				t.Errorf("concurrent restart: %v", err)
+				return
+			}
+			results <- res.GetRestart()
+		})
+	}
+	wg.Wait()
+	close(results)
+	var previous []string
+	for r := range results {
+		previous = append(previous, r.GetPreviousContainerId())
+	}
+	if len(previous) != 2 || !slices.Contains(previous, a.id) || previous[0] == previous[1] {
+		t.Errorf("previous containers %v: want the original %s, then the first restart's", previous, shortID(a.id))
+	}
+	waitBody(t, a.url("/"), "v2")
 }

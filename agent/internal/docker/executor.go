@@ -35,12 +35,16 @@ type Executor struct {
 
 var _ executor.Executor = (*Executor)(nil)
 
-// New validates cfg, fills its defaults and connects a client to the
+// New validates cfg, fills its defaults and makes a client for the
 // engine. The client negotiates the API version on first use, so engines
-// from API 1.40 (Docker 19.03) on work; New itself makes no request.
+// from API 1.40 (Docker 19.03) on work; New itself makes no request (Ping
+// does). A nil log discards the executor's logs.
 func New(cfg Config, log *zap.Logger) (*Executor, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if log == nil {
+		log = zap.NewNop()
 	}
 	cfg = cfg.withDefaults()
 	opts := []client.Opt{client.FromEnv}

@@ -42,11 +42,14 @@ const testLabel = "flotilla.test"
 const testImageRepo = "flotilla-test/app"
 
 // testImageVariants are the images the fixture builds: their tag, and the
-// ENV lines that make the one binary play that role.
+// ENV lines that make the one binary play that role. "broken" loses its
+// config blob in the registry after the push, so that its pull fails
+// halfway, with the error in the engine's progress stream.
 var testImageVariants = map[string]string{
-	"v1":    "ENV APP_VERSION=v1",
-	"v2":    "ENV APP_VERSION=v2",
-	"crash": "ENV APP_VERSION=v3 APP_MODE=crash",
+	"v1":     "ENV APP_VERSION=v1",
+	"v2":     "ENV APP_VERSION=v2",
+	"crash":  "ENV APP_VERSION=v3 APP_MODE=crash",
+	"broken": "ENV APP_VERSION=broken",
 }
 
 // fixture is the shared Docker test environment.
@@ -123,18 +126,16 @@ func startFixture(ctx context.Context) (_ *fixture, err error) {
 	if err != nil {
 		return nil, err
 	}
-	// Build every variant before pushing and removing any: the variants
-	// differ only in their last instructions, so the builder's cache
-	// serves the others from the first.
-	for _, tag := range slices.Sorted(maps.Keys(testImageVariants)) {
-		if err := fx.build(ctx, app, tag, testImageVariants[tag]); err != nil {
-			return nil, err
-		}
+	if err := fx.buildAll(ctx, app); err != nil {
+		return nil, err
 	}
 	for tag := range testImageVariants {
 		if err := fx.push(ctx, tag); err != nil {
 			return nil, err
 		}
+	}
+	if err := fx.breakImage(ctx, "broken"); err != nil {
+		return nil, err
 	}
 	for tag := range testImageVariants {
 		if err := fx.removeImage(ctx, fx.image(tag)); err != nil {
@@ -142,6 +143,24 @@ func startFixture(ctx context.Context) (_ *fixture, err error) {
 		}
 	}
 	return fx, nil
+}
+
+// breakImage deletes the config blob of a pushed variant from the
+// registry's storage. The image's ID is the digest of its config.
+func (fx *fixture) breakImage(ctx context.Context, tag string) error {
+	img, err := fx.docker.ImageInspect(ctx, fx.image(tag))
+	if err != nil {
+		return fmt.Errorf("inspect %s: %w", fx.image(tag), err)
+	}
+	hex, ok := strings.CutPrefix(img.ID, "sha256:")
+	if !ok || len(hex) < 2 {
+		return fmt.Errorf("image ID %q is not a sha256 digest", img.ID)
+	}
+	blob := filepath.Join(fx.dir, "registry-data", "docker", "registry", "v2", "blobs", "sha256", hex[:2], hex)
+	if err := os.RemoveAll(blob); err != nil {
+		return fmt.Errorf("break %s: %w", fx.image(tag), err)
+	}
+	return nil
 }
 
 func newRunID() string {
@@ -203,6 +222,7 @@ func (fx *fixture) startRegistry(ctx context.Context) error {
 		"OTEL_SDK_DISABLED=true", "OTEL_TRACES_EXPORTER=none", "OTEL_METRICS_EXPORTER=none", "OTEL_LOGS_EXPORTER=none",
 	)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		_ = logFile.Close()
 		return fmt.Errorf("start registry: %w", err)
@@ -259,11 +279,33 @@ func buildTestApp(ctx context.Context, dir string) (string, error) {
 	return out, nil
 }
 
+// buildAll builds every variant before any is pushed and removed. The
+// variants differ only in their last instructions: once the first is
+// built, the builder's cache serves the common steps to the others, which
+// then build in parallel (each step is a commit, slow on some storage
+// drivers).
+func (fx *fixture) buildAll(ctx context.Context, app string) error {
+	tags := slices.Sorted(maps.Keys(testImageVariants))
+	if err := fx.build(ctx, app, tags[0], testImageVariants[tags[0]]); err != nil {
+		return err
+	}
+	errs := make([]error, len(tags))
+	var wg sync.WaitGroup
+	for i, tag := range tags[1:] {
+		wg.Go(func() { errs[i] = fx.build(ctx, app, tag, testImageVariants[tag]) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
 // build builds one variant of the test image, tagged for the registry.
 func (fx *fixture) build(ctx context.Context, app, tag, env string) error {
 	ref := fx.image(tag)
-	dockerfile := fmt.Sprintf("FROM scratch\nCOPY testapp /app\nEXPOSE 8080\nENTRYPOINT [\"/app\"]\n%s\n", env)
-	buildCtx, err := tarContext(map[string]string{"Dockerfile": dockerfile}, map[string]string{"testapp": app})
+	// The run ID goes into the application's layer, so that no other
+	// image on the host (another test run, another package's fixture)
+	// shares it and every pull downloads it.
+	dockerfile := fmt.Sprintf("FROM scratch\nCOPY testapp run-id /\nEXPOSE 8080\nENTRYPOINT [\"/testapp\"]\n%s\n", env)
+	buildCtx, err := tarContext(map[string]string{"Dockerfile": dockerfile, "run-id": fx.runID + "\n"}, map[string]string{"testapp": app})
 	if err != nil {
 		return err
 	}
@@ -275,11 +317,9 @@ func (fx *fixture) build(ctx context.Context, app, tag, env string) error {
 	if err != nil {
 		return fmt.Errorf("build %s: %w", ref, err)
 	}
-	t0 := time.Now()
 	if err := drainJSON(ctx, res.Body); err != nil {
 		return fmt.Errorf("build %s: %w", ref, err)
 	}
-	fmt.Fprintln(os.Stderr, "TIMING build", tag, time.Since(t0))
 	return nil
 }
 

@@ -41,9 +41,11 @@ type replacement struct {
 // replace re-creates the container of old with req's image.
 func (e *Executor) replace(ctx context.Context, req restartRequest, old client.ContainerInspectResult, res *flotillav1.RestartResult, progress executor.Progress) (*flotillav1.RestartResult, error) {
 	ref := *req.image
-	if _, present, err := e.imagePresent(ctx, ref); err != nil {
+	imageID, present, err := e.imagePresent(ctx, ref)
+	if err != nil {
 		return nil, err
-	} else if !present {
+	}
+	if !present {
 		return nil, fmt.Errorf("image %s is not present; pull it first", ref.raw)
 	}
 	if err := e.checkReplaceable(ctx, old); err != nil {
@@ -60,9 +62,9 @@ func (e *Executor) replace(ctx context.Context, req restartRequest, old client.C
 	}
 	r.removeOld(ctx)
 
-	res.ContainerId, res.Image = r.newID, ref.raw
+	res.ContainerId, res.Image, res.ImageId = r.newID, ref.raw, imageID
 	if c, err := e.docker.ContainerInspect(context.WithoutCancel(ctx), r.newID, client.ContainerInspectOptions{}); err == nil {
-		res.ImageId = c.Container.Image
+		res.ImageId = c.Container.Image // what it runs, should the tag have moved since
 	}
 	r.log.Info("container re-created", zap.String("id", shortID(r.newID)), zap.String("previous_id", shortID(r.oldID)),
 		zap.String("previous_image", res.PreviousImage))

@@ -96,7 +96,7 @@ func runningState(what string, first, cur container.InspectResponse) error {
 	return nil
 }
 
-// maxLogTail bounds the log excerpt put into a failure message.
+// logTailLines and maxLogTail bound the log excerpt of a failure message.
 const (
 	logTailLines = 20
 	maxLogTail   = 2048
@@ -124,7 +124,7 @@ func (e *Executor) logTail(ctx context.Context, id string, tty bool) string {
 	}
 	out := strings.TrimSpace(buf.String())
 	if len(out) > maxLogTail {
-		out = "…" + out[len(out)-maxLogTail:]
+		out = "…" + strings.ToValidUTF8(out[len(out)-maxLogTail:], "")
 	}
 	return out
 }
