@@ -2,6 +2,7 @@ package commands
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -364,12 +365,13 @@ func (m *Manager) finish(ctx context.Context, fcID string) {
 		state = flotillav1.FleetCommandState_FLEET_COMMAND_STATE_CANCELLED
 	}
 	now := m.cfg.Now()
-	if err := m.cfg.Store.UpdateFleetCommand(ctx, fcID, int32(state), now); err != nil {
+	summary, _ := json.Marshal(r.summary())
+	if err := m.cfg.Store.UpdateFleetCommand(ctx, fcID, int32(state), now, string(summary)); err != nil {
 		m.mu.Unlock()
 		m.log.Error("recording the end of a fleet command failed; it will be retried on restart", zap.String("command", fcID), zap.Error(err))
 		return
 	}
-	r.fc.State, r.fc.FinishedAt = int32(state), now
+	r.fc.State, r.fc.FinishedAt, r.fc.Summary = int32(state), now, string(summary)
 	delete(m.running, fcID)
 	snap := r.snapshot()
 	r.broadcast(&flotillav1.WatchCommandResponse{Body: &flotillav1.WatchCommandResponse_Snapshot{Snapshot: snap}})
@@ -452,15 +454,31 @@ func (m *Manager) List(ctx context.Context, states []flotillav1.FleetCommandStat
 	}
 	out := make([]*flotillav1.FleetCommand, 0, len(fcs))
 	for _, fc := range fcs {
-		r, err := newRun(fc, nil)
-		if err != nil {
-			continue
-		}
-		snap := r.snapshot()
-		snap.MaxConcurrency, snap.MaxErrors = r.req.GetMaxConcurrency(), r.req.GetMaxErrors()
-		out = append(out, snap)
+		out = append(out, m.listEntry(fc))
 	}
 	return out, nil
+}
+
+// listEntry renders a fleet command for a listing: no hosts, but the
+// summary, live for a running command and as stored for a finished one.
+func (m *Manager) listEntry(fc store.FleetCommand) *flotillav1.FleetCommand {
+	m.mu.Lock()
+	if r, ok := m.running[fc.ID]; ok {
+		snap := r.snapshot()
+		m.mu.Unlock()
+		snap.Hosts = nil
+		return snap
+	}
+	m.mu.Unlock()
+	r, err := newRun(fc, nil)
+	if err != nil {
+		return &flotillav1.FleetCommand{Id: fc.ID, State: flotillav1.FleetCommandState(fc.State), CreatedAt: ts(fc.CreatedAt)}
+	}
+	snap := r.snapshot()
+	if fc.Summary != "" {
+		_ = json.Unmarshal([]byte(fc.Summary), &snap.Summary)
+	}
+	return snap
 }
 
 // snapshot renders the run; the caller holds m.mu.
@@ -469,14 +487,22 @@ func (r *run) snapshot() *flotillav1.FleetCommand {
 		Id: r.fc.ID, Spec: r.req.GetSpec(), Selector: r.req.GetSelector(), AgentIds: slices.Clone(r.req.GetAgentIds()),
 		MaxConcurrency: r.req.GetMaxConcurrency(), MaxErrors: r.req.GetMaxErrors(), Timeout: r.req.GetTimeout(),
 		Reason: r.req.GetReason(), CreatedBy: r.fc.CreatedBy, CreatedAt: ts(r.fc.CreatedAt), FinishedAt: ts(r.fc.FinishedAt),
-		State: flotillav1.FleetCommandState(r.fc.State), Summary: map[string]int32{},
+		State: flotillav1.FleetCommandState(r.fc.State),
 	}
 	for _, id := range r.order {
-		hc := r.hosts[id]
-		out.Hosts = append(out.Hosts, hostToProto(*hc))
-		out.Summary[StateName(flotillav1.CommandState(hc.State))]++
+		out.Hosts = append(out.Hosts, hostToProto(*r.hosts[id]))
 	}
+	out.Summary = r.summary()
 	return out
+}
+
+// summary counts the run's hosts by state name.
+func (r *run) summary() map[string]int32 {
+	sum := make(map[string]int32)
+	for _, hc := range r.hosts {
+		sum[StateName(flotillav1.CommandState(hc.State))]++
+	}
+	return sum
 }
 
 func hostToProto(hc store.HostCommand) *flotillav1.HostCommand {

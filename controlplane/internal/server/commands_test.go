@@ -743,6 +743,13 @@ func TestListCommands(t *testing.T) {
 			if len(c.GetHosts()) != 0 || c.GetSpec() == nil || c.GetMaxErrors().GetPercent() != 10 {
 				t.Errorf("listed command = %v, want spec and limits without hosts", c)
 			}
+			// The summary is there without the hosts: live for a running
+			// command, as stored for a finished one.
+			wantSum := map[string]int32{"pending": 1}
+			if c.GetId() == created[1] {
+				wantSum = map[string]int32{"cancelled": 1}
+			}
+			wantSummary(t, c, wantSum)
 			out = append(out, c.GetId())
 		}
 		return out, resp.GetNextPageToken()

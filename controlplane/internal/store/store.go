@@ -133,6 +133,7 @@ type Store interface {
 	CountAPITokens(ctx context.Context) (int, error)
 
 	CommandStore
+	RolloutStore
 
 	// Ping checks that the store answers; /healthz reports it as "database".
 	Ping(ctx context.Context) error
@@ -154,6 +155,9 @@ type FleetCommand struct {
 	State      int32
 	CreatedAt  time.Time
 	FinishedAt time.Time // zero while running
+	// Summary is a JSON object of host counts by state, written when the
+	// command finishes ("" while it runs).
+	Summary string
 }
 
 // HostCommand is one command for one agent: the unit the agent journals.
@@ -201,8 +205,8 @@ type CommandStore interface {
 	GetFleetCommand(ctx context.Context, id string) (FleetCommand, error)
 	// ListFleetCommands returns fleet commands newest first.
 	ListFleetCommands(ctx context.Context, q FleetCommandQuery) ([]FleetCommand, error)
-	// UpdateFleetCommand sets a fleet command's state and finish time.
-	UpdateFleetCommand(ctx context.Context, id string, state int32, finishedAt time.Time) error
+	// UpdateFleetCommand sets a fleet command's state, finish time and summary.
+	UpdateFleetCommand(ctx context.Context, id string, state int32, finishedAt time.Time, summary string) error
 	// CreateHostCommands inserts host commands in one transaction; an
 	// existing ID returns ErrConflict and nothing is written.
 	CreateHostCommands(ctx context.Context, hosts []HostCommand) error
@@ -215,4 +219,189 @@ type CommandStore interface {
 	ListHostCommands(ctx context.Context, fleetCommandID string) ([]HostCommand, error)
 	// ListActiveHostCommands returns every host command not yet finished.
 	ListActiveHostCommands(ctx context.Context) ([]HostCommand, error)
+}
+
+// Service is a deployable application (RolloutService.PutService). Its
+// definition is kept as the serialized flotilla.v1.Service, so that the
+// store needs no knowledge of strategies or load balancers.
+type Service struct {
+	Name string
+	// Spec is the serialized flotilla.v1.Service as accepted (defaults
+	// filled in; times and current image are not part of it).
+	Spec      []byte
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Rollout is one rollout of a service to an image: its plan, which never
+// changes once stored, and its progress, which the rollout engine moves.
+type Rollout struct {
+	ID      string
+	Service string
+	Image   string
+	// RollbackOf is the rollout this one undoes (RollbackService), if any.
+	RollbackOf string
+	CreatedBy  string
+	// Definition is the serialized flotilla.v1.Rollout as planned: strategy
+	// with defaults, selector, reason, batches and excluded hosts, without
+	// hosts and without the mutable fields below.
+	Definition []byte
+	// ServiceSpec is the serialized flotilla.v1.Service as it was at the
+	// start: a rollout keeps its container and load balancer even if the
+	// service is changed while it runs.
+	ServiceSpec []byte
+	// LoadBalancers are the agent IDs of the load balancers resolved at the
+	// start, sorted.
+	LoadBalancers []string
+
+	// State is a flotilla.v1.RolloutState value.
+	State   int32
+	Message string
+	// CurrentBatch is the batch being worked on (during a rollback, the
+	// batch being rolled back).
+	CurrentBatch int
+	// Prepared is set once the image was pulled on every host.
+	Prepared bool
+	// BatchStartedAt is when the current batch started; zero before.
+	BatchStartedAt time.Time
+	// BatchFinishedAt is when the previous batch finished (the pause
+	// between batches counts from it).
+	BatchFinishedAt time.Time
+	// Stop says why the rollout stopped starting hosts (max_failures, an
+	// abort); empty while it goes on.
+	Stop string
+	// StopRollback asks for the changed hosts to be rolled back once no
+	// host is in progress any more.
+	StopRollback bool
+	// StopState is the final state when the rollout stops without a
+	// rollback (FAILED or ABORTED).
+	StopState int32
+	CreatedAt time.Time
+	// FinishedAt is set with a final state; a rollout with a zero
+	// FinishedAt is active, and a service has at most one active rollout.
+	FinishedAt time.Time
+}
+
+// RolloutHost is one host of a rollout.
+type RolloutHost struct {
+	RolloutID string
+	AgentID   string
+	Batch     int
+	// Step is a flotilla.v1.HostStep value.
+	Step        int32
+	RollingBack bool
+	// PreviousImage is the image the host ran before the rollout's
+	// restart (from the restart's result).
+	PreviousImage string
+	Message       string
+	StartedAt     time.Time
+	FinishedAt    time.Time
+	// StepStartedAt is when the host entered its current step.
+	StepStartedAt time.Time
+	// ObservedImage is the image the host reported when the rollout was
+	// planned; the rollback falls back to it when a restart's result
+	// carries no previous image.
+	ObservedImage string
+	// Server is the host's upstream server (address:port) in the load
+	// balancers; empty without a load balancer.
+	Server string
+	// Changed is set once a restart to the new image succeeded: the host is
+	// then rolled back with the rollout.
+	Changed bool
+	// WaitingOffline is set for a host that was offline at the start under
+	// the WAIT policy, until it comes back.
+	WaitingOffline bool
+	// Failure is why the host failed, kept while it is being put back into
+	// the load balancer (after a failed drain or restart).
+	Failure string
+}
+
+// RolloutEvent is one entry of a rollout's history.
+type RolloutEvent struct {
+	RolloutID string
+	// Sequence numbers start at 1 and increase by one per event of a
+	// rollout; the store assigns them.
+	Sequence int64
+	At       time.Time
+	// Event is the serialized flotilla.v1.RolloutEvent (its sequence and
+	// time are the columns above).
+	Event []byte
+}
+
+// RolloutQuery selects rollouts, newest first.
+type RolloutQuery struct {
+	// Service keeps only this service's rollouts; all when empty.
+	Service string
+	States  []int32 // all when empty
+	// Active keeps only rollouts without a final state.
+	Active bool
+	// Before continues a listing after the rollout with this ID (exclusive).
+	Before string
+	Limit  int
+}
+
+// RolloutUpdate is one transition of a rollout, written in one transaction:
+// its new progress, its hosts' new steps, the events that describe them and
+// the host commands that carry them out, so that a command never exists
+// without the step that explains it.
+type RolloutUpdate struct {
+	RolloutID string
+	// Rollout is the rollout's new progress; nil leaves the row as is. Only
+	// the mutable fields (state to finished time) are written.
+	Rollout *Rollout
+	// Hosts are written whole (by rollout and agent ID).
+	Hosts []RolloutHost
+	// Events are appended with the next sequence numbers.
+	Events []RolloutEvent
+	// Commands are created; an existing ID returns ErrConflict and nothing
+	// is written.
+	Commands []HostCommand
+}
+
+// ActiveRolloutError is returned by CreateRollout when the service already
+// has an active rollout. It wraps ErrConflict.
+type ActiveRolloutError struct {
+	Service   string
+	RolloutID string
+}
+
+func (e *ActiveRolloutError) Error() string {
+	return "service " + e.Service + " already has an active rollout: " + e.RolloutID
+}
+
+// Unwrap makes errors.Is(err, ErrConflict) hold.
+func (e *ActiveRolloutError) Unwrap() error { return ErrConflict }
+
+// ErrRolloutFinished is returned by UpdateRollout for a rollout that already
+// has a final state: nothing may move it any more.
+var ErrRolloutFinished = errors.New("rollout already finished")
+
+// RolloutStore persists services and rollouts. It is part of Store.
+type RolloutStore interface {
+	// PutService creates or replaces a service; CreatedAt is kept when the
+	// service exists. It returns the service as stored.
+	PutService(ctx context.Context, s Service) (Service, error)
+	// GetService returns a service or ErrNotFound.
+	GetService(ctx context.Context, name string) (Service, error)
+	// ListServices returns every service by name.
+	ListServices(ctx context.Context) ([]Service, error)
+
+	// CreateRollout inserts a rollout with its hosts and first events in
+	// one transaction. A service with an active rollout returns an
+	// *ActiveRolloutError; an existing ID returns ErrConflict. It returns
+	// the events with their sequence numbers.
+	CreateRollout(ctx context.Context, r Rollout, hosts []RolloutHost, events []RolloutEvent) ([]RolloutEvent, error)
+	// GetRollout returns a rollout or ErrNotFound.
+	GetRollout(ctx context.Context, id string) (Rollout, error)
+	// ListRollouts returns rollouts newest first.
+	ListRollouts(ctx context.Context, q RolloutQuery) ([]Rollout, error)
+	// ListRolloutHosts returns a rollout's hosts by batch, then agent ID.
+	ListRolloutHosts(ctx context.Context, rolloutID string) ([]RolloutHost, error)
+	// ListRolloutEvents returns a rollout's events with a sequence above
+	// after, in order, at most limit of them (all when limit is 0).
+	ListRolloutEvents(ctx context.Context, rolloutID string, after int64, limit int) ([]RolloutEvent, error)
+	// UpdateRollout writes one transition (see RolloutUpdate) and returns
+	// the appended events with their sequence numbers. A rollout already
+	// finished returns ErrRolloutFinished and nothing is written.
+	UpdateRollout(ctx context.Context, u RolloutUpdate) ([]RolloutEvent, error)
 }

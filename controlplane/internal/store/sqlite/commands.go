@@ -11,7 +11,7 @@ import (
 	"flotilla.dev/controlplane/internal/store"
 )
 
-const fleetCommandColumns = `id, kind, request, created_by, state, created_at, finished_at`
+const fleetCommandColumns = `id, kind, request, created_by, state, created_at, finished_at, summary`
 
 const hostCommandColumns = `id, fleet_command_id, agent_id, kind, spec, state, message, result,
 	created_at, released_at, deadline, sent_at, started_at, finished_at`
@@ -19,8 +19,8 @@ const hostCommandColumns = `id, fleet_command_id, agent_id, kind, spec, state, m
 // CreateFleetCommand inserts fc and its host commands in one transaction.
 func (s *Store) CreateFleetCommand(ctx context.Context, fc store.FleetCommand, hosts []store.HostCommand) error {
 	return s.inWriteTx(ctx, "create fleet command", func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO fleet_commands (`+fleetCommandColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			fc.ID, fc.Kind, blobArg(fc.Request), fc.CreatedBy, fc.State, timeArg(fc.CreatedAt), timeArg(fc.FinishedAt))
+		_, err := tx.ExecContext(ctx, `INSERT INTO fleet_commands (`+fleetCommandColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			fc.ID, fc.Kind, blobArg(fc.Request), fc.CreatedBy, fc.State, timeArg(fc.CreatedAt), timeArg(fc.FinishedAt), fc.Summary)
 		if isConflict(err) {
 			return fmt.Errorf("store: create fleet command %q: %w", fc.ID, store.ErrConflict)
 		}
@@ -143,9 +143,10 @@ func (s *Store) ListFleetCommands(ctx context.Context, q store.FleetCommandQuery
 	return out, nil
 }
 
-// UpdateFleetCommand sets a fleet command's state and finish time.
-func (s *Store) UpdateFleetCommand(ctx context.Context, id string, state int32, finishedAt time.Time) error {
-	res, err := s.write.ExecContext(ctx, `UPDATE fleet_commands SET state = ?, finished_at = ? WHERE id = ?`, state, timeArg(finishedAt), id)
+// UpdateFleetCommand sets a fleet command's state, finish time and summary.
+func (s *Store) UpdateFleetCommand(ctx context.Context, id string, state int32, finishedAt time.Time, summary string) error {
+	res, err := s.write.ExecContext(ctx, `UPDATE fleet_commands SET state = ?, finished_at = ?, summary = ? WHERE id = ?`,
+		state, timeArg(finishedAt), summary, id)
 	if err != nil {
 		return fmt.Errorf("store: update fleet command %q: %w", id, err)
 	}
@@ -202,7 +203,7 @@ func (s *Store) queryHostCommands(ctx context.Context, op, query string, args ..
 
 func scanFleetCommand(row rowScanner) (store.FleetCommand, error) {
 	var fc store.FleetCommand
-	err := row.Scan(&fc.ID, &fc.Kind, blobCol{&fc.Request}, &fc.CreatedBy, &fc.State, timeCol{&fc.CreatedAt}, timeCol{&fc.FinishedAt})
+	err := row.Scan(&fc.ID, &fc.Kind, blobCol{&fc.Request}, &fc.CreatedBy, &fc.State, timeCol{&fc.CreatedAt}, timeCol{&fc.FinishedAt}, &fc.Summary)
 	return fc, err
 }
 

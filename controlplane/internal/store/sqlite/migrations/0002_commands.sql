@@ -10,7 +10,8 @@ CREATE TABLE fleet_commands (
     created_by  TEXT    NOT NULL,
     state       INTEGER NOT NULL,
     created_at  INTEGER NOT NULL,
-    finished_at INTEGER
+    finished_at INTEGER,
+    summary     TEXT    NOT NULL DEFAULT ''
 );
 
 CREATE INDEX fleet_commands_created ON fleet_commands (created_at, id);
