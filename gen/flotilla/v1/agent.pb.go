@@ -22,6 +22,103 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type RenewCertificateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A PKCS#10 CSR (PEM or DER) for the agent's new key.
+	Csr           []byte `protobuf:"bytes,1,opt,name=csr,proto3" json:"csr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewCertificateRequest) Reset() {
+	*x = RenewCertificateRequest{}
+	mi := &file_flotilla_v1_agent_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewCertificateRequest) ProtoMessage() {}
+
+func (x *RenewCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_agent_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewCertificateRequest.ProtoReflect.Descriptor instead.
+func (*RenewCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_agent_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *RenewCertificateRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+type RenewCertificateResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	CertificatePem []byte                 `protobuf:"bytes,1,opt,name=certificate_pem,json=certificatePem,proto3" json:"certificate_pem,omitempty"`
+	CaBundlePem    []byte                 `protobuf:"bytes,2,opt,name=ca_bundle_pem,json=caBundlePem,proto3" json:"ca_bundle_pem,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RenewCertificateResponse) Reset() {
+	*x = RenewCertificateResponse{}
+	mi := &file_flotilla_v1_agent_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewCertificateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewCertificateResponse) ProtoMessage() {}
+
+func (x *RenewCertificateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_agent_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewCertificateResponse.ProtoReflect.Descriptor instead.
+func (*RenewCertificateResponse) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_agent_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RenewCertificateResponse) GetCertificatePem() []byte {
+	if x != nil {
+		return x.CertificatePem
+	}
+	return nil
+}
+
+func (x *RenewCertificateResponse) GetCaBundlePem() []byte {
+	if x != nil {
+		return x.CaBundlePem
+	}
+	return nil
+}
+
 type RegisterRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The join token secret, as CreateJoinToken returned it.
@@ -40,7 +137,7 @@ type RegisterRequest struct {
 
 func (x *RegisterRequest) Reset() {
 	*x = RegisterRequest{}
-	mi := &file_flotilla_v1_agent_proto_msgTypes[0]
+	mi := &file_flotilla_v1_agent_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -52,7 +149,7 @@ func (x *RegisterRequest) String() string {
 func (*RegisterRequest) ProtoMessage() {}
 
 func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_agent_proto_msgTypes[0]
+	mi := &file_flotilla_v1_agent_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -65,7 +162,7 @@ func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRequest.ProtoReflect.Descriptor instead.
 func (*RegisterRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_agent_proto_rawDescGZIP(), []int{0}
+	return file_flotilla_v1_agent_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *RegisterRequest) GetJoinToken() string {
@@ -112,7 +209,7 @@ type RegisterResponse struct {
 
 func (x *RegisterResponse) Reset() {
 	*x = RegisterResponse{}
-	mi := &file_flotilla_v1_agent_proto_msgTypes[1]
+	mi := &file_flotilla_v1_agent_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -124,7 +221,7 @@ func (x *RegisterResponse) String() string {
 func (*RegisterResponse) ProtoMessage() {}
 
 func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_agent_proto_msgTypes[1]
+	mi := &file_flotilla_v1_agent_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -137,7 +234,7 @@ func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterResponse.ProtoReflect.Descriptor instead.
 func (*RegisterResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_agent_proto_rawDescGZIP(), []int{1}
+	return file_flotilla_v1_agent_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RegisterResponse) GetAgentId() string {
@@ -184,7 +281,7 @@ type ConnectRequest struct {
 
 func (x *ConnectRequest) Reset() {
 	*x = ConnectRequest{}
-	mi := &file_flotilla_v1_agent_proto_msgTypes[2]
+	mi := &file_flotilla_v1_agent_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -196,7 +293,7 @@ func (x *ConnectRequest) String() string {
 func (*ConnectRequest) ProtoMessage() {}
 
 func (x *ConnectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_agent_proto_msgTypes[2]
+	mi := &file_flotilla_v1_agent_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -209,7 +306,7 @@ func (x *ConnectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectRequest.ProtoReflect.Descriptor instead.
 func (*ConnectRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_agent_proto_rawDescGZIP(), []int{2}
+	return file_flotilla_v1_agent_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ConnectRequest) GetBody() isConnectRequest_Body {
@@ -298,7 +395,7 @@ type ConnectResponse struct {
 
 func (x *ConnectResponse) Reset() {
 	*x = ConnectResponse{}
-	mi := &file_flotilla_v1_agent_proto_msgTypes[3]
+	mi := &file_flotilla_v1_agent_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -310,7 +407,7 @@ func (x *ConnectResponse) String() string {
 func (*ConnectResponse) ProtoMessage() {}
 
 func (x *ConnectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_agent_proto_msgTypes[3]
+	mi := &file_flotilla_v1_agent_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -323,7 +420,7 @@ func (x *ConnectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectResponse.ProtoReflect.Descriptor instead.
 func (*ConnectResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_agent_proto_rawDescGZIP(), []int{3}
+	return file_flotilla_v1_agent_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ConnectResponse) GetBody() isConnectResponse_Body {
@@ -406,7 +503,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_flotilla_v1_agent_proto_msgTypes[4]
+	mi := &file_flotilla_v1_agent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -418,7 +515,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_agent_proto_msgTypes[4]
+	mi := &file_flotilla_v1_agent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -431,7 +528,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_agent_proto_rawDescGZIP(), []int{4}
+	return file_flotilla_v1_agent_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Hello) GetAgentId() string {
@@ -498,7 +595,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_flotilla_v1_agent_proto_msgTypes[5]
+	mi := &file_flotilla_v1_agent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -510,7 +607,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_agent_proto_msgTypes[5]
+	mi := &file_flotilla_v1_agent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -523,7 +620,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_agent_proto_rawDescGZIP(), []int{5}
+	return file_flotilla_v1_agent_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Welcome) GetAgentId() string {
@@ -551,7 +648,12 @@ var File_flotilla_v1_agent_proto protoreflect.FileDescriptor
 
 const file_flotilla_v1_agent_proto_rawDesc = "" +
 	"\n" +
-	"\x17flotilla/v1/agent.proto\x12\vflotilla.v1\x1a\x19flotilla/v1/command.proto\x1a\x1bflotilla/v1/telemetry.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdb\x01\n" +
+	"\x17flotilla/v1/agent.proto\x12\vflotilla.v1\x1a\x19flotilla/v1/command.proto\x1a\x1bflotilla/v1/telemetry.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"+\n" +
+	"\x17RenewCertificateRequest\x12\x10\n" +
+	"\x03csr\x18\x01 \x01(\fR\x03csr\"g\n" +
+	"\x18RenewCertificateResponse\x12'\n" +
+	"\x0fcertificate_pem\x18\x01 \x01(\fR\x0ecertificatePem\x12\"\n" +
+	"\rca_bundle_pem\x18\x02 \x01(\fR\vcaBundlePem\"\xdb\x01\n" +
 	"\x0fRegisterRequest\x12\x1d\n" +
 	"\n" +
 	"join_token\x18\x01 \x01(\tR\tjoinToken\x12\x10\n" +
@@ -598,10 +700,11 @@ const file_flotilla_v1_agent_proto_rawDesc = "" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12%\n" +
 	"\x0eserver_version\x18\x02 \x01(\tR\rserverVersion\x12;\n" +
 	"\vserver_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"serverTime2\xa1\x01\n" +
+	"serverTime2\x82\x02\n" +
 	"\fAgentService\x12G\n" +
 	"\bRegister\x12\x1c.flotilla.v1.RegisterRequest\x1a\x1d.flotilla.v1.RegisterResponse\x12H\n" +
-	"\aConnect\x12\x1b.flotilla.v1.ConnectRequest\x1a\x1c.flotilla.v1.ConnectResponse(\x010\x01B)Z'flotilla.dev/gen/flotilla/v1;flotillav1b\x06proto3"
+	"\aConnect\x12\x1b.flotilla.v1.ConnectRequest\x1a\x1c.flotilla.v1.ConnectResponse(\x010\x01\x12_\n" +
+	"\x10RenewCertificate\x12$.flotilla.v1.RenewCertificateRequest\x1a%.flotilla.v1.RenewCertificateResponseB)Z'flotilla.dev/gen/flotilla/v1;flotillav1b\x06proto3"
 
 var (
 	file_flotilla_v1_agent_proto_rawDescOnce sync.Once
@@ -615,45 +718,49 @@ func file_flotilla_v1_agent_proto_rawDescGZIP() []byte {
 	return file_flotilla_v1_agent_proto_rawDescData
 }
 
-var file_flotilla_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_flotilla_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_flotilla_v1_agent_proto_goTypes = []any{
-	(*RegisterRequest)(nil),       // 0: flotilla.v1.RegisterRequest
-	(*RegisterResponse)(nil),      // 1: flotilla.v1.RegisterResponse
-	(*ConnectRequest)(nil),        // 2: flotilla.v1.ConnectRequest
-	(*ConnectResponse)(nil),       // 3: flotilla.v1.ConnectResponse
-	(*Hello)(nil),                 // 4: flotilla.v1.Hello
-	(*Welcome)(nil),               // 5: flotilla.v1.Welcome
-	nil,                           // 6: flotilla.v1.RegisterRequest.LabelsEntry
-	nil,                           // 7: flotilla.v1.RegisterResponse.LabelsEntry
-	nil,                           // 8: flotilla.v1.Hello.LabelsEntry
-	(*Heartbeat)(nil),             // 9: flotilla.v1.Heartbeat
-	(*CommandEvent)(nil),          // 10: flotilla.v1.CommandEvent
-	(*JournalReport)(nil),         // 11: flotilla.v1.JournalReport
-	(*Command)(nil),               // 12: flotilla.v1.Command
-	(*CancelCommand)(nil),         // 13: flotilla.v1.CancelCommand
-	(*ManagedContainer)(nil),      // 14: flotilla.v1.ManagedContainer
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(*RenewCertificateRequest)(nil),  // 0: flotilla.v1.RenewCertificateRequest
+	(*RenewCertificateResponse)(nil), // 1: flotilla.v1.RenewCertificateResponse
+	(*RegisterRequest)(nil),          // 2: flotilla.v1.RegisterRequest
+	(*RegisterResponse)(nil),         // 3: flotilla.v1.RegisterResponse
+	(*ConnectRequest)(nil),           // 4: flotilla.v1.ConnectRequest
+	(*ConnectResponse)(nil),          // 5: flotilla.v1.ConnectResponse
+	(*Hello)(nil),                    // 6: flotilla.v1.Hello
+	(*Welcome)(nil),                  // 7: flotilla.v1.Welcome
+	nil,                              // 8: flotilla.v1.RegisterRequest.LabelsEntry
+	nil,                              // 9: flotilla.v1.RegisterResponse.LabelsEntry
+	nil,                              // 10: flotilla.v1.Hello.LabelsEntry
+	(*Heartbeat)(nil),                // 11: flotilla.v1.Heartbeat
+	(*CommandEvent)(nil),             // 12: flotilla.v1.CommandEvent
+	(*JournalReport)(nil),            // 13: flotilla.v1.JournalReport
+	(*Command)(nil),                  // 14: flotilla.v1.Command
+	(*CancelCommand)(nil),            // 15: flotilla.v1.CancelCommand
+	(*ManagedContainer)(nil),         // 16: flotilla.v1.ManagedContainer
+	(*timestamppb.Timestamp)(nil),    // 17: google.protobuf.Timestamp
 }
 var file_flotilla_v1_agent_proto_depIdxs = []int32{
-	6,  // 0: flotilla.v1.RegisterRequest.labels:type_name -> flotilla.v1.RegisterRequest.LabelsEntry
-	7,  // 1: flotilla.v1.RegisterResponse.labels:type_name -> flotilla.v1.RegisterResponse.LabelsEntry
-	4,  // 2: flotilla.v1.ConnectRequest.hello:type_name -> flotilla.v1.Hello
-	9,  // 3: flotilla.v1.ConnectRequest.heartbeat:type_name -> flotilla.v1.Heartbeat
-	10, // 4: flotilla.v1.ConnectRequest.command_event:type_name -> flotilla.v1.CommandEvent
-	11, // 5: flotilla.v1.ConnectRequest.journal_report:type_name -> flotilla.v1.JournalReport
-	5,  // 6: flotilla.v1.ConnectResponse.welcome:type_name -> flotilla.v1.Welcome
-	12, // 7: flotilla.v1.ConnectResponse.command:type_name -> flotilla.v1.Command
-	13, // 8: flotilla.v1.ConnectResponse.cancel:type_name -> flotilla.v1.CancelCommand
-	8,  // 9: flotilla.v1.Hello.labels:type_name -> flotilla.v1.Hello.LabelsEntry
-	14, // 10: flotilla.v1.Hello.containers:type_name -> flotilla.v1.ManagedContainer
-	15, // 11: flotilla.v1.Hello.started_at:type_name -> google.protobuf.Timestamp
-	15, // 12: flotilla.v1.Welcome.server_time:type_name -> google.protobuf.Timestamp
-	0,  // 13: flotilla.v1.AgentService.Register:input_type -> flotilla.v1.RegisterRequest
-	2,  // 14: flotilla.v1.AgentService.Connect:input_type -> flotilla.v1.ConnectRequest
-	1,  // 15: flotilla.v1.AgentService.Register:output_type -> flotilla.v1.RegisterResponse
-	3,  // 16: flotilla.v1.AgentService.Connect:output_type -> flotilla.v1.ConnectResponse
-	15, // [15:17] is the sub-list for method output_type
-	13, // [13:15] is the sub-list for method input_type
+	8,  // 0: flotilla.v1.RegisterRequest.labels:type_name -> flotilla.v1.RegisterRequest.LabelsEntry
+	9,  // 1: flotilla.v1.RegisterResponse.labels:type_name -> flotilla.v1.RegisterResponse.LabelsEntry
+	6,  // 2: flotilla.v1.ConnectRequest.hello:type_name -> flotilla.v1.Hello
+	11, // 3: flotilla.v1.ConnectRequest.heartbeat:type_name -> flotilla.v1.Heartbeat
+	12, // 4: flotilla.v1.ConnectRequest.command_event:type_name -> flotilla.v1.CommandEvent
+	13, // 5: flotilla.v1.ConnectRequest.journal_report:type_name -> flotilla.v1.JournalReport
+	7,  // 6: flotilla.v1.ConnectResponse.welcome:type_name -> flotilla.v1.Welcome
+	14, // 7: flotilla.v1.ConnectResponse.command:type_name -> flotilla.v1.Command
+	15, // 8: flotilla.v1.ConnectResponse.cancel:type_name -> flotilla.v1.CancelCommand
+	10, // 9: flotilla.v1.Hello.labels:type_name -> flotilla.v1.Hello.LabelsEntry
+	16, // 10: flotilla.v1.Hello.containers:type_name -> flotilla.v1.ManagedContainer
+	17, // 11: flotilla.v1.Hello.started_at:type_name -> google.protobuf.Timestamp
+	17, // 12: flotilla.v1.Welcome.server_time:type_name -> google.protobuf.Timestamp
+	2,  // 13: flotilla.v1.AgentService.Register:input_type -> flotilla.v1.RegisterRequest
+	4,  // 14: flotilla.v1.AgentService.Connect:input_type -> flotilla.v1.ConnectRequest
+	0,  // 15: flotilla.v1.AgentService.RenewCertificate:input_type -> flotilla.v1.RenewCertificateRequest
+	3,  // 16: flotilla.v1.AgentService.Register:output_type -> flotilla.v1.RegisterResponse
+	5,  // 17: flotilla.v1.AgentService.Connect:output_type -> flotilla.v1.ConnectResponse
+	1,  // 18: flotilla.v1.AgentService.RenewCertificate:output_type -> flotilla.v1.RenewCertificateResponse
+	16, // [16:19] is the sub-list for method output_type
+	13, // [13:16] is the sub-list for method input_type
 	13, // [13:13] is the sub-list for extension type_name
 	13, // [13:13] is the sub-list for extension extendee
 	0,  // [0:13] is the sub-list for field type_name
@@ -666,13 +773,13 @@ func file_flotilla_v1_agent_proto_init() {
 	}
 	file_flotilla_v1_command_proto_init()
 	file_flotilla_v1_telemetry_proto_init()
-	file_flotilla_v1_agent_proto_msgTypes[2].OneofWrappers = []any{
+	file_flotilla_v1_agent_proto_msgTypes[4].OneofWrappers = []any{
 		(*ConnectRequest_Hello)(nil),
 		(*ConnectRequest_Heartbeat)(nil),
 		(*ConnectRequest_CommandEvent)(nil),
 		(*ConnectRequest_JournalReport)(nil),
 	}
-	file_flotilla_v1_agent_proto_msgTypes[3].OneofWrappers = []any{
+	file_flotilla_v1_agent_proto_msgTypes[5].OneofWrappers = []any{
 		(*ConnectResponse_Welcome)(nil),
 		(*ConnectResponse_Command)(nil),
 		(*ConnectResponse_Cancel)(nil),
@@ -683,7 +790,7 @@ func file_flotilla_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotilla_v1_agent_proto_rawDesc), len(file_flotilla_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
