@@ -15,7 +15,7 @@ PACKAGES    := $(addprefix ./,$(addsuffix /...,$(MODULES)))
 TOOLS_STAMP := $(BIN)/.tools-$(shell cat tools/go.sum tools/go.mod | sha256sum | cut -c1-12)
 IMAGE_TAG   ?= $(VERSION)
 
-.PHONY: all build tools deps test test-short lint fmt vet buf-lint generate generate-check run images clean
+.PHONY: all build tools deps test test-short fuzz lint fmt vet buf-lint generate generate-check run images clean
 
 all: lint build test
 
@@ -60,6 +60,37 @@ test: deps build tools
 ## test-short: unit tests only
 test-short:
 	$(GO) test -short -count=1 $(PACKAGES)
+
+## fuzz: run each Go fuzz target for FUZZTIME (default 5s). Their seed
+## corpora (testdata/fuzz/<FuzzName>/) also run with every `make test`.
+FUZZTIME ?= 5s
+# One <package directory>:<FuzzName> per line, grouped by module; add yours.
+FUZZ_TARGETS := \
+	agent/internal/commands:FuzzHandle \
+	agent/internal/docker:FuzzValidate \
+	agent/internal/backup:FuzzValidate \
+	agent/internal/nginx:FuzzValidate \
+	agent/internal/nginx:FuzzEditUpstream \
+	agent/internal/config:FuzzParseLabels \
+	controlplane/internal/api:FuzzValidateRegister \
+	controlplane/internal/api:FuzzValidateHello \
+	controlplane/internal/api:FuzzValidateHeartbeat \
+	controlplane/internal/api:FuzzValidateCreateJoinToken \
+	controlplane/internal/api:FuzzListAgentsQuery \
+	controlplane/internal/api:FuzzValidateCreateAPIToken \
+	controlplane/internal/api:FuzzValidateIssueOperatorCertificate \
+	controlplane/internal/api:FuzzAuditQuery \
+	controlplane/internal/api:FuzzValidateDeregister \
+	controlplane/internal/api:FuzzValidateRenew \
+	controlplane/internal/commands:FuzzValidateSpec \
+	controlplane/internal/selector:FuzzParse \
+	controlplane/internal/audit:FuzzRedact
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== $$name in ./$$pkg for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) ./$$pkg; \
+	done
 
 ## lint: gofmt, go vet, buf lint
 lint: fmt vet buf-lint

@@ -38,6 +38,9 @@ type Config struct {
 	// Backoff paces registration retries and reconnections; zero fields take
 	// the defaults (500 ms initial, 30 s cap, jitter).
 	Backoff backoff.Config
+	// RenewalBackoff paces certificate renewal retries; zero fields take
+	// the defaults (1 s initial, 5 min cap, jitter).
+	RenewalBackoff backoff.Config
 	// DialOptions are appended to every gRPC connection's options; tests use
 	// them to dial an in-memory control plane.
 	DialOptions []grpc.DialOption
@@ -103,19 +106,20 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("config: control_plane.ca_sha256: %w", err)
 	}
 	enroller, err := enroll.New(enroll.Config{
-		StateDir:      cfg.StateDir,
-		Address:       cfg.ControlPlane.Address,
-		ServerName:    cfg.ControlPlane.TLSServerName(),
-		CAFile:        cfg.ControlPlane.CAFile,
-		CAPin:         pin,
-		JoinToken:     cfg.JoinToken,
-		JoinTokenFile: cfg.JoinTokenFile,
-		Hostname:      cfg.Hostname,
-		Labels:        cfg.Labels,
-		Logger:        cfg.Logger.Named("enroll"),
-		Clock:         cfg.Clock,
-		Backoff:       cfg.Backoff,
-		DialOptions:   cfg.dialOptions(),
+		StateDir:       cfg.StateDir,
+		Address:        cfg.ControlPlane.Address,
+		ServerName:     cfg.ControlPlane.TLSServerName(),
+		CAFile:         cfg.ControlPlane.CAFile,
+		CAPin:          pin,
+		JoinToken:      cfg.JoinToken,
+		JoinTokenFile:  cfg.JoinTokenFile,
+		Hostname:       cfg.Hostname,
+		Labels:         cfg.Labels,
+		Logger:         cfg.Logger.Named("enroll"),
+		Clock:          cfg.Clock,
+		Backoff:        cfg.Backoff,
+		RenewalBackoff: cfg.RenewalBackoff,
+		DialOptions:    cfg.dialOptions(),
 	})
 	if err != nil {
 		return nil, err
@@ -138,10 +142,10 @@ func (c Config) dialOptions() []grpc.DialOption {
 	return append(opts, c.DialOptions...)
 }
 
-// Run registers the agent if needed, then keeps its stream open and runs
-// the control plane's commands until ctx is done. It returns nil on a
-// graceful shutdown and an error when the agent cannot go on (e.g. the join
-// token was rejected, or the journal cannot be opened).
+// Run registers the agent if needed, then keeps its stream open, runs the
+// control plane's commands and renews its certificate until ctx is done. It
+// returns nil on a graceful shutdown and an error when the agent cannot go
+// on (e.g. the join token was rejected, or the journal cannot be opened).
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.heartbeats.close()
 	a.log.Info("agent starting",
@@ -158,6 +162,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		return err
 	}
+	// Every connection takes the current certificate at its handshake, so
+	// a renewal reaches new connections without touching the stream.
+	creds := a.enroller.Credentials(id)
 	j, err := journal.Open(filepath.Join(a.cfg.StateDir, journal.FileName), journal.Options{
 		Clock:  a.cfg.Clock,
 		Logger: a.log.Named("journal"),
@@ -187,8 +194,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	client, err = conn.New(conn.Config{
 		Address:           a.cfg.ControlPlane.Address,
-		TLS:               id.ClientTLSConfig(a.cfg.ControlPlane.TLSServerName()),
-		Hello:             func() *flotillav1.Hello { return a.hello(ctx, id.AgentID) },
+		TLS:               creds.TLSConfig(),
+		Hello:             func() *flotillav1.Hello { return a.hello(ctx, creds.Current().AgentID) },
 		Heartbeats:        a.heartbeats,
 		Commands:          cmds,
 		HeartbeatInterval: a.cfg.HeartbeatInterval,
@@ -201,20 +208,22 @@ func (a *Agent) Run(ctx context.Context) error {
 		_ = cmds.Close()
 		return err
 	}
-	err = serve(ctx, client, cmds)
+	renew := func(ctx context.Context) error { return a.enroller.RunRenewal(ctx, creds) }
+	err = serve(ctx, client, cmds, renew)
 	a.log.Info("agent stopped", zap.Error(err))
 	return err
 }
 
-// serve keeps the stream open until ctx is done, then lets the running
-// commands finish (or cancels them after their grace) while the stream is
-// still open, so that their final events reach the control plane, and only
-// then closes the stream.
-func serve(ctx context.Context, client *conn.Client, cmds *commands.Runner) error {
+// serve keeps the stream open and the certificate renewed until ctx is
+// done, then lets the running commands finish (or cancels them after their
+// grace) while the stream is still open, so that their final events reach
+// the control plane, and only then closes the stream.
+func serve(ctx context.Context, client *conn.Client, cmds *commands.Runner, renew runner.Task) error {
 	streamCtx, stopStream := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopStream()
 	return runner.Run(ctx,
 		func(context.Context) error { return client.Run(streamCtx) },
+		renew,
 		func(ctx context.Context) error {
 			<-ctx.Done() // shutdown, or the stream failed for good
 			err := cmds.Close()

@@ -62,6 +62,18 @@ func (r *Runner) refuseAnonymous(cmd *flotillav1.Command) {
 		zap.String("kind", KindOf(cmd.GetSpec())))
 }
 
+// refuseOversizedID drops a command whose ID is longer than
+// MaxCommandIDBytes. Every event repeats the ID, so answering could build
+// events the control plane cannot accept; the command is not journaled
+// either (the ID is the journal's key).
+func (r *Runner) refuseOversizedID(cmd *flotillav1.Command) {
+	r.log.Error("command with an oversized ID dropped: the control plane sent an invalid command",
+		zap.String("command_id_prefix", truncate(cmd.GetId(), 64)),
+		zap.Int("command_id_bytes", len(cmd.GetId())),
+		zap.Int("max_bytes", MaxCommandIDBytes),
+		zap.String("kind", KindOf(cmd.GetSpec())))
+}
+
 // refuseUnjournaled answers a command the journal could not record. Running
 // it would break at-most-once (a redelivery could not be recognised), so it
 // is refused, and not journaled either: a later delivery may succeed.

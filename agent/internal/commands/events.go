@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"flotilla.dev/agent/internal/journal"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
@@ -22,9 +23,39 @@ const (
 	rejected  = flotillav1.CommandState_COMMAND_STATE_REJECTED
 )
 
-// event is a new event of command id, stamped now.
+// Bounds on what the agent echoes back to the control plane. A message the
+// control plane cannot accept (it takes 1 MiB at most) would never be
+// delivered, and would fail the journal report of every stream after it: a
+// broken or hostile control plane must not be able to make the agent build
+// one by sending huge parameters for the agent to quote in a refusal.
+const (
+	// MaxCommandIDBytes bounds a command ID. A command with a longer one is
+	// dropped unanswered (the control plane's IDs are a few dozen bytes).
+	MaxCommandIDBytes = 256
+	// MaxEventMessageBytes bounds an event's message; a longer one is cut.
+	MaxEventMessageBytes = 4096
+)
+
+// event is a new event of command id, stamped now. The message is cut to
+// MaxEventMessageBytes and made valid UTF-8 (protobuf strings must be).
 func (r *Runner) event(id string, state flotillav1.CommandState, message string) *flotillav1.CommandEvent {
+	message = truncate(strings.ToValidUTF8(message, "\uFFFD"), MaxEventMessageBytes)
 	return &flotillav1.CommandEvent{CommandId: id, State: state, Message: message, At: timestamppb.New(r.cfg.Clock.Now())}
+}
+
+// truncated ends a message that was cut.
+const truncated = "… (truncated)"
+
+// truncate cuts s to at most n bytes, at a character boundary, marking the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := max(n-len(truncated), 0)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + truncated
 }
 
 // emit journals ev, then sends it. The emit lock orders a command's events:

@@ -117,8 +117,12 @@ func setDefault(d *time.Duration, def time.Duration) {
 // journal is not run again; its latest event is sent again instead.
 func (r *Runner) Handle(cmd *flotillav1.Command) {
 	id := cmd.GetId()
-	if id == "" {
+	switch {
+	case id == "":
 		r.refuseAnonymous(cmd)
+		return
+	case len(id) > MaxCommandIDBytes:
+		r.refuseOversizedID(cmd)
 		return
 	}
 	if r.resend(id) {
@@ -179,6 +183,8 @@ func (r *Runner) resend(id string) bool {
 // it ends CANCELLED (unless it finishes first). A cancel for a command that
 // is not running is logged and ignored: it already has a final event.
 func (r *Runner) Cancel(id, reason string) {
+	// Both come from the control plane: bound what goes into the logs.
+	id, reason = truncate(id, MaxCommandIDBytes), truncate(reason, MaxEventMessageBytes)
 	r.mu.Lock()
 	x := r.running[id]
 	r.mu.Unlock()

@@ -11,8 +11,9 @@ import (
 
 // MaxReportBytes bounds one JournalReport message: a journal larger than
 // that (thousands of entries, restart results with container configs) goes
-// out as several reports, well below gRPC's default 4 MiB message limit.
-const MaxReportBytes = 1 << 20
+// out as several reports. It is half the largest message the control plane
+// accepts (1 MiB), so that a report and its framing always fit.
+const MaxReportBytes = 1 << 19
 
 // ErrNotConnected is returned by SendEvent while the agent has no stream.
 var ErrNotConnected = errors.New("conn: no stream to the control plane")

@@ -1,25 +1,37 @@
 // Package enroll gives the agent its identity: on first start it makes a key,
 // registers with a join token over server-authenticated TLS and keeps the
 // certificate, CA bundle and agent ID in its state directory; on later starts
-// it loads them and skips registration.
+// it loads them and skips registration. While the agent runs, it renews the
+// certificate at about two thirds of its lifetime, over mTLS with the current
+// one, and hands the new one to new connections (Credentials).
 package enroll
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"strings"
 	"time"
 
 	"flotilla.dev/agent/internal/backoff"
+	"flotilla.dev/agent/internal/statedir"
 	"github.com/jonboulle/clockwork"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 )
 
-// DefaultAttemptTimeout bounds one Register call.
-const DefaultAttemptTimeout = 30 * time.Second
+// Defaults for the zero fields of Config.
+const (
+	// DefaultAttemptTimeout bounds one Register or RenewCertificate call.
+	DefaultAttemptTimeout = 30 * time.Second
+	// DefaultRenewalBackoffInitial and DefaultRenewalBackoffMax pace
+	// renewal retries: a certificate valid for months has time, and a
+	// fleet whose control plane is down should not hammer it.
+	DefaultRenewalBackoffInitial = time.Second
+	DefaultRenewalBackoffMax     = 5 * time.Minute
+)
 
 // Config configures an Enroller.
 type Config struct {
@@ -35,7 +47,8 @@ type Config struct {
 	CAFile string
 	CAPin  []byte
 	// JoinToken or JoinTokenFile: the secret from CreateJoinToken, needed
-	// only when registering.
+	// only when registering (first start, or a certificate that expired).
+	// The file must not be accessible to group or others.
 	JoinToken     string
 	JoinTokenFile string
 	// Hostname and Labels are sent with the registration.
@@ -45,9 +58,18 @@ type Config struct {
 	Logger *zap.Logger
 	// Clock checks certificate validity and paces retries; nil is real time.
 	Clock clockwork.Clock
-	// Backoff paces retries after Unavailable; zero fields take defaults.
+	// Backoff paces registration retries after Unavailable; zero fields
+	// take the backoff defaults.
 	Backoff backoff.Config
-	// AttemptTimeout bounds one Register call; default DefaultAttemptTimeout.
+	// RenewalBackoff paces renewal retries; zero Initial and Max take
+	// DefaultRenewalBackoffInitial and DefaultRenewalBackoffMax, the other
+	// zero fields the backoff defaults.
+	RenewalBackoff backoff.Config
+	// Rand returns a number in [0, 1) that places each renewal in its
+	// window (see RenewalTime); nil uses math/rand/v2.
+	Rand func() float64
+	// AttemptTimeout bounds one Register or RenewCertificate call; default
+	// DefaultAttemptTimeout.
 	AttemptTimeout time.Duration
 	// DialOptions are appended to the connection's options (tests: bufconn).
 	DialOptions []grpc.DialOption
@@ -61,8 +83,10 @@ type Enroller struct {
 }
 
 // New fills the defaults of cfg, validates it, opens the state directory and
-// returns an Enroller. Trust and join token are checked only when a
-// registration is needed, so an agent already registered runs without them.
+// returns an Enroller. A state directory, state file or join token file
+// that group or others can access is refused (see package statedir). Trust
+// and join token are otherwise checked only when a registration is needed,
+// so an agent already registered runs without them.
 func New(cfg Config) (*Enroller, error) {
 	switch {
 	case cfg.Logger == nil:
@@ -78,8 +102,25 @@ func New(cfg Config) (*Enroller, error) {
 	if cfg.AttemptTimeout <= 0 {
 		cfg.AttemptTimeout = DefaultAttemptTimeout
 	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Float64
+	}
+	if cfg.RenewalBackoff.Initial == 0 {
+		cfg.RenewalBackoff.Initial = DefaultRenewalBackoffInitial
+	}
+	if cfg.RenewalBackoff.Max == 0 {
+		cfg.RenewalBackoff.Max = max(DefaultRenewalBackoffMax, cfg.RenewalBackoff.Initial)
+	}
 	if _, err := backoff.New(cfg.Backoff); err != nil {
 		return nil, fmt.Errorf("enroll: %w", err)
+	}
+	if _, err := backoff.New(cfg.RenewalBackoff); err != nil {
+		return nil, fmt.Errorf("enroll: renewal: %w", err)
+	}
+	if cfg.JoinTokenFile != "" {
+		if err := statedir.CheckSecretFile(cfg.JoinTokenFile, "config: join_token_file:"); err != nil {
+			return nil, err
+		}
 	}
 	store, err := OpenStore(cfg.StateDir)
 	if err != nil {
@@ -96,13 +137,16 @@ func (e *Enroller) Identity(ctx context.Context) (*Identity, error) {
 		e.log.Info("using saved identity",
 			zap.String("agent_id", id.AgentID),
 			zap.String("state_dir", e.store.Dir()),
+			zap.String("certificate_serial", id.Serial()),
 			zap.Time("certificate_expires_at", id.NotAfter()),
-			// There is no renewal RPC yet: an expired certificate needs a
-			// new registration, so make the remaining time visible.
 			zap.Duration("certificate_expires_in", id.NotAfter().Sub(e.cfg.Clock.Now()).Round(time.Second)))
 		return id, nil
 	case errors.Is(err, ErrNotRegistered):
 		e.log.Info("agent not registered yet", zap.String("state_dir", e.store.Dir()))
+	case errors.Is(err, ErrCertificateExpired):
+		e.log.Error("the saved certificate has expired: an expired certificate cannot authenticate, not even to renew it, "+
+			"so the agent must register again with a join token (join_token or join_token_file)",
+			zap.String("state_dir", e.store.Dir()), zap.Error(err))
 	default:
 		e.log.Warn("saved identity is unusable, registering again", zap.Error(err))
 	}
@@ -126,7 +170,7 @@ func (e *Enroller) Load() (*Identity, error) {
 	}
 	key, err := parseKey(f.keyPEM)
 	if err != nil {
-		return nil, fmt.Errorf("enroll: %s: %w", KeyFile, err)
+		return nil, fmt.Errorf("enroll: the saved key in %s: %w", e.store.Dir(), err)
 	}
 	id, err := newIdentity(f.agentID, key, f.certPEM, f.caPEM, e.cfg.Clock.Now())
 	if err != nil {
@@ -138,6 +182,9 @@ func (e *Enroller) Load() (*Identity, error) {
 // joinToken returns the configured join token.
 func (e *Enroller) joinToken() (string, error) {
 	if e.cfg.JoinTokenFile != "" {
+		if err := statedir.CheckSecretFile(e.cfg.JoinTokenFile, "config: join_token_file:"); err != nil {
+			return "", err
+		}
 		data, err := os.ReadFile(e.cfg.JoinTokenFile)
 		if err != nil {
 			return "", fmt.Errorf("config: join_token_file: %w", err)

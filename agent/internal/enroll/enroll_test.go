@@ -226,21 +226,25 @@ func TestRegisterSavesState(t *testing.T) {
 			t.Errorf("%s mode %o, want 600", e.Name(), perm)
 		}
 	}
-	if got := strings.Join(names, " "); got != "agent.crt agent.json agent.key ca.crt" {
+	if got := strings.Join(names, " "); got != "agent-1.crt agent-1.key agent.json ca-1.crt" {
 		t.Errorf("state dir holds %q (temporary files left behind?)", got)
 	}
-	var doc map[string]string
+	var doc struct {
+		AgentID    string `json:"agent_id"`
+		Generation uint64 `json:"generation"`
+	}
 	raw, _ := os.ReadFile(filepath.Join(f.cfg.StateDir, StateFile))
-	if err := json.Unmarshal(raw, &doc); err != nil || doc["agent_id"] != id.AgentID {
-		t.Errorf("agent.json = %s (%v), want agent_id %q", raw, err, id.AgentID)
+	if err := json.Unmarshal(raw, &doc); err != nil || doc.AgentID != id.AgentID || doc.Generation != 1 {
+		t.Errorf("agent.json = %s (%v), want agent_id %q, generation 1", raw, err, id.AgentID)
 	}
-	key, _ := os.ReadFile(filepath.Join(f.cfg.StateDir, KeyFile))
+	keyFile, _, caFile := GenerationFiles(1)
+	key, _ := os.ReadFile(filepath.Join(f.cfg.StateDir, keyFile))
 	if !strings.HasPrefix(string(key), "-----BEGIN PRIVATE KEY-----") {
-		t.Errorf("agent.key is not PKCS#8 PEM: %.40s", key)
+		t.Errorf("%s is not PKCS#8 PEM: %.40s", keyFile, key)
 	}
-	ca, _ := os.ReadFile(filepath.Join(f.cfg.StateDir, CAFile))
+	ca, _ := os.ReadFile(filepath.Join(f.cfg.StateDir, caFile))
 	if string(ca) != string(f.srv.CA.PEM) {
-		t.Error("ca.crt is not the registration's CA bundle")
+		t.Errorf("%s is not the registration's CA bundle", caFile)
 	}
 }
 
@@ -280,19 +284,23 @@ func TestUnusableStateRegistersAgain(t *testing.T) {
 			spoil: func(t *testing.T, f *fixture) {
 				key, _ := newKey()
 				pemKey, _ := encodeKey(key)
-				writeFile(t, filepath.Join(f.cfg.StateDir, KeyFile), pemKey)
+				keyFile, _, _ := GenerationFiles(1)
+				writeFile(t, filepath.Join(f.cfg.StateDir, keyFile), pemKey)
 			},
 			wantErr: "certificate is not for the agent's key",
 		},
 		{
-			name:    "certificate missing",
-			spoil:   func(t *testing.T, f *fixture) { os.Remove(filepath.Join(f.cfg.StateDir, CertFile)) },
+			name: "certificate missing",
+			spoil: func(t *testing.T, f *fixture) {
+				_, certFile, _ := GenerationFiles(1)
+				os.Remove(filepath.Join(f.cfg.StateDir, certFile))
+			},
 			wantErr: "no such file",
 		},
 		{
 			name: "agent ID changed",
 			spoil: func(t *testing.T, f *fixture) {
-				writeFile(t, filepath.Join(f.cfg.StateDir, StateFile), []byte(`{"agent_id":"other"}`))
+				writeFile(t, filepath.Join(f.cfg.StateDir, StateFile), []byte(`{"agent_id":"other","generation":1}`))
 			},
 			wantErr: "does not carry the URI SAN spiffe://flotilla/agent/other",
 		},

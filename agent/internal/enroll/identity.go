@@ -13,8 +13,14 @@ import (
 // spiffe://flotilla/agent/<agent ID>.
 const SPIFFEPrefix = "spiffe://flotilla/agent/"
 
+// ErrCertificateExpired means the agent's certificate has expired. An
+// expired certificate cannot authenticate, not even to renew itself: the
+// agent must register again, with a join token.
+var ErrCertificateExpired = errors.New("certificate expired")
+
 // Identity is a registered agent: its ID, its client certificate and key, and
-// the CA bundle it trusts for the control plane.
+// the CA bundle it trusts for the control plane. It is never modified:
+// a renewal makes a new one.
 type Identity struct {
 	// AgentID is the ID the control plane gave the agent.
 	AgentID string
@@ -27,16 +33,12 @@ type Identity struct {
 // NotAfter is when the client certificate expires.
 func (id *Identity) NotAfter() time.Time { return id.Certificate.Leaf.NotAfter }
 
-// ClientTLSConfig is the mTLS configuration for the stream: the agent's
-// certificate, and only the registered CA bundle as roots.
-func (id *Identity) ClientTLSConfig(serverName string) *tls.Config {
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{id.Certificate},
-		RootCAs:      id.CAs,
-		ServerName:   serverName,
-	}
-}
+// NotBefore is when the client certificate became valid.
+func (id *Identity) NotBefore() time.Time { return id.Certificate.Leaf.NotBefore }
+
+// Serial is the client certificate's serial number, in hex as logs and
+// openssl show it.
+func (id *Identity) Serial() string { return id.Certificate.Leaf.SerialNumber.Text(16) }
 
 // newIdentity checks that the pieces of a registration fit together: the
 // certificate is for key, names agentID, is a client certificate issued by the
@@ -54,7 +56,7 @@ func newIdentity(agentID string, key *ecdsa.PrivateKey, certPEM, caPEM []byte, n
 		return nil, errors.New("certificate is not for the agent's key")
 	}
 	if !now.Before(leaf.NotAfter) {
-		return nil, fmt.Errorf("certificate expired at %s", leaf.NotAfter.UTC().Format(time.RFC3339))
+		return nil, fmt.Errorf("%w at %s", ErrCertificateExpired, leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
 	if err := checkSPIFFEID(leaf, agentID); err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package enroll
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/x509"
 	"errors"
 	"fmt"
 
@@ -24,12 +25,21 @@ var ErrJoinTokenRejected = errors.New("the control plane rejected the join token
 // fails at once on a rejected token (ErrJoinTokenRejected), an untrusted
 // server (ErrUntrustedServer) or any other definite answer.
 func (e *Enroller) Register(ctx context.Context) (*Identity, error) {
+	return e.register(ctx, nil)
+}
+
+// register registers. Without a CA file or pin configured, it trusts
+// known, the CA bundle of an earlier registration, if there is one: an
+// agent whose certificate expired registers again with the trust it had.
+func (e *Enroller) register(ctx context.Context, known *x509.CertPool) (*Identity, error) {
 	token, err := e.joinToken()
 	if err != nil {
 		return nil, err
 	}
-	trust, err := newBootstrapTrust(e.cfg.CAFile, e.cfg.CAPin, e.cfg.ServerName, e.cfg.Clock.Now)
-	if err != nil {
+	var trust *bootstrapTrust
+	if e.cfg.CAFile == "" && e.cfg.CAPin == nil && known != nil {
+		trust = newBundleTrust(known, e.cfg.ServerName, e.cfg.Clock.Now)
+	} else if trust, err = newBootstrapTrust(e.cfg.CAFile, e.cfg.CAPin, e.cfg.ServerName, e.cfg.Clock.Now); err != nil {
 		return nil, err
 	}
 	key, err := newKey()
@@ -120,6 +130,7 @@ func (e *Enroller) accept(resp *flotillav1.RegisterResponse, key *ecdsa.PrivateK
 	e.log.Info("registered",
 		zap.String("agent_id", id.AgentID),
 		zap.Any("labels", resp.GetLabels()),
+		zap.String("certificate_serial", id.Serial()),
 		zap.Time("certificate_expires_at", id.NotAfter()),
 		zap.String("state_dir", e.store.Dir()))
 	return id, nil

@@ -3,6 +3,7 @@ package enroll
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -14,15 +15,20 @@ func TestOpenStoreCreatesPrivateDir(t *testing.T) {
 	assertMode(t, dir, 0o700)
 }
 
-func TestOpenStoreTightensExistingDir(t *testing.T) {
+func TestOpenStoreRefusesALooseDir(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "state")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := OpenStore(dir); err != nil {
+	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	assertMode(t, dir, 0o700)
+	_, err := OpenStore(dir)
+	if err == nil || !strings.Contains(err.Error(), "chmod 700 "+dir) {
+		t.Fatalf("got %v, want a refusal with the chmod to run", err)
+	}
+	// Not fixed behind the operator's back: they must know.
+	assertMode(t, dir, 0o755)
 }
 
 func TestOpenStoreRejectsFile(t *testing.T) {
@@ -92,7 +98,7 @@ func TestWriteFileAtomicFailureKeepsOldContent(t *testing.T) {
 }
 
 func TestLoadWithoutRegistration(t *testing.T) {
-	s, err := OpenStore(t.TempDir())
+	s, err := OpenStore(filepath.Join(t.TempDir(), "state"))
 	if err != nil {
 		t.Fatal(err)
 	}

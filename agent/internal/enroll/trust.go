@@ -54,6 +54,15 @@ func newBootstrapTrust(caFile string, pin []byte, serverName string, now func() 
 	return t, nil
 }
 
+// newBundleTrust trusts the CAs of pool, a CA bundle the agent already has.
+func newBundleTrust(pool *x509.CertPool, serverName string, now func() time.Time) *bootstrapTrust {
+	return &bootstrapTrust{
+		serverName: serverName,
+		now:        now,
+		roots:      func([]*x509.Certificate) (*x509.CertPool, error) { return pool, nil },
+	}
+}
+
 func loadCAFile(path string, pin []byte) (*x509.CertPool, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -117,15 +126,26 @@ func (t *bootstrapTrust) verify(presented []*x509.Certificate) error {
 	if err != nil {
 		return err
 	}
+	return verifyServerChain(presented, roots, t.serverName, t.now())
+}
+
+// verifyServerChain is the full check of a control plane's certificate
+// chain, as crypto/tls would do it with RootCAs and ServerName: the leaf
+// chains to roots, is valid at now, is for server authentication and names
+// serverName.
+func verifyServerChain(presented []*x509.Certificate, roots *x509.CertPool, serverName string, now time.Time) error {
+	if len(presented) == 0 {
+		return errors.New("the server presented no certificate")
+	}
 	intermediates := x509.NewCertPool()
 	for _, c := range presented[1:] {
 		intermediates.AddCert(c)
 	}
-	_, err = presented[0].Verify(x509.VerifyOptions{
-		DNSName:       t.serverName,
+	_, err := presented[0].Verify(x509.VerifyOptions{
+		DNSName:       serverName,
 		Roots:         roots,
 		Intermediates: intermediates,
-		CurrentTime:   t.now(),
+		CurrentTime:   now,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	})
 	return err

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"strings"
 	"sync"
@@ -43,7 +44,7 @@ type Server struct {
 
 	CA *CA
 
-	lis  *bufconn.Listener
+	lis  *trackingListener
 	grpc *grpc.Server
 
 	mu            sync.Mutex
@@ -53,6 +54,9 @@ type Server struct {
 	noWelcome     bool
 	registrations int
 	registerCalls int
+	streamCount   int // streams welcomed
+
+	renewal renewalState
 
 	streams chan *Stream
 }
@@ -89,7 +93,7 @@ func start() (*Server, error) {
 	})
 	s := &Server{
 		CA:      ca,
-		lis:     bufconn.Listen(1 << 20),
+		lis:     &trackingListener{Listener: bufconn.Listen(1 << 20)},
 		grpc:    grpc.NewServer(grpc.Creds(creds)),
 		certTTL: time.Hour,
 		streams: make(chan *Stream, 16),
@@ -105,8 +109,20 @@ func (s *Server) Stop() { s.grpc.Stop() }
 // DialOption routes the agent's connections to this server.
 func (s *Server) DialOption() grpc.DialOption {
 	return grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
-		return s.lis.DialContext(ctx)
+		return s.lis.Listener.(*bufconn.Listener).DialContext(ctx)
 	})
+}
+
+// DropConnections closes every connection the server accepted, as a
+// network failure would: the agent's streams end, and its next ones need
+// new connections, with new TLS handshakes.
+func (s *Server) DropConnections() { s.lis.closeAll() }
+
+// Streams is how many streams the server welcomed.
+func (s *Server) Streams() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.streamCount
 }
 
 // FailRegister makes the next Register calls fail with errs, in order.
@@ -172,7 +188,7 @@ func (s *Server) Register(_ context.Context, req *flotillav1.RegisterRequest) (*
 	}
 	s.registrations++
 	agentID := fmt.Sprintf("%s-%d", strings.ToLower(req.GetHostname()), s.registrations)
-	certPEM, err := s.CA.AgentCertificate(csr.PublicKey, agentID, time.Now().Add(s.certTTL))
+	certPEM, err := s.issueLocked(csr.PublicKey, agentID)
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
@@ -206,28 +222,32 @@ func (s *Server) NextStream(ctx context.Context) (*Stream, error) {
 }
 
 // agentIDFromPeer takes the agent ID from the verified client certificate,
-// as the real control plane does.
-func agentIDFromPeer(ctx context.Context) (string, error) {
+// as the real control plane does, and returns it with the certificate.
+func agentIDFromPeer(ctx context.Context) (string, *x509.Certificate, error) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
-		return "", errors.New("no peer")
+		return "", nil, errors.New("no peer")
 	}
 	info, ok := p.AuthInfo.(credentials.TLSInfo)
 	if !ok || len(info.State.VerifiedChains) == 0 {
-		return "", errors.New("no verified client certificate")
+		return "", nil, errors.New("no verified client certificate")
 	}
-	for _, u := range info.State.VerifiedChains[0][0].URIs {
+	leaf := info.State.VerifiedChains[0][0]
+	for _, u := range leaf.URIs {
 		if id, ok := strings.CutPrefix(u.String(), SPIFFEPrefix); ok {
-			return id, nil
+			return id, leaf, nil
 		}
 	}
-	return "", errors.New("client certificate names no agent")
+	return "", nil, errors.New("client certificate names no agent")
 }
 
 // Stream is one agent stream, seen from the control plane.
 type Stream struct {
 	// AgentID is the identity from the client certificate.
 	AgentID string
+	// CertSerial is the serial number of the client certificate the
+	// stream's connection was opened with.
+	CertSerial *big.Int
 	// Hello is the stream's first message.
 	Hello *flotillav1.Hello
 	// Received gets every later message from the agent.
@@ -267,7 +287,7 @@ func (st *Stream) Done() <-chan struct{} { return st.done }
 // hello first, then a welcome, then whatever the test sends.
 func (s *Server) Connect(stream grpc.BidiStreamingServer[flotillav1.ConnectRequest, flotillav1.ConnectResponse]) error {
 	ctx := stream.Context()
-	agentID, err := agentIDFromPeer(ctx)
+	agentID, cert, err := agentIDFromPeer(ctx)
 	if err != nil {
 		return status.Error(codes.Unauthenticated, err.Error())
 	}
@@ -296,8 +316,12 @@ func (s *Server) Connect(stream grpc.BidiStreamingServer[flotillav1.ConnectReque
 		return err
 	}
 
+	s.mu.Lock()
+	s.streamCount++
+	s.mu.Unlock()
 	st := &Stream{
 		AgentID:        agentID,
+		CertSerial:     cert.SerialNumber,
 		Hello:          hello,
 		Received:       make(chan *flotillav1.ConnectRequest, 64),
 		ClosedByClient: make(chan struct{}),

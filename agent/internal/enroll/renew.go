@@ -1,0 +1,66 @@
+package enroll
+
+import (
+	"context"
+	"fmt"
+
+	"flotilla.dev/agent/internal/dial"
+	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"go.uber.org/zap"
+)
+
+// Renew replaces the certificate of creds once: it makes a new key and a
+// CSR for it, calls RenewCertificate over mTLS with the current
+// certificate, checks the answer as strictly as a registration's (a client
+// certificate for the new key, naming the same agent ID, that chains to the
+// CA bundle of the answer), saves it as a new generation (see StateFile) and
+// only then hands it to new connections. Connections already open keep
+// their certificate. On any error nothing changes, on disk or in creds.
+func (e *Enroller) Renew(ctx context.Context, creds *Credentials) (*Identity, error) {
+	cur := creds.Current()
+	key, err := newKey()
+	if err != nil {
+		return nil, fmt.Errorf("enroll: generating key: %w", err)
+	}
+	csr, err := newCSR(key, e.cfg.Hostname)
+	if err != nil {
+		return nil, fmt.Errorf("enroll: creating CSR: %w", err)
+	}
+	resp, err := e.callRenew(ctx, creds, csr)
+	if err != nil {
+		return nil, fmt.Errorf("enroll: renew: %w", err)
+	}
+	id, err := newIdentity(cur.AgentID, key, resp.GetCertificatePem(), resp.GetCaBundlePem(), e.cfg.Clock.Now())
+	if err != nil {
+		return nil, fmt.Errorf("enroll: the control plane's renewal answer is unusable: %w", err)
+	}
+	keyPEM, err := encodeKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("enroll: encoding key: %w", err)
+	}
+	err = e.store.save(files{keyPEM: keyPEM, certPEM: resp.GetCertificatePem(), caPEM: resp.GetCaBundlePem(), agentID: id.AgentID})
+	if err != nil {
+		return nil, err
+	}
+	creds.set(id)
+	e.log.Info("certificate renewed",
+		zap.String("agent_id", id.AgentID),
+		zap.String("certificate_serial", id.Serial()),
+		zap.Time("certificate_expires_at", id.NotAfter()),
+		zap.String("previous_serial", cur.Serial()),
+		zap.Time("previous_expires_at", cur.NotAfter()))
+	return id, nil
+}
+
+// callRenew makes one RenewCertificate call on a connection of its own,
+// whose handshake presents the current certificate.
+func (e *Enroller) callRenew(ctx context.Context, creds *Credentials, csr []byte) (*flotillav1.RenewCertificateResponse, error) {
+	conn, err := dial.New(e.cfg.Address, creds.TLSConfig(), e.cfg.DialOptions...)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.AttemptTimeout)
+	defer cancel()
+	return flotillav1.NewAgentServiceClient(conn).RenewCertificate(ctx, &flotillav1.RenewCertificateRequest{Csr: csr})
+}
