@@ -22,6 +22,7 @@ import (
 	"flotilla.dev/controlplane/internal/commands"
 	"flotilla.dev/controlplane/internal/fleet"
 	"flotilla.dev/controlplane/internal/pki"
+	"flotilla.dev/controlplane/internal/ratelimit"
 	"flotilla.dev/controlplane/internal/store"
 )
 
@@ -43,6 +44,9 @@ type AgentServiceConfig struct {
 	// Commands receives command events and is told when an agent connects,
 	// so it can (re)send that agent's commands.
 	Commands *commands.Dispatcher
+	// RegisterLimiter bounds Register calls per source address; nil means
+	// the default of 5 a minute with bursts of 10.
+	RegisterLimiter *ratelimit.Limiter
 }
 
 // AgentService implements flotilla.v1.AgentService.
@@ -72,11 +76,23 @@ func NewAgentService(cfg AgentServiceConfig) (*AgentService, error) {
 	if cfg.HelloTimeout == 0 {
 		cfg.HelloTimeout = 10 * time.Second
 	}
+	if cfg.RegisterLimiter == nil {
+		l, err := ratelimit.New(ratelimit.Config{Rate: 5, Per: time.Minute, Burst: 10, Now: cfg.Now})
+		if err != nil {
+			return nil, err
+		}
+		cfg.RegisterLimiter = l
+	}
 	return &AgentService{cfg: cfg, log: cfg.Logger}, nil
 }
 
 // Register implements AgentService.Register.
 func (s *AgentService) Register(ctx context.Context, req *flotillav1.RegisterRequest) (*flotillav1.RegisterResponse, error) {
+	// Before anything else: guessing join tokens and making the CA sign
+	// must cost an attacker time.
+	if err := s.admitRegistration(ctx); err != nil {
+		return nil, err
+	}
 	if err := validateRegister(req); err != nil {
 		return nil, err
 	}
@@ -236,6 +252,8 @@ func (s *AgentService) Connect(stream grpc.BidiStreamingServer[flotillav1.Connec
 		return status.Error(codes.Aborted, "a newer stream from this agent replaced this one")
 	case errors.Is(err, fleet.ErrLost), errors.Is(err, fleet.ErrShuttingDown):
 		return status.Error(codes.Unavailable, err.Error())
+	case errors.As(err, new(*fleet.DeregisteredError)):
+		return status.Error(codes.Unauthenticated, err.Error())
 	default:
 		if _, ok := status.FromError(err); ok {
 			return err

@@ -62,32 +62,9 @@ func NewFleetService(cfg FleetServiceConfig) (*FleetService, error) {
 
 // ListAgents implements FleetService.ListAgents.
 func (s *FleetService) ListAgents(_ context.Context, req *flotillav1.ListAgentsRequest) (*flotillav1.ListAgentsResponse, error) {
-	sel, err := selector.Parse(req.GetSelector())
+	q, err := listAgentsQuery(req)
 	if err != nil {
-		return nil, invalid("selector", "%v", err)
-	}
-	q := fleet.Query{Selector: sel, Limit: defaultPageSize}
-	switch n := req.GetPageSize(); {
-	case n < 0:
-		return nil, invalid("page_size", "must not be negative")
-	case n > maxPageSize:
-		return nil, invalid("page_size", "%d is more than the maximum of %d", n, maxPageSize)
-	case n > 0:
-		q.Limit = int(n)
-	}
-	for i, st := range req.GetStates() {
-		name, ok := stateFromProto[st]
-		if !ok {
-			return nil, invalid("states", "entry %d: %v is not a state to filter on (use AGENT_STATE_CONNECTED, AGENT_STATE_DISCONNECTED or AGENT_STATE_LOST)", i, st)
-		}
-		q.States = append(q.States, name)
-	}
-	if tok := req.GetPageToken(); tok != "" {
-		after, err := decodePageToken(tok)
-		if err != nil {
-			return nil, invalid("page_token", "not a token from a previous ListAgents response")
-		}
-		q.After = after
+		return nil, err
 	}
 	page, more, total := s.cfg.Registry.List(q)
 	resp := &flotillav1.ListAgentsResponse{TotalSize: int32(total)}
@@ -98,6 +75,44 @@ func (s *FleetService) ListAgents(_ context.Context, req *flotillav1.ListAgentsR
 		resp.NextPageToken = encodePageToken(page[len(page)-1].Record.ID)
 	}
 	return resp, nil
+}
+
+// listAgentsQuery validates a ListAgents request and turns it into a query.
+func listAgentsQuery(req *flotillav1.ListAgentsRequest) (fleet.Query, error) {
+	sel, err := selector.Parse(req.GetSelector())
+	if err != nil {
+		return fleet.Query{}, invalid("selector", "%v", err)
+	}
+	q := fleet.Query{Selector: sel, Limit: defaultPageSize}
+	switch n := req.GetPageSize(); {
+	case n < 0:
+		return fleet.Query{}, invalid("page_size", "must not be negative")
+	case n > maxPageSize:
+		return fleet.Query{}, invalid("page_size", "%d is more than the maximum of %d", n, maxPageSize)
+	case n > 0:
+		q.Limit = int(n)
+	}
+	if n := len(req.GetStates()); n > maxStateFilters {
+		return fleet.Query{}, invalid("states", "%d entries, at most %d allowed", n, maxStateFilters)
+	}
+	for i, st := range req.GetStates() {
+		name, ok := stateFromProto[st]
+		if !ok {
+			return fleet.Query{}, invalid("states", "entry %d: %v is not a state to filter on (use AGENT_STATE_CONNECTED, AGENT_STATE_DISCONNECTED or AGENT_STATE_LOST)", i, st)
+		}
+		q.States = append(q.States, name)
+	}
+	if tok := req.GetPageToken(); tok != "" {
+		if len(tok) > maxShortString {
+			return fleet.Query{}, invalid("page_token", "not a token from a previous ListAgents response")
+		}
+		after, err := decodePageToken(tok)
+		if err != nil {
+			return fleet.Query{}, invalid("page_token", "not a token from a previous ListAgents response")
+		}
+		q.After = after
+	}
+	return q, nil
 }
 
 const pageTokenPrefix = "agents:"
@@ -132,32 +147,8 @@ func (s *FleetService) GetAgent(_ context.Context, req *flotillav1.GetAgentReque
 
 // CreateJoinToken implements FleetService.CreateJoinToken.
 func (s *FleetService) CreateJoinToken(ctx context.Context, req *flotillav1.CreateJoinTokenRequest) (*flotillav1.CreateJoinTokenResponse, error) {
-	ttl := defaultJoinTokenTTL
-	if req.Ttl != nil {
-		if err := req.GetTtl().CheckValid(); err != nil {
-			return nil, invalid("ttl", "%v", err)
-		}
-		ttl = req.GetTtl().AsDuration()
-		if ttl <= 0 {
-			return nil, invalid("ttl", "must be positive")
-		}
-		if ttl > maxJoinTokenTTL {
-			return nil, invalid("ttl", "%s is longer than the maximum of %s", ttl, maxJoinTokenTTL)
-		}
-	}
-	uses := 1
-	switch n := req.GetMaxUses(); {
-	case n < 0:
-		return nil, invalid("max_uses", "must not be negative")
-	case n > maxJoinTokenUses:
-		return nil, invalid("max_uses", "%d is more than the maximum of %d", n, maxJoinTokenUses)
-	case n > 0:
-		uses = int(n)
-	}
-	if err := validateLabels("labels", req.GetLabels()); err != nil {
-		return nil, err
-	}
-	if err := validateShort("description", req.GetDescription(), maxDescription); err != nil {
+	ttl, uses, err := validateCreateJoinToken(req)
+	if err != nil {
 		return nil, err
 	}
 	secret, hash, err := auth.NewSecret(auth.JoinTokenPrefix)
@@ -179,7 +170,7 @@ func (s *FleetService) CreateJoinToken(ctx context.Context, req *flotillav1.Crea
 	}
 	by := ""
 	if p, ok := auth.PrincipalFrom(ctx); ok {
-		by = p.ID
+		by = p.String()
 	}
 	s.log.Info("join token created", zap.String("token_id", id), zap.String("by", by),
 		zap.Int("max_uses", uses), zap.Time("expires_at", tok.ExpiresAt), zap.Any("labels", tok.Labels))
@@ -187,4 +178,38 @@ func (s *FleetService) CreateJoinToken(ctx context.Context, req *flotillav1.Crea
 		TokenId: id, Token: secret, ExpiresAt: timestamppb.New(tok.ExpiresAt),
 		MaxUses: int32(uses), Labels: tok.Labels, CaCertSha256: s.cfg.CA.Fingerprint(),
 	}, nil
+}
+
+// validateCreateJoinToken validates a CreateJoinToken request and returns
+// the token's lifetime and number of uses with defaults filled in.
+func validateCreateJoinToken(req *flotillav1.CreateJoinTokenRequest) (time.Duration, int, error) {
+	ttl := defaultJoinTokenTTL
+	if req.Ttl != nil {
+		if err := req.GetTtl().CheckValid(); err != nil {
+			return 0, 0, invalid("ttl", "%v", err)
+		}
+		ttl = req.GetTtl().AsDuration()
+		if ttl <= 0 {
+			return 0, 0, invalid("ttl", "must be positive")
+		}
+		if ttl > maxJoinTokenTTL {
+			return 0, 0, invalid("ttl", "%s is longer than the maximum of %s", ttl, maxJoinTokenTTL)
+		}
+	}
+	uses := 1
+	switch n := req.GetMaxUses(); {
+	case n < 0:
+		return 0, 0, invalid("max_uses", "must not be negative")
+	case n > maxJoinTokenUses:
+		return 0, 0, invalid("max_uses", "%d is more than the maximum of %d", n, maxJoinTokenUses)
+	case n > 0:
+		uses = int(n)
+	}
+	if err := validateLabels("labels", req.GetLabels()); err != nil {
+		return 0, 0, err
+	}
+	if err := validateShort("description", req.GetDescription(), maxDescription); err != nil {
+		return 0, 0, err
+	}
+	return ttl, uses, nil
 }

@@ -14,14 +14,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		registrations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flotilla_agent_registrations_total",
-			Help: "Agent registration attempts by result (ok, refused, error).",
+			Help: "Agent registration attempts by result (ok, refused, error, limited).",
 		}, []string{"result"}),
 		streams: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "flotilla_agent_streams",
 			Help: "Agent streams currently open.",
 		}),
 	}
-	for _, r := range []string{"ok", "refused", "error"} {
+	for _, r := range []string{"ok", "refused", "error", "limited"} {
 		m.registrations.WithLabelValues(r)
 	}
 	reg.MustRegister(m.registrations, m.streams)

@@ -27,6 +27,7 @@ const (
 	maxDatabases      = 64
 	maxShortString    = 256
 	maxPageSize       = 1000
+	maxStateFilters   = 16
 	defaultPageSize   = 100
 )
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -61,9 +62,37 @@ func ParseRole(s string) (Role, error) {
 type Principal struct {
 	// Kind is "operator" or "agent".
 	Kind string
-	// ID is the API token ID or the agent ID.
+	// ID is the API token ID, the operator certificate's name, or the agent ID.
 	ID   string
 	Role Role
+	// Certificate is set for an operator authenticated by a client
+	// certificate (IssueOperatorCertificate) instead of a token.
+	Certificate bool
+}
+
+// String names the principal as the audit trail does: "token:<id>",
+// "operator-cert:<name>" or "agent:<id>".
+func (p Principal) String() string {
+	switch {
+	case p.Kind == "agent":
+		return "agent:" + p.ID
+	case p.Certificate:
+		return "operator-cert:" + p.ID
+	default:
+		return "token:" + p.ID
+	}
+}
+
+// describe names the principal in an error message.
+func (p Principal) describe() string {
+	switch {
+	case p.Kind == "agent":
+		return "agent " + p.ID
+	case p.Certificate:
+		return "operator certificate " + p.ID
+	default:
+		return "token " + p.ID
+	}
 }
 
 type principalKey struct{}
@@ -111,6 +140,28 @@ var policies = map[string]policy{
 	"/flotilla.v1.FleetService/GetCommand":       {access: accessOperator, role: RoleViewer},
 	"/flotilla.v1.FleetService/ListCommands":     {access: accessOperator, role: RoleViewer},
 	"/flotilla.v1.FleetService/WatchCommand":     {access: accessOperator, role: RoleViewer},
+
+	"/flotilla.v1.RolloutService/PutService":      {access: accessOperator, role: RoleOperator},
+	"/flotilla.v1.RolloutService/GetService":      {access: accessOperator, role: RoleViewer},
+	"/flotilla.v1.RolloutService/ListServices":    {access: accessOperator, role: RoleViewer},
+	"/flotilla.v1.RolloutService/StartRollout":    {access: accessOperator, role: RoleOperator},
+	"/flotilla.v1.RolloutService/GetRollout":      {access: accessOperator, role: RoleViewer},
+	"/flotilla.v1.RolloutService/ListRollouts":    {access: accessOperator, role: RoleViewer},
+	"/flotilla.v1.RolloutService/WatchRollout":    {access: accessOperator, role: RoleViewer},
+	"/flotilla.v1.RolloutService/PauseRollout":    {access: accessOperator, role: RoleOperator},
+	"/flotilla.v1.RolloutService/ResumeRollout":   {access: accessOperator, role: RoleOperator},
+	"/flotilla.v1.RolloutService/AbortRollout":    {access: accessOperator, role: RoleOperator},
+	"/flotilla.v1.RolloutService/RollbackService": {access: accessOperator, role: RoleOperator},
+
+	"/flotilla.v1.AgentService/RenewCertificate":         {access: accessAgent},
+	"/flotilla.v1.AdminService/CreateAPIToken":           {access: accessOperator, role: RoleAdmin},
+	"/flotilla.v1.AdminService/ListAPITokens":            {access: accessOperator, role: RoleAdmin},
+	"/flotilla.v1.AdminService/RevokeAPIToken":           {access: accessOperator, role: RoleAdmin},
+	"/flotilla.v1.AdminService/IssueOperatorCertificate": {access: accessOperator, role: RoleAdmin},
+	"/flotilla.v1.AdminService/ListJoinTokens":           {access: accessOperator, role: RoleAdmin},
+	"/flotilla.v1.AdminService/RevokeJoinToken":          {access: accessOperator, role: RoleAdmin},
+	"/flotilla.v1.AdminService/DeregisterAgent":          {access: accessOperator, role: RoleAdmin},
+	"/flotilla.v1.AdminService/ListAuditEvents":          {access: accessOperator, role: RoleOperator},
 }
 
 func policyFor(method string) policy {
@@ -141,6 +192,13 @@ func NewAuthenticator(st store.Store, now func() time.Time) *Authenticator {
 
 // AuthFunc authenticates a call; it fits go-grpc-middleware's auth
 // interceptors and returns a context carrying the Principal.
+//
+// Operator methods take a bearer token or, when the call carries no
+// authorization metadata, an operator certificate (a verified client
+// certificate with an operator identity and role). Agent methods take only
+// an agent's certificate, of an agent that is registered and not
+// deregistered. An agent's certificate never authenticates an operator and
+// an operator's never authenticates an agent.
 func (a *Authenticator) AuthFunc(ctx context.Context) (context.Context, error) {
 	method, _ := grpc.Method(ctx)
 	pol := policyFor(method)
@@ -148,18 +206,19 @@ func (a *Authenticator) AuthFunc(ctx context.Context) (context.Context, error) {
 	case accessOpen:
 		return ctx, nil
 	case accessAgent:
-		id, err := AgentIDFromPeer(ctx)
+		p, err := a.agent(ctx)
 		if err != nil {
-			return nil, status.Error(codes.Unauthenticated, "this method needs the agent's client certificate issued by Register: "+err.Error())
+			return nil, err
 		}
-		return WithPrincipal(ctx, Principal{Kind: "agent", ID: id}), nil
+		return WithPrincipal(ctx, p), nil
 	case accessOperator:
 		p, err := a.operator(ctx)
 		if err != nil {
 			return nil, err
 		}
+		noteCaller(ctx, p)
 		if p.Role < pol.role {
-			return nil, status.Errorf(codes.PermissionDenied, "%s needs role %s; token %s has role %s", method, pol.role, p.ID, p.Role)
+			return nil, status.Errorf(codes.PermissionDenied, "%s needs role %s; %s has role %s", method, pol.role, p.describe(), p.Role)
 		}
 		return WithPrincipal(ctx, p), nil
 	default:
@@ -167,7 +226,68 @@ func (a *Authenticator) AuthFunc(ctx context.Context) (context.Context, error) {
 	}
 }
 
+// agent authenticates an agent by its verified client certificate and
+// checks in the store that the agent is still registered: a deregistered
+// agent's certificate is refused from the moment it is deregistered, across
+// restarts, whatever its expiry.
+func (a *Authenticator) agent(ctx context.Context) (Principal, error) {
+	cert, err := verifiedClientCert(ctx)
+	if err == nil {
+		var id string
+		if id, err = pki.AgentIDFromCertificate(cert); err == nil {
+			return a.registeredAgent(ctx, cert, id)
+		}
+	}
+	return Principal{}, status.Error(codes.Unauthenticated, "this method needs the agent's client certificate issued by Register: "+err.Error())
+}
+
+func (a *Authenticator) registeredAgent(ctx context.Context, cert *x509.Certificate, id string) (Principal, error) {
+	p := Principal{Kind: "agent", ID: id}
+	noteCaller(ctx, p)
+	if !a.now().Before(cert.NotAfter) {
+		// TLS checked the expiry at the handshake; a long-lived connection
+		// may outlive the certificate.
+		return Principal{}, status.Errorf(codes.Unauthenticated, "the client certificate of agent %s expired at %s; register the host again with a new join token",
+			id, cert.NotAfter.UTC().Format(time.RFC3339))
+	}
+	rec, err := a.store.GetAgent(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return Principal{}, status.Errorf(codes.Unauthenticated, "agent %s is not registered with this control plane; remove the agent's state directory and register again with a join token", id)
+	}
+	if err != nil {
+		return Principal{}, status.Error(codes.Unavailable, "cannot check the agent's registration: store unavailable")
+	}
+	if !rec.DeregisteredAt.IsZero() {
+		return Principal{}, status.Errorf(codes.Unauthenticated, "%s", DeregisteredMessage(id, rec.DeregisteredAt, rec.DeregisterReason))
+	}
+	return p, nil
+}
+
+// DeregisteredMessage is what a deregistered agent is told, by the auth
+// layer and by the stream that deregistration closes.
+func DeregisteredMessage(id string, at time.Time, reason string) string {
+	msg := fmt.Sprintf("agent %s was deregistered by an admin at %s", id, at.UTC().Format(time.RFC3339))
+	if reason != "" {
+		msg += " (" + reason + ")"
+	}
+	return msg + "; its certificate is no longer accepted: register the host again with a new join token"
+}
+
+// missingCredentials is the answer to an operator method called with
+// neither a token nor an operator certificate.
+var missingCredentials = status.Error(codes.Unauthenticated,
+	`missing credentials: send the metadata "authorization: Bearer <token>" or present an operator certificate`)
+
 func (a *Authenticator) operator(ctx context.Context) (Principal, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if len(md.Get("authorization")) == 0 {
+		// No token: an operator certificate, if the connection has one.
+		cert, err := verifiedClientCert(ctx)
+		if err != nil {
+			return Principal{}, missingCredentials
+		}
+		return a.operatorCertificate(cert)
+	}
 	secret, err := bearerToken(ctx)
 	if err != nil {
 		return Principal{}, err
@@ -190,11 +310,34 @@ func (a *Authenticator) operator(ctx context.Context) (Principal, error) {
 	return Principal{Kind: "operator", ID: tok.ID, Role: role}, nil
 }
 
+// operatorCertificate authenticates an operator by a verified client
+// certificate that IssueOperatorCertificate signed. The role is the one the
+// certificate carries.
+func (a *Authenticator) operatorCertificate(cert *x509.Certificate) (Principal, error) {
+	name, roleName, err := pki.OperatorFromCertificate(cert)
+	if err != nil {
+		if _, agentErr := pki.AgentIDFromCertificate(cert); agentErr == nil {
+			return Principal{}, status.Error(codes.Unauthenticated, status.Convert(missingCredentials).Message()+
+				" (an agent's certificate never authenticates an operator)")
+		}
+		return Principal{}, missingCredentials
+	}
+	if !a.now().Before(cert.NotAfter) {
+		return Principal{}, status.Errorf(codes.Unauthenticated, "operator certificate %s expired at %s; ask an admin for a new one",
+			name, cert.NotAfter.UTC().Format(time.RFC3339))
+	}
+	role, err := ParseRole(roleName)
+	if err != nil {
+		return Principal{}, status.Errorf(codes.Unauthenticated, "operator certificate %s carries an unknown role", name)
+	}
+	return Principal{Kind: "operator", ID: name, Role: role, Certificate: true}, nil
+}
+
 func bearerToken(ctx context.Context) (string, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	vals := md.Get("authorization")
 	if len(vals) == 0 {
-		return "", status.Error(codes.Unauthenticated, `missing credentials: send the metadata "authorization: Bearer <token>"`)
+		return "", missingCredentials
 	}
 	scheme, token, ok := strings.Cut(vals[0], " ")
 	if !ok || !strings.EqualFold(scheme, "bearer") || strings.TrimSpace(token) == "" {

@@ -151,12 +151,79 @@ const (
 	createJoinToken = flotillav1.FleetService_CreateJoinToken_FullMethodName
 	register        = flotillav1.AgentService_Register_FullMethodName
 	connect         = flotillav1.AgentService_Connect_FullMethodName
+	renew           = flotillav1.AgentService_RenewCertificate_FullMethodName
+	createAPIToken  = flotillav1.AdminService_CreateAPIToken_FullMethodName
+	listAudit       = flotillav1.AdminService_ListAuditEvents_FullMethodName
 )
+
+// signCSR returns a fresh key's CSR, PEM.
+func signCSR(t *testing.T) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr})
+}
+
+// registerAgent stores agent id through a join token of its own.
+func registerAgent(t *testing.T, st store.Store, id string) {
+	t.Helper()
+	secret, hash, err := auth.NewSecret(auth.JoinTokenPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := st.CreateJoinToken(ctx, store.JoinToken{ID: "jt-" + id, Hash: hash, MaxUses: 1, CreatedAt: t0.Add(-time.Hour), ExpiresAt: t0.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = st.RegisterAgent(ctx, auth.HashSecret(secret), t0, func(store.JoinToken) (store.Agent, error) {
+		return store.Agent{ID: id, Hostname: id, State: store.AgentDisconnected}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
 
 func TestAuthFunc(t *testing.T) {
 	st := openStore(t)
 	tok := seedTokens(t, st)
 	ca, agentCert, serverCert := testCA(t)
+	registerAgent(t, st, "ag-7k2m9q4x")
+	// Certificates of agents the store does not admit.
+	unknownAgent, _, err := ca.SignAgent(signCSR(t), "ag-unknown", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	registerAgent(t, st, "ag-gone")
+	goneAgent, _, err := ca.SignAgent(signCSR(t), "ag-gone", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.DeregisterAgent(context.Background(), "ag-gone", t0.Add(-time.Minute), "decommissioned"); err != nil {
+		t.Fatal(err)
+	}
+	expiredAgent := *agentCert
+	expiredAgent.NotAfter = t0
+	// Operator certificates.
+	opCert := func(name, role string) *x509.Certificate {
+		c, _, err := ca.SignOperator(signCSR(t), name, role, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	viewerCert, adminCert, rootCert := opCert("vera", "viewer"), opCert("ada", "admin"), opCert("mallory", "root")
+	expiredAdmin := *adminCert
+	expiredAdmin.NotAfter = t0.Add(-time.Second)
+	chain := func(c *x509.Certificate) *peer.Peer { return tlsPeer([]*x509.Certificate{c, ca.Certificate()}) }
+	certOperator := func(name string, r auth.Role) *auth.Principal {
+		return &auth.Principal{Kind: "operator", ID: name, Role: r, Certificate: true}
+	}
 	a := auth.NewAuthenticator(st, func() time.Time { return t0 })
 	bearer := func(s string) []string { return []string{"Bearer " + s} }
 
@@ -214,6 +281,33 @@ func TestAuthFunc(t *testing.T) {
 		{name: "connect with an operator token", method: connect, authz: bearer(tok.admin), code: codes.Unauthenticated},
 		{name: "connect with an agent certificate", method: connect, peer: tlsPeer([]*x509.Certificate{agentCert, ca.Certificate()}),
 			code: codes.OK, want: &auth.Principal{Kind: "agent", ID: "ag-7k2m9q4x"}},
+		{name: "renew with an agent certificate", method: renew, peer: chain(agentCert), code: codes.OK, want: &auth.Principal{Kind: "agent", ID: "ag-7k2m9q4x"}},
+		{name: "connect as an unknown agent", method: connect, peer: chain(unknownAgent), code: codes.Unauthenticated, msg: []string{"ag-unknown", "not registered"}},
+		{name: "connect as a deregistered agent", method: connect, peer: chain(goneAgent), code: codes.Unauthenticated,
+			msg: []string{"ag-gone", "deregistered", "decommissioned", "new join token"}},
+		{name: "renew as a deregistered agent", method: renew, peer: chain(goneAgent), code: codes.Unauthenticated, msg: []string{"deregistered"}},
+		{name: "connect with an expired certificate", method: connect, peer: chain(&expiredAgent), code: codes.Unauthenticated, msg: []string{"expired"}},
+		{name: "connect with an operator certificate", method: connect, peer: chain(adminCert), code: codes.Unauthenticated, msg: []string{"operator identity"}},
+		{name: "renew with an operator certificate", method: renew, peer: chain(adminCert), code: codes.Unauthenticated},
+
+		// Operator certificates.
+		{name: "viewer certificate lists", method: listAgents, peer: chain(viewerCert), code: codes.OK, want: certOperator("vera", auth.RoleViewer)},
+		{name: "viewer certificate cannot create join tokens", method: createJoinToken, peer: chain(viewerCert), code: codes.PermissionDenied,
+			msg: []string{"needs role admin", "operator certificate vera has role viewer"}},
+		{name: "admin certificate creates join tokens", method: createJoinToken, peer: chain(adminCert), code: codes.OK, want: certOperator("ada", auth.RoleAdmin)},
+		{name: "admin certificate creates API tokens", method: createAPIToken, peer: chain(adminCert), code: codes.OK, want: certOperator("ada", auth.RoleAdmin)},
+		{name: "expired operator certificate", method: listAgents, peer: chain(&expiredAdmin), code: codes.Unauthenticated, msg: []string{"ada", "expired"}},
+		{name: "operator certificate with an unknown role", method: listAgents, peer: chain(rootCert), code: codes.Unauthenticated, msg: []string{"unknown role"}},
+		{name: "a token takes precedence over a certificate", method: createJoinToken, authz: bearer(tok.viewer), peer: chain(adminCert),
+			code: codes.PermissionDenied, msg: []string{"token at-viewer"}},
+		{name: "a bad token is not rescued by a certificate", method: listAgents, authz: bearer("fat_wrong"), peer: chain(adminCert),
+			code: codes.Unauthenticated, msg: []string{"invalid API token"}},
+		{name: "an agent certificate is no operator", method: listAgents, peer: chain(agentCert), code: codes.Unauthenticated,
+			msg: []string{"never authenticates an operator"}},
+		{name: "revoked token on an admin method", method: createAPIToken, authz: bearer(tok.revoked), code: codes.Unauthenticated},
+		{name: "operator lists audit events", method: listAudit, authz: bearer(tok.operator), code: codes.OK, want: operator("at-operator", auth.RoleOperator)},
+		{name: "viewer cannot list audit events", method: listAudit, authz: bearer(tok.viewer), code: codes.PermissionDenied},
+		{name: "operator cannot deregister", method: flotillav1.AdminService_DeregisterAgent_FullMethodName, authz: bearer(tok.operator), code: codes.PermissionDenied},
 
 		// Everything else is closed.
 		{name: "unknown fleet method", method: "/flotilla.v1.FleetService/DeleteAgent", authz: bearer(tok.admin), code: codes.PermissionDenied,

@@ -35,8 +35,11 @@ type Config struct {
 	Store          Store    `yaml:"store"`
 	// AgentLostAfter: an agent with no stream and no heartbeat for this long is lost.
 	AgentLostAfter Duration `yaml:"agent_lost_after"`
-	// AgentCertValidity is the lifetime of the client certificates agents get.
+	// AgentCertValidity is the lifetime of the client certificates agents
+	// get; agents renew at about two thirds of it (RenewCertificate).
 	AgentCertValidity Duration `yaml:"agent_cert_validity"`
+	// RegistrationRateLimit bounds Register calls per source address.
+	RegistrationRateLimit RateLimit `yaml:"registration_rate_limit"`
 	// HeartbeatPersistInterval is how often an unchanged heartbeat is still written.
 	HeartbeatPersistInterval Duration `yaml:"heartbeat_persist_interval"`
 	// CommandDeadlineGrace is how long past a command's deadline the control
@@ -61,6 +64,13 @@ type Store struct {
 	Driver string `yaml:"driver"`
 	// Path is the SQLite file (default DataDir/flotilla.db).
 	Path string `yaml:"path"`
+}
+
+// RateLimit is a token bucket: PerMinute events earned back per minute, at
+// most Burst at once.
+type RateLimit struct {
+	PerMinute int `yaml:"per_minute"`
+	Burst     int `yaml:"burst"`
 }
 
 // Log configures logging.
@@ -93,7 +103,8 @@ func Default() Config {
 		MetricsAddress:           ":7090",
 		Store:                    Store{Driver: "sqlite"},
 		AgentLostAfter:           Duration(30 * time.Second),
-		AgentCertValidity:        Duration(365 * 24 * time.Hour),
+		AgentCertValidity:        Duration(7 * 24 * time.Hour),
+		RegistrationRateLimit:    RateLimit{PerMinute: 5, Burst: 10},
 		HeartbeatPersistInterval: Duration(time.Minute),
 		ShutdownTimeout:          Duration(10 * time.Second),
 		CommandDeadlineGrace:     Duration(5 * time.Second),
@@ -228,6 +239,10 @@ func (c Config) Validate() error {
 	}
 	if c.AgentCertValidity.Std() < time.Hour {
 		return fmt.Errorf("config: agent_cert_validity: %s is below the 1h minimum", c.AgentCertValidity.Std())
+	}
+	if c.RegistrationRateLimit.PerMinute < 1 || c.RegistrationRateLimit.Burst < 1 {
+		return fmt.Errorf("config: registration_rate_limit: per_minute (%d) and burst (%d) must be at least 1",
+			c.RegistrationRateLimit.PerMinute, c.RegistrationRateLimit.Burst)
 	}
 	if c.HeartbeatPersistInterval.Std() < time.Second {
 		return fmt.Errorf("config: heartbeat_persist_interval: %s is below the 1s minimum", c.HeartbeatPersistInterval.Std())

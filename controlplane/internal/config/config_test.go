@@ -42,6 +42,10 @@ func TestErrorsNameTheField(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("listen_adress: :1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	zeroRate := filepath.Join(dir, "rate.yaml")
+	if err := os.WriteFile(zeroRate, []byte("registration_rate_limit:\n  per_minute: 0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		args []string
@@ -53,6 +57,7 @@ func TestErrorsNameTheField(t *testing.T) {
 		{"bad duration env", nil, map[string]string{"FLOTILLA_AGENT_LOST_AFTER": "soon"}, "agent_lost_after"},
 		{"too short lost", []string{"-agent-lost-after", "10ms"}, nil, "agent_lost_after"},
 		{"bad log format", []string{"-log-format", "xml"}, nil, "log.format"},
+		{"zero registration rate", []string{"-config", zeroRate}, nil, "registration_rate_limit"},
 		{"stray argument", []string{"extra"}, nil, "unexpected argument"},
 	}
 	for _, tt := range tests {
@@ -62,5 +67,18 @@ func TestErrorsNameTheField(t *testing.T) {
 				t.Fatalf("err = %v, want it to mention %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestSecurityDefaults(t *testing.T) {
+	cfg, _, err := Load(nil, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.AgentCertValidity.Std() != 7*24*time.Hour {
+		t.Errorf("agent_cert_validity = %s, want 168h", cfg.AgentCertValidity.Std())
+	}
+	if cfg.RegistrationRateLimit != (RateLimit{PerMinute: 5, Burst: 10}) {
+		t.Errorf("registration_rate_limit = %+v", cfg.RegistrationRateLimit)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -118,6 +119,9 @@ func (r *Registry) Load(ctx context.Context) error {
 	defer r.mu.Unlock()
 	r.startedAt = now
 	for _, rec := range recs {
+		if !rec.DeregisteredAt.IsZero() {
+			continue // gone for good; kept in the store for the record
+		}
 		e := &entry{rec: rec, persistedAt: now}
 		e.hello = decode[flotillav1.Hello](rec.Hello, r.log, rec.ID)
 		e.lastHeartbeat = decode[flotillav1.Heartbeat](rec.LastHeartbeat, r.log, rec.ID)
@@ -157,6 +161,38 @@ func (r *Registry) Add(rec store.Agent) {
 	r.agents[rec.ID] = &entry{rec: rec, persistedAt: rec.RegisteredAt}
 	i := sort.SearchStrings(r.ids, rec.ID)
 	r.ids = slices.Insert(r.ids, i, rec.ID)
+}
+
+// Remove forgets a deregistered agent: its open stream, if any, is closed
+// with reason, and the agent leaves the fleet (listings, metrics, Attach).
+// It reports whether the registry held the agent.
+func (r *Registry) Remove(id string, reason error) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.agents[id]
+	if !ok {
+		return false
+	}
+	if e.session != nil {
+		e.session.close(reason)
+		e.session = nil
+	}
+	delete(r.agents, id)
+	delete(r.dirty, id)
+	if i, found := sort.Find(len(r.ids), func(i int) int { return strings.Compare(id, r.ids[i]) }); found {
+		r.ids = slices.Delete(r.ids, i, i+1)
+	}
+	r.log.Info("agent removed from the fleet", zap.String("agent", id), zap.String("reason", reason.Error()))
+	return true
+}
+
+// SetCertificate records an agent's renewed certificate (already stored).
+func (r *Registry) SetCertificate(id, serial string, notAfter time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e, ok := r.agents[id]; ok {
+		e.rec.CertSerial, e.rec.CertNotAfter = serial, notAfter
+	}
 }
 
 // setState changes an entry's state and marks it for the store. The caller

@@ -91,3 +91,8 @@ func (s *Session) close(err error) {
 
 // IsReplaced reports whether err means a newer stream took over.
 func IsReplaced(err error) bool { return errors.Is(err, errReplaced) }
+
+// DeregisteredError is why a deregistered agent's stream is closed.
+type DeregisteredError struct{ Message string }
+
+func (e *DeregisteredError) Error() string { return e.Message }

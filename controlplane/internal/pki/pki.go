@@ -27,7 +27,14 @@ import (
 // an agent's certificate carries the URI SAN spiffe://flotilla/agent/<id>.
 const TrustDomain = "flotilla"
 
-const agentPathPrefix = "/agent/"
+// Identity URI paths: an agent's certificate carries
+// spiffe://flotilla/agent/<id>; an operator's carries
+// spiffe://flotilla/operator/<name> and spiffe://flotilla/role/<role>.
+const (
+	agentPathPrefix    = "/agent/"
+	operatorPathPrefix = "/operator/"
+	rolePathPrefix     = "/role/"
+)
 
 // CA signs the server's and the agents' certificates.
 type CA struct {
@@ -191,17 +198,46 @@ func AgentURI(agentID string) *url.URL {
 }
 
 // AgentIDFromCertificate returns the agent ID carried by a verified client
-// certificate, or an error when it carries no agent identity.
+// certificate, or an error when it carries no agent identity. A certificate
+// that also carries an operator identity or role, or two agent identities,
+// is refused: the CA never issues one, so it can only be a forgery or a
+// mistake, and it must not be read as either kind.
 func AgentIDFromCertificate(cert *x509.Certificate) (string, error) {
+	ids := flotillaIdentities(cert)
+	if len(ids.operators) > 0 || len(ids.roles) > 0 {
+		return "", errors.New("certificate carries an operator identity, not an agent identity")
+	}
+	switch len(ids.agents) {
+	case 0:
+		return "", errors.New("certificate carries no agent identity")
+	case 1:
+		return ids.agents[0], nil
+	default:
+		return "", errors.New("certificate carries more than one agent identity")
+	}
+}
+
+// identities are the Flotilla identity URIs of a certificate, by kind.
+type identities struct {
+	agents, operators, roles []string
+}
+
+// flotillaIdentities collects the spiffe://flotilla/<kind>/<value> URIs of
+// cert. A URI of the trust domain with an unknown kind or an empty or
+// nested value is ignored, as are other URIs.
+func flotillaIdentities(cert *x509.Certificate) identities {
+	var ids identities
 	for _, u := range cert.URIs {
-		if u.Scheme == "spiffe" && u.Host == TrustDomain && strings.HasPrefix(u.Path, agentPathPrefix) {
-			id := strings.TrimPrefix(u.Path, agentPathPrefix)
-			if id != "" && !strings.Contains(id, "/") {
-				return id, nil
+		if u.Scheme != "spiffe" || u.Host != TrustDomain {
+			continue
+		}
+		for prefix, dst := range map[string]*[]string{agentPathPrefix: &ids.agents, operatorPathPrefix: &ids.operators, rolePathPrefix: &ids.roles} {
+			if v, ok := strings.CutPrefix(u.Path, prefix); ok && v != "" && !strings.Contains(v, "/") {
+				*dst = append(*dst, v)
 			}
 		}
 	}
-	return "", errors.New("certificate carries no agent identity")
+	return ids
 }
 
 // ParseCSR parses a PEM or DER certificate signing request and checks its signature.

@@ -426,6 +426,10 @@ func TestAgentIDFromCertificate(t *testing.T) {
 		{name: "other path", uris: []string{"spiffe://flotilla/server/ag-1"}, wantErr: true},
 		{name: "path prefix lookalike", uris: []string{"spiffe://flotilla/agents/ag-1"}, wantErr: true},
 		{name: "other scheme", uris: []string{"https://flotilla/agent/ag-1"}, wantErr: true},
+		{name: "operator identity", uris: []string{"spiffe://flotilla/operator/alice", "spiffe://flotilla/role/admin"}, wantErr: true},
+		{name: "agent and operator identity", uris: []string{"spiffe://flotilla/agent/ag-1", "spiffe://flotilla/operator/alice"}, wantErr: true},
+		{name: "agent identity with a role", uris: []string{"spiffe://flotilla/agent/ag-1", "spiffe://flotilla/role/admin"}, wantErr: true},
+		{name: "two agent identities", uris: []string{"spiffe://flotilla/agent/ag-1", "spiffe://flotilla/agent/ag-2"}, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

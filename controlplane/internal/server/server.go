@@ -33,6 +33,7 @@ import (
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 
 	"flotilla.dev/controlplane/internal/api"
+	"flotilla.dev/controlplane/internal/audit"
 	"flotilla.dev/controlplane/internal/auth"
 	"flotilla.dev/controlplane/internal/commands"
 	"flotilla.dev/controlplane/internal/config"
@@ -40,6 +41,8 @@ import (
 	"flotilla.dev/controlplane/internal/fsutil"
 	"flotilla.dev/controlplane/internal/logging"
 	"flotilla.dev/controlplane/internal/pki"
+	"flotilla.dev/controlplane/internal/ratelimit"
+	"flotilla.dev/controlplane/internal/rollout"
 	"flotilla.dev/controlplane/internal/run"
 	"flotilla.dev/controlplane/internal/store"
 	"flotilla.dev/controlplane/internal/store/sqlite"
@@ -48,6 +51,14 @@ import (
 // maxRecvMsgSize bounds one message from any client. Heartbeats and
 // requests are a few KiB; nothing legitimate comes near this.
 const maxRecvMsgSize = 1 << 20
+
+// maxHeaderListSize bounds a call's metadata (an authorization header is
+// well under 1 KiB); maxStreamsPerConn bounds concurrent calls on one
+// connection (an agent holds one stream, grpcurl one call).
+const (
+	maxHeaderListSize = 64 << 10
+	maxStreamsPerConn = 1000
+)
 
 // Server is an assembled control plane.
 type Server struct {
@@ -64,6 +75,10 @@ type Server struct {
 	commandMetrics *commands.Metrics
 	dispatcher     *commands.Dispatcher
 	commands       *commands.Manager
+	rollouts       *rollout.Engine
+
+	opts  options
+	audit *audit.Recorder
 
 	// AdminTokenPath is set when this start created the bootstrap admin token.
 	AdminTokenPath string
@@ -71,11 +86,19 @@ type Server struct {
 
 // New opens the store, loads or creates TLS material and the admin token,
 // loads the fleet and builds the servers. Call Run to serve and Close after.
-func New(ctx context.Context, cfg config.Config, log *zap.Logger, version string) (_ *Server, err error) {
+func New(ctx context.Context, cfg config.Config, log *zap.Logger, version string, opts ...Option) (_ *Server, err error) {
 	if err := fsutil.EnsurePrivateDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
+	// Refuse to start on a data directory or secret files others can
+	// read: whatever they hold may have leaked, and an operator must look.
+	if err := checkDataFiles(cfg, log); err != nil {
+		return nil, err
+	}
 	s := &Server{cfg: cfg, log: log, version: version, metrics: prometheus.NewRegistry()}
+	for _, o := range opts {
+		o(&s.opts)
+	}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -83,6 +106,9 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, version string
 	}()
 	if s.store, err = sqlite.Open(ctx, cfg.Store.Path); err != nil {
 		return nil, err
+	}
+	if s.opts.wrapStore != nil {
+		s.store = s.opts.wrapStore(s.store)
 	}
 	s.material, err = pki.LoadOrCreate(pki.FilesConfig{
 		Dir: cfg.DataDir, CACertFile: cfg.TLS.CACertFile, CAKeyFile: cfg.TLS.CAKeyFile,
@@ -123,10 +149,22 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, version string
 	}); err != nil {
 		return nil, err
 	}
+	// The engine listens to the dispatcher: build it before anything is
+	// delivered, and load it after the dispatcher so that it finds its
+	// rollouts' commands there.
+	if s.rollouts, err = rollout.New(rollout.Config{
+		Store: s.store, Registry: s.registry, Dispatcher: s.dispatcher, Logger: log.Named("rollouts"),
+		Metrics: rollout.NewMetrics(s.metrics),
+	}); err != nil {
+		return nil, err
+	}
 	if err := s.dispatcher.Load(ctx); err != nil {
 		return nil, err
 	}
 	if err := s.commands.Load(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.rollouts.Load(ctx); err != nil {
 		return nil, err
 	}
 	if err := s.buildGRPC(); err != nil {
@@ -167,6 +205,16 @@ func (s *Server) buildGRPC() error {
 	apiMetrics := api.NewMetrics(s.metrics)
 
 	authn := auth.NewAuthenticator(s.store, time.Now)
+	var err error
+	if s.audit, err = audit.New(audit.Config{Store: s.store, Logger: s.log.Named("audit"), Registerer: s.metrics}); err != nil {
+		return err
+	}
+	registerLimiter, err := ratelimit.New(ratelimit.Config{
+		Rate: s.cfg.RegistrationRateLimit.PerMinute, Per: time.Minute, Burst: s.cfg.RegistrationRateLimit.Burst,
+	})
+	if err != nil {
+		return fmt.Errorf("registration_rate_limit: %w", err)
+	}
 	grpcLog := logging.Interceptor(s.log.Named("grpc"))
 	logOpts := []grpclog.Option{grpclog.WithLogOnEvents(grpclog.FinishCall)}
 	// Health checks arrive every few seconds from load balancers; logging
@@ -183,12 +231,22 @@ func (s *Server) buildGRPC() error {
 	s.grpc = grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(s.TLSConfig())),
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
+		// Bound what one hostile connection can make the server hold:
+		// metadata per call and concurrent calls per connection.
+		grpc.MaxHeaderListSize(maxHeaderListSize),
+		grpc.MaxConcurrentStreams(maxStreamsPerConn),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 15 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
+		// The audit recorder wraps authentication so that refused calls
+		// are recorded too; its gate, after authentication, writes the
+		// row of an allowed mutating call before the call runs (fail
+		// closed). See package audit.
 		grpc.ChainUnaryInterceptor(
 			grpcMetrics.UnaryServerInterceptor(),
 			selector.UnaryServerInterceptor(grpclog.UnaryServerInterceptor(grpcLog, logOpts...), notHealth),
+			s.audit.UnaryServerInterceptor(),
 			grpcauth.UnaryServerInterceptor(authn.AuthFunc),
+			s.audit.UnaryGateInterceptor(),
 			recovery.UnaryServerInterceptor(recoveryOpt),
 		),
 		grpc.ChainStreamInterceptor(
@@ -201,6 +259,7 @@ func (s *Server) buildGRPC() error {
 	agentSvc, err := api.NewAgentService(api.AgentServiceConfig{
 		Store: s.store, Registry: s.registry, CA: s.material.CA, Logger: s.log.Named("agents"),
 		Version: s.version, CertValidity: s.cfg.AgentCertValidity.Std(), Metrics: apiMetrics, Commands: s.dispatcher,
+		RegisterLimiter: registerLimiter,
 	})
 	if err != nil {
 		return err
@@ -211,8 +270,20 @@ func (s *Server) buildGRPC() error {
 	if err != nil {
 		return err
 	}
+	rolloutSvc, err := api.NewRolloutService(api.RolloutServiceConfig{Engine: s.rollouts})
+	if err != nil {
+		return err
+	}
 	flotillav1.RegisterAgentServiceServer(s.grpc, agentSvc)
 	flotillav1.RegisterFleetServiceServer(s.grpc, fleetSvc)
+	flotillav1.RegisterRolloutServiceServer(s.grpc, rolloutSvc)
+	adminSvc, err := api.NewAdminService(api.AdminServiceConfig{
+		Store: s.store, Registry: s.registry, CA: s.material.CA, Logger: s.log.Named("admin"),
+	})
+	if err != nil {
+		return err
+	}
+	flotillav1.RegisterAdminServiceServer(s.grpc, adminSvc)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
@@ -262,6 +333,7 @@ func (s *Server) Run(ctx context.Context, grpcLis, httpLis net.Listener) error {
 		run.Loop{Name: "liveness", Run: s.registry.RunLiveness},
 		run.Loop{Name: "status-flusher", Run: s.registry.RunFlusher},
 		run.Loop{Name: "command-deadlines", Run: s.dispatcher.Run},
+		run.Loop{Name: "rollouts", Run: s.rollouts.Run},
 		run.Loop{Name: "store-health", Run: s.watchStore},
 	)
 }
@@ -289,7 +361,8 @@ func (s *Server) setServing(ok bool) {
 		st = healthpb.HealthCheckResponse_SERVING
 	}
 	s.health.SetServingStatus("", st)
-	for _, svc := range []string{flotillav1.AgentService_ServiceDesc.ServiceName, flotillav1.FleetService_ServiceDesc.ServiceName} {
+	for _, svc := range []string{flotillav1.AgentService_ServiceDesc.ServiceName, flotillav1.FleetService_ServiceDesc.ServiceName,
+		flotillav1.RolloutService_ServiceDesc.ServiceName, flotillav1.AdminService_ServiceDesc.ServiceName} {
 		s.health.SetServingStatus(svc, st)
 	}
 }

@@ -56,6 +56,11 @@ type Agent struct {
 	// LastHeartbeat is the last persisted heartbeat (serialized
 	// flotilla.v1.Heartbeat), nil before the first one.
 	LastHeartbeat []byte
+	// DeregisteredAt is when an admin deregistered the agent (zero while it
+	// is registered). A deregistered agent's certificates are refused for
+	// good; the row stays for the audit trail.
+	DeregisteredAt   time.Time
+	DeregisterReason string
 }
 
 // AgentStatus is a liveness update for one agent. Nil maps and slices mean
@@ -98,6 +103,9 @@ type APIToken struct {
 	CreatedAt time.Time
 	ExpiresAt time.Time // zero: never
 	RevokedAt time.Time // zero: not revoked
+	// CreatedBy is the principal that created the token ("" for the
+	// bootstrap token).
+	CreatedBy string
 }
 
 // Store is the control plane's persistent state.
@@ -134,6 +142,8 @@ type Store interface {
 
 	CommandStore
 	RolloutStore
+	IdentityStore
+	AuditStore
 
 	// Ping checks that the store answers; /healthz reports it as "database".
 	Ping(ctx context.Context) error

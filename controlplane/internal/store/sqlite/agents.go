@@ -16,7 +16,8 @@ var errJoinTokenInvalid = fmt.Errorf("store: register agent: %w", store.ErrJoinT
 
 const agentColumns = `id, hostname, labels, pinned_labels, version, state, state_reason,
 	state_changed_at, registered_at, connected_at, last_seen_at, peer_address,
-	cert_serial, cert_not_after, join_token_id, hello, last_heartbeat`
+	cert_serial, cert_not_after, join_token_id, hello, last_heartbeat,
+	deregistered_at, deregister_reason`
 
 // RegisterAgent consumes one use of the join token whose hash is tokenHash
 // and inserts the agent build returns, in one transaction (see store.Store).
@@ -84,10 +85,11 @@ func usableJoinToken(ctx context.Context, tx *sql.Tx, tokenHash []byte, now time
 // insertAgent inserts a; an existing ID returns ErrConflict.
 func insertAgent(ctx context.Context, tx *sql.Tx, a store.Agent) error {
 	_, err := tx.ExecContext(ctx,
-		`INSERT INTO agents (`+agentColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		`INSERT INTO agents (`+agentColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		a.ID, a.Hostname, labelsArg(a.Labels), labelsArg(a.PinnedLabels), a.Version, a.State, a.StateReason,
 		timeArg(a.StateChangedAt), timeArg(a.RegisteredAt), timeArg(a.ConnectedAt), timeArg(a.LastSeenAt), a.PeerAddress,
-		a.CertSerial, timeArg(a.CertNotAfter), a.JoinTokenID, blobArg(a.Hello), blobArg(a.LastHeartbeat))
+		a.CertSerial, timeArg(a.CertNotAfter), a.JoinTokenID, blobArg(a.Hello), blobArg(a.LastHeartbeat),
+		timeArg(a.DeregisteredAt), a.DeregisterReason)
 	if isConflict(err) {
 		return fmt.Errorf("store: insert agent %q: %w", a.ID, store.ErrConflict)
 	}
@@ -109,7 +111,7 @@ func (s *Store) GetAgent(ctx context.Context, id string) (store.Agent, error) {
 	return a, nil
 }
 
-// ListAgents returns every agent, ordered by ID.
+// ListAgents returns every agent, deregistered ones included, ordered by ID.
 func (s *Store) ListAgents(ctx context.Context) ([]store.Agent, error) {
 	rows, err := s.read.QueryContext(ctx, `SELECT `+agentColumns+` FROM agents ORDER BY id`)
 	if err != nil {
@@ -139,7 +141,8 @@ func scanAgent(row rowScanner) (store.Agent, error) {
 	var a store.Agent
 	err := row.Scan(&a.ID, &a.Hostname, labelsCol{&a.Labels}, labelsCol{&a.PinnedLabels}, &a.Version, &a.State, &a.StateReason,
 		timeCol{&a.StateChangedAt}, timeCol{&a.RegisteredAt}, timeCol{&a.ConnectedAt}, timeCol{&a.LastSeenAt}, &a.PeerAddress,
-		&a.CertSerial, timeCol{&a.CertNotAfter}, &a.JoinTokenID, blobCol{&a.Hello}, blobCol{&a.LastHeartbeat})
+		&a.CertSerial, timeCol{&a.CertNotAfter}, &a.JoinTokenID, blobCol{&a.Hello}, blobCol{&a.LastHeartbeat},
+		timeCol{&a.DeregisteredAt}, &a.DeregisterReason)
 	return a, err
 }
 

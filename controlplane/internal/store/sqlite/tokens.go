@@ -70,14 +70,14 @@ func scanJoinToken(row rowScanner) (store.JoinToken, error) {
 	return t, err
 }
 
-const apiTokenColumns = `id, name, hash, role, created_at, expires_at, revoked_at`
+const apiTokenColumns = `id, name, hash, role, created_at, expires_at, revoked_at, created_by`
 
 // CreateAPIToken inserts t; an existing ID or hash returns ErrConflict.
 func (s *Store) CreateAPIToken(ctx context.Context, t store.APIToken) error {
 	_, err := s.write.ExecContext(ctx,
-		`INSERT INTO api_tokens (`+apiTokenColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		`INSERT INTO api_tokens (`+apiTokenColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		t.ID, t.Name, blobArg(t.Hash), t.Role,
-		timeArg(t.CreatedAt), timeArg(t.ExpiresAt), timeArg(t.RevokedAt))
+		timeArg(t.CreatedAt), timeArg(t.ExpiresAt), timeArg(t.RevokedAt), t.CreatedBy)
 	if isConflict(err) {
 		return fmt.Errorf("store: create api token %q: %w", t.ID, store.ErrConflict)
 	}
@@ -91,9 +91,7 @@ func (s *Store) CreateAPIToken(ctx context.Context, t store.APIToken) error {
 // ErrNotFound. Errors never include the hash: it identifies a credential.
 func (s *Store) GetAPITokenByHash(ctx context.Context, hash []byte) (store.APIToken, error) {
 	row := s.read.QueryRowContext(ctx, `SELECT `+apiTokenColumns+` FROM api_tokens WHERE hash = ?`, blobArg(hash))
-	var t store.APIToken
-	err := row.Scan(&t.ID, &t.Name, blobCol{&t.Hash}, &t.Role,
-		timeCol{&t.CreatedAt}, timeCol{&t.ExpiresAt}, timeCol{&t.RevokedAt})
+	t, err := scanAPIToken(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.APIToken{}, fmt.Errorf("store: get api token by hash: %w", store.ErrNotFound)
 	}
@@ -101,6 +99,13 @@ func (s *Store) GetAPITokenByHash(ctx context.Context, hash []byte) (store.APITo
 		return store.APIToken{}, fmt.Errorf("store: get api token by hash: %w", err)
 	}
 	return t, nil
+}
+
+func scanAPIToken(row rowScanner) (store.APIToken, error) {
+	var t store.APIToken
+	err := row.Scan(&t.ID, &t.Name, blobCol{&t.Hash}, &t.Role,
+		timeCol{&t.CreatedAt}, timeCol{&t.ExpiresAt}, timeCol{&t.RevokedAt}, &t.CreatedBy)
+	return t, err
 }
 
 // CountAPITokens returns the number of API tokens, revoked ones included.

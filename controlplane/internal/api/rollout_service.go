@@ -1,0 +1,236 @@
+package api
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"strings"
+
+	"google.golang.org/grpc"
+
+	flotillav1 "flotilla.dev/gen/flotilla/v1"
+
+	"flotilla.dev/controlplane/internal/rollout"
+	"flotilla.dev/controlplane/internal/store"
+)
+
+const (
+	defaultRolloutPage = 20
+	maxRolloutPage     = 200
+	maxRolloutReason   = 1024
+	rolloutTokenPrefix = "rollouts:"
+)
+
+// RolloutServiceConfig configures the rollout service.
+type RolloutServiceConfig struct {
+	// Engine runs the rollouts (required).
+	Engine *rollout.Engine
+}
+
+// RolloutService implements flotilla.v1.RolloutService on the rollout
+// engine: requests are validated here, field by field, and the engine
+// validates what depends on the fleet and the store.
+type RolloutService struct {
+	flotillav1.UnimplementedRolloutServiceServer
+	engine *rollout.Engine
+}
+
+// NewRolloutService validates cfg and returns the service.
+func NewRolloutService(cfg RolloutServiceConfig) (*RolloutService, error) {
+	if cfg.Engine == nil {
+		return nil, errors.New("api: rollout service needs the rollout engine")
+	}
+	return &RolloutService{engine: cfg.Engine}, nil
+}
+
+// PutService implements RolloutService.PutService.
+func (s *RolloutService) PutService(ctx context.Context, req *flotillav1.PutServiceRequest) (*flotillav1.PutServiceResponse, error) {
+	if err := rollout.ValidateService(req.GetService()); err != nil {
+		return nil, err
+	}
+	svc, err := s.engine.PutService(ctx, req.GetService())
+	if err != nil {
+		return nil, err
+	}
+	return &flotillav1.PutServiceResponse{Service: svc}, nil
+}
+
+// GetService implements RolloutService.GetService.
+func (s *RolloutService) GetService(ctx context.Context, req *flotillav1.GetServiceRequest) (*flotillav1.GetServiceResponse, error) {
+	if err := rollout.ValidateServiceName("name", req.GetName()); err != nil {
+		return nil, err
+	}
+	svc, err := s.engine.GetService(ctx, req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	return &flotillav1.GetServiceResponse{Service: svc}, nil
+}
+
+// ListServices implements RolloutService.ListServices.
+func (s *RolloutService) ListServices(ctx context.Context, _ *flotillav1.ListServicesRequest) (*flotillav1.ListServicesResponse, error) {
+	svcs, err := s.engine.ListServices(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &flotillav1.ListServicesResponse{Services: svcs}, nil
+}
+
+// StartRollout implements RolloutService.StartRollout.
+func (s *RolloutService) StartRollout(ctx context.Context, req *flotillav1.StartRolloutRequest) (*flotillav1.StartRolloutResponse, error) {
+	if err := validateStart(req); err != nil {
+		return nil, err
+	}
+	r, err := s.engine.StartRollout(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &flotillav1.StartRolloutResponse{Rollout: r}, nil
+}
+
+func validateStart(req *flotillav1.StartRolloutRequest) error {
+	if err := rollout.ValidateServiceName("service", req.GetService()); err != nil {
+		return err
+	}
+	if err := rollout.ValidateImage("image", req.GetImage()); err != nil {
+		return err
+	}
+	if err := validateShort("selector", req.GetSelector(), 1024); err != nil {
+		return err
+	}
+	if err := rollout.ValidateStrategy("strategy", req.GetStrategy()); err != nil {
+		return err
+	}
+	return validateShort("reason", req.GetReason(), maxRolloutReason)
+}
+
+// GetRollout implements RolloutService.GetRollout.
+func (s *RolloutService) GetRollout(ctx context.Context, req *flotillav1.GetRolloutRequest) (*flotillav1.GetRolloutResponse, error) {
+	if err := requireID("rollout_id", req.GetRolloutId()); err != nil {
+		return nil, err
+	}
+	r, err := s.engine.GetRollout(ctx, req.GetRolloutId())
+	if err != nil {
+		return nil, err
+	}
+	return &flotillav1.GetRolloutResponse{Rollout: r}, nil
+}
+
+// ListRollouts implements RolloutService.ListRollouts.
+func (s *RolloutService) ListRollouts(ctx context.Context, req *flotillav1.ListRolloutsRequest) (*flotillav1.ListRolloutsResponse, error) {
+	q := store.RolloutQuery{Service: req.GetService(), Limit: defaultRolloutPage}
+	if q.Service != "" {
+		if err := rollout.ValidateServiceName("service", q.Service); err != nil {
+			return nil, err
+		}
+	}
+	switch n := req.GetPageSize(); {
+	case n < 0:
+		return nil, invalid("page_size", "must not be negative")
+	case n > maxRolloutPage:
+		return nil, invalid("page_size", "%d is more than the maximum of %d", n, maxRolloutPage)
+	case n > 0:
+		q.Limit = int(n)
+	}
+	for i, st := range req.GetStates() {
+		if _, ok := flotillav1.RolloutState_name[int32(st)]; !ok || st == flotillav1.RolloutState_ROLLOUT_STATE_UNSPECIFIED {
+			return nil, invalid("states", "entry %d: %v is not a rollout state", i, st)
+		}
+		q.States = append(q.States, int32(st))
+	}
+	if tok := req.GetPageToken(); tok != "" {
+		b, err := base64.RawURLEncoding.DecodeString(tok)
+		if err != nil || !strings.HasPrefix(string(b), rolloutTokenPrefix) || len(b) == len(rolloutTokenPrefix) {
+			return nil, invalid("page_token", "not a token from a previous ListRollouts response")
+		}
+		q.Before = strings.TrimPrefix(string(b), rolloutTokenPrefix)
+	}
+	limit := q.Limit
+	q.Limit++
+	list, err := s.engine.ListRollouts(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	resp := &flotillav1.ListRolloutsResponse{}
+	if len(list) > limit {
+		list = list[:limit]
+		resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(rolloutTokenPrefix + list[limit-1].GetId()))
+	}
+	resp.Rollouts = list
+	return resp, nil
+}
+
+// WatchRollout implements RolloutService.WatchRollout.
+func (s *RolloutService) WatchRollout(req *flotillav1.WatchRolloutRequest, stream grpc.ServerStreamingServer[flotillav1.WatchRolloutResponse]) error {
+	if err := requireID("rollout_id", req.GetRolloutId()); err != nil {
+		return err
+	}
+	return s.engine.WatchRollout(stream.Context(), req.GetRolloutId(), func(ev *flotillav1.RolloutEvent) error {
+		return stream.Send(&flotillav1.WatchRolloutResponse{Event: ev})
+	})
+}
+
+// PauseRollout implements RolloutService.PauseRollout.
+func (s *RolloutService) PauseRollout(ctx context.Context, req *flotillav1.PauseRolloutRequest) (*flotillav1.PauseRolloutResponse, error) {
+	if err := requireID("rollout_id", req.GetRolloutId()); err != nil {
+		return nil, err
+	}
+	if err := validateShort("reason", req.GetReason(), maxRolloutReason); err != nil {
+		return nil, err
+	}
+	r, err := s.engine.PauseRollout(ctx, req.GetRolloutId(), req.GetReason())
+	if err != nil {
+		return nil, err
+	}
+	return &flotillav1.PauseRolloutResponse{Rollout: r}, nil
+}
+
+// ResumeRollout implements RolloutService.ResumeRollout.
+func (s *RolloutService) ResumeRollout(ctx context.Context, req *flotillav1.ResumeRolloutRequest) (*flotillav1.ResumeRolloutResponse, error) {
+	if err := requireID("rollout_id", req.GetRolloutId()); err != nil {
+		return nil, err
+	}
+	r, err := s.engine.ResumeRollout(ctx, req.GetRolloutId())
+	if err != nil {
+		return nil, err
+	}
+	return &flotillav1.ResumeRolloutResponse{Rollout: r}, nil
+}
+
+// AbortRollout implements RolloutService.AbortRollout.
+func (s *RolloutService) AbortRollout(ctx context.Context, req *flotillav1.AbortRolloutRequest) (*flotillav1.AbortRolloutResponse, error) {
+	if err := requireID("rollout_id", req.GetRolloutId()); err != nil {
+		return nil, err
+	}
+	if err := validateShort("reason", req.GetReason(), maxRolloutReason); err != nil {
+		return nil, err
+	}
+	r, err := s.engine.AbortRollout(ctx, req.GetRolloutId(), req.GetReason(), req.GetRollback())
+	if err != nil {
+		return nil, err
+	}
+	return &flotillav1.AbortRolloutResponse{Rollout: r}, nil
+}
+
+// RollbackService implements RolloutService.RollbackService.
+func (s *RolloutService) RollbackService(ctx context.Context, req *flotillav1.RollbackServiceRequest) (*flotillav1.RollbackServiceResponse, error) {
+	if err := rollout.ValidateServiceName("service", req.GetService()); err != nil {
+		return nil, err
+	}
+	if id := req.GetToRolloutId(); id != "" {
+		if err := validateShort("to_rollout_id", id, maxShortString); err != nil {
+			return nil, err
+		}
+	}
+	if err := rollout.ValidateStrategy("strategy", req.GetStrategy()); err != nil {
+		return nil, err
+	}
+	if err := validateShort("reason", req.GetReason(), maxRolloutReason); err != nil {
+		return nil, err
+	}
+	r, err := s.engine.RollbackService(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &flotillav1.RollbackServiceResponse{Rollout: r}, nil
+}

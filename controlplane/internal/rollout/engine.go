@@ -1,0 +1,253 @@
+// Package rollout is the rollout engine: it moves a service to a new image
+// across the hosts its selector matches, batch by batch behind health gates,
+// and rolls back on failure.
+//
+// The engine is a reconciler. Each active rollout has one goroutine (a
+// runner) that repeatedly reads its rollout's state and the outcome of its
+// host commands and takes the next actions. Every action is first written to
+// the store — the rollout's progress, the host's new step, the events that
+// describe them and the host commands that carry them out, in one
+// transaction — and only then are the commands sent. Command IDs are derived
+// from the rollout, the host and the step ("<rollout>.<agent>.<step>"), so a
+// control plane that restarts finds each command in the store instead of
+// making a new one, and the agent's journal turns a resend into the answer it
+// already gave: no host is restarted twice for the same step.
+//
+// A runner wakes up when one of its commands changes (the dispatcher's
+// listener), on a ticker while a health gate, a pause or an offline wait is
+// pending, and when an operator pauses, resumes or aborts it.
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	flotillav1 "flotilla.dev/gen/flotilla/v1"
+
+	"flotilla.dev/controlplane/internal/commands"
+	"flotilla.dev/controlplane/internal/fleet"
+	"flotilla.dev/controlplane/internal/store"
+)
+
+// IDPrefix starts every rollout ID, and so every host command ID the
+// engine makes.
+const IDPrefix = "ro-"
+
+// Config configures an Engine.
+type Config struct {
+	Store      store.Store
+	Registry   *fleet.Registry
+	Dispatcher *commands.Dispatcher
+	Logger     *zap.Logger
+	Metrics    *Metrics
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// TickInterval is how often a rollout waiting on a health gate is
+	// looked at again (default 1s). Command outcomes and operator calls
+	// wake it at once.
+	TickInterval time.Duration
+	// PullConcurrency bounds the image pre-pulls in flight per rollout
+	// (default 10).
+	PullConcurrency int
+	// RetryInterval is the wait after a store failure (default 1s).
+	RetryInterval time.Duration
+	// MaxHosts bounds the hosts of one rollout (default 10000).
+	MaxHosts int
+}
+
+// Engine runs rollouts.
+type Engine struct {
+	cfg Config
+	log *zap.Logger
+
+	mu       sync.Mutex
+	runs     map[string]*runner // active rollouts by ID
+	runCtx   context.Context    // set while Run runs
+	stopped  bool
+	pending  []*runner // loaded or started before Run
+	wg       sync.WaitGroup
+	watchers map[string]map[chan struct{}]struct{}
+
+	// commitHook, when set (tests), runs after each transition is stored
+	// and before its commands are sent.
+	commitHook func(ctx context.Context, rolloutID string)
+}
+
+// New returns an Engine and registers it with the dispatcher. Call Load,
+// then Run.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Store == nil || cfg.Registry == nil || cfg.Dispatcher == nil {
+		return nil, errors.New("rollout: engine needs Store, Registry and Dispatcher")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.TickInterval <= 0 {
+		cfg.TickInterval = time.Second
+	}
+	if cfg.PullConcurrency <= 0 {
+		cfg.PullConcurrency = 10
+	}
+	if cfg.RetryInterval <= 0 {
+		cfg.RetryInterval = time.Second
+	}
+	if cfg.MaxHosts <= 0 {
+		cfg.MaxHosts = 10000
+	}
+	e := &Engine{cfg: cfg, log: cfg.Logger, runs: make(map[string]*runner), watchers: make(map[string]map[chan struct{}]struct{})}
+	cfg.Dispatcher.Listen(e.onUpdate)
+	return e, nil
+}
+
+// Load reads the active rollouts from the store; Run resumes them. Call it
+// after the dispatcher's Load, before serving.
+func (e *Engine) Load(ctx context.Context) error {
+	recs, err := e.cfg.Store.ListRollouts(ctx, store.RolloutQuery{Active: true})
+	if err != nil {
+		return fmt.Errorf("rollout: load active rollouts: %w", err)
+	}
+	for _, rec := range recs {
+		r, err := e.loadRunner(ctx, rec)
+		if err != nil {
+			e.log.Error("active rollout unreadable; left as is", zap.String("rollout", rec.ID), zap.Error(err))
+			continue
+		}
+		e.log.Info("resuming rollout", zap.String("rollout", rec.ID), zap.String("service", rec.Service),
+			zap.String("state", stateName(flotillav1.RolloutState(rec.State))), zap.Int("hosts", len(r.hosts)))
+		e.launch(r)
+	}
+	return nil
+}
+
+func (e *Engine) loadRunner(ctx context.Context, rec store.Rollout) (*runner, error) {
+	hosts, err := e.cfg.Store.ListRolloutHosts(ctx, rec.ID)
+	if err != nil {
+		return nil, err
+	}
+	return newRunner(e, rec, hosts)
+}
+
+// Run runs the active rollouts (and those started later) until ctx ends,
+// then waits for their runners to stop.
+func (e *Engine) Run(ctx context.Context) error {
+	e.mu.Lock()
+	e.runCtx = ctx
+	for _, r := range e.pending {
+		e.startLocked(r)
+	}
+	e.pending = nil
+	e.mu.Unlock()
+	<-ctx.Done()
+	e.mu.Lock()
+	e.runCtx, e.stopped = nil, true
+	e.mu.Unlock()
+	e.wg.Wait()
+	return nil
+}
+
+// launch registers a runner (so that command updates reach it) and starts
+// it if Run is running.
+func (e *Engine) launch(r *runner) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.runs[r.rec.ID] = r
+	switch {
+	case e.runCtx != nil:
+		e.startLocked(r)
+	case !e.stopped:
+		e.pending = append(e.pending, r)
+	}
+}
+
+func (e *Engine) startLocked(r *runner) {
+	ctx := e.runCtx
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		r.loop(ctx)
+	}()
+}
+
+// finished forgets a runner whose rollout ended.
+func (e *Engine) finished(r *runner) {
+	e.mu.Lock()
+	if e.runs[r.rec.ID] == r {
+		delete(e.runs, r.rec.ID)
+	}
+	e.mu.Unlock()
+}
+
+func (e *Engine) runner(id string) *runner {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.runs[id]
+}
+
+// onUpdate routes a host command change to the runner of its rollout. It
+// runs on the agent's stream (or the dispatcher's sweeper) and only takes
+// note and wakes the runner.
+func (e *Engine) onUpdate(u commands.Update) {
+	id := u.Command.ID
+	if u.Command.FleetCommandID != "" || !strings.HasPrefix(id, IDPrefix) {
+		return
+	}
+	rid, _, ok := strings.Cut(id, ".")
+	if !ok {
+		return
+	}
+	if r := e.runner(rid); r != nil {
+		r.observe(u.Command)
+		r.signal()
+	}
+}
+
+// Wake makes every runner look at its rollout again now (tests and
+// operators' calls use it; the runners also wake on their own).
+func (e *Engine) Wake() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, r := range e.runs {
+		r.signal()
+	}
+}
+
+// subscribe returns a channel signalled whenever the rollout's history grows.
+func (e *Engine) subscribe(id string) (chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	e.mu.Lock()
+	m := e.watchers[id]
+	if m == nil {
+		m = make(map[chan struct{}]struct{})
+		e.watchers[id] = m
+	}
+	m[ch] = struct{}{}
+	e.mu.Unlock()
+	return ch, func() {
+		e.mu.Lock()
+		delete(e.watchers[id], ch)
+		if len(e.watchers[id]) == 0 {
+			delete(e.watchers, id)
+		}
+		e.mu.Unlock()
+	}
+}
+
+func (e *Engine) notifyWatchers(id string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for ch := range e.watchers[id] {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}

@@ -1,0 +1,867 @@
+package rollout_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	grpcauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	flotillav1 "flotilla.dev/gen/flotilla/v1"
+
+	"flotilla.dev/controlplane/internal/api"
+	"flotilla.dev/controlplane/internal/auth"
+	"flotilla.dev/controlplane/internal/commands"
+	"flotilla.dev/controlplane/internal/fleet"
+	"flotilla.dev/controlplane/internal/pki"
+	"flotilla.dev/controlplane/internal/rollout"
+	"flotilla.dev/controlplane/internal/run"
+	"flotilla.dev/controlplane/internal/store"
+	"flotilla.dev/controlplane/internal/store/sqlite"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// The service every test rolls out.
+const (
+	serviceName = "web"
+	appName     = "app"
+	oldImage    = "registry.example/app:1.0"
+	newImage    = "registry.example/app:2.0"
+	upstream    = "app"
+	serverPort  = 8080
+)
+
+// waitFor bounds every wait: generous, so that a loaded machine does not
+// fail a correct run; a hang still fails in seconds.
+const waitFor = 20 * time.Second
+
+// clusterOptions shape a test fleet.
+type clusterOptions struct {
+	web       int           // web hosts: web-01, web-02, ...
+	lb        bool          // one load-balancer agent, lb-1
+	lostAfter time.Duration // agent_lost_after (default 2s)
+	tick      time.Duration // engine tick (default 10ms)
+	heartbeat time.Duration // fake agents' heartbeat interval (default 10ms)
+	quiet     bool          // no logs (benchmarks)
+}
+
+// cluster is a control plane (store, registry, dispatcher, engine and the
+// real agent service over bufconn with mTLS) and a fleet of fake agents
+// that speak the real protocol. The control plane can be killed and
+// started again on the same store while the agents keep their journals.
+type cluster struct {
+	t      testing.TB
+	opts   clusterOptions
+	dbPath string
+	ca     *pki.CA
+	tls    *tls.Config
+	agents []*fakeAgent // web agents, by ID
+	lb     *fakeAgent
+	byID   map[string]*fakeAgent
+
+	agentCtx    context.Context
+	agentCancel context.CancelFunc
+	agentWG     sync.WaitGroup
+
+	mu   sync.Mutex
+	cp   *controlPlane
+	hook func(ctx context.Context, rolloutID string) // for the next control plane
+}
+
+type controlPlane struct {
+	store      *sqlite.Store
+	registry   *fleet.Registry
+	dispatcher *commands.Dispatcher
+	engine     *rollout.Engine
+	metrics    *prometheus.Registry
+	grpc       *grpc.Server
+	lis        *bufconn.Listener
+	cancel     context.CancelFunc
+	served     chan struct{}
+	done       chan struct{}
+}
+
+func newCluster(t testing.TB, opts clusterOptions) *cluster {
+	t.Helper()
+	if opts.lostAfter == 0 {
+		// Not the 1s minimum: a loaded machine running the race detector
+		// must not lose healthy agents.
+		opts.lostAfter = 2 * time.Second
+	}
+	if opts.tick == 0 {
+		opts.tick = 10 * time.Millisecond
+	}
+	if opts.heartbeat == 0 {
+		opts.heartbeat = 10 * time.Millisecond
+	}
+	ca, _, err := pki.NewCA("flotilla test CA", 24*time.Hour, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain, key, err := ca.IssueServer([]string{"localhost"}, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.X509KeyPair(chain, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{
+		t: t, opts: opts, dbPath: filepath.Join(dbDir(t), "flotilla.db"), ca: ca, byID: make(map[string]*fakeAgent),
+		tls: &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{pair}, ClientAuth: tls.VerifyClientCertIfGiven,
+			ClientCAs: ca.Pool(), NextProtos: []string{"h2"}},
+	}
+	c.agentCtx, c.agentCancel = context.WithCancel(context.Background())
+	st, err := sqlite.Open(context.Background(), c.dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := "fjt_test"
+	now := time.Now()
+	if err := st.CreateJoinToken(context.Background(), store.JoinToken{ID: "jt-test", Hash: auth.HashSecret(secret),
+		MaxUses: 1 << 30, CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= opts.web; i++ {
+		id := fmt.Sprintf("web-%02d", i)
+		a := c.register(st, secret, id, map[string]string{"role": "web", "address": fmt.Sprintf("10.0.%d.%d", i/250, i%250+1)}, true)
+		c.agents = append(c.agents, a)
+	}
+	if opts.lb {
+		c.lb = c.register(st, secret, "lb-1", map[string]string{"role": "lb"}, false)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.close)
+	return c
+}
+
+// register stores an agent and gives it a certificate.
+func (c *cluster) register(st *sqlite.Store, secret, id string, labels map[string]string, hasApp bool) *fakeAgent {
+	c.t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: id}}, key)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	leaf, certPEM, err := c.ca.SignAgent(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), id, 24*time.Hour)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
+	pair, err := tls.X509KeyPair(certPEM, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	now := time.Now()
+	_, err = st.RegisterAgent(context.Background(), auth.HashSecret(secret), now, func(store.JoinToken) (store.Agent, error) {
+		return store.Agent{ID: id, Hostname: id, Labels: labels, State: store.AgentDisconnected, StateReason: "registered",
+			StateChangedAt: now, RegisteredAt: now, CertSerial: pki.SerialHex(leaf), CertNotAfter: leaf.NotAfter}, nil
+	})
+	if err != nil {
+		c.t.Fatalf("register %s: %v", id, err)
+	}
+	a := &fakeAgent{c: c, id: id, labels: labels, cert: pair, hasApp: hasApp, journal: make(map[string]*flotillav1.CommandEvent),
+		executed: make(map[string]int), unhealthy: make(map[string]bool)}
+	if hasApp {
+		a.image = oldImage
+	}
+	c.byID[id] = a
+	return a
+}
+
+func (c *cluster) logger() *zap.Logger {
+	if c.opts.quiet {
+		return zap.NewNop()
+	}
+	if tt, ok := c.t.(*testing.T); ok {
+		return zaptest.NewLogger(tt, zaptest.Level(zapcore.InfoLevel))
+	}
+	return zap.NewNop()
+}
+
+// startCP starts a control plane on the cluster's store.
+func (c *cluster) startCP() {
+	c.t.Helper()
+	ctx := context.Background()
+	log := c.logger()
+	st, err := sqlite.Open(ctx, c.dbPath)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	reg, err := fleet.New(fleet.Config{Store: st, Logger: log.Named("fleet"), LostAfter: c.opts.lostAfter, FlushInterval: 100 * time.Millisecond})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := reg.Load(ctx); err != nil {
+		c.t.Fatal(err)
+	}
+	disp, err := commands.NewDispatcher(commands.DispatcherConfig{Store: st, Registry: reg, Logger: log.Named("commands"),
+		SweepInterval: 20 * time.Millisecond})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.mu.Lock()
+	hook := c.hook
+	c.mu.Unlock()
+	metrics := prometheus.NewRegistry()
+	eng, err := rollout.New(rollout.Config{Store: st, Registry: reg, Dispatcher: disp, Logger: log.Named("rollouts"),
+		Metrics: rollout.NewMetrics(metrics), TickInterval: c.opts.tick, RetryInterval: 50 * time.Millisecond})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if hook != nil {
+		rollout.SetCommitHook(eng, hook)
+	}
+	if err := disp.Load(ctx); err != nil {
+		c.t.Fatal(err)
+	}
+	if err := eng.Load(ctx); err != nil {
+		c.t.Fatal(err)
+	}
+	agentSvc, err := api.NewAgentService(api.AgentServiceConfig{Store: st, Registry: reg, CA: c.ca, Logger: log.Named("agents"),
+		Version: "test", CertValidity: time.Hour, Commands: disp})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	authn := auth.NewAuthenticator(st, nil)
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(c.tls)),
+		grpc.WaitForHandlers(true), // Stop returns once no handler can log any more
+		grpc.ChainStreamInterceptor(grpcauth.StreamServerInterceptor(authn.AuthFunc)),
+		grpc.ChainUnaryInterceptor(grpcauth.UnaryServerInterceptor(authn.AuthFunc)))
+	flotillav1.RegisterAgentServiceServer(srv, agentSvc)
+	rctx, cancel := context.WithCancel(context.Background())
+	cp := &controlPlane{store: st, registry: reg, dispatcher: disp, engine: eng, metrics: metrics, grpc: srv, lis: bufconn.Listen(1 << 20),
+		cancel: cancel, served: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(cp.served)
+		_ = srv.Serve(cp.lis)
+	}()
+	go func() {
+		defer close(cp.done)
+		if err := run.All(rctx,
+			run.Loop{Name: "liveness", Run: reg.RunLiveness},
+			run.Loop{Name: "flusher", Run: reg.RunFlusher},
+			run.Loop{Name: "dispatcher", Run: disp.Run},
+			run.Loop{Name: "rollouts", Run: eng.Run},
+		); err != nil {
+			c.t.Errorf("control plane loops: %v", err)
+		}
+	}()
+	c.mu.Lock()
+	c.cp = cp
+	c.mu.Unlock()
+}
+
+// stopCP kills the control plane: streams are cut at once, then its loops
+// stop and the store is closed. Nothing is flushed on purpose.
+func (c *cluster) stopCP() {
+	c.mu.Lock()
+	cp := c.cp
+	c.cp = nil
+	c.mu.Unlock()
+	if cp == nil {
+		return
+	}
+	cp.grpc.Stop()
+	<-cp.served
+	cp.cancel()
+	<-cp.done
+	if err := cp.store.Close(); err != nil {
+		c.t.Errorf("closing the store: %v", err)
+	}
+}
+
+// restartCP kills the control plane and starts a fresh one on the same store.
+func (c *cluster) restartCP() {
+	c.t.Helper()
+	c.stopCP()
+	c.startCP()
+}
+
+func (c *cluster) current() *controlPlane {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cp == nil {
+		c.t.Fatal("no control plane running")
+	}
+	return c.cp
+}
+
+func (c *cluster) engine() *rollout.Engine { return c.current().engine }
+
+func (c *cluster) listener() *bufconn.Listener {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cp == nil {
+		return nil
+	}
+	return c.cp.lis
+}
+
+func (c *cluster) close() {
+	c.agentCancel()
+	c.agentWG.Wait()
+	c.stopCP()
+}
+
+// start starts the control plane and every agent, and waits until all
+// agents are connected and have reported their containers.
+func (c *cluster) start() {
+	c.t.Helper()
+	c.startCP()
+	var all []*fakeAgent
+	all = append(all, c.agents...)
+	if c.lb != nil {
+		all = append(all, c.lb)
+	}
+	for _, a := range all {
+		a.start()
+	}
+	c.waitConnected(all...)
+}
+
+func (c *cluster) waitConnected(agents ...*fakeAgent) {
+	c.t.Helper()
+	eventually(c.t, "agents to connect", func() bool {
+		reg := c.current().registry
+		for _, a := range agents {
+			got, ok := reg.Get(a.id)
+			if !ok || got.Record.State != store.AgentConnected || got.LastHeartbeat == nil {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// operator is the context of an admin's call.
+func operator() context.Context {
+	return auth.WithPrincipal(context.Background(), auth.Principal{Kind: "operator", ID: "at-test", Role: auth.RoleAdmin})
+}
+
+// service is the test service: container app on role=web, behind lb-1
+// when the cluster has it.
+func (c *cluster) service(strategy *flotillav1.RolloutStrategy) *flotillav1.Service {
+	svc := &flotillav1.Service{Name: serviceName, Container: appName, Selector: "role=web", HealthUrl: "http://127.0.0.1:8080/health",
+		DefaultStrategy: strategy}
+	if c.lb != nil {
+		svc.LoadBalancer = &flotillav1.LoadBalancer{Selector: "role=lb", Upstream: upstream, ServerPort: serverPort}
+	}
+	return svc
+}
+
+func (c *cluster) putService(strategy *flotillav1.RolloutStrategy) {
+	c.t.Helper()
+	if _, err := c.engine().PutService(operator(), c.service(strategy)); err != nil {
+		c.t.Fatalf("PutService: %v", err)
+	}
+}
+
+func (c *cluster) startRollout(image string, strategy *flotillav1.RolloutStrategy) *flotillav1.Rollout {
+	c.t.Helper()
+	r, err := c.engine().StartRollout(operator(), &flotillav1.StartRolloutRequest{Service: serviceName, Image: image, Strategy: strategy, Reason: "test"})
+	if err != nil {
+		c.t.Fatalf("StartRollout: %v", err)
+	}
+	return r
+}
+
+func (c *cluster) get(id string) *flotillav1.Rollout {
+	c.t.Helper()
+	r, err := c.engine().GetRollout(operator(), id)
+	if err != nil {
+		c.t.Fatalf("GetRollout: %v", err)
+	}
+	return r
+}
+
+// waitState waits for the rollout to reach one of states and returns it.
+func (c *cluster) waitState(id string, states ...flotillav1.RolloutState) *flotillav1.Rollout {
+	c.t.Helper()
+	var last *flotillav1.Rollout
+	deadline := time.Now().Add(waitFor)
+	for time.Now().Before(deadline) {
+		r, err := c.engine().GetRollout(operator(), id)
+		if err == nil {
+			last = r
+			for _, s := range states {
+				if r.GetState() == s {
+					return r
+				}
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.t.Fatalf("rollout %s did not reach %v; last:\n%s", id, states, describe(last))
+	return nil
+}
+
+func (c *cluster) waitHost(id, agent string, step flotillav1.HostStep) {
+	c.t.Helper()
+	eventually(c.t, agent+" to reach "+step.String(), func() bool {
+		return hostOf(c.get(id), agent).GetStep() == step
+	})
+}
+
+// history returns the rollout's events as WatchRollout streams them (the
+// rollout must have ended, so that the watch ends).
+func (c *cluster) history(id string) []*flotillav1.RolloutEvent {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(operator(), waitFor)
+	defer cancel()
+	var evs []*flotillav1.RolloutEvent
+	if err := c.engine().WatchRollout(ctx, id, func(ev *flotillav1.RolloutEvent) error {
+		evs = append(evs, ev)
+		return nil
+	}); err != nil {
+		c.t.Fatalf("WatchRollout: %v", err)
+	}
+	return evs
+}
+
+func hostOf(r *flotillav1.Rollout, agent string) *flotillav1.RolloutHost {
+	for _, h := range r.GetHosts() {
+		if h.GetAgentId() == agent {
+			return h
+		}
+	}
+	return nil
+}
+
+func describe(r *flotillav1.Rollout) string {
+	if r == nil {
+		return "<none>"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s %q batch %d\n", r.GetId(), r.GetState(), r.GetMessage(), r.GetCurrentBatch())
+	for _, h := range r.GetHosts() {
+		fmt.Fprintf(&b, "  %s batch %d %s rb=%v prev=%q %q\n", h.GetAgentId(), h.GetBatch(), h.GetStep(), h.GetRollingBack(), h.GetPreviousImage(), h.GetMessage())
+	}
+	return b.String()
+}
+
+// hostSteps groups the host events of a history by agent.
+func hostSteps(evs []*flotillav1.RolloutEvent) map[string][]flotillav1.HostStep {
+	out := make(map[string][]flotillav1.HostStep)
+	for _, ev := range evs {
+		if h := ev.GetHost(); h != nil {
+			out[h.GetAgentId()] = append(out[h.GetAgentId()], h.GetStep())
+		}
+	}
+	return out
+}
+
+// checkSequence checks that a history is numbered 1, 2, 3, ... and ends
+// with a final state.
+func checkSequence(t testing.TB, evs []*flotillav1.RolloutEvent) {
+	t.Helper()
+	for i, ev := range evs {
+		if ev.GetSequence() != int64(i+1) {
+			t.Fatalf("event %d has sequence %d", i, ev.GetSequence())
+		}
+	}
+	if len(evs) == 0 || !rollout.Finished(evs[len(evs)-1].GetState().GetState()) {
+		t.Fatalf("history does not end with a final state: %v", evs[len(evs)-1:])
+	}
+}
+
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", waitFor, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// strategy is a fast strategy for tests: batches of size, health gates of
+// 30ms within 2s.
+func strategy(size int32) *flotillav1.RolloutStrategy {
+	return &flotillav1.RolloutStrategy{
+		Batch:           &flotillav1.RolloutStrategy_BatchSize{BatchSize: size},
+		MinHealthyTime:  durationpb.New(30 * time.Millisecond),
+		HealthyDeadline: durationpb.New(2 * time.Second),
+	}
+}
+
+// fakeAgent is an agent that speaks the real protocol: hello, journal
+// report, heartbeats with the app's health, command events with results.
+// It keeps its journal across reconnects like the real agent: a command ID
+// it has seen is answered with its latest event, never run again.
+type fakeAgent struct {
+	c      *cluster
+	id     string
+	labels map[string]string
+	cert   tls.Certificate
+	hasApp bool
+
+	mu          sync.Mutex
+	started     bool
+	image       string
+	journal     map[string]*flotillav1.CommandEvent
+	executed    map[string]int
+	order       []string // command IDs in the order they were executed
+	restarts    []string // images restarted to
+	lbLog       []string // "drain <server>", "undrain <server>"
+	unhealthy   map[string]bool
+	failPull    bool
+	failRestart bool
+	delay       time.Duration // before a command's outcome
+	freezeOn    string        // "restart": fall silent on receiving a restart; "after-restart": after doing it
+	frozen      bool          // silent: no events, no heartbeats, no reconnect
+
+	sendMu sync.Mutex
+	stream grpc.BidiStreamingClient[flotillav1.ConnectRequest, flotillav1.ConnectResponse]
+}
+
+func (a *fakeAgent) start() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.started {
+		return
+	}
+	a.started = true
+	a.c.agentWG.Add(1)
+	go func() {
+		defer a.c.agentWG.Done()
+		a.run(a.c.agentCtx)
+	}()
+}
+
+func (a *fakeAgent) set(f func(a *fakeAgent)) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	f(a)
+}
+
+func (a *fakeAgent) currentImage() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.image
+}
+
+func (a *fakeAgent) run(ctx context.Context) {
+	for ctx.Err() == nil {
+		a.mu.Lock()
+		frozen := a.frozen
+		a.mu.Unlock()
+		if !frozen {
+			a.session(ctx)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// session runs one stream until it breaks.
+func (a *fakeAgent) session(ctx context.Context) {
+	lis := a.c.listener()
+	if lis == nil {
+		return
+	}
+	conn, err := grpc.NewClient("passthrough:///bufnet",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: a.c.ca.Pool(), ServerName: "localhost",
+			Certificates: []tls.Certificate{a.cert}, MinVersion: tls.VersionTLS13})))
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := flotillav1.NewAgentServiceClient(conn).Connect(sctx)
+	if err != nil {
+		return
+	}
+	if err := stream.Send(&flotillav1.ConnectRequest{Body: &flotillav1.ConnectRequest_Hello{Hello: &flotillav1.Hello{
+		AgentId: a.id, Version: "fake", Hostname: a.id, Labels: a.labels, Containers: a.containers(), StartedAt: timestamppb.Now(),
+	}}}); err != nil {
+		return
+	}
+	if first, err := stream.Recv(); err != nil || first.GetWelcome() == nil {
+		return
+	}
+	a.sendMu.Lock()
+	a.stream = stream
+	a.sendMu.Unlock()
+	defer func() {
+		a.sendMu.Lock()
+		a.stream = nil
+		a.sendMu.Unlock()
+	}()
+	a.mu.Lock()
+	report := &flotillav1.JournalReport{}
+	for _, ev := range a.journal {
+		report.Entries = append(report.Entries, ev)
+	}
+	a.mu.Unlock()
+	a.send(&flotillav1.ConnectRequest{Body: &flotillav1.ConnectRequest_JournalReport{JournalReport: report}})
+	a.heartbeat()
+	hbDone := make(chan struct{})
+	go func() {
+		defer close(hbDone)
+		t := time.NewTicker(a.c.opts.heartbeat)
+		defer t.Stop()
+		for {
+			select {
+			case <-sctx.Done():
+				return
+			case <-t.C:
+				a.heartbeat()
+			}
+		}
+	}()
+	defer func() { <-hbDone }()
+	defer cancel()
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			return
+		}
+		if cmd := msg.GetCommand(); cmd != nil {
+			a.handle(cmd)
+		}
+	}
+}
+
+func (a *fakeAgent) containers() []*flotillav1.ManagedContainer {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.hasApp {
+		return nil
+	}
+	return []*flotillav1.ManagedContainer{{Name: appName, ContainerId: "c-" + a.id, Image: a.image, State: "running"}}
+}
+
+func (a *fakeAgent) heartbeat() {
+	a.mu.Lock()
+	if a.frozen {
+		a.mu.Unlock()
+		return
+	}
+	var app *flotillav1.AppHealth
+	if a.hasApp {
+		healthy := !a.unhealthy[a.image]
+		app = &flotillav1.AppHealth{Url: "http://127.0.0.1:8080/health", Healthy: healthy, Status: "healthy", Database: "ok", Cache: "ok", HttpStatus: 200}
+		if !healthy {
+			app.Status, app.HttpStatus, app.Error = "unhealthy", 503, "status is unhealthy (test)"
+		}
+	}
+	a.mu.Unlock()
+	a.send(&flotillav1.ConnectRequest{Body: &flotillav1.ConnectRequest_Heartbeat{Heartbeat: &flotillav1.Heartbeat{
+		ObservedAt: timestamppb.Now(), Host: &flotillav1.HostMetrics{CpuPercent: 10}, App: app, Containers: a.containers(),
+	}}})
+}
+
+func (a *fakeAgent) send(msg *flotillav1.ConnectRequest) {
+	a.sendMu.Lock()
+	defer a.sendMu.Unlock()
+	if a.stream != nil {
+		_ = a.stream.Send(msg)
+	}
+}
+
+func (a *fakeAgent) sendEvent(ev *flotillav1.CommandEvent) {
+	a.send(&flotillav1.ConnectRequest{Body: &flotillav1.ConnectRequest_CommandEvent{CommandEvent: ev}})
+}
+
+// handle takes one delivery of a command: a journaled ID gets its latest
+// event again; a new one is journaled, accepted and executed.
+func (a *fakeAgent) handle(cmd *flotillav1.Command) {
+	id := cmd.GetId()
+	a.mu.Lock()
+	if a.frozen {
+		a.mu.Unlock()
+		return
+	}
+	if ev, ok := a.journal[id]; ok {
+		a.mu.Unlock()
+		a.sendEvent(ev)
+		return
+	}
+	a.executed[id]++
+	a.order = append(a.order, id)
+	accepted := &flotillav1.CommandEvent{CommandId: id, State: flotillav1.CommandState_COMMAND_STATE_ACCEPTED, Message: "accepted", At: timestamppb.Now()}
+	a.journal[id] = accepted
+	if a.freezeOn == "restart" && cmd.GetSpec().GetRestart() != nil {
+		a.frozen = true // the host died as it received the restart
+		a.mu.Unlock()
+		return
+	}
+	a.mu.Unlock()
+	a.sendEvent(accepted)
+	a.c.agentWG.Add(1)
+	go func() {
+		defer a.c.agentWG.Done()
+		a.execute(cmd)
+	}()
+}
+
+func (a *fakeAgent) execute(cmd *flotillav1.Command) {
+	a.mu.Lock()
+	delay := a.delay
+	a.mu.Unlock()
+	if delay > 0 {
+		select {
+		case <-a.c.agentCtx.Done():
+			return
+		case <-time.After(delay):
+		}
+	}
+	id := cmd.GetId()
+	ev := &flotillav1.CommandEvent{CommandId: id, State: flotillav1.CommandState_COMMAND_STATE_SUCCEEDED, Message: "done", At: timestamppb.Now()}
+	a.mu.Lock()
+	if a.frozen {
+		a.mu.Unlock()
+		return
+	}
+	restarted := false
+	switch k := cmd.GetSpec().GetKind().(type) {
+	case *flotillav1.CommandSpec_Pull:
+		if a.failPull {
+			ev.State, ev.Message = flotillav1.CommandState_COMMAND_STATE_FAILED, "pull failed: registry unreachable (test)"
+		} else {
+			ev.Result = &flotillav1.CommandResult{Kind: &flotillav1.CommandResult_Pull{Pull: &flotillav1.PullResult{Image: k.Pull.GetImage()}}}
+		}
+	case *flotillav1.CommandSpec_Restart:
+		if a.failRestart {
+			ev.State, ev.Message = flotillav1.CommandState_COMMAND_STATE_FAILED, "the new container exited at once; the previous one was put back (test)"
+			break
+		}
+		prev := a.image
+		a.image = k.Restart.GetImage()
+		a.restarts = append(a.restarts, a.image)
+		restarted = true
+		ev.Result = &flotillav1.CommandResult{Kind: &flotillav1.CommandResult_Restart{Restart: &flotillav1.RestartResult{
+			Container: k.Restart.GetContainer(), Image: a.image, PreviousImage: prev}}}
+	case *flotillav1.CommandSpec_Drain:
+		a.lbLog = append(a.lbLog, "drain "+k.Drain.GetServer())
+		ev.Result = &flotillav1.CommandResult{Kind: &flotillav1.CommandResult_Drain{Drain: &flotillav1.DrainResult{
+			Upstream: k.Drain.GetUpstream(), Server: k.Drain.GetServer(), Changed: true}}}
+	case *flotillav1.CommandSpec_Undrain:
+		a.lbLog = append(a.lbLog, "undrain "+k.Undrain.GetServer())
+		ev.Result = &flotillav1.CommandResult{Kind: &flotillav1.CommandResult_Drain{Drain: &flotillav1.DrainResult{
+			Upstream: k.Undrain.GetUpstream(), Server: k.Undrain.GetServer(), Changed: true}}}
+	default:
+		ev.State, ev.Message = flotillav1.CommandState_COMMAND_STATE_REJECTED, "unknown command kind"
+	}
+	a.journal[id] = ev
+	freeze := restarted && a.freezeOn == "after-restart"
+	a.mu.Unlock()
+	a.sendEvent(ev)
+	if restarted {
+		a.heartbeat() // report the new container's health at once
+	}
+	if freeze {
+		a.set(func(a *fakeAgent) { a.frozen = true })
+	}
+}
+
+// executedIDs returns the command IDs the agent executed, sorted, and
+// fails if one was executed twice.
+func (a *fakeAgent) executedIDs(t testing.TB) []string {
+	t.Helper()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var ids []string
+	for id, n := range a.executed {
+		if n != 1 {
+			t.Errorf("%s executed %s %d times", a.id, id, n)
+		}
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+func (a *fakeAgent) snapshot() (restarts, lbLog []string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]string(nil), a.restarts...), append([]string(nil), a.lbLog...)
+}
+
+// dbDir is a fresh directory for a test's store: on /dev/shm when the
+// machine has it, since a crash matrix of dozens of control planes would
+// otherwise spend its time in fsync; the store is the same real SQLite.
+// FLOTILLA_TEST_STORE_ON_DISK=1 keeps it on disk (t.TempDir).
+func dbDir(t testing.TB) string {
+	if os.Getenv("FLOTILLA_TEST_STORE_ON_DISK") == "1" {
+		return t.TempDir()
+	}
+	if info, err := os.Stat("/dev/shm"); err == nil && info.IsDir() {
+		if dir, err := os.MkdirTemp("/dev/shm", "flotilla-rollout-test-"); err == nil {
+			t.Cleanup(func() { os.RemoveAll(dir) })
+			return dir
+		}
+	}
+	return t.TempDir()
+}
+
+// metric returns a metric's value (a histogram's sample count) with the
+// given label, or without labels when label is empty.
+func (c *cluster) metric(name, label, value string) float64 {
+	c.t.Helper()
+	mfs, err := c.current().metrics.Gather()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			match := label == ""
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label && lp.GetValue() == value {
+					match = true
+				}
+			}
+			if !match {
+				continue
+			}
+			switch {
+			case m.GetHistogram() != nil:
+				return float64(m.GetHistogram().GetSampleCount())
+			case m.GetCounter() != nil:
+				return m.GetCounter().GetValue()
+			default:
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	return 0
+}

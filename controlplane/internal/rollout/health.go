@@ -1,0 +1,121 @@
+package rollout
+
+import (
+	"fmt"
+	"time"
+
+	flotillav1 "flotilla.dev/gen/flotilla/v1"
+
+	"flotilla.dev/controlplane/internal/store"
+)
+
+// gate is a host's health gate in progress. It lives in memory only: after
+// a control-plane restart the gate starts counting again (its deadline,
+// from the stored step start, still holds).
+type gate struct {
+	// after is when the restart's success was heard; heartbeats before it
+	// describe the old container. Zero after a restart of the control
+	// plane: the step's start is used, which is later (and so safe).
+	after time.Time
+	last  *flotillav1.Heartbeat // the last heartbeat looked at
+	since time.Time             // start of the current healthy streak; zero when not healthy
+	until time.Time             // the streak's latest healthy heartbeat
+	why   string                // why the host was last not healthy
+}
+
+// checkHealth runs a host's health gate: it passes once the heartbeats
+// received after the restart succeeded reported the application healthy
+// without a break for min_healthy_time (from the first healthy heartbeat of
+// the streak to the latest one, so silence never counts as health); an
+// unhealthy heartbeat starts the count again. It fails at healthy_deadline,
+// or when no heartbeat came for agent_lost_after.
+//
+// Heartbeats are sampled each time the runner looks (at least every
+// TickInterval), so a short unhealthy spell between two looks can go
+// unseen; the agents' heartbeat interval is the finer resolution.
+func (r *runner) checkHealth(c *change, h *host) {
+	minHealthy := r.strategy.GetMinHealthyTime().AsDuration()
+	limit := r.strategy.GetHealthyDeadline().AsDuration()
+	deadline := h.StepStartedAt.Add(limit)
+	lostAfter := r.e.cfg.Registry.LostAfter()
+	if r.startedAt.After(h.StepStartedAt) {
+		// The gate began under a previous control-plane process, which
+		// could not watch the heartbeats while it was down: give the agent
+		// time to reconnect and show min_healthy_time of health again.
+		if extended := r.startedAt.Add(lostAfter + minHealthy); extended.After(deadline) {
+			deadline = extended
+		}
+	}
+	a, ok := r.e.cfg.Registry.Get(h.AgentID)
+	if !ok {
+		r.failHealth(c, h, "the agent is no longer registered")
+		return
+	}
+	// Heartbeats stop while the control plane is down: count silence from
+	// when this process took the rollout at the earliest.
+	ref := a.HeartbeatAt
+	for _, t := range []time.Time{h.StepStartedAt, r.startedAt} {
+		if t.After(ref) {
+			ref = t
+		}
+	}
+	if a.Record.State == store.AgentLost || c.now.Sub(ref) >= lostAfter {
+		r.failHealth(c, h, fmt.Sprintf("the agent %s (no heartbeat for %s) during the health gate", lostMessage, lostAfter))
+		return
+	}
+	after := h.gate.after
+	if after.IsZero() {
+		after = h.StepStartedAt
+	}
+	if hb := a.LastHeartbeat; hb != nil && hb != h.gate.last && !a.HeartbeatAt.Before(after) {
+		h.gate.last = hb
+		if app := hb.GetApp(); app != nil && app.GetHealthy() {
+			if h.gate.since.IsZero() {
+				h.gate.since = a.HeartbeatAt
+			}
+			h.gate.until = a.HeartbeatAt
+		} else {
+			h.gate.since, h.gate.why = time.Time{}, unhealthyReason(hb)
+		}
+	}
+	if !h.gate.since.IsZero() && h.gate.until.Sub(h.gate.since) >= minHealthy {
+		if len(r.lbs) > 0 {
+			r.enterUndrain(c, h, fmt.Sprintf("healthy for %s; putting it back into the load balancer", minHealthy))
+			return
+		}
+		r.succeedHost(c, h)
+		return
+	}
+	if !c.now.Before(deadline) {
+		why := h.gate.why
+		if why == "" {
+			why = "no heartbeat since the restart reported the application's health"
+		}
+		r.failHealth(c, h, fmt.Sprintf("not healthy for %s within healthy_deadline %s (last: %s)", minHealthy, limit, why))
+		return
+	}
+	c.wakeAt(deadline)
+	c.wakeAt(c.now.Add(r.e.cfg.TickInterval))
+}
+
+// failHealth fails a host at its health gate. It stays drained: no traffic
+// goes to a host that is not healthy (a rollback, if any, restores it).
+func (r *runner) failHealth(c *change, h *host, msg string) {
+	msg = "health gate failed: " + msg
+	if len(r.lbs) > 0 {
+		msg += leftDrained
+	}
+	r.fail(c, h, msg)
+}
+
+func unhealthyReason(hb *flotillav1.Heartbeat) string {
+	app := hb.GetApp()
+	switch {
+	case app == nil:
+		return "the agent reports no application health (is its health.url set?)"
+	case app.GetError() != "":
+		return app.GetError()
+	default:
+		return fmt.Sprintf("status %q, database %q, cache %q, HTTP %d", app.GetStatus(), app.GetDatabase(), app.GetCache(), app.GetHttpStatus())
+	}
+}

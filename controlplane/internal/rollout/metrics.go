@@ -1,0 +1,133 @@
+package rollout
+
+import (
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	flotillav1 "flotilla.dev/gen/flotilla/v1"
+)
+
+// Metrics are the rollout engine's metrics. A nil *Metrics records nothing.
+type Metrics struct {
+	active       *prometheus.GaugeVec
+	finished     *prometheus.CounterVec
+	started      prometheus.Counter
+	hosts        *prometheus.GaugeVec
+	batch        prometheus.Histogram
+	hostStep     *prometheus.HistogramVec
+	rollbacks    *prometheus.CounterVec
+	stepOverhead prometheus.Histogram
+}
+
+// NewMetrics creates the metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "flotilla_rollouts_active",
+			Help: "Rollouts not yet finished, by state (preparing, running, paused, rolling_back).",
+		}, []string{"state"}),
+		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flotilla_rollouts_finished_total",
+			Help: "Rollouts that reached a final state, by state.",
+		}, []string{"state"}),
+		started: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flotilla_rollouts_started_total",
+			Help: "Rollouts started (StartRollout and RollbackService).",
+		}),
+		hosts: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "flotilla_rollout_hosts",
+			Help: "Hosts of active rollouts, by step.",
+		}, []string{"step"}),
+		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "flotilla_rollout_batch_duration_seconds",
+			Help:    "Time from a batch's start to its last host's end.",
+			Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600},
+		}),
+		hostStep: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "flotilla_rollout_host_step_duration_seconds",
+			Help:    "Time a host spent in a step (draining, restarting, health_check, undraining).",
+			Buckets: []float64{.1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600},
+		}, []string{"step"}),
+		rollbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flotilla_rollout_rollbacks_total",
+			Help: "Rollbacks: auto (max_failures with auto_rollback), abort (AbortRollout with rollback), service (RollbackService).",
+		}, []string{"trigger"}),
+		stepOverhead: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "flotilla_rollout_engine_step_seconds",
+			Help:    "Time the engine spends in one reconciliation step of a rollout (store write included).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+		}),
+	}
+	for _, s := range []flotillav1.RolloutState{flotillav1.RolloutState_ROLLOUT_STATE_PREPARING, flotillav1.RolloutState_ROLLOUT_STATE_RUNNING,
+		flotillav1.RolloutState_ROLLOUT_STATE_PAUSED, flotillav1.RolloutState_ROLLOUT_STATE_ROLLING_BACK} {
+		m.active.WithLabelValues(stateName(s))
+	}
+	for _, t := range []string{"auto", "abort", "service"} {
+		m.rollbacks.WithLabelValues(t)
+	}
+	reg.MustRegister(m.active, m.finished, m.started, m.hosts, m.batch, m.hostStep, m.rollbacks, m.stepOverhead)
+	return m
+}
+
+func stateName(s flotillav1.RolloutState) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "ROLLOUT_STATE_"))
+}
+
+func stepName(s flotillav1.HostStep) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "HOST_STEP_"))
+}
+
+func (m *Metrics) rolloutState(from, to flotillav1.RolloutState) {
+	if m == nil || from == to {
+		return
+	}
+	if from != flotillav1.RolloutState_ROLLOUT_STATE_UNSPECIFIED && !Finished(from) {
+		m.active.WithLabelValues(stateName(from)).Dec()
+	}
+	if Finished(to) {
+		m.finished.WithLabelValues(stateName(to)).Inc()
+	} else {
+		m.active.WithLabelValues(stateName(to)).Inc()
+	}
+}
+
+func (m *Metrics) rolloutStarted() {
+	if m != nil {
+		m.started.Inc()
+	}
+}
+
+func (m *Metrics) hostSteps(from, to flotillav1.HostStep, inStep time.Duration) {
+	if m == nil {
+		return
+	}
+	if from != flotillav1.HostStep_HOST_STEP_UNSPECIFIED {
+		m.hosts.WithLabelValues(stepName(from)).Dec()
+		if activeStep(from) && inStep >= 0 {
+			m.hostStep.WithLabelValues(stepName(from)).Observe(inStep.Seconds())
+		}
+	}
+	if to != flotillav1.HostStep_HOST_STEP_UNSPECIFIED {
+		m.hosts.WithLabelValues(stepName(to)).Inc()
+	}
+}
+
+func (m *Metrics) batchDone(d time.Duration) {
+	if m != nil {
+		m.batch.Observe(d.Seconds())
+	}
+}
+
+func (m *Metrics) rollback(trigger string) {
+	if m != nil {
+		m.rollbacks.WithLabelValues(trigger).Inc()
+	}
+}
+
+func (m *Metrics) step(d time.Duration) {
+	if m != nil {
+		m.stepOverhead.Observe(d.Seconds())
+	}
+}
