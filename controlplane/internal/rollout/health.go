@@ -5,8 +5,6 @@ import (
 	"time"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
-
-	"flotilla.dev/controlplane/internal/store"
 )
 
 // gate is a host's health gate in progress. It lives in memory only: after
@@ -59,7 +57,7 @@ func (r *runner) checkHealth(c *change, h *host) {
 			ref = t
 		}
 	}
-	if a.Record.State == store.AgentLost || c.now.Sub(ref) >= lostAfter {
+	if c.now.Sub(ref) >= lostAfter {
 		r.failHealth(c, h, fmt.Sprintf("the agent %s (no heartbeat for %s) during the health gate", lostMessage, lostAfter))
 		return
 	}

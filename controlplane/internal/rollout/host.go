@@ -282,14 +282,25 @@ func restartResult(hc store.HostCommand) *flotillav1.RestartResult {
 
 // checkLost fails a host's command that its agent never took because the
 // agent is lost. The dispatcher fails commands the agent accepted; one it
-// never acknowledged would otherwise wait for its deadline (minutes).
+// never acknowledged would otherwise wait for its deadline (minutes). A
+// command sent to an agent that is lost at that moment (or before this
+// process took the rollout) still gives it agent_lost_after to come back.
 func (r *runner) checkLost(ctx context.Context, c *change, h *host, hc store.HostCommand) error {
 	c.wakeAt(c.now.Add(r.e.cfg.TickInterval))
 	if flotillav1.CommandState(hc.State) != flotillav1.CommandState_COMMAND_STATE_PENDING ||
 		r.e.cfg.Registry.State(h.AgentID) != store.AgentLost {
 		return nil
 	}
-	msg := fmt.Sprintf("the agent %s (no heartbeat for %s) before it took the command", lostMessage, r.e.cfg.Registry.LostAfter())
+	lostAfter := r.e.cfg.Registry.LostAfter()
+	since := hc.ReleasedAt
+	if r.startedAt.After(since) {
+		since = r.startedAt
+	}
+	if wait := since.Add(lostAfter); c.now.Before(wait) {
+		c.wakeAt(wait)
+		return nil
+	}
+	msg := fmt.Sprintf("the agent %s (no heartbeat for %s) before it took the command", lostMessage, lostAfter)
 	return r.e.cfg.Dispatcher.Finish(ctx, []string{hc.ID}, flotillav1.CommandState_COMMAND_STATE_FAILED, msg)
 }
 
