@@ -4,10 +4,13 @@ go 1.26.7
 
 replace flotilla.dev/gen => ../gen
 
-require flotilla.dev/gen v0.0.0-00010101000000-000000000000
+require (
+	flotilla.dev/gen v0.0.0-00010101000000-000000000000
+	github.com/distribution/reference v0.6.0
+)
 
 require (
-	github.com/distribution/reference v0.6.0 // indirect
+	github.com/kylelemons/godebug v1.1.0 // indirect
 	github.com/opencontainers/go-digest v1.0.0 // indirect
 )
 
