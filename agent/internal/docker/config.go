@@ -3,8 +3,10 @@ package docker
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,6 +33,14 @@ type Config struct {
 	// ManagedContainers are container names the agent may restart even
 	// without the label.
 	ManagedContainers []string `yaml:"managed_containers"`
+	// ContainerNames maps a container name as commands and services name it
+	// to the container's name on this host (e.g. web: web-host1), for hosts
+	// that share one Docker engine and so cannot all call the container by
+	// the service's name. A restart of the service name acts on the local
+	// container (which the guard rails must allow), and the heartbeats
+	// report the local container under the service name. Unmapped names
+	// are used as they are.
+	ContainerNames map[string]string `yaml:"container_names"`
 	// StopTimeout is how long a container gets to stop before it is killed
 	// when a restart command does not say (default 10s).
 	StopTimeout time.Duration `yaml:"stop_timeout"`
@@ -81,6 +91,7 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("docker.managed_containers: %w", err))
 		}
 	}
+	errs = append(errs, validateContainerNames(c.ContainerNames)...)
 	if c.StopTimeout < 0 {
 		errs = append(errs, fmt.Errorf("docker.stop_timeout: must not be negative, got %v", c.StopTimeout))
 	}
@@ -88,6 +99,35 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("docker.start_grace_period: must not be negative, got %v", c.StartGracePeriod))
 	}
 	return errors.Join(errs...)
+}
+
+// validateContainerNames checks docker.container_names: both sides are
+// container names, and the mapping is one to one without chains, so that
+// every local container has exactly one name in commands and heartbeats.
+func validateContainerNames(names map[string]string) []error {
+	var errs []error
+	owner := make(map[string]string, len(names)) // local name → service name
+	for _, svc := range slices.Sorted(maps.Keys(names)) {
+		local := names[svc]
+		field := "docker.container_names." + svc
+		if err := validateContainerName(svc); err != nil {
+			errs = append(errs, fmt.Errorf("docker.container_names: key %w", err))
+			continue
+		}
+		if err := validateContainerName(local); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", field, err))
+			continue
+		}
+		if other, dup := owner[local]; dup {
+			errs = append(errs, fmt.Errorf("%s: container %q is already the local container of %q; map each local container from one name only", field, local, other))
+			continue
+		}
+		owner[local] = svc
+		if _, chained := names[local]; chained && local != svc {
+			errs = append(errs, fmt.Errorf("%s: %q is itself a key of docker.container_names; chained or swapped names are ambiguous, map straight to the container's real name", field, local))
+		}
+	}
+	return errs
 }
 
 // parseLabel splits "key=value"; the key must not be empty.

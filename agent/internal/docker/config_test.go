@@ -27,6 +27,12 @@ func TestConfigValidate(t *testing.T) {
 		{"empty registry", Config{AllowedRegistries: []string{""}}, []string{"docker.allowed_registries"}},
 		{"bad container name", Config{ManagedContainers: []string{"-web"}}, []string{`docker.managed_containers: "-web" is not a container name`}},
 		{"reserved container name", Config{ManagedContainers: []string{"web.flotilla-old"}}, []string{"docker.managed_containers", "reserves"}},
+		{"container names", Config{ContainerNames: map[string]string{"web": "web-host1", "api": "api.2", "same": "same"}}, nil},
+		{"bad local container name", Config{ContainerNames: map[string]string{"web": "web host1"}}, []string{`docker.container_names.web: "web host1" is not a container name`}},
+		{"bad service container name", Config{ContainerNames: map[string]string{"-web": "web-host1"}}, []string{`docker.container_names: key "-web" is not a container name`}},
+		{"reserved local container name", Config{ContainerNames: map[string]string{"web": "web-host1.flotilla-old"}}, []string{"docker.container_names.web", "reserves"}},
+		{"two names for one container", Config{ContainerNames: map[string]string{"api": "web-host1", "web": "web-host1"}}, []string{`docker.container_names.web: container "web-host1" is already the local container of "api"`}},
+		{"swapped names", Config{ContainerNames: map[string]string{"api": "web", "web": "api"}}, []string{"docker.container_names.api", "chained or swapped"}},
 		{"negative durations", Config{StopTimeout: -time.Second, StartGracePeriod: -time.Second}, []string{"docker.stop_timeout: must not be negative", "docker.start_grace_period: must not be negative"}},
 		{"every error at once", Config{ManagedLabel: "x", AllowedRegistries: []string{"a b"}}, []string{"docker.managed_label", "docker.allowed_registries"}},
 	}

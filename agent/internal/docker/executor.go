@@ -26,7 +26,10 @@ type Executor struct {
 	labelKey   string
 	labelValue string
 	managed    map[string]struct{}
-	locks      *nameLocks
+	// localNames and serviceNames are docker.container_names and its inverse.
+	localNames   map[string]string
+	serviceNames map[string]string
+	locks        *nameLocks
 	// pollInterval is how often a starting container is inspected.
 	pollInterval time.Duration
 	// progressInterval throttles pull progress reports.
@@ -64,6 +67,8 @@ func New(cfg Config, log *zap.Logger) (*Executor, error) {
 		labelKey:         key,
 		labelValue:       value,
 		managed:          make(map[string]struct{}),
+		localNames:       make(map[string]string, len(cfg.ContainerNames)),
+		serviceNames:     make(map[string]string, len(cfg.ContainerNames)),
 		locks:            newNameLocks(),
 		pollInterval:     200 * time.Millisecond,
 		progressInterval: 500 * time.Millisecond,
@@ -73,6 +78,9 @@ func New(cfg Config, log *zap.Logger) (*Executor, error) {
 	}
 	for _, n := range cfg.ManagedContainers {
 		e.managed[n] = struct{}{}
+	}
+	for svc, local := range cfg.ContainerNames {
+		e.localNames[svc], e.serviceNames[local] = local, svc
 	}
 	return e, nil
 }

@@ -60,9 +60,34 @@ func (e *Executor) managedContainer(ctx context.Context, name string) (client.Co
 	return c, nil
 }
 
+// localName is the container a command's container name designates on
+// this host (docker.container_names).
+func (e *Executor) localName(name string) string {
+	if local, ok := e.localNames[name]; ok {
+		return local
+	}
+	return name
+}
+
+// reportedName is the name under which a local container is reported:
+// its name in docker.container_names, else its own. ok is false for a
+// container whose own name is mapped to another container: a restart of
+// that name would not act on it, so it is not reported under it.
+func (e *Executor) reportedName(local string) (name string, ok bool) {
+	if svc, aliased := e.serviceNames[local]; aliased {
+		return svc, true
+	}
+	if _, mapped := e.localNames[local]; mapped {
+		return "", false
+	}
+	return local, true
+}
+
 // ManagedContainers lists the containers the agent manages (by label or
 // by name), running or not, sorted by name, for the hello and the
 // heartbeats. Containers set aside by a restart in progress are left out.
+// A container in docker.container_names is reported under the name that
+// commands use for it, so that a rollout sees the service's container.
 func (e *Executor) ManagedContainers(ctx context.Context) ([]*flotillav1.ManagedContainer, error) {
 	list, err := e.docker.ContainerList(ctx, client.ContainerListOptions{All: true})
 	if err != nil {
@@ -74,8 +99,12 @@ func (e *Executor) ManagedContainers(ctx context.Context) ([]*flotillav1.Managed
 		if name == "" || strings.HasSuffix(name, oldSuffix) || !e.isManaged(name, c.Labels) {
 			continue
 		}
+		reported, ok := e.reportedName(name)
+		if !ok {
+			continue
+		}
 		out = append(out, &flotillav1.ManagedContainer{
-			Name:        name,
+			Name:        reported,
 			ContainerId: c.ID,
 			Image:       c.Image,
 			ImageId:     c.ImageID,

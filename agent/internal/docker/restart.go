@@ -62,8 +62,16 @@ func (e *Executor) parseRestart(c *flotillav1.RestartCommand) (restartRequest, e
 }
 
 // restart restarts or re-creates a managed container, one command per
-// container name at a time.
+// container name at a time. The command's name is translated through
+// docker.container_names first: the guard rails, the lock and the
+// procedure all apply to the local container, while the result names the
+// container as the command did.
 func (e *Executor) restart(ctx context.Context, req restartRequest, progress executor.Progress) (*flotillav1.RestartResult, error) {
+	requested := req.container
+	req.container = e.localName(requested)
+	if req.container != requested {
+		progress(&flotillav1.CommandProgress{Message: fmt.Sprintf("container %s is %s on this host (docker.container_names)", requested, req.container)})
+	}
 	unlock, err := e.locks.lock(ctx, req.container)
 	if err != nil {
 		return nil, err
@@ -78,7 +86,7 @@ func (e *Executor) restart(ctx context.Context, req restartRequest, progress exe
 		return nil, fmt.Errorf("container %s: %w", req.container, err)
 	}
 	res := &flotillav1.RestartResult{
-		Container:           req.container,
+		Container:           requested,
 		PreviousContainerId: old.Container.ID,
 		PreviousImageId:     old.Container.Image,
 		PreviousConfigJson:  prev,
