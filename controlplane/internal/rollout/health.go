@@ -100,7 +100,13 @@ func (r *runner) checkHealth(c *change, h *host) {
 // goes to a host that is not healthy (a rollback, if any, restores it).
 func (r *runner) failHealth(c *change, h *host, msg string) {
 	msg = "health gate failed: " + msg
-	if len(r.lbs) > 0 {
+	switch {
+	case len(r.lbs) == 0:
+	case r.strategy.GetAutoRollback() && !h.RollingBack:
+		// The rollback puts the host back on its previous image and
+		// undrains it; until then no traffic reaches it.
+		msg += "; drained until the automatic rollback restores its previous image"
+	default:
 		msg += leftDrained
 	}
 	r.fail(c, h, msg)
