@@ -15,7 +15,7 @@ PACKAGES    := $(addprefix ./,$(addsuffix /...,$(MODULES)))
 TOOLS_STAMP := $(BIN)/.tools-$(shell cat tools/go.sum tools/go.mod | sha256sum | cut -c1-12)
 IMAGE_TAG   ?= $(VERSION)
 
-.PHONY: all build tools deps test test-short fuzz lint fmt vet buf-lint generate generate-check run images clean
+.PHONY: all build tools deps test test-images test-short fuzz lint fmt vet buf-lint generate generate-check run images clean
 
 all: lint build test
 
@@ -54,8 +54,13 @@ deps:
 	fi
 
 ## test: every test with the race detector; the end-to-end tests use bin/
-test: deps build tools
+test: deps build tools test-images
 	FLOTILLA_BIN_DIR=$(BIN) $(GO) test -race -count=1 -timeout 15m $(PACKAGES)
+
+# The container tests use the real images; build them when Docker is here.
+test-images:
+	@if docker info >/dev/null 2>&1; then $(MAKE) --no-print-directory images; \
+	else echo "no Docker engine: images not built; the container tests will skip"; fi
 
 ## test-short: unit tests only
 test-short:

@@ -1,0 +1,221 @@
+// Package fleet runs Flotilla as users run it: the control plane and
+// five agents as containers of the project's own images
+// (flotilla-controlplane:latest and flotilla-agent:latest, which
+// `make images` builds FROM scratch) on a private Docker network, each
+// agent managing its own application container, driven from the host
+// with the real grpcurl. Everything it creates carries the label
+// flotilla.test=<run ID> and is removed at the end, failed or not.
+package fleet
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"flotilla.dev/e2e/internal/fixture"
+)
+
+// The images under test, as `make images` tags them.
+const (
+	controlPlaneImage = "flotilla-controlplane:latest"
+	agentImage        = "flotilla-agent:latest"
+)
+
+// Paths inside the images (Dockerfile.controlplane, Dockerfile.agent).
+const (
+	cpDataDir   = "/var/lib/flotilla"
+	// agentVolume is the agent image's volume; the image keeps its state
+	// directory one level below it (Dockerfile.agent), because Docker
+	// creates a volume's root 0755 and the agent refuses a state directory
+	// others can read.
+	agentVolume = "/var/lib/flotilla-agent"
+	agentConfig = "/etc/flotilla/agent.yaml"
+)
+
+// agentLostAfter is short so that a killed agent is detected quickly.
+const agentLostAfter = 5 * time.Second
+
+// fleet is a running control plane and its hosts.
+type fleet struct {
+	e          engine
+	network    string
+	cpID       string
+	g          grpcurl
+	metricsURL string
+	hosts      []host
+}
+
+// host is one simulated machine: an agent container and the application
+// container it manages (as "web").
+type host struct {
+	name    string // reported hostname, host-N
+	agentID string // container ID of the agent
+	app     string // name of the application container
+}
+
+// startFleet starts the control plane and n hosts. It skips (fails under
+// FLOTILLA_E2E=1) when Docker, the images or grpcurl are missing.
+func startFleet(t *testing.T, n int) *fleet {
+	t.Helper()
+	grpcurlBin := fixture.Binary(t, "grpcurl")
+	f := &fleet{e: engine{fixture.NewDocker(t)}}
+	for _, img := range []string{controlPlaneImage, agentImage} {
+		if !f.e.HasImage(t, img) {
+			fixture.Require(t, "image %s is not in the engine: run `make images` (it builds both images FROM scratch)", img)
+		}
+	}
+	// Registered after NewDocker's sweep, so it runs before it: the logs
+	// are read while the containers still exist.
+	t.Cleanup(func() {
+		if t.Failed() {
+			f.dumpLogs(t)
+		}
+	})
+	appImage := fixture.BuildLocalAppImage(t, f.e.Docker, "v1")
+	f.network = f.e.Name("net")
+	f.e.createNetwork(t, f.network)
+	f.startControlPlane(t, grpcurlBin)
+	join := f.createJoinToken(t, n)
+	dir := t.TempDir()
+	for i := 1; i <= n; i++ {
+		f.hosts = append(f.hosts, f.startHost(t, dir, i, appImage, join))
+	}
+	return f
+}
+
+// startControlPlane runs the control plane with its data on a volume,
+// reachable as "controlplane" on the network and on random loopback
+// ports from the host, and waits until grpcurl gets an answer.
+func (f *fleet) startControlPlane(t *testing.T, grpcurlBin string) {
+	t.Helper()
+	vol := f.e.Name("cp-data")
+	f.e.createVolume(t, vol)
+	f.cpID = f.e.run(t, containerSpec{
+		name: f.e.Name("controlplane"), image: controlPlaneImage, network: f.network,
+		aliases: []string{"controlplane"},
+		cmd: []string{"-advertise-names", "controlplane", "-agent-lost-after", agentLostAfter.String(),
+			"-log-format", "console"},
+		binds:   []string{vol + ":" + cpDataDir},
+		publish: []string{"7443/tcp", "7090/tcp"},
+	})
+	f.g = grpcurl{path: grpcurlBin, addr: f.e.hostPort(t, f.cpID, "7443/tcp")}
+	f.metricsURL = "http://" + f.e.hostPort(t, f.cpID, "7090/tcp") + "/metrics"
+
+	// The CA and the admin token appear on the volume at first start.
+	ca := filepath.Join(t.TempDir(), "ca.crt")
+	eventually(t, 20*time.Second, "the control plane's CA and admin token on its volume", func() error {
+		pem, err := f.e.copyFile(f.cpID, cpDataDir+"/ca.crt")
+		if err != nil {
+			return err
+		}
+		token, err := f.e.copyFile(f.cpID, cpDataDir+"/admin.token")
+		if err != nil {
+			return err
+		}
+		f.g.token = strings.TrimSpace(string(token))
+		return os.WriteFile(ca, pem, 0o600)
+	})
+	f.g.caFile = ca
+	eventually(t, 20*time.Second, "the control plane to answer grpcurl", func() error {
+		_, err := f.g.run(f.g.addr, "grpc.health.v1.Health/Check")
+		return err
+	})
+}
+
+// joinToken is CreateJoinToken's answer.
+type joinToken struct {
+	Token        string `json:"token"`
+	CACertSHA256 string `json:"caCertSha256"`
+}
+
+// createJoinToken creates a token for uses registrations with env=e2e.
+func (f *fleet) createJoinToken(t *testing.T, uses int) joinToken {
+	t.Helper()
+	var j joinToken
+	if err := f.g.call("flotilla.v1.FleetService/CreateJoinToken", map[string]any{
+		"description": "e2e fleet", "labels": map[string]string{"env": "e2e"}, "ttl": "600s", "max_uses": uses,
+	}, &j); err != nil {
+		t.Fatal(err)
+	}
+	if j.Token == "" || len(j.CACertSHA256) != 64 {
+		t.Fatalf("CreateJoinToken answered %+v", j)
+	}
+	return j
+}
+
+// startHost starts host i: its application container, then its agent,
+// which registers from the join token in its environment as on a new
+// EC2 instance.
+func (f *fleet) startHost(t *testing.T, dir string, i int, appImage string, join joinToken) host {
+	t.Helper()
+	h := host{name: fmt.Sprintf("host-%d", i), app: f.e.Name(fmt.Sprintf("app-%d", i))}
+	// No flotilla.managed label: every agent sees the one engine, and each
+	// must manage (and report) only its own application.
+	f.e.run(t, containerSpec{name: h.app, image: appImage, network: f.network})
+
+	cfg := filepath.Join(dir, h.name, "agent.yaml")
+	fixture.WriteFile(t, cfg, agentYAML(h.app), 0o644)
+	state := f.e.Name(h.name + "-state")
+	f.e.createVolume(t, state)
+	h.agentID = f.e.run(t, containerSpec{
+		name: f.e.Name("agent-" + h.name), image: agentImage, network: f.network,
+		cmd: []string{"-config", agentConfig},
+		env: []string{
+			"FLOTILLA_CONTROL_PLANE_ADDRESS=controlplane:7443",
+			"FLOTILLA_JOIN_TOKEN=" + join.Token,
+			"FLOTILLA_CONTROL_PLANE_CA_SHA256=" + join.CACertSHA256,
+			"FLOTILLA_HOSTNAME=" + h.name,
+			"FLOTILLA_LABELS=role=web,address=" + h.app,
+			"FLOTILLA_HEARTBEAT_INTERVAL=1s",
+			"FLOTILLA_LOG_FORMAT=console",
+		},
+		binds: []string{
+			state + ":" + agentVolume,
+			"/var/run/docker.sock:/var/run/docker.sock",
+			cfg + ":" + agentConfig + ":ro",
+		},
+	})
+	return h
+}
+
+// agentYAML is a host's agent configuration: its application container
+// is "web" to commands, and its health is checked by network name.
+func agentYAML(app string) string {
+	return fmt.Sprintf(`# One host of the e2e fleet.
+health:
+  url: http://%[1]s:8080/health
+docker:
+  managed_containers: [%[1]s]
+  container_names:
+    web: %[1]s
+`, app)
+}
+
+// dumpLogs prints every fleet container's recent output.
+func (f *fleet) dumpLogs(t *testing.T) {
+	if f.cpID != "" {
+		t.Logf("--- control plane ---\n%s", f.e.logs(f.cpID))
+	}
+	for _, h := range f.hosts {
+		t.Logf("--- agent %s ---\n%s", h.name, f.e.logs(h.agentID))
+	}
+}
+
+// eventually polls cond until it returns nil or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
