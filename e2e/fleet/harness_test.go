@@ -26,7 +26,7 @@ const (
 
 // Paths inside the images (Dockerfile.controlplane, Dockerfile.agent).
 const (
-	cpDataDir   = "/var/lib/flotilla"
+	cpDataDir = "/var/lib/flotilla"
 	// agentVolume is the agent image's volume; the image keeps its state
 	// directory one level below it (Dockerfile.agent), because Docker
 	// creates a volume's root 0755 and the agent refuses a state directory
