@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -66,6 +67,12 @@ type containerSpec struct {
 	// publish are container ports ("7443/tcp") published on a random
 	// 127.0.0.1 port.
 	publish []string
+	// ports are container ports published on a fixed 127.0.0.1 port, which
+	// a restart of the container keeps.
+	ports map[string]int
+	// ipv4 is a static address on the network (which must have a subnet
+	// of its own); the zero value lets Docker choose.
+	ipv4 netip.Addr
 }
 
 // run creates and starts a container and returns its ID.
@@ -77,12 +84,19 @@ func (e engine) run(t *testing.T, s containerSpec) string {
 	for _, p := range s.publish {
 		host.PortBindings[network.MustParsePort(p)] = []network.PortBinding{{HostIP: netip.MustParseAddr("127.0.0.1")}}
 	}
+	for p, port := range s.ports {
+		host.PortBindings[network.MustParsePort(p)] = []network.PortBinding{{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: strconv.Itoa(port)}}
+	}
+	endpoint := &network.EndpointSettings{Aliases: s.aliases}
+	if s.ipv4.IsValid() {
+		endpoint.IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: s.ipv4}
+	}
 	created, err := e.Client.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Name:       s.name,
 		Config:     &container.Config{Image: s.image, Cmd: s.cmd, Env: s.env, Labels: e.Labels(nil)},
 		HostConfig: host,
 		NetworkingConfig: &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
-			s.network: {Aliases: s.aliases},
+			s.network: endpoint,
 		}},
 	})
 	if err != nil {

@@ -98,8 +98,11 @@ func (f *fleet) startControlPlane(t *testing.T, grpcurlBin string) {
 		aliases: []string{"controlplane"},
 		cmd: []string{"-advertise-names", "controlplane", "-agent-lost-after", agentLostAfter.String(),
 			"-log-format", "console"},
-		binds:   []string{vol + ":" + cpDataDir},
-		publish: []string{"7443/tcp", "7090/tcp"},
+		binds: []string{vol + ":" + cpDataDir},
+		// The gRPC port is fixed so that a restarted control plane keeps
+		// its address, as a real one does: agents on the host dial it.
+		ports:   map[string]int{"7443/tcp": fixture.FreePort(t)},
+		publish: []string{"7090/tcp"},
 	})
 	f.g = grpcurl{path: grpcurlBin, addr: f.e.hostPort(t, f.cpID, "7443/tcp")}
 	f.metricsURL = "http://" + f.e.hostPort(t, f.cpID, "7090/tcp") + "/metrics"

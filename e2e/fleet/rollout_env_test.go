@@ -1,0 +1,321 @@
+package fleet
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"net/netip"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+
+	"flotilla.dev/e2e/internal/fixture"
+)
+
+// The service the rollout scenarios deploy, and its upstream in Nginx.
+const (
+	serviceName = "web"
+	upstream    = "web"
+	appPort     = 8080
+	lbHostname  = "lb-1"
+)
+
+// rolloutFleet is the fleet of startFleet's kind with what rollouts need
+// around it: a registry with the application's releases, application
+// containers at static addresses on the network (a re-created container
+// keeps its address, as a host's would), Nginx in front of them and an
+// agent in the load-balancer role.
+type rolloutFleet struct {
+	*fleet
+	images map[string]string // version → reference in the registry
+	nginx  *fixture.Nginx
+	// agentIDs are the agent IDs by hostname, the load balancer's included.
+	agentIDs map[string]string
+	// addrs are the application containers' addresses by hostname.
+	addrs map[string]string
+}
+
+// startRolloutFleet starts the control plane, the registry holding v1, v2
+// and the unhealthy v3, five hosts whose applications run v1 pulled from
+// it, Nginx and the load balancer's agent, and waits until every agent is
+// connected and every application healthy on v1.
+func startRolloutFleet(t *testing.T) *rolloutFleet {
+	t.Helper()
+	grpcurlBin := fixture.Binary(t, "grpcurl")
+	agentBin := fixture.Binary(t, "flotilla-agent")
+	f := &rolloutFleet{fleet: &fleet{e: engine{fixture.NewDocker(t)}}, agentIDs: map[string]string{}, addrs: map[string]string{}}
+	for _, img := range []string{controlPlaneImage, agentImage} {
+		if !f.e.HasImage(t, img) {
+			fixture.Require(t, "image %s is not in the engine: run `make images` (it builds both images FROM scratch)", img)
+		}
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			f.dumpLogs(t)
+		}
+	})
+	reg := fixture.StartRegistry(t)
+	f.images = fixture.BuildAppImages(t, f.e.Docker, reg, "v1", "v2", fixture.VersionUnhealthy)
+	// The engine, on the host, pulls from the registry on the host's
+	// loopback for the containers: that is what makes the registry usable
+	// from agents in containers.
+	f.e.Pull(t, f.images["v1"])
+
+	subnet := f.createSubnetNetwork(t)
+	f.startControlPlane(t, grpcurlBin)
+	join := f.createJoinToken(t, fleetSize+1)
+	dir := t.TempDir()
+	var servers []string
+	for i := 1; i <= fleetSize; i++ {
+		a := subnet.Addr().As4()
+		a[3] = byte(10 + i)
+		ip := netip.AddrFrom4(a)
+		h := f.startAppHost(t, dir, i, ip, reg.Addr, join)
+		f.hosts = append(f.hosts, h)
+		f.addrs[h.name] = ip.String()
+		servers = append(servers, fmt.Sprintf("%s:%d", ip, appPort))
+	}
+	for _, s := range servers {
+		eventually(t, 20*time.Second, "the application at "+s+" to answer v1", func() error {
+			body, err := fixture.Get("http://" + s + "/")
+			if err == nil && body != "v1" {
+				err = fmt.Errorf("answers %q", body)
+			}
+			return err
+		})
+	}
+	f.nginx = fixture.StartNginx(t, fixture.Upstream{Name: upstream, Servers: servers})
+	f.startLoadBalancerAgent(t, dir, agentBin, join)
+	f.waitRolloutFleet(t)
+	return f
+}
+
+// createSubnetNetwork creates the private network with a subnet of its
+// own, which static addresses need, and returns the subnet. It tries a
+// few random /24s of 10.0.0.0/8, in case one is taken.
+func (f *rolloutFleet) createSubnetNetwork(t *testing.T) netip.Prefix {
+	t.Helper()
+	f.network = f.e.Name("net")
+	var lastErr error
+	for range 8 {
+		b := make([]byte, 2)
+		_, _ = rand.Read(b)
+		subnet := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 200 + b[0]%50, b[1], 0}), 24)
+		ctx, cancel := f.e.ctx()
+		_, err := f.e.Client.NetworkCreate(ctx, f.network, client.NetworkCreateOptions{
+			Driver: "bridge", Labels: f.e.Labels(nil),
+			IPAM: &network.IPAM{Config: []network.IPAMConfig{{Subnet: subnet}}},
+		})
+		cancel()
+		if err == nil {
+			return subnet
+		}
+		lastErr = err
+	}
+	t.Fatalf("create network %s with a subnet of its own: %v", f.network, lastErr)
+	return netip.Prefix{}
+}
+
+// startAppHost starts host i: its application container on v1 at ip, then
+// its agent, which may pull from the registry and labels itself with the
+// application's address for the upstream.
+func (f *rolloutFleet) startAppHost(t *testing.T, dir string, i int, ip netip.Addr, registry string, join joinToken) host {
+	t.Helper()
+	h := host{name: fmt.Sprintf("host-%d", i), app: f.e.Name(fmt.Sprintf("app-%d", i))}
+	f.e.run(t, containerSpec{name: h.app, image: f.images["v1"], network: f.network, ipv4: ip})
+
+	cfg := filepath.Join(dir, h.name, "agent.yaml")
+	fixture.WriteFile(t, cfg, rolloutAgentYAML(h.app, registry), 0o644)
+	state := f.e.Name(h.name + "-state")
+	f.e.createVolume(t, state)
+	h.agentID = f.e.run(t, containerSpec{
+		name: f.e.Name("agent-" + h.name), image: agentImage, network: f.network,
+		cmd: []string{"-config", agentConfig},
+		env: []string{
+			"FLOTILLA_CONTROL_PLANE_ADDRESS=controlplane:7443",
+			"FLOTILLA_JOIN_TOKEN=" + join.Token,
+			"FLOTILLA_CONTROL_PLANE_CA_SHA256=" + join.CACertSHA256,
+			"FLOTILLA_HOSTNAME=" + h.name,
+			// Labels cannot hold ':'; the service's server_port adds the port.
+			"FLOTILLA_LABELS=role=web,address=" + ip.String(),
+			"FLOTILLA_HEARTBEAT_INTERVAL=1s",
+			"FLOTILLA_LOG_FORMAT=console",
+		},
+		binds: []string{
+			state + ":" + agentVolume,
+			"/var/run/docker.sock:/var/run/docker.sock",
+			cfg + ":" + agentConfig + ":ro",
+		},
+	})
+	return h
+}
+
+// rolloutAgentYAML is an application host's configuration: its container
+// is "web" to commands, checked by network name, and its releases come
+// from the test registry only.
+func rolloutAgentYAML(app, registry string) string {
+	return fmt.Sprintf(`# One application host of the e2e fleet.
+health:
+  url: http://%[1]s:%[3]d/health
+  timeout: 2s
+docker:
+  allowed_registries: [%[2]s]
+  managed_containers: [%[1]s]
+  container_names:
+    web: %[1]s
+  stop_timeout: 5s
+  start_grace_period: 1s
+`, app, registry, appPort)
+}
+
+// startLoadBalancerAgent runs the load balancer's agent as a process on
+// the host, with the real flotilla-agent binary: Nginx is the one from
+// Debian installed on the load-balancer host, which the agent reloads
+// there, and the agent image (FROM scratch) has no Nginx in it.
+func (f *rolloutFleet) startLoadBalancerAgent(t *testing.T, dir, bin string, join joinToken) {
+	t.Helper()
+	tokenFile := filepath.Join(dir, lbHostname, "join.token")
+	fixture.WriteFile(t, tokenFile, join.Token+"\n", 0o600)
+	cfg := fmt.Sprintf(`control_plane:
+  address: %[1]s
+  ca_sha256: %[2]s
+join_token_file: %[3]s
+state_dir: %[4]s
+hostname: %[5]s
+heartbeat_interval: 1s
+labels:
+  role: lb
+log:
+  format: console
+nginx:
+  binary: %[6]s
+  config_file: %[7]s
+  upstreams:
+    %[8]s:
+      file: %[9]s
+      block: %[8]s
+`, f.g.addr, join.CACertSHA256, tokenFile, filepath.Join(dir, lbHostname, "state"), lbHostname,
+		f.nginx.Binary, f.nginx.ConfigFile, upstream, f.nginx.UpstreamFile(upstream))
+	path := filepath.Join(dir, lbHostname, "agent.yaml")
+	fixture.WriteFile(t, path, cfg, 0o600)
+	out := &syncBuffer{}
+	cmd := exec.Command(bin, "-config", path)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start the load balancer's agent %s: %v", bin, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+		if t.Failed() {
+			t.Logf("--- agent %s (host process) ---\n%s", lbHostname, out.String())
+			t.Logf("--- nginx error log ---\n%s", f.nginx.ErrorLog(t))
+		}
+	})
+}
+
+// waitRolloutFleet waits until the load balancer and the five hosts are
+// connected, each host healthy and running v1, and records their IDs.
+func (f *rolloutFleet) waitRolloutFleet(t *testing.T) {
+	t.Helper()
+	eventually(t, 60*time.Second, "the load balancer and five healthy hosts on v1", func() error {
+		list, err := f.g.listAgents(selector)
+		if err != nil {
+			return err
+		}
+		if len(list) != fleetSize+1 {
+			return fmt.Errorf("%d agents match %s, want %d", len(list), selector, fleetSize+1)
+		}
+		for _, a := range list {
+			if a.Hostname == lbHostname {
+				if a.State != "AGENT_STATE_CONNECTED" || a.Labels["role"] != "lb" {
+					return fmt.Errorf("load balancer: state %s labels %v", a.State, a.Labels)
+				}
+				f.agentIDs[a.Hostname] = a.ID
+				continue
+			}
+			if err := ready(a); err != nil {
+				return fmt.Errorf("%s: %v", a.Hostname, err)
+			}
+			if a.Containers[0].Image != f.images["v1"] || a.Labels["address"] != f.addrs[a.Hostname] {
+				return fmt.Errorf("%s runs %s with labels %v, want %s at %s", a.Hostname, a.Containers[0].Image, a.Labels,
+					f.images["v1"], f.addrs[a.Hostname])
+			}
+			f.agentIDs[a.Hostname] = a.ID
+		}
+		return nil
+	})
+}
+
+// hostOf returns the host of an agent ID.
+func (f *rolloutFleet) hostOf(t *testing.T, agentID string) host {
+	t.Helper()
+	i := slices.IndexFunc(f.hosts, func(h host) bool { return f.agentIDs[h.name] == agentID })
+	if i < 0 {
+		t.Fatalf("agent %s is not an application host", agentID)
+	}
+	return f.hosts[i]
+}
+
+// createEvents returns, for each application container name, the images
+// its create events between since and until carried, in order: Docker's
+// own record of every container the agents made.
+func (f *rolloutFleet) createEvents(t *testing.T, since, until time.Time) map[string][]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	filters := make(client.Filters).Add("type", "container").Add("event", "create").
+		Add("label", fixture.TestLabel+"="+f.e.RunID)
+	res := f.e.Client.Events(ctx, client.EventsListOptions{Since: stamp(since), Until: stamp(until.Add(time.Second)), Filters: filters})
+	apps := map[string]bool{}
+	for _, h := range f.hosts {
+		apps[h.app] = true
+	}
+	out := map[string][]string{}
+	for {
+		select {
+		case m := <-res.Messages:
+			if name := m.Actor.Attributes["name"]; apps[name] {
+				out[name] = append(out[name], m.Actor.Attributes["image"])
+			}
+		case err := <-res.Err:
+			if err != nil && !strings.Contains(err.Error(), "EOF") {
+				t.Fatalf("Docker events: %v", err)
+			}
+			return out
+		}
+	}
+}
+
+// stamp is a time as the Events API's since and until take it.
+func stamp(at time.Time) string {
+	return strconv.FormatInt(at.Unix(), 10) + "." + fmt.Sprintf("%09d", at.Nanosecond())
+}
+
+// syncBuffer collects a process's output while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
