@@ -1,7 +1,6 @@
 package fleet
 
 import (
-	"context"
 	"crypto/rand"
 	"fmt"
 	"net/netip"
@@ -265,36 +264,6 @@ func (f *rolloutFleet) hostOf(t *testing.T, agentID string) host {
 		t.Fatalf("agent %s is not an application host", agentID)
 	}
 	return f.hosts[i]
-}
-
-// createEvents returns, for each application container name, the images
-// its create events between since and until carried, in order: Docker's
-// own record of every container the agents made.
-func (f *rolloutFleet) createEvents(t *testing.T, since, until time.Time) map[string][]string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	filters := make(client.Filters).Add("type", "container").Add("event", "create").
-		Add("label", fixture.TestLabel+"="+f.e.RunID)
-	res := f.e.Client.Events(ctx, client.EventsListOptions{Since: stamp(since), Until: stamp(until.Add(time.Second)), Filters: filters})
-	apps := map[string]bool{}
-	for _, h := range f.hosts {
-		apps[h.app] = true
-	}
-	out := map[string][]string{}
-	for {
-		select {
-		case m := <-res.Messages:
-			if name := m.Actor.Attributes["name"]; apps[name] {
-				out[name] = append(out[name], m.Actor.Attributes["image"])
-			}
-		case err := <-res.Err:
-			if err != nil && !strings.Contains(err.Error(), "EOF") {
-				t.Fatalf("Docker events: %v", err)
-			}
-			return out
-		}
-	}
 }
 
 // stamp is a time as the Events API's since and until take it.

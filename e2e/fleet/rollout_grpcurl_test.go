@@ -49,6 +49,7 @@ type rolloutEventJSON struct {
 		Host *struct {
 			AgentID     string `json:"agentId"`
 			Step        string `json:"step"`
+			Message     string `json:"message"`
 			RollingBack bool   `json:"rollingBack"`
 		} `json:"host"`
 	} `json:"event"`

@@ -69,12 +69,15 @@ type started struct {
 	began time.Time
 	load  *fixture.Load
 	watch *watchStream
+	// creates records the application containers created from the start
+	// on (nil when the caller records them itself).
+	creates *createRecorder
 }
 
 // start starts the load loop and a rollout, and watches it.
 func (f *rolloutFleet) start(t *testing.T, body string) started {
 	t.Helper()
-	s := started{began: time.Now(), load: fixture.StartLoad(t, f.nginx.URL(upstream), loadWorkers, rolloutTimeout)}
+	s := started{began: time.Now(), creates: f.recordCreates(t), load: fixture.StartLoad(t, f.nginx.URL(upstream), loadWorkers, rolloutTimeout)}
 	var resp struct {
 		Rollout rolloutJSON `json:"rollout"`
 	}
@@ -123,7 +126,7 @@ func (f *rolloutFleet) testRolloutV2(t *testing.T) {
 		t.Errorf("answers %v: want v1, then v2, nothing else", load.ByBody)
 	}
 	f.checkAllRun(t, f.images["v2"])
-	f.checkCreatedOnce(t, s.began, f.images["v2"])
+	f.checkCreatedOnce(t, s.creates, f.images["v2"])
 }
 
 // testControlPlaneKilled rolls back to v1 by hand and SIGKILLs the control
@@ -177,7 +180,7 @@ func (f *rolloutFleet) testControlPlaneKilled(t *testing.T) {
 		t.Fatalf("rollout to v1 ended %s after the control plane's restart: %s", final.State, final.Message)
 	}
 	f.checkAllRun(t, f.images["v1"])
-	f.checkCreatedOnce(t, s.began, f.images["v1"])
+	f.checkCreatedOnce(t, s.creates, f.images["v1"])
 }
 
 // testBadImage rolls out the release whose /health answers 503: the
@@ -199,7 +202,7 @@ func (f *rolloutFleet) testBadImage(t *testing.T) {
 		t.Errorf("answers %v: the broken release served traffic", load.ByBody)
 	}
 	canary := f.hostOf(t, final.Batches[0].AgentIDs[0])
-	creates := f.createEvents(t, s.began, time.Now())
+	creates := s.creates.stop(t)
 	badCreates := 0
 	for _, h := range f.hosts {
 		images := creates[h.app]
@@ -236,10 +239,11 @@ func (f *rolloutFleet) checkAllRun(t *testing.T, image string) {
 }
 
 // checkCreatedOnce checks with Docker's event stream that every
-// application container was created exactly once since began, from image.
-func (f *rolloutFleet) checkCreatedOnce(t *testing.T, began time.Time, image string) {
+// application container was created exactly once since the recording
+// began, from image.
+func (f *rolloutFleet) checkCreatedOnce(t *testing.T, rec *createRecorder, image string) {
 	t.Helper()
-	creates := f.createEvents(t, began, time.Now())
+	creates := rec.stop(t)
 	total := 0
 	for _, h := range f.hosts {
 		total += len(creates[h.app])
