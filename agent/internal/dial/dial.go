@@ -16,11 +16,13 @@ import (
 // Keepalive pings a silent connection so that a dead control plane (or a NAT
 // that dropped the flow) is noticed within Time+Timeout rather than at the
 // next failed write. The control plane enforces a minimum ping interval and
-// closes connections that ping more often (GOAWAY "too_many_pings"), so Time
-// stays well above it; without an active stream there is nothing to keep.
+// closes connections that ping more often than every 15s (GOAWAY
+// "too_many_pings"), so Time stays above that; without an active stream
+// there is nothing to keep. A partitioned agent notices its dead
+// connection within 25s and reconnects once the network is back.
 var Keepalive = keepalive.ClientParameters{
-	Time:                30 * time.Second,
-	Timeout:             10 * time.Second,
+	Time:                20 * time.Second,
+	Timeout:             5 * time.Second,
 	PermitWithoutStream: false,
 }
 
