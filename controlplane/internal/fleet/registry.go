@@ -231,7 +231,7 @@ func (r *Registry) Attach(id string, hello *flotillav1.Hello, peerAddr string) (
 	if h := hello.GetHostname(); h != "" {
 		e.rec.Hostname = h
 	}
-	e.rec.Labels = mergeLabels(hello.GetLabels(), e.rec.PinnedLabels)
+	e.rec.Labels = MergeLabels(hello.GetLabels(), e.rec.PinnedLabels)
 	e.rec.ConnectedAt, e.rec.LastSeenAt, e.rec.PeerAddress = now, now, peerAddr
 	r.dirty[id] = struct{}{}
 	r.setState(e, store.AgentConnected, "stream opened from "+peerAddr, now)
@@ -310,16 +310,13 @@ func heartbeatChanged(prev, next *flotillav1.Heartbeat) bool {
 	return false
 }
 
-func mergeLabels(claimed, pinned map[string]string) map[string]string {
+// MergeLabels returns claimed labels overridden by pinned ones (from the
+// join token): an agent can never claim away a label it was pinned to.
+func MergeLabels(claimed, pinned map[string]string) map[string]string {
 	out := make(map[string]string, len(claimed)+len(pinned))
 	maps.Copy(out, claimed)
 	maps.Copy(out, pinned)
 	return out
-}
-
-// MergeLabels returns claimed labels overridden by pinned ones.
-func MergeLabels(claimed, pinned map[string]string) map[string]string {
-	return mergeLabels(claimed, pinned)
 }
 
 // CloseSessions ends every open stream with reason; the server calls it on
