@@ -60,6 +60,25 @@ type Config struct {
 	// Databases reads PostgreSQL statistics for every heartbeat; nil when
 	// the agent watches no database.
 	Databases DatabaseStatser
+	// Host reads the host's metrics for every heartbeat; nil reads this
+	// machine's (package hostmetrics). The fleet simulator plugs in
+	// simulated readings here, so thousands of agents in one process run
+	// the real heartbeat, stream and journal code without reading /proc
+	// thousands of times.
+	Host HostReader
+	// AppHealth checks the application for every heartbeat; nil checks
+	// Health.URL when one is configured (package health).
+	AppHealth HealthChecker
+}
+
+// HostReader takes the host's metrics (hostmetrics.Collector does).
+type HostReader interface {
+	Collect(ctx context.Context) *flotillav1.HostMetrics
+}
+
+// HealthChecker checks the application's health (health.Checker does).
+type HealthChecker interface {
+	Check(ctx context.Context) *flotillav1.AppHealth
 }
 
 // ContainerLister lists managed containers (the Docker executor does).

@@ -17,8 +17,10 @@ import (
 type heartbeatSource struct {
 	clock  clockwork.Clock
 	log    *zap.Logger
-	host   *hostmetrics.Collector
-	health *health.Checker // nil without a health URL
+	host   HostReader
+	health HealthChecker // nil without a health check
+	// closeHealth releases the real checker's connections; nil otherwise.
+	closeHealth func()
 	// inventory lists managed containers; databases reads PostgreSQL
 	// statistics. Either may be nil.
 	inventory ContainerLister
@@ -30,18 +32,21 @@ type heartbeatSource struct {
 }
 
 func newHeartbeatSource(cfg Config) (*heartbeatSource, error) {
-	host, err := hostmetrics.New(hostmetrics.Config{
-		DiskPaths: cfg.DiskPaths,
-		Logger:    cfg.Logger.Named("hostmetrics"),
-		Clock:     cfg.Clock,
-	})
-	if err != nil {
-		return nil, err
+	src := &heartbeatSource{clock: cfg.Clock, log: cfg.Logger.Named("health"), host: cfg.Host,
+		health: cfg.AppHealth, inventory: cfg.Containers, databases: cfg.Databases}
+	if src.host == nil {
+		host, err := hostmetrics.New(hostmetrics.Config{
+			DiskPaths: cfg.DiskPaths,
+			Logger:    cfg.Logger.Named("hostmetrics"),
+			Clock:     cfg.Clock,
+		})
+		if err != nil {
+			return nil, err
+		}
+		src.host = host
 	}
-	src := &heartbeatSource{clock: cfg.Clock, log: cfg.Logger.Named("health"), host: host,
-		inventory: cfg.Containers, databases: cfg.Databases}
-	if cfg.Health.URL != "" {
-		src.health, err = health.New(health.Config{
+	if src.health == nil && cfg.Health.URL != "" {
+		checker, err := health.New(health.Config{
 			URL:       cfg.Health.URL,
 			Timeout:   cfg.Health.Timeout,
 			UserAgent: "flotilla-agent/" + cfg.Version,
@@ -50,6 +55,7 @@ func newHeartbeatSource(cfg Config) (*heartbeatSource, error) {
 		if err != nil {
 			return nil, err
 		}
+		src.health, src.closeHealth = checker, checker.Close
 	}
 	return src, nil
 }
@@ -110,7 +116,7 @@ func (s *heartbeatSource) logHealthChange(app *flotillav1.AppHealth) {
 }
 
 func (s *heartbeatSource) close() {
-	if s.health != nil {
-		s.health.Close()
+	if s.closeHealth != nil {
+		s.closeHealth()
 	}
 }
