@@ -166,7 +166,9 @@ func drainResult(upstream, server string) *flotillav1.CommandResult {
 }
 
 // containerID is the current container's ID; h.mu is held.
-func (h *host) containerID() string { return fmt.Sprintf("%s-%s-%d", containerName, h.name, h.generation) }
+func (h *host) containerID() string {
+	return fmt.Sprintf("%s-%s-%d", containerName, h.name, h.generation)
+}
 
 func imageID(ref string) string { return fmt.Sprintf("sha256:%064x", hashString(ref)) }
 
