@@ -50,6 +50,12 @@ func New(address string, tlsConfig *tls.Config, extra ...grpc.DialOption) (*grpc
 		grpc.WithTransportCredentials(credentials.NewTLS(tlsConfig)),
 		grpc.WithKeepaliveParams(Keepalive),
 		grpc.WithConnectParams(ConnectParams),
+		// TLS already buffers a whole decrypted record, so gRPC's own
+		// 32 KiB read buffer only doubles it; the write buffer goes back
+		// to a shared pool after each flush. An agent's stream is idle
+		// between heartbeats, and the simulator runs thousands of them.
+		grpc.WithReadBufferSize(0),
+		grpc.WithSharedWriteBuffer(true),
 	}
 	return grpc.NewClient(address, append(opts, extra...)...)
 }
