@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -48,6 +49,10 @@ type Config struct {
 	// ShutdownTimeout bounds a graceful stop before connections are cut.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 	Log             Log      `yaml:"log"`
+	// Profiling serves Go's pprof profiles under /debug/pprof/ on the
+	// metrics address. Off by default: profiles reveal internals, and the
+	// metrics address has no authentication.
+	Profiling bool `yaml:"profiling"`
 }
 
 // TLS names existing TLS material; empty means generate into DataDir.
@@ -217,6 +222,14 @@ var envFields = []envField{
 	{"store.path", "store-path", "FLOTILLA_STORE_PATH", "SQLite database file", str(func(c *Config) *string { return &c.Store.Path })},
 	{"agent_lost_after", "agent-lost-after", "FLOTILLA_AGENT_LOST_AFTER", "time without stream or heartbeat before an agent is lost", dur(func(c *Config) *Duration { return &c.AgentLostAfter })},
 	{"agent_cert_validity", "agent-cert-validity", "FLOTILLA_AGENT_CERT_VALIDITY", "lifetime of agent certificates", dur(func(c *Config) *Duration { return &c.AgentCertValidity })},
+	{"profiling", "profiling", "FLOTILLA_PROFILING", "serve pprof under /debug/pprof/ on the metrics address (true or false)", func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("%q is not true or false", v)
+		}
+		c.Profiling = b
+		return nil
+	}},
 	{"log.level", "log-level", "FLOTILLA_LOG_LEVEL", "debug, info, warn or error", str(func(c *Config) *string { return &c.Log.Level })},
 	{"log.format", "log-format", "FLOTILLA_LOG_FORMAT", "json or console", str(func(c *Config) *string { return &c.Log.Format })},
 }
