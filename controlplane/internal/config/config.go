@@ -34,8 +34,15 @@ type Config struct {
 	AdvertiseNames []string `yaml:"advertise_names"`
 	TLS            TLS      `yaml:"tls"`
 	Store          Store    `yaml:"store"`
-	// AgentLostAfter: an agent with no stream and no heartbeat for this long is lost.
+	// AgentLostAfter: an agent with no stream and no heartbeat for this long
+	// is lost. The 12s default is two missed heartbeats at the agent's
+	// default 5s interval, plus 2s; raise it with the agents' interval.
 	AgentLostAfter Duration `yaml:"agent_lost_after"`
+	// AgentReconnectGrace: after this process starts, an agent not heard
+	// from since gets this long (at least agent_lost_after) to reconnect
+	// before it is lost, so a restart does not declare a large fleet lost
+	// while it reconnects.
+	AgentReconnectGrace Duration `yaml:"agent_reconnect_grace"`
 	// AgentCertValidity is the lifetime of the client certificates agents
 	// get; agents renew at about two thirds of it (RenewCertificate).
 	AgentCertValidity Duration `yaml:"agent_cert_validity"`
@@ -49,6 +56,11 @@ type Config struct {
 	// ShutdownTimeout bounds a graceful stop before connections are cut.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 	Log             Log      `yaml:"log"`
+	// PerAgentMetrics exports about ten series per agent on /metrics
+	// (flotilla_agent_up, _cpu_percent, ...). Turn it off above a few
+	// thousand agents: the fleet's totals stay, and GetAgent/ListAgents
+	// give every agent's readings.
+	PerAgentMetrics bool `yaml:"per_agent_metrics"`
 	// Profiling serves Go's pprof profiles under /debug/pprof/ on the
 	// metrics address. Off by default: profiles reveal internals, and the
 	// metrics address has no authentication.
@@ -107,12 +119,14 @@ func Default() Config {
 		ListenAddress:            ":7443",
 		MetricsAddress:           ":7090",
 		Store:                    Store{Driver: "sqlite"},
-		AgentLostAfter:           Duration(30 * time.Second),
+		AgentLostAfter:           Duration(12 * time.Second),
+		AgentReconnectGrace:      Duration(time.Minute),
 		AgentCertValidity:        Duration(7 * 24 * time.Hour),
 		RegistrationRateLimit:    RateLimit{PerMinute: 5, Burst: 10},
 		HeartbeatPersistInterval: Duration(time.Minute),
 		ShutdownTimeout:          Duration(10 * time.Second),
 		CommandDeadlineGrace:     Duration(5 * time.Second),
+		PerAgentMetrics:          true,
 		Log:                      Log{Level: "info", Format: "json"},
 	}
 }
@@ -206,6 +220,17 @@ func dur(p func(*Config) *Duration) func(*Config, string) error {
 	}
 }
 
+func boolean(p func(*Config) *bool) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("%q is not true or false", v)
+		}
+		*p(c) = b
+		return nil
+	}
+}
+
 var envFields = []envField{
 	{"data_dir", "data-dir", "FLOTILLA_DATA_DIR", "data directory", str(func(c *Config) *string { return &c.DataDir })},
 	{"listen_address", "listen", "FLOTILLA_LISTEN_ADDRESS", "gRPC listen address", str(func(c *Config) *string { return &c.ListenAddress })},
@@ -221,15 +246,10 @@ var envFields = []envField{
 	}},
 	{"store.path", "store-path", "FLOTILLA_STORE_PATH", "SQLite database file", str(func(c *Config) *string { return &c.Store.Path })},
 	{"agent_lost_after", "agent-lost-after", "FLOTILLA_AGENT_LOST_AFTER", "time without stream or heartbeat before an agent is lost", dur(func(c *Config) *Duration { return &c.AgentLostAfter })},
+	{"agent_reconnect_grace", "agent-reconnect-grace", "FLOTILLA_AGENT_RECONNECT_GRACE", "time after a start that agents get to reconnect before they are lost", dur(func(c *Config) *Duration { return &c.AgentReconnectGrace })},
 	{"agent_cert_validity", "agent-cert-validity", "FLOTILLA_AGENT_CERT_VALIDITY", "lifetime of agent certificates", dur(func(c *Config) *Duration { return &c.AgentCertValidity })},
-	{"profiling", "profiling", "FLOTILLA_PROFILING", "serve pprof under /debug/pprof/ on the metrics address (true or false)", func(c *Config, v string) error {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return fmt.Errorf("%q is not true or false", v)
-		}
-		c.Profiling = b
-		return nil
-	}},
+	{"per_agent_metrics", "per-agent-metrics", "FLOTILLA_PER_AGENT_METRICS", "export series per agent on /metrics (true or false)", boolean(func(c *Config) *bool { return &c.PerAgentMetrics })},
+	{"profiling", "profiling", "FLOTILLA_PROFILING", "serve pprof under /debug/pprof/ on the metrics address (true or false)", boolean(func(c *Config) *bool { return &c.Profiling })},
 	{"log.level", "log-level", "FLOTILLA_LOG_LEVEL", "debug, info, warn or error", str(func(c *Config) *string { return &c.Log.Level })},
 	{"log.format", "log-format", "FLOTILLA_LOG_FORMAT", "json or console", str(func(c *Config) *string { return &c.Log.Format })},
 }
@@ -249,6 +269,9 @@ func (c Config) Validate() error {
 	}
 	if c.AgentLostAfter.Std() < time.Second {
 		return fmt.Errorf("config: agent_lost_after: %s is below the 1s minimum", c.AgentLostAfter.Std())
+	}
+	if c.AgentReconnectGrace.Std() < 0 {
+		return errors.New("config: agent_reconnect_grace: must not be negative")
 	}
 	if c.AgentCertValidity.Std() < time.Hour {
 		return fmt.Errorf("config: agent_cert_validity: %s is below the 1h minimum", c.AgentCertValidity.Std())

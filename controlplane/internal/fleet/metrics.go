@@ -1,7 +1,11 @@
 package fleet
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
+
+	flotillav1 "flotilla.dev/gen/flotilla/v1"
 
 	"flotilla.dev/controlplane/internal/store"
 )
@@ -40,11 +44,31 @@ var (
 
 // Collector exports the registry to Prometheus. It reads the registry at
 // scrape time, so heartbeats never touch a metric: the cost of metrics is
-// per scrape, not per heartbeat.
-type Collector struct{ r *Registry }
+// per scrape, not per heartbeat. It copies what it exports under the
+// registry's read lock and builds the metrics after releasing it, so a
+// scrape of a large fleet does not hold heartbeats up.
+type Collector struct {
+	r        *Registry
+	perAgent bool
+}
+
+// CollectorOption configures a Collector.
+type CollectorOption func(*Collector)
+
+// WithoutPerAgentSeries exports the fleet's totals only (flotilla_agents,
+// flotilla_heartbeats_received_total), not the ten or so series of each
+// agent: a fleet of thousands of hosts would otherwise put tens of
+// thousands of series in every scrape.
+func WithoutPerAgentSeries() CollectorOption { return func(c *Collector) { c.perAgent = false } }
 
 // NewCollector returns a Collector for r.
-func NewCollector(r *Registry) *Collector { return &Collector{r: r} }
+func NewCollector(r *Registry, opts ...CollectorOption) *Collector {
+	c := &Collector{r: r, perAgent: true}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
@@ -54,56 +78,86 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
+// agentSample is what one scrape exports of one agent. Heartbeats are
+// immutable once received (a new one replaces the pointer), so holding
+// one after the lock is released is safe.
+type agentSample struct {
+	id, env, role, hostname, version, state string
+	heartbeatAt                             time.Time
+	heartbeat                               *flotillav1.Heartbeat
+}
+
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	counts, samples, heartbeats, now := c.snapshot()
+	for _, a := range samples {
+		c.collectAgent(ch, now, a)
+	}
+	for state, n := range counts {
+		gauge(ch, descAgents, float64(n), state)
+	}
+	ch <- prometheus.MustNewConstMetric(descHeartbeats, prometheus.CounterValue, float64(heartbeats))
+}
+
+func (c *Collector) snapshot() (map[string]int, []agentSample, uint64, time.Time) {
 	r := c.r
 	now := r.cfg.Now()
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	counts := map[string]int{store.AgentConnected: 0, store.AgentDisconnected: 0, store.AgentLost: 0}
+	var samples []agentSample
+	if c.perAgent {
+		samples = make([]agentSample, 0, len(r.ids))
+	}
 	for _, id := range r.ids {
 		e := r.agents[id]
 		counts[e.rec.State]++
-		lv := []string{id, e.rec.Labels["env"], e.rec.Labels["role"]}
-		gauge(ch, descInfo, 1, id, lv[1], lv[2], e.rec.Hostname, e.rec.Version, e.rec.State)
-		up := 0.0
-		if e.rec.State == store.AgentConnected {
-			up = 1
-		}
-		gauge(ch, descUp, up, lv...)
-		if !e.heartbeatAt.IsZero() {
-			gauge(ch, descHeartbeatAge, now.Sub(e.heartbeatAt).Seconds(), lv...)
-		}
-		// Resource readings are exported only while the agent is connected:
-		// a lost host's last CPU figure would otherwise look current forever.
-		if e.rec.State != store.AgentConnected || e.lastHeartbeat == nil {
-			continue
-		}
-		hb := e.lastHeartbeat
-		if h := hb.GetHost(); h != nil {
-			gauge(ch, descCPU, h.GetCpuPercent(), lv...)
-			gauge(ch, descMemory, h.GetMemoryPercent(), lv...)
-			gauge(ch, descLoad1, h.GetLoad1(), lv...)
-			for _, d := range h.GetDisks() {
-				gauge(ch, descDisk, d.GetUsedPercent(), lv[0], lv[1], lv[2], d.GetPath())
-			}
-		}
-		if app := hb.GetApp(); app != nil {
-			healthy := 0.0
-			if app.GetHealthy() {
-				healthy = 1
-			}
-			gauge(ch, descAppHealthy, healthy, lv...)
-			gauge(ch, descHealthLatency, app.GetLatency().AsDuration().Seconds(), lv...)
-		}
-		for _, db := range hb.GetDatabases() {
-			gauge(ch, descDBConnections, float64(db.GetConnections()), lv[0], lv[1], lv[2], db.GetName())
+		if c.perAgent {
+			samples = append(samples, agentSample{
+				id: id, env: e.rec.Labels["env"], role: e.rec.Labels["role"], hostname: e.rec.Hostname,
+				version: e.rec.Version, state: e.rec.State, heartbeatAt: e.heartbeatAt, heartbeat: e.lastHeartbeat,
+			})
 		}
 	}
-	for state, n := range counts {
-		gauge(ch, descAgents, float64(n), state)
+	return counts, samples, r.heartbeats, now
+}
+
+func (c *Collector) collectAgent(ch chan<- prometheus.Metric, now time.Time, a agentSample) {
+	lv := []string{a.id, a.env, a.role}
+	gauge(ch, descInfo, 1, a.id, a.env, a.role, a.hostname, a.version, a.state)
+	up := 0.0
+	if a.state == store.AgentConnected {
+		up = 1
 	}
-	ch <- prometheus.MustNewConstMetric(descHeartbeats, prometheus.CounterValue, float64(r.heartbeats))
+	gauge(ch, descUp, up, lv...)
+	if !a.heartbeatAt.IsZero() {
+		gauge(ch, descHeartbeatAge, now.Sub(a.heartbeatAt).Seconds(), lv...)
+	}
+	// Resource readings are exported only while the agent is connected:
+	// a lost host's last CPU figure would otherwise look current forever.
+	if a.state != store.AgentConnected || a.heartbeat == nil {
+		return
+	}
+	hb := a.heartbeat
+	if h := hb.GetHost(); h != nil {
+		gauge(ch, descCPU, h.GetCpuPercent(), lv...)
+		gauge(ch, descMemory, h.GetMemoryPercent(), lv...)
+		gauge(ch, descLoad1, h.GetLoad1(), lv...)
+		for _, d := range h.GetDisks() {
+			gauge(ch, descDisk, d.GetUsedPercent(), a.id, a.env, a.role, d.GetPath())
+		}
+	}
+	if app := hb.GetApp(); app != nil {
+		healthy := 0.0
+		if app.GetHealthy() {
+			healthy = 1
+		}
+		gauge(ch, descAppHealthy, healthy, lv...)
+		gauge(ch, descHealthLatency, app.GetLatency().AsDuration().Seconds(), lv...)
+	}
+	for _, db := range hb.GetDatabases() {
+		gauge(ch, descDBConnections, float64(db.GetConnections()), a.id, a.env, a.role, db.GetName())
+	}
 }
 
 func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {

@@ -195,3 +195,33 @@ flotilla_heartbeats_received_total 0
 		t.Error(err)
 	}
 }
+
+// Without per-agent series a scrape carries the fleet's totals only, however
+// many agents are connected and reporting.
+func TestCollectorWithoutPerAgentSeries(t *testing.T) {
+	st := openStore(t)
+	clk := newClock(t0)
+	r := newRegistry(t, st, clk)
+	web := map[string]string{"env": "prod", "role": "web"}
+	register(t, st, r, "a1", t0, web, nil)
+	register(t, st, r, "a2", t0, web, nil)
+	s1 := mustAttach(t, r, "a1", web, "10.0.0.1:5000")
+	defer r.Detach(s1, reasonEOF)
+	mustHeartbeat(t, r, s1, heartbeatMsg(12.5, true))
+	mustHeartbeat(t, r, s1, heartbeatMsg(13, true))
+
+	want := helpAgents + `
+flotilla_agents{state="connected"} 1
+flotilla_agents{state="disconnected"} 1
+flotilla_agents{state="lost"} 0
+` + helpHeartbeats + `
+flotilla_heartbeats_received_total 2
+`
+	c := fleet.NewCollector(r, fleet.WithoutPerAgentSeries())
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want)); err != nil {
+		t.Error(err)
+	}
+	if n := testutil.CollectAndCount(fleet.NewCollector(r)); n <= 5 {
+		t.Errorf("with per-agent series the same fleet gave only %d series", n)
+	}
+}

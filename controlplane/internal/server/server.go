@@ -129,7 +129,8 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, version string
 	}
 	s.registry, err = fleet.New(fleet.Config{
 		Store: s.store, Logger: log.Named("fleet"),
-		LostAfter: cfg.AgentLostAfter.Std(), PersistInterval: cfg.HeartbeatPersistInterval.Std(),
+		LostAfter: cfg.AgentLostAfter.Std(), ReconnectGrace: cfg.AgentReconnectGrace.Std(),
+		PersistInterval: cfg.HeartbeatPersistInterval.Std(),
 	})
 	if err != nil {
 		return nil, err
@@ -192,6 +193,13 @@ func (s *Server) TLSConfig() *tls.Config {
 	}
 }
 
+func (s *Server) collectorOptions() []fleet.CollectorOption {
+	if s.cfg.PerAgentMetrics {
+		return nil
+	}
+	return []fleet.CollectorOption{fleet.WithoutPerAgentSeries()}
+}
+
 func (s *Server) buildGRPC() error {
 	grpcMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(
 		grpcprom.WithHistogramBuckets([]float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}),
@@ -200,7 +208,7 @@ func (s *Server) buildGRPC() error {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		grpcMetrics,
-		fleet.NewCollector(s.registry),
+		fleet.NewCollector(s.registry, s.collectorOptions()...),
 	)
 	apiMetrics := api.NewMetrics(s.metrics)
 
