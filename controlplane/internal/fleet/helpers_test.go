@@ -82,6 +82,7 @@ func newRegistry(t *testing.T, st store.Store, clk *fakeClock) *fleet.Registry {
 		Logger:          zaptest.NewLogger(t),
 		Now:             clk.Now,
 		LostAfter:       lostAfter,
+		ReconnectGrace:  lostAfter, // TestReconnectGrace covers a longer one
 		PersistInterval: time.Minute,
 		FlushInterval:   time.Hour,
 	})

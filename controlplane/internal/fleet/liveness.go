@@ -37,7 +37,8 @@ func (r *Registry) RunLiveness(ctx context.Context) error {
 //   - connected, but no message for LostAfter: the connection is half-open
 //     or partitioned; the stream is closed and the agent is lost;
 //   - disconnected for LostAfter (counted from the latest of its last message,
-//     its registration and this process's start): lost.
+//     its registration and this process's start; ReconnectGrace when nothing
+//     was heard from it since this process started): lost.
 func (r *Registry) Sweep() {
 	now := r.cfg.Now()
 	r.mu.Lock()
@@ -53,15 +54,15 @@ func (r *Registry) Sweep() {
 				r.setState(e, store.AgentLost, fmt.Sprintf("stream open but no heartbeat for %s; stream closed", r.cfg.LostAfter), now)
 			}
 		case store.AgentDisconnected, "":
-			since := e.rec.LastSeenAt
+			since, limit := e.rec.LastSeenAt, r.cfg.LostAfter
 			if since.Before(r.startedAt) {
-				since = r.startedAt
+				since, limit = r.startedAt, r.cfg.ReconnectGrace
 			}
 			if since.Before(e.rec.RegisteredAt) {
-				since = e.rec.RegisteredAt
+				since, limit = e.rec.RegisteredAt, r.cfg.LostAfter
 			}
-			if now.Sub(since) >= r.cfg.LostAfter {
-				r.setState(e, store.AgentLost, fmt.Sprintf("no stream and no heartbeat for %s", r.cfg.LostAfter), now)
+			if now.Sub(since) >= limit {
+				r.setState(e, store.AgentLost, fmt.Sprintf("no stream and no heartbeat for %s", limit), now)
 			}
 		}
 	}

@@ -3,8 +3,11 @@ package fleet_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/zap/zaptest"
 
 	"flotilla.dev/controlplane/internal/fleet"
 	"flotilla.dev/controlplane/internal/store"
@@ -329,5 +332,66 @@ func TestRunLoopsStopWithContext(t *testing.T) {
 	// RunFlusher flushes once more on the way out.
 	if got := mustStored(t, st, "a1"); got.State != store.AgentConnected || got.PeerAddress != "10.0.0.1:5000" {
 		t.Errorf("stored after RunFlusher returned: state %s, peer %q; want connected from 10.0.0.1:5000", got.State, got.PeerAddress)
+	}
+}
+
+// TestReconnectGrace: after a restart, agents not heard from since get the
+// reconnect grace to come back, however long ago their last message was;
+// once one has reconnected (or registered after the start), agent_lost_after
+// applies again.
+func TestReconnectGrace(t *testing.T) {
+	st := openStore(t)
+	clk := newClock(t0)
+	r1 := newRegistry(t, st, clk)
+	for _, id := range []string{"a1", "a2"} {
+		register(t, st, r1, id, t0, nil, nil)
+		s := mustAttach(t, r1, id, nil, "10.0.0.1:5000")
+		mustHeartbeat(t, r1, s, heartbeatMsg(10, true))
+	}
+	mustFlush(t, r1)
+
+	start := at(time.Hour)
+	clk.Set(start)
+	const grace = 3 * lostAfter
+	r2, err := fleet.New(fleet.Config{Store: st, Logger: zaptest.NewLogger(t), Now: clk.Now,
+		LostAfter: lostAfter, ReconnectGrace: grace, PersistInterval: time.Minute, FlushInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r2.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if r2.ReconnectGrace() != grace {
+		t.Errorf("ReconnectGrace = %s, want %s", r2.ReconnectGrace(), grace)
+	}
+	// a1 comes back within the grace, then goes silent again.
+	clk.Set(start.Add(lostAfter))
+	r2.Sweep()
+	if got := mustGet(t, r2, "a2").Record.State; got != store.AgentDisconnected {
+		t.Fatalf("a2 after agent_lost_after of a restart: %s, want disconnected (within the grace)", got)
+	}
+	s1 := mustAttach(t, r2, "a1", nil, "10.0.0.1:5001")
+	r2.Detach(s1, reasonEOF)
+	clk.Set(start.Add(2 * lostAfter))
+	r2.Sweep()
+	if got := mustGet(t, r2, "a1").Record.State; got != store.AgentLost {
+		t.Errorf("a1, silent for agent_lost_after after reconnecting: %s, want lost", got)
+	}
+	if got := mustGet(t, r2, "a2").Record.State; got != store.AgentDisconnected {
+		t.Errorf("a2 within the grace: %s, want disconnected", got)
+	}
+	clk.Set(start.Add(grace))
+	r2.Sweep()
+	if got := mustGet(t, r2, "a2"); got.Record.State != store.AgentLost || !strings.Contains(got.Record.StateReason, grace.String()) {
+		t.Errorf("a2 at the end of the grace: %s (%q), want lost after %s", got.Record.State, got.Record.StateReason, grace)
+	}
+
+	// The grace is never shorter than agent_lost_after.
+	r3, err := fleet.New(fleet.Config{Store: st, LostAfter: lostAfter, ReconnectGrace: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r3.ReconnectGrace() != lostAfter {
+		t.Errorf("ReconnectGrace below LostAfter = %s, want %s", r3.ReconnectGrace(), lostAfter)
 	}
 }

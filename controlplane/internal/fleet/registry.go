@@ -31,8 +31,16 @@ type Config struct {
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	// LostAfter is how long an agent may go without a stream and without a
-	// heartbeat before it is lost (default 30s).
+	// heartbeat before it is lost (default 12s: two missed heartbeats at the
+	// agent's default 5s interval, plus 2s).
 	LostAfter time.Duration
+	// ReconnectGrace is how long after this process started an agent that
+	// has not been heard from since may take to come back before it is lost
+	// (default 60s; never less than LostAfter). A restart of the control
+	// plane drops every stream at once, and a large fleet needs longer than
+	// LostAfter to reconnect; without the grace, hosts that are merely
+	// waiting for their turn would be declared lost and fail rollouts.
+	ReconnectGrace time.Duration
 	// PersistInterval is how often an unchanged heartbeat is still written to
 	// the store, so that a restarted control plane shows recent readings
 	// (default 1m). Changes in health or containers are written at once.
@@ -41,6 +49,12 @@ type Config struct {
 	// store in one batch (default 1s).
 	FlushInterval time.Duration
 }
+
+// Defaults of Config.
+const (
+	DefaultLostAfter      = 12 * time.Second
+	DefaultReconnectGrace = time.Minute
+)
 
 // ErrUnknownAgent is returned for an agent ID the registry does not hold.
 var ErrUnknownAgent = errors.New("unknown agent")
@@ -55,7 +69,7 @@ type Registry struct {
 	ids    []string // sorted, for paging
 	dirty  map[string]struct{}
 	// startedAt is when the registry loaded; agents that were connected to a
-	// previous control-plane process get until startedAt+LostAfter to
+	// previous control-plane process get until startedAt+ReconnectGrace to
 	// reconnect before they count as lost.
 	startedAt time.Time
 
@@ -84,8 +98,12 @@ func New(cfg Config) (*Registry, error) {
 		cfg.Now = time.Now
 	}
 	if cfg.LostAfter == 0 {
-		cfg.LostAfter = 30 * time.Second
+		cfg.LostAfter = DefaultLostAfter
 	}
+	if cfg.ReconnectGrace == 0 {
+		cfg.ReconnectGrace = DefaultReconnectGrace
+	}
+	cfg.ReconnectGrace = max(cfg.ReconnectGrace, cfg.LostAfter)
 	if cfg.LostAfter < time.Second {
 		return nil, fmt.Errorf("fleet: agent_lost_after %s is below the 1s minimum", cfg.LostAfter)
 	}
@@ -105,6 +123,14 @@ func New(cfg Config) (*Registry, error) {
 
 // LostAfter returns the configured loss threshold.
 func (r *Registry) LostAfter() time.Duration { return r.cfg.LostAfter }
+
+// ReconnectGrace is how long after StartedAt an agent not heard from since
+// may take to come back (at least LostAfter).
+func (r *Registry) ReconnectGrace() time.Duration { return r.cfg.ReconnectGrace }
+
+// StartedAt is when this process loaded the fleet.
+func (r *Registry) StartedAt() time.Time { return r.startedAt }
+
 
 // Load reads every agent from the store. Agents that were connected when a
 // previous process stopped are marked disconnected: their streams died with

@@ -26,7 +26,7 @@ func TestNew(t *testing.T) {
 		wantLostAfter time.Duration
 	}{
 		{name: "store required", cfg: fleet.Config{}, wantErr: "Store is required"},
-		{name: "defaults", cfg: fleet.Config{Store: st}, wantLostAfter: 30 * time.Second},
+		{name: "defaults", cfg: fleet.Config{Store: st}, wantLostAfter: fleet.DefaultLostAfter},
 		{name: "explicit", cfg: fleet.Config{Store: st, LostAfter: 5 * time.Second}, wantLostAfter: 5 * time.Second},
 		{name: "minimum", cfg: fleet.Config{Store: st, LostAfter: time.Second}, wantLostAfter: time.Second},
 		{name: "below minimum", cfg: fleet.Config{Store: st, LostAfter: 999 * time.Millisecond}, wantErr: "below the 1s minimum"},

@@ -35,19 +35,28 @@ func (r *runner) checkHealth(c *change, h *host) {
 	minHealthy := r.strategy.GetMinHealthyTime().AsDuration()
 	limit := r.strategy.GetHealthyDeadline().AsDuration()
 	deadline := h.StepStartedAt.Add(limit)
-	lostAfter := r.e.cfg.Registry.LostAfter()
-	if r.startedAt.After(h.StepStartedAt) {
-		// The gate began under a previous control-plane process, which
-		// could not watch the heartbeats while it was down: give the agent
-		// time to reconnect and show min_healthy_time of health again.
-		if extended := r.startedAt.Add(lostAfter + minHealthy); extended.After(deadline) {
-			deadline = extended
-		}
-	}
 	a, ok := r.e.cfg.Registry.Get(h.AgentID)
 	if !ok {
 		r.failHealth(c, h, "the agent is no longer registered")
 		return
+	}
+	if r.startedAt.After(h.StepStartedAt) {
+		// The gate began under a previous control-plane process, which
+		// could not watch the heartbeats while it was down: give the agent
+		// time to reconnect and show min_healthy_time of health again,
+		// counted from when it came back (a large fleet reconnects over
+		// a while); until it is back, only the silence limit below ends
+		// the gate.
+		back := r.startedAt
+		if a.Record.ConnectedAt.After(back) {
+			back = a.Record.ConnectedAt
+		}
+		if extended := back.Add(r.e.cfg.Registry.LostAfter() + minHealthy); extended.After(deadline) {
+			deadline = extended
+		}
+		if waitBack := r.startedAt.Add(r.silenceLimit(r.startedAt)); !a.HeartbeatAt.After(r.startedAt) && waitBack.After(deadline) {
+			deadline = waitBack
+		}
 	}
 	// Heartbeats stop while the control plane is down: count silence from
 	// when this process took the rollout at the earliest.
@@ -57,8 +66,8 @@ func (r *runner) checkHealth(c *change, h *host) {
 			ref = t
 		}
 	}
-	if c.now.Sub(ref) >= lostAfter {
-		r.failHealth(c, h, fmt.Sprintf("the agent %s (no heartbeat for %s) during the health gate", lostMessage, lostAfter))
+	if limit := r.silenceLimit(ref); c.now.Sub(ref) >= limit {
+		r.failHealth(c, h, fmt.Sprintf("the agent %s (no heartbeat for %s) during the health gate", lostMessage, limit))
 		return
 	}
 	after := h.gate.after
@@ -122,4 +131,17 @@ func unhealthyReason(hb *flotillav1.Heartbeat) string {
 	default:
 		return fmt.Sprintf("status %q, database %q, cache %q, HTTP %d", app.GetStatus(), app.GetDatabase(), app.GetCache(), app.GetHttpStatus())
 	}
+}
+
+// silenceLimit is how long a host may stay silent counting from ref: the
+// registry's reconnect grace when ref is when this process took the rollout
+// and that was soon after the process started (every stream had just been
+// dropped, and a large fleet takes a while to reconnect), agent_lost_after
+// otherwise.
+func (r *runner) silenceLimit(ref time.Time) time.Duration {
+	reg := r.e.cfg.Registry
+	if !ref.After(r.startedAt) && r.startedAt.Sub(reg.StartedAt()) < reg.ReconnectGrace() {
+		return reg.ReconnectGrace()
+	}
+	return reg.LostAfter()
 }

@@ -291,16 +291,16 @@ func (r *runner) checkLost(ctx context.Context, c *change, h *host, hc store.Hos
 		r.e.cfg.Registry.State(h.AgentID) != store.AgentLost {
 		return nil
 	}
-	lostAfter := r.e.cfg.Registry.LostAfter()
 	since := hc.ReleasedAt
 	if r.startedAt.After(since) {
 		since = r.startedAt
 	}
-	if wait := since.Add(lostAfter); c.now.Before(wait) {
+	limit := r.silenceLimit(since)
+	if wait := since.Add(limit); c.now.Before(wait) {
 		c.wakeAt(wait)
 		return nil
 	}
-	msg := fmt.Sprintf("the agent %s (no heartbeat for %s) before it took the command", lostMessage, lostAfter)
+	msg := fmt.Sprintf("the agent %s (no heartbeat for %s) before it took the command", lostMessage, limit)
 	return r.e.cfg.Dispatcher.Finish(ctx, []string{hc.ID}, flotillav1.CommandState_COMMAND_STATE_FAILED, msg)
 }
 
