@@ -57,8 +57,13 @@ type Dispatcher struct {
 	cfg DispatcherConfig
 	log *zap.Logger
 
-	// mu serialises every state change of every host command, so that an
-	// update is stored before the next one for the same command is made.
+	// mu guards the maps below and the commands they point to. A change
+	// of a command is computed under mu, stored without it (batched with
+	// the changes other goroutines store at the same time), then applied
+	// under mu again; writing keeps the next change of the same command
+	// waiting until then, so that every change is stored before the next
+	// one of the same command is made, and a command's state in memory is
+	// always one the store holds.
 	mu        sync.Mutex
 	active    map[string]*store.HostCommand
 	byAgent   map[string]map[string]*store.HostCommand
@@ -67,6 +72,10 @@ type Dispatcher struct {
 	// command, so that an agent that was away when it was requested gets
 	// it after the command on its next stream.
 	cancels map[string]string
+	// writing holds, for each command whose change is being stored, a
+	// channel closed once the change is applied or abandoned.
+	writing map[string]chan struct{}
+	commits committer
 }
 
 // NewDispatcher returns a Dispatcher; call Load before serving.
@@ -91,6 +100,8 @@ func NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {
 		active:  make(map[string]*store.HostCommand),
 		byAgent: make(map[string]map[string]*store.HostCommand),
 		cancels: make(map[string]string),
+		writing: make(map[string]chan struct{}),
+		commits: committer{store: cfg.Store},
 	}, nil
 }
 
@@ -145,12 +156,37 @@ func (d *Dispatcher) Track(hcs []store.HostCommand) {
 	}
 }
 
+// TrackReleased adds host commands that were just created in the store,
+// some of them already released (stored with their deadline and message,
+// as Release would have stored them): those are sent to their agents and
+// reported to listeners as Release reports them. Creating commands
+// released spares each of them a second write before its agent can start.
+func (d *Dispatcher) TrackReleased(hcs []store.HostCommand) {
+	now := d.cfg.Now()
+	var updates []Update
+	d.mu.Lock()
+	for i := range hcs {
+		hc := hcs[i]
+		d.track(&hc)
+		d.cfg.Metrics.inFlight(hc.Kind, 1)
+		if hc.ReleasedAt.IsZero() {
+			continue
+		}
+		d.sendLocked(&hc, now)
+		updates = append(updates, Update{Command: hc, Event: &flotillav1.CommandEvent{
+			CommandId: hc.ID, State: flotillav1.CommandState(hc.State), Message: hc.Message, At: timestamppb.New(hc.ReleasedAt)}})
+	}
+	d.mu.Unlock()
+	d.notify(updates)
+}
+
 // Release gives queued host commands their turn: each gets a deadline of
 // now+timeout, is stored, then sent if its agent is connected. An offline
 // agent's command waits for it until the deadline.
 func (d *Dispatcher) Release(ctx context.Context, ids []string, timeout time.Duration) error {
 	now := d.cfg.Now()
 	d.mu.Lock()
+	d.waitIdleLocked(ids)
 	var (
 		changed []store.HostCommand
 		updates []Update
@@ -162,19 +198,16 @@ func (d *Dispatcher) Release(ctx context.Context, ids []string, timeout time.Dur
 		}
 		next := *hc
 		next.ReleasedAt, next.Deadline = now, now.Add(timeout)
-		next.Message = "sent to the agent"
-		if _, online := d.cfg.Registry.SessionFor(hc.AgentID); !online {
-			next.Message = fmt.Sprintf("agent %s is offline; the command waits for it until %s", hc.AgentID, next.Deadline.UTC().Format(time.RFC3339))
-		}
+		next.Message = d.releaseMessage(hc.AgentID, next.Deadline)
 		changed = append(changed, next)
 	}
-	if err := d.cfg.Store.UpdateHostCommands(ctx, changed); err != nil {
+	if err := d.storeLocked(ctx, changed); err != nil {
 		d.mu.Unlock()
 		return fmt.Errorf("commands: release: %w", err)
 	}
 	for i := range changed {
 		hc := d.active[changed[i].ID]
-		*hc = changed[i]
+		setKeepingSent(hc, changed[i])
 		d.sendLocked(hc, now)
 		updates = append(updates, Update{Command: *hc, Event: &flotillav1.CommandEvent{
 			CommandId: hc.ID, State: flotillav1.CommandState(hc.State), Message: hc.Message, At: timestamppb.New(now)}})
@@ -182,6 +215,14 @@ func (d *Dispatcher) Release(ctx context.Context, ids []string, timeout time.Dur
 	d.mu.Unlock()
 	d.notify(updates)
 	return nil
+}
+
+// releaseMessage is a released command's message: where it went.
+func (d *Dispatcher) releaseMessage(agentID string, deadline time.Time) string {
+	if _, online := d.cfg.Registry.SessionFor(agentID); !online {
+		return fmt.Sprintf("agent %s is offline; the command waits for it until %s", agentID, deadline.UTC().Format(time.RFC3339))
+	}
+	return "sent to the agent"
 }
 
 // sendLocked sends a released command to its agent if connected. Sending
@@ -227,6 +268,7 @@ func (d *Dispatcher) OnConnect(agentID string) {
 // about another agent's command is refused, never trusted.
 func (d *Dispatcher) OnEvent(ctx context.Context, agentID string, ev *flotillav1.CommandEvent) error {
 	d.mu.Lock()
+	d.waitIdleLocked([]string{ev.GetCommandId()})
 	hc, ok := d.active[ev.GetCommandId()]
 	if !ok {
 		d.mu.Unlock()
@@ -245,14 +287,20 @@ func (d *Dispatcher) OnEvent(ctx context.Context, agentID string, ev *flotillav1
 			zap.String("agent", agentID), zap.String("command_id", ev.GetCommandId()))
 		return nil
 	}
-	u, changed, err := d.applyLocked(ctx, hc, ev)
-	d.mu.Unlock()
-	if err != nil {
+	next, changed, persist, err := d.next(hc, ev, d.cfg.Now())
+	if err != nil || !changed {
+		d.mu.Unlock()
 		return err
 	}
-	if changed {
-		d.notify([]Update{u})
+	if persist {
+		if err := d.storeLocked(ctx, []store.HostCommand{next}); err != nil {
+			d.mu.Unlock()
+			return fmt.Errorf("commands: store event for %s: %w", next.ID, err)
+		}
 	}
+	u := d.applyLocked(next, ev)
+	d.mu.Unlock()
+	d.notify([]Update{u})
 	return nil
 }
 
@@ -283,14 +331,14 @@ func (d *Dispatcher) unknownEvent(ctx context.Context, agentID string, ev *floti
 	return nil
 }
 
-// applyLocked moves hc forward with ev, stores it and returns the update.
-func (d *Dispatcher) applyLocked(ctx context.Context, hc *store.HostCommand, ev *flotillav1.CommandEvent) (Update, bool, error) {
+// next returns what ev makes of hc at now: the next state, whether it is
+// a change at all, and whether it must be stored before it is applied.
+func (d *Dispatcher) next(hc *store.HostCommand, ev *flotillav1.CommandEvent, now time.Time) (next store.HostCommand, changed, persist bool, err error) {
 	from, to := flotillav1.CommandState(hc.State), ev.GetState()
 	if to == flotillav1.CommandState_COMMAND_STATE_UNSPECIFIED || to == flotillav1.CommandState_COMMAND_STATE_PENDING || rank(to) < rank(from) {
-		return Update{}, false, nil
+		return store.HostCommand{}, false, false, nil
 	}
-	now := d.cfg.Now()
-	next := *hc
+	next = *hc
 	next.State = int32(to)
 	if ev.GetMessage() != "" {
 		next.Message = ev.GetMessage()
@@ -301,7 +349,7 @@ func (d *Dispatcher) applyLocked(ctx context.Context, hc *store.HostCommand, ev 
 	if r := ev.GetResult(); r != nil {
 		b, err := proto.Marshal(r)
 		if err != nil {
-			return Update{}, false, fmt.Errorf("commands: encode result: %w", err)
+			return store.HostCommand{}, false, false, fmt.Errorf("commands: encode result: %w", err)
 		}
 		next.Result = b
 	}
@@ -310,12 +358,15 @@ func (d *Dispatcher) applyLocked(ctx context.Context, hc *store.HostCommand, ev 
 	}
 	// Progress within RUNNING changes only the message: it is broadcast,
 	// not stored, so a chatty pull does not write on every layer.
-	if from != to || Terminal(to) {
-		if err := d.cfg.Store.UpdateHostCommands(ctx, []store.HostCommand{next}); err != nil {
-			return Update{}, false, fmt.Errorf("commands: store event for %s: %w", hc.ID, err)
-		}
-	}
-	*hc = next
+	return next, true, from != to || Terminal(to), nil
+}
+
+// applyLocked makes next, computed by next and stored if it had to be,
+// the state of its command, and returns the update for listeners.
+func (d *Dispatcher) applyLocked(next store.HostCommand, ev *flotillav1.CommandEvent) Update {
+	hc := d.active[next.ID]
+	from, to := flotillav1.CommandState(hc.State), flotillav1.CommandState(next.State)
+	setKeepingSent(hc, next)
 	if Terminal(to) {
 		d.untrack(hc)
 		d.cfg.Metrics.finished(*hc)
@@ -325,29 +376,64 @@ func (d *Dispatcher) applyLocked(ctx context.Context, hc *store.HostCommand, ev 
 		d.log.Debug("command state changed", zap.String("command_id", hc.ID), zap.String("agent", hc.AgentID),
 			zap.String("state", StateName(to)))
 	}
-	return Update{Command: *hc, Event: ev}, true, nil
+	return Update{Command: *hc, Event: ev}
+}
+
+// setKeepingSent sets *hc to next but keeps a later SentAt: OnConnect may
+// resend the command while next is being stored.
+func setKeepingSent(hc *store.HostCommand, next store.HostCommand) {
+	if hc.SentAt.After(next.SentAt) {
+		next.SentAt = hc.SentAt
+	}
+	*hc = next
 }
 
 // Finish ends active host commands from the control plane's side (skipped,
 // cancelled before delivery, timed out, agent lost) with state and message.
+//
+// The commands' new states are stored in one transaction: either all of
+// them change or, when the store fails, none does.
 func (d *Dispatcher) Finish(ctx context.Context, ids []string, state flotillav1.CommandState, message string) error {
-	now := timestamppb.New(d.cfg.Now())
-	var updates []Update
+	now := d.cfg.Now()
+	at := timestamppb.New(now)
+	type change struct {
+		next store.HostCommand
+		ev   *flotillav1.CommandEvent
+	}
+	var (
+		changes []change
+		stored  []store.HostCommand
+		seen    = make(map[string]bool, len(ids))
+	)
 	d.mu.Lock()
+	d.waitIdleLocked(ids)
 	for _, id := range ids {
 		hc, ok := d.active[id]
-		if !ok {
+		if !ok || seen[id] {
 			continue
 		}
-		u, changed, err := d.applyLocked(ctx, hc, &flotillav1.CommandEvent{CommandId: id, State: state, Message: message, At: now})
+		seen[id] = true
+		ev := &flotillav1.CommandEvent{CommandId: id, State: state, Message: message, At: at}
+		next, changed, persist, err := d.next(hc, ev, now)
 		if err != nil {
 			d.mu.Unlock()
-			d.notify(updates)
 			return err
 		}
-		if changed {
-			updates = append(updates, u)
+		if !changed {
+			continue
 		}
+		changes = append(changes, change{next, ev})
+		if persist {
+			stored = append(stored, next)
+		}
+	}
+	if err := d.storeLocked(ctx, stored); err != nil {
+		d.mu.Unlock()
+		return fmt.Errorf("commands: store %d %s commands: %w", len(stored), StateName(state), err)
+	}
+	updates := make([]Update, len(changes))
+	for i, c := range changes {
+		updates[i] = d.applyLocked(c.next, c.ev)
 	}
 	d.mu.Unlock()
 	d.notify(updates)
@@ -462,6 +548,53 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			d.Sweep(ctx)
 		}
 	}
+}
+
+// waitIdleLocked returns, with d.mu held, once none of ids has a change
+// being stored. It releases d.mu while it waits: the caller reads the
+// commands' state after it.
+func (d *Dispatcher) waitIdleLocked(ids []string) {
+	for {
+		var busy chan struct{}
+		for _, id := range ids {
+			if ch, ok := d.writing[id]; ok {
+				busy = ch
+				break
+			}
+		}
+		if busy == nil {
+			return
+		}
+		d.mu.Unlock()
+		<-busy
+		d.mu.Lock()
+	}
+}
+
+// storeLocked stores the next states of active commands, releasing d.mu
+// while the write is in progress so that other commands' changes are
+// computed meanwhile and stored with the next batch. The commands are
+// marked as being written until the caller, which still holds d.mu when
+// storeLocked returns, has applied the changes (or given up on them) and
+// unlocked.
+func (d *Dispatcher) storeLocked(ctx context.Context, changes []store.HostCommand) error {
+	if len(changes) == 0 {
+		return nil
+	}
+	done := make(chan struct{})
+	for i := range changes {
+		d.writing[changes[i].ID] = done
+	}
+	d.mu.Unlock()
+	err := d.commits.write(ctx, changes)
+	d.mu.Lock()
+	for i := range changes {
+		delete(d.writing, changes[i].ID)
+	}
+	// Waiters wake up now but need d.mu, which the caller holds until the
+	// changes are applied.
+	close(done)
+	return err
 }
 
 func (d *Dispatcher) notify(updates []Update) {

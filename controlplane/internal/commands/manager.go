@@ -59,6 +59,15 @@ type run struct {
 	// cancelled is the operator's reason once CancelCommand was called.
 	cancelled string
 	watchers  map[*watcher]struct{}
+
+	// Host counts by phase, kept up to date with hosts so that advance,
+	// which runs on every host's end, costs no scan of the hosts.
+	queued, inflight, done, failures int
+	// firstQueued is an index into order: no host before it is queued.
+	firstQueued int
+	// skipping is set while advance skips the queued hosts, so that the
+	// updates of that skip do not each start another one.
+	skipping bool
 }
 
 // NewManager returns a Manager and registers it with the dispatcher.
@@ -116,12 +125,60 @@ func newRun(fc store.FleetCommand, hcs []store.HostCommand) (*run, error) {
 		timeout:  req.GetTimeout().AsDuration(),
 		watchers: make(map[*watcher]struct{}),
 	}
+	r.order = make([]string, 0, n)
 	for i := range hcs {
 		hc := hcs[i]
 		r.hosts[hc.ID] = &hc
 		r.order = append(r.order, hc.ID)
+		r.count(&hc, 1)
 	}
 	return r, nil
+}
+
+// count adds delta to the count of hc's phase.
+func (r *run) count(hc *store.HostCommand, delta int) {
+	st := flotillav1.CommandState(hc.State)
+	switch {
+	case Terminal(st):
+		r.done += delta
+		if failed(st) {
+			r.failures += delta
+		}
+	case hc.ReleasedAt.IsZero():
+		r.queued += delta
+	default:
+		r.inflight += delta
+	}
+}
+
+// set replaces a host's state, keeping the counts.
+func (r *run) set(hc *store.HostCommand, next store.HostCommand) {
+	r.count(hc, -1)
+	*hc = next
+	r.count(hc, 1)
+}
+
+// queuedHosts returns the first n queued hosts in order. Hosts leave the
+// queue in order (released first to last, or all skipped at once), so the
+// scan starts where the queue does.
+func (r *run) queuedHosts(n int) []string {
+	for r.firstQueued < len(r.order) {
+		hc := r.hosts[r.order[r.firstQueued]]
+		if hc.ReleasedAt.IsZero() && !Terminal(flotillav1.CommandState(hc.State)) {
+			break
+		}
+		r.firstQueued++
+	}
+	out := make([]string, 0, n)
+	for _, id := range r.order[r.firstQueued:] {
+		if len(out) == n {
+			break
+		}
+		if hc := r.hosts[id]; hc.ReleasedAt.IsZero() && !Terminal(flotillav1.CommandState(hc.State)) {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // resolveLimit turns a Limit into a host count for n hosts; def when unset.
@@ -196,10 +253,18 @@ func (m *Manager) Run(ctx context.Context, req *flotillav1.RunCommandRequest) (*
 	now := m.cfg.Now()
 	fc := store.FleetCommand{ID: id, Kind: kind, Request: reqBytes, CreatedBy: createdBy,
 		State: int32(flotillav1.FleetCommandState_FLEET_COMMAND_STATE_RUNNING), CreatedAt: now}
+	// The first max_concurrency hosts are stored released, as advance
+	// would release them right after: one write of every host instead of
+	// two before the first agent hears of the command.
+	release := resolveLimit(req.GetMaxConcurrency(), len(agents), len(agents))
 	hcs := make([]store.HostCommand, len(agents))
 	for i, a := range agents {
 		hcs[i] = store.HostCommand{ID: id + "." + a, FleetCommandID: id, AgentID: a, Kind: kind, Spec: specBytes,
 			State: int32(flotillav1.CommandState_COMMAND_STATE_PENDING), Message: "queued: waiting for a concurrency slot", CreatedAt: now}
+		if i < release {
+			hcs[i].ReleasedAt, hcs[i].Deadline = now, now.Add(timeout)
+			hcs[i].Message = m.cfg.Dispatcher.releaseMessage(a, hcs[i].Deadline)
+		}
 	}
 	if err := m.cfg.Store.CreateFleetCommand(ctx, fc, hcs); err != nil {
 		m.log.Error("storing a fleet command failed", zap.Error(err))
@@ -209,7 +274,7 @@ func (m *Manager) Run(ctx context.Context, req *flotillav1.RunCommandRequest) (*
 	m.mu.Lock()
 	m.running[id] = r
 	m.mu.Unlock()
-	m.cfg.Dispatcher.Track(hcs)
+	m.cfg.Dispatcher.TrackReleased(hcs)
 	m.cfg.Metrics.started()
 	m.log.Info("fleet command started", zap.String("command", id), zap.String("kind", kind), zap.Int("hosts", len(agents)),
 		zap.String("by", createdBy), zap.Int("max_concurrency", r.maxConc), zap.Int("max_errors", r.maxErr),
@@ -272,12 +337,13 @@ func (m *Manager) onUpdate(u Update) {
 	r, ok := m.running[fcID]
 	if ok {
 		if hc, ok := r.hosts[u.Command.ID]; ok && !Terminal(flotillav1.CommandState(hc.State)) {
-			c := u.Command
-			r.hosts[u.Command.ID] = &c
+			r.set(hc, u.Command)
 		}
-		r.broadcast(&flotillav1.WatchCommandResponse{Body: &flotillav1.WatchCommandResponse_Event{Event: &flotillav1.HostCommandEvent{
-			AgentId: u.Command.AgentID, Event: u.Event,
-		}}})
+		if len(r.watchers) > 0 {
+			r.broadcast(&flotillav1.WatchCommandResponse{Body: &flotillav1.WatchCommandResponse_Event{Event: &flotillav1.HostCommandEvent{
+				AgentId: u.Command.AgentID, Event: u.Event,
+			}}})
+		}
 	}
 	m.mu.Unlock()
 	if ok && Terminal(flotillav1.CommandState(u.Command.State)) {
@@ -298,43 +364,40 @@ func (m *Manager) advance(ctx context.Context, fcID string) {
 		m.mu.Unlock()
 		return
 	}
-	var queued []string
-	inflight, failures, done := 0, 0, 0
-	for _, id := range r.order {
-		hc := r.hosts[id]
-		st := flotillav1.CommandState(hc.State)
-		switch {
-		case Terminal(st):
-			done++
-			if failed(st) {
-				failures++
-			}
-		case hc.ReleasedAt.IsZero():
-			queued = append(queued, id)
-		default:
-			inflight++
-		}
-	}
 	skipReason := ""
 	switch {
 	case r.cancelled != "":
 		skipReason = "not started: the command was cancelled (" + r.cancelled + ")"
-	case r.maxErr > 0 && failures >= r.maxErr:
-		skipReason = fmt.Sprintf("not started: max_errors reached (%d hosts failed, limit %d)", failures, r.maxErr)
+	case r.maxErr > 0 && r.failures >= r.maxErr:
+		skipReason = fmt.Sprintf("not started: max_errors reached (%d hosts failed, limit %d)", r.failures, r.maxErr)
 	}
-	var release []string
-	if skipReason == "" {
-		release = queued[:min(len(queued), max(0, r.maxConc-inflight))]
+	var skip, release []string
+	switch {
+	case skipReason != "" && r.queued > 0 && !r.skipping:
+		skip = r.queuedHosts(r.queued)
+		r.skipping = true
+	case skipReason == "" && r.queued > 0 && r.inflight < r.maxConc:
+		release = r.queuedHosts(min(r.queued, r.maxConc-r.inflight))
 	}
-	finished := done == len(r.order)
+	waiting := r.queued > 0
+	finished := r.done == len(r.order)
 	timeout := r.timeout
 	m.mu.Unlock()
 
-	if skipReason != "" && len(queued) > 0 {
-		if err := m.cfg.Dispatcher.Finish(ctx, queued, flotillav1.CommandState_COMMAND_STATE_SKIPPED, skipReason); err != nil {
+	if skipReason != "" && waiting {
+		if skip == nil {
+			return // another advance is skipping them
+		}
+		// Finish's updates call advance again; they find the skip in
+		// progress, the last of them the command finished.
+		err := m.cfg.Dispatcher.Finish(ctx, skip, flotillav1.CommandState_COMMAND_STATE_SKIPPED, skipReason)
+		m.mu.Lock()
+		r.skipping = false
+		m.mu.Unlock()
+		if err != nil {
 			m.log.Error("skipping queued hosts failed", zap.String("command", fcID), zap.Error(err))
 		}
-		return // Finish's updates call advance again
+		return
 	}
 	if len(release) > 0 {
 		if err := m.cfg.Dispatcher.Release(ctx, release, timeout); err != nil {
