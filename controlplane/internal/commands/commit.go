@@ -3,13 +3,9 @@ package commands
 import (
 	"context"
 	"sync"
-	"time"
 
 	"flotilla.dev/controlplane/internal/store"
 )
-
-// commitTimeout bounds one batched write of host command changes.
-const commitTimeout = 30 * time.Second
 
 // committer stores the host command changes of concurrent callers together,
 // in one transaction per batch (group commit). A transaction costs an
@@ -80,9 +76,13 @@ func (c *committer) run() {
 				hcs = append(hcs, w.hcs...)
 			}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
-		err := c.store.UpdateHostCommands(ctx, hcs)
-		cancel()
+		// No deadline and no cancellation: the callers wait for the
+		// outcome whatever happens (see write), and the SQLite driver
+		// watches a cancellable context with a goroutine per statement,
+		// which made each row about 65% slower (13 → 21 µs in a
+		// transaction of 1,000). Lock waits are bounded by the store's
+		// busy timeout.
+		err := c.store.UpdateHostCommands(context.Background(), hcs)
 		for _, w := range batch {
 			w.err = err
 			close(w.done)
