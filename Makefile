@@ -10,12 +10,12 @@ BIN         := $(CURDIR)/bin
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 REVISION    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS     := -s -w -X main.version=$(VERSION)
-MODULES     := gen controlplane agent e2e
+MODULES     := gen controlplane agent e2e bench
 PACKAGES    := $(addprefix ./,$(addsuffix /...,$(MODULES)))
 TOOLS_STAMP := $(BIN)/.tools-$(shell cat tools/go.sum tools/go.mod | sha256sum | cut -c1-12)
 IMAGE_TAG   ?= $(VERSION)
 
-.PHONY: all build tools deps test test-images test-short fuzz lint fmt vet buf-lint generate generate-check run images clean
+.PHONY: all build tools deps test test-images test-short fuzz lint fmt vet buf-lint generate generate-check run images bench clean
 
 all: lint build test
 
@@ -123,6 +123,15 @@ generate-check: generate
 ## run: a control plane on SQLite plus one local agent (Ctrl-C stops both)
 run: build tools
 	deploy/dev/run.sh
+
+## bench: every benchmark of bench/ in its quick version at BENCH_AGENTS
+## agents (a control plane, simulators and a real agent under /dev/shm),
+## appending the figures to bench/results.md. One benchmark at full
+## length: bin/flotilla-bench <name> -agents N (see bin/flotilla-bench -h).
+BENCH_AGENTS ?= 500
+bench: build
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/flotilla-bench ./bench/cmd/flotilla-bench
+	$(BIN)/flotilla-bench all -agents $(BENCH_AGENTS) -quick -repo $(CURDIR) -bin $(BIN) -go $(GO)
 
 ## images: the agent and control-plane images, FROM scratch
 images: build

@@ -1,0 +1,44 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestJoinNotes(t *testing.T) {
+	cases := [][3]string{{"a", "b", "a; b"}, {"", "b", "b"}, {"a", "", "a"}, {"", "", ""}}
+	for _, c := range cases {
+		if got := joinNotes(c[0], c[1]); got != c[2] {
+			t.Errorf("joinNotes(%q, %q) = %q, want %q", c[0], c[1], got, c[2])
+		}
+	}
+}
+
+func TestRunRejectsBadArguments(t *testing.T) {
+	for _, args := range [][]string{
+		nil,
+		{"nonsense"},
+		{"connect", "-agents", "0"},
+		{"connect", "-runs", "3"}, // connect has no -runs
+		{"fanout", "extra"},
+		{"connect", "-source-base", "255"},
+	} {
+		var out, errOut bytes.Buffer
+		if code := run(args, &out, &errOut); code != 2 {
+			t.Errorf("run(%q) = %d, want 2 (usage); stderr: %s", args, code, errOut.String())
+		}
+	}
+}
+
+func TestUsageListsEveryBenchmark(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"-h"}, &out, &errOut); code != 0 {
+		t.Fatalf("run(-h) = %d", code)
+	}
+	for _, name := range []string{"connect", "heartbeats", "fanout", "reconnect", "rollout", "agent-idle", "lost-agent", "all"} {
+		if !strings.Contains(errOut.String(), "  "+name+" ") {
+			t.Errorf("usage lacks %q:\n%s", name, errOut.String())
+		}
+	}
+}

@@ -1,0 +1,258 @@
+// Package harness runs the processes a benchmark measures — the control
+// plane, simulator processes, a real agent — from the binaries in bin/,
+// each with its log in a temporary directory, and cleans all of it up:
+// every process is stopped when the benchmark ends, fails or is
+// interrupted, and dies with the benchmark if that is killed.
+package harness
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Env is one benchmark's processes and temporary directory.
+type Env struct {
+	// BinDir holds flotilla-controlplane, flotilla-sim and flotilla-agent.
+	BinDir string
+	// Dir is the temporary directory: data directories, state roots, logs.
+	Dir string
+	// Out receives progress lines.
+	Out io.Writer
+
+	keep  bool
+	mu    sync.Mutex
+	procs []*Process
+}
+
+// Options configure an Env.
+type Options struct {
+	BinDir string
+	// TempRoot is where the temporary directory is made; tmpfs
+	// (/dev/shm) by default, so that the agents' fsynced journals and
+	// the store do not measure a disk.
+	TempRoot string
+	// Keep leaves the temporary directory (logs, data) in place.
+	Keep bool
+	Out  io.Writer
+}
+
+// New makes the temporary directory and checks that the binaries exist.
+func New(name string, o Options) (*Env, error) {
+	for _, b := range []string{"flotilla-controlplane", "flotilla-sim", "flotilla-agent"} {
+		if _, err := os.Stat(filepath.Join(o.BinDir, b)); err != nil {
+			return nil, fmt.Errorf("-bin: %w (run make build)", err)
+		}
+	}
+	root := o.TempRoot
+	if root == "" {
+		root = "/dev/shm"
+		if _, err := os.Stat(root); err != nil {
+			root = os.TempDir()
+		}
+	}
+	dir, err := os.MkdirTemp(root, "flotilla-bench-"+name+"-")
+	if err != nil {
+		return nil, fmt.Errorf("temporary directory: %w", err)
+	}
+	out := o.Out
+	if out == nil {
+		out = io.Discard
+	}
+	return &Env{BinDir: o.BinDir, Dir: dir, Out: out, keep: o.Keep}, nil
+}
+
+// Logf prints a progress line.
+func (e *Env) Logf(format string, args ...any) {
+	fmt.Fprintf(e.Out, "  "+format+"\n", args...)
+}
+
+// Close stops every process (the last started first, simulators and
+// agents before the control plane they talk to) and removes the
+// temporary directory. With failed, it first prints the end of every
+// process's log.
+func (e *Env) Close(failed bool) {
+	e.mu.Lock()
+	procs := e.procs
+	e.procs = nil
+	e.mu.Unlock()
+	// Stop the fleet in parallel: each process may take seconds to end.
+	var wg sync.WaitGroup
+	var cps []*Process
+	for _, p := range procs {
+		if p.controlPlane {
+			cps = append(cps, p)
+			continue
+		}
+		wg.Go(func() { p.Stop(10 * time.Second) })
+	}
+	wg.Wait()
+	for _, p := range cps {
+		p.Stop(20 * time.Second)
+	}
+	if failed {
+		for _, p := range procs {
+			fmt.Fprintf(e.Out, "---- last lines of %s (%s)\n%s", p.Name, p.LogPath, p.Tail(25))
+		}
+	}
+	if e.keep {
+		fmt.Fprintf(e.Out, "  kept %s\n", e.Dir)
+		return
+	}
+	if err := os.RemoveAll(e.Dir); err != nil {
+		fmt.Fprintf(e.Out, "  removing %s: %v\n", e.Dir, err)
+	}
+}
+
+// Process is a child process whose output goes to a log file.
+type Process struct {
+	Name    string
+	LogPath string
+	Started time.Time
+
+	cmd          *exec.Cmd
+	log          *os.File
+	controlPlane bool
+	done         chan struct{}
+	err          error // set before done closes
+}
+
+// start runs bin with args; its stderr, and its stdout unless stdout is
+// given, go to a log file named after name. stdout, when given, reads the
+// process's standard output and must consume it to the end.
+func (e *Env) start(name, bin string, args, env []string, stdout func(io.Reader, io.Writer)) (*Process, error) {
+	logPath := filepath.Join(e.Dir, name+".log")
+	log, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(filepath.Join(e.BinDir, bin), args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = log
+	cmd.SysProcAttr = sysProcAttr()
+	var pipe io.ReadCloser
+	if stdout != nil {
+		if pipe, err = cmd.StdoutPipe(); err != nil {
+			log.Close()
+			return nil, err
+		}
+	} else {
+		cmd.Stdout = log
+	}
+	fmt.Fprintf(log, "# %s %s\n", cmd.Path, strings.Join(args, " "))
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	p := &Process{Name: name, LogPath: logPath, Started: time.Now(), cmd: cmd, log: log, done: make(chan struct{})}
+	var reading sync.WaitGroup
+	if pipe != nil {
+		reading.Go(func() {
+			stdout(pipe, log)
+			_, _ = io.Copy(log, pipe) // whatever the reader left
+		})
+	}
+	go func() {
+		reading.Wait() // Wait must not close the pipe while it is read
+		p.err = cmd.Wait()
+		log.Close()
+		close(p.done)
+	}()
+	e.mu.Lock()
+	e.procs = append(e.procs, p)
+	e.mu.Unlock()
+	return p, nil
+}
+
+// Pid is the process ID.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Exited reports whether the process has ended, and how.
+func (p *Process) Exited() (bool, error) {
+	select {
+	case <-p.done:
+		return true, p.err
+	default:
+		return false, nil
+	}
+}
+
+// ErrExited is wrapped by errors about a process that ended early.
+var ErrExited = errors.New("process exited")
+
+// CheckRunning returns an error naming the process and its log when it
+// has ended.
+func (p *Process) CheckRunning() error {
+	if done, err := p.Exited(); done {
+		return fmt.Errorf("%s: %w (%v); see %s:\n%s", p.Name, ErrExited, err, p.LogPath, p.Tail(15))
+	}
+	return nil
+}
+
+// Signal sends sig to the process.
+func (p *Process) Signal(sig syscall.Signal) error {
+	if done, _ := p.Exited(); done {
+		return fmt.Errorf("%s: %w", p.Name, ErrExited)
+	}
+	return p.cmd.Process.Signal(sig)
+}
+
+// Stop ends the process: SIGTERM (after SIGCONT, in case it is stopped),
+// then SIGKILL after grace. It returns when the process is gone.
+func (p *Process) Stop(grace time.Duration) {
+	if done, _ := p.Exited(); done {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGCONT)
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(grace):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// Wait waits up to timeout for the process to end by itself.
+func (p *Process) Wait(timeout time.Duration) error {
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(timeout):
+		return fmt.Errorf("%s did not exit within %s", p.Name, timeout)
+	}
+}
+
+// Tail returns the last n lines of the process's log.
+func (p *Process) Tail(n int) string {
+	f, err := os.Open(p.LogPath)
+	if err != nil {
+		return err.Error() + "\n"
+	}
+	defer f.Close()
+	// The end of a big log is what matters: read at most the last 64 KiB.
+	if info, err := f.Stat(); err == nil && info.Size() > 64<<10 {
+		_, _ = f.Seek(-64<<10, io.SeekEnd)
+	}
+	var lines []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if len(lines) > n {
+			lines = lines[1:]
+		}
+	}
+	if len(lines) == 0 {
+		return "(empty)\n"
+	}
+	return strings.Join(lines, "\n") + "\n"
+}

@@ -1,0 +1,99 @@
+package scenario
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"flotilla.dev/bench/internal/harness"
+	"flotilla.dev/bench/internal/procfs"
+	"flotilla.dev/bench/internal/results"
+	"flotilla.dev/bench/internal/stats"
+)
+
+// Connect measures a fleet connecting to one control plane and idling:
+// the time until every agent is connected, the control plane's resident
+// memory per agent once the fleet has settled (heartbeats flowing, the
+// connection storm's garbage collected), and its CPU while idle.
+func Connect(ctx context.Context, o Options) (figs []results.Figure, err error) {
+	interval := or(o.Interval, 10*time.Second)
+	settle := or(o.Settle, o.quick(interval, 2*interval))
+	window := or(o.Window, o.quick(5*time.Second, 30*time.Second))
+	env, err := o.env("connect")
+	if err != nil {
+		return nil, err
+	}
+	defer closeEnv(ctx, env, &err)
+
+	cp, err := env.StartControlPlane(ctx, harness.CPConfig{LogLevel: o.CPLogLevel})
+	if err != nil {
+		return nil, err
+	}
+	defer cp.Close()
+	// The baseline: a started, idle control plane with an empty fleet.
+	if err := sleep(ctx, 2*time.Second); err != nil {
+		return nil, err
+	}
+	before, err := cp.Sample()
+	if err != nil {
+		return nil, err
+	}
+	sims, took, err := o.startSims(ctx, env, cp, harness.SimConfig{Agents: o.Agents, HeartbeatInterval: interval})
+	if err != nil {
+		return nil, err
+	}
+	env.Logf("settling for %s, then measuring idle CPU for %s", settle, window)
+	if err := sleep(ctx, settle); err != nil {
+		return nil, err
+	}
+	s0, err := cp.Sample()
+	if err != nil {
+		return nil, err
+	}
+	if err := sleep(ctx, window); err != nil {
+		return nil, err
+	}
+	s1, err := cp.Sample()
+	if err != nil {
+		return nil, err
+	}
+	connected, err := cp.Connected(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := sims.Check(); err != nil {
+		return nil, err
+	}
+	simSample, _ := sims.Sample()
+
+	n := float64(o.Agents)
+	perAgent := float64(s1.RSS-before.RSS) / n
+	total := float64(s1.RSS) / n
+	cores := procfs.CPUCores(s0, s1)
+	const rssTarget = 64 << 10
+	notes := fmt.Sprintf("%sheartbeat %s; start rate %s; %d simulator processes (RSS %s together); RSS before agents %s, after %s; measured after %s idle",
+		quickNote(o), interval, startRate(o.StartRate), sims.Processes(), mib(float64(simSample.RSS)),
+		mib(float64(before.RSS)), mib(float64(s1.RSS)), settle)
+	figs = []results.Figure{
+		{Name: "connect: agents connected to one control plane", Agents: o.Agents,
+			Value:  fmt.Sprintf("%s of %s", thousands(int64(connected)), thousands(int64(o.Agents))),
+			Target: "50,000 (stretch 100,000)", Met: atSize(o.Agents, 50000, connected >= o.Agents), Notes: notes},
+		{Name: "connect: time until all agents connected", Agents: o.Agents, Value: stats.Seconds(took),
+			Target: "—", Met: results.NA, Notes: notes},
+		{Name: "connect: control-plane RSS per agent ((after − before) / N)", Agents: o.Agents, Value: kib(perAgent),
+			Target: "≤ 64 KiB (stretch 32 KiB)", Met: results.MetIf(perAgent <= rssTarget), Notes: notes},
+		{Name: "connect: control-plane RSS / N (total)", Agents: o.Agents, Value: kib(total),
+			Target: "≤ 64 KiB (stretch 32 KiB)", Met: results.MetIf(total <= rssTarget), Notes: notes},
+		{Name: "connect: control-plane CPU while idle", Agents: o.Agents,
+			Value:  fmt.Sprintf("%.2f %% of a core", cores*100),
+			Target: "—", Met: results.NA, Notes: fmt.Sprintf("%sover %s; %.0f heartbeats/s offered", quickNote(o), window, n/interval.Seconds())},
+	}
+	return figs, nil
+}
+
+func startRate(r float64) string {
+	if r <= 0 {
+		return "all at once"
+	}
+	return fmt.Sprintf("%g agents/s", r)
+}

@@ -1,0 +1,159 @@
+package scenario
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"flotilla.dev/bench/internal/harness"
+	"flotilla.dev/bench/internal/results"
+	"flotilla.dev/bench/internal/stats"
+	flotillav1 "flotilla.dev/gen/flotilla/v1"
+)
+
+// fanoutLabel is the label every simulated agent carries, so that one
+// selector targets the whole fleet.
+const fanoutLabel = "bench=fanout"
+
+// Fanout measures a command fanned out to the whole fleet at once: a
+// pull of a new image tag to every agent (max_concurrency unset: all
+// hosts are released at once), timed from just before the RunCommand call
+// to each agent's receipt (the simulator's clock: when the agent admitted
+// the command) and to each host's started_at (the control plane's clock:
+// when the agent's RUNNING report arrived).
+func Fanout(ctx context.Context, o Options) (figs []results.Figure, err error) {
+	runs := or(o.Runs, o.quickN(2, 5))
+	env, err := o.env("fanout")
+	if err != nil {
+		return nil, err
+	}
+	defer closeEnv(ctx, env, &err)
+	cp, sims, _, err := o.fleet(ctx, env, harness.SimConfig{Agents: o.Agents, Labels: fanoutLabel})
+	if cp != nil {
+		defer cp.Close()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := sleep(ctx, 2*time.Second); err != nil {
+		return nil, err
+	}
+	var receipts, started []time.Duration
+	var calls []time.Duration
+	worst := stats.Summary{}
+	for i := range runs {
+		r, err := fanoutOnce(ctx, env, cp, sims, o.Agents, fmt.Sprintf("registry.sim/bench:fanout-%d-%d", time.Now().UnixNano(), i))
+		if err != nil {
+			return nil, fmt.Errorf("run %d: %w", i+1, err)
+		}
+		rs := stats.Summarize(r.receipts)
+		env.Logf("run %d: RunCommand returned after %s; receipt %s; started_at %s", i+1,
+			stats.Millis(r.call), rs, stats.Summarize(r.started))
+		if rs.P99 > worst.P99 {
+			worst = rs
+		}
+		receipts = append(receipts, r.receipts...)
+		started = append(started, r.started...)
+		calls = append(calls, r.call)
+		// Let the fleet's reports drain before the next run.
+		if err := sleep(ctx, time.Second); err != nil {
+			return nil, err
+		}
+	}
+	rs, ss, cs := stats.Summarize(receipts), stats.Summarize(started), stats.Summarize(calls)
+	notes := fmt.Sprintf("%s%d runs pooled; worst run's p99 %s; RunCommand call took p50 %s, max %s; simulated pull latency 0",
+		quickNote(o), runs, stats.Millis(worst.P99), stats.Millis(cs.P50), stats.Millis(cs.Max))
+	const target = time.Second
+	figs = []results.Figure{
+		{Name: "fanout: RunCommand → agent receipt (simulator clock)", Agents: o.Agents, Value: rs.String(),
+			Target: "p99 ≤ 1 s (stretch 500 ms) at 10,000", Met: atSize(o.Agents, 10000, rs.P99 <= target), Notes: notes},
+		{Name: "fanout: RunCommand → host started_at (control-plane clock)", Agents: o.Agents, Value: ss.String(),
+			Target: "p99 ≤ 1 s (stretch 500 ms) at 10,000", Met: atSize(o.Agents, 10000, ss.P99 <= target), Notes: notes},
+	}
+	return figs, nil
+}
+
+type fanoutRun struct {
+	call              time.Duration
+	receipts, started []time.Duration
+}
+
+func fanoutOnce(ctx context.Context, env *harness.Env, cp *harness.ControlPlane, sims *harness.Sims, n int, image string) (fanoutRun, error) {
+	var r fanoutRun
+	base, err := sims.Stats(ctx)
+	if err != nil {
+		return r, err
+	}
+	callCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	t0 := time.Now()
+	resp, err := cp.Fleet.RunCommand(callCtx, &flotillav1.RunCommandRequest{
+		Spec:     &flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Pull{Pull: &flotillav1.PullCommand{Image: image}}},
+		Selector: fanoutLabel, Reason: "flotilla-bench fanout",
+	})
+	r.call = time.Since(t0)
+	cancel()
+	if err != nil {
+		return r, fmt.Errorf("RunCommand: %w", err)
+	}
+	id := resp.GetCommand().GetId()
+	if got := len(resp.GetCommand().GetHosts()); got != n {
+		return r, fmt.Errorf("command %s targets %d hosts, want %d", id, got, n)
+	}
+	// Every agent received it: the simulators count receipts.
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		st, err := sims.Stats(ctx)
+		if err != nil {
+			return r, err
+		}
+		if got := st.ReceivedTotal() - base.ReceivedTotal(); got >= int64(n) {
+			break
+		} else if time.Now().After(deadline) {
+			return r, fmt.Errorf("command %s: %d of %d agents received it within 2m", id, got, n)
+		}
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return r, err
+		}
+	}
+	// Every host reported: the command is done.
+	var fc *flotillav1.FleetCommand
+	for {
+		getCtx, cancel := context.WithTimeout(ctx, time.Minute)
+		got, err := cp.Fleet.GetCommand(getCtx, &flotillav1.GetCommandRequest{CommandId: id})
+		cancel()
+		if err != nil {
+			return r, fmt.Errorf("GetCommand %s: %w", id, err)
+		}
+		fc = got.GetCommand()
+		if fc.GetState() != flotillav1.FleetCommandState_FLEET_COMMAND_STATE_RUNNING {
+			break
+		}
+		if time.Now().After(deadline) {
+			return r, fmt.Errorf("command %s still running after 2m: %v", id, fc.GetSummary())
+		}
+		if err := sleep(ctx, 500*time.Millisecond); err != nil {
+			return r, err
+		}
+	}
+	if fc.GetState() != flotillav1.FleetCommandState_FLEET_COMMAND_STATE_SUCCEEDED {
+		return r, fmt.Errorf("command %s ended %s: %v", id, fc.GetState(), fc.GetSummary())
+	}
+	for _, h := range fc.GetHosts() {
+		if h.GetStartedAt() == nil {
+			return r, fmt.Errorf("command %s: host %s has no started_at", id, h.GetAgentId())
+		}
+		r.started = append(r.started, h.GetStartedAt().AsTime().Sub(t0))
+	}
+	times, err := sims.Receipts(ctx, image)
+	if err != nil {
+		return r, err
+	}
+	if len(times) != n {
+		return r, fmt.Errorf("command %s: %d receipts recorded, want %d", id, len(times), n)
+	}
+	for _, ns := range times {
+		r.receipts = append(r.receipts, time.Unix(0, ns).Sub(t0))
+	}
+	env.Logf("command %s: %d hosts succeeded", id, len(fc.GetHosts()))
+	return r, nil
+}

@@ -1,0 +1,110 @@
+package scenario
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"flotilla.dev/bench/internal/harness"
+	"flotilla.dev/bench/internal/procfs"
+	"flotilla.dev/bench/internal/results"
+)
+
+const heartbeatsMetric = "flotilla_heartbeats_received_total"
+
+// Heartbeats measures heartbeat ingest: N agents at a short interval, the
+// heartbeats the control plane counted per second over a window
+// (flotilla_heartbeats_received_total) and the CPU it used meanwhile.
+//
+// /metrics carries series per agent, and a scrape of a large fleet costs
+// the control plane CPU (and holds the registry's read lock while it
+// streams). It is scraped once before and once after the window, and the
+// CPU is read between the scrapes, so that the scrapes' cost stays out
+// of the CPU figure.
+func Heartbeats(ctx context.Context, o Options) (figs []results.Figure, err error) {
+	interval := or(o.Interval, time.Second)
+	window := or(o.Window, o.quick(10*time.Second, 30*time.Second))
+	env, err := o.env("heartbeats")
+	if err != nil {
+		return nil, err
+	}
+	defer closeEnv(ctx, env, &err)
+	cp, sims, _, err := o.fleet(ctx, env, harness.SimConfig{Agents: o.Agents, HeartbeatInterval: interval})
+	if cp != nil {
+		defer cp.Close()
+	}
+	if err != nil {
+		return nil, err
+	}
+	// Let every agent's heartbeat loop reach its steady pace.
+	if err := sleep(ctx, 2*interval+3*time.Second); err != nil {
+		return nil, err
+	}
+	env.Logf("measuring for %s", window)
+	m0, t0, err := cp.Scrape(ctx, heartbeatsMetric)
+	if err != nil {
+		return nil, err
+	}
+	sim0, err := sims.Stats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	simAt0 := time.Now()
+	c0, err := cp.Sample()
+	if err != nil {
+		return nil, err
+	}
+	if err := sleep(ctx, window); err != nil {
+		return nil, err
+	}
+	c1, err := cp.Sample()
+	if err != nil {
+		return nil, err
+	}
+	sim1, err := sims.Stats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	simAt1 := time.Now()
+	m1, t1, err := cp.Scrape(ctx, heartbeatsMetric)
+	if err != nil {
+		return nil, err
+	}
+	if err := sims.Check(); err != nil {
+		return nil, err
+	}
+	h0, ok0 := m0[heartbeatsMetric]
+	h1, ok1 := m1[heartbeatsMetric]
+	if !ok0 || !ok1 {
+		return nil, fmt.Errorf("/metrics has no %s", heartbeatsMetric)
+	}
+	rate := (h1 - h0) / t1.Sub(t0).Seconds()
+	simRate := float64(sim1.Heartbeats-sim0.Heartbeats) / simAt1.Sub(simAt0).Seconds()
+	cores := procfs.CPUCores(c0, c1)
+	offered := float64(o.Agents) / interval.Seconds()
+
+	const target = 20000
+	met := results.MetIf(rate >= target && cores <= 1)
+	if offered < target*0.98 {
+		met = results.NA // the fleet cannot offer 20,000/s
+	}
+	notes := fmt.Sprintf("%sheartbeat %s (%.0f/s offered); window %s; simulators sent %.0f/s; CPU read between the two /metrics scrapes",
+		quickNote(o), interval, offered, window, simRate)
+	figs = []results.Figure{
+		{Name: "heartbeats: ingest rate and control-plane CPU", Agents: o.Agents,
+			Value:  fmt.Sprintf("%s/s on %.3f cores", thousands(int64(rate+0.5)), cores),
+			Target: "≥ 20,000/s on ≤ 1 core", Met: met, Notes: notes},
+	}
+	if rate > 0 {
+		// Linear in the rate: fixed costs (timers, GC of an idle heap)
+		// are scaled up too, so this overestimates a small run's cost.
+		scaled := cores * target / rate
+		figs = append(figs, results.Figure{
+			Name: "heartbeats: control-plane CPU scaled to 20,000/s", Agents: o.Agents,
+			Value:  fmt.Sprintf("%.2f cores", scaled),
+			Target: "≤ 1 core", Met: results.MetIf(scaled <= 1),
+			Notes: notes + "; linear extrapolation from the measured rate",
+		})
+	}
+	return figs, nil
+}

@@ -1,0 +1,232 @@
+// Package scenario holds one benchmark per figure of issue 7. Each starts
+// the processes it measures (its own control plane on a fresh data
+// directory, simulators, a real agent), measures, stops them and returns
+// its figures; the command appends them to the results file.
+package scenario
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"flotilla.dev/bench/internal/harness"
+	"flotilla.dev/bench/internal/results"
+)
+
+// Options are the benchmarks' parameters. Zero values mean the
+// benchmark's own default, which Quick shortens.
+type Options struct {
+	// Agents is the fleet size.
+	Agents int
+	// Quick shortens windows and repetitions (make bench, CI).
+	Quick bool
+	// BinDir holds the binaries; RepoRoot is the checkout (the rollout
+	// benchmark runs go test there).
+	BinDir, RepoRoot string
+	// TempRoot is where temporary directories go (default /dev/shm).
+	TempRoot string
+	// Keep leaves the temporary directory for inspection.
+	Keep bool
+	// Out receives progress and the figures as they are measured.
+	Out io.Writer
+
+	// PerSim is the most agents per simulator process.
+	PerSim int
+	// SourceBase is the second octet of the first simulator's source
+	// addresses (127.<SourceBase>.0.1).
+	SourceBase int
+	// ConnectTimeout bounds each wait for the fleet to connect.
+	ConnectTimeout time.Duration
+	// CPLogLevel is the control plane's log level (default info).
+	CPLogLevel string
+
+	// Interval is the agents' heartbeat interval.
+	Interval time.Duration
+	// Window is how long a rate or idle cost is measured.
+	Window time.Duration
+	// Settle is how long the fleet idles before the measurement.
+	Settle time.Duration
+	// Runs is how many times a measurement is repeated.
+	Runs int
+	// StartRate is agents started per second (0: all at once).
+	StartRate float64
+	// MaxBackoff caps the simulated agents' reconnection backoff (0: the
+	// agent's default).
+	MaxBackoff time.Duration
+	// GoBin is the go command (the rollout benchmark).
+	GoBin string
+}
+
+// Scenario is one benchmark.
+type Scenario struct {
+	Name    string
+	Summary string
+	// Flags lists the Options fields the benchmark reads, by flag name,
+	// so that the command offers only those.
+	Flags []string
+	// Size is the fleet size the benchmark always uses (one agent, the
+	// Go benchmark's 1,000 hosts), or 0 when -agents sets it.
+	Size int
+	Run  func(context.Context, Options) ([]results.Figure, error)
+}
+
+// All are the benchmarks in the order `all` runs them.
+var All = []Scenario{
+	{"connect", "N agents connect: time until all are connected, control-plane RSS per agent, idle CPU",
+		[]string{"interval", "settle", "window", "start-rate"}, 0, Connect},
+	{"heartbeats", "heartbeat ingest rate and the control plane's CPU (N agents at a short interval)",
+		[]string{"interval", "window", "start-rate"}, 0, Heartbeats},
+	{"fanout", "RunCommand to all N agents: latency to each agent's receipt and each host's started_at",
+		[]string{"runs", "start-rate"}, 0, Fanout},
+	{"reconnect", "control-plane restart under N agents: time until all are back; API latency meanwhile",
+		[]string{"max-backoff", "start-rate"}, 0, Reconnect},
+	{"rollout", "the rollout engine's Go benchmark (1,000 hosts, 10% batches, instant health): time per host",
+		[]string{"runs", "go"}, rolloutHosts, Rollout},
+	{"agent-idle", "one real agent, idle: RSS, CPU, binary size",
+		[]string{"settle", "window"}, 1, AgentIdle},
+	{"lost-agent", "a silent (SIGSTOPped) real agent with default settings: time from last heartbeat to lost",
+		[]string{"runs"}, 1, LostAgent},
+}
+
+// Find returns the named benchmark.
+func Find(name string) (Scenario, bool) {
+	for _, s := range All {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Scenario{}, false
+}
+
+// or returns v unless it is the zero value, then def.
+func or[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// quick picks the quick or the full default.
+func (o Options) quick(quickV, fullV time.Duration) time.Duration {
+	if o.Quick {
+		return quickV
+	}
+	return fullV
+}
+
+// quickN picks the quick or the full default count.
+func (o Options) quickN(quickV, fullV int) int {
+	if o.Quick {
+		return quickV
+	}
+	return fullV
+}
+
+func (o Options) logf(format string, args ...any) {
+	if o.Out != nil {
+		fmt.Fprintf(o.Out, format+"\n", args...)
+	}
+}
+
+func (o Options) env(name string) (*harness.Env, error) {
+	return harness.New(name, harness.Options{BinDir: o.BinDir, TempRoot: o.TempRoot, Keep: o.Keep, Out: o.Out})
+}
+
+func (o Options) connectTimeout() time.Duration {
+	// Registration costs a key pair on the agent's side and a signature
+	// on the control plane's; allow for a slow, shared machine.
+	return or(o.ConnectTimeout, max(2*time.Minute, time.Duration(o.Agents)*20*time.Millisecond))
+}
+
+// fleet starts a control plane and n simulated agents and waits until all
+// are connected; it returns when they were, measured from the simulators'
+// start.
+func (o Options) fleet(ctx context.Context, env *harness.Env, cfg harness.SimConfig) (*harness.ControlPlane, *harness.Sims, time.Duration, error) {
+	cp, err := env.StartControlPlane(ctx, harness.CPConfig{LogLevel: o.CPLogLevel})
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	sims, took, err := o.startSims(ctx, env, cp, cfg)
+	return cp, sims, took, err
+}
+
+func (o Options) startSims(ctx context.Context, env *harness.Env, cp *harness.ControlPlane, cfg harness.SimConfig) (*harness.Sims, time.Duration, error) {
+	if err := cp.CheckCapacity(cfg.Agents); err != nil {
+		return nil, 0, err
+	}
+	cfg.PerProcess, cfg.SourceBase, cfg.StartRate = o.PerSim, or(o.SourceBase, 101), o.StartRate
+	tokenFile, pin, err := cp.JoinToken(ctx, cfg.Agents)
+	if err != nil {
+		return nil, 0, err
+	}
+	start := time.Now()
+	sims, err := env.StartSims(ctx, cp, tokenFile, pin, cfg)
+	if err != nil {
+		return nil, 0, err
+	}
+	at, err := cp.WaitConnected(ctx, cfg.Agents, o.connectTimeout(), func() error { return sims.CheckAgents(ctx) })
+	if err != nil {
+		return nil, 0, err
+	}
+	took := at.Sub(start)
+	env.Logf("all %d agents connected in %s", cfg.Agents, took.Round(time.Millisecond))
+	return sims, took, nil
+}
+
+// sleep waits for d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+	}
+	return nil
+}
+
+// atSize is the verdict for a target stated for a fleet of size: it can
+// only be judged on a run at least that big.
+func atSize(agents, size int, ok bool) results.Met {
+	if agents < size {
+		return results.NA
+	}
+	return results.MetIf(ok)
+}
+
+// kib formats bytes as KiB with one decimal.
+func kib(b float64) string { return fmt.Sprintf("%.1f KiB", b/1024) }
+
+// mib formats bytes as MiB with one decimal.
+func mib(b float64) string { return fmt.Sprintf("%.1f MiB", b/(1<<20)) }
+
+// thousands formats n with comma separators: 20000 → "20,000".
+func thousands(n int64) string {
+	s := fmt.Sprint(n)
+	neg := n < 0
+	if neg {
+		s = s[1:]
+	}
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	if neg {
+		return "-" + s
+	}
+	return s
+}
+
+func quickNote(o Options) string {
+	if o.Quick {
+		return "quick; "
+	}
+	return ""
+}
+
+// closeEnv stops env's processes; the logs' last lines are printed when
+// the benchmark failed, but not when it was interrupted.
+func closeEnv(ctx context.Context, env *harness.Env, err *error) {
+	env.Close(*err != nil && ctx.Err() == nil)
+}
