@@ -414,3 +414,34 @@ func TestWithPrincipal(t *testing.T) {
 		t.Errorf("PrincipalFrom(WithPrincipal(p)) = %+v, %v; want %+v", got, ok, want)
 	}
 }
+
+// With the live registry, agents it holds are admitted without a store read
+// (the store here does not even know them), and agents it does not hold are
+// still looked up, so a deregistered agent is told why it is refused.
+func TestAgentsFromTheRegistry(t *testing.T) {
+	st := openStore(t)
+	ca, agentCert, _ := testCA(t)
+	registerAgent(t, st, "ag-gone")
+	goneAgent, _, err := ca.SignAgent(signCSR(t), "ag-gone", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.DeregisterAgent(context.Background(), "ag-gone", t0.Add(-time.Minute), "decommissioned"); err != nil {
+		t.Fatal(err)
+	}
+	live := map[string]bool{"ag-7k2m9q4x": true}
+	a := auth.NewAuthenticator(st, func() time.Time { return t0 }).WithRegisteredAgents(func(id string) bool { return live[id] })
+	chain := func(c *x509.Certificate) *peer.Peer { return tlsPeer([]*x509.Certificate{c, ca.Certificate()}) }
+
+	ctx, err := a.AuthFunc(callCtx(connect, nil, chain(agentCert)))
+	if err != nil {
+		t.Fatalf("agent held by the registry: %v", err)
+	}
+	if p, _ := auth.PrincipalFrom(ctx); p.Kind != "agent" || p.ID != "ag-7k2m9q4x" {
+		t.Errorf("principal = %+v, want agent ag-7k2m9q4x", p)
+	}
+	_, err = a.AuthFunc(callCtx(connect, nil, chain(goneAgent)))
+	if status.Code(err) != codes.Unauthenticated || !strings.Contains(err.Error(), "deregistered") {
+		t.Errorf("deregistered agent the registry no longer holds: %v, want Unauthenticated naming the deregistration", err)
+	}
+}

@@ -48,6 +48,11 @@ type Config struct {
 	AgentCertValidity Duration `yaml:"agent_cert_validity"`
 	// RegistrationRateLimit bounds Register calls per source address.
 	RegistrationRateLimit RateLimit `yaml:"registration_rate_limit"`
+	// RegistrationMaxInFlight bounds the registrations in progress at once;
+	// more are refused with RESOURCE_EXHAUSTED and retried by the agents,
+	// so that a whole fleet booting together queues in the agents, not in
+	// the control plane's store.
+	RegistrationMaxInFlight int `yaml:"registration_max_in_flight"`
 	// HeartbeatPersistInterval is how often an unchanged heartbeat is still written.
 	HeartbeatPersistInterval Duration `yaml:"heartbeat_persist_interval"`
 	// CommandDeadlineGrace is how long past a command's deadline the control
@@ -123,6 +128,7 @@ func Default() Config {
 		AgentReconnectGrace:      Duration(time.Minute),
 		AgentCertValidity:        Duration(7 * 24 * time.Hour),
 		RegistrationRateLimit:    RateLimit{PerMinute: 5, Burst: 10},
+		RegistrationMaxInFlight:  16,
 		HeartbeatPersistInterval: Duration(time.Minute),
 		ShutdownTimeout:          Duration(10 * time.Second),
 		CommandDeadlineGrace:     Duration(5 * time.Second),
@@ -279,6 +285,9 @@ func (c Config) Validate() error {
 	if c.RegistrationRateLimit.PerMinute < 1 || c.RegistrationRateLimit.Burst < 1 {
 		return fmt.Errorf("config: registration_rate_limit: per_minute (%d) and burst (%d) must be at least 1",
 			c.RegistrationRateLimit.PerMinute, c.RegistrationRateLimit.Burst)
+	}
+	if c.RegistrationMaxInFlight < 1 {
+		return fmt.Errorf("config: registration_max_in_flight: %d must be at least 1", c.RegistrationMaxInFlight)
 	}
 	if c.HeartbeatPersistInterval.Std() < time.Second {
 		return fmt.Errorf("config: heartbeat_persist_interval: %s is below the 1s minimum", c.HeartbeatPersistInterval.Std())

@@ -29,6 +29,15 @@ func (e *entry) snapshot() Agent {
 	return Agent{Record: rec, Hello: e.hello, LastHeartbeat: e.lastHeartbeat, HeartbeatAt: e.heartbeatAt, Connected: e.session != nil}
 }
 
+// Has reports whether id is a registered agent (deregistered agents are
+// removed from the registry).
+func (r *Registry) Has(id string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	_, ok := r.agents[id]
+	return ok
+}
+
 // Get returns one agent.
 func (r *Registry) Get(id string) (Agent, bool) {
 	r.mu.RLock()

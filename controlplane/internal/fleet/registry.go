@@ -131,7 +131,6 @@ func (r *Registry) ReconnectGrace() time.Duration { return r.cfg.ReconnectGrace 
 // StartedAt is when this process loaded the fleet.
 func (r *Registry) StartedAt() time.Time { return r.startedAt }
 
-
 // Load reads every agent from the store. Agents that were connected when a
 // previous process stopped are marked disconnected: their streams died with
 // that process, and they have LostAfter from now to come back.

@@ -212,7 +212,7 @@ func (s *Server) buildGRPC() error {
 	)
 	apiMetrics := api.NewMetrics(s.metrics)
 
-	authn := auth.NewAuthenticator(s.store, time.Now)
+	authn := auth.NewAuthenticator(s.store, time.Now).WithRegisteredAgents(s.registry.Has)
 	var err error
 	if s.audit, err = audit.New(audit.Config{Store: s.store, Logger: s.log.Named("audit"), Registerer: s.metrics}); err != nil {
 		return err
@@ -223,6 +223,7 @@ func (s *Server) buildGRPC() error {
 	if err != nil {
 		return fmt.Errorf("registration_rate_limit: %w", err)
 	}
+	admission := newRegistrationAdmission(s.cfg.RegistrationMaxInFlight, s.metrics, s.log.Named("agents"))
 	grpcLog := logging.Interceptor(s.log.Named("grpc"))
 	logOpts := []grpclog.Option{grpclog.WithLogOnEvents(grpclog.FinishCall)}
 	// Health checks arrive every few seconds from load balancers; logging
@@ -260,6 +261,7 @@ func (s *Server) buildGRPC() error {
 		// closed). See package audit.
 		grpc.ChainUnaryInterceptor(
 			grpcMetrics.UnaryServerInterceptor(),
+			admission.UnaryServerInterceptor(),
 			selector.UnaryServerInterceptor(grpclog.UnaryServerInterceptor(grpcLog, logOpts...), notHealth),
 			s.audit.UnaryServerInterceptor(),
 			grpcauth.UnaryServerInterceptor(authn.AuthFunc),
