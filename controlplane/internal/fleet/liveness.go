@@ -91,14 +91,33 @@ func (r *Registry) RunFlusher(ctx context.Context) error {
 	}
 }
 
-// Flush writes every pending status change in one batch. On failure the
-// changes stay pending for the next flush.
+// Flush writes every pending status change, in transactions of at most
+// maxFlushBatch agents. On failure the changes not written stay pending for
+// the next flush.
 func (r *Registry) Flush(ctx context.Context) error {
 	updates := r.takeDirty()
-	if len(updates) == 0 {
-		return nil
+	// Write in bounded transactions: the store has one writer, and a
+	// reconnecting fleet dirties thousands of agents at once; one huge
+	// transaction would hold registrations, audit rows and command
+	// results behind it for seconds.
+	for len(updates) > 0 {
+		n := min(len(updates), maxFlushBatch)
+		if err := r.flushBatch(ctx, updates[:n], updates[n:]); err != nil {
+			return err
+		}
+		updates = updates[n:]
 	}
-	if err := r.cfg.Store.UpdateAgentStatuses(ctx, updates); err != nil {
+	return nil
+}
+
+// maxFlushBatch is the most agent statuses written in one transaction.
+const maxFlushBatch = 256
+
+// flushBatch writes batch; when that fails, batch and rest (not written
+// yet) are marked dirty again for the next flush.
+func (r *Registry) flushBatch(ctx context.Context, batch, rest []store.AgentStatus) error {
+	if err := r.cfg.Store.UpdateAgentStatuses(ctx, batch); err != nil {
+		updates := append(batch[:len(batch):len(batch)], rest...)
 		r.mu.Lock()
 		for _, u := range updates {
 			r.dirty[u.ID] = struct{}{}

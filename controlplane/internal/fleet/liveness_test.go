@@ -3,6 +3,7 @@ package fleet_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -393,5 +394,26 @@ func TestReconnectGrace(t *testing.T) {
 	}
 	if r3.ReconnectGrace() != lostAfter {
 		t.Errorf("ReconnectGrace below LostAfter = %s, want %s", r3.ReconnectGrace(), lostAfter)
+	}
+}
+
+// TestFlushManyAgents: a flush larger than one transaction's batch writes
+// every agent.
+func TestFlushManyAgents(t *testing.T) {
+	st := openStore(t)
+	clk := newClock(t0)
+	r := newRegistry(t, st, clk)
+	const n = 600 // more than two batches
+	for i := range n {
+		id := fmt.Sprintf("a%03d", i)
+		register(t, st, r, id, t0, nil, nil)
+		mustAttach(t, r, id, nil, "10.0.0.1:5000")
+	}
+	mustFlush(t, r)
+	for i := range n {
+		id := fmt.Sprintf("a%03d", i)
+		if got := mustStored(t, st, id).State; got != store.AgentConnected {
+			t.Fatalf("%s stored %s after the flush, want connected", id, got)
+		}
 	}
 }
