@@ -123,12 +123,14 @@ func (e *benchEnv) deliver(ctx context.Context, s *fleet.Session, commandID stri
 
 // startAgents runs one fake agent per session, as one stream handler per
 // agent does in the server: each answers every command it receives with
-// ACCEPTED, RUNNING and SUCCEEDED at once. They stop when the benchmark
-// ends.
+// ACCEPTED, RUNNING and SUCCEEDED at once, under a cancellable context as
+// a stream's is. They stop when the benchmark ends.
 func (e *benchEnv) startAgents(b *testing.B) {
 	var wg sync.WaitGroup
 	for _, s := range e.sessions {
 		wg.Go(func() {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
 			for {
 				select {
 				case <-s.Done():
@@ -137,7 +139,7 @@ func (e *benchEnv) startAgents(b *testing.B) {
 				}
 				for _, msg := range s.Take() {
 					if cmd := msg.GetCommand(); cmd != nil {
-						if err := e.deliver(context.Background(), s, cmd.GetId()); err != nil {
+						if err := e.deliver(ctx, s, cmd.GetId()); err != nil {
 							b.Error(err)
 							return
 						}
@@ -158,7 +160,10 @@ func (e *benchEnv) startAgents(b *testing.B) {
 // RUNNING and SUCCEEDED events applied.
 func BenchmarkDispatcherOneCommand(b *testing.B) {
 	e := newBenchEnv(b, 1)
-	ctx := context.Background()
+	// Cancellable, as a stream's context is: the SQLite driver treats such
+	// contexts differently (it watches them).
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	spec, err := proto.Marshal(benchPullSpec())
 	if err != nil {
 		b.Fatal(err)
@@ -238,7 +243,10 @@ func BenchmarkRunCommand(b *testing.B) {
 				mu.Unlock()
 				now := time.Now()
 				start.Store(&now)
-				fc, err := e.mgr.Run(context.Background(), req)
+				// Cancellable, as an RPC's context is.
+				ctx, cancel := context.WithCancel(context.Background())
+				fc, err := e.mgr.Run(ctx, req)
+				cancel()
 				if err != nil {
 					b.Fatal(err)
 				}
