@@ -150,7 +150,7 @@ func parseFlags(name string, chosen []scenario.Scenario, args []string, stdout, 
 	fs.BoolVar(&o.Keep, "keep", false, "keep the temporary directory (logs, data) after the run")
 	fs.IntVar(&o.PerSim, "agents-per-sim", 8000, "most agents per simulator process (each holds 2 open files per agent)")
 	fs.IntVar(&o.SourceBase, "source-base", 101, "simulator i connects from 127.<source-base+i>.0.1 and the 31 addresses after it")
-	fs.DurationVar(&o.ConnectTimeout, "connect-timeout", 0, "how long to wait for the fleet to connect (default max(2m, 20ms per agent))")
+	fs.DurationVar(&o.ConnectTimeout, "connect-timeout", 0, "how long to wait for the fleet to connect (default max(3m, 60ms per agent))")
 	fs.StringVar(&o.CPLogLevel, "cp-log-level", "info", "control-plane log level")
 
 	wanted := map[string]bool{}
@@ -166,7 +166,7 @@ func parseFlags(name string, chosen []scenario.Scenario, args []string, stdout, 
 		fs.DurationVar(&o.Interval, "interval", 0, "agents' heartbeat interval (default: connect 10s, heartbeats 1s)")
 	}
 	if wanted["window"] {
-		fs.DurationVar(&o.Window, "window", 0, "measurement window (default: connect 30s, heartbeats 30s, agent-idle 60s; shorter with -quick)")
+		fs.DurationVar(&o.Window, "window", 0, "measurement window (default: connect 3 heartbeat intervals, heartbeats 30s, agent-idle 60s; shorter with -quick)")
 	}
 	if wanted["settle"] {
 		fs.DurationVar(&o.Settle, "settle", 0, "idle time before measuring (default: connect 2 heartbeat intervals, agent-idle 10s)")

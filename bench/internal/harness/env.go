@@ -100,6 +100,9 @@ func (e *Env) Close(failed bool) {
 	}
 	if failed {
 		for _, p := range procs {
+			if errs := p.Errors(10); errs != "" {
+				fmt.Fprintf(e.Out, "---- first errors of %s (%s)\n%s", p.Name, p.LogPath, errs)
+			}
 			fmt.Fprintf(e.Out, "---- last lines of %s (%s)\n%s", p.Name, p.LogPath, p.Tail(25))
 		}
 	}
@@ -229,6 +232,36 @@ func (p *Process) Wait(timeout time.Duration) error {
 	case <-time.After(timeout):
 		return fmt.Errorf("%s did not exit within %s", p.Name, timeout)
 	}
+}
+
+// Errors returns the first n error-level lines of the process's JSON
+// log: the cause of a failure is often long before its last lines, which
+// a shutdown fills with warnings.
+func (p *Process) Errors(n int) string {
+	f, err := os.Open(p.LogPath)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	var b strings.Builder
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for found := 0; found < n && sc.Scan(); {
+		if line := sc.Text(); isErrorLine(line) {
+			b.WriteString(line + "\n")
+			found++
+		}
+	}
+	return b.String()
+}
+
+func isErrorLine(line string) bool {
+	for _, l := range []string{`"level":"error"`, `"level":"fatal"`, `"level":"panic"`, `"level":"dpanic"`} {
+		if strings.Contains(line, l) {
+			return true
+		}
+	}
+	return strings.HasPrefix(line, "panic:")
 }
 
 // Tail returns the last n lines of the process's log.

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -43,5 +44,31 @@ log:
 		if !strings.Contains(got, line) {
 			t.Errorf("configYAML with options lacks %q:\n%s", line, got)
 		}
+	}
+}
+
+func TestProcessErrorsAndTail(t *testing.T) {
+	dir := t.TempDir()
+	log := dir + "/x.log"
+	content := `{"level":"info","msg":"starting"}
+{"level":"error","msg":"first"}
+{"level":"warn","msg":"noise"}
+panic: boom
+{"level":"error","msg":"second"}
+{"level":"warn","msg":"last"}
+`
+	if err := os.WriteFile(log, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := &Process{Name: "x", LogPath: log}
+	if got, want := p.Errors(2), "{\"level\":\"error\",\"msg\":\"first\"}\npanic: boom\n"; got != want {
+		t.Errorf("Errors(2) = %q, want %q", got, want)
+	}
+	if got, want := p.Tail(2), "{\"level\":\"error\",\"msg\":\"second\"}\n{\"level\":\"warn\",\"msg\":\"last\"}\n"; got != want {
+		t.Errorf("Tail(2) = %q, want %q", got, want)
+	}
+	empty := &Process{Name: "y", LogPath: dir + "/missing.log"}
+	if got := empty.Errors(5); got != "" {
+		t.Errorf("Errors of a missing log = %q, want empty", got)
 	}
 }

@@ -18,7 +18,9 @@ import (
 func Connect(ctx context.Context, o Options) (figs []results.Figure, err error) {
 	interval := or(o.Interval, 10*time.Second)
 	settle := or(o.Settle, o.quick(interval, 2*interval))
-	window := or(o.Window, o.quick(5*time.Second, 30*time.Second))
+	// Agents started together heartbeat in step: the window spans whole
+	// intervals, or it could fall between two bursts.
+	window := or(o.Window, o.quick(interval, 3*interval))
 	env, err := o.env("connect")
 	if err != nil {
 		return nil, err

@@ -83,10 +83,15 @@ func Heartbeats(ctx context.Context, o Options) (figs []results.Figure, err erro
 	cores := procfs.CPUCores(c0, c1)
 	offered := float64(o.Agents) / interval.Seconds()
 
+	// The ingest target is judged only when the fleet offers 20,000/s
+	// (20,000 agents at the 1 s minimum interval): the control plane must
+	// then take in what is offered (2 % slack for the agents' timer
+	// drift) on at most one core. Smaller fleets are judged by the
+	// scaled CPU figure below.
 	const target = 20000
-	met := results.MetIf(rate >= target && cores <= 1)
-	if offered < target*0.98 {
-		met = results.NA // the fleet cannot offer 20,000/s
+	met := results.NA
+	if offered >= target {
+		met = results.MetIf(rate >= 0.98*offered && cores <= 1)
 	}
 	notes := fmt.Sprintf("%sheartbeat %s (%.0f/s offered); window %s; simulators sent %.0f/s; CPU read between the two /metrics scrapes",
 		quickNote(o), interval, offered, window, simRate)

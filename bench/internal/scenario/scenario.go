@@ -136,8 +136,10 @@ func (o Options) env(name string) (*harness.Env, error) {
 
 func (o Options) connectTimeout() time.Duration {
 	// Registration costs a key pair on the agent's side and a signature
-	// on the control plane's; allow for a slow, shared machine.
-	return or(o.ConnectTimeout, max(2*time.Minute, time.Duration(o.Agents)*20*time.Millisecond))
+	// and store writes on the control plane's, which admits a few at a
+	// time and sheds the rest to retry later: 5,000 fresh agents took
+	// two minutes on a loaded 2-core machine. Allow for that.
+	return or(o.ConnectTimeout, max(3*time.Minute, time.Duration(o.Agents)*60*time.Millisecond))
 }
 
 // fleet starts a control plane and n simulated agents and waits until all
