@@ -34,6 +34,23 @@ type CPConfig struct {
 	AgentLostAfter time.Duration
 	// Profiling serves /debug/pprof/ on the metrics address.
 	Profiling bool
+	// FleetTotalsOnly turns off the per-agent series of /metrics
+	// (per_agent_metrics: false), as docs/performance.md advises for large
+	// fleets: the benchmarks read only the totals, and building ten series
+	// per agent at each scrape would land inside the CPU windows.
+	FleetTotalsOnly bool
+}
+
+// FleetConfig is the control plane's configuration for a fleet of simulated
+// agents heartbeating every interval: totals-only metrics, and
+// agent_lost_after at three intervals (the 12s default is two missed
+// heartbeats at the agent's own 5s default, not at the simulators' 10s).
+func FleetConfig(logLevel string, interval time.Duration) CPConfig {
+	cfg := CPConfig{LogLevel: logLevel, FleetTotalsOnly: true}
+	if interval > 0 {
+		cfg.AgentLostAfter = max(12*time.Second, 3*interval)
+	}
+	return cfg
 }
 
 // ControlPlane is a running flotilla-controlplane with an operator client.
@@ -97,6 +114,9 @@ func (c *ControlPlane) configYAML(cfg CPConfig) string {
 	}
 	if cfg.Profiling {
 		b.WriteString("profiling: true\n")
+	}
+	if cfg.FleetTotalsOnly {
+		b.WriteString("per_agent_metrics: false\n")
 	}
 	return b.String()
 }

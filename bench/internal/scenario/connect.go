@@ -27,7 +27,7 @@ func Connect(ctx context.Context, o Options) (figs []results.Figure, err error) 
 	}
 	defer closeEnv(ctx, env, &err)
 
-	cp, err := env.StartControlPlane(ctx, harness.CPConfig{LogLevel: o.CPLogLevel})
+	cp, err := env.StartControlPlane(ctx, harness.FleetConfig(o.CPLogLevel, interval))
 	if err != nil {
 		return nil, err
 	}

@@ -146,7 +146,7 @@ func (o Options) connectTimeout() time.Duration {
 // are connected; it returns when they were, measured from the simulators'
 // start.
 func (o Options) fleet(ctx context.Context, env *harness.Env, cfg harness.SimConfig) (*harness.ControlPlane, *harness.Sims, time.Duration, error) {
-	cp, err := env.StartControlPlane(ctx, harness.CPConfig{LogLevel: o.CPLogLevel})
+	cp, err := env.StartControlPlane(ctx, harness.FleetConfig(o.CPLogLevel, or(cfg.HeartbeatInterval, 10*time.Second)))
 	if err != nil {
 		return nil, nil, 0, err
 	}
