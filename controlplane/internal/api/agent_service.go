@@ -353,12 +353,16 @@ func validateContainers(field string, cs []*flotillav1.ManagedContainer) error {
 	if len(cs) > maxContainers {
 		return invalid(field, "%d entries, at most %d allowed", len(cs), maxContainers)
 	}
+	// Every heartbeat passes here: check the lengths first and build a
+	// field name only for an error.
 	for i, c := range cs {
-		for name, v := range map[string]string{"name": c.GetName(), "container_id": c.GetContainerId(),
-			"image": c.GetImage(), "image_id": c.GetImageId(), "state": c.GetState()} {
-			if err := validateShort(fmt.Sprintf("%s[%d].%s", field, i, name), v, maxShortString); err != nil {
-				return err
+		fields := [...]struct{ name, value string }{{"name", c.GetName()}, {"container_id", c.GetContainerId()},
+			{"image", c.GetImage()}, {"image_id", c.GetImageId()}, {"state", c.GetState()}}
+		for _, f := range fields {
+			if validateShort("", f.value, maxShortString) == nil {
+				continue
 			}
+			return validateShort(fmt.Sprintf("%s[%d].%s", field, i, f.name), f.value, maxShortString)
 		}
 	}
 	return nil

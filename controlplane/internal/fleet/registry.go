@@ -328,7 +328,11 @@ func heartbeatChanged(prev, next *flotillav1.Heartbeat) bool {
 		return true
 	}
 	for i := range pc {
-		if !proto.Equal(pc[i], nc[i]) {
+		// ManagedContainer is five strings: compared directly, not by
+		// reflection (proto.Equal was most of an unchanged heartbeat's cost).
+		p, n := pc[i], nc[i]
+		if p.GetName() != n.GetName() || p.GetContainerId() != n.GetContainerId() || p.GetImage() != n.GetImage() ||
+			p.GetImageId() != n.GetImageId() || p.GetState() != n.GetState() {
 			return true
 		}
 	}
