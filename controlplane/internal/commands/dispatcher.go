@@ -343,7 +343,9 @@ func (d *Dispatcher) next(hc *store.HostCommand, ev *flotillav1.CommandEvent, no
 	if ev.GetMessage() != "" {
 		next.Message = ev.GetMessage()
 	}
-	if to == flotillav1.CommandState_COMMAND_STATE_RUNNING && next.StartedAt.IsZero() {
+	// A command that succeeded ran, even when its RUNNING event was never
+	// seen (an agent's journal may replay only the outcome).
+	if (to == flotillav1.CommandState_COMMAND_STATE_RUNNING || to == flotillav1.CommandState_COMMAND_STATE_SUCCEEDED) && next.StartedAt.IsZero() {
 		next.StartedAt = now
 	}
 	if r := ev.GetResult(); r != nil {
