@@ -39,6 +39,9 @@ var ConnectParams = grpc.ConnectParams{
 	MinConnectTimeout: 20 * time.Second,
 }
 
+// flowControlWindow is gRPC's default HTTP/2 window, set explicitly.
+const flowControlWindow = 64 << 10
+
 // New returns a client connection to address (host:port) over TLS with tlsConfig.
 // No I/O happens until the first RPC. extra options come last, so tests can
 // replace the dialer (bufconn).
@@ -56,6 +59,10 @@ func New(address string, tlsConfig *tls.Config, extra ...grpc.DialOption) (*grpc
 		// between heartbeats, and the simulator runs thousands of them.
 		grpc.WithReadBufferSize(0),
 		grpc.WithSharedWriteBuffer(true),
+		// A fixed window turns off gRPC's bandwidth estimator and the
+		// pings it sends after the messages it receives.
+		grpc.WithInitialWindowSize(flowControlWindow),
+		grpc.WithInitialConnWindowSize(flowControlWindow),
 	}
 	return grpc.NewClient(address, append(opts, extra...)...)
 }
