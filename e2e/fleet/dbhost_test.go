@@ -41,20 +41,7 @@ const (
 // a join token.
 func startDatabaseFleet(t *testing.T) (*fleet, *fixture.Postgres) {
 	t.Helper()
-	grpcurlBin := fixture.Binary(t, "grpcurl")
-	f := &fleet{e: engine{fixture.NewDocker(t)}}
-	for _, img := range []string{controlPlaneImage, agentImage} {
-		if !f.e.HasImage(t, img) {
-			fixture.Require(t, "image %s is not in the engine: run `make images` (it builds both images FROM scratch)", img)
-		}
-	}
-	// Registered after NewDocker's sweep, so it runs before it: the logs
-	// are read while the containers still exist.
-	t.Cleanup(func() {
-		if t.Failed() {
-			f.dumpLogs(t)
-		}
-	})
+	f, grpcurlBin := newFleet(t)
 	f.network = f.e.Name("net")
 	f.e.createNetwork(t, f.network)
 	gateway, subnet := f.e.networkGateway(t, f.network)

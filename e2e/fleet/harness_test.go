@@ -56,12 +56,13 @@ type host struct {
 	app     string // name of the application container
 }
 
-// startFleet starts the control plane and n hosts. It skips (fails under
-// FLOTILLA_E2E=1) when Docker, the images or grpcurl are missing.
-func startFleet(t *testing.T, n int) *fleet {
+// newFleet checks that the images under test and grpcurl are there (it
+// skips, or fails under FLOTILLA_E2E=1, when they are not) and returns an
+// empty fleet on the engine, whose logs are printed if the test fails.
+func newFleet(t *testing.T) (f *fleet, grpcurlBin string) {
 	t.Helper()
-	grpcurlBin := fixture.Binary(t, "grpcurl")
-	f := &fleet{e: engine{fixture.NewDocker(t)}}
+	grpcurlBin = fixture.Binary(t, "grpcurl")
+	f = &fleet{e: engine{fixture.NewDocker(t)}}
 	for _, img := range []string{controlPlaneImage, agentImage} {
 		if !f.e.HasImage(t, img) {
 			fixture.Require(t, "image %s is not in the engine: run `make images` (it builds both images FROM scratch)", img)
@@ -74,6 +75,14 @@ func startFleet(t *testing.T, n int) *fleet {
 			f.dumpLogs(t)
 		}
 	})
+	return f, grpcurlBin
+}
+
+// startFleet starts the control plane and n hosts. It skips (fails under
+// FLOTILLA_E2E=1) when Docker, the images or grpcurl are missing.
+func startFleet(t *testing.T, n int) *fleet {
+	t.Helper()
+	f, grpcurlBin := newFleet(t)
 	appImage := fixture.BuildLocalAppImage(t, f.e.Docker, "v1")
 	f.network = f.e.Name("net")
 	f.e.createNetwork(t, f.network)

@@ -48,19 +48,9 @@ type rolloutFleet struct {
 // connected and every application healthy on v1.
 func startRolloutFleet(t *testing.T) *rolloutFleet {
 	t.Helper()
-	grpcurlBin := fixture.Binary(t, "grpcurl")
+	base, grpcurlBin := newFleet(t)
 	agentBin := fixture.Binary(t, "flotilla-agent")
-	f := &rolloutFleet{fleet: &fleet{e: engine{fixture.NewDocker(t)}}, agentIDs: map[string]string{}, addrs: map[string]string{}}
-	for _, img := range []string{controlPlaneImage, agentImage} {
-		if !f.e.HasImage(t, img) {
-			fixture.Require(t, "image %s is not in the engine: run `make images` (it builds both images FROM scratch)", img)
-		}
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			f.dumpLogs(t)
-		}
-	})
+	f := &rolloutFleet{fleet: base, agentIDs: map[string]string{}, addrs: map[string]string{}}
 	reg := fixture.StartRegistry(t)
 	f.images = fixture.BuildAppImages(t, f.e.Docker, reg, "v1", "v2", fixture.VersionUnhealthy)
 	// The engine, on the host, pulls from the registry on the host's
