@@ -118,15 +118,7 @@ func (f *fleet) startDatabaseHost(t *testing.T, image string, dbAddr netip.Addr,
 	h.agentID = f.e.run(t, containerSpec{
 		name: f.e.Name("agent-" + h.name), image: image, network: f.network,
 		cmd: []string{"-config", agentConfig},
-		env: []string{
-			"FLOTILLA_CONTROL_PLANE_ADDRESS=controlplane:7443",
-			"FLOTILLA_JOIN_TOKEN=" + join.Token,
-			"FLOTILLA_CONTROL_PLANE_CA_SHA256=" + join.CACertSHA256,
-			"FLOTILLA_HOSTNAME=" + h.name,
-			"FLOTILLA_LABELS=role=db",
-			"FLOTILLA_HEARTBEAT_INTERVAL=1s",
-			"FLOTILLA_LOG_FORMAT=console",
-		},
+		env: agentEnv(join, h.name, "role=db"),
 		binds: []string{
 			state + ":" + agentVolume,
 			backups + ":" + backupVolume,

@@ -175,15 +175,7 @@ func (f *fleet) startHost(t *testing.T, dir string, i int, appImage string, join
 	h.agentID = f.e.run(t, containerSpec{
 		name: f.e.Name("agent-" + h.name), image: agentImage, network: f.network,
 		cmd: []string{"-config", agentConfig},
-		env: []string{
-			"FLOTILLA_CONTROL_PLANE_ADDRESS=controlplane:7443",
-			"FLOTILLA_JOIN_TOKEN=" + join.Token,
-			"FLOTILLA_CONTROL_PLANE_CA_SHA256=" + join.CACertSHA256,
-			"FLOTILLA_HOSTNAME=" + h.name,
-			"FLOTILLA_LABELS=role=web,address=" + h.app,
-			"FLOTILLA_HEARTBEAT_INTERVAL=1s",
-			"FLOTILLA_LOG_FORMAT=console",
-		},
+		env: agentEnv(join, h.name, "role=web,address="+h.app),
 		binds: []string{
 			state + ":" + agentVolume,
 			"/var/run/docker.sock:/var/run/docker.sock",
@@ -229,5 +221,20 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() er
 			t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
 		}
 		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// agentEnv is a host agent's environment, as on EC2: where the control
+// plane is, the join token and CA pin to register with, and the host's
+// name and labels; heartbeats every second so the tests need not wait.
+func agentEnv(join joinToken, hostname, labels string) []string {
+	return []string{
+		"FLOTILLA_CONTROL_PLANE_ADDRESS=controlplane:7443",
+		"FLOTILLA_JOIN_TOKEN=" + join.Token,
+		"FLOTILLA_CONTROL_PLANE_CA_SHA256=" + join.CACertSHA256,
+		"FLOTILLA_HOSTNAME=" + hostname,
+		"FLOTILLA_LABELS=" + labels,
+		"FLOTILLA_HEARTBEAT_INTERVAL=1s",
+		"FLOTILLA_LOG_FORMAT=console",
 	}
 }

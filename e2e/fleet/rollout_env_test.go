@@ -128,16 +128,8 @@ func (f *rolloutFleet) startAppHost(t *testing.T, dir string, i int, ip netip.Ad
 	h.agentID = f.e.run(t, containerSpec{
 		name: f.e.Name("agent-" + h.name), image: agentImage, network: f.network,
 		cmd: []string{"-config", agentConfig},
-		env: []string{
-			"FLOTILLA_CONTROL_PLANE_ADDRESS=controlplane:7443",
-			"FLOTILLA_JOIN_TOKEN=" + join.Token,
-			"FLOTILLA_CONTROL_PLANE_CA_SHA256=" + join.CACertSHA256,
-			"FLOTILLA_HOSTNAME=" + h.name,
-			// Labels cannot hold ':'; the service's server_port adds the port.
-			"FLOTILLA_LABELS=role=web,address=" + ip.String(),
-			"FLOTILLA_HEARTBEAT_INTERVAL=1s",
-			"FLOTILLA_LOG_FORMAT=console",
-		},
+		// Labels cannot hold ':'; the service's server_port adds the port.
+		env: agentEnv(join, h.name, "role=web,address="+ip.String()),
 		binds: []string{
 			state + ":" + agentVolume,
 			"/var/run/docker.sock:/var/run/docker.sock",
