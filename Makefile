@@ -10,6 +10,10 @@ BIN         := $(CURDIR)/bin
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 REVISION    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS     := -s -w -X main.version=$(VERSION)
+# grpcnotrace drops grpc-go's golang.org/x/net/trace, whose html/template
+# makes the linker keep every exported method of every type: 3.9 MB of the
+# agent's binary. (The tests build without it; tracing is never enabled.)
+BUILD_TAGS  := grpcnotrace
 MODULES     := gen controlplane agent e2e bench
 PACKAGES    := $(addprefix ./,$(addsuffix /...,$(MODULES)))
 TOOLS_STAMP := $(BIN)/.tools-$(shell cat tools/go.sum tools/go.mod | sha256sum | cut -c1-12)
@@ -22,9 +26,9 @@ all: lint build test
 ## build: static binaries (CGO off) in bin/
 build:
 	@mkdir -p $(BIN)
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/flotilla-controlplane ./controlplane/cmd/flotilla-controlplane
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/flotilla-agent ./agent/cmd/flotilla-agent
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/flotilla-sim ./agent/cmd/flotilla-sim
+	CGO_ENABLED=0 $(GO) build -tags $(BUILD_TAGS) -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/flotilla-controlplane ./controlplane/cmd/flotilla-controlplane
+	CGO_ENABLED=0 $(GO) build -tags $(BUILD_TAGS) -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/flotilla-agent ./agent/cmd/flotilla-agent
+	CGO_ENABLED=0 $(GO) build -tags $(BUILD_TAGS) -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/flotilla-sim ./agent/cmd/flotilla-sim
 
 ## tools: buf, protoc-gen-go, protoc-gen-go-grpc and grpcurl, pinned in tools/go.mod
 tools: $(TOOLS_STAMP)

@@ -3,10 +3,11 @@ package backup
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
@@ -60,7 +61,7 @@ func (e *Executor) connections(ctx context.Context, name string) (int64, error) 
 	ctx, cancel := context.WithTimeout(ctx, statsTimeout)
 	defer cancel()
 	db := e.cfg.Databases[name].withDefaults(name)
-	cfg, err := pgx.ParseConfig(db.conninfo())
+	cfg, err := pgconn.ParseConfig(db.conninfo())
 	if err != nil {
 		return 0, fmt.Errorf("connection settings: %w", err)
 	}
@@ -69,7 +70,7 @@ func (e *Executor) connections(ctx context.Context, name string) (int64, error) 
 			return 0, err
 		}
 	}
-	conn, err := pgx.ConnectConfig(ctx, cfg)
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return 0, fmt.Errorf("connect: %w", err)
 	}
@@ -80,8 +81,18 @@ func (e *Executor) connections(ctx context.Context, name string) (int64, error) 
 		defer cancel()
 		_ = conn.Close(closeCtx)
 	}()
-	var n int64
-	if err := conn.QueryRow(ctx, connectionsQuery).Scan(&n); err != nil {
+	// pgconn, not pgx: one text column needs no type system, and pgx's
+	// (pgtype, database/sql, encoding/xml) would be a quarter of the
+	// agent's binary.
+	res := conn.ExecParams(ctx, connectionsQuery, nil, nil, nil, nil).Read()
+	if res.Err != nil {
+		return 0, fmt.Errorf("count connections: %w", res.Err)
+	}
+	if len(res.Rows) != 1 || len(res.Rows[0]) != 1 {
+		return 0, fmt.Errorf("count connections: got %d rows, want 1", len(res.Rows))
+	}
+	n, err := strconv.ParseInt(string(res.Rows[0][0]), 10, 64)
+	if err != nil {
 		return 0, fmt.Errorf("count connections: %w", err)
 	}
 	return n, nil
