@@ -152,6 +152,7 @@ func parseFlags(name string, chosen []scenario.Scenario, args []string, stdout, 
 	fs.IntVar(&o.SourceBase, "source-base", 101, "simulator i connects from 127.<source-base+i>.0.1 and the 31 addresses after it")
 	fs.DurationVar(&o.ConnectTimeout, "connect-timeout", 0, "how long to wait for the fleet to connect (default max(3m, 60ms per agent))")
 	fs.StringVar(&o.CPLogLevel, "cp-log-level", "info", "control-plane log level")
+	fs.BoolVar(&o.Profiling, "profiling", false, "serve the control plane's pprof on its metrics address (printed); costs CPU, so use it to find costs, not to measure figures")
 
 	wanted := map[string]bool{}
 	for _, s := range chosen {

@@ -88,11 +88,15 @@ func (e *Env) StartControlPlane(ctx context.Context, cfg CPConfig) (*ControlPlan
 		// control plane CPU inside the measurement.
 		http: &http.Client{Timeout: time.Minute, Transport: &http.Transport{DisableCompression: true}},
 	}
+	cfg.Profiling = cfg.Profiling || e.profiling
 	if err := os.WriteFile(c.configPath, []byte(c.configYAML(cfg)), 0o600); err != nil {
 		return nil, fmt.Errorf("control-plane config: %w", err)
 	}
 	if err := c.launch(ctx); err != nil {
 		return nil, err
+	}
+	if cfg.Profiling {
+		e.Logf("control plane profiling on: go tool pprof http://%s/debug/pprof/profile?seconds=10", c.MetricsAddr)
 	}
 	return c, nil
 }

@@ -28,9 +28,10 @@ type Env struct {
 	// Out receives progress lines.
 	Out io.Writer
 
-	keep  bool
-	mu    sync.Mutex
-	procs []*Process
+	keep      bool
+	profiling bool
+	mu        sync.Mutex
+	procs     []*Process
 }
 
 // Options configure an Env.
@@ -42,7 +43,12 @@ type Options struct {
 	TempRoot string
 	// Keep leaves the temporary directory (logs, data) in place.
 	Keep bool
-	Out  io.Writer
+	// Profiling turns on every control plane's profiling (pprof,
+	// including mutex and block profiles, on its metrics address), for
+	// finding what a figure costs; it costs some CPU itself, so figures
+	// measured with it are not comparable.
+	Profiling bool
+	Out       io.Writer
 }
 
 // New makes the temporary directory and checks that the binaries exist.
@@ -67,7 +73,7 @@ func New(name string, o Options) (*Env, error) {
 	if out == nil {
 		out = io.Discard
 	}
-	return &Env{BinDir: o.BinDir, Dir: dir, Out: out, keep: o.Keep}, nil
+	return &Env{BinDir: o.BinDir, Dir: dir, Out: out, keep: o.Keep, profiling: o.Profiling}, nil
 }
 
 // Logf prints a progress line.

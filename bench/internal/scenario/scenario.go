@@ -56,6 +56,8 @@ type Options struct {
 	MaxBackoff time.Duration
 	// GoBin is the go command (the rollout benchmark).
 	GoBin string
+	// Profiling turns on the control planes' pprof (see harness.Options).
+	Profiling bool
 }
 
 // Scenario is one benchmark.
@@ -131,7 +133,7 @@ func (o Options) logf(format string, args ...any) {
 }
 
 func (o Options) env(name string) (*harness.Env, error) {
-	return harness.New(name, harness.Options{BinDir: o.BinDir, TempRoot: o.TempRoot, Keep: o.Keep, Out: o.Out})
+	return harness.New(name, harness.Options{BinDir: o.BinDir, TempRoot: o.TempRoot, Keep: o.Keep, Profiling: o.Profiling, Out: o.Out})
 }
 
 func (o Options) connectTimeout() time.Duration {
