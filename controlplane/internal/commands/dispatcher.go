@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -76,6 +77,9 @@ type Dispatcher struct {
 	// channel closed once the change is applied or abandoned.
 	writing map[string]chan struct{}
 	commits committer
+	// events holds agents' events until the event loop takes them (see
+	// OnEvent).
+	events intake
 }
 
 // NewDispatcher returns a Dispatcher; call Load before serving.
@@ -163,7 +167,10 @@ func (d *Dispatcher) Track(hcs []store.HostCommand) {
 // released spares each of them a second write before its agent can start.
 func (d *Dispatcher) TrackReleased(hcs []store.HostCommand) {
 	now := d.cfg.Now()
-	var updates []Update
+	var (
+		updates []Update
+		specs   specDecoder
+	)
 	d.mu.Lock()
 	for i := range hcs {
 		hc := hcs[i]
@@ -172,7 +179,7 @@ func (d *Dispatcher) TrackReleased(hcs []store.HostCommand) {
 		if hc.ReleasedAt.IsZero() {
 			continue
 		}
-		d.sendLocked(&hc, now)
+		d.sendLocked(&hc, now, &specs)
 		updates = append(updates, Update{Command: hc, Event: &flotillav1.CommandEvent{
 			CommandId: hc.ID, State: flotillav1.CommandState(hc.State), Message: hc.Message, At: timestamppb.New(hc.ReleasedAt)}})
 	}
@@ -205,10 +212,11 @@ func (d *Dispatcher) Release(ctx context.Context, ids []string, timeout time.Dur
 		d.mu.Unlock()
 		return fmt.Errorf("commands: release: %w", err)
 	}
+	var specs specDecoder
 	for i := range changed {
 		hc := d.active[changed[i].ID]
 		setKeepingSent(hc, changed[i])
-		d.sendLocked(hc, now)
+		d.sendLocked(hc, now, &specs)
 		updates = append(updates, Update{Command: *hc, Event: &flotillav1.CommandEvent{
 			CommandId: hc.ID, State: flotillav1.CommandState(hc.State), Message: hc.Message, At: timestamppb.New(now)}})
 	}
@@ -227,14 +235,14 @@ func (d *Dispatcher) releaseMessage(agentID string, deadline time.Time) string {
 
 // sendLocked sends a released command to its agent if connected. Sending
 // is at-least-once: the agent's journal turns a duplicate into a resend of
-// its outcome.
-func (d *Dispatcher) sendLocked(hc *store.HostCommand, now time.Time) {
+// its outcome. specs decodes the stored spec.
+func (d *Dispatcher) sendLocked(hc *store.HostCommand, now time.Time, specs *specDecoder) {
 	sess, ok := d.cfg.Registry.SessionFor(hc.AgentID)
 	if !ok {
 		return
 	}
-	spec := &flotillav1.CommandSpec{}
-	if err := proto.Unmarshal(hc.Spec, spec); err != nil {
+	spec, err := specs.decode(hc.Spec)
+	if err != nil {
 		d.log.Error("stored command spec is unreadable; not sent", zap.String("command_id", hc.ID), zap.Error(err))
 		return
 	}
@@ -246,62 +254,44 @@ func (d *Dispatcher) sendLocked(hc *store.HostCommand, now time.Time) {
 	}
 }
 
+// specDecoder decodes stored command specs for sending, each distinct one
+// once: the hosts of a fleet command share theirs, which a 10,000-host
+// command would otherwise decode 10,000 times under the dispatcher's lock.
+// The messages share the decoded spec; from then on it is only read
+// (marshalled, which is safe concurrently).
+type specDecoder struct {
+	raw  []byte
+	spec *flotillav1.CommandSpec
+}
+
+func (c *specDecoder) decode(raw []byte) (*flotillav1.CommandSpec, error) {
+	if c.spec != nil && bytes.Equal(c.raw, raw) {
+		return c.spec, nil
+	}
+	spec := &flotillav1.CommandSpec{}
+	if err := proto.Unmarshal(raw, spec); err != nil {
+		return nil, err
+	}
+	c.raw, c.spec = raw, spec
+	return spec, nil
+}
+
 // OnConnect sends every released, unfinished command of an agent that has
 // just opened a stream.
 func (d *Dispatcher) OnConnect(agentID string) {
 	now := d.cfg.Now()
+	var specs specDecoder
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, hc := range d.byAgent[agentID] {
 		if hc.ReleasedAt.IsZero() {
 			continue
 		}
-		d.sendLocked(hc, now)
+		d.sendLocked(hc, now, &specs)
 		if reason, ok := d.cancels[hc.ID]; ok {
 			d.sendCancelLocked(hc, reason)
 		}
 	}
-}
-
-// OnEvent applies an event an agent sent about one of its commands. The
-// agent is the one bound to the stream (from its certificate): an event
-// about another agent's command is refused, never trusted.
-func (d *Dispatcher) OnEvent(ctx context.Context, agentID string, ev *flotillav1.CommandEvent) error {
-	d.mu.Lock()
-	d.waitIdleLocked([]string{ev.GetCommandId()})
-	hc, ok := d.active[ev.GetCommandId()]
-	if !ok {
-		d.mu.Unlock()
-		return d.unknownEvent(ctx, agentID, ev)
-	}
-	if hc.AgentID != agentID {
-		d.mu.Unlock()
-		d.log.Warn("agent sent an event for another agent's command; ignored",
-			zap.String("agent", agentID), zap.String("command_id", ev.GetCommandId()), zap.String("owner", hc.AgentID))
-		return fmt.Errorf("%w: %s is not agent %s's", ErrNotOwner, ev.GetCommandId(), agentID)
-	}
-	if hc.ReleasedAt.IsZero() {
-		// Still queued: never sent, so the agent cannot have run it.
-		d.mu.Unlock()
-		d.log.Warn("agent reported a command that was not sent yet; ignored",
-			zap.String("agent", agentID), zap.String("command_id", ev.GetCommandId()))
-		return nil
-	}
-	next, changed, persist, err := d.next(hc, ev, d.cfg.Now())
-	if err != nil || !changed {
-		d.mu.Unlock()
-		return err
-	}
-	if persist {
-		if err := d.storeLocked(ctx, []store.HostCommand{next}); err != nil {
-			d.mu.Unlock()
-			return fmt.Errorf("commands: store event for %s: %w", next.ID, err)
-		}
-	}
-	u := d.applyLocked(next, ev)
-	d.mu.Unlock()
-	d.notify([]Update{u})
-	return nil
 }
 
 // unknownEvent handles an event for a command that is not active: usually
