@@ -30,8 +30,12 @@ type Config struct {
 	Clock clockwork.Clock
 	// ErrorLogInterval defaults to DefaultErrorLogInterval.
 	ErrorLogInterval time.Duration
-	// Source defaults to gopsutil.
+	// Source defaults to reading the host's /proc and statfs(2).
 	Source Source
+	// ProcRoot is where the default Source finds the host's proc
+	// filesystem; empty means $HOST_PROC, else /proc. An agent in a
+	// container reports its host when the host's /proc is mounted there.
+	ProcRoot string
 }
 
 // Collector reads host metrics. A metric that cannot be read is left at zero
@@ -54,7 +58,10 @@ func New(cfg Config) (*Collector, error) {
 		cfg.ErrorLogInterval = DefaultErrorLogInterval
 	}
 	if cfg.Source == nil {
-		cfg.Source = gopsutilSource{}
+		if cfg.ProcRoot == "" {
+			cfg.ProcRoot = procRootFromEnv()
+		}
+		cfg.Source = newProcSource(cfg.ProcRoot)
 	}
 	paths := []string{RootPath}
 	for _, p := range cfg.DiskPaths {
@@ -77,15 +84,11 @@ func New(cfg Config) (*Collector, error) {
 func (c *Collector) Collect(ctx context.Context) *flotillav1.HostMetrics {
 	m := &flotillav1.HostMetrics{}
 
-	cpuPercent, err := c.source.CPUPercent(ctx)
-	c.errors.observe("cpu_percent", err)
-	m.CpuPercent = cpuPercent
-
-	if count, err := c.source.CPUCount(ctx); !c.errors.observe("cpu_count", err) {
-		m.CpuCount = uint32(count)
+	if cpu, err := c.source.CPU(ctx); !c.errors.observe("cpu", err) {
+		m.CpuPercent, m.CpuCount = cpu.BusyPercent, uint32(cpu.Count)
 	}
 	if vm, err := c.source.Memory(ctx); !c.errors.observe("memory", err) {
-		m.MemoryPercent, m.MemoryUsedBytes, m.MemoryTotalBytes = vm.UsedPercent, vm.Used, vm.Total
+		m.MemoryPercent, m.MemoryUsedBytes, m.MemoryTotalBytes = vm.UsedPercent, vm.UsedBytes, vm.TotalBytes
 	}
 	if avg, err := c.source.Load(ctx); !c.errors.observe("load", err) {
 		m.Load1, m.Load5, m.Load15 = avg.Load1, avg.Load5, avg.Load15
@@ -99,7 +102,7 @@ func (c *Collector) Collect(ctx context.Context) *flotillav1.HostMetrics {
 			continue
 		}
 		m.Disks = append(m.Disks, &flotillav1.DiskUsage{
-			Path: path, UsedPercent: u.UsedPercent, UsedBytes: u.Used, TotalBytes: u.Total,
+			Path: path, UsedPercent: u.UsedPercent, UsedBytes: u.UsedBytes, TotalBytes: u.TotalBytes,
 		})
 	}
 	return m

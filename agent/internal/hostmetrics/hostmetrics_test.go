@@ -3,13 +3,11 @@ package hostmetrics
 import (
 	"context"
 	"errors"
+	"runtime"
 	"testing"
 	"time"
 
 	"github.com/jonboulle/clockwork"
-	"github.com/shirou/gopsutil/v4/disk"
-	"github.com/shirou/gopsutil/v4/load"
-	"github.com/shirou/gopsutil/v4/mem"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -32,27 +30,29 @@ func (f fakeSource) fail(metric string) error {
 	return nil
 }
 
-func (f fakeSource) CPUPercent(context.Context) (float64, error) {
-	return 12.5, f.fail("cpu_percent")
+func (f fakeSource) CPU(context.Context) (CPUReading, error) {
+	if err := f.fail("cpu"); err != nil {
+		return CPUReading{}, err
+	}
+	return CPUReading{BusyPercent: 12.5, Count: 4}, nil
 }
-func (f fakeSource) CPUCount(context.Context) (int, error) { return 4, f.fail("cpu_count") }
-func (f fakeSource) Memory(context.Context) (*mem.VirtualMemoryStat, error) {
+func (f fakeSource) Memory(context.Context) (MemoryReading, error) {
 	if err := f.fail("memory"); err != nil {
-		return nil, err
+		return MemoryReading{}, err
 	}
-	return &mem.VirtualMemoryStat{UsedPercent: 50, Used: 4 << 30, Total: 8 << 30}, nil
+	return MemoryReading{UsedPercent: 50, UsedBytes: 4 << 30, TotalBytes: 8 << 30}, nil
 }
-func (f fakeSource) Disk(_ context.Context, path string) (*disk.UsageStat, error) {
+func (f fakeSource) Disk(_ context.Context, path string) (DiskUsage, error) {
 	if err := f.fail("disk " + path); err != nil {
-		return nil, err
+		return DiskUsage{}, err
 	}
-	return &disk.UsageStat{Path: path, UsedPercent: 25, Used: 25, Total: 100}, nil
+	return DiskUsage{UsedPercent: 25, UsedBytes: 25, TotalBytes: 100}, nil
 }
-func (f fakeSource) Load(context.Context) (*load.AvgStat, error) {
+func (f fakeSource) Load(context.Context) (LoadAverage, error) {
 	if err := f.fail("load"); err != nil {
-		return nil, err
+		return LoadAverage{}, err
 	}
-	return &load.AvgStat{Load1: 1, Load5: 0.5, Load15: 0.25}, nil
+	return LoadAverage{Load1: 1, Load5: 0.5, Load15: 0.25}, nil
 }
 func (f fakeSource) Uptime(context.Context) (uint64, error) { return 3600, f.fail("uptime") }
 
@@ -99,6 +99,12 @@ func TestOneFailingMetricDoesNotStopTheOthers(t *testing.T) {
 		{"disk /data", func(t *testing.T, c *Collector) {
 			m := c.Collect(context.Background())
 			if len(m.Disks) != 1 || m.Disks[0].Path != "/" || m.MemoryTotalBytes == 0 {
+				t.Errorf("got %v", m)
+			}
+		}},
+		{"cpu", func(t *testing.T, c *Collector) {
+			m := c.Collect(context.Background())
+			if m.CpuPercent != 0 || m.CpuCount != 0 || m.MemoryTotalBytes == 0 {
 				t.Errorf("got %v", m)
 			}
 		}},
@@ -167,11 +173,30 @@ func TestNewRejectsRelativePath(t *testing.T) {
 	}
 }
 
-// TestGopsutilOnThisHost is a smoke test of the real source.
-func TestGopsutilOnThisHost(t *testing.T) {
+// TestProcSourceOnThisHost is a smoke test of the default source.
+func TestProcSourceOnThisHost(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skipf("the host's metrics are read from /proc, which %s does not have", runtime.GOOS)
+	}
 	c, logs, _ := newCollector(t, nil)
 	m := c.Collect(context.Background())
 	if m.CpuCount == 0 || m.MemoryTotalBytes == 0 || len(m.Disks) != 1 || m.Disks[0].TotalBytes == 0 {
 		t.Errorf("implausible readings %v (logs %v)", m, logs.All())
+	}
+}
+
+// BenchmarkCollect is one heartbeat's host metrics from the default source.
+func BenchmarkCollect(b *testing.B) {
+	if runtime.GOOS != "linux" {
+		b.Skipf("the host's metrics are read from /proc, which %s does not have", runtime.GOOS)
+	}
+	c, err := New(Config{Logger: zap.NewNop()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		c.Collect(ctx)
 	}
 }

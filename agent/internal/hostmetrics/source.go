@@ -1,61 +1,49 @@
 package hostmetrics
 
-import (
-	"context"
-	"errors"
+import "context"
 
-	"github.com/shirou/gopsutil/v4/cpu"
-	"github.com/shirou/gopsutil/v4/disk"
-	"github.com/shirou/gopsutil/v4/host"
-	"github.com/shirou/gopsutil/v4/load"
-	"github.com/shirou/gopsutil/v4/mem"
-)
-
-// Source reads the raw metrics. The default reads the host through gopsutil
-// (honouring HOST_PROC, HOST_SYS, ... when the agent runs in a container);
-// tests inject failures through it.
+// Source reads the raw metrics. The default reads the kernel's files under
+// /proc (or $HOST_PROC) and statfs(2) for disks; tests inject readings and
+// failures through it.
 type Source interface {
-	// CPUPercent is the busy percentage across all CPUs since the previous call.
-	CPUPercent(ctx context.Context) (float64, error)
-	Memory(ctx context.Context) (*mem.VirtualMemoryStat, error)
-	Disk(ctx context.Context, path string) (*disk.UsageStat, error)
-	Load(ctx context.Context) (*load.AvgStat, error)
+	// CPU is the busy share of all CPUs since the previous call, and the
+	// number of online CPUs.
+	CPU(ctx context.Context) (CPUReading, error)
+	Memory(ctx context.Context) (MemoryReading, error)
+	// Disk is the usage of the filesystem that holds path.
+	Disk(ctx context.Context, path string) (DiskUsage, error)
+	Load(ctx context.Context) (LoadAverage, error)
+	// Uptime is the host's uptime in whole seconds.
 	Uptime(ctx context.Context) (uint64, error)
-	CPUCount(ctx context.Context) (int, error)
 }
 
-// gopsutilSource is the Source backed by gopsutil.
-type gopsutilSource struct{}
-
-func (gopsutilSource) CPUPercent(ctx context.Context) (float64, error) {
-	// An interval of 0 does not block: gopsutil compares with the CPU times
-	// of its previous call (or of process start).
-	p, err := cpu.PercentWithContext(ctx, 0, false)
-	if err != nil {
-		return 0, err
-	}
-	if len(p) == 0 {
-		return 0, errors.New("no CPU reading")
-	}
-	return p[0], nil
+// CPUReading is the CPU part of a heartbeat.
+type CPUReading struct {
+	// BusyPercent is the time not idle and not waiting for I/O, in percent
+	// of all CPUs' time since the previous reading (0–100).
+	BusyPercent float64
+	// Count is the number of online CPUs.
+	Count int
 }
 
-func (gopsutilSource) Memory(ctx context.Context) (*mem.VirtualMemoryStat, error) {
-	return mem.VirtualMemoryWithContext(ctx)
+// MemoryReading is the host's memory. Used counts what is not available to
+// new programs without swapping (MemTotal − MemAvailable), as free(1) does.
+type MemoryReading struct {
+	TotalBytes  uint64
+	UsedBytes   uint64
+	UsedPercent float64
 }
 
-func (gopsutilSource) Disk(ctx context.Context, path string) (*disk.UsageStat, error) {
-	return disk.UsageWithContext(ctx, path)
+// DiskUsage is one filesystem's usage as df(1) reports it: UsedPercent is
+// of the space that unprivileged users can use (used + available), so it
+// reaches 100 when they can write no more, before TotalBytes is used up.
+type DiskUsage struct {
+	TotalBytes  uint64
+	UsedBytes   uint64
+	UsedPercent float64
 }
 
-func (gopsutilSource) Load(ctx context.Context) (*load.AvgStat, error) {
-	return load.AvgWithContext(ctx)
-}
-
-func (gopsutilSource) Uptime(ctx context.Context) (uint64, error) {
-	return host.UptimeWithContext(ctx)
-}
-
-func (gopsutilSource) CPUCount(ctx context.Context) (int, error) {
-	return cpu.CountsWithContext(ctx, true)
+// LoadAverage is the run-queue load over 1, 5 and 15 minutes.
+type LoadAverage struct {
+	Load1, Load5, Load15 float64
 }
