@@ -16,6 +16,9 @@ const (
 
 // RunCommand implements FleetService.RunCommand.
 func (s *FleetService) RunCommand(ctx context.Context, req *flotillav1.RunCommandRequest) (*flotillav1.RunCommandResponse, error) {
+	if err := validateCommandView("view", req.GetView()); err != nil {
+		return nil, err
+	}
 	fc, err := s.cfg.Commands.Run(ctx, req)
 	if err != nil {
 		return nil, err
@@ -28,11 +31,23 @@ func (s *FleetService) GetCommand(ctx context.Context, req *flotillav1.GetComman
 	if err := requireID("command_id", req.GetCommandId()); err != nil {
 		return nil, err
 	}
-	fc, err := s.cfg.Commands.Get(ctx, req.GetCommandId())
+	if err := validateCommandView("view", req.GetView()); err != nil {
+		return nil, err
+	}
+	fc, err := s.cfg.Commands.Get(ctx, req.GetCommandId(), req.GetView())
 	if err != nil {
 		return nil, err
 	}
 	return &flotillav1.GetCommandResponse{Command: fc}, nil
+}
+
+// validateCommandView refuses a view this control plane does not know (a
+// newer client's, or a typo'd number).
+func validateCommandView(field string, v flotillav1.CommandView) error {
+	if _, ok := flotillav1.CommandView_name[int32(v)]; !ok {
+		return invalid(field, "%d is not a command view (COMMAND_VIEW_FULL or COMMAND_VIEW_SUMMARY)", int32(v))
+	}
+	return nil
 }
 
 // ListCommands implements FleetService.ListCommands.

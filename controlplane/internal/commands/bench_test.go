@@ -252,7 +252,7 @@ func BenchmarkRunCommand(b *testing.B) {
 				}
 				<-allDone
 				b.StopTimer()
-				got, err := e.mgr.Get(context.Background(), fc.GetId())
+				got, err := e.mgr.Get(context.Background(), fc.GetId(), flotillav1.CommandView_COMMAND_VIEW_FULL)
 				if err != nil || got.GetState() != flotillav1.FleetCommandState_FLEET_COMMAND_STATE_SUCCEEDED || got.GetSummary()["succeeded"] != int32(hosts) {
 					b.Fatalf("fleet command ended %v with %v (%v), want SUCCEEDED on %d hosts", got.GetState(), got.GetSummary(), err, hosts)
 				}

@@ -325,7 +325,7 @@ func TestMaxErrorsSkipsTheQueueInOneWrite(t *testing.T) {
 	if len(calls[1]) != 4 {
 		t.Errorf("skipped %d hosts, want 4", len(calls[1]))
 	}
-	got, err := e.m.Get(ctx, fc.GetId())
+	got, err := e.m.Get(ctx, fc.GetId(), flotillav1.CommandView_COMMAND_VIEW_FULL)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -80,6 +80,12 @@ type Dispatcher struct {
 	// events holds agents' events until the event loop takes them (see
 	// OnEvent).
 	events intake
+	// notifying holds, for each active command, a channel closed once the
+	// listeners have been told about its last change made by an event: the
+	// caller of the next event of that command waits for it before telling
+	// them about its own, so that listeners see a command's changes in
+	// order although each caller tells them from its own goroutine.
+	notifying map[string]chan struct{}
 }
 
 // NewDispatcher returns a Dispatcher; call Load before serving.
@@ -101,11 +107,12 @@ func NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {
 	}
 	return &Dispatcher{
 		cfg: cfg, log: cfg.Logger,
-		active:  make(map[string]*store.HostCommand),
-		byAgent: make(map[string]map[string]*store.HostCommand),
-		cancels: make(map[string]string),
-		writing: make(map[string]chan struct{}),
-		commits: committer{store: cfg.Store},
+		active:    make(map[string]*store.HostCommand),
+		byAgent:   make(map[string]map[string]*store.HostCommand),
+		cancels:   make(map[string]string),
+		writing:   make(map[string]chan struct{}),
+		notifying: make(map[string]chan struct{}),
+		commits:   committer{store: cfg.Store},
 	}, nil
 }
 
@@ -140,6 +147,7 @@ func (d *Dispatcher) track(hc *store.HostCommand) {
 func (d *Dispatcher) untrack(hc *store.HostCommand) {
 	delete(d.active, hc.ID)
 	delete(d.cancels, hc.ID)
+	delete(d.notifying, hc.ID)
 	if m := d.byAgent[hc.AgentID]; m != nil {
 		delete(m, hc.ID)
 		if len(m) == 0 {

@@ -44,7 +44,11 @@ func (d *Dispatcher) OnEvent(ctx context.Context, agentID string, ev *flotillav1
 	case p.err != nil:
 		return p.err
 	case p.changed:
+		if p.after != nil {
+			<-p.after
+		}
 		d.notify([]Update{p.update})
+		close(p.notified)
 	}
 	return nil
 }
@@ -62,6 +66,10 @@ type pendingEvent struct {
 	changed bool // update is the applied change, for the listeners
 	update  Update
 	err     error
+	// after is closed once the listeners know the command's previous
+	// change made by an event (nil: nothing to wait for); the caller
+	// closes notified once they know this one.
+	after, notified chan struct{}
 }
 
 // intake queues events for the event loop, which runs only while there is
@@ -187,7 +195,22 @@ func (d *Dispatcher) applyEvents(batch []*pendingEvent) (carried []*pendingEvent
 			p.err = fmt.Errorf("commands: store event for %s: %w", p.next.ID, err)
 			continue
 		}
+		id := p.next.ID
+		if prev := d.notifying[id]; prev != nil && !isClosed(prev) {
+			p.after = prev
+		}
+		p.notified = make(chan struct{})
+		d.notifying[id] = p.notified // removed when the command ends (untrack)
 		p.update, p.changed = d.applyLocked(p.next, p.ev), true
 	}
 	return carried
+}
+
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }

@@ -53,7 +53,7 @@ func (m *Manager) Watch(ctx context.Context, fcID string, send func(*flotillav1.
 	r, ok := m.running[fcID]
 	if !ok {
 		m.mu.Unlock()
-		fc, err := m.Get(ctx, fcID)
+		fc, err := m.Get(ctx, fcID, flotillav1.CommandView_COMMAND_VIEW_FULL)
 		if err != nil {
 			return err
 		}
@@ -62,7 +62,7 @@ func (m *Manager) Watch(ctx context.Context, fcID string, send func(*flotillav1.
 	}
 	w := &watcher{ch: make(chan *flotillav1.WatchCommandResponse, watcherBuffer), done: make(chan struct{})}
 	r.watchers[w] = struct{}{}
-	snap := r.snapshot()
+	snap := r.snapshot(true)
 	m.mu.Unlock()
 	defer func() {
 		m.mu.Lock()

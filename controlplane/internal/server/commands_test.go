@@ -579,6 +579,53 @@ func TestCancelCommand(t *testing.T) {
 	}
 }
 
+// The summary view leaves out the per-host entries, running and finished;
+// the full view (the default) has them.
+func TestCommandSummaryView(t *testing.T) {
+	t.Parallel()
+	h := startServer(t, t.TempDir(), 30*time.Second)
+	cc := h.commands()
+	agents := h.scriptedFleet("view", 3, true)
+	resp, err := cc.fc.RunCommand(cc.ctx, &flotillav1.RunCommandRequest{Spec: pullSpec(), Selector: "fleet=view",
+		View: flotillav1.CommandView_COMMAND_VIEW_SUMMARY})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc := resp.GetCommand()
+	if len(fc.GetHosts()) != 0 || fc.GetState() != fleetRunning {
+		t.Fatalf("RunCommand with the summary view = %v, want RUNNING without hosts", fc)
+	}
+	wantSummary(t, fc, map[string]int32{"pending": 3})
+	summaryOf := func() *flotillav1.FleetCommand {
+		t.Helper()
+		got, err := cc.fc.GetCommand(cc.ctx, &flotillav1.GetCommandRequest{CommandId: fc.GetId(), View: flotillav1.CommandView_COMMAND_VIEW_SUMMARY})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.GetCommand().GetHosts()) != 0 {
+			t.Fatalf("GetCommand with the summary view has %d hosts", len(got.GetCommand().GetHosts()))
+		}
+		return got.GetCommand()
+	}
+	for _, a := range agents {
+		cmd := a.nextCommand()
+		a.event(cmd.GetId(), stateSucceeded, "pulled", pullResult())
+		a.heartbeat()
+	}
+	if full := cc.get(fc.GetId()); len(full.GetHosts()) != 3 || full.GetState() != fleetSucceeded {
+		t.Fatalf("GetCommand (default view) = %v, want SUCCEEDED with 3 hosts", full)
+	}
+	done := summaryOf()
+	if done.GetState() != fleetSucceeded || done.GetFinishedAt() == nil {
+		t.Fatalf("finished command, summary view = %v", done)
+	}
+	wantSummary(t, done, map[string]int32{"succeeded": 3})
+	_, err = cc.fc.GetCommand(cc.ctx, &flotillav1.GetCommandRequest{CommandId: fc.GetId(), View: 9})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "view") {
+		t.Fatalf("GetCommand with view 9 = %v, want InvalidArgument naming view", err)
+	}
+}
+
 func TestRunCommandValidation(t *testing.T) {
 	t.Parallel()
 	h := startServer(t, t.TempDir(), 30*time.Second)
@@ -619,6 +666,7 @@ func TestRunCommandValidation(t *testing.T) {
 		{"bad selector", valid(func(r *flotillav1.RunCommandRequest) { r.AgentIds, r.Selector = nil, "fleet in val" }), codes.InvalidArgument, "selector"},
 		{"unknown agent", valid(func(r *flotillav1.RunCommandRequest) { r.AgentIds = []string{a.id, "ghost-123456"} }), codes.NotFound, "ghost-123456"},
 		{"selector matches nothing", valid(func(r *flotillav1.RunCommandRequest) { r.AgentIds, r.Selector = nil, "fleet=none" }), codes.FailedPrecondition, "fleet=none"},
+		{"unknown view", valid(func(r *flotillav1.RunCommandRequest) { r.View = 7 }), codes.InvalidArgument, "view"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -139,6 +139,61 @@ func (FleetCommandState) EnumDescriptor() ([]byte, []int) {
 	return file_flotilla_v1_fleet_proto_rawDescGZIP(), []int{1}
 }
 
+// CommandView is how much of a fleet command a response carries.
+type CommandView int32
+
+const (
+	// The default: COMMAND_VIEW_FULL.
+	CommandView_COMMAND_VIEW_UNSPECIFIED CommandView = 0
+	// Every host's entry, ordered by agent ID.
+	CommandView_COMMAND_VIEW_FULL CommandView = 1
+	// Everything but the per-host entries: the summary counts hosts by
+	// state. For commands to large fleets, whose host list can run to
+	// megabytes; GetCommand with the full view has the hosts.
+	CommandView_COMMAND_VIEW_SUMMARY CommandView = 2
+)
+
+// Enum value maps for CommandView.
+var (
+	CommandView_name = map[int32]string{
+		0: "COMMAND_VIEW_UNSPECIFIED",
+		1: "COMMAND_VIEW_FULL",
+		2: "COMMAND_VIEW_SUMMARY",
+	}
+	CommandView_value = map[string]int32{
+		"COMMAND_VIEW_UNSPECIFIED": 0,
+		"COMMAND_VIEW_FULL":        1,
+		"COMMAND_VIEW_SUMMARY":     2,
+	}
+)
+
+func (x CommandView) Enum() *CommandView {
+	p := new(CommandView)
+	*p = x
+	return p
+}
+
+func (x CommandView) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CommandView) Descriptor() protoreflect.EnumDescriptor {
+	return file_flotilla_v1_fleet_proto_enumTypes[2].Descriptor()
+}
+
+func (CommandView) Type() protoreflect.EnumType {
+	return &file_flotilla_v1_fleet_proto_enumTypes[2]
+}
+
+func (x CommandView) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CommandView.Descriptor instead.
+func (CommandView) EnumDescriptor() ([]byte, []int) {
+	return file_flotilla_v1_fleet_proto_rawDescGZIP(), []int{2}
+}
+
 // Agent is one registered agent.
 type Agent struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
@@ -1042,7 +1097,9 @@ type RunCommandRequest struct {
 	// backup 1h, drain and undrain 1m; at most 24h).
 	Timeout *durationpb.Duration `protobuf:"bytes,6,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	// Why, for the record.
-	Reason        string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	Reason string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	// How much of the command the response carries (default: every host).
+	View          CommandView `protobuf:"varint,8,opt,name=view,proto3,enum=flotilla.v1.CommandView" json:"view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1126,6 +1183,13 @@ func (x *RunCommandRequest) GetReason() string {
 	return ""
 }
 
+func (x *RunCommandRequest) GetView() CommandView {
+	if x != nil {
+		return x.View
+	}
+	return CommandView_COMMAND_VIEW_UNSPECIFIED
+}
+
 type RunCommandResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Command       *FleetCommand          `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
@@ -1171,8 +1235,10 @@ func (x *RunCommandResponse) GetCommand() *FleetCommand {
 }
 
 type GetCommandRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	CommandId     string                 `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	CommandId string                 `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	// How much of the command the response carries (default: every host).
+	View          CommandView `protobuf:"varint,2,opt,name=view,proto3,enum=flotilla.v1.CommandView" json:"view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1212,6 +1278,13 @@ func (x *GetCommandRequest) GetCommandId() string {
 		return x.CommandId
 	}
 	return ""
+}
+
+func (x *GetCommandRequest) GetView() CommandView {
+	if x != nil {
+		return x.View
+	}
+	return CommandView_COMMAND_VIEW_UNSPECIFIED
 }
 
 type GetCommandResponse struct {
@@ -1750,7 +1823,7 @@ const file_flotilla_v1_fleet_proto_rawDesc = "" +
 	"\vfinished_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"finishedAt\x122\n" +
 	"\x06result\x18\a \x01(\v2\x1a.flotilla.v1.CommandResultR\x06result\x126\n" +
-	"\bdeadline\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\"\xb7\x02\n" +
+	"\bdeadline\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\"\xe5\x02\n" +
 	"\x11RunCommandRequest\x12,\n" +
 	"\x04spec\x18\x01 \x01(\v2\x18.flotilla.v1.CommandSpecR\x04spec\x12\x1b\n" +
 	"\tagent_ids\x18\x02 \x03(\tR\bagentIds\x12\x1a\n" +
@@ -1759,12 +1832,14 @@ const file_flotilla_v1_fleet_proto_rawDesc = "" +
 	"\n" +
 	"max_errors\x18\x05 \x01(\v2\x12.flotilla.v1.LimitR\tmaxErrors\x123\n" +
 	"\atimeout\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x16\n" +
-	"\x06reason\x18\a \x01(\tR\x06reason\"I\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\x12,\n" +
+	"\x04view\x18\b \x01(\x0e2\x18.flotilla.v1.CommandViewR\x04view\"I\n" +
 	"\x12RunCommandResponse\x123\n" +
-	"\acommand\x18\x01 \x01(\v2\x19.flotilla.v1.FleetCommandR\acommand\"2\n" +
+	"\acommand\x18\x01 \x01(\v2\x19.flotilla.v1.FleetCommandR\acommand\"`\n" +
 	"\x11GetCommandRequest\x12\x1d\n" +
 	"\n" +
-	"command_id\x18\x01 \x01(\tR\tcommandId\"I\n" +
+	"command_id\x18\x01 \x01(\tR\tcommandId\x12,\n" +
+	"\x04view\x18\x02 \x01(\x0e2\x18.flotilla.v1.CommandViewR\x04view\"I\n" +
 	"\x12GetCommandResponse\x123\n" +
 	"\acommand\x18\x01 \x01(\v2\x19.flotilla.v1.FleetCommandR\acommand\"\x89\x01\n" +
 	"\x13ListCommandsRequest\x126\n" +
@@ -1802,7 +1877,11 @@ const file_flotilla_v1_fleet_proto_rawDesc = "" +
 	"\x1bFLEET_COMMAND_STATE_RUNNING\x10\x01\x12!\n" +
 	"\x1dFLEET_COMMAND_STATE_SUCCEEDED\x10\x02\x12\x1e\n" +
 	"\x1aFLEET_COMMAND_STATE_FAILED\x10\x03\x12!\n" +
-	"\x1dFLEET_COMMAND_STATE_CANCELLED\x10\x042\xa6\x05\n" +
+	"\x1dFLEET_COMMAND_STATE_CANCELLED\x10\x04*\\\n" +
+	"\vCommandView\x12\x1c\n" +
+	"\x18COMMAND_VIEW_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11COMMAND_VIEW_FULL\x10\x01\x12\x18\n" +
+	"\x14COMMAND_VIEW_SUMMARY\x10\x022\xa6\x05\n" +
 	"\fFleetService\x12M\n" +
 	"\n" +
 	"ListAgents\x12\x1e.flotilla.v1.ListAgentsRequest\x1a\x1f.flotilla.v1.ListAgentsResponse\x12G\n" +
@@ -1828,109 +1907,112 @@ func file_flotilla_v1_fleet_proto_rawDescGZIP() []byte {
 	return file_flotilla_v1_fleet_proto_rawDescData
 }
 
-var file_flotilla_v1_fleet_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_flotilla_v1_fleet_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_flotilla_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_flotilla_v1_fleet_proto_goTypes = []any{
 	(AgentState)(0),                 // 0: flotilla.v1.AgentState
 	(FleetCommandState)(0),          // 1: flotilla.v1.FleetCommandState
-	(*Agent)(nil),                   // 2: flotilla.v1.Agent
-	(*ListAgentsRequest)(nil),       // 3: flotilla.v1.ListAgentsRequest
-	(*ListAgentsResponse)(nil),      // 4: flotilla.v1.ListAgentsResponse
-	(*GetAgentRequest)(nil),         // 5: flotilla.v1.GetAgentRequest
-	(*GetAgentResponse)(nil),        // 6: flotilla.v1.GetAgentResponse
-	(*CreateJoinTokenRequest)(nil),  // 7: flotilla.v1.CreateJoinTokenRequest
-	(*CreateJoinTokenResponse)(nil), // 8: flotilla.v1.CreateJoinTokenResponse
-	(*Limit)(nil),                   // 9: flotilla.v1.Limit
-	(*FleetCommand)(nil),            // 10: flotilla.v1.FleetCommand
-	(*HostCommand)(nil),             // 11: flotilla.v1.HostCommand
-	(*RunCommandRequest)(nil),       // 12: flotilla.v1.RunCommandRequest
-	(*RunCommandResponse)(nil),      // 13: flotilla.v1.RunCommandResponse
-	(*GetCommandRequest)(nil),       // 14: flotilla.v1.GetCommandRequest
-	(*GetCommandResponse)(nil),      // 15: flotilla.v1.GetCommandResponse
-	(*ListCommandsRequest)(nil),     // 16: flotilla.v1.ListCommandsRequest
-	(*ListCommandsResponse)(nil),    // 17: flotilla.v1.ListCommandsResponse
-	(*WatchCommandRequest)(nil),     // 18: flotilla.v1.WatchCommandRequest
-	(*WatchCommandResponse)(nil),    // 19: flotilla.v1.WatchCommandResponse
-	(*HostCommandEvent)(nil),        // 20: flotilla.v1.HostCommandEvent
-	(*CancelCommandRequest)(nil),    // 21: flotilla.v1.CancelCommandRequest
-	(*CancelCommandResponse)(nil),   // 22: flotilla.v1.CancelCommandResponse
-	nil,                             // 23: flotilla.v1.Agent.LabelsEntry
-	nil,                             // 24: flotilla.v1.CreateJoinTokenRequest.LabelsEntry
-	nil,                             // 25: flotilla.v1.CreateJoinTokenResponse.LabelsEntry
-	nil,                             // 26: flotilla.v1.FleetCommand.SummaryEntry
-	(*ManagedContainer)(nil),        // 27: flotilla.v1.ManagedContainer
-	(*timestamppb.Timestamp)(nil),   // 28: google.protobuf.Timestamp
-	(*Heartbeat)(nil),               // 29: flotilla.v1.Heartbeat
-	(*durationpb.Duration)(nil),     // 30: google.protobuf.Duration
-	(*CommandSpec)(nil),             // 31: flotilla.v1.CommandSpec
-	(CommandState)(0),               // 32: flotilla.v1.CommandState
-	(*CommandResult)(nil),           // 33: flotilla.v1.CommandResult
-	(*CommandEvent)(nil),            // 34: flotilla.v1.CommandEvent
+	(CommandView)(0),                // 2: flotilla.v1.CommandView
+	(*Agent)(nil),                   // 3: flotilla.v1.Agent
+	(*ListAgentsRequest)(nil),       // 4: flotilla.v1.ListAgentsRequest
+	(*ListAgentsResponse)(nil),      // 5: flotilla.v1.ListAgentsResponse
+	(*GetAgentRequest)(nil),         // 6: flotilla.v1.GetAgentRequest
+	(*GetAgentResponse)(nil),        // 7: flotilla.v1.GetAgentResponse
+	(*CreateJoinTokenRequest)(nil),  // 8: flotilla.v1.CreateJoinTokenRequest
+	(*CreateJoinTokenResponse)(nil), // 9: flotilla.v1.CreateJoinTokenResponse
+	(*Limit)(nil),                   // 10: flotilla.v1.Limit
+	(*FleetCommand)(nil),            // 11: flotilla.v1.FleetCommand
+	(*HostCommand)(nil),             // 12: flotilla.v1.HostCommand
+	(*RunCommandRequest)(nil),       // 13: flotilla.v1.RunCommandRequest
+	(*RunCommandResponse)(nil),      // 14: flotilla.v1.RunCommandResponse
+	(*GetCommandRequest)(nil),       // 15: flotilla.v1.GetCommandRequest
+	(*GetCommandResponse)(nil),      // 16: flotilla.v1.GetCommandResponse
+	(*ListCommandsRequest)(nil),     // 17: flotilla.v1.ListCommandsRequest
+	(*ListCommandsResponse)(nil),    // 18: flotilla.v1.ListCommandsResponse
+	(*WatchCommandRequest)(nil),     // 19: flotilla.v1.WatchCommandRequest
+	(*WatchCommandResponse)(nil),    // 20: flotilla.v1.WatchCommandResponse
+	(*HostCommandEvent)(nil),        // 21: flotilla.v1.HostCommandEvent
+	(*CancelCommandRequest)(nil),    // 22: flotilla.v1.CancelCommandRequest
+	(*CancelCommandResponse)(nil),   // 23: flotilla.v1.CancelCommandResponse
+	nil,                             // 24: flotilla.v1.Agent.LabelsEntry
+	nil,                             // 25: flotilla.v1.CreateJoinTokenRequest.LabelsEntry
+	nil,                             // 26: flotilla.v1.CreateJoinTokenResponse.LabelsEntry
+	nil,                             // 27: flotilla.v1.FleetCommand.SummaryEntry
+	(*ManagedContainer)(nil),        // 28: flotilla.v1.ManagedContainer
+	(*timestamppb.Timestamp)(nil),   // 29: google.protobuf.Timestamp
+	(*Heartbeat)(nil),               // 30: flotilla.v1.Heartbeat
+	(*durationpb.Duration)(nil),     // 31: google.protobuf.Duration
+	(*CommandSpec)(nil),             // 32: flotilla.v1.CommandSpec
+	(CommandState)(0),               // 33: flotilla.v1.CommandState
+	(*CommandResult)(nil),           // 34: flotilla.v1.CommandResult
+	(*CommandEvent)(nil),            // 35: flotilla.v1.CommandEvent
 }
 var file_flotilla_v1_fleet_proto_depIdxs = []int32{
-	23, // 0: flotilla.v1.Agent.labels:type_name -> flotilla.v1.Agent.LabelsEntry
+	24, // 0: flotilla.v1.Agent.labels:type_name -> flotilla.v1.Agent.LabelsEntry
 	0,  // 1: flotilla.v1.Agent.state:type_name -> flotilla.v1.AgentState
-	27, // 2: flotilla.v1.Agent.containers:type_name -> flotilla.v1.ManagedContainer
-	28, // 3: flotilla.v1.Agent.registered_at:type_name -> google.protobuf.Timestamp
-	28, // 4: flotilla.v1.Agent.connected_at:type_name -> google.protobuf.Timestamp
-	28, // 5: flotilla.v1.Agent.last_seen_at:type_name -> google.protobuf.Timestamp
-	29, // 6: flotilla.v1.Agent.last_heartbeat:type_name -> flotilla.v1.Heartbeat
-	28, // 7: flotilla.v1.Agent.certificate_expires_at:type_name -> google.protobuf.Timestamp
-	28, // 8: flotilla.v1.Agent.state_changed_at:type_name -> google.protobuf.Timestamp
+	28, // 2: flotilla.v1.Agent.containers:type_name -> flotilla.v1.ManagedContainer
+	29, // 3: flotilla.v1.Agent.registered_at:type_name -> google.protobuf.Timestamp
+	29, // 4: flotilla.v1.Agent.connected_at:type_name -> google.protobuf.Timestamp
+	29, // 5: flotilla.v1.Agent.last_seen_at:type_name -> google.protobuf.Timestamp
+	30, // 6: flotilla.v1.Agent.last_heartbeat:type_name -> flotilla.v1.Heartbeat
+	29, // 7: flotilla.v1.Agent.certificate_expires_at:type_name -> google.protobuf.Timestamp
+	29, // 8: flotilla.v1.Agent.state_changed_at:type_name -> google.protobuf.Timestamp
 	0,  // 9: flotilla.v1.ListAgentsRequest.states:type_name -> flotilla.v1.AgentState
-	2,  // 10: flotilla.v1.ListAgentsResponse.agents:type_name -> flotilla.v1.Agent
-	2,  // 11: flotilla.v1.GetAgentResponse.agent:type_name -> flotilla.v1.Agent
-	30, // 12: flotilla.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
-	24, // 13: flotilla.v1.CreateJoinTokenRequest.labels:type_name -> flotilla.v1.CreateJoinTokenRequest.LabelsEntry
-	28, // 14: flotilla.v1.CreateJoinTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	25, // 15: flotilla.v1.CreateJoinTokenResponse.labels:type_name -> flotilla.v1.CreateJoinTokenResponse.LabelsEntry
-	31, // 16: flotilla.v1.FleetCommand.spec:type_name -> flotilla.v1.CommandSpec
-	9,  // 17: flotilla.v1.FleetCommand.max_concurrency:type_name -> flotilla.v1.Limit
-	9,  // 18: flotilla.v1.FleetCommand.max_errors:type_name -> flotilla.v1.Limit
-	30, // 19: flotilla.v1.FleetCommand.timeout:type_name -> google.protobuf.Duration
-	28, // 20: flotilla.v1.FleetCommand.created_at:type_name -> google.protobuf.Timestamp
-	28, // 21: flotilla.v1.FleetCommand.finished_at:type_name -> google.protobuf.Timestamp
+	3,  // 10: flotilla.v1.ListAgentsResponse.agents:type_name -> flotilla.v1.Agent
+	3,  // 11: flotilla.v1.GetAgentResponse.agent:type_name -> flotilla.v1.Agent
+	31, // 12: flotilla.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
+	25, // 13: flotilla.v1.CreateJoinTokenRequest.labels:type_name -> flotilla.v1.CreateJoinTokenRequest.LabelsEntry
+	29, // 14: flotilla.v1.CreateJoinTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	26, // 15: flotilla.v1.CreateJoinTokenResponse.labels:type_name -> flotilla.v1.CreateJoinTokenResponse.LabelsEntry
+	32, // 16: flotilla.v1.FleetCommand.spec:type_name -> flotilla.v1.CommandSpec
+	10, // 17: flotilla.v1.FleetCommand.max_concurrency:type_name -> flotilla.v1.Limit
+	10, // 18: flotilla.v1.FleetCommand.max_errors:type_name -> flotilla.v1.Limit
+	31, // 19: flotilla.v1.FleetCommand.timeout:type_name -> google.protobuf.Duration
+	29, // 20: flotilla.v1.FleetCommand.created_at:type_name -> google.protobuf.Timestamp
+	29, // 21: flotilla.v1.FleetCommand.finished_at:type_name -> google.protobuf.Timestamp
 	1,  // 22: flotilla.v1.FleetCommand.state:type_name -> flotilla.v1.FleetCommandState
-	11, // 23: flotilla.v1.FleetCommand.hosts:type_name -> flotilla.v1.HostCommand
-	26, // 24: flotilla.v1.FleetCommand.summary:type_name -> flotilla.v1.FleetCommand.SummaryEntry
-	32, // 25: flotilla.v1.HostCommand.state:type_name -> flotilla.v1.CommandState
-	28, // 26: flotilla.v1.HostCommand.started_at:type_name -> google.protobuf.Timestamp
-	28, // 27: flotilla.v1.HostCommand.finished_at:type_name -> google.protobuf.Timestamp
-	33, // 28: flotilla.v1.HostCommand.result:type_name -> flotilla.v1.CommandResult
-	28, // 29: flotilla.v1.HostCommand.deadline:type_name -> google.protobuf.Timestamp
-	31, // 30: flotilla.v1.RunCommandRequest.spec:type_name -> flotilla.v1.CommandSpec
-	9,  // 31: flotilla.v1.RunCommandRequest.max_concurrency:type_name -> flotilla.v1.Limit
-	9,  // 32: flotilla.v1.RunCommandRequest.max_errors:type_name -> flotilla.v1.Limit
-	30, // 33: flotilla.v1.RunCommandRequest.timeout:type_name -> google.protobuf.Duration
-	10, // 34: flotilla.v1.RunCommandResponse.command:type_name -> flotilla.v1.FleetCommand
-	10, // 35: flotilla.v1.GetCommandResponse.command:type_name -> flotilla.v1.FleetCommand
-	1,  // 36: flotilla.v1.ListCommandsRequest.states:type_name -> flotilla.v1.FleetCommandState
-	10, // 37: flotilla.v1.ListCommandsResponse.commands:type_name -> flotilla.v1.FleetCommand
-	10, // 38: flotilla.v1.WatchCommandResponse.snapshot:type_name -> flotilla.v1.FleetCommand
-	20, // 39: flotilla.v1.WatchCommandResponse.event:type_name -> flotilla.v1.HostCommandEvent
-	34, // 40: flotilla.v1.HostCommandEvent.event:type_name -> flotilla.v1.CommandEvent
-	10, // 41: flotilla.v1.CancelCommandResponse.command:type_name -> flotilla.v1.FleetCommand
-	3,  // 42: flotilla.v1.FleetService.ListAgents:input_type -> flotilla.v1.ListAgentsRequest
-	5,  // 43: flotilla.v1.FleetService.GetAgent:input_type -> flotilla.v1.GetAgentRequest
-	7,  // 44: flotilla.v1.FleetService.CreateJoinToken:input_type -> flotilla.v1.CreateJoinTokenRequest
-	12, // 45: flotilla.v1.FleetService.RunCommand:input_type -> flotilla.v1.RunCommandRequest
-	14, // 46: flotilla.v1.FleetService.GetCommand:input_type -> flotilla.v1.GetCommandRequest
-	16, // 47: flotilla.v1.FleetService.ListCommands:input_type -> flotilla.v1.ListCommandsRequest
-	18, // 48: flotilla.v1.FleetService.WatchCommand:input_type -> flotilla.v1.WatchCommandRequest
-	21, // 49: flotilla.v1.FleetService.CancelCommand:input_type -> flotilla.v1.CancelCommandRequest
-	4,  // 50: flotilla.v1.FleetService.ListAgents:output_type -> flotilla.v1.ListAgentsResponse
-	6,  // 51: flotilla.v1.FleetService.GetAgent:output_type -> flotilla.v1.GetAgentResponse
-	8,  // 52: flotilla.v1.FleetService.CreateJoinToken:output_type -> flotilla.v1.CreateJoinTokenResponse
-	13, // 53: flotilla.v1.FleetService.RunCommand:output_type -> flotilla.v1.RunCommandResponse
-	15, // 54: flotilla.v1.FleetService.GetCommand:output_type -> flotilla.v1.GetCommandResponse
-	17, // 55: flotilla.v1.FleetService.ListCommands:output_type -> flotilla.v1.ListCommandsResponse
-	19, // 56: flotilla.v1.FleetService.WatchCommand:output_type -> flotilla.v1.WatchCommandResponse
-	22, // 57: flotilla.v1.FleetService.CancelCommand:output_type -> flotilla.v1.CancelCommandResponse
-	50, // [50:58] is the sub-list for method output_type
-	42, // [42:50] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	12, // 23: flotilla.v1.FleetCommand.hosts:type_name -> flotilla.v1.HostCommand
+	27, // 24: flotilla.v1.FleetCommand.summary:type_name -> flotilla.v1.FleetCommand.SummaryEntry
+	33, // 25: flotilla.v1.HostCommand.state:type_name -> flotilla.v1.CommandState
+	29, // 26: flotilla.v1.HostCommand.started_at:type_name -> google.protobuf.Timestamp
+	29, // 27: flotilla.v1.HostCommand.finished_at:type_name -> google.protobuf.Timestamp
+	34, // 28: flotilla.v1.HostCommand.result:type_name -> flotilla.v1.CommandResult
+	29, // 29: flotilla.v1.HostCommand.deadline:type_name -> google.protobuf.Timestamp
+	32, // 30: flotilla.v1.RunCommandRequest.spec:type_name -> flotilla.v1.CommandSpec
+	10, // 31: flotilla.v1.RunCommandRequest.max_concurrency:type_name -> flotilla.v1.Limit
+	10, // 32: flotilla.v1.RunCommandRequest.max_errors:type_name -> flotilla.v1.Limit
+	31, // 33: flotilla.v1.RunCommandRequest.timeout:type_name -> google.protobuf.Duration
+	2,  // 34: flotilla.v1.RunCommandRequest.view:type_name -> flotilla.v1.CommandView
+	11, // 35: flotilla.v1.RunCommandResponse.command:type_name -> flotilla.v1.FleetCommand
+	2,  // 36: flotilla.v1.GetCommandRequest.view:type_name -> flotilla.v1.CommandView
+	11, // 37: flotilla.v1.GetCommandResponse.command:type_name -> flotilla.v1.FleetCommand
+	1,  // 38: flotilla.v1.ListCommandsRequest.states:type_name -> flotilla.v1.FleetCommandState
+	11, // 39: flotilla.v1.ListCommandsResponse.commands:type_name -> flotilla.v1.FleetCommand
+	11, // 40: flotilla.v1.WatchCommandResponse.snapshot:type_name -> flotilla.v1.FleetCommand
+	21, // 41: flotilla.v1.WatchCommandResponse.event:type_name -> flotilla.v1.HostCommandEvent
+	35, // 42: flotilla.v1.HostCommandEvent.event:type_name -> flotilla.v1.CommandEvent
+	11, // 43: flotilla.v1.CancelCommandResponse.command:type_name -> flotilla.v1.FleetCommand
+	4,  // 44: flotilla.v1.FleetService.ListAgents:input_type -> flotilla.v1.ListAgentsRequest
+	6,  // 45: flotilla.v1.FleetService.GetAgent:input_type -> flotilla.v1.GetAgentRequest
+	8,  // 46: flotilla.v1.FleetService.CreateJoinToken:input_type -> flotilla.v1.CreateJoinTokenRequest
+	13, // 47: flotilla.v1.FleetService.RunCommand:input_type -> flotilla.v1.RunCommandRequest
+	15, // 48: flotilla.v1.FleetService.GetCommand:input_type -> flotilla.v1.GetCommandRequest
+	17, // 49: flotilla.v1.FleetService.ListCommands:input_type -> flotilla.v1.ListCommandsRequest
+	19, // 50: flotilla.v1.FleetService.WatchCommand:input_type -> flotilla.v1.WatchCommandRequest
+	22, // 51: flotilla.v1.FleetService.CancelCommand:input_type -> flotilla.v1.CancelCommandRequest
+	5,  // 52: flotilla.v1.FleetService.ListAgents:output_type -> flotilla.v1.ListAgentsResponse
+	7,  // 53: flotilla.v1.FleetService.GetAgent:output_type -> flotilla.v1.GetAgentResponse
+	9,  // 54: flotilla.v1.FleetService.CreateJoinToken:output_type -> flotilla.v1.CreateJoinTokenResponse
+	14, // 55: flotilla.v1.FleetService.RunCommand:output_type -> flotilla.v1.RunCommandResponse
+	16, // 56: flotilla.v1.FleetService.GetCommand:output_type -> flotilla.v1.GetCommandResponse
+	18, // 57: flotilla.v1.FleetService.ListCommands:output_type -> flotilla.v1.ListCommandsResponse
+	20, // 58: flotilla.v1.FleetService.WatchCommand:output_type -> flotilla.v1.WatchCommandResponse
+	23, // 59: flotilla.v1.FleetService.CancelCommand:output_type -> flotilla.v1.CancelCommandResponse
+	52, // [52:60] is the sub-list for method output_type
+	44, // [44:52] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_flotilla_v1_fleet_proto_init() }
@@ -1953,7 +2035,7 @@ func file_flotilla_v1_fleet_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotilla_v1_fleet_proto_rawDesc), len(file_flotilla_v1_fleet_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      3,
 			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
