@@ -226,6 +226,7 @@ func (s *Server) buildGRPC() error {
 	if err != nil {
 		return fmt.Errorf("registration_rate_limit: %w", err)
 	}
+	agentStreams := newAgentStreamMetrics(s.metrics)
 	admission := newRegistrationAdmission(s.cfg.RegistrationMaxInFlight, s.metrics, s.log.Named("agents"))
 	grpcLog := logging.Interceptor(s.log.Named("grpc"))
 	logOpts := []grpclog.Option{grpclog.WithLogOnEvents(grpclog.FinishCall)}
@@ -279,8 +280,9 @@ func (s *Server) buildGRPC() error {
 			recovery.UnaryServerInterceptor(recoveryOpt),
 		),
 		grpc.ChainStreamInterceptor(
-			grpcMetrics.StreamServerInterceptor(),
-			selector.StreamServerInterceptor(grpclog.StreamServerInterceptor(grpcLog, logOpts...), notHealth),
+			agentStreams.interceptor(),
+			selector.StreamServerInterceptor(grpcMetrics.StreamServerInterceptor(), notAgentStream),
+			selector.StreamServerInterceptor(selector.StreamServerInterceptor(grpclog.StreamServerInterceptor(grpcLog, logOpts...), notHealth), notAgentStream),
 			grpcauth.StreamServerInterceptor(authn.AuthFunc),
 			recovery.StreamServerInterceptor(recoveryOpt),
 		),
@@ -316,7 +318,7 @@ func (s *Server) buildGRPC() error {
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
-	grpcMetrics.InitializeMetrics(s.grpc)
+	grpcMetrics.InitializeMetrics(withoutAgentStream{s.grpc})
 	return nil
 }
 

@@ -287,6 +287,17 @@ func TestAgentLifecycle(t *testing.T) {
 	if strings.Contains(metrics, "flotilla_agent_cpu_percent{") {
 		t.Error("/metrics still exports CPU for a lost agent")
 	}
+	// The agents' streams are counted by how they end, not message by
+	// message (see notAgentStream).
+	if !strings.Contains(metrics, `flotilla_agent_streams_ended_total{grpc_code="Canceled"} 1`) {
+		t.Error("/metrics lacks the stream the agent cancelled in flotilla_agent_streams_ended_total")
+	}
+	if !strings.Contains(metrics, "flotilla_heartbeats_received_total 1") {
+		t.Error("/metrics does not count the heartbeat")
+	}
+	if strings.Contains(metrics, `grpc_method="Connect"`) {
+		t.Error("/metrics has per-message gRPC series for the agents' streams")
+	}
 
 	// The agent comes back on a new stream.
 	stream2, _ := h.connect(agent)
