@@ -339,10 +339,12 @@ func validateHeartbeat(hb *flotillav1.Heartbeat) error {
 		return invalid("heartbeat.databases", "%d entries, at most %d allowed", n, maxDatabases)
 	}
 	if app := hb.GetApp(); app != nil {
-		for field, v := range map[string]string{"url": app.GetUrl(), "status": app.GetStatus(), "timestamp": app.GetTimestamp(),
-			"database": app.GetDatabase(), "cache": app.GetCache(), "error": app.GetError()} {
-			if len(v) > 2048 {
-				return invalid("heartbeat.app."+field, "%d bytes, at most 2048 allowed", len(v))
+		// An array, not a map: this runs for every heartbeat.
+		fields := [...]struct{ name, value string }{{"url", app.GetUrl()}, {"status", app.GetStatus()}, {"timestamp", app.GetTimestamp()},
+			{"database", app.GetDatabase()}, {"cache", app.GetCache()}, {"error", app.GetError()}}
+		for _, f := range fields {
+			if len(f.value) > 2048 {
+				return invalid("heartbeat.app."+f.name, "%d bytes, at most 2048 allowed", len(f.value))
 			}
 		}
 	}

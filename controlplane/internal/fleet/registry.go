@@ -249,6 +249,7 @@ func (r *Registry) Attach(id string, hello *flotillav1.Hello, peerAddr string) (
 		old.close(errReplaced)
 	}
 	s := newSession(id)
+	s.entry = e
 	e.session = s
 	e.hello = hello
 	e.rec.Hello = nil // re-encoded when flushed
@@ -270,8 +271,8 @@ func (r *Registry) Detach(s *Session, reason string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s.close(errDetached)
-	e, ok := r.agents[s.agentID]
-	if !ok || e.session != s {
+	e := s.entry
+	if e.session != s {
 		return
 	}
 	e.session = nil
@@ -285,8 +286,8 @@ func (r *Registry) Heartbeat(s *Session, hb *flotillav1.Heartbeat) error {
 	now := r.cfg.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	e, ok := r.agents[s.agentID]
-	if !ok || e.session != s {
+	e := s.entry
+	if e.session != s {
 		return errReplaced
 	}
 	changed := heartbeatChanged(e.lastHeartbeat, hb)
@@ -309,7 +310,7 @@ func (r *Registry) Touch(s *Session) {
 	now := r.cfg.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if e, ok := r.agents[s.agentID]; ok && e.session == s {
+	if e := s.entry; e.session == s {
 		e.rec.LastSeenAt = now
 	}
 }

@@ -24,9 +24,15 @@ var ErrShuttingDown = errors.New("control plane shutting down")
 // Done and stops with Err when the registry closes it.
 type Session struct {
 	agentID string
-	done    chan struct{}
-	once    sync.Once
-	err     error
+	// entry is the agent's record in the registry, guarded by the
+	// registry's lock. The session keeps it rather than looking the agent
+	// up by ID: that map lookup was 4 % of the control plane's CPU at
+	// 10,000 heartbeats a second. A removed agent's entry no longer points
+	// to the session, which is all the session's callers check.
+	entry *entry
+	done  chan struct{}
+	once  sync.Once
+	err   error
 
 	// The outbox is unbounded on purpose: what goes out (commands,
 	// cancels) is already stored, small and rare; dropping it would stall
