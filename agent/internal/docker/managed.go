@@ -3,10 +3,12 @@ package docker
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
 	"flotilla.dev/agent/internal/executor"
@@ -89,12 +91,12 @@ func (e *Executor) reportedName(local string) (name string, ok bool) {
 // A container in docker.container_names is reported under the name that
 // commands use for it, so that a rollout sees the service's container.
 func (e *Executor) ManagedContainers(ctx context.Context) ([]*flotillav1.ManagedContainer, error) {
-	list, err := e.docker.ContainerList(ctx, client.ContainerListOptions{All: true})
+	candidates, err := e.listCandidates(ctx)
 	if err != nil {
-		return nil, engineError(ctx, err, "list containers")
+		return nil, err
 	}
 	var out []*flotillav1.ManagedContainer
-	for _, c := range list.Items {
+	for _, c := range candidates {
 		name := containerName(c.Names)
 		if name == "" || strings.HasSuffix(name, oldSuffix) || !e.isManaged(name, c.Labels) {
 			continue
@@ -113,6 +115,50 @@ func (e *Executor) ManagedContainers(ctx context.Context) ([]*flotillav1.Managed
 	}
 	slices.SortFunc(out, func(a, b *flotillav1.ManagedContainer) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
+}
+
+// listCandidates asks the engine for the containers that may be managed
+// rather than for all of them, which on a busy host is a large answer to
+// decode every heartbeat: the containers with the managed label, and,
+// when docker.managed_containers names some, those with one of the names.
+// The engine combines the values of one filter with OR but different
+// filters with AND, so the names take a second request. Its filters may
+// match more than isManaged accepts (a name filter is a regular
+// expression), never less, and isManaged has the last word.
+func (e *Executor) listCandidates(ctx context.Context) ([]container.Summary, error) {
+	byLabel, err := e.docker.ContainerList(ctx, client.ContainerListOptions{
+		All:     true,
+		Filters: make(client.Filters).Add("label", e.labelKey+"="+e.labelValue),
+	})
+	if err != nil {
+		return nil, engineError(ctx, err, "list containers labelled %s=%s", e.labelKey, e.labelValue)
+	}
+	if len(e.managed) == 0 {
+		return byLabel.Items, nil
+	}
+	byName, err := e.docker.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: e.nameFilters()})
+	if err != nil {
+		return nil, engineError(ctx, err, "list the containers of docker.managed_containers")
+	}
+	items := byLabel.Items
+	for _, c := range byName.Items {
+		if !slices.ContainsFunc(byLabel.Items, func(l container.Summary) bool { return l.ID == c.ID }) {
+			items = append(items, c)
+		}
+	}
+	return items, nil
+}
+
+// nameFilters matches the containers named in docker.managed_containers.
+// The engine matches a name filter as a regular expression against the
+// name with and without its leading slash, so each name is quoted and
+// anchored: "web" must not match "web-2" or "old.web".
+func (e *Executor) nameFilters() client.Filters {
+	f := make(client.Filters)
+	for name := range e.managed {
+		f.Add("name", "^/?"+regexp.QuoteMeta(name)+"$")
+	}
+	return f
 }
 
 // containerName picks a container's own name from the list form, where
