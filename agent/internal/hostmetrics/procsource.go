@@ -2,9 +2,7 @@ package hostmetrics
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -107,34 +105,27 @@ func readParsed[T any](s *procSource, name string, parse func(file string, data 
 }
 
 // read returns the content of file in s.buf, which the next read
-// overwrites; s.mu must be held. Proc files report a size of 0, so the
-// buffer grows until a read reaches the end of the file.
+// overwrites; s.mu must be held.
 func (s *procSource) read(file string) ([]byte, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, err // *PathError names the file
-	}
-	defer f.Close()
 	if s.buf == nil {
 		s.buf = make([]byte, 0, 4096)
 	}
-	buf := s.buf[:0]
-	for {
-		if len(buf) == cap(buf) {
-			if cap(buf) >= maxProcFile {
-				return nil, fmt.Errorf("%s: larger than %d bytes", file, maxProcFile)
-			}
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := f.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", file, err)
-		}
+	buf, err := readFile(file, s.buf[:0])
+	if err != nil {
+		return nil, err
 	}
 	s.buf = buf
 	return buf, nil
+}
+
+// growFull makes room in a full buffer, up to maxProcFile. Proc files
+// report a size of 0, so the buffer grows until a read reaches the end.
+func growFull(file string, buf []byte) ([]byte, error) {
+	if len(buf) < cap(buf) {
+		return buf, nil
+	}
+	if cap(buf) >= maxProcFile {
+		return nil, fmt.Errorf("%s: larger than %d bytes", file, maxProcFile)
+	}
+	return append(buf, 0)[:len(buf)], nil
 }
