@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -96,11 +98,21 @@ func (s *AgentService) Register(ctx context.Context, req *flotillav1.RegisterReq
 	if err := validateRegister(req); err != nil {
 		return nil, err
 	}
-	if _, err := pki.ParseCSR(req.GetCsr()); err != nil {
+	csr, err := pki.ParseCSR(req.GetCsr())
+	if err != nil {
 		return nil, invalid("csr", "%v", err)
 	}
 	source := peerAddress(ctx)
 	now := s.cfg.Now()
+	tokenHash := auth.HashSecret(req.GetJoinToken())
+	keySum := sha256.Sum256(csr.RawSubjectPublicKeyInfo)
+	keySHA256 := hex.EncodeToString(keySum[:])
+	// An agent retries Register with the same key when an attempt's answer
+	// does not reach it; if that attempt registered it, answer with that
+	// agent rather than register a second one.
+	if resp, done, err := s.registeredBefore(ctx, req, tokenHash, keySHA256, now, source); done {
+		return resp, err
+	}
 	var certPEM []byte
 	build := func(tok store.JoinToken) (store.Agent, error) {
 		id, err := newAgentID(req.GetHostname())
@@ -113,24 +125,30 @@ func (s *AgentService) Register(ctx context.Context, req *flotillav1.RegisterReq
 		}
 		certPEM = pemBytes
 		return store.Agent{
-			ID:             id,
-			Hostname:       req.GetHostname(),
-			Labels:         fleet.MergeLabels(req.GetLabels(), tok.Labels),
-			PinnedLabels:   tok.Labels,
-			State:          store.AgentDisconnected,
-			StateReason:    "registered; waiting for the first stream",
-			StateChangedAt: now,
-			RegisteredAt:   now,
-			PeerAddress:    source,
-			CertSerial:     pki.SerialHex(cert),
-			CertNotAfter:   cert.NotAfter,
-			JoinTokenID:    tok.ID,
+			ID:              id,
+			Hostname:        req.GetHostname(),
+			Labels:          fleet.MergeLabels(req.GetLabels(), tok.Labels),
+			PinnedLabels:    tok.Labels,
+			State:           store.AgentDisconnected,
+			StateReason:     "registered; waiting for the first stream",
+			StateChangedAt:  now,
+			RegisteredAt:    now,
+			PeerAddress:     source,
+			CertSerial:      pki.SerialHex(cert),
+			CertNotAfter:    cert.NotAfter,
+			JoinTokenID:     tok.ID,
+			PublicKeySHA256: keySHA256,
 		}, nil
 	}
-	agent, err := s.cfg.Store.RegisterAgent(ctx, auth.HashSecret(req.GetJoinToken()), now, build)
+	agent, err := s.cfg.Store.RegisterAgent(ctx, tokenHash, now, build)
 	if errors.Is(err, store.ErrConflict) {
-		// Two hosts drew the same random suffix; draw again once.
-		agent, err = s.cfg.Store.RegisterAgent(ctx, auth.HashSecret(req.GetJoinToken()), now, build)
+		// The same key registered meanwhile (a retry overtaking its first
+		// attempt), or two hosts drew the same random suffix: answer with
+		// the agent, or draw again once.
+		if resp, done, err := s.registeredBefore(ctx, req, tokenHash, keySHA256, now, source); done {
+			return resp, err
+		}
+		agent, err = s.cfg.Store.RegisterAgent(ctx, tokenHash, now, build)
 	}
 	switch {
 	case errors.Is(err, store.ErrJoinTokenInvalid):
@@ -154,6 +172,55 @@ func (s *AgentService) Register(ctx context.Context, req *flotillav1.RegisterReq
 		CaBundlePem:    s.cfg.CA.CertificatePEM(),
 		Labels:         agent.Labels,
 	}, nil
+}
+
+// registeredBefore answers a Register whose key already registered an agent
+// with the same join token: a retry after an answer that was lost. It
+// signs a new certificate for that agent (the request proves possession of
+// the key) and reports done; when there is no such agent it reports not
+// done, and the request registers normally.
+func (s *AgentService) registeredBefore(ctx context.Context, req *flotillav1.RegisterRequest, tokenHash []byte, keySHA256 string,
+	now time.Time, source string) (resp *flotillav1.RegisterResponse, done bool, err error) {
+	agent, err := s.cfg.Store.RegisteredWithKey(ctx, tokenHash, keySHA256, now)
+	switch {
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrJoinTokenInvalid):
+		return nil, false, nil // the normal path registers or refuses it
+	case err != nil:
+		s.cfg.Metrics.registration("error")
+		s.log.Error("agent registration failed: looking up an earlier registration", zap.String("hostname", req.GetHostname()), zap.Error(err))
+		return nil, true, status.Error(codes.Unavailable, "registration could not be checked; retry")
+	}
+	cert, certPEM, err := s.cfg.CA.SignAgent(req.GetCsr(), agent.ID, s.cfg.CertValidity)
+	if err != nil {
+		return nil, true, invalid("csr", "%v", err)
+	}
+	serial := pki.SerialHex(cert)
+	err = s.cfg.Store.UpdateAgentCertificate(ctx, agent.ID, serial, cert.NotAfter)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		// Deregistered since the look-up: register it as a new agent.
+		return nil, false, nil
+	case err != nil:
+		s.cfg.Metrics.registration("error")
+		s.log.Error("agent registration failed: recording the certificate", zap.String("agent", agent.ID), zap.Error(err))
+		return nil, true, status.Error(codes.Unavailable, "registration could not be stored; retry")
+	}
+	agent.CertSerial, agent.CertNotAfter = serial, cert.NotAfter
+	if _, known := s.cfg.Registry.Get(agent.ID); known {
+		s.cfg.Registry.SetCertificate(agent.ID, serial, cert.NotAfter)
+	} else {
+		s.cfg.Registry.Add(agent)
+	}
+	s.cfg.Metrics.registration("ok")
+	s.log.Info("agent registered again with the same key (an earlier answer was lost): same agent, new certificate",
+		zap.String("agent", agent.ID), zap.String("hostname", agent.Hostname), zap.String("peer", source),
+		zap.String("join_token", agent.JoinTokenID), zap.String("serial", serial))
+	return &flotillav1.RegisterResponse{
+		AgentId:        agent.ID,
+		CertificatePem: certPEM,
+		CaBundlePem:    s.cfg.CA.CertificatePEM(),
+		Labels:         agent.Labels,
+	}, true, nil
 }
 
 func validateRegister(req *flotillav1.RegisterRequest) error {

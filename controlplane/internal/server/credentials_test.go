@@ -1,7 +1,14 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"strings"
 	"testing"
 	"time"
@@ -448,4 +455,48 @@ func TestImpersonationIsRefused(t *testing.T) {
 		t.Fatal("the impersonated agent shows as connected")
 	}
 	// Events for another agent's command: TestCommandEventFromAnotherAgentIgnored.
+}
+
+// An agent whose Register answer was lost retries with the same key: it
+// gets the agent its first attempt created (a new certificate for it), not
+// a second agent, and the join token is used once.
+func TestRegisterRetriedWithTheSameKey(t *testing.T) {
+	h := startServer(t, t.TempDir(), 30*time.Second)
+	token := h.joinToken(&flotillav1.CreateJoinTokenRequest{MaxUses: 1})
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	req := &flotillav1.RegisterRequest{JoinToken: token, Csr: newCSR(t, key), Hostname: "web-1"}
+	client := flotillav1.NewAgentServiceClient(h.dial(h.serverTLS()))
+	first, err := client.Register(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := client.Register(context.Background(), req)
+	if err != nil {
+		t.Fatalf("Register retried with the same key on a used-up token: %v", err)
+	}
+	if again.GetAgentId() != first.GetAgentId() || bytes.Equal(again.GetCertificatePem(), first.GetCertificatePem()) {
+		t.Fatalf("retry answered agent %s (new certificate: %v), want %s with a new certificate",
+			again.GetAgentId(), !bytes.Equal(again.GetCertificatePem(), first.GetCertificatePem()), first.GetAgentId())
+	}
+	// The certificate of the retry is the one the agent keeps: it connects.
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
+	pair, err := tls.X509KeyPair(again.GetCertificatePem(), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, _ := h.connect(&testAgent{key: key, id: again.GetAgentId(), cert: pair})
+	if err := stream.Send(hello(again.GetAgentId(), nil)); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := stream.Recv(); err != nil || msg.GetWelcome().GetAgentId() != first.GetAgentId() {
+		t.Fatalf("stream with the retry's certificate: %v, %v", msg, err)
+	}
+	agents, err := h.fleet().ListAgents(h.operatorCtx(h.admin), &flotillav1.ListAgentsRequest{})
+	if err != nil || len(agents.GetAgents()) != 1 {
+		t.Fatalf("ListAgents = %v, %v; want the one agent", agents, err)
+	}
+	// Another key is another agent: the token has no use left for it.
+	if _, _, err := h.register(token, "web-2", nil); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("Register with another key on the used-up token = %v, want Unauthenticated", err)
+	}
 }

@@ -61,6 +61,9 @@ type Agent struct {
 	// good; the row stays for the audit trail.
 	DeregisteredAt   time.Time
 	DeregisterReason string
+	// PublicKeySHA256 is the SHA-256 (hex) of the public key the agent
+	// registered with; "" for agents registered before it was recorded.
+	PublicKeySHA256 string
 }
 
 // AgentStatus is a liveness update for one agent. Nil maps and slices mean
@@ -119,7 +122,16 @@ type Store interface {
 	// build runs while the store's write lock is held: it must be quick and
 	// must not call the store. The store records the consumed token's ID as
 	// the agent's JoinTokenID.
+	// An agent whose PublicKeySHA256 is already registered with the same
+	// token (and not deregistered) returns ErrConflict too.
 	RegisterAgent(ctx context.Context, tokenHash []byte, now time.Time, build func(JoinToken) (Agent, error)) (Agent, error)
+	// RegisteredWithKey returns the registered (not deregistered) agent that
+	// used the token whose hash is tokenHash with the public key whose
+	// SHA-256 (hex) is keySHA256: a Register retried after its answer was
+	// lost. The token must not be expired at now or revoked
+	// (ErrJoinTokenInvalid) but may be used up; no such agent is
+	// ErrNotFound.
+	RegisteredWithKey(ctx context.Context, tokenHash []byte, keySHA256 string, now time.Time) (Agent, error)
 	// GetAgent returns one agent or ErrNotFound.
 	GetAgent(ctx context.Context, id string) (Agent, error)
 	// ListAgents returns every agent, ordered by ID.

@@ -17,7 +17,7 @@ var errJoinTokenInvalid = fmt.Errorf("store: register agent: %w", store.ErrJoinT
 const agentColumns = `id, hostname, labels, pinned_labels, version, state, state_reason,
 	state_changed_at, registered_at, connected_at, last_seen_at, peer_address,
 	cert_serial, cert_not_after, join_token_id, hello, last_heartbeat,
-	deregistered_at, deregister_reason`
+	deregistered_at, deregister_reason, public_key_sha256`
 
 // RegisterAgent consumes one use of the join token whose hash is tokenHash
 // and inserts the agent build returns, in one transaction (see store.Store).
@@ -62,6 +62,35 @@ func (s *Store) RegisterAgent(ctx context.Context, tokenHash []byte, now time.Ti
 	return agent, nil
 }
 
+// RegisteredWithKey returns the registered (not deregistered) agent that
+// used the join token whose hash is tokenHash with the public key whose
+// SHA-256 is keySHA256 (see store.Store). The token must still be valid
+// (not expired, not revoked) but may be used up: the agent's own
+// registration may have taken its last use.
+func (s *Store) RegisteredWithKey(ctx context.Context, tokenHash []byte, keySHA256 string, now time.Time) (store.Agent, error) {
+	if keySHA256 == "" {
+		return store.Agent{}, store.ErrNotFound
+	}
+	tok, err := joinTokenByHash(ctx, s.read, tokenHash)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return store.Agent{}, errJoinTokenInvalid
+	case err != nil:
+		return store.Agent{}, fmt.Errorf("store: look up join token: %w", err)
+	case !now.Before(tok.ExpiresAt) || !tok.RevokedAt.IsZero():
+		return store.Agent{}, errJoinTokenInvalid
+	}
+	a, err := scanAgent(s.read.QueryRowContext(ctx, `SELECT `+agentColumns+` FROM agents
+		WHERE join_token_id = ? AND public_key_sha256 = ? AND deregistered_at IS NULL`, tok.ID, keySHA256))
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Agent{}, store.ErrNotFound
+	}
+	if err != nil {
+		return store.Agent{}, fmt.Errorf("store: look up agent by registration key: %w", err)
+	}
+	return a, nil
+}
+
 // usableJoinToken returns the token whose hash is tokenHash if it can admit
 // one more agent at now. Unknown, expired, revoked and used-up tokens all
 // give the same ErrJoinTokenInvalid, so callers cannot tell them apart.
@@ -85,11 +114,11 @@ func usableJoinToken(ctx context.Context, tx *sql.Tx, tokenHash []byte, now time
 // insertAgent inserts a; an existing ID returns ErrConflict.
 func insertAgent(ctx context.Context, tx *sql.Tx, a store.Agent) error {
 	_, err := tx.ExecContext(ctx,
-		`INSERT INTO agents (`+agentColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		`INSERT INTO agents (`+agentColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		a.ID, a.Hostname, labelsArg(a.Labels), labelsArg(a.PinnedLabels), a.Version, a.State, a.StateReason,
 		timeArg(a.StateChangedAt), timeArg(a.RegisteredAt), timeArg(a.ConnectedAt), timeArg(a.LastSeenAt), a.PeerAddress,
 		a.CertSerial, timeArg(a.CertNotAfter), a.JoinTokenID, blobArg(a.Hello), blobArg(a.LastHeartbeat),
-		timeArg(a.DeregisteredAt), a.DeregisterReason)
+		timeArg(a.DeregisteredAt), a.DeregisterReason, a.PublicKeySHA256)
 	if isConflict(err) {
 		return fmt.Errorf("store: insert agent %q: %w", a.ID, store.ErrConflict)
 	}
@@ -142,7 +171,7 @@ func scanAgent(row rowScanner) (store.Agent, error) {
 	err := row.Scan(&a.ID, &a.Hostname, labelsCol{&a.Labels}, labelsCol{&a.PinnedLabels}, &a.Version, &a.State, &a.StateReason,
 		timeCol{&a.StateChangedAt}, timeCol{&a.RegisteredAt}, timeCol{&a.ConnectedAt}, timeCol{&a.LastSeenAt}, &a.PeerAddress,
 		&a.CertSerial, timeCol{&a.CertNotAfter}, &a.JoinTokenID, blobCol{&a.Hello}, blobCol{&a.LastHeartbeat},
-		timeCol{&a.DeregisteredAt}, &a.DeregisterReason)
+		timeCol{&a.DeregisteredAt}, &a.DeregisterReason, &a.PublicKeySHA256)
 	return a, err
 }
 

@@ -391,3 +391,79 @@ func TestUpdateAgentStatusesEmpty(t *testing.T) {
 		t.Fatalf("UpdateAgentStatuses(nil) = %v", err)
 	}
 }
+
+// A Register retried with the same key finds the agent it created, on a
+// token that is used up by then; the same key cannot register a second
+// agent with the token; a deregistered agent is not found, and its key may
+// register again.
+func TestRegisteredWithKey(t *testing.T) {
+	s := openTestStore(t)
+	ctx := context.Background()
+	tok := newJoinToken("tok", 1)
+	mustCreateJoinToken(t, s, tok)
+	register := func(id, key string) error {
+		_, err := s.RegisterAgent(ctx, tok.Hash, t0, func(store.JoinToken) (store.Agent, error) {
+			return store.Agent{ID: id, Hostname: id, State: store.AgentDisconnected, PublicKeySHA256: key}, nil
+		})
+		return err
+	}
+	if err := register("a", "key-1"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.RegisteredWithKey(ctx, tok.Hash, "key-1", t0)
+	if err != nil || got.ID != "a" || got.PublicKeySHA256 != "key-1" {
+		t.Fatalf("RegisteredWithKey(key-1) on a used-up token = %+v, %v; want agent a", got, err)
+	}
+	for name, tc := range map[string]struct {
+		hash []byte
+		key  string
+		want error
+	}{
+		"other key":     {tok.Hash, "key-2", store.ErrNotFound},
+		"no key":        {tok.Hash, "", store.ErrNotFound},
+		"unknown token": {hashOf("nope"), "key-1", store.ErrJoinTokenInvalid},
+	} {
+		if _, err := s.RegisteredWithKey(ctx, tc.hash, tc.key, t0); !errors.Is(err, tc.want) {
+			t.Errorf("%s: RegisteredWithKey = %v, want %v", name, err, tc.want)
+		}
+	}
+	if _, err := s.RegisteredWithKey(ctx, tok.Hash, "key-1", tok.ExpiresAt); !errors.Is(err, store.ErrJoinTokenInvalid) {
+		t.Errorf("RegisteredWithKey on an expired token = %v, want ErrJoinTokenInvalid", err)
+	}
+
+	// A second agent with the same token and key: refused as a conflict,
+	// and the token's use is not taken (it has none left anyway: give it
+	// one more).
+	tok2 := newJoinToken("tok2", 3)
+	mustCreateJoinToken(t, s, tok2)
+	register2 := func(id, key string) error {
+		_, err := s.RegisterAgent(ctx, tok2.Hash, t0, func(store.JoinToken) (store.Agent, error) {
+			return store.Agent{ID: id, Hostname: id, State: store.AgentDisconnected, PublicKeySHA256: key}, nil
+		})
+		return err
+	}
+	if err := register2("b", "key-1"); err != nil {
+		t.Fatalf("the same key with another token: %v", err)
+	}
+	if err := register2("c", "key-1"); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("the same key and token twice = %v, want ErrConflict", err)
+	}
+	if got := mustGetJoinToken(t, s, tok2.ID).Uses; got != 1 {
+		t.Errorf("uses = %d after the refused second registration, want 1", got)
+	}
+	if _, err := s.DeregisterAgent(ctx, "b", t0, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RegisteredWithKey(ctx, tok2.Hash, "key-1", t0); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("RegisteredWithKey after deregistration = %v, want ErrNotFound", err)
+	}
+	if err := register2("d", "key-1"); err != nil {
+		t.Errorf("the key of a deregistered agent registering again: %v", err)
+	}
+	if _, err := s.RevokeJoinToken(ctx, tok2.ID, t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RegisteredWithKey(ctx, tok2.Hash, "key-1", t0); !errors.Is(err, store.ErrJoinTokenInvalid) {
+		t.Errorf("RegisteredWithKey on a revoked token = %v, want ErrJoinTokenInvalid", err)
+	}
+}
