@@ -161,11 +161,11 @@ func (o Options) startSims(ctx context.Context, env *harness.Env, cp *harness.Co
 		return nil, 0, err
 	}
 	cfg.PerProcess, cfg.SourceBase, cfg.StartRate = o.PerSim, or(o.SourceBase, 101), o.StartRate
-	// Headroom over one use per agent: under a registration storm on a
-	// saturated machine, an agent whose Register timed out on its side
-	// after the control plane had done it registers again, and uses the
-	// token twice (the first record is left disconnected).
-	tokenFile, pin, err := cp.JoinToken(ctx, cfg.Agents+cfg.Agents/20+10)
+	// One use per agent, exactly: an agent whose Register timed out on its
+	// side after the control plane had done it retries with the same key
+	// and gets the same agent back, without a second use (a 10,000-agent
+	// run once failed here before Register was made idempotent).
+	tokenFile, pin, err := cp.JoinToken(ctx, cfg.Agents)
 	if err != nil {
 		return nil, 0, err
 	}
