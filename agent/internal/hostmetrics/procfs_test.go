@@ -36,6 +36,28 @@ func checkErr(t *testing.T, file string, err error, wantErr string) {
 	}
 }
 
+// parserCase is one fixture of a parser that returns one value.
+type parserCase[T comparable] struct {
+	fixture string
+	want    T
+	wantErr string
+}
+
+// testParser runs parse on testdata/<dir>/<fixture> of each case.
+func testParser[T comparable](t *testing.T, dir string, parse func(file string, data []byte) (T, error), tests []parserCase[T]) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.fixture, func(t *testing.T) {
+			file, data := readFixture(t, dir, tt.fixture)
+			got, err := parse(file, data)
+			checkErr(t, file, err, tt.wantErr)
+			if got != tt.want {
+				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestParseProcStat(t *testing.T) {
 	tests := []struct {
 		fixture   string
@@ -91,11 +113,7 @@ func TestBusyPercent(t *testing.T) {
 }
 
 func TestParseMeminfo(t *testing.T) {
-	tests := []struct {
-		fixture string
-		want    MemoryReading
-		wantErr string
-	}{
+	testParser(t, "meminfo", parseMeminfo, []parserCase[MemoryReading]{
 		{fixture: "../proc/meminfo", want: MemoryReading{TotalBytes: 16000000 * 1024, UsedBytes: 12000000 * 1024, UsedPercent: 75}},
 		// Without MemAvailable: free 1000000 + cached 2000000 + reclaimable 500000 kB.
 		{fixture: "no-memavailable", want: MemoryReading{TotalBytes: 8000000 * 1024, UsedBytes: 4500000 * 1024, UsedPercent: 56.25}},
@@ -105,66 +123,28 @@ func TestParseMeminfo(t *testing.T) {
 		{fixture: "no-memtotal", wantErr: "no MemTotal"},
 		{fixture: "zero-total", wantErr: "no MemTotal, or it is 0"},
 		{fixture: "no-available-no-free", wantErr: "neither MemAvailable nor MemFree"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.fixture, func(t *testing.T) {
-			file, data := readFixture(t, "meminfo", tt.fixture)
-			got, err := parseMeminfo(file, data)
-			checkErr(t, file, err, tt.wantErr)
-			if got != tt.want {
-				t.Errorf("got %+v, want %+v", got, tt.want)
-			}
-		})
-	}
+	})
 }
 
 func TestParseLoadavg(t *testing.T) {
-	tests := []struct {
-		fixture string
-		want    LoadAverage
-		wantErr string
-	}{
+	testParser(t, "loadavg", parseLoadavg, []parserCase[LoadAverage]{
 		{fixture: "../proc/loadavg", want: LoadAverage{Load1: 1.86, Load5: 2.36, Load15: 1.43}},
 		{fixture: "idle", want: LoadAverage{Load1: 0, Load5: 0.01, Load15: 0.05}},
 		{fixture: "too-few-fields", wantErr: "2 fields, want at least 3"},
 		{fixture: "negative", wantErr: `5-minute load "-0.58" is not a non-negative number`},
 		{fixture: "not-a-number", wantErr: `1-minute load "high" is not a non-negative number`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.fixture, func(t *testing.T) {
-			file, data := readFixture(t, "loadavg", tt.fixture)
-			got, err := parseLoadavg(file, data)
-			checkErr(t, file, err, tt.wantErr)
-			if got != tt.want {
-				t.Errorf("got %+v, want %+v", got, tt.want)
-			}
-		})
-	}
+	})
 }
 
 func TestParseUptime(t *testing.T) {
-	tests := []struct {
-		fixture string
-		want    uint64
-		wantErr string
-	}{
+	testParser(t, "uptime", parseUptime, []parserCase[uint64]{
 		{fixture: "../proc/uptime", want: 1247},
 		{fixture: "fraction", want: 350735},
 		{fixture: "no-idle-field", want: 42},
 		{fixture: "empty", wantErr: `uptime "" is not`},
 		{fixture: "not-a-number", wantErr: `uptime "up" is not`},
 		{fixture: "negative", wantErr: `uptime "-1.00" is not`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.fixture, func(t *testing.T) {
-			file, data := readFixture(t, "uptime", tt.fixture)
-			got, err := parseUptime(file, data)
-			checkErr(t, file, err, tt.wantErr)
-			if got != tt.want {
-				t.Errorf("got %d, want %d", got, tt.want)
-			}
-		})
-	}
+	})
 }
 
 func TestDiskUsage(t *testing.T) {
