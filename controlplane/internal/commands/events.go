@@ -99,7 +99,7 @@ func (q *intake) run(apply func([]*pendingEvent) []*pendingEvent) {
 	var carried []*pendingEvent
 	for {
 		q.mu.Lock()
-		n := min(len(q.queue), maxEventBatch-min(len(carried), maxEventBatch))
+		n := min(len(q.queue), maxEventBatch-len(carried)) // carried < maxEventBatch: a batch carries at most all but one
 		batch := append(carried, q.queue[:n]...)
 		q.queue = q.queue[n:]
 		if len(q.queue) == 0 {
