@@ -107,12 +107,6 @@ func (s *AgentService) Register(ctx context.Context, req *flotillav1.RegisterReq
 	tokenHash := auth.HashSecret(req.GetJoinToken())
 	keySum := sha256.Sum256(csr.RawSubjectPublicKeyInfo)
 	keySHA256 := hex.EncodeToString(keySum[:])
-	// An agent retries Register with the same key when an attempt's answer
-	// does not reach it; if that attempt registered it, answer with that
-	// agent rather than register a second one.
-	if resp, done, err := s.registeredBefore(ctx, req, tokenHash, keySHA256, now, source); done {
-		return resp, err
-	}
 	var certPEM []byte
 	build := func(tok store.JoinToken) (store.Agent, error) {
 		id, err := newAgentID(req.GetHostname())
@@ -141,13 +135,19 @@ func (s *AgentService) Register(ctx context.Context, req *flotillav1.RegisterReq
 		}, nil
 	}
 	agent, err := s.cfg.Store.RegisterAgent(ctx, tokenHash, now, build)
-	if errors.Is(err, store.ErrConflict) {
-		// The same key registered meanwhile (a retry overtaking its first
-		// attempt), or two hosts drew the same random suffix: answer with
-		// the agent, or draw again once.
+	if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrJoinTokenInvalid) {
+		// An agent retries Register with the same key when an attempt's
+		// answer does not reach it. If that attempt registered it, the
+		// store refuses a second agent with the key (conflict), or the
+		// attempt took the token's last use (invalid): answer with the
+		// agent it registered. Looked up only then, so that a fleet
+		// registering at once pays no extra read.
 		if resp, done, err := s.registeredBefore(ctx, req, tokenHash, keySHA256, now, source); done {
 			return resp, err
 		}
+	}
+	if errors.Is(err, store.ErrConflict) {
+		// Two hosts drew the same random suffix: draw again once.
 		agent, err = s.cfg.Store.RegisterAgent(ctx, tokenHash, now, build)
 	}
 	switch {

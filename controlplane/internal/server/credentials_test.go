@@ -462,6 +462,24 @@ func TestImpersonationIsRefused(t *testing.T) {
 // a second agent, and the join token is used once.
 func TestRegisterRetriedWithTheSameKey(t *testing.T) {
 	h := startServer(t, t.TempDir(), 30*time.Second)
+	// A token with uses left: the store refuses a second agent with the
+	// key, and the retry gets the first.
+	spare := h.joinToken(&flotillav1.CreateJoinTokenRequest{MaxUses: 2})
+	spareKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	spareReq := &flotillav1.RegisterRequest{JoinToken: spare, Csr: newCSR(t, spareKey), Hostname: "db-1"}
+	spareClient := flotillav1.NewAgentServiceClient(h.dial(h.serverTLS()))
+	a, errA := spareClient.Register(context.Background(), spareReq)
+	b, errB := spareClient.Register(context.Background(), spareReq)
+	if errA != nil || errB != nil || a.GetAgentId() != b.GetAgentId() {
+		t.Fatalf("Register twice with the same key on a 2-use token = %v (%v), %v (%v); want the same agent",
+			a.GetAgentId(), errA, b.GetAgentId(), errB)
+	}
+	list, err := h.adminClient().ListJoinTokens(h.operatorCtx(h.admin), &flotillav1.ListJoinTokensRequest{})
+	if err != nil || len(list.GetTokens()) != 1 || list.GetTokens()[0].GetUses() != 1 {
+		t.Fatalf("join tokens after the retry = %v, %v; want the 2-use token used once", list, err)
+	}
+
+	// A token the first attempt used up.
 	token := h.joinToken(&flotillav1.CreateJoinTokenRequest{MaxUses: 1})
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	req := &flotillav1.RegisterRequest{JoinToken: token, Csr: newCSR(t, key), Hostname: "web-1"}
@@ -492,8 +510,8 @@ func TestRegisterRetriedWithTheSameKey(t *testing.T) {
 		t.Fatalf("stream with the retry's certificate: %v, %v", msg, err)
 	}
 	agents, err := h.fleet().ListAgents(h.operatorCtx(h.admin), &flotillav1.ListAgentsRequest{})
-	if err != nil || len(agents.GetAgents()) != 1 {
-		t.Fatalf("ListAgents = %v, %v; want the one agent", agents, err)
+	if err != nil || len(agents.GetAgents()) != 2 {
+		t.Fatalf("ListAgents = %v, %v; want the two agents, one per key", agents, err)
 	}
 	// Another key is another agent: the token has no use left for it.
 	if _, _, err := h.register(token, "web-2", nil); status.Code(err) != codes.Unauthenticated {
