@@ -1,5 +1,3 @@
-//go:build !linux && !darwin
-
 package hostmetrics
 
 import (
@@ -8,7 +6,8 @@ import (
 	"os"
 )
 
-// readFile appends the content of file to buf.
+// readFile appends the content of file to buf, which the caller reuses
+// between heartbeats (os.ReadFile would allocate a buffer each time).
 func readFile(file string, buf []byte) ([]byte, error) {
 	f, err := os.Open(file)
 	if err != nil {
