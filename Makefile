@@ -14,7 +14,7 @@ LDFLAGS     := -s -w -X main.version=$(VERSION)
 # makes the linker keep every exported method of every type: 3.9 MB of the
 # agent's binary. (The tests build without it; tracing is never enabled.)
 BUILD_TAGS  := grpcnotrace
-MODULES     := gen controlplane agent e2e bench
+MODULES     := gen pkg controlplane agent e2e bench
 PACKAGES    := $(addprefix ./,$(addsuffix /...,$(MODULES)))
 TOOLS_STAMP := $(BIN)/.tools-$(shell cat tools/go.sum tools/go.mod | sha256sum | cut -c1-12)
 IMAGE_TAG   ?= $(VERSION)

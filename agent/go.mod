@@ -21,6 +21,7 @@ require (
 )
 
 require (
+	flotilla.dev/pkg v0.0.0-00010101000000-000000000000
 	github.com/Microsoft/go-winio v0.6.2 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/containerd/errdefs v1.0.0
@@ -50,3 +51,5 @@ require (
 	golang.org/x/text v0.42.0 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260817212433-ac3dfec99bb1 // indirect
 )
+
+replace flotilla.dev/pkg => ../pkg

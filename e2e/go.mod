@@ -11,6 +11,7 @@ require (
 )
 
 require (
+	flotilla.dev/pkg v0.0.0-00010101000000-000000000000
 	github.com/Microsoft/go-winio v0.6.2 // indirect
 	github.com/containerd/errdefs v1.0.0 // indirect
 	github.com/containerd/errdefs/pkg v0.3.0 // indirect
@@ -33,3 +34,5 @@ require (
 	golang.org/x/sys v0.33.0 // indirect
 	golang.org/x/text v0.41.0 // indirect
 )
+
+replace flotilla.dev/pkg => ../pkg

@@ -1,0 +1,3 @@
+module flotilla.dev/pkg
+
+go 1.26.7
