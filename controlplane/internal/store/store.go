@@ -21,6 +21,11 @@ var ErrJoinTokenInvalid = errors.New("join token invalid")
 // ErrConflict is returned when a row with the same key already exists.
 var ErrConflict = errors.New("already exists")
 
+// ErrUnavailable wraps every error that comes from the database being
+// unreachable (connection refused or lost, failover in progress) rather than
+// from the request: the caller may retry, and the API answers Unavailable.
+var ErrUnavailable = errors.New("store unavailable")
+
 // Agent states as stored. They mirror flotilla.v1.AgentState without making
 // the store depend on the API.
 const (
@@ -111,8 +116,25 @@ type APIToken struct {
 	CreatedBy string
 }
 
-// Store is the control plane's persistent state.
+// Store is the control plane's persistent state: every role below, as one
+// driver (SQLite or PostgreSQL) implements it. Consumers take the narrow role
+// interface they use, never the whole Store.
 type Store interface {
+	AgentStore
+	TokenStore
+	CommandStore
+	RolloutStore
+	IdentityStore
+	AuditStore
+
+	// Ping checks that the store answers; /healthz reports it as "database".
+	Ping(ctx context.Context) error
+	// Close releases the store.
+	Close() error
+}
+
+// AgentStore persists the registered agents. It is part of Store.
+type AgentStore interface {
 	// RegisterAgent atomically consumes one use of the join token whose hash
 	// is tokenHash and inserts the agent that build returns. build runs inside
 	// the transaction with the token as stored (before this use), so it can
@@ -139,7 +161,10 @@ type Store interface {
 	// UpdateAgentStatuses writes liveness updates in one transaction. Unknown
 	// IDs are skipped.
 	UpdateAgentStatuses(ctx context.Context, updates []AgentStatus) error
+}
 
+// TokenStore persists join tokens and operator (API) tokens. It is part of Store.
+type TokenStore interface {
 	// CreateJoinToken inserts a join token; an existing ID or hash returns ErrConflict.
 	CreateJoinToken(ctx context.Context, t JoinToken) error
 	// GetJoinToken returns a token by ID or ErrNotFound.
@@ -151,16 +176,6 @@ type Store interface {
 	GetAPITokenByHash(ctx context.Context, hash []byte) (APIToken, error)
 	// CountAPITokens returns how many operator tokens exist (revoked included).
 	CountAPITokens(ctx context.Context) (int, error)
-
-	CommandStore
-	RolloutStore
-	IdentityStore
-	AuditStore
-
-	// Ping checks that the store answers; /healthz reports it as "database".
-	Ping(ctx context.Context) error
-	// Close releases the store.
-	Close() error
 }
 
 // FleetCommand is one command run on a set of hosts (FleetService.RunCommand).
@@ -427,3 +442,48 @@ type RolloutStore interface {
 	// finished returns ErrRolloutFinished and nothing is written.
 	UpdateRollout(ctx context.Context, u RolloutUpdate) ([]RolloutEvent, error)
 }
+
+// ErrLeaseHeld is returned by AcquireLease while another holder's lease has
+// not expired, and by RenewLease once the lease moved to another holder.
+var ErrLeaseHeld = errors.New("lease held by another holder")
+
+// Lease is the right of one holder (one control-plane process) to drive a
+// piece of work until ExpiresAt. Times come from the database's clock, never
+// the holder's. Token increases every time the lease changes holder (a
+// fencing token): a write made under an older token is refused.
+type Lease struct {
+	Name      string
+	Holder    string
+	Token     int64
+	ExpiresAt time.Time
+}
+
+// LeaseStore keeps leases. Both drivers implement it; it joins Store once
+// they do.
+type LeaseStore interface {
+	// AcquireLease takes the lease name for holder for ttl, when it is
+	// free, expired or already held by holder (then it is renewed and keeps
+	// its token). Another holder's live lease returns an error wrapping
+	// ErrLeaseHeld together with that lease (see LeaseHeldError).
+	AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (Lease, error)
+	// RenewLease extends holder's lease by ttl from the database's now. A
+	// lease that expired and was taken by another holder, or whose token is
+	// not token, returns ErrLeaseHeld: the caller has lost it.
+	RenewLease(ctx context.Context, name, holder string, token int64, ttl time.Duration) (Lease, error)
+	// ReleaseLease gives the lease up at once if holder still holds it with
+	// token; otherwise it does nothing.
+	ReleaseLease(ctx context.Context, name, holder string, token int64) error
+}
+
+// LeaseHeldError says who holds a lease that could not be acquired. It wraps
+// ErrLeaseHeld.
+type LeaseHeldError struct {
+	Lease Lease
+}
+
+func (e *LeaseHeldError) Error() string {
+	return "lease " + e.Lease.Name + " is held by " + e.Lease.Holder + " until " + e.Lease.ExpiresAt.UTC().Format(time.RFC3339)
+}
+
+// Unwrap makes errors.Is(err, ErrLeaseHeld) hold.
+func (e *LeaseHeldError) Unwrap() error { return ErrLeaseHeld }
