@@ -35,7 +35,7 @@ type FleetServiceConfig struct {
 	CA       *pki.CA
 	Logger   *zap.Logger
 	Now      func() time.Time
-	// Commands runs fleet commands.
+	// Commands starts and follows fleet commands.
 	Commands *commands.Manager
 }
 
