@@ -79,6 +79,7 @@ type Dispatcher struct {
 	// command, so that an agent that was away when it was requested gets
 	// it after the command on its next stream.
 	cancels map[string]string
+	turn    turn // reused by each turn
 }
 
 // NewDispatcher returns a Dispatcher; call Load before serving.

@@ -37,10 +37,14 @@ func (d *Dispatcher) OnEvent(ctx context.Context, agentID string, ev *flotillav1
 type eventJob struct {
 	agentID string
 	ev      *flotillav1.CommandEvent
-	unknown bool // not an active command: the caller looks it up
+	unknown bool      // not an active command: the caller looks it up
+	id      [1]string // the command, as ids returns it (no allocation per event)
 }
 
-func (j *eventJob) ids() []string { return []string{j.ev.GetCommandId()} }
+func (j *eventJob) ids() []string {
+	j.id[0] = j.ev.GetCommandId()
+	return j.id[:]
+}
 
 func (j *eventJob) prepare(t *turn, r *request) error {
 	id := j.ev.GetCommandId()

@@ -152,7 +152,8 @@ func (d *Dispatcher) runFollowUps(reqs []*request) []*request {
 	return append(put.carried, put.followUps...)
 }
 
-// turn is one batch of requests being handled by the owner.
+// turn is one batch of requests being handled by the owner. The owner
+// reuses one (Dispatcher.turn) from turn to turn.
 type turn struct {
 	d   *Dispatcher
 	now time.Time
@@ -166,7 +167,12 @@ type turn struct {
 // runTurn prepares, stores, applies and notifies reqs, and returns those
 // it handled and those it put off.
 func (d *Dispatcher) runTurn(reqs []*request) (done []*request, put putOff) {
-	t := &turn{d: d, now: d.cfg.Now(), changed: make(map[string]bool)}
+	t := &d.turn
+	t.d, t.now, t.specs = d, d.cfg.Now(), specDecoder{}
+	if t.changed == nil {
+		t.changed = make(map[string]bool)
+	}
+	clear(t.changed)
 	done = make([]*request, 0, len(reqs))
 	for _, r := range reqs {
 		if t.touchesChanged(r.job.ids()) {
@@ -193,7 +199,9 @@ func (d *Dispatcher) runTurn(reqs []*request) (done []*request, put putOff) {
 		}
 	}
 	d.notify(t)
-	put.followUps = t.followUps
+	clear(t.updates) // let the commands go
+	t.updates = t.updates[:0]
+	put.followUps, t.followUps = t.followUps, nil
 	return done, put
 }
 
