@@ -302,7 +302,8 @@ func (m *Manager) onUpdate(u Update, ops hostOps) {
 	}
 	m.mu.Unlock()
 	if ok && Terminal(flotillav1.CommandState(u.Command.State)) {
-		// A fresh context: this runs on the dispatcher's goroutine.
+		// A fresh context: this runs on the dispatcher's goroutine, which
+		// also stores the fleet command's end from here (once per command).
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		m.advance(ctx, fcID, ops)
