@@ -410,3 +410,57 @@ func TestMaxErrorsSkipsTheQueueInOneWrite(t *testing.T) {
 		t.Errorf("Cancel of the finished command = %v, want FailedPrecondition", err)
 	}
 }
+
+// Many agents answering at once, with sweeps and reads in between: every
+// command's changes reach the store and the listeners once each, in the
+// order its agent sent them.
+func TestConcurrentAgentsKeepEachCommandsOrder(t *testing.T) {
+	const n = 64
+	e, ids := releasedEnv(t, n)
+	ctx, stop := context.WithCancel(context.Background())
+	sweeps := make(chan struct{})
+	go func() {
+		defer close(sweeps)
+		for ctx.Err() == nil {
+			e.d.Sweep(ctx)
+			e.d.Get(ids[0])
+		}
+	}()
+	errs := make(chan error, n)
+	for i, id := range ids {
+		go func() {
+			agent := fmt.Sprintf("web-%d", i+1)
+			for _, st := range []flotillav1.CommandState{stateAccepted, flotillav1.CommandState_COMMAND_STATE_RUNNING, flotillav1.CommandState_COMMAND_STATE_RUNNING, stateSucceeded} {
+				if err := e.d.OnEvent(context.Background(), agent, event(id, st)); err != nil {
+					errs <- fmt.Errorf("%s %s: %w", id, StateName(st), err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range ids {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	stop()
+	<-sweeps
+	want := []flotillav1.CommandState{statePending, stateAccepted, flotillav1.CommandState_COMMAND_STATE_RUNNING,
+		flotillav1.CommandState_COMMAND_STATE_RUNNING, stateSucceeded}
+	for _, id := range ids {
+		if got := e.seenStates(id); !slices.Equal(got, want) {
+			t.Errorf("listeners saw %v for %s, want %v", got, id, want)
+		}
+		if hc := e.st.stored(t, id); flotillav1.CommandState(hc.State) != stateSucceeded {
+			t.Errorf("%s stored as %s, want SUCCEEDED", id, StateName(flotillav1.CommandState(hc.State)))
+		}
+	}
+	stored := 0
+	for _, c := range e.st.updateCalls()[1:] {
+		stored += len(c)
+	}
+	if want := 3 * n; stored != want {
+		t.Errorf("%d command changes stored, want %d (accepted, running, succeeded; progress is not stored)", stored, want)
+	}
+}
