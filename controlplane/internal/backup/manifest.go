@@ -38,9 +38,9 @@ var requiredMembers = []string{pki.CACertFile, pki.CAKeyFile}
 
 // Manifest describes an archive.
 type Manifest struct {
-	FormatVersion       int       `json:"format_version"`
-	ControlPlaneVersion string    `json:"controlplane_version"`
-	StoreDriver         string    `json:"store_driver"`
+	FormatVersion       int    `json:"format_version"`
+	ControlPlaneVersion string `json:"controlplane_version"`
+	StoreDriver         string `json:"store_driver"`
 	// SchemaVersion is the SQLite store's schema version; 0 when the
 	// archive holds no database (PostgreSQL).
 	SchemaVersion int       `json:"schema_version"`
