@@ -32,6 +32,9 @@ type Lock struct {
 // file describes it.
 func Acquire(dir string, now time.Time) (*Lock, error) {
 	path := filepath.Join(dir, LockFile)
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs // the error names the file wherever it is read
+	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("data directory lock %s: %w", path, err)
