@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"flotilla.dev/controlplane/internal/backup"
@@ -38,9 +39,9 @@ func runBackup(ctx context.Context, args []string, getenv func(string) string, s
 		fmt.Fprintf(stdout, `
 The store is in PostgreSQL: this archive holds the CA and identity files only.
 Dump the database as well, with the same pg_dump version as the server or newer:
-  pg_dump --format=custom --file=flotilla-db.dump '%s'
+  pg_dump --format=custom --file=flotilla-db.dump %s
 Keep both files together; restore needs both.
-`, cfg.Store.RedactedDSN())
+`, shellQuote(cfg.Store.RedactedDSN()))
 	}
 	return nil
 }
@@ -80,6 +81,11 @@ then start the control plane with store.driver postgres and the same address.
 	}
 	fmt.Fprintf(stdout, "\nStart the control plane with -data-dir %s on the address the agents dial; they reconnect under their own IDs.\n", cfg.DataDir)
 	return nil
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func printFiles(w io.Writer, m backup.Manifest) {
