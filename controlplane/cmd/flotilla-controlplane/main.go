@@ -1,5 +1,7 @@
 // Command flotilla-controlplane is Flotilla's central service: fleet
-// inventory, agent streams, and the operator API.
+// inventory, agent streams, and the operator API. `flotilla-controlplane
+// backup` and `flotilla-controlplane restore` take and restore its
+// disaster-recovery archive.
 package main
 
 import (
@@ -32,6 +34,14 @@ func main() {
 }
 
 func run() error {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "backup":
+			return runBackup(context.Background(), os.Args[2:], os.Getenv, os.Stdout, os.Stderr)
+		case "restore":
+			return runRestore(context.Background(), os.Args[2:], os.Getenv, os.Stdout, os.Stderr)
+		}
+	}
 	cfg, opts, err := config.Load(os.Args[1:], os.Getenv, os.Stderr)
 	if err != nil {
 		return err

@@ -45,7 +45,6 @@ import (
 	"flotilla.dev/controlplane/internal/rollout"
 	"flotilla.dev/controlplane/internal/run"
 	"flotilla.dev/controlplane/internal/store"
-	"flotilla.dev/controlplane/internal/store/sqlite"
 )
 
 // maxRecvMsgSize bounds one message from any client. Heartbeats and
@@ -107,7 +106,7 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, version string
 			s.Close()
 		}
 	}()
-	if s.store, err = sqlite.Open(ctx, cfg.Store.Path); err != nil {
+	if s.store, err = openStore(ctx, cfg, log); err != nil {
 		return nil, err
 	}
 	if s.opts.wrapStore != nil {
