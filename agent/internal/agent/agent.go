@@ -20,6 +20,7 @@ import (
 	"flotilla.dev/agent/internal/journal"
 	"flotilla.dev/agent/internal/runner"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
 	"github.com/jonboulle/clockwork"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -46,7 +47,7 @@ type Config struct {
 	DialOptions []grpc.DialOption
 
 	// Executors carry out the control plane's commands, by kind (the keys
-	// are commands.Kinds: "pull", "restart", "backup", "drain", "undrain").
+	// are command.Kinds(): "pull", "restart", "backup", "drain", "undrain").
 	// This is where the real executors are plugged in; a command of a kind
 	// without an executor is rejected with a reason that says so.
 	Executors map[string]executor.Executor
@@ -110,8 +111,8 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	for kind, exec := range cfg.Executors {
-		if !slices.Contains(commands.Kinds, kind) || exec == nil {
-			return nil, fmt.Errorf("agent: executor %q: want a non-nil executor for one of %v", kind, commands.Kinds)
+		if !slices.Contains(command.Kinds(), kind) || exec == nil {
+			return nil, fmt.Errorf("agent: executor %q: want a non-nil executor for one of %v", kind, command.Kinds())
 		}
 	}
 	if cfg.Clock == nil {
@@ -255,7 +256,7 @@ func serve(ctx context.Context, client *conn.Client, cmds *commands.Runner, rene
 // commandKinds lists the kinds of command this agent runs.
 func (a *Agent) commandKinds() []string {
 	var kinds []string
-	for _, k := range commands.Kinds {
+	for _, k := range command.Kinds() {
 		if a.cfg.Executors[k] != nil {
 			kinds = append(kinds, k)
 		}
@@ -271,9 +272,9 @@ func (a *Agent) capabilities() []string {
 		capability string
 		kinds      []string
 	}{
-		{"docker", []string{commands.KindPull, commands.KindRestart}},
-		{"postgres", []string{commands.KindBackup}},
-		{"nginx", []string{commands.KindDrain, commands.KindUndrain}},
+		{"docker", []string{command.KindPull, command.KindRestart}},
+		{"postgres", []string{command.KindBackup}},
+		{"nginx", []string{command.KindDrain, command.KindUndrain}},
 	} {
 		if slices.ContainsFunc(c.kinds, func(k string) bool { return a.cfg.Executors[k] != nil }) {
 			caps = append(caps, c.capability)

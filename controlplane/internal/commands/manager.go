@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
 
 	"flotilla.dev/controlplane/internal/auth"
 	"flotilla.dev/controlplane/internal/fleet"
@@ -139,7 +140,7 @@ func newRun(fc store.FleetCommand, hcs []store.HostCommand) (*run, error) {
 func (r *run) count(hc *store.HostCommand, delta int) {
 	st := flotillav1.CommandState(hc.State)
 	switch {
-	case Terminal(st):
+	case command.Terminal(st):
 		r.done += delta
 		if failed(st) {
 			r.failures += delta
@@ -164,7 +165,7 @@ func (r *run) set(hc *store.HostCommand, next store.HostCommand) {
 func (r *run) queuedHosts(n int) []string {
 	for r.firstQueued < len(r.order) {
 		hc := r.hosts[r.order[r.firstQueued]]
-		if hc.ReleasedAt.IsZero() && !Terminal(flotillav1.CommandState(hc.State)) {
+		if hc.ReleasedAt.IsZero() && !command.Terminal(flotillav1.CommandState(hc.State)) {
 			break
 		}
 		r.firstQueued++
@@ -174,7 +175,7 @@ func (r *run) queuedHosts(n int) []string {
 		if len(out) == n {
 			break
 		}
-		if hc := r.hosts[id]; hc.ReleasedAt.IsZero() && !Terminal(flotillav1.CommandState(hc.State)) {
+		if hc := r.hosts[id]; hc.ReleasedAt.IsZero() && !command.Terminal(flotillav1.CommandState(hc.State)) {
 			out = append(out, id)
 		}
 	}
@@ -217,7 +218,7 @@ func (m *Manager) Run(ctx context.Context, req *flotillav1.RunCommandRequest) (*
 			return nil, err
 		}
 	}
-	kind := Kind(req.GetSpec())
+	kind := command.Kind(req.GetSpec())
 	timeout := DefaultTimeout(kind)
 	if req.Timeout != nil {
 		if err := req.GetTimeout().CheckValid(); err != nil || req.GetTimeout().AsDuration() <= 0 || req.GetTimeout().AsDuration() > MaxTimeout {
@@ -336,7 +337,7 @@ func (m *Manager) onUpdate(u Update) {
 	m.mu.Lock()
 	r, ok := m.running[fcID]
 	if ok {
-		if hc, ok := r.hosts[u.Command.ID]; ok && !Terminal(flotillav1.CommandState(hc.State)) {
+		if hc, ok := r.hosts[u.Command.ID]; ok && !command.Terminal(flotillav1.CommandState(hc.State)) {
 			r.set(hc, u.Command)
 		}
 		if len(r.watchers) > 0 {
@@ -346,7 +347,7 @@ func (m *Manager) onUpdate(u Update) {
 		}
 	}
 	m.mu.Unlock()
-	if ok && Terminal(flotillav1.CommandState(u.Command.State)) {
+	if ok && command.Terminal(flotillav1.CommandState(u.Command.State)) {
 		// A fresh context: this runs on the agent's stream or the sweeper.
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -461,7 +462,7 @@ func (m *Manager) Cancel(ctx context.Context, fcID, reason string) (*flotillav1.
 		r.cancelled = reason
 		for _, id := range r.order {
 			hc := r.hosts[id]
-			if !hc.ReleasedAt.IsZero() && !Terminal(flotillav1.CommandState(hc.State)) {
+			if !hc.ReleasedAt.IsZero() && !command.Terminal(flotillav1.CommandState(hc.State)) {
 				released = append(released, id)
 			}
 		}
@@ -576,7 +577,7 @@ func (r *run) snapshot(withHosts bool) *flotillav1.FleetCommand {
 func (r *run) summary() map[string]int32 {
 	sum := make(map[string]int32)
 	for _, hc := range r.hosts {
-		sum[StateName(flotillav1.CommandState(hc.State))]++
+		sum[command.StateName(flotillav1.CommandState(hc.State))]++
 	}
 	return sum
 }

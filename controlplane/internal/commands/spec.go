@@ -21,43 +21,17 @@ import (
 	"google.golang.org/grpc/status"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
 )
-
-// Kind names of command specs, as logs, metrics and the store use them.
-const (
-	KindPull    = "pull"
-	KindRestart = "restart"
-	KindBackup  = "backup"
-	KindDrain   = "drain"
-	KindUndrain = "undrain"
-)
-
-// Kind returns the kind of a spec, or "" when none is set.
-func Kind(spec *flotillav1.CommandSpec) string {
-	switch spec.GetKind().(type) {
-	case *flotillav1.CommandSpec_Pull:
-		return KindPull
-	case *flotillav1.CommandSpec_Restart:
-		return KindRestart
-	case *flotillav1.CommandSpec_Backup:
-		return KindBackup
-	case *flotillav1.CommandSpec_Drain:
-		return KindDrain
-	case *flotillav1.CommandSpec_Undrain:
-		return KindUndrain
-	default:
-		return ""
-	}
-}
 
 // DefaultTimeout is the per-host time limit of a kind when the request sets none.
 func DefaultTimeout(kind string) time.Duration {
 	switch kind {
-	case KindPull:
+	case command.KindPull:
 		return 10 * time.Minute
-	case KindRestart:
+	case command.KindRestart:
 		return 5 * time.Minute
-	case KindBackup:
+	case command.KindBackup:
 		return time.Hour
 	default:
 		return time.Minute

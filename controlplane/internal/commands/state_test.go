@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
 )
 
 // allStates is every CommandState the API defines.
@@ -21,23 +22,6 @@ func allStates() []flotillav1.CommandState {
 	return out
 }
 
-var finalStates = []flotillav1.CommandState{
-	flotillav1.CommandState_COMMAND_STATE_SUCCEEDED, flotillav1.CommandState_COMMAND_STATE_FAILED,
-	flotillav1.CommandState_COMMAND_STATE_CANCELLED, flotillav1.CommandState_COMMAND_STATE_TIMED_OUT,
-	flotillav1.CommandState_COMMAND_STATE_REJECTED, flotillav1.CommandState_COMMAND_STATE_SKIPPED,
-}
-
-func TestTerminal(t *testing.T) {
-	for _, s := range allStates() {
-		if got, want := Terminal(s), slices.Contains(finalStates, s); got != want {
-			t.Errorf("Terminal(%v) = %v, want %v", s, got, want)
-		}
-	}
-	if Terminal(flotillav1.CommandState(42)) {
-		t.Error("an unknown state is terminal")
-	}
-}
-
 func TestFailedCountsAgainstMaxErrors(t *testing.T) {
 	want := []flotillav1.CommandState{
 		flotillav1.CommandState_COMMAND_STATE_FAILED, flotillav1.CommandState_COMMAND_STATE_TIMED_OUT,
@@ -47,63 +31,9 @@ func TestFailedCountsAgainstMaxErrors(t *testing.T) {
 		if got := failed(s); got != slices.Contains(want, s) {
 			t.Errorf("failed(%v) = %v", s, got)
 		}
-		if failed(s) && !Terminal(s) {
-			t.Errorf("%v counts as a failure but is not final", s)
+		if failed(s) && !command.Terminal(s) {
+			t.Errorf("%v counts as a failure but is not terminal", s)
 		}
-	}
-}
-
-// The lifecycle is PENDING → ACCEPTED → RUNNING → a final state; an event
-// may skip steps forward but never move a command back, and nothing
-// follows a final state.
-func TestRankNeverMovesBackwards(t *testing.T) {
-	lifecycle := [][]flotillav1.CommandState{
-		{flotillav1.CommandState_COMMAND_STATE_UNSPECIFIED, flotillav1.CommandState_COMMAND_STATE_PENDING},
-		{flotillav1.CommandState_COMMAND_STATE_ACCEPTED},
-		{flotillav1.CommandState_COMMAND_STATE_RUNNING},
-		finalStates,
-	}
-	stage := map[flotillav1.CommandState]int{}
-	for i, group := range lifecycle {
-		for _, s := range group {
-			stage[s] = i
-		}
-	}
-	if len(stage) != len(allStates()) {
-		t.Fatalf("the lifecycle covers %d states, the API has %d", len(stage), len(allStates()))
-	}
-	for _, from := range allStates() {
-		for _, to := range allStates() {
-			switch {
-			case stage[to] < stage[from] && rank(to) >= rank(from):
-				t.Errorf("%v after %v would move the command back (rank %d >= %d)", to, from, rank(to), rank(from))
-			case stage[to] > stage[from] && rank(to) <= rank(from):
-				t.Errorf("%v after %v is progress but ranks %d <= %d", to, from, rank(to), rank(from))
-			case stage[to] == stage[from] && rank(to) != rank(from):
-				t.Errorf("%v and %v are the same stage but rank %d and %d", from, to, rank(from), rank(to))
-			}
-		}
-	}
-}
-
-func TestStateName(t *testing.T) {
-	seen := map[string]flotillav1.CommandState{}
-	for _, s := range allStates() {
-		name := StateName(s)
-		if s == flotillav1.CommandState_COMMAND_STATE_UNSPECIFIED {
-			if name != "unknown" {
-				t.Errorf("StateName(UNSPECIFIED) = %q", name)
-			}
-			continue
-		}
-		// The metric name is the enum name without its prefix, lower case.
-		if want := strings.ToLower(strings.TrimPrefix(s.String(), "COMMAND_STATE_")); name != want {
-			t.Errorf("StateName(%v) = %q, want %q", s, name, want)
-		}
-		if other, dup := seen[name]; dup {
-			t.Errorf("%v and %v share the name %q", s, other, name)
-		}
-		seen[name] = s
 	}
 }
 

@@ -490,7 +490,7 @@ func checkSequence(t testing.TB, evs []*flotillav1.RolloutEvent) {
 			t.Fatalf("event %d has sequence %d", i, ev.GetSequence())
 		}
 	}
-	if len(evs) == 0 || !rollout.Finished(evs[len(evs)-1].GetState().GetState()) {
+	if len(evs) == 0 || !rollout.Terminal(evs[len(evs)-1].GetState().GetState()) {
 		t.Fatalf("history does not end with a final state: %v", evs[len(evs)-1:])
 	}
 }

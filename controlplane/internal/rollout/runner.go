@@ -13,8 +13,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
 
-	"flotilla.dev/controlplane/internal/commands"
 	"flotilla.dev/controlplane/internal/store"
 )
 
@@ -169,7 +169,7 @@ func newerThan(a, b store.HostCommand) bool {
 func cmdRank(hc store.HostCommand) int {
 	st := flotillav1.CommandState(hc.State)
 	switch {
-	case commands.Terminal(st):
+	case command.Terminal(st):
 		return 3
 	case st == flotillav1.CommandState_COMMAND_STATE_RUNNING:
 		return 2
@@ -278,7 +278,7 @@ func (r *runner) step(ctx context.Context) (time.Time, bool) {
 		r.reload(ctx)
 		return ch.now.Add(r.e.cfg.RetryInterval), false
 	}
-	if Finished(flotillav1.RolloutState(r.rec.State)) {
+	if Terminal(flotillav1.RolloutState(r.rec.State)) {
 		return time.Time{}, true
 	}
 	if ch.changed() {

@@ -1,8 +1,9 @@
-package commands
+package command
 
 import flotillav1 "flotilla.dev/gen/flotilla/v1"
 
-// Kinds of command: the keys of Config.Executors.
+// Kind names of command specs, as logs, metrics, the store and the agent's
+// executor configuration use them.
 const (
 	KindPull    = "pull"
 	KindRestart = "restart"
@@ -11,12 +12,14 @@ const (
 	KindUndrain = "undrain"
 )
 
-// Kinds lists every kind of command this agent version knows.
-var Kinds = []string{KindPull, KindRestart, KindBackup, KindDrain, KindUndrain}
+// Kinds lists every kind this version knows, in the order of the oneof.
+func Kinds() []string {
+	return []string{KindPull, KindRestart, KindBackup, KindDrain, KindUndrain}
+}
 
-// KindOf names the kind of spec, or returns "" for a spec without a kind
-// this agent version knows (a newer control plane's, or none at all).
-func KindOf(spec *flotillav1.CommandSpec) string {
+// Kind names the kind of spec, or returns "" for a spec without a kind this
+// version knows (a newer peer's, or none at all).
+func Kind(spec *flotillav1.CommandSpec) string {
 	switch spec.GetKind().(type) {
 	case *flotillav1.CommandSpec_Pull:
 		return KindPull
