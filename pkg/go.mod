@@ -4,9 +4,14 @@ go 1.26.7
 
 replace flotilla.dev/gen => ../gen
 
-require flotilla.dev/gen v0.0.0-00010101000000-000000000000
+require (
+	flotilla.dev/gen v0.0.0-00010101000000-000000000000
+	go.uber.org/goleak v1.3.0
+	go.uber.org/zap v1.28.0
+)
 
 require (
+	go.uber.org/multierr v1.10.0 // indirect
 	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
 	golang.org/x/text v0.42.0 // indirect

@@ -18,9 +18,9 @@ import (
 	"flotilla.dev/agent/internal/enroll"
 	"flotilla.dev/agent/internal/executor"
 	"flotilla.dev/agent/internal/journal"
-	"flotilla.dev/agent/internal/runner"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 	"flotilla.dev/pkg/command"
+	"flotilla.dev/pkg/run"
 	"github.com/jonboulle/clockwork"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -238,18 +238,18 @@ func (a *Agent) Run(ctx context.Context) error {
 // done, then lets the running commands finish (or cancels them after their
 // grace) while the stream is still open, so that their final events reach
 // the control plane, and only then closes the stream.
-func serve(ctx context.Context, client *conn.Client, cmds *commands.Runner, renew runner.Task) error {
+func serve(ctx context.Context, client *conn.Client, cmds *commands.Runner, renew func(context.Context) error) error {
 	streamCtx, stopStream := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopStream()
-	return runner.Run(ctx,
-		func(context.Context) error { return client.Run(streamCtx) },
-		renew,
-		func(ctx context.Context) error {
+	return run.All(ctx,
+		run.Task{Name: "stream", Run: func(context.Context) error { return client.Run(streamCtx) }},
+		run.Task{Name: "renewal", Run: renew},
+		run.Task{Name: "commands", Run: func(ctx context.Context) error {
 			<-ctx.Done() // shutdown, or the stream failed for good
 			err := cmds.Close()
 			stopStream()
 			return err
-		},
+		}},
 	)
 }
 
