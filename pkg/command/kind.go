@@ -35,3 +35,12 @@ func Kind(spec *flotillav1.CommandSpec) string {
 		return ""
 	}
 }
+
+// KindText names the kind of spec for messages ("not pull"): its kind, or
+// "a command without a known kind" when Kind returns "".
+func KindText(spec *flotillav1.CommandSpec) string {
+	if k := Kind(spec); k != "" {
+		return k
+	}
+	return "a command without a known kind"
+}

@@ -48,3 +48,19 @@ func TestKindsCoverTheOneof(t *testing.T) {
 		t.Error("Kinds() returned a slice its caller can change for everyone")
 	}
 }
+
+func TestKindText(t *testing.T) {
+	tests := []struct {
+		spec *flotillav1.CommandSpec
+		want string
+	}{
+		{&flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Backup{}}, KindBackup},
+		{&flotillav1.CommandSpec{}, "a command without a known kind"},
+		{nil, "a command without a known kind"},
+	}
+	for _, tt := range tests {
+		if got := KindText(tt.spec); got != tt.want {
+			t.Errorf("KindText(%v) = %q, want %q", tt.spec, got, tt.want)
+		}
+	}
+}

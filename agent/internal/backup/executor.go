@@ -22,6 +22,7 @@ import (
 
 	"flotilla.dev/agent/internal/executor"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
 )
 
 // DefaultProgressInterval is the least time between two progress reports
@@ -107,7 +108,7 @@ func (e *Executor) PgRestore() string { return e.pgRestore }
 func (e *Executor) Validate(spec *flotillav1.CommandSpec) error {
 	b := spec.GetBackup()
 	if b == nil {
-		return executor.Reject("the backup executor runs only backup commands, not %T", spec.GetKind())
+		return executor.Reject("the backup executor runs only backup commands, not %s", command.KindText(spec))
 	}
 	name := b.GetDatabase()
 	switch {
