@@ -6,11 +6,13 @@ replace flotilla.dev/gen => ../gen
 
 require (
 	flotilla.dev/gen v0.0.0-00010101000000-000000000000
+	github.com/distribution/reference v0.6.0
 	go.uber.org/goleak v1.3.0
 	go.uber.org/zap v1.28.0
 )
 
 require (
+	github.com/opencontainers/go-digest v1.0.0 // indirect
 	go.uber.org/multierr v1.10.0 // indirect
 	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
