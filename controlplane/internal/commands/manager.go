@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"sort"
 	"sync"
@@ -19,6 +18,7 @@ import (
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 	"flotilla.dev/pkg/command"
+	"flotilla.dev/pkg/limit"
 
 	"flotilla.dev/controlplane/internal/auth"
 	"flotilla.dev/controlplane/internal/fleet"
@@ -121,8 +121,8 @@ func newRun(fc store.FleetCommand, hcs []store.HostCommand) (*run, error) {
 	n := len(hcs)
 	r := &run{
 		fc: fc, req: req, hosts: make(map[string]*store.HostCommand, n),
-		maxConc:  resolveLimit(req.GetMaxConcurrency(), n, n),
-		maxErr:   resolveLimit(req.GetMaxErrors(), n, 0),
+		maxConc:  limit.Resolve(req.GetMaxConcurrency(), n, n),
+		maxErr:   limit.Resolve(req.GetMaxErrors(), n, 0),
 		timeout:  req.GetTimeout().AsDuration(),
 		watchers: make(map[*watcher]struct{}),
 	}
@@ -182,40 +182,14 @@ func (r *run) queuedHosts(n int) []string {
 	return out
 }
 
-// resolveLimit turns a Limit into a host count for n hosts; def when unset.
-func resolveLimit(l *flotillav1.Limit, n, def int) int {
-	switch k := l.GetKind().(type) {
-	case *flotillav1.Limit_Count:
-		return int(k.Count)
-	case *flotillav1.Limit_Percent:
-		return max(1, int(math.Ceil(float64(n)*float64(k.Percent)/100)))
-	default:
-		return def
-	}
-}
-
-func validateLimit(field string, l *flotillav1.Limit) error {
-	switch k := l.GetKind().(type) {
-	case *flotillav1.Limit_Count:
-		if k.Count <= 0 {
-			return invalid(field+".count", "must be at least 1, got %d", k.Count)
-		}
-	case *flotillav1.Limit_Percent:
-		if k.Percent < 1 || k.Percent > 100 {
-			return invalid(field+".percent", "must be 1-100, got %d", k.Percent)
-		}
-	}
-	return nil
-}
-
 // Run validates and starts a fleet command.
 func (m *Manager) Run(ctx context.Context, req *flotillav1.RunCommandRequest) (*flotillav1.FleetCommand, error) {
 	if err := ValidateSpec("spec", req.GetSpec()); err != nil {
 		return nil, err
 	}
 	for field, l := range map[string]*flotillav1.Limit{"max_concurrency": req.GetMaxConcurrency(), "max_errors": req.GetMaxErrors()} {
-		if err := validateLimit(field, l); err != nil {
-			return nil, err
+		if sub, err := limit.Check(l); err != nil {
+			return nil, invalid(field+sub, "%v", err)
 		}
 	}
 	kind := command.Kind(req.GetSpec())
@@ -257,7 +231,7 @@ func (m *Manager) Run(ctx context.Context, req *flotillav1.RunCommandRequest) (*
 	// The first max_concurrency hosts are stored released, as advance
 	// would release them right after: one write of every host instead of
 	// two before the first agent hears of the command.
-	release := resolveLimit(req.GetMaxConcurrency(), len(agents), len(agents))
+	release := limit.Resolve(req.GetMaxConcurrency(), len(agents), len(agents))
 	hcs := make([]store.HostCommand, len(agents))
 	for i, a := range agents {
 		hcs[i] = store.HostCommand{ID: id + "." + a, FleetCommandID: id, AgentID: a, Kind: kind, Spec: specBytes,

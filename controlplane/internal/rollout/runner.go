@@ -14,6 +14,7 @@ import (
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 	"flotilla.dev/pkg/command"
+	"flotilla.dev/pkg/limit"
 
 	"flotilla.dev/controlplane/internal/store"
 )
@@ -106,7 +107,7 @@ func newRunner(e *Engine, rec store.Rollout, rows []store.RolloutHost) (*runner,
 	if len(r.hosts) != len(rows) {
 		return nil, fmt.Errorf("rollout %s: %d host rows for %d planned hosts", rec.ID, len(rows), len(r.hosts))
 	}
-	r.maxFailures = resolveLimit(r.strategy.GetMaxFailures(), len(r.hosts), 1)
+	r.maxFailures = limit.Resolve(r.strategy.GetMaxFailures(), len(r.hosts), 1)
 	for _, h := range r.hosts {
 		step := flotillav1.HostStep(h.Step)
 		if step == flotillav1.HostStep_HOST_STEP_FAILED && !h.RollingBack {
