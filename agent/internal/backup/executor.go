@@ -23,6 +23,7 @@ import (
 	"flotilla.dev/agent/internal/executor"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 	"flotilla.dev/pkg/command"
+	"flotilla.dev/pkg/validate"
 )
 
 // DefaultProgressInterval is the least time between two progress reports
@@ -111,13 +112,13 @@ func (e *Executor) Validate(spec *flotillav1.CommandSpec) error {
 		return executor.Reject("the backup executor runs only backup commands, not %s", command.KindText(spec))
 	}
 	name := b.GetDatabase()
-	switch {
-	case name == "":
+	if name == "" {
 		return executor.Reject("backup.database is required")
-	case !databaseName.MatchString(name):
-		// Checked before the lookup so that the reason never echoes a
-		// long or hostile string.
-		return executor.Reject("backup.database must match %s", databaseName)
+	}
+	// Checked before the lookup so that the reason never echoes a long or
+	// hostile string: validate quotes and cuts what it refuses.
+	if err := validate.DatabaseName(name); err != nil {
+		return executor.Reject("backup.database: %v", err)
 	}
 	if _, ok := e.cfg.Databases[name]; !ok {
 		return executor.Reject("database %s is not in backup.databases", name)

@@ -12,6 +12,7 @@ import (
 	"flotilla.dev/agent/internal/executor"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 	"flotilla.dev/pkg/command"
+	"flotilla.dev/pkg/validate"
 	"go.uber.org/zap"
 )
 
@@ -102,7 +103,7 @@ func (e *Executor) parse(spec *flotillav1.CommandSpec) (request, error) {
 	if r.server == "" {
 		return r, executor.Reject("%s.server: is required (host:port)", r.kind)
 	}
-	if err := validateServer(r.server); err != nil {
+	if err := validate.ServerAddress(r.server); err != nil {
 		return r, executor.Reject("%s.server: %v", r.kind, err)
 	}
 	return r, nil
