@@ -8,21 +8,26 @@ import (
 )
 
 func TestKind(t *testing.T) {
+	const none = "a command without a known kind"
 	tests := []struct {
-		spec *flotillav1.CommandSpec
-		want string
+		spec     *flotillav1.CommandSpec
+		kind     string
+		kindText string
 	}{
-		{&flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Pull{}}, KindPull},
-		{&flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Restart{}}, KindRestart},
-		{&flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Backup{}}, KindBackup},
-		{&flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Drain{}}, KindDrain},
-		{&flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Undrain{}}, KindUndrain},
-		{&flotillav1.CommandSpec{}, ""},
-		{nil, ""},
+		{&flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Pull{}}, KindPull, KindPull},
+		{&flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Restart{}}, KindRestart, KindRestart},
+		{&flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Backup{}}, KindBackup, KindBackup},
+		{&flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Drain{}}, KindDrain, KindDrain},
+		{&flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Undrain{}}, KindUndrain, KindUndrain},
+		{&flotillav1.CommandSpec{}, "", none},
+		{nil, "", none},
 	}
 	for _, tt := range tests {
-		if got := Kind(tt.spec); got != tt.want {
-			t.Errorf("Kind(%v) = %q, want %q", tt.spec, got, tt.want)
+		if got := Kind(tt.spec); got != tt.kind {
+			t.Errorf("Kind(%v) = %q, want %q", tt.spec, got, tt.kind)
+		}
+		if got := KindText(tt.spec); got != tt.kindText {
+			t.Errorf("KindText(%v) = %q, want %q", tt.spec, got, tt.kindText)
 		}
 	}
 }
@@ -46,21 +51,5 @@ func TestKindsCoverTheOneof(t *testing.T) {
 	kinds[0] = "changed"
 	if Kinds()[0] != KindPull {
 		t.Error("Kinds() returned a slice its caller can change for everyone")
-	}
-}
-
-func TestKindText(t *testing.T) {
-	tests := []struct {
-		spec *flotillav1.CommandSpec
-		want string
-	}{
-		{&flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Backup{}}, KindBackup},
-		{&flotillav1.CommandSpec{}, "a command without a known kind"},
-		{nil, "a command without a known kind"},
-	}
-	for _, tt := range tests {
-		if got := KindText(tt.spec); got != tt.want {
-			t.Errorf("KindText(%v) = %q, want %q", tt.spec, got, tt.want)
-		}
 	}
 }

@@ -60,6 +60,7 @@ type PanicError struct {
 	Stack []byte
 }
 
+// Error says what the task panicked with, and where.
 func (e *PanicError) Error() string {
 	return fmt.Sprintf("panic: %v\n%s", e.Value, e.Stack)
 }

@@ -25,10 +25,8 @@ func check(t *testing.T, name string, fn func(string) error, tests []struct{ in,
 func TestImage(t *testing.T) {
 	check(t, "Image", func(s string) error { _, err := Image(s); return err }, []struct{ in, want string }{
 		{"nginx:1.25", ""},
-		{"docker.io/library/nginx:1.25", ""},
-		{"registry.example.com:5000/team/app:v2", ""},
-		{"registry.example.com:5000/team/app@sha256:" + strings.Repeat("a", 64), ""},
-		{"app:v2@sha256:" + strings.Repeat("b", 64), ""},
+		{"localhost:5000/app@sha256:" + strings.Repeat("a", 64), ""},
+		{"ghcr.io/org/app:v2@sha256:" + strings.Repeat("b", 64), ""},
 		{"", "is required"},
 		{"nginx", `"nginx" names no tag or digest`},
 		{"Nginx:1", "is not an image reference"},
@@ -85,23 +83,15 @@ func TestServerAddress(t *testing.T) {
 }
 
 func TestText(t *testing.T) {
-	tests := []struct {
-		in    string
-		limit int
-		want  string
-	}{
-		{"rolling out v2\tafter review", 100, ""},
-		{"", 0, ""},
-		{"abc", 2, "3 bytes, at most 2 allowed"},
-		{"a\nb", 100, "control characters not allowed"},
-		{"a\x00b", 100, "control characters not allowed"},
-	}
-	for _, tt := range tests {
-		err := Text(tt.in, tt.limit)
-		if (tt.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.want)) {
-			t.Errorf("Text(%q, %d) = %v, want %q", tt.in, tt.limit, err, tt.want)
-		}
-	}
+	const limit = 30
+	check(t, "Text", func(s string) error { return Text(s, limit) }, []struct{ in, want string }{
+		{"rolling out v2\tafter review", ""},
+		{"", ""},
+		{strings.Repeat("r", limit), ""},
+		{strings.Repeat("r", limit+1), "31 bytes, at most 30 allowed"},
+		{"a\nb", "control characters not allowed"},
+		{"a\x00b", "control characters not allowed"},
+	})
 }
 
 func TestLabels(t *testing.T) {

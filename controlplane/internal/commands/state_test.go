@@ -8,22 +8,13 @@ import (
 	"flotilla.dev/pkg/command"
 )
 
-// allStates is every CommandState the API defines.
-func allStates() []flotillav1.CommandState {
-	var out []flotillav1.CommandState
-	for v := range flotillav1.CommandState_name {
-		out = append(out, flotillav1.CommandState(v))
-	}
-	slices.Sort(out)
-	return out
-}
-
 func TestFailedCountsAgainstMaxErrors(t *testing.T) {
 	want := []flotillav1.CommandState{
 		flotillav1.CommandState_COMMAND_STATE_FAILED, flotillav1.CommandState_COMMAND_STATE_TIMED_OUT,
 		flotillav1.CommandState_COMMAND_STATE_REJECTED, flotillav1.CommandState_COMMAND_STATE_CANCELLED,
 	}
-	for _, s := range allStates() {
+	for v := range flotillav1.CommandState_name {
+		s := flotillav1.CommandState(v)
 		if got := failed(s); got != slices.Contains(want, s) {
 			t.Errorf("failed(%v) = %v", s, got)
 		}

@@ -160,25 +160,11 @@ func (r *runner) observe(hc store.HostCommand) {
 
 // newerThan reports whether a is further along than b.
 func newerThan(a, b store.HostCommand) bool {
-	ra, rb := cmdRank(a), cmdRank(b)
+	ra, rb := command.Rank(flotillav1.CommandState(a.State)), command.Rank(flotillav1.CommandState(b.State))
 	if ra != rb {
 		return ra > rb
 	}
 	return !a.ReleasedAt.IsZero() && b.ReleasedAt.IsZero()
-}
-
-func cmdRank(hc store.HostCommand) int {
-	st := flotillav1.CommandState(hc.State)
-	switch {
-	case command.Terminal(st):
-		return 3
-	case st == flotillav1.CommandState_COMMAND_STATE_RUNNING:
-		return 2
-	case st == flotillav1.CommandState_COMMAND_STATE_ACCEPTED:
-		return 1
-	default:
-		return 0
-	}
 }
 
 // command returns what is known of a host command: the cache, then the
