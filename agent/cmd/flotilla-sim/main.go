@@ -27,8 +27,8 @@ import (
 	"go.uber.org/zap"
 
 	"flotilla.dev/agent/internal/backoff"
-	"flotilla.dev/agent/internal/logging"
 	"flotilla.dev/agent/internal/sim"
+	"flotilla.dev/pkg/logging"
 )
 
 func main() { os.Exit(run(os.Args[1:])) }

@@ -22,6 +22,8 @@ import (
 
 	"flotilla.dev/agent/internal/executor"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
+	"flotilla.dev/pkg/validate"
 )
 
 // DefaultProgressInterval is the least time between two progress reports
@@ -107,16 +109,16 @@ func (e *Executor) PgRestore() string { return e.pgRestore }
 func (e *Executor) Validate(spec *flotillav1.CommandSpec) error {
 	b := spec.GetBackup()
 	if b == nil {
-		return executor.Reject("the backup executor runs only backup commands, not %T", spec.GetKind())
+		return executor.Reject("the backup executor runs only backup commands, not %s", command.KindText(spec))
 	}
 	name := b.GetDatabase()
-	switch {
-	case name == "":
+	if name == "" {
 		return executor.Reject("backup.database is required")
-	case !databaseName.MatchString(name):
-		// Checked before the lookup so that the reason never echoes a
-		// long or hostile string.
-		return executor.Reject("backup.database must match %s", databaseName)
+	}
+	// Checked before the lookup so that the reason never echoes a long or
+	// hostile string: validate quotes and cuts what it refuses.
+	if err := validate.DatabaseName(name); err != nil {
+		return executor.Reject("backup.database: %v", err)
 	}
 	if _, ok := e.cfg.Databases[name]; !ok {
 		return executor.Reject("database %s is not in backup.databases", name)

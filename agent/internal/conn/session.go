@@ -8,8 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"flotilla.dev/agent/internal/runner"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/run"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -107,12 +107,12 @@ func (s *session) awaitWelcome() (*flotillav1.Welcome, error) {
 // done; then it closes the stream gracefully.
 func (s *session) serve(ctx context.Context) error {
 	recvDone := make(chan error, 1)
-	go func() { recvDone <- runner.Safe(s.receive)(ctx) }()
+	go func() { recvDone <- run.Safe(s.receive)(ctx) }()
 
 	hbCtx, stopHeartbeats := context.WithCancel(ctx)
 	defer stopHeartbeats()
 	hbDone := make(chan error, 1)
-	go func() { hbDone <- runner.Safe(s.heartbeats)(hbCtx) }()
+	go func() { hbDone <- run.Safe(s.heartbeats)(hbCtx) }()
 
 	select {
 	case err := <-recvDone:

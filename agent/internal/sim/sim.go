@@ -28,9 +28,9 @@ import (
 
 	"flotilla.dev/agent/internal/agent"
 	"flotilla.dev/agent/internal/backoff"
-	"flotilla.dev/agent/internal/commands"
 	"flotilla.dev/agent/internal/config"
 	"flotilla.dev/agent/internal/executor"
+	"flotilla.dev/pkg/command"
 )
 
 // Config configures a simulated fleet.
@@ -177,7 +177,7 @@ func (f *Fleet) build(i int) (*agent.Agent, error) {
 	cfg.Labels = labels
 	cfg.HeartbeatInterval = f.cfg.HeartbeatInterval
 	execs := map[string]executor.Executor{}
-	for _, k := range commands.Kinds {
+	for _, k := range command.Kinds() {
 		execs[k] = h
 	}
 	var dialOpts []grpc.DialOption

@@ -15,8 +15,9 @@ import (
 
 	"go.uber.org/zap"
 
+	"flotilla.dev/pkg/logging"
+
 	"flotilla.dev/controlplane/internal/config"
-	"flotilla.dev/controlplane/internal/logging"
 	"flotilla.dev/controlplane/internal/server"
 )
 

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
 
 	"flotilla.dev/controlplane/internal/store"
 )
@@ -28,7 +29,7 @@ const (
 )
 
 func event(id string, st flotillav1.CommandState) *flotillav1.CommandEvent {
-	return &flotillav1.CommandEvent{CommandId: id, State: st, Message: StateName(st), At: timestamppb.Now()}
+	return &flotillav1.CommandEvent{CommandId: id, State: st, Message: command.StateName(st), At: timestamppb.Now()}
 }
 
 // callIDs returns the IDs of each UpdateHostCommands call, sorted within
@@ -136,7 +137,7 @@ func TestEventWaitsForThePreviousChangeOfItsCommand(t *testing.T) {
 		synctest.Wait()
 
 		if hc, _ := e.d.Get("c1"); flotillav1.CommandState(hc.State) != statePending {
-			t.Errorf("while ACCEPTED is being stored, Get reports %s, want PENDING (what the store holds)", StateName(flotillav1.CommandState(hc.State)))
+			t.Errorf("while ACCEPTED is being stored, Get reports %s, want PENDING (what the store holds)", command.StateName(flotillav1.CommandState(hc.State)))
 		}
 		e.d.commits.mu.Lock()
 		queued := len(e.d.commits.queue)
@@ -187,7 +188,7 @@ func TestFailedEventWriteChangesNothing(t *testing.T) {
 		t.Fatalf("OnEvent with the store down = %v, want its error", err)
 	}
 	if hc, _ := e.d.Get("c1"); flotillav1.CommandState(hc.State) != statePending {
-		t.Errorf("after a failed write, Get reports %s, want PENDING", StateName(flotillav1.CommandState(hc.State)))
+		t.Errorf("after a failed write, Get reports %s, want PENDING", command.StateName(flotillav1.CommandState(hc.State)))
 	}
 	if got := e.seenStates("c1"); !slices.Equal(got, []flotillav1.CommandState{statePending}) {
 		t.Errorf("listeners saw %v, want only the release", got)
@@ -196,7 +197,7 @@ func TestFailedEventWriteChangesNothing(t *testing.T) {
 		t.Fatalf("resent OnEvent: %v", err)
 	}
 	if hc := e.st.stored(t, "c1"); flotillav1.CommandState(hc.State) != stateAccepted {
-		t.Errorf("stored state = %s, want ACCEPTED", StateName(flotillav1.CommandState(hc.State)))
+		t.Errorf("stored state = %s, want ACCEPTED", command.StateName(flotillav1.CommandState(hc.State)))
 	}
 }
 
@@ -220,7 +221,7 @@ func TestFinishStoresEveryCommandInOneWrite(t *testing.T) {
 	}
 	for _, id := range ids {
 		if hc, ok := e.d.Get(id); !ok || flotillav1.CommandState(hc.State) != statePending {
-			t.Errorf("%s after a failed Finish: %s (active %t), want PENDING", id, StateName(flotillav1.CommandState(hc.State)), ok)
+			t.Errorf("%s after a failed Finish: %s (active %t), want PENDING", id, command.StateName(flotillav1.CommandState(hc.State)), ok)
 		}
 	}
 	// A repeated ID is finished once.
@@ -261,7 +262,7 @@ func TestRunStoresTheFirstHostsReleased(t *testing.T) {
 		if released != (i < 2) {
 			t.Errorf("%s stored released=%t, want %t", hc.ID, released, i < 2)
 		}
-		if released && (!hc.ReleasedAt.Equal(hc.CreatedAt) || hc.Deadline.Sub(hc.ReleasedAt) != DefaultTimeout(KindPull)) {
+		if released && (!hc.ReleasedAt.Equal(hc.CreatedAt) || hc.Deadline.Sub(hc.ReleasedAt) != DefaultTimeout(command.KindPull)) {
 			t.Errorf("%s released at %s with deadline %s, want at creation (%s) with the default timeout", hc.ID, hc.ReleasedAt, hc.Deadline, hc.CreatedAt)
 		}
 	}
@@ -319,7 +320,7 @@ func TestMaxErrorsSkipsTheQueueInOneWrite(t *testing.T) {
 	}
 	for _, hc := range calls[1] {
 		if flotillav1.CommandState(hc.State) != stateSkipped {
-			t.Errorf("%s stored as %s, want SKIPPED", hc.ID, StateName(flotillav1.CommandState(hc.State)))
+			t.Errorf("%s stored as %s, want SKIPPED", hc.ID, command.StateName(flotillav1.CommandState(hc.State)))
 		}
 	}
 	if len(calls[1]) != 4 {

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
 
 	"flotilla.dev/controlplane/internal/fleet"
 	"flotilla.dev/controlplane/internal/store"
@@ -318,12 +319,12 @@ func (d *Dispatcher) unknownEvent(ctx context.Context, agentID string, ev *floti
 			zap.String("agent", agentID), zap.String("command_id", ev.GetCommandId()), zap.String("owner", hc.AgentID))
 		return fmt.Errorf("%w: %s is not agent %s's", ErrNotOwner, ev.GetCommandId(), agentID)
 	}
-	if Terminal(ev.GetState()) && flotillav1.CommandState(hc.State) != ev.GetState() {
+	if command.Terminal(ev.GetState()) && flotillav1.CommandState(hc.State) != ev.GetState() {
 		// The control plane ended the command first (deadline, lost
 		// agent); keep its outcome but record what the agent said.
 		d.log.Info("agent reported an outcome for a command already ended by the control plane",
 			zap.String("agent", agentID), zap.String("command_id", hc.ID),
-			zap.String("recorded", StateName(flotillav1.CommandState(hc.State))), zap.String("reported", StateName(ev.GetState())),
+			zap.String("recorded", command.StateName(flotillav1.CommandState(hc.State))), zap.String("reported", command.StateName(ev.GetState())),
 			zap.String("message", ev.GetMessage()))
 	}
 	return nil
@@ -333,7 +334,7 @@ func (d *Dispatcher) unknownEvent(ctx context.Context, agentID string, ev *floti
 // a change at all, and whether it must be stored before it is applied.
 func (d *Dispatcher) next(hc *store.HostCommand, ev *flotillav1.CommandEvent, now time.Time) (next store.HostCommand, changed, persist bool, err error) {
 	from, to := flotillav1.CommandState(hc.State), ev.GetState()
-	if to == flotillav1.CommandState_COMMAND_STATE_UNSPECIFIED || to == flotillav1.CommandState_COMMAND_STATE_PENDING || rank(to) < rank(from) {
+	if to == flotillav1.CommandState_COMMAND_STATE_UNSPECIFIED || to == flotillav1.CommandState_COMMAND_STATE_PENDING || command.Rank(to) < command.Rank(from) {
 		return store.HostCommand{}, false, false, nil
 	}
 	next = *hc
@@ -353,12 +354,12 @@ func (d *Dispatcher) next(hc *store.HostCommand, ev *flotillav1.CommandEvent, no
 		}
 		next.Result = b
 	}
-	if Terminal(to) {
+	if command.Terminal(to) {
 		next.FinishedAt = now
 	}
 	// Progress within RUNNING changes only the message: it is broadcast,
 	// not stored, so a chatty pull does not write on every layer.
-	return next, true, from != to || Terminal(to), nil
+	return next, true, from != to || command.Terminal(to), nil
 }
 
 // applyLocked makes next, computed by next and stored if it had to be,
@@ -367,14 +368,14 @@ func (d *Dispatcher) applyLocked(next store.HostCommand, ev *flotillav1.CommandE
 	hc := d.active[next.ID]
 	from, to := flotillav1.CommandState(hc.State), flotillav1.CommandState(next.State)
 	setKeepingSent(hc, next)
-	if Terminal(to) {
+	if command.Terminal(to) {
 		d.untrack(hc)
 		d.cfg.Metrics.finished(*hc)
 		d.log.Info("command finished", zap.String("command_id", hc.ID), zap.String("agent", hc.AgentID),
-			zap.String("kind", hc.Kind), zap.String("state", StateName(to)), zap.String("message", hc.Message))
+			zap.String("kind", hc.Kind), zap.String("state", command.StateName(to)), zap.String("message", hc.Message))
 	} else if from != to {
 		d.log.Debug("command state changed", zap.String("command_id", hc.ID), zap.String("agent", hc.AgentID),
-			zap.String("state", StateName(to)))
+			zap.String("state", command.StateName(to)))
 	}
 	return Update{Command: *hc, Event: ev}
 }
@@ -429,7 +430,7 @@ func (d *Dispatcher) Finish(ctx context.Context, ids []string, state flotillav1.
 	}
 	if err := d.storeLocked(ctx, stored); err != nil {
 		d.mu.Unlock()
-		return fmt.Errorf("commands: store %d %s commands: %w", len(stored), StateName(state), err)
+		return fmt.Errorf("commands: store %d %s commands: %w", len(stored), command.StateName(state), err)
 	}
 	updates := make([]Update, len(changes))
 	for i, c := range changes {

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
 )
 
 // FuzzValidateSpec feeds ValidateSpec the wire bytes of a command spec: it
@@ -43,11 +44,11 @@ func FuzzValidateSpec(f *testing.F) {
 			}
 			return
 		}
-		if Kind(spec) == "" {
+		if command.Kind(spec) == "" {
 			t.Fatalf("accepted a spec without a kind: %v", spec)
 		}
-		if DefaultTimeout(Kind(spec)) <= 0 {
-			t.Fatalf("no default timeout for kind %q", Kind(spec))
+		if DefaultTimeout(command.Kind(spec)) <= 0 {
+			t.Fatalf("no default timeout for kind %q", command.Kind(spec))
 		}
 	})
 }

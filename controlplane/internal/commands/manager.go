@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"sort"
 	"sync"
@@ -18,6 +17,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
+	"flotilla.dev/pkg/limit"
 
 	"flotilla.dev/controlplane/internal/auth"
 	"flotilla.dev/controlplane/internal/fleet"
@@ -120,8 +121,8 @@ func newRun(fc store.FleetCommand, hcs []store.HostCommand) (*run, error) {
 	n := len(hcs)
 	r := &run{
 		fc: fc, req: req, hosts: make(map[string]*store.HostCommand, n),
-		maxConc:  resolveLimit(req.GetMaxConcurrency(), n, n),
-		maxErr:   resolveLimit(req.GetMaxErrors(), n, 0),
+		maxConc:  limit.Resolve(req.GetMaxConcurrency(), n, n),
+		maxErr:   limit.Resolve(req.GetMaxErrors(), n, 0),
 		timeout:  req.GetTimeout().AsDuration(),
 		watchers: make(map[*watcher]struct{}),
 	}
@@ -139,7 +140,7 @@ func newRun(fc store.FleetCommand, hcs []store.HostCommand) (*run, error) {
 func (r *run) count(hc *store.HostCommand, delta int) {
 	st := flotillav1.CommandState(hc.State)
 	switch {
-	case Terminal(st):
+	case command.Terminal(st):
 		r.done += delta
 		if failed(st) {
 			r.failures += delta
@@ -164,7 +165,7 @@ func (r *run) set(hc *store.HostCommand, next store.HostCommand) {
 func (r *run) queuedHosts(n int) []string {
 	for r.firstQueued < len(r.order) {
 		hc := r.hosts[r.order[r.firstQueued]]
-		if hc.ReleasedAt.IsZero() && !Terminal(flotillav1.CommandState(hc.State)) {
+		if hc.ReleasedAt.IsZero() && !command.Terminal(flotillav1.CommandState(hc.State)) {
 			break
 		}
 		r.firstQueued++
@@ -174,37 +175,11 @@ func (r *run) queuedHosts(n int) []string {
 		if len(out) == n {
 			break
 		}
-		if hc := r.hosts[id]; hc.ReleasedAt.IsZero() && !Terminal(flotillav1.CommandState(hc.State)) {
+		if hc := r.hosts[id]; hc.ReleasedAt.IsZero() && !command.Terminal(flotillav1.CommandState(hc.State)) {
 			out = append(out, id)
 		}
 	}
 	return out
-}
-
-// resolveLimit turns a Limit into a host count for n hosts; def when unset.
-func resolveLimit(l *flotillav1.Limit, n, def int) int {
-	switch k := l.GetKind().(type) {
-	case *flotillav1.Limit_Count:
-		return int(k.Count)
-	case *flotillav1.Limit_Percent:
-		return max(1, int(math.Ceil(float64(n)*float64(k.Percent)/100)))
-	default:
-		return def
-	}
-}
-
-func validateLimit(field string, l *flotillav1.Limit) error {
-	switch k := l.GetKind().(type) {
-	case *flotillav1.Limit_Count:
-		if k.Count <= 0 {
-			return invalid(field+".count", "must be at least 1, got %d", k.Count)
-		}
-	case *flotillav1.Limit_Percent:
-		if k.Percent < 1 || k.Percent > 100 {
-			return invalid(field+".percent", "must be 1-100, got %d", k.Percent)
-		}
-	}
-	return nil
 }
 
 // Run validates and starts a fleet command.
@@ -213,11 +188,11 @@ func (m *Manager) Run(ctx context.Context, req *flotillav1.RunCommandRequest) (*
 		return nil, err
 	}
 	for field, l := range map[string]*flotillav1.Limit{"max_concurrency": req.GetMaxConcurrency(), "max_errors": req.GetMaxErrors()} {
-		if err := validateLimit(field, l); err != nil {
-			return nil, err
+		if sub, err := limit.Check(l); err != nil {
+			return nil, invalid(field+sub, "%v", err)
 		}
 	}
-	kind := Kind(req.GetSpec())
+	kind := command.Kind(req.GetSpec())
 	timeout := DefaultTimeout(kind)
 	if req.Timeout != nil {
 		if err := req.GetTimeout().CheckValid(); err != nil || req.GetTimeout().AsDuration() <= 0 || req.GetTimeout().AsDuration() > MaxTimeout {
@@ -256,7 +231,7 @@ func (m *Manager) Run(ctx context.Context, req *flotillav1.RunCommandRequest) (*
 	// The first max_concurrency hosts are stored released, as advance
 	// would release them right after: one write of every host instead of
 	// two before the first agent hears of the command.
-	release := resolveLimit(req.GetMaxConcurrency(), len(agents), len(agents))
+	release := limit.Resolve(req.GetMaxConcurrency(), len(agents), len(agents))
 	hcs := make([]store.HostCommand, len(agents))
 	for i, a := range agents {
 		hcs[i] = store.HostCommand{ID: id + "." + a, FleetCommandID: id, AgentID: a, Kind: kind, Spec: specBytes,
@@ -336,7 +311,7 @@ func (m *Manager) onUpdate(u Update) {
 	m.mu.Lock()
 	r, ok := m.running[fcID]
 	if ok {
-		if hc, ok := r.hosts[u.Command.ID]; ok && !Terminal(flotillav1.CommandState(hc.State)) {
+		if hc, ok := r.hosts[u.Command.ID]; ok && !command.Terminal(flotillav1.CommandState(hc.State)) {
 			r.set(hc, u.Command)
 		}
 		if len(r.watchers) > 0 {
@@ -346,7 +321,7 @@ func (m *Manager) onUpdate(u Update) {
 		}
 	}
 	m.mu.Unlock()
-	if ok && Terminal(flotillav1.CommandState(u.Command.State)) {
+	if ok && command.Terminal(flotillav1.CommandState(u.Command.State)) {
 		// A fresh context: this runs on the agent's stream or the sweeper.
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -461,7 +436,7 @@ func (m *Manager) Cancel(ctx context.Context, fcID, reason string) (*flotillav1.
 		r.cancelled = reason
 		for _, id := range r.order {
 			hc := r.hosts[id]
-			if !hc.ReleasedAt.IsZero() && !Terminal(flotillav1.CommandState(hc.State)) {
+			if !hc.ReleasedAt.IsZero() && !command.Terminal(flotillav1.CommandState(hc.State)) {
 				released = append(released, id)
 			}
 		}
@@ -576,7 +551,7 @@ func (r *run) snapshot(withHosts bool) *flotillav1.FleetCommand {
 func (r *run) summary() map[string]int32 {
 	sum := make(map[string]int32)
 	for _, hc := range r.hosts {
-		sum[StateName(flotillav1.CommandState(hc.State))]++
+		sum[command.StateName(flotillav1.CommandState(hc.State))]++
 	}
 	return sum
 }

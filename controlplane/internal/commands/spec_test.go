@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
 )
 
 const digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -142,16 +143,16 @@ func TestKindAndDefaultTimeout(t *testing.T) {
 		kind    string
 		timeout time.Duration
 	}{
-		{pull("web:1"), KindPull, 10 * time.Minute},
-		{restart("web", "", nil), KindRestart, 5 * time.Minute},
-		{backup("shop"), KindBackup, time.Hour},
-		{drain("shop", "web:80"), KindDrain, time.Minute},
-		{undrain("shop", "web:80"), KindUndrain, time.Minute},
+		{pull("web:1"), command.KindPull, 10 * time.Minute},
+		{restart("web", "", nil), command.KindRestart, 5 * time.Minute},
+		{backup("shop"), command.KindBackup, time.Hour},
+		{drain("shop", "web:80"), command.KindDrain, time.Minute},
+		{undrain("shop", "web:80"), command.KindUndrain, time.Minute},
 		{nil, "", time.Minute},
 	}
 	for _, tt := range tests {
-		if got := Kind(tt.spec); got != tt.kind {
-			t.Errorf("Kind(%v) = %q, want %q", tt.spec, got, tt.kind)
+		if got := command.Kind(tt.spec); got != tt.kind {
+			t.Errorf("command.Kind(%v) = %q, want %q", tt.spec, got, tt.kind)
 		}
 		if got := DefaultTimeout(tt.kind); got != tt.timeout {
 			t.Errorf("DefaultTimeout(%q) = %s, want %s", tt.kind, got, tt.timeout)

@@ -39,9 +39,9 @@ import (
 	"flotilla.dev/controlplane/internal/fleet"
 	"flotilla.dev/controlplane/internal/pki"
 	"flotilla.dev/controlplane/internal/rollout"
-	"flotilla.dev/controlplane/internal/run"
 	"flotilla.dev/controlplane/internal/store"
 	"flotilla.dev/controlplane/internal/store/sqlite"
+	"flotilla.dev/pkg/run"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -269,10 +269,10 @@ func (c *cluster) startCP() {
 	go func() {
 		defer close(cp.done)
 		if err := run.All(rctx,
-			run.Loop{Name: "liveness", Run: reg.RunLiveness},
-			run.Loop{Name: "flusher", Run: reg.RunFlusher},
-			run.Loop{Name: "dispatcher", Run: disp.Run},
-			run.Loop{Name: "rollouts", Run: eng.Run},
+			run.Task{Name: "liveness", Run: reg.RunLiveness},
+			run.Task{Name: "flusher", Run: reg.RunFlusher},
+			run.Task{Name: "dispatcher", Run: disp.Run},
+			run.Task{Name: "rollouts", Run: eng.Run},
 		); err != nil {
 			c.t.Errorf("control plane loops: %v", err)
 		}
@@ -490,7 +490,7 @@ func checkSequence(t testing.TB, evs []*flotillav1.RolloutEvent) {
 			t.Fatalf("event %d has sequence %d", i, ev.GetSequence())
 		}
 	}
-	if len(evs) == 0 || !rollout.Finished(evs[len(evs)-1].GetState().GetState()) {
+	if len(evs) == 0 || !rollout.Terminal(evs[len(evs)-1].GetState().GetState()) {
 		t.Fatalf("history does not end with a final state: %v", evs[len(evs)-1:])
 	}
 }

@@ -13,8 +13,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
+	"flotilla.dev/pkg/limit"
 
-	"flotilla.dev/controlplane/internal/commands"
 	"flotilla.dev/controlplane/internal/store"
 )
 
@@ -106,7 +107,7 @@ func newRunner(e *Engine, rec store.Rollout, rows []store.RolloutHost) (*runner,
 	if len(r.hosts) != len(rows) {
 		return nil, fmt.Errorf("rollout %s: %d host rows for %d planned hosts", rec.ID, len(rows), len(r.hosts))
 	}
-	r.maxFailures = resolveLimit(r.strategy.GetMaxFailures(), len(r.hosts), 1)
+	r.maxFailures = limit.Resolve(r.strategy.GetMaxFailures(), len(r.hosts), 1)
 	for _, h := range r.hosts {
 		step := flotillav1.HostStep(h.Step)
 		if step == flotillav1.HostStep_HOST_STEP_FAILED && !h.RollingBack {
@@ -159,25 +160,11 @@ func (r *runner) observe(hc store.HostCommand) {
 
 // newerThan reports whether a is further along than b.
 func newerThan(a, b store.HostCommand) bool {
-	ra, rb := cmdRank(a), cmdRank(b)
+	ra, rb := command.Rank(flotillav1.CommandState(a.State)), command.Rank(flotillav1.CommandState(b.State))
 	if ra != rb {
 		return ra > rb
 	}
 	return !a.ReleasedAt.IsZero() && b.ReleasedAt.IsZero()
-}
-
-func cmdRank(hc store.HostCommand) int {
-	st := flotillav1.CommandState(hc.State)
-	switch {
-	case commands.Terminal(st):
-		return 3
-	case st == flotillav1.CommandState_COMMAND_STATE_RUNNING:
-		return 2
-	case st == flotillav1.CommandState_COMMAND_STATE_ACCEPTED:
-		return 1
-	default:
-		return 0
-	}
 }
 
 // command returns what is known of a host command: the cache, then the
@@ -278,7 +265,7 @@ func (r *runner) step(ctx context.Context) (time.Time, bool) {
 		r.reload(ctx)
 		return ch.now.Add(r.e.cfg.RetryInterval), false
 	}
-	if Finished(flotillav1.RolloutState(r.rec.State)) {
+	if Terminal(flotillav1.RolloutState(r.rec.State)) {
 		return time.Time{}, true
 	}
 	if ch.changed() {

@@ -186,7 +186,7 @@ func (e *Engine) control(ctx context.Context, req controlRequest, id string) (*f
 		if err != nil {
 			return nil, err
 		}
-		if Finished(flotillav1.RolloutState(rec.State)) {
+		if Terminal(flotillav1.RolloutState(rec.State)) {
 			return nil, status.Errorf(codes.FailedPrecondition, "rollout %s already ended (%s)", id, flotillav1.RolloutState(rec.State))
 		}
 		return nil, status.Errorf(codes.Unavailable, "rollout %s is not running in this control plane yet; retry", id)
@@ -194,7 +194,7 @@ func (e *Engine) control(ctx context.Context, req controlRequest, id string) (*f
 	err := r.call(ctx, req)
 	if errors.Is(err, errRunnerGone) {
 		rec, gerr := e.getRollout(ctx, id)
-		if gerr == nil && Finished(flotillav1.RolloutState(rec.State)) {
+		if gerr == nil && Terminal(flotillav1.RolloutState(rec.State)) {
 			return nil, status.Errorf(codes.FailedPrecondition, "rollout %s already ended (%s)", id, flotillav1.RolloutState(rec.State))
 		}
 		return nil, status.Errorf(codes.Unavailable, "rollout %s: the control plane is stopping; retry", id)

@@ -42,7 +42,7 @@ func (e *Engine) WatchRollout(ctx context.Context, id string, send func(*flotill
 					return err
 				}
 				last = sev.Sequence
-				if Finished(ev.GetState().GetState()) {
+				if Terminal(ev.GetState().GetState()) {
 					return nil
 				}
 			}

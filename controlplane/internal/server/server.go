@@ -43,8 +43,8 @@ import (
 	"flotilla.dev/controlplane/internal/pki"
 	"flotilla.dev/controlplane/internal/ratelimit"
 	"flotilla.dev/controlplane/internal/rollout"
-	"flotilla.dev/controlplane/internal/run"
 	"flotilla.dev/controlplane/internal/store"
+	"flotilla.dev/pkg/run"
 )
 
 // maxRecvMsgSize bounds one message from any client. Heartbeats and
@@ -331,7 +331,7 @@ func (s *Server) Run(ctx context.Context, grpcLis, httpLis net.Listener) error {
 		zap.String("http", httpLis.Addr().String()), zap.String("ca_sha256", s.material.CA.Fingerprint()),
 		zap.Duration("agent_lost_after", s.registry.LostAfter()))
 	return run.All(ctx,
-		run.Loop{Name: "grpc", Run: func(ctx context.Context) error {
+		run.Task{Name: "grpc", Run: func(ctx context.Context) error {
 			errc := make(chan error, 1)
 			go func() { errc <- s.grpc.Serve(grpcLis) }()
 			select {
@@ -344,7 +344,7 @@ func (s *Server) Run(ctx context.Context, grpcLis, httpLis net.Listener) error {
 			s.stopGRPC()
 			return <-errc
 		}},
-		run.Loop{Name: "http", Run: func(ctx context.Context) error {
+		run.Task{Name: "http", Run: func(ctx context.Context) error {
 			errc := make(chan error, 1)
 			go func() { errc <- httpSrv.Serve(httpLis) }()
 			select {
@@ -360,29 +360,21 @@ func (s *Server) Run(ctx context.Context, grpcLis, httpLis net.Listener) error {
 			}
 			return nil
 		}},
-		run.Loop{Name: "liveness", Run: s.registry.RunLiveness},
-		run.Loop{Name: "status-flusher", Run: s.registry.RunFlusher},
-		run.Loop{Name: "command-deadlines", Run: s.dispatcher.Run},
-		run.Loop{Name: "rollouts", Run: s.rollouts.Run},
-		run.Loop{Name: "store-health", Run: s.watchStore},
+		run.Task{Name: "liveness", Run: s.registry.RunLiveness},
+		run.Task{Name: "status-flusher", Run: s.registry.RunFlusher},
+		run.Task{Name: "command-deadlines", Run: s.dispatcher.Run},
+		run.Task{Name: "rollouts", Run: s.rollouts.Run},
+		run.Task{Name: "store-health", Run: s.watchStore},
 	)
 }
 
 // stopGRPC stops gracefully, then hard after the shutdown timeout: agent
 // streams never end on their own, so a graceful stop alone would hang.
 func (s *Server) stopGRPC() {
-	done := make(chan struct{})
-	go func() {
-		s.grpc.GracefulStop()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(s.cfg.ShutdownTimeout.Std()):
+	run.Stop(s.cfg.ShutdownTimeout.Std(), s.grpc.GracefulStop, func() {
 		s.log.Warn("graceful stop timed out; closing remaining connections", zap.Duration("timeout", s.cfg.ShutdownTimeout.Std()))
 		s.grpc.Stop()
-		<-done
-	}
+	})
 }
 
 func (s *Server) setServing(ok bool) {
