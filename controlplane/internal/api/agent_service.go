@@ -28,9 +28,16 @@ import (
 	"flotilla.dev/controlplane/internal/store"
 )
 
+// AgentServiceStore is what the agent service keeps: registrations and the
+// certificates it renews.
+type AgentServiceStore interface {
+	store.AgentStore
+	store.IdentityStore
+}
+
 // AgentServiceConfig configures the agent-facing service.
 type AgentServiceConfig struct {
-	Store    store.Store
+	Store    AgentServiceStore
 	Registry *fleet.Registry
 	CA       *pki.CA
 	Logger   *zap.Logger

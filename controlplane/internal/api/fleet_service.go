@@ -30,7 +30,7 @@ const (
 
 // FleetServiceConfig configures the operator-facing fleet service.
 type FleetServiceConfig struct {
-	Store    store.Store
+	Store    store.TokenStore
 	Registry *fleet.Registry
 	CA       *pki.CA
 	Logger   *zap.Logger

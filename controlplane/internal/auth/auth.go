@@ -176,9 +176,15 @@ func policyFor(method string) policy {
 	return policy{access: accessDenied}
 }
 
+// AuthStore is what the Authenticator reads: operator tokens and agents.
+type AuthStore interface {
+	GetAPITokenByHash(ctx context.Context, hash []byte) (store.APIToken, error)
+	GetAgent(ctx context.Context, id string) (store.Agent, error)
+}
+
 // Authenticator checks credentials against the store.
 type Authenticator struct {
-	store store.Store
+	store AuthStore
 	now   func() time.Time
 	// registered answers from memory whether an agent is registered (the
 	// live fleet's registry), so that a fleet reconnecting at once after a
@@ -197,7 +203,7 @@ func (a *Authenticator) WithRegisteredAgents(registered func(id string) bool) *A
 }
 
 // NewAuthenticator returns an Authenticator backed by st.
-func NewAuthenticator(st store.Store, now func() time.Time) *Authenticator {
+func NewAuthenticator(st AuthStore, now func() time.Time) *Authenticator {
 	if now == nil {
 		now = time.Now
 	}

@@ -30,7 +30,7 @@ const MaxTargets = 100000
 
 // ManagerConfig configures a Manager.
 type ManagerConfig struct {
-	Store      store.Store
+	Store      store.CommandStore
 	Registry   *fleet.Registry
 	Dispatcher *Dispatcher
 	Logger     *zap.Logger

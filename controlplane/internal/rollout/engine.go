@@ -39,9 +39,18 @@ import (
 // engine makes.
 const IDPrefix = "ro-"
 
+// EngineStore is what the engine keeps: services and rollouts, and the host
+// commands whose results move them.
+type EngineStore interface {
+	store.RolloutStore
+	store.CommandStore
+}
+
 // Config configures an Engine.
 type Config struct {
-	Store      store.Store
+	// Store keeps services and rollouts; the engine reads host commands
+	// (their results) from it too.
+	Store      EngineStore
 	Registry   *fleet.Registry
 	Dispatcher *commands.Dispatcher
 	Logger     *zap.Logger
