@@ -52,8 +52,8 @@ type AdminServiceStore interface {
 // AdminServiceConfig configures the admin service.
 type AdminServiceConfig struct {
 	Store    AdminServiceStore
-	Registry *fleet.Registry
-	CA       *pki.CA
+	Registry AgentRemover
+	CA       CertificateAuthority
 	Logger   *zap.Logger
 	Now      func() time.Time
 }

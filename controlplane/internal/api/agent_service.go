@@ -38,8 +38,8 @@ type AgentServiceStore interface {
 // AgentServiceConfig configures the agent-facing service.
 type AgentServiceConfig struct {
 	Store    AgentServiceStore
-	Registry *fleet.Registry
-	CA       *pki.CA
+	Registry AgentRegistry
+	CA       CertificateAuthority
 	Logger   *zap.Logger
 	Now      func() time.Time
 	// Version is the control plane's build version, sent in the welcome.
@@ -52,7 +52,7 @@ type AgentServiceConfig struct {
 	Metrics *Metrics
 	// Commands receives command events and is told when an agent connects,
 	// so it can (re)send that agent's commands.
-	Commands *commands.Dispatcher
+	Commands CommandEvents
 	// RegisterLimiter bounds Register calls per source address; nil means
 	// the default of 5 a minute with bursts of 10.
 	RegisterLimiter *ratelimit.Limiter

@@ -24,7 +24,7 @@ const (
 // RolloutServiceConfig configures the rollout service.
 type RolloutServiceConfig struct {
 	// Engine runs the rollouts (required).
-	Engine *rollout.Engine
+	Engine Rollouts
 }
 
 // RolloutService implements flotilla.v1.RolloutService on the rollout
@@ -32,7 +32,7 @@ type RolloutServiceConfig struct {
 // validates what depends on the fleet and the store.
 type RolloutService struct {
 	flotillav1.UnimplementedRolloutServiceServer
-	engine *rollout.Engine
+	engine Rollouts
 }
 
 // NewRolloutService validates cfg and returns the service.
