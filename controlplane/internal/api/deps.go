@@ -26,7 +26,7 @@ type CommandEvents interface {
 
 // FleetCommands runs fleet commands (commands.Manager).
 type FleetCommands interface {
-	Run(ctx context.Context, req *flotillav1.RunCommandRequest) (*flotillav1.FleetCommand, error)
+	Run(ctx context.Context, req *flotillav1.RunCommandRequest, createdBy string) (*flotillav1.FleetCommand, error)
 	Get(ctx context.Context, fcID string, view flotillav1.CommandView) (*flotillav1.FleetCommand, error)
 	List(ctx context.Context, states []flotillav1.FleetCommandState, before string, limit int) ([]*flotillav1.FleetCommand, error)
 	Watch(ctx context.Context, fcID string, send func(*flotillav1.WatchCommandResponse) error) error
@@ -38,14 +38,14 @@ type Rollouts interface {
 	PutService(ctx context.Context, svc *flotillav1.Service) (*flotillav1.Service, error)
 	GetService(ctx context.Context, name string) (*flotillav1.Service, error)
 	ListServices(ctx context.Context) ([]*flotillav1.Service, error)
-	StartRollout(ctx context.Context, req *flotillav1.StartRolloutRequest) (*flotillav1.Rollout, error)
+	StartRollout(ctx context.Context, req *flotillav1.StartRolloutRequest, createdBy string) (*flotillav1.Rollout, error)
 	GetRollout(ctx context.Context, id string) (*flotillav1.Rollout, error)
 	ListRollouts(ctx context.Context, q store.RolloutQuery) ([]*flotillav1.Rollout, error)
 	WatchRollout(ctx context.Context, id string, send func(*flotillav1.RolloutEvent) error) error
 	PauseRollout(ctx context.Context, id, reason string) (*flotillav1.Rollout, error)
 	ResumeRollout(ctx context.Context, id string) (*flotillav1.Rollout, error)
 	AbortRollout(ctx context.Context, id, reason string, rollback bool) (*flotillav1.Rollout, error)
-	RollbackService(ctx context.Context, req *flotillav1.RollbackServiceRequest) (*flotillav1.Rollout, error)
+	RollbackService(ctx context.Context, req *flotillav1.RollbackServiceRequest, createdBy string) (*flotillav1.Rollout, error)
 }
 
 // CertificateAuthority signs agent and operator certificates (pki.CA).

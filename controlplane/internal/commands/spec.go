@@ -10,17 +10,16 @@
 package commands
 
 import (
-	"fmt"
 	"net"
 	"regexp"
 	"strconv"
 	"time"
 
 	"github.com/distribution/reference"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+
+	"flotilla.dev/controlplane/internal/fault"
 )
 
 // Kind names of command specs, as logs, metrics and the store use them.
@@ -75,7 +74,7 @@ var (
 )
 
 func invalid(field, format string, args ...any) error {
-	return status.Errorf(codes.InvalidArgument, "%s: %s", field, fmt.Sprintf(format, args...))
+	return fault.Invalid(field, format, args...)
 }
 
 // ValidateSpec checks a spec's parameters; field names in errors are

@@ -1,13 +1,12 @@
 package commands
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"testing"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
+	"flotilla.dev/controlplane/internal/fault"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 )
 
@@ -160,7 +159,7 @@ func TestValidateLimit(t *testing.T) {
 		switch {
 		case tt.field == "" && err != nil:
 			t.Errorf("validateLimit(%v) = %v, want nil", tt.limit, err)
-		case tt.field != "" && (status.Code(err) != codes.InvalidArgument || !strings.HasPrefix(status.Convert(err).Message(), tt.field+": ")):
+		case tt.field != "" && (!errors.Is(err, fault.ErrInvalid) || !strings.HasPrefix(err.Error(), tt.field+": ")):
 			t.Errorf("validateLimit(%v) = %v, want InvalidArgument naming %s", tt.limit, err, tt.field)
 		}
 	}

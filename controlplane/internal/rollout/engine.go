@@ -32,6 +32,7 @@ import (
 
 	"flotilla.dev/controlplane/internal/commands"
 	"flotilla.dev/controlplane/internal/fleet"
+	"flotilla.dev/controlplane/internal/ids"
 	"flotilla.dev/controlplane/internal/store"
 )
 
@@ -55,6 +56,8 @@ type Config struct {
 	Dispatcher *commands.Dispatcher
 	Logger     *zap.Logger
 	Metrics    *Metrics
+	// NewID makes rollout IDs; ids.New when nil.
+	NewID func(prefix string) (string, error)
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	// TickInterval is how often a rollout waiting on a health gate is
@@ -99,6 +102,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.NewID == nil {
+		cfg.NewID = ids.New
 	}
 	if cfg.TickInterval <= 0 {
 		cfg.TickInterval = time.Second

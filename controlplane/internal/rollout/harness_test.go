@@ -389,7 +389,7 @@ func (c *cluster) putService(strategy *flotillav1.RolloutStrategy) {
 
 func (c *cluster) startRollout(image string, strategy *flotillav1.RolloutStrategy) *flotillav1.Rollout {
 	c.t.Helper()
-	r, err := c.engine().StartRollout(operator(), &flotillav1.StartRolloutRequest{Service: serviceName, Image: image, Strategy: strategy, Reason: "test"})
+	r, err := c.engine().StartRollout(operator(), &flotillav1.StartRolloutRequest{Service: serviceName, Image: image, Strategy: strategy, Reason: "test"}, "operator:at-1")
 	if err != nil {
 		c.t.Fatalf("StartRollout: %v", err)
 	}

@@ -1,20 +1,18 @@
 package rollout
 
 import (
-	"fmt"
 	"net/url"
 	"regexp"
 	"strings"
 	"time"
 
 	"github.com/distribution/reference"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 
+	"flotilla.dev/controlplane/internal/fault"
 	"flotilla.dev/controlplane/internal/selector"
 )
 
@@ -46,7 +44,7 @@ var (
 
 // invalid returns an InvalidArgument status naming the field.
 func invalid(field, format string, args ...any) error {
-	return status.Errorf(codes.InvalidArgument, "%s: %s", field, fmt.Sprintf(format, args...))
+	return fault.Invalid(field, format, args...)
 }
 
 // ValidateServiceName checks a service name; field names it in the error.
