@@ -404,7 +404,12 @@ func (s *Server) Run(ctx context.Context, grpcLis, httpLis net.Listener) error {
 			s.setServing(false)
 			s.registry.CloseSessions(fleet.ErrShuttingDown)
 			s.stopGRPC()
-			return <-errc
+			// A stop that came before Serve began makes Serve report
+			// the server stopped: that is the stop asked for.
+			if err := <-errc; !errors.Is(err, grpc.ErrServerStopped) {
+				return err
+			}
+			return nil
 		}},
 		run.Loop{Name: "http", Run: func(ctx context.Context) error {
 			errc := make(chan error, 1)
