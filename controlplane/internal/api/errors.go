@@ -12,11 +12,12 @@ import (
 	"flotilla.dev/controlplane/internal/store"
 )
 
-// grpcError is the one place where the errors of the domain packages
+// GRPCError is the one place where the errors of the domain packages
 // (package fault, the store's sentinels, context errors) become gRPC status
-// codes that tell the caller what to do. A status error passes through as
+// codes that tell the caller what to do; the services call it, and the
+// server wraps authentication (package auth) in it. A status error passes through as
 // it is; nil stays nil; anything else is Internal.
-func grpcError(err error) error {
+func GRPCError(err error) error {
 	if err == nil {
 		return nil
 	}
@@ -38,6 +39,10 @@ func codeOf(err error) codes.Code {
 		return codes.FailedPrecondition
 	case errors.Is(err, fault.ErrExhausted):
 		return codes.ResourceExhausted
+	case errors.Is(err, fault.ErrUnauthenticated):
+		return codes.Unauthenticated
+	case errors.Is(err, fault.ErrPermissionDenied):
+		return codes.PermissionDenied
 	case errors.Is(err, fault.ErrUnavailable), errors.Is(err, store.ErrUnavailable):
 		return codes.Unavailable
 	case errors.Is(err, context.Canceled):

@@ -26,6 +26,8 @@ func TestGRPCErrorMapsEachKindToItsCode(t *testing.T) {
 			codes.NotFound, `rollout_id: rollout "ro-1" not found (ListRollouts shows them)`},
 		{"precondition", fault.Preconditionf("rollout ro-1 already ended (SUCCEEDED)"), codes.FailedPrecondition, "rollout ro-1 already ended (SUCCEEDED)"},
 		{"exhausted", fault.Exhaustedf("watcher fell behind"), codes.ResourceExhausted, "watcher fell behind"},
+		{"unauthenticated", fault.Unauthenticatedf("invalid API token"), codes.Unauthenticated, "invalid API token"},
+		{"permission denied", fault.PermissionDeniedf("needs role admin"), codes.PermissionDenied, "needs role admin"},
 		{"unavailable", fault.Unavailablef("store unavailable; retry"), codes.Unavailable, "store unavailable; retry"},
 		{"unavailable over a store error", fault.Unavailable(errors.New("disk I/O error"), "the rollout could not be stored"),
 			codes.Unavailable, "the rollout could not be stored"},
@@ -43,16 +45,16 @@ func TestGRPCErrorMapsEachKindToItsCode(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st, ok := status.FromError(grpcError(tt.err))
+			st, ok := status.FromError(GRPCError(tt.err))
 			if !ok {
-				t.Fatalf("grpcError(%v) is not a status error", tt.err)
+				t.Fatalf("GRPCError(%v) is not a status error", tt.err)
 			}
 			if st.Code() != tt.code || st.Message() != tt.msg {
-				t.Errorf("grpcError(%v) = %v %q, want %v %q", tt.err, st.Code(), st.Message(), tt.code, tt.msg)
+				t.Errorf("GRPCError(%v) = %v %q, want %v %q", tt.err, st.Code(), st.Message(), tt.code, tt.msg)
 			}
 		})
 	}
-	if grpcError(nil) != nil {
-		t.Error("grpcError(nil) != nil")
+	if GRPCError(nil) != nil {
+		t.Error("GRPCError(nil) != nil")
 	}
 }

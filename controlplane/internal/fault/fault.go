@@ -3,7 +3,8 @@
 // a request that is wrong (ValidationError), something named that does not
 // exist (NotFoundError), a state that forbids the call (ErrPrecondition), a
 // dependency that is away for now (ErrUnavailable) or a caller that cannot
-// keep up (ErrExhausted). Package api alone turns them into gRPC status codes.
+// keep up (ErrExhausted), a caller unknown (ErrUnauthenticated) or not
+// allowed (ErrPermissionDenied). Package api alone turns them into gRPC status codes.
 package fault
 
 import (
@@ -20,6 +21,10 @@ var (
 	ErrPrecondition = errors.New("failed precondition")
 	ErrUnavailable  = errors.New("unavailable")
 	ErrExhausted    = errors.New("resource exhausted")
+	// ErrUnauthenticated: the caller's credentials are missing or not
+	// accepted. ErrPermissionDenied: they are, but not for this call.
+	ErrUnauthenticated  = errors.New("unauthenticated")
+	ErrPermissionDenied = errors.New("permission denied")
 )
 
 // ValidationError is a request field with a value that is refused.
@@ -106,4 +111,15 @@ func Unavailable(cause error, msg string) error {
 // a limit).
 func Exhaustedf(format string, args ...any) error {
 	return &kindError{kind: ErrExhausted, msg: fmt.Sprintf(format, args...)}
+}
+
+// Unauthenticatedf says the caller's credentials are missing or refused;
+// the message says what to send instead.
+func Unauthenticatedf(format string, args ...any) error {
+	return &kindError{kind: ErrUnauthenticated, msg: fmt.Sprintf(format, args...)}
+}
+
+// PermissionDeniedf says the authenticated caller may not make this call.
+func PermissionDeniedf(format string, args ...any) error {
+	return &kindError{kind: ErrPermissionDenied, msg: fmt.Sprintf(format, args...)}
 }

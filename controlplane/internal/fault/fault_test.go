@@ -22,9 +22,11 @@ func TestErrorsMatchTheirKindAndKeepTheirMessage(t *testing.T) {
 		{"unavailable", Unavailablef("store unavailable; retry"), ErrUnavailable, "store unavailable; retry"},
 		{"unavailable with cause", Unavailable(cause, "the command could not be stored"), ErrUnavailable, "the command could not be stored"},
 		{"exhausted", Exhaustedf("watcher fell behind"), ErrExhausted, "watcher fell behind"},
+		{"unauthenticated", Unauthenticatedf("invalid API token"), ErrUnauthenticated, "invalid API token"},
+		{"permission denied", PermissionDeniedf("needs role %s", "admin"), ErrPermissionDenied, "needs role admin"},
 		{"wrapped", fmt.Errorf("starting: %w", Preconditionf("busy")), ErrPrecondition, "starting: busy"},
 	}
-	kinds := []error{ErrInvalid, ErrNotFound, ErrPrecondition, ErrUnavailable, ErrExhausted}
+	kinds := []error{ErrInvalid, ErrNotFound, ErrPrecondition, ErrUnavailable, ErrExhausted, ErrUnauthenticated, ErrPermissionDenied}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := tt.err.Error(); got != tt.msg {

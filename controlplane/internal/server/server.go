@@ -270,6 +270,12 @@ func (s *Server) buildGRPC() error {
 // interceptor chains.
 func (s *Server) grpcServerOptions(grpcMetrics *grpcprom.ServerMetrics) []grpc.ServerOption {
 	authn := auth.NewAuthenticator(s.store, s.opts.now).WithRegisteredAgents(s.registry.Has)
+	// Authentication says why it refuses a call with package fault's
+	// kinds; the API's mapping makes them the codes callers see.
+	authenticate := func(ctx context.Context) (context.Context, error) {
+		ctx, err := authn.AuthFunc(ctx)
+		return ctx, api.GRPCError(err)
+	}
 	agentStreams := newAgentStreamMetrics(s.metrics)
 	admission := newRegistrationAdmission(s.cfg.RegistrationMaxInFlight, s.metrics, s.log.Named("agents"))
 	grpcLog := logging.Interceptor(s.log.Named("grpc"))
@@ -294,7 +300,7 @@ func (s *Server) grpcServerOptions(grpcMetrics *grpcprom.ServerMetrics) []grpc.S
 			admission.UnaryServerInterceptor(),
 			selector.UnaryServerInterceptor(grpclog.UnaryServerInterceptor(grpcLog, logOpts...), notHealth),
 			s.audit.UnaryServerInterceptor(),
-			grpcauth.UnaryServerInterceptor(authn.AuthFunc),
+			grpcauth.UnaryServerInterceptor(authenticate),
 			s.audit.UnaryGateInterceptor(),
 			recovery.UnaryServerInterceptor(recoveryOpt),
 		),
@@ -302,7 +308,7 @@ func (s *Server) grpcServerOptions(grpcMetrics *grpcprom.ServerMetrics) []grpc.S
 			agentStreams.interceptor(),
 			selector.StreamServerInterceptor(grpcMetrics.StreamServerInterceptor(), notAgentStream),
 			selector.StreamServerInterceptor(selector.StreamServerInterceptor(grpclog.StreamServerInterceptor(grpcLog, logOpts...), notHealth), notAgentStream),
-			grpcauth.StreamServerInterceptor(authn.AuthFunc),
+			grpcauth.StreamServerInterceptor(authenticate),
 			recovery.StreamServerInterceptor(recoveryOpt),
 		),
 	)
