@@ -7,6 +7,7 @@ replace flotilla.dev/gen => ../gen
 require (
 	flotilla.dev/gen v0.0.0-00010101000000-000000000000
 	github.com/distribution/reference v0.6.0
+	github.com/google/go-cmp v0.7.0
 )
 
 require (

@@ -28,11 +28,18 @@ import (
 	"flotilla.dev/controlplane/internal/store"
 )
 
+// AgentServiceStore is what the agent service keeps: registrations and the
+// certificates it renews.
+type AgentServiceStore interface {
+	store.AgentStore
+	store.IdentityStore
+}
+
 // AgentServiceConfig configures the agent-facing service.
 type AgentServiceConfig struct {
-	Store    store.Store
-	Registry *fleet.Registry
-	CA       *pki.CA
+	Store    AgentServiceStore
+	Registry AgentRegistry
+	CA       CertificateAuthority
 	Logger   *zap.Logger
 	Now      func() time.Time
 	// Version is the control plane's build version, sent in the welcome.
@@ -45,7 +52,7 @@ type AgentServiceConfig struct {
 	Metrics *Metrics
 	// Commands receives command events and is told when an agent connects,
 	// so it can (re)send that agent's commands.
-	Commands *commands.Dispatcher
+	Commands CommandEvents
 	// RegisterLimiter bounds Register calls per source address; nil means
 	// the default of 5 a minute with bursts of 10.
 	RegisterLimiter *ratelimit.Limiter

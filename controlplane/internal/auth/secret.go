@@ -10,6 +10,8 @@ import (
 	"encoding/base32"
 	"fmt"
 	"strings"
+
+	"flotilla.dev/controlplane/internal/ids"
 )
 
 // Prefixes make a leaked secret recognisable by secret scanners and tell an
@@ -40,10 +42,4 @@ func HashSecret(secret string) []byte {
 }
 
 // NewID returns a short random public identifier such as "jt-7k2m9q4x".
-func NewID(prefix string) (string, error) {
-	var b [5]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("auth: random id: %w", err)
-	}
-	return prefix + strings.ToLower(encoding.EncodeToString(b[:])), nil
-}
+func NewID(prefix string) (string, error) { return ids.New(prefix) }

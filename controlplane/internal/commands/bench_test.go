@@ -246,7 +246,7 @@ func BenchmarkRunCommand(b *testing.B) {
 				start.Store(&now)
 				// Cancellable, as an RPC's context is.
 				ctx, cancel := context.WithCancel(context.Background())
-				fc, err := e.mgr.Run(ctx, req)
+				fc, err := e.mgr.Run(ctx, req, "operator:test")
 				cancel()
 				if err != nil {
 					b.Fatal(err)

@@ -9,13 +9,12 @@ import (
 	"testing/synctest"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 	"flotilla.dev/pkg/command"
 
+	"flotilla.dev/controlplane/internal/fault"
 	"flotilla.dev/controlplane/internal/store"
 )
 
@@ -251,7 +250,7 @@ func TestRunStoresTheFirstHostsReleased(t *testing.T) {
 	e := newTestEnv(t, agents...)
 	e.reg.Detach(e.sessions["web-2"], "gone")
 	fc, err := e.m.Run(ctx, &flotillav1.RunCommandRequest{AgentIds: agents, MaxConcurrency: countLimit(2),
-		Spec: &flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Pull{Pull: &flotillav1.PullCommand{Image: "registry.example/app:v2"}}}})
+		Spec: &flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Pull{Pull: &flotillav1.PullCommand{Image: "registry.example/app:v2"}}}}, "operator:test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +306,7 @@ func TestMaxErrorsSkipsTheQueueInOneWrite(t *testing.T) {
 	agents := []string{"web-1", "web-2", "web-3", "web-4", "web-5"}
 	e := newTestEnv(t, agents...)
 	fc, err := e.m.Run(ctx, &flotillav1.RunCommandRequest{AgentIds: agents, MaxConcurrency: countLimit(1), MaxErrors: countLimit(1),
-		Spec: &flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Pull{Pull: &flotillav1.PullCommand{Image: "registry.example/app:v2"}}}})
+		Spec: &flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Pull{Pull: &flotillav1.PullCommand{Image: "registry.example/app:v2"}}}}, "operator:test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +333,7 @@ func TestMaxErrorsSkipsTheQueueInOneWrite(t *testing.T) {
 		got.GetSummary()["failed"] != 1 || got.GetSummary()["skipped"] != 4 {
 		t.Errorf("fleet command %s with %v, want FAILED with 1 failed and 4 skipped", got.GetState(), got.GetSummary())
 	}
-	if _, err := e.m.Cancel(ctx, fc.GetId(), ""); status.Code(err) != codes.FailedPrecondition {
+	if _, err := e.m.Cancel(ctx, fc.GetId(), ""); !errors.Is(err, fault.ErrPrecondition) {
 		t.Errorf("Cancel of the finished command = %v, want FailedPrecondition", err)
 	}
 }

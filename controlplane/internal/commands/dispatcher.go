@@ -43,7 +43,7 @@ type Listener func(Update)
 
 // DispatcherConfig configures a Dispatcher.
 type DispatcherConfig struct {
-	Store    store.Store
+	Store    store.CommandStore
 	Registry *fleet.Registry
 	Logger   *zap.Logger
 	Now      func() time.Time

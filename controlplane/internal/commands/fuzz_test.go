@@ -1,14 +1,14 @@
 package commands
 
 import (
+	"errors"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"flotilla.dev/controlplane/internal/fault"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 	"flotilla.dev/pkg/command"
 )
@@ -39,7 +39,7 @@ func FuzzValidateSpec(f *testing.F) {
 		}
 		err := ValidateSpec("spec", spec)
 		if err != nil {
-			if status.Code(err) != codes.InvalidArgument {
+			if !errors.Is(err, fault.ErrInvalid) {
 				t.Fatalf("refused with %v, want InvalidArgument", err)
 			}
 			return

@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -20,8 +18,9 @@ import (
 	"flotilla.dev/pkg/command"
 	"flotilla.dev/pkg/limit"
 
-	"flotilla.dev/controlplane/internal/auth"
+	"flotilla.dev/controlplane/internal/fault"
 	"flotilla.dev/controlplane/internal/fleet"
+	"flotilla.dev/controlplane/internal/ids"
 	"flotilla.dev/controlplane/internal/selector"
 	"flotilla.dev/controlplane/internal/store"
 )
@@ -31,12 +30,14 @@ const MaxTargets = 100000
 
 // ManagerConfig configures a Manager.
 type ManagerConfig struct {
-	Store      store.Store
+	Store      store.CommandStore
 	Registry   *fleet.Registry
 	Dispatcher *Dispatcher
 	Logger     *zap.Logger
 	Now        func() time.Time
 	Metrics    *Metrics
+	// NewID makes fleet command IDs; ids.New when nil.
+	NewID func(prefix string) (string, error)
 }
 
 // Manager runs fleet commands.
@@ -81,6 +82,9 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.NewID == nil {
+		cfg.NewID = ids.New
 	}
 	m := &Manager{cfg: cfg, log: cfg.Logger, running: make(map[string]*run)}
 	cfg.Dispatcher.Listen(m.onUpdate)
@@ -182,8 +186,9 @@ func (r *run) queuedHosts(n int) []string {
 	return out
 }
 
-// Run validates and starts a fleet command.
-func (m *Manager) Run(ctx context.Context, req *flotillav1.RunCommandRequest) (*flotillav1.FleetCommand, error) {
+// Run validates and starts a fleet command on behalf of createdBy (the
+// caller's principal, "kind:id"; "" when unknown).
+func (m *Manager) Run(ctx context.Context, req *flotillav1.RunCommandRequest, createdBy string) (*flotillav1.FleetCommand, error) {
 	if err := ValidateSpec("spec", req.GetSpec()); err != nil {
 		return nil, err
 	}
@@ -207,23 +212,19 @@ func (m *Manager) Run(ctx context.Context, req *flotillav1.RunCommandRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	id, err := auth.NewID("cmd-")
+	id, err := m.cfg.NewID("cmd-")
 	if err != nil {
-		return nil, status.Error(codes.Internal, "could not generate a command ID")
+		return nil, errors.New("could not generate a command ID")
 	}
 	accepted := proto.Clone(req).(*flotillav1.RunCommandRequest)
 	accepted.AgentIds, accepted.Timeout = agents, durationpb.New(timeout)
 	reqBytes, err := proto.Marshal(accepted)
 	if err != nil {
-		return nil, status.Error(codes.Internal, "could not encode the request")
+		return nil, errors.New("could not encode the request")
 	}
 	specBytes, err := proto.Marshal(req.GetSpec())
 	if err != nil {
-		return nil, status.Error(codes.Internal, "could not encode the spec")
-	}
-	createdBy := ""
-	if p, ok := auth.PrincipalFrom(ctx); ok {
-		createdBy = p.Kind + ":" + p.ID
+		return nil, errors.New("could not encode the spec")
 	}
 	now := m.cfg.Now()
 	fc := store.FleetCommand{ID: id, Kind: kind, Request: reqBytes, CreatedBy: createdBy,
@@ -243,7 +244,7 @@ func (m *Manager) Run(ctx context.Context, req *flotillav1.RunCommandRequest) (*
 	}
 	if err := m.cfg.Store.CreateFleetCommand(ctx, fc, hcs); err != nil {
 		m.log.Error("storing a fleet command failed", zap.Error(err))
-		return nil, status.Error(codes.Unavailable, "the command could not be stored; nothing was sent; retry")
+		return nil, fault.Unavailablef("the command could not be stored; nothing was sent; retry")
 	}
 	r, _ := newRun(fc, hcs) // the request was just encoded; it decodes
 	m.mu.Lock()
@@ -274,7 +275,7 @@ func (m *Manager) targets(req *flotillav1.RunCommandRequest) ([]string, error) {
 		var out []string
 		for i, id := range ids {
 			if _, ok := m.cfg.Registry.Get(id); !ok {
-				return nil, status.Errorf(codes.NotFound, "agent_ids[%d]: agent %q not found", i, id)
+				return nil, &fault.NotFoundError{Field: fmt.Sprintf("agent_ids[%d]", i), Kind: "agent", ID: id}
 			}
 			if !seen[id] {
 				seen[id] = true
@@ -290,7 +291,7 @@ func (m *Manager) targets(req *flotillav1.RunCommandRequest) ([]string, error) {
 	}
 	page, _, total := m.cfg.Registry.List(fleet.Query{Selector: s, Limit: MaxTargets + 1})
 	if total == 0 {
-		return nil, status.Errorf(codes.FailedPrecondition, "selector %q matches no registered agent", sel)
+		return nil, fault.Preconditionf("selector %q matches no registered agent", sel)
 	}
 	if total > MaxTargets {
 		return nil, invalid("selector", "matches %d agents, at most %d per command", total, MaxTargets)
@@ -447,11 +448,11 @@ func (m *Manager) Cancel(ctx context.Context, fcID, reason string) (*flotillav1.
 		if err != nil {
 			return nil, err
 		}
-		return nil, status.Errorf(codes.FailedPrecondition, "command %s already ended (%s)", fcID, fc.GetState())
+		return nil, fault.Preconditionf("command %s already ended (%s)", fcID, fc.GetState())
 	}
 	m.log.Info("fleet command cancelled", zap.String("command", fcID), zap.String("reason", reason))
 	if err := m.cfg.Dispatcher.Cancel(ctx, released, reason); err != nil {
-		return nil, status.Errorf(codes.Unavailable, "cancel could not be recorded: %v", err)
+		return nil, fault.Unavailablef("cancel could not be recorded: %v", err)
 	}
 	m.advance(ctx, fcID)
 	return m.Get(ctx, fcID, flotillav1.CommandView_COMMAND_VIEW_FULL)
@@ -470,10 +471,10 @@ func (m *Manager) Get(ctx context.Context, fcID string, view flotillav1.CommandV
 	m.mu.Unlock()
 	fc, err := m.cfg.Store.GetFleetCommand(ctx, fcID)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, status.Errorf(codes.NotFound, "command %q not found (ListCommands shows recent ones)", fcID)
+		return nil, &fault.NotFoundError{Kind: "command", ID: fcID, Hint: "ListCommands shows recent ones"}
 	}
 	if err != nil {
-		return nil, status.Error(codes.Unavailable, "store unavailable; retry")
+		return nil, fault.Unavailablef("store unavailable; retry")
 	}
 	if !withHosts {
 		// A finished command's summary is stored with it.
@@ -481,11 +482,11 @@ func (m *Manager) Get(ctx context.Context, fcID string, view flotillav1.CommandV
 	}
 	hcs, err := m.cfg.Store.ListHostCommands(ctx, fcID)
 	if err != nil {
-		return nil, status.Error(codes.Unavailable, "store unavailable; retry")
+		return nil, fault.Unavailablef("store unavailable; retry")
 	}
 	r, err := newRun(fc, hcs)
 	if err != nil {
-		return nil, status.Errorf(codes.Internal, "command %s is unreadable", fcID)
+		return nil, fmt.Errorf("command %s is unreadable", fcID)
 	}
 	return r.snapshot(true), nil
 }
@@ -498,7 +499,7 @@ func (m *Manager) List(ctx context.Context, states []flotillav1.FleetCommandStat
 	}
 	fcs, err := m.cfg.Store.ListFleetCommands(ctx, q)
 	if err != nil {
-		return nil, status.Error(codes.Unavailable, "store unavailable; retry")
+		return nil, fault.Unavailablef("store unavailable; retry")
 	}
 	out := make([]*flotillav1.FleetCommand, 0, len(fcs))
 	for _, fc := range fcs {

@@ -10,16 +10,14 @@
 package commands
 
 import (
-	"fmt"
 	"strings"
 	"time"
-
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 	"flotilla.dev/pkg/command"
 	"flotilla.dev/pkg/validate"
+
+	"flotilla.dev/controlplane/internal/fault"
 )
 
 // DefaultTimeout is the per-host time limit of a kind when the request sets none.
@@ -40,7 +38,7 @@ func DefaultTimeout(kind string) time.Duration {
 const MaxTimeout = 24 * time.Hour
 
 func invalid(field, format string, args ...any) error {
-	return status.Errorf(codes.InvalidArgument, "%s: %s", field, fmt.Sprintf(format, args...))
+	return fault.Invalid(field, format, args...)
 }
 
 // ValidateSpec checks a spec's parameters; field names in errors are

@@ -1,14 +1,14 @@
 package commands
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"flotilla.dev/controlplane/internal/fault"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 	"flotilla.dev/pkg/command"
 )
@@ -120,10 +120,10 @@ func TestValidateSpecRefuses(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := ValidateSpec("spec", tt.spec)
-			if status.Code(err) != codes.InvalidArgument {
+			if !errors.Is(err, fault.ErrInvalid) {
 				t.Fatalf("ValidateSpec = %v, want InvalidArgument", err)
 			}
-			if msg := status.Convert(err).Message(); !strings.HasPrefix(msg, tt.field+": ") {
+			if msg := err.Error(); !strings.HasPrefix(msg, tt.field+": ") {
 				t.Fatalf("message %q does not start with the field %q", msg, tt.field)
 			}
 		})
@@ -132,7 +132,7 @@ func TestValidateSpecRefuses(t *testing.T) {
 
 func TestValidateSpecPrefix(t *testing.T) {
 	err := ValidateSpec("steps[2].spec", backup("$(id)"))
-	if msg := status.Convert(err).Message(); !strings.HasPrefix(msg, "steps[2].spec.backup.database: ") {
+	if msg := err.Error(); !strings.HasPrefix(msg, "steps[2].spec.backup.database: ") {
 		t.Fatalf("message %q does not carry the prefix", msg)
 	}
 }

@@ -26,7 +26,7 @@ import (
 
 // Config configures a Registry.
 type Config struct {
-	Store  store.Store
+	Store  store.AgentStore
 	Logger *zap.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time

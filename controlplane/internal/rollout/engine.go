@@ -32,6 +32,7 @@ import (
 
 	"flotilla.dev/controlplane/internal/commands"
 	"flotilla.dev/controlplane/internal/fleet"
+	"flotilla.dev/controlplane/internal/ids"
 	"flotilla.dev/controlplane/internal/store"
 )
 
@@ -39,13 +40,24 @@ import (
 // engine makes.
 const IDPrefix = "ro-"
 
+// EngineStore is what the engine keeps: services and rollouts, and the host
+// commands whose results move them.
+type EngineStore interface {
+	store.RolloutStore
+	store.CommandStore
+}
+
 // Config configures an Engine.
 type Config struct {
-	Store      store.Store
+	// Store keeps services and rollouts; the engine reads host commands
+	// (their results) from it too.
+	Store      EngineStore
 	Registry   *fleet.Registry
 	Dispatcher *commands.Dispatcher
 	Logger     *zap.Logger
 	Metrics    *Metrics
+	// NewID makes rollout IDs; ids.New when nil.
+	NewID func(prefix string) (string, error)
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	// TickInterval is how often a rollout waiting on a health gate is
@@ -90,6 +102,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.NewID == nil {
+		cfg.NewID = ids.New
 	}
 	if cfg.TickInterval <= 0 {
 		cfg.TickInterval = time.Second

@@ -8,14 +8,13 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 	"flotilla.dev/pkg/command"
 	"flotilla.dev/pkg/limit"
 
+	"flotilla.dev/controlplane/internal/fault"
 	"flotilla.dev/controlplane/internal/store"
 )
 
@@ -317,13 +316,13 @@ func (r *runner) call(ctx context.Context, req controlRequest) error {
 	case <-r.done:
 		return errRunnerGone
 	case <-ctx.Done():
-		return status.FromContextError(ctx.Err()).Err()
+		return ctx.Err()
 	}
 	select {
 	case err := <-req.reply:
 		return err
 	case <-ctx.Done():
-		return status.FromContextError(ctx.Err()).Err()
+		return ctx.Err()
 	}
 }
 
@@ -338,9 +337,9 @@ func (r *runner) handleControl(ctx context.Context, req controlRequest) error {
 		case state == flotillav1.RolloutState_ROLLOUT_STATE_PAUSED:
 			return nil
 		case r.rec.Stop != "":
-			return status.Errorf(codes.FailedPrecondition, "rollout %s is stopping (%s); it cannot be paused", r.rec.ID, r.rec.Stop)
+			return fault.Preconditionf("rollout %s is stopping (%s); it cannot be paused", r.rec.ID, r.rec.Stop)
 		case state != flotillav1.RolloutState_ROLLOUT_STATE_PREPARING && state != flotillav1.RolloutState_ROLLOUT_STATE_RUNNING:
-			return status.Errorf(codes.FailedPrecondition, "rollout %s is %s; only a preparing or running rollout can be paused", r.rec.ID, state)
+			return fault.Preconditionf("rollout %s is %s; only a preparing or running rollout can be paused", r.rec.ID, state)
 		}
 		msg := "paused by an operator; hosts in progress finish, no new host starts"
 		if req.reason != "" {
@@ -353,7 +352,7 @@ func (r *runner) handleControl(ctx context.Context, req controlRequest) error {
 			return nil
 		case flotillav1.RolloutState_ROLLOUT_STATE_PAUSED:
 		default:
-			return status.Errorf(codes.FailedPrecondition, "rollout %s is %s; only a paused rollout can be resumed", r.rec.ID, state)
+			return fault.Preconditionf("rollout %s is %s; only a paused rollout can be resumed", r.rec.ID, state)
 		}
 		next := flotillav1.RolloutState_ROLLOUT_STATE_RUNNING
 		if !r.rec.Prepared {
@@ -364,7 +363,7 @@ func (r *runner) handleControl(ctx context.Context, req controlRequest) error {
 		switch state {
 		case flotillav1.RolloutState_ROLLOUT_STATE_PREPARING, flotillav1.RolloutState_ROLLOUT_STATE_RUNNING, flotillav1.RolloutState_ROLLOUT_STATE_PAUSED:
 		default:
-			return status.Errorf(codes.FailedPrecondition, "rollout %s is %s; it cannot be aborted", r.rec.ID, state)
+			return fault.Preconditionf("rollout %s is %s; it cannot be aborted", r.rec.ID, state)
 		}
 		reason := "aborted by an operator"
 		if req.reason != "" {
@@ -381,12 +380,12 @@ func (r *runner) handleControl(ctx context.Context, req controlRequest) error {
 		}
 		r.setState(ch, state, msg)
 	default:
-		return status.Errorf(codes.Internal, "unknown control %q", req.op)
+		return fmt.Errorf("unknown control %q", req.op)
 	}
 	if err := r.commit(ctx, ch); err != nil {
 		r.log.Warn("storing an operator's change failed", zap.String("op", req.op), zap.Error(err))
 		r.reload(ctx)
-		return status.Error(codes.Unavailable, "the change could not be stored; retry")
+		return fault.Unavailablef("the change could not be stored; retry")
 	}
 	r.signal()
 	return nil

@@ -8,13 +8,11 @@ import (
 	"strings"
 
 	"go.uber.org/zap"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 
-	"flotilla.dev/controlplane/internal/auth"
+	"flotilla.dev/controlplane/internal/fault"
 	"flotilla.dev/controlplane/internal/fleet"
 	"flotilla.dev/controlplane/internal/selector"
 	"flotilla.dev/controlplane/internal/store"
@@ -29,6 +27,7 @@ type startParams struct {
 	reason     string
 	dryRun     bool
 	rollbackOf string
+	createdBy  string
 }
 
 // start plans a rollout and, unless it is a dry run, stores it and hands it
@@ -40,7 +39,7 @@ func (e *Engine) start(ctx context.Context, p startParams) (*flotillav1.Rollout,
 	}
 	svc := &flotillav1.Service{}
 	if err := proto.Unmarshal(stored.Spec, svc); err != nil {
-		return nil, status.Errorf(codes.Internal, "service %s is unreadable", p.service)
+		return nil, fmt.Errorf("service %s is unreadable", p.service)
 	}
 	strategy := p.strategy
 	if strategy == nil {
@@ -65,9 +64,9 @@ func (e *Engine) start(ctx context.Context, p startParams) (*flotillav1.Rollout,
 	agents, _, total := e.cfg.Registry.List(fleet.Query{Selector: sel, Limit: e.cfg.MaxHosts + 1})
 	switch {
 	case total == 0:
-		return nil, status.Errorf(codes.FailedPrecondition, "selector %q matches no registered agent", selText)
+		return nil, fault.Preconditionf("selector %q matches no registered agent", selText)
 	case total > e.cfg.MaxHosts:
-		return nil, status.Errorf(codes.FailedPrecondition, "selector %q matches %d agents, at most %d per rollout", selText, total, e.cfg.MaxHosts)
+		return nil, fault.Preconditionf("selector %q matches %d agents, at most %d per rollout", selText, total, e.cfg.MaxHosts)
 	}
 	lbIDs, err := e.loadBalancers(svc.GetLoadBalancer())
 	if err != nil {
@@ -79,17 +78,14 @@ func (e *Engine) start(ctx context.Context, p startParams) (*flotillav1.Rollout,
 	}
 	plan := MakePlan(PlanInput{Image: p.image, Container: svc.GetContainer(), Strategy: strategy, LoadBalancer: svc.GetLoadBalancer(), Hosts: cands})
 	if strategy.GetOfflineHosts() == flotillav1.OfflinePolicy_OFFLINE_POLICY_FAIL && len(plan.Offline) > 0 {
-		return nil, status.Errorf(codes.FailedPrecondition, "%d hosts are offline and strategy.offline_hosts is FAIL: %s",
+		return nil, fault.Preconditionf("%d hosts are offline and strategy.offline_hosts is FAIL: %s",
 			len(plan.Offline), joinLimited(plan.Offline, 20))
 	}
 	if len(plan.Hosts) == 0 {
-		return nil, status.Errorf(codes.FailedPrecondition, "nothing to roll out: every host the selector %q matches is left out (%s)",
+		return nil, fault.Preconditionf("nothing to roll out: every host the selector %q matches is left out (%s)",
 			selText, exclusionSummary(plan.Excluded))
 	}
-	createdBy := ""
-	if pr, ok := auth.PrincipalFrom(ctx); ok {
-		createdBy = pr.Kind + ":" + pr.ID
-	}
+	createdBy := p.createdBy
 	now := e.cfg.Now()
 	def := &flotillav1.Rollout{
 		Service: p.service, Image: p.image, Strategy: strategy, Selector: selText, Reason: p.reason, CreatedBy: createdBy,
@@ -112,18 +108,18 @@ func (e *Engine) start(ctx context.Context, p startParams) (*flotillav1.Rollout,
 		}
 		return out, nil
 	}
-	id, err := auth.NewID(IDPrefix)
+	id, err := e.cfg.NewID(IDPrefix)
 	if err != nil {
-		return nil, status.Error(codes.Internal, "could not generate a rollout ID")
+		return nil, errors.New("could not generate a rollout ID")
 	}
 	def.Id = id
 	defBytes, err := marshal(def)
 	if err != nil {
-		return nil, status.Error(codes.Internal, "could not encode the rollout")
+		return nil, errors.New("could not encode the rollout")
 	}
 	svcBytes, err := marshal(svc)
 	if err != nil {
-		return nil, status.Error(codes.Internal, "could not encode the service")
+		return nil, errors.New("could not encode the service")
 	}
 	rec := store.Rollout{
 		ID: id, Service: p.service, Image: p.image, RollbackOf: p.rollbackOf, CreatedBy: createdBy, Definition: defBytes,
@@ -140,14 +136,14 @@ func (e *Engine) start(ctx context.Context, p startParams) (*flotillav1.Rollout,
 		if rec, ok, gerr := e.activeRollout(ctx, p.service); gerr == nil && ok {
 			return nil, activeError(p.service, rec)
 		}
-		return nil, status.Errorf(codes.FailedPrecondition, "service %s already has an active rollout: %s", p.service, active.RolloutID)
+		return nil, fault.Preconditionf("service %s already has an active rollout: %s", p.service, active.RolloutID)
 	case err != nil:
 		e.log.Error("storing a rollout failed", zap.String("service", p.service), zap.Error(err))
 		return nil, unavailable(err, "the rollout could not be stored; nothing was started")
 	}
 	r, err := newRunner(e, rec, rows)
 	if err != nil {
-		return nil, status.Errorf(codes.Internal, "rollout %s: %v", id, err)
+		return nil, fmt.Errorf("rollout %s: %v", id, err)
 	}
 	for _, h := range r.hosts {
 		h.pull = pullNotCreated // a new rollout has no command yet
@@ -159,7 +155,7 @@ func (e *Engine) start(ctx context.Context, p startParams) (*flotillav1.Rollout,
 	e.launch(r)
 	out, err := rolloutProto(rec, rows)
 	if err != nil {
-		return nil, status.Errorf(codes.Internal, "rollout %s is unreadable", id)
+		return nil, fmt.Errorf("rollout %s is unreadable", id)
 	}
 	return out, nil
 }
@@ -172,11 +168,11 @@ func (e *Engine) loadBalancers(lb *flotillav1.LoadBalancer) ([]string, error) {
 	}
 	sel, err := selector.Parse(lb.GetSelector())
 	if err != nil {
-		return nil, status.Errorf(codes.FailedPrecondition, "the service's load_balancer.selector does not parse: %v", err)
+		return nil, fault.Preconditionf("the service's load_balancer.selector does not parse: %v", err)
 	}
 	agents, _, total := e.cfg.Registry.List(fleet.Query{Selector: sel, Limit: 1000})
 	if total == 0 {
-		return nil, status.Errorf(codes.FailedPrecondition, "the service's load_balancer.selector %q matches no agent: nothing could drain the hosts", lb.GetSelector())
+		return nil, fault.Preconditionf("the service's load_balancer.selector %q matches no agent: nothing could drain the hosts", lb.GetSelector())
 	}
 	var ids, offline []string
 	for _, a := range agents {
@@ -186,7 +182,7 @@ func (e *Engine) loadBalancers(lb *flotillav1.LoadBalancer) ([]string, error) {
 		}
 	}
 	if len(offline) > 0 {
-		return nil, status.Errorf(codes.FailedPrecondition, "load-balancer agents offline: %s; hosts could not be drained", joinLimited(offline, 20))
+		return nil, fault.Preconditionf("load-balancer agents offline: %s; hosts could not be drained", joinLimited(offline, 20))
 	}
 	return ids, nil
 }

@@ -1,13 +1,10 @@
 package rollout
 
 import (
-	"fmt"
 	"net/url"
 	"regexp"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -15,6 +12,7 @@ import (
 	"flotilla.dev/pkg/limit"
 	"flotilla.dev/pkg/validate"
 
+	"flotilla.dev/controlplane/internal/fault"
 	"flotilla.dev/controlplane/internal/selector"
 )
 
@@ -42,7 +40,7 @@ var serviceNameRE = regexp.MustCompile(`^[a-z0-9-]{1,63}$`)
 
 // invalid returns an InvalidArgument status naming the field.
 func invalid(field, format string, args ...any) error {
-	return status.Errorf(codes.InvalidArgument, "%s: %s", field, fmt.Sprintf(format, args...))
+	return fault.Invalid(field, format, args...)
 }
 
 // ValidateServiceName checks a service name; field names it in the error.

@@ -97,78 +97,16 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, version string
 	if err := checkDataFiles(cfg, log); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, version: version, metrics: prometheus.NewRegistry()}
-	for _, o := range opts {
-		o(&s.opts)
-	}
+	s := &Server{cfg: cfg, log: log, version: version, metrics: prometheus.NewRegistry(), opts: newOptions(opts)}
 	defer func() {
 		if err != nil {
 			s.Close()
 		}
 	}()
-	if s.store, err = openStore(ctx, cfg, log); err != nil {
-		return nil, err
-	}
-	if s.opts.wrapStore != nil {
-		s.store = s.opts.wrapStore(s.store)
-	}
-	s.material, err = pki.LoadOrCreate(pki.FilesConfig{
-		Dir: cfg.DataDir, CACertFile: cfg.TLS.CACertFile, CAKeyFile: cfg.TLS.CAKeyFile,
-		ServerCert: cfg.TLS.CertFile, ServerKey: cfg.TLS.KeyFile,
-		ServerHosts: pki.DefaultServerHosts(cfg.AdvertiseNames),
-	})
-	if err != nil {
-		return nil, err
-	}
-	for _, f := range s.material.Generated {
-		log.Info("generated TLS material", zap.String("file", f))
-	}
-	if s.AdminTokenPath, err = auth.EnsureAdminToken(ctx, s.store, cfg.DataDir, time.Now()); err != nil {
-		return nil, err
-	}
-	if s.AdminTokenPath != "" {
-		log.Info("created the bootstrap admin API token; keep it secret", zap.String("file", s.AdminTokenPath))
-	}
-	s.registry, err = fleet.New(fleet.Config{
-		Store: s.store, Logger: log.Named("fleet"),
-		LostAfter: cfg.AgentLostAfter.Std(), ReconnectGrace: cfg.AgentReconnectGrace.Std(),
-		PersistInterval: cfg.HeartbeatPersistInterval.Std(),
-	})
-	if err != nil {
-		return nil, err
-	}
-	if err := s.registry.Load(ctx); err != nil {
-		return nil, err
-	}
-	s.commandMetrics = commands.NewMetrics(s.metrics)
-	if s.dispatcher, err = commands.NewDispatcher(commands.DispatcherConfig{
-		Store: s.store, Registry: s.registry, Logger: log.Named("commands"), Metrics: s.commandMetrics,
-		DeadlineGrace: cfg.CommandDeadlineGrace.Std(),
-	}); err != nil {
-		return nil, err
-	}
-	if s.commands, err = commands.NewManager(commands.ManagerConfig{
-		Store: s.store, Registry: s.registry, Dispatcher: s.dispatcher, Logger: log.Named("commands"), Metrics: s.commandMetrics,
-	}); err != nil {
-		return nil, err
-	}
-	// The engine listens to the dispatcher: build it before anything is
-	// delivered, and load it after the dispatcher so that it finds its
-	// rollouts' commands there.
-	if s.rollouts, err = rollout.New(rollout.Config{
-		Store: s.store, Registry: s.registry, Dispatcher: s.dispatcher, Logger: log.Named("rollouts"),
-		Metrics: rollout.NewMetrics(s.metrics),
-	}); err != nil {
-		return nil, err
-	}
-	if err := s.dispatcher.Load(ctx); err != nil {
-		return nil, err
-	}
-	if err := s.commands.Load(ctx); err != nil {
-		return nil, err
-	}
-	if err := s.rollouts.Load(ctx); err != nil {
-		return nil, err
+	for _, step := range []func(context.Context) error{s.openStore, s.loadCredentials, s.buildFleet, s.buildWork, s.loadWork} {
+		if err := step(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.buildGRPC(); err != nil {
 		return nil, err
@@ -176,8 +114,116 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, version string
 	return s, nil
 }
 
+// openStore opens the store the configuration names, or the one of
+// WithStoreOpener (see also WithStoreWrapper).
+func (s *Server) openStore(ctx context.Context) error {
+	open := s.opts.openStore
+	if open == nil {
+		open = func(ctx context.Context, cfg config.Config) (store.Store, error) {
+			return openConfiguredStore(ctx, cfg, s.log)
+		}
+	}
+	st, err := open(ctx, s.cfg)
+	if err != nil {
+		return err
+	}
+	s.store = st
+	if s.opts.wrapStore != nil {
+		s.store = s.opts.wrapStore(s.store)
+	}
+	return nil
+}
+
+// loadCredentials loads or creates the TLS material and the bootstrap admin
+// token.
+func (s *Server) loadCredentials(ctx context.Context) error {
+	cfg := s.cfg
+	var err error
+	s.material, err = pki.LoadOrCreate(pki.FilesConfig{
+		Dir: cfg.DataDir, CACertFile: cfg.TLS.CACertFile, CAKeyFile: cfg.TLS.CAKeyFile,
+		ServerCert: cfg.TLS.CertFile, ServerKey: cfg.TLS.KeyFile,
+		ServerHosts: pki.DefaultServerHosts(cfg.AdvertiseNames), Now: s.opts.now,
+	})
+	if err != nil {
+		return err
+	}
+	for _, f := range s.material.Generated {
+		s.log.Info("generated TLS material", zap.String("file", f))
+	}
+	if s.AdminTokenPath, err = auth.EnsureAdminToken(ctx, s.store, cfg.DataDir, s.opts.now()); err != nil {
+		return err
+	}
+	if s.AdminTokenPath != "" {
+		s.log.Info("created the bootstrap admin API token; keep it secret", zap.String("file", s.AdminTokenPath))
+	}
+	return nil
+}
+
+// buildFleet builds the registry of agents and loads it from the store.
+func (s *Server) buildFleet(ctx context.Context) error {
+	var err error
+	s.registry, err = fleet.New(fleet.Config{
+		Store: s.store, Logger: s.log.Named("fleet"), Now: s.opts.now,
+		LostAfter: s.cfg.AgentLostAfter.Std(), ReconnectGrace: s.cfg.AgentReconnectGrace.Std(),
+		PersistInterval: s.cfg.HeartbeatPersistInterval.Std(), FlushInterval: s.opts.intervals.StatusFlush,
+	})
+	if err != nil {
+		return err
+	}
+	return s.registry.Load(ctx)
+}
+
+// buildWork builds the command dispatcher and manager and the rollout
+// engine.
+func (s *Server) buildWork(context.Context) error {
+	s.commandMetrics = commands.NewMetrics(s.metrics)
+	var err error
+	if s.dispatcher, err = commands.NewDispatcher(commands.DispatcherConfig{
+		Store: s.store, Registry: s.registry, Logger: s.log.Named("commands"), Metrics: s.commandMetrics, Now: s.opts.now,
+		DeadlineGrace: s.cfg.CommandDeadlineGrace.Std(), SweepInterval: s.opts.intervals.CommandSweep,
+	}); err != nil {
+		return err
+	}
+	if s.commands, err = commands.NewManager(commands.ManagerConfig{
+		Store: s.store, Registry: s.registry, Dispatcher: s.dispatcher, Logger: s.log.Named("commands"),
+		Metrics: s.commandMetrics, Now: s.opts.now,
+	}); err != nil {
+		return err
+	}
+	// The engine listens to the dispatcher: build it before anything is
+	// delivered (loadWork).
+	s.rollouts, err = rollout.New(rollout.Config{
+		Store: s.store, Registry: s.registry, Dispatcher: s.dispatcher, Logger: s.log.Named("rollouts"),
+		Metrics: rollout.NewMetrics(s.metrics), Now: s.opts.now,
+		TickInterval: s.opts.intervals.RolloutTick, RetryInterval: s.opts.intervals.RolloutRetry,
+	})
+	return err
+}
+
+// loadWork loads the dispatcher, then the commands and rollouts, so that
+// they find their host commands in the dispatcher.
+func (s *Server) loadWork(ctx context.Context) error {
+	if err := s.dispatcher.Load(ctx); err != nil {
+		return err
+	}
+	if err := s.commands.Load(ctx); err != nil {
+		return err
+	}
+	return s.rollouts.Load(ctx)
+}
+
 // Registry exposes the live fleet (tests and later subsystems use it).
 func (s *Server) Registry() *fleet.Registry { return s.registry }
+
+// Rollouts exposes the rollout engine (tests drive it directly).
+func (s *Server) Rollouts() *rollout.Engine { return s.rollouts }
+
+// Metrics is the registry the server's metrics are registered with, as
+// /metrics serves it.
+func (s *Server) Metrics() prometheus.Gatherer { return s.metrics }
+
+// ServiceInfo lists the gRPC services and methods the server registered.
+func (s *Server) ServiceInfo() map[string]grpc.ServiceInfo { return s.grpc.GetServiceInfo() }
 
 // CA exposes the certificate authority.
 func (s *Server) CA() *pki.CA { return s.material.CA }
@@ -212,18 +258,30 @@ func (s *Server) buildGRPC() error {
 		grpcMetrics,
 		fleet.NewCollector(s.registry, s.collectorOptions()...),
 	)
-	apiMetrics := api.NewMetrics(s.metrics)
-
-	authn := auth.NewAuthenticator(s.store, time.Now).WithRegisteredAgents(s.registry.Has)
 	var err error
-	if s.audit, err = audit.New(audit.Config{Store: s.store, Logger: s.log.Named("audit"), Registerer: s.metrics}); err != nil {
+	if s.audit, err = audit.New(audit.Config{Store: s.store, Logger: s.log.Named("audit"), Registerer: s.metrics, Now: s.opts.now}); err != nil {
 		return err
 	}
-	registerLimiter, err := ratelimit.New(ratelimit.Config{
-		Rate: s.cfg.RegistrationRateLimit.PerMinute, Per: time.Minute, Burst: s.cfg.RegistrationRateLimit.Burst,
-	})
-	if err != nil {
-		return fmt.Errorf("registration_rate_limit: %w", err)
+	s.grpc = grpc.NewServer(s.grpcServerOptions(grpcMetrics)...)
+	if err := s.registerServices(); err != nil {
+		return err
+	}
+	s.health = health.NewServer()
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+	grpcMetrics.InitializeMetrics(withoutAgentStream{s.grpc})
+	return nil
+}
+
+// grpcServerOptions are the public port's limits, credentials and
+// interceptor chains.
+func (s *Server) grpcServerOptions(grpcMetrics *grpcprom.ServerMetrics) []grpc.ServerOption {
+	authn := auth.NewAuthenticator(s.store, s.opts.now).WithRegisteredAgents(s.registry.Has)
+	// Authentication says why it refuses a call with package fault's
+	// kinds; the API's mapping makes them the codes callers see.
+	authenticate := func(ctx context.Context) (context.Context, error) {
+		ctx, err := authn.AuthFunc(ctx)
+		return ctx, api.GRPCError(err)
 	}
 	agentStreams := newAgentStreamMetrics(s.metrics)
 	admission := newRegistrationAdmission(s.cfg.RegistrationMaxInFlight, s.metrics, s.log.Named("agents"))
@@ -239,8 +297,33 @@ func (s *Server) buildGRPC() error {
 		s.log.Error("panic in gRPC handler", zap.String("method", method), zap.Any("panic", p), zap.Stack("stack"))
 		return status.Error(codes.Internal, "internal error; the control plane logged the details")
 	})
+	return append(s.grpcLimits(),
+		// The audit recorder wraps authentication so that refused calls
+		// are recorded too; its gate, after authentication, writes the
+		// row of an allowed mutating call before the call runs (fail
+		// closed). See package audit.
+		grpc.ChainUnaryInterceptor(
+			grpcMetrics.UnaryServerInterceptor(),
+			admission.UnaryServerInterceptor(),
+			selector.UnaryServerInterceptor(grpclog.UnaryServerInterceptor(grpcLog, logOpts...), notHealth),
+			s.audit.UnaryServerInterceptor(),
+			grpcauth.UnaryServerInterceptor(authenticate),
+			s.audit.UnaryGateInterceptor(),
+			recovery.UnaryServerInterceptor(recoveryOpt),
+		),
+		grpc.ChainStreamInterceptor(
+			agentStreams.interceptor(),
+			selector.StreamServerInterceptor(grpcMetrics.StreamServerInterceptor(), notAgentStream),
+			selector.StreamServerInterceptor(selector.StreamServerInterceptor(grpclog.StreamServerInterceptor(grpcLog, logOpts...), notHealth), notAgentStream),
+			grpcauth.StreamServerInterceptor(authenticate),
+			recovery.StreamServerInterceptor(recoveryOpt),
+		),
+	)
+}
 
-	s.grpc = grpc.NewServer(
+// grpcLimits are the public port's credentials, buffers and bounds.
+func (s *Server) grpcLimits() []grpc.ServerOption {
+	return []grpc.ServerOption{
 		grpc.Creds(credentials.NewTLS(s.TLSConfig())),
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
 		// Bound what one hostile connection can make the server hold:
@@ -265,29 +348,25 @@ func (s *Server) buildGRPC() error {
 		grpc.InitialConnWindowSize(flowControlWindow),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 15 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
-		// The audit recorder wraps authentication so that refused calls
-		// are recorded too; its gate, after authentication, writes the
-		// row of an allowed mutating call before the call runs (fail
-		// closed). See package audit.
-		grpc.ChainUnaryInterceptor(
-			grpcMetrics.UnaryServerInterceptor(),
-			admission.UnaryServerInterceptor(),
-			selector.UnaryServerInterceptor(grpclog.UnaryServerInterceptor(grpcLog, logOpts...), notHealth),
-			s.audit.UnaryServerInterceptor(),
-			grpcauth.UnaryServerInterceptor(authn.AuthFunc),
-			s.audit.UnaryGateInterceptor(),
-			recovery.UnaryServerInterceptor(recoveryOpt),
-		),
-		grpc.ChainStreamInterceptor(
-			agentStreams.interceptor(),
-			selector.StreamServerInterceptor(grpcMetrics.StreamServerInterceptor(), notAgentStream),
-			selector.StreamServerInterceptor(selector.StreamServerInterceptor(grpclog.StreamServerInterceptor(grpcLog, logOpts...), notHealth), notAgentStream),
-			grpcauth.StreamServerInterceptor(authn.AuthFunc),
-			recovery.StreamServerInterceptor(recoveryOpt),
-		),
-	)
+		// A hard stop (after the shutdown timeout) still waits for the
+		// handlers to return, so that Close never closes the store under
+		// a handler that is using it.
+		grpc.WaitForHandlers(true),
+	}
+}
+
+// registerServices builds the API services on the subsystems and registers
+// them.
+func (s *Server) registerServices() error {
+	apiMetrics := api.NewMetrics(s.metrics)
+	registerLimiter, err := ratelimit.New(ratelimit.Config{
+		Rate: s.cfg.RegistrationRateLimit.PerMinute, Per: time.Minute, Burst: s.cfg.RegistrationRateLimit.Burst, Now: s.opts.now,
+	})
+	if err != nil {
+		return fmt.Errorf("registration_rate_limit: %w", err)
+	}
 	agentSvc, err := api.NewAgentService(api.AgentServiceConfig{
-		Store: s.store, Registry: s.registry, CA: s.material.CA, Logger: s.log.Named("agents"),
+		Store: s.store, Registry: s.registry, CA: s.material.CA, Logger: s.log.Named("agents"), Now: s.opts.now,
 		Version: s.version, CertValidity: s.cfg.AgentCertValidity.Std(), Metrics: apiMetrics, Commands: s.dispatcher,
 		RegisterLimiter: registerLimiter,
 	})
@@ -295,7 +374,7 @@ func (s *Server) buildGRPC() error {
 		return err
 	}
 	fleetSvc, err := api.NewFleetService(api.FleetServiceConfig{
-		Store: s.store, Registry: s.registry, CA: s.material.CA, Logger: s.log.Named("api"), Commands: s.commands,
+		Store: s.store, Registry: s.registry, CA: s.material.CA, Logger: s.log.Named("api"), Commands: s.commands, Now: s.opts.now,
 	})
 	if err != nil {
 		return err
@@ -304,20 +383,16 @@ func (s *Server) buildGRPC() error {
 	if err != nil {
 		return err
 	}
-	flotillav1.RegisterAgentServiceServer(s.grpc, agentSvc)
-	flotillav1.RegisterFleetServiceServer(s.grpc, fleetSvc)
-	flotillav1.RegisterRolloutServiceServer(s.grpc, rolloutSvc)
 	adminSvc, err := api.NewAdminService(api.AdminServiceConfig{
-		Store: s.store, Registry: s.registry, CA: s.material.CA, Logger: s.log.Named("admin"),
+		Store: s.store, Registry: s.registry, CA: s.material.CA, Logger: s.log.Named("admin"), Now: s.opts.now,
 	})
 	if err != nil {
 		return err
 	}
+	flotillav1.RegisterAgentServiceServer(s.grpc, agentSvc)
+	flotillav1.RegisterFleetServiceServer(s.grpc, fleetSvc)
+	flotillav1.RegisterRolloutServiceServer(s.grpc, rolloutSvc)
 	flotillav1.RegisterAdminServiceServer(s.grpc, adminSvc)
-	s.health = health.NewServer()
-	healthpb.RegisterHealthServer(s.grpc, s.health)
-	reflection.Register(s.grpc)
-	grpcMetrics.InitializeMetrics(withoutAgentStream{s.grpc})
 	return nil
 }
 
@@ -342,7 +417,12 @@ func (s *Server) Run(ctx context.Context, grpcLis, httpLis net.Listener) error {
 			s.setServing(false)
 			s.registry.CloseSessions(fleet.ErrShuttingDown)
 			s.stopGRPC()
-			return <-errc
+			// A stop that came before Serve began makes Serve report
+			// the server stopped: that is the stop asked for.
+			if err := <-errc; !errors.Is(err, grpc.ErrServerStopped) {
+				return err
+			}
+			return nil
 		}},
 		run.Task{Name: "http", Run: func(ctx context.Context) error {
 			errc := make(chan error, 1)

@@ -14,11 +14,11 @@ import (
 	"flotilla.dev/controlplane/internal/store/sqlite"
 )
 
-// openStore opens the configured store. A SQLite store is opened only
+// openConfiguredStore opens the store the configuration names. A SQLite store is opened only
 // under the data directory's lock, which the returned store holds until it
 // is closed: a second control plane on the same directory fails here, at
 // once, before it loads or drives anything.
-func openStore(ctx context.Context, cfg config.Config, log *zap.Logger) (store.Store, error) {
+func openConfiguredStore(ctx context.Context, cfg config.Config, log *zap.Logger) (store.Store, error) {
 	switch cfg.Store.Driver {
 	case config.DriverSQLite:
 		return openSQLite(ctx, cfg, log)

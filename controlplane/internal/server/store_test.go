@@ -51,12 +51,12 @@ func TestOpenStoreDrivers(t *testing.T) {
 	cfg := storeTestConfig(t.TempDir())
 	cfg.Store.Driver = config.DriverPostgres
 	cfg.Store.DSN = "postgres://flotilla:hunter2@db/flotilla"
-	_, err := openStore(context.Background(), cfg, zaptest.NewLogger(t))
+	_, err := openConfiguredStore(context.Background(), cfg, zaptest.NewLogger(t))
 	if err == nil || !strings.Contains(err.Error(), "store.driver postgres") {
 		t.Errorf("postgres: %v", err)
 	}
 	cfg.Store.Driver = "mysql"
-	if _, err := openStore(context.Background(), cfg, zaptest.NewLogger(t)); err == nil || !strings.Contains(err.Error(), `store.driver: "mysql"`) {
+	if _, err := openConfiguredStore(context.Background(), cfg, zaptest.NewLogger(t)); err == nil || !strings.Contains(err.Error(), `store.driver: "mysql"`) {
 		t.Errorf("mysql: %v", err)
 	}
 }
