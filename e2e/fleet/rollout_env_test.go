@@ -7,9 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,14 +14,14 @@ import (
 	"github.com/moby/moby/client"
 
 	"flotilla.dev/e2e/internal/fixture"
+	"flotilla.dev/e2e/internal/grpcurl"
+	"flotilla.dev/e2e/internal/rollouttest"
 )
 
-// The service the rollout scenarios deploy, and its upstream in Nginx.
+// The application's port, and the load balancer's hostname.
 const (
-	serviceName = "web"
-	upstream    = "web"
-	appPort     = 8080
-	lbHostname  = "lb-1"
+	appPort    = 8080
+	lbHostname = "lb-1"
 )
 
 // rolloutFleet is the fleet of startFleet's kind with what rollouts need
@@ -40,6 +37,22 @@ type rolloutFleet struct {
 	agentIDs map[string]string
 	// addrs are the application containers' addresses by hostname.
 	addrs map[string]string
+}
+
+// The rollout scenarios' view of the fleet (rollouttest.Fleet).
+
+func (f *rolloutFleet) API() grpcurl.Client       { return f.g }
+func (f *rolloutFleet) Docker() *fixture.Docker   { return f.e.Docker }
+func (f *rolloutFleet) Nginx() *fixture.Nginx     { return f.nginx }
+func (f *rolloutFleet) Images() map[string]string { return f.images }
+
+func (f *rolloutFleet) AppHosts() []rollouttest.Host {
+	var out []rollouttest.Host
+	for _, h := range f.hosts {
+		out = append(out, rollouttest.Host{Name: h.name, AgentID: f.agentIDs[h.name], Container: h.app,
+			Server: fmt.Sprintf("%s:%d", f.addrs[h.name], appPort)})
+	}
+	return out
 }
 
 // startRolloutFleet starts the control plane, the registry holding v1, v2
@@ -73,7 +86,7 @@ func startRolloutFleet(t *testing.T) *rolloutFleet {
 		servers = append(servers, fmt.Sprintf("%s:%d", ip, appPort))
 	}
 	for _, s := range servers {
-		eventually(t, 20*time.Second, "the application at "+s+" to answer v1", func() error {
+		fixture.Eventually(t, 20*time.Second, "the application at "+s+" to answer v1", func() error {
 			body, err := fixture.Get("http://" + s + "/")
 			if err == nil && body != "v1" {
 				err = fmt.Errorf("answers %q", body)
@@ -81,7 +94,7 @@ func startRolloutFleet(t *testing.T) *rolloutFleet {
 			return err
 		})
 	}
-	f.nginx = fixture.StartNginx(t, fixture.Upstream{Name: upstream, Servers: servers})
+	f.nginx = fixture.StartNginx(t, fixture.Upstream{Name: rollouttest.Upstream, Servers: servers})
 	f.startLoadBalancerAgent(t, dir, agentBin, join)
 	f.waitRolloutFleet(t)
 	return f
@@ -116,7 +129,7 @@ func (f *rolloutFleet) createSubnetNetwork(t *testing.T) netip.Prefix {
 // startAppHost starts host i: its application container on v1 at ip, then
 // its agent, which may pull from the registry and labels itself with the
 // application's address for the upstream.
-func (f *rolloutFleet) startAppHost(t *testing.T, dir string, i int, ip netip.Addr, registry string, join joinToken) host {
+func (f *rolloutFleet) startAppHost(t *testing.T, dir string, i int, ip netip.Addr, registry string, join grpcurl.JoinToken) host {
 	t.Helper()
 	h := host{name: fmt.Sprintf("host-%d", i), app: f.e.Name(fmt.Sprintf("app-%d", i))}
 	f.e.run(t, containerSpec{name: h.app, image: f.images["v1"], network: f.network, ipv4: ip})
@@ -161,7 +174,7 @@ docker:
 // the host, with the real flotilla-agent binary: Nginx is the one from
 // Debian installed on the load-balancer host, which the agent reloads
 // there, and the agent image (FROM scratch) has no Nginx in it.
-func (f *rolloutFleet) startLoadBalancerAgent(t *testing.T, dir, bin string, join joinToken) {
+func (f *rolloutFleet) startLoadBalancerAgent(t *testing.T, dir, bin string, join grpcurl.JoinToken) {
 	t.Helper()
 	tokenFile := filepath.Join(dir, lbHostname, "join.token")
 	fixture.WriteFile(t, tokenFile, join.Token+"\n", 0o600)
@@ -183,11 +196,11 @@ nginx:
     %[8]s:
       file: %[9]s
       block: %[8]s
-`, f.g.addr, join.CACertSHA256, tokenFile, filepath.Join(dir, lbHostname, "state"), lbHostname,
-		f.nginx.Binary, f.nginx.ConfigFile, upstream, f.nginx.UpstreamFile(upstream))
+`, f.g.Addr, join.CACertSHA256, tokenFile, filepath.Join(dir, lbHostname, "state"), lbHostname,
+		f.nginx.Binary, f.nginx.ConfigFile, rollouttest.Upstream, f.nginx.UpstreamFile(rollouttest.Upstream))
 	path := filepath.Join(dir, lbHostname, "agent.yaml")
 	fixture.WriteFile(t, path, cfg, 0o600)
-	out := &syncBuffer{}
+	out := &fixture.LockedBuffer{}
 	cmd := exec.Command(bin, "-config", path)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -209,8 +222,8 @@ nginx:
 // connected, each host healthy and running v1, and records their IDs.
 func (f *rolloutFleet) waitRolloutFleet(t *testing.T) {
 	t.Helper()
-	eventually(t, 60*time.Second, "the load balancer and five healthy hosts on v1", func() error {
-		list, err := f.g.listAgents(selector)
+	fixture.Eventually(t, 60*time.Second, "the load balancer and five healthy hosts on v1", func() error {
+		list, err := f.g.ListAgents(selector)
 		if err != nil {
 			return err
 		}
@@ -246,27 +259,4 @@ func (f *rolloutFleet) hostOf(t *testing.T, agentID string) host {
 		t.Fatalf("agent %s is not an application host", agentID)
 	}
 	return f.hosts[i]
-}
-
-// stamp is a time as the Events API's since and until take it.
-func stamp(at time.Time) string {
-	return strconv.FormatInt(at.Unix(), 10) + "." + fmt.Sprintf("%09d", at.Nanosecond())
-}
-
-// syncBuffer collects a process's output while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
