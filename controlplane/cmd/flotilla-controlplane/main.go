@@ -1,5 +1,3 @@
-// Command flotilla-controlplane is Flotilla's central service: fleet
-// inventory, agent streams, and the operator API.
 package main
 
 import (
