@@ -118,8 +118,8 @@ func (env *rolloutEnv) startAgents(t *testing.T, dir, agentBin, registry string)
 	fixture.WriteFile(t, tokenFile, join.Token+"\n", 0o600)
 	common := fmt.Sprintf(agentCommon, env.g.Addr, join.CACertSHA256, tokenFile)
 	for _, h := range env.hosts {
-		cfg := common + fmt.Sprintf(webAgentConfig, filepath.Join(dir, h.name), h.name, h.address,
-			h.url(env.port)+"health", registry, h.container)
+		cfg := common + fmt.Sprintf(webAgentConfig, filepath.Join(dir, h.name), h.name, h.address) +
+			rollouttest.AppHostYAML(h.url(env.port)+"health", registry, h.container)
 		path := filepath.Join(dir, h.name+".yaml")
 		fixture.WriteFile(t, path, cfg, 0o600)
 		if h == env.hosts[0] {
@@ -127,8 +127,7 @@ func (env *rolloutEnv) startAgents(t *testing.T, dir, agentBin, registry string)
 		}
 		fixture.StartProcess(env.top, "agent "+h.name, agentBin, nil, "-config", path)
 	}
-	lbCfg := common + fmt.Sprintf(lbAgentConfig, filepath.Join(dir, "e2e-lb-1"), env.nginx.Binary, env.nginx.ConfigFile,
-		rollouttest.Upstream, env.nginx.UpstreamFile(rollouttest.Upstream))
+	lbCfg := rollouttest.LoadBalancerYAML(env.g.Addr, join, tokenFile, filepath.Join(dir, "e2e-lb-1"), "e2e-lb-1", env.nginx)
 	lbPath := filepath.Join(dir, "e2e-lb-1.yaml")
 	fixture.WriteFile(t, lbPath, lbCfg, 0o600)
 	t.Logf("agent configuration of e2e-lb-1:\n%s", lbCfg)
@@ -179,35 +178,12 @@ log:
   format: console
 `
 
-// webAgentConfig is the rest of an application host's configuration: its
-// container is managed by name, and is the service's "web" on this host.
+// webAgentConfig is the start of the rest of an application host's
+// configuration (rollouttest.AppHostYAML follows): its state, name and
+// labels, the address label giving its server in the upstream.
 const webAgentConfig = `state_dir: %[1]s
 hostname: %[2]s
 labels:
   role: web
   address: %[3]s
-health:
-  url: %[4]s
-  timeout: 2s
-docker:
-  allowed_registries: [%[5]s]
-  managed_containers: [%[6]s]
-  container_names:
-    web: %[6]s
-  stop_timeout: 5s
-  start_grace_period: 1s
-`
-
-// lbAgentConfig is the rest of the load balancer's configuration.
-const lbAgentConfig = `state_dir: %[1]s
-hostname: e2e-lb-1
-labels:
-  role: lb
-nginx:
-  binary: %[2]s
-  config_file: %[3]s
-  upstreams:
-    %[4]s:
-      file: %[5]s
-      block: %[4]s
 `

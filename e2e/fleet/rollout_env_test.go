@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"fmt"
 	"net/netip"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -156,18 +155,8 @@ func (f *rolloutFleet) startAppHost(t *testing.T, dir string, i int, ip netip.Ad
 // is "web" to commands, checked by network name, and its releases come
 // from the test registry only.
 func rolloutAgentYAML(app, registry string) string {
-	return fmt.Sprintf(`# One application host of the e2e fleet.
-health:
-  url: http://%[1]s:%[3]d/health
-  timeout: 2s
-docker:
-  allowed_registries: [%[2]s]
-  managed_containers: [%[1]s]
-  container_names:
-    web: %[1]s
-  stop_timeout: 5s
-  start_grace_period: 1s
-`, app, registry, appPort)
+	return "# One application host of the e2e fleet.\n" +
+		rollouttest.AppHostYAML(fmt.Sprintf("http://%s:%d/health", app, appPort), registry, app)
 }
 
 // startLoadBalancerAgent runs the load balancer's agent as a process on
@@ -178,44 +167,15 @@ func (f *rolloutFleet) startLoadBalancerAgent(t *testing.T, dir, bin string, joi
 	t.Helper()
 	tokenFile := filepath.Join(dir, lbHostname, "join.token")
 	fixture.WriteFile(t, tokenFile, join.Token+"\n", 0o600)
-	cfg := fmt.Sprintf(`control_plane:
-  address: %[1]s
-  ca_sha256: %[2]s
-join_token_file: %[3]s
-state_dir: %[4]s
-hostname: %[5]s
-heartbeat_interval: 1s
-labels:
-  role: lb
-log:
-  format: console
-nginx:
-  binary: %[6]s
-  config_file: %[7]s
-  upstreams:
-    %[8]s:
-      file: %[9]s
-      block: %[8]s
-`, f.g.Addr, join.CACertSHA256, tokenFile, filepath.Join(dir, lbHostname, "state"), lbHostname,
-		f.nginx.Binary, f.nginx.ConfigFile, rollouttest.Upstream, f.nginx.UpstreamFile(rollouttest.Upstream))
+	cfg := rollouttest.LoadBalancerYAML(f.g.Addr, join, tokenFile, filepath.Join(dir, lbHostname, "state"), lbHostname, f.nginx)
 	path := filepath.Join(dir, lbHostname, "agent.yaml")
 	fixture.WriteFile(t, path, cfg, 0o600)
-	out := &fixture.LockedBuffer{}
-	cmd := exec.Command(bin, "-config", path)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start the load balancer's agent %s: %v", bin, err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
 		if t.Failed() {
-			t.Logf("--- agent %s (host process) ---\n%s", lbHostname, out.String())
 			t.Logf("--- nginx error log ---\n%s", f.nginx.ErrorLog(t))
 		}
 	})
+	fixture.StartProcess(t, "agent "+lbHostname+" (host process)", bin, nil, "-config", path)
 }
 
 // waitRolloutFleet waits until the load balancer and the five hosts are
