@@ -1,6 +1,3 @@
-// Command flotilla-agent runs on every host of the fleet: it registers with
-// the control plane, keeps a stream to it, and reports host metrics and the
-// application's health. See internal/config for its configuration.
 package main
 
 import (

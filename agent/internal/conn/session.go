@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 var (
@@ -219,6 +218,3 @@ func (s *session) sendFailure(err error) error {
 	}
 	return errClosedByServer
 }
-
-// timestamp is the agent's current time for a message.
-func (s *session) timestamp() *timestamppb.Timestamp { return timestamppb.New(s.c.cfg.Clock.Now()) }

@@ -1,7 +1,3 @@
-// Command flotilla-controlplane is Flotilla's central service: fleet
-// inventory, agent streams, and the operator API. `flotilla-controlplane
-// backup` and `flotilla-controlplane restore` take and restore its
-// disaster-recovery archive.
 package main
 
 import (

@@ -1,7 +1,3 @@
-// Package store defines the control plane's persistent state behind one narrow
-// interface. The embedded implementation is SQLite (package sqlite); a
-// PostgreSQL implementation can satisfy the same interface, so the SQL stays
-// portable and every method is one short transaction.
 package store
 
 import (
