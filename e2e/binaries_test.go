@@ -24,7 +24,7 @@ func TestBinariesEndToEnd(t *testing.T) {
 	agentBin := fixture.Binary(t, "flotilla-agent")
 	dir := t.TempDir()
 	const lostAfter = 3 * time.Second
-	cp := startControlPlane(t, dir, "-agent-lost-after", lostAfter.String())
+	cp := startControlPlane(t, dir, withFlags("-agent-lost-after", lostAfter.String()))
 	g, grpcAddr, httpAddr := cp.api, cp.api.Addr, cp.metricsAddr
 
 	t.Run("reflection", func(t *testing.T) {

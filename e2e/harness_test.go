@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -20,21 +21,66 @@ type controlPlane struct {
 	api grpcurl.Client
 	// metricsAddr is its /metrics and /healthz listener.
 	metricsAddr string
+	// dataDir is its data directory.
+	dataDir string
 }
 
-// startControlPlane starts the control plane with its data in dir/cp and
-// extra flags, waits until it serves and reads its admin token.
-func startControlPlane(t *testing.T, dir string, extra ...string) controlPlane {
+// cpConfig is how startControlPlane runs a control plane.
+type cpConfig struct {
+	// name names the process in the failure report.
+	name string
+	// dataDir is its data directory.
+	dataDir string
+	// addr is its gRPC address.
+	addr string
+	// flags follow the ones startControlPlane always passes.
+	flags []string
+}
+
+// cpOption changes one thing of a cpConfig.
+type cpOption func(*cpConfig)
+
+// withName names the process in the failure report (default "controlplane").
+func withName(name string) cpOption { return func(c *cpConfig) { c.name = name } }
+
+// withDataDir puts the data in path instead of dir/cp, e.g. a directory
+// a backup was restored into.
+func withDataDir(path string) cpOption { return func(c *cpConfig) { c.dataDir = path } }
+
+// withAddr serves gRPC on addr instead of a free address, e.g. the
+// address of a control plane this one replaces.
+func withAddr(addr string) cpOption { return func(c *cpConfig) { c.addr = addr } }
+
+// withFlags adds command-line flags.
+func withFlags(flags ...string) cpOption {
+	return func(c *cpConfig) { c.flags = append(c.flags, flags...) }
+}
+
+// startControlPlane starts the control plane with its data in dir/cp
+// unless opts say otherwise, waits until it serves and reads its admin
+// token.
+func startControlPlane(t *testing.T, dir string, opts ...cpOption) controlPlane {
 	t.Helper()
 	cpBin, grpcurlBin := fixture.Binary(t, "flotilla-controlplane"), fixture.Binary(t, "grpcurl")
-	data := filepath.Join(dir, "cp")
-	cp := controlPlane{metricsAddr: fixture.FreeAddr(t)}
-	cp.api = grpcurl.Client{Path: grpcurlBin, Addr: fixture.FreeAddr(t), CAFile: filepath.Join(data, "ca.crt")}
-	args := append([]string{"-data-dir", data, "-listen", cp.api.Addr, "-metrics-listen", cp.metricsAddr,
-		"-log-format", "console"}, extra...)
-	cp.proc = fixture.StartProcess(t, "controlplane", cpBin, nil, args...)
-	fixture.Eventually(t, 15*time.Second, "the control plane to serve", cp.api.Serving)
-	token, err := os.ReadFile(filepath.Join(data, "admin.token"))
+	c := cpConfig{name: "controlplane", dataDir: filepath.Join(dir, "cp")}
+	for _, o := range opts {
+		o(&c)
+	}
+	if c.addr == "" {
+		c.addr = fixture.FreeAddr(t)
+	}
+	cp := controlPlane{metricsAddr: fixture.FreeAddr(t), dataDir: c.dataDir}
+	cp.api = grpcurl.Client{Path: grpcurlBin, Addr: c.addr, CAFile: filepath.Join(c.dataDir, "ca.crt")}
+	args := append([]string{"-data-dir", c.dataDir, "-listen", cp.api.Addr, "-metrics-listen", cp.metricsAddr,
+		"-log-format", "console"}, c.flags...)
+	cp.proc = fixture.StartProcess(t, c.name, cpBin, nil, args...)
+	fixture.Eventually(t, 15*time.Second, c.name+" to serve", func() error {
+		if cp.proc.Exited() {
+			return fmt.Errorf("%s exited:\n%s", c.name, cp.proc.Output())
+		}
+		return cp.api.Serving()
+	})
+	token, err := os.ReadFile(filepath.Join(c.dataDir, "admin.token"))
 	if err != nil {
 		t.Fatal(err)
 	}

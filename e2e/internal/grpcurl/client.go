@@ -14,6 +14,7 @@ import (
 const (
 	FleetService   = "flotilla.v1.FleetService/"
 	RolloutService = "flotilla.v1.RolloutService/"
+	AdminService   = "flotilla.v1.AdminService/"
 	HealthCheck    = "grpc.health.v1.Health/Check"
 )
 

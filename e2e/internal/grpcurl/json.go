@@ -271,3 +271,18 @@ type RolloutEvent struct {
 		} `json:"host"`
 	} `json:"event"`
 }
+
+// AuditEvent is the part of flotilla.v1.AuditEvent the tests compare: two
+// events are equal when these fields are.
+type AuditEvent struct {
+	// ID is an int64, which proto JSON prints as a string.
+	ID        string `json:"id"`
+	Principal string `json:"principal"`
+	Method    string `json:"method"`
+	Code      string `json:"code"`
+}
+
+// ListAuditEventsResponse is ListAuditEvents' answer.
+type ListAuditEventsResponse struct {
+	Events []AuditEvent `json:"events"`
+}
