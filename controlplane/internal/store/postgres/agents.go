@@ -1,0 +1,238 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"flotilla.dev/controlplane/internal/store"
+)
+
+// errJoinTokenInvalid is the one answer for every token that cannot admit an
+// agent; it never says why.
+var errJoinTokenInvalid = fmt.Errorf("store: register agent: %w", store.ErrJoinTokenInvalid)
+
+const agentColumns = `id, hostname, labels, pinned_labels, version, state, state_reason,
+	state_changed_at, registered_at, connected_at, last_seen_at, peer_address,
+	cert_serial, cert_not_after, join_token_id, hello, last_heartbeat,
+	deregistered_at, deregister_reason, public_key_sha256`
+
+// RegisterAgent consumes one use of the join token whose hash is tokenHash
+// and inserts the agent build returns, in one transaction (see
+// store.AgentStore). build runs inside the transaction before the token's
+// row is locked, so that registrations with one token wait for each other
+// only for the insert, not for build; the use is taken by an UPDATE whose
+// WHERE re-checks max_uses, so that racing registrations never over-use a
+// token.
+func (s *Store) RegisterAgent(ctx context.Context, tokenHash []byte, now time.Time,
+	build func(store.JoinToken) (store.Agent, error)) (store.Agent, error) {
+	var agent store.Agent
+	err := s.inTx(ctx, "register agent", func(tx pgx.Tx) error {
+		tok, err := usableJoinToken(ctx, tx, tokenHash, now)
+		if err != nil {
+			return err
+		}
+		a, err := build(tok)
+		if err != nil {
+			return err // the caller's error, as it returned it
+		}
+		a.JoinTokenID = tok.ID
+		tag, err := tx.Exec(ctx, `UPDATE join_tokens SET uses = uses + 1 WHERE id = $1 AND uses < max_uses`, tok.ID)
+		if err != nil {
+			return wrap(err, "register agent: consume join token")
+		}
+		if tag.RowsAffected() != 1 {
+			return errJoinTokenInvalid
+		}
+		if err := insertAgent(ctx, tx, a); err != nil {
+			return err
+		}
+		// Read back so that the caller gets exactly what GetAgent will
+		// return (times in UTC, monotonic readings dropped).
+		if agent, err = agentByID(ctx, tx, a.ID); err != nil {
+			return wrap(err, "register agent: read back %q", a.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		return store.Agent{}, err
+	}
+	return agent, nil
+}
+
+// RegisteredWithKey returns the registered agent that used the join token
+// whose hash is tokenHash with the public key whose SHA-256 is keySHA256
+// (see store.AgentStore).
+func (s *Store) RegisteredWithKey(ctx context.Context, tokenHash []byte, keySHA256 string, now time.Time) (store.Agent, error) {
+	if keySHA256 == "" {
+		return store.Agent{}, store.ErrNotFound
+	}
+	tok, err := joinTokenByHash(ctx, s.pool, tokenHash)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return store.Agent{}, errJoinTokenInvalid
+	case err != nil:
+		return store.Agent{}, wrap(err, "look up join token")
+	case !now.Before(tok.ExpiresAt) || !tok.RevokedAt.IsZero():
+		return store.Agent{}, errJoinTokenInvalid
+	}
+	a, err := scanAgent(s.pool.QueryRow(ctx, `SELECT `+agentColumns+` FROM agents
+		WHERE join_token_id = $1 AND public_key_sha256 = $2 AND deregistered_at IS NULL`, tok.ID, keySHA256))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.Agent{}, store.ErrNotFound
+	}
+	if err != nil {
+		return store.Agent{}, wrap(err, "look up agent by registration key")
+	}
+	return a, nil
+}
+
+// usableJoinToken returns the token whose hash is tokenHash if it can admit
+// one more agent at now. Unknown, expired, revoked and used-up tokens all
+// give the same ErrJoinTokenInvalid, so callers cannot tell them apart.
+func usableJoinToken(ctx context.Context, tx pgx.Tx, tokenHash []byte, now time.Time) (store.JoinToken, error) {
+	tok, err := joinTokenByHash(ctx, tx, tokenHash)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.JoinToken{}, errJoinTokenInvalid
+	}
+	if err != nil {
+		return store.JoinToken{}, wrap(err, "register agent: look up join token")
+	}
+	expired := !now.Before(tok.ExpiresAt)
+	revoked := !tok.RevokedAt.IsZero()
+	usedUp := tok.Uses >= tok.MaxUses
+	if expired || revoked || usedUp {
+		return store.JoinToken{}, errJoinTokenInvalid
+	}
+	return tok, nil
+}
+
+// insertAgent inserts a; an existing ID (or registration key) returns
+// ErrConflict.
+func insertAgent(ctx context.Context, tx pgx.Tx, a store.Agent) error {
+	_, err := tx.Exec(ctx,
+		`INSERT INTO agents (`+agentColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)`,
+		a.ID, a.Hostname, labelsArg(a.Labels), labelsArg(a.PinnedLabels), a.Version, a.State, a.StateReason,
+		timeArg(a.StateChangedAt), timeArg(a.RegisteredAt), timeArg(a.ConnectedAt), timeArg(a.LastSeenAt), a.PeerAddress,
+		a.CertSerial, timeArg(a.CertNotAfter), a.JoinTokenID, a.Hello, a.LastHeartbeat,
+		timeArg(a.DeregisteredAt), a.DeregisterReason, a.PublicKeySHA256)
+	if isConflict(err) {
+		return fmt.Errorf("store: insert agent %q: %w", a.ID, store.ErrConflict)
+	}
+	if err != nil {
+		return wrap(err, "insert agent %q", a.ID)
+	}
+	return nil
+}
+
+// GetAgent returns the agent with the given ID or ErrNotFound.
+func (s *Store) GetAgent(ctx context.Context, id string) (store.Agent, error) {
+	a, err := agentByID(ctx, s.pool, id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.Agent{}, fmt.Errorf("store: get agent %q: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Agent{}, wrap(err, "get agent %q", id)
+	}
+	return a, nil
+}
+
+// ListAgents returns every agent, deregistered ones included, ordered by ID.
+func (s *Store) ListAgents(ctx context.Context) ([]store.Agent, error) {
+	return queryAll(ctx, s.pool, "list agents", scanAgent, `SELECT `+agentColumns+` FROM agents ORDER BY id`)
+}
+
+// agentByID returns the agent with the given ID or pgx.ErrNoRows.
+func agentByID(ctx context.Context, q querier, id string) (store.Agent, error) {
+	return scanAgent(q.QueryRow(ctx, `SELECT `+agentColumns+` FROM agents WHERE id = $1`, id))
+}
+
+func scanAgent(row pgx.Row) (store.Agent, error) {
+	var a store.Agent
+	err := row.Scan(&a.ID, &a.Hostname, labelsCol{&a.Labels}, labelsCol{&a.PinnedLabels}, &a.Version, &a.State, &a.StateReason,
+		timeCol{&a.StateChangedAt}, timeCol{&a.RegisteredAt}, timeCol{&a.ConnectedAt}, timeCol{&a.LastSeenAt}, &a.PeerAddress,
+		&a.CertSerial, timeCol{&a.CertNotAfter}, &a.JoinTokenID, &a.Hello, &a.LastHeartbeat,
+		timeCol{&a.DeregisteredAt}, &a.DeregisterReason, &a.PublicKeySHA256)
+	return a, err
+}
+
+// updateAgentStatus writes one AgentStatus. COALESCE keeps the stored value
+// where the update passes NULL, which is how nil maps and slices mean
+// "unchanged".
+const updateAgentStatus = `UPDATE agents SET
+	state = $1, state_reason = $2, state_changed_at = $3, connected_at = $4, last_seen_at = $5,
+	peer_address = $6, version = $7, hostname = $8,
+	labels = COALESCE($9, labels),
+	hello = COALESCE($10, hello),
+	last_heartbeat = COALESCE($11, last_heartbeat)
+WHERE id = $12`
+
+// UpdateAgentStatuses writes updates in one transaction, sent as one
+// pipelined batch: one round trip however many agents it covers, applied in
+// order. Unknown IDs are skipped.
+func (s *Store) UpdateAgentStatuses(ctx context.Context, updates []store.AgentStatus) error {
+	if len(updates) == 0 {
+		return nil
+	}
+	return s.inTx(ctx, "update agent statuses", func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		for _, u := range updates {
+			b.Queue(updateAgentStatus,
+				u.State, u.StateReason, timeArg(u.StateChangedAt), timeArg(u.ConnectedAt), timeArg(u.LastSeenAt),
+				u.PeerAddress, u.Version, u.Hostname,
+				labelsArg(u.Labels), u.Hello, u.LastHeartbeat,
+				u.ID)
+		}
+		return runBatch(ctx, tx, b, func(i int, err error) error {
+			return wrap(err, "update agent status %q", updates[i].ID)
+		}, nil)
+	})
+}
+
+// runBatch sends b on tx and reads every result in order. onErr turns the
+// error of query i into the error returned; check, when set, sees each
+// query's rows affected and may refuse it.
+func runBatch(ctx context.Context, tx pgx.Tx, b *pgx.Batch, onErr func(i int, err error) error, check func(i int, rows int64) error) error {
+	results := tx.SendBatch(ctx, b)
+	for i := range b.Len() {
+		tag, err := results.Exec()
+		if err != nil {
+			_ = results.Close()
+			return onErr(i, err)
+		}
+		if check != nil {
+			if err := check(i, tag.RowsAffected()); err != nil {
+				_ = results.Close()
+				return err
+			}
+		}
+	}
+	if err := results.Close(); err != nil {
+		return onErr(b.Len()-1, err)
+	}
+	return nil
+}
+
+// queryAll runs a query and scans every row with scan.
+func queryAll[T any](ctx context.Context, q querier, op string, scan func(pgx.Row) (T, error), sql string, args ...any) ([]T, error) {
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, wrap(err, "%s", op)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, wrap(err, "%s", op)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap(err, "%s", op)
+	}
+	return out, nil
+}
