@@ -159,37 +159,111 @@ func scanAgent(row pgx.Row) (store.Agent, error) {
 	return a, err
 }
 
-// updateAgentStatus writes one AgentStatus. COALESCE keeps the stored value
-// where the update passes NULL, which is how nil maps and slices mean
-// "unchanged".
-const updateAgentStatus = `UPDATE agents SET
-	state = $1, state_reason = $2, state_changed_at = $3, connected_at = $4, last_seen_at = $5,
-	peer_address = $6, version = $7, hostname = $8,
-	labels = COALESCE($9, labels),
-	hello = COALESCE($10, hello),
-	last_heartbeat = COALESCE($11, last_heartbeat)
-WHERE id = $12`
+// updateAgentStatuses writes a set of AgentStatus rows (one per agent) in
+// one statement: the arrays are unnested into rows joined to agents by ID.
+// COALESCE keeps the stored value where the update passes NULL, which is
+// how nil maps and slices mean "unchanged".
+const updateAgentStatuses = `UPDATE agents AS a SET
+	state = u.state, state_reason = u.state_reason, state_changed_at = u.state_changed_at,
+	connected_at = u.connected_at, last_seen_at = u.last_seen_at,
+	peer_address = u.peer_address, version = u.version, hostname = u.hostname,
+	labels = COALESCE(u.labels, a.labels),
+	hello = COALESCE(u.hello, a.hello),
+	last_heartbeat = COALESCE(u.last_heartbeat, a.last_heartbeat)
+FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[], $7::text[], $8::text[], $9::text[],
+	$10::text[], $11::bytea[], $12::bytea[])
+	AS u(id, state, state_reason, state_changed_at, connected_at, last_seen_at, peer_address, version, hostname,
+	labels, hello, last_heartbeat)
+WHERE a.id = u.id`
 
-// UpdateAgentStatuses writes updates in one transaction, sent as one
-// pipelined batch: one round trip however many agents it covers, applied in
-// order. Unknown IDs are skipped.
+// UpdateAgentStatuses writes updates in one transaction and one statement,
+// however many agents it covers, as if applied in order. Unknown IDs are
+// skipped.
 func (s *Store) UpdateAgentStatuses(ctx context.Context, updates []store.AgentStatus) error {
 	if len(updates) == 0 {
 		return nil
 	}
-	return s.inTx(ctx, "update agent statuses", func(tx pgx.Tx) error {
-		b := &pgx.Batch{}
-		for _, u := range updates {
-			b.Queue(updateAgentStatus,
-				u.State, u.StateReason, timeArg(u.StateChangedAt), timeArg(u.ConnectedAt), timeArg(u.LastSeenAt),
-				u.PeerAddress, u.Version, u.Hostname,
-				labelsArg(u.Labels), u.Hello, u.LastHeartbeat,
-				u.ID)
+	cols, err := agentStatusColumns(mergeAgentStatuses(updates))
+	if err != nil {
+		return fmt.Errorf("store: update agent statuses: %w", err)
+	}
+	if _, err := s.pool.Exec(ctx, updateAgentStatuses, cols...); err != nil {
+		return wrap(err, "update agent statuses")
+	}
+	return nil
+}
+
+// mergeAgentStatuses folds updates of the same agent into one, as applying
+// them in order would leave the row: the later update's fields, and the
+// last non-nil map or slice. It keeps the order of first appearance.
+func mergeAgentStatuses(updates []store.AgentStatus) []store.AgentStatus {
+	index := make(map[string]int, len(updates))
+	out := make([]store.AgentStatus, 0, len(updates))
+	for _, u := range updates {
+		i, seen := index[u.ID]
+		if !seen {
+			index[u.ID] = len(out)
+			out = append(out, u)
+			continue
 		}
-		return runBatch(ctx, tx, b, func(i int, err error) error {
-			return wrap(err, "update agent status %q", updates[i].ID)
-		}, nil)
-	})
+		prev := out[i]
+		if u.Labels == nil {
+			u.Labels = prev.Labels
+		}
+		if u.Hello == nil {
+			u.Hello = prev.Hello
+		}
+		if u.LastHeartbeat == nil {
+			u.LastHeartbeat = prev.LastHeartbeat
+		}
+		out[i] = u
+	}
+	return out
+}
+
+// agentStatusColumns returns the twelve array arguments of
+// updateAgentStatuses.
+func agentStatusColumns(updates []store.AgentStatus) ([]any, error) {
+	n := len(updates)
+	var (
+		ids, states, reasons, peers, versions, hostnames = make([]string, n), make([]string, n), make([]string, n),
+			make([]string, n), make([]string, n), make([]string, n)
+		changed, connected, seen = make([]*int64, n), make([]*int64, n), make([]*int64, n)
+		labels                   = make([]*string, n)
+		hellos, beats            = make([][]byte, n), make([][]byte, n)
+	)
+	for i, u := range updates {
+		ids[i], states[i], reasons[i], peers[i], versions[i], hostnames[i] = u.ID, u.State, u.StateReason, u.PeerAddress, u.Version, u.Hostname
+		var err error
+		if changed[i], err = nanos(u.StateChangedAt); err != nil {
+			return nil, fmt.Errorf("agent %q: state changed at: %w", u.ID, err)
+		}
+		if connected[i], err = nanos(u.ConnectedAt); err != nil {
+			return nil, fmt.Errorf("agent %q: connected at: %w", u.ID, err)
+		}
+		if seen[i], err = nanos(u.LastSeenAt); err != nil {
+			return nil, fmt.Errorf("agent %q: last seen at: %w", u.ID, err)
+		}
+		l, err := labelsArg(u.Labels).TextValue()
+		if err != nil {
+			return nil, fmt.Errorf("agent %q: %w", u.ID, err)
+		}
+		if l.Valid {
+			labels[i] = &l.String
+		}
+		hellos[i], beats[i] = u.Hello, u.LastHeartbeat
+	}
+	return []any{ids, states, reasons, changed, connected, seen, peers, versions, hostnames, labels, hellos, beats}, nil
+}
+
+// nanos encodes a time column value for an int8 array: nil for the zero
+// time.
+func nanos(t time.Time) (*int64, error) {
+	v, err := timeArg(t).Int64Value()
+	if err != nil || !v.Valid {
+		return nil, err
+	}
+	return &v.Int64, nil
 }
 
 // runBatch sends b on tx and reads every result in order. onErr turns the

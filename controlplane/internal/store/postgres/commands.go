@@ -67,24 +67,47 @@ func insertHostCommands(ctx context.Context, tx pgx.Tx, hosts []store.HostComman
 	return nil
 }
 
+// updateHostCommands writes the mutable fields of a set of host commands
+// (one per ID) in one statement, from unnested arrays.
+const updateHostCommands = `UPDATE host_commands AS h SET
+	state = u.state, message = u.message, result = u.result, released_at = u.released_at, deadline = u.deadline,
+	sent_at = u.sent_at, started_at = u.started_at, finished_at = u.finished_at
+FROM unnest($1::text[], $2::int4[], $3::text[], $4::bytea[], $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::int8[])
+	AS u(id, state, message, result, released_at, deadline, sent_at, started_at, finished_at)
+WHERE h.id = u.id`
+
 // UpdateHostCommands writes the mutable fields of host commands in one
-// transaction, sent as one pipelined batch.
+// transaction and one statement; of several entries with one ID, the last
+// is written, as if they were applied in order.
 func (s *Store) UpdateHostCommands(ctx context.Context, hosts []store.HostCommand) error {
 	if len(hosts) == 0 {
 		return nil
 	}
-	return s.inTx(ctx, "update host commands", func(tx pgx.Tx) error {
-		b := &pgx.Batch{}
-		for _, h := range hosts {
-			b.Queue(`UPDATE host_commands SET state = $1, message = $2, result = $3,
-				released_at = $4, deadline = $5, sent_at = $6, started_at = $7, finished_at = $8 WHERE id = $9`,
-				h.State, h.Message, h.Result, timeArg(h.ReleasedAt), timeArg(h.Deadline),
-				timeArg(h.SentAt), timeArg(h.StartedAt), timeArg(h.FinishedAt), h.ID)
+	last := make(map[string]int, len(hosts))
+	for i, h := range hosts {
+		last[h.ID] = i
+	}
+	n := len(last)
+	ids, states, messages, results := make([]string, 0, n), make([]int32, 0, n), make([]string, 0, n), make([][]byte, 0, n)
+	times := make([][]*int64, 5)
+	for i, h := range hosts {
+		if last[h.ID] != i {
+			continue
 		}
-		return runBatch(ctx, tx, b, func(i int, err error) error {
-			return wrap(err, "update host command %q", hosts[i].ID)
-		}, nil)
-	})
+		ids, states, messages, results = append(ids, h.ID), append(states, h.State), append(messages, h.Message), append(results, h.Result)
+		for j, t := range []time.Time{h.ReleasedAt, h.Deadline, h.SentAt, h.StartedAt, h.FinishedAt} {
+			v, err := nanos(t)
+			if err != nil {
+				return fmt.Errorf("store: update host command %q: %w", h.ID, err)
+			}
+			times[j] = append(times[j], v)
+		}
+	}
+	_, err := s.pool.Exec(ctx, updateHostCommands, ids, states, messages, results, times[0], times[1], times[2], times[3], times[4])
+	if err != nil {
+		return wrap(err, "update host commands")
+	}
+	return nil
 }
 
 // GetFleetCommand returns a fleet command or ErrNotFound.
