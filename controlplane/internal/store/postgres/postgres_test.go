@@ -209,3 +209,27 @@ func TestStoppedServerIsUnavailable(t *testing.T) {
 		t.Fatalf("ListAgents with the server stopped = %v, want ErrUnavailable", err)
 	}
 }
+
+// TestPoolConfigForcesPrimary: whatever the DSN asks for, connections are
+// validated as read-write (a primary), and the pool size is applied.
+func TestPoolConfigForcesPrimary(t *testing.T) {
+	for _, dsn := range []string{
+		"host=db dbname=flotilla",
+		"host=db dbname=flotilla target_session_attrs=any",
+		"postgres://flotilla@db1,db2/flotilla?target_session_attrs=read-only",
+	} {
+		pc, err := poolConfig(Config{DSN: dsn, MaxConns: 7})
+		if err != nil {
+			t.Fatalf("poolConfig(%q): %v", dsn, err)
+		}
+		if pc.ConnConfig.ValidateConnect == nil {
+			t.Errorf("%q: no read-write validation", dsn)
+		}
+		if pc.MaxConns != 7 {
+			t.Errorf("%q: MaxConns = %d, want 7", dsn, pc.MaxConns)
+		}
+	}
+	if pc, err := poolConfig(Config{DSN: "host=db"}); err != nil || pc.MaxConns != DefaultMaxConns {
+		t.Errorf("default pool size = %v, %v; want %d", pc.MaxConns, err, DefaultMaxConns)
+	}
+}
