@@ -1,7 +1,9 @@
-// Package store defines the control plane's persistent state behind one narrow
-// interface. The embedded implementation is SQLite (package sqlite); a
-// PostgreSQL implementation can satisfy the same interface, so the SQL stays
-// portable and every method is one short transaction.
+// Package store defines the control plane's persistent state behind role
+// interfaces (agents, tokens, commands, rollouts, identity, audit, leases)
+// whose union is Store. Two drivers implement it with the same semantics and
+// the same schema versions: SQLite (package sqlite), embedded, the default;
+// and PostgreSQL (package postgres), for production. Package storetest is
+// the conformance suite both pass. Every method is one short transaction.
 package store
 
 import (
