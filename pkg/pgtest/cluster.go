@@ -24,11 +24,12 @@ type Postgres struct {
 	// SocketDir is the unix socket's directory.
 	SocketDir string
 
-	base   string
-	cred   *syscall.Credential // the postgres OS user when the test runs as root
-	listen []netip.Addr
-	proc   *os.Process
-	exited chan struct{}
+	base     string
+	cred     *syscall.Credential // the postgres OS user when the test runs as root
+	listen   []netip.Addr
+	settings []string
+	proc     *os.Process
+	exited   chan struct{}
 }
 
 // Launch initializes and starts a cluster without a test to tie it to (a
@@ -39,7 +40,7 @@ func Launch(opts Options) (*Postgres, error) {
 	if initdb == "" {
 		return nil, fmt.Errorf("%w: no PostgreSQL server binaries in %s/*/bin (apt-get install postgresql)", ErrMissing, LibDir)
 	}
-	p := &Postgres{BinDir: filepath.Dir(initdb), listen: opts.Listen, exited: make(chan struct{})}
+	p := &Postgres{BinDir: filepath.Dir(initdb), listen: opts.Listen, settings: opts.Settings, exited: make(chan struct{})}
 	if os.Geteuid() == 0 {
 		cred, err := serverUser()
 		if err != nil {
@@ -136,9 +137,13 @@ func (p *Postgres) start() error {
 		return fmt.Errorf("pgtest: %w", err)
 	}
 	defer logFile.Close()
-	cmd := command(p.BinDir, p.base, p.cred, "postgres", "-D", p.dataDir(), "-p", strconv.Itoa(p.Port), "-k", p.SocketDir,
-		"-c", "listen_addresses="+listenAddresses(p.listen), "-c", "fsync=off", "-c", "shared_buffers=16MB",
-		"-c", "max_connections=100")
+	args := []string{"-D", p.dataDir(), "-p", strconv.Itoa(p.Port), "-k", p.SocketDir,
+		"-c", "listen_addresses=" + listenAddresses(p.listen), "-c", "fsync=off", "-c", "shared_buffers=16MB",
+		"-c", "max_connections=100"}
+	for _, s := range p.settings {
+		args = append(args, "-c", s)
+	}
+	cmd := command(p.BinDir, p.base, p.cred, "postgres", args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {

@@ -59,6 +59,10 @@ type Options struct {
 	Listen []netip.Addr
 	// HBA are pg_hba.conf rules appended before the server starts.
 	HBA []string
+	// Settings are server settings ("name=value") passed with -c after
+	// the fixture's own (fsync=off, shared_buffers=16MB,
+	// max_connections=100), which they override.
+	Settings []string
 }
 
 // Start starts a cluster that is stopped and removed when t ends.

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"testing"
+	"time"
 
 	"flotilla.dev/controlplane/internal/store"
 	"flotilla.dev/controlplane/internal/store/storetest"
@@ -56,7 +57,14 @@ func TestConformance(t *testing.T) {
 // without it) so that commits cost what they cost SQLite at
 // synchronous=FULL.
 func BenchmarkStore(b *testing.B) {
-	cluster.Get(b).Exec(b, "postgres", "ALTER SYSTEM SET fsync = on", "SELECT pg_reload_conf()")
+	p := cluster.Get(b)
+	p.Exec(b, "postgres", "ALTER SYSTEM SET fsync = on", "SELECT pg_reload_conf()")
+	for deadline := time.Now().Add(10 * time.Second); p.QueryString(b, "postgres", "SHOW fsync") != "on"; {
+		if time.Now().After(deadline) {
+			b.Fatal("fsync still off 10s after the configuration was reloaded")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	storetest.Benchmark(b, func(b *testing.B) store.Store { return openTestStore(b) })
 }
 
