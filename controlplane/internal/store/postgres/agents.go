@@ -24,9 +24,7 @@ const agentColumns = `id, hostname, labels, pinned_labels, version, state, state
 // and inserts the agent build returns, in one transaction (see
 // store.AgentStore). build runs inside the transaction before the token's
 // row is locked, so that registrations with one token wait for each other
-// only for the insert, not for build; the use is taken by an UPDATE whose
-// WHERE re-checks max_uses, so that racing registrations never over-use a
-// token.
+// only for the insert, not for build.
 func (s *Store) RegisterAgent(ctx context.Context, tokenHash []byte, now time.Time,
 	build func(store.JoinToken) (store.Agent, error)) (store.Agent, error) {
 	var agent store.Agent
@@ -40,22 +38,8 @@ func (s *Store) RegisterAgent(ctx context.Context, tokenHash []byte, now time.Ti
 			return err // the caller's error, as it returned it
 		}
 		a.JoinTokenID = tok.ID
-		tag, err := tx.Exec(ctx, `UPDATE join_tokens SET uses = uses + 1 WHERE id = $1 AND uses < max_uses`, tok.ID)
-		if err != nil {
-			return wrap(err, "register agent: consume join token")
-		}
-		if tag.RowsAffected() != 1 {
-			return errJoinTokenInvalid
-		}
-		if err := insertAgent(ctx, tx, a); err != nil {
-			return err
-		}
-		// Read back so that the caller gets exactly what GetAgent will
-		// return (times in UTC, monotonic readings dropped).
-		if agent, err = agentByID(ctx, tx, a.ID); err != nil {
-			return wrap(err, "register agent: read back %q", a.ID)
-		}
-		return nil
+		agent, err = consumeAndInsert(ctx, tx, a)
+		return err
 	})
 	if err != nil {
 		return store.Agent{}, err
@@ -110,22 +94,38 @@ func usableJoinToken(ctx context.Context, tx pgx.Tx, tokenHash []byte, now time.
 	return tok, nil
 }
 
-// insertAgent inserts a; an existing ID (or registration key) returns
-// ErrConflict.
-func insertAgent(ctx context.Context, tx pgx.Tx, a store.Agent) error {
-	_, err := tx.Exec(ctx,
-		`INSERT INTO agents (`+agentColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)`,
+// consumeAndInsert spends one use of a's join token and inserts a, sent
+// together (one round trip), and returns the agent as stored (times in UTC,
+// monotonic readings dropped), exactly what GetAgent will return. The
+// token's use is taken by an UPDATE whose WHERE re-checks max_uses, so
+// racing registrations never over-use a token; an existing ID (or
+// registration key) returns ErrConflict.
+func consumeAndInsert(ctx context.Context, tx pgx.Tx, a store.Agent) (store.Agent, error) {
+	b := &pgx.Batch{}
+	b.Queue(`UPDATE join_tokens SET uses = uses + 1 WHERE id = $1 AND uses < max_uses`, a.JoinTokenID)
+	b.Queue(`INSERT INTO agents (`+agentColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+		RETURNING `+agentColumns,
 		a.ID, a.Hostname, labelsArg(a.Labels), labelsArg(a.PinnedLabels), a.Version, a.State, a.StateReason,
 		timeArg(a.StateChangedAt), timeArg(a.RegisteredAt), timeArg(a.ConnectedAt), timeArg(a.LastSeenAt), a.PeerAddress,
 		a.CertSerial, timeArg(a.CertNotAfter), a.JoinTokenID, a.Hello, a.LastHeartbeat,
 		timeArg(a.DeregisteredAt), a.DeregisterReason, a.PublicKeySHA256)
+	results := tx.SendBatch(ctx, b)
+	defer results.Close()
+	tag, err := results.Exec()
+	if err != nil {
+		return store.Agent{}, wrap(err, "register agent: consume join token")
+	}
+	if tag.RowsAffected() != 1 {
+		return store.Agent{}, errJoinTokenInvalid
+	}
+	stored, err := scanAgent(results.QueryRow())
 	if isConflict(err) {
-		return fmt.Errorf("store: insert agent %q: %w", a.ID, store.ErrConflict)
+		return store.Agent{}, fmt.Errorf("store: insert agent %q: %w", a.ID, store.ErrConflict)
 	}
 	if err != nil {
-		return wrap(err, "insert agent %q", a.ID)
+		return store.Agent{}, wrap(err, "insert agent %q", a.ID)
 	}
-	return nil
+	return stored, nil
 }
 
 // GetAgent returns the agent with the given ID or ErrNotFound.

@@ -11,10 +11,8 @@ import (
 )
 
 // cluster is the one PostgreSQL server of this package's tests: each test
-// gets a fresh database on it. Its buffer pool is PostgreSQL's default
-// rather than the fixture's small one, so that benchmarks measure the
-// store rather than evictions.
-var cluster = pgtest.Shared{Options: pgtest.Options{Settings: []string{"shared_buffers=128MB"}}}
+// gets a fresh database on it.
+var cluster pgtest.Shared
 
 // TestMain stops the shared cluster once the tests have run, and fails the
 // run if a test left a goroutine behind, such as a pool Close did not stop.

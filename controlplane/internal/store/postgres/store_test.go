@@ -3,10 +3,10 @@ package postgres
 import (
 	"context"
 	"testing"
-	"time"
 
 	"flotilla.dev/controlplane/internal/store"
 	"flotilla.dev/controlplane/internal/store/storetest"
+	"flotilla.dev/pkg/pgtest"
 )
 
 // freshDSN creates an empty database on the shared cluster for tb and
@@ -53,19 +53,17 @@ func TestConformance(t *testing.T) {
 }
 
 // BenchmarkStore runs the store's benchmarks on PostgreSQL: a local server
-// over its unix socket, with fsync turned back on (the test cluster starts
+// of its own over its unix socket, with fsync on (the test cluster runs
 // without it) so that commits cost what they cost SQLite at
-// synchronous=FULL.
+// synchronous=FULL, and PostgreSQL's default buffer pool.
 func BenchmarkStore(b *testing.B) {
-	p := cluster.Get(b)
-	p.Exec(b, "postgres", "ALTER SYSTEM SET fsync = on", "SELECT pg_reload_conf()")
-	for deadline := time.Now().Add(10 * time.Second); p.QueryString(b, "postgres", "SHOW fsync") != "on"; {
-		if time.Now().After(deadline) {
-			b.Fatal("fsync still off 10s after the configuration was reloaded")
-		}
-		time.Sleep(10 * time.Millisecond)
+	p := pgtest.StartWith(b, pgtest.Options{Settings: []string{"fsync=on", "shared_buffers=128MB"}})
+	if got := p.QueryString(b, "postgres", "SHOW fsync"); got != "on" {
+		b.Fatalf("fsync = %q on the benchmark cluster, want on", got)
 	}
-	storetest.Benchmark(b, func(b *testing.B) store.Store { return openTestStore(b) })
+	storetest.Benchmark(b, func(b *testing.B) store.Store {
+		return openTestStoreAt(b, p.AdminConninfo(p.CreateDatabase(b)))
+	})
 }
 
 // TestRegisterAgentLastUseRaceTwoStores races registrations for the last
