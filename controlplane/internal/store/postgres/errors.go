@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -46,9 +47,16 @@ func isUnavailable(err error) bool {
 		// or an unknown database (3D) are mistakes, not outages.
 		return strings.HasPrefix(pgErr.Code, "08") || unavailableCodes[pgErr.Code]
 	}
+	// A connection that could not be made is an outage, even when it gave
+	// up on a timeout (connect_timeout, a black-holed address).
 	var connectErr *pgconn.ConnectError
 	if errors.As(err, &connectErr) || pgconn.SafeToRetry(err) {
 		return true
+	}
+	// The caller's own deadline or cancellation is not (context errors
+	// are net.Errors too).
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
 	}
 	var netErr net.Error
 	switch {
