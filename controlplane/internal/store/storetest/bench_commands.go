@@ -1,4 +1,4 @@
-package sqlite
+package storetest
 
 import (
 	"context"
@@ -20,11 +20,11 @@ func benchHosts(fleetID string, n int, createdAt time.Time) []store.HostCommand 
 	return hosts
 }
 
-// BenchmarkCreateFleetCommand10000Hosts measures RunCommand's one write:
+// benchCreateFleetCommand10000Hosts measures RunCommand's one write:
 // a fleet command and its 10,000 host rows in one transaction.
-func BenchmarkCreateFleetCommand10000Hosts(b *testing.B) {
+func benchCreateFleetCommand10000Hosts(b *testing.B, open BenchOpener) {
 	const hosts = 10000
-	s := openTestStore(b)
+	s := open(b)
 	ctx := context.Background()
 	b.ReportAllocs()
 	i := 0
@@ -38,15 +38,15 @@ func BenchmarkCreateFleetCommand10000Hosts(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*hosts), "ns/host")
 }
 
-// BenchmarkUpdateHostCommands measures the write behind a command event:
+// benchUpdateHostCommands measures the write behind a command event:
 // the host command's new state, message, result and times.
 //
 //   - one: one event per transaction, as each event was written on its own;
 //   - batch-1000: 1,000 events in one transaction (one fsync), as when
 //     the events of many agents arriving together are written at once.
-func BenchmarkUpdateHostCommands(b *testing.B) {
+func benchUpdateHostCommands(b *testing.B, open BenchOpener) {
 	const hosts = 1000
-	s := openTestStore(b)
+	s := open(b)
 	ctx := context.Background()
 	all := benchHosts("cmd-1", hosts, t0)
 	mustCreateFleetCommand(b, s, newFleetCommand("cmd-1", t0, 1), all...)

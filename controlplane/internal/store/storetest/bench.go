@@ -1,4 +1,4 @@
-package sqlite
+package storetest
 
 import (
 	"context"
@@ -9,11 +9,11 @@ import (
 	"flotilla.dev/controlplane/internal/store"
 )
 
-// BenchmarkUpdateAgentStatuses measures one heartbeat flush: a batch of
-// 1000 updates in one transaction (one fsync, synchronous=FULL).
-func BenchmarkUpdateAgentStatuses(b *testing.B) {
+// benchUpdateAgentStatuses measures one heartbeat flush: a batch of
+// 1000 updates in one transaction (one commit).
+func benchUpdateAgentStatuses(b *testing.B, open BenchOpener) {
 	const agents = 1000
-	s := openTestStore(b)
+	s := open(b)
 	ctx := context.Background()
 	tok := newJoinToken("fleet", agents)
 	mustCreateJoinToken(b, s, tok)
@@ -44,10 +44,10 @@ func BenchmarkUpdateAgentStatuses(b *testing.B) {
 	}
 }
 
-// BenchmarkGetAPITokenByHash measures the lookup behind every operator call.
-func BenchmarkGetAPITokenByHash(b *testing.B) {
+// benchGetAPITokenByHash measures the lookup behind every operator call.
+func benchGetAPITokenByHash(b *testing.B, open BenchOpener) {
 	const tokens = 1000
-	s := openTestStore(b)
+	s := open(b)
 	ctx := context.Background()
 	hashes := make([][]byte, tokens)
 	for i := range tokens {

@@ -1,10 +1,9 @@
-package sqlite
+package storetest
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -12,7 +11,7 @@ import (
 	"flotilla.dev/controlplane/internal/store"
 )
 
-func TestAgentRoundTrip(t *testing.T) {
+func testAgentRoundTrip(t *testing.T, open Opener) {
 	tests := []struct {
 		name  string
 		agent store.Agent
@@ -63,7 +62,7 @@ func TestAgentRoundTrip(t *testing.T) {
 			},
 		},
 	}
-	s := openTestStore(t)
+	s := open(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			want := tt.agent
@@ -75,8 +74,8 @@ func TestAgentRoundTrip(t *testing.T) {
 	}
 }
 
-func TestRegisterAgentOutOfRangeTime(t *testing.T) {
-	s := openTestStore(t)
+func testRegisterAgentOutOfRangeTime(t *testing.T, open Opener) {
+	s := open(t)
 	tok := newJoinToken("tok", 1)
 	mustCreateJoinToken(t, s, tok)
 	_, err := s.RegisterAgent(context.Background(), tok.Hash, t0, func(store.JoinToken) (store.Agent, error) {
@@ -90,16 +89,16 @@ func TestRegisterAgentOutOfRangeTime(t *testing.T) {
 	}
 }
 
-func TestGetAgentNotFound(t *testing.T) {
-	s := openTestStore(t)
+func testGetAgentNotFound(t *testing.T, open Opener) {
+	s := open(t)
 	_, err := s.GetAgent(context.Background(), "nope")
 	if !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("GetAgent = %v, want ErrNotFound", err)
 	}
 }
 
-func TestListAgents(t *testing.T) {
-	s := openTestStore(t)
+func testListAgents(t *testing.T, open Opener) {
+	s := open(t)
 	ctx := context.Background()
 	got, err := s.ListAgents(ctx)
 	if err != nil || len(got) != 0 {
@@ -122,7 +121,7 @@ func TestListAgents(t *testing.T) {
 	assertEqual(t, got[0], store.Agent{ID: "a", Hostname: "host-a", JoinTokenID: "tok-a"})
 }
 
-func TestRegisterAgent(t *testing.T) {
+func testRegisterAgent(t *testing.T, open Opener) {
 	tests := []struct {
 		name    string
 		token   func(store.JoinToken) store.JoinToken // edits the stored token
@@ -142,7 +141,7 @@ func TestRegisterAgent(t *testing.T) {
 	var invalidMessages []string
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := openTestStore(t)
+			s := open(t)
 			tok := tt.token(newJoinToken("tok", 3))
 			mustCreateJoinToken(t, s, tok)
 			hash := tt.hash
@@ -196,8 +195,8 @@ func TestRegisterAgent(t *testing.T) {
 
 func same(t store.JoinToken) store.JoinToken { return t }
 
-func TestRegisterAgentBuildErrorWritesNothing(t *testing.T) {
-	s := openTestStore(t)
+func testRegisterAgentBuildErrorWritesNothing(t *testing.T, open Opener) {
+	s := open(t)
 	tok := newJoinToken("tok", 1)
 	mustCreateJoinToken(t, s, tok)
 	buildErr := errors.New("csr rejected")
@@ -213,8 +212,8 @@ func TestRegisterAgentBuildErrorWritesNothing(t *testing.T) {
 	}
 }
 
-func TestRegisterAgentDuplicateID(t *testing.T) {
-	s := openTestStore(t)
+func testRegisterAgentDuplicateID(t *testing.T, open Opener) {
+	s := open(t)
 	tok := newJoinToken("tok", 5)
 	mustCreateJoinToken(t, s, tok)
 	register := func() error {
@@ -234,66 +233,57 @@ func TestRegisterAgentDuplicateID(t *testing.T) {
 	}
 }
 
-// TestRegisterAgentLastUseRace races registrations for the last use of a
-// token, through one store and through two stores on the same file (two
-// processes, as far as SQLite's locking can tell).
-func TestRegisterAgentLastUseRace(t *testing.T) {
-	tests := []struct {
-		name   string
-		stores int
-	}{
-		{"one store", 1},
-		{"two stores on one file", 2},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "flotilla.db")
-			var stores []*Store
-			for range tt.stores {
-				stores = append(stores, openTestStoreAt(t, path))
-			}
-			tok := newJoinToken("tok", 1)
-			mustCreateJoinToken(t, stores[0], tok)
+// testRegisterAgentLastUseRace races registrations for the last use of a
+// token through one store.
+func testRegisterAgentLastUseRace(t *testing.T, open Opener) {
+	RaceLastUse(t, open(t))
+}
 
-			const racers = 16
-			errs := make([]error, racers)
-			start := make(chan struct{})
-			var wg sync.WaitGroup
-			for i := range racers {
-				wg.Go(func() {
-					<-start
-					s := stores[i%len(stores)]
-					_, errs[i] = s.RegisterAgent(context.Background(), tok.Hash, t0, func(store.JoinToken) (store.Agent, error) {
-						return store.Agent{ID: fmt.Sprintf("agent-%d", i)}, nil
-					})
-				})
-			}
-			close(start)
-			wg.Wait()
+// RaceLastUse races 16 registrations for the last use of one join token
+// through stores, which must share one database (several stores on one
+// database stand for several processes), and checks that exactly one wins.
+func RaceLastUse(t *testing.T, stores ...store.Store) {
+	t.Helper()
+	tok := newJoinToken("tok", 1)
+	mustCreateJoinToken(t, stores[0], tok)
 
-			won := 0
-			for i, err := range errs {
-				switch {
-				case err == nil:
-					won++
-				case !errors.Is(err, store.ErrJoinTokenInvalid):
-					t.Errorf("racer %d: %v, want success or ErrJoinTokenInvalid", i, err)
-				}
-			}
-			if won != 1 {
-				t.Errorf("%d registrations succeeded, want exactly 1", won)
-			}
-			if uses := mustGetJoinToken(t, stores[0], tok.ID).Uses; uses != 1 {
-				t.Errorf("uses = %d, want 1", uses)
-			}
-			if agents, err := stores[0].ListAgents(context.Background()); err != nil || len(agents) != 1 {
-				t.Errorf("ListAgents = %d agents, err %v; want 1", len(agents), err)
-			}
+	const racers = 16
+	errs := make([]error, racers)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range racers {
+		wg.Go(func() {
+			<-start
+			s := stores[i%len(stores)]
+			_, errs[i] = s.RegisterAgent(context.Background(), tok.Hash, t0, func(store.JoinToken) (store.Agent, error) {
+				return store.Agent{ID: fmt.Sprintf("agent-%d", i)}, nil
+			})
 		})
+	}
+	close(start)
+	wg.Wait()
+
+	won := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case !errors.Is(err, store.ErrJoinTokenInvalid):
+			t.Errorf("racer %d: %v, want success or ErrJoinTokenInvalid", i, err)
+		}
+	}
+	if won != 1 {
+		t.Errorf("%d registrations succeeded, want exactly 1", won)
+	}
+	if uses := mustGetJoinToken(t, stores[0], tok.ID).Uses; uses != 1 {
+		t.Errorf("uses = %d, want 1", uses)
+	}
+	if agents, err := stores[0].ListAgents(context.Background()); err != nil || len(agents) != 1 {
+		t.Errorf("ListAgents = %d agents, err %v; want 1", len(agents), err)
 	}
 }
 
-func TestUpdateAgentStatuses(t *testing.T) {
+func testUpdateAgentStatuses(t *testing.T, open Opener) {
 	registered := store.Agent{
 		ID:            "agent-1",
 		Hostname:      "web-1",
@@ -358,7 +348,7 @@ func TestUpdateAgentStatuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := openTestStore(t)
+			s := open(t)
 			reg := mustRegisterAgent(t, s, registered)
 			unknown := store.AgentStatus{ID: "unknown", State: store.AgentLost}
 			if err := s.UpdateAgentStatuses(context.Background(), []store.AgentStatus{unknown, tt.update}); err != nil {
@@ -372,8 +362,8 @@ func TestUpdateAgentStatuses(t *testing.T) {
 	}
 }
 
-func TestUpdateAgentStatusesIsOneTransaction(t *testing.T) {
-	s := openTestStore(t)
+func testUpdateAgentStatusesIsOneTransaction(t *testing.T, open Opener) {
+	s := open(t)
 	a := mustRegisterAgent(t, s, store.Agent{ID: "agent-1", State: store.AgentConnected})
 	updates := []store.AgentStatus{
 		{ID: "agent-1", State: store.AgentLost},
@@ -385,8 +375,8 @@ func TestUpdateAgentStatusesIsOneTransaction(t *testing.T) {
 	assertEqual(t, mustGetAgent(t, s, "agent-1"), a) // the first update was rolled back
 }
 
-func TestUpdateAgentStatusesEmpty(t *testing.T) {
-	s := openTestStore(t)
+func testUpdateAgentStatusesEmpty(t *testing.T, open Opener) {
+	s := open(t)
 	if err := s.UpdateAgentStatuses(context.Background(), nil); err != nil {
 		t.Fatalf("UpdateAgentStatuses(nil) = %v", err)
 	}
@@ -396,8 +386,8 @@ func TestUpdateAgentStatusesEmpty(t *testing.T) {
 // token that is used up by then; the same key cannot register a second
 // agent with the token; a deregistered agent is not found, and its key may
 // register again.
-func TestRegisteredWithKey(t *testing.T) {
-	s := openTestStore(t)
+func testRegisteredWithKey(t *testing.T, open Opener) {
+	s := open(t)
 	ctx := context.Background()
 	tok := newJoinToken("tok", 1)
 	mustCreateJoinToken(t, s, tok)

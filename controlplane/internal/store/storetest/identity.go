@@ -1,17 +1,16 @@
-package sqlite
+package storetest
 
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"flotilla.dev/controlplane/internal/store"
 )
 
-func TestRevokeJoinToken(t *testing.T) {
-	s := openTestStore(t)
+func testRevokeJoinToken(t *testing.T, open Opener) {
+	s := open(t)
 	ctx := context.Background()
 	older, newer := newJoinToken("older", 1), newJoinToken("newer", 2)
 	newer.CreatedAt = older.CreatedAt.Add(time.Minute)
@@ -46,8 +45,8 @@ func TestRevokeJoinToken(t *testing.T) {
 	}
 }
 
-func TestAPITokenListGetRevoke(t *testing.T) {
-	s := openTestStore(t)
+func testAPITokenListGetRevoke(t *testing.T, open Opener) {
+	s := open(t)
 	ctx := context.Background()
 	a, b := newAPIToken("a"), newAPIToken("b")
 	b.CreatedAt = a.CreatedAt.Add(time.Second)
@@ -86,16 +85,12 @@ func TestAPITokenListGetRevoke(t *testing.T) {
 	}
 }
 
-func TestDeregisterAgentAndCertificate(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "flotilla.db")
+func testDeregisterAgentAndCertificate(t *testing.T, open Opener) {
 	ctx := context.Background()
-	s, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := open(t)
 	mustRegisterAgent(t, s, store.Agent{ID: "web-1", Hostname: "web-1", State: store.AgentDisconnected, CertSerial: "01"})
 
-	if err = s.UpdateAgentCertificate(ctx, "web-1", "02", t0.Add(time.Hour)); err != nil {
+	if err := s.UpdateAgentCertificate(ctx, "web-1", "02", t0.Add(time.Hour)); err != nil {
 		t.Fatalf("UpdateAgentCertificate: %v", err)
 	}
 	a := mustGetAgent(t, s, "web-1")
@@ -121,18 +116,10 @@ func TestDeregisterAgentAndCertificate(t *testing.T) {
 	if err := s.UpdateAgentCertificate(ctx, "web-1", "03", t0); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("UpdateAgentCertificate after deregistration = %v, want ErrNotFound", err)
 	}
-	// Deregistration survives reopening the file.
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	a = mustGetAgent(t, openTestStoreAt(t, path), "web-1")
-	if !a.DeregisteredAt.Equal(t0) || a.CertSerial != "02" {
-		t.Fatalf("after reopen: %+v", a)
-	}
 }
 
-func TestAuditEvents(t *testing.T) {
-	s := openTestStore(t)
+func testAuditEvents(t *testing.T, open Opener) {
+	s := open(t)
 	ctx := context.Background()
 	add := func(at time.Time, principal, method, code string) int64 {
 		t.Helper()

@@ -1,9 +1,8 @@
-package sqlite
+package storetest
 
 import (
 	"context"
 	"crypto/sha256"
-	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -13,28 +12,6 @@ import (
 
 // t0 has nanoseconds so that any loss of precision shows.
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 123456789, time.UTC)
-
-// openTestStore opens a fresh store in a temporary directory and closes it
-// when the test ends.
-func openTestStore(tb testing.TB) *Store {
-	tb.Helper()
-	return openTestStoreAt(tb, filepath.Join(tb.TempDir(), "flotilla.db"))
-}
-
-// openTestStoreAt opens the store at path and closes it when the test ends.
-func openTestStoreAt(tb testing.TB, path string) *Store {
-	tb.Helper()
-	s, err := Open(context.Background(), path)
-	if err != nil {
-		tb.Fatalf("Open(%q): %v", path, err)
-	}
-	tb.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			tb.Errorf("Close: %v", err)
-		}
-	})
-	return s
-}
 
 func hashOf(secret string) []byte {
 	h := sha256.Sum256([]byte(secret))
@@ -54,7 +31,7 @@ func newJoinToken(id string, maxUses int) store.JoinToken {
 	}
 }
 
-func mustCreateJoinToken(tb testing.TB, s *Store, t store.JoinToken) {
+func mustCreateJoinToken(tb testing.TB, s store.Store, t store.JoinToken) {
 	tb.Helper()
 	if err := s.CreateJoinToken(context.Background(), t); err != nil {
 		tb.Fatalf("CreateJoinToken(%q): %v", t.ID, err)
@@ -63,7 +40,7 @@ func mustCreateJoinToken(tb testing.TB, s *Store, t store.JoinToken) {
 
 // mustRegisterAgent stores a through its own single-use join token and
 // returns the agent as RegisterAgent returned it.
-func mustRegisterAgent(tb testing.TB, s *Store, a store.Agent) store.Agent {
+func mustRegisterAgent(tb testing.TB, s store.Store, a store.Agent) store.Agent {
 	tb.Helper()
 	tok := newJoinToken("tok-"+a.ID, 1)
 	mustCreateJoinToken(tb, s, tok)
@@ -76,7 +53,7 @@ func mustRegisterAgent(tb testing.TB, s *Store, a store.Agent) store.Agent {
 	return got
 }
 
-func mustGetAgent(tb testing.TB, s *Store, id string) store.Agent {
+func mustGetAgent(tb testing.TB, s store.Store, id string) store.Agent {
 	tb.Helper()
 	a, err := s.GetAgent(context.Background(), id)
 	if err != nil {
@@ -85,7 +62,7 @@ func mustGetAgent(tb testing.TB, s *Store, id string) store.Agent {
 	return a
 }
 
-func mustGetJoinToken(tb testing.TB, s *Store, id string) store.JoinToken {
+func mustGetJoinToken(tb testing.TB, s store.Store, id string) store.JoinToken {
 	tb.Helper()
 	t, err := s.GetJoinToken(context.Background(), id)
 	if err != nil {

@@ -1,4 +1,4 @@
-package sqlite
+package storetest
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"flotilla.dev/controlplane/internal/store"
 )
 
-func mustPutService(t *testing.T, s *Store, name string, at time.Time) store.Service {
+func mustPutService(t *testing.T, s store.Store, name string, at time.Time) store.Service {
 	t.Helper()
 	svc, err := s.PutService(context.Background(), store.Service{Name: name, Spec: []byte("spec-" + name), CreatedAt: at, UpdatedAt: at})
 	if err != nil {
@@ -41,8 +41,8 @@ func event(payload string, at time.Time) store.RolloutEvent {
 	return store.RolloutEvent{At: at, Event: []byte(payload)}
 }
 
-func TestServices(t *testing.T) {
-	s := openTestStore(t)
+func testServices(t *testing.T, open Opener) {
+	s := open(t)
 	ctx := context.Background()
 	mustPutService(t, s, "web", t0)
 	mustPutService(t, s, "api", t0)
@@ -67,8 +67,8 @@ func TestServices(t *testing.T) {
 	}
 }
 
-func TestRolloutLifecycle(t *testing.T) {
-	s := openTestStore(t)
+func testRolloutLifecycle(t *testing.T, open Opener) {
+	s := open(t)
 	ctx := context.Background()
 	mustPutService(t, s, "web", t0)
 	r := testRollout("ro-1", "web", t0)
@@ -148,8 +148,8 @@ func TestRolloutLifecycle(t *testing.T) {
 	}
 }
 
-func TestListRollouts(t *testing.T) {
-	s := openTestStore(t)
+func testListRollouts(t *testing.T, open Opener) {
+	s := open(t)
 	ctx := context.Background()
 	mustPutService(t, s, "web", t0)
 	mustPutService(t, s, "api", t0)

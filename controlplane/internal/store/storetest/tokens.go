@@ -1,4 +1,4 @@
-package sqlite
+package storetest
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"flotilla.dev/controlplane/internal/store"
 )
 
-func TestJoinTokenRoundTrip(t *testing.T) {
+func testJoinTokenRoundTrip(t *testing.T, open Opener) {
 	revoked := newJoinToken("revoked", 5)
 	revoked.Uses = 2
 	revoked.RevokedAt = t0
@@ -22,7 +22,7 @@ func TestJoinTokenRoundTrip(t *testing.T) {
 		{"zero values, nil labels", store.JoinToken{ID: "zero", Hash: hashOf("zero")}},
 		{"empty labels stay non-nil", store.JoinToken{ID: "empty", Hash: hashOf("empty"), Labels: map[string]string{}}},
 	}
-	s := openTestStore(t)
+	s := open(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			mustCreateJoinToken(t, s, tt.token)
@@ -31,8 +31,8 @@ func TestJoinTokenRoundTrip(t *testing.T) {
 	}
 }
 
-func TestCreateJoinTokenConflict(t *testing.T) {
-	s := openTestStore(t)
+func testCreateJoinTokenConflict(t *testing.T, open Opener) {
+	s := open(t)
 	existing := newJoinToken("tok", 1)
 	mustCreateJoinToken(t, s, existing)
 
@@ -50,8 +50,8 @@ func TestCreateJoinTokenConflict(t *testing.T) {
 	assertEqual(t, mustGetJoinToken(t, s, existing.ID), existing)
 }
 
-func TestGetJoinTokenNotFound(t *testing.T) {
-	s := openTestStore(t)
+func testGetJoinTokenNotFound(t *testing.T, open Opener) {
+	s := open(t)
 	if _, err := s.GetJoinToken(context.Background(), "nope"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("GetJoinToken = %v, want ErrNotFound", err)
 	}
@@ -68,7 +68,7 @@ func newAPIToken(id string) store.APIToken {
 	}
 }
 
-func TestAPITokenRoundTrip(t *testing.T) {
+func testAPITokenRoundTrip(t *testing.T, open Opener) {
 	revoked := newAPIToken("revoked")
 	revoked.RevokedAt = t0.Add(time.Hour)
 	tests := []struct {
@@ -79,7 +79,7 @@ func TestAPITokenRoundTrip(t *testing.T) {
 		{"revoked", revoked},
 		{"never expires", store.APIToken{ID: "forever", Name: "ci", Hash: hashOf("forever"), Role: "viewer", CreatedAt: t0}},
 	}
-	s := openTestStore(t)
+	s := open(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if err := s.CreateAPIToken(context.Background(), tt.token); err != nil {
@@ -94,8 +94,8 @@ func TestAPITokenRoundTrip(t *testing.T) {
 	}
 }
 
-func TestCreateAPITokenConflict(t *testing.T) {
-	s := openTestStore(t)
+func testCreateAPITokenConflict(t *testing.T, open Opener) {
+	s := open(t)
 	existing := newAPIToken("tok")
 	if err := s.CreateAPIToken(context.Background(), existing); err != nil {
 		t.Fatal(err)
@@ -113,15 +113,15 @@ func TestCreateAPITokenConflict(t *testing.T) {
 	}
 }
 
-func TestGetAPITokenByHashNotFound(t *testing.T) {
-	s := openTestStore(t)
+func testGetAPITokenByHashNotFound(t *testing.T, open Opener) {
+	s := open(t)
 	if _, err := s.GetAPITokenByHash(context.Background(), hashOf("nope")); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("GetAPITokenByHash = %v, want ErrNotFound", err)
 	}
 }
 
-func TestCountAPITokens(t *testing.T) {
-	s := openTestStore(t)
+func testCountAPITokens(t *testing.T, open Opener) {
+	s := open(t)
 	ctx := context.Background()
 	assertCount := func(want int) {
 		t.Helper()

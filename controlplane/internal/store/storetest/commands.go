@@ -1,4 +1,4 @@
-package sqlite
+package storetest
 
 import (
 	"context"
@@ -29,14 +29,14 @@ func newHostCommand(fleetID, agentID string, createdAt time.Time) store.HostComm
 	}
 }
 
-func mustCreateFleetCommand(tb testing.TB, s *Store, fc store.FleetCommand, hosts ...store.HostCommand) {
+func mustCreateFleetCommand(tb testing.TB, s store.Store, fc store.FleetCommand, hosts ...store.HostCommand) {
 	tb.Helper()
 	if err := s.CreateFleetCommand(context.Background(), fc, hosts); err != nil {
 		tb.Fatalf("CreateFleetCommand(%q): %v", fc.ID, err)
 	}
 }
 
-func mustGetFleetCommand(tb testing.TB, s *Store, id string) store.FleetCommand {
+func mustGetFleetCommand(tb testing.TB, s store.Store, id string) store.FleetCommand {
 	tb.Helper()
 	fc, err := s.GetFleetCommand(context.Background(), id)
 	if err != nil {
@@ -45,7 +45,7 @@ func mustGetFleetCommand(tb testing.TB, s *Store, id string) store.FleetCommand 
 	return fc
 }
 
-func mustGetHostCommand(tb testing.TB, s *Store, id string) store.HostCommand {
+func mustGetHostCommand(tb testing.TB, s store.Store, id string) store.HostCommand {
 	tb.Helper()
 	h, err := s.GetHostCommand(context.Background(), id)
 	if err != nil {
@@ -70,8 +70,8 @@ func fleetIDs(fcs []store.FleetCommand) []string {
 	return out
 }
 
-func TestFleetCommandRoundTrip(t *testing.T) {
-	s := openTestStore(t)
+func testFleetCommandRoundTrip(t *testing.T, open Opener) {
+	s := open(t)
 	ctx := context.Background()
 	cest := time.FixedZone("CEST", 2*60*60)
 
@@ -120,8 +120,8 @@ func TestFleetCommandRoundTrip(t *testing.T) {
 	}
 }
 
-func TestCommandsNotFound(t *testing.T) {
-	s := openTestStore(t)
+func testCommandsNotFound(t *testing.T, open Opener) {
+	s := open(t)
 	ctx := context.Background()
 	if _, err := s.GetFleetCommand(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("GetFleetCommand = %v, want ErrNotFound", err)
@@ -137,8 +137,8 @@ func TestCommandsNotFound(t *testing.T) {
 	}
 }
 
-func TestCreateFleetCommandConflictWritesNothing(t *testing.T) {
-	s := openTestStore(t)
+func testCreateFleetCommandConflictWritesNothing(t *testing.T, open Opener) {
+	s := open(t)
 	ctx := context.Background()
 	existing := newFleetCommand("cmd-1", t0, 1)
 	existingHost := newHostCommand("cmd-1", "web-1", t0)
@@ -193,8 +193,8 @@ func TestCreateFleetCommandConflictWritesNothing(t *testing.T) {
 	}
 }
 
-func TestCreateHostCommands(t *testing.T) {
-	s := openTestStore(t)
+func testCreateHostCommands(t *testing.T, open Opener) {
+	s := open(t)
 	ctx := context.Background()
 	// Host commands of other subsystems have no fleet command.
 	a, b := newHostCommand("", "web-1", t0), newHostCommand("", "web-2", t0)
@@ -215,8 +215,8 @@ func TestCreateHostCommands(t *testing.T) {
 	}
 }
 
-func TestUpdateHostCommands(t *testing.T) {
-	s := openTestStore(t)
+func testUpdateHostCommands(t *testing.T, open Opener) {
+	s := open(t)
 	ctx := context.Background()
 	web1, web2, web3 := newHostCommand("cmd-1", "web-1", t0), newHostCommand("cmd-1", "web-2", t0), newHostCommand("cmd-1", "web-3", t0)
 	mustCreateFleetCommand(t, s, newFleetCommand("cmd-1", t0, 1), web1, web2, web3)
@@ -264,8 +264,8 @@ func TestUpdateHostCommands(t *testing.T) {
 	}
 }
 
-func TestListActiveHostCommands(t *testing.T) {
-	s := openTestStore(t)
+func testListActiveHostCommands(t *testing.T, open Opener) {
+	s := open(t)
 	ctx := context.Background()
 	finished := newHostCommand("cmd-1", "web-1", t0)
 	finished.State, finished.FinishedAt = 4, t0.Add(time.Minute)
@@ -301,8 +301,8 @@ func TestListActiveHostCommands(t *testing.T) {
 	}
 }
 
-func TestListFleetCommands(t *testing.T) {
-	s := openTestStore(t)
+func testListFleetCommands(t *testing.T, open Opener) {
+	s := open(t)
 	ctx := context.Background()
 	const (
 		running   = 1
@@ -371,8 +371,8 @@ func TestListFleetCommands(t *testing.T) {
 	}
 }
 
-func TestUpdateFleetCommand(t *testing.T) {
-	s := openTestStore(t)
+func testUpdateFleetCommand(t *testing.T, open Opener) {
+	s := open(t)
 	ctx := context.Background()
 	fc := newFleetCommand("cmd-1", t0, 1)
 	mustCreateFleetCommand(t, s, fc, newHostCommand("cmd-1", "web-1", t0))
