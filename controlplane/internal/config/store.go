@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 
 	"flotilla.dev/controlplane/internal/fsutil"
 )
@@ -21,6 +22,15 @@ const (
 const (
 	defaultMaxConns = 10
 	maxMaxConns     = 1000
+)
+
+// defaultLeaseTTL is the active control plane's lease on a PostgreSQL store
+// (store.lease_ttl): a database outage shorter than 4/5 of it is ridden out,
+// and a standby takes over at most this long after the active one died.
+const (
+	defaultLeaseTTL = 30 * time.Second
+	minLeaseTTL     = 3 * time.Second
+	maxLeaseTTL     = 10 * time.Minute
 )
 
 // redacted stands in for a password in anything that is logged or shown.
@@ -49,6 +59,9 @@ func (s Store) validate() error {
 	}
 	if s.MaxConns < 1 || s.MaxConns > maxMaxConns {
 		return fmt.Errorf("store.max_conns: %d must be between 1 and %d", s.MaxConns, maxMaxConns)
+	}
+	if ttl := s.LeaseTTL.Std(); ttl < minLeaseTTL || ttl > maxLeaseTTL {
+		return fmt.Errorf("store.lease_ttl: %s must be between %s and %s", ttl, minLeaseTTL, maxLeaseTTL)
 	}
 	if s.PasswordFile == "" {
 		return nil

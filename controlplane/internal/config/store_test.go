@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func writeFile(t *testing.T, name, body string, mode os.FileMode) string {
@@ -45,14 +46,31 @@ func TestStoreSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if def.Store.Driver != DriverSQLite || def.Store.MaxConns != defaultMaxConns {
-		t.Errorf("default store = %+v, want sqlite with max_conns %d", def.Store, defaultMaxConns)
+	if def.Store.Driver != DriverSQLite || def.Store.MaxConns != defaultMaxConns || def.Store.LeaseTTL.Std() != defaultLeaseTTL || !def.Store.LeaseWait {
+		t.Errorf("default store = %+v, want sqlite with max_conns %d, lease_ttl %s, lease_wait", def.Store, defaultMaxConns, defaultLeaseTTL)
+	}
+}
+
+func TestStoreLeaseSettings(t *testing.T) {
+	dsn := map[string]string{"FLOTILLA_STORE_DSN": "postgres://flotilla@db/flotilla"}
+	cfg, _, err := Load([]string{"-store-driver", "postgres", "-store-lease-ttl", "1m", "-store-lease-wait=false"}, env(dsn), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Store.LeaseTTL.Std() != time.Minute || cfg.Store.LeaseWait {
+		t.Errorf("store = %+v, want lease_ttl 1m and no wait", cfg.Store)
+	}
+	for _, ttl := range []string{"1s", "11m"} {
+		_, _, err := Load([]string{"-store-driver", "postgres", "-store-lease-ttl", ttl}, env(dsn), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "store.lease_ttl") {
+			t.Errorf("lease_ttl %s: err = %v, want one naming store.lease_ttl", ttl, err)
+		}
 	}
 }
 
 func TestConnStringKeywordValue(t *testing.T) {
 	pwFile := writeFile(t, "pw", "it's \\ here\r\n", 0o600)
-	s := Store{Driver: DriverPostgres, DSN: "host=db user='flo tilla' dbname=flotilla", PasswordFile: pwFile, MaxConns: 4}
+	s := Store{Driver: DriverPostgres, DSN: "host=db user='flo tilla' dbname=flotilla", PasswordFile: pwFile, MaxConns: 4, LeaseTTL: Duration(defaultLeaseTTL)}
 	if err := s.validate(); err != nil {
 		t.Fatal(err)
 	}

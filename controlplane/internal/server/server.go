@@ -36,6 +36,7 @@ import (
 	"flotilla.dev/controlplane/internal/config"
 	"flotilla.dev/controlplane/internal/fleet"
 	"flotilla.dev/controlplane/internal/fsutil"
+	"flotilla.dev/controlplane/internal/lease"
 	"flotilla.dev/controlplane/internal/logging"
 	"flotilla.dev/controlplane/internal/pki"
 	"flotilla.dev/controlplane/internal/ratelimit"
@@ -61,6 +62,9 @@ const flowControlWindow = 64 << 10
 
 // Server is an assembled control plane.
 type Server struct {
+	// lease is the store lease that makes this the active control plane
+	// (PostgreSQL only); nil on SQLite.
+	lease    *lease.Keeper
 	cfg      config.Config
 	log      *zap.Logger
 	version  string
@@ -100,7 +104,7 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, version string
 			s.Close()
 		}
 	}()
-	for _, step := range []func(context.Context) error{s.openStore, s.loadCredentials, s.buildFleet, s.buildWork, s.loadWork} {
+	for _, step := range []func(context.Context) error{s.openStore, s.takeLease, s.loadCredentials, s.buildFleet, s.buildWork, s.loadWork} {
 		if err := step(ctx); err != nil {
 			return nil, err
 		}
@@ -130,6 +134,36 @@ func (s *Server) openStore(ctx context.Context) error {
 	}
 	return nil
 }
+
+// takeLease makes this process the store's one active control plane: on
+// PostgreSQL, several control planes may point at one database, and only
+// the holder of the "controlplane" lease loads and drives the fleet's work.
+// A second one waits as a standby (store.lease_wait) or exits at once,
+// naming the holder. SQLite needs no lease: the data directory's lock
+// already keeps a second process out.
+func (s *Server) takeLease(ctx context.Context) error {
+	if s.cfg.Store.Driver != config.DriverPostgres {
+		return nil
+	}
+	k, err := lease.New(lease.Config{
+		Store: s.store, Name: activeLease, Holder: lease.NewHolderID(), TTL: s.cfg.Store.LeaseTTL.Std(),
+		Wait: s.cfg.Store.LeaseWait, Logger: s.log.Named("lease"),
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := k.Acquire(ctx); err != nil {
+		if errors.Is(err, store.ErrLeaseHeld) {
+			return fmt.Errorf("another control plane is active on this database (%w); start this one with store.lease_wait to keep it as a standby", err)
+		}
+		return err
+	}
+	s.lease = k
+	return nil
+}
+
+// activeLease is the name of the lease the active control plane holds.
+const activeLease = "controlplane"
 
 // loadCredentials loads or creates the TLS material and the bootstrap admin
 // token.
@@ -402,8 +436,8 @@ func (s *Server) Run(ctx context.Context, grpcLis, httpLis net.Listener) error {
 		zap.String("version", s.version), zap.String("grpc", grpcLis.Addr().String()),
 		zap.String("http", httpLis.Addr().String()), zap.String("ca_sha256", s.material.CA.Fingerprint()),
 		zap.Duration("agent_lost_after", s.registry.LostAfter()))
-	return run.All(ctx,
-		run.Task{Name: "grpc", Run: func(ctx context.Context) error {
+	tasks := []run.Task{
+		{Name: "grpc", Run: func(ctx context.Context) error {
 			errc := make(chan error, 1)
 			go func() { errc <- s.grpc.Serve(grpcLis) }()
 			select {
@@ -421,7 +455,7 @@ func (s *Server) Run(ctx context.Context, grpcLis, httpLis net.Listener) error {
 			}
 			return nil
 		}},
-		run.Task{Name: "http", Run: func(ctx context.Context) error {
+		{Name: "http", Run: func(ctx context.Context) error {
 			errc := make(chan error, 1)
 			go func() { errc <- httpSrv.Serve(httpLis) }()
 			select {
@@ -437,12 +471,18 @@ func (s *Server) Run(ctx context.Context, grpcLis, httpLis net.Listener) error {
 			}
 			return nil
 		}},
-		run.Task{Name: "liveness", Run: s.registry.RunLiveness},
-		run.Task{Name: "status-flusher", Run: s.registry.RunFlusher},
-		run.Task{Name: "command-deadlines", Run: s.dispatcher.Run},
-		run.Task{Name: "rollouts", Run: s.rollouts.Run},
-		run.Task{Name: "store-health", Run: s.watchStore},
-	)
+		{Name: "liveness", Run: s.registry.RunLiveness},
+		{Name: "status-flusher", Run: s.registry.RunFlusher},
+		{Name: "command-deadlines", Run: s.dispatcher.Run},
+		{Name: "rollouts", Run: s.rollouts.Run},
+		{Name: "store-health", Run: s.watchStore},
+	}
+	if s.lease != nil {
+		// Losing the lease stops everything: another control plane may
+		// drive the rollouts from then on.
+		tasks = append(tasks, run.Task{Name: "store-lease", Run: s.lease.Run})
+	}
+	return run.All(ctx, tasks...)
 }
 
 // stopGRPC stops gracefully, then hard after the shutdown timeout: agent

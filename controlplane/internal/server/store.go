@@ -11,6 +11,7 @@ import (
 	"flotilla.dev/controlplane/internal/config"
 	"flotilla.dev/controlplane/internal/datadir"
 	"flotilla.dev/controlplane/internal/store"
+	"flotilla.dev/controlplane/internal/store/postgres"
 	"flotilla.dev/controlplane/internal/store/sqlite"
 )
 
@@ -23,8 +24,7 @@ func openConfiguredStore(ctx context.Context, cfg config.Config, log *zap.Logger
 	case config.DriverSQLite:
 		return openSQLite(ctx, cfg, log)
 	case config.DriverPostgres:
-		log.Info("opening the PostgreSQL store", zap.String("dsn", cfg.Store.RedactedDSN()), zap.Int32("max_conns", cfg.Store.MaxConns))
-		return nil, errors.New("store.driver postgres: not built in yet")
+		return openPostgres(ctx, cfg, log)
 	default:
 		return nil, fmt.Errorf("store.driver: %q is not one of sqlite, postgres", cfg.Store.Driver)
 	}
@@ -53,4 +53,17 @@ type lockedStore struct {
 // Close closes the store, then gives the lock up.
 func (s *lockedStore) Close() error {
 	return errors.Join(s.Store.Close(), s.lock.Release())
+}
+
+func openPostgres(ctx context.Context, cfg config.Config, log *zap.Logger) (store.Store, error) {
+	dsn, err := cfg.Store.ConnString()
+	if err != nil {
+		return nil, err
+	}
+	log.Info("opening the PostgreSQL store", zap.String("dsn", cfg.Store.RedactedDSN()), zap.Int32("max_conns", cfg.Store.MaxConns))
+	st, err := postgres.Open(ctx, postgres.Config{DSN: dsn, MaxConns: cfg.Store.MaxConns, Logger: log.Named("store")})
+	if err != nil {
+		return nil, fmt.Errorf("store (PostgreSQL at %s): %w", cfg.Store.RedactedDSN(), err)
+	}
+	return st, nil
 }
