@@ -14,6 +14,7 @@ import (
 
 	"flotilla.dev/controlplane/internal/config"
 	"flotilla.dev/controlplane/internal/datadir"
+	"flotilla.dev/controlplane/internal/store"
 )
 
 func storeTestConfig(dataDir string) config.Config {
@@ -50,10 +51,11 @@ func TestSecondServerOnDataDirIsRefused(t *testing.T) {
 func TestOpenStoreDrivers(t *testing.T) {
 	cfg := storeTestConfig(t.TempDir())
 	cfg.Store.Driver = config.DriverPostgres
-	cfg.Store.DSN = "postgres://flotilla:hunter2@db/flotilla"
+	// Nothing listens on port 1: the database is unreachable.
+	cfg.Store.DSN = "postgres://flotilla:hunter2@127.0.0.1:1/flotilla?connect_timeout=2"
 	_, err := openConfiguredStore(context.Background(), cfg, zaptest.NewLogger(t))
-	if err == nil || !strings.Contains(err.Error(), "store.driver postgres") {
-		t.Errorf("postgres: %v", err)
+	if !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "127.0.0.1:1") || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("postgres unreachable: %v, want store.ErrUnavailable naming the address and not the password", err)
 	}
 	cfg.Store.Driver = "mysql"
 	if _, err := openConfiguredStore(context.Background(), cfg, zaptest.NewLogger(t)); err == nil || !strings.Contains(err.Error(), `store.driver: "mysql"`) {
