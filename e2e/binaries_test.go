@@ -5,45 +5,15 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"flotilla.dev/e2e/internal/fixture"
+	"flotilla.dev/e2e/internal/grpcurl"
 )
-
-// agentJSON is the part of grpcurl's JSON rendering of flotilla.v1.Agent
-// that the tests read.
-type agentJSON struct {
-	ID            string            `json:"id"`
-	Hostname      string            `json:"hostname"`
-	Labels        map[string]string `json:"labels"`
-	State         string            `json:"state"`
-	StateReason   string            `json:"stateReason"`
-	LastHeartbeat struct {
-		Host struct {
-			CPUPercent    *float64 `json:"cpuPercent"`
-			MemoryPercent float64  `json:"memoryPercent"`
-			Disks         []struct {
-				Path        string  `json:"path"`
-				UsedPercent float64 `json:"usedPercent"`
-			} `json:"disks"`
-		} `json:"host"`
-		App struct {
-			Healthy  bool   `json:"healthy"`
-			Status   string `json:"status"`
-			Database string `json:"database"`
-			Cache    string `json:"cache"`
-			Latency  string `json:"latency"`
-		} `json:"app"`
-	} `json:"lastHeartbeat"`
-}
-
-type listAgentsJSON struct {
-	Agents    []agentJSON `json:"agents"`
-	TotalSize int         `json:"totalSize"`
-}
 
 // TestBinariesEndToEnd starts the real control plane and agent, drives
 // them with the real grpcurl, and reads /metrics, as the README shows.
@@ -51,27 +21,14 @@ func TestBinariesEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test; run without -short")
 	}
-	cpBin, agentBin, grpcurlBin := binary(t, "flotilla-controlplane"), binary(t, "flotilla-agent"), binary(t, "grpcurl")
+	agentBin := fixture.Binary(t, "flotilla-agent")
 	dir := t.TempDir()
-	grpcAddr, httpAddr := freePort(t), freePort(t)
 	const lostAfter = 3 * time.Second
-
-	cp := start(t, "controlplane", cpBin, nil,
-		"-data-dir", filepath.Join(dir, "cp"), "-listen", grpcAddr, "-metrics-listen", httpAddr,
-		"-agent-lost-after", lostAfter.String(), "-log-format", "console")
-	g := grpcurl{path: grpcurlBin, addr: grpcAddr, caFile: filepath.Join(dir, "cp", "ca.crt")}
-	eventually(t, 15*time.Second, "the control plane to serve", func() error {
-		_, err := g.run(grpcAddr, "grpc.health.v1.Health/Check")
-		return err
-	})
-	token, err := os.ReadFile(filepath.Join(dir, "cp", "admin.token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	g.token = strings.TrimSpace(string(token))
+	cp := startControlPlane(t, dir, withFlags("-agent-lost-after", lostAfter.String()))
+	g, grpcAddr, httpAddr := cp.api, cp.api.Addr, cp.metricsAddr
 
 	t.Run("reflection", func(t *testing.T) {
-		out, err := g.run(grpcAddr, "list")
+		out, err := g.Run(grpcAddr, "list")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -80,20 +37,20 @@ func TestBinariesEndToEnd(t *testing.T) {
 				t.Errorf("grpcurl list lacks %s:\n%s", svc, out)
 			}
 		}
-		out, err = g.run(grpcAddr, "describe", "flotilla.v1.FleetService.ListAgents")
+		out, err = g.Run(grpcAddr, "describe", "flotilla.v1.FleetService.ListAgents")
 		if err != nil || !strings.Contains(out, "rpc ListAgents ( .flotilla.v1.ListAgentsRequest )") {
 			t.Errorf("describe: %v\n%s", err, out)
 		}
 	})
 
 	t.Run("errors name the field", func(t *testing.T) {
-		out, err := g.run("-d", `{"page_size": -1}`, grpcAddr, "flotilla.v1.FleetService/ListAgents")
+		out, err := g.Run("-d", `{"page_size": -1}`, grpcAddr, grpcurl.FleetService+"ListAgents")
 		if err == nil || !strings.Contains(out, "InvalidArgument") || !strings.Contains(out, "page_size") {
 			t.Errorf("ListAgents page_size=-1: %v\n%s", err, out)
 		}
 		anon := g
-		anon.token = ""
-		out, err = anon.run(grpcAddr, "flotilla.v1.FleetService/ListAgents")
+		anon.Token = ""
+		out, err = anon.Run(grpcAddr, grpcurl.FleetService+"ListAgents")
 		if err == nil || !strings.Contains(out, "Unauthenticated") {
 			t.Errorf("ListAgents without a token: %v\n%s", err, out)
 		}
@@ -106,29 +63,18 @@ func TestBinariesEndToEnd(t *testing.T) {
 	}))
 	defer app.Close()
 
-	var join struct {
-		Token        string `json:"token"`
-		CACertSHA256 string `json:"caCertSha256"`
-	}
-	if err := g.call("flotilla.v1.FleetService/CreateJoinToken", map[string]any{
-		"description": "e2e", "labels": map[string]string{"env": "e2e"}, "ttl": "300s", "max_uses": 1,
-	}, &join); err != nil {
-		t.Fatal(err)
-	}
-	if join.Token == "" || len(join.CACertSHA256) != 64 {
-		t.Fatalf("CreateJoinToken answered %+v", join)
-	}
+	join := g.CreateJoinToken(t, "e2e", 1)
 
 	agentArgs := []string{"-control-plane.address", grpcAddr, "-state-dir", filepath.Join(dir, "agent"),
 		"-hostname", "e2e-web-1", "-labels", "role=web", "-heartbeat-interval", "1s",
 		"-health.url", app.URL + "/health", "-log.format", "console"}
 	// First boot pins the CA by its fingerprint, as on a new EC2 host.
-	agent := start(t, "agent", agentBin, []string{"FLOTILLA_JOIN_TOKEN=" + join.Token, "FLOTILLA_CONTROL_PLANE_CA_SHA256=" + join.CACertSHA256}, agentArgs...)
+	agent := fixture.StartProcess(t, "agent", agentBin, []string{"FLOTILLA_JOIN_TOKEN=" + join.Token, "FLOTILLA_CONTROL_PLANE_CA_SHA256=" + join.CACertSHA256}, agentArgs...)
 
-	var got agentJSON
-	eventually(t, 20*time.Second, "the agent to connect with metrics and app health", func() error {
-		var list listAgentsJSON
-		if err := g.call("flotilla.v1.FleetService/ListAgents", map[string]any{"selector": "env=e2e,role=web"}, &list); err != nil {
+	var got grpcurl.Agent
+	fixture.Eventually(t, 20*time.Second, "the agent to connect with metrics and app health", func() error {
+		var list grpcurl.ListAgentsResponse
+		if err := g.Call(grpcurl.FleetService+"ListAgents", map[string]any{"selector": "env=e2e,role=web"}, &list); err != nil {
 			return err
 		}
 		if len(list.Agents) != 1 {
@@ -146,12 +92,12 @@ func TestBinariesEndToEnd(t *testing.T) {
 		t.Errorf("agent = %+v", got)
 	}
 	var one struct {
-		Agent agentJSON `json:"agent"`
+		Agent grpcurl.Agent `json:"agent"`
 	}
-	if err := g.call("flotilla.v1.FleetService/GetAgent", map[string]string{"agent_id": got.ID}, &one); err != nil || one.Agent.ID != got.ID {
+	if err := g.Call(grpcurl.FleetService+"GetAgent", map[string]string{"agent_id": got.ID}, &one); err != nil || one.Agent.ID != got.ID {
 		t.Fatalf("GetAgent: %v %+v", err, one)
 	}
-	eventually(t, 5*time.Second, "per-agent metrics", func() error {
+	fixture.Eventually(t, 5*time.Second, "per-agent metrics", func() error {
 		_, body, err := httpGet("http://" + httpAddr + "/metrics")
 		if err != nil {
 			return err
@@ -180,11 +126,11 @@ func TestBinariesEndToEnd(t *testing.T) {
 
 	// Killed without a chance to say goodbye, the agent is lost within
 	// agent_lost_after (plus the one-second sweep).
-	agent.signal(syscall.SIGKILL)
-	agent.wait(t, 5*time.Second)
+	agent.Signal(syscall.SIGKILL)
+	agent.Wait(t, 5*time.Second)
 	killedAt := time.Now()
-	eventually(t, lostAfter+5*time.Second, "the killed agent to be lost", func() error {
-		if err := g.call("flotilla.v1.FleetService/GetAgent", map[string]string{"agent_id": got.ID}, &one); err != nil {
+	fixture.Eventually(t, lostAfter+5*time.Second, "the killed agent to be lost", func() error {
+		if err := g.Call(grpcurl.FleetService+"GetAgent", map[string]string{"agent_id": got.ID}, &one); err != nil {
 			return err
 		}
 		if one.Agent.State != "AGENT_STATE_LOST" {
@@ -200,9 +146,9 @@ func TestBinariesEndToEnd(t *testing.T) {
 
 	// Restarted, the agent keeps its identity (no new registration: the
 	// single-use token is spent) and stops cleanly on SIGTERM.
-	agent2 := start(t, "agent-restarted", agentBin, nil, agentArgs...)
-	eventually(t, 20*time.Second, "the restarted agent to reconnect", func() error {
-		if err := g.call("flotilla.v1.FleetService/GetAgent", map[string]string{"agent_id": got.ID}, &one); err != nil {
+	agent2 := fixture.StartProcess(t, "agent-restarted", agentBin, nil, agentArgs...)
+	fixture.Eventually(t, 20*time.Second, "the restarted agent to reconnect", func() error {
+		if err := g.Call(grpcurl.FleetService+"GetAgent", map[string]string{"agent_id": got.ID}, &one); err != nil {
 			return err
 		}
 		if one.Agent.State != "AGENT_STATE_CONNECTED" {
@@ -210,12 +156,12 @@ func TestBinariesEndToEnd(t *testing.T) {
 		}
 		return nil
 	})
-	agent2.signal(syscall.SIGTERM)
-	if code := agent2.wait(t, 10*time.Second); code != 0 {
+	agent2.Signal(syscall.SIGTERM)
+	if code := agent2.Wait(t, 10*time.Second); code != 0 {
 		t.Errorf("agent exit code after SIGTERM = %d, want 0", code)
 	}
-	eventually(t, 5*time.Second, "the stopped agent to be disconnected", func() error {
-		if err := g.call("flotilla.v1.FleetService/GetAgent", map[string]string{"agent_id": got.ID}, &one); err != nil {
+	fixture.Eventually(t, 5*time.Second, "the stopped agent to be disconnected", func() error {
+		if err := g.Call(grpcurl.FleetService+"GetAgent", map[string]string{"agent_id": got.ID}, &one); err != nil {
 			return err
 		}
 		if one.Agent.State != "AGENT_STATE_DISCONNECTED" {
@@ -224,8 +170,8 @@ func TestBinariesEndToEnd(t *testing.T) {
 		return nil
 	})
 
-	cp.signal(syscall.SIGTERM)
-	if code := cp.wait(t, 15*time.Second); code != 0 {
+	cp.proc.Signal(syscall.SIGTERM)
+	if code := cp.proc.Wait(t, 15*time.Second); code != 0 {
 		t.Errorf("control plane exit code after SIGTERM = %d, want 0", code)
 	}
 }

@@ -2,13 +2,13 @@ package e2e
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"flotilla.dev/e2e/internal/fixture"
+	"flotilla.dev/e2e/internal/grpcurl"
 )
 
 // commandsEnv is one host as the commands test sees it: a control plane,
@@ -16,10 +16,10 @@ import (
 // things those act on.
 type commandsEnv struct {
 	top      *testing.T // processes live as long as the whole test
-	g        grpcurl
+	g        grpcurl.Client
 	agentBin string
 	agentCfg string
-	agent    *process
+	agent    *fixture.Process
 	agentID  string
 	// commandIDs are the commands run so far, oldest first.
 	commandIDs []string
@@ -47,6 +47,9 @@ type appContainer struct {
 
 func (a appContainer) url() string { return fmt.Sprintf("http://127.0.0.1:%d/", a.hostPort) }
 
+// commandTimeout bounds a command from RunCommand to its final snapshot.
+const commandTimeout = 60 * time.Second
+
 const (
 	upstreamName = "shop"
 	databaseName = "shop"
@@ -57,8 +60,7 @@ const (
 func newCommandsEnv(t *testing.T) *commandsEnv {
 	t.Helper()
 	env := &commandsEnv{top: t}
-	cpBin, grpcurlBin := binary(t, "flotilla-controlplane"), binary(t, "grpcurl")
-	env.agentBin = binary(t, "flotilla-agent")
+	env.agentBin = fixture.Binary(t, "flotilla-agent")
 
 	began := time.Now()
 	env.startDocker(t)
@@ -71,21 +73,9 @@ func newCommandsEnv(t *testing.T) *commandsEnv {
 		pgReady.Sub(dockerReady).Round(10*time.Millisecond), time.Since(pgReady).Round(10*time.Millisecond), env.images)
 
 	dir := t.TempDir()
-	grpcAddr := freePort(t)
-	start(t, "controlplane", cpBin, nil, "-data-dir", filepath.Join(dir, "cp"), "-listen", grpcAddr,
-		"-metrics-listen", freePort(t), "-log-format", "console")
-	env.g = grpcurl{path: grpcurlBin, addr: grpcAddr, caFile: filepath.Join(dir, "cp", "ca.crt")}
-	eventually(t, 15*time.Second, "the control plane to serve", func() error {
-		_, err := env.g.run(grpcAddr, "grpc.health.v1.Health/Check")
-		return err
-	})
-	token, err := os.ReadFile(filepath.Join(dir, "cp", "admin.token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	env.g.token = strings.TrimSpace(string(token))
+	env.g = startControlPlane(t, dir).api
 
-	env.agentCfg = env.writeAgentConfig(t, dir, grpcAddr)
+	env.agentCfg = env.writeAgentConfig(t, dir)
 	env.agent = env.startAgent("agent")
 	env.agentID = env.waitAgent(t, "AGENT_STATE_CONNECTED")
 	return env
@@ -146,21 +136,13 @@ func (env *commandsEnv) startNginx(t *testing.T) {
 
 // writeAgentConfig writes the agent's YAML configuration, with a join
 // token file and a database password file (both 0600).
-func (env *commandsEnv) writeAgentConfig(t *testing.T, dir, grpcAddr string) string {
+func (env *commandsEnv) writeAgentConfig(t *testing.T, dir string) string {
 	t.Helper()
-	var join struct {
-		Token        string `json:"token"`
-		CACertSHA256 string `json:"caCertSha256"`
-	}
-	if err := env.g.call("flotilla.v1.FleetService/CreateJoinToken", map[string]any{
-		"description": "e2e commands", "labels": map[string]string{"env": "e2e"}, "ttl": "300s", "max_uses": 1,
-	}, &join); err != nil {
-		t.Fatal(err)
-	}
+	join := env.g.CreateJoinToken(t, "e2e commands", 1)
 	secrets := filepath.Join(dir, "secrets")
 	fixture.WriteFile(t, filepath.Join(secrets, "join.token"), join.Token+"\n", 0o600)
 	fixture.WriteFile(t, filepath.Join(secrets, "shop.pgpass"), "e2e-backup-secret\n", 0o600)
-	cfg := fmt.Sprintf(agentConfig, grpcAddr, join.CACertSHA256, filepath.Join(secrets, "join.token"),
+	cfg := fmt.Sprintf(agentConfig, env.g.Addr, join.CACertSHA256, filepath.Join(secrets, "join.token"),
 		filepath.Join(dir, "agent"), env.registry,
 		env.pg.Bin("pg_dump"), env.pg.Bin("pg_restore"), env.pg.Port, filepath.Join(secrets, "shop.pgpass"),
 		env.nginx.Binary, env.nginx.ConfigFile, env.nginx.UpstreamFile(upstreamName))
@@ -208,26 +190,26 @@ nginx:
 
 // startAgent starts the agent with its configuration file, for the rest
 // of the whole test.
-func (env *commandsEnv) startAgent(name string) *process {
-	return start(env.top, name, env.agentBin, nil, "-config", env.agentCfg)
+func (env *commandsEnv) startAgent(name string) *fixture.Process {
+	return fixture.StartProcess(env.top, name, env.agentBin, nil, "-config", env.agentCfg)
 }
 
 // waitAgent waits until the test's only agent is in state and returns its ID.
 func (env *commandsEnv) waitAgent(t *testing.T, state string) string {
 	t.Helper()
 	var id string
-	eventually(t, 20*time.Second, "the agent to be "+state, func() error {
-		var list listAgentsJSON
-		if err := env.g.call("flotilla.v1.FleetService/ListAgents", map[string]any{"selector": "env=e2e,role=web"}, &list); err != nil {
+	fixture.Eventually(t, 20*time.Second, "the agent to be "+state, func() error {
+		agents, err := env.g.ListAgents("env=e2e,role=web")
+		if err != nil {
 			return err
 		}
-		if len(list.Agents) != 1 {
-			return fmt.Errorf("%d agents", len(list.Agents))
+		if len(agents) != 1 {
+			return fmt.Errorf("%d agents", len(agents))
 		}
-		if s := list.Agents[0].State; s != state {
+		if s := agents[0].State; s != state {
 			return fmt.Errorf("state %s", s)
 		}
-		id = list.Agents[0].ID
+		id = agents[0].ID
 		return nil
 	})
 	return id
@@ -236,7 +218,7 @@ func (env *commandsEnv) waitAgent(t *testing.T, state string) string {
 // waitBody waits, bounded, until GET url answers 200 with body want.
 func waitBody(t *testing.T, url, want string) {
 	t.Helper()
-	eventually(t, 20*time.Second, "GET "+url+" to answer "+want, func() error {
+	fixture.Eventually(t, 20*time.Second, "GET "+url+" to answer "+want, func() error {
 		got, err := fixture.Get(url)
 		if err != nil {
 			return err
@@ -246,4 +228,12 @@ func waitBody(t *testing.T, url, want string) {
 		}
 		return nil
 	})
+}
+
+// runToEnd runs a command, follows it with WatchCommand until it ends, and
+// returns its final snapshot and how long that took.
+func (env *commandsEnv) runToEnd(t *testing.T, body string) (grpcurl.FleetCommand, time.Duration) {
+	t.Helper()
+	fc, _, took := env.g.RunToEnd(t, body, commandTimeout)
+	return fc, took
 }

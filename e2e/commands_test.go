@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"flotilla.dev/e2e/internal/fixture"
+	"flotilla.dev/e2e/internal/grpcurl"
 )
 
 // TestCommandsEndToEnd runs every kind of command through the real control
@@ -53,33 +54,33 @@ func (env *commandsEnv) testPull(t *testing.T) {
 	if env.docker.HasImage(t, ref) {
 		t.Fatalf("%s is present before the pull", ref)
 	}
-	env.agent.signal(syscall.SIGTERM)
-	env.agent.wait(t, 10*time.Second)
+	env.agent.Signal(syscall.SIGTERM)
+	env.agent.Wait(t, 10*time.Second)
 	env.waitAgent(t, "AGENT_STATE_DISCONNECTED")
 
-	fc := env.g.runCommand(t, fmt.Sprintf(`{"agent_ids": [%q], "spec": {"pull": {"image": %q}}, "reason": "pre-pull v2"}`, env.agentID, ref))
+	fc := env.g.RunCommand(t, fmt.Sprintf(`{"agent_ids": [%q], "spec": {"pull": {"image": %q}}, "reason": "pre-pull v2"}`, env.agentID, ref))
 	env.commandIDs = append(env.commandIDs, fc.ID)
-	if fc.State != "FLEET_COMMAND_STATE_RUNNING" || fc.host().State != "COMMAND_STATE_PENDING" {
-		t.Errorf("RunCommand answered %s with host %s, want RUNNING with the host PENDING", fc.State, fc.host().State)
+	if fc.State != "FLEET_COMMAND_STATE_RUNNING" || fc.Host().State != "COMMAND_STATE_PENDING" {
+		t.Errorf("RunCommand answered %s with host %s, want RUNNING with the host PENDING", fc.State, fc.Host().State)
 	}
-	w := env.g.watch(t, fc.ID)
-	eventually(t, 10*time.Second, "the first snapshot", func() error {
-		if len(w.messages()) == 0 {
+	w := env.g.WatchCommand(t, fc.ID, commandTimeout)
+	fixture.Eventually(t, 10*time.Second, "the first snapshot", func() error {
+		if len(w.CommandMessages()) == 0 {
 			return fmt.Errorf("no message yet")
 		}
 		return nil
 	})
 	env.agent = env.startAgent("agent-restarted")
-	msgs := w.wait(t)
-	t.Logf("WatchCommand printed %d messages:\n%s", len(msgs), abridge(w.out.String()))
+	msgs := grpcurl.Messages[grpcurl.CommandWatch](w.Wait(t))
+	t.Logf("WatchCommand printed %d messages:\n%s", len(msgs), grpcurl.Abridge(w.Output()))
 
 	events, progress := checkPullStream(t, msgs, ref)
-	h := finalSnapshot(t, msgs).host()
+	h := grpcurl.FinalSnapshot(t, msgs).Host()
 	if !env.docker.HasImage(t, ref) {
 		t.Errorf("%s is not present after the pull", ref)
 	}
-	accepted, _ := firstEvent(events, "COMMAND_STATE_ACCEPTED")
-	done, _ := firstEvent(events, "COMMAND_STATE_SUCCEEDED")
+	accepted, _ := grpcurl.FirstEvent(events, "COMMAND_STATE_ACCEPTED")
+	done, _ := grpcurl.FirstEvent(events, "COMMAND_STATE_SUCCEEDED")
 	t.Logf("pull of %s: %s from ACCEPTED to SUCCEEDED, %d events (%d progress), image %s, digest %s",
 		ref, done.At.Sub(accepted.At).Round(time.Millisecond), len(events), progress, h.Result.Pull.ImageID, h.Result.Pull.RepoDigest)
 }
@@ -88,12 +89,12 @@ func (env *commandsEnv) testPull(t *testing.T) {
 // received it to its end: a snapshot with the host PENDING, the agent's
 // ACCEPTED, RUNNING and progress events, and a final snapshot with the
 // PullResult. It returns the host events and how many carried progress.
-func checkPullStream(t *testing.T, msgs []watchJSON, ref string) ([]commandEventJSON, int) {
+func checkPullStream(t *testing.T, msgs []grpcurl.CommandWatch, ref string) ([]grpcurl.CommandEvent, int) {
 	t.Helper()
-	if first := msgs[0].Snapshot; first == nil || first.host().State != "COMMAND_STATE_PENDING" {
-		t.Errorf("first message = %s, want a snapshot with the host PENDING", dump(msgs[0]))
+	if first := msgs[0].Snapshot; first == nil || first.Host().State != "COMMAND_STATE_PENDING" {
+		t.Errorf("first message = %s, want a snapshot with the host PENDING", grpcurl.Dump(msgs[0]))
 	}
-	events := hostEvents(msgs)
+	events := grpcurl.HostEvents(msgs)
 	var states []string
 	progress := 0
 	for _, e := range events {
@@ -110,11 +111,11 @@ func checkPullStream(t *testing.T, msgs []watchJSON, ref string) ([]commandEvent
 	if progress == 0 {
 		t.Errorf("no progress event among %v", states)
 	}
-	final := finalSnapshot(t, msgs)
-	h := final.host()
+	final := grpcurl.FinalSnapshot(t, msgs)
+	h := final.Host()
 	if final.State != "FLEET_COMMAND_STATE_SUCCEEDED" || h.State != "COMMAND_STATE_SUCCEEDED" || h.Result.Pull == nil ||
 		!strings.HasPrefix(h.Result.Pull.ImageID, "sha256:") || h.Result.Pull.Image != ref {
-		t.Fatalf("final snapshot = %s", dump(final))
+		t.Fatalf("final snapshot = %s", grpcurl.Dump(final))
 	}
 	return events, progress
 }
@@ -122,12 +123,12 @@ func checkPullStream(t *testing.T, msgs []watchJSON, ref string) ([]commandEvent
 // testRestart re-creates the application container with v2.
 func (env *commandsEnv) testRestart(t *testing.T) {
 	before := env.docker.Inspect(t, env.app.name)
-	fc, took := env.g.runToEnd(t, fmt.Sprintf(`{"agent_ids": [%q], "spec": {"restart": {"container": %q, "image": %q}}, "reason": "release v2"}`,
+	fc, took := env.runToEnd(t, fmt.Sprintf(`{"agent_ids": [%q], "spec": {"restart": {"container": %q, "image": %q}}, "reason": "release v2"}`,
 		env.agentID, env.app.name, env.images["v2"]))
 	env.commandIDs = append(env.commandIDs, fc.ID)
-	h := fc.host()
+	h := fc.Host()
 	if fc.State != "FLEET_COMMAND_STATE_SUCCEEDED" || h.State != "COMMAND_STATE_SUCCEEDED" || h.Result.Restart == nil {
-		t.Fatalf("restart ended %s: %s", fc.State, dump(fc))
+		t.Fatalf("restart ended %s: %s", fc.State, grpcurl.Dump(fc))
 	}
 	r := h.Result.Restart
 	if r.PreviousImage != env.images["v1"] || r.Image != env.images["v2"] || r.PreviousContainerID != before.ID || r.ContainerID == before.ID {
@@ -154,18 +155,18 @@ func (env *commandsEnv) testRestart(t *testing.T) {
 // container exits, and the agent puts the old one back.
 func (env *commandsEnv) testRestartCrash(t *testing.T) {
 	ref := env.images[fixture.VersionCrash]
-	fc, _ := env.g.runToEnd(t, fmt.Sprintf(`{"agent_ids": [%q], "spec": {"pull": {"image": %q}}}`, env.agentID, ref))
+	fc, _ := env.runToEnd(t, fmt.Sprintf(`{"agent_ids": [%q], "spec": {"pull": {"image": %q}}}`, env.agentID, ref))
 	env.commandIDs = append(env.commandIDs, fc.ID)
 	if fc.State != "FLEET_COMMAND_STATE_SUCCEEDED" {
-		t.Fatalf("pull of %s ended %s: %s", ref, fc.State, dump(fc))
+		t.Fatalf("pull of %s ended %s: %s", ref, fc.State, grpcurl.Dump(fc))
 	}
 	before := env.docker.Inspect(t, env.app.name)
-	fc, took := env.g.runToEnd(t, fmt.Sprintf(`{"agent_ids": [%q], "spec": {"restart": {"container": %q, "image": %q}}, "reason": "release v3"}`,
+	fc, took := env.runToEnd(t, fmt.Sprintf(`{"agent_ids": [%q], "spec": {"restart": {"container": %q, "image": %q}}, "reason": "release v3"}`,
 		env.agentID, env.app.name, ref))
 	env.commandIDs = append(env.commandIDs, fc.ID)
-	h := fc.host()
+	h := fc.Host()
 	if fc.State != "FLEET_COMMAND_STATE_FAILED" || h.State != "COMMAND_STATE_FAILED" || h.Message == "" {
-		t.Fatalf("restart to %s ended %s (host %s): %s", ref, fc.State, h.State, dump(fc))
+		t.Fatalf("restart to %s ended %s (host %s): %s", ref, fc.State, h.State, grpcurl.Dump(fc))
 	}
 	t.Logf("restart to the crashing image: FAILED after %s with reason:\n%s", took.Round(time.Millisecond), h.Message)
 	waitBody(t, env.app.url(), "v2")
@@ -178,12 +179,12 @@ func (env *commandsEnv) testRestartCrash(t *testing.T) {
 
 // testBackup backs up the database and restores the archive elsewhere.
 func (env *commandsEnv) testBackup(t *testing.T) {
-	fc, took := env.g.runToEnd(t, fmt.Sprintf(`{"agent_ids": [%q], "spec": {"backup": {"database": %q}}, "reason": "before the migration"}`,
+	fc, took := env.runToEnd(t, fmt.Sprintf(`{"agent_ids": [%q], "spec": {"backup": {"database": %q}}, "reason": "before the migration"}`,
 		env.agentID, databaseName))
 	env.commandIDs = append(env.commandIDs, fc.ID)
-	h := fc.host()
+	h := fc.Host()
 	if fc.State != "FLEET_COMMAND_STATE_SUCCEEDED" || h.Result.Backup == nil {
-		t.Fatalf("backup ended %s: %s", fc.State, dump(fc))
+		t.Fatalf("backup ended %s: %s", fc.State, grpcurl.Dump(fc))
 	}
 	b := h.Result.Backup
 	data, err := os.ReadFile(b.Path)
@@ -221,7 +222,7 @@ func (env *commandsEnv) testDrain(t *testing.T) {
 	url, a, b := env.nginx.URL(upstreamName), env.backendA, env.backendB
 	across := fixture.StartLoad(t, url, loadWorkers, 5*time.Second)
 	hitsA, hitsB := a.Hits(), b.Hits()
-	eventually(t, 10*time.Second, "traffic on both backends before the drain", func() error {
+	fixture.Eventually(t, 10*time.Second, "traffic on both backends before the drain", func() error {
 		if a.Hits() == hitsA || b.Hits() == hitsB {
 			return fmt.Errorf("A served %d, B %d requests", a.Hits()-hitsA, b.Hits()-hitsB)
 		}
@@ -258,12 +259,12 @@ func (env *commandsEnv) drainCommand(t *testing.T, kind, extra string) time.Dura
 	t.Helper()
 	file, server := env.nginx.UpstreamFile(upstreamName), env.backendA.Addr
 	workers := env.nginx.Workers(t)
-	fc, took := env.g.runToEnd(t, fmt.Sprintf(`{"agent_ids": [%q], "spec": {%q: {"upstream": %q, "server": %q}}%s}`,
+	fc, took := env.runToEnd(t, fmt.Sprintf(`{"agent_ids": [%q], "spec": {%q: {"upstream": %q, "server": %q}}%s}`,
 		env.agentID, kind, upstreamName, server, extra))
 	env.commandIDs = append(env.commandIDs, fc.ID)
-	d := fc.host().Result.Drain
+	d := fc.Host().Result.Drain
 	if fc.State != "FLEET_COMMAND_STATE_SUCCEEDED" || d == nil || !d.Changed || d.File != file || d.Server != server || d.Upstream != upstreamName {
-		t.Fatalf("%s ended %s: %s", kind, fc.State, dump(fc))
+		t.Fatalf("%s ended %s: %s", kind, fc.State, grpcurl.Dump(fc))
 	}
 	env.nginx.WaitReloaded(t, workers)
 	return took
@@ -282,21 +283,21 @@ func checkLoad(t *testing.T, when string, r fixture.LoadReport, wantA bool) {
 // testGuardRails checks what the agent and the control plane refuse.
 func (env *commandsEnv) testGuardRails(t *testing.T) {
 	t.Run("registry not allowed", func(t *testing.T) {
-		fc, _ := env.g.runToEnd(t, fmt.Sprintf(`{"agent_ids": [%q], "spec": {"pull": {"image": "docker.io/library/nginx:1.27"}}}`, env.agentID))
+		fc, _ := env.runToEnd(t, fmt.Sprintf(`{"agent_ids": [%q], "spec": {"pull": {"image": "docker.io/library/nginx:1.27"}}}`, env.agentID))
 		env.commandIDs = append(env.commandIDs, fc.ID)
-		h := fc.host()
+		h := fc.Host()
 		if fc.State != "FLEET_COMMAND_STATE_FAILED" || h.State != "COMMAND_STATE_REJECTED" || !strings.Contains(h.Message, "docker.allowed_registries") {
-			t.Errorf("pull from docker.io: %s", dump(fc))
+			t.Errorf("pull from docker.io: %s", grpcurl.Dump(fc))
 		}
 		t.Logf("REJECTED: %s", h.Message)
 	})
 	t.Run("container not managed", func(t *testing.T) {
-		fc, _ := env.g.runToEnd(t, fmt.Sprintf(`{"agent_ids": [%q], "spec": {"restart": {"container": %q, "image": %q}}}`,
+		fc, _ := env.runToEnd(t, fmt.Sprintf(`{"agent_ids": [%q], "spec": {"restart": {"container": %q, "image": %q}}}`,
 			env.agentID, env.unmanaged, env.images["v2"]))
 		env.commandIDs = append(env.commandIDs, fc.ID)
-		h := fc.host()
+		h := fc.Host()
 		if h.State != "COMMAND_STATE_REJECTED" || !strings.Contains(h.Message, "not managed") {
-			t.Errorf("restart of %s: %s", env.unmanaged, dump(fc))
+			t.Errorf("restart of %s: %s", env.unmanaged, grpcurl.Dump(fc))
 		}
 		if c := env.docker.Inspect(t, env.unmanaged); c.Config.Image != env.images["v1"] {
 			t.Errorf("the unmanaged container now runs %s", c.Config.Image)
@@ -305,7 +306,7 @@ func (env *commandsEnv) testGuardRails(t *testing.T) {
 	})
 	t.Run("malformed image", func(t *testing.T) {
 		bad := strings.Replace(env.images["v2"], "flotilla-test/app", "Flotilla-Test/App", 1)
-		out, err := env.g.invoke(t, "RunCommand", fmt.Sprintf(`{"agent_ids": [%q], "spec": {"pull": {"image": %q}}}`, env.agentID, bad))
+		out, err := env.g.Invoke(t, grpcurl.FleetService+"RunCommand", fmt.Sprintf(`{"agent_ids": [%q], "spec": {"pull": {"image": %q}}}`, env.agentID, bad))
 		if err == nil || !strings.Contains(out, "InvalidArgument") || !strings.Contains(out, "spec.pull.image") {
 			t.Errorf("RunCommand with image %s: err %v, output:\n%s", bad, err, out)
 		}
@@ -315,16 +316,16 @@ func (env *commandsEnv) testGuardRails(t *testing.T) {
 
 // testGetAndList reads the commands back.
 func (env *commandsEnv) testGetAndList(t *testing.T) {
-	pull := env.g.getCommand(t, env.commandIDs[0])
-	h := pull.host()
+	pull := env.g.GetCommand(t, env.commandIDs[0])
+	h := pull.Host()
 	if pull.State != "FLEET_COMMAND_STATE_SUCCEEDED" || h.Result.Pull == nil || h.Result.Pull.Image != env.images["v2"] ||
 		pull.Reason != "pre-pull v2" || pull.CreatedBy == "" || h.AgentID != env.agentID {
-		t.Errorf("GetCommand %s: %s", env.commandIDs[0], dump(pull))
+		t.Errorf("GetCommand %s: %s", env.commandIDs[0], grpcurl.Dump(pull))
 	}
 	t.Logf("GetCommand: %s by %s, host %s %s", pull.State, pull.CreatedBy, h.AgentID, h.State)
 
-	var list listCommandsJSON
-	env.g.rpc(t, "ListCommands", `{"page_size": 50}`, &list)
+	var list grpcurl.ListCommandsResponse
+	env.g.RPC(t, grpcurl.FleetService+"ListCommands", `{"page_size": 50}`, &list)
 	var got []string
 	for i, c := range list.Commands {
 		got = append(got, c.ID)
@@ -338,8 +339,8 @@ func (env *commandsEnv) testGetAndList(t *testing.T) {
 		t.Errorf("ListCommands = %v, want %v", got, want)
 	}
 
-	var failed listCommandsJSON
-	env.g.rpc(t, "ListCommands", `{"states": ["FLEET_COMMAND_STATE_FAILED"], "page_size": 10}`, &failed)
+	var failed grpcurl.ListCommandsResponse
+	env.g.RPC(t, grpcurl.FleetService+"ListCommands", `{"states": ["FLEET_COMMAND_STATE_FAILED"], "page_size": 10}`, &failed)
 	for _, c := range failed.Commands {
 		if c.State != "FLEET_COMMAND_STATE_FAILED" {
 			t.Errorf("ListCommands states=FAILED answered %s in %s", c.ID, c.State)
@@ -347,17 +348,8 @@ func (env *commandsEnv) testGetAndList(t *testing.T) {
 	}
 	// The crashing restart and the two rejections.
 	if len(failed.Commands) != 3 {
-		t.Errorf("ListCommands states=FAILED answered %d commands, want 3: %s", len(failed.Commands), dump(failed))
+		t.Errorf("ListCommands states=FAILED answered %d commands, want 3: %s", len(failed.Commands), grpcurl.Dump(failed))
 	}
 	t.Logf("ListCommands: %d commands, %d failed; newest: %s %s", len(list.Commands), len(failed.Commands),
 		list.Commands[0].ID, list.Commands[0].State)
-}
-
-// abridge keeps a long stream printout readable in the log.
-func abridge(s string) string {
-	const limit = 6000
-	if len(s) <= limit {
-		return s
-	}
-	return s[:limit/2] + "\n[...]\n" + s[len(s)-limit/2:]
 }

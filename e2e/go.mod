@@ -5,10 +5,11 @@ go 1.26.7
 replace flotilla.dev/gen => ../gen
 
 require (
-	github.com/jackc/pgx/v5 v5.13.0
 	github.com/moby/moby/api v1.56.1
 	github.com/moby/moby/client v0.6.2
 )
+
+require github.com/jackc/pgx/v5 v5.13.0 // indirect
 
 require (
 	flotilla.dev/pkg v0.0.0-00010101000000-000000000000

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"flotilla.dev/e2e/internal/fixture"
+	"flotilla.dev/e2e/internal/grpcurl"
 )
 
 // backupTimeout bounds the backup command from RunCommand to the end of
@@ -37,7 +38,7 @@ func TestFleetBackup(t *testing.T) {
 	db := f.hosts[0]
 	t.Logf("control plane, PostgreSQL and %s ready in %s", db.name, time.Since(begin).Round(100*time.Millisecond))
 
-	final, msgs, took := f.g.runCommandToEnd(t, fmt.Sprintf(
+	final, msgs, took := f.g.RunToEnd(t, fmt.Sprintf(
 		`{"agent_ids": [%q], "spec": {"backup": {"database": %q}}, "reason": "e2e: nightly backup"}`,
 		agentID, backupDatabase), backupTimeout)
 	if final.State != "FLEET_COMMAND_STATE_SUCCEEDED" || len(final.Hosts) != 1 {
@@ -86,7 +87,7 @@ func TestFleetBackup(t *testing.T) {
 }
 
 // checkBackupResult checks what the agent reported about the archive.
-func checkBackupResult(t *testing.T, b backupResultJSON, pg *fixture.Postgres) {
+func checkBackupResult(t *testing.T, b grpcurl.BackupResult, pg *fixture.Postgres) {
 	t.Helper()
 	sum, err := hex.DecodeString(b.SHA256)
 	switch {
@@ -115,7 +116,7 @@ func checkBackupResult(t *testing.T, b backupResultJSON, pg *fixture.Postgres) {
 // host's container, checks that the archive is the one the result
 // describes, and returns the path of the archive on this machine and the
 // manifest's content.
-func copyBackup(t *testing.T, f *fleet, db host, b backupResultJSON) (string, []byte) {
+func copyBackup(t *testing.T, f *fleet, db host, b grpcurl.BackupResult) (string, []byte) {
 	t.Helper()
 	data, err := f.e.copyFile(db.agentID, b.Path)
 	if err != nil {
@@ -139,7 +140,7 @@ func copyBackup(t *testing.T, f *fleet, db host, b backupResultJSON) (string, []
 
 // checkManifest checks that the manifest written next to the archive
 // agrees with the result.
-func checkManifest(t *testing.T, data []byte, b backupResultJSON) {
+func checkManifest(t *testing.T, data []byte, b grpcurl.BackupResult) {
 	t.Helper()
 	var m struct {
 		Database  string `json:"database"`

@@ -11,6 +11,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"flotilla.dev/e2e/internal/fixture"
+	"flotilla.dev/e2e/internal/grpcurl"
 )
 
 // The database host of the backup scenario and what its agent is
@@ -104,7 +105,7 @@ func seedDatabase(t *testing.T, pg *fixture.Postgres) {
 // the backup role's password from a 0600 file; its archives go to a
 // volume of their own. It has no Docker socket: a database host runs no
 // application containers.
-func (f *fleet) startDatabaseHost(t *testing.T, image string, dbAddr netip.Addr, dbPort int, join joinToken) host {
+func (f *fleet) startDatabaseHost(t *testing.T, image string, dbAddr netip.Addr, dbPort int, join grpcurl.JoinToken) host {
 	t.Helper()
 	h := host{name: dbHostname}
 	dir := filepath.Join(t.TempDir(), h.name)
@@ -147,24 +148,6 @@ backup:
 `, backupDir, backupDatabase, addr, port, backupRole, dbPasswordFile)
 }
 
-// dbAgentJSON is the part of ListAgents' answer the backup scenario reads.
-type dbAgentJSON struct {
-	ID            string `json:"id"`
-	Hostname      string `json:"hostname"`
-	State         string `json:"state"`
-	LastHeartbeat struct {
-		Databases []databaseStatsJSON `json:"databases"`
-	} `json:"lastHeartbeat"`
-}
-
-// databaseStatsJSON is flotilla.v1.DatabaseStats.
-type databaseStatsJSON struct {
-	Name string `json:"name"`
-	// Connections is an int64, which proto JSON prints as a string, and
-	// leaves out when 0.
-	Connections string `json:"connections"`
-}
-
 // waitDatabaseHost waits until the database host's agent is connected and
 // its heartbeats carry the database's statistics, which it reads over the
 // network with the configured role and password; it returns the agent's
@@ -172,21 +155,19 @@ type databaseStatsJSON struct {
 func (f *fleet) waitDatabaseHost(t *testing.T) string {
 	t.Helper()
 	var id string
-	eventually(t, 60*time.Second, dbHostname+" connected, reading "+backupDatabase+"'s statistics", func() error {
-		var list struct {
-			Agents []dbAgentJSON `json:"agents"`
-		}
-		if err := f.g.call(fleetAPI+"ListAgents", map[string]any{"selector": dbSelector}, &list); err != nil {
+	fixture.Eventually(t, 60*time.Second, dbHostname+" connected, reading "+backupDatabase+"'s statistics", func() error {
+		agents, err := f.g.ListAgents(dbSelector)
+		if err != nil {
 			return err
 		}
-		if len(list.Agents) != 1 {
-			return fmt.Errorf("%d agents match %s, want 1", len(list.Agents), dbSelector)
+		if len(agents) != 1 {
+			return fmt.Errorf("%d agents match %s, want 1", len(agents), dbSelector)
 		}
-		a := list.Agents[0]
+		a := agents[0]
 		switch {
 		case a.Hostname != dbHostname || a.State != "AGENT_STATE_CONNECTED":
 			return fmt.Errorf("agent %s is %s in state %s", a.ID, a.Hostname, a.State)
-		case !slices.ContainsFunc(a.LastHeartbeat.Databases, func(d databaseStatsJSON) bool { return d.Name == backupDatabase }):
+		case !slices.ContainsFunc(a.LastHeartbeat.Databases, func(d grpcurl.DatabaseStats) bool { return d.Name == backupDatabase }):
 			return fmt.Errorf("its last heartbeat has no statistics of %s: %+v", backupDatabase, a.LastHeartbeat.Databases)
 		}
 		id = a.ID

@@ -1,17 +1,17 @@
 package fleet
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/moby/moby/client"
 
 	"flotilla.dev/e2e/internal/fixture"
+	"flotilla.dev/e2e/internal/grpcurl"
+	"flotilla.dev/e2e/internal/rollouttest"
 )
 
 // faultLoadWorkers keeps the load light while a host is broken on
@@ -59,11 +59,8 @@ func TestFleetFaults(t *testing.T) {
 
 // fault is a rollout with one host broken in its health gate.
 type fault struct {
-	started
-	// creates records the application containers created from before
-	// StartRollout on.
-	creates *createRecorder
-	target  host
+	*rollouttest.Run
+	target host
 	// targetID is the broken host's agent ID.
 	targetID string
 	// brokenAt is when the host was broken.
@@ -74,28 +71,13 @@ type fault struct {
 // health gate, calls breakHost on it.
 func (f *rolloutFleet) startFault(t *testing.T, reason string, breakHost func(host)) fault {
 	t.Helper()
-	creates := f.recordCreates(t)
-	s := started{began: time.Now(), load: fixture.StartLoad(t, f.nginx.URL(upstream), faultLoadWorkers, rolloutTimeout)}
-	var resp struct {
-		Rollout rolloutJSON `json:"rollout"`
-	}
-	f.g.rollout(t, "StartRollout", fmt.Sprintf(`{"service": %q, "image": %q, "reason": %q, "strategy": %s}`,
-		serviceName, f.images["v2"], reason, faultStrategy), &resp)
-	if resp.Rollout.ID == "" {
-		t.Fatalf("StartRollout answered %+v", resp)
-	}
-	s.id = resp.Rollout.ID
-	s.watch = f.g.watchRollout(t, s.id, rolloutTimeout)
-
+	run := rollouttest.Start(t, f, fmt.Sprintf(`{"service": %q, "image": %q, "reason": %q, "strategy": %s}`,
+		rollouttest.Service, f.images["v2"], reason, faultStrategy), faultLoadWorkers)
 	var targetID string
-	eventually(t, rolloutTimeout, "a host of the second batch in its health gate", func() error {
-		select {
-		case <-s.watch.done:
-			t.Fatalf("WatchRollout ended before the second batch's health gate: %v\n%s", s.watch.err, s.watch.out.String())
-		default:
-		}
+	fixture.Eventually(t, rollouttest.Timeout, "a host of the second batch in its health gate", func() error {
+		run.WatchAlive(t, "the second batch's health gate")
 		if targetID == "" {
-			r, err := f.g.getRollout(s.id)
+			r, err := f.g.GetRollout(run.ID)
 			if err != nil {
 				return err
 			}
@@ -104,33 +86,16 @@ func (f *rolloutFleet) startFault(t *testing.T, reason string, breakHost func(ho
 			}
 			targetID = r.Batches[1].AgentIDs[0]
 		}
-		if s.watch.hostStepped(targetID, "HOST_STEP_HEALTH_CHECK") {
+		if _, _, ok := run.HostStepAt(targetID, "HOST_STEP_HEALTH_CHECK"); ok {
 			return nil
 		}
 		return fmt.Errorf("not yet")
 	})
-	fl := fault{started: s, creates: creates, target: f.hostOf(t, targetID), targetID: targetID}
+	fl := fault{Run: run, target: f.hostOf(t, targetID), targetID: targetID}
 	breakHost(fl.target)
 	fl.brokenAt = time.Now()
-	t.Logf("%s broken in its health gate %s after StartRollout", fl.target.name, fl.brokenAt.Sub(s.began).Round(100*time.Millisecond))
+	t.Logf("%s broken in its health gate %s after StartRollout", fl.target.name, fl.brokenAt.Sub(run.Began).Round(100*time.Millisecond))
 	return fl
-}
-
-// hostStepped reports whether the stream showed the agent's host reach step.
-func (w *watchStream) hostStepped(agentID, step string) bool {
-	_, _, ok := w.hostStepAt(agentID, step)
-	return ok
-}
-
-// hostStepAt returns when the stream showed the agent's host reach step
-// (rolling forward), and the step's message.
-func (w *watchStream) hostStepAt(agentID, step string) (time.Time, string, bool) {
-	for _, e := range w.events() {
-		if h := e.Event.Host; h != nil && h.AgentID == agentID && h.Step == step && !h.RollingBack {
-			return e.Event.At, h.Message, true
-		}
-	}
-	return time.Time{}, "", false
 }
 
 // waitFailed waits for the broken host to fail, checks it failed within
@@ -138,18 +103,8 @@ func (w *watchStream) hostStepAt(agentID, step string) (time.Time, string, bool)
 // returns the detection time.
 func (f *rolloutFleet) waitFailed(t *testing.T, fl fault) time.Duration {
 	t.Helper()
-	eventually(t, agentLostAfter+detectionSlack+5*time.Second, fl.target.name+" to fail", func() error {
-		select {
-		case <-fl.watch.done:
-			t.Fatalf("WatchRollout ended before %s failed: %v\n%s", fl.target.name, fl.watch.err, fl.watch.out.String())
-		default:
-		}
-		if fl.watch.hostStepped(fl.targetID, "HOST_STEP_FAILED") {
-			return nil
-		}
-		return fmt.Errorf("not yet")
-	})
-	failedAt, msg, _ := fl.watch.hostStepAt(fl.targetID, "HOST_STEP_FAILED")
+	fl.WaitHostStep(t, agentLostAfter+detectionSlack+5*time.Second, fl.target.name+" to fail", fl.targetID, "HOST_STEP_FAILED")
+	failedAt, msg, _ := fl.HostStepAt(fl.targetID, "HOST_STEP_FAILED")
 	detect := failedAt.Sub(fl.brokenAt)
 	t.Logf("%s failed %s after it was broken (agent_lost_after %s): %s", fl.target.name, detect.Round(100*time.Millisecond), agentLostAfter, msg)
 	if detect > agentLostAfter+detectionSlack {
@@ -163,11 +118,11 @@ func (f *rolloutFleet) waitFailed(t *testing.T, fl fault) time.Duration {
 
 // finishFault waits for the rollout's end and checks it followed its
 // policy: rolled back, or rollback failed on the broken host only.
-func (f *rolloutFleet) finishFault(t *testing.T, fl fault) rolloutJSON {
+func (f *rolloutFleet) finishFault(t *testing.T, fl fault) grpcurl.Rollout {
 	t.Helper()
-	fl.watch.wait(t)
-	final, load := f.finish(t, fl.started)
-	t.Logf("load (not asserted): %d requests, %d failed", load.Requests, len(load.Failures))
+	res := fl.Finish(t)
+	final := res.Final
+	t.Logf("load (not asserted): %d requests, %d failed", res.Load.Requests, len(res.Load.Failures))
 	for _, h := range final.Hosts {
 		t.Logf("  %s: %s (%s)", f.hostOf(t, h.AgentID).name, h.Step, h.Message)
 	}
@@ -188,8 +143,8 @@ func (f *rolloutFleet) finishFault(t *testing.T, fl fault) rolloutJSON {
 // its own ID and to report the container Docker shows.
 func (f *rolloutFleet) waitBack(t *testing.T, fl fault, since time.Time) {
 	t.Helper()
-	eventually(t, 90*time.Second, fl.target.name+" to reconnect with the same ID and report its container", func() error {
-		a, err := f.g.getAgent(fl.targetID)
+	fixture.Eventually(t, 90*time.Second, fl.target.name+" to reconnect with the same ID and report its container", func() error {
+		a, err := f.g.GetAgent(fl.targetID)
 		if err != nil {
 			return err
 		}
@@ -208,15 +163,15 @@ func (f *rolloutFleet) waitBack(t *testing.T, fl fault, since time.Time) {
 // checkConsistent checks with Docker that every host runs what the
 // rollout's record says, and that no application container was created
 // more than once per step that restarts it (forward, rollback).
-func (f *rolloutFleet) checkConsistent(t *testing.T, fl fault, final rolloutJSON) {
+func (f *rolloutFleet) checkConsistent(t *testing.T, fl fault, final grpcurl.Rollout) {
 	t.Helper()
 	// The reconnected agent's journal report must not change the record.
-	again, err := f.g.getRollout(fl.id)
+	again, err := f.g.GetRollout(fl.ID)
 	if err != nil || again.State != final.State {
 		t.Errorf("after the agent came back the rollout is %s (%v), was %s", again.State, err, final.State)
 	}
 	prev, next := f.images["v1"], f.images["v2"]
-	creates := fl.creates.stop(t)
+	creates := fl.Creates(t)
 	for _, h := range final.Hosts {
 		hh := f.hostOf(t, h.AgentID)
 		c := f.e.Inspect(t, hh.app)
@@ -252,7 +207,7 @@ func (f *rolloutFleet) checkConsistent(t *testing.T, fl fault, final rolloutJSON
 }
 
 // contains reports whether s is in list.
-func contains(list []string, s string) bool { return count(list, s) > 0 }
+func contains(list []string, s string) bool { return slices.Contains(list, s) }
 
 // converge puts every host back on v1 if the last scenario left any on
 // v2, so the next one starts from one release.
@@ -267,12 +222,12 @@ func (f *rolloutFleet) converge(t *testing.T) {
 	if !mixed {
 		return
 	}
-	s := f.start(t, fmt.Sprintf(`{"service": %q, "image": %q, "reason": "back to v1 after a fault"}`, serviceName, f.images["v1"]))
-	s.watch.wait(t)
-	if final, _ := f.finish(t, s); final.State != "ROLLOUT_STATE_SUCCEEDED" {
+	run := rollouttest.Start(t, f, fmt.Sprintf(`{"service": %q, "image": %q, "reason": "back to v1 after a fault"}`,
+		rollouttest.Service, f.images["v1"]), rollouttest.LoadWorkers)
+	if final := run.Finish(t).Final; final.State != "ROLLOUT_STATE_SUCCEEDED" {
 		t.Fatalf("rollout back to v1 ended %s: %s", final.State, final.Message)
 	}
-	f.checkAllRun(t, f.images["v1"])
+	rollouttest.CheckAllRun(t, f, "v1")
 }
 
 // testAgentKilled SIGKILLs the agent container of a host in its health
@@ -326,67 +281,4 @@ func (f *rolloutFleet) connect(t *testing.T, id string) {
 	if _, err := f.e.Client.NetworkConnect(ctx, f.network, client.NetworkConnectOptions{Container: id}); err != nil {
 		t.Fatalf("connect %s to %s: %v", id, f.network, err)
 	}
-}
-
-// createRecorder follows Docker's event stream live and records, for each
-// application container name, the images of its create events. Live,
-// because the engine replays only its last 256 events to a query with
-// since, and other users of the engine can push a rollout's out of them.
-type createRecorder struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-	mu     sync.Mutex
-	byName map[string][]string
-	err    error
-}
-
-// recordCreates starts recording.
-func (f *rolloutFleet) recordCreates(t *testing.T) *createRecorder {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &createRecorder{cancel: cancel, done: make(chan struct{}), byName: map[string][]string{}}
-	filters := make(client.Filters).Add("type", "container").Add("event", "create").
-		Add("label", fixture.TestLabel+"="+f.e.RunID)
-	// Since now: the engine replays what came between this call and its
-	// subscription, then streams live.
-	res := f.e.Client.Events(ctx, client.EventsListOptions{Since: stamp(time.Now()), Filters: filters})
-	apps := map[string]bool{}
-	for _, h := range f.hosts {
-		apps[h.app] = true
-	}
-	go func() {
-		defer close(r.done)
-		for {
-			select {
-			case m := <-res.Messages:
-				if name := m.Actor.Attributes["name"]; apps[name] {
-					r.mu.Lock()
-					r.byName[name] = append(r.byName[name], m.Actor.Attributes["image"])
-					r.mu.Unlock()
-				}
-			case err := <-res.Err:
-				if ctx.Err() == nil {
-					r.err = err
-				}
-				return
-			}
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-r.done })
-	return r
-}
-
-// stop ends the recording, after a moment for the last events to arrive,
-// and returns what it saw.
-func (r *createRecorder) stop(t *testing.T) map[string][]string {
-	t.Helper()
-	time.Sleep(time.Second)
-	r.cancel()
-	<-r.done
-	if r.err != nil {
-		t.Fatalf("Docker events: %v", r.err)
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.byName
 }

@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"flotilla.dev/e2e/internal/fixture"
+	"flotilla.dev/e2e/internal/grpcurl"
 )
 
 // fleetSize is the number of hosts, as the issue's fleet has.
@@ -24,15 +27,15 @@ func TestFleet(t *testing.T) {
 	begin := time.Now()
 	f := startFleet(t, fleetSize)
 
-	var agents map[string]agentJSON // by hostname
-	eventually(t, 60*time.Second, "five agents connected with metrics, healthy apps and their containers", func() error {
+	var agents map[string]grpcurl.Agent // by hostname
+	fixture.Eventually(t, 60*time.Second, "five agents connected with metrics, healthy apps and their containers", func() error {
 		var err error
 		agents, err = f.connected()
 		return err
 	})
 	t.Logf("boot: %d agents connected %s after the fleet started", fleetSize, time.Since(begin).Round(100*time.Millisecond))
 	checkIdentity(t, f, agents)
-	eventually(t, 10*time.Second, "/metrics to count five connected agents", func() error {
+	fixture.Eventually(t, 10*time.Second, "/metrics to count five connected agents", func() error {
 		return f.metricsShow(fmt.Sprintf(`flotilla_agents{state="connected"} %d`, fleetSize))
 	})
 
@@ -41,11 +44,11 @@ func TestFleet(t *testing.T) {
 		id := agents[h.name].ID
 		f.e.kill(t, h.agentID)
 		killed := time.Now()
-		eventually(t, agentLostAfter+15*time.Second, h.name+" to be LOST", func() error {
+		fixture.Eventually(t, agentLostAfter+15*time.Second, h.name+" to be LOST", func() error {
 			return f.agentState(id, "AGENT_STATE_LOST")
 		})
 		t.Logf("loss detected %s after SIGKILL (agent_lost_after %s)", time.Since(killed).Round(100*time.Millisecond), agentLostAfter)
-		eventually(t, 10*time.Second, "/metrics to show the lost agent", func() error {
+		fixture.Eventually(t, 10*time.Second, "/metrics to show the lost agent", func() error {
 			return f.metricsShow(`flotilla_agents{state="lost"} 1`, fmt.Sprintf(`flotilla_agents{state="connected"} %d`, fleetSize-1))
 		})
 
@@ -53,14 +56,14 @@ func TestFleet(t *testing.T) {
 		// registration, the same agent comes back.
 		f.e.start(t, h.agentID)
 		restarted := time.Now()
-		eventually(t, 30*time.Second, h.name+" to reconnect with the same ID", func() error {
+		fixture.Eventually(t, 30*time.Second, h.name+" to reconnect with the same ID", func() error {
 			return f.agentState(id, "AGENT_STATE_CONNECTED")
 		})
-		if a, err := f.g.getAgent(id); err != nil || !a.ConnectedAt.After(killed) {
+		if a, err := f.g.GetAgent(id); err != nil || !a.ConnectedAt.After(killed) {
 			t.Errorf("GetAgent after restart: connectedAt %v is not after the kill at %v (%v)", a.ConnectedAt, killed, err)
 		}
 		t.Logf("reconnected %s after restart", time.Since(restarted).Round(100*time.Millisecond))
-		eventually(t, 30*time.Second, "the whole fleet connected again, with no extra agent", func() error {
+		fixture.Eventually(t, 30*time.Second, "the whole fleet connected again, with no extra agent", func() error {
 			if _, err := f.connected(); err != nil {
 				return err
 			}
@@ -72,15 +75,15 @@ func TestFleet(t *testing.T) {
 // connected lists the fleet's agents and returns them by hostname when
 // all fleetSize are connected with metrics, a healthy application and
 // their own "web" container.
-func (f *fleet) connected() (map[string]agentJSON, error) {
-	list, err := f.g.listAgents(selector)
+func (f *fleet) connected() (map[string]grpcurl.Agent, error) {
+	list, err := f.g.ListAgents(selector)
 	if err != nil {
 		return nil, err
 	}
 	if len(list) != fleetSize {
 		return nil, fmt.Errorf("%d agents match %s, want %d", len(list), selector, fleetSize)
 	}
-	out := map[string]agentJSON{}
+	out := map[string]grpcurl.Agent{}
 	for _, a := range list {
 		if err := ready(a); err != nil {
 			b, _ := json.Marshal(a)
@@ -92,7 +95,7 @@ func (f *fleet) connected() (map[string]agentJSON, error) {
 }
 
 // ready says what an agent still lacks to count as booted.
-func ready(a agentJSON) error {
+func ready(a grpcurl.Agent) error {
 	hb := a.LastHeartbeat
 	switch {
 	case a.State != "AGENT_STATE_CONNECTED":
@@ -110,7 +113,7 @@ func ready(a agentJSON) error {
 // checkIdentity checks that each host registered under its own name, with
 // the labels of the token and of its environment, and reports its own
 // application's image.
-func checkIdentity(t *testing.T, f *fleet, agents map[string]agentJSON) {
+func checkIdentity(t *testing.T, f *fleet, agents map[string]grpcurl.Agent) {
 	t.Helper()
 	ids := map[string]bool{}
 	for _, h := range f.hosts {
@@ -134,7 +137,7 @@ func checkIdentity(t *testing.T, f *fleet, agents map[string]agentJSON) {
 
 // agentState checks one agent's state with GetAgent.
 func (f *fleet) agentState(id, want string) error {
-	a, err := f.g.getAgent(id)
+	a, err := f.g.GetAgent(id)
 	if err != nil {
 		return err
 	}
@@ -146,10 +149,11 @@ func (f *fleet) agentState(id, want string) error {
 
 // metricsShow checks that /metrics has every line.
 func (f *fleet) metricsShow(lines ...string) error {
-	body, err := httpGet(f.metricsURL)
+	body, err := fixture.Get(f.metricsURL)
 	if err != nil {
 		return err
 	}
+	body += "\n" // Get trims the last line's newline
 	for _, l := range lines {
 		if !strings.Contains(body, l+"\n") {
 			return fmt.Errorf("/metrics lacks %q", l)

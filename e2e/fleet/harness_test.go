@@ -1,10 +1,3 @@
-// Package fleet runs Flotilla as users run it: the control plane and
-// five agents as containers of the project's own images
-// (flotilla-controlplane:latest and flotilla-agent:latest, which
-// `make images` builds FROM scratch) on a private Docker network, each
-// agent managing its own application container, driven from the host
-// with the real grpcurl. Everything it creates carries the label
-// flotilla.test=<run ID> and is removed at the end, failed or not.
 package fleet
 
 import (
@@ -16,6 +9,7 @@ import (
 	"time"
 
 	"flotilla.dev/e2e/internal/fixture"
+	"flotilla.dev/e2e/internal/grpcurl"
 )
 
 // The images under test, as `make images` tags them.
@@ -43,7 +37,7 @@ type fleet struct {
 	e          engine
 	network    string
 	cpID       string
-	g          grpcurl
+	g          grpcurl.Client
 	metricsURL string
 	hosts      []host
 }
@@ -113,12 +107,12 @@ func (f *fleet) startControlPlane(t *testing.T, grpcurlBin string) {
 		ports:   map[string]int{"7443/tcp": fixture.FreePort(t)},
 		publish: []string{"7090/tcp"},
 	})
-	f.g = grpcurl{path: grpcurlBin, addr: f.e.hostPort(t, f.cpID, "7443/tcp")}
+	f.g = grpcurl.Client{Path: grpcurlBin, Addr: f.e.hostPort(t, f.cpID, "7443/tcp")}
 	f.metricsURL = "http://" + f.e.hostPort(t, f.cpID, "7090/tcp") + "/metrics"
 
 	// The CA and the admin token appear on the volume at first start.
 	ca := filepath.Join(t.TempDir(), "ca.crt")
-	eventually(t, 20*time.Second, "the control plane's CA and admin token on its volume", func() error {
+	fixture.Eventually(t, 20*time.Second, "the control plane's CA and admin token on its volume", func() error {
 		pem, err := f.e.copyFile(f.cpID, cpDataDir+"/ca.crt")
 		if err != nil {
 			return err
@@ -127,41 +121,23 @@ func (f *fleet) startControlPlane(t *testing.T, grpcurlBin string) {
 		if err != nil {
 			return err
 		}
-		f.g.token = strings.TrimSpace(string(token))
+		f.g.Token = strings.TrimSpace(string(token))
 		return os.WriteFile(ca, pem, 0o600)
 	})
-	f.g.caFile = ca
-	eventually(t, 20*time.Second, "the control plane to answer grpcurl", func() error {
-		_, err := f.g.run(f.g.addr, "grpc.health.v1.Health/Check")
-		return err
-	})
-}
-
-// joinToken is CreateJoinToken's answer.
-type joinToken struct {
-	Token        string `json:"token"`
-	CACertSHA256 string `json:"caCertSha256"`
+	f.g.CAFile = ca
+	fixture.Eventually(t, 20*time.Second, "the control plane to answer grpcurl", f.g.Serving)
 }
 
 // createJoinToken creates a token for uses registrations with env=e2e.
-func (f *fleet) createJoinToken(t *testing.T, uses int) joinToken {
+func (f *fleet) createJoinToken(t *testing.T, uses int) grpcurl.JoinToken {
 	t.Helper()
-	var j joinToken
-	if err := f.g.call("flotilla.v1.FleetService/CreateJoinToken", map[string]any{
-		"description": "e2e fleet", "labels": map[string]string{"env": "e2e"}, "ttl": "600s", "max_uses": uses,
-	}, &j); err != nil {
-		t.Fatal(err)
-	}
-	if j.Token == "" || len(j.CACertSHA256) != 64 {
-		t.Fatalf("CreateJoinToken answered %+v", j)
-	}
-	return j
+	return f.g.CreateJoinToken(t, "e2e fleet", uses)
 }
 
 // startHost starts host i: its application container, then its agent,
 // which registers from the join token in its environment as on a new
 // EC2 instance.
-func (f *fleet) startHost(t *testing.T, dir string, i int, appImage string, join joinToken) host {
+func (f *fleet) startHost(t *testing.T, dir string, i int, appImage string, join grpcurl.JoinToken) host {
 	t.Helper()
 	h := host{name: fmt.Sprintf("host-%d", i), app: f.e.Name(fmt.Sprintf("app-%d", i))}
 	// No flotilla.managed label: every agent sees the one engine, and each
@@ -208,26 +184,10 @@ func (f *fleet) dumpLogs(t *testing.T) {
 	}
 }
 
-// eventually polls cond until it returns nil or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-}
-
 // agentEnv is a host agent's environment, as on EC2: where the control
 // plane is, the join token and CA pin to register with, and the host's
 // name and labels; heartbeats every second so the tests need not wait.
-func agentEnv(join joinToken, hostname, labels string) []string {
+func agentEnv(join grpcurl.JoinToken, hostname, labels string) []string {
 	return []string{
 		"FLOTILLA_CONTROL_PLANE_ADDRESS=controlplane:7443",
 		"FLOTILLA_JOIN_TOKEN=" + join.Token,

@@ -4,12 +4,8 @@ import (
 	"crypto/rand"
 	"fmt"
 	"net/netip"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,14 +13,14 @@ import (
 	"github.com/moby/moby/client"
 
 	"flotilla.dev/e2e/internal/fixture"
+	"flotilla.dev/e2e/internal/grpcurl"
+	"flotilla.dev/e2e/internal/rollouttest"
 )
 
-// The service the rollout scenarios deploy, and its upstream in Nginx.
+// The application's port, and the load balancer's hostname.
 const (
-	serviceName = "web"
-	upstream    = "web"
-	appPort     = 8080
-	lbHostname  = "lb-1"
+	appPort    = 8080
+	lbHostname = "lb-1"
 )
 
 // rolloutFleet is the fleet of startFleet's kind with what rollouts need
@@ -40,6 +36,22 @@ type rolloutFleet struct {
 	agentIDs map[string]string
 	// addrs are the application containers' addresses by hostname.
 	addrs map[string]string
+}
+
+// The rollout scenarios' view of the fleet (rollouttest.Fleet).
+
+func (f *rolloutFleet) API() grpcurl.Client       { return f.g }
+func (f *rolloutFleet) Docker() *fixture.Docker   { return f.e.Docker }
+func (f *rolloutFleet) Nginx() *fixture.Nginx     { return f.nginx }
+func (f *rolloutFleet) Images() map[string]string { return f.images }
+
+func (f *rolloutFleet) AppHosts() []rollouttest.Host {
+	var out []rollouttest.Host
+	for _, h := range f.hosts {
+		out = append(out, rollouttest.Host{Name: h.name, AgentID: f.agentIDs[h.name], Container: h.app,
+			Server: fmt.Sprintf("%s:%d", f.addrs[h.name], appPort)})
+	}
+	return out
 }
 
 // startRolloutFleet starts the control plane, the registry holding v1, v2
@@ -73,7 +85,7 @@ func startRolloutFleet(t *testing.T) *rolloutFleet {
 		servers = append(servers, fmt.Sprintf("%s:%d", ip, appPort))
 	}
 	for _, s := range servers {
-		eventually(t, 20*time.Second, "the application at "+s+" to answer v1", func() error {
+		fixture.Eventually(t, 20*time.Second, "the application at "+s+" to answer v1", func() error {
 			body, err := fixture.Get("http://" + s + "/")
 			if err == nil && body != "v1" {
 				err = fmt.Errorf("answers %q", body)
@@ -81,7 +93,7 @@ func startRolloutFleet(t *testing.T) *rolloutFleet {
 			return err
 		})
 	}
-	f.nginx = fixture.StartNginx(t, fixture.Upstream{Name: upstream, Servers: servers})
+	f.nginx = fixture.StartNginx(t, fixture.Upstream{Name: rollouttest.Upstream, Servers: servers})
 	f.startLoadBalancerAgent(t, dir, agentBin, join)
 	f.waitRolloutFleet(t)
 	return f
@@ -116,7 +128,7 @@ func (f *rolloutFleet) createSubnetNetwork(t *testing.T) netip.Prefix {
 // startAppHost starts host i: its application container on v1 at ip, then
 // its agent, which may pull from the registry and labels itself with the
 // application's address for the upstream.
-func (f *rolloutFleet) startAppHost(t *testing.T, dir string, i int, ip netip.Addr, registry string, join joinToken) host {
+func (f *rolloutFleet) startAppHost(t *testing.T, dir string, i int, ip netip.Addr, registry string, join grpcurl.JoinToken) host {
 	t.Helper()
 	h := host{name: fmt.Sprintf("host-%d", i), app: f.e.Name(fmt.Sprintf("app-%d", i))}
 	f.e.run(t, containerSpec{name: h.app, image: f.images["v1"], network: f.network, ipv4: ip})
@@ -143,74 +155,35 @@ func (f *rolloutFleet) startAppHost(t *testing.T, dir string, i int, ip netip.Ad
 // is "web" to commands, checked by network name, and its releases come
 // from the test registry only.
 func rolloutAgentYAML(app, registry string) string {
-	return fmt.Sprintf(`# One application host of the e2e fleet.
-health:
-  url: http://%[1]s:%[3]d/health
-  timeout: 2s
-docker:
-  allowed_registries: [%[2]s]
-  managed_containers: [%[1]s]
-  container_names:
-    web: %[1]s
-  stop_timeout: 5s
-  start_grace_period: 1s
-`, app, registry, appPort)
+	return "# One application host of the e2e fleet.\n" +
+		rollouttest.AppHostYAML(fmt.Sprintf("http://%s:%d/health", app, appPort), registry, app)
 }
 
 // startLoadBalancerAgent runs the load balancer's agent as a process on
 // the host, with the real flotilla-agent binary: Nginx is the one from
 // Debian installed on the load-balancer host, which the agent reloads
 // there, and the agent image (FROM scratch) has no Nginx in it.
-func (f *rolloutFleet) startLoadBalancerAgent(t *testing.T, dir, bin string, join joinToken) {
+func (f *rolloutFleet) startLoadBalancerAgent(t *testing.T, dir, bin string, join grpcurl.JoinToken) {
 	t.Helper()
 	tokenFile := filepath.Join(dir, lbHostname, "join.token")
 	fixture.WriteFile(t, tokenFile, join.Token+"\n", 0o600)
-	cfg := fmt.Sprintf(`control_plane:
-  address: %[1]s
-  ca_sha256: %[2]s
-join_token_file: %[3]s
-state_dir: %[4]s
-hostname: %[5]s
-heartbeat_interval: 1s
-labels:
-  role: lb
-log:
-  format: console
-nginx:
-  binary: %[6]s
-  config_file: %[7]s
-  upstreams:
-    %[8]s:
-      file: %[9]s
-      block: %[8]s
-`, f.g.addr, join.CACertSHA256, tokenFile, filepath.Join(dir, lbHostname, "state"), lbHostname,
-		f.nginx.Binary, f.nginx.ConfigFile, upstream, f.nginx.UpstreamFile(upstream))
+	cfg := rollouttest.LoadBalancerYAML(f.g.Addr, join, tokenFile, filepath.Join(dir, lbHostname, "state"), lbHostname, f.nginx)
 	path := filepath.Join(dir, lbHostname, "agent.yaml")
 	fixture.WriteFile(t, path, cfg, 0o600)
-	out := &syncBuffer{}
-	cmd := exec.Command(bin, "-config", path)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start the load balancer's agent %s: %v", bin, err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
 		if t.Failed() {
-			t.Logf("--- agent %s (host process) ---\n%s", lbHostname, out.String())
 			t.Logf("--- nginx error log ---\n%s", f.nginx.ErrorLog(t))
 		}
 	})
+	fixture.StartProcess(t, "agent "+lbHostname+" (host process)", bin, nil, "-config", path)
 }
 
 // waitRolloutFleet waits until the load balancer and the five hosts are
 // connected, each host healthy and running v1, and records their IDs.
 func (f *rolloutFleet) waitRolloutFleet(t *testing.T) {
 	t.Helper()
-	eventually(t, 60*time.Second, "the load balancer and five healthy hosts on v1", func() error {
-		list, err := f.g.listAgents(selector)
+	fixture.Eventually(t, 60*time.Second, "the load balancer and five healthy hosts on v1", func() error {
+		list, err := f.g.ListAgents(selector)
 		if err != nil {
 			return err
 		}
@@ -246,27 +219,4 @@ func (f *rolloutFleet) hostOf(t *testing.T, agentID string) host {
 		t.Fatalf("agent %s is not an application host", agentID)
 	}
 	return f.hosts[i]
-}
-
-// stamp is a time as the Events API's since and until take it.
-func stamp(at time.Time) string {
-	return strconv.FormatInt(at.Unix(), 10) + "." + fmt.Sprintf("%09d", at.Nanosecond())
-}
-
-// syncBuffer collects a process's output while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

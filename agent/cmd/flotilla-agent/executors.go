@@ -8,11 +8,11 @@ import (
 
 	"flotilla.dev/agent/internal/agent"
 	"flotilla.dev/agent/internal/backup"
-	"flotilla.dev/agent/internal/commands"
 	"flotilla.dev/agent/internal/config"
 	"flotilla.dev/agent/internal/docker"
 	"flotilla.dev/agent/internal/executor"
 	"flotilla.dev/agent/internal/nginx"
+	"flotilla.dev/pkg/command"
 )
 
 // defaultDockerSocket is where a host's Docker engine listens unless
@@ -37,7 +37,7 @@ func executors(cfg config.Config, log *zap.Logger) (agent.Config, func(), error)
 			return out, closeAll, err
 		}
 		closers = append(closers, func() { _ = d.Close() })
-		out.Executors[commands.KindPull], out.Executors[commands.KindRestart] = d, d
+		out.Executors[command.KindPull], out.Executors[command.KindRestart] = d, d
 		out.Containers = d
 	}
 	if len(cfg.Backup.Databases) > 0 {
@@ -45,7 +45,7 @@ func executors(cfg config.Config, log *zap.Logger) (agent.Config, func(), error)
 		if err != nil {
 			return out, closeAll, err
 		}
-		out.Executors[commands.KindBackup] = b
+		out.Executors[command.KindBackup] = b
 		out.Databases = b
 	}
 	if len(cfg.Nginx.Upstreams) > 0 {
@@ -53,7 +53,7 @@ func executors(cfg config.Config, log *zap.Logger) (agent.Config, func(), error)
 		if err != nil {
 			return out, closeAll, err
 		}
-		out.Executors[commands.KindDrain], out.Executors[commands.KindUndrain] = n, n
+		out.Executors[command.KindDrain], out.Executors[command.KindUndrain] = n, n
 	}
 	return out, closeAll, nil
 }

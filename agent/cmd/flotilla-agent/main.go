@@ -1,6 +1,3 @@
-// Command flotilla-agent runs on every host of the fleet: it registers with
-// the control plane, keeps a stream to it, and reports host metrics and the
-// application's health. See internal/config for its configuration.
 package main
 
 import (
@@ -15,7 +12,8 @@ import (
 
 	"flotilla.dev/agent/internal/agent"
 	"flotilla.dev/agent/internal/config"
-	"flotilla.dev/agent/internal/logging"
+	"flotilla.dev/pkg/logging"
+	pkgrun "flotilla.dev/pkg/run"
 	"go.uber.org/zap"
 )
 
@@ -92,11 +90,9 @@ func exitIfShutdownHangs(ctx context.Context, stop context.CancelFunc, done <-ch
 	}
 	stop() // restore default signal handling: a second signal kills at once
 	log.Info("signal received, shutting down", zap.Duration("deadline", shutdownDeadline))
-	select {
-	case <-done:
-	case <-time.After(shutdownDeadline):
+	pkgrun.Stop(shutdownDeadline, func() { <-done }, func() {
 		log.Error("graceful shutdown took too long, exiting")
 		_ = log.Sync()
 		os.Exit(exitFailed)
-	}
+	})
 }

@@ -1,6 +1,3 @@
-// Package agent assembles the flotilla agent from its parts: identity
-// (enroll), host metrics, application health, the control-plane stream, and
-// the command runner with its journal and executors.
 package agent
 
 import (
@@ -18,8 +15,9 @@ import (
 	"flotilla.dev/agent/internal/enroll"
 	"flotilla.dev/agent/internal/executor"
 	"flotilla.dev/agent/internal/journal"
-	"flotilla.dev/agent/internal/runner"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
+	"flotilla.dev/pkg/run"
 	"github.com/jonboulle/clockwork"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -46,7 +44,7 @@ type Config struct {
 	DialOptions []grpc.DialOption
 
 	// Executors carry out the control plane's commands, by kind (the keys
-	// are commands.Kinds: "pull", "restart", "backup", "drain", "undrain").
+	// are command.Kinds(): "pull", "restart", "backup", "drain", "undrain").
 	// This is where the real executors are plugged in; a command of a kind
 	// without an executor is rejected with a reason that says so.
 	Executors map[string]executor.Executor
@@ -110,8 +108,8 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	for kind, exec := range cfg.Executors {
-		if !slices.Contains(commands.Kinds, kind) || exec == nil {
-			return nil, fmt.Errorf("agent: executor %q: want a non-nil executor for one of %v", kind, commands.Kinds)
+		if !slices.Contains(command.Kinds(), kind) || exec == nil {
+			return nil, fmt.Errorf("agent: executor %q: want a non-nil executor for one of %v", kind, command.Kinds())
 		}
 	}
 	if cfg.Clock == nil {
@@ -237,25 +235,25 @@ func (a *Agent) Run(ctx context.Context) error {
 // done, then lets the running commands finish (or cancels them after their
 // grace) while the stream is still open, so that their final events reach
 // the control plane, and only then closes the stream.
-func serve(ctx context.Context, client *conn.Client, cmds *commands.Runner, renew runner.Task) error {
+func serve(ctx context.Context, client *conn.Client, cmds *commands.Runner, renew func(context.Context) error) error {
 	streamCtx, stopStream := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopStream()
-	return runner.Run(ctx,
-		func(context.Context) error { return client.Run(streamCtx) },
-		renew,
-		func(ctx context.Context) error {
+	return run.All(ctx,
+		run.Task{Name: "stream", Run: func(context.Context) error { return client.Run(streamCtx) }},
+		run.Task{Name: "renewal", Run: renew},
+		run.Task{Name: "commands", Run: func(ctx context.Context) error {
 			<-ctx.Done() // shutdown, or the stream failed for good
 			err := cmds.Close()
 			stopStream()
 			return err
-		},
+		}},
 	)
 }
 
 // commandKinds lists the kinds of command this agent runs.
 func (a *Agent) commandKinds() []string {
 	var kinds []string
-	for _, k := range commands.Kinds {
+	for _, k := range command.Kinds() {
 		if a.cfg.Executors[k] != nil {
 			kinds = append(kinds, k)
 		}
@@ -271,9 +269,9 @@ func (a *Agent) capabilities() []string {
 		capability string
 		kinds      []string
 	}{
-		{"docker", []string{commands.KindPull, commands.KindRestart}},
-		{"postgres", []string{commands.KindBackup}},
-		{"nginx", []string{commands.KindDrain, commands.KindUndrain}},
+		{"docker", []string{command.KindPull, command.KindRestart}},
+		{"postgres", []string{command.KindBackup}},
+		{"nginx", []string{command.KindDrain, command.KindUndrain}},
 	} {
 		if slices.ContainsFunc(c.kinds, func(k string) bool { return a.cfg.Executors[k] != nil }) {
 			caps = append(caps, c.capability)

@@ -23,12 +23,13 @@ import (
 
 	"flotilla.dev/agent/internal/executor"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/pgtest"
 )
 
 // backupEnv is an executor wired to a throwaway cluster, with what the
 // tests need to check its work.
 type backupEnv struct {
-	cluster  *pgCluster
+	cluster  *pgtest.Postgres
 	exec     *Executor
 	logs     *observer.ObservedLogs
 	password string
@@ -56,7 +57,7 @@ func TestBackupWithPostgres(t *testing.T) {
 }
 
 func newBackupEnv(t *testing.T) *backupEnv {
-	c := startCluster(t)
+	c := pgtest.Start(t)
 	env := &backupEnv{
 		cluster: c,
 		// ':', '\' and '\'' exercise the passfile's and SQL's escaping.
@@ -64,7 +65,7 @@ func newBackupEnv(t *testing.T) *backupEnv {
 		wrongPw:  "wrong:guess-" + randomHex(t),
 		passDir:  t.TempDir(),
 	}
-	c.exec(t, "postgres",
+	c.Exec(t, "postgres",
 		fmt.Sprintf("CREATE ROLE flotilla_backup LOGIN PASSWORD '%s'", strings.ReplaceAll(env.password, "'", "''")),
 		// The predefined role a backup user needs, and nothing more.
 		"GRANT pg_read_all_data TO flotilla_backup",
@@ -78,13 +79,13 @@ func newBackupEnv(t *testing.T) *backupEnv {
 	goodFile := writeSecret(t, secrets, "good", env.password+"\n")
 	wrongFile := writeSecret(t, secrets, "wrong", env.wrongPw)
 	remote := func(dbname, passwordFile string) Database {
-		return Database{Host: "127.0.0.1", Port: c.port, User: "flotilla_backup", DBName: dbname, PasswordFile: passwordFile}
+		return Database{Host: "127.0.0.1", Port: c.Port, User: "flotilla_backup", DBName: dbname, PasswordFile: passwordFile}
 	}
 	core, logs := observer.New(zapcore.DebugLevel)
 	e, err := New(Config{
 		Directory: filepath.Join(t.TempDir(), "backups"),
-		PgDump:    filepath.Join(c.bin, "pg_dump"),
-		PgRestore: filepath.Join(c.bin, "pg_restore"),
+		PgDump:    filepath.Join(c.BinDir, "pg_dump"),
+		PgRestore: filepath.Join(c.BinDir, "pg_restore"),
 		Databases: map[string]Database{
 			"app":     remote("appdb", goodFile),
 			"busy":    remote("busydb", goodFile),
@@ -101,8 +102,8 @@ func newBackupEnv(t *testing.T) *backupEnv {
 }
 
 // seed creates two tables with a few thousand rows in dbname.
-func seed(t *testing.T, c *pgCluster, dbname string) {
-	c.exec(t, dbname,
+func seed(t *testing.T, c *pgtest.Postgres, dbname string) {
+	c.Exec(t, dbname,
 		`CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, email text NOT NULL)`,
 		`INSERT INTO customers SELECT i, 'customer ' || i, md5(i::text) || '@example.com'
 		 FROM generate_series(1, 3000) AS i`,
@@ -165,9 +166,9 @@ func (env *backupEnv) testBackupRestores(t *testing.T) {
 	}
 	env.assertNoLeftovers(t)
 
-	env.cluster.exec(t, "postgres", "CREATE DATABASE restored")
+	env.cluster.Exec(t, "postgres", "CREATE DATABASE restored")
 	restore := exec.Command(env.exec.PgRestore(), "--no-owner", "--exit-on-error",
-		"--dbname="+env.cluster.adminConninfo("restored"), b.GetPath())
+		"--dbname="+env.cluster.AdminConninfo("restored"), b.GetPath())
 	if out, err := restore.CombinedOutput(); err != nil {
 		t.Fatalf("pg_restore into a fresh database: %v\n%s", err, out)
 	}
@@ -257,7 +258,7 @@ func (env *backupEnv) testTruncatedArchive(t *testing.T) {
 // testCancelMidBackup holds a lock that pg_dump waits for, so that the
 // cancel surely arrives while pg_dump runs and the partial file exists.
 func (env *backupEnv) testCancelMidBackup(t *testing.T) {
-	locker := env.cluster.mustConnect(t, "busydb")
+	locker := env.cluster.Connect(t, "busydb")
 	ctx := context.Background()
 	tx, err := locker.Begin(ctx)
 	if err != nil {
@@ -317,7 +318,7 @@ func (env *backupEnv) testExpiredDeadline(t *testing.T) {
 
 func (env *backupEnv) testStats(t *testing.T) {
 	for range 3 {
-		env.cluster.mustConnect(t, "appdb")
+		env.cluster.Connect(t, "appdb")
 	}
 	stats := env.exec.Stats(context.Background())
 	got := map[string]int64{}
@@ -414,7 +415,7 @@ func (env *backupEnv) fingerprint(t *testing.T, dbname, table string) string {
 
 func (env *backupEnv) queryString(t *testing.T, dbname, query string) string {
 	t.Helper()
-	conn := env.cluster.mustConnect(t, dbname)
+	conn := env.cluster.Connect(t, dbname)
 	var s string
 	if err := conn.QueryRow(context.Background(), query).Scan(&s); err != nil {
 		t.Fatalf("%s: %v", query, err)
@@ -426,7 +427,7 @@ func (env *backupEnv) queryString(t *testing.T, dbname, query string) string {
 // waiting on waitEventType when it is not empty.
 func (env *backupEnv) backupSessions(t *testing.T, dbname, waitEventType string) int {
 	t.Helper()
-	conn, err := env.cluster.connect(context.Background(), "postgres")
+	conn, err := env.cluster.Dial(context.Background(), "postgres")
 	if err != nil {
 		t.Fatal(err)
 	}

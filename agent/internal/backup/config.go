@@ -4,10 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"unicode"
+
+	"flotilla.dev/pkg/validate"
 )
 
 // DefaultPort is the PostgreSQL port used when a database sets none.
@@ -41,10 +42,6 @@ type Database struct {
 	SSLMode      string `yaml:"sslmode"` // default prefer
 }
 
-// databaseName is the grammar of the names commands use. It is strict on
-// purpose: the name ends up in file names and log lines.
-var databaseName = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,63}$`)
-
 // sslModes are the values libpq accepts for sslmode.
 var sslModes = map[string]bool{
 	"disable": true, "allow": true, "prefer": true,
@@ -69,10 +66,11 @@ func (c Config) Validate() error {
 	}
 	for _, name := range sortedKeys(c.Databases) {
 		field := "backup.databases." + name
-		if !databaseName.MatchString(name) {
+		// Commands name databases by these keys; the name ends up in file
+		// names and log lines, so the grammar is strict.
+		if err := validate.DatabaseName(name); err != nil {
 			// %q keeps a hostile key readable and on one line.
-			add(fmt.Sprintf("backup.databases[%q]", name),
-				"name must match %s (letters, digits, _ and -, at most 63)", databaseName)
+			add(fmt.Sprintf("backup.databases[%q]", name), "key %v", err)
 			continue
 		}
 		errs = append(errs, c.Databases[name].validate(field)...)

@@ -1,9 +1,3 @@
-// Package backup backs up the PostgreSQL databases named in the agent's
-// configuration: it runs pg_dump (an argument vector, never a shell),
-// streams the custom-format archive through a SHA-256 into the backup
-// directory, verifies it with pg_restore, and only then gives it its final
-// name and writes its manifest. It also reads each database's connection
-// count for the heartbeat.
 package backup
 
 import (
@@ -22,6 +16,8 @@ import (
 
 	"flotilla.dev/agent/internal/executor"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
+	"flotilla.dev/pkg/validate"
 )
 
 // DefaultProgressInterval is the least time between two progress reports
@@ -107,16 +103,16 @@ func (e *Executor) PgRestore() string { return e.pgRestore }
 func (e *Executor) Validate(spec *flotillav1.CommandSpec) error {
 	b := spec.GetBackup()
 	if b == nil {
-		return executor.Reject("the backup executor runs only backup commands, not %T", spec.GetKind())
+		return executor.Reject("the backup executor runs only backup commands, not %s", command.KindText(spec))
 	}
 	name := b.GetDatabase()
-	switch {
-	case name == "":
+	if name == "" {
 		return executor.Reject("backup.database is required")
-	case !databaseName.MatchString(name):
-		// Checked before the lookup so that the reason never echoes a
-		// long or hostile string.
-		return executor.Reject("backup.database must match %s", databaseName)
+	}
+	// Checked before the lookup so that the reason never echoes a long or
+	// hostile string: validate quotes and cuts what it refuses.
+	if err := validate.DatabaseName(name); err != nil {
+		return executor.Reject("backup.database: %v", err)
 	}
 	if _, ok := e.cfg.Databases[name]; !ok {
 		return executor.Reject("database %s is not in backup.databases", name)

@@ -6,6 +6,7 @@ import (
 
 	"flotilla.dev/agent/internal/executor"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
 	"go.uber.org/zap"
 )
 
@@ -20,7 +21,7 @@ func (r *Runner) admit(cmd *flotillav1.Command) (*flotillav1.CommandEvent, execu
 	if spec == nil {
 		return refuse(rejected, "the command has no spec")
 	}
-	kind := KindOf(spec)
+	kind := command.Kind(spec)
 	if kind == "" {
 		return refuse(rejected, "unknown command kind: this agent version does not know it (upgrade the agent)")
 	}
@@ -48,7 +49,7 @@ func (r *Runner) admit(cmd *flotillav1.Command) (*flotillav1.CommandEvent, execu
 func validate(exec executor.Executor, spec *flotillav1.CommandSpec) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			err = fmt.Errorf("the %s executor panicked while validating the command: %v", KindOf(spec), v)
+			err = fmt.Errorf("the %s executor panicked while validating the command: %v", command.Kind(spec), v)
 		}
 	}()
 	return exec.Validate(spec)
@@ -59,7 +60,7 @@ func validate(exec executor.Executor, spec *flotillav1.CommandSpec) (err error) 
 // the control plane refuses one without.
 func (r *Runner) refuseAnonymous(cmd *flotillav1.Command) {
 	r.log.Error("command without an ID dropped: the control plane sent an invalid command",
-		zap.String("kind", KindOf(cmd.GetSpec())))
+		zap.String("kind", command.Kind(cmd.GetSpec())))
 }
 
 // refuseOversizedID drops a command whose ID is longer than
@@ -71,7 +72,7 @@ func (r *Runner) refuseOversizedID(cmd *flotillav1.Command) {
 		zap.String("command_id_prefix", truncate(cmd.GetId(), 64)),
 		zap.Int("command_id_bytes", len(cmd.GetId())),
 		zap.Int("max_bytes", MaxCommandIDBytes),
-		zap.String("kind", KindOf(cmd.GetSpec())))
+		zap.String("kind", command.Kind(cmd.GetSpec())))
 }
 
 // refuseUnjournaled answers a command the journal could not record. Running
@@ -79,6 +80,6 @@ func (r *Runner) refuseOversizedID(cmd *flotillav1.Command) {
 // is refused, and not journaled either: a later delivery may succeed.
 func (r *Runner) refuseUnjournaled(cmd *flotillav1.Command, err error) {
 	r.log.Error("command refused: it could not be journaled", zap.String("command_id", cmd.GetId()),
-		zap.String("kind", KindOf(cmd.GetSpec())), zap.Error(err))
+		zap.String("kind", command.Kind(cmd.GetSpec())), zap.Error(err))
 	r.send(r.event(cmd.GetId(), rejected, fmt.Sprintf("the agent could not journal the command, so it did not run it: %v", err)))
 }

@@ -8,6 +8,7 @@ import (
 
 	"flotilla.dev/agent/internal/journal"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -98,7 +99,7 @@ func (r *Runner) logEvent(cmd *flotillav1.Command, ev *flotillav1.CommandEvent, 
 	}
 	r.log.Log(level, "command "+stateName(ev.GetState()),
 		zap.String("command_id", cmd.GetId()),
-		zap.String("kind", KindOf(cmd.GetSpec())),
+		zap.String("kind", command.Kind(cmd.GetSpec())),
 		zap.String("state", stateName(ev.GetState())),
 		zap.Duration("duration", r.cfg.Clock.Since(receivedAt)),
 		zap.String("message", ev.GetMessage()))

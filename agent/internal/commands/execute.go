@@ -11,6 +11,7 @@ import (
 	"flotilla.dev/agent/internal/executor"
 	"flotilla.dev/agent/internal/journal"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
 	"go.uber.org/zap"
 )
 
@@ -61,7 +62,7 @@ func (r *Runner) startLocked(entry *journal.Entry, exec executor.Executor) {
 	cmd := entry.Command
 	x := &execution{
 		cmd:        cmd,
-		kind:       KindOf(cmd.GetSpec()),
+		kind:       command.Kind(cmd.GetSpec()),
 		exec:       exec,
 		receivedAt: entry.ReceivedAt,
 		accepted:   entry.LastEvent,

@@ -6,6 +6,7 @@ import (
 
 	"flotilla.dev/agent/internal/executor"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -30,7 +31,7 @@ func FuzzHandle(f *testing.F) {
 		exec := newFake()
 		h := newHarness(t, func(c *Config) {
 			c.Executors = map[string]executor.Executor{}
-			for _, kind := range Kinds {
+			for _, kind := range command.Kinds() {
 				c.Executors[kind] = exec
 			}
 		})

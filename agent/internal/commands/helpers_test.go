@@ -12,6 +12,7 @@ import (
 	"flotilla.dev/agent/internal/executor"
 	"flotilla.dev/agent/internal/journal"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
 	"github.com/jonboulle/clockwork"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -118,7 +119,7 @@ func (h *harness) start(mutate ...func(*Config)) {
 	}
 	cfg := Config{
 		Journal:   j,
-		Executors: map[string]executor.Executor{KindPull: h.exec},
+		Executors: map[string]executor.Executor{command.KindPull: h.exec},
 		Send:      h.send,
 		Clock:     h.clock,
 		Logger:    log,

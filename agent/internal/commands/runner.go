@@ -1,13 +1,3 @@
-// Package commands runs the commands the control plane sends: it journals
-// each one before acting, executes each command ID at most once through the
-// executor of its kind, streams its events, and enforces cancels and
-// deadlines.
-//
-// Delivery is at-least-once (the control plane resends a command until it
-// hears an outcome) and execution at-most-once: a command already in the
-// journal is never run again; its latest event is sent again instead. Every
-// event is journaled before it is sent, so an event the stream loses reaches
-// the control plane in the journal report of the next stream.
 package commands
 
 import (
@@ -20,6 +10,7 @@ import (
 	"flotilla.dev/agent/internal/executor"
 	"flotilla.dev/agent/internal/journal"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
 	"github.com/jonboulle/clockwork"
 	"go.uber.org/zap"
 )
@@ -35,7 +26,7 @@ const (
 type Config struct {
 	// Journal records every command and its last event (required).
 	Journal *journal.Journal
-	// Executors carry out the commands, by kind (see Kinds). A command of a
+	// Executors carry out the commands, by kind (see command.Kinds). A command of a
 	// kind without an executor is rejected.
 	Executors map[string]executor.Executor
 	// Send sends an event to the control plane (required). It is best
@@ -95,8 +86,8 @@ func (c Config) validate() error {
 		return errors.New("commands: a logger is required")
 	}
 	for kind, exec := range c.Executors {
-		if !slices.Contains(Kinds, kind) {
-			return fmt.Errorf("commands: executor for unknown kind %q (known kinds: %v)", kind, Kinds)
+		if !slices.Contains(command.Kinds(), kind) {
+			return fmt.Errorf("commands: executor for unknown kind %q (known kinds: %v)", kind, command.Kinds())
 		}
 		if exec == nil {
 			return fmt.Errorf("commands: the %s executor is nil", kind)

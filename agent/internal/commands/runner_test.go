@@ -10,6 +10,7 @@ import (
 	"flotilla.dev/agent/internal/executor"
 	"flotilla.dev/agent/internal/journal"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
@@ -445,7 +446,7 @@ func TestNewValidates(t *testing.T) {
 		{"no send", func(c *Config) { c.Send = nil }},
 		{"no logger", func(c *Config) { c.Logger = nil }},
 		{"unknown kind", func(c *Config) { c.Executors = map[string]executor.Executor{"reboot": newFake()} }},
-		{"nil executor", func(c *Config) { c.Executors = map[string]executor.Executor{KindPull: nil} }},
+		{"nil executor", func(c *Config) { c.Executors = map[string]executor.Executor{command.KindPull: nil} }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -455,26 +456,6 @@ func TestNewValidates(t *testing.T) {
 				t.Error("New accepted an invalid config")
 			}
 		})
-	}
-}
-
-func TestKindOf(t *testing.T) {
-	tests := []struct {
-		spec *flotillav1.CommandSpec
-		want string
-	}{
-		{&flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Pull{}}, KindPull},
-		{&flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Restart{}}, KindRestart},
-		{&flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Backup{}}, KindBackup},
-		{&flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Drain{}}, KindDrain},
-		{&flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Undrain{}}, KindUndrain},
-		{&flotillav1.CommandSpec{}, ""},
-		{nil, ""},
-	}
-	for _, tt := range tests {
-		if got := KindOf(tt.spec); got != tt.want {
-			t.Errorf("KindOf(%v) = %q, want %q", tt.spec, got, tt.want)
-		}
 	}
 }
 

@@ -239,6 +239,8 @@ func TestLoadErrors(t *testing.T) {
 		{"bad log format", append(valid, "-log.format", "xml"), nil, "", "config: log.format: must be json or console"},
 		{"malformed labels env", valid, env{"FLOTILLA_LABELS": "env=prod,web"}, "", `config: labels (FLOTILLA_LABELS): label "web" is not key=value`},
 		{"label without key", valid, env{"FLOTILLA_LABELS": "=x"}, "", "config: labels (FLOTILLA_LABELS)"},
+		{"label value the control plane refuses", valid, env{"FLOTILLA_LABELS": "env=pr;od"}, "", `config: labels: label "env": label value "pr;od": character ';' not allowed`},
+		{"label key the control plane refuses", valid, nil, "labels:\n  \"-role\": web\n", `config: labels: label key "-role" must start and end with a letter or digit`},
 		{"unknown yaml field", valid, nil, "control_plane:\n  adress: cp:1\n", "field adress not found"},
 		{"bad yaml duration", valid, nil, "heartbeat_interval: often\n", "cannot unmarshal"},
 		{"yaml duration without unit", valid, nil, "heartbeat_interval: 5\n", "cannot unmarshal !!int `5` into time.Duration"},

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"path/filepath"
 	"strconv"
+
+	"flotilla.dev/pkg/validate"
 )
 
 // Validate checks every field and returns all problems at once, each naming
@@ -30,10 +32,10 @@ func (c Config) Validate() error {
 	if c.Hostname == "" {
 		add(fieldError("hostname", "is required (os.Hostname() gave nothing)"))
 	}
-	for k := range c.Labels {
-		if k == "" {
-			add(fieldError("labels", "a label has an empty key"))
-		}
+	// The control plane refuses to register an agent with labels outside
+	// this grammar: say so at start, not at registration.
+	if err := validate.Labels(c.Labels, validate.MaxLabels); err != nil {
+		add(fieldError("labels", "%v", err))
 	}
 	if c.HeartbeatInterval < MinHeartbeatInterval {
 		add(fieldError("heartbeat_interval", "must be at least %v, got %v", MinHeartbeatInterval, c.HeartbeatInterval))

@@ -14,6 +14,7 @@ import (
 	"flotilla.dev/agent/internal/fakecp"
 	"flotilla.dev/agent/internal/journal"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	cmdkind "flotilla.dev/pkg/command"
 	"github.com/jonboulle/clockwork"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
@@ -97,7 +98,7 @@ func start(t *testing.T, srv *fakecp.Server) *harness {
 	var c *Client
 	runner, err := commands.New(commands.Config{
 		Journal:   j,
-		Executors: map[string]executor.Executor{commands.KindPull: exec},
+		Executors: map[string]executor.Executor{cmdkind.KindPull: exec},
 		Send: func(ev *flotillav1.CommandEvent) error {
 			err := c.SendEvent(ev)
 			attempts <- sendAttempt{ev: ev, err: err}

@@ -8,13 +8,12 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"flotilla.dev/agent/internal/runner"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/run"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 var (
@@ -107,12 +106,12 @@ func (s *session) awaitWelcome() (*flotillav1.Welcome, error) {
 // done; then it closes the stream gracefully.
 func (s *session) serve(ctx context.Context) error {
 	recvDone := make(chan error, 1)
-	go func() { recvDone <- runner.Safe(s.receive)(ctx) }()
+	go func() { recvDone <- run.Safe(s.receive)(ctx) }()
 
 	hbCtx, stopHeartbeats := context.WithCancel(ctx)
 	defer stopHeartbeats()
 	hbDone := make(chan error, 1)
-	go func() { hbDone <- runner.Safe(s.heartbeats)(hbCtx) }()
+	go func() { hbDone <- run.Safe(s.heartbeats)(hbCtx) }()
 
 	select {
 	case err := <-recvDone:
@@ -219,6 +218,3 @@ func (s *session) sendFailure(err error) error {
 	}
 	return errClosedByServer
 }
-
-// timestamp is the agent's current time for a message.
-func (s *session) timestamp() *timestamppb.Timestamp { return timestamppb.New(s.c.cfg.Clock.Now()) }

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"flotilla.dev/pkg/validate"
 )
 
 // Defaults for the fields that have one.
@@ -53,9 +55,6 @@ type Config struct {
 // registryPattern is host[:port] as image references spell a registry:
 // DNS labels or an IPv4 address, optionally a port.
 var registryPattern = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)*(:[0-9]+)?$`)
-
-// containerNamePattern is Docker's grammar for container names.
-var containerNamePattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 
 // withDefaults returns c with every unset field at its default.
 func (c Config) withDefaults() Config {
@@ -152,12 +151,13 @@ func validateRegistry(r string) error {
 	return nil
 }
 
-// validateContainerName checks Docker's container-name grammar. Names with
+// validateContainerName checks Docker's container-name grammar
+// (validate.ContainerName). Names with
 // the suffix of a container set aside during a restart are refused so that
 // no command can touch the copy that a failed restart would restore.
 func validateContainerName(n string) error {
-	if !containerNamePattern.MatchString(n) {
-		return fmt.Errorf("%q is not a container name (letters, digits, '_', '.', '-'; starting with a letter or digit)", n)
+	if err := validate.ContainerName(n); err != nil {
+		return err
 	}
 	if strings.HasSuffix(n, oldSuffix) {
 		return fmt.Errorf("%q ends with %q, which the agent reserves for the container it sets aside during a restart", n, oldSuffix)

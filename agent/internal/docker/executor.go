@@ -1,7 +1,3 @@
-// Package docker carries out the agent's Docker commands — pull an image,
-// restart or re-create a managed container — through the Docker Engine
-// API, behind the guard rails of the agent's configuration (allowed
-// registries, managed containers).
 package docker
 
 import (
@@ -17,6 +13,7 @@ import (
 
 	"flotilla.dev/agent/internal/executor"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
 )
 
 // Executor runs pull and restart commands against one Docker engine.
@@ -115,7 +112,7 @@ func (e *Executor) Validate(spec *flotillav1.CommandSpec) error {
 		_, err := e.parseRestart(k.Restart)
 		return err
 	default:
-		return executor.Reject("the docker executor runs pull and restart commands, not %s", kindName(spec))
+		return executor.Reject("the docker executor runs pull and restart commands, not %s", command.KindText(spec))
 	}
 }
 
@@ -146,18 +143,6 @@ func (e *Executor) Execute(ctx context.Context, spec *flotillav1.CommandSpec, pr
 		}
 		return &flotillav1.CommandResult{Kind: &flotillav1.CommandResult_Restart{Restart: res}}, nil
 	default:
-		return nil, executor.Reject("the docker executor runs pull and restart commands, not %s", kindName(spec))
+		return nil, executor.Reject("the docker executor runs pull and restart commands, not %s", command.KindText(spec))
 	}
-}
-
-// kindName is the name of the spec's kind ("backup", "drain", …).
-func kindName(spec *flotillav1.CommandSpec) string {
-	if spec == nil {
-		return "an empty spec"
-	}
-	m := spec.ProtoReflect()
-	if f := m.WhichOneof(m.Descriptor().Oneofs().ByName("kind")); f != nil {
-		return string(f.Name())
-	}
-	return "a spec without a kind"
 }

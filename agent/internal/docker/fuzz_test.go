@@ -17,6 +17,10 @@ import (
 // engine's API paths.
 var referenceChars = regexp.MustCompile(`^[A-Za-z0-9._:/@\[\]-]+$`)
 
+// dockerContainerName is Docker's own grammar for container names, which
+// every accepted name must follow.
+var dockerContainerName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+
 // FuzzValidate feeds the docker executor's Validate the parameters a
 // control plane could send: image references for pull and restart,
 // container names and stop timeouts. It needs no Docker engine.
@@ -46,7 +50,7 @@ func FuzzValidate(f *testing.F) {
 		if !accepted(t, e.Validate(restart)) {
 			return
 		}
-		if !containerNamePattern.MatchString(container) {
+		if !dockerContainerName.MatchString(container) {
 			t.Fatalf("container name %q accepted", container)
 		}
 		if d := stop.AsDuration(); stop.CheckValid() != nil || d < 0 || d > maxStopTimeout {

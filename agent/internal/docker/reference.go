@@ -6,6 +6,7 @@ import (
 	"github.com/distribution/reference"
 
 	"flotilla.dev/agent/internal/executor"
+	"flotilla.dev/pkg/validate"
 )
 
 // imageRef is a validated image reference.
@@ -19,22 +20,14 @@ type imageRef struct {
 // domain is the registry the reference pulls from ("docker.io" for Hub).
 func (r imageRef) domain() string { return strings.ToLower(reference.Domain(r.named)) }
 
-// parseImageRef checks ref against the reference grammar of
-// github.com/distribution/reference and requires a tag or a digest: a
-// deploy names exactly what it runs, never an implicit "latest". field is
-// the parameter's name in the command (pull.image, restart.image).
+// parseImageRef checks ref with validate.Image: the reference grammar of
+// github.com/distribution/reference with a tag or a digest, since a deploy
+// names exactly what it runs, never an implicit "latest". field is the
+// parameter's name in the command (pull.image, restart.image).
 func parseImageRef(field, ref string) (imageRef, error) {
-	if ref == "" {
-		return imageRef{}, executor.Reject("%s: is required (name:tag or name@sha256:digest)", field)
-	}
-	named, err := reference.ParseNormalizedNamed(ref)
+	named, err := validate.Image(ref)
 	if err != nil {
-		return imageRef{}, executor.Reject("%s: %q is not a valid image reference: %v", field, ref, err)
-	}
-	_, tagged := named.(reference.Tagged)
-	_, digested := named.(reference.Digested)
-	if !tagged && !digested {
-		return imageRef{}, executor.Reject("%s: %q names no tag or digest; give one (e.g. %s:1.2.3)", field, ref, ref)
+		return imageRef{}, executor.Reject("%s: %v", field, err)
 	}
 	return imageRef{raw: ref, named: named}, nil
 }

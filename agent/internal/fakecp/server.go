@@ -1,7 +1,3 @@
-// Package fakecp is a fake control plane for tests: a real CA, TLS with the
-// chain [leaf, CA] and client certificates, and an AgentService served in
-// memory over bufconn. It is built on the generated server interface, not on
-// mocks, so the agent's tests exercise the real gRPC and TLS stacks.
 package fakecp
 
 import (

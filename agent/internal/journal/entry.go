@@ -6,6 +6,7 @@ import (
 	"time"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -17,42 +18,15 @@ type Entry struct {
 	ReceivedAt time.Time
 	// State is the state of LastEvent.
 	State flotillav1.CommandState
-	// LastEvent is the command's latest event, with its result once final.
+	// LastEvent is the command's latest event, with its result once terminal.
 	LastEvent *flotillav1.CommandEvent
 	// UpdatedAt is when LastEvent was journaled.
 	UpdatedAt time.Time
 }
 
-// Final reports whether the entry's state is final.
-func (e *Entry) Final() bool { return Final(e.State) }
-
-// Final reports whether s is a final state: nothing follows it.
-func Final(s flotillav1.CommandState) bool {
-	switch s {
-	case flotillav1.CommandState_COMMAND_STATE_SUCCEEDED,
-		flotillav1.CommandState_COMMAND_STATE_FAILED,
-		flotillav1.CommandState_COMMAND_STATE_CANCELLED,
-		flotillav1.CommandState_COMMAND_STATE_TIMED_OUT,
-		flotillav1.CommandState_COMMAND_STATE_REJECTED,
-		flotillav1.CommandState_COMMAND_STATE_SKIPPED:
-		return true
-	}
-	return false
-}
-
-// rank orders the states an agent journals; an update never lowers it.
-func rank(s flotillav1.CommandState) int {
-	switch {
-	case Final(s):
-		return 3
-	case s == flotillav1.CommandState_COMMAND_STATE_RUNNING:
-		return 2
-	case s == flotillav1.CommandState_COMMAND_STATE_ACCEPTED:
-		return 1
-	default:
-		return 0 // PENDING and UNSPECIFIED are the control plane's, never journaled
-	}
-}
+// Terminal reports whether the entry's state is terminal: its result is
+// final and nothing follows it.
+func (e *Entry) Terminal() bool { return command.Terminal(e.State) }
 
 // record is an Entry as stored: a JSON envelope (readable with bbolt's
 // tools, extensible) around the protobuf wire format of the messages.

@@ -161,7 +161,7 @@ func TestBeginRefusesInvalidInput(t *testing.T) {
 func TestBeginJournalsARefusal(t *testing.T) {
 	j := newFixture(t).open(t)
 	e, created, err := j.Begin(pull("r"), event("r", rejected, "no such container"))
-	if err != nil || !created || !e.Final() {
+	if err != nil || !created || !e.Terminal() {
 		t.Fatalf("Begin(REJECTED) = %v, %v, %v", e, created, err)
 	}
 	again, created := begin(t, j, "r", accepted)

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"time"
 
+	"flotilla.dev/pkg/command"
 	bolt "go.etcd.io/bbolt"
 	"go.uber.org/zap"
 )
@@ -66,7 +67,7 @@ func (j *Journal) finishedEntries(b *bolt.Bucket) ([]prunable, int, error) {
 			j.skipCorrupt(err)
 			return nil
 		}
-		if Final(state) {
+		if command.Terminal(state) {
 			// k points into the memory map; copy it before the bucket changes.
 			finished = append(finished, prunable{id: append([]byte(nil), k...), updatedAt: r.UpdatedAt})
 		}

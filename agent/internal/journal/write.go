@@ -6,6 +6,7 @@ import (
 	"time"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
 	bolt "go.etcd.io/bbolt"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
@@ -32,7 +33,7 @@ func (j *Journal) Begin(cmd *flotillav1.Command, first *flotillav1.CommandEvent)
 		return nil, false, errors.New("journal: a command without an ID cannot be journaled")
 	case first.GetCommandId() != id:
 		return nil, false, fmt.Errorf("journal: the first event is for command %q, not %q", first.GetCommandId(), id)
-	case first.GetState() != flotillav1.CommandState_COMMAND_STATE_ACCEPTED && !Final(first.GetState()):
+	case first.GetState() != flotillav1.CommandState_COMMAND_STATE_ACCEPTED && !command.Terminal(first.GetState()):
 		return nil, false, fmt.Errorf("journal: command %s cannot begin in state %s", id, first.GetState())
 	}
 	now := j.opts.Clock.Now()
@@ -80,10 +81,10 @@ func (j *Journal) Update(id string, ev *flotillav1.CommandEvent) (*Entry, error)
 		if entry, err = decode([]byte(id), data); err != nil {
 			return err
 		}
-		if entry.Final() {
+		if entry.Terminal() {
 			return ErrFinished
 		}
-		if rank(ev.GetState()) < rank(entry.State) || rank(ev.GetState()) == 0 {
+		if command.Rank(ev.GetState()) < command.Rank(entry.State) || command.Rank(ev.GetState()) == 0 {
 			return fmt.Errorf("state %s cannot follow %s", ev.GetState(), entry.State)
 		}
 		entry.State = ev.GetState()
@@ -150,7 +151,7 @@ func (j *Journal) unfinished(b *bolt.Bucket) ([]*Entry, error) {
 			j.skipCorrupt(err)
 			return nil
 		}
-		if !entry.Final() {
+		if !entry.Terminal() {
 			entries = append(entries, entry)
 		}
 		return nil

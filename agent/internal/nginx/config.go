@@ -5,9 +5,10 @@ import (
 	"fmt"
 	"maps"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
+
+	"flotilla.dev/pkg/validate"
 )
 
 // DefaultBinary is the nginx executable looked up in PATH when
@@ -17,10 +18,6 @@ const DefaultBinary = "nginx"
 // fallbackBinary is tried when DefaultBinary is not in PATH: services
 // started by systemd or cron often have a PATH without /usr/sbin.
 const fallbackBinary = "/usr/sbin/nginx"
-
-// upstreamNamePattern is the grammar of the names commands use for
-// upstreams (the keys of nginx.upstreams) and of upstream block names.
-var upstreamNamePattern = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,64}$`)
 
 // Config is the agent's Nginx section (YAML "nginx").
 type Config struct {
@@ -64,8 +61,9 @@ func (c Config) Validate() error {
 }
 
 func validateUpstream(name string, u Upstream) []error {
-	if !upstreamNamePattern.MatchString(name) {
-		return []error{fieldError("nginx.upstreams", "name %q must match %s", name, upstreamNamePattern)}
+	// Commands name upstreams by these keys (validate.UpstreamName).
+	if err := validate.UpstreamName(name); err != nil {
+		return []error{fieldError("nginx.upstreams", "key %v", err)}
 	}
 	var errs []error
 	field := "nginx.upstreams." + name
@@ -75,8 +73,10 @@ func validateUpstream(name string, u Upstream) []error {
 	case !filepath.IsAbs(u.File):
 		errs = append(errs, fieldError(field+".file", "must be an absolute path, got %q", u.File))
 	}
-	if u.Block != "" && !upstreamNamePattern.MatchString(u.Block) {
-		errs = append(errs, fieldError(field+".block", "%q must match %s", u.Block, upstreamNamePattern))
+	if u.Block != "" {
+		if err := validate.UpstreamName(u.Block); err != nil {
+			errs = append(errs, fieldError(field+".block", "%v", err))
+		}
 	}
 	return errs
 }

@@ -35,9 +35,9 @@ func TestConfigValidate(t *testing.T) {
 		{name: "bad block name", modify: func(c *Config) { c.Upstreams["app"] = Upstream{File: "/a.conf", Block: "a b"} },
 			want: []string{"nginx.upstreams.app.block: "}},
 		{name: "name with a blank", modify: func(c *Config) { c.Upstreams["my app"] = Upstream{File: "/a.conf"} },
-			want: []string{`nginx.upstreams: name "my app" must match`}},
+			want: []string{`nginx.upstreams: key "my app" is not an upstream name`}},
 		{name: "name too long", modify: func(c *Config) { c.Upstreams[strings.Repeat("a", 65)] = Upstream{File: "/a.conf"} },
-			want: []string{"nginx.upstreams: name"}},
+			want: []string{"nginx.upstreams: key "}},
 		{name: "every problem at once", modify: func(c *Config) {
 			c.ConfigFile = "x"
 			c.Upstreams["app"] = Upstream{File: "y"}

@@ -1,7 +1,3 @@
-// Package nginx drains and undrains servers in the Nginx upstream files the
-// agent's configuration names: it marks a server "down" (or not) in the
-// file, checks the whole configuration with "nginx -t" and reloads nginx
-// gracefully, and puts the old file back when nginx refuses the change.
 package nginx
 
 import (
@@ -11,6 +7,8 @@ import (
 
 	"flotilla.dev/agent/internal/executor"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
+	"flotilla.dev/pkg/validate"
 	"go.uber.org/zap"
 )
 
@@ -88,7 +86,7 @@ func (e *Executor) parse(spec *flotillav1.CommandSpec) (request, error) {
 	case *flotillav1.CommandSpec_Undrain:
 		r = request{kind: "undrain", upstream: k.Undrain.GetUpstream(), server: k.Undrain.GetServer()}
 	default:
-		return r, executor.Reject("the nginx executor runs only drain and undrain commands, not %s", kindName(spec))
+		return r, executor.Reject("the nginx executor runs only drain and undrain commands, not %s", command.KindText(spec))
 	}
 	if r.upstream == "" {
 		return r, executor.Reject("%s.upstream: is required", r.kind)
@@ -101,26 +99,10 @@ func (e *Executor) parse(spec *flotillav1.CommandSpec) (request, error) {
 	if r.server == "" {
 		return r, executor.Reject("%s.server: is required (host:port)", r.kind)
 	}
-	if err := validateServer(r.server); err != nil {
+	if err := validate.ServerAddress(r.server); err != nil {
 		return r, executor.Reject("%s.server: %v", r.kind, err)
 	}
 	return r, nil
-}
-
-// kindName names a spec's kind for messages.
-func kindName(spec *flotillav1.CommandSpec) string {
-	switch spec.GetKind().(type) {
-	case *flotillav1.CommandSpec_Pull:
-		return "pull"
-	case *flotillav1.CommandSpec_Restart:
-		return "restart"
-	case *flotillav1.CommandSpec_Backup:
-		return "backup"
-	case nil:
-		return "an empty command"
-	default:
-		return fmt.Sprintf("%T", spec.GetKind())
-	}
 }
 
 // Execute drains or undrains the server. A server already in the requested

@@ -8,9 +8,9 @@ import (
 	"sync"
 	"time"
 
-	"flotilla.dev/agent/internal/commands"
 	"flotilla.dev/agent/internal/executor"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -95,14 +95,14 @@ func (h *host) Validate(spec *flotillav1.CommandSpec) error {
 // (or until cancelled), fails at the profile's rate, and otherwise changes
 // the simulated host as the real executor would change the real one.
 func (h *host) Execute(ctx context.Context, spec *flotillav1.CommandSpec, progress executor.Progress) (*flotillav1.CommandResult, error) {
-	kind := commands.KindOf(spec)
+	kind := command.Kind(spec)
 	var lat Latency
 	switch kind {
-	case commands.KindPull:
+	case command.KindPull:
 		lat = h.profile.Pull
-	case commands.KindRestart:
+	case command.KindRestart:
 		lat = h.profile.Restart
-	case commands.KindBackup:
+	case command.KindBackup:
 		lat = h.profile.Backup
 	default:
 		lat = h.profile.Drain
@@ -117,7 +117,7 @@ func (h *host) Execute(ctx context.Context, spec *flotillav1.CommandSpec, progre
 		case <-t.C:
 		}
 	}
-	fails := kind == commands.KindPull || kind == commands.KindRestart || kind == commands.KindBackup
+	fails := kind == command.KindPull || kind == command.KindRestart || kind == command.KindBackup
 	if fails && h.profile.FailureRate > 0 && rand.Float64() < h.profile.FailureRate {
 		h.stats.failed.Add(1)
 		return nil, fmt.Errorf("simulated %s failure (failure rate %.2f); nothing was changed", kind, h.profile.FailureRate)

@@ -6,8 +6,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"flotilla.dev/agent/internal/commands"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
 )
 
 // maxTrackedTags bounds the receipt times kept: the most recent command
@@ -38,7 +38,7 @@ func newStats(agents int) *Stats {
 
 // received records that an agent admitted spec (its Validate ran).
 func (s *Stats) received(spec *flotillav1.CommandSpec) {
-	kind := commands.KindOf(spec)
+	kind := command.Kind(spec)
 	c, _ := s.byKind.LoadOrStore(kind, new(atomic.Int64))
 	c.(*atomic.Int64).Add(1)
 	tag := Tag(spec)

@@ -1,15 +1,3 @@
-// Command flotilla-bench measures the figures of issue 7 against real
-// processes — the control plane, simulated fleets (flotilla-sim), the real
-// agent — prints them and appends them, with the date, commit and
-// machine, to the results file (bench/results.md).
-//
-//	flotilla-bench connect -agents 5000
-//	flotilla-bench fanout -agents 10000 -runs 5
-//	flotilla-bench all -agents 500 -quick
-//
-// Every subcommand starts its own control plane on a fresh data directory
-// under /dev/shm and stops everything it started when it ends, fails or
-// is interrupted.
 package main
 
 import (
@@ -52,12 +40,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	name := args[0]
-	var chosen []scenario.Scenario
-	if name == "all" {
-		chosen = scenario.All
-	} else if s, ok := scenario.Find(name); ok {
-		chosen = []scenario.Scenario{s}
-	} else {
+	chosen, ok := chooseBenchmarks(name)
+	if !ok {
 		fmt.Fprintf(stderr, "flotilla-bench: unknown benchmark %q\n\n", name)
 		usage(stderr)
 		return 2
@@ -89,32 +73,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if ctx.Err() != nil {
 			break
 		}
-		mode := ""
-		if opts.Quick {
-			mode = ", quick"
-		}
-		fmt.Fprintf(stdout, "== %s (%d agents%s)\n", s.Name, cmp.Or(s.Size, opts.Agents), mode)
-		start := time.Now()
-		// Others may use the machine too: a figure says under what load
-		// it was measured.
-		load := ""
-		if l, err := procfs.LoadAverage(); err == nil {
-			load = fmt.Sprintf("load average %.2f at start", l)
-		}
-		figs, err := s.Run(ctx, opts)
+		rows, err := runBenchmark(ctx, s, opts, commit, machine.String(), stdout)
 		if err != nil {
 			fmt.Fprintf(stderr, "flotilla-bench: %s: %v\n", s.Name, err)
 			failed = append(failed, s.Name)
 			continue
 		}
-		rows := make([]results.Row, len(figs))
-		now := time.Now()
-		for i, f := range figs {
-			f.Notes = joinNotes(f.Notes, load)
-			rows[i] = results.Row{Time: now, Commit: commit, Machine: machine.String(), Figure: f}
-			fmt.Fprintf(stdout, "  %-70s %s   [target %s: %s]\n", f.Name, f.Value, f.Target, f.Met)
-		}
-		fmt.Fprintf(stdout, "  (%s in %s)\n", s.Name, time.Since(start).Round(time.Second))
 		if noResults {
 			continue
 		}
@@ -132,6 +96,48 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// chooseBenchmarks returns the benchmark called name, or every one for
+// "all"; false when there is no such benchmark.
+func chooseBenchmarks(name string) ([]scenario.Scenario, bool) {
+	if name == "all" {
+		return scenario.All, true
+	}
+	if s, ok := scenario.Find(name); ok {
+		return []scenario.Scenario{s}, true
+	}
+	return nil, false
+}
+
+// runBenchmark runs one benchmark, prints its figures and returns them as
+// rows of the results file, each noting the load average at the start.
+func runBenchmark(ctx context.Context, s scenario.Scenario, opts scenario.Options, commit, machine string, stdout io.Writer) ([]results.Row, error) {
+	mode := ""
+	if opts.Quick {
+		mode = ", quick"
+	}
+	fmt.Fprintf(stdout, "== %s (%d agents%s)\n", s.Name, cmp.Or(s.Size, opts.Agents), mode)
+	start := time.Now()
+	// Others may use the machine too: a figure says under what load it
+	// was measured.
+	load := ""
+	if l, err := procfs.LoadAverage(); err == nil {
+		load = fmt.Sprintf("load average %.2f at start", l)
+	}
+	figs, err := s.Run(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	rows := make([]results.Row, len(figs))
+	now := time.Now()
+	for i, f := range figs {
+		f.Notes = joinNotes(f.Notes, load)
+		rows[i] = results.Row{Time: now, Commit: commit, Machine: machine, Figure: f}
+		fmt.Fprintf(stdout, "  %-70s %s   [target %s: %s]\n", f.Name, f.Value, f.Target, f.Met)
+	}
+	fmt.Fprintf(stdout, "  (%s in %s)\n", s.Name, time.Since(start).Round(time.Second))
+	return rows, nil
 }
 
 // parseFlags reads the flags common to every benchmark and those of the
@@ -154,15 +160,40 @@ func parseFlags(name string, chosen []scenario.Scenario, args []string, stdout, 
 	fs.StringVar(&o.CPLogLevel, "cp-log-level", "info", "control-plane log level")
 	fs.BoolVar(&o.Profiling, "profiling", false, "serve the control plane's pprof on its metrics address (printed); costs CPU, so use it to find costs, not to measure figures")
 
+	addBenchmarkFlags(fs, &o, chosen)
+	if err := fs.Parse(args); err != nil {
+		return o, "", false, err
+	}
+	if fs.NArg() > 0 {
+		return o, "", false, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err := checkOptions(&o); err != nil {
+		return o, "", false, err
+	}
+	if o.BinDir == "" {
+		o.BinDir = filepath.Join(o.RepoRoot, "bin")
+	}
+	if resultsPath == "" {
+		resultsPath = filepath.Join(o.RepoRoot, "bench", "results.md")
+	}
+	if resultsPath, err = filepath.Abs(resultsPath); err != nil {
+		return o, "", false, fmt.Errorf("-results: %w", err)
+	}
+	o.Out = stdout
+	return o, resultsPath, noResults, nil
+}
+
+// addBenchmarkFlags adds the flags that only some benchmarks read, those
+// of the chosen ones. With `all`, a flag applies to every benchmark that
+// reads it, which rarely makes sense for windows and intervals; the
+// per-benchmark defaults apply unless given.
+func addBenchmarkFlags(fs *flag.FlagSet, o *scenario.Options, chosen []scenario.Scenario) {
 	wanted := map[string]bool{}
 	for _, s := range chosen {
 		for _, f := range s.Flags {
 			wanted[f] = true
 		}
 	}
-	// With `all`, a flag applies to every benchmark that reads it, which
-	// rarely makes sense for windows and intervals; the per-benchmark
-	// defaults apply unless given.
 	if wanted["interval"] {
 		fs.DurationVar(&o.Interval, "interval", 0, "agents' heartbeat interval (default: connect 10s, heartbeats 1s)")
 	}
@@ -184,38 +215,28 @@ func parseFlags(name string, chosen []scenario.Scenario, args []string, stdout, 
 	if wanted["go"] {
 		fs.StringVar(&o.GoBin, "go", "go", "the go command")
 	}
-	if err := fs.Parse(args); err != nil {
-		return o, "", false, err
-	}
-	if fs.NArg() > 0 {
-		return o, "", false, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
+}
+
+// checkOptions validates the common options and makes the checkout's path
+// absolute.
+func checkOptions(o *scenario.Options) error {
 	if o.Agents < 1 {
-		return o, "", false, fmt.Errorf("-agents must be at least 1, got %d", o.Agents)
+		return fmt.Errorf("-agents must be at least 1, got %d", o.Agents)
 	}
 	if o.PerSim < 1 {
-		return o, "", false, fmt.Errorf("-agents-per-sim must be at least 1, got %d", o.PerSim)
+		return fmt.Errorf("-agents-per-sim must be at least 1, got %d", o.PerSim)
 	}
 	if o.SourceBase < 1 || o.SourceBase > 254 {
-		return o, "", false, fmt.Errorf("-source-base must be 1-254, got %d", o.SourceBase)
+		return fmt.Errorf("-source-base must be 1-254, got %d", o.SourceBase)
 	}
 	if o.RepoRoot == "" {
-		return o, "", false, errors.New("-repo: not inside a git checkout; give the Flotilla checkout")
+		return errors.New("-repo: not inside a git checkout; give the Flotilla checkout")
 	}
+	var err error
 	if o.RepoRoot, err = filepath.Abs(o.RepoRoot); err != nil {
-		return o, "", false, fmt.Errorf("-repo: %w", err)
+		return fmt.Errorf("-repo: %w", err)
 	}
-	if o.BinDir == "" {
-		o.BinDir = filepath.Join(o.RepoRoot, "bin")
-	}
-	if resultsPath == "" {
-		resultsPath = filepath.Join(o.RepoRoot, "bench", "results.md")
-	}
-	if resultsPath, err = filepath.Abs(resultsPath); err != nil {
-		return o, "", false, fmt.Errorf("-results: %w", err)
-	}
-	o.Out = stdout
-	return o, resultsPath, noResults, nil
+	return nil
 }
 
 // joinNotes joins two notes with "; ", either of which may be empty.

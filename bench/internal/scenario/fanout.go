@@ -84,6 +84,7 @@ func Fanout(ctx context.Context, o Options) (figs []results.Figure, err error) {
 	return figs, nil
 }
 
+// fanoutRun is what one fan-out measured.
 type fanoutRun struct {
 	call              time.Duration
 	receipts, started []time.Duration
@@ -96,6 +97,9 @@ type fanoutRun struct {
 	failures []string
 }
 
+// fanoutOnce runs one pull of image on the whole fleet of n agents and
+// measures it: the call, each agent's receipt, each host's started_at, and
+// the CPU both sides spent until every host finished.
 func fanoutOnce(ctx context.Context, env *harness.Env, cp *harness.ControlPlane, sims *harness.Sims, n int, image string) (fanoutRun, error) {
 	var r fanoutRun
 	base, err := sims.Stats(ctx)
@@ -110,63 +114,33 @@ func fanoutOnce(ctx context.Context, env *harness.Env, cp *harness.ControlPlane,
 	if err != nil {
 		return r, err
 	}
-	callCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	t0 := time.Now()
-	resp, err := cp.Fleet.RunCommand(callCtx, &flotillav1.RunCommandRequest{
-		Spec:     &flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Pull{Pull: &flotillav1.PullCommand{Image: image}}},
-		Selector: fanoutLabel, Reason: "flotilla-bench fanout",
-		// All at once, whatever the default.
-		MaxConcurrency: &flotillav1.Limit{Kind: &flotillav1.Limit_Percent{Percent: 100}},
-		// The counts, not 10,000 host entries: what an operator
-		// commanding a large fleet asks for.
-		View: flotillav1.CommandView_COMMAND_VIEW_SUMMARY,
-	})
+	id, err := runFanoutCommand(ctx, cp, n, image)
 	r.call = time.Since(t0)
-	cancel()
 	if err != nil {
-		return r, fmt.Errorf("RunCommand: %w", err)
-	}
-	id := resp.GetCommand().GetId()
-	var targets int32
-	for _, c := range resp.GetCommand().GetSummary() {
-		targets += c
-	}
-	if targets != int32(n) {
-		return r, fmt.Errorf("command %s targets %d hosts, want %d", id, targets, n)
+		return r, err
 	}
 	// Every agent received it: the simulators count receipts.
 	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		st, err := sims.Stats(ctx)
-		if err != nil {
-			return r, err
+	if err := waitSims(ctx, sims, deadline, 50*time.Millisecond, func(st harness.SimSnapshot) error {
+		if got := st.ReceivedTotal() - base.ReceivedTotal(); got < int64(n) {
+			return fmt.Errorf("command %s: %d of %d agents received it within 2m", id, got, n)
 		}
-		if got := st.ReceivedTotal() - base.ReceivedTotal(); got >= int64(n) {
-			break
-		} else if time.Now().After(deadline) {
-			return r, fmt.Errorf("command %s: %d of %d agents received it within 2m", id, got, n)
-		}
-		if err := sleep(ctx, 50*time.Millisecond); err != nil {
-			return r, err
-		}
+		return nil
+	}); err != nil {
+		return r, err
 	}
 	// Every agent finished it (the simulators count outcomes), before the
 	// control plane is asked: GetCommand of a large command is heavy,
 	// and polling it while the agents' reports arrive would slow the
 	// very reports whose started_at is measured.
-	for {
-		st, err := sims.Stats(ctx)
-		if err != nil {
-			return r, err
+	if err := waitSims(ctx, sims, deadline, 100*time.Millisecond, func(st harness.SimSnapshot) error {
+		if got := st.Succeeded + st.Failed - base.Succeeded - base.Failed; got < int64(n) {
+			return fmt.Errorf("command %s: %d of %d agents finished it within 2m", id, got, n)
 		}
-		if got := st.Succeeded + st.Failed - base.Succeeded - base.Failed; got >= int64(n) {
-			break
-		} else if time.Now().After(deadline) {
-			return r, fmt.Errorf("command %s: %d of %d agents finished it within 2m", id, got, n)
-		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
-			return r, err
-		}
+		return nil
+	}); err != nil {
+		return r, err
 	}
 	cp1, err := procfs.Read(cp.Proc.Pid())
 	if err != nil {
@@ -177,28 +151,101 @@ func fanoutOnce(ctx context.Context, env *harness.Env, cp *harness.ControlPlane,
 		return r, err
 	}
 	r.cpCPU, r.simCPU = cp1.CPU-cp0.CPU, sim1.CPU-sim0.CPU
-	// Every host reported: the command is done.
-	var fc *flotillav1.FleetCommand
+	fc, err := waitCommandEnded(ctx, cp, id, deadline)
+	if err != nil {
+		return r, err
+	}
+	r.recordHosts(env, fc, t0)
+	times, err := sims.Receipts(ctx, image)
+	if err != nil {
+		return r, err
+	}
+	if len(times) != n {
+		return r, fmt.Errorf("command %s: %d receipts recorded, want %d", id, len(times), n)
+	}
+	for _, ns := range times {
+		r.receipts = append(r.receipts, time.Unix(0, ns).Sub(t0))
+	}
+	env.Logf("command %s: %d of %d hosts succeeded", id, len(fc.GetHosts())-r.failed, len(fc.GetHosts()))
+	return r, nil
+}
+
+// runFanoutCommand calls RunCommand: a pull of image on every agent, all
+// at once, answered with the counts; it checks the command targets n hosts
+// and returns its ID.
+func runFanoutCommand(ctx context.Context, cp *harness.ControlPlane, n int, image string) (string, error) {
+	callCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	resp, err := cp.Fleet.RunCommand(callCtx, &flotillav1.RunCommandRequest{
+		Spec:     &flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Pull{Pull: &flotillav1.PullCommand{Image: image}}},
+		Selector: fanoutLabel, Reason: "flotilla-bench fanout",
+		// All at once, whatever the default.
+		MaxConcurrency: &flotillav1.Limit{Kind: &flotillav1.Limit_Percent{Percent: 100}},
+		// The counts, not 10,000 host entries: what an operator
+		// commanding a large fleet asks for.
+		View: flotillav1.CommandView_COMMAND_VIEW_SUMMARY,
+	})
+	if err != nil {
+		return "", fmt.Errorf("RunCommand: %w", err)
+	}
+	id := resp.GetCommand().GetId()
+	var targets int32
+	for _, c := range resp.GetCommand().GetSummary() {
+		targets += c
+	}
+	if targets != int32(n) {
+		return "", fmt.Errorf("command %s targets %d hosts, want %d", id, targets, n)
+	}
+	return id, nil
+}
+
+// waitSims polls the simulators' counters every interval until pending
+// returns nil, and fails with pending's error once deadline has passed.
+func waitSims(ctx context.Context, sims *harness.Sims, deadline time.Time, interval time.Duration,
+	pending func(harness.SimSnapshot) error) error {
+	for {
+		st, err := sims.Stats(ctx)
+		if err != nil {
+			return err
+		}
+		if err := pending(st); err == nil {
+			return nil
+		} else if time.Now().After(deadline) {
+			return err
+		}
+		if err := sleep(ctx, interval); err != nil {
+			return err
+		}
+	}
+}
+
+// waitCommandEnded polls GetCommand until every host reported (the
+// command is no longer running), until deadline.
+func waitCommandEnded(ctx context.Context, cp *harness.ControlPlane, id string, deadline time.Time) (*flotillav1.FleetCommand, error) {
 	for {
 		getCtx, cancel := context.WithTimeout(ctx, time.Minute)
 		got, err := cp.Fleet.GetCommand(getCtx, &flotillav1.GetCommandRequest{CommandId: id})
 		cancel()
 		if err != nil {
-			return r, fmt.Errorf("GetCommand %s: %w", id, err)
+			return nil, fmt.Errorf("GetCommand %s: %w", id, err)
 		}
-		fc = got.GetCommand()
+		fc := got.GetCommand()
 		if fc.GetState() != flotillav1.FleetCommandState_FLEET_COMMAND_STATE_RUNNING {
-			break
+			return fc, nil
 		}
 		if time.Now().After(deadline) {
-			return r, fmt.Errorf("command %s still running after 2m: %v", id, fc.GetSummary())
+			return nil, fmt.Errorf("command %s still running after 2m: %v", id, fc.GetSummary())
 		}
 		if err := sleep(ctx, 500*time.Millisecond); err != nil {
-			return r, err
+			return nil, err
 		}
 	}
-	// A host that did not succeed is reported, not fatal: its receipt
-	// was counted, and the latency of the others still stands.
+}
+
+// recordHosts records each host's started_at after t0, and counts and
+// describes the hosts that did not succeed: reported, not fatal, for
+// their receipt was counted and the latency of the others still stands.
+func (r *fanoutRun) recordHosts(env *harness.Env, fc *flotillav1.FleetCommand, t0 time.Time) {
 	for _, h := range fc.GetHosts() {
 		if h.GetState() != flotillav1.CommandState_COMMAND_STATE_SUCCEEDED {
 			r.failed++
@@ -212,18 +259,6 @@ func fanoutOnce(ctx context.Context, env *harness.Env, cp *harness.ControlPlane,
 		}
 	}
 	if r.failed > 0 {
-		env.Logf("command %s ended %s: %v; for example %s", id, fc.GetState(), fc.GetSummary(), strings.Join(r.failures, "; "))
+		env.Logf("command %s ended %s: %v; for example %s", fc.GetId(), fc.GetState(), fc.GetSummary(), strings.Join(r.failures, "; "))
 	}
-	times, err := sims.Receipts(ctx, image)
-	if err != nil {
-		return r, err
-	}
-	if len(times) != n {
-		return r, fmt.Errorf("command %s: %d receipts recorded, want %d", id, len(times), n)
-	}
-	for _, ns := range times {
-		r.receipts = append(r.receipts, time.Unix(0, ns).Sub(t0))
-	}
-	env.Logf("command %s: %d of %d hosts succeeded", id, len(fc.GetHosts())-r.failed, len(fc.GetHosts()))
-	return r, nil
 }

@@ -41,46 +41,72 @@ func Heartbeats(ctx context.Context, o Options) (figs []results.Figure, err erro
 		return nil, err
 	}
 	env.Logf("measuring for %s", window)
-	m0, t0, err := cp.Scrape(ctx, heartbeatsMetric)
+	w, err := measureHeartbeats(ctx, cp, sims, window)
 	if err != nil {
 		return nil, err
 	}
+	return heartbeatFigures(o, interval, window, w), nil
+}
+
+// heartbeatWindow is what one window measured: the heartbeats the control
+// plane counted per second, those the simulators sent per second, and the
+// cores the control plane used.
+type heartbeatWindow struct {
+	rate, simRate, cores float64
+}
+
+// measureHeartbeats measures one window: /metrics scraped before and
+// after it, the simulators' counters and the control plane's CPU read
+// between the scrapes.
+func measureHeartbeats(ctx context.Context, cp *harness.ControlPlane, sims *harness.Sims, window time.Duration) (heartbeatWindow, error) {
+	var w heartbeatWindow
+	m0, t0, err := cp.Scrape(ctx, heartbeatsMetric)
+	if err != nil {
+		return w, err
+	}
 	sim0, err := sims.Stats(ctx)
 	if err != nil {
-		return nil, err
+		return w, err
 	}
 	simAt0 := time.Now()
 	c0, err := cp.Sample()
 	if err != nil {
-		return nil, err
+		return w, err
 	}
 	if err := sleep(ctx, window); err != nil {
-		return nil, err
+		return w, err
 	}
 	c1, err := cp.Sample()
 	if err != nil {
-		return nil, err
+		return w, err
 	}
 	sim1, err := sims.Stats(ctx)
 	if err != nil {
-		return nil, err
+		return w, err
 	}
 	simAt1 := time.Now()
 	m1, t1, err := cp.Scrape(ctx, heartbeatsMetric)
 	if err != nil {
-		return nil, err
+		return w, err
 	}
 	if err := sims.Check(); err != nil {
-		return nil, err
+		return w, err
 	}
 	h0, ok0 := m0[heartbeatsMetric]
 	h1, ok1 := m1[heartbeatsMetric]
 	if !ok0 || !ok1 {
-		return nil, fmt.Errorf("/metrics has no %s", heartbeatsMetric)
+		return w, fmt.Errorf("/metrics has no %s", heartbeatsMetric)
 	}
-	rate := (h1 - h0) / t1.Sub(t0).Seconds()
-	simRate := float64(sim1.Heartbeats-sim0.Heartbeats) / simAt1.Sub(simAt0).Seconds()
-	cores := procfs.CPUCores(c0, c1)
+	w.rate = (h1 - h0) / t1.Sub(t0).Seconds()
+	w.simRate = float64(sim1.Heartbeats-sim0.Heartbeats) / simAt1.Sub(simAt0).Seconds()
+	w.cores = procfs.CPUCores(c0, c1)
+	return w, nil
+}
+
+// heartbeatFigures judges a window: the ingest rate and CPU, and the CPU
+// scaled to the target rate.
+func heartbeatFigures(o Options, interval, window time.Duration, w heartbeatWindow) []results.Figure {
+	rate, cores := w.rate, w.cores
 	offered := float64(o.Agents) / interval.Seconds()
 
 	// The ingest target is judged only when the fleet offers 20,000/s
@@ -94,8 +120,8 @@ func Heartbeats(ctx context.Context, o Options) (figs []results.Figure, err erro
 		met = results.MetIf(rate >= 0.98*offered && cores <= 1)
 	}
 	notes := fmt.Sprintf("%sheartbeat %s (%.0f/s offered); window %s; simulators sent %.0f/s; CPU read between the two /metrics scrapes",
-		quickNote(o), interval, offered, window, simRate)
-	figs = []results.Figure{
+		quickNote(o), interval, offered, window, w.simRate)
+	figs := []results.Figure{
 		{Name: "heartbeats: ingest rate and control-plane CPU", Agents: o.Agents,
 			Value:  fmt.Sprintf("%s/s on %.3f cores", thousands(int64(rate+0.5)), cores),
 			Target: "≥ 20,000/s on ≤ 1 core", Met: met, Notes: notes},
@@ -111,5 +137,5 @@ func Heartbeats(ctx context.Context, o Options) (figs []results.Figure, err erro
 			Notes: notes + "; linear extrapolation from the measured rate",
 		})
 	}
-	return figs, nil
+	return figs
 }

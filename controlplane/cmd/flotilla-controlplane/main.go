@@ -1,5 +1,3 @@
-// Command flotilla-controlplane is Flotilla's central service: fleet
-// inventory, agent streams, and the operator API.
 package main
 
 import (
@@ -13,8 +11,9 @@ import (
 
 	"go.uber.org/zap"
 
+	"flotilla.dev/pkg/logging"
+
 	"flotilla.dev/controlplane/internal/config"
-	"flotilla.dev/controlplane/internal/logging"
 	"flotilla.dev/controlplane/internal/server"
 )
 
@@ -32,6 +31,14 @@ func main() {
 }
 
 func run() error {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "backup":
+			return runBackup(context.Background(), os.Args[2:], os.Getenv, os.Stdout, os.Stderr)
+		case "restore":
+			return runRestore(context.Background(), os.Args[2:], os.Getenv, os.Stdout, os.Stderr)
+		}
+	}
 	cfg, opts, err := config.Load(os.Args[1:], os.Getenv, os.Stderr)
 	if err != nil {
 		return err

@@ -41,11 +41,19 @@ var (
 	operatorCertName = regexp.MustCompile(`^[a-zA-Z0-9_.@-]+$`)
 )
 
+// AdminServiceStore is what the admin service reads and changes: tokens,
+// agent identities and the audit trail.
+type AdminServiceStore interface {
+	store.TokenStore
+	store.IdentityStore
+	store.AuditStore
+}
+
 // AdminServiceConfig configures the admin service.
 type AdminServiceConfig struct {
-	Store    store.Store
-	Registry *fleet.Registry
-	CA       *pki.CA
+	Store    AdminServiceStore
+	Registry AgentRemover
+	CA       CertificateAuthority
 	Logger   *zap.Logger
 	Now      func() time.Time
 }

@@ -28,11 +28,18 @@ import (
 	"flotilla.dev/controlplane/internal/store"
 )
 
+// AgentServiceStore is what the agent service keeps: registrations and the
+// certificates it renews.
+type AgentServiceStore interface {
+	store.AgentStore
+	store.IdentityStore
+}
+
 // AgentServiceConfig configures the agent-facing service.
 type AgentServiceConfig struct {
-	Store    store.Store
-	Registry *fleet.Registry
-	CA       *pki.CA
+	Store    AgentServiceStore
+	Registry AgentRegistry
+	CA       CertificateAuthority
 	Logger   *zap.Logger
 	Now      func() time.Time
 	// Version is the control plane's build version, sent in the welcome.
@@ -45,7 +52,7 @@ type AgentServiceConfig struct {
 	Metrics *Metrics
 	// Commands receives command events and is told when an agent connects,
 	// so it can (re)send that agent's commands.
-	Commands *commands.Dispatcher
+	Commands CommandEvents
 	// RegisterLimiter bounds Register calls per source address; nil means
 	// the default of 5 a minute with bursts of 10.
 	RegisterLimiter *ratelimit.Limiter
@@ -108,32 +115,7 @@ func (s *AgentService) Register(ctx context.Context, req *flotillav1.RegisterReq
 	keySum := sha256.Sum256(csr.RawSubjectPublicKeyInfo)
 	keySHA256 := hex.EncodeToString(keySum[:])
 	var certPEM []byte
-	build := func(tok store.JoinToken) (store.Agent, error) {
-		id, err := newAgentID(req.GetHostname())
-		if err != nil {
-			return store.Agent{}, err
-		}
-		cert, pemBytes, err := s.cfg.CA.SignAgent(req.GetCsr(), id, s.cfg.CertValidity)
-		if err != nil {
-			return store.Agent{}, err
-		}
-		certPEM = pemBytes
-		return store.Agent{
-			ID:              id,
-			Hostname:        req.GetHostname(),
-			Labels:          fleet.MergeLabels(req.GetLabels(), tok.Labels),
-			PinnedLabels:    tok.Labels,
-			State:           store.AgentDisconnected,
-			StateReason:     "registered; waiting for the first stream",
-			StateChangedAt:  now,
-			RegisteredAt:    now,
-			PeerAddress:     source,
-			CertSerial:      pki.SerialHex(cert),
-			CertNotAfter:    cert.NotAfter,
-			JoinTokenID:     tok.ID,
-			PublicKeySHA256: keySHA256,
-		}, nil
-	}
+	build := s.agentBuilder(req, keySHA256, source, now, &certPEM)
 	agent, err := s.cfg.Store.RegisterAgent(ctx, tokenHash, now, build)
 	if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrJoinTokenInvalid) {
 		// An agent retries Register with the same key when an attempt's
@@ -150,16 +132,8 @@ func (s *AgentService) Register(ctx context.Context, req *flotillav1.RegisterReq
 		// Two hosts drew the same random suffix: draw again once.
 		agent, err = s.cfg.Store.RegisterAgent(ctx, tokenHash, now, build)
 	}
-	switch {
-	case errors.Is(err, store.ErrJoinTokenInvalid):
-		s.cfg.Metrics.registration("refused")
-		s.log.Warn("agent registration refused: invalid join token",
-			zap.String("hostname", req.GetHostname()), zap.String("peer", source))
-		return nil, status.Error(codes.Unauthenticated, "join token is invalid, expired, revoked or used up; ask an admin for a new one (FleetService.CreateJoinToken)")
-	case err != nil:
-		s.cfg.Metrics.registration("error")
-		s.log.Error("agent registration failed", zap.String("hostname", req.GetHostname()), zap.Error(err))
-		return nil, status.Error(codes.Unavailable, "registration could not be stored; retry")
+	if err != nil {
+		return nil, s.registrationFailed(req, source, err)
 	}
 	s.cfg.Registry.Add(agent)
 	s.cfg.Metrics.registration("ok")
@@ -172,6 +146,55 @@ func (s *AgentService) Register(ctx context.Context, req *flotillav1.RegisterReq
 		CaBundlePem:    s.cfg.CA.CertificatePEM(),
 		Labels:         agent.Labels,
 	}, nil
+}
+
+// agentBuilder returns the function the store calls, inside the
+// transaction that takes a use of the join token, to make the new agent:
+// a fresh ID, a certificate the CA signs for the request's key (its PEM
+// left in *certPEM for the answer), and the token's labels pinned.
+func (s *AgentService) agentBuilder(req *flotillav1.RegisterRequest, keySHA256, source string, now time.Time,
+	certPEM *[]byte) func(store.JoinToken) (store.Agent, error) {
+	return func(tok store.JoinToken) (store.Agent, error) {
+		id, err := newAgentID(req.GetHostname())
+		if err != nil {
+			return store.Agent{}, err
+		}
+		cert, pemBytes, err := s.cfg.CA.SignAgent(req.GetCsr(), id, s.cfg.CertValidity)
+		if err != nil {
+			return store.Agent{}, err
+		}
+		*certPEM = pemBytes
+		return store.Agent{
+			ID:              id,
+			Hostname:        req.GetHostname(),
+			Labels:          fleet.MergeLabels(req.GetLabels(), tok.Labels),
+			PinnedLabels:    tok.Labels,
+			State:           store.AgentDisconnected,
+			StateReason:     "registered; waiting for the first stream",
+			StateChangedAt:  now,
+			RegisteredAt:    now,
+			PeerAddress:     source,
+			CertSerial:      pki.SerialHex(cert),
+			CertNotAfter:    cert.NotAfter,
+			JoinTokenID:     tok.ID,
+			PublicKeySHA256: keySHA256,
+		}, nil
+	}
+}
+
+// registrationFailed counts, logs and answers a registration the store
+// refused (Unauthenticated: the join token) or could not store
+// (Unavailable).
+func (s *AgentService) registrationFailed(req *flotillav1.RegisterRequest, source string, err error) error {
+	if errors.Is(err, store.ErrJoinTokenInvalid) {
+		s.cfg.Metrics.registration("refused")
+		s.log.Warn("agent registration refused: invalid join token",
+			zap.String("hostname", req.GetHostname()), zap.String("peer", source))
+		return status.Error(codes.Unauthenticated, "join token is invalid, expired, revoked or used up; ask an admin for a new one (FleetService.CreateJoinToken)")
+	}
+	s.cfg.Metrics.registration("error")
+	s.log.Error("agent registration failed", zap.String("hostname", req.GetHostname()), zap.Error(err))
+	return status.Error(codes.Unavailable, "registration could not be stored; retry")
 }
 
 // registeredBefore answers a Register whose key already registered an agent

@@ -17,11 +17,11 @@ const (
 // RunCommand implements FleetService.RunCommand.
 func (s *FleetService) RunCommand(ctx context.Context, req *flotillav1.RunCommandRequest) (*flotillav1.RunCommandResponse, error) {
 	if err := validateCommandView("view", req.GetView()); err != nil {
-		return nil, err
+		return nil, GRPCError(err)
 	}
-	fc, err := s.cfg.Commands.Start(ctx, req)
+	fc, err := s.cfg.Commands.Start(ctx, req, principalOf(ctx))
 	if err != nil {
-		return nil, err
+		return nil, GRPCError(err)
 	}
 	return &flotillav1.RunCommandResponse{Command: fc}, nil
 }
@@ -29,14 +29,14 @@ func (s *FleetService) RunCommand(ctx context.Context, req *flotillav1.RunComman
 // GetCommand implements FleetService.GetCommand.
 func (s *FleetService) GetCommand(ctx context.Context, req *flotillav1.GetCommandRequest) (*flotillav1.GetCommandResponse, error) {
 	if err := requireID("command_id", req.GetCommandId()); err != nil {
-		return nil, err
+		return nil, GRPCError(err)
 	}
 	if err := validateCommandView("view", req.GetView()); err != nil {
-		return nil, err
+		return nil, GRPCError(err)
 	}
 	fc, err := s.cfg.Commands.Get(ctx, req.GetCommandId(), req.GetView())
 	if err != nil {
-		return nil, err
+		return nil, GRPCError(err)
 	}
 	return &flotillav1.GetCommandResponse{Command: fc}, nil
 }
@@ -76,7 +76,7 @@ func (s *FleetService) ListCommands(ctx context.Context, req *flotillav1.ListCom
 	}
 	fcs, err := s.cfg.Commands.List(ctx, req.GetStates(), before, limit+1)
 	if err != nil {
-		return nil, err
+		return nil, GRPCError(err)
 	}
 	resp := &flotillav1.ListCommandsResponse{}
 	if len(fcs) > limit {
@@ -90,22 +90,22 @@ func (s *FleetService) ListCommands(ctx context.Context, req *flotillav1.ListCom
 // WatchCommand implements FleetService.WatchCommand.
 func (s *FleetService) WatchCommand(req *flotillav1.WatchCommandRequest, stream grpc.ServerStreamingServer[flotillav1.WatchCommandResponse]) error {
 	if err := requireID("command_id", req.GetCommandId()); err != nil {
-		return err
+		return GRPCError(err)
 	}
-	return s.cfg.Commands.Watch(stream.Context(), req.GetCommandId(), stream.Send)
+	return GRPCError(s.cfg.Commands.Watch(stream.Context(), req.GetCommandId(), stream.Send))
 }
 
 // CancelCommand implements FleetService.CancelCommand.
 func (s *FleetService) CancelCommand(ctx context.Context, req *flotillav1.CancelCommandRequest) (*flotillav1.CancelCommandResponse, error) {
 	if err := requireID("command_id", req.GetCommandId()); err != nil {
-		return nil, err
+		return nil, GRPCError(err)
 	}
 	if err := validateShort("reason", req.GetReason(), 1024); err != nil {
-		return nil, err
+		return nil, GRPCError(err)
 	}
 	fc, err := s.cfg.Commands.Cancel(ctx, req.GetCommandId(), req.GetReason())
 	if err != nil {
-		return nil, err
+		return nil, GRPCError(err)
 	}
 	return &flotillav1.CancelCommandResponse{Command: fc}, nil
 }

@@ -14,9 +14,7 @@ import (
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 
 	"flotilla.dev/controlplane/internal/auth"
-	"flotilla.dev/controlplane/internal/commands"
 	"flotilla.dev/controlplane/internal/fleet"
-	"flotilla.dev/controlplane/internal/pki"
 	"flotilla.dev/controlplane/internal/selector"
 	"flotilla.dev/controlplane/internal/store"
 )
@@ -30,13 +28,13 @@ const (
 
 // FleetServiceConfig configures the operator-facing fleet service.
 type FleetServiceConfig struct {
-	Store    store.Store
-	Registry *fleet.Registry
-	CA       *pki.CA
+	Store    store.TokenStore
+	Registry FleetView
+	CA       CertificateAuthority
 	Logger   *zap.Logger
 	Now      func() time.Time
 	// Commands starts and follows fleet commands.
-	Commands *commands.Manager
+	Commands FleetCommands
 }
 
 // FleetService implements flotilla.v1.FleetService.

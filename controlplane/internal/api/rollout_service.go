@@ -24,7 +24,7 @@ const (
 // RolloutServiceConfig configures the rollout service.
 type RolloutServiceConfig struct {
 	// Engine runs the rollouts (required).
-	Engine *rollout.Engine
+	Engine Rollouts
 }
 
 // RolloutService implements flotilla.v1.RolloutService on the rollout
@@ -32,7 +32,7 @@ type RolloutServiceConfig struct {
 // validates what depends on the fleet and the store.
 type RolloutService struct {
 	flotillav1.UnimplementedRolloutServiceServer
-	engine *rollout.Engine
+	engine Rollouts
 }
 
 // NewRolloutService validates cfg and returns the service.
@@ -46,11 +46,11 @@ func NewRolloutService(cfg RolloutServiceConfig) (*RolloutService, error) {
 // PutService implements RolloutService.PutService.
 func (s *RolloutService) PutService(ctx context.Context, req *flotillav1.PutServiceRequest) (*flotillav1.PutServiceResponse, error) {
 	if err := rollout.ValidateService(req.GetService()); err != nil {
-		return nil, err
+		return nil, GRPCError(err)
 	}
 	svc, err := s.engine.PutService(ctx, req.GetService())
 	if err != nil {
-		return nil, err
+		return nil, GRPCError(err)
 	}
 	return &flotillav1.PutServiceResponse{Service: svc}, nil
 }
@@ -58,11 +58,11 @@ func (s *RolloutService) PutService(ctx context.Context, req *flotillav1.PutServ
 // GetService implements RolloutService.GetService.
 func (s *RolloutService) GetService(ctx context.Context, req *flotillav1.GetServiceRequest) (*flotillav1.GetServiceResponse, error) {
 	if err := rollout.ValidateServiceName("name", req.GetName()); err != nil {
-		return nil, err
+		return nil, GRPCError(err)
 	}
 	svc, err := s.engine.GetService(ctx, req.GetName())
 	if err != nil {
-		return nil, err
+		return nil, GRPCError(err)
 	}
 	return &flotillav1.GetServiceResponse{Service: svc}, nil
 }
@@ -71,7 +71,7 @@ func (s *RolloutService) GetService(ctx context.Context, req *flotillav1.GetServ
 func (s *RolloutService) ListServices(ctx context.Context, _ *flotillav1.ListServicesRequest) (*flotillav1.ListServicesResponse, error) {
 	svcs, err := s.engine.ListServices(ctx)
 	if err != nil {
-		return nil, err
+		return nil, GRPCError(err)
 	}
 	return &flotillav1.ListServicesResponse{Services: svcs}, nil
 }
@@ -79,27 +79,27 @@ func (s *RolloutService) ListServices(ctx context.Context, _ *flotillav1.ListSer
 // StartRollout implements RolloutService.StartRollout.
 func (s *RolloutService) StartRollout(ctx context.Context, req *flotillav1.StartRolloutRequest) (*flotillav1.StartRolloutResponse, error) {
 	if err := validateStart(req); err != nil {
-		return nil, err
+		return nil, GRPCError(err)
 	}
-	r, err := s.engine.StartRollout(ctx, req)
+	r, err := s.engine.StartRollout(ctx, req, principalOf(ctx))
 	if err != nil {
-		return nil, err
+		return nil, GRPCError(err)
 	}
 	return &flotillav1.StartRolloutResponse{Rollout: r}, nil
 }
 
 func validateStart(req *flotillav1.StartRolloutRequest) error {
 	if err := rollout.ValidateServiceName("service", req.GetService()); err != nil {
-		return err
+		return GRPCError(err)
 	}
 	if err := rollout.ValidateImage("image", req.GetImage()); err != nil {
-		return err
+		return GRPCError(err)
 	}
 	if err := validateShort("selector", req.GetSelector(), 1024); err != nil {
-		return err
+		return GRPCError(err)
 	}
 	if err := rollout.ValidateStrategy("strategy", req.GetStrategy()); err != nil {
-		return err
+		return GRPCError(err)
 	}
 	return validateShort("reason", req.GetReason(), maxRolloutReason)
 }
@@ -107,11 +107,11 @@ func validateStart(req *flotillav1.StartRolloutRequest) error {
 // GetRollout implements RolloutService.GetRollout.
 func (s *RolloutService) GetRollout(ctx context.Context, req *flotillav1.GetRolloutRequest) (*flotillav1.GetRolloutResponse, error) {
 	if err := requireID("rollout_id", req.GetRolloutId()); err != nil {
-		return nil, err
+		return nil, GRPCError(err)
 	}
 	r, err := s.engine.GetRollout(ctx, req.GetRolloutId())
 	if err != nil {
-		return nil, err
+		return nil, GRPCError(err)
 	}
 	return &flotillav1.GetRolloutResponse{Rollout: r}, nil
 }
@@ -121,7 +121,7 @@ func (s *RolloutService) ListRollouts(ctx context.Context, req *flotillav1.ListR
 	q := store.RolloutQuery{Service: req.GetService(), Limit: defaultRolloutPage}
 	if q.Service != "" {
 		if err := rollout.ValidateServiceName("service", q.Service); err != nil {
-			return nil, err
+			return nil, GRPCError(err)
 		}
 	}
 	switch n := req.GetPageSize(); {
@@ -149,7 +149,7 @@ func (s *RolloutService) ListRollouts(ctx context.Context, req *flotillav1.ListR
 	q.Limit++
 	list, err := s.engine.ListRollouts(ctx, q)
 	if err != nil {
-		return nil, err
+		return nil, GRPCError(err)
 	}
 	resp := &flotillav1.ListRolloutsResponse{}
 	if len(list) > limit {
@@ -163,24 +163,24 @@ func (s *RolloutService) ListRollouts(ctx context.Context, req *flotillav1.ListR
 // WatchRollout implements RolloutService.WatchRollout.
 func (s *RolloutService) WatchRollout(req *flotillav1.WatchRolloutRequest, stream grpc.ServerStreamingServer[flotillav1.WatchRolloutResponse]) error {
 	if err := requireID("rollout_id", req.GetRolloutId()); err != nil {
-		return err
+		return GRPCError(err)
 	}
-	return s.engine.WatchRollout(stream.Context(), req.GetRolloutId(), func(ev *flotillav1.RolloutEvent) error {
+	return GRPCError(s.engine.WatchRollout(stream.Context(), req.GetRolloutId(), func(ev *flotillav1.RolloutEvent) error {
 		return stream.Send(&flotillav1.WatchRolloutResponse{Event: ev})
-	})
+	}))
 }
 
 // PauseRollout implements RolloutService.PauseRollout.
 func (s *RolloutService) PauseRollout(ctx context.Context, req *flotillav1.PauseRolloutRequest) (*flotillav1.PauseRolloutResponse, error) {
 	if err := requireID("rollout_id", req.GetRolloutId()); err != nil {
-		return nil, err
+		return nil, GRPCError(err)
 	}
 	if err := validateShort("reason", req.GetReason(), maxRolloutReason); err != nil {
-		return nil, err
+		return nil, GRPCError(err)
 	}
 	r, err := s.engine.PauseRollout(ctx, req.GetRolloutId(), req.GetReason())
 	if err != nil {
-		return nil, err
+		return nil, GRPCError(err)
 	}
 	return &flotillav1.PauseRolloutResponse{Rollout: r}, nil
 }
@@ -188,11 +188,11 @@ func (s *RolloutService) PauseRollout(ctx context.Context, req *flotillav1.Pause
 // ResumeRollout implements RolloutService.ResumeRollout.
 func (s *RolloutService) ResumeRollout(ctx context.Context, req *flotillav1.ResumeRolloutRequest) (*flotillav1.ResumeRolloutResponse, error) {
 	if err := requireID("rollout_id", req.GetRolloutId()); err != nil {
-		return nil, err
+		return nil, GRPCError(err)
 	}
 	r, err := s.engine.ResumeRollout(ctx, req.GetRolloutId())
 	if err != nil {
-		return nil, err
+		return nil, GRPCError(err)
 	}
 	return &flotillav1.ResumeRolloutResponse{Rollout: r}, nil
 }
@@ -200,14 +200,14 @@ func (s *RolloutService) ResumeRollout(ctx context.Context, req *flotillav1.Resu
 // AbortRollout implements RolloutService.AbortRollout.
 func (s *RolloutService) AbortRollout(ctx context.Context, req *flotillav1.AbortRolloutRequest) (*flotillav1.AbortRolloutResponse, error) {
 	if err := requireID("rollout_id", req.GetRolloutId()); err != nil {
-		return nil, err
+		return nil, GRPCError(err)
 	}
 	if err := validateShort("reason", req.GetReason(), maxRolloutReason); err != nil {
-		return nil, err
+		return nil, GRPCError(err)
 	}
 	r, err := s.engine.AbortRollout(ctx, req.GetRolloutId(), req.GetReason(), req.GetRollback())
 	if err != nil {
-		return nil, err
+		return nil, GRPCError(err)
 	}
 	return &flotillav1.AbortRolloutResponse{Rollout: r}, nil
 }
@@ -215,22 +215,22 @@ func (s *RolloutService) AbortRollout(ctx context.Context, req *flotillav1.Abort
 // RollbackService implements RolloutService.RollbackService.
 func (s *RolloutService) RollbackService(ctx context.Context, req *flotillav1.RollbackServiceRequest) (*flotillav1.RollbackServiceResponse, error) {
 	if err := rollout.ValidateServiceName("service", req.GetService()); err != nil {
-		return nil, err
+		return nil, GRPCError(err)
 	}
 	if id := req.GetToRolloutId(); id != "" {
 		if err := validateShort("to_rollout_id", id, maxShortString); err != nil {
-			return nil, err
+			return nil, GRPCError(err)
 		}
 	}
 	if err := rollout.ValidateStrategy("strategy", req.GetStrategy()); err != nil {
-		return nil, err
+		return nil, GRPCError(err)
 	}
 	if err := validateShort("reason", req.GetReason(), maxRolloutReason); err != nil {
-		return nil, err
+		return nil, GRPCError(err)
 	}
-	r, err := s.engine.RollbackService(ctx, req)
+	r, err := s.engine.RollbackService(ctx, req, principalOf(ctx))
 	if err != nil {
-		return nil, err
+		return nil, GRPCError(err)
 	}
 	return &flotillav1.RollbackServiceResponse{Rollout: r}, nil
 }

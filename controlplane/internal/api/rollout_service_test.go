@@ -1,74 +1,65 @@
-package api
+package api_test
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 
 	"flotilla.dev/controlplane/internal/auth"
-	"flotilla.dev/controlplane/internal/commands"
-	"flotilla.dev/controlplane/internal/fleet"
-	"flotilla.dev/controlplane/internal/rollout"
+	"flotilla.dev/controlplane/internal/server/servertest"
 	"flotilla.dev/controlplane/internal/store"
-	"flotilla.dev/controlplane/internal/store/sqlite"
 )
 
-// newRolloutService builds the service on a real engine, store, registry
-// and dispatcher. No loop runs: the rollouts it starts stay in the store,
-// which is all these tests look at. Agents web-1 and web-2 (role=web) are
-// registered and offline.
-func newRolloutService(t *testing.T) *RolloutService {
+// newRolloutService starts a control plane (servertest) and returns its
+// rollout service's client with an operator's context (API token at-1).
+// Agents web-1 and web-2 (role=web) are registered and offline, so the
+// rollouts started here wait for them and stay PREPARING.
+func newRolloutService(t *testing.T) (flotillav1.RolloutServiceClient, context.Context) {
 	t.Helper()
+	cp := servertest.Start(t)
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "flotilla.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := cp.Store()
 	now := time.Now()
 	if err := st.CreateJoinToken(ctx, store.JoinToken{ID: "jt-1", Hash: auth.HashSecret("s"), MaxUses: 10, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"web-1", "web-2"} {
-		if _, err := st.RegisterAgent(ctx, auth.HashSecret("s"), now, func(store.JoinToken) (store.Agent, error) {
+		agent, err := st.RegisterAgent(ctx, auth.HashSecret("s"), now, func(store.JoinToken) (store.Agent, error) {
 			return store.Agent{ID: id, Hostname: id, Labels: map[string]string{"role": "web"}, State: store.AgentDisconnected, RegisteredAt: now}, nil
-		}); err != nil {
+		})
+		if err != nil {
 			t.Fatal(err)
 		}
+		cp.Server.Registry().Add(agent)
 	}
-	reg, err := fleet.New(fleet.Config{Store: st})
+	secret, hash, err := auth.NewSecret(auth.APITokenPrefix)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := reg.Load(ctx); err != nil {
+	if err := st.CreateAPIToken(ctx, store.APIToken{ID: "at-1", Name: "operator", Hash: hash, Role: auth.RoleOperator.String(), CreatedAt: now}); err != nil {
 		t.Fatal(err)
 	}
-	disp, err := commands.NewDispatcher(commands.DispatcherConfig{Store: st, Registry: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng, err := rollout.New(rollout.Config{Store: st, Registry: reg, Dispatcher: disp})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := NewRolloutService(RolloutServiceConfig{Engine: eng})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return svc
+	return flotillav1.NewRolloutServiceClient(cp.Dial(cp.ClientTLS())), servertest.Bearer(ctx, secret)
 }
 
-func operatorCtx() context.Context {
-	return auth.WithPrincipal(context.Background(), auth.Principal{Kind: "operator", ID: "at-1", Role: auth.RoleOperator})
+// watchErr is the error a watch of req ends with.
+func watchErr(ctx context.Context, s flotillav1.RolloutServiceClient, req *flotillav1.WatchRolloutRequest) error {
+	stream, err := s.WatchRollout(ctx, req)
+	if err != nil {
+		return err
+	}
+	_, err = stream.Recv()
+	return err
 }
 
 func validService() *flotillav1.Service {
@@ -79,7 +70,7 @@ func validService() *flotillav1.Service {
 }
 
 func TestPutServiceValidation(t *testing.T) {
-	s := newRolloutService(t)
+	s, ctx := newRolloutService(t)
 	tests := []struct {
 		name   string
 		change func(*flotillav1.Service)
@@ -106,20 +97,19 @@ func TestPutServiceValidation(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			svc := validService()
 			tt.change(svc)
-			_, err := s.PutService(operatorCtx(), &flotillav1.PutServiceRequest{Service: svc})
+			_, err := s.PutService(ctx, &flotillav1.PutServiceRequest{Service: svc})
 			if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tt.field+":") {
 				t.Fatalf("err = %v, want InvalidArgument naming %s", err, tt.field)
 			}
 		})
 	}
-	if _, err := s.PutService(operatorCtx(), &flotillav1.PutServiceRequest{}); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "service:") {
+	if _, err := s.PutService(ctx, &flotillav1.PutServiceRequest{}); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "service:") {
 		t.Fatalf("no service: %v", err)
 	}
 }
 
 func TestServices(t *testing.T) {
-	s := newRolloutService(t)
-	ctx := operatorCtx()
+	s, ctx := newRolloutService(t)
 	first, err := s.PutService(ctx, &flotillav1.PutServiceRequest{Service: validService()})
 	if err != nil {
 		t.Fatal(err)
@@ -144,12 +134,22 @@ func TestServices(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := s.GetService(ctx, &flotillav1.GetServiceRequest{Name: "web"})
-	if err != nil || got.GetService().GetSelector() != changed.Selector {
-		t.Fatalf("GetService = %v, %v", got, err)
+	if err != nil {
+		t.Fatalf("GetService: %v", err)
+	}
+	if diff := cmp.Diff(second.GetService(), got.GetService(), protocmp.Transform()); diff != "" {
+		t.Fatalf("GetService differs from what PutService returned (-put +get):\n%s", diff)
 	}
 	list, err := s.ListServices(ctx, &flotillav1.ListServicesRequest{})
-	if err != nil || len(list.GetServices()) != 2 || list.GetServices()[0].GetName() != "api" {
-		t.Fatalf("ListServices = %v, %v", list, err)
+	if err != nil {
+		t.Fatalf("ListServices: %v", err)
+	}
+	var names []string
+	for _, svc := range list.GetServices() {
+		names = append(names, svc.GetName())
+	}
+	if diff := cmp.Diff([]string{"api", "web"}, names); diff != "" {
+		t.Fatalf("ListServices names (-want +got):\n%s", diff)
 	}
 	if _, err := s.GetService(ctx, &flotillav1.GetServiceRequest{Name: "nope"}); status.Code(err) != codes.NotFound {
 		t.Fatalf("unknown service: %v", err)
@@ -160,8 +160,8 @@ func TestServices(t *testing.T) {
 }
 
 func TestStartRolloutValidation(t *testing.T) {
-	s := newRolloutService(t)
-	if _, err := s.PutService(operatorCtx(), &flotillav1.PutServiceRequest{Service: validService()}); err != nil {
+	s, ctx := newRolloutService(t)
+	if _, err := s.PutService(ctx, &flotillav1.PutServiceRequest{Service: validService()}); err != nil {
 		t.Fatal(err)
 	}
 	d := durationpb.New
@@ -225,12 +225,12 @@ func TestStartRolloutValidation(t *testing.T) {
 				// Reach the fleet checks: a service without a load balancer.
 				svc := validService()
 				svc.LoadBalancer = nil
-				if _, err := s.PutService(operatorCtx(), &flotillav1.PutServiceRequest{Service: svc}); err != nil {
+				if _, err := s.PutService(ctx, &flotillav1.PutServiceRequest{Service: svc}); err != nil {
 					t.Fatal(err)
 				}
-				defer s.PutService(operatorCtx(), &flotillav1.PutServiceRequest{Service: validService()})
+				defer s.PutService(ctx, &flotillav1.PutServiceRequest{Service: validService()})
 			}
-			_, err := s.StartRollout(operatorCtx(), req)
+			_, err := s.StartRollout(ctx, req)
 			if status.Code(err) != tt.code || !strings.Contains(err.Error(), tt.field) {
 				t.Fatalf("err = %v, want %v naming %s", err, tt.code, tt.field)
 			}
@@ -239,8 +239,7 @@ func TestStartRolloutValidation(t *testing.T) {
 }
 
 func TestRolloutCallsValidation(t *testing.T) {
-	s := newRolloutService(t)
-	ctx := operatorCtx()
+	s, ctx := newRolloutService(t)
 	svc := validService()
 	svc.LoadBalancer = nil
 	if _, err := s.PutService(ctx, &flotillav1.PutServiceRequest{Service: svc}); err != nil {
@@ -306,7 +305,7 @@ func TestRolloutCallsValidation(t *testing.T) {
 			_, err := s.RollbackService(ctx, &flotillav1.RollbackServiceRequest{Service: "web"})
 			return err
 		}, codes.FailedPrecondition, "no rollout"},
-		{"watch no id", func() error { return s.WatchRollout(&flotillav1.WatchRolloutRequest{}, nil) }, codes.InvalidArgument, "rollout_id"},
+		{"watch no id", func() error { return watchErr(ctx, s, &flotillav1.WatchRolloutRequest{}) }, codes.InvalidArgument, "rollout_id"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -319,8 +318,7 @@ func TestRolloutCallsValidation(t *testing.T) {
 }
 
 func TestListRolloutsPages(t *testing.T) {
-	s := newRolloutService(t)
-	ctx := operatorCtx()
+	s, ctx := newRolloutService(t)
 	var ids []string
 	for _, name := range []string{"a", "b", "c"} {
 		svc := validService()

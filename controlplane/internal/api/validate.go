@@ -1,22 +1,18 @@
-// Package api implements the control plane's gRPC services on top of the
-// fleet registry, the store and the CA. Handlers validate every request
-// first and answer with status codes that tell the caller what to do.
 package api
 
 import (
 	"fmt"
-	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"flotilla.dev/controlplane/internal/selector"
+	"flotilla.dev/pkg/validate"
 )
 
 // Input limits. They bound what a hostile caller can make the control plane
 // store or hold in memory.
 const (
-	maxLabels         = 64
+	maxLabels         = validate.MaxLabels
 	maxHostnameLength = 253
 	maxCSRBytes       = 16 << 10
 	maxTokenLength    = 256
@@ -55,18 +51,15 @@ func validateHostname(field, h string, required bool) error {
 }
 
 func validateLabels(field string, labels map[string]string) error {
-	if err := selector.ValidateLabels(labels, maxLabels); err != nil {
+	if err := validate.Labels(labels, maxLabels); err != nil {
 		return invalid(field, "%v", err)
 	}
 	return nil
 }
 
 func validateShort(field, s string, limit int) error {
-	if len(s) > limit {
-		return invalid(field, "%d bytes, at most %d allowed", len(s), limit)
-	}
-	if strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 && r != '\t' }) {
-		return invalid(field, "control characters not allowed")
+	if err := validate.Text(s, limit); err != nil {
+		return invalid(field, "%v", err)
 	}
 	return nil
 }

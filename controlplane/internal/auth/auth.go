@@ -9,12 +9,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
-	"google.golang.org/grpc/status"
 
+	"flotilla.dev/controlplane/internal/fault"
 	"flotilla.dev/controlplane/internal/pki"
 	"flotilla.dev/controlplane/internal/store"
 )
@@ -176,9 +175,15 @@ func policyFor(method string) policy {
 	return policy{access: accessDenied}
 }
 
+// AuthStore is what the Authenticator reads: operator tokens and agents.
+type AuthStore interface {
+	GetAPITokenByHash(ctx context.Context, hash []byte) (store.APIToken, error)
+	GetAgent(ctx context.Context, id string) (store.Agent, error)
+}
+
 // Authenticator checks credentials against the store.
 type Authenticator struct {
-	store store.Store
+	store AuthStore
 	now   func() time.Time
 	// registered answers from memory whether an agent is registered (the
 	// live fleet's registry), so that a fleet reconnecting at once after a
@@ -197,7 +202,7 @@ func (a *Authenticator) WithRegisteredAgents(registered func(id string) bool) *A
 }
 
 // NewAuthenticator returns an Authenticator backed by st.
-func NewAuthenticator(st store.Store, now func() time.Time) *Authenticator {
+func NewAuthenticator(st AuthStore, now func() time.Time) *Authenticator {
 	if now == nil {
 		now = time.Now
 	}
@@ -232,11 +237,11 @@ func (a *Authenticator) AuthFunc(ctx context.Context) (context.Context, error) {
 		}
 		noteCaller(ctx, p)
 		if p.Role < pol.role {
-			return nil, status.Errorf(codes.PermissionDenied, "%s needs role %s; %s has role %s", method, pol.role, p.describe(), p.Role)
+			return nil, fault.PermissionDeniedf("%s needs role %s; %s has role %s", method, pol.role, p.describe(), p.Role)
 		}
 		return WithPrincipal(ctx, p), nil
 	default:
-		return nil, status.Errorf(codes.PermissionDenied, "method %s is not open to any caller", method)
+		return nil, fault.PermissionDeniedf("method %s is not open to any caller", method)
 	}
 }
 
@@ -252,7 +257,7 @@ func (a *Authenticator) agent(ctx context.Context) (Principal, error) {
 			return a.registeredAgent(ctx, cert, id)
 		}
 	}
-	return Principal{}, status.Error(codes.Unauthenticated, "this method needs the agent's client certificate issued by Register: "+err.Error())
+	return Principal{}, fault.Unauthenticatedf("this method needs the agent's client certificate issued by Register: %v", err)
 }
 
 func (a *Authenticator) registeredAgent(ctx context.Context, cert *x509.Certificate, id string) (Principal, error) {
@@ -261,7 +266,7 @@ func (a *Authenticator) registeredAgent(ctx context.Context, cert *x509.Certific
 	if !a.now().Before(cert.NotAfter) {
 		// TLS checked the expiry at the handshake; a long-lived connection
 		// may outlive the certificate.
-		return Principal{}, status.Errorf(codes.Unauthenticated, "the client certificate of agent %s expired at %s; register the host again with a new join token",
+		return Principal{}, fault.Unauthenticatedf("the client certificate of agent %s expired at %s; register the host again with a new join token",
 			id, cert.NotAfter.UTC().Format(time.RFC3339))
 	}
 	if a.registered != nil && a.registered(id) {
@@ -269,13 +274,13 @@ func (a *Authenticator) registeredAgent(ctx context.Context, cert *x509.Certific
 	}
 	rec, err := a.store.GetAgent(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return Principal{}, status.Errorf(codes.Unauthenticated, "agent %s is not registered with this control plane; remove the agent's state directory and register again with a join token", id)
+		return Principal{}, fault.Unauthenticatedf("agent %s is not registered with this control plane; remove the agent's state directory and register again with a join token", id)
 	}
 	if err != nil {
-		return Principal{}, status.Error(codes.Unavailable, "cannot check the agent's registration: store unavailable")
+		return Principal{}, fault.Unavailablef("cannot check the agent's registration: store unavailable")
 	}
 	if !rec.DeregisteredAt.IsZero() {
-		return Principal{}, status.Errorf(codes.Unauthenticated, "%s", DeregisteredMessage(id, rec.DeregisteredAt, rec.DeregisterReason))
+		return Principal{}, fault.Unauthenticatedf("%s", DeregisteredMessage(id, rec.DeregisteredAt, rec.DeregisterReason))
 	}
 	return p, nil
 }
@@ -292,7 +297,7 @@ func DeregisteredMessage(id string, at time.Time, reason string) string {
 
 // missingCredentials is the answer to an operator method called with
 // neither a token nor an operator certificate.
-var missingCredentials = status.Error(codes.Unauthenticated,
+var missingCredentials = fault.Unauthenticatedf(
 	`missing credentials: send the metadata "authorization: Bearer <token>" or present an operator certificate`)
 
 func (a *Authenticator) operator(ctx context.Context) (Principal, error) {
@@ -311,18 +316,18 @@ func (a *Authenticator) operator(ctx context.Context) (Principal, error) {
 	}
 	tok, err := a.store.GetAPITokenByHash(ctx, HashSecret(secret))
 	if errors.Is(err, store.ErrNotFound) {
-		return Principal{}, status.Error(codes.Unauthenticated, "invalid API token")
+		return Principal{}, fault.Unauthenticatedf("invalid API token")
 	}
 	if err != nil {
-		return Principal{}, status.Error(codes.Unavailable, "cannot check the API token: store unavailable")
+		return Principal{}, fault.Unavailablef("cannot check the API token: store unavailable")
 	}
 	now := a.now()
 	if !tok.RevokedAt.IsZero() || (!tok.ExpiresAt.IsZero() && !now.Before(tok.ExpiresAt)) {
-		return Principal{}, status.Error(codes.Unauthenticated, "invalid API token")
+		return Principal{}, fault.Unauthenticatedf("invalid API token")
 	}
 	role, err := ParseRole(tok.Role)
 	if err != nil {
-		return Principal{}, status.Errorf(codes.Internal, "token %s has an unknown role", tok.ID)
+		return Principal{}, fmt.Errorf("token %s has an unknown role", tok.ID)
 	}
 	return Principal{Kind: "operator", ID: tok.ID, Role: role}, nil
 }
@@ -334,18 +339,17 @@ func (a *Authenticator) operatorCertificate(cert *x509.Certificate) (Principal, 
 	name, roleName, err := pki.OperatorFromCertificate(cert)
 	if err != nil {
 		if _, agentErr := pki.AgentIDFromCertificate(cert); agentErr == nil {
-			return Principal{}, status.Error(codes.Unauthenticated, status.Convert(missingCredentials).Message()+
-				" (an agent's certificate never authenticates an operator)")
+			return Principal{}, fault.Unauthenticatedf("%v (an agent's certificate never authenticates an operator)", missingCredentials)
 		}
 		return Principal{}, missingCredentials
 	}
 	if !a.now().Before(cert.NotAfter) {
-		return Principal{}, status.Errorf(codes.Unauthenticated, "operator certificate %s expired at %s; ask an admin for a new one",
+		return Principal{}, fault.Unauthenticatedf("operator certificate %s expired at %s; ask an admin for a new one",
 			name, cert.NotAfter.UTC().Format(time.RFC3339))
 	}
 	role, err := ParseRole(roleName)
 	if err != nil {
-		return Principal{}, status.Errorf(codes.Unauthenticated, "operator certificate %s carries an unknown role", name)
+		return Principal{}, fault.Unauthenticatedf("operator certificate %s carries an unknown role", name)
 	}
 	return Principal{Kind: "operator", ID: name, Role: role, Certificate: true}, nil
 }
@@ -358,7 +362,7 @@ func bearerToken(ctx context.Context) (string, error) {
 	}
 	scheme, token, ok := strings.Cut(vals[0], " ")
 	if !ok || !strings.EqualFold(scheme, "bearer") || strings.TrimSpace(token) == "" {
-		return "", status.Error(codes.Unauthenticated, `malformed authorization metadata: want "Bearer <token>"`)
+		return "", fault.Unauthenticatedf(`malformed authorization metadata: want "Bearer <token>"`)
 	}
 	return strings.TrimSpace(token), nil
 }

@@ -24,6 +24,7 @@ import (
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 
+	"flotilla.dev/controlplane/internal/api"
 	"flotilla.dev/controlplane/internal/auth"
 	"flotilla.dev/controlplane/internal/pki"
 	"flotilla.dev/controlplane/internal/store"
@@ -322,7 +323,7 @@ func TestAuthFunc(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			in := callCtx(tt.method, tt.authz, tt.peer)
-			ctx, err := a.AuthFunc(in)
+			ctx, err := authenticate(a, in)
 			if got := status.Code(err); got != tt.code {
 				t.Fatalf("AuthFunc code = %s (%v), want %s", got, err, tt.code)
 			}
@@ -367,7 +368,7 @@ func TestAuthFuncStoreUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := auth.NewAuthenticator(st, func() time.Time { return t0 })
-	_, err = a.AuthFunc(callCtx(listAgents, []string{"Bearer " + tok.admin}, nil))
+	_, err = authenticate(a, callCtx(listAgents, []string{"Bearer " + tok.admin}, nil))
 	if status.Code(err) != codes.Unavailable {
 		t.Errorf("AuthFunc with the store down = %v, want Unavailable", err)
 	}
@@ -384,7 +385,7 @@ func TestAuthenticatorDefaultClock(t *testing.T) {
 		CreatedAt: time.Now().Add(-time.Hour), ExpiresAt: time.Now().Add(-time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = auth.NewAuthenticator(st, nil).AuthFunc(callCtx(listAgents, []string{"Bearer " + secret}, nil))
+	_, err = authenticate(auth.NewAuthenticator(st, nil), callCtx(listAgents, []string{"Bearer " + secret}, nil))
 	if status.Code(err) != codes.Unauthenticated {
 		t.Errorf("AuthFunc = %v, want Unauthenticated for a token expired by the wall clock", err)
 	}
@@ -433,15 +434,22 @@ func TestAgentsFromTheRegistry(t *testing.T) {
 	a := auth.NewAuthenticator(st, func() time.Time { return t0 }).WithRegisteredAgents(func(id string) bool { return live[id] })
 	chain := func(c *x509.Certificate) *peer.Peer { return tlsPeer([]*x509.Certificate{c, ca.Certificate()}) }
 
-	ctx, err := a.AuthFunc(callCtx(connect, nil, chain(agentCert)))
+	ctx, err := authenticate(a, callCtx(connect, nil, chain(agentCert)))
 	if err != nil {
 		t.Fatalf("agent held by the registry: %v", err)
 	}
 	if p, _ := auth.PrincipalFrom(ctx); p.Kind != "agent" || p.ID != "ag-7k2m9q4x" {
 		t.Errorf("principal = %+v, want agent ag-7k2m9q4x", p)
 	}
-	_, err = a.AuthFunc(callCtx(connect, nil, chain(goneAgent)))
+	_, err = authenticate(a, callCtx(connect, nil, chain(goneAgent)))
 	if status.Code(err) != codes.Unauthenticated || !strings.Contains(err.Error(), "deregistered") {
 		t.Errorf("deregistered agent the registry no longer holds: %v, want Unauthenticated naming the deregistration", err)
 	}
+}
+
+// authenticate is AuthFunc as callers see it: its error becomes the gRPC
+// status the server answers with (api.GRPCError, as the server wires it).
+func authenticate(a *auth.Authenticator, ctx context.Context) (context.Context, error) {
+	ctx, err := a.AuthFunc(ctx)
+	return ctx, api.GRPCError(err)
 }

@@ -16,7 +16,7 @@ const AdminTokenFile = "admin.token"
 // EnsureAdminToken creates an admin API token when the store has none and
 // writes its secret to dir/admin.token (0600). It returns the file's path
 // when it created one, "" otherwise.
-func EnsureAdminToken(ctx context.Context, st store.Store, dir string, now time.Time) (string, error) {
+func EnsureAdminToken(ctx context.Context, st store.TokenStore, dir string, now time.Time) (string, error) {
 	n, err := st.CountAPITokens(ctx)
 	if err != nil {
 		return "", fmt.Errorf("bootstrap admin token: %w", err)

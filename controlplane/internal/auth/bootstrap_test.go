@@ -53,7 +53,7 @@ func TestEnsureAdminTokenCreatesOnce(t *testing.T) {
 
 	// The secret works as an admin credential.
 	a := auth.NewAuthenticator(st, func() time.Time { return t0 })
-	pctx, err := a.AuthFunc(callCtx(createJoinToken, []string{"Bearer " + secret}, nil))
+	pctx, err := authenticate(a, callCtx(createJoinToken, []string{"Bearer " + secret}, nil))
 	if err != nil {
 		t.Fatalf("bootstrap token refused for CreateJoinToken: %v", err)
 	}

@@ -17,7 +17,7 @@ func TestTrackCaller(t *testing.T) {
 
 	// A refused call still names its caller.
 	ctx, caller := auth.TrackCaller(callCtx(createJoinToken, []string{"Bearer " + tok.viewer}, nil))
-	if _, err := a.AuthFunc(ctx); status.Code(err) != codes.PermissionDenied {
+	if _, err := authenticate(a, ctx); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("AuthFunc = %v, want PermissionDenied", err)
 	}
 	p, ok := caller()
@@ -26,7 +26,7 @@ func TestTrackCaller(t *testing.T) {
 	}
 	// An unknown token identifies nobody.
 	ctx, caller = auth.TrackCaller(callCtx(createJoinToken, []string{"Bearer fat_nope"}, nil))
-	if _, err := a.AuthFunc(ctx); status.Code(err) != codes.Unauthenticated {
+	if _, err := authenticate(a, ctx); status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("AuthFunc = %v", err)
 	}
 	if p, ok := caller(); ok {

@@ -1,7 +1,3 @@
-// Package auth authenticates every call to the control plane: operators by
-// bearer token, agents by the client certificate the CA issued them, and
-// nobody at all for the methods that must stay open (health, reflection,
-// registration, which carries its own join token).
 package auth
 
 import (
@@ -10,6 +6,8 @@ import (
 	"encoding/base32"
 	"fmt"
 	"strings"
+
+	"flotilla.dev/controlplane/internal/ids"
 )
 
 // Prefixes make a leaked secret recognisable by secret scanners and tell an
@@ -40,10 +38,4 @@ func HashSecret(secret string) []byte {
 }
 
 // NewID returns a short random public identifier such as "jt-7k2m9q4x".
-func NewID(prefix string) (string, error) {
-	var b [5]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("auth: random id: %w", err)
-	}
-	return prefix + strings.ToLower(encoding.EncodeToString(b[:])), nil
-}
+func NewID(prefix string) (string, error) { return ids.New(prefix) }

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
 
 	"flotilla.dev/controlplane/internal/commands"
 	"flotilla.dev/controlplane/internal/fleet"
@@ -171,7 +172,7 @@ func BenchmarkDispatcherOneCommand(b *testing.B) {
 	now := time.Now()
 	hcs := make([]store.HostCommand, b.N)
 	for i := range hcs {
-		hcs[i] = store.HostCommand{ID: fmt.Sprintf("bench-%d", i), AgentID: e.agentIDs[0], Kind: commands.KindPull, Spec: spec,
+		hcs[i] = store.HostCommand{ID: fmt.Sprintf("bench-%d", i), AgentID: e.agentIDs[0], Kind: command.KindPull, Spec: spec,
 			State: int32(flotillav1.CommandState_COMMAND_STATE_PENDING), Message: "queued", CreatedAt: now}
 	}
 	if err := e.st.CreateHostCommands(ctx, hcs); err != nil {
@@ -224,7 +225,7 @@ func BenchmarkRunCommand(b *testing.B) {
 					mu.Lock()
 					acks = append(acks, d)
 					mu.Unlock()
-				case commands.Terminal(st):
+				case command.Terminal(st):
 					mu.Lock()
 					done++
 					if done == hosts {
@@ -245,7 +246,7 @@ func BenchmarkRunCommand(b *testing.B) {
 				start.Store(&now)
 				// Cancellable, as an RPC's context is.
 				ctx, cancel := context.WithCancel(context.Background())
-				fc, err := e.mgr.Start(ctx, req)
+				fc, err := e.mgr.Start(ctx, req, "operator:test")
 				cancel()
 				if err != nil {
 					b.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
 )
 
 // sessionLog returns what was queued to agent's session, as "command c1"
@@ -45,10 +46,10 @@ func TestReconnectResendsActiveCommandsAndTheirCancels(t *testing.T) {
 		t.Fatal(err)
 	}
 	if hc, ok := e.d.Get("c1"); !ok || flotillav1.CommandState(hc.State) != stateAccepted {
-		t.Errorf("c1 after the cancel: %s (active %t), want ACCEPTED until its agent answers", StateName(flotillav1.CommandState(hc.State)), ok)
+		t.Errorf("c1 after the cancel: %s (active %t), want ACCEPTED until its agent answers", command.StateName(flotillav1.CommandState(hc.State)), ok)
 	}
 	if hc := e.st.stored(t, "c2"); flotillav1.CommandState(hc.State) != stateCancelled {
-		t.Errorf("c2 stored as %s, want CANCELLED (never acknowledged)", StateName(flotillav1.CommandState(hc.State)))
+		t.Errorf("c2 stored as %s, want CANCELLED (never acknowledged)", command.StateName(flotillav1.CommandState(hc.State)))
 	}
 
 	s, err := e.reg.Attach("web-1", &flotillav1.Hello{AgentId: "web-1"}, "10.0.0.1:2")
@@ -97,7 +98,7 @@ func TestSweepEndsOverdueCommandsInOneWrite(t *testing.T) {
 	} {
 		hc := e.st.stored(t, id)
 		if flotillav1.CommandState(hc.State) != flotillav1.CommandState_COMMAND_STATE_TIMED_OUT || hc.Message != want {
-			t.Errorf("%s stored as %s %q, want TIMED_OUT %q", id, StateName(flotillav1.CommandState(hc.State)), hc.Message, want)
+			t.Errorf("%s stored as %s %q, want TIMED_OUT %q", id, command.StateName(flotillav1.CommandState(hc.State)), hc.Message, want)
 		}
 	}
 	if got := e.sessionLog("web-1"); !slices.Equal(got, []string{"cancel c1: deadline passed"}) {

@@ -50,7 +50,7 @@ type hostOps interface {
 
 // DispatcherConfig configures a Dispatcher.
 type DispatcherConfig struct {
-	Store    store.Store
+	Store    store.CommandStore
 	Registry *fleet.Registry
 	Logger   *zap.Logger
 	Now      func() time.Time

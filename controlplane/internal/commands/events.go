@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
 
 	"flotilla.dev/controlplane/internal/store"
 )
@@ -91,12 +92,12 @@ func (d *Dispatcher) unknownEvent(ctx context.Context, agentID string, ev *floti
 			zap.String("agent", agentID), zap.String("command_id", ev.GetCommandId()), zap.String("owner", hc.AgentID))
 		return fmt.Errorf("%w: %s is not agent %s's", ErrNotOwner, ev.GetCommandId(), agentID)
 	}
-	if Terminal(ev.GetState()) && flotillav1.CommandState(hc.State) != ev.GetState() {
+	if command.Terminal(ev.GetState()) && flotillav1.CommandState(hc.State) != ev.GetState() {
 		// The control plane ended the command first (deadline, lost
 		// agent); keep its outcome but record what the agent said.
 		d.log.Info("agent reported an outcome for a command already ended by the control plane",
 			zap.String("agent", agentID), zap.String("command_id", hc.ID),
-			zap.String("recorded", StateName(flotillav1.CommandState(hc.State))), zap.String("reported", StateName(ev.GetState())),
+			zap.String("recorded", command.StateName(flotillav1.CommandState(hc.State))), zap.String("reported", command.StateName(ev.GetState())),
 			zap.String("message", ev.GetMessage()))
 	}
 	return nil

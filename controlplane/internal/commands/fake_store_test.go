@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
 
 	"flotilla.dev/controlplane/internal/fleet"
 	"flotilla.dev/controlplane/internal/store"
@@ -225,7 +226,7 @@ func (e *testEnv) sentCommands(agent string) []string {
 // the dispatcher.
 func (e *testEnv) queuedCommand(t *testing.T, id, agent string) {
 	t.Helper()
-	hc := store.HostCommand{ID: id, AgentID: agent, Kind: KindPull, Spec: []byte{},
+	hc := store.HostCommand{ID: id, AgentID: agent, Kind: command.KindPull, Spec: []byte{},
 		State: int32(flotillav1.CommandState_COMMAND_STATE_PENDING), Message: "queued", CreatedAt: time.Now()}
 	if err := e.st.CreateHostCommands(context.Background(), []store.HostCommand{hc}); err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
 
 	"flotilla.dev/controlplane/internal/store"
 )
@@ -18,7 +19,7 @@ import (
 func (r *run) count(hc *store.HostCommand, delta int) {
 	st := flotillav1.CommandState(hc.State)
 	switch {
-	case Terminal(st):
+	case command.Terminal(st):
 		r.done += delta
 		if failed(st) {
 			r.failures += delta
@@ -43,7 +44,7 @@ func (r *run) set(hc *store.HostCommand, next store.HostCommand) {
 func (r *run) queuedHosts(n int) []string {
 	for r.firstQueued < len(r.order) {
 		hc := r.hosts[r.order[r.firstQueued]]
-		if hc.ReleasedAt.IsZero() && !Terminal(flotillav1.CommandState(hc.State)) {
+		if hc.ReleasedAt.IsZero() && !command.Terminal(flotillav1.CommandState(hc.State)) {
 			break
 		}
 		r.firstQueued++
@@ -53,7 +54,7 @@ func (r *run) queuedHosts(n int) []string {
 		if len(out) == n {
 			break
 		}
-		if hc := r.hosts[id]; hc.ReleasedAt.IsZero() && !Terminal(flotillav1.CommandState(hc.State)) {
+		if hc := r.hosts[id]; hc.ReleasedAt.IsZero() && !command.Terminal(flotillav1.CommandState(hc.State)) {
 			out = append(out, id)
 		}
 	}
@@ -83,7 +84,7 @@ func (r *run) snapshot(withHosts bool) *flotillav1.FleetCommand {
 func (r *run) summary() map[string]int32 {
 	sum := make(map[string]int32)
 	for _, hc := range r.hosts {
-		sum[StateName(flotillav1.CommandState(hc.State))]++
+		sum[command.StateName(flotillav1.CommandState(hc.State))]++
 	}
 	return sum
 }

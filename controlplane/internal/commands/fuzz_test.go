@@ -1,15 +1,16 @@
 package commands
 
 import (
+	"errors"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"flotilla.dev/controlplane/internal/fault"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
 )
 
 // FuzzValidateSpec feeds ValidateSpec the wire bytes of a command spec: it
@@ -38,16 +39,16 @@ func FuzzValidateSpec(f *testing.F) {
 		}
 		err := ValidateSpec("spec", spec)
 		if err != nil {
-			if status.Code(err) != codes.InvalidArgument {
+			if !errors.Is(err, fault.ErrInvalid) {
 				t.Fatalf("refused with %v, want InvalidArgument", err)
 			}
 			return
 		}
-		if Kind(spec) == "" {
+		if command.Kind(spec) == "" {
 			t.Fatalf("accepted a spec without a kind: %v", spec)
 		}
-		if DefaultTimeout(Kind(spec)) <= 0 {
-			t.Fatalf("no default timeout for kind %q", Kind(spec))
+		if DefaultTimeout(command.Kind(spec)) <= 0 {
+			t.Fatalf("no default timeout for kind %q", command.Kind(spec))
 		}
 	})
 }

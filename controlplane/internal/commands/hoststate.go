@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
 
 	"flotilla.dev/controlplane/internal/store"
 )
@@ -43,7 +44,7 @@ func (d *Dispatcher) untrack(hc *store.HostCommand) {
 // a change at all, and whether it must be stored before it is applied.
 func next(hc *store.HostCommand, ev *flotillav1.CommandEvent, now time.Time) (c change, changed bool, err error) {
 	from, to := flotillav1.CommandState(hc.State), ev.GetState()
-	if to == flotillav1.CommandState_COMMAND_STATE_UNSPECIFIED || to == flotillav1.CommandState_COMMAND_STATE_PENDING || rank(to) < rank(from) {
+	if to == flotillav1.CommandState_COMMAND_STATE_UNSPECIFIED || to == flotillav1.CommandState_COMMAND_STATE_PENDING || command.Rank(to) < command.Rank(from) {
 		return change{}, false, nil
 	}
 	next := *hc
@@ -63,12 +64,12 @@ func next(hc *store.HostCommand, ev *flotillav1.CommandEvent, now time.Time) (c 
 		}
 		next.Result = b
 	}
-	if Terminal(to) {
+	if command.Terminal(to) {
 		next.FinishedAt = now
 	}
 	// Progress within RUNNING changes only the message: it is broadcast,
 	// not stored, so a chatty pull does not write on every layer.
-	return change{next: next, ev: ev, persist: from != to || Terminal(to)}, true, nil
+	return change{next: next, ev: ev, persist: from != to || command.Terminal(to)}, true, nil
 }
 
 // apply makes c, stored if it had to be, the state of its command, and
@@ -79,14 +80,14 @@ func (t *turn) apply(c change) *store.HostCommand {
 	hc := d.active[c.next.ID]
 	from, to := flotillav1.CommandState(hc.State), flotillav1.CommandState(c.next.State)
 	setKeepingSent(hc, c.next)
-	if Terminal(to) {
+	if command.Terminal(to) {
 		d.untrack(hc)
 		d.cfg.Metrics.finished(*hc)
 		d.log.Info("command finished", zap.String("command_id", hc.ID), zap.String("agent", hc.AgentID),
-			zap.String("kind", hc.Kind), zap.String("state", StateName(to)), zap.String("message", hc.Message))
+			zap.String("kind", hc.Kind), zap.String("state", command.StateName(to)), zap.String("message", hc.Message))
 	} else if from != to {
 		d.log.Debug("command state changed", zap.String("command_id", hc.ID), zap.String("agent", hc.AgentID),
-			zap.String("state", StateName(to)))
+			zap.String("state", command.StateName(to)))
 	}
 	t.updates = append(t.updates, Update{Command: *hc, Event: c.ev})
 	return hc

@@ -10,12 +10,12 @@ import (
 	"testing/synctest"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
 
+	"flotilla.dev/controlplane/internal/fault"
 	"flotilla.dev/controlplane/internal/store"
 )
 
@@ -29,7 +29,7 @@ const (
 )
 
 func event(id string, st flotillav1.CommandState) *flotillav1.CommandEvent {
-	return &flotillav1.CommandEvent{CommandId: id, State: st, Message: StateName(st), At: timestamppb.Now()}
+	return &flotillav1.CommandEvent{CommandId: id, State: st, Message: command.StateName(st), At: timestamppb.Now()}
 }
 
 // callIDs returns the IDs of each UpdateHostCommands call, sorted within
@@ -60,7 +60,7 @@ func (e *testEnv) seenOrder() []string {
 	defer e.mu.Unlock()
 	out := make([]string, len(e.updates))
 	for i, u := range e.updates {
-		out[i] = u.Command.ID + ":" + StateName(flotillav1.CommandState(u.Command.State))
+		out[i] = u.Command.ID + ":" + command.StateName(flotillav1.CommandState(u.Command.State))
 	}
 	return out
 }
@@ -149,7 +149,7 @@ func TestSecondEventOfACommandWaitsForTheNextTurn(t *testing.T) {
 			t.Errorf("listeners saw %v for c1, want pending, accepted, succeeded", got)
 		}
 		if hc := e.st.stored(t, "c1"); flotillav1.CommandState(hc.State) != stateSucceeded {
-			t.Errorf("c1 stored as %s, want SUCCEEDED", StateName(flotillav1.CommandState(hc.State)))
+			t.Errorf("c1 stored as %s, want SUCCEEDED", command.StateName(flotillav1.CommandState(hc.State)))
 		}
 	})
 }
@@ -184,7 +184,7 @@ func TestFailedTurnFailsEveryEventItHeldAndLosesNothing(t *testing.T) {
 		wantState := map[string]flotillav1.CommandState{"c1": statePending, "c2": statePending, "c3": statePending, "c4": stateAccepted}
 		for id, want := range wantState {
 			if hc, _ := e.d.Get(id); flotillav1.CommandState(hc.State) != want {
-				t.Errorf("%s after the failed turn: %s, want %s", id, StateName(flotillav1.CommandState(hc.State)), StateName(want))
+				t.Errorf("%s after the failed turn: %s, want %s", id, command.StateName(flotillav1.CommandState(hc.State)), command.StateName(want))
 			}
 		}
 		seen := len(e.seenOrder())
@@ -193,7 +193,7 @@ func TestFailedTurnFailsEveryEventItHeldAndLosesNothing(t *testing.T) {
 				t.Fatalf("resent %s: %v", id, err)
 			}
 			if hc := e.st.stored(t, id); flotillav1.CommandState(hc.State) != stateSucceeded {
-				t.Errorf("%s stored as %s after the resend, want SUCCEEDED", id, StateName(flotillav1.CommandState(hc.State)))
+				t.Errorf("%s stored as %s after the resend, want SUCCEEDED", id, command.StateName(flotillav1.CommandState(hc.State)))
 			}
 		}
 		if got := e.seenOrder()[seen:]; !slices.Equal(got, []string{"c1:succeeded", "c2:succeeded", "c3:succeeded"}) {
@@ -260,7 +260,7 @@ func TestFailedEventWriteChangesNothing(t *testing.T) {
 		t.Fatalf("OnEvent with the store down = %v, want its error", err)
 	}
 	if hc, _ := e.d.Get("c1"); flotillav1.CommandState(hc.State) != statePending {
-		t.Errorf("after a failed write, Get reports %s, want PENDING", StateName(flotillav1.CommandState(hc.State)))
+		t.Errorf("after a failed write, Get reports %s, want PENDING", command.StateName(flotillav1.CommandState(hc.State)))
 	}
 	if got := e.seenStates("c1"); !slices.Equal(got, []flotillav1.CommandState{statePending}) {
 		t.Errorf("listeners saw %v, want only the release", got)
@@ -269,7 +269,7 @@ func TestFailedEventWriteChangesNothing(t *testing.T) {
 		t.Fatalf("resent OnEvent: %v", err)
 	}
 	if hc := e.st.stored(t, "c1"); flotillav1.CommandState(hc.State) != stateAccepted {
-		t.Errorf("stored state = %s, want ACCEPTED", StateName(flotillav1.CommandState(hc.State)))
+		t.Errorf("stored state = %s, want ACCEPTED", command.StateName(flotillav1.CommandState(hc.State)))
 	}
 }
 
@@ -293,7 +293,7 @@ func TestFinishStoresEveryCommandInOneWrite(t *testing.T) {
 	}
 	for _, id := range ids {
 		if hc, ok := e.d.Get(id); !ok || flotillav1.CommandState(hc.State) != statePending {
-			t.Errorf("%s after a failed Finish: %s (active %t), want PENDING", id, StateName(flotillav1.CommandState(hc.State)), ok)
+			t.Errorf("%s after a failed Finish: %s (active %t), want PENDING", id, command.StateName(flotillav1.CommandState(hc.State)), ok)
 		}
 	}
 	// A repeated ID is finished once.
@@ -323,7 +323,7 @@ func TestStartStoresTheFirstHostsReleased(t *testing.T) {
 	e := newTestEnv(t, agents...)
 	e.reg.Detach(e.sessions["web-2"], "gone")
 	fc, err := e.m.Start(ctx, &flotillav1.RunCommandRequest{AgentIds: agents, MaxConcurrency: countLimit(2),
-		Spec: &flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Pull{Pull: &flotillav1.PullCommand{Image: "registry.example/app:v2"}}}})
+		Spec: &flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Pull{Pull: &flotillav1.PullCommand{Image: "registry.example/app:v2"}}}}, "operator:test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +334,7 @@ func TestStartStoresTheFirstHostsReleased(t *testing.T) {
 		if released != (i < 2) {
 			t.Errorf("%s stored released=%t, want %t", hc.ID, released, i < 2)
 		}
-		if released && (!hc.ReleasedAt.Equal(hc.CreatedAt) || hc.Deadline.Sub(hc.ReleasedAt) != DefaultTimeout(KindPull)) {
+		if released && (!hc.ReleasedAt.Equal(hc.CreatedAt) || hc.Deadline.Sub(hc.ReleasedAt) != DefaultTimeout(command.KindPull)) {
 			t.Errorf("%s released at %s with deadline %s, want at creation (%s) with the default timeout", hc.ID, hc.ReleasedAt, hc.Deadline, hc.CreatedAt)
 		}
 	}
@@ -379,7 +379,7 @@ func TestMaxErrorsSkipsTheQueueInOneWrite(t *testing.T) {
 	agents := []string{"web-1", "web-2", "web-3", "web-4", "web-5"}
 	e := newTestEnv(t, agents...)
 	fc, err := e.m.Start(ctx, &flotillav1.RunCommandRequest{AgentIds: agents, MaxConcurrency: countLimit(1), MaxErrors: countLimit(1),
-		Spec: &flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Pull{Pull: &flotillav1.PullCommand{Image: "registry.example/app:v2"}}}})
+		Spec: &flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Pull{Pull: &flotillav1.PullCommand{Image: "registry.example/app:v2"}}}}, "operator:test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -392,7 +392,7 @@ func TestMaxErrorsSkipsTheQueueInOneWrite(t *testing.T) {
 	}
 	for _, hc := range calls[1] {
 		if flotillav1.CommandState(hc.State) != stateSkipped {
-			t.Errorf("%s stored as %s, want SKIPPED", hc.ID, StateName(flotillav1.CommandState(hc.State)))
+			t.Errorf("%s stored as %s, want SKIPPED", hc.ID, command.StateName(flotillav1.CommandState(hc.State)))
 		}
 	}
 	if len(calls[1]) != 4 {
@@ -406,7 +406,7 @@ func TestMaxErrorsSkipsTheQueueInOneWrite(t *testing.T) {
 		got.GetSummary()["failed"] != 1 || got.GetSummary()["skipped"] != 4 {
 		t.Errorf("fleet command %s with %v, want FAILED with 1 failed and 4 skipped", got.GetState(), got.GetSummary())
 	}
-	if _, err := e.m.Cancel(ctx, fc.GetId(), ""); status.Code(err) != codes.FailedPrecondition {
+	if _, err := e.m.Cancel(ctx, fc.GetId(), ""); !errors.Is(err, fault.ErrPrecondition) {
 		t.Errorf("Cancel of the finished command = %v, want FailedPrecondition", err)
 	}
 }
@@ -432,7 +432,7 @@ func TestConcurrentAgentsKeepEachCommandsOrder(t *testing.T) {
 			agent := fmt.Sprintf("web-%d", i+1)
 			for _, st := range []flotillav1.CommandState{stateAccepted, flotillav1.CommandState_COMMAND_STATE_RUNNING, flotillav1.CommandState_COMMAND_STATE_RUNNING, stateSucceeded} {
 				if err := e.d.OnEvent(context.Background(), agent, event(id, st)); err != nil {
-					errs <- fmt.Errorf("%s %s: %w", id, StateName(st), err)
+					errs <- fmt.Errorf("%s %s: %w", id, command.StateName(st), err)
 					return
 				}
 			}
@@ -453,7 +453,7 @@ func TestConcurrentAgentsKeepEachCommandsOrder(t *testing.T) {
 			t.Errorf("listeners saw %v for %s, want %v", got, id, want)
 		}
 		if hc := e.st.stored(t, id); flotillav1.CommandState(hc.State) != stateSucceeded {
-			t.Errorf("%s stored as %s, want SUCCEEDED", id, StateName(flotillav1.CommandState(hc.State)))
+			t.Errorf("%s stored as %s, want SUCCEEDED", id, command.StateName(flotillav1.CommandState(hc.State)))
 		}
 	}
 	stored := 0

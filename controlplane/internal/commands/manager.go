@@ -5,21 +5,21 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"sort"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
+	"flotilla.dev/pkg/limit"
 
-	"flotilla.dev/controlplane/internal/auth"
+	"flotilla.dev/controlplane/internal/fault"
 	"flotilla.dev/controlplane/internal/fleet"
+	"flotilla.dev/controlplane/internal/ids"
 	"flotilla.dev/controlplane/internal/selector"
 	"flotilla.dev/controlplane/internal/store"
 )
@@ -29,12 +29,14 @@ const MaxTargets = 100000
 
 // ManagerConfig configures a Manager.
 type ManagerConfig struct {
-	Store      store.Store
+	Store      store.CommandStore
 	Registry   *fleet.Registry
 	Dispatcher *Dispatcher
 	Logger     *zap.Logger
 	Now        func() time.Time
 	Metrics    *Metrics
+	// NewID makes fleet command IDs; ids.New when nil.
+	NewID func(prefix string) (string, error)
 }
 
 // Manager runs fleet commands.
@@ -80,6 +82,9 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.NewID == nil {
+		cfg.NewID = ids.New
+	}
 	m := &Manager{cfg: cfg, log: cfg.Logger, running: make(map[string]*run)}
 	cfg.Dispatcher.listen(m.onUpdate)
 	return m, nil
@@ -119,8 +124,8 @@ func newRun(fc store.FleetCommand, hcs []store.HostCommand) (*run, error) {
 	n := len(hcs)
 	r := &run{
 		fc: fc, req: req, hosts: make(map[string]*store.HostCommand, n),
-		maxConc:  resolveLimit(req.GetMaxConcurrency(), n, n),
-		maxErr:   resolveLimit(req.GetMaxErrors(), n, 0),
+		maxConc:  limit.Resolve(req.GetMaxConcurrency(), n, n),
+		maxErr:   limit.Resolve(req.GetMaxErrors(), n, 0),
 		timeout:  req.GetTimeout().AsDuration(),
 		watchers: make(map[*watcher]struct{}),
 	}
@@ -134,43 +139,18 @@ func newRun(fc store.FleetCommand, hcs []store.HostCommand) (*run, error) {
 	return r, nil
 }
 
-// resolveLimit turns a Limit into a host count for n hosts; def when unset.
-func resolveLimit(l *flotillav1.Limit, n, def int) int {
-	switch k := l.GetKind().(type) {
-	case *flotillav1.Limit_Count:
-		return int(k.Count)
-	case *flotillav1.Limit_Percent:
-		return max(1, int(math.Ceil(float64(n)*float64(k.Percent)/100)))
-	default:
-		return def
-	}
-}
-
-func validateLimit(field string, l *flotillav1.Limit) error {
-	switch k := l.GetKind().(type) {
-	case *flotillav1.Limit_Count:
-		if k.Count <= 0 {
-			return invalid(field+".count", "must be at least 1, got %d", k.Count)
-		}
-	case *flotillav1.Limit_Percent:
-		if k.Percent < 1 || k.Percent > 100 {
-			return invalid(field+".percent", "must be 1-100, got %d", k.Percent)
-		}
-	}
-	return nil
-}
-
-// Start validates and starts a fleet command.
-func (m *Manager) Start(ctx context.Context, req *flotillav1.RunCommandRequest) (*flotillav1.FleetCommand, error) {
+// Start validates and starts a fleet command on behalf of createdBy (the
+// caller's principal, "kind:id"; "" when unknown).
+func (m *Manager) Start(ctx context.Context, req *flotillav1.RunCommandRequest, createdBy string) (*flotillav1.FleetCommand, error) {
 	if err := ValidateSpec("spec", req.GetSpec()); err != nil {
 		return nil, err
 	}
 	for field, l := range map[string]*flotillav1.Limit{"max_concurrency": req.GetMaxConcurrency(), "max_errors": req.GetMaxErrors()} {
-		if err := validateLimit(field, l); err != nil {
-			return nil, err
+		if sub, err := limit.Check(l); err != nil {
+			return nil, invalid(field+sub, "%v", err)
 		}
 	}
-	kind := Kind(req.GetSpec())
+	kind := command.Kind(req.GetSpec())
 	timeout := DefaultTimeout(kind)
 	if req.Timeout != nil {
 		if err := req.GetTimeout().CheckValid(); err != nil || req.GetTimeout().AsDuration() <= 0 || req.GetTimeout().AsDuration() > MaxTimeout {
@@ -185,23 +165,19 @@ func (m *Manager) Start(ctx context.Context, req *flotillav1.RunCommandRequest) 
 	if err != nil {
 		return nil, err
 	}
-	id, err := auth.NewID("cmd-")
+	id, err := m.cfg.NewID("cmd-")
 	if err != nil {
-		return nil, status.Error(codes.Internal, "could not generate a command ID")
+		return nil, errors.New("could not generate a command ID")
 	}
 	accepted := proto.Clone(req).(*flotillav1.RunCommandRequest)
 	accepted.AgentIds, accepted.Timeout = agents, durationpb.New(timeout)
 	reqBytes, err := proto.Marshal(accepted)
 	if err != nil {
-		return nil, status.Error(codes.Internal, "could not encode the request")
+		return nil, errors.New("could not encode the request")
 	}
 	specBytes, err := proto.Marshal(req.GetSpec())
 	if err != nil {
-		return nil, status.Error(codes.Internal, "could not encode the spec")
-	}
-	createdBy := ""
-	if p, ok := auth.PrincipalFrom(ctx); ok {
-		createdBy = p.Kind + ":" + p.ID
+		return nil, errors.New("could not encode the spec")
 	}
 	now := m.cfg.Now()
 	fc := store.FleetCommand{ID: id, Kind: kind, Request: reqBytes, CreatedBy: createdBy,
@@ -209,7 +185,7 @@ func (m *Manager) Start(ctx context.Context, req *flotillav1.RunCommandRequest) 
 	// The first max_concurrency hosts are stored released, as advance
 	// would release them right after: one write of every host instead of
 	// two before the first agent hears of the command.
-	release := resolveLimit(req.GetMaxConcurrency(), len(agents), len(agents))
+	release := limit.Resolve(req.GetMaxConcurrency(), len(agents), len(agents))
 	hcs := make([]store.HostCommand, len(agents))
 	for i, a := range agents {
 		hcs[i] = store.HostCommand{ID: id + "." + a, FleetCommandID: id, AgentID: a, Kind: kind, Spec: specBytes,
@@ -221,7 +197,7 @@ func (m *Manager) Start(ctx context.Context, req *flotillav1.RunCommandRequest) 
 	}
 	if err := m.cfg.Store.CreateFleetCommand(ctx, fc, hcs); err != nil {
 		m.log.Error("storing a fleet command failed", zap.Error(err))
-		return nil, status.Error(codes.Unavailable, "the command could not be stored; nothing was sent; retry")
+		return nil, fault.Unavailablef("the command could not be stored; nothing was sent; retry")
 	}
 	r, _ := newRun(fc, hcs) // the request was just encoded; it decodes
 	m.mu.Lock()
@@ -252,7 +228,7 @@ func (m *Manager) targets(req *flotillav1.RunCommandRequest) ([]string, error) {
 		var out []string
 		for i, id := range ids {
 			if _, ok := m.cfg.Registry.Get(id); !ok {
-				return nil, status.Errorf(codes.NotFound, "agent_ids[%d]: agent %q not found", i, id)
+				return nil, &fault.NotFoundError{Field: fmt.Sprintf("agent_ids[%d]", i), Kind: "agent", ID: id}
 			}
 			if !seen[id] {
 				seen[id] = true
@@ -268,7 +244,7 @@ func (m *Manager) targets(req *flotillav1.RunCommandRequest) ([]string, error) {
 	}
 	page, _, total := m.cfg.Registry.List(fleet.Query{Selector: s, Limit: MaxTargets + 1})
 	if total == 0 {
-		return nil, status.Errorf(codes.FailedPrecondition, "selector %q matches no registered agent", sel)
+		return nil, fault.Preconditionf("selector %q matches no registered agent", sel)
 	}
 	if total > MaxTargets {
 		return nil, invalid("selector", "matches %d agents, at most %d per command", total, MaxTargets)
@@ -291,7 +267,7 @@ func (m *Manager) onUpdate(u Update, ops hostOps) {
 	m.mu.Lock()
 	r, ok := m.running[fcID]
 	if ok {
-		if hc, ok := r.hosts[u.Command.ID]; ok && !Terminal(flotillav1.CommandState(hc.State)) {
+		if hc, ok := r.hosts[u.Command.ID]; ok && !command.Terminal(flotillav1.CommandState(hc.State)) {
 			r.set(hc, u.Command)
 		}
 		if len(r.watchers) > 0 {
@@ -301,7 +277,7 @@ func (m *Manager) onUpdate(u Update, ops hostOps) {
 		}
 	}
 	m.mu.Unlock()
-	if ok && Terminal(flotillav1.CommandState(u.Command.State)) {
+	if ok && command.Terminal(flotillav1.CommandState(u.Command.State)) {
 		// A fresh context: this runs on the dispatcher's goroutine, which
 		// also stores the fleet command's end from here (once per command).
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -418,7 +394,7 @@ func (m *Manager) Cancel(ctx context.Context, fcID, reason string) (*flotillav1.
 		r.cancelled = reason
 		for _, id := range r.order {
 			hc := r.hosts[id]
-			if !hc.ReleasedAt.IsZero() && !Terminal(flotillav1.CommandState(hc.State)) {
+			if !hc.ReleasedAt.IsZero() && !command.Terminal(flotillav1.CommandState(hc.State)) {
 				released = append(released, id)
 			}
 		}
@@ -429,11 +405,11 @@ func (m *Manager) Cancel(ctx context.Context, fcID, reason string) (*flotillav1.
 		if err != nil {
 			return nil, err
 		}
-		return nil, status.Errorf(codes.FailedPrecondition, "command %s already ended (%s)", fcID, fc.GetState())
+		return nil, fault.Preconditionf("command %s already ended (%s)", fcID, fc.GetState())
 	}
 	m.log.Info("fleet command cancelled", zap.String("command", fcID), zap.String("reason", reason))
 	if err := m.cfg.Dispatcher.Cancel(ctx, released, reason); err != nil {
-		return nil, status.Errorf(codes.Unavailable, "cancel could not be recorded: %v", err)
+		return nil, fault.Unavailablef("cancel could not be recorded: %v", err)
 	}
 	m.advance(ctx, fcID, callerOps{ctx, m.cfg.Dispatcher})
 	return m.Get(ctx, fcID, flotillav1.CommandView_COMMAND_VIEW_FULL)
@@ -452,10 +428,10 @@ func (m *Manager) Get(ctx context.Context, fcID string, view flotillav1.CommandV
 	m.mu.Unlock()
 	fc, err := m.cfg.Store.GetFleetCommand(ctx, fcID)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, status.Errorf(codes.NotFound, "command %q not found (ListCommands shows recent ones)", fcID)
+		return nil, &fault.NotFoundError{Kind: "command", ID: fcID, Hint: "ListCommands shows recent ones"}
 	}
 	if err != nil {
-		return nil, status.Error(codes.Unavailable, "store unavailable; retry")
+		return nil, fault.Unavailablef("store unavailable; retry")
 	}
 	if !withHosts {
 		// A finished command's summary is stored with it.
@@ -463,11 +439,11 @@ func (m *Manager) Get(ctx context.Context, fcID string, view flotillav1.CommandV
 	}
 	hcs, err := m.cfg.Store.ListHostCommands(ctx, fcID)
 	if err != nil {
-		return nil, status.Error(codes.Unavailable, "store unavailable; retry")
+		return nil, fault.Unavailablef("store unavailable; retry")
 	}
 	r, err := newRun(fc, hcs)
 	if err != nil {
-		return nil, status.Errorf(codes.Internal, "command %s is unreadable", fcID)
+		return nil, fmt.Errorf("command %s is unreadable", fcID)
 	}
 	return r.snapshot(true), nil
 }
@@ -480,7 +456,7 @@ func (m *Manager) List(ctx context.Context, states []flotillav1.FleetCommandStat
 	}
 	fcs, err := m.cfg.Store.ListFleetCommands(ctx, q)
 	if err != nil {
-		return nil, status.Error(codes.Unavailable, "store unavailable; retry")
+		return nil, fault.Unavailablef("store unavailable; retry")
 	}
 	out := make([]*flotillav1.FleetCommand, 0, len(fcs))
 	for _, fc := range fcs {

@@ -5,6 +5,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
 
 	"flotilla.dev/controlplane/internal/store"
 )
@@ -48,7 +49,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Fleet commands started with RunCommand.",
 		}),
 	}
-	for _, k := range []string{KindPull, KindRestart, KindBackup, KindDrain, KindUndrain} {
+	for _, k := range command.Kinds() {
 		m.inflight.WithLabelValues(k)
 		m.duration.WithLabelValues(k)
 	}
@@ -74,11 +75,11 @@ func (m *Metrics) finished(hc store.HostCommand) {
 	}
 	st := flotillav1.CommandState(hc.State)
 	m.inflight.WithLabelValues(hc.Kind).Dec()
-	m.total.WithLabelValues(hc.Kind, StateName(st)).Inc()
+	m.total.WithLabelValues(hc.Kind, command.StateName(st)).Inc()
 	if !hc.ReleasedAt.IsZero() {
 		m.duration.WithLabelValues(hc.Kind).Observe(hc.FinishedAt.Sub(hc.ReleasedAt).Seconds())
 	}
-	if hc.Kind == KindBackup && st == flotillav1.CommandState_COMMAND_STATE_SUCCEEDED {
+	if hc.Kind == command.KindBackup && st == flotillav1.CommandState_COMMAND_STATE_SUCCEEDED {
 		r := &flotillav1.CommandResult{}
 		if proto.Unmarshal(hc.Result, r) == nil && r.GetBackup() != nil {
 			b := r.GetBackup()

@@ -1,15 +1,16 @@
 package commands
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"flotilla.dev/controlplane/internal/fault"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
 )
 
 const digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -119,10 +120,10 @@ func TestValidateSpecRefuses(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := ValidateSpec("spec", tt.spec)
-			if status.Code(err) != codes.InvalidArgument {
+			if !errors.Is(err, fault.ErrInvalid) {
 				t.Fatalf("ValidateSpec = %v, want InvalidArgument", err)
 			}
-			if msg := status.Convert(err).Message(); !strings.HasPrefix(msg, tt.field+": ") {
+			if msg := err.Error(); !strings.HasPrefix(msg, tt.field+": ") {
 				t.Fatalf("message %q does not start with the field %q", msg, tt.field)
 			}
 		})
@@ -131,7 +132,7 @@ func TestValidateSpecRefuses(t *testing.T) {
 
 func TestValidateSpecPrefix(t *testing.T) {
 	err := ValidateSpec("steps[2].spec", backup("$(id)"))
-	if msg := status.Convert(err).Message(); !strings.HasPrefix(msg, "steps[2].spec.backup.database: ") {
+	if msg := err.Error(); !strings.HasPrefix(msg, "steps[2].spec.backup.database: ") {
 		t.Fatalf("message %q does not carry the prefix", msg)
 	}
 }
@@ -142,16 +143,16 @@ func TestKindAndDefaultTimeout(t *testing.T) {
 		kind    string
 		timeout time.Duration
 	}{
-		{pull("web:1"), KindPull, 10 * time.Minute},
-		{restart("web", "", nil), KindRestart, 5 * time.Minute},
-		{backup("shop"), KindBackup, time.Hour},
-		{drain("shop", "web:80"), KindDrain, time.Minute},
-		{undrain("shop", "web:80"), KindUndrain, time.Minute},
+		{pull("web:1"), command.KindPull, 10 * time.Minute},
+		{restart("web", "", nil), command.KindRestart, 5 * time.Minute},
+		{backup("shop"), command.KindBackup, time.Hour},
+		{drain("shop", "web:80"), command.KindDrain, time.Minute},
+		{undrain("shop", "web:80"), command.KindUndrain, time.Minute},
 		{nil, "", time.Minute},
 	}
 	for _, tt := range tests {
-		if got := Kind(tt.spec); got != tt.kind {
-			t.Errorf("Kind(%v) = %q, want %q", tt.spec, got, tt.kind)
+		if got := command.Kind(tt.spec); got != tt.kind {
+			t.Errorf("command.Kind(%v) = %q, want %q", tt.spec, got, tt.kind)
 		}
 		if got := DefaultTimeout(tt.kind); got != tt.timeout {
 			t.Errorf("DefaultTimeout(%q) = %s, want %s", tt.kind, got, tt.timeout)

@@ -6,11 +6,11 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+
+	"flotilla.dev/controlplane/internal/fault"
 )
 
 // watcherBuffer is how many messages a slow watcher may fall behind before
@@ -18,7 +18,7 @@ import (
 const watcherBuffer = 1024
 
 // errSlowWatcher ends a watcher that fell too far behind.
-var errSlowWatcher = status.Error(codes.ResourceExhausted, "watcher fell behind; watch again for a fresh snapshot")
+var errSlowWatcher = fault.Exhaustedf("watcher fell behind; watch again for a fresh snapshot")
 
 type watcher struct {
 	ch   chan *flotillav1.WatchCommandResponse

@@ -1,6 +1,3 @@
-// Package config loads the control plane's configuration from a YAML file,
-// FLOTILLA_* environment variables and flags, in that order of precedence
-// (flags win), and validates it with errors that name the field.
 package config
 
 import (
@@ -82,10 +79,28 @@ type TLS struct {
 
 // Store selects the store.
 type Store struct {
-	// Driver is "sqlite" (the embedded default).
+	// Driver is "sqlite" (the embedded default) or "postgres".
 	Driver string `yaml:"driver"`
 	// Path is the SQLite file (default DataDir/flotilla.db).
 	Path string `yaml:"path"`
+	// DSN is the PostgreSQL connection string (URL or keyword/value form),
+	// without the password when PasswordFile is set.
+	DSN string `yaml:"dsn"`
+	// PasswordFile holds the PostgreSQL password (0600); it is read at
+	// start and put into the connection settings, so that no secret sits
+	// in a unit file, a config file or the process list.
+	PasswordFile string `yaml:"password_file"`
+	// MaxConns bounds the PostgreSQL connection pool.
+	MaxConns int32 `yaml:"max_conns"`
+	// LeaseTTL is how long the active control plane's lease on a
+	// PostgreSQL store lasts without a renewal. A control plane that
+	// cannot renew it for LeaseTTL less a fifth stops (exits non-zero)
+	// before another can take over; so it is also the longest database
+	// outage the control plane rides out without restarting.
+	LeaseTTL Duration `yaml:"lease_ttl"`
+	// LeaseWait makes a control plane that finds the lease held by another
+	// wait for it (a standby) instead of exiting at once.
+	LeaseWait bool `yaml:"lease_wait"`
 }
 
 // RateLimit is a token bucket: PerMinute events earned back per minute, at
@@ -123,7 +138,7 @@ func Default() Config {
 		DataDir:                  "/var/lib/flotilla",
 		ListenAddress:            ":7443",
 		MetricsAddress:           ":7090",
-		Store:                    Store{Driver: "sqlite"},
+		Store:                    Store{Driver: "sqlite", MaxConns: defaultMaxConns, LeaseTTL: Duration(defaultLeaseTTL), LeaseWait: true},
 		AgentLostAfter:           Duration(12 * time.Second),
 		AgentReconnectGrace:      Duration(time.Minute),
 		AgentCertValidity:        Duration(7 * 24 * time.Hour),
@@ -145,10 +160,20 @@ type Options struct {
 // Load builds the configuration from args (without the program name) and
 // the environment lookup function.
 func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, Options, error) {
+	return LoadCommand("flotilla-controlplane", args, getenv, stderr, nil)
+}
+
+// LoadCommand is Load for a subcommand (backup, restore) that takes every
+// setting of the control plane plus flags of its own, which define adds to
+// the flag set before the arguments are parsed.
+func LoadCommand(name string, args []string, getenv func(string) string, stderr io.Writer, define func(*flag.FlagSet)) (Config, Options, error) {
 	cfg := Default()
 	var opts Options
-	fs := flag.NewFlagSet("flotilla-controlplane", flag.ContinueOnError)
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	if define != nil {
+		define(fs)
+	}
 	configPath := fs.String("config", getenv("FLOTILLA_CONFIG"), "YAML configuration file (env FLOTILLA_CONFIG)")
 	fs.BoolVar(&opts.ShowVersion, "version", false, "print the version and exit")
 	flagValues := map[string]*string{}
@@ -237,6 +262,17 @@ func boolean(p func(*Config) *bool) func(*Config, string) error {
 	}
 }
 
+func int32Field(p func(*Config) *int32) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.ParseInt(v, 10, 32)
+		if err != nil {
+			return fmt.Errorf("%q is not a whole number", v)
+		}
+		*p(c) = int32(n)
+		return nil
+	}
+}
+
 var envFields = []envField{
 	{"data_dir", "data-dir", "FLOTILLA_DATA_DIR", "data directory", str(func(c *Config) *string { return &c.DataDir })},
 	{"listen_address", "listen", "FLOTILLA_LISTEN_ADDRESS", "gRPC listen address", str(func(c *Config) *string { return &c.ListenAddress })},
@@ -250,7 +286,13 @@ var envFields = []envField{
 		}
 		return nil
 	}},
+	{"store.driver", "store-driver", "FLOTILLA_STORE_DRIVER", "store driver: sqlite or postgres", str(func(c *Config) *string { return &c.Store.Driver })},
 	{"store.path", "store-path", "FLOTILLA_STORE_PATH", "SQLite database file", str(func(c *Config) *string { return &c.Store.Path })},
+	{"store.dsn", "store-dsn", "FLOTILLA_STORE_DSN", "PostgreSQL connection string; keep the password out of it (see store.password_file) since flags show in ps", str(func(c *Config) *string { return &c.Store.DSN })},
+	{"store.password_file", "store-password-file", "FLOTILLA_STORE_PASSWORD_FILE", "file holding the PostgreSQL password (mode 0600)", str(func(c *Config) *string { return &c.Store.PasswordFile })},
+	{"store.max_conns", "store-max-conns", "FLOTILLA_STORE_MAX_CONNS", "PostgreSQL connection pool size", int32Field(func(c *Config) *int32 { return &c.Store.MaxConns })},
+	{"store.lease_ttl", "store-lease-ttl", "FLOTILLA_STORE_LEASE_TTL", "PostgreSQL: the active control plane's lease; it exits when it cannot renew it for this long less a fifth", dur(func(c *Config) *Duration { return &c.Store.LeaseTTL })},
+	{"store.lease_wait", "store-lease-wait", "FLOTILLA_STORE_LEASE_WAIT", "PostgreSQL: wait as a standby while another control plane holds the lease (false: exit at once)", boolean(func(c *Config) *bool { return &c.Store.LeaseWait })},
 	{"agent_lost_after", "agent-lost-after", "FLOTILLA_AGENT_LOST_AFTER", "time without stream or heartbeat before an agent is lost", dur(func(c *Config) *Duration { return &c.AgentLostAfter })},
 	{"agent_reconnect_grace", "agent-reconnect-grace", "FLOTILLA_AGENT_RECONNECT_GRACE", "time after a start that agents get to reconnect before they are lost", dur(func(c *Config) *Duration { return &c.AgentReconnectGrace })},
 	{"agent_cert_validity", "agent-cert-validity", "FLOTILLA_AGENT_CERT_VALIDITY", "lifetime of agent certificates", dur(func(c *Config) *Duration { return &c.AgentCertValidity })},
@@ -270,8 +312,8 @@ func (c Config) Validate() error {
 			return fmt.Errorf("config: %s: %q must be host:port (e.g. :7443)", name, addr)
 		}
 	}
-	if c.Store.Driver != "sqlite" {
-		return fmt.Errorf("config: store.driver: %q is not supported (use sqlite)", c.Store.Driver)
+	if err := c.Store.validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
 	}
 	if c.AgentLostAfter.Std() < time.Second {
 		return fmt.Errorf("config: agent_lost_after: %s is below the 1s minimum", c.AgentLostAfter.Std())

@@ -1,8 +1,3 @@
-// Package fleet keeps the live view of every registered agent: its labels,
-// its stream, its last heartbeat and its liveness (connected, disconnected,
-// lost). The registry is the single in-memory source of truth for the API
-// and metrics; the store is written behind it in batches, so a heartbeat
-// costs a map update, not a disk write.
 package fleet
 
 import (
@@ -26,7 +21,7 @@ import (
 
 // Config configures a Registry.
 type Config struct {
-	Store  store.Store
+	Store  store.AgentStore
 	Logger *zap.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time

@@ -1,5 +1,3 @@
-// Package fsutil writes files the way a crash-safe service must: to a
-// temporary file in the same directory, fsynced, then renamed into place.
 package fsutil
 
 import (
@@ -39,7 +37,7 @@ func WriteFileAtomic(path string, data []byte, mode os.FileMode) (err error) {
 	if err = os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	return syncDir(dir)
+	return SyncDir(dir)
 }
 
 // EnsurePrivateDir creates dir with mode 0700 if it is missing.
@@ -63,7 +61,9 @@ func ReadSecretFile(path string) ([]byte, error) {
 	return os.ReadFile(path)
 }
 
-func syncDir(dir string) error {
+// SyncDir fsyncs a directory, so that a rename or a new file in it
+// survives a crash.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("sync %s: %w", dir, err)

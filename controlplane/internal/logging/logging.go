@@ -1,38 +1,13 @@
-// Package logging builds the control plane's zap logger and adapts it to
-// go-grpc-middleware's logging interceptors.
+// Package logging adapts the control plane's zap logger (built by
+// flotilla.dev/pkg/logging) to go-grpc-middleware's logging interceptors.
 package logging
 
 import (
 	"context"
-	"fmt"
-	"time"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 )
-
-// New returns a logger: JSON for production, console for a terminal.
-func New(level, format string) (*zap.Logger, error) {
-	lvl, err := zapcore.ParseLevel(level)
-	if err != nil {
-		return nil, fmt.Errorf("log.level: %w", err)
-	}
-	var cfg zap.Config
-	switch format {
-	case "json":
-		cfg = zap.NewProductionConfig()
-		cfg.EncoderConfig.EncodeTime = zapcore.RFC3339NanoTimeEncoder
-	case "console":
-		cfg = zap.NewDevelopmentConfig()
-		cfg.EncoderConfig.EncodeTime = zapcore.TimeEncoderOfLayout(time.TimeOnly)
-	default:
-		return nil, fmt.Errorf("log.format: %q is not json or console", format)
-	}
-	cfg.Level = zap.NewAtomicLevelAt(lvl)
-	cfg.DisableStacktrace = format == "json"
-	return cfg.Build()
-}
 
 // Interceptor adapts l to the middleware's Logger interface.
 func Interceptor(l *zap.Logger) logging.Logger {

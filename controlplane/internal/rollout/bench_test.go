@@ -52,7 +52,7 @@ func BenchmarkRollout1000Hosts(b *testing.B) {
 
 // stepSeconds is the engine's total time in reconciliation steps so far.
 func (c *cluster) stepSeconds() float64 {
-	mfs, err := c.current().metrics.Gather()
+	mfs, err := c.current().Server.Metrics().Gather()
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
 
 	"flotilla.dev/controlplane/internal/commands"
 	"flotilla.dev/controlplane/internal/store"
@@ -95,7 +96,7 @@ func (r *runner) setStep(c *change, h *host, step flotillav1.HostStep, msg strin
 // the same state) with its event.
 func (r *runner) setState(c *change, state flotillav1.RolloutState, msg string) {
 	r.rec.State, r.rec.Message = int32(state), msg
-	if Finished(state) {
+	if Terminal(state) {
 		r.rec.FinishedAt = c.now
 	}
 	c.rollout, c.stateEvent = true, true
@@ -124,7 +125,7 @@ func (r *runner) newCommand(c *change, id, agent string, spec *flotillav1.Comman
 		panic(err) // a spec built here from plain fields always encodes
 	}
 	c.cmds = append(c.cmds, store.HostCommand{
-		ID: id, AgentID: agent, Kind: commands.Kind(spec), Spec: b,
+		ID: id, AgentID: agent, Kind: command.Kind(spec), Spec: b,
 		State: int32(flotillav1.CommandState_COMMAND_STATE_PENDING), Message: "queued by rollout " + r.rec.ID, CreatedAt: c.now,
 	})
 }
@@ -187,7 +188,7 @@ func (r *runner) afterCommit(c *change) {
 				zap.String("message", r.rec.Message))
 		}
 	}
-	if Finished(to) {
+	if Terminal(to) {
 		for _, h := range r.hosts {
 			m.hostSteps(flotillav1.HostStep(h.Step), flotillav1.HostStep_HOST_STEP_UNSPECIFIED, -1)
 		}
@@ -228,7 +229,7 @@ func (r *runner) send(ctx context.Context, c *change) {
 // timeout is a command's deadline from its release.
 func (r *runner) timeout(kind string) time.Duration {
 	d := commands.DefaultTimeout(kind)
-	if kind == commands.KindPull && r.strategy.GetOfflineHosts() == flotillav1.OfflinePolicy_OFFLINE_POLICY_WAIT {
+	if kind == command.KindPull && r.strategy.GetOfflineHosts() == flotillav1.OfflinePolicy_OFFLINE_POLICY_WAIT {
 		d += r.strategy.GetOfflineWait().AsDuration()
 	}
 	return d

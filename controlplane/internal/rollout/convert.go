@@ -11,8 +11,8 @@ import (
 	"flotilla.dev/controlplane/internal/store"
 )
 
-// Finished reports whether a rollout state is final.
-func Finished(s flotillav1.RolloutState) bool {
+// Terminal reports whether a rollout state is terminal: nothing follows it.
+func Terminal(s flotillav1.RolloutState) bool {
 	switch s {
 	case flotillav1.RolloutState_ROLLOUT_STATE_SUCCEEDED, flotillav1.RolloutState_ROLLOUT_STATE_FAILED,
 		flotillav1.RolloutState_ROLLOUT_STATE_ROLLED_BACK, flotillav1.RolloutState_ROLLOUT_STATE_ABORTED,

@@ -130,7 +130,7 @@ func countTransitions(t *testing.T, s crashScenario) (total, web03Gate int) {
 	c.hook = func(ctx context.Context, id string) {
 		k := int(n.Add(1))
 		if web03Gate == 0 {
-			if r, err := c.current().engine.GetRollout(ctx, id); err == nil && hostOf(r, "web-03").GetStep() == stepHealth {
+			if r, err := c.engine().GetRollout(ctx, id); err == nil && hostOf(r, "web-03").GetStep() == stepHealth {
 				web03Gate = k
 			}
 		}

@@ -1,21 +1,3 @@
-// Package rollout is the rollout engine: it moves a service to a new image
-// across the hosts its selector matches, batch by batch behind health gates,
-// and rolls back on failure.
-//
-// The engine is a reconciler. Each active rollout has one goroutine (a
-// runner) that repeatedly reads its rollout's state and the outcome of its
-// host commands and takes the next actions. Every action is first written to
-// the store — the rollout's progress, the host's new step, the events that
-// describe them and the host commands that carry them out, in one
-// transaction — and only then are the commands sent. Command IDs are derived
-// from the rollout, the host and the step ("<rollout>.<agent>.<step>"), so a
-// control plane that restarts finds each command in the store instead of
-// making a new one, and the agent's journal turns a resend into the answer it
-// already gave: no host is restarted twice for the same step.
-//
-// A runner wakes up when one of its commands changes (the dispatcher's
-// listener), on a ticker while a health gate, a pause or an offline wait is
-// pending, and when an operator pauses, resumes or aborts it.
 package rollout
 
 import (
@@ -32,6 +14,7 @@ import (
 
 	"flotilla.dev/controlplane/internal/commands"
 	"flotilla.dev/controlplane/internal/fleet"
+	"flotilla.dev/controlplane/internal/ids"
 	"flotilla.dev/controlplane/internal/store"
 )
 
@@ -39,13 +22,24 @@ import (
 // engine makes.
 const IDPrefix = "ro-"
 
+// EngineStore is what the engine keeps: services and rollouts, and the host
+// commands whose results move them.
+type EngineStore interface {
+	store.RolloutStore
+	store.CommandStore
+}
+
 // Config configures an Engine.
 type Config struct {
-	Store      store.Store
+	// Store keeps services and rollouts; the engine reads host commands
+	// (their results) from it too.
+	Store      EngineStore
 	Registry   *fleet.Registry
 	Dispatcher *commands.Dispatcher
 	Logger     *zap.Logger
 	Metrics    *Metrics
+	// NewID makes rollout IDs; ids.New when nil.
+	NewID func(prefix string) (string, error)
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	// TickInterval is how often a rollout waiting on a health gate is
@@ -90,6 +84,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.NewID == nil {
+		cfg.NewID = ids.New
 	}
 	if cfg.TickInterval <= 0 {
 		cfg.TickInterval = time.Second

@@ -1,19 +1,19 @@
 package rollout_test
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 
+	"flotilla.dev/controlplane/internal/fault"
 	"flotilla.dev/controlplane/internal/store"
 )
 
@@ -151,12 +151,12 @@ func TestSecondStartIsRefused(t *testing.T) {
 	s := strategy(1)
 	s.PauseBetweenBatches = durationpb.New(time.Hour)
 	first := c.startRollout(newImage, s)
-	_, err := c.engine().StartRollout(operator(), &flotillav1.StartRolloutRequest{Service: serviceName, Image: "registry.example/app:3.0"})
-	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), first.GetId()) {
+	_, err := c.engine().StartRollout(operator(), &flotillav1.StartRolloutRequest{Service: serviceName, Image: "registry.example/app:3.0"}, "operator:at-1")
+	if !errors.Is(err, fault.ErrPrecondition) || !strings.Contains(err.Error(), first.GetId()) {
 		t.Fatalf("second StartRollout = %v, want FailedPrecondition naming %s", err, first.GetId())
 	}
 	// A dry run is still allowed: it stores nothing.
-	if _, err := c.engine().StartRollout(operator(), &flotillav1.StartRolloutRequest{Service: serviceName, Image: "registry.example/app:3.0", DryRun: true}); err != nil {
+	if _, err := c.engine().StartRollout(operator(), &flotillav1.StartRolloutRequest{Service: serviceName, Image: "registry.example/app:3.0", DryRun: true}, "operator:at-1"); err != nil {
 		t.Fatalf("dry run during a rollout: %v", err)
 	}
 	if _, err := c.engine().AbortRollout(operator(), first.GetId(), "test over", false); err != nil {
@@ -182,7 +182,7 @@ func TestDryRunIsTheExecutedPlan(t *testing.T) {
 	s := strategy(2)
 	s.Canary = 1
 	req := &flotillav1.StartRolloutRequest{Service: serviceName, Image: newImage, Strategy: s, DryRun: true}
-	dry, err := c.engine().StartRollout(operator(), req)
+	dry, err := c.engine().StartRollout(operator(), req, "operator:at-1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +206,7 @@ func TestDryRunIsTheExecutedPlan(t *testing.T) {
 		}
 	}
 	req.DryRun = false
-	real, err := c.engine().StartRollout(operator(), req)
+	real, err := c.engine().StartRollout(operator(), req, "operator:at-1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,15 +2,15 @@ package rollout_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"flotilla.dev/controlplane/internal/fault"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 )
 
@@ -187,7 +187,7 @@ func TestPauseResume(t *testing.T) {
 	if r := c.waitState(id, finalStates...); r.GetState() != stateSucceeded {
 		t.Fatalf("after resume:\n%s", describe(r))
 	}
-	if _, err := c.engine().ResumeRollout(operator(), id); status.Code(err) != codes.FailedPrecondition {
+	if _, err := c.engine().ResumeRollout(operator(), id); !errors.Is(err, fault.ErrPrecondition) {
 		t.Fatalf("resume of a finished rollout = %v, want FailedPrecondition", err)
 	}
 	evs := c.history(id)
@@ -243,7 +243,7 @@ func TestAbort(t *testing.T) {
 					t.Errorf("%s: %v", a.id, h)
 				}
 			}
-			if _, err := c.engine().AbortRollout(operator(), id, "", false); status.Code(err) != codes.FailedPrecondition {
+			if _, err := c.engine().AbortRollout(operator(), id, "", false); !errors.Is(err, fault.ErrPrecondition) {
 				t.Fatalf("second abort = %v, want FailedPrecondition", err)
 			}
 			checkSequence(t, c.history(id))
@@ -269,8 +269,8 @@ func TestOfflineHosts(t *testing.T) {
 		c, _ := offlineCluster(t)
 		s := strategy(2)
 		s.OfflineHosts = flotillav1.OfflinePolicy_OFFLINE_POLICY_FAIL
-		_, err := c.engine().StartRollout(operator(), &flotillav1.StartRolloutRequest{Service: serviceName, Image: newImage, Strategy: s})
-		if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "web-03") {
+		_, err := c.engine().StartRollout(operator(), &flotillav1.StartRolloutRequest{Service: serviceName, Image: newImage, Strategy: s}, "operator:at-1")
+		if !errors.Is(err, fault.ErrPrecondition) || !strings.Contains(err.Error(), "web-03") {
 			t.Fatalf("StartRollout = %v, want FailedPrecondition naming web-03", err)
 		}
 	})
@@ -397,7 +397,7 @@ func TestRollbackService(t *testing.T) {
 	c := newCluster(t, clusterOptions{web: 2, lb: true})
 	c.start()
 	c.putService(strategy(2))
-	if _, err := c.engine().RollbackService(operator(), &flotillav1.RollbackServiceRequest{Service: serviceName}); status.Code(err) != codes.FailedPrecondition {
+	if _, err := c.engine().RollbackService(operator(), &flotillav1.RollbackServiceRequest{Service: serviceName}, "operator:at-1"); !errors.Is(err, fault.ErrPrecondition) {
 		t.Fatalf("rollback without history = %v, want FailedPrecondition", err)
 	}
 	v2 := c.waitState(c.startRollout(newImage, nil).GetId(), finalStates...)
@@ -405,7 +405,7 @@ func TestRollbackService(t *testing.T) {
 	if v2.GetState() != stateSucceeded || v3.GetState() != stateSucceeded {
 		t.Fatalf("setup:\n%s\n%s", describe(v2), describe(v3))
 	}
-	rb, err := c.engine().RollbackService(operator(), &flotillav1.RollbackServiceRequest{Service: serviceName, Reason: "3.0 leaks memory"})
+	rb, err := c.engine().RollbackService(operator(), &flotillav1.RollbackServiceRequest{Service: serviceName, Reason: "3.0 leaks memory"}, "operator:at-1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -421,7 +421,7 @@ func TestRollbackService(t *testing.T) {
 		}
 	}
 	// A named revision: back to 3.0's rollout.
-	named, err := c.engine().RollbackService(operator(), &flotillav1.RollbackServiceRequest{Service: serviceName, ToRolloutId: v3.GetId()})
+	named, err := c.engine().RollbackService(operator(), &flotillav1.RollbackServiceRequest{Service: serviceName, ToRolloutId: v3.GetId()}, "operator:at-1")
 	if err != nil || named.GetImage() != "registry.example/app:3.0" || named.GetRollbackOf() != rb.GetId() {
 		t.Fatalf("named rollback = %v, %v", named, err)
 	}

@@ -10,38 +10,31 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"net"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	grpcauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 
-	"flotilla.dev/controlplane/internal/api"
 	"flotilla.dev/controlplane/internal/auth"
-	"flotilla.dev/controlplane/internal/commands"
-	"flotilla.dev/controlplane/internal/fleet"
+	"flotilla.dev/controlplane/internal/config"
 	"flotilla.dev/controlplane/internal/pki"
 	"flotilla.dev/controlplane/internal/rollout"
-	"flotilla.dev/controlplane/internal/run"
+	controlplane "flotilla.dev/controlplane/internal/server"
+	"flotilla.dev/controlplane/internal/server/servertest"
 	"flotilla.dev/controlplane/internal/store"
-	"flotilla.dev/controlplane/internal/store/sqlite"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -70,40 +63,26 @@ type clusterOptions struct {
 	quiet     bool          // no logs (benchmarks)
 }
 
-// cluster is a control plane (store, registry, dispatcher, engine and the
-// real agent service over bufconn with mTLS) and a fleet of fake agents
-// that speak the real protocol. The control plane can be killed and
-// started again on the same store while the agents keep their journals.
+// cluster is a control plane (the real one, servertest on server.New, over
+// bufconn with mTLS) and a fleet of fake agents that speak the real
+// protocol. The control plane can be killed and started again on the same
+// store while the agents keep their journals.
 type cluster struct {
-	t      testing.TB
-	opts   clusterOptions
-	dbPath string
-	ca     *pki.CA
-	tls    *tls.Config
-	agents []*fakeAgent // web agents, by ID
-	lb     *fakeAgent
-	byID   map[string]*fakeAgent
+	t       testing.TB
+	opts    clusterOptions
+	dataDir string
+	ca      *pki.CA
+	agents  []*fakeAgent // web agents, by ID
+	lb      *fakeAgent
+	byID    map[string]*fakeAgent
 
 	agentCtx    context.Context
 	agentCancel context.CancelFunc
 	agentWG     sync.WaitGroup
 
 	mu   sync.Mutex
-	cp   *controlPlane
+	cp   *servertest.ControlPlane
 	hook func(ctx context.Context, rolloutID string) // for the next control plane
-}
-
-type controlPlane struct {
-	store      *sqlite.Store
-	registry   *fleet.Registry
-	dispatcher *commands.Dispatcher
-	engine     *rollout.Engine
-	metrics    *prometheus.Registry
-	grpc       *grpc.Server
-	lis        *bufconn.Listener
-	cancel     context.CancelFunc
-	served     chan struct{}
-	done       chan struct{}
 }
 
 func newCluster(t testing.TB, opts clusterOptions) *cluster {
@@ -119,28 +98,13 @@ func newCluster(t testing.TB, opts clusterOptions) *cluster {
 	if opts.heartbeat == 0 {
 		opts.heartbeat = 10 * time.Millisecond
 	}
-	ca, _, err := pki.NewCA("flotilla test CA", 24*time.Hour, time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	chain, key, err := ca.IssueServer([]string{"localhost"}, 24*time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pair, err := tls.X509KeyPair(chain, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &cluster{
-		t: t, opts: opts, dbPath: filepath.Join(dbDir(t), "flotilla.db"), ca: ca, byID: make(map[string]*fakeAgent),
-		tls: &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{pair}, ClientAuth: tls.VerifyClientCertIfGiven,
-			ClientCAs: ca.Pool(), NextProtos: []string{"h2"}},
-	}
+	c := &cluster{t: t, opts: opts, dataDir: dbDir(t), byID: make(map[string]*fakeAgent)}
 	c.agentCtx, c.agentCancel = context.WithCancel(context.Background())
-	st, err := sqlite.Open(context.Background(), c.dbPath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// A first control plane makes the CA and the store; the agents are
+	// registered in it, as Register would, under the IDs the tests name.
+	first := servertest.Start(t, c.options()...)
+	c.ca = first.Server.CA()
+	st := first.Store()
 	secret := "fjt_test"
 	now := time.Now()
 	if err := st.CreateJoinToken(context.Background(), store.JoinToken{ID: "jt-test", Hash: auth.HashSecret(secret),
@@ -155,15 +119,37 @@ func newCluster(t testing.TB, opts clusterOptions) *cluster {
 	if opts.lb {
 		c.lb = c.register(st, secret, "lb-1", map[string]string{"role": "lb"}, false)
 	}
-	if err := st.Close(); err != nil {
-		t.Fatal(err)
-	}
+	first.Stop()
 	t.Cleanup(c.close)
 	return c
 }
 
+// options are the control plane's: the cluster's data directory, loops
+// fast enough for tests, and the commit hook.
+func (c *cluster) options() []servertest.Option {
+	return []servertest.Option{
+		servertest.WithDataDir(c.dataDir),
+		servertest.WithLogger(c.logger()),
+		servertest.WithConfig(func(cfg *config.Config) {
+			cfg.AgentLostAfter = config.Duration(c.opts.lostAfter)
+			// A stop is a kill: streams are cut at once.
+			cfg.ShutdownTimeout = config.Duration(10 * time.Millisecond)
+		}),
+		servertest.WithIntervals(controlplane.Intervals{RolloutTick: c.opts.tick, RolloutRetry: 50 * time.Millisecond,
+			CommandSweep: 20 * time.Millisecond, StatusFlush: 100 * time.Millisecond}),
+		servertest.BeforeRun(func(srv *controlplane.Server) {
+			c.mu.Lock()
+			hook := c.hook
+			c.mu.Unlock()
+			if hook != nil {
+				rollout.SetCommitHook(srv.Rollouts(), hook)
+			}
+		}),
+	}
+}
+
 // register stores an agent and gives it a certificate.
-func (c *cluster) register(st *sqlite.Store, secret, id string, labels map[string]string, hasApp bool) *fakeAgent {
+func (c *cluster) register(st store.AgentStore, secret, id string, labels map[string]string, hasApp bool) *fakeAgent {
 	c.t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -209,95 +195,25 @@ func (c *cluster) logger() *zap.Logger {
 	return zap.NewNop()
 }
 
-// startCP starts a control plane on the cluster's store.
+// startCP starts a control plane on the cluster's data directory and store.
 func (c *cluster) startCP() {
 	c.t.Helper()
-	ctx := context.Background()
-	log := c.logger()
-	st, err := sqlite.Open(ctx, c.dbPath)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	reg, err := fleet.New(fleet.Config{Store: st, Logger: log.Named("fleet"), LostAfter: c.opts.lostAfter, FlushInterval: 100 * time.Millisecond})
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	if err := reg.Load(ctx); err != nil {
-		c.t.Fatal(err)
-	}
-	disp, err := commands.NewDispatcher(commands.DispatcherConfig{Store: st, Registry: reg, Logger: log.Named("commands"),
-		SweepInterval: 20 * time.Millisecond})
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.mu.Lock()
-	hook := c.hook
-	c.mu.Unlock()
-	metrics := prometheus.NewRegistry()
-	eng, err := rollout.New(rollout.Config{Store: st, Registry: reg, Dispatcher: disp, Logger: log.Named("rollouts"),
-		Metrics: rollout.NewMetrics(metrics), TickInterval: c.opts.tick, RetryInterval: 50 * time.Millisecond})
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	if hook != nil {
-		rollout.SetCommitHook(eng, hook)
-	}
-	if err := disp.Load(ctx); err != nil {
-		c.t.Fatal(err)
-	}
-	if err := eng.Load(ctx); err != nil {
-		c.t.Fatal(err)
-	}
-	agentSvc, err := api.NewAgentService(api.AgentServiceConfig{Store: st, Registry: reg, CA: c.ca, Logger: log.Named("agents"),
-		Version: "test", CertValidity: time.Hour, Commands: disp})
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	authn := auth.NewAuthenticator(st, nil)
-	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(c.tls)),
-		grpc.WaitForHandlers(true), // Stop returns once no handler can log any more
-		grpc.ChainStreamInterceptor(grpcauth.StreamServerInterceptor(authn.AuthFunc)),
-		grpc.ChainUnaryInterceptor(grpcauth.UnaryServerInterceptor(authn.AuthFunc)))
-	flotillav1.RegisterAgentServiceServer(srv, agentSvc)
-	rctx, cancel := context.WithCancel(context.Background())
-	cp := &controlPlane{store: st, registry: reg, dispatcher: disp, engine: eng, metrics: metrics, grpc: srv, lis: bufconn.Listen(1 << 20),
-		cancel: cancel, served: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(cp.served)
-		_ = srv.Serve(cp.lis)
-	}()
-	go func() {
-		defer close(cp.done)
-		if err := run.All(rctx,
-			run.Loop{Name: "liveness", Run: reg.RunLiveness},
-			run.Loop{Name: "flusher", Run: reg.RunFlusher},
-			run.Loop{Name: "dispatcher", Run: disp.Run},
-			run.Loop{Name: "rollouts", Run: eng.Run},
-		); err != nil {
-			c.t.Errorf("control plane loops: %v", err)
-		}
-	}()
+	cp := servertest.Start(c.t, c.options()...)
 	c.mu.Lock()
 	c.cp = cp
 	c.mu.Unlock()
 }
 
-// stopCP kills the control plane: streams are cut at once, then its loops
-// stop and the store is closed. Nothing is flushed on purpose.
+// stopCP stops the control plane the way the binary stops: streams are cut
+// (the shutdown timeout is a few milliseconds), its loops stop and the
+// store is closed.
 func (c *cluster) stopCP() {
 	c.mu.Lock()
 	cp := c.cp
 	c.cp = nil
 	c.mu.Unlock()
-	if cp == nil {
-		return
-	}
-	cp.grpc.Stop()
-	<-cp.served
-	cp.cancel()
-	<-cp.done
-	if err := cp.store.Close(); err != nil {
-		c.t.Errorf("closing the store: %v", err)
+	if cp != nil {
+		cp.Stop()
 	}
 }
 
@@ -308,7 +224,7 @@ func (c *cluster) restartCP() {
 	c.startCP()
 }
 
-func (c *cluster) current() *controlPlane {
+func (c *cluster) current() *servertest.ControlPlane {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.cp == nil {
@@ -317,7 +233,7 @@ func (c *cluster) current() *controlPlane {
 	return c.cp
 }
 
-func (c *cluster) engine() *rollout.Engine { return c.current().engine }
+func (c *cluster) engine() *rollout.Engine { return c.current().Server.Rollouts() }
 
 func (c *cluster) listener() *bufconn.Listener {
 	c.mu.Lock()
@@ -325,7 +241,7 @@ func (c *cluster) listener() *bufconn.Listener {
 	if c.cp == nil {
 		return nil
 	}
-	return c.cp.lis
+	return c.cp.Listener()
 }
 
 func (c *cluster) close() {
@@ -353,7 +269,7 @@ func (c *cluster) start() {
 func (c *cluster) waitConnected(agents ...*fakeAgent) {
 	c.t.Helper()
 	eventually(c.t, "agents to connect", func() bool {
-		reg := c.current().registry
+		reg := c.current().Server.Registry()
 		for _, a := range agents {
 			got, ok := reg.Get(a.id)
 			if !ok || got.Record.State != store.AgentConnected || got.LastHeartbeat == nil {
@@ -389,7 +305,7 @@ func (c *cluster) putService(strategy *flotillav1.RolloutStrategy) {
 
 func (c *cluster) startRollout(image string, strategy *flotillav1.RolloutStrategy) *flotillav1.Rollout {
 	c.t.Helper()
-	r, err := c.engine().StartRollout(operator(), &flotillav1.StartRolloutRequest{Service: serviceName, Image: image, Strategy: strategy, Reason: "test"})
+	r, err := c.engine().StartRollout(operator(), &flotillav1.StartRolloutRequest{Service: serviceName, Image: image, Strategy: strategy, Reason: "test"}, "operator:at-1")
 	if err != nil {
 		c.t.Fatalf("StartRollout: %v", err)
 	}
@@ -490,7 +406,7 @@ func checkSequence(t testing.TB, evs []*flotillav1.RolloutEvent) {
 			t.Fatalf("event %d has sequence %d", i, ev.GetSequence())
 		}
 	}
-	if len(evs) == 0 || !rollout.Finished(evs[len(evs)-1].GetState().GetState()) {
+	if len(evs) == 0 || !rollout.Terminal(evs[len(evs)-1].GetState().GetState()) {
 		t.Fatalf("history does not end with a final state: %v", evs[len(evs)-1:])
 	}
 }
@@ -593,10 +509,8 @@ func (a *fakeAgent) session(ctx context.Context) {
 	if lis == nil {
 		return
 	}
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: a.c.ca.Pool(), ServerName: "localhost",
-			Certificates: []tls.Certificate{a.cert}, MinVersion: tls.VersionTLS13})))
+	conn, err := servertest.DialListener(lis, &tls.Config{RootCAs: a.c.ca.Pool(), ServerName: "localhost",
+		Certificates: []tls.Certificate{a.cert}, MinVersion: tls.VersionTLS13})
 	if err != nil {
 		return
 	}
@@ -835,7 +749,7 @@ func dbDir(t testing.TB) string {
 // given label, or without labels when label is empty.
 func (c *cluster) metric(name, label, value string) float64 {
 	c.t.Helper()
-	mfs, err := c.current().metrics.Gather()
+	mfs, err := c.current().Server.Metrics().Gather()
 	if err != nil {
 		c.t.Fatal(err)
 	}

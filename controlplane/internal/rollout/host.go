@@ -9,8 +9,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
 
-	"flotilla.dev/controlplane/internal/commands"
 	"flotilla.dev/controlplane/internal/store"
 )
 
@@ -43,7 +43,7 @@ func outcome(hc store.HostCommand) cmdOutcome {
 	switch {
 	case st == flotillav1.CommandState_COMMAND_STATE_SUCCEEDED:
 		return outcomeSucceeded
-	case commands.Terminal(st):
+	case command.Terminal(st):
 		return outcomeFailed
 	default:
 		return outcomeWaiting

@@ -83,10 +83,10 @@ func (m *Metrics) rolloutState(from, to flotillav1.RolloutState) {
 	if m == nil || from == to {
 		return
 	}
-	if from != flotillav1.RolloutState_ROLLOUT_STATE_UNSPECIFIED && !Finished(from) {
+	if from != flotillav1.RolloutState_ROLLOUT_STATE_UNSPECIFIED && !Terminal(from) {
 		m.active.WithLabelValues(stateName(from)).Dec()
 	}
-	if Finished(to) {
+	if Terminal(to) {
 		m.finished.WithLabelValues(stateName(to)).Inc()
 	} else {
 		m.active.WithLabelValues(stateName(to)).Inc()

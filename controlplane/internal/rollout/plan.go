@@ -2,13 +2,13 @@ package rollout
 
 import (
 	"fmt"
-	"math"
 	"net"
 	"slices"
 	"strconv"
 	"strings"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/limit"
 
 	"flotilla.dev/controlplane/internal/commands"
 	"flotilla.dev/controlplane/internal/fleet"
@@ -153,23 +153,11 @@ func MakePlan(in PlanInput) Plan {
 func batchSize(s *flotillav1.RolloutStrategy, n int) int {
 	switch b := s.GetBatch().(type) {
 	case *flotillav1.RolloutStrategy_BatchPercent:
-		return max(1, int(math.Ceil(float64(n)*float64(b.BatchPercent)/100)))
+		return limit.PercentOf(n, b.BatchPercent)
 	case *flotillav1.RolloutStrategy_BatchSize:
 		return max(1, int(b.BatchSize))
 	default:
 		return 1
-	}
-}
-
-// resolveLimit turns a Limit into a host count for n hosts; def when unset.
-func resolveLimit(l *flotillav1.Limit, n, def int) int {
-	switch k := l.GetKind().(type) {
-	case *flotillav1.Limit_Count:
-		return int(k.Count)
-	case *flotillav1.Limit_Percent:
-		return max(1, int(math.Ceil(float64(n)*float64(k.Percent)/100)))
-	default:
-		return def
 	}
 }
 

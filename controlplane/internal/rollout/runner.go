@@ -8,13 +8,13 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
+	"flotilla.dev/pkg/limit"
 
-	"flotilla.dev/controlplane/internal/commands"
+	"flotilla.dev/controlplane/internal/fault"
 	"flotilla.dev/controlplane/internal/store"
 )
 
@@ -106,7 +106,7 @@ func newRunner(e *Engine, rec store.Rollout, rows []store.RolloutHost) (*runner,
 	if len(r.hosts) != len(rows) {
 		return nil, fmt.Errorf("rollout %s: %d host rows for %d planned hosts", rec.ID, len(rows), len(r.hosts))
 	}
-	r.maxFailures = resolveLimit(r.strategy.GetMaxFailures(), len(r.hosts), 1)
+	r.maxFailures = limit.Resolve(r.strategy.GetMaxFailures(), len(r.hosts), 1)
 	for _, h := range r.hosts {
 		step := flotillav1.HostStep(h.Step)
 		if step == flotillav1.HostStep_HOST_STEP_FAILED && !h.RollingBack {
@@ -159,25 +159,11 @@ func (r *runner) observe(hc store.HostCommand) {
 
 // newerThan reports whether a is further along than b.
 func newerThan(a, b store.HostCommand) bool {
-	ra, rb := cmdRank(a), cmdRank(b)
+	ra, rb := command.Rank(flotillav1.CommandState(a.State)), command.Rank(flotillav1.CommandState(b.State))
 	if ra != rb {
 		return ra > rb
 	}
 	return !a.ReleasedAt.IsZero() && b.ReleasedAt.IsZero()
-}
-
-func cmdRank(hc store.HostCommand) int {
-	st := flotillav1.CommandState(hc.State)
-	switch {
-	case commands.Terminal(st):
-		return 3
-	case st == flotillav1.CommandState_COMMAND_STATE_RUNNING:
-		return 2
-	case st == flotillav1.CommandState_COMMAND_STATE_ACCEPTED:
-		return 1
-	default:
-		return 0
-	}
 }
 
 // command returns what is known of a host command: the cache, then the
@@ -278,7 +264,7 @@ func (r *runner) step(ctx context.Context) (time.Time, bool) {
 		r.reload(ctx)
 		return ch.now.Add(r.e.cfg.RetryInterval), false
 	}
-	if Finished(flotillav1.RolloutState(r.rec.State)) {
+	if Terminal(flotillav1.RolloutState(r.rec.State)) {
 		return time.Time{}, true
 	}
 	if ch.changed() {
@@ -330,13 +316,13 @@ func (r *runner) call(ctx context.Context, req controlRequest) error {
 	case <-r.done:
 		return errRunnerGone
 	case <-ctx.Done():
-		return status.FromContextError(ctx.Err()).Err()
+		return ctx.Err()
 	}
 	select {
 	case err := <-req.reply:
 		return err
 	case <-ctx.Done():
-		return status.FromContextError(ctx.Err()).Err()
+		return ctx.Err()
 	}
 }
 
@@ -351,9 +337,9 @@ func (r *runner) handleControl(ctx context.Context, req controlRequest) error {
 		case state == flotillav1.RolloutState_ROLLOUT_STATE_PAUSED:
 			return nil
 		case r.rec.Stop != "":
-			return status.Errorf(codes.FailedPrecondition, "rollout %s is stopping (%s); it cannot be paused", r.rec.ID, r.rec.Stop)
+			return fault.Preconditionf("rollout %s is stopping (%s); it cannot be paused", r.rec.ID, r.rec.Stop)
 		case state != flotillav1.RolloutState_ROLLOUT_STATE_PREPARING && state != flotillav1.RolloutState_ROLLOUT_STATE_RUNNING:
-			return status.Errorf(codes.FailedPrecondition, "rollout %s is %s; only a preparing or running rollout can be paused", r.rec.ID, state)
+			return fault.Preconditionf("rollout %s is %s; only a preparing or running rollout can be paused", r.rec.ID, state)
 		}
 		msg := "paused by an operator; hosts in progress finish, no new host starts"
 		if req.reason != "" {
@@ -366,7 +352,7 @@ func (r *runner) handleControl(ctx context.Context, req controlRequest) error {
 			return nil
 		case flotillav1.RolloutState_ROLLOUT_STATE_PAUSED:
 		default:
-			return status.Errorf(codes.FailedPrecondition, "rollout %s is %s; only a paused rollout can be resumed", r.rec.ID, state)
+			return fault.Preconditionf("rollout %s is %s; only a paused rollout can be resumed", r.rec.ID, state)
 		}
 		next := flotillav1.RolloutState_ROLLOUT_STATE_RUNNING
 		if !r.rec.Prepared {
@@ -377,7 +363,7 @@ func (r *runner) handleControl(ctx context.Context, req controlRequest) error {
 		switch state {
 		case flotillav1.RolloutState_ROLLOUT_STATE_PREPARING, flotillav1.RolloutState_ROLLOUT_STATE_RUNNING, flotillav1.RolloutState_ROLLOUT_STATE_PAUSED:
 		default:
-			return status.Errorf(codes.FailedPrecondition, "rollout %s is %s; it cannot be aborted", r.rec.ID, state)
+			return fault.Preconditionf("rollout %s is %s; it cannot be aborted", r.rec.ID, state)
 		}
 		reason := "aborted by an operator"
 		if req.reason != "" {
@@ -394,12 +380,12 @@ func (r *runner) handleControl(ctx context.Context, req controlRequest) error {
 		}
 		r.setState(ch, state, msg)
 	default:
-		return status.Errorf(codes.Internal, "unknown control %q", req.op)
+		return fmt.Errorf("unknown control %q", req.op)
 	}
 	if err := r.commit(ctx, ch); err != nil {
 		r.log.Warn("storing an operator's change failed", zap.String("op", req.op), zap.Error(err))
 		r.reload(ctx)
-		return status.Error(codes.Unavailable, "the change could not be stored; retry")
+		return fault.Unavailablef("the change could not be stored; retry")
 	}
 	r.signal()
 	return nil

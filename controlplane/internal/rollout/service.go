@@ -7,17 +7,16 @@ import (
 	"strings"
 
 	"go.uber.org/zap"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 
+	"flotilla.dev/controlplane/internal/fault"
 	"flotilla.dev/controlplane/internal/store"
 )
 
 func unavailable(err error, what string) error {
-	return status.Errorf(codes.Unavailable, "%s: store unavailable (%v); retry", what, err)
+	return fault.Unavailable(err, fmt.Sprintf("%s: store unavailable (%v); retry", what, err))
 }
 
 // PutService validates and stores a service definition.
@@ -29,7 +28,7 @@ func (e *Engine) PutService(ctx context.Context, svc *flotillav1.Service) (*flot
 	spec.CreatedAt, spec.UpdatedAt, spec.CurrentImage = nil, nil, ""
 	b, err := marshal(spec)
 	if err != nil {
-		return nil, status.Error(codes.Internal, "could not encode the service")
+		return nil, errors.New("could not encode the service")
 	}
 	now := e.cfg.Now()
 	stored, err := e.cfg.Store.PutService(ctx, store.Service{Name: spec.GetName(), Spec: b, CreatedAt: now, UpdatedAt: now})
@@ -57,7 +56,7 @@ func (e *Engine) GetService(ctx context.Context, name string) (*flotillav1.Servi
 func (e *Engine) getService(ctx context.Context, name, field string) (store.Service, error) {
 	s, err := e.cfg.Store.GetService(ctx, name)
 	if errors.Is(err, store.ErrNotFound) {
-		return store.Service{}, status.Errorf(codes.NotFound, "%s: service %q not found (ListServices shows the services; PutService creates one)", field, name)
+		return store.Service{}, &fault.NotFoundError{Field: field, Kind: "service", ID: name, Hint: "ListServices shows the services; PutService creates one"}
 	}
 	if err != nil {
 		return store.Service{}, unavailable(err, "reading the service failed")
@@ -89,7 +88,7 @@ func (e *Engine) serviceOut(ctx context.Context, s store.Service) (*flotillav1.S
 	}
 	out, err := serviceProto(s, current.Image)
 	if err != nil {
-		return nil, status.Errorf(codes.Internal, "service %s is unreadable", s.Name)
+		return nil, fmt.Errorf("service %s is unreadable", s.Name)
 	}
 	return out, nil
 }
@@ -128,7 +127,7 @@ func (e *Engine) GetRollout(ctx context.Context, id string) (*flotillav1.Rollout
 	}
 	out, err := rolloutProto(rec, hosts)
 	if err != nil {
-		return nil, status.Errorf(codes.Internal, "rollout %s is unreadable", id)
+		return nil, fmt.Errorf("rollout %s is unreadable", id)
 	}
 	return out, nil
 }
@@ -136,7 +135,7 @@ func (e *Engine) GetRollout(ctx context.Context, id string) (*flotillav1.Rollout
 func (e *Engine) getRollout(ctx context.Context, id string) (store.Rollout, error) {
 	rec, err := e.cfg.Store.GetRollout(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return store.Rollout{}, status.Errorf(codes.NotFound, "rollout_id: rollout %q not found (ListRollouts shows them)", id)
+		return store.Rollout{}, &fault.NotFoundError{Field: "rollout_id", Kind: "rollout", ID: id, Hint: "ListRollouts shows them"}
 	}
 	if err != nil {
 		return store.Rollout{}, unavailable(err, "reading the rollout failed")
@@ -186,18 +185,18 @@ func (e *Engine) control(ctx context.Context, req controlRequest, id string) (*f
 		if err != nil {
 			return nil, err
 		}
-		if Finished(flotillav1.RolloutState(rec.State)) {
-			return nil, status.Errorf(codes.FailedPrecondition, "rollout %s already ended (%s)", id, flotillav1.RolloutState(rec.State))
+		if Terminal(flotillav1.RolloutState(rec.State)) {
+			return nil, fault.Preconditionf("rollout %s already ended (%s)", id, flotillav1.RolloutState(rec.State))
 		}
-		return nil, status.Errorf(codes.Unavailable, "rollout %s is not running in this control plane yet; retry", id)
+		return nil, fault.Unavailablef("rollout %s is not running in this control plane yet; retry", id)
 	}
 	err := r.call(ctx, req)
 	if errors.Is(err, errRunnerGone) {
 		rec, gerr := e.getRollout(ctx, id)
-		if gerr == nil && Finished(flotillav1.RolloutState(rec.State)) {
-			return nil, status.Errorf(codes.FailedPrecondition, "rollout %s already ended (%s)", id, flotillav1.RolloutState(rec.State))
+		if gerr == nil && Terminal(flotillav1.RolloutState(rec.State)) {
+			return nil, fault.Preconditionf("rollout %s already ended (%s)", id, flotillav1.RolloutState(rec.State))
 		}
-		return nil, status.Errorf(codes.Unavailable, "rollout %s: the control plane is stopping; retry", id)
+		return nil, fault.Unavailablef("rollout %s: the control plane is stopping; retry", id)
 	}
 	if err != nil {
 		return nil, err
@@ -219,13 +218,13 @@ func (e *Engine) activeRollout(ctx context.Context, service string) (store.Rollo
 }
 
 func activeError(service string, rec store.Rollout) error {
-	return status.Errorf(codes.FailedPrecondition, "service %s already has an active rollout: %s (%s, image %s); wait for it to end or abort it",
+	return fault.Preconditionf("service %s already has an active rollout: %s (%s, image %s); wait for it to end or abort it",
 		service, rec.ID, flotillav1.RolloutState(rec.State), rec.Image)
 }
 
-// RollbackService starts a rollout back to the image of the previous
+// RollbackService starts a rollout, on behalf of createdBy, back to the image of the previous
 // successful rollout (or of a named one), linked to the rollout it undoes.
-func (e *Engine) RollbackService(ctx context.Context, req *flotillav1.RollbackServiceRequest) (*flotillav1.Rollout, error) {
+func (e *Engine) RollbackService(ctx context.Context, req *flotillav1.RollbackServiceRequest, createdBy string) (*flotillav1.Rollout, error) {
 	if err := ValidateServiceName("service", req.GetService()); err != nil {
 		return nil, err
 	}
@@ -248,20 +247,20 @@ func (e *Engine) RollbackService(ctx context.Context, req *flotillav1.RollbackSe
 		return nil, unavailable(err, "reading the service's rollouts failed")
 	}
 	if len(latest) == 0 {
-		return nil, status.Errorf(codes.FailedPrecondition, "service %s has no rollout to undo", req.GetService())
+		return nil, fault.Preconditionf("service %s has no rollout to undo", req.GetService())
 	}
 	undo := latest[0]
 	var target store.Rollout
 	if id := req.GetToRolloutId(); id != "" {
 		target, err = e.getRollout(ctx, id)
 		if err != nil {
-			return nil, status.Convert(err).Err()
+			return nil, err
 		}
 		switch {
 		case target.Service != req.GetService():
 			return nil, invalid("to_rollout_id", "rollout %s belongs to service %s, not %s", id, target.Service, req.GetService())
 		case flotillav1.RolloutState(target.State) != flotillav1.RolloutState_ROLLOUT_STATE_SUCCEEDED:
-			return nil, status.Errorf(codes.FailedPrecondition, "to_rollout_id: rollout %s is %s; only a succeeded rollout's image is a known-good revision",
+			return nil, fault.Preconditionf("to_rollout_id: rollout %s is %s; only a succeeded rollout's image is a known-good revision",
 				id, flotillav1.RolloutState(target.State))
 		}
 	} else {
@@ -275,7 +274,7 @@ func (e *Engine) RollbackService(ctx context.Context, req *flotillav1.RollbackSe
 			return nil, err
 		}
 		if target.ID == "" {
-			return nil, status.Errorf(codes.FailedPrecondition, "service %s has no successful rollout before %s to go back to", req.GetService(), undo.ID)
+			return nil, fault.Preconditionf("service %s has no successful rollout before %s to go back to", req.GetService(), undo.ID)
 		}
 	}
 	reason := req.GetReason()
@@ -283,7 +282,7 @@ func (e *Engine) RollbackService(ctx context.Context, req *flotillav1.RollbackSe
 		reason = fmt.Sprintf("roll back %s to the image of %s", undo.ID, target.ID)
 	}
 	out, err := e.start(ctx, startParams{
-		service: req.GetService(), image: target.Image, strategy: req.GetStrategy(), reason: reason, rollbackOf: undo.ID,
+		service: req.GetService(), image: target.Image, strategy: req.GetStrategy(), reason: reason, rollbackOf: undo.ID, createdBy: createdBy,
 	})
 	if err == nil {
 		e.cfg.Metrics.rollback("service")
@@ -291,9 +290,10 @@ func (e *Engine) RollbackService(ctx context.Context, req *flotillav1.RollbackSe
 	return out, err
 }
 
-// StartRollout validates a request and starts the rollout, or returns its
-// plan for a dry run.
-func (e *Engine) StartRollout(ctx context.Context, req *flotillav1.StartRolloutRequest) (*flotillav1.Rollout, error) {
+// StartRollout validates a request and starts the rollout on behalf of
+// createdBy (the caller's principal, "kind:id"), or returns its plan for a
+// dry run.
+func (e *Engine) StartRollout(ctx context.Context, req *flotillav1.StartRolloutRequest, createdBy string) (*flotillav1.Rollout, error) {
 	if err := ValidateServiceName("service", req.GetService()); err != nil {
 		return nil, err
 	}
@@ -313,7 +313,7 @@ func (e *Engine) StartRollout(ctx context.Context, req *flotillav1.StartRolloutR
 	}
 	return e.start(ctx, startParams{
 		service: req.GetService(), image: req.GetImage(), selector: req.GetSelector(), strategy: req.GetStrategy(),
-		reason: req.GetReason(), dryRun: req.GetDryRun(),
+		reason: req.GetReason(), dryRun: req.GetDryRun(), createdBy: createdBy,
 	})
 }
 

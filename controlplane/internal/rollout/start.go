@@ -6,15 +6,14 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 
-	"flotilla.dev/controlplane/internal/auth"
+	"flotilla.dev/controlplane/internal/fault"
 	"flotilla.dev/controlplane/internal/fleet"
 	"flotilla.dev/controlplane/internal/selector"
 	"flotilla.dev/controlplane/internal/store"
@@ -29,72 +28,126 @@ type startParams struct {
 	reason     string
 	dryRun     bool
 	rollbackOf string
+	createdBy  string
 }
 
 // start plans a rollout and, unless it is a dry run, stores it and hands it
 // to a runner. A dry run returns the very plan a start would follow now.
 func (e *Engine) start(ctx context.Context, p startParams) (*flotillav1.Rollout, error) {
-	stored, err := e.getService(ctx, p.service, "service")
+	pl, err := e.planStart(ctx, p)
 	if err != nil {
 		return nil, err
 	}
-	svc := &flotillav1.Service{}
-	if err := proto.Unmarshal(stored.Spec, svc); err != nil {
-		return nil, status.Errorf(codes.Internal, "service %s is unreadable", p.service)
+	createdBy := p.createdBy
+	now := e.cfg.Now()
+	def := &flotillav1.Rollout{
+		Service: p.service, Image: p.image, Strategy: pl.strategy, Selector: pl.selector, Reason: p.reason, CreatedBy: createdBy,
+		Batches: pl.plan.Batches, Excluded: pl.plan.Excluded, CreatedAt: ts(now), RollbackOf: p.rollbackOf,
 	}
-	strategy := p.strategy
-	if strategy == nil {
-		strategy = svc.GetDefaultStrategy()
+	rows := pendingHosts(pl.plan, pl.strategy)
+	if p.dryRun {
+		return dryRunRollout(def, rows), nil
 	}
-	strategy = withDefaults(strategy)
-	selText := p.selector
-	if selText == "" {
-		selText = svc.GetSelector()
-	}
-	sel, err := selector.Parse(selText)
+	rec, err := e.storeRollout(ctx, p, pl, def, rows, now)
 	if err != nil {
-		return nil, invalid("selector", "%v", err)
+		return nil, err
+	}
+	r, err := newRunner(e, rec, rows)
+	if err != nil {
+		return nil, fmt.Errorf("rollout %s: %v", rec.ID, err)
+	}
+	for _, h := range r.hosts {
+		h.pull = pullNotCreated // a new rollout has no command yet
+	}
+	e.cfg.Metrics.rolloutStarted()
+	e.log.Info("rollout started", zap.String("rollout", rec.ID), zap.String("service", p.service), zap.String("image", p.image),
+		zap.String("by", createdBy), zap.Int("hosts", len(rows)), zap.Int("batches", len(pl.plan.Batches)),
+		zap.Int("excluded", len(pl.plan.Excluded)), zap.String("rollback_of", p.rollbackOf), zap.String("reason", p.reason))
+	e.launch(r)
+	out, err := rolloutProto(rec, rows)
+	if err != nil {
+		return nil, fmt.Errorf("rollout %s is unreadable", rec.ID)
+	}
+	return out, nil
+}
+
+// startPlan is what a start resolved: the service, its strategy and
+// selector with the start's overrides, its load-balancer agents, and the
+// plan over the hosts the selector matches.
+type startPlan struct {
+	svc      *flotillav1.Service
+	strategy *flotillav1.RolloutStrategy
+	selector string
+	lbIDs    []string
+	plan     Plan
+}
+
+// planStart reads the service, resolves the strategy and the selector,
+// refuses a start while the service has an active rollout (a dry run
+// excepted), and plans the batches over the matching agents.
+func (e *Engine) planStart(ctx context.Context, p startParams) (startPlan, error) {
+	stored, err := e.getService(ctx, p.service, "service")
+	if err != nil {
+		return startPlan{}, err
+	}
+	pl := startPlan{svc: &flotillav1.Service{}, strategy: p.strategy, selector: p.selector}
+	if err := proto.Unmarshal(stored.Spec, pl.svc); err != nil {
+		return startPlan{}, fmt.Errorf("service %s is unreadable", p.service)
+	}
+	if pl.strategy == nil {
+		pl.strategy = pl.svc.GetDefaultStrategy()
+	}
+	pl.strategy = withDefaults(pl.strategy)
+	if pl.selector == "" {
+		pl.selector = pl.svc.GetSelector()
+	}
+	sel, err := selector.Parse(pl.selector)
+	if err != nil {
+		return startPlan{}, invalid("selector", "%v", err)
 	}
 	if !p.dryRun {
 		if rec, ok, err := e.activeRollout(ctx, p.service); err != nil {
-			return nil, err
+			return startPlan{}, err
 		} else if ok {
-			return nil, activeError(p.service, rec)
+			return startPlan{}, activeError(p.service, rec)
 		}
 	}
 	agents, _, total := e.cfg.Registry.List(fleet.Query{Selector: sel, Limit: e.cfg.MaxHosts + 1})
 	switch {
 	case total == 0:
-		return nil, status.Errorf(codes.FailedPrecondition, "selector %q matches no registered agent", selText)
+		return startPlan{}, fault.Preconditionf("selector %q matches no registered agent", pl.selector)
 	case total > e.cfg.MaxHosts:
-		return nil, status.Errorf(codes.FailedPrecondition, "selector %q matches %d agents, at most %d per rollout", selText, total, e.cfg.MaxHosts)
+		return startPlan{}, fault.Preconditionf("selector %q matches %d agents, at most %d per rollout", pl.selector, total, e.cfg.MaxHosts)
 	}
-	lbIDs, err := e.loadBalancers(svc.GetLoadBalancer())
-	if err != nil {
-		return nil, err
+	if pl.lbIDs, err = e.loadBalancers(pl.svc.GetLoadBalancer()); err != nil {
+		return startPlan{}, err
 	}
 	cands := make([]Candidate, len(agents))
 	for i, a := range agents {
-		cands[i] = candidateOf(a, svc.GetContainer(), svc.GetLoadBalancer())
+		cands[i] = candidateOf(a, pl.svc.GetContainer(), pl.svc.GetLoadBalancer())
 	}
-	plan := MakePlan(PlanInput{Image: p.image, Container: svc.GetContainer(), Strategy: strategy, LoadBalancer: svc.GetLoadBalancer(), Hosts: cands})
-	if strategy.GetOfflineHosts() == flotillav1.OfflinePolicy_OFFLINE_POLICY_FAIL && len(plan.Offline) > 0 {
-		return nil, status.Errorf(codes.FailedPrecondition, "%d hosts are offline and strategy.offline_hosts is FAIL: %s",
-			len(plan.Offline), joinLimited(plan.Offline, 20))
+	pl.plan = MakePlan(PlanInput{Image: p.image, Container: pl.svc.GetContainer(), Strategy: pl.strategy,
+		LoadBalancer: pl.svc.GetLoadBalancer(), Hosts: cands})
+	return pl, checkPlan(pl)
+}
+
+// checkPlan refuses a plan with offline hosts under OFFLINE_POLICY_FAIL,
+// or with no host left to roll out.
+func checkPlan(pl startPlan) error {
+	if pl.strategy.GetOfflineHosts() == flotillav1.OfflinePolicy_OFFLINE_POLICY_FAIL && len(pl.plan.Offline) > 0 {
+		return fault.Preconditionf("%d hosts are offline and strategy.offline_hosts is FAIL: %s",
+			len(pl.plan.Offline), joinLimited(pl.plan.Offline, 20))
 	}
-	if len(plan.Hosts) == 0 {
-		return nil, status.Errorf(codes.FailedPrecondition, "nothing to roll out: every host the selector %q matches is left out (%s)",
-			selText, exclusionSummary(plan.Excluded))
+	if len(pl.plan.Hosts) == 0 {
+		return fault.Preconditionf("nothing to roll out: every host the selector %q matches is left out (%s)",
+			pl.selector, exclusionSummary(pl.plan.Excluded))
 	}
-	createdBy := ""
-	if pr, ok := auth.PrincipalFrom(ctx); ok {
-		createdBy = pr.Kind + ":" + pr.ID
-	}
-	now := e.cfg.Now()
-	def := &flotillav1.Rollout{
-		Service: p.service, Image: p.image, Strategy: strategy, Selector: selText, Reason: p.reason, CreatedBy: createdBy,
-		Batches: plan.Batches, Excluded: plan.Excluded, CreatedAt: ts(now), RollbackOf: p.rollbackOf,
-	}
+	return nil
+}
+
+// pendingHosts are the plan's hosts as the store keeps them before their
+// batch starts.
+func pendingHosts(plan Plan, strategy *flotillav1.RolloutStrategy) []store.RolloutHost {
 	rows := make([]store.RolloutHost, len(plan.Hosts))
 	for i, ph := range plan.Hosts {
 		rows[i] = store.RolloutHost{AgentID: ph.AgentID, Batch: ph.Batch, Step: int32(flotillav1.HostStep_HOST_STEP_PENDING),
@@ -103,31 +156,42 @@ func (e *Engine) start(ctx context.Context, p startParams) (*flotillav1.Rollout,
 			rows[i].Message = fmt.Sprintf("offline at the start; waiting up to offline_wait (%s) for it to come back", strategy.GetOfflineWait().AsDuration())
 		}
 	}
-	msg := fmt.Sprintf("pulling %s on %d hosts", p.image, len(rows))
-	if p.dryRun {
-		out := proto.Clone(def).(*flotillav1.Rollout)
-		out.State, out.Message = flotillav1.RolloutState_ROLLOUT_STATE_PREPARING, "dry run: nothing was started"
-		for _, h := range rows {
-			out.Hosts = append(out.Hosts, hostProto(h))
-		}
-		return out, nil
+	return rows
+}
+
+// dryRunRollout is the answer to a dry run: the rollout as it would start,
+// without an ID.
+func dryRunRollout(def *flotillav1.Rollout, rows []store.RolloutHost) *flotillav1.Rollout {
+	out := proto.Clone(def).(*flotillav1.Rollout)
+	out.State, out.Message = flotillav1.RolloutState_ROLLOUT_STATE_PREPARING, "dry run: nothing was started"
+	for _, h := range rows {
+		out.Hosts = append(out.Hosts, hostProto(h))
 	}
-	id, err := auth.NewID(IDPrefix)
+	return out
+}
+
+// storeRollout gives the rollout an ID and stores it, its hosts and its
+// first event (PREPARING) at once; the store refuses it while the service
+// has another active rollout.
+func (e *Engine) storeRollout(ctx context.Context, p startParams, pl startPlan, def *flotillav1.Rollout,
+	rows []store.RolloutHost, now time.Time) (store.Rollout, error) {
+	id, err := e.cfg.NewID(IDPrefix)
 	if err != nil {
-		return nil, status.Error(codes.Internal, "could not generate a rollout ID")
+		return store.Rollout{}, errors.New("could not generate a rollout ID")
 	}
 	def.Id = id
 	defBytes, err := marshal(def)
 	if err != nil {
-		return nil, status.Error(codes.Internal, "could not encode the rollout")
+		return store.Rollout{}, errors.New("could not encode the rollout")
 	}
-	svcBytes, err := marshal(svc)
+	svcBytes, err := marshal(pl.svc)
 	if err != nil {
-		return nil, status.Error(codes.Internal, "could not encode the service")
+		return store.Rollout{}, errors.New("could not encode the service")
 	}
+	msg := fmt.Sprintf("pulling %s on %d hosts", p.image, len(rows))
 	rec := store.Rollout{
-		ID: id, Service: p.service, Image: p.image, RollbackOf: p.rollbackOf, CreatedBy: createdBy, Definition: defBytes,
-		ServiceSpec: svcBytes, LoadBalancers: lbIDs, State: int32(flotillav1.RolloutState_ROLLOUT_STATE_PREPARING), Message: msg,
+		ID: id, Service: p.service, Image: p.image, RollbackOf: p.rollbackOf, CreatedBy: def.GetCreatedBy(), Definition: defBytes,
+		ServiceSpec: svcBytes, LoadBalancers: pl.lbIDs, State: int32(flotillav1.RolloutState_ROLLOUT_STATE_PREPARING), Message: msg,
 		StopState: int32(flotillav1.RolloutState_ROLLOUT_STATE_FAILED), CreatedAt: now,
 	}
 	for i := range rows {
@@ -137,31 +201,15 @@ func (e *Engine) start(ctx context.Context, p startParams) (*flotillav1.Rollout,
 	var active *store.ActiveRolloutError
 	switch {
 	case errors.As(err, &active):
-		if rec, ok, gerr := e.activeRollout(ctx, p.service); gerr == nil && ok {
-			return nil, activeError(p.service, rec)
+		if other, ok, gerr := e.activeRollout(ctx, p.service); gerr == nil && ok {
+			return store.Rollout{}, activeError(p.service, other)
 		}
-		return nil, status.Errorf(codes.FailedPrecondition, "service %s already has an active rollout: %s", p.service, active.RolloutID)
+		return store.Rollout{}, fault.Preconditionf("service %s already has an active rollout: %s", p.service, active.RolloutID)
 	case err != nil:
 		e.log.Error("storing a rollout failed", zap.String("service", p.service), zap.Error(err))
-		return nil, unavailable(err, "the rollout could not be stored; nothing was started")
+		return store.Rollout{}, unavailable(err, "the rollout could not be stored; nothing was started")
 	}
-	r, err := newRunner(e, rec, rows)
-	if err != nil {
-		return nil, status.Errorf(codes.Internal, "rollout %s: %v", id, err)
-	}
-	for _, h := range r.hosts {
-		h.pull = pullNotCreated // a new rollout has no command yet
-	}
-	e.cfg.Metrics.rolloutStarted()
-	e.log.Info("rollout started", zap.String("rollout", id), zap.String("service", p.service), zap.String("image", p.image),
-		zap.String("by", createdBy), zap.Int("hosts", len(rows)), zap.Int("batches", len(plan.Batches)),
-		zap.Int("excluded", len(plan.Excluded)), zap.String("rollback_of", p.rollbackOf), zap.String("reason", p.reason))
-	e.launch(r)
-	out, err := rolloutProto(rec, rows)
-	if err != nil {
-		return nil, status.Errorf(codes.Internal, "rollout %s is unreadable", id)
-	}
-	return out, nil
+	return rec, nil
 }
 
 // loadBalancers resolves the load-balancer agents of a service. Every one
@@ -172,11 +220,11 @@ func (e *Engine) loadBalancers(lb *flotillav1.LoadBalancer) ([]string, error) {
 	}
 	sel, err := selector.Parse(lb.GetSelector())
 	if err != nil {
-		return nil, status.Errorf(codes.FailedPrecondition, "the service's load_balancer.selector does not parse: %v", err)
+		return nil, fault.Preconditionf("the service's load_balancer.selector does not parse: %v", err)
 	}
 	agents, _, total := e.cfg.Registry.List(fleet.Query{Selector: sel, Limit: 1000})
 	if total == 0 {
-		return nil, status.Errorf(codes.FailedPrecondition, "the service's load_balancer.selector %q matches no agent: nothing could drain the hosts", lb.GetSelector())
+		return nil, fault.Preconditionf("the service's load_balancer.selector %q matches no agent: nothing could drain the hosts", lb.GetSelector())
 	}
 	var ids, offline []string
 	for _, a := range agents {
@@ -186,7 +234,7 @@ func (e *Engine) loadBalancers(lb *flotillav1.LoadBalancer) ([]string, error) {
 		}
 	}
 	if len(offline) > 0 {
-		return nil, status.Errorf(codes.FailedPrecondition, "load-balancer agents offline: %s; hosts could not be drained", joinLimited(offline, 20))
+		return nil, fault.Preconditionf("load-balancer agents offline: %s; hosts could not be drained", joinLimited(offline, 20))
 	}
 	return ids, nil
 }

@@ -1,20 +1,18 @@
 package rollout
 
 import (
-	"fmt"
 	"net/url"
 	"regexp"
-	"strings"
 	"time"
 
-	"github.com/distribution/reference"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/limit"
+	"flotilla.dev/pkg/validate"
 
+	"flotilla.dev/controlplane/internal/fault"
 	"flotilla.dev/controlplane/internal/selector"
 )
 
@@ -38,15 +36,11 @@ const (
 	maxSelectorText = 1024
 )
 
-var (
-	serviceNameRE   = regexp.MustCompile(`^[a-z0-9-]{1,63}$`)
-	containerNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
-	upstreamNameRE  = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,64}$`)
-)
+var serviceNameRE = regexp.MustCompile(`^[a-z0-9-]{1,63}$`)
 
 // invalid returns an InvalidArgument status naming the field.
 func invalid(field, format string, args ...any) error {
-	return status.Errorf(codes.InvalidArgument, "%s: %s", field, fmt.Sprintf(format, args...))
+	return fault.Invalid(field, format, args...)
 }
 
 // ValidateServiceName checks a service name; field names it in the error.
@@ -69,8 +63,8 @@ func ValidateService(svc *flotillav1.Service) error {
 	if err := ValidateServiceName("service.name", svc.GetName()); err != nil {
 		return err
 	}
-	if !containerNameRE.MatchString(svc.GetContainer()) {
-		return invalid("service.container", "%q is not a container name ([a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 128)", svc.GetContainer())
+	if err := validate.ContainerName(svc.GetContainer()); err != nil {
+		return invalid("service.container", "%v", err)
 	}
 	if svc.GetSelector() == "" {
 		return invalid("service.selector", "required: the label selector of the service's hosts (e.g. \"role=web,env=prod\")")
@@ -94,14 +88,14 @@ func ValidateService(svc *flotillav1.Service) error {
 		if err := validateSelector("service.load_balancer.selector", lb.GetSelector()); err != nil {
 			return err
 		}
-		if !upstreamNameRE.MatchString(lb.GetUpstream()) {
-			return invalid("service.load_balancer.upstream", "%q is not an upstream name ([a-zA-Z0-9_.-], 1 to 64)", lb.GetUpstream())
+		if err := validate.UpstreamName(lb.GetUpstream()); err != nil {
+			return invalid("service.load_balancer.upstream", "%v", err)
 		}
 		if p := lb.GetServerPort(); p < 1 || p > 65535 {
 			return invalid("service.load_balancer.server_port", "must be 1-65535, got %d", p)
 		}
 		if l := lb.GetAddressLabel(); l != "" {
-			if err := selector.ValidateKey(l); err != nil {
+			if err := validate.LabelKey(l); err != nil {
 				return invalid("service.load_balancer.address_label", "%v", err)
 			}
 		}
@@ -173,19 +167,8 @@ func ValidateStrategy(prefix string, s *flotillav1.RolloutStrategy) error {
 	if minH, deadline := durationOr(s.GetMinHealthyTime(), DefaultMinHealthyTime), durationOr(s.GetHealthyDeadline(), DefaultHealthyDeadline); minH > deadline {
 		return invalid(prefix+".min_healthy_time", "%s is longer than healthy_deadline %s: no host could pass its health gate", minH, deadline)
 	}
-	switch k := s.GetMaxFailures().GetKind().(type) {
-	case *flotillav1.Limit_Count:
-		if k.Count < 1 {
-			return invalid(prefix+".max_failures.count", "must be at least 1, got %d", k.Count)
-		}
-	case *flotillav1.Limit_Percent:
-		if k.Percent < 1 || k.Percent > 100 {
-			return invalid(prefix+".max_failures.percent", "must be 1-100, got %d", k.Percent)
-		}
-	case nil:
-		if s.GetMaxFailures() != nil {
-			return invalid(prefix+".max_failures", "set count or percent")
-		}
+	if sub, err := limit.Check(s.GetMaxFailures()); err != nil {
+		return invalid(prefix+".max_failures"+sub, "%v", err)
 	}
 	if _, ok := flotillav1.OfflinePolicy_name[int32(s.GetOfflineHosts())]; !ok {
 		return invalid(prefix+".offline_hosts", "%d is not an offline policy (SKIP, FAIL or WAIT)", s.GetOfflineHosts())
@@ -235,31 +218,16 @@ func withDefaults(s *flotillav1.RolloutStrategy) *flotillav1.RolloutStrategy {
 // ValidateImage checks an image reference: the distribution reference
 // grammar with a tag or a digest (the exact image to deploy).
 func ValidateImage(field, image string) error {
-	switch {
-	case image == "":
-		return invalid(field, "required (name:tag or name@sha256:digest)")
-	case len(image) > 512:
-		return invalid(field, "longer than 512 characters")
-	}
-	named, err := reference.ParseNormalizedNamed(image)
-	if err != nil {
-		return invalid(field, "%q is not an image reference (name:tag or name@sha256:digest): %v", image, err)
-	}
-	if _, tagged := named.(reference.Tagged); !tagged {
-		if _, digested := named.(reference.Digested); !digested {
-			return invalid(field, "%q has neither a tag nor a digest; name the exact image to deploy", image)
-		}
+	if _, err := validate.Image(image); err != nil {
+		return invalid(field, "%v", err)
 	}
 	return nil
 }
 
 // validateText checks a free-text field such as a reason.
-func validateText(field, s string, limit int) error {
-	if len(s) > limit {
-		return invalid(field, "%d bytes, at most %d allowed", len(s), limit)
-	}
-	if strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 && r != '\t' }) {
-		return invalid(field, "control characters not allowed")
+func validateText(field, s string, maxLen int) error {
+	if err := validate.Text(s, maxLen); err != nil {
+		return invalid(field, "%v", err)
 	}
 	return nil
 }

@@ -2,9 +2,7 @@ package rollout
 
 import (
 	"context"
-
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
+	"fmt"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 )
@@ -29,20 +27,20 @@ func (e *Engine) WatchRollout(ctx context.Context, id string, send func(*flotill
 			evs, err := e.cfg.Store.ListRolloutEvents(ctx, id, last, watchPage)
 			if err != nil {
 				if ctx.Err() != nil {
-					return status.FromContextError(ctx.Err()).Err()
+					return ctx.Err()
 				}
 				return unavailable(err, "reading the rollout's events failed")
 			}
 			for _, sev := range evs {
 				ev, err := eventProto(sev)
 				if err != nil {
-					return status.Errorf(codes.Internal, "event %d of rollout %s is unreadable", sev.Sequence, id)
+					return fmt.Errorf("event %d of rollout %s is unreadable", sev.Sequence, id)
 				}
 				if err := send(ev); err != nil {
 					return err
 				}
 				last = sev.Sequence
-				if Finished(ev.GetState().GetState()) {
+				if Terminal(ev.GetState().GetState()) {
 					return nil
 				}
 			}
@@ -52,7 +50,7 @@ func (e *Engine) WatchRollout(ctx context.Context, id string, send func(*flotill
 		}
 		select {
 		case <-ctx.Done():
-			return status.FromContextError(ctx.Err()).Err()
+			return ctx.Err()
 		case <-notify:
 		}
 	}

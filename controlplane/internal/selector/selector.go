@@ -1,25 +1,17 @@
-// Package selector parses and evaluates label selectors in the syntax
-// Kubernetes users already know:
-//
-//	env=prod,role in (web,api),!canary,tier!=db,zone
-//
-// Requirements are joined by commas and all must hold. Supported operators:
-// key=value (also ==), key!=value, key in (v1,v2), key notin (v1,v2), key
-// (the label exists) and !key (it does not).
 package selector
 
 import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"flotilla.dev/pkg/validate"
 )
 
 // Limits keep hostile selectors cheap to parse and evaluate.
 const (
 	MaxLength       = 4096
 	MaxRequirements = 64
-	MaxKeyLength    = 253
-	MaxValueLength  = 253
 )
 
 type operator int
@@ -227,11 +219,11 @@ func (p *parser) set(key string, op operator) (requirement, error) {
 
 func (p *parser) key() (string, error) {
 	start := p.pos
-	for !p.done() && isNameChar(p.in[p.pos]) {
+	for !p.done() && validate.IsLabelChar(p.in[p.pos]) {
 		p.pos++
 	}
 	key := p.in[start:p.pos]
-	if err := ValidateKey(key); err != nil {
+	if err := validate.LabelKey(key); err != nil {
 		return "", p.errorf("%v", err)
 	}
 	return key, nil
@@ -239,73 +231,12 @@ func (p *parser) key() (string, error) {
 
 func (p *parser) value() (string, error) {
 	start := p.pos
-	for !p.done() && isNameChar(p.in[p.pos]) {
+	for !p.done() && validate.IsLabelChar(p.in[p.pos]) {
 		p.pos++
 	}
 	v := p.in[start:p.pos]
-	if err := ValidateValue(v); err != nil {
+	if err := validate.LabelValue(v); err != nil {
 		return "", p.errorf("%v", err)
 	}
 	return v, nil
-}
-
-func isNameChar(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-		c == '-' || c == '_' || c == '.' || c == '/'
-}
-
-func isAlnum(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-}
-
-// ValidateKey checks a label key: 1-253 characters of [A-Za-z0-9-_./],
-// starting and ending with a letter or digit.
-func ValidateKey(k string) error {
-	if k == "" {
-		return fmt.Errorf("label key is empty")
-	}
-	if len(k) > MaxKeyLength {
-		return fmt.Errorf("label key is %d characters, at most %d allowed", len(k), MaxKeyLength)
-	}
-	return checkName("label key", k)
-}
-
-// ValidateValue checks a label value: empty, or up to 253 characters of
-// [A-Za-z0-9-_./] starting and ending with a letter or digit.
-func ValidateValue(v string) error {
-	if v == "" {
-		return nil
-	}
-	if len(v) > MaxValueLength {
-		return fmt.Errorf("label value is %d characters, at most %d allowed", len(v), MaxValueLength)
-	}
-	return checkName("label value", v)
-}
-
-func checkName(what, s string) error {
-	for i := 0; i < len(s); i++ {
-		if !isNameChar(s[i]) {
-			return fmt.Errorf("%s %q: character %q not allowed (use letters, digits, '-', '_', '.', '/')", what, s, s[i])
-		}
-	}
-	if !isAlnum(s[0]) || !isAlnum(s[len(s)-1]) {
-		return fmt.Errorf("%s %q must start and end with a letter or digit", what, s)
-	}
-	return nil
-}
-
-// ValidateLabels checks every key and value of a label set.
-func ValidateLabels(labels map[string]string, maxLabels int) error {
-	if len(labels) > maxLabels {
-		return fmt.Errorf("%d labels, at most %d allowed", len(labels), maxLabels)
-	}
-	for k, v := range labels {
-		if err := ValidateKey(k); err != nil {
-			return err
-		}
-		if err := ValidateValue(v); err != nil {
-			return fmt.Errorf("label %q: %w", k, err)
-		}
-	}
-	return nil
 }

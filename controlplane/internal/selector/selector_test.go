@@ -67,18 +67,6 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
-func TestValidateLabels(t *testing.T) {
-	if err := ValidateLabels(map[string]string{"env": "prod", "app.kubernetes.io/name": "web"}, 8); err != nil {
-		t.Fatalf("valid labels refused: %v", err)
-	}
-	if err := ValidateLabels(map[string]string{"env": "pr od"}, 8); err == nil {
-		t.Fatal("label value with a space accepted")
-	}
-	if err := ValidateLabels(map[string]string{"a": "1", "b": "2"}, 1); err == nil {
-		t.Fatal("too many labels accepted")
-	}
-}
-
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{"", "env=prod", "role in (a,b),!x", "a notin (b)", "k!=v,z"} {
 		f.Add(s)

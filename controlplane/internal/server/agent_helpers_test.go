@@ -1,27 +1,20 @@
-package server
+package server_test
 
 import (
 	"context"
 	"crypto/tls"
-	"net"
-	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"go.uber.org/zap/zaptest"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 
 	"flotilla.dev/controlplane/internal/auth"
-	"flotilla.dev/controlplane/internal/config"
 	"flotilla.dev/controlplane/internal/store"
 )
 
@@ -29,38 +22,6 @@ import (
 // correct run on a loaded machine, short enough that a hang fails quickly.
 // No test asserts that anything happens within a time.
 const waitFor = 10 * time.Second
-
-// startServerWith is startServer with a hook that adjusts the configuration
-// (command deadline grace, ...) before the server is built.
-func startServerWith(t *testing.T, dataDir string, lostAfter time.Duration, adjust func(*config.Config)) *harness {
-	t.Helper()
-	cfg := config.Default()
-	cfg.DataDir = dataDir
-	cfg.Store.Path = filepath.Join(dataDir, "flotilla.db")
-	cfg.AgentLostAfter = config.Duration(lostAfter)
-	cfg.ShutdownTimeout = config.Duration(2 * time.Second)
-	if adjust != nil {
-		adjust(&cfg)
-	}
-	srv, err := New(context.Background(), cfg, zaptest.NewLogger(t), "test")
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	admin, err := os.ReadFile(filepath.Join(dataDir, auth.AdminTokenFile))
-	if err != nil {
-		t.Fatalf("admin token: %v", err)
-	}
-	lis := bufconn.Listen(1 << 20)
-	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	h := &harness{t: t, srv: srv, lis: lis, httpAddr: httpLis.Addr().String(), admin: strings.TrimSpace(string(admin)), cancel: cancel, done: make(chan error, 1)}
-	go func() { h.done <- srv.Run(ctx, lis, httpLis) }()
-	t.Cleanup(h.stop)
-	return h
-}
 
 // apiToken stores an operator API token with role and returns its secret;
 // its ID is "at-"+role.
@@ -70,7 +31,7 @@ func (h *harness) apiToken(role string) string {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	if err := h.srv.store.CreateAPIToken(context.Background(), store.APIToken{
+	if err := h.cp.Store().CreateAPIToken(context.Background(), store.APIToken{
 		ID: "at-" + role, Name: role, Hash: hash, Role: role, CreatedAt: time.Now(),
 	}); err != nil {
 		h.t.Fatalf("CreateAPIToken: %v", err)

@@ -1,4 +1,4 @@
-package server
+package server_test
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 
 	"flotilla.dev/controlplane/internal/config"
+	"flotilla.dev/controlplane/internal/server/servertest"
 )
 
 // minAccess is who may call a method at least.
@@ -121,9 +122,9 @@ func (c credential) expect(need minAccess) outcome {
 // registers with every kind of credential, and checks that each is refused
 // or admitted as expectedAccess says.
 func TestEveryRPCAuthorization(t *testing.T) {
-	h := startServerWith(t, t.TempDir(), 30*time.Second, func(c *config.Config) {
+	h := start(t, servertest.WithConfig(func(c *config.Config) {
 		c.RegistrationRateLimit = config.RateLimit{PerMinute: 1000, Burst: 1000}
-	})
+	}))
 	agent, _, err := h.register(h.joinToken(&flotillav1.CreateJoinTokenRequest{}), "web-1", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +147,7 @@ func TestEveryRPCAuthorization(t *testing.T) {
 		{name: "operator certificate", cert: &opCert, role: accessOperator},
 	}
 
-	services := h.srv.grpc.GetServiceInfo()
+	services := h.srv.ServiceInfo()
 	var methods []string
 	streams := map[string]grpc.StreamDesc{}
 	for svc, info := range services {

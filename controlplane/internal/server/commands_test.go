@@ -1,4 +1,4 @@
-package server
+package server_test
 
 import (
 	"context"
@@ -20,6 +20,7 @@ import (
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 
 	"flotilla.dev/controlplane/internal/config"
+	"flotilla.dev/controlplane/internal/server/servertest"
 )
 
 // Command states, shortened.
@@ -171,7 +172,7 @@ func wantSummary(t *testing.T, fc *flotillav1.FleetCommand, want map[string]int3
 
 func TestRunCommandOneHostAtATime(t *testing.T) {
 	t.Parallel()
-	h := startServer(t, t.TempDir(), 30*time.Second)
+	h := start(t)
 	cc := h.commands()
 	agents := h.scriptedFleet("seq", 3, true)
 	spec := restartSpec()
@@ -295,7 +296,7 @@ func TestRunCommandOneHostAtATime(t *testing.T) {
 
 func TestRunCommandMaxErrors(t *testing.T) {
 	t.Parallel()
-	h := startServer(t, t.TempDir(), 30*time.Second)
+	h := start(t)
 	cc := h.commands()
 	agents := h.scriptedFleet("errs", 3, true)
 	fc := cc.run(&flotillav1.RunCommandRequest{Spec: pullSpec(), Selector: "fleet=errs", MaxConcurrency: count(1), MaxErrors: count(1)})
@@ -322,7 +323,7 @@ func TestRunCommandMaxErrors(t *testing.T) {
 
 func TestRunCommandMaxConcurrencyPercent(t *testing.T) {
 	t.Parallel()
-	h := startServer(t, t.TempDir(), 30*time.Second)
+	h := start(t)
 	cc := h.commands()
 	agents := h.scriptedFleet("pct", 4, true)
 	fc := cc.run(&flotillav1.RunCommandRequest{Spec: pullSpec(), Selector: "fleet=pct", MaxConcurrency: percent(50)})
@@ -360,7 +361,7 @@ func TestRunCommandMaxConcurrencyPercent(t *testing.T) {
 
 func TestRunCommandOfflineAgent(t *testing.T) {
 	t.Parallel()
-	h := startServer(t, t.TempDir(), 30*time.Second)
+	h := start(t)
 	cc := h.commands()
 	a := h.scriptedFleet("off", 1, false)[0]
 
@@ -391,7 +392,7 @@ func TestRunCommandOfflineAgent(t *testing.T) {
 func TestRunCommandDeadline(t *testing.T) {
 	t.Parallel()
 	const grace = 100 * time.Millisecond
-	h := startServerWith(t, t.TempDir(), 30*time.Second, func(c *config.Config) { c.CommandDeadlineGrace = config.Duration(grace) })
+	h := start(t, servertest.WithConfig(func(c *config.Config) { c.CommandDeadlineGrace = config.Duration(grace) }))
 	cc := h.commands()
 	agents := h.scriptedFleet("dl", 2, false)
 	online, offline := agents[0], agents[1]
@@ -435,7 +436,7 @@ func TestRunCommandDeadline(t *testing.T) {
 
 func TestCommandResentAfterReconnect(t *testing.T) {
 	t.Parallel()
-	h := startServer(t, t.TempDir(), 30*time.Second)
+	h := start(t)
 	cc := h.commands()
 	a := h.scriptedFleet("resend", 1, true)[0]
 
@@ -458,7 +459,7 @@ func TestCommandResentAfterReconnect(t *testing.T) {
 
 func TestJournalReportAfterReconnect(t *testing.T) {
 	t.Parallel()
-	h := startServer(t, t.TempDir(), 30*time.Second)
+	h := start(t)
 	cc := h.commands()
 	a := h.scriptedFleet("journal", 1, true)[0]
 
@@ -492,7 +493,7 @@ func TestJournalReportAfterReconnect(t *testing.T) {
 
 func TestCommandEventFromAnotherAgentIgnored(t *testing.T) {
 	t.Parallel()
-	h := startServer(t, t.TempDir(), 30*time.Second)
+	h := start(t)
 	cc := h.commands()
 	agents := h.scriptedFleet("imp", 2, true)
 	owner, intruder := agents[0], agents[1]
@@ -531,7 +532,7 @@ func TestCommandEventFromAnotherAgentIgnored(t *testing.T) {
 
 func TestCancelCommand(t *testing.T) {
 	t.Parallel()
-	h := startServer(t, t.TempDir(), 30*time.Second)
+	h := start(t)
 	cc := h.commands()
 	agents := h.scriptedFleet("cancel", 3, true)
 
@@ -583,7 +584,7 @@ func TestCancelCommand(t *testing.T) {
 // the full view (the default) has them.
 func TestCommandSummaryView(t *testing.T) {
 	t.Parallel()
-	h := startServer(t, t.TempDir(), 30*time.Second)
+	h := start(t)
 	cc := h.commands()
 	agents := h.scriptedFleet("view", 3, true)
 	resp, err := cc.fc.RunCommand(cc.ctx, &flotillav1.RunCommandRequest{Spec: pullSpec(), Selector: "fleet=view",
@@ -628,7 +629,7 @@ func TestCommandSummaryView(t *testing.T) {
 
 func TestRunCommandValidation(t *testing.T) {
 	t.Parallel()
-	h := startServer(t, t.TempDir(), 30*time.Second)
+	h := start(t)
 	cc := h.commands()
 	a := h.scriptedFleet("val", 1, false)[0]
 	pull := func(image string) *flotillav1.CommandSpec {
@@ -686,7 +687,7 @@ func TestRunCommandValidation(t *testing.T) {
 func TestControlPlaneRestartMidCommand(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	h := startServer(t, dir, 30*time.Second)
+	h := start(t, servertest.WithDataDir(dir))
 	cc := h.commands()
 	agents := h.scriptedFleet("restart", 2, true)
 
@@ -696,8 +697,7 @@ func TestControlPlaneRestartMidCommand(t *testing.T) {
 	agents[0].heartbeat()
 	second := agents[1].nextCommand() // released by the first host's success
 
-	h.stop()
-	h2 := startServer(t, dir, 30*time.Second)
+	h2 := h.restart()
 	cc2 := h2.commands()
 	got := cc2.get(fc.GetId())
 	if got.GetState() != fleetRunning || host(t, got, agents[0].id).GetState() != stateSucceeded ||
@@ -730,7 +730,7 @@ func TestControlPlaneRestartMidCommand(t *testing.T) {
 func TestControlPlaneRestartResumesQueue(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	h := startServer(t, dir, 30*time.Second)
+	h := start(t, servertest.WithDataDir(dir))
 	cc := h.commands()
 	agents := h.scriptedFleet("resume", 2, true)
 
@@ -739,8 +739,7 @@ func TestControlPlaneRestartResumesQueue(t *testing.T) {
 	agents[0].event(first.GetId(), stateRunning, "restarting", nil)
 	agents[0].heartbeat()
 
-	h.stop()
-	h2 := startServer(t, dir, 30*time.Second)
+	h2 := h.restart()
 	cc2 := h2.commands()
 	if got := cc2.get(fc.GetId()); !slices.Equal(released(got), []string{agents[0].id}) || host(t, got, agents[0].id).GetState() != stateRunning {
 		t.Fatalf("after restart = %v, want only host 1 released, running", got)
@@ -766,7 +765,7 @@ func TestControlPlaneRestartResumesQueue(t *testing.T) {
 
 func TestListCommands(t *testing.T) {
 	t.Parallel()
-	h := startServer(t, t.TempDir(), 30*time.Second)
+	h := start(t)
 	cc := h.commands()
 	a := h.scriptedFleet("list", 1, false)[0] // offline: its commands stay running
 
@@ -871,7 +870,7 @@ func TestListCommands(t *testing.T) {
 
 func TestCommandMetrics(t *testing.T) {
 	t.Parallel()
-	h := startServer(t, t.TempDir(), 30*time.Second)
+	h := start(t)
 	cc := h.commands()
 	a := h.scriptedFleet("metrics", 1, true)[0]
 
@@ -903,7 +902,7 @@ func TestCommandMetrics(t *testing.T) {
 // ignored: it cannot jump the queue or finish a host that never ran.
 func TestEventForQueuedCommandIgnored(t *testing.T) {
 	t.Parallel()
-	h := startServer(t, t.TempDir(), 30*time.Second)
+	h := start(t)
 	cc := h.commands()
 	agents := h.scriptedFleet("queued", 2, true)
 
@@ -937,7 +936,7 @@ func TestEventForQueuedCommandIgnored(t *testing.T) {
 // command fails: its outcome is unknown.
 func TestLostAgentFailsRunningCommand(t *testing.T) {
 	t.Parallel()
-	h := startServer(t, t.TempDir(), time.Second)
+	h := start(t, lostAfter(time.Second))
 	cc := h.commands()
 	a := h.scriptedFleet("lost", 1, true)[0]
 
@@ -960,7 +959,7 @@ func TestLostAgentFailsRunningCommand(t *testing.T) {
 // Known bug, reported; set FLOTILLA_KNOWN_BUGS=1 to run.
 func TestCancelReachesAgentThatWasDisconnected(t *testing.T) {
 	t.Parallel()
-	h := startServer(t, t.TempDir(), 30*time.Second)
+	h := start(t)
 	cc := h.commands()
 	a := h.scriptedFleet("cancel-off", 1, true)[0]
 

@@ -1,4 +1,4 @@
-package server
+package server_test
 
 import (
 	"bytes"
@@ -23,10 +23,11 @@ import (
 	"flotilla.dev/controlplane/internal/auth"
 	"flotilla.dev/controlplane/internal/config"
 	"flotilla.dev/controlplane/internal/pki"
+	"flotilla.dev/controlplane/internal/server/servertest"
 )
 
 func TestAPITokenLifecycle(t *testing.T) {
-	h := startServer(t, t.TempDir(), 30*time.Second)
+	h := start(t)
 	admin := h.adminClient()
 	ctx := h.operatorCtx(h.admin)
 
@@ -41,7 +42,7 @@ func TestAPITokenLifecycle(t *testing.T) {
 		t.Fatalf("CreateAPIToken = %v", created)
 	}
 	// Only the hash is stored.
-	stored, err := h.srv.store.GetAPIToken(context.Background(), tok.GetId())
+	stored, err := h.cp.Store().GetAPIToken(context.Background(), tok.GetId())
 	if err != nil || string(stored.Hash) != string(auth.HashSecret(secret)) {
 		t.Fatalf("stored token = %+v, %v", stored, err)
 	}
@@ -136,7 +137,7 @@ func TestAPITokenLifecycle(t *testing.T) {
 }
 
 func TestOperatorCertificates(t *testing.T) {
-	h := startServer(t, t.TempDir(), 30*time.Second)
+	h := start(t)
 	agent, _, err := h.register(h.joinToken(&flotillav1.CreateJoinTokenRequest{}), "web-1", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -200,7 +201,7 @@ func TestOperatorCertificates(t *testing.T) {
 }
 
 func TestJoinTokenRevocationAndListing(t *testing.T) {
-	h := startServer(t, t.TempDir(), 30*time.Second)
+	h := start(t)
 	admin, ctx := h.adminClient(), h.operatorCtx(h.admin)
 	fc := h.fleet()
 	created, err := fc.CreateJoinToken(ctx, &flotillav1.CreateJoinTokenRequest{MaxUses: 5, Description: "web fleet"})
@@ -252,9 +253,9 @@ func TestJoinTokenRevocationAndListing(t *testing.T) {
 }
 
 func TestRegistrationRateLimit(t *testing.T) {
-	h := startServerWith(t, t.TempDir(), 30*time.Second, func(c *config.Config) {
+	h := start(t, servertest.WithConfig(func(c *config.Config) {
 		c.RegistrationRateLimit = config.RateLimit{PerMinute: 1, Burst: 3}
-	})
+	}))
 	token := h.joinToken(&flotillav1.CreateJoinTokenRequest{MaxUses: 10})
 	if _, _, err := h.register(token, "web-1", nil); err != nil {
 		t.Fatal(err)
@@ -293,7 +294,7 @@ func TestRegistrationRateLimit(t *testing.T) {
 }
 
 func TestCertificateRenewalKeepsTheStream(t *testing.T) {
-	h := startServer(t, t.TempDir(), 30*time.Second)
+	h := start(t)
 	agent, _, err := h.register(h.joinToken(&flotillav1.CreateJoinTokenRequest{}), "web-1", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -316,7 +317,7 @@ func TestCertificateRenewalKeepsTheStream(t *testing.T) {
 	if renewed.Leaf.SerialNumber.Cmp(agent.cert.Leaf.SerialNumber) == 0 || !renewed.Leaf.NotAfter.After(agent.cert.Leaf.NotAfter.Add(-time.Second)) {
 		t.Fatalf("renewed certificate: serial %v, not after %s", renewed.Leaf.SerialNumber, renewed.Leaf.NotAfter)
 	}
-	rec, err := h.srv.store.GetAgent(context.Background(), agent.id)
+	rec, err := h.cp.Store().GetAgent(context.Background(), agent.id)
 	if err != nil || rec.CertSerial != pki.SerialHex(renewed.Leaf) || !rec.CertNotAfter.Equal(renewed.Leaf.NotAfter) {
 		t.Fatalf("stored agent = serial %q not after %s, %v; want the renewed certificate", rec.CertSerial, rec.CertNotAfter, err)
 	}
@@ -363,7 +364,7 @@ func TestCertificateRenewalKeepsTheStream(t *testing.T) {
 
 func TestDeregistration(t *testing.T) {
 	dir := t.TempDir()
-	h := startServer(t, dir, 30*time.Second)
+	h := start(t, servertest.WithDataDir(dir))
 	token := h.joinToken(&flotillav1.CreateJoinTokenRequest{MaxUses: 2})
 	gone, _, err := h.register(token, "web-1", nil)
 	if err != nil {
@@ -418,18 +419,17 @@ func TestDeregistration(t *testing.T) {
 	if _, err := h.adminClient().DeregisterAgent(h.operatorCtx(h.admin), &flotillav1.DeregisterAgentRequest{AgentId: "nope-123456"}); status.Code(err) != codes.NotFound {
 		t.Fatalf("DeregisterAgent(unknown) = %v, want NotFound", err)
 	}
-	rec, err := h.srv.store.GetAgent(context.Background(), gone.id)
+	rec, err := h.cp.Store().GetAgent(context.Background(), gone.id)
 	if err != nil || rec.DeregisterReason != "host decommissioned" {
 		t.Fatalf("stored agent = %+v, %v; want the first reason kept", rec, err)
 	}
 
 	// A new control plane on the same data directory refuses it too.
-	h.stop()
-	refused(startServer(t, dir, 30*time.Second), "after a restart")
+	refused(h.restart(), "after a restart")
 }
 
 func TestImpersonationIsRefused(t *testing.T) {
-	h := startServer(t, t.TempDir(), 30*time.Second)
+	h := start(t)
 	token := h.joinToken(&flotillav1.CreateJoinTokenRequest{MaxUses: 2})
 	a, _, err := h.register(token, "web-1", nil)
 	if err != nil {
@@ -461,7 +461,7 @@ func TestImpersonationIsRefused(t *testing.T) {
 // gets the agent its first attempt created (a new certificate for it), not
 // a second agent, and the join token is used once.
 func TestRegisterRetriedWithTheSameKey(t *testing.T) {
-	h := startServer(t, t.TempDir(), 30*time.Second)
+	h := start(t)
 	// A token with uses left: the store refuses a second agent with the
 	// key, and the retry gets the first.
 	spare := h.joinToken(&flotillav1.CreateJoinTokenRequest{MaxUses: 2})

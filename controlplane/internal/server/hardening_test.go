@@ -1,4 +1,4 @@
-package server
+package server_test
 
 import (
 	"context"
@@ -27,11 +27,13 @@ import (
 
 	"flotilla.dev/controlplane/internal/auth"
 	"flotilla.dev/controlplane/internal/config"
+	"flotilla.dev/controlplane/internal/server"
+	"flotilla.dev/controlplane/internal/server/servertest"
 	"flotilla.dev/controlplane/internal/store"
 )
 
 func TestAuditTrail(t *testing.T) {
-	h := startServer(t, t.TempDir(), 30*time.Second)
+	h := start(t)
 	admin, fc := h.adminClient(), h.fleet()
 	viewer, operator := h.apiToken("viewer"), h.apiToken("operator")
 	joinResp, err := fc.CreateJoinToken(h.operatorCtx(h.admin), &flotillav1.CreateJoinTokenRequest{Description: "audited"})
@@ -169,10 +171,10 @@ func (f *flakyAuditStore) FinishAuditEvent(ctx context.Context, id int64, code, 
 
 func TestAuditFailsClosed(t *testing.T) {
 	flaky := &flakyAuditStore{}
-	h := startServerCustom(t, t.TempDir(), nil, zaptest.NewLogger(t), WithStoreWrapper(func(st store.Store) store.Store {
+	h := start(t, servertest.WithServerOptions(server.WithStoreWrapper(func(st store.Store) store.Store {
 		flaky.Store = st
 		return flaky
-	}))
+	})))
 	token := h.joinToken(&flotillav1.CreateJoinTokenRequest{MaxUses: 5})
 	admin, fc, ctx := h.adminClient(), h.fleet(), h.operatorCtx(h.admin)
 	tokensBefore, err := admin.ListJoinTokens(ctx, &flotillav1.ListJoinTokensRequest{IncludeInactive: true})
@@ -222,8 +224,8 @@ func TestAuditFailsClosed(t *testing.T) {
 }
 
 func TestTLS12IsRefused(t *testing.T) {
-	h := startServer(t, t.TempDir(), 30*time.Second)
-	raw, err := h.lis.DialContext(context.Background())
+	h := start(t)
+	raw, err := h.cp.Listener().DialContext(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +252,7 @@ func TestTLS12IsRefused(t *testing.T) {
 
 func TestFilePermissionsRefused(t *testing.T) {
 	dir := t.TempDir()
-	first := startServer(t, dir, 30*time.Second)
+	first := start(t, servertest.WithDataDir(dir))
 	// Serving for sure before it stops (Run started with a cancelled
 	// context reports the stopped gRPC server as an error).
 	if _, err := first.fleet().ListAgents(first.operatorCtx(first.admin), &flotillav1.ListAgentsRequest{}); err != nil {
@@ -261,7 +263,7 @@ func TestFilePermissionsRefused(t *testing.T) {
 	cfg.DataDir = dir
 	cfg.Store.Path = filepath.Join(dir, "flotilla.db")
 	start := func() error {
-		srv, err := New(context.Background(), cfg, zaptest.NewLogger(t), "test")
+		srv, err := server.New(context.Background(), cfg, zaptest.NewLogger(t), "test")
 		if err == nil {
 			srv.Close()
 		}
@@ -307,7 +309,7 @@ func TestFilePermissionsRefused(t *testing.T) {
 // no secret reaches a log line, an error message or the audit trail.
 func TestNoSecretsInLogs(t *testing.T) {
 	core, logs := observer.New(zapcore.DebugLevel)
-	h := startServerCustom(t, t.TempDir(), nil, zap.New(core))
+	h := start(t, servertest.WithLogger(zap.New(core)))
 	fc, admin, ctx := h.fleet(), h.adminClient(), h.operatorCtx(h.admin)
 	secrets := []string{h.admin}
 	var errs []error

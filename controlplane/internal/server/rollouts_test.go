@@ -1,15 +1,16 @@
-package server
+package server_test
 
 import (
 	"context"
 	"strings"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+
+	"flotilla.dev/controlplane/internal/server/servertest"
 )
 
 // TestRolloutServiceWiring checks what server.go adds for rollouts: the
@@ -17,7 +18,7 @@ import (
 // resumed by a restarted control plane.
 func TestRolloutServiceWiring(t *testing.T) {
 	dir := t.TempDir()
-	h := startServer(t, dir, 30*time.Second)
+	h := start(t, servertest.WithDataDir(dir))
 	viewer := h.apiToken("viewer")
 	rollouts := flotillav1.NewRolloutServiceClient(h.dial(h.serverTLS()))
 	admin := h.operatorCtx(h.admin)
@@ -55,9 +56,8 @@ func TestRolloutServiceWiring(t *testing.T) {
 		t.Fatalf("StartRollout: %v", err)
 	}
 	id := started.GetRollout().GetId()
-	h.stop()
 
-	h2 := startServer(t, dir, 30*time.Second)
+	h2 := h.restart()
 	rollouts = flotillav1.NewRolloutServiceClient(h2.dial(h2.serverTLS()))
 	admin = h2.operatorCtx(h2.admin)
 	got, err := rollouts.GetRollout(h2.operatorCtx(viewer), &flotillav1.GetRolloutRequest{RolloutId: id})

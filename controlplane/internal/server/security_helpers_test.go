@@ -1,4 +1,4 @@
-package server
+package server_test
 
 import (
 	"context"
@@ -8,54 +8,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
-	"net"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/test/bufconn"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
-
-	"flotilla.dev/controlplane/internal/auth"
-	"flotilla.dev/controlplane/internal/config"
 )
-
-// startServerCustom is startServerWith with a logger of the test's choice
-// and server options.
-func startServerCustom(t *testing.T, dataDir string, adjust func(*config.Config), log *zap.Logger, opts ...Option) *harness {
-	t.Helper()
-	cfg := config.Default()
-	cfg.DataDir = dataDir
-	cfg.Store.Path = filepath.Join(dataDir, "flotilla.db")
-	cfg.AgentLostAfter = config.Duration(30 * time.Second)
-	cfg.ShutdownTimeout = config.Duration(2 * time.Second)
-	if adjust != nil {
-		adjust(&cfg)
-	}
-	srv, err := New(context.Background(), cfg, log, "test", opts...)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	admin, err := os.ReadFile(filepath.Join(dataDir, auth.AdminTokenFile))
-	if err != nil {
-		t.Fatalf("admin token: %v", err)
-	}
-	lis := bufconn.Listen(1 << 20)
-	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	h := &harness{t: t, srv: srv, lis: lis, httpAddr: httpLis.Addr().String(), admin: strings.TrimSpace(string(admin)), cancel: cancel, done: make(chan error, 1)}
-	go func() { h.done <- srv.Run(ctx, lis, httpLis) }()
-	t.Cleanup(h.stop)
-	return h
-}
 
 func (h *harness) adminClient() flotillav1.AdminServiceClient {
 	return flotillav1.NewAdminServiceClient(h.dial(h.serverTLS()))

@@ -1,6 +1,3 @@
-// Package server assembles the control plane: store, CA, registry, gRPC
-// services and the HTTP endpoint for /metrics and /healthz, and runs them
-// until the context ends.
 package server
 
 import (
@@ -39,13 +36,13 @@ import (
 	"flotilla.dev/controlplane/internal/config"
 	"flotilla.dev/controlplane/internal/fleet"
 	"flotilla.dev/controlplane/internal/fsutil"
+	"flotilla.dev/controlplane/internal/lease"
 	"flotilla.dev/controlplane/internal/logging"
 	"flotilla.dev/controlplane/internal/pki"
 	"flotilla.dev/controlplane/internal/ratelimit"
 	"flotilla.dev/controlplane/internal/rollout"
-	"flotilla.dev/controlplane/internal/run"
 	"flotilla.dev/controlplane/internal/store"
-	"flotilla.dev/controlplane/internal/store/sqlite"
+	"flotilla.dev/pkg/run"
 )
 
 // maxRecvMsgSize bounds one message from any client. Heartbeats and
@@ -65,6 +62,9 @@ const flowControlWindow = 64 << 10
 
 // Server is an assembled control plane.
 type Server struct {
+	// lease is the store lease that makes this the active control plane
+	// (PostgreSQL only); nil on SQLite.
+	lease    *lease.Keeper
 	cfg      config.Config
 	log      *zap.Logger
 	version  string
@@ -98,78 +98,16 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, version string
 	if err := checkDataFiles(cfg, log); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, version: version, metrics: prometheus.NewRegistry()}
-	for _, o := range opts {
-		o(&s.opts)
-	}
+	s := &Server{cfg: cfg, log: log, version: version, metrics: prometheus.NewRegistry(), opts: newOptions(opts)}
 	defer func() {
 		if err != nil {
 			s.Close()
 		}
 	}()
-	if s.store, err = sqlite.Open(ctx, cfg.Store.Path); err != nil {
-		return nil, err
-	}
-	if s.opts.wrapStore != nil {
-		s.store = s.opts.wrapStore(s.store)
-	}
-	s.material, err = pki.LoadOrCreate(pki.FilesConfig{
-		Dir: cfg.DataDir, CACertFile: cfg.TLS.CACertFile, CAKeyFile: cfg.TLS.CAKeyFile,
-		ServerCert: cfg.TLS.CertFile, ServerKey: cfg.TLS.KeyFile,
-		ServerHosts: pki.DefaultServerHosts(cfg.AdvertiseNames),
-	})
-	if err != nil {
-		return nil, err
-	}
-	for _, f := range s.material.Generated {
-		log.Info("generated TLS material", zap.String("file", f))
-	}
-	if s.AdminTokenPath, err = auth.EnsureAdminToken(ctx, s.store, cfg.DataDir, time.Now()); err != nil {
-		return nil, err
-	}
-	if s.AdminTokenPath != "" {
-		log.Info("created the bootstrap admin API token; keep it secret", zap.String("file", s.AdminTokenPath))
-	}
-	s.registry, err = fleet.New(fleet.Config{
-		Store: s.store, Logger: log.Named("fleet"),
-		LostAfter: cfg.AgentLostAfter.Std(), ReconnectGrace: cfg.AgentReconnectGrace.Std(),
-		PersistInterval: cfg.HeartbeatPersistInterval.Std(),
-	})
-	if err != nil {
-		return nil, err
-	}
-	if err := s.registry.Load(ctx); err != nil {
-		return nil, err
-	}
-	s.commandMetrics = commands.NewMetrics(s.metrics)
-	if s.dispatcher, err = commands.NewDispatcher(commands.DispatcherConfig{
-		Store: s.store, Registry: s.registry, Logger: log.Named("commands"), Metrics: s.commandMetrics,
-		DeadlineGrace: cfg.CommandDeadlineGrace.Std(),
-	}); err != nil {
-		return nil, err
-	}
-	if s.commands, err = commands.NewManager(commands.ManagerConfig{
-		Store: s.store, Registry: s.registry, Dispatcher: s.dispatcher, Logger: log.Named("commands"), Metrics: s.commandMetrics,
-	}); err != nil {
-		return nil, err
-	}
-	// The engine listens to the dispatcher: build it before anything is
-	// delivered, and load it after the dispatcher so that it finds its
-	// rollouts' commands there.
-	if s.rollouts, err = rollout.New(rollout.Config{
-		Store: s.store, Registry: s.registry, Dispatcher: s.dispatcher, Logger: log.Named("rollouts"),
-		Metrics: rollout.NewMetrics(s.metrics),
-	}); err != nil {
-		return nil, err
-	}
-	if err := s.dispatcher.Load(ctx); err != nil {
-		return nil, err
-	}
-	if err := s.commands.Load(ctx); err != nil {
-		return nil, err
-	}
-	if err := s.rollouts.Load(ctx); err != nil {
-		return nil, err
+	for _, step := range []func(context.Context) error{s.openStore, s.takeLease, s.loadCredentials, s.buildFleet, s.buildWork, s.loadWork} {
+		if err := step(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.buildGRPC(); err != nil {
 		return nil, err
@@ -177,8 +115,146 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, version string
 	return s, nil
 }
 
+// openStore opens the store the configuration names, or the one of
+// WithStoreOpener (see also WithStoreWrapper).
+func (s *Server) openStore(ctx context.Context) error {
+	open := s.opts.openStore
+	if open == nil {
+		open = func(ctx context.Context, cfg config.Config) (store.Store, error) {
+			return openConfiguredStore(ctx, cfg, s.log)
+		}
+	}
+	st, err := open(ctx, s.cfg)
+	if err != nil {
+		return err
+	}
+	s.store = st
+	if s.opts.wrapStore != nil {
+		s.store = s.opts.wrapStore(s.store)
+	}
+	return nil
+}
+
+// takeLease makes this process the store's one active control plane: on
+// PostgreSQL, several control planes may point at one database, and only
+// the holder of the "controlplane" lease loads and drives the fleet's work.
+// A second one waits as a standby (store.lease_wait) or exits at once,
+// naming the holder. SQLite needs no lease: the data directory's lock
+// already keeps a second process out.
+func (s *Server) takeLease(ctx context.Context) error {
+	if s.cfg.Store.Driver != config.DriverPostgres {
+		return nil
+	}
+	k, err := lease.New(lease.Config{
+		Store: s.store, Name: activeLease, Holder: lease.NewHolderID(), TTL: s.cfg.Store.LeaseTTL.Std(),
+		Wait: s.cfg.Store.LeaseWait, Logger: s.log.Named("lease"),
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := k.Acquire(ctx); err != nil {
+		if errors.Is(err, store.ErrLeaseHeld) {
+			return fmt.Errorf("another control plane is active on this database (%w); start this one with store.lease_wait to keep it as a standby", err)
+		}
+		return err
+	}
+	s.lease = k
+	return nil
+}
+
+// activeLease is the name of the lease the active control plane holds.
+const activeLease = "controlplane"
+
+// loadCredentials loads or creates the TLS material and the bootstrap admin
+// token.
+func (s *Server) loadCredentials(ctx context.Context) error {
+	cfg := s.cfg
+	var err error
+	s.material, err = pki.LoadOrCreate(pki.FilesConfig{
+		Dir: cfg.DataDir, CACertFile: cfg.TLS.CACertFile, CAKeyFile: cfg.TLS.CAKeyFile,
+		ServerCert: cfg.TLS.CertFile, ServerKey: cfg.TLS.KeyFile,
+		ServerHosts: pki.DefaultServerHosts(cfg.AdvertiseNames), Now: s.opts.now,
+	})
+	if err != nil {
+		return err
+	}
+	for _, f := range s.material.Generated {
+		s.log.Info("generated TLS material", zap.String("file", f))
+	}
+	if s.AdminTokenPath, err = auth.EnsureAdminToken(ctx, s.store, cfg.DataDir, s.opts.now()); err != nil {
+		return err
+	}
+	if s.AdminTokenPath != "" {
+		s.log.Info("created the bootstrap admin API token; keep it secret", zap.String("file", s.AdminTokenPath))
+	}
+	return nil
+}
+
+// buildFleet builds the registry of agents and loads it from the store.
+func (s *Server) buildFleet(ctx context.Context) error {
+	var err error
+	s.registry, err = fleet.New(fleet.Config{
+		Store: s.store, Logger: s.log.Named("fleet"), Now: s.opts.now,
+		LostAfter: s.cfg.AgentLostAfter.Std(), ReconnectGrace: s.cfg.AgentReconnectGrace.Std(),
+		PersistInterval: s.cfg.HeartbeatPersistInterval.Std(), FlushInterval: s.opts.intervals.StatusFlush,
+	})
+	if err != nil {
+		return err
+	}
+	return s.registry.Load(ctx)
+}
+
+// buildWork builds the command dispatcher and manager and the rollout
+// engine.
+func (s *Server) buildWork(context.Context) error {
+	s.commandMetrics = commands.NewMetrics(s.metrics)
+	var err error
+	if s.dispatcher, err = commands.NewDispatcher(commands.DispatcherConfig{
+		Store: s.store, Registry: s.registry, Logger: s.log.Named("commands"), Metrics: s.commandMetrics, Now: s.opts.now,
+		DeadlineGrace: s.cfg.CommandDeadlineGrace.Std(), SweepInterval: s.opts.intervals.CommandSweep,
+	}); err != nil {
+		return err
+	}
+	if s.commands, err = commands.NewManager(commands.ManagerConfig{
+		Store: s.store, Registry: s.registry, Dispatcher: s.dispatcher, Logger: s.log.Named("commands"),
+		Metrics: s.commandMetrics, Now: s.opts.now,
+	}); err != nil {
+		return err
+	}
+	// The engine listens to the dispatcher: build it before anything is
+	// delivered (loadWork).
+	s.rollouts, err = rollout.New(rollout.Config{
+		Store: s.store, Registry: s.registry, Dispatcher: s.dispatcher, Logger: s.log.Named("rollouts"),
+		Metrics: rollout.NewMetrics(s.metrics), Now: s.opts.now,
+		TickInterval: s.opts.intervals.RolloutTick, RetryInterval: s.opts.intervals.RolloutRetry,
+	})
+	return err
+}
+
+// loadWork loads the dispatcher, then the commands and rollouts, so that
+// they find their host commands in the dispatcher.
+func (s *Server) loadWork(ctx context.Context) error {
+	if err := s.dispatcher.Load(ctx); err != nil {
+		return err
+	}
+	if err := s.commands.Load(ctx); err != nil {
+		return err
+	}
+	return s.rollouts.Load(ctx)
+}
+
 // Registry exposes the live fleet (tests and later subsystems use it).
 func (s *Server) Registry() *fleet.Registry { return s.registry }
+
+// Rollouts exposes the rollout engine (tests drive it directly).
+func (s *Server) Rollouts() *rollout.Engine { return s.rollouts }
+
+// Metrics is the registry the server's metrics are registered with, as
+// /metrics serves it.
+func (s *Server) Metrics() prometheus.Gatherer { return s.metrics }
+
+// ServiceInfo lists the gRPC services and methods the server registered.
+func (s *Server) ServiceInfo() map[string]grpc.ServiceInfo { return s.grpc.GetServiceInfo() }
 
 // CA exposes the certificate authority.
 func (s *Server) CA() *pki.CA { return s.material.CA }
@@ -213,18 +289,30 @@ func (s *Server) buildGRPC() error {
 		grpcMetrics,
 		fleet.NewCollector(s.registry, s.collectorOptions()...),
 	)
-	apiMetrics := api.NewMetrics(s.metrics)
-
-	authn := auth.NewAuthenticator(s.store, time.Now).WithRegisteredAgents(s.registry.Has)
 	var err error
-	if s.audit, err = audit.New(audit.Config{Store: s.store, Logger: s.log.Named("audit"), Registerer: s.metrics}); err != nil {
+	if s.audit, err = audit.New(audit.Config{Store: s.store, Logger: s.log.Named("audit"), Registerer: s.metrics, Now: s.opts.now}); err != nil {
 		return err
 	}
-	registerLimiter, err := ratelimit.New(ratelimit.Config{
-		Rate: s.cfg.RegistrationRateLimit.PerMinute, Per: time.Minute, Burst: s.cfg.RegistrationRateLimit.Burst,
-	})
-	if err != nil {
-		return fmt.Errorf("registration_rate_limit: %w", err)
+	s.grpc = grpc.NewServer(s.grpcServerOptions(grpcMetrics)...)
+	if err := s.registerServices(); err != nil {
+		return err
+	}
+	s.health = health.NewServer()
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+	grpcMetrics.InitializeMetrics(withoutAgentStream{s.grpc})
+	return nil
+}
+
+// grpcServerOptions are the public port's limits, credentials and
+// interceptor chains.
+func (s *Server) grpcServerOptions(grpcMetrics *grpcprom.ServerMetrics) []grpc.ServerOption {
+	authn := auth.NewAuthenticator(s.store, s.opts.now).WithRegisteredAgents(s.registry.Has)
+	// Authentication says why it refuses a call with package fault's
+	// kinds; the API's mapping makes them the codes callers see.
+	authenticate := func(ctx context.Context) (context.Context, error) {
+		ctx, err := authn.AuthFunc(ctx)
+		return ctx, api.GRPCError(err)
 	}
 	agentStreams := newAgentStreamMetrics(s.metrics)
 	admission := newRegistrationAdmission(s.cfg.RegistrationMaxInFlight, s.metrics, s.log.Named("agents"))
@@ -240,8 +328,33 @@ func (s *Server) buildGRPC() error {
 		s.log.Error("panic in gRPC handler", zap.String("method", method), zap.Any("panic", p), zap.Stack("stack"))
 		return status.Error(codes.Internal, "internal error; the control plane logged the details")
 	})
+	return append(s.grpcLimits(),
+		// The audit recorder wraps authentication so that refused calls
+		// are recorded too; its gate, after authentication, writes the
+		// row of an allowed mutating call before the call runs (fail
+		// closed). See package audit.
+		grpc.ChainUnaryInterceptor(
+			grpcMetrics.UnaryServerInterceptor(),
+			admission.UnaryServerInterceptor(),
+			selector.UnaryServerInterceptor(grpclog.UnaryServerInterceptor(grpcLog, logOpts...), notHealth),
+			s.audit.UnaryServerInterceptor(),
+			grpcauth.UnaryServerInterceptor(authenticate),
+			s.audit.UnaryGateInterceptor(),
+			recovery.UnaryServerInterceptor(recoveryOpt),
+		),
+		grpc.ChainStreamInterceptor(
+			agentStreams.interceptor(),
+			selector.StreamServerInterceptor(grpcMetrics.StreamServerInterceptor(), notAgentStream),
+			selector.StreamServerInterceptor(selector.StreamServerInterceptor(grpclog.StreamServerInterceptor(grpcLog, logOpts...), notHealth), notAgentStream),
+			grpcauth.StreamServerInterceptor(authenticate),
+			recovery.StreamServerInterceptor(recoveryOpt),
+		),
+	)
+}
 
-	s.grpc = grpc.NewServer(
+// grpcLimits are the public port's credentials, buffers and bounds.
+func (s *Server) grpcLimits() []grpc.ServerOption {
+	return []grpc.ServerOption{
 		grpc.Creds(credentials.NewTLS(s.TLSConfig())),
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
 		// Bound what one hostile connection can make the server hold:
@@ -266,29 +379,25 @@ func (s *Server) buildGRPC() error {
 		grpc.InitialConnWindowSize(flowControlWindow),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 15 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
-		// The audit recorder wraps authentication so that refused calls
-		// are recorded too; its gate, after authentication, writes the
-		// row of an allowed mutating call before the call runs (fail
-		// closed). See package audit.
-		grpc.ChainUnaryInterceptor(
-			grpcMetrics.UnaryServerInterceptor(),
-			admission.UnaryServerInterceptor(),
-			selector.UnaryServerInterceptor(grpclog.UnaryServerInterceptor(grpcLog, logOpts...), notHealth),
-			s.audit.UnaryServerInterceptor(),
-			grpcauth.UnaryServerInterceptor(authn.AuthFunc),
-			s.audit.UnaryGateInterceptor(),
-			recovery.UnaryServerInterceptor(recoveryOpt),
-		),
-		grpc.ChainStreamInterceptor(
-			agentStreams.interceptor(),
-			selector.StreamServerInterceptor(grpcMetrics.StreamServerInterceptor(), notAgentStream),
-			selector.StreamServerInterceptor(selector.StreamServerInterceptor(grpclog.StreamServerInterceptor(grpcLog, logOpts...), notHealth), notAgentStream),
-			grpcauth.StreamServerInterceptor(authn.AuthFunc),
-			recovery.StreamServerInterceptor(recoveryOpt),
-		),
-	)
+		// A hard stop (after the shutdown timeout) still waits for the
+		// handlers to return, so that Close never closes the store under
+		// a handler that is using it.
+		grpc.WaitForHandlers(true),
+	}
+}
+
+// registerServices builds the API services on the subsystems and registers
+// them.
+func (s *Server) registerServices() error {
+	apiMetrics := api.NewMetrics(s.metrics)
+	registerLimiter, err := ratelimit.New(ratelimit.Config{
+		Rate: s.cfg.RegistrationRateLimit.PerMinute, Per: time.Minute, Burst: s.cfg.RegistrationRateLimit.Burst, Now: s.opts.now,
+	})
+	if err != nil {
+		return fmt.Errorf("registration_rate_limit: %w", err)
+	}
 	agentSvc, err := api.NewAgentService(api.AgentServiceConfig{
-		Store: s.store, Registry: s.registry, CA: s.material.CA, Logger: s.log.Named("agents"),
+		Store: s.store, Registry: s.registry, CA: s.material.CA, Logger: s.log.Named("agents"), Now: s.opts.now,
 		Version: s.version, CertValidity: s.cfg.AgentCertValidity.Std(), Metrics: apiMetrics, Commands: s.dispatcher,
 		RegisterLimiter: registerLimiter,
 	})
@@ -296,7 +405,7 @@ func (s *Server) buildGRPC() error {
 		return err
 	}
 	fleetSvc, err := api.NewFleetService(api.FleetServiceConfig{
-		Store: s.store, Registry: s.registry, CA: s.material.CA, Logger: s.log.Named("api"), Commands: s.commands,
+		Store: s.store, Registry: s.registry, CA: s.material.CA, Logger: s.log.Named("api"), Commands: s.commands, Now: s.opts.now,
 	})
 	if err != nil {
 		return err
@@ -305,20 +414,16 @@ func (s *Server) buildGRPC() error {
 	if err != nil {
 		return err
 	}
-	flotillav1.RegisterAgentServiceServer(s.grpc, agentSvc)
-	flotillav1.RegisterFleetServiceServer(s.grpc, fleetSvc)
-	flotillav1.RegisterRolloutServiceServer(s.grpc, rolloutSvc)
 	adminSvc, err := api.NewAdminService(api.AdminServiceConfig{
-		Store: s.store, Registry: s.registry, CA: s.material.CA, Logger: s.log.Named("admin"),
+		Store: s.store, Registry: s.registry, CA: s.material.CA, Logger: s.log.Named("admin"), Now: s.opts.now,
 	})
 	if err != nil {
 		return err
 	}
+	flotillav1.RegisterAgentServiceServer(s.grpc, agentSvc)
+	flotillav1.RegisterFleetServiceServer(s.grpc, fleetSvc)
+	flotillav1.RegisterRolloutServiceServer(s.grpc, rolloutSvc)
 	flotillav1.RegisterAdminServiceServer(s.grpc, adminSvc)
-	s.health = health.NewServer()
-	healthpb.RegisterHealthServer(s.grpc, s.health)
-	reflection.Register(s.grpc)
-	grpcMetrics.InitializeMetrics(withoutAgentStream{s.grpc})
 	return nil
 }
 
@@ -331,8 +436,8 @@ func (s *Server) Run(ctx context.Context, grpcLis, httpLis net.Listener) error {
 		zap.String("version", s.version), zap.String("grpc", grpcLis.Addr().String()),
 		zap.String("http", httpLis.Addr().String()), zap.String("ca_sha256", s.material.CA.Fingerprint()),
 		zap.Duration("agent_lost_after", s.registry.LostAfter()))
-	return run.All(ctx,
-		run.Loop{Name: "grpc", Run: func(ctx context.Context) error {
+	tasks := []run.Task{
+		{Name: "grpc", Run: func(ctx context.Context) error {
 			errc := make(chan error, 1)
 			go func() { errc <- s.grpc.Serve(grpcLis) }()
 			select {
@@ -343,9 +448,14 @@ func (s *Server) Run(ctx context.Context, grpcLis, httpLis net.Listener) error {
 			s.setServing(false)
 			s.registry.CloseSessions(fleet.ErrShuttingDown)
 			s.stopGRPC()
-			return <-errc
+			// A stop that came before Serve began makes Serve report
+			// the server stopped: that is the stop asked for.
+			if err := <-errc; !errors.Is(err, grpc.ErrServerStopped) {
+				return err
+			}
+			return nil
 		}},
-		run.Loop{Name: "http", Run: func(ctx context.Context) error {
+		{Name: "http", Run: func(ctx context.Context) error {
 			errc := make(chan error, 1)
 			go func() { errc <- httpSrv.Serve(httpLis) }()
 			select {
@@ -361,29 +471,27 @@ func (s *Server) Run(ctx context.Context, grpcLis, httpLis net.Listener) error {
 			}
 			return nil
 		}},
-		run.Loop{Name: "liveness", Run: s.registry.RunLiveness},
-		run.Loop{Name: "status-flusher", Run: s.registry.RunFlusher},
-		run.Loop{Name: "command-deadlines", Run: s.dispatcher.Run},
-		run.Loop{Name: "rollouts", Run: s.rollouts.Run},
-		run.Loop{Name: "store-health", Run: s.watchStore},
-	)
+		{Name: "liveness", Run: s.registry.RunLiveness},
+		{Name: "status-flusher", Run: s.registry.RunFlusher},
+		{Name: "command-deadlines", Run: s.dispatcher.Run},
+		{Name: "rollouts", Run: s.rollouts.Run},
+		{Name: "store-health", Run: s.watchStore},
+	}
+	if s.lease != nil {
+		// Losing the lease stops everything: another control plane may
+		// drive the rollouts from then on.
+		tasks = append(tasks, run.Task{Name: "store-lease", Run: s.lease.Run})
+	}
+	return run.All(ctx, tasks...)
 }
 
 // stopGRPC stops gracefully, then hard after the shutdown timeout: agent
 // streams never end on their own, so a graceful stop alone would hang.
 func (s *Server) stopGRPC() {
-	done := make(chan struct{})
-	go func() {
-		s.grpc.GracefulStop()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(s.cfg.ShutdownTimeout.Std()):
+	run.Stop(s.cfg.ShutdownTimeout.Std(), s.grpc.GracefulStop, func() {
 		s.log.Warn("graceful stop timed out; closing remaining connections", zap.Duration("timeout", s.cfg.ShutdownTimeout.Std()))
 		s.grpc.Stop()
-		<-done
-	}
+	})
 }
 
 func (s *Server) setServing(ok bool) {

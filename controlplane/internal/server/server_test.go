@@ -1,4 +1,4 @@
-package server
+package server_test
 
 import (
 	"context"
@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,13 +19,10 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
-	"go.uber.org/zap/zaptest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -35,77 +31,48 @@ import (
 	"flotilla.dev/controlplane/internal/auth"
 	"flotilla.dev/controlplane/internal/config"
 	"flotilla.dev/controlplane/internal/pki"
+	"flotilla.dev/controlplane/internal/server"
+	"flotilla.dev/controlplane/internal/server/servertest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// harness is a control plane served over bufconn, with its HTTP endpoint on
-// loopback.
+// harness is a control plane (servertest) with the helpers of these tests.
 type harness struct {
 	t        *testing.T
-	srv      *Server
-	lis      *bufconn.Listener
+	cp       *servertest.ControlPlane
+	srv      *server.Server
 	httpAddr string
 	admin    string
-	cancel   context.CancelFunc
-	done     chan error
 }
 
-func startServer(t *testing.T, dataDir string, lostAfter time.Duration) *harness {
+// start starts a control plane with the test defaults (see servertest.Config)
+// adjusted by opts.
+func start(t *testing.T, opts ...servertest.Option) *harness {
 	t.Helper()
-	cfg := config.Default()
-	cfg.DataDir = dataDir
-	cfg.Store.Path = filepath.Join(dataDir, "flotilla.db")
-	cfg.AgentLostAfter = config.Duration(lostAfter)
-	cfg.ShutdownTimeout = config.Duration(2 * time.Second)
-	srv, err := New(context.Background(), cfg, zaptest.NewLogger(t), "test")
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	admin, err := os.ReadFile(filepath.Join(dataDir, auth.AdminTokenFile))
-	if err != nil {
-		t.Fatalf("admin token: %v", err)
-	}
-	lis := bufconn.Listen(1 << 20)
-	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	h := &harness{t: t, srv: srv, lis: lis, httpAddr: httpLis.Addr().String(), admin: strings.TrimSpace(string(admin)), cancel: cancel, done: make(chan error, 1)}
-	go func() { h.done <- srv.Run(ctx, lis, httpLis) }()
-	t.Cleanup(h.stop)
-	return h
+	return harnessOf(t, servertest.Start(t, opts...))
 }
 
-func (h *harness) stop() {
-	if h.cancel == nil {
-		return
-	}
-	h.cancel()
-	h.cancel = nil
-	if err := <-h.done; err != nil {
-		h.t.Errorf("Run: %v", err)
-	}
-	h.srv.Close()
+func harnessOf(t *testing.T, cp *servertest.ControlPlane) *harness {
+	return &harness{t: t, cp: cp, srv: cp.Server, httpAddr: cp.HTTPAddr, admin: cp.AdminToken}
 }
+
+// lostAfter sets agent_lost_after.
+func lostAfter(d time.Duration) servertest.Option {
+	return servertest.WithConfig(func(c *config.Config) { c.AgentLostAfter = config.Duration(d) })
+}
+
+// stop stops the control plane (as SIGTERM does) and closes its store.
+func (h *harness) stop() { h.cp.Stop() }
+
+// restart stops the control plane and starts a new one on the same data
+// directory and store.
+func (h *harness) restart() *harness { return harnessOf(h.t, h.cp.Restart()) }
 
 // dial connects with the given client TLS config.
-func (h *harness) dial(tlsCfg *tls.Config) *grpc.ClientConn {
-	h.t.Helper()
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return h.lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	h.t.Cleanup(func() { conn.Close() })
-	return conn
-}
+func (h *harness) dial(tlsCfg *tls.Config) *grpc.ClientConn { return h.cp.Dial(tlsCfg) }
 
-func (h *harness) serverTLS() *tls.Config {
-	return &tls.Config{RootCAs: h.srv.CA().Pool(), ServerName: "localhost", MinVersion: tls.VersionTLS13}
-}
+func (h *harness) serverTLS() *tls.Config { return h.cp.ClientTLS() }
 
 func (h *harness) operatorCtx(token string) context.Context {
 	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token)
@@ -220,7 +187,7 @@ func (h *harness) scrape() string {
 }
 
 func TestAgentLifecycle(t *testing.T) {
-	h := startServer(t, t.TempDir(), time.Second)
+	h := start(t, lostAfter(time.Second))
 	token := h.joinToken(&flotillav1.CreateJoinTokenRequest{MaxUses: 2, Labels: map[string]string{"env": "staging"}})
 	agent, resp, err := h.register(token, "web-1.example.com", map[string]string{"env": "prod", "role": "web"})
 	if err != nil {
@@ -313,7 +280,7 @@ func TestAgentLifecycle(t *testing.T) {
 }
 
 func TestHalfOpenStreamIsLost(t *testing.T) {
-	h := startServer(t, t.TempDir(), time.Second)
+	h := start(t, lostAfter(time.Second))
 	agent, _, err := h.register(h.joinToken(&flotillav1.CreateJoinTokenRequest{}), "web-2", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -336,7 +303,7 @@ func TestHalfOpenStreamIsLost(t *testing.T) {
 }
 
 func TestRegisterRefusals(t *testing.T) {
-	h := startServer(t, t.TempDir(), 30*time.Second)
+	h := start(t)
 	once := h.joinToken(&flotillav1.CreateJoinTokenRequest{MaxUses: 1})
 	if _, _, err := h.register(once, "web-1", nil); err != nil {
 		t.Fatalf("first use: %v", err)
@@ -376,7 +343,7 @@ func TestRegisterRefusals(t *testing.T) {
 }
 
 func TestConnectRefusals(t *testing.T) {
-	h := startServer(t, t.TempDir(), 30*time.Second)
+	h := start(t)
 	agent, _, err := h.register(h.joinToken(&flotillav1.CreateJoinTokenRequest{MaxUses: 2}), "web-1", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -469,7 +436,7 @@ func TestConnectRefusals(t *testing.T) {
 }
 
 func TestOperatorAPI(t *testing.T) {
-	h := startServer(t, t.TempDir(), 30*time.Second)
+	h := start(t)
 	token := h.joinToken(&flotillav1.CreateJoinTokenRequest{MaxUses: 10})
 	for i, role := range []string{"web", "web", "db"} {
 		if _, _, err := h.register(token, "host-"+string(rune('a'+i)), map[string]string{"role": role, "env": "prod"}); err != nil {
@@ -582,12 +549,12 @@ func TestOperatorAPI(t *testing.T) {
 
 func TestHealthzAndRestart(t *testing.T) {
 	dir := t.TempDir()
-	h := startServer(t, dir, 30*time.Second)
+	h := start(t, servertest.WithDataDir(dir))
 	resp, err := http.Get("http://" + h.httpAddr + "/healthz")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var body Health
+	var body server.Health
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
 		t.Fatal(err)
 	}
@@ -614,11 +581,10 @@ func TestHealthzAndRestart(t *testing.T) {
 		return err == nil && r.GetAgent().GetLastHeartbeat() != nil
 	})
 	caBefore := h.srv.CA().Fingerprint()
-	h.stop()
 
 	// A restarted control plane keeps its CA, admin token and agents; the
 	// agent that was connected is now waiting to reconnect.
-	h2 := startServer(t, dir, 30*time.Second)
+	h2 := h.restart()
 	if h2.srv.CA().Fingerprint() != caBefore {
 		t.Fatal("CA changed across a restart")
 	}

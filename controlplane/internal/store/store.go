@@ -1,7 +1,3 @@
-// Package store defines the control plane's persistent state behind one narrow
-// interface. The embedded implementation is SQLite (package sqlite); a
-// PostgreSQL implementation can satisfy the same interface, so the SQL stays
-// portable and every method is one short transaction.
 package store
 
 import (
@@ -20,6 +16,10 @@ var ErrJoinTokenInvalid = errors.New("join token invalid")
 
 // ErrConflict is returned when a row with the same key already exists.
 var ErrConflict = errors.New("already exists")
+
+// ErrSchemaTooNew is returned when opening a database migrated by a newer
+// binary: this one does not know the newer schema and must not write to it.
+var ErrSchemaTooNew = errors.New("database schema is newer than this binary supports")
 
 // ErrUnavailable wraps every error that comes from the database being
 // unreachable (connection refused or lost, failover in progress) rather than
@@ -126,6 +126,7 @@ type Store interface {
 	RolloutStore
 	IdentityStore
 	AuditStore
+	LeaseStore
 
 	// Ping checks that the store answers; /healthz reports it as "database".
 	Ping(ctx context.Context) error
@@ -458,8 +459,10 @@ type Lease struct {
 	ExpiresAt time.Time
 }
 
-// LeaseStore keeps leases. Both drivers implement it; it joins Store once
-// they do.
+// LeaseStore keeps leases. It is part of Store. Holders must be unique per
+// process start (host, PID and a random part, say): the token only moves
+// when the holder changes. A lease row is never deleted, so tokens never
+// repeat.
 type LeaseStore interface {
 	// AcquireLease takes the lease name for holder for ttl, when it is
 	// free, expired or already held by holder (then it is renewed and keeps

@@ -4,18 +4,20 @@ import (
 	"context"
 	"database/sql"
 	"embed"
-	"errors"
 	"fmt"
 	"io/fs"
 	"regexp"
 	"slices"
 	"strconv"
 	"time"
+
+	"flotilla.dev/controlplane/internal/store"
 )
 
 // ErrSchemaTooNew is returned by Open for a database migrated by a newer
 // binary: this one does not know the newer schema and must not write to it.
-var ErrSchemaTooNew = errors.New("database schema is newer than this binary supports")
+// It is store.ErrSchemaTooNew, which both drivers return.
+var ErrSchemaTooNew = store.ErrSchemaTooNew
 
 //go:embed migrations/*.sql
 var migrationFiles embed.FS

@@ -1,0 +1,5 @@
+// Package docker carries out the agent's Docker commands — pull an image,
+// restart or re-create a managed container — through the Docker Engine
+// API, behind the guard rails of the agent's configuration (allowed
+// registries, managed containers).
+package docker

@@ -1,0 +1,72 @@
+package servertest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"go.uber.org/goleak"
+	"google.golang.org/protobuf/testing/protocmp"
+
+	flotillav1 "flotilla.dev/gen/flotilla/v1"
+
+	"flotilla.dev/controlplane/internal/config"
+	"flotilla.dev/controlplane/internal/server"
+	"flotilla.dev/controlplane/internal/store"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// TestRestartKeepsStateOnTheSameStore starts a control plane through every
+// option, changes state over gRPC, restarts it and finds the state again:
+// the store opener runs at each start and BeforeRun sees each server.
+func TestRestartKeepsStateOnTheSameStore(t *testing.T) {
+	var opened, prepared int
+	frozen := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	cp := Start(t,
+		WithStore(func(ctx context.Context, cfg config.Config) (store.Store, error) {
+			opened++
+			return SQLite(ctx, cfg)
+		}),
+		WithConfig(func(c *config.Config) { c.AgentLostAfter = config.Duration(5 * time.Second) }),
+		WithClock(func() time.Time { return frozen }),
+		WithIntervals(server.Intervals{RolloutTick: 10 * time.Millisecond}),
+		BeforeRun(func(*server.Server) { prepared++ }),
+	)
+	if got := cp.Config().AgentLostAfter.Std(); got != 5*time.Second {
+		t.Errorf("agent_lost_after = %s, want the adjusted 5s", got)
+	}
+	ctx := Bearer(context.Background(), cp.AdminToken)
+	created, err := flotillav1.NewFleetServiceClient(cp.Dial(cp.ClientTLS())).CreateJoinToken(ctx,
+		&flotillav1.CreateJoinTokenRequest{Description: "kept across a restart"})
+	if err != nil {
+		t.Fatalf("CreateJoinToken: %v", err)
+	}
+	stored, err := cp.Store().GetJoinToken(context.Background(), created.GetTokenId())
+	if err != nil {
+		t.Fatalf("the token is not in Store(): %v", err)
+	}
+	if !stored.CreatedAt.Equal(frozen) {
+		t.Errorf("token created at %s, want the injected clock's %s", stored.CreatedAt, frozen)
+	}
+
+	again := cp.Restart()
+	if opened != 2 || prepared != 2 {
+		t.Errorf("store opened %d times, BeforeRun called %d times; want 2 each (start and restart)", opened, prepared)
+	}
+	if again.AdminToken != cp.AdminToken || again.DataDir() != cp.DataDir() {
+		t.Errorf("restart changed the data directory or admin token")
+	}
+	list, err := flotillav1.NewAdminServiceClient(again.Dial(again.ClientTLS())).ListJoinTokens(
+		Bearer(context.Background(), again.AdminToken), &flotillav1.ListJoinTokensRequest{})
+	if err != nil {
+		t.Fatalf("ListJoinTokens after the restart: %v", err)
+	}
+	want := []*flotillav1.JoinToken{{Id: created.GetTokenId(), Description: "kept across a restart"}}
+	if diff := cmp.Diff(want, list.GetTokens(), protocmp.Transform(),
+		protocmp.IgnoreFields(&flotillav1.JoinToken{}, "created_at", "expires_at", "max_uses", "uses", "labels", "revoked_at")); diff != "" {
+		t.Errorf("join tokens after the restart (-want +got):\n%s", diff)
+	}
+	cp.Stop() // stopping a stopped control plane does nothing
+}

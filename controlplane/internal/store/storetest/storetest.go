@@ -1,0 +1,78 @@
+// Package storetest is the conformance suite of store.Store: every
+// driver-neutral test and benchmark of the store, run by each driver's own
+// tests against a fresh store of that driver (SQLite in a temporary
+// directory, PostgreSQL in a fresh database), so that both drivers are held
+// to the same semantics: transactions, ordering, uniqueness, pagination and
+// the errors callers branch on.
+package storetest
+
+import (
+	"testing"
+
+	"flotilla.dev/controlplane/internal/store"
+)
+
+// Opener returns a fresh, empty store that is closed when t ends.
+type Opener func(t *testing.T) store.Store
+
+// BenchOpener returns a fresh, empty store that is closed when b ends.
+type BenchOpener func(b *testing.B) store.Store
+
+// Run runs every conformance test, each as a subtest on stores from open.
+func Run(t *testing.T, open Opener) {
+	tests := []struct {
+		name string
+		run  func(*testing.T, Opener)
+	}{
+		{"AgentRoundTrip", testAgentRoundTrip},
+		{"RegisterAgentOutOfRangeTime", testRegisterAgentOutOfRangeTime},
+		{"GetAgentNotFound", testGetAgentNotFound},
+		{"ListAgents", testListAgents},
+		{"RegisterAgent", testRegisterAgent},
+		{"RegisterAgentBuildErrorWritesNothing", testRegisterAgentBuildErrorWritesNothing},
+		{"RegisterAgentDuplicateID", testRegisterAgentDuplicateID},
+		{"RegisterAgentLastUseRace", testRegisterAgentLastUseRace},
+		{"UpdateAgentStatuses", testUpdateAgentStatuses},
+		{"UpdateAgentStatusesIsOneTransaction", testUpdateAgentStatusesIsOneTransaction},
+		{"UpdateAgentStatusesEmpty", testUpdateAgentStatusesEmpty},
+		{"RegisteredWithKey", testRegisteredWithKey},
+		{"FleetCommandRoundTrip", testFleetCommandRoundTrip},
+		{"CommandsNotFound", testCommandsNotFound},
+		{"CreateFleetCommandConflictWritesNothing", testCreateFleetCommandConflictWritesNothing},
+		{"CreateHostCommands", testCreateHostCommands},
+		{"UpdateHostCommands", testUpdateHostCommands},
+		{"ListActiveHostCommands", testListActiveHostCommands},
+		{"ListFleetCommands", testListFleetCommands},
+		{"UpdateFleetCommand", testUpdateFleetCommand},
+		{"RevokeJoinToken", testRevokeJoinToken},
+		{"APITokenListGetRevoke", testAPITokenListGetRevoke},
+		{"DeregisterAgentAndCertificate", testDeregisterAgentAndCertificate},
+		{"AuditEvents", testAuditEvents},
+		{"Services", testServices},
+		{"RolloutLifecycle", testRolloutLifecycle},
+		{"ListRollouts", testListRollouts},
+		{"JoinTokenRoundTrip", testJoinTokenRoundTrip},
+		{"CreateJoinTokenConflict", testCreateJoinTokenConflict},
+		{"GetJoinTokenNotFound", testGetJoinTokenNotFound},
+		{"APITokenRoundTrip", testAPITokenRoundTrip},
+		{"CreateAPITokenConflict", testCreateAPITokenConflict},
+		{"GetAPITokenByHashNotFound", testGetAPITokenByHashNotFound},
+		{"CountAPITokens", testCountAPITokens},
+		{"LeaseAcquireRenewRelease", testLeaseAcquireRenewRelease},
+		{"LeaseExpiresAndMoves", testLeaseExpiresAndMoves},
+		{"LeaseRace", testLeaseRace},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { tt.run(t, open) })
+	}
+}
+
+// Benchmark runs every store benchmark, each as a sub-benchmark on stores
+// from open.
+func Benchmark(b *testing.B, open BenchOpener) {
+	b.Run("RegisterAgents1000", func(b *testing.B) { benchRegisterAgents1000(b, open) })
+	b.Run("UpdateAgentStatuses1000", func(b *testing.B) { benchUpdateAgentStatuses(b, open) })
+	b.Run("CreateFleetCommand10000Hosts", func(b *testing.B) { benchCreateFleetCommand10000Hosts(b, open) })
+	b.Run("UpdateHostCommands", func(b *testing.B) { benchUpdateHostCommands(b, open) })
+	b.Run("GetAPITokenByHash", func(b *testing.B) { benchGetAPITokenByHash(b, open) })
+}

@@ -1,0 +1,46 @@
+package command
+
+import flotillav1 "flotilla.dev/gen/flotilla/v1"
+
+// Kind names of command specs, as logs, metrics, the store and the agent's
+// executor configuration use them.
+const (
+	KindPull    = "pull"
+	KindRestart = "restart"
+	KindBackup  = "backup"
+	KindDrain   = "drain"
+	KindUndrain = "undrain"
+)
+
+// Kinds lists every kind this version knows, in the order of the oneof.
+func Kinds() []string {
+	return []string{KindPull, KindRestart, KindBackup, KindDrain, KindUndrain}
+}
+
+// Kind names the kind of spec, or returns "" for a spec without a kind this
+// version knows (a newer peer's, or none at all).
+func Kind(spec *flotillav1.CommandSpec) string {
+	switch spec.GetKind().(type) {
+	case *flotillav1.CommandSpec_Pull:
+		return KindPull
+	case *flotillav1.CommandSpec_Restart:
+		return KindRestart
+	case *flotillav1.CommandSpec_Backup:
+		return KindBackup
+	case *flotillav1.CommandSpec_Drain:
+		return KindDrain
+	case *flotillav1.CommandSpec_Undrain:
+		return KindUndrain
+	default:
+		return ""
+	}
+}
+
+// KindText names the kind of spec for messages ("not pull"): its kind, or
+// "a command without a known kind" when Kind returns "".
+func KindText(spec *flotillav1.CommandSpec) string {
+	if k := Kind(spec); k != "" {
+		return k
+	}
+	return "a command without a known kind"
+}

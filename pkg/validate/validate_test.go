@@ -1,0 +1,121 @@
+package validate
+
+import (
+	"strings"
+	"testing"
+)
+
+// check runs a validator over a table: want is "" when the value is
+// valid, else a text the error must contain.
+func check(t *testing.T, name string, fn func(string) error, tests []struct{ in, want string }) {
+	t.Helper()
+	for _, tt := range tests {
+		err := fn(tt.in)
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%s(%q) = %v, want nil", name, tt.in, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%s(%q) = %v, want an error containing %q", name, tt.in, err, tt.want)
+		case err != nil && (strings.Contains(err.Error(), "\n") || len(err.Error()) > 400):
+			t.Errorf("%s(%q) = %q: a long or multi-line message", name, tt.in, err)
+		}
+	}
+}
+
+func TestImage(t *testing.T) {
+	check(t, "Image", func(s string) error { _, err := Image(s); return err }, []struct{ in, want string }{
+		{"nginx:1.25", ""},
+		{"localhost:5000/app@sha256:" + strings.Repeat("a", 64), ""},
+		{"ghcr.io/org/app:v2@sha256:" + strings.Repeat("b", 64), ""},
+		{"", "is required"},
+		{"nginx", `"nginx" names no tag or digest`},
+		{"Nginx:1", "is not an image reference"},
+		{"app:tag with space", "is not an image reference"},
+		{"$(id)", "is not an image reference"},
+		{"nginx:1\n", "is not an image reference"},
+		{"app@sha256:short", "is not an image reference"},
+		{"a/" + strings.Repeat("b", MaxImageLength) + ":1", "at most 512 allowed"},
+	})
+	named, err := Image("nginx:1.25")
+	if err != nil || named.String() != "docker.io/library/nginx:1.25" {
+		t.Errorf("Image(nginx:1.25) = %v, %v; want the normalized reference", named, err)
+	}
+}
+
+func TestNames(t *testing.T) {
+	check(t, "ContainerName", ContainerName, []struct{ in, want string }{
+		{"web", ""}, {"w", ""}, {"web_1.a-b", ""}, {"1web", ""}, {strings.Repeat("a", 128), ""},
+		{"", "is not a container name"}, {"-web", "is not a container name"}, {"/web", "is not a container name"},
+		{"web 1", "is not a container name"}, {"web;rm", "is not a container name"},
+		{strings.Repeat("a", 129), "is not a container name"},
+	})
+	check(t, "DatabaseName", DatabaseName, []struct{ in, want string }{
+		{"shop", ""}, {"shop_db-2", ""}, {strings.Repeat("d", 63), ""},
+		{"", "is not a database name"}, {"shop.db", "is not a database name"}, {"$(id)", "is not a database name"},
+		{strings.Repeat("d", 64), "is not a database name"},
+		{strings.Repeat("x", 10000), "…"}, // a hostile value is cut short
+	})
+	check(t, "UpstreamName", UpstreamName, []struct{ in, want string }{
+		{"app", ""}, {"app.v2_b-c", ""}, {strings.Repeat("u", 64), ""},
+		{"", "is not an upstream name"}, {"app backend", "is not an upstream name"}, {"a;b", "is not an upstream name"},
+		{strings.Repeat("u", 65), "is not an upstream name"},
+	})
+}
+
+func TestServerAddress(t *testing.T) {
+	check(t, "ServerAddress", ServerAddress, []struct{ in, want string }{
+		{"10.0.0.1:80", ""},
+		{"[::1]:8080", ""},
+		{"web-1.internal:443", ""},
+		{"my_service:8080", ""}, // Compose service names have underscores
+		{"web:65535", ""},
+		{"web", "is not host:port"},
+		{"web:0", "is not from 1 to 65535"},
+		{"web:65536", "is not from 1 to 65535"},
+		{"web:+80", "is not a number"},
+		{"web:http", "is not a number"},
+		{":80", "neither an IP address nor a DNS name"},
+		{"web;rm:80", "neither an IP address nor a DNS name"},
+		{"-web:80", "neither an IP address nor a DNS name"},
+		{"a..b:80", "neither an IP address nor a DNS name"},
+		{strings.Repeat("a.", 127) + "ab:80", "neither an IP address nor a DNS name"},
+	})
+}
+
+func TestText(t *testing.T) {
+	const limit = 30
+	check(t, "Text", func(s string) error { return Text(s, limit) }, []struct{ in, want string }{
+		{"rolling out v2\tafter review", ""},
+		{"", ""},
+		{strings.Repeat("r", limit), ""},
+		{strings.Repeat("r", limit+1), "31 bytes, at most 30 allowed"},
+		{"a\nb", "control characters not allowed"},
+		{"a\x00b", "control characters not allowed"},
+	})
+}
+
+func TestLabels(t *testing.T) {
+	tests := []struct {
+		name   string
+		labels map[string]string
+		max    int
+		want   string
+	}{
+		{"valid", map[string]string{"env": "prod", "app.kubernetes.io/name": "web", "canary": ""}, 8, ""},
+		{"value with a space", map[string]string{"env": "pr od"}, 8, `label "env": label value "pr od": character ' ' not allowed`},
+		{"empty key", map[string]string{"": "x"}, 8, "label key is empty"},
+		{"key ending with a dot", map[string]string{"env.": "x"}, 8, "must start and end with a letter or digit"},
+		{"value starting with a dash", map[string]string{"env": "-x"}, 8, "must start and end with a letter or digit"},
+		{"long key", map[string]string{strings.Repeat("k", MaxLabelKeyLength+1): "x"}, 8, "at most 253 allowed"},
+		{"long value", map[string]string{"k": strings.Repeat("v", MaxLabelValueLength+1)}, 8, "at most 253 allowed"},
+		{"too many", map[string]string{"a": "1", "b": "2"}, 1, "2 labels, at most 1 allowed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := Labels(tt.labels, tt.max)
+			if (tt.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.want)) {
+				t.Fatalf("Labels(%v) = %v, want %q", tt.labels, err, tt.want)
+			}
+		})
+	}
+}
