@@ -19,7 +19,7 @@ func (s *FleetService) RunCommand(ctx context.Context, req *flotillav1.RunComman
 	if err := validateCommandView("view", req.GetView()); err != nil {
 		return nil, GRPCError(err)
 	}
-	fc, err := s.cfg.Commands.Run(ctx, req, principalOf(ctx))
+	fc, err := s.cfg.Commands.Start(ctx, req, principalOf(ctx))
 	if err != nil {
 		return nil, GRPCError(err)
 	}

@@ -24,9 +24,9 @@ type CommandEvents interface {
 	OnEvent(ctx context.Context, agentID string, ev *flotillav1.CommandEvent) error
 }
 
-// FleetCommands runs fleet commands (commands.Manager).
+// FleetCommands starts and follows fleet commands (commands.Manager).
 type FleetCommands interface {
-	Run(ctx context.Context, req *flotillav1.RunCommandRequest, createdBy string) (*flotillav1.FleetCommand, error)
+	Start(ctx context.Context, req *flotillav1.RunCommandRequest, createdBy string) (*flotillav1.FleetCommand, error)
 	Get(ctx context.Context, fcID string, view flotillav1.CommandView) (*flotillav1.FleetCommand, error)
 	List(ctx context.Context, states []flotillav1.FleetCommandState, before string, limit int) ([]*flotillav1.FleetCommand, error)
 	Watch(ctx context.Context, fcID string, send func(*flotillav1.WatchCommandResponse) error) error

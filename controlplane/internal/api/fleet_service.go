@@ -33,7 +33,7 @@ type FleetServiceConfig struct {
 	CA       CertificateAuthority
 	Logger   *zap.Logger
 	Now      func() time.Time
-	// Commands runs fleet commands.
+	// Commands starts and follows fleet commands.
 	Commands FleetCommands
 }
 

@@ -202,7 +202,7 @@ func BenchmarkDispatcherOneCommand(b *testing.B) {
 }
 
 // BenchmarkRunCommand measures a fleet command on 1,000 and 10,000
-// hosts (no concurrency limit), from Manager.Run to every host finished,
+// hosts (no concurrency limit), from Manager.Start to every host finished,
 // with one fake agent per host answering at once from its own goroutine.
 // Besides the time per host it reports, over all iterations, the
 // percentiles of the time from Run's start to each host's ACCEPTED being
@@ -246,7 +246,7 @@ func BenchmarkRunCommand(b *testing.B) {
 				start.Store(&now)
 				// Cancellable, as an RPC's context is.
 				ctx, cancel := context.WithCancel(context.Background())
-				fc, err := e.mgr.Run(ctx, req, "operator:test")
+				fc, err := e.mgr.Start(ctx, req, "operator:test")
 				cancel()
 				if err != nil {
 					b.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -87,7 +86,7 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 		cfg.NewID = ids.New
 	}
 	m := &Manager{cfg: cfg, log: cfg.Logger, running: make(map[string]*run)}
-	cfg.Dispatcher.Listen(m.onUpdate)
+	cfg.Dispatcher.listen(m.onUpdate)
 	return m, nil
 }
 
@@ -112,7 +111,7 @@ func (m *Manager) Load(ctx context.Context) error {
 		m.running[fc.ID] = r
 		m.mu.Unlock()
 		m.log.Info("resuming fleet command", zap.String("command", fc.ID), zap.Int("hosts", len(hcs)))
-		m.advance(ctx, fc.ID)
+		m.advance(ctx, fc.ID, callerOps{ctx, m.cfg.Dispatcher})
 	}
 	return nil
 }
@@ -140,55 +139,9 @@ func newRun(fc store.FleetCommand, hcs []store.HostCommand) (*run, error) {
 	return r, nil
 }
 
-// count adds delta to the count of hc's phase.
-func (r *run) count(hc *store.HostCommand, delta int) {
-	st := flotillav1.CommandState(hc.State)
-	switch {
-	case command.Terminal(st):
-		r.done += delta
-		if failed(st) {
-			r.failures += delta
-		}
-	case hc.ReleasedAt.IsZero():
-		r.queued += delta
-	default:
-		r.inflight += delta
-	}
-}
-
-// set replaces a host's state, keeping the counts.
-func (r *run) set(hc *store.HostCommand, next store.HostCommand) {
-	r.count(hc, -1)
-	*hc = next
-	r.count(hc, 1)
-}
-
-// queuedHosts returns the first n queued hosts in order. Hosts leave the
-// queue in order (released first to last, or all skipped at once), so the
-// scan starts where the queue does.
-func (r *run) queuedHosts(n int) []string {
-	for r.firstQueued < len(r.order) {
-		hc := r.hosts[r.order[r.firstQueued]]
-		if hc.ReleasedAt.IsZero() && !command.Terminal(flotillav1.CommandState(hc.State)) {
-			break
-		}
-		r.firstQueued++
-	}
-	out := make([]string, 0, n)
-	for _, id := range r.order[r.firstQueued:] {
-		if len(out) == n {
-			break
-		}
-		if hc := r.hosts[id]; hc.ReleasedAt.IsZero() && !command.Terminal(flotillav1.CommandState(hc.State)) {
-			out = append(out, id)
-		}
-	}
-	return out
-}
-
-// Run validates and starts a fleet command on behalf of createdBy (the
+// Start validates and starts a fleet command on behalf of createdBy (the
 // caller's principal, "kind:id"; "" when unknown).
-func (m *Manager) Run(ctx context.Context, req *flotillav1.RunCommandRequest, createdBy string) (*flotillav1.FleetCommand, error) {
+func (m *Manager) Start(ctx context.Context, req *flotillav1.RunCommandRequest, createdBy string) (*flotillav1.FleetCommand, error) {
 	if err := ValidateSpec("spec", req.GetSpec()); err != nil {
 		return nil, err
 	}
@@ -255,7 +208,7 @@ func (m *Manager) Run(ctx context.Context, req *flotillav1.RunCommandRequest, cr
 	m.log.Info("fleet command started", zap.String("command", id), zap.String("kind", kind), zap.Int("hosts", len(agents)),
 		zap.String("by", createdBy), zap.Int("max_concurrency", r.maxConc), zap.Int("max_errors", r.maxErr),
 		zap.Duration("timeout", timeout), zap.String("reason", req.GetReason()))
-	m.advance(ctx, id)
+	m.advance(ctx, id, callerOps{ctx, m.cfg.Dispatcher})
 	return m.Get(ctx, id, req.GetView())
 }
 
@@ -303,8 +256,10 @@ func (m *Manager) targets(req *flotillav1.RunCommandRequest) ([]string, error) {
 	return out, nil
 }
 
-// onUpdate follows host command changes of running fleet commands.
-func (m *Manager) onUpdate(u Update) {
+// onUpdate follows host command changes of running fleet commands. It
+// runs on the dispatcher's goroutine: what it asks of the dispatcher goes
+// through ops.
+func (m *Manager) onUpdate(u Update, ops hostOps) {
 	fcID := u.Command.FleetCommandID
 	if fcID == "" {
 		return
@@ -323,17 +278,19 @@ func (m *Manager) onUpdate(u Update) {
 	}
 	m.mu.Unlock()
 	if ok && command.Terminal(flotillav1.CommandState(u.Command.State)) {
-		// A fresh context: this runs on the agent's stream or the sweeper.
+		// A fresh context: this runs on the dispatcher's goroutine, which
+		// also stores the fleet command's end from here (once per command).
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		m.advance(ctx, fcID)
+		m.advance(ctx, fcID, ops)
 	}
 }
 
 // advance releases queued hosts within the limits, skips them once
 // max_errors is reached or the command was cancelled, and finishes the
-// fleet command when every host is done.
-func (m *Manager) advance(ctx context.Context, fcID string) {
+// fleet command when every host is done. ops is the dispatcher, called
+// from a listener or not.
+func (m *Manager) advance(ctx context.Context, fcID string, ops hostOps) {
 	m.mu.Lock()
 	r, ok := m.running[fcID]
 	if !ok {
@@ -360,28 +317,28 @@ func (m *Manager) advance(ctx context.Context, fcID string) {
 	timeout := r.timeout
 	m.mu.Unlock()
 
-	if skipReason != "" && waiting {
+	switch {
+	case skipReason != "" && waiting:
 		if skip == nil {
 			return // another advance is skipping them
 		}
-		// Finish's updates call advance again; they find the skip in
+		// The skip's updates call advance again; they find the skip in
 		// progress, the last of them the command finished.
-		err := m.cfg.Dispatcher.Finish(ctx, skip, flotillav1.CommandState_COMMAND_STATE_SKIPPED, skipReason)
-		m.mu.Lock()
-		r.skipping = false
-		m.mu.Unlock()
-		if err != nil {
-			m.log.Error("skipping queued hosts failed", zap.String("command", fcID), zap.Error(err))
-		}
-		return
-	}
-	if len(release) > 0 {
-		if err := m.cfg.Dispatcher.Release(ctx, release, timeout); err != nil {
-			m.log.Error("releasing hosts failed; will retry on the next event", zap.String("command", fcID), zap.Error(err))
-		}
-		return
-	}
-	if finished {
+		ops.finish(skip, flotillav1.CommandState_COMMAND_STATE_SKIPPED, skipReason, func(err error) {
+			m.mu.Lock()
+			r.skipping = false
+			m.mu.Unlock()
+			if err != nil {
+				m.log.Error("skipping queued hosts failed", zap.String("command", fcID), zap.Error(err))
+			}
+		})
+	case len(release) > 0:
+		ops.release(release, timeout, func(err error) {
+			if err != nil {
+				m.log.Error("releasing hosts failed; will retry on the next event", zap.String("command", fcID), zap.Error(err))
+			}
+		})
+	case finished:
 		m.finish(ctx, fcID)
 	}
 }
@@ -454,7 +411,7 @@ func (m *Manager) Cancel(ctx context.Context, fcID, reason string) (*flotillav1.
 	if err := m.cfg.Dispatcher.Cancel(ctx, released, reason); err != nil {
 		return nil, fault.Unavailablef("cancel could not be recorded: %v", err)
 	}
-	m.advance(ctx, fcID)
+	m.advance(ctx, fcID, callerOps{ctx, m.cfg.Dispatcher})
 	return m.Get(ctx, fcID, flotillav1.CommandView_COMMAND_VIEW_FULL)
 }
 
@@ -527,46 +484,4 @@ func (m *Manager) listEntry(fc store.FleetCommand) *flotillav1.FleetCommand {
 		_ = json.Unmarshal([]byte(fc.Summary), &snap.Summary)
 	}
 	return snap
-}
-
-// snapshot renders the run, with an entry per host if withHosts; the
-// caller holds m.mu.
-func (r *run) snapshot(withHosts bool) *flotillav1.FleetCommand {
-	out := &flotillav1.FleetCommand{
-		Id: r.fc.ID, Spec: r.req.GetSpec(), Selector: r.req.GetSelector(), AgentIds: slices.Clone(r.req.GetAgentIds()),
-		MaxConcurrency: r.req.GetMaxConcurrency(), MaxErrors: r.req.GetMaxErrors(), Timeout: r.req.GetTimeout(),
-		Reason: r.req.GetReason(), CreatedBy: r.fc.CreatedBy, CreatedAt: ts(r.fc.CreatedAt), FinishedAt: ts(r.fc.FinishedAt),
-		State: flotillav1.FleetCommandState(r.fc.State),
-	}
-	if withHosts {
-		out.Hosts = make([]*flotillav1.HostCommand, 0, len(r.order))
-		for _, id := range r.order {
-			out.Hosts = append(out.Hosts, hostToProto(*r.hosts[id]))
-		}
-	}
-	out.Summary = r.summary()
-	return out
-}
-
-// summary counts the run's hosts by state name.
-func (r *run) summary() map[string]int32 {
-	sum := make(map[string]int32)
-	for _, hc := range r.hosts {
-		sum[command.StateName(flotillav1.CommandState(hc.State))]++
-	}
-	return sum
-}
-
-func hostToProto(hc store.HostCommand) *flotillav1.HostCommand {
-	out := &flotillav1.HostCommand{
-		AgentId: hc.AgentID, CommandId: hc.ID, State: flotillav1.CommandState(hc.State), Message: hc.Message,
-		StartedAt: ts(hc.StartedAt), FinishedAt: ts(hc.FinishedAt), Deadline: ts(hc.Deadline),
-	}
-	if len(hc.Result) > 0 {
-		res := &flotillav1.CommandResult{}
-		if proto.Unmarshal(hc.Result, res) == nil {
-			out.Result = res
-		}
-	}
-	return out
 }

@@ -14,7 +14,6 @@ import (
 func TestNextStartTime(t *testing.T) {
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	accepted := &store.HostCommand{ID: "c1", State: int32(flotillav1.CommandState_COMMAND_STATE_ACCEPTED)}
-	var d Dispatcher
 	for _, tc := range []struct {
 		to          flotillav1.CommandState
 		wantStarted bool
@@ -23,17 +22,17 @@ func TestNextStartTime(t *testing.T) {
 		{flotillav1.CommandState_COMMAND_STATE_SUCCEEDED, true},
 		{flotillav1.CommandState_COMMAND_STATE_REJECTED, false},
 	} {
-		next, changed, _, err := d.next(accepted, &flotillav1.CommandEvent{CommandId: "c1", State: tc.to}, now)
+		c, changed, err := next(accepted, &flotillav1.CommandEvent{CommandId: "c1", State: tc.to}, now)
 		if err != nil || !changed {
 			t.Fatalf("%s: changed=%v err=%v", tc.to, changed, err)
 		}
-		if got := next.StartedAt.Equal(now); got != tc.wantStarted {
-			t.Errorf("%s: StartedAt = %v, want set=%v", tc.to, next.StartedAt, tc.wantStarted)
+		if got := c.next.StartedAt.Equal(now); got != tc.wantStarted {
+			t.Errorf("%s: StartedAt = %v, want set=%v", tc.to, c.next.StartedAt, tc.wantStarted)
 		}
 	}
 	running := &store.HostCommand{ID: "c1", State: int32(flotillav1.CommandState_COMMAND_STATE_RUNNING), StartedAt: now.Add(-time.Second)}
-	next, _, _, _ := d.next(running, &flotillav1.CommandEvent{CommandId: "c1", State: flotillav1.CommandState_COMMAND_STATE_SUCCEEDED}, now)
-	if !next.StartedAt.Equal(now.Add(-time.Second)) {
-		t.Errorf("SUCCEEDED after RUNNING moved StartedAt to %v", next.StartedAt)
+	c, _, _ := next(running, &flotillav1.CommandEvent{CommandId: "c1", State: flotillav1.CommandState_COMMAND_STATE_SUCCEEDED}, now)
+	if !c.next.StartedAt.Equal(now.Add(-time.Second)) {
+		t.Errorf("SUCCEEDED after RUNNING moved StartedAt to %v", c.next.StartedAt)
 	}
 }

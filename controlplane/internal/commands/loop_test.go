@@ -3,6 +3,7 @@ package commands
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -44,77 +45,161 @@ func callIDs(calls [][]store.HostCommand) [][]string {
 	return out
 }
 
-// writeAsync starts a committer write of one command and returns where
-// its result arrives.
-func writeAsync(c *committer, id string) <-chan error {
+// onEventAsync sends an agent's event from its own goroutine, as a stream
+// does, and returns where OnEvent's result arrives.
+func onEventAsync(e *testEnv, agent, id string, st flotillav1.CommandState) <-chan error {
 	ch := make(chan error, 1)
-	go func() { ch <- c.write(context.Background(), []store.HostCommand{{ID: id}}) }()
+	go func() { ch <- e.d.OnEvent(context.Background(), agent, event(id, st)) }()
 	return ch
 }
 
-func TestCommitterBatchesWritesMadeDuringAWrite(t *testing.T) {
+// seenOrder returns the command ID and state of every update listeners
+// saw, in order.
+func (e *testEnv) seenOrder() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]string, len(e.updates))
+	for i, u := range e.updates {
+		out[i] = u.Command.ID + ":" + command.StateName(flotillav1.CommandState(u.Command.State))
+	}
+	return out
+}
+
+// releasedEnv is a testEnv with one released command per agent, c1 on
+// web-1 and so on.
+func releasedEnv(t *testing.T, n int) (*testEnv, []string) {
+	t.Helper()
+	var agents, ids []string
+	for i := 1; i <= n; i++ {
+		agents, ids = append(agents, fmt.Sprintf("web-%d", i)), append(ids, fmt.Sprintf("c%d", i))
+	}
+	e := newTestEnv(t, agents...)
+	for i, id := range ids {
+		e.queuedCommand(t, id, agents[i])
+	}
+	if err := e.d.Release(context.Background(), ids, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	return e, ids
+}
+
+// The events that queue while the dispatcher's owner is storing a turn
+// are stored together in the next turn, in one write, and listeners hear
+// of them in the order they were queued.
+func TestEventsQueuedDuringAWriteAreStoredInOneTurnAndNotifiedInOrder(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		st := newMemStore()
-		c := &committer{store: st}
-		release := st.holdNext()
-		a := writeAsync(c, "a")
-		synctest.Wait() // a's transaction is in progress
-		b, cc := writeAsync(c, "b"), writeAsync(c, "c")
-		synctest.Wait() // b and c wait for it
-		if got := callIDs(st.updateCalls()); !slices.EqualFunc(got, [][]string{{"a"}}, slices.Equal) {
-			t.Fatalf("while a is written, the store saw %v, want only a's write", got)
+		e, _ := releasedEnv(t, 4)
+		release := e.st.holdNext()
+		first := onEventAsync(e, "web-4", "c4", stateAccepted)
+		synctest.Wait() // c4's turn is being stored
+		var queued []<-chan error
+		for _, a := range []struct{ agent, id string }{{"web-2", "c2"}, {"web-1", "c1"}, {"web-3", "c3"}} {
+			queued = append(queued, onEventAsync(e, a.agent, a.id, stateAccepted))
+			synctest.Wait() // queued in this order
+		}
+		if got := callIDs(e.st.updateCalls()); len(got) != 2 {
+			t.Fatalf("while c4 is stored, the store saw %v, want the release and c4's write", got)
 		}
 		close(release)
-		for _, ch := range []<-chan error{a, b, cc} {
+		for _, ch := range append(queued, first) {
 			if err := <-ch; err != nil {
-				t.Fatalf("write: %v", err)
+				t.Fatalf("OnEvent: %v", err)
 			}
 		}
-		want := [][]string{{"a"}, {"b", "c"}}
-		if got := callIDs(st.updateCalls()); !slices.EqualFunc(got, want, slices.Equal) {
+		want := [][]string{{"c1", "c2", "c3", "c4"}, {"c4"}, {"c1", "c2", "c3"}}
+		if got := callIDs(e.st.updateCalls()); !slices.EqualFunc(got, want, slices.Equal) {
 			t.Errorf("store writes = %v, want %v", got, want)
 		}
+		wantSeen := []string{"c1:pending", "c2:pending", "c3:pending", "c4:pending",
+			"c4:accepted", "c2:accepted", "c1:accepted", "c3:accepted"}
+		if got := e.seenOrder(); !slices.Equal(got, wantSeen) {
+			t.Errorf("listeners saw %v, want %v", got, wantSeen)
+		}
 	})
 }
 
-func TestCommitterFailureFailsTheWholeBatch(t *testing.T) {
+// A second event of a command in the same turn waits for the next one: its
+// change is computed from the stored state the first one leaves, while
+// the other commands' events of the turn are stored together.
+func TestSecondEventOfACommandWaitsForTheNextTurn(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		st := newMemStore()
-		st.fail = func(call int) bool { return call == 2 }
-		c := &committer{store: st}
-		release := st.holdNext()
-		a := writeAsync(c, "a")
+		e, _ := releasedEnv(t, 3)
+		release := e.st.holdNext()
+		first := onEventAsync(e, "web-3", "c3", stateAccepted)
 		synctest.Wait()
-		b, cc := writeAsync(c, "b"), writeAsync(c, "c")
+		var queued []<-chan error
+		for _, ev := range []struct {
+			agent, id string
+			st        flotillav1.CommandState
+		}{{"web-1", "c1", stateAccepted}, {"web-1", "c1", stateSucceeded}, {"web-2", "c2", stateAccepted}} {
+			queued = append(queued, onEventAsync(e, ev.agent, ev.id, ev.st))
+			synctest.Wait()
+		}
+		close(release)
+		for _, ch := range append(queued, first) {
+			if err := <-ch; err != nil {
+				t.Fatalf("OnEvent: %v", err)
+			}
+		}
+		want := [][]string{{"c1", "c2", "c3"}, {"c3"}, {"c1", "c2"}, {"c1"}}
+		if got := callIDs(e.st.updateCalls()); !slices.EqualFunc(got, want, slices.Equal) {
+			t.Errorf("store writes = %v, want %v", got, want)
+		}
+		if got := e.seenStates("c1"); !slices.Equal(got, []flotillav1.CommandState{statePending, stateAccepted, stateSucceeded}) {
+			t.Errorf("listeners saw %v for c1, want pending, accepted, succeeded", got)
+		}
+		if hc := e.st.stored(t, "c1"); flotillav1.CommandState(hc.State) != stateSucceeded {
+			t.Errorf("c1 stored as %s, want SUCCEEDED", command.StateName(flotillav1.CommandState(hc.State)))
+		}
+	})
+}
+
+// A turn whose write fails fails every event it held; none is applied or
+// reported to listeners, and each caller hears of it (its agent resends
+// the event after reconnecting), so nothing is lost.
+func TestFailedTurnFailsEveryEventItHeldAndLosesNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e, ids := releasedEnv(t, 4)
+		ids = ids[:3]
+		e.st.mu.Lock()
+		e.st.fail = func(call int) bool { return call == 3 } // the turn of c1-c3
+		e.st.mu.Unlock()
+		release := e.st.holdNext()
+		first := onEventAsync(e, "web-4", "c4", stateAccepted)
+		synctest.Wait()
+		var queued []<-chan error
+		for i, id := range ids {
+			queued = append(queued, onEventAsync(e, fmt.Sprintf("web-%d", i+1), id, stateAccepted))
+		}
 		synctest.Wait()
 		close(release)
-		if err := <-a; err != nil {
-			t.Errorf("a: %v, want stored", err)
+		if err := <-first; err != nil {
+			t.Fatalf("c4's event: %v", err)
 		}
-		for name, ch := range map[string]<-chan error{"b": b, "c": cc} {
+		for i, ch := range queued {
 			if err := <-ch; !errors.Is(err, errStoreDown) {
-				t.Errorf("%s: %v, want the batch's failure", name, err)
+				t.Errorf("%s: OnEvent = %v, want the store's failure", ids[i], err)
 			}
 		}
-		for _, id := range []string{"b", "c"} {
-			if _, err := st.GetHostCommand(context.Background(), id); !errors.Is(err, store.ErrNotFound) {
-				t.Errorf("%s was stored by a failed batch", id)
+		wantState := map[string]flotillav1.CommandState{"c1": statePending, "c2": statePending, "c3": statePending, "c4": stateAccepted}
+		for id, want := range wantState {
+			if hc, _ := e.d.Get(id); flotillav1.CommandState(hc.State) != want {
+				t.Errorf("%s after the failed turn: %s, want %s", id, command.StateName(flotillav1.CommandState(hc.State)), command.StateName(want))
 			}
+		}
+		seen := len(e.seenOrder())
+		for i, id := range ids {
+			if err := e.d.OnEvent(context.Background(), fmt.Sprintf("web-%d", i+1), event(id, stateSucceeded)); err != nil {
+				t.Fatalf("resent %s: %v", id, err)
+			}
+			if hc := e.st.stored(t, id); flotillav1.CommandState(hc.State) != stateSucceeded {
+				t.Errorf("%s stored as %s after the resend, want SUCCEEDED", id, command.StateName(flotillav1.CommandState(hc.State)))
+			}
+		}
+		if got := e.seenOrder()[seen:]; !slices.Equal(got, []string{"c1:succeeded", "c2:succeeded", "c3:succeeded"}) {
+			t.Errorf("after the failure listeners saw %v, want each resent outcome once", got)
 		}
 	})
-}
-
-func TestCommitterDoneContextWritesNothing(t *testing.T) {
-	st := newMemStore()
-	c := &committer{store: st}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := c.write(ctx, []store.HostCommand{{ID: "a"}}); !errors.Is(err, context.Canceled) {
-		t.Errorf("write with a cancelled context = %v, want context.Canceled", err)
-	}
-	if calls := st.updateCalls(); len(calls) != 0 {
-		t.Errorf("store writes = %v, want none", callIDs(calls))
-	}
 }
 
 // An agent's next event for a command waits until its previous change is
@@ -122,27 +207,15 @@ func TestCommitterDoneContextWritesNothing(t *testing.T) {
 // the store does not hold yet, and never reports one before it is stored.
 func TestEventWaitsForThePreviousChangeOfItsCommand(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		ctx := context.Background()
-		e := newTestEnv(t, "web-1")
-		e.queuedCommand(t, "c1", "web-1")
-		if err := e.d.Release(ctx, []string{"c1"}, time.Minute); err != nil {
-			t.Fatal(err)
-		}
+		e, _ := releasedEnv(t, 1)
 		release := e.st.holdNext()
-		accepted, succeeded := make(chan error, 1), make(chan error, 1)
-		go func() { accepted <- e.d.OnEvent(ctx, "web-1", event("c1", stateAccepted)) }()
+		accepted := onEventAsync(e, "web-1", "c1", stateAccepted)
 		synctest.Wait() // ACCEPTED is being stored
-		go func() { succeeded <- e.d.OnEvent(ctx, "web-1", event("c1", stateSucceeded)) }()
+		succeeded := onEventAsync(e, "web-1", "c1", stateSucceeded)
 		synctest.Wait()
 
-		if hc, _ := e.d.Get("c1"); flotillav1.CommandState(hc.State) != statePending {
-			t.Errorf("while ACCEPTED is being stored, Get reports %s, want PENDING (what the store holds)", command.StateName(flotillav1.CommandState(hc.State)))
-		}
-		e.d.commits.mu.Lock()
-		queued := len(e.d.commits.queue)
-		e.d.commits.mu.Unlock()
-		if queued != 0 {
-			t.Errorf("SUCCEEDED was queued for the store before ACCEPTED was stored")
+		if n := len(e.st.updateCalls()); n != 2 {
+			t.Errorf("SUCCEEDED was given to the store before ACCEPTED was stored (%d writes)", n)
 		}
 		if got := e.seenStates("c1"); !slices.Equal(got, []flotillav1.CommandState{statePending}) {
 			t.Errorf("listeners saw %v before ACCEPTED was stored, want only the release", got)
@@ -242,14 +315,14 @@ func countLimit(n int32) *flotillav1.Limit {
 	return &flotillav1.Limit{Kind: &flotillav1.Limit_Count{Count: n}}
 }
 
-// Run stores the hosts it can start at once already released, sends them
+// Start stores the hosts it can start at once already released, sends them
 // without a second write, and releases the others as slots free up.
-func TestRunStoresTheFirstHostsReleased(t *testing.T) {
+func TestStartStoresTheFirstHostsReleased(t *testing.T) {
 	ctx := context.Background()
 	agents := []string{"web-1", "web-2", "web-3", "web-4"}
 	e := newTestEnv(t, agents...)
 	e.reg.Detach(e.sessions["web-2"], "gone")
-	fc, err := e.m.Run(ctx, &flotillav1.RunCommandRequest{AgentIds: agents, MaxConcurrency: countLimit(2),
+	fc, err := e.m.Start(ctx, &flotillav1.RunCommandRequest{AgentIds: agents, MaxConcurrency: countLimit(2),
 		Spec: &flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Pull{Pull: &flotillav1.PullCommand{Image: "registry.example/app:v2"}}}}, "operator:test")
 	if err != nil {
 		t.Fatal(err)
@@ -275,7 +348,7 @@ func TestRunStoresTheFirstHostsReleased(t *testing.T) {
 		t.Errorf("web-3's message = %q", got)
 	}
 	if calls := e.st.updateCalls(); len(calls) != 0 {
-		t.Errorf("Run wrote %v after creating the command, want no second write", callIDs(calls))
+		t.Errorf("Start wrote %v after creating the command, want no second write", callIDs(calls))
 	}
 	if got := e.sentCommands("web-1"); !slices.Equal(got, []string{id("web-1")}) {
 		t.Errorf("web-1 got %v", got)
@@ -305,7 +378,7 @@ func TestMaxErrorsSkipsTheQueueInOneWrite(t *testing.T) {
 	ctx := context.Background()
 	agents := []string{"web-1", "web-2", "web-3", "web-4", "web-5"}
 	e := newTestEnv(t, agents...)
-	fc, err := e.m.Run(ctx, &flotillav1.RunCommandRequest{AgentIds: agents, MaxConcurrency: countLimit(1), MaxErrors: countLimit(1),
+	fc, err := e.m.Start(ctx, &flotillav1.RunCommandRequest{AgentIds: agents, MaxConcurrency: countLimit(1), MaxErrors: countLimit(1),
 		Spec: &flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Pull{Pull: &flotillav1.PullCommand{Image: "registry.example/app:v2"}}}}, "operator:test")
 	if err != nil {
 		t.Fatal(err)
@@ -335,5 +408,59 @@ func TestMaxErrorsSkipsTheQueueInOneWrite(t *testing.T) {
 	}
 	if _, err := e.m.Cancel(ctx, fc.GetId(), ""); !errors.Is(err, fault.ErrPrecondition) {
 		t.Errorf("Cancel of the finished command = %v, want FailedPrecondition", err)
+	}
+}
+
+// Many agents answering at once, with sweeps and reads in between: every
+// command's changes reach the store and the listeners once each, in the
+// order its agent sent them.
+func TestConcurrentAgentsKeepEachCommandsOrder(t *testing.T) {
+	const n = 64
+	e, ids := releasedEnv(t, n)
+	ctx, stop := context.WithCancel(context.Background())
+	sweeps := make(chan struct{})
+	go func() {
+		defer close(sweeps)
+		for ctx.Err() == nil {
+			e.d.Sweep(ctx)
+			e.d.Get(ids[0])
+		}
+	}()
+	errs := make(chan error, n)
+	for i, id := range ids {
+		go func() {
+			agent := fmt.Sprintf("web-%d", i+1)
+			for _, st := range []flotillav1.CommandState{stateAccepted, flotillav1.CommandState_COMMAND_STATE_RUNNING, flotillav1.CommandState_COMMAND_STATE_RUNNING, stateSucceeded} {
+				if err := e.d.OnEvent(context.Background(), agent, event(id, st)); err != nil {
+					errs <- fmt.Errorf("%s %s: %w", id, command.StateName(st), err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range ids {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	stop()
+	<-sweeps
+	want := []flotillav1.CommandState{statePending, stateAccepted, flotillav1.CommandState_COMMAND_STATE_RUNNING,
+		flotillav1.CommandState_COMMAND_STATE_RUNNING, stateSucceeded}
+	for _, id := range ids {
+		if got := e.seenStates(id); !slices.Equal(got, want) {
+			t.Errorf("listeners saw %v for %s, want %v", got, id, want)
+		}
+		if hc := e.st.stored(t, id); flotillav1.CommandState(hc.State) != stateSucceeded {
+			t.Errorf("%s stored as %s, want SUCCEEDED", id, command.StateName(flotillav1.CommandState(hc.State)))
+		}
+	}
+	stored := 0
+	for _, c := range e.st.updateCalls()[1:] {
+		stored += len(c)
+	}
+	if want := 3 * n; stored != want {
+		t.Errorf("%d command changes stored, want %d (accepted, running, succeeded; progress is not stored)", stored, want)
 	}
 }
