@@ -1,12 +1,3 @@
-// Package commands delivers commands to agents and runs fleet commands.
-//
-// The Dispatcher owns host commands: it stores each one before sending it,
-// sends it whenever its agent is connected (again after every reconnect —
-// the agent's journal makes a resend harmless), applies the agent's events
-// in order, and ends commands whose deadline passed. The Manager sits on
-// top and runs RunCommand's fleet commands: it releases hosts within
-// max_concurrency, stops starting new ones at max_errors, and keeps the
-// watchers informed.
 package commands
 
 import (
