@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"go.uber.org/goleak"
 	"google.golang.org/protobuf/testing/protocmp"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
@@ -16,7 +15,7 @@ import (
 	"flotilla.dev/controlplane/internal/store"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { Main(m) }
 
 // TestRestartKeepsStateOnTheSameStore starts a control plane through every
 // option, changes state over gRPC, restarts it and finds the state again:
