@@ -58,9 +58,17 @@ deps:
 		service nginx stop >/dev/null 2>&1 || true; \
 	fi
 
-## test: every test with the race detector; the end-to-end tests use bin/
+# The suites that start control planes through servertest, whose store
+# FLOTILLA_TEST_STORE selects (the store packages run both drivers anyway).
+PG_SUITES   := ./controlplane/internal/server/... ./controlplane/internal/api/... ./controlplane/internal/rollout/...
+
+## test: every test with the race detector (the end-to-end tests use bin/),
+## then the control-plane suites again on PostgreSQL (a throwaway cluster
+## per package; mandatory under FLOTILLA_E2E=1). The passes run one after
+## the other: each is CPU-bound on its own.
 test: deps build tools test-images
 	FLOTILLA_BIN_DIR=$(BIN) $(GO) test -race -count=1 -timeout 15m $(PACKAGES)
+	FLOTILLA_TEST_STORE=postgres $(GO) test -race -count=1 -timeout 15m $(PG_SUITES)
 
 # The container tests use the real images; build them when Docker is here.
 test-images:
