@@ -19,7 +19,7 @@ PACKAGES    := $(addprefix ./,$(addsuffix /...,$(MODULES)))
 TOOLS_STAMP := $(BIN)/.tools-$(shell cat tools/go.sum tools/go.mod | sha256sum | cut -c1-12)
 IMAGE_TAG   ?= $(VERSION)
 
-.PHONY: all build tools deps test test-images test-short fuzz lint fmt vet buf-lint generate generate-check run images bench clean
+.PHONY: all build tools deps test test-postgres test-images test-short fuzz lint fmt vet buf-lint generate generate-check run images bench clean
 
 all: lint build test
 
@@ -58,9 +58,29 @@ deps:
 		service nginx stop >/dev/null 2>&1 || true; \
 	fi
 
-## test: every test with the race detector; the end-to-end tests use bin/
+# The suites that start control planes through servertest, whose store
+# FLOTILLA_TEST_STORE selects (the store packages run both drivers anyway).
+PG_SUITES   := ./controlplane/internal/server/... ./controlplane/internal/api/... ./controlplane/internal/rollout/...
+PG_TEST     := FLOTILLA_TEST_STORE=postgres $(GO) test -race -count=1 -timeout 15m $(PG_SUITES)
+
+## test: every test with the race detector (the end-to-end tests use bin/)
+## and, at the same time, the control-plane suites again on PostgreSQL (a
+## throwaway cluster per package; mandatory under FLOTILLA_E2E=1). That pass
+## mostly waits on the rollout loops' timers (about 0.6 of a core), so it
+## runs alongside the main one; its output follows the main pass's.
 test: deps build tools test-images
-	FLOTILLA_BIN_DIR=$(BIN) $(GO) test -race -count=1 -timeout 15m $(PACKAGES)
+	@pglog=$$(mktemp); trap 'rm -f "$$pglog"' EXIT; \
+	echo "$(PG_TEST) (in the background)"; \
+	$(PG_TEST) >"$$pglog" 2>&1 & pg=$$!; \
+	trap 'kill $$pg 2>/dev/null; rm -f "$$pglog"' INT TERM; \
+	main=0; FLOTILLA_BIN_DIR=$(BIN) $(GO) test -race -count=1 -timeout 15m $(PACKAGES) || main=$$?; \
+	pgrc=0; wait $$pg || pgrc=$$?; \
+	echo "== $(PG_TEST): exit status $$pgrc"; cat "$$pglog"; \
+	[ $$main -eq 0 ] && [ $$pgrc -eq 0 ]
+
+## test-postgres: the control-plane suites on PostgreSQL only
+test-postgres:
+	$(PG_TEST)
 
 # The container tests use the real images; build them when Docker is here.
 test-images:

@@ -1,11 +1,12 @@
-package api
+package api_test
 
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"flotilla.dev/controlplane/internal/server/servertest"
 )
 
-// The services start no goroutine of their own, and the dispatcher's
-// owner ends once its inbox is empty: a test that leaves one fails here.
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain runs the tests on the store FLOTILLA_TEST_STORE selects, stops
+// the PostgreSQL cluster they may have started and fails the run if a test
+// left a goroutine behind.
+func TestMain(m *testing.M) { servertest.Main(m) }

@@ -251,6 +251,7 @@ func TestTLS12IsRefused(t *testing.T) {
 }
 
 func TestFilePermissionsRefused(t *testing.T) {
+	servertest.SQLiteOnly(t, "the mode of the data directory's flotilla.db is checked, and server.New runs on the SQLite file")
 	dir := t.TempDir()
 	first := start(t, servertest.WithDataDir(dir))
 	// Serving for sure before it stops (Run started with a cancelled

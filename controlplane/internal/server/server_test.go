@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -35,7 +34,7 @@ import (
 	"flotilla.dev/controlplane/internal/server/servertest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { servertest.Main(m) }
 
 // harness is a control plane (servertest) with the helpers of these tests.
 type harness struct {
@@ -599,7 +598,11 @@ func TestHealthzAndRestart(t *testing.T) {
 	if a.GetState() != flotillav1.AgentState_AGENT_STATE_DISCONNECTED || a.GetLastHeartbeat().GetHost().GetCpuPercent() != 12 || a.GetLabels()["role"] != "web" {
 		t.Fatalf("after restart: %v", a)
 	}
-	for _, f := range []string{"ca.key", "server.key", auth.AdminTokenFile, "flotilla.db"} {
+	private := []string{"ca.key", "server.key", auth.AdminTokenFile}
+	if servertest.Driver() == config.DriverSQLite {
+		private = append(private, "flotilla.db")
+	}
+	for _, f := range private {
 		info, err := os.Stat(filepath.Join(dir, f))
 		if err != nil {
 			t.Fatal(err)

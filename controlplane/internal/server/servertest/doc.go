@@ -5,7 +5,9 @@
 // configuration, the clock, the loops' intervals, the logger.
 //
 // The store comes from WithStore; without it every control plane runs on
-// SQLite in its data directory (t.TempDir() by default). To run a suite on
-// another driver, pass an opener that reaches the same database on every
-// call (a control plane started again by Restart must find its state).
+// the driver FLOTILLA_TEST_STORE selects (see StoreEnv): SQLite in its data
+// directory (t.TempDir() by default), or a PostgreSQL database of its own
+// per data directory. An opener given to WithStore must reach the same
+// database on every call (a control plane started again by Restart must
+// find its state).
 package servertest

@@ -81,9 +81,16 @@ func SQLite(ctx context.Context, cfg config.Config) (store.Store, error) {
 	return sqlite.Open(ctx, cfg.Store.Path)
 }
 
-// defaultStore is the store of control planes started without WithStore:
-// the one place to switch the suites to another driver.
-func defaultStore(testing.TB) server.StoreOpener { return SQLite }
+// defaultStore is the store of control planes on dataDir started without
+// WithStore, and the configuration it needs: the one place to switch the
+// suites to another driver (StoreEnv).
+func defaultStore(t testing.TB, dataDir string) (server.StoreOpener, func(*config.Config)) {
+	t.Helper()
+	if Driver() == config.DriverPostgres {
+		return postgresStore(t, dataDir)
+	}
+	return SQLite, nil
+}
 
 // ControlPlane is one running control plane.
 type ControlPlane struct {
@@ -117,7 +124,10 @@ func Start(t testing.TB, opts ...Option) *ControlPlane {
 		s.dataDir = t.TempDir()
 	}
 	if s.open == nil {
-		s.open = defaultStore(t)
+		var adjust func(*config.Config)
+		s.open, adjust = defaultStore(t, s.dataDir)
+		// First, so that a test's own adjustments win.
+		s.adjust = append([]func(*config.Config){adjust}, s.adjust...)
 	}
 	if s.log == nil {
 		s.log = zap.NewNop()

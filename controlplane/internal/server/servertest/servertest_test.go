@@ -2,11 +2,14 @@ package servertest
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"go.uber.org/goleak"
 	"google.golang.org/protobuf/testing/protocmp"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
@@ -16,7 +19,7 @@ import (
 	"flotilla.dev/controlplane/internal/store"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { Main(m) }
 
 // TestRestartKeepsStateOnTheSameStore starts a control plane through every
 // option, changes state over gRPC, restarts it and finds the state again:
@@ -69,4 +72,44 @@ func TestRestartKeepsStateOnTheSameStore(t *testing.T) {
 		t.Errorf("join tokens after the restart (-want +got):\n%s", diff)
 	}
 	cp.Stop() // stopping a stopped control plane does nothing
+}
+
+// TestDefaultStoreFollowsStoreEnv: a control plane started without
+// WithStore runs on the driver FLOTILLA_TEST_STORE names; on PostgreSQL it
+// holds the control-plane lease as in production, and a restart, or a new
+// start on the same data directory, finds the same database.
+func TestDefaultStoreFollowsStoreEnv(t *testing.T) {
+	dir := t.TempDir()
+	cp := Start(t, WithDataDir(dir))
+	ctx := context.Background()
+	if got, want := cp.Config().Store.Driver, Driver(); got != want {
+		t.Fatalf("store.driver = %q, want %q (%s=%q)", got, want, StoreEnv, os.Getenv(StoreEnv))
+	}
+	_, err := cp.Store().AcquireLease(ctx, "controlplane", "intruder", 10*time.Second)
+	switch Driver() {
+	case config.DriverPostgres:
+		var held *store.LeaseHeldError
+		if !errors.As(err, &held) || !strings.Contains(held.Lease.Holder, fmt.Sprintf("/%d/", os.Getpid())) {
+			t.Fatalf("AcquireLease by another holder = %v, want the lease held by this process", err)
+		}
+	default:
+		if err != nil {
+			t.Fatalf("AcquireLease on SQLite = %v, want nil: the control plane takes no lease there", err)
+		}
+	}
+	if err := cp.Store().CreateJoinToken(ctx, store.JoinToken{ID: "jt-kept", Hash: []byte("h"), MaxUses: 1,
+		CreatedAt: time.Now(), ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	cp.Stop()
+	for name, again := range map[string]func() *ControlPlane{
+		"Restart":               cp.Restart,
+		"Start on the same dir": func() *ControlPlane { return Start(t, WithDataDir(dir)) },
+	} {
+		next := again()
+		if _, err := next.Store().GetJoinToken(ctx, "jt-kept"); err != nil {
+			t.Errorf("%s: the join token is not in the store: %v", name, err)
+		}
+		next.Stop()
+	}
 }

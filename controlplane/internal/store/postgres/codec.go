@@ -90,18 +90,15 @@ func (c labelsCol) ScanText(v pgtype.Text) error {
 }
 
 // stringsArg encodes a string list column as a JSON array ("[]" for nil).
-type stringsArg []string
-
-// TextValue implements pgtype.TextValuer.
-func (a stringsArg) TextValue() (pgtype.Text, error) {
-	if a == nil {
-		return pgtype.Text{String: "[]", Valid: true}, nil
+// A function rather than a pgtype.TextValuer type: pgx sends a nil slice as
+// NULL without asking its TextValue, which a NOT NULL column refuses.
+func stringsArg(list []string) pgtype.Text {
+	if list == nil {
+		list = []string{}
 	}
-	b, err := json.Marshal([]string(a))
-	if err != nil {
-		return pgtype.Text{}, fmt.Errorf("string list: %w", err)
-	}
-	return pgtype.Text{String: string(b), Valid: true}, nil
+	// A []string always marshals.
+	b, _ := json.Marshal(list)
+	return pgtype.Text{String: string(b), Valid: true}
 }
 
 // stringsCol decodes a JSON array column; an empty array gives nil.

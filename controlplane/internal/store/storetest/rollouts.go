@@ -148,6 +148,24 @@ func testRolloutLifecycle(t *testing.T, open Opener) {
 	}
 }
 
+// testRolloutWithoutLoadBalancers stores a rollout with no load balancer
+// (a nil list, as the engine makes for a service without one) and reads it
+// back with a nil list.
+func testRolloutWithoutLoadBalancers(t *testing.T, open Opener) {
+	s := open(t)
+	ctx := context.Background()
+	mustPutService(t, s, "web", t0)
+	r := testRollout("ro-1", "web", t0)
+	r.LoadBalancers = nil
+	if _, err := s.CreateRollout(ctx, r, testHosts("ro-1", "web-a"), nil); err != nil {
+		t.Fatalf("CreateRollout without load balancers: %v", err)
+	}
+	got, err := s.GetRollout(ctx, "ro-1")
+	if err != nil || !reflect.DeepEqual(got, r) {
+		t.Fatalf("GetRollout = %+v, %v; want %+v", got, err, r)
+	}
+}
+
 func testListRollouts(t *testing.T, open Opener) {
 	s := open(t)
 	ctx := context.Background()
