@@ -90,18 +90,15 @@ func (c labelsCol) ScanText(v pgtype.Text) error {
 }
 
 // stringsArg encodes a string list column as a JSON array ("[]" for nil).
-type stringsArg []string
-
-// TextValue implements pgtype.TextValuer.
-func (a stringsArg) TextValue() (pgtype.Text, error) {
-	if a == nil {
-		return pgtype.Text{String: "[]", Valid: true}, nil
+// It returns a pgtype.Text rather than being a []string type with a
+// valuer: pgx sends a nil slice as NULL without asking its valuer, which
+// the NOT NULL column refuses (a service without a load balancer).
+func stringsArg(list []string) pgtype.Text {
+	if list == nil {
+		return pgtype.Text{String: "[]", Valid: true}
 	}
-	b, err := json.Marshal([]string(a))
-	if err != nil {
-		return pgtype.Text{}, fmt.Errorf("string list: %w", err)
-	}
-	return pgtype.Text{String: string(b), Valid: true}, nil
+	b, _ := json.Marshal(list) // a []string always encodes
+	return pgtype.Text{String: string(b), Valid: true}
 }
 
 // stringsCol decodes a JSON array column; an empty array gives nil.

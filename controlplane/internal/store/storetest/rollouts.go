@@ -193,3 +193,23 @@ func testListRollouts(t *testing.T, open Opener) {
 		})
 	}
 }
+
+// testRolloutWithoutLoadBalancers stores the rollout of a service without a
+// load balancer (no load-balancer IDs) and reads it back unchanged.
+func testRolloutWithoutLoadBalancers(t *testing.T, open Opener) {
+	s := open(t)
+	ctx := context.Background()
+	mustPutService(t, s, "web", t0)
+	r := testRollout("ro-1", "web", t0)
+	r.LoadBalancers = nil
+	if _, err := s.CreateRollout(ctx, r, testHosts("ro-1", "web-a"), []store.RolloutEvent{event("created", t0)}); err != nil {
+		t.Fatalf("CreateRollout without load balancers: %v", err)
+	}
+	got, err := s.GetRollout(ctx, "ro-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.LoadBalancers != nil {
+		t.Errorf("LoadBalancers = %#v, want nil", got.LoadBalancers)
+	}
+}

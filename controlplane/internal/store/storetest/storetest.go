@@ -50,6 +50,7 @@ func Run(t *testing.T, open Opener) {
 		{"AuditEvents", testAuditEvents},
 		{"Services", testServices},
 		{"RolloutLifecycle", testRolloutLifecycle},
+		{"RolloutWithoutLoadBalancers", testRolloutWithoutLoadBalancers},
 		{"ListRollouts", testListRollouts},
 		{"JoinTokenRoundTrip", testJoinTokenRoundTrip},
 		{"CreateJoinTokenConflict", testCreateJoinTokenConflict},
