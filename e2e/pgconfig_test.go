@@ -37,6 +37,8 @@ func TestPostgresBadConfigAtStart(t *testing.T) {
 		{"malformed DSN", "host=127.0.0.1 port=notaport user=flotilla_cp", "", []string{"store", "port"}},
 		{"unreachable database", fmt.Sprintf("host=127.0.0.1 port=%s user=%s dbname=%s sslmode=disable", refused[len("127.0.0.1:"):], db.user, db.name),
 			"", []string{"unavailable", refused}},
+		{"password in the DSN, database unreachable", fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", db.user, db.password, refused, db.name),
+			"", []string{"unavailable", refused}},
 		{"wrong password", db.dsn(), wrongPassword, []string{"password authentication failed", db.user}},
 		{"missing database", strings.Replace(db.dsn(), "dbname="+db.name, "dbname=absent_db", 1), "", []string{"absent_db", "does not exist"}},
 		{"schema newer than the binary", newer, "", []string{"database is at version 9999", "this binary knows up to version"}},
