@@ -29,30 +29,31 @@ func TestPostgresBadConfigAtStart(t *testing.T) {
 	tests := []struct {
 		name string
 		dsn  string
-		// passwordFile defaults to the right one.
+		// passwordFile is the store.password_file, if any.
 		passwordFile string
 		// want are what the error line must contain.
 		want []string
 	}{
-		{"malformed DSN", "host=127.0.0.1 port=notaport user=flotilla_cp", "", []string{"store", "port"}},
+		{"malformed DSN", "host=127.0.0.1 port=notaport user=flotilla_cp", db.passwordFile, []string{"store", "port"}},
 		{"unreachable database", fmt.Sprintf("host=127.0.0.1 port=%s user=%s dbname=%s sslmode=disable", refused[len("127.0.0.1:"):], db.user, db.name),
-			"", []string{"unavailable", refused}},
+			db.passwordFile, []string{"unavailable", refused}},
 		{"password in the DSN, database unreachable", fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", db.user, db.password, refused, db.name),
 			"", []string{"unavailable", refused}},
+		{"password in the DSN and a password file", fmt.Sprintf("postgres://%s:%s@127.0.0.1:%d/%s", db.user, db.password, db.pg.Port, db.name),
+			db.passwordFile, []string{"store.dsn", "password_file"}},
 		{"wrong password", db.dsn(), wrongPassword, []string{"password authentication failed", db.user}},
-		{"missing database", strings.Replace(db.dsn(), "dbname="+db.name, "dbname=absent_db", 1), "", []string{"absent_db", "does not exist"}},
-		{"schema newer than the binary", newer, "", []string{"database is at version 9999", "this binary knows up to version"}},
+		{"missing database", strings.Replace(db.dsn(), "dbname="+db.name, "dbname=absent_db", 1), db.passwordFile, []string{"absent_db", "does not exist"}},
+		{"schema newer than the binary", newer, db.passwordFile, []string{"database is at version 9999", "this binary knows up to version"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			pw := tt.passwordFile
-			if pw == "" {
-				pw = db.passwordFile
+			args := []string{"-data-dir", filepath.Join(t.TempDir(), "cp"), "-listen", fixture.FreeAddr(t),
+				"-metrics-listen", fixture.FreeAddr(t), "-log-format", "console", "-store-driver", "postgres", "-store-dsn", tt.dsn}
+			if tt.passwordFile != "" {
+				args = append(args, "-store-password-file", tt.passwordFile)
 			}
 			began := time.Now()
-			p := fixture.StartProcess(t, "controlplane", cpBin, nil, "-data-dir", filepath.Join(t.TempDir(), "cp"),
-				"-listen", fixture.FreeAddr(t), "-metrics-listen", fixture.FreeAddr(t), "-log-format", "console",
-				"-store-driver", "postgres", "-store-dsn", tt.dsn, "-store-password-file", pw)
+			p := fixture.StartProcess(t, "controlplane", cpBin, nil, args...)
 			code := p.Wait(t, 20*time.Second)
 			took := time.Since(began)
 			out := p.Output()
