@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"flotilla.dev/e2e/internal/fixture"
+	"flotilla.dev/e2e/internal/grpcurl"
 )
 
 // pgLeaseTTL is the lease of the control planes in the lease test: a
@@ -21,9 +22,10 @@ const pgLeaseTTL = 4 * time.Second
 // PostgreSQL database, each with a data directory of its own holding the
 // same CA: the second exits at once naming the holder when told not to
 // wait; told to wait, it stays a standby that serves nothing, and when the
-// first is killed it takes over within the lease's TTL, on the same
-// address, where the agent reconnects under its own ID and the command run
-// before is still listed.
+// first is killed it takes over within the lease's TTL; the agent, which
+// reaches them through one address (a forwarder, as a load balancer),
+// reconnects to it under its own ID, the command run before is listed, and
+// the rollout the first one started is driven to its end by the second.
 func TestPostgresOneActiveControlPlane(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test; run without -short")
@@ -56,8 +58,18 @@ func TestPostgresOneActiveControlPlane(t *testing.T) {
 	// The agent reaches whichever control plane accepts connections, as
 	// through a load balancer.
 	lb := startForwarder(t, first.api.Addr, secondAddr)
-	agentID := startAgentVia(t, first.api, lb.addr, dir)
+	reg := startHeldRegistry(t)
+	agentID := startAgentVia(t, first.api, lb.addr, dir, reg.addr)
 	commandID := runFailingPull(t, first.api, agentID)
+	// A rollout in progress when the first one dies: its pull is held by
+	// the registry until the standby has taken over.
+	rolloutID := startHeldRollout(t, first.api, reg.addr+"/flotilla-e2e/held:v2")
+	fixture.Eventually(t, 30*time.Second, "the rollout's pull to reach the registry", func() error {
+		if reg.accepted() == 0 {
+			return fmt.Errorf("no connection yet")
+		}
+		return nil
+	})
 
 	standbyMetrics := fixture.FreeAddr(t)
 	standby := fixture.StartProcess(t, "controlplane-2-standby", cpBin, nil, append(slices.Clone(secondArgs), "-metrics-listen", standbyMetrics)...)
@@ -104,7 +116,30 @@ func TestPostgresOneActiveControlPlane(t *testing.T) {
 		t.Errorf("takeover took %s, want within the lease TTL %s (plus the time to start serving)", took, pgLeaseTTL)
 	}
 	checkAgentBack(t, second, agentID)
-	checkHistory(t, second, commandID, "")
+	var cmds grpcurl.ListCommandsResponse
+	if err := second.Call(grpcurl.FleetService+"ListCommands", map[string]any{}, &cmds); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(cmds.Commands, func(c grpcurl.FleetCommand) bool {
+		return c.ID == commandID && c.State == "FLEET_COMMAND_STATE_FAILED"
+	}) {
+		t.Errorf("ListCommands on the new active control plane = %s, want the ended command %s", grpcurl.Dump(cmds), commandID)
+	}
+
+	// The new active control plane drives the rollout the dead one started.
+	reg.release()
+	fixture.Eventually(t, 60*time.Second, "the rollout to end on the new active control plane", func() error {
+		ro, err := second.GetRollout(rolloutID)
+		if err != nil {
+			return err
+		}
+		// The host failed on the pull the registry let go, not otherwise.
+		if !grpcurl.Ended(ro.State) || len(ro.Hosts) != 1 || !strings.Contains(ro.Hosts[0].Message, "held:v2") {
+			return fmt.Errorf("rollout %s", grpcurl.Dump(ro))
+		}
+		t.Logf("rollout %s, started on the first control plane, ended %s on the second: %s; host: %s", rolloutID, ro.State, ro.Message, ro.Hosts[0].Message)
+		return nil
+	})
 }
 
 // copyCredentials copies the regular files of a control plane's data
