@@ -88,6 +88,9 @@ func TestPostgresOneActiveControlPlane(t *testing.T) {
 	if standby.Exited() {
 		t.Fatalf("the standby exited while the first control plane was alive:\n%s", standby.Output())
 	}
+	if strings.Contains(standby.Output(), "lease acquired") {
+		t.Fatalf("the standby acquired the lease while the first control plane was alive:\n%s", standby.Output())
+	}
 	if code, _, err := httpGet("http://" + standbyMetrics + "/healthz"); err == nil {
 		t.Fatalf("the standby serves /healthz (%d) while the first control plane is active", code)
 	}
