@@ -132,7 +132,8 @@ func (p *Postgres) logPath() string { return filepath.Join(p.base, "postgres.log
 
 // start runs the server and waits until it accepts connections.
 func (p *Postgres) start() error {
-	logFile, err := os.Create(p.logPath())
+	// Appended to: a resumed server's log follows the halted one's.
+	logFile, err := os.OpenFile(p.logPath(), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("pgtest: %w", err)
 	}
@@ -219,4 +220,28 @@ func (p *Postgres) ServerLog() string {
 		return fmt.Sprintf("(postgres log: %v)", err)
 	}
 	return string(b)
+}
+
+// Halt stops the server like "pg_ctl stop -m immediate" and keeps its data
+// directory and port, so that Resume can start it again: a database outage
+// as clients see it (connections reset, then refused).
+func (p *Postgres) Halt() error {
+	select {
+	case <-p.exited:
+		return errors.New("pgtest: Halt: postgres is not running")
+	default:
+	}
+	return p.stopServer()
+}
+
+// Resume starts a server halted by Halt again, on the same port and data
+// directory, and waits until it accepts connections.
+func (p *Postgres) Resume() error {
+	select {
+	case <-p.exited:
+	default:
+		return errors.New("pgtest: Resume: postgres is running; Halt it first")
+	}
+	p.exited = make(chan struct{})
+	return p.start()
 }

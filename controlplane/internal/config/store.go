@@ -25,8 +25,10 @@ const (
 )
 
 // defaultLeaseTTL is the active control plane's lease on a PostgreSQL store
-// (store.lease_ttl): a database outage shorter than 4/5 of it is ridden out,
-// and a standby takes over at most this long after the active one died.
+// (store.lease_ttl): the keeper renews it every twentieth and gives up 4/5
+// of it after its last renewal, so a database outage shorter than about 7/10
+// of it (21 s of 30 s) is ridden out whenever it starts, and a standby
+// takes over at most this long after the active one died.
 const (
 	defaultLeaseTTL = 30 * time.Second
 	minLeaseTTL     = 3 * time.Second

@@ -1,5 +1,5 @@
 // Package lease keeps a named lease of the store (store.LeaseStore) for one
-// control-plane process: a Keeper acquires it, renews it at a third of its
+// control-plane process: a Keeper acquires it, renews it at a twentieth of its
 // TTL, and stops — returning an error so that the process's run group stops
 // the work the lease guards — as soon as the lease is lost, or when it could
 // not renew it for longer than the TTL minus a safety margin, measured on the

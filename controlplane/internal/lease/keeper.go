@@ -43,8 +43,14 @@ type Config struct {
 	// holder has the lease (or the store is unavailable); without it,
 	// Acquire fails at once, naming the holder.
 	Wait bool
+	// RenewInterval is how long after a successful request the keeper
+	// renews; TTL/20 when 0. The window counts from the last success, so
+	// an outage that starts just before a renewal is due is ridden out
+	// only if it is shorter than TTL - Margin - RenewInterval -
+	// RetryInterval: renewing often keeps that close to TTL - Margin.
+	RenewInterval time.Duration
 	// RetryInterval is the pause between attempts to acquire a held lease,
-	// and between renewals retried after a transient error; TTL/10 when 0.
+	// and between renewals retried after a transient error; TTL/60 when 0.
 	RetryInterval time.Duration
 	// Clock is the local clock; the process's when nil.
 	Clock Clock
@@ -79,8 +85,11 @@ func New(cfg Config) (*Keeper, error) {
 	if cfg.Margin == 0 {
 		cfg.Margin = cfg.TTL / 5
 	}
+	if cfg.RenewInterval == 0 {
+		cfg.RenewInterval = cfg.TTL / 20
+	}
 	if cfg.RetryInterval == 0 {
-		cfg.RetryInterval = cfg.TTL / 10
+		cfg.RetryInterval = cfg.TTL / 60
 	}
 	if err := store.ValidateLeaseRequest(cfg.Name, cfg.Holder, cfg.TTL); err != nil {
 		return nil, fmt.Errorf("lease keeper: %w", err)
@@ -88,6 +97,8 @@ func New(cfg Config) (*Keeper, error) {
 	switch {
 	case cfg.Margin < 0 || cfg.Margin >= cfg.TTL*2/3:
 		return nil, fmt.Errorf("lease keeper: margin: %s must be positive and under two thirds of the ttl (%s)", cfg.Margin, cfg.TTL)
+	case cfg.RenewInterval < 0 || cfg.RenewInterval >= cfg.TTL-cfg.Margin:
+		return nil, fmt.Errorf("lease keeper: renew interval: %s must be positive and under the ttl less the margin (%s)", cfg.RenewInterval, cfg.TTL-cfg.Margin)
 	case cfg.RetryInterval < 0:
 		return nil, fmt.Errorf("lease keeper: retry interval: %s is negative", cfg.RetryInterval)
 	}

@@ -139,6 +139,9 @@ func advanceUntilDone(t *testing.T, clk *clockwork.FakeClock, r *running, step, 
 			return err, moved, true
 		case <-blocked:
 			cancel()
+			// A renewal in flight also waits on the clock (its timeout):
+			// let it finish, so that fake time does not pass under it.
+			time.Sleep(time.Millisecond)
 		case <-ctx.Done():
 			cancel()
 			t.Fatal("the keeper neither waited on its clock nor returned within 10s")
@@ -294,6 +297,52 @@ func TestKeeperStopsBeforeLeaseCanExpire(t *testing.T) {
 	}
 }
 
+// TestKeeperRidesOutShortOutage cuts the keeper off from the database for
+// the window less an eighth of the TTL (21 s of a 30 s lease's 24 s window),
+// starting just after a renewal and just before the next one is due: it
+// keeps its lease and renews it once the database is back. Renewing only
+// every third of the TTL, it lost the lease in the second case.
+func TestKeeperRidesOutShortOutage(t *testing.T) {
+	const step = 100 * time.Millisecond
+	outage := window - ttl/8
+	tests := []struct {
+		name string
+		// phase is when the outage starts, from the acquisition.
+		phase func(k *Keeper) time.Duration
+	}{
+		{"starting after a renewal", func(*Keeper) time.Duration { return 0 }},
+		{"starting just before a renewal is due", func(k *Keeper) time.Duration { return k.cfg.RenewInterval - step }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := openStore(t)
+			clk := clockwork.NewFakeClock()
+			k := newKeeper(t, st, clk, false)
+			r := start(k)
+			<-k.Acquired()
+			if err, _, ok := advanceUntilDone(t, clk, r, step, tt.phase(k)-step); ok {
+				t.Fatalf("Run returned %v before the outage", err)
+			}
+			st.set(fmt.Errorf("store: renew lease: %w: connection refused", store.ErrUnavailable), false)
+			if err, moved, ok := advanceUntilDone(t, clk, r, step, outage-step); ok {
+				t.Fatalf("Run returned %v %s into a %s outage (window %s)", err, moved, outage, window)
+			}
+			_, before := st.counts()
+			st.set(nil, false)
+			if err, _, ok := advanceUntilDone(t, clk, r, step, 2*retry); ok {
+				t.Fatalf("Run returned %v after the database came back", err)
+			}
+			waitFor(t, "a renewal after the outage", func() bool { _, n := st.counts(); return n > before })
+			if l, held := k.Lease(); !held || l.Token != 1 {
+				t.Fatalf("after the outage: %+v, %v; want the first lease, held", l, held)
+			}
+			if err := r.stop(t); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
 func TestNewRejectsBadConfig(t *testing.T) {
 	st := openStore(t)
 	tests := []struct {
@@ -306,6 +355,8 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"no holder", Config{Store: st, Name: "x"}, "holder"},
 		{"margin too large", Config{Store: st, Name: "x", Holder: "a", TTL: 9 * time.Second, Margin: 6 * time.Second}, "margin"},
 		{"negative retry", Config{Store: st, Name: "x", Holder: "a", RetryInterval: -1}, "retry interval"},
+		{"negative renew interval", Config{Store: st, Name: "x", Holder: "a", RenewInterval: -1}, "renew interval"},
+		{"renew interval past the window", Config{Store: st, Name: "x", Holder: "a", TTL: 10 * time.Second, RenewInterval: 8 * time.Second}, "renew interval"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -315,7 +366,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		})
 	}
 	k, err := New(Config{Store: st, Name: "x", Holder: NewHolderID()})
-	if err != nil || k.cfg.TTL != DefaultTTL || k.cfg.Margin != DefaultTTL/5 || k.cfg.RetryInterval != DefaultTTL/10 {
+	if err != nil || k.cfg.TTL != DefaultTTL || k.cfg.Margin != DefaultTTL/5 || k.cfg.RenewInterval != DefaultTTL/20 || k.cfg.RetryInterval != DefaultTTL/60 {
 		t.Fatalf("New with defaults = %+v, %v", k, err)
 	}
 }

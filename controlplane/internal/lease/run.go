@@ -41,8 +41,8 @@ func (k *Keeper) Acquire(ctx context.Context) (store.Lease, error) {
 	}
 }
 
-// Run acquires the lease if Acquire has not, then renews it every third of
-// its TTL until ctx ends, when it releases the lease and returns nil. It
+// Run acquires the lease if Acquire has not, then renews it every
+// RenewInterval until ctx ends, when it releases the lease and returns nil. It
 // returns an error wrapping ErrLost as soon as another holder has the
 // lease, or once a renewal has not succeeded by the end of the safe window
 // (the last successful request's start plus TTL minus Margin); transient
@@ -72,11 +72,11 @@ func (k *Keeper) Run(ctx context.Context) error {
 	return nil
 }
 
-// nextRenewal is a third of the TTL after the last successful request.
+// nextRenewal is RenewInterval after the last successful request.
 func (k *Keeper) nextRenewal() time.Time {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return k.validUntil.Add(-(k.cfg.TTL - k.cfg.Margin)).Add(k.cfg.TTL / 3)
+	return k.validUntil.Add(-(k.cfg.TTL - k.cfg.Margin)).Add(k.cfg.RenewInterval)
 }
 
 // renewWithinWindow renews l, retrying transient errors, until it succeeds
