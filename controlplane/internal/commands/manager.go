@@ -197,7 +197,7 @@ func (m *Manager) Start(ctx context.Context, req *flotillav1.RunCommandRequest, 
 	}
 	if err := m.cfg.Store.CreateFleetCommand(ctx, fc, hcs); err != nil {
 		m.log.Error("storing a fleet command failed", zap.Error(err))
-		return nil, fault.Unavailablef("the command could not be stored; nothing was sent; retry")
+		return nil, fault.Store("the command could not be stored; nothing was sent", err)
 	}
 	r, _ := newRun(fc, hcs) // the request was just encoded; it decodes
 	m.mu.Lock()
@@ -409,7 +409,7 @@ func (m *Manager) Cancel(ctx context.Context, fcID, reason string) (*flotillav1.
 	}
 	m.log.Info("fleet command cancelled", zap.String("command", fcID), zap.String("reason", reason))
 	if err := m.cfg.Dispatcher.Cancel(ctx, released, reason); err != nil {
-		return nil, fault.Unavailablef("cancel could not be recorded: %v", err)
+		return nil, fault.Store("the cancel could not be recorded", err)
 	}
 	m.advance(ctx, fcID, callerOps{ctx, m.cfg.Dispatcher})
 	return m.Get(ctx, fcID, flotillav1.CommandView_COMMAND_VIEW_FULL)
@@ -431,7 +431,7 @@ func (m *Manager) Get(ctx context.Context, fcID string, view flotillav1.CommandV
 		return nil, &fault.NotFoundError{Kind: "command", ID: fcID, Hint: "ListCommands shows recent ones"}
 	}
 	if err != nil {
-		return nil, fault.Unavailablef("store unavailable; retry")
+		return nil, fault.Store("reading command "+fcID, err)
 	}
 	if !withHosts {
 		// A finished command's summary is stored with it.
@@ -439,7 +439,7 @@ func (m *Manager) Get(ctx context.Context, fcID string, view flotillav1.CommandV
 	}
 	hcs, err := m.cfg.Store.ListHostCommands(ctx, fcID)
 	if err != nil {
-		return nil, fault.Unavailablef("store unavailable; retry")
+		return nil, fault.Store("reading the hosts of command "+fcID, err)
 	}
 	r, err := newRun(fc, hcs)
 	if err != nil {
@@ -456,7 +456,7 @@ func (m *Manager) List(ctx context.Context, states []flotillav1.FleetCommandStat
 	}
 	fcs, err := m.cfg.Store.ListFleetCommands(ctx, q)
 	if err != nil {
-		return nil, fault.Unavailablef("store unavailable; retry")
+		return nil, fault.Store("listing commands", err)
 	}
 	out := make([]*flotillav1.FleetCommand, 0, len(fcs))
 	for _, fc := range fcs {

@@ -3,6 +3,8 @@ package fault
 import (
 	"errors"
 	"fmt"
+
+	"flotilla.dev/controlplane/internal/store"
 )
 
 // Sentinels that errors.Is matches. ValidationError and NotFoundError match
@@ -115,4 +117,15 @@ func Unauthenticatedf(format string, args ...any) error {
 // PermissionDeniedf says the authenticated caller may not make this call.
 func PermissionDeniedf(format string, args ...any) error {
 	return &kindError{kind: ErrPermissionDenied, msg: fmt.Sprintf(format, args...)}
+}
+
+// Store describes a store call that failed while doing what: a database
+// that is away (store.ErrUnavailable) is Unavailable, and the caller may
+// retry; any other store error is a fault of ours, which the API reports as
+// Internal rather than inviting a retry that would fail the same way.
+func Store(what string, err error) error {
+	if errors.Is(err, store.ErrUnavailable) {
+		return Unavailable(err, fmt.Sprintf("%s: the database is unavailable (%v); retry", what, err))
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }

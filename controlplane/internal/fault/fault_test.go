@@ -3,7 +3,10 @@ package fault
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
+
+	"flotilla.dev/controlplane/internal/store"
 )
 
 func TestErrorsMatchTheirKindAndKeepTheirMessage(t *testing.T) {
@@ -45,5 +48,34 @@ func TestErrorsMatchTheirKindAndKeepTheirMessage(t *testing.T) {
 	var ve *ValidationError
 	if !errors.As(fmt.Errorf("w: %w", Invalid("f", "r")), &ve) || ve.Field != "f" || ve.Reason != "r" {
 		t.Errorf("errors.As(*ValidationError) = %+v", ve)
+	}
+}
+
+// A store error is Unavailable only when the database is away; any other
+// is ours (no kind: the API reports it as Internal), and both keep the cause.
+func TestStoreTellsOutagesFromFaults(t *testing.T) {
+	outage := fmt.Errorf("connect: %w", store.ErrUnavailable)
+	bug := errors.New(`null value in column "load_balancers"`)
+	kinds := []error{ErrInvalid, ErrNotFound, ErrPrecondition, ErrUnavailable, ErrExhausted, ErrUnauthenticated, ErrPermissionDenied}
+	tests := []struct {
+		name  string
+		cause error
+		kind  error // nil: none
+	}{
+		{"database away", outage, ErrUnavailable},
+		{"a bug", bug, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := Store("storing rollout ro-1", tt.cause)
+			if !errors.Is(err, tt.cause) || !strings.HasPrefix(err.Error(), "storing rollout ro-1: ") {
+				t.Errorf("Store = %v, want it to name what failed and wrap %v", err, tt.cause)
+			}
+			for _, k := range kinds {
+				if got, want := errors.Is(err, k), k == tt.kind; got != want {
+					t.Errorf("errors.Is(err, %v) = %v, want %v", k, got, want)
+				}
+			}
+		})
 	}
 }

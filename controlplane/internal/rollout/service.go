@@ -16,7 +16,7 @@ import (
 )
 
 func unavailable(err error, what string) error {
-	return fault.Unavailable(err, fmt.Sprintf("%s: store unavailable (%v); retry", what, err))
+	return fault.Store(what, err)
 }
 
 // PutService validates and stores a service definition.
