@@ -173,8 +173,8 @@ func (r *Recorder) UnaryGateInterceptor() grpc.UnaryServerInterceptor {
 		id, err := r.cfg.Store.AppendAuditEvent(wctx, c.event(""))
 		if err != nil {
 			r.failures.WithLabelValues(stageBefore).Inc()
-			r.log.Error("AUDIT WRITE FAILED: refusing a mutating call that could not be recorded",
-				zap.String("principal", principal), zap.String("method", c.method), zap.String("peer", c.peer), zap.Error(err))
+			r.writeFailed(err, "AUDIT WRITE FAILED: refusing a mutating call that could not be recorded",
+				zap.String("principal", principal), zap.String("method", c.method), zap.String("peer", c.peer))
 			return nil, status.Error(codes.Unavailable, "the audit trail cannot be written, so changes are refused until it can; retry later (the control plane logged the cause)")
 		}
 		c.mu.Lock()
@@ -182,6 +182,19 @@ func (r *Recorder) UnaryGateInterceptor() grpc.UnaryServerInterceptor {
 		c.mu.Unlock()
 		return handler(ctx, req)
 	}
+}
+
+// writeFailed logs an audit write that failed. While the database is away
+// every call fails the same way: a warning without a stack trace says so
+// (the store's own health and flotilla_audit_write_failures_total show the
+// outage); any other failure is an error with its stack.
+func (r *Recorder) writeFailed(err error, msg string, fields ...zap.Field) {
+	fields = append(fields, zap.Error(err))
+	if errors.Is(err, store.ErrUnavailable) {
+		r.log.Warn(msg+" (the database is unavailable)", fields...)
+		return
+	}
+	r.log.Error(msg, fields...)
 }
 
 // finish records the outcome: it completes the gate's row, or writes a
@@ -216,7 +229,7 @@ func (r *Recorder) finish(ctx context.Context, c *call, callErr error) {
 	}
 	if err != nil {
 		r.failures.WithLabelValues(stageAfter).Inc()
-		r.log.Error("AUDIT WRITE FAILED: the outcome of a call is missing from the audit trail", append(fields, zap.Error(err))...)
+		r.writeFailed(err, "AUDIT WRITE FAILED: the outcome of a call is missing from the audit trail", fields...)
 		return
 	}
 	lvl := zapcore.InfoLevel
