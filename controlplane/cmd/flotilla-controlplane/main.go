@@ -56,19 +56,20 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	// Bind first: a second instance started by mistake must fail before it
-	// touches the data directory of the one that is running.
+	// Build first, bind after: a second instance on the same data directory
+	// fails in New on the directory's lock before it touches anything, and
+	// a standby on PostgreSQL waits in New for the lease without holding
+	// the ports, so that a load balancer or an agent never mistakes it for
+	// a serving control plane.
+	srv, err := server.New(ctx, cfg, log, version)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
 	grpcLis, httpLis, err := server.Listen(cfg)
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(ctx, cfg, log, version)
-	if err != nil {
-		grpcLis.Close()
-		httpLis.Close()
-		return err
-	}
-	defer srv.Close()
 	err = srv.Run(ctx, grpcLis, httpLis)
 	log.Info("control plane stopped", zap.Error(err))
 	return err

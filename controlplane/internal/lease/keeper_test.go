@@ -192,6 +192,29 @@ func TestKeeperRenewsAndReleases(t *testing.T) {
 	}
 }
 
+// A process that acquired the lease but stops before Run (its ports could
+// not be bound) gives it up at once.
+func TestKeeperReleaseWithoutRun(t *testing.T) {
+	st := openStore(t)
+	k := newKeeper(t, st, clockwork.NewFakeClock(), false)
+	first, err := k.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.Release(context.Background())
+	if _, held := k.Lease(); held {
+		t.Error("Lease() reports the lease held after Release")
+	}
+	b, err := st.AcquireLease(context.Background(), "controlplane", "b", time.Minute)
+	if err != nil || b.Token != first.Token+1 {
+		t.Fatalf("AcquireLease by b after Release = %+v, %v; want token %d", b, err, first.Token+1)
+	}
+	k.Release(context.Background()) // nothing held: nothing happens
+	if l, err := st.AcquireLease(context.Background(), "controlplane", "b", time.Minute); err != nil || l.Token != b.Token {
+		t.Fatalf("b's lease after a second Release = %+v, %v; want it untouched", l, err)
+	}
+}
+
 func TestKeeperFailsFastWhenHeld(t *testing.T) {
 	st := openStore(t)
 	if _, err := st.AcquireLease(context.Background(), "controlplane", "b", time.Minute); err != nil {

@@ -180,3 +180,12 @@ func (k *Keeper) release(ctx context.Context, l store.Lease) {
 	}
 	k.cfg.Logger.Info("lease released", zap.Int64("token", l.Token))
 }
+
+// Release gives the lease up now, if the keeper still holds it: for a
+// process that acquired it but stops without running Run (Run releases it
+// itself when its context ends).
+func (k *Keeper) Release(ctx context.Context) {
+	if l, held := k.Lease(); held {
+		k.release(ctx, l)
+	}
+}

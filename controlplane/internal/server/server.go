@@ -535,6 +535,10 @@ func (s *Server) watchStore(ctx context.Context) error {
 
 // Close releases the store. Call it after Run returned.
 func (s *Server) Close() {
+	if s.lease != nil {
+		// A standby need not wait for the lease to expire.
+		s.lease.Release(context.Background())
+	}
 	if s.store != nil {
 		if err := s.store.Close(); err != nil {
 			s.log.Warn("closing the store", zap.Error(err))
