@@ -142,23 +142,7 @@ func (s *Store) GetAgent(ctx context.Context, id string) (store.Agent, error) {
 
 // ListAgents returns every agent, deregistered ones included, ordered by ID.
 func (s *Store) ListAgents(ctx context.Context) ([]store.Agent, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT `+agentColumns+` FROM agents ORDER BY id`)
-	if err != nil {
-		return nil, fmt.Errorf("store: list agents: %w", err)
-	}
-	defer rows.Close()
-	var agents []store.Agent
-	for rows.Next() {
-		a, err := scanAgent(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: list agents: %w", err)
-		}
-		agents = append(agents, a)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: list agents: %w", err)
-	}
-	return agents, nil
+	return queryAll(ctx, s.read, "list agents", scanAgent, `SELECT `+agentColumns+` FROM agents ORDER BY id`)
 }
 
 // agentByID returns the agent with the given ID or sql.ErrNoRows.

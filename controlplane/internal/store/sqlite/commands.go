@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"flotilla.dev/controlplane/internal/store"
@@ -106,41 +105,16 @@ func (s *Store) ListFleetCommands(ctx context.Context, q store.FleetCommandQuery
 		args  []any
 	)
 	if len(q.States) > 0 {
-		where = append(where, "state IN (?"+strings.Repeat(", ?", len(q.States)-1)+")")
-		for _, st := range q.States {
-			args = append(args, st)
-		}
+		var cond string
+		cond, args = inList("state", q.States, args)
+		where = append(where, cond)
 	}
 	if q.Before != "" {
 		where = append(where, "(created_at, id) < (SELECT created_at, id FROM fleet_commands WHERE id = ?)")
 		args = append(args, q.Before)
 	}
-	query := `SELECT ` + fleetCommandColumns + ` FROM fleet_commands`
-	if len(where) > 0 {
-		query += " WHERE " + strings.Join(where, " AND ")
-	}
-	query += " ORDER BY created_at DESC, id DESC"
-	if q.Limit > 0 {
-		query += " LIMIT ?"
-		args = append(args, q.Limit)
-	}
-	rows, err := s.read.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: list fleet commands: %w", err)
-	}
-	defer rows.Close()
-	var out []store.FleetCommand
-	for rows.Next() {
-		fc, err := scanFleetCommand(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: list fleet commands: %w", err)
-		}
-		out = append(out, fc)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: list fleet commands: %w", err)
-	}
-	return out, nil
+	query, args := listQuery(`SELECT `+fleetCommandColumns+` FROM fleet_commands`, where, args, "created_at DESC, id DESC", q.Limit)
+	return queryAll(ctx, s.read, "list fleet commands", scanFleetCommand, query, args...)
 }
 
 // UpdateFleetCommand sets a fleet command's state, finish time and summary.
@@ -171,34 +145,14 @@ func (s *Store) GetHostCommand(ctx context.Context, id string) (store.HostComman
 
 // ListHostCommands returns the host commands of a fleet command, by agent ID.
 func (s *Store) ListHostCommands(ctx context.Context, fleetCommandID string) ([]store.HostCommand, error) {
-	return s.queryHostCommands(ctx, "list host commands",
+	return queryAll(ctx, s.read, "list host commands", scanHostCommand,
 		`SELECT `+hostCommandColumns+` FROM host_commands WHERE fleet_command_id = ? ORDER BY agent_id, id`, fleetCommandID)
 }
 
 // ListActiveHostCommands returns every host command not yet finished.
 func (s *Store) ListActiveHostCommands(ctx context.Context) ([]store.HostCommand, error) {
-	return s.queryHostCommands(ctx, "list active host commands",
+	return queryAll(ctx, s.read, "list active host commands", scanHostCommand,
 		`SELECT `+hostCommandColumns+` FROM host_commands WHERE finished_at IS NULL ORDER BY agent_id, created_at, id`)
-}
-
-func (s *Store) queryHostCommands(ctx context.Context, op, query string, args ...any) ([]store.HostCommand, error) {
-	rows, err := s.read.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: %s: %w", op, err)
-	}
-	defer rows.Close()
-	var out []store.HostCommand
-	for rows.Next() {
-		h, err := scanHostCommand(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: %s: %w", op, err)
-		}
-		out = append(out, h)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: %s: %w", op, err)
-	}
-	return out, nil
 }
 
 func scanFleetCommand(row rowScanner) (store.FleetCommand, error) {
