@@ -14,10 +14,7 @@ import (
 // agent; it never says why.
 var errJoinTokenInvalid = fmt.Errorf("store: register agent: %w", store.ErrJoinTokenInvalid)
 
-const agentColumns = `id, hostname, labels, pinned_labels, version, state, state_reason,
-	state_changed_at, registered_at, connected_at, last_seen_at, peer_address,
-	cert_serial, cert_not_after, join_token_id, hello, last_heartbeat,
-	deregistered_at, deregister_reason, public_key_sha256`
+const agentColumns = store.AgentColumns
 
 // RegisterAgent consumes one use of the join token whose hash is tokenHash
 // and inserts the agent build returns, in one transaction (see store.Store).

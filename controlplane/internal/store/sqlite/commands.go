@@ -10,10 +10,9 @@ import (
 	"flotilla.dev/controlplane/internal/store"
 )
 
-const fleetCommandColumns = `id, kind, request, created_by, state, created_at, finished_at, summary`
+const fleetCommandColumns = store.FleetCommandColumns
 
-const hostCommandColumns = `id, fleet_command_id, agent_id, kind, spec, state, message, result,
-	created_at, released_at, deadline, sent_at, started_at, finished_at`
+const hostCommandColumns = store.HostCommandColumns
 
 // CreateFleetCommand inserts fc and its host commands in one transaction.
 func (s *Store) CreateFleetCommand(ctx context.Context, fc store.FleetCommand, hosts []store.HostCommand) error {

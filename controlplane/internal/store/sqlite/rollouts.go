@@ -9,14 +9,11 @@ import (
 	"flotilla.dev/controlplane/internal/store"
 )
 
-const serviceColumns = `name, spec, created_at, updated_at`
+const serviceColumns = store.ServiceColumns
 
-const rolloutColumns = `id, service, image, rollback_of, created_by, definition, service_spec, load_balancers,
-	state, message, current_batch, prepared, batch_started_at, batch_finished_at, stop, stop_rollback, stop_state,
-	created_at, finished_at`
+const rolloutColumns = store.RolloutColumns
 
-const rolloutHostColumns = `rollout_id, agent_id, batch, step, rolling_back, previous_image, message,
-	started_at, finished_at, step_started_at, observed_image, server, changed, waiting_offline, failure`
+const rolloutHostColumns = store.RolloutHostColumns
 
 // PutService creates or replaces a service, keeping its creation time.
 func (s *Store) PutService(ctx context.Context, svc store.Service) (store.Service, error) {

@@ -9,7 +9,7 @@ import (
 	"flotilla.dev/controlplane/internal/store"
 )
 
-const joinTokenColumns = `id, hash, description, labels, max_uses, uses, created_at, expires_at, revoked_at`
+const joinTokenColumns = store.JoinTokenColumns
 
 // CreateJoinToken inserts t; an existing ID or hash returns ErrConflict.
 func (s *Store) CreateJoinToken(ctx context.Context, t store.JoinToken) error {
@@ -70,7 +70,7 @@ func scanJoinToken(row rowScanner) (store.JoinToken, error) {
 	return t, err
 }
 
-const apiTokenColumns = `id, name, hash, role, created_at, expires_at, revoked_at, created_by`
+const apiTokenColumns = store.APITokenColumns
 
 // CreateAPIToken inserts t; an existing ID or hash returns ErrConflict.
 func (s *Store) CreateAPIToken(ctx context.Context, t store.APIToken) error {
