@@ -322,7 +322,7 @@ func (a *Authenticator) operator(ctx context.Context) (Principal, error) {
 		return Principal{}, fault.Unavailablef("cannot check the API token: store unavailable")
 	}
 	now := a.now()
-	if !tok.RevokedAt.IsZero() || (!tok.ExpiresAt.IsZero() && !now.Before(tok.ExpiresAt)) {
+	if !tok.Active(now) {
 		return Principal{}, fault.Unauthenticatedf("invalid API token")
 	}
 	role, err := ParseRole(tok.Role)

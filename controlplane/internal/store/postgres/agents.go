@@ -57,7 +57,7 @@ func (s *Store) RegisteredWithKey(ctx context.Context, tokenHash []byte, keySHA2
 		return store.Agent{}, errJoinTokenInvalid
 	case err != nil:
 		return store.Agent{}, wrap(err, "look up join token")
-	case !now.Before(tok.ExpiresAt) || !tok.RevokedAt.IsZero():
+	case !tok.Live(now):
 		return store.Agent{}, errJoinTokenInvalid
 	}
 	a, err := scanAgent(s.pool.QueryRow(ctx, `SELECT `+agentColumns+` FROM agents
@@ -82,10 +82,7 @@ func usableJoinToken(ctx context.Context, tx pgx.Tx, tokenHash []byte, now time.
 	if err != nil {
 		return store.JoinToken{}, wrap(err, "register agent: look up join token")
 	}
-	expired := !now.Before(tok.ExpiresAt)
-	revoked := !tok.RevokedAt.IsZero()
-	usedUp := tok.Uses >= tok.MaxUses
-	if expired || revoked || usedUp {
+	if !tok.Admits(now) {
 		return store.JoinToken{}, errJoinTokenInvalid
 	}
 	return tok, nil

@@ -74,7 +74,7 @@ func (s *Store) RegisteredWithKey(ctx context.Context, tokenHash []byte, keySHA2
 		return store.Agent{}, errJoinTokenInvalid
 	case err != nil:
 		return store.Agent{}, fmt.Errorf("store: look up join token: %w", err)
-	case !now.Before(tok.ExpiresAt) || !tok.RevokedAt.IsZero():
+	case !tok.Live(now):
 		return store.Agent{}, errJoinTokenInvalid
 	}
 	a, err := scanAgent(s.read.QueryRowContext(ctx, `SELECT `+agentColumns+` FROM agents
@@ -99,10 +99,7 @@ func usableJoinToken(ctx context.Context, tx *sql.Tx, tokenHash []byte, now time
 	if err != nil {
 		return store.JoinToken{}, fmt.Errorf("store: register agent: look up join token: %w", err)
 	}
-	expired := !now.Before(tok.ExpiresAt)
-	revoked := !tok.RevokedAt.IsZero()
-	usedUp := tok.Uses >= tok.MaxUses
-	if expired || revoked || usedUp {
+	if !tok.Admits(now) {
 		return store.JoinToken{}, errJoinTokenInvalid
 	}
 	return tok, nil
