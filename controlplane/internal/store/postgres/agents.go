@@ -125,13 +125,7 @@ func consumeAndInsert(ctx context.Context, tx pgx.Tx, a store.Agent) (store.Agen
 // GetAgent returns the agent with the given ID or ErrNotFound.
 func (s *Store) GetAgent(ctx context.Context, id string) (store.Agent, error) {
 	a, err := agentByID(ctx, s.pool, id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return store.Agent{}, fmt.Errorf("store: get agent %q: %w", id, store.ErrNotFound)
-	}
-	if err != nil {
-		return store.Agent{}, wrap(err, "get agent %q", id)
-	}
-	return a, nil
+	return found(a, err, "get agent", id)
 }
 
 // ListAgents returns every agent, deregistered ones included, ordered by ID.

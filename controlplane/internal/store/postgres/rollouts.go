@@ -31,13 +31,7 @@ func (s *Store) PutService(ctx context.Context, svc store.Service) (store.Servic
 // GetService returns a service or ErrNotFound.
 func (s *Store) GetService(ctx context.Context, name string) (store.Service, error) {
 	svc, err := scanService(s.pool.QueryRow(ctx, `SELECT `+serviceColumns+` FROM services WHERE name = $1`, name))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return store.Service{}, fmt.Errorf("store: get service %q: %w", name, store.ErrNotFound)
-	}
-	if err != nil {
-		return store.Service{}, wrap(err, "get service %q", name)
-	}
-	return svc, nil
+	return found(svc, err, "get service", name)
 }
 
 // ListServices returns every service by name.

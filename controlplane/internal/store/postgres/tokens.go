@@ -30,13 +30,7 @@ func (s *Store) CreateJoinToken(ctx context.Context, t store.JoinToken) error {
 // GetJoinToken returns the join token with the given ID or ErrNotFound.
 func (s *Store) GetJoinToken(ctx context.Context, id string) (store.JoinToken, error) {
 	t, err := joinTokenByID(ctx, s.pool, id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return store.JoinToken{}, fmt.Errorf("store: get join token %q: %w", id, store.ErrNotFound)
-	}
-	if err != nil {
-		return store.JoinToken{}, wrap(err, "get join token %q", id)
-	}
-	return t, nil
+	return found(t, err, "get join token", id)
 }
 
 func joinTokenByID(ctx context.Context, q querier, id string) (store.JoinToken, error) {

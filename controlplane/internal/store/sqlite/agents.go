@@ -125,13 +125,7 @@ func insertAgent(ctx context.Context, tx *sql.Tx, a store.Agent) error {
 // GetAgent returns the agent with the given ID or ErrNotFound.
 func (s *Store) GetAgent(ctx context.Context, id string) (store.Agent, error) {
 	a, err := agentByID(ctx, s.read, id)
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.Agent{}, fmt.Errorf("store: get agent %q: %w", id, store.ErrNotFound)
-	}
-	if err != nil {
-		return store.Agent{}, fmt.Errorf("store: get agent %q: %w", id, err)
-	}
-	return a, nil
+	return found(a, err, "get agent", id)
 }
 
 // ListAgents returns every agent, deregistered ones included, ordered by ID.

@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 
@@ -88,13 +87,7 @@ func (s *Store) UpdateHostCommands(ctx context.Context, hosts []store.HostComman
 func (s *Store) GetFleetCommand(ctx context.Context, id string) (store.FleetCommand, error) {
 	row := s.read.QueryRowContext(ctx, `SELECT `+fleetCommandColumns+` FROM fleet_commands WHERE id = ?`, id)
 	fc, err := scanFleetCommand(row)
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.FleetCommand{}, fmt.Errorf("store: get fleet command %q: %w", id, store.ErrNotFound)
-	}
-	if err != nil {
-		return store.FleetCommand{}, fmt.Errorf("store: get fleet command %q: %w", id, err)
-	}
-	return fc, nil
+	return found(fc, err, "get fleet command", id)
 }
 
 // ListFleetCommands returns fleet commands newest first.
@@ -133,13 +126,7 @@ func (s *Store) UpdateFleetCommand(ctx context.Context, id string, state int32, 
 func (s *Store) GetHostCommand(ctx context.Context, id string) (store.HostCommand, error) {
 	row := s.read.QueryRowContext(ctx, `SELECT `+hostCommandColumns+` FROM host_commands WHERE id = ?`, id)
 	h, err := scanHostCommand(row)
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.HostCommand{}, fmt.Errorf("store: get host command %q: %w", id, store.ErrNotFound)
-	}
-	if err != nil {
-		return store.HostCommand{}, fmt.Errorf("store: get host command %q: %w", id, err)
-	}
-	return h, nil
+	return found(h, err, "get host command", id)
 }
 
 // ListHostCommands returns the host commands of a fleet command, by agent ID.

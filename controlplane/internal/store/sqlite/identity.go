@@ -46,13 +46,7 @@ func (s *Store) ListAPITokens(ctx context.Context) ([]store.APIToken, error) {
 // GetAPIToken returns the operator token with the given ID or ErrNotFound.
 func (s *Store) GetAPIToken(ctx context.Context, id string) (store.APIToken, error) {
 	t, err := scanAPIToken(s.read.QueryRowContext(ctx, `SELECT `+apiTokenColumns+` FROM api_tokens WHERE id = ?`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.APIToken{}, fmt.Errorf("store: get api token %q: %w", id, store.ErrNotFound)
-	}
-	if err != nil {
-		return store.APIToken{}, fmt.Errorf("store: get api token %q: %w", id, err)
-	}
-	return t, nil
+	return found(t, err, "get api token", id)
 }
 
 // RevokeAPIToken marks the operator token revoked (see store.IdentityStore).

@@ -3,8 +3,11 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
+
+	"flotilla.dev/controlplane/internal/store"
 )
 
 // queryAll runs query on db and scans every row with scan. A failure names
@@ -52,4 +55,17 @@ func inList[T any](column string, values []T, args []any) (string, []any) {
 		args = append(args, v)
 	}
 	return column + " IN (?" + strings.Repeat(", ?", len(values)-1) + ")", args
+}
+
+// found returns v from a single-row read of the row id names, or its error:
+// ErrNotFound for no row, else err. Both name op ("get agent") and id.
+func found[T any](v T, err error, op, id string) (T, error) {
+	var zero T
+	if errors.Is(err, sql.ErrNoRows) {
+		return zero, fmt.Errorf("store: %s %q: %w", op, id, store.ErrNotFound)
+	}
+	if err != nil {
+		return zero, fmt.Errorf("store: %s %q: %w", op, id, err)
+	}
+	return v, nil
 }

@@ -37,13 +37,7 @@ func (s *Store) PutService(ctx context.Context, svc store.Service) (store.Servic
 // GetService returns a service or ErrNotFound.
 func (s *Store) GetService(ctx context.Context, name string) (store.Service, error) {
 	svc, err := scanService(s.read.QueryRowContext(ctx, `SELECT `+serviceColumns+` FROM services WHERE name = ?`, name))
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.Service{}, fmt.Errorf("store: get service %q: %w", name, store.ErrNotFound)
-	}
-	if err != nil {
-		return store.Service{}, fmt.Errorf("store: get service %q: %w", name, err)
-	}
-	return svc, nil
+	return found(svc, err, "get service", name)
 }
 
 // ListServices returns every service by name.
@@ -215,13 +209,7 @@ func updateRolloutHosts(ctx context.Context, tx *sql.Tx, rolloutID string, hosts
 // GetRollout returns a rollout or ErrNotFound.
 func (s *Store) GetRollout(ctx context.Context, id string) (store.Rollout, error) {
 	r, err := scanRollout(s.read.QueryRowContext(ctx, `SELECT `+rolloutColumns+` FROM rollouts WHERE id = ?`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.Rollout{}, fmt.Errorf("store: get rollout %q: %w", id, store.ErrNotFound)
-	}
-	if err != nil {
-		return store.Rollout{}, fmt.Errorf("store: get rollout %q: %w", id, err)
-	}
-	return r, nil
+	return found(r, err, "get rollout", id)
 }
 
 // ListRollouts returns rollouts newest first.

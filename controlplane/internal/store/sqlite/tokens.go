@@ -30,13 +30,7 @@ func (s *Store) CreateJoinToken(ctx context.Context, t store.JoinToken) error {
 func (s *Store) GetJoinToken(ctx context.Context, id string) (store.JoinToken, error) {
 	row := s.read.QueryRowContext(ctx, `SELECT `+joinTokenColumns+` FROM join_tokens WHERE id = ?`, id)
 	t, err := scanJoinToken(row)
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.JoinToken{}, fmt.Errorf("store: get join token %q: %w", id, store.ErrNotFound)
-	}
-	if err != nil {
-		return store.JoinToken{}, fmt.Errorf("store: get join token %q: %w", id, err)
-	}
-	return t, nil
+	return found(t, err, "get join token", id)
 }
 
 // joinTokenByHash returns the join token whose secret hashes to hash, or
