@@ -100,13 +100,9 @@ func (s *AdminService) CreateAPIToken(ctx context.Context, req *flotillav1.Creat
 	if err != nil {
 		return nil, err
 	}
-	secret, hash, err := auth.NewSecret(auth.APITokenPrefix)
+	secret, hash, id, err := newToken(auth.APITokenPrefix, "at-")
 	if err != nil {
-		return nil, status.Error(codes.Internal, "could not generate a token")
-	}
-	id, err := auth.NewID("at-")
-	if err != nil {
-		return nil, status.Error(codes.Internal, "could not generate a token ID")
+		return nil, err
 	}
 	now := s.cfg.Now()
 	tok := store.APIToken{ID: id, Name: req.GetName(), Hash: hash, Role: role.String(), CreatedAt: now, CreatedBy: caller(ctx)}
