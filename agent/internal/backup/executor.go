@@ -132,9 +132,7 @@ func (e *Executor) Execute(ctx context.Context, spec *flotillav1.CommandSpec, pr
 		return nil, executor.Reject("a backup of database %s is already running on this host", name)
 	}
 	defer e.release(name)
-	if progress == nil {
-		progress = func(*flotillav1.CommandProgress) {}
-	}
+	progress = progress.OrDiscard()
 	res, err := e.backup(ctx, name, progress)
 	if err != nil {
 		e.log.Warn("backup failed", zap.String("database", name), zap.Error(err))

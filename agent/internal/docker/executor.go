@@ -118,9 +118,7 @@ func (e *Executor) Validate(spec *flotillav1.CommandSpec) error {
 
 // Execute runs a pull or restart command.
 func (e *Executor) Execute(ctx context.Context, spec *flotillav1.CommandSpec, progress executor.Progress) (*flotillav1.CommandResult, error) {
-	if progress == nil {
-		progress = func(*flotillav1.CommandProgress) {}
-	}
+	progress = progress.OrDiscard()
 	switch k := spec.GetKind().(type) {
 	case *flotillav1.CommandSpec_Pull:
 		ref, err := e.validImage("pull.image", k.Pull.GetImage())

@@ -16,6 +16,20 @@ func newKey() (*ecdsa.PrivateKey, error) {
 	return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 }
 
+// newKeyAndCSR generates a new key and a CSR for it, for a registration
+// or a renewal.
+func newKeyAndCSR(hostname string) (*ecdsa.PrivateKey, []byte, error) {
+	key, err := newKey()
+	if err != nil {
+		return nil, nil, fmt.Errorf("enroll: generating key: %w", err)
+	}
+	csr, err := newCSR(key, hostname)
+	if err != nil {
+		return nil, nil, fmt.Errorf("enroll: creating CSR: %w", err)
+	}
+	return key, csr, nil
+}
+
 // encodeKey encodes key as a PKCS#8 "PRIVATE KEY" PEM block.
 func encodeKey(key *ecdsa.PrivateKey) ([]byte, error) {
 	der, err := x509.MarshalPKCS8PrivateKey(key)

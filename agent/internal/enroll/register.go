@@ -42,13 +42,9 @@ func (e *Enroller) register(ctx context.Context, known *x509.CertPool) (*Identit
 	} else if trust, err = newBootstrapTrust(e.cfg.CAFile, e.cfg.CAPin, e.cfg.ServerName, e.cfg.Clock.Now); err != nil {
 		return nil, err
 	}
-	key, err := newKey()
+	key, csr, err := newKeyAndCSR(e.cfg.Hostname)
 	if err != nil {
-		return nil, fmt.Errorf("enroll: generating key: %w", err)
-	}
-	csr, err := newCSR(key, e.cfg.Hostname)
-	if err != nil {
-		return nil, fmt.Errorf("enroll: creating CSR: %w", err)
+		return nil, err
 	}
 	req := &flotillav1.RegisterRequest{JoinToken: token, Csr: csr, Hostname: e.cfg.Hostname, Labels: e.cfg.Labels}
 
@@ -119,12 +115,7 @@ func (e *Enroller) accept(resp *flotillav1.RegisterResponse, key *ecdsa.PrivateK
 	if err := trust.checkBundle(resp.GetCaBundlePem()); err != nil {
 		return nil, fmt.Errorf("enroll: the control plane's registration answer is unusable: %w", err)
 	}
-	keyPEM, err := encodeKey(key)
-	if err != nil {
-		return nil, fmt.Errorf("enroll: encoding key: %w", err)
-	}
-	err = e.store.save(files{keyPEM: keyPEM, certPEM: resp.GetCertificatePem(), caPEM: resp.GetCaBundlePem(), agentID: id.AgentID})
-	if err != nil {
+	if err := e.save(id, key, resp.GetCertificatePem(), resp.GetCaBundlePem()); err != nil {
 		return nil, err
 	}
 	e.log.Info("registered",

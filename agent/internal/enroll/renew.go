@@ -2,6 +2,7 @@ package enroll
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"fmt"
 
 	"flotilla.dev/agent/internal/dial"
@@ -18,13 +19,9 @@ import (
 // their certificate. On any error nothing changes, on disk or in creds.
 func (e *Enroller) Renew(ctx context.Context, creds *Credentials) (*Identity, error) {
 	cur := creds.Current()
-	key, err := newKey()
+	key, csr, err := newKeyAndCSR(e.cfg.Hostname)
 	if err != nil {
-		return nil, fmt.Errorf("enroll: generating key: %w", err)
-	}
-	csr, err := newCSR(key, e.cfg.Hostname)
-	if err != nil {
-		return nil, fmt.Errorf("enroll: creating CSR: %w", err)
+		return nil, err
 	}
 	resp, err := e.callRenew(ctx, creds, csr)
 	if err != nil {
@@ -34,12 +31,7 @@ func (e *Enroller) Renew(ctx context.Context, creds *Credentials) (*Identity, er
 	if err != nil {
 		return nil, fmt.Errorf("enroll: the control plane's renewal answer is unusable: %w", err)
 	}
-	keyPEM, err := encodeKey(key)
-	if err != nil {
-		return nil, fmt.Errorf("enroll: encoding key: %w", err)
-	}
-	err = e.store.save(files{keyPEM: keyPEM, certPEM: resp.GetCertificatePem(), caPEM: resp.GetCaBundlePem(), agentID: id.AgentID})
-	if err != nil {
+	if err := e.save(id, key, resp.GetCertificatePem(), resp.GetCaBundlePem()); err != nil {
 		return nil, err
 	}
 	creds.set(id)
@@ -50,6 +42,16 @@ func (e *Enroller) Renew(ctx context.Context, creds *Credentials) (*Identity, er
 		zap.String("previous_serial", cur.Serial()),
 		zap.Time("previous_expires_at", cur.NotAfter()))
 	return id, nil
+}
+
+// save writes a checked identity, its key and the certificate and CA bundle
+// of the answer that issued it, as the state directory's new generation.
+func (e *Enroller) save(id *Identity, key *ecdsa.PrivateKey, certPEM, caPEM []byte) error {
+	keyPEM, err := encodeKey(key)
+	if err != nil {
+		return fmt.Errorf("enroll: encoding key: %w", err)
+	}
+	return e.store.save(files{keyPEM: keyPEM, certPEM: certPEM, caPEM: caPEM, agentID: id.AgentID})
 }
 
 // callRenew makes one RenewCertificate call on a connection of its own,

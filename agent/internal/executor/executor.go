@@ -12,6 +12,16 @@ import (
 // long and may drop reports when the stream is slow; the last one matters.
 type Progress func(*flotillav1.CommandProgress)
 
+// OrDiscard returns p, or a Progress that drops every report when p is
+// nil: an Executor may be called without one (tests, a caller that does
+// not stream progress).
+func (p Progress) OrDiscard() Progress {
+	if p == nil {
+		return func(*flotillav1.CommandProgress) {}
+	}
+	return p
+}
+
 // Executor carries out one or more kinds of command.
 type Executor interface {
 	// Validate checks a spec against the agent's guard rails and the

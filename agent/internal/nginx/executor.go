@@ -123,9 +123,7 @@ func (e *Executor) Execute(ctx context.Context, spec *flotillav1.CommandSpec, pr
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("%s %s in %s: not started: %w", req.kind, req.server, req.upstream, err)
 	}
-	if progress == nil {
-		progress = func(*flotillav1.CommandProgress) {}
-	}
+	progress = progress.OrDiscard()
 	if err := e.acquire(ctx); err != nil {
 		return nil, fmt.Errorf("%s %s in %s: gave up waiting for another nginx change to finish: %w", req.kind, req.server, req.upstream, err)
 	}

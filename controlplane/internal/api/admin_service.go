@@ -100,13 +100,9 @@ func (s *AdminService) CreateAPIToken(ctx context.Context, req *flotillav1.Creat
 	if err != nil {
 		return nil, err
 	}
-	secret, hash, err := auth.NewSecret(auth.APITokenPrefix)
+	secret, hash, id, err := newToken(auth.APITokenPrefix, "at-")
 	if err != nil {
-		return nil, status.Error(codes.Internal, "could not generate a token")
-	}
-	id, err := auth.NewID("at-")
-	if err != nil {
-		return nil, status.Error(codes.Internal, "could not generate a token ID")
+		return nil, err
 	}
 	now := s.cfg.Now()
 	tok := store.APIToken{ID: id, Name: req.GetName(), Hash: hash, Role: role.String(), CreatedAt: now, CreatedBy: caller(ctx)}
@@ -149,15 +145,11 @@ func (s *AdminService) ListAPITokens(ctx context.Context, req *flotillav1.ListAP
 	now := s.cfg.Now()
 	resp := &flotillav1.ListAPITokensResponse{}
 	for _, t := range toks {
-		if req.GetIncludeInactive() || apiTokenActive(t, now) {
+		if req.GetIncludeInactive() || t.Active(now) {
 			resp.Tokens = append(resp.Tokens, apiTokenToProto(t))
 		}
 	}
 	return resp, nil
-}
-
-func apiTokenActive(t store.APIToken, now time.Time) bool {
-	return t.RevokedAt.IsZero() && (t.ExpiresAt.IsZero() || now.Before(t.ExpiresAt))
 }
 
 // RevokeAPIToken implements AdminService.RevokeAPIToken. The last active
@@ -174,14 +166,14 @@ func (s *AdminService) RevokeAPIToken(ctx context.Context, req *flotillav1.Revok
 		return nil, s.storeUnavailable("reading an API token", err)
 	}
 	now := s.cfg.Now()
-	if tok.Role == auth.RoleAdmin.String() && apiTokenActive(tok, now) {
+	if tok.Role == auth.RoleAdmin.String() && tok.Active(now) {
 		all, err := s.cfg.Store.ListAPITokens(ctx)
 		if err != nil {
 			return nil, s.storeUnavailable("listing API tokens", err)
 		}
 		admins := 0
 		for _, t := range all {
-			if t.Role == auth.RoleAdmin.String() && apiTokenActive(t, now) {
+			if t.Role == auth.RoleAdmin.String() && t.Active(now) {
 				admins++
 			}
 		}
@@ -252,8 +244,7 @@ func (s *AdminService) ListJoinTokens(ctx context.Context, req *flotillav1.ListJ
 	now := s.cfg.Now()
 	resp := &flotillav1.ListJoinTokensResponse{}
 	for _, t := range toks {
-		active := t.RevokedAt.IsZero() && now.Before(t.ExpiresAt) && t.Uses < t.MaxUses
-		if req.GetIncludeInactive() || active {
+		if req.GetIncludeInactive() || t.Admits(now) {
 			resp.Tokens = append(resp.Tokens, joinTokenToProto(t))
 		}
 	}

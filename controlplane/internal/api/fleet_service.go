@@ -149,13 +149,9 @@ func (s *FleetService) CreateJoinToken(ctx context.Context, req *flotillav1.Crea
 	if err != nil {
 		return nil, err
 	}
-	secret, hash, err := auth.NewSecret(auth.JoinTokenPrefix)
+	secret, hash, id, err := newToken(auth.JoinTokenPrefix, "jt-")
 	if err != nil {
-		return nil, status.Error(codes.Internal, "could not generate a token")
-	}
-	id, err := auth.NewID("jt-")
-	if err != nil {
-		return nil, status.Error(codes.Internal, "could not generate a token ID")
+		return nil, err
 	}
 	now := s.cfg.Now()
 	tok := store.JoinToken{
@@ -210,4 +206,19 @@ func validateCreateJoinToken(req *flotillav1.CreateJoinTokenRequest) (time.Durat
 		return 0, 0, err
 	}
 	return ttl, uses, nil
+}
+
+// newToken generates a new token: its secret (starting with prefix), the
+// secret's hash to store and its ID (starting with idPrefix). A failure of
+// the random source is codes.Internal.
+func newToken(prefix, idPrefix string) (secret string, hash []byte, id string, err error) {
+	secret, hash, err = auth.NewSecret(prefix)
+	if err != nil {
+		return "", nil, "", status.Error(codes.Internal, "could not generate a token")
+	}
+	id, err = auth.NewID(idPrefix)
+	if err != nil {
+		return "", nil, "", status.Error(codes.Internal, "could not generate a token ID")
+	}
+	return secret, hash, id, nil
 }

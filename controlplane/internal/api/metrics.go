@@ -1,6 +1,10 @@
 package api
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"flotilla.dev/controlplane/internal/metrics"
+)
 
 // Metrics are the agent service's own counters. A nil *Metrics records
 // nothing, so tests need not build one.
@@ -12,14 +16,9 @@ type Metrics struct {
 // NewMetrics creates the metrics and registers them with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		registrations: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "flotilla_agent_registrations_total",
-			Help: "Agent registration attempts by result (ok, refused, error, limited).",
-		}, []string{"result"}),
-		streams: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "flotilla_agent_streams",
-			Help: "Agent streams currently open.",
-		}),
+		registrations: metrics.CounterVec("flotilla_agent_registrations_total",
+			"Agent registration attempts by result (ok, refused, error, limited).", "result"),
+		streams: metrics.Gauge("flotilla_agent_streams", "Agent streams currently open."),
 	}
 	for _, r := range []string{"ok", "refused", "error", "limited"} {
 		m.registrations.WithLabelValues(r)

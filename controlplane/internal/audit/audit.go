@@ -18,6 +18,7 @@ import (
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 
 	"flotilla.dev/controlplane/internal/auth"
+	"flotilla.dev/controlplane/internal/metrics"
 	"flotilla.dev/controlplane/internal/store"
 )
 
@@ -61,10 +62,8 @@ func New(cfg Config) (*Recorder, error) {
 		cfg.WriteTimeout = 5 * time.Second
 	}
 	r := &Recorder{cfg: cfg, log: cfg.Logger,
-		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "flotilla_audit_write_failures_total",
-			Help: "Audit events that could not be written to the store, by stage: before (the call was refused) or after (the outcome is missing).",
-		}, []string{"stage"}),
+		failures: metrics.CounterVec("flotilla_audit_write_failures_total",
+			"Audit events that could not be written to the store, by stage: before (the call was refused) or after (the outcome is missing).", "stage"),
 	}
 	for _, s := range []string{stageBefore, stageAfter} {
 		r.failures.WithLabelValues(s)

@@ -72,25 +72,27 @@ type Principal struct {
 // String names the principal as the audit trail does: "token:<id>",
 // "operator-cert:<name>" or "agent:<id>".
 func (p Principal) String() string {
-	switch {
-	case p.Kind == "agent":
-		return "agent:" + p.ID
-	case p.Certificate:
-		return "operator-cert:" + p.ID
-	default:
-		return "token:" + p.ID
-	}
+	audit, _ := p.kindNames()
+	return audit + ":" + p.ID
 }
 
-// describe names the principal in an error message.
+// describe names the principal in an error message: "token <id>",
+// "operator certificate <name>" or "agent <id>".
 func (p Principal) describe() string {
+	_, prose := p.kindNames()
+	return prose + " " + p.ID
+}
+
+// kindNames returns the names of the principal's kind in the audit trail
+// and in prose.
+func (p Principal) kindNames() (audit, prose string) {
 	switch {
 	case p.Kind == "agent":
-		return "agent " + p.ID
+		return "agent", "agent"
 	case p.Certificate:
-		return "operator certificate " + p.ID
+		return "operator-cert", "operator certificate"
 	default:
-		return "token " + p.ID
+		return "token", "token"
 	}
 }
 
@@ -322,7 +324,7 @@ func (a *Authenticator) operator(ctx context.Context) (Principal, error) {
 		return Principal{}, fault.Unavailablef("cannot check the API token: store unavailable")
 	}
 	now := a.now()
-	if !tok.RevokedAt.IsZero() || (!tok.ExpiresAt.IsZero() && !now.Before(tok.ExpiresAt)) {
+	if !tok.Active(now) {
 		return Principal{}, fault.Unauthenticatedf("invalid API token")
 	}
 	role, err := ParseRole(tok.Role)

@@ -7,6 +7,7 @@ import (
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 	"flotilla.dev/pkg/command"
 
+	"flotilla.dev/controlplane/internal/metrics"
 	"flotilla.dev/controlplane/internal/store"
 )
 
@@ -23,31 +24,19 @@ type Metrics struct {
 // NewMetrics creates the metrics and registers them with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		total: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "flotilla_commands_total",
-			Help: "Host commands finished, by kind and final state.",
-		}, []string{"kind", "state"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "flotilla_command_duration_seconds",
-			Help:    "Time from a host command's release to its final state, by kind.",
-			Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600},
-		}, []string{"kind"}),
-		inflight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "flotilla_commands_in_flight",
-			Help: "Host commands not yet finished (queued, pending or running), by kind.",
-		}, []string{"kind"}),
-		backupTime: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "flotilla_backup_last_success_timestamp_seconds",
-			Help: "When the last successful backup of a database finished (Unix time).",
-		}, []string{"agent", "database"}),
-		backupSize: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "flotilla_backup_last_size_bytes",
-			Help: "Size of the last successful backup archive of a database.",
-		}, []string{"agent", "database"}),
-		fleetStarted: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "flotilla_fleet_commands_started_total",
-			Help: "Fleet commands started with RunCommand.",
-		}),
+		total: metrics.CounterVec("flotilla_commands_total",
+			"Host commands finished, by kind and final state.", "kind", "state"),
+		duration: metrics.HistogramVec("flotilla_command_duration_seconds",
+			"Time from a host command's release to its final state, by kind.",
+			[]float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600}, "kind"),
+		inflight: metrics.GaugeVec("flotilla_commands_in_flight",
+			"Host commands not yet finished (queued, pending or running), by kind.", "kind"),
+		backupTime: metrics.GaugeVec("flotilla_backup_last_success_timestamp_seconds",
+			"When the last successful backup of a database finished (Unix time).", "agent", "database"),
+		backupSize: metrics.GaugeVec("flotilla_backup_last_size_bytes",
+			"Size of the last successful backup archive of a database.", "agent", "database"),
+		fleetStarted: metrics.Counter("flotilla_fleet_commands_started_total",
+			"Fleet commands started with RunCommand."),
 	}
 	for _, k := range command.Kinds() {
 		m.inflight.WithLabelValues(k)

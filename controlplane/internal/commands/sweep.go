@@ -3,11 +3,11 @@ package commands
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"go.uber.org/zap"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	pkgrun "flotilla.dev/pkg/run"
 
 	"flotilla.dev/controlplane/internal/store"
 )
@@ -23,16 +23,7 @@ func (d *Dispatcher) Sweep(ctx context.Context) {
 
 // Run sweeps every SweepInterval until ctx ends.
 func (d *Dispatcher) Run(ctx context.Context) error {
-	t := time.NewTicker(d.cfg.SweepInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			d.Sweep(ctx)
-		}
-	}
+	return pkgrun.Every(ctx, d.cfg.SweepInterval, d.Sweep)
 }
 
 // sweepJob ends the overdue commands in one write.

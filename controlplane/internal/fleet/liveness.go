@@ -8,6 +8,8 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
+	"flotilla.dev/pkg/run"
+
 	"flotilla.dev/controlplane/internal/store"
 )
 
@@ -21,16 +23,7 @@ func (r *Registry) sweepInterval() time.Duration {
 // One loop for the whole fleet, instead of a timer per agent, keeps the cost
 // per agent at a comparison per tick.
 func (r *Registry) RunLiveness(ctx context.Context) error {
-	t := time.NewTicker(r.sweepInterval())
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			r.Sweep()
-		}
-	}
+	return run.Every(ctx, r.sweepInterval(), func(context.Context) { r.Sweep() })
 }
 
 // Sweep applies the liveness rules once:
@@ -71,24 +64,18 @@ func (r *Registry) Sweep() {
 // RunFlusher writes pending status changes to the store every
 // FlushInterval, and once more when ctx ends.
 func (r *Registry) RunFlusher(ctx context.Context) error {
-	t := time.NewTicker(r.cfg.FlushInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			// Final flush on shutdown with a fresh deadline: the caller's
-			// context is already cancelled.
-			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			return r.Flush(fctx)
-		case <-t.C:
-			if err := r.Flush(ctx); err != nil && ctx.Err() == nil {
-				// The store being briefly unavailable must not take the
-				// control plane down; the changes stay pending.
-				r.log.Warn("writing agent status to the store failed; will retry", zap.Error(err))
-			}
+	_ = run.Every(ctx, r.cfg.FlushInterval, func(ctx context.Context) {
+		if err := r.Flush(ctx); err != nil && ctx.Err() == nil {
+			// The store being briefly unavailable must not take the
+			// control plane down; the changes stay pending.
+			r.log.Warn("writing agent status to the store failed; will retry", zap.Error(err))
 		}
-	}
+	})
+	// Final flush on shutdown with a fresh deadline: the caller's context
+	// is already cancelled.
+	fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return r.Flush(fctx)
 }
 
 // Flush writes every pending status change, in transactions of at most

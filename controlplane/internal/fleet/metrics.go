@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,30 +18,35 @@ var (
 
 	descAgents = prometheus.NewDesc("flotilla_agents",
 		"Registered agents by liveness state.", []string{"state"}, nil)
-	descInfo = prometheus.NewDesc("flotilla_agent_info",
-		"Always 1; carries an agent's hostname, version and state as labels.",
-		[]string{"agent", "env", "role", "hostname", "version", "state"}, nil)
-	descUp = prometheus.NewDesc("flotilla_agent_up",
-		"1 when the agent is connected, 0 otherwise.", agentLabels, nil)
-	descHeartbeatAge = prometheus.NewDesc("flotilla_agent_heartbeat_age_seconds",
-		"Seconds since the agent's last heartbeat.", agentLabels, nil)
-	descCPU = prometheus.NewDesc("flotilla_agent_cpu_percent",
-		"Host CPU busy percent (0-100), from the last heartbeat.", agentLabels, nil)
-	descMemory = prometheus.NewDesc("flotilla_agent_memory_percent",
-		"Host memory used percent, from the last heartbeat.", agentLabels, nil)
-	descDisk = prometheus.NewDesc("flotilla_agent_disk_percent",
-		"Disk used percent per path, from the last heartbeat.", append(agentLabels, "path"), nil)
-	descLoad1 = prometheus.NewDesc("flotilla_agent_load1",
-		"Host one-minute load average, from the last heartbeat.", agentLabels, nil)
-	descAppHealthy = prometheus.NewDesc("flotilla_agent_app_healthy",
-		"1 when the application's /health check passed in the last heartbeat.", agentLabels, nil)
-	descHealthLatency = prometheus.NewDesc("flotilla_agent_app_health_latency_seconds",
-		"Latency of the application's /health check in the last heartbeat.", agentLabels, nil)
-	descDBConnections = prometheus.NewDesc("flotilla_agent_db_connections",
-		"Open PostgreSQL connections per database, from the last heartbeat.", append(agentLabels, "database"), nil)
+	descInfo = agentDesc("flotilla_agent_info",
+		"Always 1; carries an agent's hostname, version and state as labels.", "hostname", "version", "state")
+	descUp = agentDesc("flotilla_agent_up",
+		"1 when the agent is connected, 0 otherwise.")
+	descHeartbeatAge = agentDesc("flotilla_agent_heartbeat_age_seconds",
+		"Seconds since the agent's last heartbeat.")
+	descCPU = agentDesc("flotilla_agent_cpu_percent",
+		"Host CPU busy percent (0-100), from the last heartbeat.")
+	descMemory = agentDesc("flotilla_agent_memory_percent",
+		"Host memory used percent, from the last heartbeat.")
+	descDisk = agentDesc("flotilla_agent_disk_percent",
+		"Disk used percent per path, from the last heartbeat.", "path")
+	descLoad1 = agentDesc("flotilla_agent_load1",
+		"Host one-minute load average, from the last heartbeat.")
+	descAppHealthy = agentDesc("flotilla_agent_app_healthy",
+		"1 when the application's /health check passed in the last heartbeat.")
+	descHealthLatency = agentDesc("flotilla_agent_app_health_latency_seconds",
+		"Latency of the application's /health check in the last heartbeat.")
+	descDBConnections = agentDesc("flotilla_agent_db_connections",
+		"Open PostgreSQL connections per database, from the last heartbeat.", "database")
 	descHeartbeats = prometheus.NewDesc("flotilla_heartbeats_received_total",
 		"Heartbeats accepted from agents.", nil, nil)
 )
+
+// agentDesc describes a per-agent series: labelled agent, env and role,
+// then extra.
+func agentDesc(name, help string, extra ...string) *prometheus.Desc {
+	return prometheus.NewDesc(name, help, append(slices.Clip(agentLabels), extra...), nil)
+}
 
 // Collector exports the registry to Prometheus. It reads the registry at
 // scrape time, so heartbeats never touch a metric: the cost of metrics is

@@ -7,6 +7,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+
+	"flotilla.dev/controlplane/internal/metrics"
 )
 
 // Metrics are the rollout engine's metrics. A nil *Metrics records nothing.
@@ -24,41 +26,24 @@ type Metrics struct {
 // NewMetrics creates the metrics and registers them with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "flotilla_rollouts_active",
-			Help: "Rollouts not yet finished, by state (preparing, running, paused, rolling_back).",
-		}, []string{"state"}),
-		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "flotilla_rollouts_finished_total",
-			Help: "Rollouts that reached a final state, by state.",
-		}, []string{"state"}),
-		started: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "flotilla_rollouts_started_total",
-			Help: "Rollouts started (StartRollout and RollbackService).",
-		}),
-		hosts: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "flotilla_rollout_hosts",
-			Help: "Hosts of active rollouts, by step.",
-		}, []string{"step"}),
-		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "flotilla_rollout_batch_duration_seconds",
-			Help:    "Time from a batch's start to its last host's end.",
-			Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600},
-		}),
-		hostStep: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "flotilla_rollout_host_step_duration_seconds",
-			Help:    "Time a host spent in a step (draining, restarting, health_check, undraining).",
-			Buckets: []float64{.1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600},
-		}, []string{"step"}),
-		rollbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "flotilla_rollout_rollbacks_total",
-			Help: "Rollbacks: auto (max_failures with auto_rollback), abort (AbortRollout with rollback), service (RollbackService).",
-		}, []string{"trigger"}),
-		stepOverhead: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "flotilla_rollout_engine_step_seconds",
-			Help:    "Time the engine spends in one reconciliation step of a rollout (store write included).",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
-		}),
+		active: metrics.GaugeVec("flotilla_rollouts_active",
+			"Rollouts not yet finished, by state (preparing, running, paused, rolling_back).", "state"),
+		finished: metrics.CounterVec("flotilla_rollouts_finished_total",
+			"Rollouts that reached a final state, by state.", "state"),
+		started: metrics.Counter("flotilla_rollouts_started_total",
+			"Rollouts started (StartRollout and RollbackService)."),
+		hosts: metrics.GaugeVec("flotilla_rollout_hosts", "Hosts of active rollouts, by step.", "step"),
+		batch: metrics.Histogram("flotilla_rollout_batch_duration_seconds",
+			"Time from a batch's start to its last host's end.",
+			[]float64{1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600}),
+		hostStep: metrics.HistogramVec("flotilla_rollout_host_step_duration_seconds",
+			"Time a host spent in a step (draining, restarting, health_check, undraining).",
+			[]float64{.1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}, "step"),
+		rollbacks: metrics.CounterVec("flotilla_rollout_rollbacks_total",
+			"Rollbacks: auto (max_failures with auto_rollback), abort (AbortRollout with rollback), service (RollbackService).", "trigger"),
+		stepOverhead: metrics.Histogram("flotilla_rollout_engine_step_seconds",
+			"Time the engine spends in one reconciliation step of a rollout (store write included).",
+			[]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1}),
 	}
 	for _, s := range []flotillav1.RolloutState{flotillav1.RolloutState_ROLLOUT_STATE_PREPARING, flotillav1.RolloutState_ROLLOUT_STATE_RUNNING,
 		flotillav1.RolloutState_ROLLOUT_STATE_PAUSED, flotillav1.RolloutState_ROLLOUT_STATE_ROLLING_BACK} {

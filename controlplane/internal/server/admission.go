@@ -14,6 +14,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+
+	"flotilla.dev/controlplane/internal/metrics"
 )
 
 // registerMethod is the one call a whole fleet makes at once when it boots.
@@ -44,10 +46,8 @@ func newRegistrationAdmission(limit int, reg prometheus.Registerer, log *zap.Log
 	a := &registrationAdmission{
 		limit: int64(limit),
 		log:   log,
-		refused: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "flotilla_agent_registrations_shed_total",
-			Help: "Registrations refused because registration_max_in_flight were already in progress.",
-		}),
+		refused: metrics.Counter("flotilla_agent_registrations_shed_total",
+			"Registrations refused because registration_max_in_flight were already in progress."),
 	}
 	reg.MustRegister(a.refused)
 	return a

@@ -11,6 +11,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+
+	"flotilla.dev/controlplane/internal/metrics"
 )
 
 // connectMethod is the agents' stream: every heartbeat and command event of
@@ -34,10 +36,8 @@ type agentStreamMetrics struct {
 }
 
 func newAgentStreamMetrics(reg prometheus.Registerer) *agentStreamMetrics {
-	m := &agentStreamMetrics{ended: prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "flotilla_agent_streams_ended_total",
-		Help: "Agent streams (AgentService/Connect) ended, by gRPC status code: OK when the agent closed it, Unavailable when it was lost or the control plane stopped, Aborted when a newer stream replaced it, Unauthenticated when refused.",
-	}, []string{"grpc_code"})}
+	m := &agentStreamMetrics{ended: metrics.CounterVec("flotilla_agent_streams_ended_total",
+		"Agent streams (AgentService/Connect) ended, by gRPC status code: OK when the agent closed it, Unavailable when it was lost or the control plane stopped, Aborted when a newer stream replaced it, Unauthenticated when refused.", "grpc_code")}
 	for _, c := range []codes.Code{codes.OK, codes.Canceled, codes.Unavailable, codes.Aborted, codes.Unauthenticated, codes.InvalidArgument} {
 		m.ended.WithLabelValues(c.String())
 	}

@@ -509,15 +509,8 @@ func (s *Server) setServing(ok bool) {
 // watchStore reflects the store's health in the gRPC health service, so a
 // load balancer stops sending traffic to a replica whose store is gone.
 func (s *Server) watchStore(ctx context.Context) error {
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
 	healthy := true
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+	return run.Every(ctx, 5*time.Second, func(ctx context.Context) {
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err := s.store.Ping(pctx)
 		cancel()
@@ -530,7 +523,7 @@ func (s *Server) watchStore(ctx context.Context) error {
 				s.log.Error("store does not answer; reporting NOT_SERVING", zap.Error(err))
 			}
 		}
-	}
+	})
 }
 
 // Close releases the store. Call it after Run returned.

@@ -7,5 +7,8 @@
 // sqlite, the embedded default) and PostgreSQL (package postgres, for
 // several replicas). The SQL stays portable and every method is one short
 // transaction; the driver's errors are the ones declared here
-// (ErrNotFound, ErrConflict, ErrUnavailable, …).
+// (ErrNotFound, ErrConflict, ErrUnavailable, …). What the drivers share
+// beyond the interfaces is here too, once: the column lists (schema.go),
+// the column encodings (columns.go), the embedded migrations' loading and
+// ordering (migrations.go) and the token validity rules (tokens.go).
 package store

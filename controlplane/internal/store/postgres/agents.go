@@ -15,10 +15,7 @@ import (
 // agent; it never says why.
 var errJoinTokenInvalid = fmt.Errorf("store: register agent: %w", store.ErrJoinTokenInvalid)
 
-const agentColumns = `id, hostname, labels, pinned_labels, version, state, state_reason,
-	state_changed_at, registered_at, connected_at, last_seen_at, peer_address,
-	cert_serial, cert_not_after, join_token_id, hello, last_heartbeat,
-	deregistered_at, deregister_reason, public_key_sha256`
+const agentColumns = store.AgentColumns
 
 // RegisterAgent consumes one use of the join token whose hash is tokenHash
 // and inserts the agent build returns, in one transaction (see
@@ -60,7 +57,7 @@ func (s *Store) RegisteredWithKey(ctx context.Context, tokenHash []byte, keySHA2
 		return store.Agent{}, errJoinTokenInvalid
 	case err != nil:
 		return store.Agent{}, wrap(err, "look up join token")
-	case !now.Before(tok.ExpiresAt) || !tok.RevokedAt.IsZero():
+	case !tok.Live(now):
 		return store.Agent{}, errJoinTokenInvalid
 	}
 	a, err := scanAgent(s.pool.QueryRow(ctx, `SELECT `+agentColumns+` FROM agents
@@ -85,10 +82,7 @@ func usableJoinToken(ctx context.Context, tx pgx.Tx, tokenHash []byte, now time.
 	if err != nil {
 		return store.JoinToken{}, wrap(err, "register agent: look up join token")
 	}
-	expired := !now.Before(tok.ExpiresAt)
-	revoked := !tok.RevokedAt.IsZero()
-	usedUp := tok.Uses >= tok.MaxUses
-	if expired || revoked || usedUp {
+	if !tok.Admits(now) {
 		return store.JoinToken{}, errJoinTokenInvalid
 	}
 	return tok, nil
@@ -131,13 +125,7 @@ func consumeAndInsert(ctx context.Context, tx pgx.Tx, a store.Agent) (store.Agen
 // GetAgent returns the agent with the given ID or ErrNotFound.
 func (s *Store) GetAgent(ctx context.Context, id string) (store.Agent, error) {
 	a, err := agentByID(ctx, s.pool, id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return store.Agent{}, fmt.Errorf("store: get agent %q: %w", id, store.ErrNotFound)
-	}
-	if err != nil {
-		return store.Agent{}, wrap(err, "get agent %q", id)
-	}
-	return a, nil
+	return found(a, err, "get agent", id)
 }
 
 // ListAgents returns every agent, deregistered ones included, ordered by ID.

@@ -11,7 +11,7 @@ import (
 	"flotilla.dev/controlplane/internal/store"
 )
 
-const auditColumns = `id, at, principal, role, method, request, peer, code, message, duration_ns`
+const auditColumns = store.AuditColumns
 
 // AppendAuditEvent inserts e and returns the ID the store gave it.
 func (s *Store) AppendAuditEvent(ctx context.Context, e store.AuditEvent) (int64, error) {

@@ -1,12 +1,11 @@
 package postgres
 
 import (
-	"encoding/json"
-	"fmt"
-	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgtype"
+
+	"flotilla.dev/controlplane/internal/store"
 )
 
 // The column encodings are SQLite's (see the schema):
@@ -19,25 +18,13 @@ import (
 // Arguments implement pgx's valuer interfaces and destinations its scanner
 // interfaces, so that queries list columns and fields side by side.
 
-// Times outside this range have no int64 nanosecond representation.
-var (
-	minTime = time.Unix(0, math.MinInt64)
-	maxTime = time.Unix(0, math.MaxInt64)
-)
-
-// timeArg encodes a time.Time column value.
+// timeArg encodes a time.Time column value (store.EncodeTime).
 type timeArg time.Time
 
 // Int64Value implements pgtype.Int64Valuer.
 func (a timeArg) Int64Value() (pgtype.Int8, error) {
-	t := time.Time(a)
-	if t.IsZero() {
-		return pgtype.Int8{}, nil
-	}
-	if t.Before(minTime) || t.After(maxTime) {
-		return pgtype.Int8{}, fmt.Errorf("time %s is outside the storable range (years 1678 to 2262)", t)
-	}
-	return pgtype.Int8{Int64: t.UnixNano(), Valid: true}, nil
+	nanos, null, err := store.EncodeTime(time.Time(a))
+	return pgtype.Int8{Int64: nanos, Valid: !null && err == nil}, err
 }
 
 // timeCol decodes a time.Time column into *dst, as UTC.
@@ -53,23 +40,17 @@ func (c timeCol) ScanInt64(v pgtype.Int8) error {
 	return nil
 }
 
-// labelsArg encodes a label map column value.
+// labelsArg encodes a label map column value (store.EncodeLabels).
 type labelsArg map[string]string
 
 // TextValue implements pgtype.TextValuer.
 func (a labelsArg) TextValue() (pgtype.Text, error) {
-	if a == nil {
-		return pgtype.Text{}, nil
-	}
-	b, err := json.Marshal(map[string]string(a))
-	if err != nil {
-		return pgtype.Text{}, fmt.Errorf("labels: %w", err)
-	}
-	return pgtype.Text{String: string(b), Valid: true}, nil
+	text, null, err := store.EncodeLabels(a)
+	return pgtype.Text{String: text, Valid: !null && err == nil}, err
 }
 
 // labelsCol decodes a label map column into *dst; NULL gives a nil map and
-// "{}" an empty one.
+// "{}" an empty one (store.DecodeLabels).
 type labelsCol struct{ dst *map[string]string }
 
 // ScanText implements pgtype.TextScanner.
@@ -78,27 +59,17 @@ func (c labelsCol) ScanText(v pgtype.Text) error {
 		*c.dst = nil
 		return nil
 	}
-	var m map[string]string
-	if err := json.Unmarshal([]byte(v.String), &m); err != nil {
-		return fmt.Errorf("labels column: %w", err)
-	}
-	if m == nil {
-		m = map[string]string{}
-	}
+	m, err := store.DecodeLabels([]byte(v.String))
 	*c.dst = m
-	return nil
+	return err
 }
 
 // stringsArg encodes a string list column as a JSON array ("[]" for nil).
 // A function rather than a pgtype.TextValuer type: pgx sends a nil slice as
 // NULL without asking its TextValue, which a NOT NULL column refuses.
 func stringsArg(list []string) pgtype.Text {
-	if list == nil {
-		list = []string{}
-	}
-	// A []string always marshals.
-	b, _ := json.Marshal(list)
-	return pgtype.Text{String: string(b), Valid: true}
+	text, _ := store.EncodeStrings(list) // a []string always encodes
+	return pgtype.Text{String: text, Valid: true}
 }
 
 // stringsCol decodes a JSON array column; an empty array gives nil.
@@ -110,15 +81,9 @@ func (c stringsCol) ScanText(v pgtype.Text) error {
 		*c.dst = nil
 		return nil
 	}
-	var list []string
-	if err := json.Unmarshal([]byte(v.String), &list); err != nil {
-		return fmt.Errorf("string list column: %w", err)
-	}
-	if len(list) == 0 {
-		list = nil
-	}
+	list, err := store.DecodeStrings([]byte(v.String))
 	*c.dst = list
-	return nil
+	return err
 }
 
 // nullString encodes "" as NULL (a host command without a fleet command).

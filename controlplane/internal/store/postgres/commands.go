@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -11,10 +10,9 @@ import (
 	"flotilla.dev/controlplane/internal/store"
 )
 
-const fleetCommandColumns = `id, kind, request, created_by, state, created_at, finished_at, summary`
+const fleetCommandColumns = store.FleetCommandColumns
 
-const hostCommandColumns = `id, fleet_command_id, agent_id, kind, spec, state, message, result,
-	created_at, released_at, deadline, sent_at, started_at, finished_at`
+const hostCommandColumns = store.HostCommandColumns
 
 // hostCommandColumnList is hostCommandColumns for COPY.
 var hostCommandColumnList = []string{"id", "fleet_command_id", "agent_id", "kind", "spec", "state", "message", "result",
@@ -113,13 +111,7 @@ func (s *Store) UpdateHostCommands(ctx context.Context, hosts []store.HostComman
 // GetFleetCommand returns a fleet command or ErrNotFound.
 func (s *Store) GetFleetCommand(ctx context.Context, id string) (store.FleetCommand, error) {
 	fc, err := scanFleetCommand(s.pool.QueryRow(ctx, `SELECT `+fleetCommandColumns+` FROM fleet_commands WHERE id = $1`, id))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return store.FleetCommand{}, fmt.Errorf("store: get fleet command %q: %w", id, store.ErrNotFound)
-	}
-	if err != nil {
-		return store.FleetCommand{}, wrap(err, "get fleet command %q", id)
-	}
-	return fc, nil
+	return found(fc, err, "get fleet command", id)
 }
 
 // ListFleetCommands returns fleet commands newest first.
@@ -151,13 +143,7 @@ func (s *Store) UpdateFleetCommand(ctx context.Context, id string, state int32, 
 // GetHostCommand returns a host command or ErrNotFound.
 func (s *Store) GetHostCommand(ctx context.Context, id string) (store.HostCommand, error) {
 	h, err := scanHostCommand(s.pool.QueryRow(ctx, `SELECT `+hostCommandColumns+` FROM host_commands WHERE id = $1`, id))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return store.HostCommand{}, fmt.Errorf("store: get host command %q: %w", id, store.ErrNotFound)
-	}
-	if err != nil {
-		return store.HostCommand{}, wrap(err, "get host command %q", id)
-	}
-	return h, nil
+	return found(h, err, "get host command", id)
 }
 
 // ListHostCommands returns the host commands of a fleet command, by agent ID.

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"flotilla.dev/controlplane/internal/store"
@@ -117,4 +118,18 @@ func passwordsIn(dsn string) []string {
 		out = append(out, strings.Trim(m[1], "'"))
 	}
 	return out
+}
+
+// found returns v from a single-row read of the row id names, or its error:
+// ErrNotFound for no row, else err wrapped. Both name op ("get agent") and
+// id.
+func found[T any](v T, err error, op, id string) (T, error) {
+	var zero T
+	if errors.Is(err, pgx.ErrNoRows) {
+		return zero, fmt.Errorf("store: %s %q: %w", op, id, store.ErrNotFound)
+	}
+	if err != nil {
+		return zero, wrap(err, "%s %q", op, id)
+	}
+	return v, nil
 }

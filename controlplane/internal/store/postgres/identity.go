@@ -46,13 +46,7 @@ func (s *Store) ListAPITokens(ctx context.Context) ([]store.APIToken, error) {
 // GetAPIToken returns the operator token with the given ID or ErrNotFound.
 func (s *Store) GetAPIToken(ctx context.Context, id string) (store.APIToken, error) {
 	t, err := apiTokenByID(ctx, s.pool, id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return store.APIToken{}, fmt.Errorf("store: get api token %q: %w", id, store.ErrNotFound)
-	}
-	if err != nil {
-		return store.APIToken{}, wrap(err, "get api token %q", id)
-	}
-	return t, nil
+	return found(t, err, "get api token", id)
 }
 
 func apiTokenByID(ctx context.Context, q querier, id string) (store.APIToken, error) {

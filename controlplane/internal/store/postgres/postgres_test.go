@@ -158,7 +158,7 @@ func TestMigrationsMatchSQLite(t *testing.T) {
 		sqlite = append(sqlite, e.Name())
 	}
 	for _, m := range ms {
-		postgres = append(postgres, m.name)
+		postgres = append(postgres, m.Name)
 	}
 	if fmt.Sprint(sqlite) != fmt.Sprint(postgres) {
 		t.Errorf("migrations differ:\n sqlite:   %v\n postgres: %v", sqlite, postgres)

@@ -10,14 +10,11 @@ import (
 	"flotilla.dev/controlplane/internal/store"
 )
 
-const serviceColumns = `name, spec, created_at, updated_at`
+const serviceColumns = store.ServiceColumns
 
-const rolloutColumns = `id, service, image, rollback_of, created_by, definition, service_spec, load_balancers,
-	state, message, current_batch, prepared, batch_started_at, batch_finished_at, stop, stop_rollback, stop_state,
-	created_at, finished_at`
+const rolloutColumns = store.RolloutColumns
 
-const rolloutHostColumns = `rollout_id, agent_id, batch, step, rolling_back, previous_image, message,
-	started_at, finished_at, step_started_at, observed_image, server, changed, waiting_offline, failure`
+const rolloutHostColumns = store.RolloutHostColumns
 
 // PutService creates or replaces a service, keeping its creation time.
 func (s *Store) PutService(ctx context.Context, svc store.Service) (store.Service, error) {
@@ -34,13 +31,7 @@ func (s *Store) PutService(ctx context.Context, svc store.Service) (store.Servic
 // GetService returns a service or ErrNotFound.
 func (s *Store) GetService(ctx context.Context, name string) (store.Service, error) {
 	svc, err := scanService(s.pool.QueryRow(ctx, `SELECT `+serviceColumns+` FROM services WHERE name = $1`, name))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return store.Service{}, fmt.Errorf("store: get service %q: %w", name, store.ErrNotFound)
-	}
-	if err != nil {
-		return store.Service{}, wrap(err, "get service %q", name)
-	}
-	return svc, nil
+	return found(svc, err, "get service", name)
 }
 
 // ListServices returns every service by name.

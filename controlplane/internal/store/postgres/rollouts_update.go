@@ -75,13 +75,7 @@ func updateRolloutHosts(ctx context.Context, tx pgx.Tx, rolloutID string, hosts 
 // GetRollout returns a rollout or ErrNotFound.
 func (s *Store) GetRollout(ctx context.Context, id string) (store.Rollout, error) {
 	r, err := scanRollout(s.pool.QueryRow(ctx, `SELECT `+rolloutColumns+` FROM rollouts WHERE id = $1`, id))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return store.Rollout{}, fmt.Errorf("store: get rollout %q: %w", id, store.ErrNotFound)
-	}
-	if err != nil {
-		return store.Rollout{}, wrap(err, "get rollout %q", id)
-	}
-	return r, nil
+	return found(r, err, "get rollout", id)
 }
 
 // ListRollouts returns rollouts newest first.

@@ -10,7 +10,7 @@ import (
 	"flotilla.dev/controlplane/internal/store"
 )
 
-const joinTokenColumns = `id, hash, description, labels, max_uses, uses, created_at, expires_at, revoked_at`
+const joinTokenColumns = store.JoinTokenColumns
 
 // CreateJoinToken inserts t; an existing ID or hash returns ErrConflict.
 func (s *Store) CreateJoinToken(ctx context.Context, t store.JoinToken) error {
@@ -30,13 +30,7 @@ func (s *Store) CreateJoinToken(ctx context.Context, t store.JoinToken) error {
 // GetJoinToken returns the join token with the given ID or ErrNotFound.
 func (s *Store) GetJoinToken(ctx context.Context, id string) (store.JoinToken, error) {
 	t, err := joinTokenByID(ctx, s.pool, id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return store.JoinToken{}, fmt.Errorf("store: get join token %q: %w", id, store.ErrNotFound)
-	}
-	if err != nil {
-		return store.JoinToken{}, wrap(err, "get join token %q", id)
-	}
-	return t, nil
+	return found(t, err, "get join token", id)
 }
 
 func joinTokenByID(ctx context.Context, q querier, id string) (store.JoinToken, error) {
@@ -57,7 +51,7 @@ func scanJoinToken(row pgx.Row) (store.JoinToken, error) {
 	return t, err
 }
 
-const apiTokenColumns = `id, name, hash, role, created_at, expires_at, revoked_at, created_by`
+const apiTokenColumns = store.APITokenColumns
 
 // CreateAPIToken inserts t; an existing ID or hash returns ErrConflict.
 func (s *Store) CreateAPIToken(ctx context.Context, t store.APIToken) error {

@@ -14,10 +14,7 @@ import (
 // agent; it never says why.
 var errJoinTokenInvalid = fmt.Errorf("store: register agent: %w", store.ErrJoinTokenInvalid)
 
-const agentColumns = `id, hostname, labels, pinned_labels, version, state, state_reason,
-	state_changed_at, registered_at, connected_at, last_seen_at, peer_address,
-	cert_serial, cert_not_after, join_token_id, hello, last_heartbeat,
-	deregistered_at, deregister_reason, public_key_sha256`
+const agentColumns = store.AgentColumns
 
 // RegisterAgent consumes one use of the join token whose hash is tokenHash
 // and inserts the agent build returns, in one transaction (see store.Store).
@@ -77,7 +74,7 @@ func (s *Store) RegisteredWithKey(ctx context.Context, tokenHash []byte, keySHA2
 		return store.Agent{}, errJoinTokenInvalid
 	case err != nil:
 		return store.Agent{}, fmt.Errorf("store: look up join token: %w", err)
-	case !now.Before(tok.ExpiresAt) || !tok.RevokedAt.IsZero():
+	case !tok.Live(now):
 		return store.Agent{}, errJoinTokenInvalid
 	}
 	a, err := scanAgent(s.read.QueryRowContext(ctx, `SELECT `+agentColumns+` FROM agents
@@ -102,10 +99,7 @@ func usableJoinToken(ctx context.Context, tx *sql.Tx, tokenHash []byte, now time
 	if err != nil {
 		return store.JoinToken{}, fmt.Errorf("store: register agent: look up join token: %w", err)
 	}
-	expired := !now.Before(tok.ExpiresAt)
-	revoked := !tok.RevokedAt.IsZero()
-	usedUp := tok.Uses >= tok.MaxUses
-	if expired || revoked || usedUp {
+	if !tok.Admits(now) {
 		return store.JoinToken{}, errJoinTokenInvalid
 	}
 	return tok, nil
@@ -131,34 +125,12 @@ func insertAgent(ctx context.Context, tx *sql.Tx, a store.Agent) error {
 // GetAgent returns the agent with the given ID or ErrNotFound.
 func (s *Store) GetAgent(ctx context.Context, id string) (store.Agent, error) {
 	a, err := agentByID(ctx, s.read, id)
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.Agent{}, fmt.Errorf("store: get agent %q: %w", id, store.ErrNotFound)
-	}
-	if err != nil {
-		return store.Agent{}, fmt.Errorf("store: get agent %q: %w", id, err)
-	}
-	return a, nil
+	return found(a, err, "get agent", id)
 }
 
 // ListAgents returns every agent, deregistered ones included, ordered by ID.
 func (s *Store) ListAgents(ctx context.Context) ([]store.Agent, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT `+agentColumns+` FROM agents ORDER BY id`)
-	if err != nil {
-		return nil, fmt.Errorf("store: list agents: %w", err)
-	}
-	defer rows.Close()
-	var agents []store.Agent
-	for rows.Next() {
-		a, err := scanAgent(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: list agents: %w", err)
-		}
-		agents = append(agents, a)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: list agents: %w", err)
-	}
-	return agents, nil
+	return queryAll(ctx, s.read, "list agents", scanAgent, `SELECT `+agentColumns+` FROM agents ORDER BY id`)
 }
 
 // agentByID returns the agent with the given ID or sql.ErrNoRows.

@@ -3,13 +3,12 @@ package sqlite
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"flotilla.dev/controlplane/internal/store"
 )
 
-const auditColumns = `id, at, principal, role, method, request, peer, code, message, duration_ns`
+const auditColumns = store.AuditColumns
 
 // AppendAuditEvent inserts e and returns the ID the store gave it.
 func (s *Store) AppendAuditEvent(ctx context.Context, e store.AuditEvent) (int64, error) {
@@ -63,33 +62,15 @@ func (s *Store) ListAuditEvents(ctx context.Context, q store.AuditQuery) ([]stor
 	if q.BeforeID > 0 {
 		where, args = append(where, "id < ?"), append(args, q.BeforeID)
 	}
-	query := `SELECT ` + auditColumns + ` FROM audit_events`
-	if len(where) > 0 {
-		query += " WHERE " + strings.Join(where, " AND ")
-	}
-	query += " ORDER BY id DESC"
-	if q.Limit > 0 {
-		query += " LIMIT ?"
-		args = append(args, q.Limit)
-	}
-	rows, err := s.read.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: list audit events: %w", err)
-	}
-	defer rows.Close()
-	var out []store.AuditEvent
-	for rows.Next() {
-		var e store.AuditEvent
-		var d int64
-		if err := rows.Scan(&e.ID, timeCol{&e.At}, &e.Principal, &e.Role, &e.Method, &e.Request, &e.Peer,
-			&e.Code, &e.Message, &d); err != nil {
-			return nil, fmt.Errorf("store: list audit events: %w", err)
-		}
-		e.Duration = time.Duration(d)
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: list audit events: %w", err)
-	}
-	return out, nil
+	query, args := listQuery(`SELECT `+auditColumns+` FROM audit_events`, where, args, "id DESC", q.Limit)
+	return queryAll(ctx, s.read, "list audit events", scanAuditEvent, query, args...)
+}
+
+func scanAuditEvent(row rowScanner) (store.AuditEvent, error) {
+	var e store.AuditEvent
+	var d int64
+	err := row.Scan(&e.ID, timeCol{&e.At}, &e.Principal, &e.Role, &e.Method, &e.Request, &e.Peer,
+		&e.Code, &e.Message, &d)
+	e.Duration = time.Duration(d)
+	return e, err
 }

@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+
+	"flotilla.dev/controlplane/internal/store"
 )
 
 // LatestSchemaVersion is the schema version this binary migrates a
 // database to: a backup taken at a higher version cannot be restored by it.
 func LatestSchemaVersion() (int, error) {
-	ms, err := loadMigrations(embeddedMigrations())
+	ms, err := store.LoadMigrations(embeddedMigrations())
 	if err != nil {
 		return 0, err
 	}

@@ -2,14 +2,14 @@ package sqlite
 
 import (
 	"database/sql/driver"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	msqlite "modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"flotilla.dev/controlplane/internal/store"
 )
 
 // The column encodings below are the portable ones the schema documents:
@@ -21,25 +21,16 @@ import (
 // Arguments are driver.Valuers and destinations sql.Scanners, so that
 // queries list columns and fields side by side with no conversion code.
 
-// Times outside this range have no int64 nanosecond representation.
-var (
-	minTime = time.Unix(0, math.MinInt64)
-	maxTime = time.Unix(0, math.MaxInt64)
-)
-
-// timeArg encodes a time.Time column value.
+// timeArg encodes a time.Time column value (store.EncodeTime).
 type timeArg time.Time
 
 // Value implements driver.Valuer.
 func (a timeArg) Value() (driver.Value, error) {
-	t := time.Time(a)
-	if t.IsZero() {
-		return nil, nil
+	nanos, null, err := store.EncodeTime(time.Time(a))
+	if null || err != nil {
+		return nil, err
 	}
-	if t.Before(minTime) || t.After(maxTime) {
-		return nil, fmt.Errorf("time %s is outside the storable range (years 1678 to 2262)", t)
-	}
-	return t.UnixNano(), nil
+	return nanos, nil
 }
 
 // timeCol decodes a time.Time column into *dst, as UTC.
@@ -58,49 +49,68 @@ func (c timeCol) Scan(src any) error {
 	return nil
 }
 
-// labelsArg encodes a label map column value.
+// labelsArg encodes a label map column value (store.EncodeLabels).
 type labelsArg map[string]string
 
 // Value implements driver.Valuer.
 func (a labelsArg) Value() (driver.Value, error) {
-	if a == nil {
-		return nil, nil
+	text, null, err := store.EncodeLabels(a)
+	if null || err != nil {
+		return nil, err
 	}
-	b, err := json.Marshal(map[string]string(a))
-	if err != nil {
-		return nil, fmt.Errorf("labels: %w", err)
-	}
-	return string(b), nil
+	return text, nil
 }
 
 // labelsCol decodes a label map column into *dst; NULL gives a nil map and
-// "{}" an empty one.
+// "{}" an empty one (store.DecodeLabels).
 type labelsCol struct{ dst *map[string]string }
 
 // Scan implements sql.Scanner.
 func (c labelsCol) Scan(src any) error {
-	var text []byte
+	text, null, err := textColumn(src, "labels column")
+	if null || err != nil {
+		*c.dst = nil
+		return err
+	}
+	*c.dst, err = store.DecodeLabels(text)
+	return err
+}
+
+// stringsArg encodes a string list column as a JSON array ("[]" for nil).
+type stringsArg []string
+
+// Value implements driver.Valuer.
+func (a stringsArg) Value() (driver.Value, error) {
+	return store.EncodeStrings(a)
+}
+
+// stringsCol decodes a JSON array column; an empty array gives nil.
+type stringsCol struct{ dst *[]string }
+
+// Scan implements sql.Scanner.
+func (c stringsCol) Scan(src any) error {
+	text, null, err := textColumn(src, "string list column")
+	if null || err != nil {
+		*c.dst = nil
+		return err
+	}
+	*c.dst, err = store.DecodeStrings(text)
+	return err
+}
+
+// textColumn returns the text of a TEXT column value; null is true for
+// NULL. what names the column kind in the error for any other type.
+func textColumn(src any, what string) (text []byte, null bool, err error) {
 	switch v := src.(type) {
 	case nil:
-		*c.dst = nil
-		return nil
+		return nil, true, nil
 	case string:
-		text = []byte(v)
+		return []byte(v), false, nil
 	case []byte:
-		text = v
+		return v, false, nil
 	default:
-		return fmt.Errorf("labels column: unexpected %T", src)
+		return nil, false, fmt.Errorf("%s: unexpected %T", what, src)
 	}
-	var m map[string]string
-	if err := json.Unmarshal(text, &m); err != nil {
-		return fmt.Errorf("labels column: %w", err)
-	}
-	if m == nil {
-		// JSON "null" is not written by labelsArg; read it as no labels.
-		m = map[string]string{}
-	}
-	*c.dst = m
-	return nil
 }
 
 // blobArg encodes a []byte column value, keeping nil (NULL) distinct from

@@ -3,18 +3,15 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"flotilla.dev/controlplane/internal/store"
 )
 
-const fleetCommandColumns = `id, kind, request, created_by, state, created_at, finished_at, summary`
+const fleetCommandColumns = store.FleetCommandColumns
 
-const hostCommandColumns = `id, fleet_command_id, agent_id, kind, spec, state, message, result,
-	created_at, released_at, deadline, sent_at, started_at, finished_at`
+const hostCommandColumns = store.HostCommandColumns
 
 // CreateFleetCommand inserts fc and its host commands in one transaction.
 func (s *Store) CreateFleetCommand(ctx context.Context, fc store.FleetCommand, hosts []store.HostCommand) error {
@@ -90,13 +87,7 @@ func (s *Store) UpdateHostCommands(ctx context.Context, hosts []store.HostComman
 func (s *Store) GetFleetCommand(ctx context.Context, id string) (store.FleetCommand, error) {
 	row := s.read.QueryRowContext(ctx, `SELECT `+fleetCommandColumns+` FROM fleet_commands WHERE id = ?`, id)
 	fc, err := scanFleetCommand(row)
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.FleetCommand{}, fmt.Errorf("store: get fleet command %q: %w", id, store.ErrNotFound)
-	}
-	if err != nil {
-		return store.FleetCommand{}, fmt.Errorf("store: get fleet command %q: %w", id, err)
-	}
-	return fc, nil
+	return found(fc, err, "get fleet command", id)
 }
 
 // ListFleetCommands returns fleet commands newest first.
@@ -106,41 +97,16 @@ func (s *Store) ListFleetCommands(ctx context.Context, q store.FleetCommandQuery
 		args  []any
 	)
 	if len(q.States) > 0 {
-		where = append(where, "state IN (?"+strings.Repeat(", ?", len(q.States)-1)+")")
-		for _, st := range q.States {
-			args = append(args, st)
-		}
+		var cond string
+		cond, args = inList("state", q.States, args)
+		where = append(where, cond)
 	}
 	if q.Before != "" {
 		where = append(where, "(created_at, id) < (SELECT created_at, id FROM fleet_commands WHERE id = ?)")
 		args = append(args, q.Before)
 	}
-	query := `SELECT ` + fleetCommandColumns + ` FROM fleet_commands`
-	if len(where) > 0 {
-		query += " WHERE " + strings.Join(where, " AND ")
-	}
-	query += " ORDER BY created_at DESC, id DESC"
-	if q.Limit > 0 {
-		query += " LIMIT ?"
-		args = append(args, q.Limit)
-	}
-	rows, err := s.read.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: list fleet commands: %w", err)
-	}
-	defer rows.Close()
-	var out []store.FleetCommand
-	for rows.Next() {
-		fc, err := scanFleetCommand(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: list fleet commands: %w", err)
-		}
-		out = append(out, fc)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: list fleet commands: %w", err)
-	}
-	return out, nil
+	query, args := listQuery(`SELECT `+fleetCommandColumns+` FROM fleet_commands`, where, args, "created_at DESC, id DESC", q.Limit)
+	return queryAll(ctx, s.read, "list fleet commands", scanFleetCommand, query, args...)
 }
 
 // UpdateFleetCommand sets a fleet command's state, finish time and summary.
@@ -160,45 +126,19 @@ func (s *Store) UpdateFleetCommand(ctx context.Context, id string, state int32, 
 func (s *Store) GetHostCommand(ctx context.Context, id string) (store.HostCommand, error) {
 	row := s.read.QueryRowContext(ctx, `SELECT `+hostCommandColumns+` FROM host_commands WHERE id = ?`, id)
 	h, err := scanHostCommand(row)
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.HostCommand{}, fmt.Errorf("store: get host command %q: %w", id, store.ErrNotFound)
-	}
-	if err != nil {
-		return store.HostCommand{}, fmt.Errorf("store: get host command %q: %w", id, err)
-	}
-	return h, nil
+	return found(h, err, "get host command", id)
 }
 
 // ListHostCommands returns the host commands of a fleet command, by agent ID.
 func (s *Store) ListHostCommands(ctx context.Context, fleetCommandID string) ([]store.HostCommand, error) {
-	return s.queryHostCommands(ctx, "list host commands",
+	return queryAll(ctx, s.read, "list host commands", scanHostCommand,
 		`SELECT `+hostCommandColumns+` FROM host_commands WHERE fleet_command_id = ? ORDER BY agent_id, id`, fleetCommandID)
 }
 
 // ListActiveHostCommands returns every host command not yet finished.
 func (s *Store) ListActiveHostCommands(ctx context.Context) ([]store.HostCommand, error) {
-	return s.queryHostCommands(ctx, "list active host commands",
+	return queryAll(ctx, s.read, "list active host commands", scanHostCommand,
 		`SELECT `+hostCommandColumns+` FROM host_commands WHERE finished_at IS NULL ORDER BY agent_id, created_at, id`)
-}
-
-func (s *Store) queryHostCommands(ctx context.Context, op, query string, args ...any) ([]store.HostCommand, error) {
-	rows, err := s.read.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: %s: %w", op, err)
-	}
-	defer rows.Close()
-	var out []store.HostCommand
-	for rows.Next() {
-		h, err := scanHostCommand(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: %s: %w", op, err)
-		}
-		out = append(out, h)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: %s: %w", op, err)
-	}
-	return out, nil
 }
 
 func scanFleetCommand(row rowScanner) (store.FleetCommand, error) {

@@ -12,23 +12,7 @@ import (
 
 // ListJoinTokens returns every join token, newest first.
 func (s *Store) ListJoinTokens(ctx context.Context) ([]store.JoinToken, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT `+joinTokenColumns+` FROM join_tokens ORDER BY created_at DESC, id`)
-	if err != nil {
-		return nil, fmt.Errorf("store: list join tokens: %w", err)
-	}
-	defer rows.Close()
-	var out []store.JoinToken
-	for rows.Next() {
-		t, err := scanJoinToken(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: list join tokens: %w", err)
-		}
-		out = append(out, t)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: list join tokens: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, s.read, "list join tokens", scanJoinToken, `SELECT `+joinTokenColumns+` FROM join_tokens ORDER BY created_at DESC, id`)
 }
 
 // RevokeJoinToken marks the join token revoked (see store.IdentityStore).
@@ -56,35 +40,13 @@ func (s *Store) RevokeJoinToken(ctx context.Context, id string, at time.Time) (s
 
 // ListAPITokens returns every operator token, newest first.
 func (s *Store) ListAPITokens(ctx context.Context) ([]store.APIToken, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT `+apiTokenColumns+` FROM api_tokens ORDER BY created_at DESC, id`)
-	if err != nil {
-		return nil, fmt.Errorf("store: list api tokens: %w", err)
-	}
-	defer rows.Close()
-	var out []store.APIToken
-	for rows.Next() {
-		t, err := scanAPIToken(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: list api tokens: %w", err)
-		}
-		out = append(out, t)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: list api tokens: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, s.read, "list api tokens", scanAPIToken, `SELECT `+apiTokenColumns+` FROM api_tokens ORDER BY created_at DESC, id`)
 }
 
 // GetAPIToken returns the operator token with the given ID or ErrNotFound.
 func (s *Store) GetAPIToken(ctx context.Context, id string) (store.APIToken, error) {
 	t, err := scanAPIToken(s.read.QueryRowContext(ctx, `SELECT `+apiTokenColumns+` FROM api_tokens WHERE id = ?`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.APIToken{}, fmt.Errorf("store: get api token %q: %w", id, store.ErrNotFound)
-	}
-	if err != nil {
-		return store.APIToken{}, fmt.Errorf("store: get api token %q: %w", id, err)
-	}
-	return t, nil
+	return found(t, err, "get api token", id)
 }
 
 // RevokeAPIToken marks the operator token revoked (see store.IdentityStore).

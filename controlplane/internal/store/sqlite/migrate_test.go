@@ -9,10 +9,12 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+
+	"flotilla.dev/controlplane/internal/store"
 )
 
 func TestEmbeddedMigrationsLoad(t *testing.T) {
-	ms, err := loadMigrations(embeddedMigrations())
+	ms, err := store.LoadMigrations(embeddedMigrations())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,7 +25,7 @@ func TestEmbeddedMigrationsLoad(t *testing.T) {
 
 func TestOpenMigratesAndReopenIsIdempotent(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "flotilla.db")
-	want, err := loadMigrations(embeddedMigrations())
+	want, err := store.LoadMigrations(embeddedMigrations())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,56 +101,13 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 	}
 }
 
-func mustLoadEmbedded(t *testing.T) []migration {
+func mustLoadEmbedded(t *testing.T) []store.Migration {
 	t.Helper()
-	ms, err := loadMigrations(embeddedMigrations())
+	ms, err := store.LoadMigrations(embeddedMigrations())
 	if err != nil {
 		t.Fatal(err)
 	}
 	return ms
-}
-
-func TestLoadMigrations(t *testing.T) {
-	file := func(sql string) *fstest.MapFile { return &fstest.MapFile{Data: []byte(sql)} }
-	tests := []struct {
-		name         string
-		fsys         fstest.MapFS
-		wantVersions []int
-		wantErr      string
-	}{
-		{"none", fstest.MapFS{}, nil, ""},
-		{
-			"sorted by version",
-			fstest.MapFS{"0002_b.sql": file("B"), "0001_a.sql": file("A"), "0003_c.sql": file("C")},
-			[]int{1, 2, 3}, "",
-		},
-		{"gap", fstest.MapFS{"0001_a.sql": file("A"), "0003_c.sql": file("C")}, nil, "version 3, want 2"},
-		{"duplicate", fstest.MapFS{"0001_a.sql": file("A"), "0001_b.sql": file("B")}, nil, "version 1, want 2"},
-		{"not starting at 1", fstest.MapFS{"0002_b.sql": file("B")}, nil, "version 2, want 1"},
-		{"bad name", fstest.MapFS{"1_a.sql": file("A")}, nil, "name must match"},
-		{"not sql", fstest.MapFS{"0001_a.txt": file("A")}, nil, "name must match"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			ms, err := loadMigrations(tt.fsys)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("loadMigrations = %v, want error containing %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got []int
-			for _, m := range ms {
-				got = append(got, m.version)
-			}
-			if fmt.Sprint(got) != fmt.Sprint(tt.wantVersions) {
-				t.Errorf("versions = %v, want %v", got, tt.wantVersions)
-			}
-		})
-	}
 }
 
 // openRawDB returns a writer pool on a fresh file, without any migration.
@@ -169,7 +128,7 @@ func openRawDB(t *testing.T) *sql.DB {
 // migrateFS migrates db to the migrations in fsys, which must load.
 func migrateFS(t *testing.T, db *sql.DB, fsys fstest.MapFS) error {
 	t.Helper()
-	ms, err := loadMigrations(fsys)
+	ms, err := store.LoadMigrations(fsys)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,23 +3,17 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
 	"flotilla.dev/controlplane/internal/store"
 )
 
-const serviceColumns = `name, spec, created_at, updated_at`
+const serviceColumns = store.ServiceColumns
 
-const rolloutColumns = `id, service, image, rollback_of, created_by, definition, service_spec, load_balancers,
-	state, message, current_batch, prepared, batch_started_at, batch_finished_at, stop, stop_rollback, stop_state,
-	created_at, finished_at`
+const rolloutColumns = store.RolloutColumns
 
-const rolloutHostColumns = `rollout_id, agent_id, batch, step, rolling_back, previous_image, message,
-	started_at, finished_at, step_started_at, observed_image, server, changed, waiting_offline, failure`
+const rolloutHostColumns = store.RolloutHostColumns
 
 // PutService creates or replaces a service, keeping its creation time.
 func (s *Store) PutService(ctx context.Context, svc store.Service) (store.Service, error) {
@@ -43,34 +37,12 @@ func (s *Store) PutService(ctx context.Context, svc store.Service) (store.Servic
 // GetService returns a service or ErrNotFound.
 func (s *Store) GetService(ctx context.Context, name string) (store.Service, error) {
 	svc, err := scanService(s.read.QueryRowContext(ctx, `SELECT `+serviceColumns+` FROM services WHERE name = ?`, name))
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.Service{}, fmt.Errorf("store: get service %q: %w", name, store.ErrNotFound)
-	}
-	if err != nil {
-		return store.Service{}, fmt.Errorf("store: get service %q: %w", name, err)
-	}
-	return svc, nil
+	return found(svc, err, "get service", name)
 }
 
 // ListServices returns every service by name.
 func (s *Store) ListServices(ctx context.Context) ([]store.Service, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT `+serviceColumns+` FROM services ORDER BY name`)
-	if err != nil {
-		return nil, fmt.Errorf("store: list services: %w", err)
-	}
-	defer rows.Close()
-	var out []store.Service
-	for rows.Next() {
-		svc, err := scanService(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: list services: %w", err)
-		}
-		out = append(out, svc)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: list services: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, s.read, "list services", scanService, `SELECT `+serviceColumns+` FROM services ORDER BY name`)
 }
 
 // CreateRollout inserts a rollout, its hosts and its first events in one
@@ -237,13 +209,7 @@ func updateRolloutHosts(ctx context.Context, tx *sql.Tx, rolloutID string, hosts
 // GetRollout returns a rollout or ErrNotFound.
 func (s *Store) GetRollout(ctx context.Context, id string) (store.Rollout, error) {
 	r, err := scanRollout(s.read.QueryRowContext(ctx, `SELECT `+rolloutColumns+` FROM rollouts WHERE id = ?`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.Rollout{}, fmt.Errorf("store: get rollout %q: %w", id, store.ErrNotFound)
-	}
-	if err != nil {
-		return store.Rollout{}, fmt.Errorf("store: get rollout %q: %w", id, err)
-	}
-	return r, nil
+	return found(r, err, "get rollout", id)
 }
 
 // ListRollouts returns rollouts newest first.
@@ -257,10 +223,9 @@ func (s *Store) ListRollouts(ctx context.Context, q store.RolloutQuery) ([]store
 		args = append(args, q.Service)
 	}
 	if len(q.States) > 0 {
-		where = append(where, "state IN (?"+strings.Repeat(", ?", len(q.States)-1)+")")
-		for _, st := range q.States {
-			args = append(args, st)
-		}
+		var cond string
+		cond, args = inList("state", q.States, args)
+		where = append(where, cond)
 	}
 	if q.Active {
 		where = append(where, "finished_at IS NULL")
@@ -269,82 +234,35 @@ func (s *Store) ListRollouts(ctx context.Context, q store.RolloutQuery) ([]store
 		where = append(where, "(created_at, id) < (SELECT created_at, id FROM rollouts WHERE id = ?)")
 		args = append(args, q.Before)
 	}
-	query := `SELECT ` + rolloutColumns + ` FROM rollouts`
-	if len(where) > 0 {
-		query += " WHERE " + strings.Join(where, " AND ")
-	}
-	query += " ORDER BY created_at DESC, id DESC"
-	if q.Limit > 0 {
-		query += " LIMIT ?"
-		args = append(args, q.Limit)
-	}
-	rows, err := s.read.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: list rollouts: %w", err)
-	}
-	defer rows.Close()
-	var out []store.Rollout
-	for rows.Next() {
-		r, err := scanRollout(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: list rollouts: %w", err)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: list rollouts: %w", err)
-	}
-	return out, nil
+	query, args := listQuery(`SELECT `+rolloutColumns+` FROM rollouts`, where, args, "created_at DESC, id DESC", q.Limit)
+	return queryAll(ctx, s.read, "list rollouts", scanRollout, query, args...)
 }
 
 // ListRolloutHosts returns a rollout's hosts by batch, then agent ID.
 func (s *Store) ListRolloutHosts(ctx context.Context, rolloutID string) ([]store.RolloutHost, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT `+rolloutHostColumns+` FROM rollout_hosts WHERE rollout_id = ? ORDER BY batch, agent_id`, rolloutID)
-	if err != nil {
-		return nil, fmt.Errorf("store: list rollout hosts of %q: %w", rolloutID, err)
-	}
-	defer rows.Close()
-	var out []store.RolloutHost
-	for rows.Next() {
-		var h store.RolloutHost
-		if err := rows.Scan(&h.RolloutID, &h.AgentID, &h.Batch, &h.Step, &h.RollingBack, &h.PreviousImage, &h.Message,
-			timeCol{&h.StartedAt}, timeCol{&h.FinishedAt}, timeCol{&h.StepStartedAt}, &h.ObservedImage, &h.Server, &h.Changed,
-			&h.WaitingOffline, &h.Failure); err != nil {
-			return nil, fmt.Errorf("store: list rollout hosts of %q: %w", rolloutID, err)
-		}
-		out = append(out, h)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: list rollout hosts of %q: %w", rolloutID, err)
-	}
-	return out, nil
+	return queryAll(ctx, s.read, fmt.Sprintf("list rollout hosts of %q", rolloutID), scanRolloutHost,
+		`SELECT `+rolloutHostColumns+` FROM rollout_hosts WHERE rollout_id = ? ORDER BY batch, agent_id`, rolloutID)
 }
 
 // ListRolloutEvents returns a rollout's events after a sequence number.
 func (s *Store) ListRolloutEvents(ctx context.Context, rolloutID string, after int64, limit int) ([]store.RolloutEvent, error) {
-	query := `SELECT rollout_id, sequence, at, event FROM rollout_events WHERE rollout_id = ? AND sequence > ? ORDER BY sequence`
-	args := []any{rolloutID, after}
-	if limit > 0 {
-		query += " LIMIT ?"
-		args = append(args, limit)
-	}
-	rows, err := s.read.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: list rollout events of %q: %w", rolloutID, err)
-	}
-	defer rows.Close()
-	var out []store.RolloutEvent
-	for rows.Next() {
-		var ev store.RolloutEvent
-		if err := rows.Scan(&ev.RolloutID, &ev.Sequence, timeCol{&ev.At}, blobCol{&ev.Event}); err != nil {
-			return nil, fmt.Errorf("store: list rollout events of %q: %w", rolloutID, err)
-		}
-		out = append(out, ev)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: list rollout events of %q: %w", rolloutID, err)
-	}
-	return out, nil
+	query, args := listQuery(`SELECT rollout_id, sequence, at, event FROM rollout_events`,
+		[]string{"rollout_id = ?", "sequence > ?"}, []any{rolloutID, after}, "sequence", limit)
+	return queryAll(ctx, s.read, fmt.Sprintf("list rollout events of %q", rolloutID), scanRolloutEvent, query, args...)
+}
+
+func scanRolloutHost(row rowScanner) (store.RolloutHost, error) {
+	var h store.RolloutHost
+	err := row.Scan(&h.RolloutID, &h.AgentID, &h.Batch, &h.Step, &h.RollingBack, &h.PreviousImage, &h.Message,
+		timeCol{&h.StartedAt}, timeCol{&h.FinishedAt}, timeCol{&h.StepStartedAt}, &h.ObservedImage, &h.Server, &h.Changed,
+		&h.WaitingOffline, &h.Failure)
+	return h, err
+}
+
+func scanRolloutEvent(row rowScanner) (store.RolloutEvent, error) {
+	var ev store.RolloutEvent
+	err := row.Scan(&ev.RolloutID, &ev.Sequence, timeCol{&ev.At}, blobCol{&ev.Event})
+	return ev, err
 }
 
 func scanService(row rowScanner) (store.Service, error) {
@@ -359,47 +277,4 @@ func scanRollout(row rowScanner) (store.Rollout, error) {
 		stringsCol{&r.LoadBalancers}, &r.State, &r.Message, &r.CurrentBatch, &r.Prepared, timeCol{&r.BatchStartedAt},
 		timeCol{&r.BatchFinishedAt}, &r.Stop, &r.StopRollback, &r.StopState, timeCol{&r.CreatedAt}, timeCol{&r.FinishedAt})
 	return r, err
-}
-
-// stringsArg encodes a string list column as a JSON array ("[]" for nil).
-type stringsArg []string
-
-// Value implements driver.Valuer.
-func (a stringsArg) Value() (driver.Value, error) {
-	if a == nil {
-		return "[]", nil
-	}
-	b, err := json.Marshal([]string(a))
-	if err != nil {
-		return nil, fmt.Errorf("string list: %w", err)
-	}
-	return string(b), nil
-}
-
-// stringsCol decodes a JSON array column; an empty array gives nil.
-type stringsCol struct{ dst *[]string }
-
-// Scan implements sql.Scanner.
-func (c stringsCol) Scan(src any) error {
-	var text []byte
-	switch v := src.(type) {
-	case nil:
-		*c.dst = nil
-		return nil
-	case string:
-		text = []byte(v)
-	case []byte:
-		text = v
-	default:
-		return fmt.Errorf("string list column: unexpected %T", src)
-	}
-	var list []string
-	if err := json.Unmarshal(text, &list); err != nil {
-		return fmt.Errorf("string list column: %w", err)
-	}
-	if len(list) == 0 {
-		list = nil
-	}
-	*c.dst = list
-	return nil
 }

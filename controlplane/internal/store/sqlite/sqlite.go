@@ -149,7 +149,7 @@ func initSchema(ctx context.Context, write *sql.DB) error {
 	if !strings.EqualFold(mode, "wal") {
 		return fmt.Errorf("store: open: journal mode is %q, want \"wal\"", mode)
 	}
-	ms, err := loadMigrations(embeddedMigrations())
+	ms, err := store.LoadMigrations(embeddedMigrations())
 	if err != nil {
 		return err
 	}

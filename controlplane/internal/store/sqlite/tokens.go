@@ -9,7 +9,7 @@ import (
 	"flotilla.dev/controlplane/internal/store"
 )
 
-const joinTokenColumns = `id, hash, description, labels, max_uses, uses, created_at, expires_at, revoked_at`
+const joinTokenColumns = store.JoinTokenColumns
 
 // CreateJoinToken inserts t; an existing ID or hash returns ErrConflict.
 func (s *Store) CreateJoinToken(ctx context.Context, t store.JoinToken) error {
@@ -30,13 +30,7 @@ func (s *Store) CreateJoinToken(ctx context.Context, t store.JoinToken) error {
 func (s *Store) GetJoinToken(ctx context.Context, id string) (store.JoinToken, error) {
 	row := s.read.QueryRowContext(ctx, `SELECT `+joinTokenColumns+` FROM join_tokens WHERE id = ?`, id)
 	t, err := scanJoinToken(row)
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.JoinToken{}, fmt.Errorf("store: get join token %q: %w", id, store.ErrNotFound)
-	}
-	if err != nil {
-		return store.JoinToken{}, fmt.Errorf("store: get join token %q: %w", id, err)
-	}
-	return t, nil
+	return found(t, err, "get join token", id)
 }
 
 // joinTokenByHash returns the join token whose secret hashes to hash, or
@@ -70,7 +64,7 @@ func scanJoinToken(row rowScanner) (store.JoinToken, error) {
 	return t, err
 }
 
-const apiTokenColumns = `id, name, hash, role, created_at, expires_at, revoked_at, created_by`
+const apiTokenColumns = store.APITokenColumns
 
 // CreateAPIToken inserts t; an existing ID or hash returns ErrConflict.
 func (s *Store) CreateAPIToken(ctx context.Context, t store.APIToken) error {

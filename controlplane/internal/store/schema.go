@@ -1,0 +1,39 @@
+package store
+
+// The column lists both drivers select, one per table, in the order each
+// driver's scan function reads them. The schema is the same in both (a
+// migration version means one schema), so the lists are too.
+
+// AgentColumns lists the columns of the agents table.
+const AgentColumns = `id, hostname, labels, pinned_labels, version, state, state_reason,
+	state_changed_at, registered_at, connected_at, last_seen_at, peer_address,
+	cert_serial, cert_not_after, join_token_id, hello, last_heartbeat,
+	deregistered_at, deregister_reason, public_key_sha256`
+
+// JoinTokenColumns lists the columns of the join_tokens table.
+const JoinTokenColumns = `id, hash, description, labels, max_uses, uses, created_at, expires_at, revoked_at`
+
+// APITokenColumns lists the columns of the api_tokens table.
+const APITokenColumns = `id, name, hash, role, created_at, expires_at, revoked_at, created_by`
+
+// FleetCommandColumns lists the columns of the fleet_commands table.
+const FleetCommandColumns = `id, kind, request, created_by, state, created_at, finished_at, summary`
+
+// HostCommandColumns lists the columns of the host_commands table.
+const HostCommandColumns = `id, fleet_command_id, agent_id, kind, spec, state, message, result,
+	created_at, released_at, deadline, sent_at, started_at, finished_at`
+
+// ServiceColumns lists the columns of the services table.
+const ServiceColumns = `name, spec, created_at, updated_at`
+
+// RolloutColumns lists the columns of the rollouts table.
+const RolloutColumns = `id, service, image, rollback_of, created_by, definition, service_spec, load_balancers,
+	state, message, current_batch, prepared, batch_started_at, batch_finished_at, stop, stop_rollback, stop_state,
+	created_at, finished_at`
+
+// RolloutHostColumns lists the columns of the rollout_hosts table.
+const RolloutHostColumns = `rollout_id, agent_id, batch, step, rolling_back, previous_image, message,
+	started_at, finished_at, step_started_at, observed_image, server, changed, waiting_offline, failure`
+
+// AuditColumns lists the columns of the audit_events table.
+const AuditColumns = `id, at, principal, role, method, request, peer, code, message, duration_ns`
