@@ -10,15 +10,26 @@
 // short, so a hostile value never makes a long or multi-line message.
 package validate
 
-import "fmt"
+import (
+	"strconv"
+	"unicode/utf8"
+)
 
-// maxQuoted bounds how much of a refused value a message repeats.
+// maxQuoted bounds how much of a refused value a message repeats, quoted:
+// a byte that needs an escape counts as the four it takes (\x99).
 const maxQuoted = 64
 
-// quote formats s for a message: %q, cut to maxQuoted bytes.
+// quote formats s for a message as a Go string literal of at most
+// maxQuoted bytes between its quotes, cut at a character and marked "…"
+// when s is longer.
 func quote(s string) string {
-	if len(s) > maxQuoted {
-		return fmt.Sprintf("%q…", s[:maxQuoted])
+	if q := strconv.Quote(s); len(q) <= maxQuoted+2 {
+		return q
 	}
-	return fmt.Sprintf("%q", s)
+	cut := s[:min(len(s), maxQuoted)]
+	for len(strconv.Quote(cut)) > maxQuoted+2 {
+		_, size := utf8.DecodeLastRuneInString(cut)
+		cut = cut[:len(cut)-size]
+	}
+	return strconv.Quote(cut) + "…"
 }

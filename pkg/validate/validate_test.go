@@ -119,3 +119,24 @@ func TestLabels(t *testing.T) {
 		})
 	}
 }
+
+// A refused value is repeated at most maxQuoted bytes long between its
+// quotes, however many of its bytes need an escape, and cut at a character.
+func TestQuoteIsBounded(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+	}{
+		{"short", "web", `"web"`},
+		{"exactly the limit", strings.Repeat("a", 64), `"` + strings.Repeat("a", 64) + `"`},
+		{"long", strings.Repeat("a", 100), `"` + strings.Repeat("a", 64) + `"…`},
+		{"escapes count as written", strings.Repeat("\x99", 22), `"` + strings.Repeat(`\x99`, 16) + `"…`},
+		{"not inside a character", strings.Repeat("é", 40), `"` + strings.Repeat("é", 32) + `"…`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := quote(tt.in); got != tt.want {
+				t.Errorf("quote = %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
