@@ -769,7 +769,8 @@ func (x *CreateJoinTokenResponse) GetCaCertSha256() string {
 	return ""
 }
 
-// Limit is a count of hosts or a percentage of the command's hosts.
+// Limit is a count of hosts or a percentage of the hosts concerned (a fleet
+// command's hosts, a rollout's planned hosts).
 type Limit struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Set one; an empty Limit (neither set) is refused, an unset one takes

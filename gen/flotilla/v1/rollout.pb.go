@@ -462,8 +462,8 @@ type RolloutStrategy struct {
 	//	*RolloutStrategy_BatchSize
 	//	*RolloutStrategy_BatchPercent
 	Batch isRolloutStrategy_Batch `protobuf_oneof:"batch"`
-	// Hosts in a first batch of their own, before the batches above, 0-100000
-	// (0: no canary).
+	// Hosts in a first batch of their own, before every other batch,
+	// 0-100000 (0: no canary).
 	Canary int32 `protobuf:"varint,3,opt,name=canary,proto3" json:"canary,omitempty"`
 	// Hosts of a batch restarted at the same time, 0-100000 (0: the batch
 	// size, every host of the batch at once).
