@@ -27,6 +27,7 @@ const (
 type Role int32
 
 const (
+	// Not a role: refused where a role is required.
 	Role_ROLE_UNSPECIFIED Role = 0
 	// Read-only: list and get.
 	Role_ROLE_VIEWER Role = 1
@@ -81,15 +82,20 @@ func (Role) EnumDescriptor() ([]byte, []int) {
 
 // APIToken describes an operator token (never its secret).
 type APIToken struct {
-	state     protoimpl.MessageState `protogen:"open.v1"`
-	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Role      Role                   `protobuf:"varint,3,opt,name=role,proto3,enum=flotilla.v1.Role" json:"role,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The token's public ID (its principal is "token:<id>").
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// What the token is for, as given at creation.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// The token's role.
+	Role Role `protobuf:"varint,3,opt,name=role,proto3,enum=flotilla.v1.Role" json:"role,omitempty"`
+	// When it was created.
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	// Unset: never expires.
+	// When it expires; unset: never expires.
 	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// When it was revoked; unset while not revoked.
 	RevokedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
-	// Who created it.
+	// Who created it (a principal, e.g. "token:<id>").
 	CreatedBy     string `protobuf:"bytes,7,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -174,12 +180,15 @@ func (x *APIToken) GetCreatedBy() string {
 	return ""
 }
 
+// CreateAPITokenRequest describes the operator token to create.
 type CreateAPITokenRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// What the token is for, e.g. "ci-deployer" ([a-zA-Z0-9_.-], at most 64).
+	// Required.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Role Role   `protobuf:"varint,2,opt,name=role,proto3,enum=flotilla.v1.Role" json:"role,omitempty"`
-	// Lifetime; unset means no expiry (at most 1 year when set).
+	// The token's role. Required (UNSPECIFIED is refused).
+	Role Role `protobuf:"varint,2,opt,name=role,proto3,enum=flotilla.v1.Role" json:"role,omitempty"`
+	// Lifetime; unset means no expiry (when set: 1s to 1 year).
 	Ttl           *durationpb.Duration `protobuf:"bytes,3,opt,name=ttl,proto3" json:"ttl,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -236,9 +245,11 @@ func (x *CreateAPITokenRequest) GetTtl() *durationpb.Duration {
 	return nil
 }
 
+// CreateAPITokenResponse is the new token, with its secret.
 type CreateAPITokenResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Token *APIToken              `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// The token's description.
+	Token *APIToken `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
 	// The secret, shown once: send it as "authorization: Bearer <secret>".
 	Secret        string `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -289,9 +300,10 @@ func (x *CreateAPITokenResponse) GetSecret() string {
 	return ""
 }
 
+// ListAPITokensRequest filters the operator tokens.
 type ListAPITokensRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Include revoked and expired tokens.
+	// Include revoked and expired tokens (default false: active ones only).
 	IncludeInactive bool `protobuf:"varint,1,opt,name=include_inactive,json=includeInactive,proto3" json:"include_inactive,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
@@ -334,9 +346,11 @@ func (x *ListAPITokensRequest) GetIncludeInactive() bool {
 	return false
 }
 
+// ListAPITokensResponse is the operator tokens.
 type ListAPITokensResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Tokens        []*APIToken            `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tokens, never their secrets.
+	Tokens        []*APIToken `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -378,9 +392,11 @@ func (x *ListAPITokensResponse) GetTokens() []*APIToken {
 	return nil
 }
 
+// RevokeAPITokenRequest names the operator token to revoke.
 type RevokeAPITokenRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TokenId       string                 `protobuf:"bytes,1,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The token's ID. Required.
+	TokenId       string `protobuf:"bytes,1,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -422,9 +438,11 @@ func (x *RevokeAPITokenRequest) GetTokenId() string {
 	return ""
 }
 
+// RevokeAPITokenResponse is the revoked token.
 type RevokeAPITokenResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Token         *APIToken              `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The token, with revoked_at set.
+	Token         *APIToken `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -466,14 +484,18 @@ func (x *RevokeAPITokenResponse) GetToken() *APIToken {
 	return nil
 }
 
+// IssueOperatorCertificateRequest asks for an operator client certificate.
 type IssueOperatorCertificateRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The operator's name, carried in the certificate ([a-zA-Z0-9_.-@], at most 64).
+	// The operator's name, carried in the certificate ([a-zA-Z0-9_.-@], at
+	// most 64). Required.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Role Role   `protobuf:"varint,2,opt,name=role,proto3,enum=flotilla.v1.Role" json:"role,omitempty"`
-	// A PKCS#10 CSR (PEM or DER) for the operator's own key.
+	// The role carried in the certificate. Required (UNSPECIFIED is refused).
+	Role Role `protobuf:"varint,2,opt,name=role,proto3,enum=flotilla.v1.Role" json:"role,omitempty"`
+	// A PKCS#10 CSR (PEM or DER, at most 16 KiB) for the operator's own key.
+	// Required.
 	Csr []byte `protobuf:"bytes,3,opt,name=csr,proto3" json:"csr,omitempty"`
-	// Lifetime (default 24h, at most 30 days).
+	// Lifetime (unset: 24h; when set, 1m to 30 days).
 	Ttl           *durationpb.Duration `protobuf:"bytes,4,opt,name=ttl,proto3" json:"ttl,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -537,14 +559,19 @@ func (x *IssueOperatorCertificateRequest) GetTtl() *durationpb.Duration {
 	return nil
 }
 
+// IssueOperatorCertificateResponse is the signed certificate.
 type IssueOperatorCertificateResponse struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	CertificatePem []byte                 `protobuf:"bytes,1,opt,name=certificate_pem,json=certificatePem,proto3" json:"certificate_pem,omitempty"`
-	CaBundlePem    []byte                 `protobuf:"bytes,2,opt,name=ca_bundle_pem,json=caBundlePem,proto3" json:"ca_bundle_pem,omitempty"`
-	Serial         string                 `protobuf:"bytes,3,opt,name=serial,proto3" json:"serial,omitempty"`
-	ExpiresAt      *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The operator's client certificate, PEM.
+	CertificatePem []byte `protobuf:"bytes,1,opt,name=certificate_pem,json=certificatePem,proto3" json:"certificate_pem,omitempty"`
+	// The CA certificates to trust for the control plane, PEM.
+	CaBundlePem []byte `protobuf:"bytes,2,opt,name=ca_bundle_pem,json=caBundlePem,proto3" json:"ca_bundle_pem,omitempty"`
+	// The certificate's serial number.
+	Serial string `protobuf:"bytes,3,opt,name=serial,proto3" json:"serial,omitempty"`
+	// When the certificate expires.
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *IssueOperatorCertificateResponse) Reset() {
@@ -607,14 +634,22 @@ func (x *IssueOperatorCertificateResponse) GetExpiresAt() *timestamppb.Timestamp
 
 // JoinToken describes a join token (never its secret).
 type JoinToken struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Description   string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
-	Labels        map[string]string      `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	MaxUses       int32                  `protobuf:"varint,4,opt,name=max_uses,json=maxUses,proto3" json:"max_uses,omitempty"`
-	Uses          int32                  `protobuf:"varint,5,opt,name=uses,proto3" json:"uses,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The token's public ID.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The note given at creation.
+	Description string `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	// The labels it pins on the agents it registers.
+	Labels map[string]string `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// How many registrations it allows.
+	MaxUses int32 `protobuf:"varint,4,opt,name=max_uses,json=maxUses,proto3" json:"max_uses,omitempty"`
+	// How many registrations it has made.
+	Uses int32 `protobuf:"varint,5,opt,name=uses,proto3" json:"uses,omitempty"`
+	// When it was created.
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// When it stops being accepted.
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// When it was revoked; unset while not revoked.
 	RevokedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -706,9 +741,11 @@ func (x *JoinToken) GetRevokedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// ListJoinTokensRequest filters the join tokens.
 type ListJoinTokensRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Include revoked, expired and used-up tokens.
+	// Include revoked, expired and used-up tokens (default false: usable ones
+	// only).
 	IncludeInactive bool `protobuf:"varint,1,opt,name=include_inactive,json=includeInactive,proto3" json:"include_inactive,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
@@ -751,9 +788,11 @@ func (x *ListJoinTokensRequest) GetIncludeInactive() bool {
 	return false
 }
 
+// ListJoinTokensResponse is the join tokens.
 type ListJoinTokensResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Tokens        []*JoinToken           `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tokens, never their secrets.
+	Tokens        []*JoinToken `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -795,9 +834,11 @@ func (x *ListJoinTokensResponse) GetTokens() []*JoinToken {
 	return nil
 }
 
+// RevokeJoinTokenRequest names the join token to revoke.
 type RevokeJoinTokenRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TokenId       string                 `protobuf:"bytes,1,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The token's ID. Required.
+	TokenId       string `protobuf:"bytes,1,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -839,9 +880,11 @@ func (x *RevokeJoinTokenRequest) GetTokenId() string {
 	return ""
 }
 
+// RevokeJoinTokenResponse is the revoked join token.
 type RevokeJoinTokenResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Token         *JoinToken             `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The token, with revoked_at set.
+	Token         *JoinToken `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -883,10 +926,13 @@ func (x *RevokeJoinTokenResponse) GetToken() *JoinToken {
 	return nil
 }
 
+// DeregisterAgentRequest names the agent to remove.
 type DeregisterAgentRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AgentId       string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
-	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The agent's ID. Required.
+	AgentId string `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// Why, for the record (at most 512 bytes).
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -935,6 +981,7 @@ func (x *DeregisterAgentRequest) GetReason() string {
 	return ""
 }
 
+// DeregisterAgentResponse is empty: the agent is gone.
 type DeregisterAgentResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -974,8 +1021,10 @@ func (*DeregisterAgentResponse) Descriptor() ([]byte, []int) {
 // AuditEvent records one mutating call.
 type AuditEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Id    int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	At    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
+	// Position in the audit trail; larger is newer.
+	Id int64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// When the call started.
+	At *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
 	// Who: "token:<id>", "operator-cert:<name>", "agent:<id>", or "anonymous".
 	Principal string `protobuf:"bytes,3,opt,name=principal,proto3" json:"principal,omitempty"`
 	// The role the caller had.
@@ -986,9 +1035,11 @@ type AuditEvent struct {
 	Request string `protobuf:"bytes,6,opt,name=request,proto3" json:"request,omitempty"`
 	// The caller's address.
 	Peer string `protobuf:"bytes,7,opt,name=peer,proto3" json:"peer,omitempty"`
-	// The gRPC status code name ("OK", "PermissionDenied", ...) and message.
-	Code          string               `protobuf:"bytes,8,opt,name=code,proto3" json:"code,omitempty"`
-	Message       string               `protobuf:"bytes,9,opt,name=message,proto3" json:"message,omitempty"`
+	// The gRPC status code name ("OK", "PermissionDenied", ...).
+	Code string `protobuf:"bytes,8,opt,name=code,proto3" json:"code,omitempty"`
+	// The status message; empty on success.
+	Message string `protobuf:"bytes,9,opt,name=message,proto3" json:"message,omitempty"`
+	// How long the call took.
 	Duration      *durationpb.Duration `protobuf:"bytes,10,opt,name=duration,proto3" json:"duration,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1094,16 +1145,23 @@ func (x *AuditEvent) GetDuration() *durationpb.Duration {
 	return nil
 }
 
+// ListAuditEventsRequest filters and pages the audit trail. Filters
+// combine with AND; an empty filter matches all.
 type ListAuditEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Filters; empty matches all.
+	// Only calls by this principal, exactly as AuditEvent.principal spells it
+	// (e.g. "token:<id>").
 	Principal string `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
-	Method    string `protobuf:"bytes,2,opt,name=method,proto3" json:"method,omitempty"`
+	// Only calls of this full method, e.g.
+	// "/flotilla.v1.AdminService/CreateAPIToken" (must start with '/').
+	Method string `protobuf:"bytes,2,opt,name=method,proto3" json:"method,omitempty"`
 	// Only failed calls (code not OK).
-	FailedOnly bool                   `protobuf:"varint,3,opt,name=failed_only,json=failedOnly,proto3" json:"failed_only,omitempty"`
-	Since      *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=since,proto3" json:"since,omitempty"`
-	// At most this many (default 100, at most 1000).
-	PageSize      int32  `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	FailedOnly bool `protobuf:"varint,3,opt,name=failed_only,json=failedOnly,proto3" json:"failed_only,omitempty"`
+	// Only events at or after this instant; unset: from the beginning.
+	Since *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=since,proto3" json:"since,omitempty"`
+	// At most this many (0: 100; at most 1000).
+	PageSize int32 `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous page; empty for the first page.
 	PageToken     string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1181,10 +1239,13 @@ func (x *ListAuditEventsRequest) GetPageToken() string {
 	return ""
 }
 
+// ListAuditEventsResponse is one page of the audit trail.
 type ListAuditEventsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Events        []*AuditEvent          `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
-	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Newest first.
+	Events []*AuditEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// The token of the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }

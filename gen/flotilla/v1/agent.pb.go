@@ -22,9 +22,11 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// RenewCertificateRequest carries the CSR of an agent's new key.
 type RenewCertificateRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// A PKCS#10 CSR (PEM or DER) for the agent's new key.
+	// A PKCS#10 CSR (PEM or DER, at most 16 KiB) for the agent's new key.
+	// Required.
 	Csr           []byte `protobuf:"bytes,1,opt,name=csr,proto3" json:"csr,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -67,12 +69,15 @@ func (x *RenewCertificateRequest) GetCsr() []byte {
 	return nil
 }
 
+// RenewCertificateResponse is the agent's new certificate.
 type RenewCertificateResponse struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	CertificatePem []byte                 `protobuf:"bytes,1,opt,name=certificate_pem,json=certificatePem,proto3" json:"certificate_pem,omitempty"`
-	CaBundlePem    []byte                 `protobuf:"bytes,2,opt,name=ca_bundle_pem,json=caBundlePem,proto3" json:"ca_bundle_pem,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new client certificate, PEM; same agent ID as the current one.
+	CertificatePem []byte `protobuf:"bytes,1,opt,name=certificate_pem,json=certificatePem,proto3" json:"certificate_pem,omitempty"`
+	// The CA certificates the agent must trust for the control plane, PEM.
+	CaBundlePem   []byte `protobuf:"bytes,2,opt,name=ca_bundle_pem,json=caBundlePem,proto3" json:"ca_bundle_pem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RenewCertificateResponse) Reset() {
@@ -119,16 +124,21 @@ func (x *RenewCertificateResponse) GetCaBundlePem() []byte {
 	return nil
 }
 
+// RegisterRequest enrolls a new agent.
 type RegisterRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The join token secret, as CreateJoinToken returned it.
+	// The join token secret, as CreateJoinToken returned it (at most 256
+	// bytes). Required.
 	JoinToken string `protobuf:"bytes,1,opt,name=join_token,json=joinToken,proto3" json:"join_token,omitempty"`
-	// A PKCS#10 certificate signing request (PEM or DER) for the agent's own key.
-	// Its subject is ignored: the control plane names the certificate.
+	// A PKCS#10 certificate signing request (PEM or DER, at most 16 KiB) for
+	// the agent's own key. Its subject is ignored: the control plane names the
+	// certificate. Required.
 	Csr []byte `protobuf:"bytes,2,opt,name=csr,proto3" json:"csr,omitempty"`
-	// The host's name, used to derive a readable agent ID.
+	// The host's name, used to derive a readable agent ID (at most 253
+	// characters of letters, digits, '-', '.', '_'). Required.
 	Hostname string `protobuf:"bytes,3,opt,name=hostname,proto3" json:"hostname,omitempty"`
-	// Labels the agent claims (env, role, ...). Labels pinned by the join token
+	// Labels the agent claims (env, role, ...; at most 64, grammar as in
+	// CreateJoinTokenRequest.labels). Labels pinned by the join token
 	// override these.
 	Labels        map[string]string `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
@@ -193,6 +203,7 @@ func (x *RegisterRequest) GetLabels() map[string]string {
 	return nil
 }
 
+// RegisterResponse is the new agent's identity.
 type RegisterResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The agent's ID, also carried in its certificate.
@@ -268,6 +279,8 @@ func (x *RegisterResponse) GetLabels() map[string]string {
 // ConnectRequest is one message from the agent on its stream.
 type ConnectRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
+	// The message: exactly one is set.
+	//
 	// Types that are valid to be assigned to Body:
 	//
 	//	*ConnectRequest_Hello
@@ -357,18 +370,22 @@ type isConnectRequest_Body interface {
 }
 
 type ConnectRequest_Hello struct {
+	// The first message of the stream, and only the first.
 	Hello *Hello `protobuf:"bytes,1,opt,name=hello,proto3,oneof"`
 }
 
 type ConnectRequest_Heartbeat struct {
+	// What the agent observed on its host.
 	Heartbeat *Heartbeat `protobuf:"bytes,2,opt,name=heartbeat,proto3,oneof"`
 }
 
 type ConnectRequest_CommandEvent struct {
+	// A command's new state, progress or outcome.
 	CommandEvent *CommandEvent `protobuf:"bytes,3,opt,name=command_event,json=commandEvent,proto3,oneof"`
 }
 
 type ConnectRequest_JournalReport struct {
+	// The agent's journal, sent after the hello.
 	JournalReport *JournalReport `protobuf:"bytes,4,opt,name=journal_report,json=journalReport,proto3,oneof"`
 }
 
@@ -383,6 +400,8 @@ func (*ConnectRequest_JournalReport) isConnectRequest_Body() {}
 // ConnectResponse is one message from the control plane on an agent's stream.
 type ConnectResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
+	// The message: exactly one is set.
+	//
 	// Types that are valid to be assigned to Body:
 	//
 	//	*ConnectResponse_Welcome
@@ -462,14 +481,17 @@ type isConnectResponse_Body interface {
 }
 
 type ConnectResponse_Welcome struct {
+	// The answer to the hello; the first message of the stream.
 	Welcome *Welcome `protobuf:"bytes,1,opt,name=welcome,proto3,oneof"`
 }
 
 type ConnectResponse_Command struct {
+	// A command to execute.
 	Command *Command `protobuf:"bytes,2,opt,name=command,proto3,oneof"`
 }
 
 type ConnectResponse_Cancel struct {
+	// A request to stop a running command.
 	Cancel *CancelCommand `protobuf:"bytes,3,opt,name=cancel,proto3,oneof"`
 }
 
@@ -486,14 +508,18 @@ type Hello struct {
 	// the identity in the client certificate, or the stream is refused with
 	// PermissionDenied.
 	AgentId string `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
-	// The agent's build version.
-	Version  string `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	// The agent's build version (at most 256 bytes).
+	Version string `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	// The host's name (at most 253 characters of letters, digits, '-', '.',
+	// '_'); may be empty.
 	Hostname string `protobuf:"bytes,3,opt,name=hostname,proto3" json:"hostname,omitempty"`
-	// Labels such as env and role.
+	// Labels such as env and role (at most 64). Labels pinned by the agent's
+	// join token still win over these.
 	Labels map[string]string `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	// What this agent can execute: "docker", "postgres", "nginx", ...
+	// What this agent can execute: "docker", "postgres", "nginx", ... (at
+	// most 64 entries of at most 64 bytes).
 	Capabilities []string `protobuf:"bytes,5,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
-	// The containers the agent manages.
+	// The containers the agent manages (at most 1024).
 	Containers []*ManagedContainer `protobuf:"bytes,6,rep,name=containers,proto3" json:"containers,omitempty"`
 	// When the agent process started.
 	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`

@@ -27,16 +27,22 @@ const (
 type CommandState int32
 
 const (
+	// Never set by the server.
 	CommandState_COMMAND_STATE_UNSPECIFIED CommandState = 0
 	// Stored by the control plane, not yet acknowledged by the agent (it may
 	// be offline: the command waits until its deadline).
 	CommandState_COMMAND_STATE_PENDING CommandState = 1
 	// Journaled by the agent.
-	CommandState_COMMAND_STATE_ACCEPTED  CommandState = 2
-	CommandState_COMMAND_STATE_RUNNING   CommandState = 3
+	CommandState_COMMAND_STATE_ACCEPTED CommandState = 2
+	// Being executed by the agent.
+	CommandState_COMMAND_STATE_RUNNING CommandState = 3
+	// Finished without error; the event carries the result.
 	CommandState_COMMAND_STATE_SUCCEEDED CommandState = 4
-	CommandState_COMMAND_STATE_FAILED    CommandState = 5
+	// Finished with an error; the message says why.
+	CommandState_COMMAND_STATE_FAILED CommandState = 5
+	// Stopped by a cancel before it finished.
 	CommandState_COMMAND_STATE_CANCELLED CommandState = 6
+	// Stopped, or never started, because its deadline passed.
 	CommandState_COMMAND_STATE_TIMED_OUT CommandState = 7
 	// Refused by the agent's guard rails or validation; never started.
 	CommandState_COMMAND_STATE_REJECTED CommandState = 8
@@ -171,6 +177,8 @@ func (x *Command) GetSpec() *CommandSpec {
 // CommandSpec is what a command does, with its typed parameters.
 type CommandSpec struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
+	// The command's kind and parameters: set exactly one.
+	//
 	// Types that are valid to be assigned to Kind:
 	//
 	//	*CommandSpec_Pull
@@ -270,22 +278,27 @@ type isCommandSpec_Kind interface {
 }
 
 type CommandSpec_Pull struct {
+	// Pull an image.
 	Pull *PullCommand `protobuf:"bytes,1,opt,name=pull,proto3,oneof"`
 }
 
 type CommandSpec_Restart struct {
+	// Re-create a container, optionally with a new image.
 	Restart *RestartCommand `protobuf:"bytes,2,opt,name=restart,proto3,oneof"`
 }
 
 type CommandSpec_Backup struct {
+	// Back up a PostgreSQL database.
 	Backup *BackupCommand `protobuf:"bytes,3,opt,name=backup,proto3,oneof"`
 }
 
 type CommandSpec_Drain struct {
+	// Mark a server down in an Nginx upstream.
 	Drain *DrainCommand `protobuf:"bytes,4,opt,name=drain,proto3,oneof"`
 }
 
 type CommandSpec_Undrain struct {
+	// Put a drained server back into its upstream.
 	Undrain *UndrainCommand `protobuf:"bytes,5,opt,name=undrain,proto3,oneof"`
 }
 
@@ -301,8 +314,10 @@ func (*CommandSpec_Undrain) isCommandSpec_Kind() {}
 
 // PullCommand pulls an image reference (name:tag or name@sha256:digest).
 type PullCommand struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Image         string                 `protobuf:"bytes,1,opt,name=image,proto3" json:"image,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The image reference; a tag or a digest is required (at most 512
+	// characters). Required.
+	Image         string `protobuf:"bytes,1,opt,name=image,proto3" json:"image,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -349,11 +364,14 @@ func (x *PullCommand) GetImage() string {
 // plain restart.
 type RestartCommand struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The container's name.
+	// The container's name (letters, digits, '_', '.', '-', starting with a
+	// letter or digit, at most 128); one the agent manages. Required.
 	Container string `protobuf:"bytes,1,opt,name=container,proto3" json:"container,omitempty"`
-	// The new image reference; empty for a plain restart.
+	// The new image reference (name:tag or name@sha256:…); empty for a plain
+	// restart with the container's current image.
 	Image string `protobuf:"bytes,2,opt,name=image,proto3" json:"image,omitempty"`
-	// How long the old container gets to stop before it is killed (default 10s).
+	// How long the old container gets to stop before it is killed, 0s-10m
+	// (unset or 0s: the agent's docker.stop_timeout, 10s by default).
 	StopTimeout   *durationpb.Duration `protobuf:"bytes,3,opt,name=stop_timeout,json=stopTimeout,proto3" json:"stop_timeout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -413,8 +431,10 @@ func (x *RestartCommand) GetStopTimeout() *durationpb.Duration {
 // BackupCommand backs up a PostgreSQL database by the name it has in the
 // agent's configuration; credentials stay on the host.
 type BackupCommand struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Database      string                 `protobuf:"bytes,1,opt,name=database,proto3" json:"database,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A key of the agent's backup.databases (letters, digits, '_', '-', 1 to
+	// 63). Required.
+	Database      string `protobuf:"bytes,1,opt,name=database,proto3" json:"database,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -460,9 +480,11 @@ func (x *BackupCommand) GetDatabase() string {
 // so that new requests stop going to it; requests in flight finish.
 type DrainCommand struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The upstream's name in the agent's configuration.
+	// The upstream's name in the agent's nginx.upstreams (letters, digits,
+	// '_', '.', '-', 1 to 64). Required.
 	Upstream string `protobuf:"bytes,1,opt,name=upstream,proto3" json:"upstream,omitempty"`
-	// The server address as written in the upstream block (host:port).
+	// The server address as written in the upstream block: host:port, with
+	// an IP address or a DNS name and a port 1-65535. Required.
 	Server        string `protobuf:"bytes,2,opt,name=server,proto3" json:"server,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -514,9 +536,12 @@ func (x *DrainCommand) GetServer() string {
 
 // UndrainCommand puts a drained server back into its upstream.
 type UndrainCommand struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Upstream      string                 `protobuf:"bytes,1,opt,name=upstream,proto3" json:"upstream,omitempty"`
-	Server        string                 `protobuf:"bytes,2,opt,name=server,proto3" json:"server,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The upstream's name in the agent's nginx.upstreams (as for a drain).
+	// Required.
+	Upstream string `protobuf:"bytes,1,opt,name=upstream,proto3" json:"upstream,omitempty"`
+	// The server address, host:port, as for a drain. Required.
+	Server        string `protobuf:"bytes,2,opt,name=server,proto3" json:"server,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -567,9 +592,11 @@ func (x *UndrainCommand) GetServer() string {
 
 // CancelCommand asks the agent to stop a running command.
 type CancelCommand struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	CommandId     string                 `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
-	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The ID of the command to stop.
+	CommandId string `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	// Why, as the operator gave it; may be empty.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -623,8 +650,9 @@ type CommandProgress struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// What is happening, e.g. "pulling layer 3f2a…".
 	Message string `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
-	// Units done and expected (bytes for pulls and backups); 0 when unknown.
-	Current       uint64 `protobuf:"varint,2,opt,name=current,proto3" json:"current,omitempty"`
+	// Units done (bytes for pulls and backups); 0 when unknown.
+	Current uint64 `protobuf:"varint,2,opt,name=current,proto3" json:"current,omitempty"`
+	// Units expected, in the unit of current; 0 when unknown.
 	Total         uint64 `protobuf:"varint,3,opt,name=total,proto3" json:"total,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -684,6 +712,8 @@ func (x *CommandProgress) GetTotal() uint64 {
 // CommandResult is what a command produced.
 type CommandResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
+	// The result of the command's kind: at most one is set.
+	//
 	// Types that are valid to be assigned to Kind:
 	//
 	//	*CommandResult_Pull
@@ -773,18 +803,22 @@ type isCommandResult_Kind interface {
 }
 
 type CommandResult_Pull struct {
+	// The result of a pull.
 	Pull *PullResult `protobuf:"bytes,1,opt,name=pull,proto3,oneof"`
 }
 
 type CommandResult_Restart struct {
+	// The result of a restart.
 	Restart *RestartResult `protobuf:"bytes,2,opt,name=restart,proto3,oneof"`
 }
 
 type CommandResult_Backup struct {
+	// The result of a backup.
 	Backup *BackupResult `protobuf:"bytes,3,opt,name=backup,proto3,oneof"`
 }
 
 type CommandResult_Drain struct {
+	// The result of a drain or an undrain.
 	Drain *DrainResult `protobuf:"bytes,4,opt,name=drain,proto3,oneof"`
 }
 
@@ -863,16 +897,21 @@ func (x *PullResult) GetRepoDigest() string {
 // RestartResult describes the container before and after, so that a
 // rollback can put the previous image back.
 type RestartResult struct {
-	state     protoimpl.MessageState `protogen:"open.v1"`
-	Container string                 `protobuf:"bytes,1,opt,name=container,proto3" json:"container,omitempty"`
-	// The new container.
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The container's name.
+	Container string `protobuf:"bytes,1,opt,name=container,proto3" json:"container,omitempty"`
+	// The new container's Docker ID.
 	ContainerId string `protobuf:"bytes,2,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
-	Image       string `protobuf:"bytes,3,opt,name=image,proto3" json:"image,omitempty"`
-	ImageId     string `protobuf:"bytes,4,opt,name=image_id,json=imageId,proto3" json:"image_id,omitempty"`
-	// The container that was replaced, and its image.
+	// The image reference the new container runs.
+	Image string `protobuf:"bytes,3,opt,name=image,proto3" json:"image,omitempty"`
+	// The local ID (sha256:…) of the image the new container runs.
+	ImageId string `protobuf:"bytes,4,opt,name=image_id,json=imageId,proto3" json:"image_id,omitempty"`
+	// The Docker ID of the container that was replaced.
 	PreviousContainerId string `protobuf:"bytes,5,opt,name=previous_container_id,json=previousContainerId,proto3" json:"previous_container_id,omitempty"`
-	PreviousImage       string `protobuf:"bytes,6,opt,name=previous_image,json=previousImage,proto3" json:"previous_image,omitempty"`
-	PreviousImageId     string `protobuf:"bytes,7,opt,name=previous_image_id,json=previousImageId,proto3" json:"previous_image_id,omitempty"`
+	// The image reference the replaced container ran: what a rollback puts back.
+	PreviousImage string `protobuf:"bytes,6,opt,name=previous_image,json=previousImage,proto3" json:"previous_image,omitempty"`
+	// The local ID of the image the replaced container ran.
+	PreviousImageId string `protobuf:"bytes,7,opt,name=previous_image_id,json=previousImageId,proto3" json:"previous_image_id,omitempty"`
 	// The previous container's configuration as Docker reported it (JSON of
 	// the inspect document's Config, HostConfig and NetworkSettings.Networks).
 	PreviousConfigJson []byte `protobuf:"bytes,8,opt,name=previous_config_json,json=previousConfigJson,proto3" json:"previous_config_json,omitempty"`
@@ -968,18 +1007,25 @@ func (x *RestartResult) GetPreviousConfigJson() []byte {
 
 // BackupResult describes a verified backup archive.
 type BackupResult struct {
-	state    protoimpl.MessageState `protogen:"open.v1"`
-	Database string                 `protobuf:"bytes,1,opt,name=database,proto3" json:"database,omitempty"`
-	// Where the archive and its manifest were written on the agent's host.
-	Path         string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The database's name, as the command gave it.
+	Database string `protobuf:"bytes,1,opt,name=database,proto3" json:"database,omitempty"`
+	// Where the archive was written on the agent's host.
+	Path string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	// Where the archive's manifest was written on the agent's host.
 	ManifestPath string `protobuf:"bytes,3,opt,name=manifest_path,json=manifestPath,proto3" json:"manifest_path,omitempty"`
-	SizeBytes    uint64 `protobuf:"varint,4,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	// The archive's size in bytes.
+	SizeBytes uint64 `protobuf:"varint,4,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
 	// Hex SHA-256 of the archive file.
-	Sha256        string                 `protobuf:"bytes,5,opt,name=sha256,proto3" json:"sha256,omitempty"`
-	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
-	Duration      *durationpb.Duration   `protobuf:"bytes,7,opt,name=duration,proto3" json:"duration,omitempty"`
-	PgDumpVersion string                 `protobuf:"bytes,8,opt,name=pg_dump_version,json=pgDumpVersion,proto3" json:"pg_dump_version,omitempty"`
-	ServerVersion string                 `protobuf:"bytes,9,opt,name=server_version,json=serverVersion,proto3" json:"server_version,omitempty"`
+	Sha256 string `protobuf:"bytes,5,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// When pg_dump started.
+	StartedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	// How long the backup and its verification took.
+	Duration *durationpb.Duration `protobuf:"bytes,7,opt,name=duration,proto3" json:"duration,omitempty"`
+	// The version pg_dump reported.
+	PgDumpVersion string `protobuf:"bytes,8,opt,name=pg_dump_version,json=pgDumpVersion,proto3" json:"pg_dump_version,omitempty"`
+	// The PostgreSQL server's version.
+	ServerVersion string `protobuf:"bytes,9,opt,name=server_version,json=serverVersion,proto3" json:"server_version,omitempty"`
 	// Entries pg_restore --list found in the archive.
 	VerifiedEntries uint32 `protobuf:"varint,10,opt,name=verified_entries,json=verifiedEntries,proto3" json:"verified_entries,omitempty"`
 	unknownFields   protoimpl.UnknownFields
@@ -1088,9 +1134,11 @@ func (x *BackupResult) GetVerifiedEntries() uint32 {
 
 // DrainResult describes the upstream after a drain or undrain.
 type DrainResult struct {
-	state    protoimpl.MessageState `protogen:"open.v1"`
-	Upstream string                 `protobuf:"bytes,1,opt,name=upstream,proto3" json:"upstream,omitempty"`
-	Server   string                 `protobuf:"bytes,2,opt,name=server,proto3" json:"server,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The upstream's name.
+	Upstream string `protobuf:"bytes,1,opt,name=upstream,proto3" json:"upstream,omitempty"`
+	// The server address, host:port.
+	Server string `protobuf:"bytes,2,opt,name=server,proto3" json:"server,omitempty"`
 	// The upstream file that was edited.
 	File string `protobuf:"bytes,3,opt,name=file,proto3" json:"file,omitempty"`
 	// False when the server was already in the requested state.
@@ -1159,13 +1207,17 @@ func (x *DrainResult) GetChanged() bool {
 
 // CommandEvent reports a command's state, progress or outcome.
 type CommandEvent struct {
-	state     protoimpl.MessageState `protogen:"open.v1"`
-	CommandId string                 `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
-	State     CommandState           `protobuf:"varint,2,opt,name=state,proto3,enum=flotilla.v1.CommandState" json:"state,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The ID of the command the event is about.
+	CommandId string `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	// The command's state on this host.
+	State CommandState `protobuf:"varint,2,opt,name=state,proto3,enum=flotilla.v1.CommandState" json:"state,omitempty"`
 	// Human-readable progress or the reason for a failure.
-	Message  string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
-	At       *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at,proto3" json:"at,omitempty"`
-	Progress *CommandProgress       `protobuf:"bytes,5,opt,name=progress,proto3" json:"progress,omitempty"`
+	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	// When the agent recorded the event (agent clock).
+	At *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at,proto3" json:"at,omitempty"`
+	// Progress of a running command; unset otherwise.
+	Progress *CommandProgress `protobuf:"bytes,5,opt,name=progress,proto3" json:"progress,omitempty"`
 	// Set on COMMAND_STATE_SUCCEEDED (and on failures that have partial results).
 	Result        *CommandResult `protobuf:"bytes,6,opt,name=result,proto3" json:"result,omitempty"`
 	unknownFields protoimpl.UnknownFields

@@ -27,6 +27,7 @@ const (
 type AgentState int32
 
 const (
+	// Never set by the server; not a valid filter.
 	AgentState_AGENT_STATE_UNSPECIFIED AgentState = 0
 	// The agent has a stream open and heartbeats arrive.
 	AgentState_AGENT_STATE_CONNECTED AgentState = 1
@@ -83,6 +84,7 @@ func (AgentState) EnumDescriptor() ([]byte, []int) {
 type FleetCommandState int32
 
 const (
+	// Never set by the server; not a valid filter.
 	FleetCommandState_FLEET_COMMAND_STATE_UNSPECIFIED FleetCommandState = 0
 	// Hosts are still pending or running.
 	FleetCommandState_FLEET_COMMAND_STATE_RUNNING FleetCommandState = 1
@@ -143,7 +145,7 @@ func (FleetCommandState) EnumDescriptor() ([]byte, []int) {
 type CommandView int32
 
 const (
-	// The default: COMMAND_VIEW_FULL.
+	// Not set: the same as COMMAND_VIEW_FULL.
 	CommandView_COMMAND_VIEW_UNSPECIFIED CommandView = 0
 	// Every host's entry, ordered by agent ID.
 	CommandView_COMMAND_VIEW_FULL CommandView = 1
@@ -196,14 +198,23 @@ func (CommandView) EnumDescriptor() ([]byte, []int) {
 
 // Agent is one registered agent.
 type Agent struct {
-	state        protoimpl.MessageState `protogen:"open.v1"`
-	Id           string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Hostname     string                 `protobuf:"bytes,2,opt,name=hostname,proto3" json:"hostname,omitempty"`
-	Labels       map[string]string      `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	State        AgentState             `protobuf:"varint,4,opt,name=state,proto3,enum=flotilla.v1.AgentState" json:"state,omitempty"`
-	Version      string                 `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
-	Capabilities []string               `protobuf:"bytes,6,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
-	Containers   []*ManagedContainer    `protobuf:"bytes,7,rep,name=containers,proto3" json:"containers,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The agent's ID, carried in its client certificate.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The host's name, as the agent reported it.
+	Hostname string `protobuf:"bytes,2,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	// The agent's labels: what it claimed, overridden by what its join token
+	// pinned.
+	Labels map[string]string `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The agent's liveness.
+	State AgentState `protobuf:"varint,4,opt,name=state,proto3,enum=flotilla.v1.AgentState" json:"state,omitempty"`
+	// The agent's build version, from its last hello.
+	Version string `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
+	// What the agent can execute ("docker", "postgres", "nginx", ...).
+	Capabilities []string `protobuf:"bytes,6,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
+	// The containers the agent manages, from its last hello or heartbeat.
+	Containers []*ManagedContainer `protobuf:"bytes,7,rep,name=containers,proto3" json:"containers,omitempty"`
+	// When the agent registered.
 	RegisteredAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=registered_at,json=registeredAt,proto3" json:"registered_at,omitempty"`
 	// When the current or last stream was opened.
 	ConnectedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=connected_at,json=connectedAt,proto3" json:"connected_at,omitempty"`
@@ -215,11 +226,12 @@ type Agent struct {
 	PeerAddress string `protobuf:"bytes,12,opt,name=peer_address,json=peerAddress,proto3" json:"peer_address,omitempty"`
 	// When the agent's client certificate expires.
 	CertificateExpiresAt *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=certificate_expires_at,json=certificateExpiresAt,proto3" json:"certificate_expires_at,omitempty"`
-	// When state last changed, and why.
+	// When state last changed.
 	StateChangedAt *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=state_changed_at,json=stateChangedAt,proto3" json:"state_changed_at,omitempty"`
-	StateReason    string                 `protobuf:"bytes,15,opt,name=state_reason,json=stateReason,proto3" json:"state_reason,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Why state last changed.
+	StateReason   string `protobuf:"bytes,15,opt,name=state_reason,json=stateReason,proto3" json:"state_reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Agent) Reset() {
@@ -357,15 +369,19 @@ func (x *Agent) GetStateReason() string {
 	return ""
 }
 
+// ListAgentsRequest filters and pages agents.
 type ListAgentsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// A label selector: "env=prod,role in (web,api),!canary,tier!=db".
+	// A label selector: "env=prod,role in (web,api),!canary,tier!=db"; empty
+	// matches every agent.
 	Selector string `protobuf:"bytes,1,opt,name=selector,proto3" json:"selector,omitempty"`
-	// Only agents in these states; all states when empty.
+	// Only agents in these states (at most 16 entries); all states when
+	// empty. UNSPECIFIED is refused.
 	States []AgentState `protobuf:"varint,2,rep,packed,name=states,proto3,enum=flotilla.v1.AgentState" json:"states,omitempty"`
-	// At most this many agents (default 100, at most 1000).
+	// At most this many agents (0: 100; at most 1000).
 	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	// The next_page_token of the previous page.
+	// The next_page_token of the previous page, with the same selector and
+	// states; empty for the first page.
 	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -429,9 +445,11 @@ func (x *ListAgentsRequest) GetPageToken() string {
 	return ""
 }
 
+// ListAgentsResponse is one page of agents.
 type ListAgentsResponse struct {
-	state  protoimpl.MessageState `protogen:"open.v1"`
-	Agents []*Agent               `protobuf:"bytes,1,rep,name=agents,proto3" json:"agents,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The page's agents, ordered by ID.
+	Agents []*Agent `protobuf:"bytes,1,rep,name=agents,proto3" json:"agents,omitempty"`
 	// Empty on the last page.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	// How many agents matched in total.
@@ -491,9 +509,11 @@ func (x *ListAgentsResponse) GetTotalSize() int32 {
 	return 0
 }
 
+// GetAgentRequest names an agent.
 type GetAgentRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AgentId       string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The agent's ID. Required; an unknown one answers NotFound.
+	AgentId       string `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -535,9 +555,11 @@ func (x *GetAgentRequest) GetAgentId() string {
 	return ""
 }
 
+// GetAgentResponse is one agent.
 type GetAgentResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Agent         *Agent                 `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The agent, with its last heartbeat.
+	Agent         *Agent `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -579,16 +601,19 @@ func (x *GetAgentResponse) GetAgent() *Agent {
 	return nil
 }
 
+// CreateJoinTokenRequest describes the join token to create.
 type CreateJoinTokenRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// How long the token is valid (default 1h, at most 30 days).
+	// How long the token is valid (unset: 1h; positive, at most 30 days).
 	Ttl *durationpb.Duration `protobuf:"bytes,1,opt,name=ttl,proto3" json:"ttl,omitempty"`
-	// How many registrations it allows (default 1, at most 100000).
+	// How many registrations it allows (0: 1; at most 100000).
 	MaxUses int32 `protobuf:"varint,2,opt,name=max_uses,json=maxUses,proto3" json:"max_uses,omitempty"`
 	// Labels pinned on every agent registered with this token; they override
-	// what the agent claims.
+	// what the agent claims (at most 64; keys and values of [A-Za-z0-9-_./],
+	// at most 253 characters, starting and ending with a letter or digit;
+	// values may be empty).
 	Labels map[string]string `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	// A note for operators: who or what the token is for.
+	// A note for operators: who or what the token is for (at most 512 bytes).
 	Description   string `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -652,15 +677,19 @@ func (x *CreateJoinTokenRequest) GetDescription() string {
 	return ""
 }
 
+// CreateJoinTokenResponse is the new token, with its secret.
 type CreateJoinTokenResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The token's public ID, for listing and revocation.
 	TokenId string `protobuf:"bytes,1,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
 	// The secret. Shown once; only its hash is stored.
-	Token     string                 `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	Token string `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	// When the token stops being accepted.
 	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
-	MaxUses   int32                  `protobuf:"varint,4,opt,name=max_uses,json=maxUses,proto3" json:"max_uses,omitempty"`
-	Labels    map[string]string      `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// How many registrations it allows (the default filled in).
+	MaxUses int32 `protobuf:"varint,4,opt,name=max_uses,json=maxUses,proto3" json:"max_uses,omitempty"`
+	// The labels it pins.
+	Labels map[string]string `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// SHA-256 of the control plane's CA certificate (hex), so that a new agent
 	// can pin the CA before it trusts anything the server sends.
 	CaCertSha256  string `protobuf:"bytes,6,opt,name=ca_cert_sha256,json=caCertSha256,proto3" json:"ca_cert_sha256,omitempty"`
@@ -740,9 +769,13 @@ func (x *CreateJoinTokenResponse) GetCaCertSha256() string {
 	return ""
 }
 
-// Limit is a count of hosts or a percentage of the command's hosts.
+// Limit is a count of hosts or a percentage of the hosts concerned (a fleet
+// command's hosts, a rollout's planned hosts).
 type Limit struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
+	// Set one; an empty Limit (neither set) is refused, an unset one takes
+	// the field's default.
+	//
 	// Types that are valid to be assigned to Kind:
 	//
 	//	*Limit_Count
@@ -812,11 +845,12 @@ type isLimit_Kind interface {
 }
 
 type Limit_Count struct {
+	// A number of hosts, at least 1.
 	Count int32 `protobuf:"varint,1,opt,name=count,proto3,oneof"`
 }
 
 type Limit_Percent struct {
-	// 1-100; rounded up to at least one host.
+	// A percentage of the hosts, 1-100; rounded up to at least one host.
 	Percent int32 `protobuf:"varint,2,opt,name=percent,proto3,oneof"`
 }
 
@@ -827,25 +861,37 @@ func (*Limit_Percent) isLimit_Kind() {}
 // FleetCommand is one command run on a set of hosts.
 type FleetCommand struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Spec  *CommandSpec           `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
-	// How the hosts were chosen.
-	Selector       string   `protobuf:"bytes,3,opt,name=selector,proto3" json:"selector,omitempty"`
-	AgentIds       []string `protobuf:"bytes,4,rep,name=agent_ids,json=agentIds,proto3" json:"agent_ids,omitempty"`
-	MaxConcurrency *Limit   `protobuf:"bytes,5,opt,name=max_concurrency,json=maxConcurrency,proto3" json:"max_concurrency,omitempty"`
-	MaxErrors      *Limit   `protobuf:"bytes,6,opt,name=max_errors,json=maxErrors,proto3" json:"max_errors,omitempty"`
+	// Unique ID.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// What runs on each host.
+	Spec *CommandSpec `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
+	// The selector that chose the hosts; empty when agent_ids did.
+	Selector string `protobuf:"bytes,3,opt,name=selector,proto3" json:"selector,omitempty"`
+	// The agent IDs the request gave; empty when the selector chose the hosts.
+	AgentIds []string `protobuf:"bytes,4,rep,name=agent_ids,json=agentIds,proto3" json:"agent_ids,omitempty"`
+	// Hosts running at once, as requested; unset: all.
+	MaxConcurrency *Limit `protobuf:"bytes,5,opt,name=max_concurrency,json=maxConcurrency,proto3" json:"max_concurrency,omitempty"`
+	// Failed hosts after which nothing new starts, as requested; unset: no limit.
+	MaxErrors *Limit `protobuf:"bytes,6,opt,name=max_errors,json=maxErrors,proto3" json:"max_errors,omitempty"`
 	// Per-host time limit, counted from when the host's turn comes (its
 	// concurrency slot), not from when the command was created.
 	Timeout *durationpb.Duration `protobuf:"bytes,7,opt,name=timeout,proto3" json:"timeout,omitempty"`
-	Reason  string               `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
-	// The operator token or certificate that started it.
-	CreatedBy  string                 `protobuf:"bytes,9,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
-	CreatedAt  *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// Why, as the request gave it.
+	Reason string `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The operator token or certificate that started it ("token:<id>",
+	// "operator-cert:<name>").
+	CreatedBy string `protobuf:"bytes,9,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	// When the command was created.
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// When the last host finished; unset while running.
 	FinishedAt *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
-	State      FleetCommandState      `protobuf:"varint,12,opt,name=state,proto3,enum=flotilla.v1.FleetCommandState" json:"state,omitempty"`
-	// One entry per host, ordered by agent ID.
+	// Where the command stands as a whole.
+	State FleetCommandState `protobuf:"varint,12,opt,name=state,proto3,enum=flotilla.v1.FleetCommandState" json:"state,omitempty"`
+	// One entry per host, ordered by agent ID; empty in the summary view and
+	// in ListCommands.
 	Hosts []*HostCommand `protobuf:"bytes,13,rep,name=hosts,proto3" json:"hosts,omitempty"`
-	// Counts of hosts by state.
+	// Counts of hosts by state, keyed by the state's short lower-case name
+	// ("pending", "running", "succeeded", "failed", ...).
 	Summary       map[string]int32 `protobuf:"bytes,14,rep,name=summary,proto3" json:"summary,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -981,16 +1027,24 @@ func (x *FleetCommand) GetSummary() map[string]int32 {
 
 // HostCommand is one host's part of a fleet command.
 type HostCommand struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	AgentId string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The host's agent ID.
+	AgentId string `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
 	// The ID the agent sees (and journals).
-	CommandId string       `protobuf:"bytes,2,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
-	State     CommandState `protobuf:"varint,3,opt,name=state,proto3,enum=flotilla.v1.CommandState" json:"state,omitempty"`
+	CommandId string `protobuf:"bytes,2,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	// The command's state on this host.
+	State CommandState `protobuf:"varint,3,opt,name=state,proto3,enum=flotilla.v1.CommandState" json:"state,omitempty"`
 	// The last progress message or the reason for the outcome.
-	Message       string                 `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
-	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
-	FinishedAt    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
-	Result        *CommandResult         `protobuf:"bytes,7,opt,name=result,proto3" json:"result,omitempty"`
+	Message string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	// When the control plane learned the agent started it; unset until then.
+	StartedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	// When the host reached a final state; unset until then.
+	FinishedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	// What the command produced on this host; unset until the agent reports
+	// a result.
+	Result *CommandResult `protobuf:"bytes,7,opt,name=result,proto3" json:"result,omitempty"`
+	// After this instant the agent must not start the command: the host's
+	// turn plus the timeout; unset before its turn.
 	Deadline      *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=deadline,proto3" json:"deadline,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1082,21 +1136,25 @@ func (x *HostCommand) GetDeadline() *timestamppb.Timestamp {
 	return nil
 }
 
+// RunCommandRequest runs one command on a set of hosts.
 type RunCommandRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// What to run.
+	// What to run. Required.
 	Spec *CommandSpec `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
-	// The hosts: explicit agent IDs, or a label selector (exactly one).
+	// The hosts by agent ID (at most 100000). Give agent_ids or selector,
+	// not both.
 	AgentIds []string `protobuf:"bytes,2,rep,name=agent_ids,json=agentIds,proto3" json:"agent_ids,omitempty"`
-	Selector string   `protobuf:"bytes,3,opt,name=selector,proto3" json:"selector,omitempty"`
-	// Hosts running at once (default: all).
+	// The hosts by label selector, e.g. "env=prod,role=web" (at most 100000
+	// matching agents). Give agent_ids or selector, not both.
+	Selector string `protobuf:"bytes,3,opt,name=selector,proto3" json:"selector,omitempty"`
+	// Hosts running at once (unset: all).
 	MaxConcurrency *Limit `protobuf:"bytes,4,opt,name=max_concurrency,json=maxConcurrency,proto3" json:"max_concurrency,omitempty"`
-	// Failed hosts after which nothing new starts (default: no limit).
+	// Failed hosts after which nothing new starts (unset: no limit).
 	MaxErrors *Limit `protobuf:"bytes,5,opt,name=max_errors,json=maxErrors,proto3" json:"max_errors,omitempty"`
 	// Per-host time limit from the host's turn (default by kind: pull 10m, restart 5m,
 	// backup 1h, drain and undrain 1m; at most 24h).
 	Timeout *durationpb.Duration `protobuf:"bytes,6,opt,name=timeout,proto3" json:"timeout,omitempty"`
-	// Why, for the record.
+	// Why, for the record (at most 1024 bytes).
 	Reason string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
 	// How much of the command the response carries (default: every host).
 	View          CommandView `protobuf:"varint,8,opt,name=view,proto3,enum=flotilla.v1.CommandView" json:"view,omitempty"`
@@ -1190,9 +1248,11 @@ func (x *RunCommandRequest) GetView() CommandView {
 	return CommandView_COMMAND_VIEW_UNSPECIFIED
 }
 
+// RunCommandResponse is the command as started.
 type RunCommandResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Command       *FleetCommand          `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The command, in the requested view.
+	Command       *FleetCommand `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1234,9 +1294,11 @@ func (x *RunCommandResponse) GetCommand() *FleetCommand {
 	return nil
 }
 
+// GetCommandRequest names a fleet command.
 type GetCommandRequest struct {
-	state     protoimpl.MessageState `protogen:"open.v1"`
-	CommandId string                 `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The fleet command's ID. Required; an unknown one answers NotFound.
+	CommandId string `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
 	// How much of the command the response carries (default: every host).
 	View          CommandView `protobuf:"varint,2,opt,name=view,proto3,enum=flotilla.v1.CommandView" json:"view,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1287,9 +1349,11 @@ func (x *GetCommandRequest) GetView() CommandView {
 	return CommandView_COMMAND_VIEW_UNSPECIFIED
 }
 
+// GetCommandResponse is one fleet command.
 type GetCommandResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Command       *FleetCommand          `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The command, in the requested view.
+	Command       *FleetCommand `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1331,12 +1395,14 @@ func (x *GetCommandResponse) GetCommand() *FleetCommand {
 	return nil
 }
 
+// ListCommandsRequest filters and pages fleet commands.
 type ListCommandsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Only commands in these states; all when empty.
+	// Only commands in these states; all when empty. UNSPECIFIED is refused.
 	States []FleetCommandState `protobuf:"varint,1,rep,packed,name=states,proto3,enum=flotilla.v1.FleetCommandState" json:"states,omitempty"`
-	// At most this many (default 50, at most 500).
-	PageSize      int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// At most this many (0: 50; at most 500).
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous page; empty for the first page.
 	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1393,11 +1459,13 @@ func (x *ListCommandsRequest) GetPageToken() string {
 	return ""
 }
 
+// ListCommandsResponse is one page of fleet commands.
 type ListCommandsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Newest first, without per-host entries (GetCommand has them).
-	Commands      []*FleetCommand `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
-	NextPageToken string          `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	Commands []*FleetCommand `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
+	// The token of the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1446,9 +1514,11 @@ func (x *ListCommandsResponse) GetNextPageToken() string {
 	return ""
 }
 
+// WatchCommandRequest names the fleet command to follow.
 type WatchCommandRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	CommandId     string                 `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The fleet command's ID. Required.
+	CommandId     string `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1490,8 +1560,11 @@ func (x *WatchCommandRequest) GetCommandId() string {
 	return ""
 }
 
+// WatchCommandResponse is one message of a command's watch stream.
 type WatchCommandResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
+	// A snapshot or a host event: exactly one is set.
+	//
 	// Types that are valid to be assigned to Body:
 	//
 	//	*WatchCommandResponse_Snapshot
@@ -1576,9 +1649,11 @@ func (*WatchCommandResponse_Event) isWatchCommandResponse_Body() {}
 
 // HostCommandEvent is a command event from one host.
 type HostCommandEvent struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AgentId       string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
-	Event         *CommandEvent          `protobuf:"bytes,2,opt,name=event,proto3" json:"event,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The host's agent ID.
+	AgentId string `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// The event, as the agent reported it.
+	Event         *CommandEvent `protobuf:"bytes,2,opt,name=event,proto3" json:"event,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1627,10 +1702,13 @@ func (x *HostCommandEvent) GetEvent() *CommandEvent {
 	return nil
 }
 
+// CancelCommandRequest stops a fleet command.
 type CancelCommandRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	CommandId     string                 `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
-	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The fleet command's ID. Required.
+	CommandId string `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	// Why, for the record (at most 1024 bytes).
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1679,9 +1757,11 @@ func (x *CancelCommandRequest) GetReason() string {
 	return ""
 }
 
+// CancelCommandResponse is the command after the cancel.
 type CancelCommandResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Command       *FleetCommand          `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The command, with every host's state.
+	Command       *FleetCommand `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }

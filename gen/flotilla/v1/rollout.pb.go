@@ -27,6 +27,7 @@ const (
 type OfflinePolicy int32
 
 const (
+	// Not set: the same as OFFLINE_POLICY_SKIP.
 	OfflinePolicy_OFFLINE_POLICY_UNSPECIFIED OfflinePolicy = 0
 	// Leave them out of the plan (reported with the reason).
 	OfflinePolicy_OFFLINE_POLICY_SKIP OfflinePolicy = 1
@@ -83,11 +84,15 @@ func (OfflinePolicy) EnumDescriptor() ([]byte, []int) {
 type RolloutState int32
 
 const (
+	// Never set by the server; not a valid filter.
 	RolloutState_ROLLOUT_STATE_UNSPECIFIED RolloutState = 0
 	// Pulling the image on every host before the first batch.
 	RolloutState_ROLLOUT_STATE_PREPARING RolloutState = 1
-	RolloutState_ROLLOUT_STATE_RUNNING   RolloutState = 2
-	RolloutState_ROLLOUT_STATE_PAUSED    RolloutState = 3
+	// Working through the batches.
+	RolloutState_ROLLOUT_STATE_RUNNING RolloutState = 2
+	// Paused by an operator (PauseRollout): no new batch starts until
+	// ResumeRollout.
+	RolloutState_ROLLOUT_STATE_PAUSED RolloutState = 3
 	// Every planned host runs the new image.
 	RolloutState_ROLLOUT_STATE_SUCCEEDED RolloutState = 4
 	// Stopped by failures; hosts it changed still run the new image.
@@ -161,16 +166,21 @@ func (RolloutState) EnumDescriptor() ([]byte, []int) {
 type HostStep int32
 
 const (
+	// Never set by the server.
 	HostStep_HOST_STEP_UNSPECIFIED HostStep = 0
 	// Waiting for its batch.
-	HostStep_HOST_STEP_PENDING    HostStep = 1
-	HostStep_HOST_STEP_DRAINING   HostStep = 2
+	HostStep_HOST_STEP_PENDING HostStep = 1
+	// Being marked down in the load balancer's upstream.
+	HostStep_HOST_STEP_DRAINING HostStep = 2
+	// Its container being re-created with the new image.
 	HostStep_HOST_STEP_RESTARTING HostStep = 3
 	// Waiting for min_healthy_time of continuous health.
 	HostStep_HOST_STEP_HEALTH_CHECK HostStep = 4
-	HostStep_HOST_STEP_UNDRAINING   HostStep = 5
+	// Being put back into the load balancer's upstream.
+	HostStep_HOST_STEP_UNDRAINING HostStep = 5
 	// Runs the new image, healthy, back in the load balancer.
-	HostStep_HOST_STEP_DONE   HostStep = 6
+	HostStep_HOST_STEP_DONE HostStep = 6
+	// A step failed (message says which and why).
 	HostStep_HOST_STEP_FAILED HostStep = 7
 	// Not changed: the rollout stopped before its batch.
 	HostStep_HOST_STEP_SKIPPED HostStep = 8
@@ -240,22 +250,31 @@ func (HostStep) EnumDescriptor() ([]byte, []int) {
 // Service is an application deployed as one container per host.
 type Service struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Unique name, [a-z0-9-], at most 63.
+	// Unique name: 1 to 63 characters of [a-z0-9-]. Required.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// The managed container's name on every host.
+	// The managed container's name on every host (Docker's grammar: letters,
+	// digits, '_', '.', '-', starting with a letter or digit, at most 128).
+	// Required.
 	Container string `protobuf:"bytes,2,opt,name=container,proto3" json:"container,omitempty"`
-	// The label selector of the service's hosts.
+	// The label selector of the service's hosts, e.g. "role=web,env=prod"
+	// (at most 1024 bytes). Required.
 	Selector string `protobuf:"bytes,3,opt,name=selector,proto3" json:"selector,omitempty"`
 	// The URL the agents check for this service's health (their
-	// health.url); recorded for operators and shown in plans.
+	// health.url); recorded for operators and shown in plans. Optional; when
+	// set, an http or https URL of at most 2048 bytes.
 	HealthUrl string `protobuf:"bytes,4,opt,name=health_url,json=healthUrl,proto3" json:"health_url,omitempty"`
-	// The load balancer in front of the hosts; unset when there is none.
+	// The load balancer in front of the hosts; unset when there is none (hosts
+	// are then restarted without a drain).
 	LoadBalancer *LoadBalancer `protobuf:"bytes,5,opt,name=load_balancer,json=loadBalancer,proto3" json:"load_balancer,omitempty"`
-	// The strategy a rollout uses when it does not give one.
-	DefaultStrategy *RolloutStrategy       `protobuf:"bytes,6,opt,name=default_strategy,json=defaultStrategy,proto3" json:"default_strategy,omitempty"`
-	CreatedAt       *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	UpdatedAt       *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
-	// The image of the last successful rollout, if any.
+	// The strategy a rollout uses when it does not give one; unset: every
+	// RolloutStrategy default.
+	DefaultStrategy *RolloutStrategy `protobuf:"bytes,6,opt,name=default_strategy,json=defaultStrategy,proto3" json:"default_strategy,omitempty"`
+	// When the service was first put (output only; ignored in PutService).
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// When the service was last put (output only; ignored in PutService).
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// The image of the last successful rollout; empty before the first
+	// (output only; ignored in PutService).
 	CurrentImage  string `protobuf:"bytes,9,opt,name=current_image,json=currentImage,proto3" json:"current_image,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -358,14 +377,17 @@ func (x *Service) GetCurrentImage() string {
 type LoadBalancer struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The label selector of the load-balancer agents (e.g. "role=lb").
+	// Required.
 	Selector string `protobuf:"bytes,1,opt,name=selector,proto3" json:"selector,omitempty"`
-	// The upstream's name in those agents' nginx.upstreams.
+	// The upstream's name in those agents' nginx.upstreams (letters, digits,
+	// '_', '.', '-', 1 to 64). Required.
 	Upstream string `protobuf:"bytes,2,opt,name=upstream,proto3" json:"upstream,omitempty"`
-	// The application's port on each host; the upstream server of a host is
-	// <address>:<server_port>.
+	// The application's port on each host, 1-65535; the upstream server of a
+	// host is <address>:<server_port>. Required.
 	ServerPort int32 `protobuf:"varint,3,opt,name=server_port,json=serverPort,proto3" json:"server_port,omitempty"`
-	// The agent label that holds a host's address in the upstream (default
-	// "address"); without it, the address the agent connects from is used.
+	// The agent label that holds a host's address in the upstream (empty:
+	// "address"); a host without that label is entered by the address its
+	// agent connects from.
 	AddressLabel  string `protobuf:"bytes,4,opt,name=address_label,json=addressLabel,proto3" json:"address_label,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -432,32 +454,38 @@ func (x *LoadBalancer) GetAddressLabel() string {
 // RolloutStrategy says how a rollout moves through the hosts.
 type RolloutStrategy struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Hosts per batch, as a count or a percentage of the plan's hosts
-	// (default: 1 host).
+	// Hosts per batch, as a count or a percentage of the plan's hosts; set
+	// at most one (default: batch_size 1).
 	//
 	// Types that are valid to be assigned to Batch:
 	//
 	//	*RolloutStrategy_BatchSize
 	//	*RolloutStrategy_BatchPercent
 	Batch isRolloutStrategy_Batch `protobuf_oneof:"batch"`
-	// Hosts in a first batch of their own (0: no canary).
+	// Hosts in a first batch of their own, before every other batch,
+	// 0-100000 (0: no canary).
 	Canary int32 `protobuf:"varint,3,opt,name=canary,proto3" json:"canary,omitempty"`
-	// Hosts of a batch restarted at the same time (default: the batch size).
+	// Hosts of a batch restarted at the same time, 0-100000 (0: the batch
+	// size, every host of the batch at once).
 	MaxUnavailable int32 `protobuf:"varint,4,opt,name=max_unavailable,json=maxUnavailable,proto3" json:"max_unavailable,omitempty"`
-	// Wait between batches.
+	// Wait between batches, 0s-24h (default 0s: none).
 	PauseBetweenBatches *durationpb.Duration `protobuf:"bytes,5,opt,name=pause_between_batches,json=pauseBetweenBatches,proto3" json:"pause_between_batches,omitempty"`
 	// A host passes its health gate after being healthy continuously this
-	// long (default 10s) ...
+	// long, 0s-1h (default 10s). Must not exceed healthy_deadline.
 	MinHealthyTime *durationpb.Duration `protobuf:"bytes,6,opt,name=min_healthy_time,json=minHealthyTime,proto3" json:"min_healthy_time,omitempty"`
-	// ... within this long after its restart (default 5m).
+	// The time a host has after its restart to pass its health gate, or it
+	// fails; positive, at most 24h (default 5m).
 	HealthyDeadline *durationpb.Duration `protobuf:"bytes,7,opt,name=healthy_deadline,json=healthyDeadline,proto3" json:"healthy_deadline,omitempty"`
-	// Failed hosts that stop the rollout (default: count 1).
+	// Failed hosts that stop the rollout: a count of at least 1 or a
+	// percentage of the plan's hosts (default: count 1).
 	MaxFailures *Limit `protobuf:"bytes,8,opt,name=max_failures,json=maxFailures,proto3" json:"max_failures,omitempty"`
-	// Put every changed host back to its previous image when the rollout fails.
+	// Put every changed host back to its previous image when the rollout
+	// fails (default false: changed hosts keep the new image).
 	AutoRollback bool `protobuf:"varint,9,opt,name=auto_rollback,json=autoRollback,proto3" json:"auto_rollback,omitempty"`
-	// Hosts offline at the start (default SKIP).
+	// What to do with hosts offline at the start (default SKIP).
 	OfflineHosts OfflinePolicy `protobuf:"varint,10,opt,name=offline_hosts,json=offlineHosts,proto3,enum=flotilla.v1.OfflinePolicy" json:"offline_hosts,omitempty"`
-	// How long WAIT waits for an offline host (default 5m).
+	// How long OFFLINE_POLICY_WAIT waits for an offline host; positive, at
+	// most 24h (default 5m). Ignored by the other policies.
 	OfflineWait   *durationpb.Duration `protobuf:"bytes,11,opt,name=offline_wait,json=offlineWait,proto3" json:"offline_wait,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -586,10 +614,13 @@ type isRolloutStrategy_Batch interface {
 }
 
 type RolloutStrategy_BatchSize struct {
+	// Hosts per batch, 1-100000.
 	BatchSize int32 `protobuf:"varint,1,opt,name=batch_size,json=batchSize,proto3,oneof"`
 }
 
 type RolloutStrategy_BatchPercent struct {
+	// Hosts per batch as a percentage of the plan's hosts, 1-100, rounded
+	// up to at least one host.
 	BatchPercent int32 `protobuf:"varint,2,opt,name=batch_percent,json=batchPercent,proto3,oneof"`
 }
 
@@ -599,16 +630,20 @@ func (*RolloutStrategy_BatchPercent) isRolloutStrategy_Batch() {}
 
 // RolloutHost is one host of a rollout.
 type RolloutHost struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	AgentId string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The host's agent ID.
+	AgentId string `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
 	// Index of its batch in the plan.
-	Batch int32    `protobuf:"varint,2,opt,name=batch,proto3" json:"batch,omitempty"`
-	Step  HostStep `protobuf:"varint,3,opt,name=step,proto3,enum=flotilla.v1.HostStep" json:"step,omitempty"`
+	Batch int32 `protobuf:"varint,2,opt,name=batch,proto3" json:"batch,omitempty"`
+	// Where the host stands.
+	Step HostStep `protobuf:"varint,3,opt,name=step,proto3,enum=flotilla.v1.HostStep" json:"step,omitempty"`
 	// The image it ran before (from the restart's result).
 	PreviousImage string `protobuf:"bytes,4,opt,name=previous_image,json=previousImage,proto3" json:"previous_image,omitempty"`
 	// The last message (why it failed, what it waits for).
-	Message    string                 `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
-	StartedAt  *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	Message string `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	// When the host's batch reached it; unset while pending.
+	StartedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	// When the host reached its last step; unset until then.
 	FinishedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
 	// True while the host is being rolled back.
 	RollingBack   bool `protobuf:"varint,8,opt,name=rolling_back,json=rollingBack,proto3" json:"rolling_back,omitempty"`
@@ -704,8 +739,9 @@ func (x *RolloutHost) GetRollingBack() bool {
 
 // ExcludedHost is a host the plan leaves out, and why.
 type ExcludedHost struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	AgentId string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The host's agent ID.
+	AgentId string `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
 	// "offline", "already at the target image", ...
 	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -759,9 +795,11 @@ func (x *ExcludedHost) GetReason() string {
 // Batch is one batch of the plan.
 type Batch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Index int32                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// Position in the plan, from 0 (the canary batch, when there is one).
+	Index int32 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
 	// True for the canary batch.
-	Canary        bool     `protobuf:"varint,2,opt,name=canary,proto3" json:"canary,omitempty"`
+	Canary bool `protobuf:"varint,2,opt,name=canary,proto3" json:"canary,omitempty"`
+	// The batch's hosts.
 	AgentIds      []string `protobuf:"bytes,3,rep,name=agent_ids,json=agentIds,proto3" json:"agent_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -820,26 +858,39 @@ func (x *Batch) GetAgentIds() []string {
 
 // Rollout moves one service to one image.
 type Rollout struct {
-	state    protoimpl.MessageState `protogen:"open.v1"`
-	Id       string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Service  string                 `protobuf:"bytes,2,opt,name=service,proto3" json:"service,omitempty"`
-	Image    string                 `protobuf:"bytes,3,opt,name=image,proto3" json:"image,omitempty"`
-	Strategy *RolloutStrategy       `protobuf:"bytes,4,opt,name=strategy,proto3" json:"strategy,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Unique ID; empty for a dry run.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The service's name.
+	Service string `protobuf:"bytes,2,opt,name=service,proto3" json:"service,omitempty"`
+	// The image deployed (name:tag or name@sha256:…).
+	Image string `protobuf:"bytes,3,opt,name=image,proto3" json:"image,omitempty"`
+	// The strategy used, with every default filled in (max_unavailable stays
+	// 0 when unset: it depends on each batch's size).
+	Strategy *RolloutStrategy `protobuf:"bytes,4,opt,name=strategy,proto3" json:"strategy,omitempty"`
 	// The selector used (the service's, or the start's override).
-	Selector  string       `protobuf:"bytes,5,opt,name=selector,proto3" json:"selector,omitempty"`
-	Reason    string       `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
-	CreatedBy string       `protobuf:"bytes,7,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
-	State     RolloutState `protobuf:"varint,8,opt,name=state,proto3,enum=flotilla.v1.RolloutState" json:"state,omitempty"`
+	Selector string `protobuf:"bytes,5,opt,name=selector,proto3" json:"selector,omitempty"`
+	// Why, as the start gave it.
+	Reason string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The principal that started it: "token:<id>", "operator-cert:<name>", ...
+	CreatedBy string `protobuf:"bytes,7,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	// Where the rollout stands.
+	State RolloutState `protobuf:"varint,8,opt,name=state,proto3,enum=flotilla.v1.RolloutState" json:"state,omitempty"`
 	// Why the rollout is in its state (the failure, the abort's reason).
-	Message  string          `protobuf:"bytes,9,opt,name=message,proto3" json:"message,omitempty"`
-	Batches  []*Batch        `protobuf:"bytes,10,rep,name=batches,proto3" json:"batches,omitempty"`
+	Message string `protobuf:"bytes,9,opt,name=message,proto3" json:"message,omitempty"`
+	// The plan: the batches in order.
+	Batches []*Batch `protobuf:"bytes,10,rep,name=batches,proto3" json:"batches,omitempty"`
+	// Hosts the selector chose that the plan leaves out.
 	Excluded []*ExcludedHost `protobuf:"bytes,11,rep,name=excluded,proto3" json:"excluded,omitempty"`
-	Hosts    []*RolloutHost  `protobuf:"bytes,12,rep,name=hosts,proto3" json:"hosts,omitempty"`
-	// The batch being worked on.
-	CurrentBatch int32                  `protobuf:"varint,13,opt,name=current_batch,json=currentBatch,proto3" json:"current_batch,omitempty"`
-	CreatedAt    *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	FinishedAt   *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
-	// The rollout this one undoes (RollbackService), if any.
+	// Every planned host and its step (empty in ListRollouts).
+	Hosts []*RolloutHost `protobuf:"bytes,12,rep,name=hosts,proto3" json:"hosts,omitempty"`
+	// The index of the batch being worked on.
+	CurrentBatch int32 `protobuf:"varint,13,opt,name=current_batch,json=currentBatch,proto3" json:"current_batch,omitempty"`
+	// When the rollout was started.
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// When the rollout reached a final state; unset while active.
+	FinishedAt *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	// The ID of the rollout this one undoes (RollbackService); empty otherwise.
 	RollbackOf    string `protobuf:"bytes,16,opt,name=rollback_of,json=rollbackOf,proto3" json:"rollback_of,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -991,8 +1042,11 @@ func (x *Rollout) GetRollbackOf() string {
 type RolloutEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Position in the rollout's history, from 1.
-	Sequence int64                  `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
-	At       *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
+	Sequence int64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// When it happened.
+	At *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
+	// What happened: exactly one is set.
+	//
 	// Types that are valid to be assigned to Kind:
 	//
 	//	*RolloutEvent_State
@@ -1086,14 +1140,17 @@ type isRolloutEvent_Kind interface {
 }
 
 type RolloutEvent_State struct {
+	// The rollout changed state.
 	State *RolloutStateChange `protobuf:"bytes,3,opt,name=state,proto3,oneof"`
 }
 
 type RolloutEvent_Batch struct {
+	// A batch started or finished.
 	Batch *BatchChange `protobuf:"bytes,4,opt,name=batch,proto3,oneof"`
 }
 
 type RolloutEvent_Host struct {
+	// A host moved to a new step.
 	Host *HostStepChange `protobuf:"bytes,5,opt,name=host,proto3,oneof"`
 }
 
@@ -1105,9 +1162,11 @@ func (*RolloutEvent_Host) isRolloutEvent_Kind() {}
 
 // RolloutStateChange records a new rollout state.
 type RolloutStateChange struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	State         RolloutState           `protobuf:"varint,1,opt,name=state,proto3,enum=flotilla.v1.RolloutState" json:"state,omitempty"`
-	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new state.
+	State RolloutState `protobuf:"varint,1,opt,name=state,proto3,enum=flotilla.v1.RolloutState" json:"state,omitempty"`
+	// Why (the failure, the abort's reason); may be empty.
+	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1158,11 +1217,15 @@ func (x *RolloutStateChange) GetMessage() string {
 
 // BatchChange records a batch starting or ending.
 type BatchChange struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Index         int32                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
-	Started       bool                   `protobuf:"varint,2,opt,name=started,proto3" json:"started,omitempty"`
-	Finished      bool                   `protobuf:"varint,3,opt,name=finished,proto3" json:"finished,omitempty"`
-	Message       string                 `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The batch's index in the plan.
+	Index int32 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// True when the batch started.
+	Started bool `protobuf:"varint,2,opt,name=started,proto3" json:"started,omitempty"`
+	// True when the batch finished.
+	Finished bool `protobuf:"varint,3,opt,name=finished,proto3" json:"finished,omitempty"`
+	// Details; may be empty.
+	Message       string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1227,11 +1290,15 @@ func (x *BatchChange) GetMessage() string {
 
 // HostStepChange records a host's new step.
 type HostStepChange struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AgentId       string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
-	Step          HostStep               `protobuf:"varint,2,opt,name=step,proto3,enum=flotilla.v1.HostStep" json:"step,omitempty"`
-	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
-	RollingBack   bool                   `protobuf:"varint,4,opt,name=rolling_back,json=rollingBack,proto3" json:"rolling_back,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The host's agent ID.
+	AgentId string `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// The host's new step.
+	Step HostStep `protobuf:"varint,2,opt,name=step,proto3,enum=flotilla.v1.HostStep" json:"step,omitempty"`
+	// Details (what it waits for, why it failed); may be empty.
+	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	// True when the step belongs to the host's rollback.
+	RollingBack   bool `protobuf:"varint,4,opt,name=rolling_back,json=rollingBack,proto3" json:"rolling_back,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1294,9 +1361,12 @@ func (x *HostStepChange) GetRollingBack() bool {
 	return false
 }
 
+// PutServiceRequest creates or replaces a service.
 type PutServiceRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Service       *Service               `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The whole definition; an existing service of the same name is replaced.
+	// Required.
+	Service       *Service `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1338,9 +1408,11 @@ func (x *PutServiceRequest) GetService() *Service {
 	return nil
 }
 
+// PutServiceResponse is the service as stored.
 type PutServiceResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Service       *Service               `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stored service, with its times.
+	Service       *Service `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1382,9 +1454,11 @@ func (x *PutServiceResponse) GetService() *Service {
 	return nil
 }
 
+// GetServiceRequest names a service.
 type GetServiceRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The service's name. Required; an unknown one answers NotFound.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1426,9 +1500,11 @@ func (x *GetServiceRequest) GetName() string {
 	return ""
 }
 
+// GetServiceResponse is one service.
 type GetServiceResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Service       *Service               `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The service.
+	Service       *Service `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1470,6 +1546,7 @@ func (x *GetServiceResponse) GetService() *Service {
 	return nil
 }
 
+// ListServicesRequest has no parameters: every service is listed.
 type ListServicesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1506,9 +1583,11 @@ func (*ListServicesRequest) Descriptor() ([]byte, []int) {
 	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{15}
 }
 
+// ListServicesResponse is every service.
 type ListServicesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Services      []*Service             `protobuf:"bytes,1,rep,name=services,proto3" json:"services,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Every service, ordered by name.
+	Services      []*Service `protobuf:"bytes,1,rep,name=services,proto3" json:"services,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1550,16 +1629,22 @@ func (x *ListServicesResponse) GetServices() []*Service {
 	return nil
 }
 
+// StartRolloutRequest starts (or, with dry_run, plans) a rollout.
 type StartRolloutRequest struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	Service string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
-	// The image to deploy (name:tag or name@sha256:…).
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The service's name. Required.
+	Service string `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	// The image to deploy (name:tag or name@sha256:…, at most 512
+	// characters; a tag or a digest is required). Required.
 	Image string `protobuf:"bytes,2,opt,name=image,proto3" json:"image,omitempty"`
-	// Overrides the service's selector for this rollout.
+	// Overrides the service's selector for this rollout; empty: the
+	// service's selector.
 	Selector string `protobuf:"bytes,3,opt,name=selector,proto3" json:"selector,omitempty"`
-	// Overrides the service's default strategy (as a whole) when set.
+	// Overrides the service's default strategy (as a whole, not field by
+	// field) when set; unset: the service's default_strategy.
 	Strategy *RolloutStrategy `protobuf:"bytes,4,opt,name=strategy,proto3" json:"strategy,omitempty"`
-	Reason   string           `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Why, for the record (at most 1024 bytes, no control characters).
+	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
 	// Return the plan without starting anything.
 	DryRun        bool `protobuf:"varint,6,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1638,6 +1723,7 @@ func (x *StartRolloutRequest) GetDryRun() bool {
 	return false
 }
 
+// StartRolloutResponse is the rollout started or planned.
 type StartRolloutResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The rollout as started (or as it would be, for a dry run: nothing is
@@ -1684,9 +1770,11 @@ func (x *StartRolloutResponse) GetRollout() *Rollout {
 	return nil
 }
 
+// GetRolloutRequest names a rollout.
 type GetRolloutRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RolloutId     string                 `protobuf:"bytes,1,opt,name=rollout_id,json=rolloutId,proto3" json:"rollout_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The rollout's ID. Required; an unknown one answers NotFound.
+	RolloutId     string `protobuf:"bytes,1,opt,name=rollout_id,json=rolloutId,proto3" json:"rollout_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1728,9 +1816,11 @@ func (x *GetRolloutRequest) GetRolloutId() string {
 	return ""
 }
 
+// GetRolloutResponse is one rollout with its hosts.
 type GetRolloutResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Rollout       *Rollout               `protobuf:"bytes,1,opt,name=rollout,proto3" json:"rollout,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The rollout.
+	Rollout       *Rollout `protobuf:"bytes,1,opt,name=rollout,proto3" json:"rollout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1772,13 +1862,16 @@ func (x *GetRolloutResponse) GetRollout() *Rollout {
 	return nil
 }
 
+// ListRolloutsRequest filters and pages rollouts.
 type ListRolloutsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Only this service's rollouts; all when empty.
-	Service string         `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
-	States  []RolloutState `protobuf:"varint,2,rep,packed,name=states,proto3,enum=flotilla.v1.RolloutState" json:"states,omitempty"`
-	// At most this many (default 20, at most 200).
-	PageSize      int32  `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	Service string `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	// Only rollouts in these states; all when empty. UNSPECIFIED is refused.
+	States []RolloutState `protobuf:"varint,2,rep,packed,name=states,proto3,enum=flotilla.v1.RolloutState" json:"states,omitempty"`
+	// At most this many (0: 20; at most 200).
+	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous page; empty for the first page.
 	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1842,11 +1935,13 @@ func (x *ListRolloutsRequest) GetPageToken() string {
 	return ""
 }
 
+// ListRolloutsResponse is one page of rollouts.
 type ListRolloutsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Newest first, without hosts.
-	Rollouts      []*Rollout `protobuf:"bytes,1,rep,name=rollouts,proto3" json:"rollouts,omitempty"`
-	NextPageToken string     `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	Rollouts []*Rollout `protobuf:"bytes,1,rep,name=rollouts,proto3" json:"rollouts,omitempty"`
+	// The token of the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1895,9 +1990,11 @@ func (x *ListRolloutsResponse) GetNextPageToken() string {
 	return ""
 }
 
+// WatchRolloutRequest names the rollout to follow.
 type WatchRolloutRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RolloutId     string                 `protobuf:"bytes,1,opt,name=rollout_id,json=rolloutId,proto3" json:"rollout_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The rollout's ID. Required.
+	RolloutId     string `protobuf:"bytes,1,opt,name=rollout_id,json=rolloutId,proto3" json:"rollout_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1939,9 +2036,11 @@ func (x *WatchRolloutRequest) GetRolloutId() string {
 	return ""
 }
 
+// WatchRolloutResponse is one event of the watched rollout.
 type WatchRolloutResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Event         *RolloutEvent          `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The event.
+	Event         *RolloutEvent `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1983,10 +2082,13 @@ func (x *WatchRolloutResponse) GetEvent() *RolloutEvent {
 	return nil
 }
 
+// PauseRolloutRequest pauses a running rollout.
 type PauseRolloutRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RolloutId     string                 `protobuf:"bytes,1,opt,name=rollout_id,json=rolloutId,proto3" json:"rollout_id,omitempty"`
-	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The rollout's ID. Required.
+	RolloutId string `protobuf:"bytes,1,opt,name=rollout_id,json=rolloutId,proto3" json:"rollout_id,omitempty"`
+	// Why, for the record (at most 1024 bytes).
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2035,9 +2137,11 @@ func (x *PauseRolloutRequest) GetReason() string {
 	return ""
 }
 
+// PauseRolloutResponse is the paused rollout.
 type PauseRolloutResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Rollout       *Rollout               `protobuf:"bytes,1,opt,name=rollout,proto3" json:"rollout,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The rollout after the pause.
+	Rollout       *Rollout `protobuf:"bytes,1,opt,name=rollout,proto3" json:"rollout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2079,9 +2183,11 @@ func (x *PauseRolloutResponse) GetRollout() *Rollout {
 	return nil
 }
 
+// ResumeRolloutRequest resumes a paused rollout.
 type ResumeRolloutRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RolloutId     string                 `protobuf:"bytes,1,opt,name=rollout_id,json=rolloutId,proto3" json:"rollout_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The rollout's ID. Required.
+	RolloutId     string `protobuf:"bytes,1,opt,name=rollout_id,json=rolloutId,proto3" json:"rollout_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2123,9 +2229,11 @@ func (x *ResumeRolloutRequest) GetRolloutId() string {
 	return ""
 }
 
+// ResumeRolloutResponse is the resumed rollout.
 type ResumeRolloutResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Rollout       *Rollout               `protobuf:"bytes,1,opt,name=rollout,proto3" json:"rollout,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The rollout after the resume.
+	Rollout       *Rollout `protobuf:"bytes,1,opt,name=rollout,proto3" json:"rollout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2167,11 +2275,15 @@ func (x *ResumeRolloutResponse) GetRollout() *Rollout {
 	return nil
 }
 
+// AbortRolloutRequest stops an active rollout.
 type AbortRolloutRequest struct {
-	state     protoimpl.MessageState `protogen:"open.v1"`
-	RolloutId string                 `protobuf:"bytes,1,opt,name=rollout_id,json=rolloutId,proto3" json:"rollout_id,omitempty"`
-	Reason    string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
-	// Roll back every host the rollout changed.
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The rollout's ID. Required.
+	RolloutId string `protobuf:"bytes,1,opt,name=rollout_id,json=rolloutId,proto3" json:"rollout_id,omitempty"`
+	// Why, for the record (at most 1024 bytes); kept as the rollout's message.
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Roll back every host the rollout changed (default false: changed hosts
+	// keep the new image).
 	Rollback      bool `protobuf:"varint,3,opt,name=rollback,proto3" json:"rollback,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2228,9 +2340,11 @@ func (x *AbortRolloutRequest) GetRollback() bool {
 	return false
 }
 
+// AbortRolloutResponse is the aborted rollout.
 type AbortRolloutResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Rollout       *Rollout               `protobuf:"bytes,1,opt,name=rollout,proto3" json:"rollout,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The rollout after the abort.
+	Rollout       *Rollout `protobuf:"bytes,1,opt,name=rollout,proto3" json:"rollout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2272,14 +2386,19 @@ func (x *AbortRolloutResponse) GetRollout() *Rollout {
 	return nil
 }
 
+// RollbackServiceRequest starts a rollout back to an earlier image.
 type RollbackServiceRequest struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	Service string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
-	// The rollout to return to (its image); default: the last successful
-	// rollout before the current one.
-	ToRolloutId   string           `protobuf:"bytes,2,opt,name=to_rollout_id,json=toRolloutId,proto3" json:"to_rollout_id,omitempty"`
-	Strategy      *RolloutStrategy `protobuf:"bytes,3,opt,name=strategy,proto3" json:"strategy,omitempty"`
-	Reason        string           `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The service's name. Required.
+	Service string `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	// The rollout to return to (its image), a rollout of this service; empty:
+	// the last successful rollout before the current one.
+	ToRolloutId string `protobuf:"bytes,2,opt,name=to_rollout_id,json=toRolloutId,proto3" json:"to_rollout_id,omitempty"`
+	// The strategy of the rollback; unset: the service's default_strategy.
+	Strategy *RolloutStrategy `protobuf:"bytes,3,opt,name=strategy,proto3" json:"strategy,omitempty"`
+	// Why, for the record (at most 1024 bytes); empty: "roll back <id> to
+	// the image of <id>".
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2342,9 +2461,11 @@ func (x *RollbackServiceRequest) GetReason() string {
 	return ""
 }
 
+// RollbackServiceResponse is the rollback's rollout.
 type RollbackServiceResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Rollout       *Rollout               `protobuf:"bytes,1,opt,name=rollout,proto3" json:"rollout,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new rollout; its rollback_of names the rollout it undoes.
+	Rollout       *Rollout `protobuf:"bytes,1,opt,name=rollout,proto3" json:"rollout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }

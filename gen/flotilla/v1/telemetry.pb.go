@@ -28,12 +28,14 @@ type Heartbeat struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// When the agent took these readings (agent clock).
 	ObservedAt *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=observed_at,json=observedAt,proto3" json:"observed_at,omitempty"`
-	Host       *HostMetrics           `protobuf:"bytes,2,opt,name=host,proto3" json:"host,omitempty"`
+	// The host's resource readings.
+	Host *HostMetrics `protobuf:"bytes,2,opt,name=host,proto3" json:"host,omitempty"`
 	// The application's health, absent when no health URL is configured.
 	App *AppHealth `protobuf:"bytes,3,opt,name=app,proto3" json:"app,omitempty"`
-	// PostgreSQL statistics, one per database the agent watches.
+	// PostgreSQL statistics, one per database the agent watches (at most 64).
 	Databases []*DatabaseStats `protobuf:"bytes,4,rep,name=databases,proto3" json:"databases,omitempty"`
-	// The containers the agent manages, as Docker reports them now.
+	// The containers the agent manages, as Docker reports them now (at most
+	// 1024).
 	Containers    []*ManagedContainer `protobuf:"bytes,5,rep,name=containers,proto3" json:"containers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -109,17 +111,25 @@ type HostMetrics struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// CPU busy percentage over the last interval, 0-100 across all cores.
 	CpuPercent float64 `protobuf:"fixed64,1,opt,name=cpu_percent,json=cpuPercent,proto3" json:"cpu_percent,omitempty"`
-	// Memory in use, percent of total.
-	MemoryPercent    float64 `protobuf:"fixed64,2,opt,name=memory_percent,json=memoryPercent,proto3" json:"memory_percent,omitempty"`
-	MemoryUsedBytes  uint64  `protobuf:"varint,3,opt,name=memory_used_bytes,json=memoryUsedBytes,proto3" json:"memory_used_bytes,omitempty"`
-	MemoryTotalBytes uint64  `protobuf:"varint,4,opt,name=memory_total_bytes,json=memoryTotalBytes,proto3" json:"memory_total_bytes,omitempty"`
-	// Disk usage of the root file system and of each configured path.
-	Disks         []*DiskUsage `protobuf:"bytes,5,rep,name=disks,proto3" json:"disks,omitempty"`
-	Load1         float64      `protobuf:"fixed64,6,opt,name=load1,proto3" json:"load1,omitempty"`
-	Load5         float64      `protobuf:"fixed64,7,opt,name=load5,proto3" json:"load5,omitempty"`
-	Load15        float64      `protobuf:"fixed64,8,opt,name=load15,proto3" json:"load15,omitempty"`
-	UptimeSeconds uint64       `protobuf:"varint,9,opt,name=uptime_seconds,json=uptimeSeconds,proto3" json:"uptime_seconds,omitempty"`
-	CpuCount      uint32       `protobuf:"varint,10,opt,name=cpu_count,json=cpuCount,proto3" json:"cpu_count,omitempty"`
+	// Memory in use, percent of total, 0-100.
+	MemoryPercent float64 `protobuf:"fixed64,2,opt,name=memory_percent,json=memoryPercent,proto3" json:"memory_percent,omitempty"`
+	// Memory in use, bytes.
+	MemoryUsedBytes uint64 `protobuf:"varint,3,opt,name=memory_used_bytes,json=memoryUsedBytes,proto3" json:"memory_used_bytes,omitempty"`
+	// Total memory, bytes.
+	MemoryTotalBytes uint64 `protobuf:"varint,4,opt,name=memory_total_bytes,json=memoryTotalBytes,proto3" json:"memory_total_bytes,omitempty"`
+	// Disk usage of the root file system and of each configured path (at
+	// most 64).
+	Disks []*DiskUsage `protobuf:"bytes,5,rep,name=disks,proto3" json:"disks,omitempty"`
+	// Load average over 1 minute (runnable tasks, not divided by cores).
+	Load1 float64 `protobuf:"fixed64,6,opt,name=load1,proto3" json:"load1,omitempty"`
+	// Load average over 5 minutes.
+	Load5 float64 `protobuf:"fixed64,7,opt,name=load5,proto3" json:"load5,omitempty"`
+	// Load average over 15 minutes.
+	Load15 float64 `protobuf:"fixed64,8,opt,name=load15,proto3" json:"load15,omitempty"`
+	// Seconds since the host booted.
+	UptimeSeconds uint64 `protobuf:"varint,9,opt,name=uptime_seconds,json=uptimeSeconds,proto3" json:"uptime_seconds,omitempty"`
+	// Logical CPUs of the host.
+	CpuCount      uint32 `protobuf:"varint,10,opt,name=cpu_count,json=cpuCount,proto3" json:"cpu_count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -226,11 +236,15 @@ func (x *HostMetrics) GetCpuCount() uint32 {
 
 // DiskUsage is the usage of the file system holding path.
 type DiskUsage struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	UsedPercent   float64                `protobuf:"fixed64,2,opt,name=used_percent,json=usedPercent,proto3" json:"used_percent,omitempty"`
-	UsedBytes     uint64                 `protobuf:"varint,3,opt,name=used_bytes,json=usedBytes,proto3" json:"used_bytes,omitempty"`
-	TotalBytes    uint64                 `protobuf:"varint,4,opt,name=total_bytes,json=totalBytes,proto3" json:"total_bytes,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A path on the file system measured ("/" for the root).
+	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// Space in use, percent of total, 0-100.
+	UsedPercent float64 `protobuf:"fixed64,2,opt,name=used_percent,json=usedPercent,proto3" json:"used_percent,omitempty"`
+	// Space in use, bytes.
+	UsedBytes uint64 `protobuf:"varint,3,opt,name=used_bytes,json=usedBytes,proto3" json:"used_bytes,omitempty"`
+	// The file system's size, bytes.
+	TotalBytes    uint64 `protobuf:"varint,4,opt,name=total_bytes,json=totalBytes,proto3" json:"total_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -302,17 +316,21 @@ type AppHealth struct {
 	// True only when the response was 2xx, the body parsed, status is
 	// "healthy" and database and cache are "ok" where present.
 	Healthy bool `protobuf:"varint,2,opt,name=healthy,proto3" json:"healthy,omitempty"`
-	// The body's fields, as the application reported them.
-	Status    string `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	// The body's "status", as the application reported it ("healthy", ...).
+	Status string `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	// The body's "timestamp", as the application reported it (not parsed).
 	Timestamp string `protobuf:"bytes,4,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
-	Database  string `protobuf:"bytes,5,opt,name=database,proto3" json:"database,omitempty"`
-	Cache     string `protobuf:"bytes,6,opt,name=cache,proto3" json:"cache,omitempty"`
+	// The body's "database" ("ok" when fine); empty when absent.
+	Database string `protobuf:"bytes,5,opt,name=database,proto3" json:"database,omitempty"`
+	// The body's "cache" ("ok" when fine); empty when absent.
+	Cache string `protobuf:"bytes,6,opt,name=cache,proto3" json:"cache,omitempty"`
 	// The HTTP status code, 0 when no response arrived.
 	HttpStatus int32 `protobuf:"varint,7,opt,name=http_status,json=httpStatus,proto3" json:"http_status,omitempty"`
 	// Time from request to the end of the body.
 	Latency *durationpb.Duration `protobuf:"bytes,8,opt,name=latency,proto3" json:"latency,omitempty"`
 	// Why the check failed, empty when healthy.
-	Error         string                 `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
+	// When the check was made (agent clock).
 	CheckedAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=checked_at,json=checkedAt,proto3" json:"checked_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -421,7 +439,8 @@ func (x *AppHealth) GetCheckedAt() *timestamppb.Timestamp {
 // DatabaseStats are readings from a PostgreSQL server on the host.
 type DatabaseStats struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The database's name in the agent's configuration.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// Open connections (pg_stat_activity).
 	Connections   int64 `protobuf:"varint,2,opt,name=connections,proto3" json:"connections,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -474,9 +493,11 @@ func (x *DatabaseStats) GetConnections() int64 {
 
 // ManagedContainer is a container the agent manages.
 type ManagedContainer struct {
-	state       protoimpl.MessageState `protogen:"open.v1"`
-	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	ContainerId string                 `protobuf:"bytes,2,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The container's name, as commands and services name it.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The container's Docker ID.
+	ContainerId string `protobuf:"bytes,2,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
 	// The image reference the container was created from.
 	Image string `protobuf:"bytes,3,opt,name=image,proto3" json:"image,omitempty"`
 	// The image's ID (content digest).
