@@ -36,7 +36,7 @@ var (
 // docs/operations.md ("systemd units") states it; a change that loosens a
 // unit fails here until the docs say why.
 var maxExposure = map[string]float64{
-	"flotilla-agent.service":        2.1,
+	"flotilla-agent.service":        2.2,
 	"flotilla-controlplane.service": 1.1,
 }
 
