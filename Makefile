@@ -43,18 +43,31 @@ $(TOOLS_STAMP): tools/go.mod tools/go.sum
 	@rm -f $(BIN)/.tools-* && touch $@
 
 ## deps: the Debian packages the integration tests use (nginx; PostgreSQL 15
-## client and server binaries), installed with apt-get when missing
-DEB_PACKAGES := nginx postgresql-15 postgresql-client-15
+## client and server binaries; systemd-analyze and cloud-init for the deploy
+## assets' checks), installed with apt-get when missing. apt-get waits up to
+## APT_LOCK_TIMEOUT seconds for another install to release dpkg's lock; the
+## package lists' lock (another apt-get update), which that option does not
+## cover in apt 2.6, is retried every 10s for 5 minutes.
+DEB_PACKAGES := nginx postgresql-15 postgresql-client-15 systemd cloud-init
+APT_LOCK_TIMEOUT ?= 300
+APT_GET := apt-get -o DPkg::Lock::Timeout=$(APT_LOCK_TIMEOUT)
 deps:
 	@missing=""; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	[ -x /usr/lib/postgresql/15/bin/initdb ] || missing="$$missing postgresql-15"; \
 	[ -x /usr/lib/postgresql/15/bin/pg_dump ] || missing="$$missing postgresql-client-15"; \
+	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
+	command -v cloud-init >/dev/null 2>&1 || missing="$$missing cloud-init"; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" != 0 ]; then \
 		echo "not root: cannot apt-get install$$missing; the tests that need them will skip"; \
 	elif [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+		n=0; until out=$$($(APT_GET) update -qq 2>&1); do \
+			case "$$out" in *"Could not get lock"*) ;; *) echo "$$out" >&2; exit 1 ;; esac; \
+			n=$$((n+1)); [ $$n -lt 30 ] || { echo "$$out" >&2; exit 1; }; \
+			echo "apt-get update: another apt-get update holds the package lists; retrying in 10s"; sleep 10; \
+		done; \
+		DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq --no-install-recommends $$missing || exit 1; \
 		service nginx stop >/dev/null 2>&1 || true; \
 	fi
 
