@@ -161,6 +161,9 @@ buf-lint: tools
 generate: tools
 	rm -rf gen/flotilla
 	PATH=$(BIN):$$PATH $(BIN)/buf generate
+	# The descriptors with their comments, for server reflection
+	# (protoc-gen-go strips comments from the ones it compiles in).
+	$(BIN)/buf build -o gen/descriptor/flotilla.binpb
 
 ## generate-check: fail when gen/ differs from what proto/ generates
 generate-check: generate

@@ -24,7 +24,6 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
@@ -299,7 +298,9 @@ func (s *Server) buildGRPC() error {
 	}
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
-	reflection.Register(s.grpc)
+	if err := registerReflection(s.grpc); err != nil {
+		return err
+	}
 	grpcMetrics.InitializeMetrics(withoutAgentStream{s.grpc})
 	return nil
 }
