@@ -19,7 +19,7 @@ PACKAGES    := $(addprefix ./,$(addsuffix /...,$(MODULES)))
 TOOLS_STAMP := $(BIN)/.tools-$(shell cat tools/go.sum tools/go.mod | sha256sum | cut -c1-12)
 IMAGE_TAG   ?= $(VERSION)
 
-.PHONY: all build tools deps test test-postgres test-images test-short fuzz lint fmt vet buf-lint generate generate-check run images bench clean
+.PHONY: all build tools deps rules-test test test-postgres test-images test-short fuzz lint fmt vet buf-lint generate generate-check run images bench clean
 
 all: lint build test
 
@@ -43,13 +43,15 @@ $(TOOLS_STAMP): tools/go.mod tools/go.sum
 	@rm -f $(BIN)/.tools-* && touch $@
 
 ## deps: the Debian packages the integration tests use (nginx; PostgreSQL 15
-## client and server binaries), installed with apt-get when missing
-DEB_PACKAGES := nginx postgresql-15 postgresql-client-15
+## client and server binaries; promtool from prometheus), installed with
+## apt-get when missing
+DEB_PACKAGES := nginx postgresql-15 postgresql-client-15 prometheus
 deps:
 	@missing=""; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	[ -x /usr/lib/postgresql/15/bin/initdb ] || missing="$$missing postgresql-15"; \
 	[ -x /usr/lib/postgresql/15/bin/pg_dump ] || missing="$$missing postgresql-client-15"; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" != 0 ]; then \
 		echo "not root: cannot apt-get install$$missing; the tests that need them will skip"; \
 	elif [ -n "$$missing" ]; then \
@@ -57,6 +59,20 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 		service nginx stop >/dev/null 2>&1 || true; \
 	fi
+
+## rules-test: promtool checks the alert rules and runs their unit tests
+## (deploy/prometheus/tests); an alert without a test fails it
+RULES       := deploy/prometheus/flotilla-alerts.yml
+RULES_TESTS := $(wildcard deploy/prometheus/tests/*.yml)
+rules-test: deps
+	@command -v promtool >/dev/null 2>&1 || { echo "promtool not found: run make deps as root (Debian package prometheus)"; exit 1; }
+	promtool check rules $(RULES)
+	promtool test rules $(RULES_TESTS)
+	@untested=""; \
+	for a in $$(sed -n 's/^ *- alert: *//p' $(RULES)); do \
+		grep -qE "alertname: *$$a *$$" $(RULES_TESTS) || untested="$$untested $$a"; \
+	done; \
+	if [ -n "$$untested" ]; then echo "alerts without a promtool test:$$untested"; exit 1; fi
 
 # The suites that start control planes through servertest, whose store
 # FLOTILLA_TEST_STORE selects (the store packages run both drivers anyway).
