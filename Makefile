@@ -19,7 +19,7 @@ PACKAGES    := $(addprefix ./,$(addsuffix /...,$(MODULES)))
 TOOLS_STAMP := $(BIN)/.tools-$(shell cat tools/go.sum tools/go.mod | sha256sum | cut -c1-12)
 IMAGE_TAG   ?= $(VERSION)
 
-.PHONY: all build tools deps test test-postgres test-images test-short fuzz lint fmt vet buf-lint generate generate-check run images bench clean
+.PHONY: all build tools deps rules-test test test-postgres test-images test-short fuzz lint fmt vet buf-lint generate generate-check run images bench clean
 
 all: lint build test
 
@@ -44,11 +44,12 @@ $(TOOLS_STAMP): tools/go.mod tools/go.sum
 
 ## deps: the Debian packages the integration tests use (nginx; PostgreSQL 15
 ## client and server binaries; systemd-analyze and cloud-init for the deploy
-## assets' checks), installed with apt-get when missing. apt-get waits up to
+## assets' checks; promtool from prometheus for the alert rules' tests),
+## installed with apt-get when missing. apt-get waits up to
 ## APT_LOCK_TIMEOUT seconds for another install to release dpkg's lock; the
 ## package lists' lock (another apt-get update), which that option does not
 ## cover in apt 2.6, is retried every 10s for 5 minutes.
-DEB_PACKAGES := nginx postgresql-15 postgresql-client-15 systemd cloud-init
+DEB_PACKAGES := nginx postgresql-15 postgresql-client-15 systemd cloud-init prometheus
 APT_LOCK_TIMEOUT ?= 300
 APT_GET := apt-get -o DPkg::Lock::Timeout=$(APT_LOCK_TIMEOUT)
 deps:
@@ -58,6 +59,7 @@ deps:
 	[ -x /usr/lib/postgresql/15/bin/pg_dump ] || missing="$$missing postgresql-client-15"; \
 	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
 	command -v cloud-init >/dev/null 2>&1 || missing="$$missing cloud-init"; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" != 0 ]; then \
 		echo "not root: cannot apt-get install$$missing; the tests that need them will skip"; \
 	elif [ -n "$$missing" ]; then \
@@ -68,8 +70,22 @@ deps:
 			echo "apt-get update: another apt-get update holds the package lists; retrying in 10s"; sleep 10; \
 		done; \
 		DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq --no-install-recommends $$missing || exit 1; \
-		service nginx stop >/dev/null 2>&1 || true; \
+		service nginx stop >/dev/null 2>&1 || true; service prometheus stop >/dev/null 2>&1 || true; \
 	fi
+
+## rules-test: promtool checks the alert rules and runs their unit tests
+## (deploy/prometheus/tests); an alert without a test fails it
+RULES       := deploy/prometheus/flotilla-alerts.yml
+RULES_TESTS := $(wildcard deploy/prometheus/tests/*.yml)
+rules-test: deps
+	@command -v promtool >/dev/null 2>&1 || { echo "promtool not found: run make deps as root (Debian package prometheus)"; exit 1; }
+	promtool check rules $(RULES)
+	promtool test rules $(RULES_TESTS)
+	@untested=""; \
+	for a in $$(sed -n 's/^ *- alert: *//p' $(RULES)); do \
+		grep -qE "alertname: *$$a *$$" $(RULES_TESTS) || untested="$$untested $$a"; \
+	done; \
+	if [ -n "$$untested" ]; then echo "alerts without a promtool test:$$untested"; exit 1; fi
 
 # The suites that start control planes through servertest, whose store
 # FLOTILLA_TEST_STORE selects (the store packages run both drivers anyway).

@@ -1,6 +1,8 @@
 package commands
 
 import (
+	"slices"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
@@ -38,12 +40,31 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		fleetStarted: metrics.Counter("flotilla_fleet_commands_started_total",
 			"Fleet commands started with RunCommand."),
 	}
+	// Every series an alert or panel takes increase() or rate() of exists at
+	// 0 from start-up: a series born at 1 shows no increase, so the first
+	// failure of a kind after a start would never fire an alert.
 	for _, k := range command.Kinds() {
 		m.inflight.WithLabelValues(k)
 		m.duration.WithLabelValues(k)
+		for _, s := range finalStates() {
+			m.total.WithLabelValues(k, s)
+		}
 	}
 	reg.MustRegister(m.total, m.duration, m.inflight, m.backupTime, m.backupSize, m.fleetStarted)
 	return m
+}
+
+// finalStates are the names of the terminal command states, sorted:
+// the states flotilla_commands_total counts.
+func finalStates() []string {
+	var names []string
+	for v := range flotillav1.CommandState_name {
+		if command.Terminal(flotillav1.CommandState(v)) {
+			names = append(names, command.StateName(flotillav1.CommandState(v)))
+		}
+	}
+	slices.Sort(names)
+	return names
 }
 
 func (m *Metrics) inFlight(kind string, delta float64) {

@@ -19,7 +19,12 @@ var (
 	descAgents = prometheus.NewDesc("flotilla_agents",
 		"Registered agents by liveness state.", []string{"state"}, nil)
 	descInfo = agentDesc("flotilla_agent_info",
-		"Always 1; carries an agent's hostname, version and state as labels.", "hostname", "version", "state")
+		"Always 1; carries an agent's hostname and version as labels.", "hostname", "version")
+	// descState has one series per agent and state, all exported at every
+	// scrape, so a state change moves a 1 between series instead of ending
+	// one series and starting another (which alerting with for: cannot follow).
+	descState = agentDesc("flotilla_agent_state",
+		"1 for the agent's liveness state (connected, disconnected, lost), 0 for the others.", "state")
 	descUp = agentDesc("flotilla_agent_up",
 		"1 when the agent is connected, 0 otherwise.")
 	descHeartbeatAge = agentDesc("flotilla_agent_heartbeat_age_seconds",
@@ -41,6 +46,10 @@ var (
 	descHeartbeats = prometheus.NewDesc("flotilla_heartbeats_received_total",
 		"Heartbeats accepted from agents.", nil, nil)
 )
+
+// agentStates are the liveness states flotilla_agents and
+// flotilla_agent_state export a series of, each from the first scrape on.
+var agentStates = []string{store.AgentConnected, store.AgentDisconnected, store.AgentLost}
 
 // agentDesc describes a per-agent series: labelled agent, env and role,
 // then extra.
@@ -78,7 +87,7 @@ func NewCollector(r *Registry, opts ...CollectorOption) *Collector {
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descAgents, descInfo, descUp, descHeartbeatAge, descCPU, descMemory,
+	for _, d := range []*prometheus.Desc{descAgents, descInfo, descState, descUp, descHeartbeatAge, descCPU, descMemory,
 		descDisk, descLoad1, descAppHealthy, descHealthLatency, descDBConnections, descHeartbeats} {
 		ch <- d
 	}
@@ -110,7 +119,10 @@ func (c *Collector) snapshot() (map[string]int, []agentSample, uint64, time.Time
 	now := r.cfg.Now()
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	counts := map[string]int{store.AgentConnected: 0, store.AgentDisconnected: 0, store.AgentLost: 0}
+	counts := make(map[string]int, len(agentStates))
+	for _, state := range agentStates {
+		counts[state] = 0
+	}
 	var samples []agentSample
 	if c.perAgent {
 		samples = make([]agentSample, 0, len(r.ids))
@@ -130,7 +142,14 @@ func (c *Collector) snapshot() (map[string]int, []agentSample, uint64, time.Time
 
 func (c *Collector) collectAgent(ch chan<- prometheus.Metric, now time.Time, a agentSample) {
 	lv := []string{a.id, a.env, a.role}
-	gauge(ch, descInfo, 1, a.id, a.env, a.role, a.hostname, a.version, a.state)
+	gauge(ch, descInfo, 1, a.id, a.env, a.role, a.hostname, a.version)
+	for _, state := range agentStates {
+		current := 0.0
+		if state == a.state {
+			current = 1
+		}
+		gauge(ch, descState, current, a.id, a.env, a.role, state)
+	}
 	up := 0.0
 	if a.state == store.AgentConnected {
 		up = 1

@@ -20,8 +20,12 @@ const (
 # TYPE flotilla_agent_up gauge
 `
 	helpInfo = `
-# HELP flotilla_agent_info Always 1; carries an agent's hostname, version and state as labels.
+# HELP flotilla_agent_info Always 1; carries an agent's hostname and version as labels.
 # TYPE flotilla_agent_info gauge
+`
+	helpState = `
+# HELP flotilla_agent_state 1 for the agent's liveness state (connected, disconnected, lost), 0 for the others.
+# TYPE flotilla_agent_state gauge
 `
 	helpAge = `
 # HELP flotilla_agent_heartbeat_age_seconds Seconds since the agent's last heartbeat.
@@ -104,9 +108,20 @@ flotilla_agent_up{agent="a2",env="staging",role="db"} 0
 flotilla_agent_up{agent="a3",env="prod",role="web"} 0
 `},
 		{"info", "flotilla_agent_info", helpInfo + `
-flotilla_agent_info{agent="a1",env="prod",hostname="web-a1",role="web",state="connected",version="v1.2.3"} 1
-flotilla_agent_info{agent="a2",env="staging",hostname="web-a2",role="db",state="disconnected",version="v1.2.3"} 1
-flotilla_agent_info{agent="a3",env="prod",hostname="host-a3",role="web",state="disconnected",version=""} 1
+flotilla_agent_info{agent="a1",env="prod",hostname="web-a1",role="web",version="v1.2.3"} 1
+flotilla_agent_info{agent="a2",env="staging",hostname="web-a2",role="db",version="v1.2.3"} 1
+flotilla_agent_info{agent="a3",env="prod",hostname="host-a3",role="web",version=""} 1
+`},
+		{"state: every state of every agent, 1 for the current", "flotilla_agent_state", helpState + `
+flotilla_agent_state{agent="a1",env="prod",role="web",state="connected"} 1
+flotilla_agent_state{agent="a1",env="prod",role="web",state="disconnected"} 0
+flotilla_agent_state{agent="a1",env="prod",role="web",state="lost"} 0
+flotilla_agent_state{agent="a2",env="staging",role="db",state="connected"} 0
+flotilla_agent_state{agent="a2",env="staging",role="db",state="disconnected"} 1
+flotilla_agent_state{agent="a2",env="staging",role="db",state="lost"} 0
+flotilla_agent_state{agent="a3",env="prod",role="web",state="connected"} 0
+flotilla_agent_state{agent="a3",env="prod",role="web",state="disconnected"} 1
+flotilla_agent_state{agent="a3",env="prod",role="web",state="lost"} 0
 `},
 		{"heartbeat age only for agents that sent one", "flotilla_agent_heartbeat_age_seconds", helpAge + `
 flotilla_agent_heartbeat_age_seconds{agent="a1",env="prod",role="web"} 10
@@ -170,9 +185,19 @@ flotilla_agent_up{agent="a3",env="prod",role="web"} 0
 ` + helpAge + `
 flotilla_agent_heartbeat_age_seconds{agent="a1",env="prod",role="web"} 30
 flotilla_agent_heartbeat_age_seconds{agent="a2",env="staging",role="db"} 30
+` + helpState + `
+flotilla_agent_state{agent="a1",env="prod",role="web",state="connected"} 0
+flotilla_agent_state{agent="a1",env="prod",role="web",state="disconnected"} 0
+flotilla_agent_state{agent="a1",env="prod",role="web",state="lost"} 1
+flotilla_agent_state{agent="a2",env="staging",role="db",state="connected"} 0
+flotilla_agent_state{agent="a2",env="staging",role="db",state="disconnected"} 0
+flotilla_agent_state{agent="a2",env="staging",role="db",state="lost"} 1
+flotilla_agent_state{agent="a3",env="prod",role="web",state="connected"} 0
+flotilla_agent_state{agent="a3",env="prod",role="web",state="disconnected"} 0
+flotilla_agent_state{agent="a3",env="prod",role="web",state="lost"} 1
 `
 		if err := testutil.CollectAndCompare(c, strings.NewReader(want),
-			"flotilla_agents", "flotilla_agent_up", "flotilla_agent_heartbeat_age_seconds"); err != nil {
+			"flotilla_agents", "flotilla_agent_up", "flotilla_agent_heartbeat_age_seconds", "flotilla_agent_state"); err != nil {
 			t.Error(err)
 		}
 		if n := testutil.CollectAndCount(c, resourceMetrics...); n != 0 {

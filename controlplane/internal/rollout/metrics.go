@@ -45,9 +45,25 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			"Time the engine spends in one reconciliation step of a rollout (store write included).",
 			[]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1}),
 	}
-	for _, s := range []flotillav1.RolloutState{flotillav1.RolloutState_ROLLOUT_STATE_PREPARING, flotillav1.RolloutState_ROLLOUT_STATE_RUNNING,
-		flotillav1.RolloutState_ROLLOUT_STATE_PAUSED, flotillav1.RolloutState_ROLLOUT_STATE_ROLLING_BACK} {
-		m.active.WithLabelValues(stateName(s))
+	// Every series a panel or alert reads exists from start-up, at 0: a
+	// counter born at 1 shows no increase(), a gauge that is missing reads
+	// as "no data" rather than none.
+	for v := range flotillav1.RolloutState_name {
+		switch s := flotillav1.RolloutState(v); {
+		case s == flotillav1.RolloutState_ROLLOUT_STATE_UNSPECIFIED:
+		case Terminal(s):
+			m.finished.WithLabelValues(stateName(s))
+		default:
+			m.active.WithLabelValues(stateName(s))
+		}
+	}
+	for v := range flotillav1.HostStep_name {
+		if s := flotillav1.HostStep(v); s != flotillav1.HostStep_HOST_STEP_UNSPECIFIED {
+			m.hosts.WithLabelValues(stepName(s))
+			if activeStep(s) {
+				m.hostStep.WithLabelValues(stepName(s))
+			}
+		}
 	}
 	for _, t := range []string{"auto", "abort", "service"} {
 		m.rollbacks.WithLabelValues(t)
