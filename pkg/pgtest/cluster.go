@@ -195,6 +195,9 @@ func (p *Postgres) stopServer() error {
 	}
 }
 
+// Pid is the server's (the postmaster's) process ID.
+func (p *Postgres) Pid() int { return p.proc.Pid }
+
 // Bin is the path of a PostgreSQL program of the cluster's version.
 func (p *Postgres) Bin(name string) string { return filepath.Join(p.BinDir, name) }
 

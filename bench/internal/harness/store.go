@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"flotilla.dev/bench/internal/procfs"
 	"flotilla.dev/pkg/pgtest"
 )
 
@@ -134,4 +135,18 @@ func (e *Env) closeStore() {
 		fmt.Fprintf(e.Out, "  stopping PostgreSQL: %v\n", err)
 	}
 	e.pg = nil
+}
+
+// StoreSample reads the CPU the PostgreSQL server has used (the postmaster
+// and its processes: see procfs.TreeCPU), which on SQLite is part of the
+// control plane's own; ok is false when the Env runs no server.
+func (e *Env) StoreSample() (s procfs.Sample, ok bool, err error) {
+	if e.pg == nil {
+		return s, false, nil
+	}
+	s, err = procfs.TreeCPU(e.pg.pg.Pid())
+	if err != nil {
+		return s, false, fmt.Errorf("PostgreSQL server CPU: %w", err)
+	}
+	return s, true, nil
 }
