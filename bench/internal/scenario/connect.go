@@ -108,6 +108,9 @@ func idleSamples(ctx context.Context, cp *harness.ControlPlane, settle, window t
 	return s0, s1, err
 }
 
+// shedMetric counts the Register calls refused over the in-flight bound.
+const shedMetric = "flotilla_agent_registrations_shed_total"
+
 // registrationFigure is the control plane's CPU per agent from before the
 // fleet started until every agent was connected (registration: the
 // signature and the store writes, then the stream's handshake), and on
@@ -125,6 +128,11 @@ func registrationFigure(o Options, env *harness.Env, cp *harness.ControlPlane, b
 	}
 	n := time.Duration(o.Agents)
 	notes := "from before the simulators started until every agent was connected (registration, then mTLS stream and first heartbeat)"
+	// Registrations over the control plane's in-flight bound are refused
+	// and retried after a backoff: the wall time grows with them.
+	if m, _, err := cp.Scrape(context.Background(), shedMetric); err == nil {
+		notes += fmt.Sprintf("; %.0f registration calls shed and retried", m[shedMetric])
+	}
 	if hasStore {
 		server := (storeAfter.CPU - storeBefore.CPU) / n
 		notes += fmt.Sprintf("; PostgreSQL server meanwhile %s per agent (together %s)", stats.Millis(server), stats.Millis((after.CPU-before.CPU)/n+server))
