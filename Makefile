@@ -192,12 +192,15 @@ run: build tools
 
 ## bench: every benchmark of bench/ in its quick version at BENCH_AGENTS
 ## agents (a control plane, simulators and a real agent under /dev/shm),
+## once on SQLite and once on a throwaway PostgreSQL cluster (-store),
 ## appending the figures to bench/results.md. One benchmark at full
 ## length: bin/flotilla-bench <name> -agents N (see bin/flotilla-bench -h).
 BENCH_AGENTS ?= 500
 bench: build
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/flotilla-bench ./bench/cmd/flotilla-bench
-	$(BIN)/flotilla-bench all -agents $(BENCH_AGENTS) -quick -repo $(CURDIR) -bin $(BIN) -go $(GO)
+	rc=0; for store in sqlite postgres; do \
+		$(BIN)/flotilla-bench all -agents $(BENCH_AGENTS) -quick -store $$store -repo $(CURDIR) -bin $(BIN) -go $(GO) || rc=1; \
+	done; exit $$rc
 
 ## images: the agent and control-plane images, FROM scratch
 images: build

@@ -48,7 +48,7 @@ func Launch(opts Options) (*Postgres, error) {
 		}
 		p.cred = cred
 	}
-	if err := p.makeDirs(); err != nil {
+	if err := p.makeDirs(opts.Parent); err != nil {
 		return nil, err
 	}
 	if err := p.initdb(opts.HBA); err != nil {
@@ -63,9 +63,9 @@ func Launch(opts Options) (*Postgres, error) {
 // makeDirs creates the cluster's base directory outside the test's
 // temporary directory, whose parents are private to the user running the
 // test (root), which the postgres user could not enter; and the socket
-// directory inside it.
-func (p *Postgres) makeDirs() error {
-	base, err := os.MkdirTemp("", "flotilla-pg-")
+// directory inside it. parent "" is os.TempDir().
+func (p *Postgres) makeDirs(parent string) error {
+	base, err := os.MkdirTemp(parent, "flotilla-pg-")
 	if err != nil {
 		return fmt.Errorf("pgtest: %w", err)
 	}
@@ -195,6 +195,9 @@ func (p *Postgres) stopServer() error {
 		return errors.New("pgtest: postgres did not stop within 15s of SIGQUIT; killed it")
 	}
 }
+
+// Pid is the server's (the postmaster's) process ID.
+func (p *Postgres) Pid() int { return p.proc.Pid }
 
 // Bin is the path of a PostgreSQL program of the cluster's version.
 func (p *Postgres) Bin(name string) string { return filepath.Join(p.BinDir, name) }

@@ -53,6 +53,10 @@ type Options struct {
 	// the fixture's own (fsync=off, shared_buffers=16MB,
 	// max_connections=100), which they override.
 	Settings []string
+	// Parent is the directory the cluster's own directory is made in
+	// (default os.TempDir()); the postgres OS user must be able to enter
+	// it when the caller runs as root. A benchmark puts it on tmpfs.
+	Parent string
 }
 
 // Start starts a cluster that is stopped and removed when t ends.

@@ -11,10 +11,12 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
+	"flotilla.dev/bench/internal/harness"
 	"flotilla.dev/bench/internal/procfs"
 	"flotilla.dev/bench/internal/results"
 	"flotilla.dev/bench/internal/scenario"
@@ -125,6 +127,9 @@ func runBenchmark(ctx context.Context, s scenario.Scenario, opts scenario.Option
 	if l, err := procfs.LoadAverage(); err == nil {
 		load = fmt.Sprintf("load average %.2f at start", l)
 	}
+	if slices.Contains(s.Flags, "store") {
+		load = joinNotes(harness.StoreDescription(opts.Store, opts.TempRoot), load)
+	}
 	figs, err := s.Run(ctx, opts)
 	if err != nil {
 		return nil, err
@@ -158,6 +163,7 @@ func parseFlags(name string, chosen []scenario.Scenario, args []string, stdout, 
 	fs.IntVar(&o.SourceBase, "source-base", 101, "simulator i connects from 127.<source-base+i>.0.1 and the 31 addresses after it")
 	fs.DurationVar(&o.ConnectTimeout, "connect-timeout", 0, "how long to wait for the fleet to connect (default max(3m, 60ms per agent))")
 	fs.StringVar(&o.CPLogLevel, "cp-log-level", "info", "control-plane log level")
+	fs.StringVar(&o.Store, "store", harness.StoreSQLite, "the control plane's store: sqlite, or postgres (a throwaway PostgreSQL cluster under -temp, fsync on)")
 	fs.BoolVar(&o.Profiling, "profiling", false, "serve the control plane's pprof on its metrics address (printed); costs CPU, so use it to find costs, not to measure figures")
 
 	addBenchmarkFlags(fs, &o, chosen)
@@ -225,6 +231,9 @@ func checkOptions(o *scenario.Options) error {
 	}
 	if o.PerSim < 1 {
 		return fmt.Errorf("-agents-per-sim must be at least 1, got %d", o.PerSim)
+	}
+	if err := harness.CheckStore(o.Store); err != nil {
+		return err
 	}
 	if o.SourceBase < 1 || o.SourceBase > 254 {
 		return fmt.Errorf("-source-base must be 1-254, got %d", o.SourceBase)

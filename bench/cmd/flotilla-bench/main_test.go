@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -23,6 +24,8 @@ func TestRunRejectsBadArguments(t *testing.T) {
 		{"connect", "-runs", "3"}, // connect has no -runs
 		{"fanout", "extra"},
 		{"connect", "-source-base", "255"},
+		{"connect", "-store", "mysql"},
+		{"connect", "-store", ""},
 	} {
 		var out, errOut bytes.Buffer
 		if code := run(args, &out, &errOut); code != 2 {
@@ -39,6 +42,21 @@ func TestUsageListsEveryBenchmark(t *testing.T) {
 	for _, name := range []string{"connect", "heartbeats", "fanout", "reconnect", "rollout", "agent-idle", "lost-agent", "all"} {
 		if !strings.Contains(errOut.String(), "  "+name+" ") {
 			t.Errorf("usage lacks %q:\n%s", name, errOut.String())
+		}
+	}
+}
+
+func TestStoreNoteOnlyWhereAControlPlaneRuns(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		want bool
+	}{{"connect", true}, {"heartbeats", true}, {"fanout", true}, {"reconnect", true}, {"rollout", false}} {
+		s, ok := chooseBenchmarks(c.name)
+		if !ok || len(s) != 1 {
+			t.Fatalf("no benchmark %q", c.name)
+		}
+		if got := slices.Contains(s[0].Flags, "store"); got != c.want {
+			t.Errorf("%s: figures name the store = %v, want %v", c.name, got, c.want)
 		}
 	}
 }

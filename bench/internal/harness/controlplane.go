@@ -89,7 +89,15 @@ func (e *Env) StartControlPlane(ctx context.Context, cfg CPConfig) (*ControlPlan
 		http: &http.Client{Timeout: time.Minute, Transport: &http.Transport{DisableCompression: true}},
 	}
 	cfg.Profiling = cfg.Profiling || e.profiling
-	if err := os.WriteFile(c.configPath, []byte(c.configYAML(cfg)), 0o600); err != nil {
+	yaml := c.configYAML(cfg)
+	if e.store == StorePostgres {
+		pg, err := e.postgres(ctx)
+		if err != nil {
+			return nil, err
+		}
+		yaml += pg.storeYAML()
+	}
+	if err := os.WriteFile(c.configPath, []byte(yaml), 0o600); err != nil {
 		return nil, fmt.Errorf("control-plane config: %w", err)
 	}
 	if err := c.launch(ctx); err != nil {

@@ -25,6 +25,12 @@ type Env struct {
 
 	keep      bool
 	profiling bool
+	// store is the control planes' store driver; storeRoot the
+	// filesystem directory its data goes in (the SQLite file inside Dir,
+	// the PostgreSQL cluster next to Dir); pg the cluster once started.
+	store     string
+	storeRoot string
+	pg        *postgresStore
 	mu        sync.Mutex
 	procs     []*Process
 }
@@ -43,7 +49,11 @@ type Options struct {
 	// finding what a figure costs; it costs some CPU itself, so figures
 	// measured with it are not comparable.
 	Profiling bool
-	Out       io.Writer
+	// Store is the control planes' store driver: StoreSQLite (default)
+	// or StorePostgres, a throwaway PostgreSQL cluster made under
+	// TempRoot when the first control plane starts.
+	Store string
+	Out   io.Writer
 }
 
 // New makes the temporary directory and checks that the binaries exist.
@@ -53,13 +63,14 @@ func New(name string, o Options) (*Env, error) {
 			return nil, fmt.Errorf("-bin: %w (run make build)", err)
 		}
 	}
-	root := o.TempRoot
-	if root == "" {
-		root = "/dev/shm"
-		if _, err := os.Stat(root); err != nil {
-			root = os.TempDir()
-		}
+	store := o.Store
+	if store == "" {
+		store = StoreSQLite
 	}
+	if err := CheckStore(store); err != nil {
+		return nil, err
+	}
+	root := TempRoot(o.TempRoot)
 	dir, err := os.MkdirTemp(root, "flotilla-bench-"+name+"-")
 	if err != nil {
 		return nil, fmt.Errorf("temporary directory: %w", err)
@@ -68,7 +79,20 @@ func New(name string, o Options) (*Env, error) {
 	if out == nil {
 		out = io.Discard
 	}
-	return &Env{BinDir: o.BinDir, Dir: dir, Out: out, keep: o.Keep, profiling: o.Profiling}, nil
+	return &Env{BinDir: o.BinDir, Dir: dir, Out: out, keep: o.Keep, profiling: o.Profiling, store: store, storeRoot: root}, nil
+}
+
+// TempRoot is where the temporary directories go: root, or by default
+// /dev/shm (tmpfs) when there is one, else the system's temporary
+// directory.
+func TempRoot(root string) string {
+	if root != "" {
+		return root
+	}
+	if _, err := os.Stat("/dev/shm"); err == nil {
+		return "/dev/shm"
+	}
+	return os.TempDir()
 }
 
 // Logf prints a progress line.
@@ -99,6 +123,7 @@ func (e *Env) Close(failed bool) {
 	for _, p := range cps {
 		p.Stop(20 * time.Second)
 	}
+	e.closeStore()
 	if failed {
 		for _, p := range procs {
 			if errs := p.Errors(10); errs != "" {

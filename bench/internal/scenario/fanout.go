@@ -41,7 +41,7 @@ func Fanout(ctx context.Context, o Options) (figs []results.Figure, err error) {
 		return nil, err
 	}
 	var receipts, started []time.Duration
-	var calls, cpCPU, simCPU []time.Duration
+	var calls, cpCPU, simCPU, storeCPU []time.Duration
 	var failed int
 	var failures []string
 	worst := stats.Summary{}
@@ -60,6 +60,9 @@ func Fanout(ctx context.Context, o Options) (figs []results.Figure, err error) {
 		started = append(started, r.started...)
 		calls = append(calls, r.call)
 		cpCPU, simCPU = append(cpCPU, r.cpCPU), append(simCPU, r.simCPU)
+		if r.hasStore {
+			storeCPU = append(storeCPU, r.storeCPU)
+		}
 		failed += r.failed
 		failures = append(failures, r.failures...)
 		// Let the fleet's reports drain before the next run.
@@ -71,6 +74,9 @@ func Fanout(ctx context.Context, o Options) (figs []results.Figure, err error) {
 	notes := fmt.Sprintf("%s%d runs pooled; worst run's p99 %s; RunCommand call took p50 %s, max %s; CPU per run until every host finished: control plane p50 %s, simulators p50 %s; simulated pull latency 0",
 		quickNote(o), runs, stats.Millis(worst.P99), stats.Millis(cs.P50), stats.Millis(cs.Max),
 		stats.Millis(stats.Summarize(cpCPU).P50), stats.Millis(stats.Summarize(simCPU).P50))
+	if len(storeCPU) > 0 {
+		notes += fmt.Sprintf("; PostgreSQL server CPU per run p50 %s", stats.Millis(stats.Summarize(storeCPU).P50))
+	}
 	if failed > 0 {
 		notes += fmt.Sprintf("; %d host commands did not succeed, e.g. %s", failed, failures[0])
 	}
@@ -92,6 +98,9 @@ type fanoutRun struct {
 	// simulators spent from the call until every host had finished: who
 	// the two shared cores worked for.
 	cpCPU, simCPU time.Duration
+	// storeCPU is the PostgreSQL server's over the same span (hasStore).
+	storeCPU time.Duration
+	hasStore bool
 	// failed counts hosts that did not succeed; failures describe a few.
 	failed   int
 	failures []string
@@ -111,6 +120,10 @@ func fanoutOnce(ctx context.Context, env *harness.Env, cp *harness.ControlPlane,
 		return r, err
 	}
 	sim0, err := sims.Sample()
+	if err != nil {
+		return r, err
+	}
+	st0, _, err := env.StoreSample()
 	if err != nil {
 		return r, err
 	}
@@ -150,7 +163,12 @@ func fanoutOnce(ctx context.Context, env *harness.Env, cp *harness.ControlPlane,
 	if err != nil {
 		return r, err
 	}
+	st1, hasStore, err := env.StoreSample()
+	if err != nil {
+		return r, err
+	}
 	r.cpCPU, r.simCPU = cp1.CPU-cp0.CPU, sim1.CPU-sim0.CPU
+	r.storeCPU, r.hasStore = st1.CPU-st0.CPU, hasStore
 	fc, err := waitCommandEnded(ctx, cp, id, deadline)
 	if err != nil {
 		return r, err

@@ -41,7 +41,7 @@ func Heartbeats(ctx context.Context, o Options) (figs []results.Figure, err erro
 		return nil, err
 	}
 	env.Logf("measuring for %s", window)
-	w, err := measureHeartbeats(ctx, cp, sims, window)
+	w, err := measureHeartbeats(ctx, env, cp, sims, window)
 	if err != nil {
 		return nil, err
 	}
@@ -53,12 +53,16 @@ func Heartbeats(ctx context.Context, o Options) (figs []results.Figure, err erro
 // cores the control plane used.
 type heartbeatWindow struct {
 	rate, simRate, cores float64
+	// storeCores is what a PostgreSQL server used meanwhile (hasStore);
+	// on SQLite the store's work is in cores.
+	storeCores float64
+	hasStore   bool
 }
 
 // measureHeartbeats measures one window: /metrics scraped before and
 // after it, the simulators' counters and the control plane's CPU read
 // between the scrapes.
-func measureHeartbeats(ctx context.Context, cp *harness.ControlPlane, sims *harness.Sims, window time.Duration) (heartbeatWindow, error) {
+func measureHeartbeats(ctx context.Context, env *harness.Env, cp *harness.ControlPlane, sims *harness.Sims, window time.Duration) (heartbeatWindow, error) {
 	var w heartbeatWindow
 	m0, t0, err := cp.Scrape(ctx, heartbeatsMetric)
 	if err != nil {
@@ -73,12 +77,23 @@ func measureHeartbeats(ctx context.Context, cp *harness.ControlPlane, sims *harn
 	if err != nil {
 		return w, err
 	}
+	st0, _, err := env.StoreSample()
+	if err != nil {
+		return w, err
+	}
 	if err := sleep(ctx, window); err != nil {
 		return w, err
 	}
 	c1, err := cp.Sample()
 	if err != nil {
 		return w, err
+	}
+	st1, hasStore, err := env.StoreSample()
+	if err != nil {
+		return w, err
+	}
+	if hasStore {
+		w.storeCores, w.hasStore = procfs.CPUCores(st0, st1), true
 	}
 	sim1, err := sims.Stats(ctx)
 	if err != nil {
@@ -120,7 +135,7 @@ func heartbeatFigures(o Options, interval, window time.Duration, w heartbeatWind
 		met = results.MetIf(rate >= 0.98*offered && cores <= 1)
 	}
 	notes := fmt.Sprintf("%sheartbeat %s (%.0f/s offered); window %s; simulators sent %.0f/s; CPU read between the two /metrics scrapes",
-		quickNote(o), interval, offered, window, w.simRate)
+		quickNote(o), interval, offered, window, w.simRate) + perHeartbeatNote(w)
 	figs := []results.Figure{
 		{Name: "heartbeats: ingest rate and control-plane CPU", Agents: o.Agents,
 			Value:  fmt.Sprintf("%s/s on %.3f cores", thousands(int64(rate+0.5)), cores),
@@ -138,4 +153,19 @@ func heartbeatFigures(o Options, interval, window time.Duration, w heartbeatWind
 		})
 	}
 	return figs
+}
+
+// perHeartbeatNote is the CPU each heartbeat cost: the control plane's
+// and, on PostgreSQL, the server's, measured over the same window.
+func perHeartbeatNote(w heartbeatWindow) string {
+	if w.rate <= 0 {
+		return ""
+	}
+	perBeat := func(cores float64) float64 { return cores / w.rate * 1e6 }
+	note := fmt.Sprintf("; CPU per heartbeat: control plane %.1f µs", perBeat(w.cores))
+	if w.hasStore {
+		note += fmt.Sprintf("; PostgreSQL server meanwhile %.3f cores, %.1f µs per heartbeat (together %.1f µs)",
+			w.storeCores, perBeat(w.storeCores), perBeat(w.cores+w.storeCores))
+	}
+	return note
 }

@@ -54,6 +54,8 @@ type Options struct {
 	GoBin string
 	// Profiling turns on the control planes' pprof (see harness.Options).
 	Profiling bool
+	// Store is the control planes' store driver (see harness.Options).
+	Store string
 }
 
 // Scenario is one benchmark.
@@ -61,7 +63,9 @@ type Scenario struct {
 	Name    string
 	Summary string
 	// Flags lists the Options fields the benchmark reads, by flag name,
-	// so that the command offers only those.
+	// so that the command offers only those. "store" (a flag every
+	// benchmark has) marks one that runs a control plane on the chosen
+	// store, whose figures then name it.
 	Flags []string
 	// Size is the fleet size the benchmark always uses (one agent, the
 	// Go benchmark's 1,000 hosts), or 0 when -agents sets it.
@@ -72,19 +76,19 @@ type Scenario struct {
 // All are the benchmarks in the order `all` runs them.
 var All = []Scenario{
 	{"connect", "N agents connect: time until all are connected, control-plane RSS per agent, idle CPU",
-		[]string{"interval", "settle", "window", "start-rate"}, 0, Connect},
+		[]string{"store", "interval", "settle", "window", "start-rate"}, 0, Connect},
 	{"heartbeats", "heartbeat ingest rate and the control plane's CPU (N agents at a short interval)",
-		[]string{"interval", "window", "start-rate"}, 0, Heartbeats},
+		[]string{"store", "interval", "window", "start-rate"}, 0, Heartbeats},
 	{"fanout", "RunCommand to all N agents: latency to each agent's receipt and each host's started_at",
-		[]string{"runs", "start-rate"}, 0, Fanout},
+		[]string{"store", "runs", "start-rate"}, 0, Fanout},
 	{"reconnect", "control-plane restart under N agents: time until all are back; API latency meanwhile",
-		[]string{"max-backoff", "start-rate"}, 0, Reconnect},
+		[]string{"store", "max-backoff", "start-rate"}, 0, Reconnect},
 	{"rollout", "the rollout engine's Go benchmark (1,000 hosts, 10% batches, instant health): time per host",
 		[]string{"runs", "go"}, rolloutHosts, Rollout},
 	{"agent-idle", "one real agent, idle: RSS, CPU, binary size",
-		[]string{"settle", "window"}, 1, AgentIdle},
+		[]string{"store", "settle", "window"}, 1, AgentIdle},
 	{"lost-agent", "a silent (SIGSTOPped) real agent with default settings: time from last heartbeat to lost",
-		[]string{"runs"}, 1, LostAgent},
+		[]string{"store", "runs"}, 1, LostAgent},
 }
 
 // Find returns the named benchmark.
@@ -129,7 +133,7 @@ func (o Options) logf(format string, args ...any) {
 }
 
 func (o Options) env(name string) (*harness.Env, error) {
-	return harness.New(name, harness.Options{BinDir: o.BinDir, TempRoot: o.TempRoot, Keep: o.Keep, Profiling: o.Profiling, Out: o.Out})
+	return harness.New(name, harness.Options{BinDir: o.BinDir, TempRoot: o.TempRoot, Keep: o.Keep, Profiling: o.Profiling, Store: o.Store, Out: o.Out})
 }
 
 func (o Options) connectTimeout() time.Duration {

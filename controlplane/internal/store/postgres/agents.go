@@ -18,30 +18,26 @@ var errJoinTokenInvalid = fmt.Errorf("store: register agent: %w", store.ErrJoinT
 const agentColumns = store.AgentColumns
 
 // RegisterAgent consumes one use of the join token whose hash is tokenHash
-// and inserts the agent build returns, in one transaction (see
-// store.AgentStore). build runs inside the transaction before the token's
-// row is locked, so that registrations with one token wait for each other
-// only for the insert, not for build.
+// and inserts the agent build returns, atomically (see store.AgentStore):
+// the token is read, build runs, and one statement takes the token's use
+// and inserts the agent, committed on its own. That statement re-checks
+// everything the read found (uses left, not revoked, not expired at now),
+// so a token revoked or used up meanwhile still refuses the agent; and
+// the token's row is locked only while the statement runs and commits, a
+// single round trip, so that a fleet registering with one token at once
+// queues for as little as it can. If build fails nothing is written.
 func (s *Store) RegisterAgent(ctx context.Context, tokenHash []byte, now time.Time,
 	build func(store.JoinToken) (store.Agent, error)) (store.Agent, error) {
-	var agent store.Agent
-	err := s.inTx(ctx, "register agent", func(tx pgx.Tx) error {
-		tok, err := usableJoinToken(ctx, tx, tokenHash, now)
-		if err != nil {
-			return err
-		}
-		a, err := build(tok)
-		if err != nil {
-			return err // the caller's error, as it returned it
-		}
-		a.JoinTokenID = tok.ID
-		agent, err = consumeAndInsert(ctx, tx, a)
-		return err
-	})
+	tok, err := usableJoinToken(ctx, s.pool, tokenHash, now)
 	if err != nil {
 		return store.Agent{}, err
 	}
-	return agent, nil
+	a, err := build(tok)
+	if err != nil {
+		return store.Agent{}, err // the caller's error, as it returned it
+	}
+	a.JoinTokenID = tok.ID
+	return consumeAndInsert(ctx, s.pool, a, now)
 }
 
 // RegisteredWithKey returns the registered agent that used the join token
@@ -74,8 +70,8 @@ func (s *Store) RegisteredWithKey(ctx context.Context, tokenHash []byte, keySHA2
 // usableJoinToken returns the token whose hash is tokenHash if it can admit
 // one more agent at now. Unknown, expired, revoked and used-up tokens all
 // give the same ErrJoinTokenInvalid, so callers cannot tell them apart.
-func usableJoinToken(ctx context.Context, tx pgx.Tx, tokenHash []byte, now time.Time) (store.JoinToken, error) {
-	tok, err := joinTokenByHash(ctx, tx, tokenHash)
+func usableJoinToken(ctx context.Context, q querier, tokenHash []byte, now time.Time) (store.JoinToken, error) {
+	tok, err := joinTokenByHash(ctx, q, tokenHash)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.JoinToken{}, errJoinTokenInvalid
 	}
@@ -88,36 +84,37 @@ func usableJoinToken(ctx context.Context, tx pgx.Tx, tokenHash []byte, now time.
 	return tok, nil
 }
 
-// consumeAndInsert spends one use of a's join token and inserts a, sent
-// together (one round trip), and returns the agent as stored (times in UTC,
-// monotonic readings dropped), exactly what GetAgent will return. The
-// token's use is taken by an UPDATE whose WHERE re-checks max_uses, so
-// racing registrations never over-use a token; an existing ID (or
-// registration key) returns ErrConflict.
-func consumeAndInsert(ctx context.Context, tx pgx.Tx, a store.Agent) (store.Agent, error) {
-	b := &pgx.Batch{}
-	b.Queue(`UPDATE join_tokens SET uses = uses + 1 WHERE id = $1 AND uses < max_uses`, a.JoinTokenID)
-	b.Queue(`INSERT INTO agents (`+agentColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
-		RETURNING `+agentColumns,
+// consumeAndInsertAgent spends one use of the join token $1, if it can
+// still admit an agent at $2, and inserts the agent ($3 onwards) only
+// then, returning it as stored; no row when the token could not.
+const consumeAndInsertAgent = `WITH used AS (
+	UPDATE join_tokens SET uses = uses + 1
+	WHERE id = $1 AND uses < max_uses AND revoked_at IS NULL AND expires_at > $2
+	RETURNING id)
+INSERT INTO agents (` + agentColumns + `)
+SELECT $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, used.id, $17, $18, $19, $20, $21 FROM used
+RETURNING ` + agentColumns
+
+// consumeAndInsert spends one use of a's join token and inserts a in one
+// statement (one round trip, committed on its own), and returns the agent
+// as stored (times in UTC, monotonic readings dropped), exactly what
+// GetAgent will return. The token's use is taken by an UPDATE whose WHERE
+// re-checks max_uses, revocation and expiry at now, so racing
+// registrations never over-use a token; an existing ID (or registration
+// key) returns ErrConflict and takes no use.
+func consumeAndInsert(ctx context.Context, q querier, a store.Agent, now time.Time) (store.Agent, error) {
+	stored, err := scanAgent(q.QueryRow(ctx, consumeAndInsertAgent, a.JoinTokenID, timeArg(now),
 		a.ID, a.Hostname, labelsArg(a.Labels), labelsArg(a.PinnedLabels), a.Version, a.State, a.StateReason,
 		timeArg(a.StateChangedAt), timeArg(a.RegisteredAt), timeArg(a.ConnectedAt), timeArg(a.LastSeenAt), a.PeerAddress,
-		a.CertSerial, timeArg(a.CertNotAfter), a.JoinTokenID, a.Hello, a.LastHeartbeat,
-		timeArg(a.DeregisteredAt), a.DeregisterReason, a.PublicKeySHA256)
-	results := tx.SendBatch(ctx, b)
-	defer results.Close()
-	tag, err := results.Exec()
-	if err != nil {
-		return store.Agent{}, wrap(err, "register agent: consume join token")
-	}
-	if tag.RowsAffected() != 1 {
+		a.CertSerial, timeArg(a.CertNotAfter), a.Hello, a.LastHeartbeat,
+		timeArg(a.DeregisteredAt), a.DeregisterReason, a.PublicKeySHA256))
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
 		return store.Agent{}, errJoinTokenInvalid
-	}
-	stored, err := scanAgent(results.QueryRow())
-	if isConflict(err) {
+	case isConflict(err):
 		return store.Agent{}, fmt.Errorf("store: insert agent %q: %w", a.ID, store.ErrConflict)
-	}
-	if err != nil {
-		return store.Agent{}, wrap(err, "insert agent %q", a.ID)
+	case err != nil:
+		return store.Agent{}, wrap(err, "register agent %q", a.ID)
 	}
 	return stored, nil
 }
