@@ -22,8 +22,8 @@ const (
 	DefaultWelcomeTimeout    = 30 * time.Second
 	// DefaultStableAfter is how long a welcomed stream must last before it
 	// counts as working and resets the reconnection backoff.
-	DefaultStableAfter   = 10 * time.Second
-	DefaultShutdownGrace = 2 * time.Second
+	DefaultStableAfter = 10 * time.Second
+	DefaultShutdownGrace     = 2 * time.Second
 )
 
 // HeartbeatSource takes the readings for one heartbeat. It must return
