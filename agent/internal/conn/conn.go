@@ -20,9 +20,6 @@ import (
 const (
 	DefaultHeartbeatInterval = 5 * time.Second
 	DefaultWelcomeTimeout    = 30 * time.Second
-	// DefaultStableAfter is how long a welcomed stream must last before it
-	// counts as working and resets the reconnection backoff.
-	DefaultStableAfter = 10 * time.Second
 	DefaultShutdownGrace     = 2 * time.Second
 )
 
@@ -53,11 +50,6 @@ type Config struct {
 	// ShutdownGrace bounds the wait for the control plane to end the stream
 	// after the agent closed its side.
 	ShutdownGrace time.Duration
-	// StableAfter is how long a welcomed stream must have lasted to reset
-	// the backoff: a control plane that welcomes the agent and then drops
-	// the stream at once (its database is away and every event it is sent
-	// fails) is retried at a growing pace, not every half second.
-	StableAfter time.Duration
 	// Backoff paces reconnections; zero fields take the backoff defaults
 	// (500 ms initial, 30 s cap, jitter).
 	Backoff backoff.Config
@@ -96,7 +88,6 @@ func New(cfg Config) (*Client, error) {
 	setDefault(&cfg.HeartbeatInterval, DefaultHeartbeatInterval)
 	setDefault(&cfg.WelcomeTimeout, DefaultWelcomeTimeout)
 	setDefault(&cfg.ShutdownGrace, DefaultShutdownGrace)
-	setDefault(&cfg.StableAfter, DefaultStableAfter)
 	if cfg.Clock == nil {
 		cfg.Clock = clockwork.NewRealClock()
 	}
@@ -131,10 +122,9 @@ func (c *Client) Run(ctx context.Context) error {
 			c.log.Info("disconnected: agent shutting down")
 			return nil
 		}
-		// A stream that was welcomed and lasted worked: start the backoff
-		// again, so a control plane restart costs each agent one short
-		// delay, while a stream dropped as soon as it is welcomed backs off.
-		if welcomed && c.cfg.Clock.Since(started) >= c.cfg.StableAfter {
+		// A stream that was welcomed worked: start the backoff again, so a
+		// control plane restart costs each agent one short delay.
+		if welcomed {
 			bo.Reset()
 		}
 		delay := bo.Next()
