@@ -145,7 +145,7 @@ func (f *fleet) startHost(t *testing.T, dir string, i int, appImage string, join
 	f.e.run(t, containerSpec{name: h.app, image: appImage, network: f.network})
 
 	cfg := filepath.Join(dir, h.name, "agent.yaml")
-	fixture.WriteFile(t, cfg, agentYAML(h.app), 0o644)
+	fixture.WriteFile(t, cfg, agentYAML(h.app, f.e.Name("fleet")), 0o644)
 	state := f.e.Name(h.name + "-state")
 	f.e.createVolume(t, state)
 	h.agentID = f.e.run(t, containerSpec{
@@ -162,16 +162,21 @@ func (f *fleet) startHost(t *testing.T, dir string, i int, appImage string, join
 }
 
 // agentYAML is a host's agent configuration: its application container
-// is "web" to commands, and its health is checked by network name.
-func agentYAML(app string) string {
+// is "web" to commands, and its health is checked by network name. Its
+// managed label is one no container carries (run names this fleet): the
+// agents share the test machine's one engine with the other suites, whose
+// containers carry the default flotilla.managed=true, and must manage and
+// report their own application only.
+func agentYAML(app, run string) string {
 	return fmt.Sprintf(`# One host of the e2e fleet.
 health:
   url: http://%[1]s:8080/health
 docker:
+  managed_label: flotilla.e2e-fleet=%[2]s
   managed_containers: [%[1]s]
   container_names:
     web: %[1]s
-`, app)
+`, app, run)
 }
 
 // dumpLogs prints every fleet container's recent output.
