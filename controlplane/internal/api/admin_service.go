@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"regexp"
 	"strconv"
@@ -32,7 +31,6 @@ const (
 	defaultAuditPage          = 100
 	maxAuditPage              = 1000
 	maxNameLength             = 64
-	auditPageTokenPrefix      = "audit:"
 	maxDeregisterReasonLength = maxDescription
 )
 
@@ -311,7 +309,7 @@ func (s *AdminService) ListAuditEvents(ctx context.Context, req *flotillav1.List
 	resp := &flotillav1.ListAuditEventsResponse{}
 	if len(evs) > limit {
 		evs = evs[:limit]
-		resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(auditPageTokenPrefix + strconv.FormatInt(evs[limit-1].ID, 10)))
+		resp.NextPageToken = encodePageToken(listingAuditEvents, auditFilter(req), strconv.FormatInt(evs[limit-1].ID, 10))
 	}
 	for _, e := range evs {
 		resp.Events = append(resp.Events, auditEventToProto(e))
@@ -346,15 +344,26 @@ func auditQuery(req *flotillav1.ListAuditEventsRequest) (store.AuditQuery, error
 		q.Limit = int(n)
 	}
 	if tok := req.GetPageToken(); tok != "" {
-		b, err := base64.RawURLEncoding.DecodeString(tok)
-		id, ok := strings.CutPrefix(string(b), auditPageTokenPrefix)
-		before, perr := strconv.ParseInt(id, 10, 64)
-		if err != nil || !ok || perr != nil || before <= 0 || len(tok) > maxShortString {
-			return store.AuditQuery{}, invalid("page_token", "not a token from a previous ListAuditEvents response")
+		id, err := decodePageToken(listingAuditEvents, auditFilter(req), tok)
+		if err != nil {
+			return store.AuditQuery{}, err
+		}
+		before, err := strconv.ParseInt(id, 10, 64)
+		if err != nil || before <= 0 {
+			return store.AuditQuery{}, invalid("page_token", "not a token from a previous ListAuditEvents response; leave it empty for the first page")
 		}
 		q.BeforeID = before
 	}
 	return q, nil
+}
+
+// auditFilter is the filter a ListAuditEvents page token is bound to.
+func auditFilter(req *flotillav1.ListAuditEventsRequest) string {
+	since := ""
+	if req.Since != nil {
+		since = req.GetSince().AsTime().UTC().Format(time.RFC3339Nano)
+	}
+	return pageFilter(req.GetPrincipal(), req.GetMethod(), strconv.FormatBool(req.GetFailedOnly()), since)
 }
 
 func validateName(field, name string, pattern *regexp.Regexp, allowed string) error {

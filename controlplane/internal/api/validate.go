@@ -32,6 +32,15 @@ func invalid(field, format string, args ...any) error {
 	return status.Errorf(codes.InvalidArgument, "%s: %s", field, fmt.Sprintf(format, args...))
 }
 
+// boundStates refuses a states filter of a list RPC with more than
+// maxStateFilters entries.
+func boundStates(n int) error {
+	if n > maxStateFilters {
+		return invalid("states", "%d entries, at most %d allowed", n, maxStateFilters)
+	}
+	return nil
+}
+
 func validateHostname(field, h string, required bool) error {
 	if h == "" {
 		if required {
