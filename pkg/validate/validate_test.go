@@ -102,7 +102,10 @@ func TestLabels(t *testing.T) {
 		want   string
 	}{
 		{"valid", map[string]string{"env": "prod", "app.kubernetes.io/name": "web", "canary": ""}, 8, ""},
-		{"value with a space", map[string]string{"env": "pr od"}, 8, `label "env": label value "pr od": character ' ' not allowed`},
+		{"value with a space", map[string]string{"env": "pr od"}, 8, `label "env": label value "pr od": character ' ' (U+0020) not allowed`},
+		{"non-ASCII value", map[string]string{"env": "prød"}, 8, `character 'ø' (U+00F8) not allowed (use ASCII letters`},
+		{"non-breaking space in a key", map[string]string{"e\u00a0nv": "x"}, 8, `character '\u00a0' (U+00A0) not allowed`},
+		{"invalid UTF-8", map[string]string{"env": "a\xffb"}, 8, `byte 0xFF (not UTF-8) not allowed`},
 		{"empty key", map[string]string{"": "x"}, 8, "label key is empty"},
 		{"key ending with a dot", map[string]string{"env.": "x"}, 8, "must start and end with a letter or digit"},
 		{"value starting with a dash", map[string]string{"env": "-x"}, 8, "must start and end with a letter or digit"},
@@ -117,6 +120,26 @@ func TestLabels(t *testing.T) {
 				t.Fatalf("Labels(%v) = %v, want %q", tt.labels, err, tt.want)
 			}
 		})
+	}
+}
+
+func TestCharAt(t *testing.T) {
+	tests := []struct {
+		s    string
+		i    int
+		want string
+	}{
+		{"a b", 1, "character ' ' (U+0020)"},
+		{"wéb", 1, "character 'é' (U+00E9)"},
+		{"日本", 3, "character '本' (U+672C)"},
+		{"x\u200by", 1, `character '\u200b' (U+200B)`},
+		{"a\xffb", 1, "byte 0xFF (not UTF-8)"},
+		{"\xc3", 0, "byte 0xC3 (not UTF-8)"},
+	}
+	for _, tt := range tests {
+		if got := CharAt(tt.s, tt.i); got != tt.want {
+			t.Errorf("CharAt(%q, %d) = %s, want %s", tt.s, tt.i, got, tt.want)
+		}
 	}
 }
 
