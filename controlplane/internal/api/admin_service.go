@@ -195,7 +195,7 @@ func (s *AdminService) IssueOperatorCertificate(ctx context.Context, req *flotil
 	}
 	cert, certPEM, err := s.cfg.CA.SignOperator(req.GetCsr(), req.GetName(), role.String(), ttl)
 	if err != nil {
-		return nil, invalid("csr", "%v", err)
+		return nil, csrError(s.log, "signing the operator certificate", err)
 	}
 	serial := pki.SerialHex(cert)
 	s.log.Info("operator certificate issued", zap.String("name", req.GetName()), zap.String("role", role.String()),
@@ -222,7 +222,7 @@ func validateIssueOperatorCertificate(req *flotillav1.IssueOperatorCertificateRe
 		return 0, 0, invalid("csr", "%d bytes, at most %d allowed", len(csr), maxCSRBytes)
 	}
 	if _, err := pki.ParseCSR(req.GetCsr()); err != nil {
-		return 0, 0, invalid("csr", "%v", err)
+		return 0, 0, csrInvalid(err)
 	}
 	ttl := defaultOperatorCertTTL
 	if req.Ttl != nil {

@@ -107,7 +107,7 @@ func (s *AgentService) Register(ctx context.Context, req *flotillav1.RegisterReq
 	}
 	csr, err := pki.ParseCSR(req.GetCsr())
 	if err != nil {
-		return nil, invalid("csr", "%v", err)
+		return nil, csrInvalid(err)
 	}
 	source := peerAddress(ctx)
 	now := s.cfg.Now()
@@ -215,7 +215,7 @@ func (s *AgentService) registeredBefore(ctx context.Context, req *flotillav1.Reg
 	}
 	cert, certPEM, err := s.cfg.CA.SignAgent(req.GetCsr(), agent.ID, s.cfg.CertValidity)
 	if err != nil {
-		return nil, true, invalid("csr", "%v", err)
+		return nil, true, csrError(s.log, "signing the agent's certificate", err)
 	}
 	serial := pki.SerialHex(cert)
 	err = s.cfg.Store.UpdateAgentCertificate(ctx, agent.ID, serial, cert.NotAfter)
