@@ -3,6 +3,10 @@ package validate
 import (
 	"strings"
 	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // check runs a validator over a table: want is "" when the value is
@@ -29,13 +33,21 @@ func TestImage(t *testing.T) {
 		{"ghcr.io/org/app:v2@sha256:" + strings.Repeat("b", 64), ""},
 		{"", "is required"},
 		{"nginx", `"nginx" names no tag or digest`},
-		{"Nginx:1", "is not an image reference"},
-		{"app:tag with space", "is not an image reference"},
+		{"Nginx:1", "is not an image reference (name:tag or name@sha256:digest): the repository name must be lower case"},
+		{"registry.internal:5000/Shop/web:v1", "must be lower case"},
+		{"app:tag with space", "is not an image reference (name:tag or name@sha256:digest): spaces and control characters are not allowed"},
+		{"app@md5:abc", "a digest is sha256: and 64 hexadecimal digits"},
 		{"$(id)", "is not an image reference"},
 		{"nginx:1\n", "is not an image reference"},
 		{"app@sha256:short", "is not an image reference"},
 		{"a/" + strings.Repeat("b", MaxImageLength) + ":1", "at most 512 allowed"},
 	})
+	// The parser's words are for programmers; the caller reads ours.
+	for _, bad := range []string{"Nginx:1", "app:tag with space", "$(id)", "app@sha256:short", "a:b:c:d", "web:-x"} {
+		if _, err := Image(bad); err == nil || strings.Contains(err.Error(), "invalid reference format") || strings.Contains(err.Error(), "repository name (") {
+			t.Errorf("Image(%q) = %v: want a refusal in the caller's terms", bad, err)
+		}
+	}
 	named, err := Image("nginx:1.25")
 	if err != nil || named.String() != "docker.io/library/nginx:1.25" {
 		t.Errorf("Image(nginx:1.25) = %v, %v; want the normalized reference", named, err)
@@ -161,5 +173,41 @@ func TestQuoteIsBounded(t *testing.T) {
 				t.Errorf("quote = %s, want %s", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestDurationAndTimestamp(t *testing.T) {
+	durations := []struct {
+		d    *durationpb.Duration
+		want string
+	}{
+		{durationpb.New(90 * time.Second), ""},
+		{&durationpb.Duration{Seconds: -1 << 40}, "not a valid duration (seconds -1099511627776, nanos 0)"},
+		{&durationpb.Duration{Seconds: 1, Nanos: -1}, "of the same sign"},
+		{&durationpb.Duration{Nanos: 2147483647}, "nanos 2147483647"},
+		{nil, "not a valid duration"},
+	}
+	for _, tt := range durations {
+		got, err := Duration(tt.d)
+		if (tt.want == "") != (err == nil) || err != nil && (!strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "proto:")) {
+			t.Errorf("Duration(%v) = %v, %v; want %q", tt.d, got, err, tt.want)
+		}
+		if err == nil && got != tt.d.AsDuration() {
+			t.Errorf("Duration(%v) = %v", tt.d, got)
+		}
+	}
+	stamps := []struct {
+		ts   *timestamppb.Timestamp
+		want string
+	}{
+		{timestamppb.New(time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)), ""},
+		{&timestamppb.Timestamp{Seconds: 1 << 62}, "not a valid timestamp (seconds 4611686018427387904, nanos 0): between 0001-01-01 and 9999-12-31"},
+		{&timestamppb.Timestamp{Seconds: 1, Nanos: -1}, "nanos -1"},
+	}
+	for _, tt := range stamps {
+		got, err := Timestamp(tt.ts)
+		if (tt.want == "") != (err == nil) || err != nil && (!strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "proto:")) {
+			t.Errorf("Timestamp(%v) = %v, %v; want %q", tt.ts, got, err, tt.want)
+		}
 	}
 }

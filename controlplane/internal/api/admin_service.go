@@ -20,6 +20,7 @@ import (
 	"flotilla.dev/controlplane/internal/fleet"
 	"flotilla.dev/controlplane/internal/pki"
 	"flotilla.dev/controlplane/internal/store"
+	"flotilla.dev/pkg/validate"
 )
 
 // Limits of the admin API.
@@ -330,10 +331,11 @@ func auditQuery(req *flotillav1.ListAuditEventsRequest) (store.AuditQuery, error
 		return store.AuditQuery{}, invalid("method", "a full method name such as /flotilla.v1.AdminService/CreateAPIToken")
 	}
 	if req.Since != nil {
-		if err := req.GetSince().CheckValid(); err != nil {
+		since, err := validate.Timestamp(req.GetSince())
+		if err != nil {
 			return store.AuditQuery{}, invalid("since", "%v", err)
 		}
-		q.Since = req.GetSince().AsTime()
+		q.Since = since
 	}
 	switch n := req.GetPageSize(); {
 	case n < 0:
@@ -379,10 +381,10 @@ func validateName(field, name string, pattern *regexp.Regexp, allowed string) er
 }
 
 func validateTTL(field string, d *durationpb.Duration, lo, hi time.Duration) (time.Duration, error) {
-	if err := d.CheckValid(); err != nil {
+	ttl, err := validate.Duration(d)
+	if err != nil {
 		return 0, invalid(field, "%v", err)
 	}
-	ttl := d.AsDuration()
 	switch {
 	case ttl <= 0:
 		return 0, invalid(field, "must be positive")

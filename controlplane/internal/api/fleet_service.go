@@ -16,6 +16,7 @@ import (
 	"flotilla.dev/controlplane/internal/fleet"
 	"flotilla.dev/controlplane/internal/selector"
 	"flotilla.dev/controlplane/internal/store"
+	"flotilla.dev/pkg/validate"
 )
 
 // Join token limits.
@@ -166,10 +167,10 @@ func (s *FleetService) CreateJoinToken(ctx context.Context, req *flotillav1.Crea
 func validateCreateJoinToken(req *flotillav1.CreateJoinTokenRequest) (time.Duration, int, error) {
 	ttl := defaultJoinTokenTTL
 	if req.Ttl != nil {
-		if err := req.GetTtl().CheckValid(); err != nil {
+		var err error
+		if ttl, err = validate.Duration(req.GetTtl()); err != nil {
 			return 0, 0, invalid("ttl", "%v", err)
 		}
-		ttl = req.GetTtl().AsDuration()
 		if ttl <= 0 {
 			return 0, 0, invalid("ttl", "must be positive")
 		}

@@ -56,7 +56,7 @@ func refusal(t *testing.T, err error) bool {
 	return true
 }
 
-func seedCSR(f *testing.F) []byte {
+func seedCSR(f testing.TB) []byte {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		f.Fatal(err)
