@@ -253,6 +253,12 @@ func (a *Authenticator) AuthFunc(ctx context.Context) (context.Context, error) {
 // agent's certificate is refused from the moment it is deregistered, across
 // restarts, whatever its expiry.
 func (a *Authenticator) agent(ctx context.Context) (Principal, error) {
+	if md, _ := metadata.FromIncomingContext(ctx); len(md.Get("authorization")) > 0 {
+		// An agent never sends a token: a call that does is not decided
+		// by which credential is looked at.
+		return Principal{}, fault.Unauthenticatedf(
+			"conflicting credentials: this method takes only the agent's client certificate; the call also carries authorization metadata")
+	}
 	cert, err := verifiedClientCert(ctx)
 	if err == nil {
 		var id string
