@@ -50,13 +50,17 @@ func LabelValue(v string) error {
 }
 
 // CharAt names the character that starts at byte offset i of s for an
-// error message: the character and its code point ("character 'é'
-// (U+00E9)"), so that a non-ASCII or invisible character is recognisable,
+// error message: the character and, unless it is printable ASCII, its code
+// point ("character 'é' (U+00E9)"), so that a non-ASCII or invisible
+// character is recognisable,
 // or the byte when s is not valid UTF-8 there ("byte 0xFF (not UTF-8)").
 func CharAt(s string, i int) string {
 	r, size := utf8.DecodeRuneInString(s[i:])
-	if r == utf8.RuneError && size <= 1 {
+	switch {
+	case r == utf8.RuneError && size <= 1:
 		return fmt.Sprintf("byte 0x%02X (not UTF-8)", s[i])
+	case r > ' ' && r < utf8.RuneSelf && r != 0x7f:
+		return fmt.Sprintf("character %q", r) // plain to see
 	}
 	return fmt.Sprintf("character %q (%U)", r, r)
 }

@@ -115,6 +115,7 @@ func TestLabels(t *testing.T) {
 	}{
 		{"valid", map[string]string{"env": "prod", "app.kubernetes.io/name": "web", "canary": ""}, 8, ""},
 		{"value with a space", map[string]string{"env": "pr od"}, 8, `label "env": label value "pr od": character ' ' (U+0020) not allowed`},
+		{"value with a semicolon", map[string]string{"env": "pr;od"}, 8, `label value "pr;od": character ';' not allowed`},
 		{"non-ASCII value", map[string]string{"env": "prød"}, 8, `character 'ø' (U+00F8) not allowed (use ASCII letters`},
 		{"non-breaking space in a key", map[string]string{"e\u00a0nv": "x"}, 8, `character '\u00a0' (U+00A0) not allowed`},
 		{"invalid UTF-8", map[string]string{"env": "a\xffb"}, 8, `byte 0xFF (not UTF-8) not allowed`},
@@ -142,6 +143,8 @@ func TestCharAt(t *testing.T) {
 		want string
 	}{
 		{"a b", 1, "character ' ' (U+0020)"},
+		{"a;b", 1, "character ';'"},
+		{"a\x7fb", 1, `character '\x7f' (U+007F)`},
 		{"wéb", 1, "character 'é' (U+00E9)"},
 		{"日本", 3, "character '本' (U+672C)"},
 		{"x\u200by", 1, `character '\u200b' (U+200B)`},
