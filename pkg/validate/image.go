@@ -3,6 +3,7 @@ package validate
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/distribution/reference"
 )
@@ -24,7 +25,7 @@ func Image(ref string) (reference.Named, error) {
 	}
 	named, err := reference.ParseNormalizedNamed(ref)
 	if err != nil {
-		return nil, fmt.Errorf("%s is not an image reference (name:tag or name@sha256:digest): %v", quote(ref), err)
+		return nil, fmt.Errorf("%s is not an image reference (name:tag or name@sha256:digest)%s", quote(ref), imageProblem(ref))
 	}
 	_, tagged := named.(reference.Tagged)
 	_, digested := named.(reference.Digested)
@@ -32,4 +33,26 @@ func Image(ref string) (reference.Named, error) {
 		return nil, fmt.Errorf("%s names no tag or digest; name the exact image to deploy (e.g. %s:1.2.3)", quote(ref), quote(ref))
 	}
 	return named, nil
+}
+
+// imageProblem says in the caller's terms what is wrong with a reference
+// the parser refused, where that is easy to tell ("" otherwise); the
+// parser's own texts ("invalid reference format: …") are for programmers.
+func imageProblem(ref string) string {
+	name := ref
+	if i := strings.IndexByte(name, '@'); i >= 0 {
+		name = name[:i]
+	}
+	if i := strings.LastIndexByte(name, ':'); i > strings.LastIndexByte(name, '/') {
+		name = name[:i]
+	}
+	switch {
+	case strings.IndexFunc(ref, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0:
+		return ": spaces and control characters are not allowed"
+	case strings.ToLower(name) != name:
+		return ": the repository name must be lower case"
+	case strings.Contains(ref, "@") && !strings.Contains(ref, "@sha256:"):
+		return ": a digest is sha256: and 64 hexadecimal digits"
+	}
+	return ""
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"unicode/utf8"
 )
 
 // Bounds of agent labels. The control plane refuses an agent with more
@@ -48,10 +49,26 @@ func LabelValue(v string) error {
 	return labelName("label value", v)
 }
 
+// CharAt names the character that starts at byte offset i of s for an
+// error message: the character and, unless it is printable ASCII, its code
+// point ("character 'é' (U+00E9)"), so that a non-ASCII or invisible
+// character is recognisable,
+// or the byte when s is not valid UTF-8 there ("byte 0xFF (not UTF-8)").
+func CharAt(s string, i int) string {
+	r, size := utf8.DecodeRuneInString(s[i:])
+	switch {
+	case r == utf8.RuneError && size <= 1:
+		return fmt.Sprintf("byte 0x%02X (not UTF-8)", s[i])
+	case r > ' ' && r < utf8.RuneSelf && r != 0x7f:
+		return fmt.Sprintf("character %q", r) // plain to see
+	}
+	return fmt.Sprintf("character %q (%U)", r, r)
+}
+
 func labelName(what, s string) error {
 	for i := 0; i < len(s); i++ {
 		if !IsLabelChar(s[i]) {
-			return fmt.Errorf("%s %s: character %q not allowed (use letters, digits, '-', '_', '.', '/')", what, quote(s), s[i])
+			return fmt.Errorf("%s %s: %s not allowed (use ASCII letters, digits, '-', '_', '.', '/')", what, quote(s), CharAt(s, i))
 		}
 	}
 	if !isAlnum(s[0]) || !isAlnum(s[len(s)-1]) {

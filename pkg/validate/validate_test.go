@@ -3,6 +3,10 @@ package validate
 import (
 	"strings"
 	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // check runs a validator over a table: want is "" when the value is
@@ -29,13 +33,21 @@ func TestImage(t *testing.T) {
 		{"ghcr.io/org/app:v2@sha256:" + strings.Repeat("b", 64), ""},
 		{"", "is required"},
 		{"nginx", `"nginx" names no tag or digest`},
-		{"Nginx:1", "is not an image reference"},
-		{"app:tag with space", "is not an image reference"},
+		{"Nginx:1", "is not an image reference (name:tag or name@sha256:digest): the repository name must be lower case"},
+		{"registry.internal:5000/Shop/web:v1", "must be lower case"},
+		{"app:tag with space", "is not an image reference (name:tag or name@sha256:digest): spaces and control characters are not allowed"},
+		{"app@md5:abc", "a digest is sha256: and 64 hexadecimal digits"},
 		{"$(id)", "is not an image reference"},
 		{"nginx:1\n", "is not an image reference"},
 		{"app@sha256:short", "is not an image reference"},
 		{"a/" + strings.Repeat("b", MaxImageLength) + ":1", "at most 512 allowed"},
 	})
+	// The parser's words are for programmers; the caller reads ours.
+	for _, bad := range []string{"Nginx:1", "app:tag with space", "$(id)", "app@sha256:short", "a:b:c:d", "web:-x"} {
+		if _, err := Image(bad); err == nil || strings.Contains(err.Error(), "invalid reference format") || strings.Contains(err.Error(), "repository name (") {
+			t.Errorf("Image(%q) = %v: want a refusal in the caller's terms", bad, err)
+		}
+	}
 	named, err := Image("nginx:1.25")
 	if err != nil || named.String() != "docker.io/library/nginx:1.25" {
 		t.Errorf("Image(nginx:1.25) = %v, %v; want the normalized reference", named, err)
@@ -102,7 +114,11 @@ func TestLabels(t *testing.T) {
 		want   string
 	}{
 		{"valid", map[string]string{"env": "prod", "app.kubernetes.io/name": "web", "canary": ""}, 8, ""},
-		{"value with a space", map[string]string{"env": "pr od"}, 8, `label "env": label value "pr od": character ' ' not allowed`},
+		{"value with a space", map[string]string{"env": "pr od"}, 8, `label "env": label value "pr od": character ' ' (U+0020) not allowed`},
+		{"value with a semicolon", map[string]string{"env": "pr;od"}, 8, `label value "pr;od": character ';' not allowed`},
+		{"non-ASCII value", map[string]string{"env": "prød"}, 8, `character 'ø' (U+00F8) not allowed (use ASCII letters`},
+		{"non-breaking space in a key", map[string]string{"e\u00a0nv": "x"}, 8, `character '\u00a0' (U+00A0) not allowed`},
+		{"invalid UTF-8", map[string]string{"env": "a\xffb"}, 8, `byte 0xFF (not UTF-8) not allowed`},
 		{"empty key", map[string]string{"": "x"}, 8, "label key is empty"},
 		{"key ending with a dot", map[string]string{"env.": "x"}, 8, "must start and end with a letter or digit"},
 		{"value starting with a dash", map[string]string{"env": "-x"}, 8, "must start and end with a letter or digit"},
@@ -117,6 +133,28 @@ func TestLabels(t *testing.T) {
 				t.Fatalf("Labels(%v) = %v, want %q", tt.labels, err, tt.want)
 			}
 		})
+	}
+}
+
+func TestCharAt(t *testing.T) {
+	tests := []struct {
+		s    string
+		i    int
+		want string
+	}{
+		{"a b", 1, "character ' ' (U+0020)"},
+		{"a;b", 1, "character ';'"},
+		{"a\x7fb", 1, `character '\x7f' (U+007F)`},
+		{"wéb", 1, "character 'é' (U+00E9)"},
+		{"日本", 3, "character '本' (U+672C)"},
+		{"x\u200by", 1, `character '\u200b' (U+200B)`},
+		{"a\xffb", 1, "byte 0xFF (not UTF-8)"},
+		{"\xc3", 0, "byte 0xC3 (not UTF-8)"},
+	}
+	for _, tt := range tests {
+		if got := CharAt(tt.s, tt.i); got != tt.want {
+			t.Errorf("CharAt(%q, %d) = %s, want %s", tt.s, tt.i, got, tt.want)
+		}
 	}
 }
 
@@ -138,5 +176,41 @@ func TestQuoteIsBounded(t *testing.T) {
 				t.Errorf("quote = %s, want %s", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestDurationAndTimestamp(t *testing.T) {
+	durations := []struct {
+		d    *durationpb.Duration
+		want string
+	}{
+		{durationpb.New(90 * time.Second), ""},
+		{&durationpb.Duration{Seconds: -1 << 40}, "not a valid duration (seconds -1099511627776, nanos 0)"},
+		{&durationpb.Duration{Seconds: 1, Nanos: -1}, "of the same sign"},
+		{&durationpb.Duration{Nanos: 2147483647}, "nanos 2147483647"},
+		{nil, "not a valid duration"},
+	}
+	for _, tt := range durations {
+		got, err := Duration(tt.d)
+		if (tt.want == "") != (err == nil) || err != nil && (!strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "proto:")) {
+			t.Errorf("Duration(%v) = %v, %v; want %q", tt.d, got, err, tt.want)
+		}
+		if err == nil && got != tt.d.AsDuration() {
+			t.Errorf("Duration(%v) = %v", tt.d, got)
+		}
+	}
+	stamps := []struct {
+		ts   *timestamppb.Timestamp
+		want string
+	}{
+		{timestamppb.New(time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)), ""},
+		{&timestamppb.Timestamp{Seconds: 1 << 62}, "not a valid timestamp (seconds 4611686018427387904, nanos 0): between 0001-01-01 and 9999-12-31"},
+		{&timestamppb.Timestamp{Seconds: 1, Nanos: -1}, "nanos -1"},
+	}
+	for _, tt := range stamps {
+		got, err := Timestamp(tt.ts)
+		if (tt.want == "") != (err == nil) || err != nil && (!strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "proto:")) {
+			t.Errorf("Timestamp(%v) = %v, %v; want %q", tt.ts, got, err, tt.want)
+		}
 	}
 }

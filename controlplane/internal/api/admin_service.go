@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"regexp"
 	"strconv"
@@ -21,6 +20,7 @@ import (
 	"flotilla.dev/controlplane/internal/fleet"
 	"flotilla.dev/controlplane/internal/pki"
 	"flotilla.dev/controlplane/internal/store"
+	"flotilla.dev/pkg/validate"
 )
 
 // Limits of the admin API.
@@ -32,7 +32,6 @@ const (
 	defaultAuditPage          = 100
 	maxAuditPage              = 1000
 	maxNameLength             = 64
-	auditPageTokenPrefix      = "audit:"
 	maxDeregisterReasonLength = maxDescription
 )
 
@@ -197,7 +196,7 @@ func (s *AdminService) IssueOperatorCertificate(ctx context.Context, req *flotil
 	}
 	cert, certPEM, err := s.cfg.CA.SignOperator(req.GetCsr(), req.GetName(), role.String(), ttl)
 	if err != nil {
-		return nil, invalid("csr", "%v", err)
+		return nil, csrError(s.log, "signing the operator certificate", err)
 	}
 	serial := pki.SerialHex(cert)
 	s.log.Info("operator certificate issued", zap.String("name", req.GetName()), zap.String("role", role.String()),
@@ -224,7 +223,7 @@ func validateIssueOperatorCertificate(req *flotillav1.IssueOperatorCertificateRe
 		return 0, 0, invalid("csr", "%d bytes, at most %d allowed", len(csr), maxCSRBytes)
 	}
 	if _, err := pki.ParseCSR(req.GetCsr()); err != nil {
-		return 0, 0, invalid("csr", "%v", err)
+		return 0, 0, csrInvalid(err)
 	}
 	ttl := defaultOperatorCertTTL
 	if req.Ttl != nil {
@@ -311,7 +310,7 @@ func (s *AdminService) ListAuditEvents(ctx context.Context, req *flotillav1.List
 	resp := &flotillav1.ListAuditEventsResponse{}
 	if len(evs) > limit {
 		evs = evs[:limit]
-		resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(auditPageTokenPrefix + strconv.FormatInt(evs[limit-1].ID, 10)))
+		resp.NextPageToken = encodePageToken(listingAuditEvents, auditFilter(req), strconv.FormatInt(evs[limit-1].ID, 10))
 	}
 	for _, e := range evs {
 		resp.Events = append(resp.Events, auditEventToProto(e))
@@ -332,10 +331,11 @@ func auditQuery(req *flotillav1.ListAuditEventsRequest) (store.AuditQuery, error
 		return store.AuditQuery{}, invalid("method", "a full method name such as /flotilla.v1.AdminService/CreateAPIToken")
 	}
 	if req.Since != nil {
-		if err := req.GetSince().CheckValid(); err != nil {
+		since, err := validate.Timestamp(req.GetSince())
+		if err != nil {
 			return store.AuditQuery{}, invalid("since", "%v", err)
 		}
-		q.Since = req.GetSince().AsTime()
+		q.Since = since
 	}
 	switch n := req.GetPageSize(); {
 	case n < 0:
@@ -346,15 +346,26 @@ func auditQuery(req *flotillav1.ListAuditEventsRequest) (store.AuditQuery, error
 		q.Limit = int(n)
 	}
 	if tok := req.GetPageToken(); tok != "" {
-		b, err := base64.RawURLEncoding.DecodeString(tok)
-		id, ok := strings.CutPrefix(string(b), auditPageTokenPrefix)
-		before, perr := strconv.ParseInt(id, 10, 64)
-		if err != nil || !ok || perr != nil || before <= 0 || len(tok) > maxShortString {
-			return store.AuditQuery{}, invalid("page_token", "not a token from a previous ListAuditEvents response")
+		id, err := decodePageToken(listingAuditEvents, auditFilter(req), tok)
+		if err != nil {
+			return store.AuditQuery{}, err
+		}
+		before, err := strconv.ParseInt(id, 10, 64)
+		if err != nil || before <= 0 {
+			return store.AuditQuery{}, invalid("page_token", "not a token from a previous ListAuditEvents response; leave it empty for the first page")
 		}
 		q.BeforeID = before
 	}
 	return q, nil
+}
+
+// auditFilter is the filter a ListAuditEvents page token is bound to.
+func auditFilter(req *flotillav1.ListAuditEventsRequest) string {
+	since := ""
+	if req.Since != nil {
+		since = req.GetSince().AsTime().UTC().Format(time.RFC3339Nano)
+	}
+	return pageFilter(req.GetPrincipal(), req.GetMethod(), strconv.FormatBool(req.GetFailedOnly()), since)
 }
 
 func validateName(field, name string, pattern *regexp.Regexp, allowed string) error {
@@ -370,10 +381,10 @@ func validateName(field, name string, pattern *regexp.Regexp, allowed string) er
 }
 
 func validateTTL(field string, d *durationpb.Duration, lo, hi time.Duration) (time.Duration, error) {
-	if err := d.CheckValid(); err != nil {
+	ttl, err := validate.Duration(d)
+	if err != nil {
 		return 0, invalid(field, "%v", err)
 	}
-	ttl := d.AsDuration()
 	switch {
 	case ttl <= 0:
 		return 0, invalid(field, "must be positive")

@@ -107,7 +107,7 @@ func (s *AgentService) Register(ctx context.Context, req *flotillav1.RegisterReq
 	}
 	csr, err := pki.ParseCSR(req.GetCsr())
 	if err != nil {
-		return nil, invalid("csr", "%v", err)
+		return nil, csrInvalid(err)
 	}
 	source := peerAddress(ctx)
 	now := s.cfg.Now()
@@ -215,7 +215,7 @@ func (s *AgentService) registeredBefore(ctx context.Context, req *flotillav1.Reg
 	}
 	cert, certPEM, err := s.cfg.CA.SignAgent(req.GetCsr(), agent.ID, s.cfg.CertValidity)
 	if err != nil {
-		return nil, true, invalid("csr", "%v", err)
+		return nil, true, csrError(s.log, "signing the agent's certificate", err)
 	}
 	serial := pki.SerialHex(cert)
 	err = s.cfg.Store.UpdateAgentCertificate(ctx, agent.ID, serial, cert.NotAfter)
@@ -477,16 +477,16 @@ func (s *AgentService) receive(stream grpc.BidiStreamingServer[flotillav1.Connec
 			}
 		case *flotillav1.ConnectRequest_CommandEvent:
 			s.cfg.Registry.Touch(sess)
-			if err := s.commandEvent(stream.Context(), sess, body.CommandEvent); err != nil {
+			if err := s.commandEvent(stream.Context(), sess, "command_event", body.CommandEvent); err != nil {
 				return err
 			}
 		case *flotillav1.ConnectRequest_JournalReport:
 			s.cfg.Registry.Touch(sess)
-			if n := len(body.JournalReport.GetEntries()); n > maxJournalEntries {
-				return invalid("journal_report.entries", "%d entries, at most %d allowed", n, maxJournalEntries)
+			if err := validateJournalReport(body.JournalReport); err != nil {
+				return err
 			}
-			for _, ev := range body.JournalReport.GetEntries() {
-				if err := s.commandEvent(stream.Context(), sess, ev); err != nil {
+			for i, ev := range body.JournalReport.GetEntries() {
+				if err := s.commandEvent(stream.Context(), sess, fmt.Sprintf("journal_report.entries[%d]", i), ev); err != nil {
 					return err
 				}
 			}
@@ -498,15 +498,38 @@ func (s *AgentService) receive(stream grpc.BidiStreamingServer[flotillav1.Connec
 	}
 }
 
+// validateCommandEvent checks an event an agent reports, named field.
+func validateCommandEvent(field string, ev *flotillav1.CommandEvent) error {
+	if ev.GetCommandId() == "" || len(ev.GetCommandId()) > maxShortString {
+		return invalid(field+".command_id", "required, at most %d bytes", maxShortString)
+	}
+	return nil
+}
+
+// validateJournalReport checks a journal report and each of its events
+// before any is applied.
+func validateJournalReport(r *flotillav1.JournalReport) error {
+	if n := len(r.GetEntries()); n > maxJournalEntries {
+		return invalid("journal_report.entries", "%d entries, at most %d allowed", n, maxJournalEntries)
+	}
+	for i, ev := range r.GetEntries() {
+		if err := validateCommandEvent(fmt.Sprintf("journal_report.entries[%d]", i), ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // maxJournalEntries bounds one journal report.
 const maxJournalEntries = 100000
 
-// commandEvent validates and applies one event. An event about another
+// commandEvent validates and applies one event, named field in errors (a
+// command_event, or an entry of a journal_report). An event about another
 // agent's command is logged and dropped (never trusted); a store failure
 // ends the stream so the agent reconnects and reports its journal again.
-func (s *AgentService) commandEvent(ctx context.Context, sess *fleet.Session, ev *flotillav1.CommandEvent) error {
-	if ev.GetCommandId() == "" || len(ev.GetCommandId()) > maxShortString {
-		return invalid("command_event.command_id", "required, at most %d bytes", maxShortString)
+func (s *AgentService) commandEvent(ctx context.Context, sess *fleet.Session, field string, ev *flotillav1.CommandEvent) error {
+	if err := validateCommandEvent(field, ev); err != nil {
+		return err
 	}
 	if len(ev.GetMessage()) > 16<<10 {
 		ev.Message = ev.GetMessage()[:16<<10] + "…"

@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/base64"
 
 	"google.golang.org/grpc"
 
@@ -61,6 +60,9 @@ func (s *FleetService) ListCommands(ctx context.Context, req *flotillav1.ListCom
 	case n > 0:
 		limit = int(n)
 	}
+	if err := boundStates(len(req.GetStates())); err != nil {
+		return nil, err
+	}
 	for i, st := range req.GetStates() {
 		if _, ok := flotillav1.FleetCommandState_name[int32(st)]; !ok || st == flotillav1.FleetCommandState_FLEET_COMMAND_STATE_UNSPECIFIED {
 			return nil, invalid("states", "entry %d: %v is not a fleet command state", i, st)
@@ -68,11 +70,10 @@ func (s *FleetService) ListCommands(ctx context.Context, req *flotillav1.ListCom
 	}
 	before := ""
 	if tok := req.GetPageToken(); tok != "" {
-		b, err := base64.RawURLEncoding.DecodeString(tok)
-		if err != nil || len(b) == 0 {
-			return nil, invalid("page_token", "not a token from a previous ListCommands response")
+		var err error
+		if before, err = decodePageToken(listingCommands, pageFilter(enumList(req.GetStates())), tok); err != nil {
+			return nil, err
 		}
-		before = string(b)
 	}
 	fcs, err := s.cfg.Commands.List(ctx, req.GetStates(), before, limit+1)
 	if err != nil {
@@ -81,7 +82,7 @@ func (s *FleetService) ListCommands(ctx context.Context, req *flotillav1.ListCom
 	resp := &flotillav1.ListCommandsResponse{}
 	if len(fcs) > limit {
 		fcs = fcs[:limit]
-		resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(fcs[limit-1].GetId()))
+		resp.NextPageToken = encodePageToken(listingCommands, pageFilter(enumList(req.GetStates())), fcs[limit-1].GetId())
 	}
 	resp.Commands = fcs
 	return resp, nil

@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"flotilla.dev/controlplane/internal/fleet"
 	"flotilla.dev/controlplane/internal/selector"
 	"flotilla.dev/controlplane/internal/store"
+	"flotilla.dev/pkg/validate"
 )
 
 // Join token limits.
@@ -70,7 +70,7 @@ func (s *FleetService) ListAgents(_ context.Context, req *flotillav1.ListAgentsR
 		resp.Agents = append(resp.Agents, agentToProto(a))
 	}
 	if more && len(page) > 0 {
-		resp.NextPageToken = encodePageToken(page[len(page)-1].Record.ID)
+		resp.NextPageToken = encodePageToken(listingAgents, agentsFilter(req), page[len(page)-1].Record.ID)
 	}
 	return resp, nil
 }
@@ -90,8 +90,8 @@ func listAgentsQuery(req *flotillav1.ListAgentsRequest) (fleet.Query, error) {
 	case n > 0:
 		q.Limit = int(n)
 	}
-	if n := len(req.GetStates()); n > maxStateFilters {
-		return fleet.Query{}, invalid("states", "%d entries, at most %d allowed", n, maxStateFilters)
+	if err := boundStates(len(req.GetStates())); err != nil {
+		return fleet.Query{}, err
 	}
 	for i, st := range req.GetStates() {
 		name, ok := stateFromProto[st]
@@ -101,30 +101,18 @@ func listAgentsQuery(req *flotillav1.ListAgentsRequest) (fleet.Query, error) {
 		q.States = append(q.States, name)
 	}
 	if tok := req.GetPageToken(); tok != "" {
-		if len(tok) > maxShortString {
-			return fleet.Query{}, invalid("page_token", "not a token from a previous ListAgents response")
-		}
-		after, err := decodePageToken(tok)
+		after, err := decodePageToken(listingAgents, agentsFilter(req), tok)
 		if err != nil {
-			return fleet.Query{}, invalid("page_token", "not a token from a previous ListAgents response")
+			return fleet.Query{}, err
 		}
 		q.After = after
 	}
 	return q, nil
 }
 
-const pageTokenPrefix = "agents:"
-
-func encodePageToken(lastID string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(pageTokenPrefix + lastID))
-}
-
-func decodePageToken(tok string) (string, error) {
-	b, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil || len(b) <= len(pageTokenPrefix) || string(b[:len(pageTokenPrefix)]) != pageTokenPrefix {
-		return "", errors.New("bad page token")
-	}
-	return string(b[len(pageTokenPrefix):]), nil
+// agentsFilter is the filter a ListAgents page token is bound to.
+func agentsFilter(req *flotillav1.ListAgentsRequest) string {
+	return pageFilter(req.GetSelector(), enumList(req.GetStates()))
 }
 
 // GetAgent implements FleetService.GetAgent.
@@ -179,10 +167,10 @@ func (s *FleetService) CreateJoinToken(ctx context.Context, req *flotillav1.Crea
 func validateCreateJoinToken(req *flotillav1.CreateJoinTokenRequest) (time.Duration, int, error) {
 	ttl := defaultJoinTokenTTL
 	if req.Ttl != nil {
-		if err := req.GetTtl().CheckValid(); err != nil {
+		var err error
+		if ttl, err = validate.Duration(req.GetTtl()); err != nil {
 			return 0, 0, invalid("ttl", "%v", err)
 		}
-		ttl = req.GetTtl().AsDuration()
 		if ttl <= 0 {
 			return 0, 0, invalid("ttl", "must be positive")
 		}

@@ -56,7 +56,7 @@ func refusal(t *testing.T, err error) bool {
 	return true
 }
 
-func seedCSR(f *testing.F) []byte {
+func seedCSR(f testing.TB) []byte {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		f.Fatal(err)
@@ -143,7 +143,7 @@ func FuzzValidateCreateJoinToken(f *testing.F) {
 func FuzzListAgentsQuery(f *testing.F) {
 	seeds := []*flotillav1.ListAgentsRequest{
 		{Selector: "env=dev,role in (web,api)", States: []flotillav1.AgentState{flotillav1.AgentState_AGENT_STATE_CONNECTED}, PageSize: 50,
-			PageToken: encodePageToken("web-1-abc123")},
+			PageToken: encodePageToken(listingAgents, pageFilter("env=dev,role in (web,api)", "1,"), "web-1-abc123")},
 		{Selector: "!canary"},
 	}
 	fuzzMessage(f, func() *flotillav1.ListAgentsRequest { return new(flotillav1.ListAgentsRequest) }, seeds, func(t *testing.T, req *flotillav1.ListAgentsRequest) {
@@ -197,8 +197,9 @@ func FuzzValidateIssueOperatorCertificate(f *testing.F) {
 
 func FuzzAuditQuery(f *testing.F) {
 	seeds := []*flotillav1.ListAuditEventsRequest{
-		{Principal: "token:at-abc", Method: "/flotilla.v1.AdminService/CreateAPIToken", FailedOnly: true, Since: timestamppb.Now(), PageSize: 10,
-			PageToken: "YXVkaXQ6NDI"},
+		{Principal: "token:at-abc", Method: "/flotilla.v1.AdminService/CreateAPIToken", FailedOnly: true, PageSize: 10,
+			PageToken: encodePageToken(listingAuditEvents, pageFilter("token:at-abc", "/flotilla.v1.AdminService/CreateAPIToken", "true", ""), "42")},
+		{Since: timestamppb.Now(), PageToken: "YXVkaXQ6NDI"},
 		{},
 	}
 	fuzzMessage(f, func() *flotillav1.ListAuditEventsRequest { return new(flotillav1.ListAuditEventsRequest) }, seeds,

@@ -34,7 +34,7 @@ func (s *AgentService) RenewCertificate(ctx context.Context, req *flotillav1.Ren
 	}
 	cert, certPEM, err := s.cfg.CA.SignAgent(req.GetCsr(), p.ID, s.cfg.CertValidity)
 	if err != nil {
-		return nil, invalid("csr", "%v", err)
+		return nil, csrError(s.log, "signing the agent's renewed certificate", err)
 	}
 	serial := pki.SerialHex(cert)
 	err = s.cfg.Store.UpdateAgentCertificate(ctx, p.ID, serial, cert.NotAfter)
@@ -65,7 +65,7 @@ func validateRenew(req *flotillav1.RenewCertificateRequest) error {
 		return invalid("csr", "%d bytes, at most %d allowed", len(csr), maxCSRBytes)
 	}
 	if _, err := pki.ParseCSR(req.GetCsr()); err != nil {
-		return invalid("csr", "%v", err)
+		return csrInvalid(err)
 	}
 	return nil
 }

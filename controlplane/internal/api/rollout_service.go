@@ -2,9 +2,7 @@ package api
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
-	"strings"
 
 	"google.golang.org/grpc"
 
@@ -18,7 +16,6 @@ const (
 	defaultRolloutPage = 20
 	maxRolloutPage     = 200
 	maxRolloutReason   = 1024
-	rolloutTokenPrefix = "rollouts:"
 )
 
 // RolloutServiceConfig configures the rollout service.
@@ -132,6 +129,9 @@ func (s *RolloutService) ListRollouts(ctx context.Context, req *flotillav1.ListR
 	case n > 0:
 		q.Limit = int(n)
 	}
+	if err := boundStates(len(req.GetStates())); err != nil {
+		return nil, err
+	}
 	for i, st := range req.GetStates() {
 		if _, ok := flotillav1.RolloutState_name[int32(st)]; !ok || st == flotillav1.RolloutState_ROLLOUT_STATE_UNSPECIFIED {
 			return nil, invalid("states", "entry %d: %v is not a rollout state", i, st)
@@ -139,11 +139,10 @@ func (s *RolloutService) ListRollouts(ctx context.Context, req *flotillav1.ListR
 		q.States = append(q.States, int32(st))
 	}
 	if tok := req.GetPageToken(); tok != "" {
-		b, err := base64.RawURLEncoding.DecodeString(tok)
-		if err != nil || !strings.HasPrefix(string(b), rolloutTokenPrefix) || len(b) == len(rolloutTokenPrefix) {
-			return nil, invalid("page_token", "not a token from a previous ListRollouts response")
+		var err error
+		if q.Before, err = decodePageToken(listingRollouts, rolloutsFilter(req), tok); err != nil {
+			return nil, err
 		}
-		q.Before = strings.TrimPrefix(string(b), rolloutTokenPrefix)
 	}
 	limit := q.Limit
 	q.Limit++
@@ -154,10 +153,15 @@ func (s *RolloutService) ListRollouts(ctx context.Context, req *flotillav1.ListR
 	resp := &flotillav1.ListRolloutsResponse{}
 	if len(list) > limit {
 		list = list[:limit]
-		resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(rolloutTokenPrefix + list[limit-1].GetId()))
+		resp.NextPageToken = encodePageToken(listingRollouts, rolloutsFilter(req), list[limit-1].GetId())
 	}
 	resp.Rollouts = list
 	return resp, nil
+}
+
+// rolloutsFilter is the filter a ListRollouts page token is bound to.
+func rolloutsFilter(req *flotillav1.ListRolloutsRequest) string {
+	return pageFilter(req.GetService(), enumList(req.GetStates()))
 }
 
 // WatchRollout implements RolloutService.WatchRollout.

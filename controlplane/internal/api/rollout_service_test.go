@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"encoding/base64"
 	"strings"
 	"testing"
 	"time"
@@ -272,6 +273,20 @@ func TestRolloutCallsValidation(t *testing.T) {
 			_, err := s.ListRollouts(ctx, &flotillav1.ListRolloutsRequest{PageToken: "!!"})
 			return err
 		}, codes.InvalidArgument, "page_token"},
+		{"list too many states", func() error {
+			_, err := s.ListRollouts(ctx, &flotillav1.ListRolloutsRequest{States: make([]flotillav1.RolloutState, 17)})
+			return err
+		}, codes.InvalidArgument, "states: 17 entries, at most 16 allowed"},
+		{"list another listing's token", func() error {
+			tok := base64.RawURLEncoding.EncodeToString([]byte("p1\x00ListCommands\x000000000000000000\x00fc-1"))
+			_, err := s.ListRollouts(ctx, &flotillav1.ListRolloutsRequest{PageToken: tok})
+			return err
+		}, codes.InvalidArgument, "page_token: not a token from a previous ListRollouts response"},
+		{"list a token bound to another filter", func() error {
+			tok := base64.RawURLEncoding.EncodeToString([]byte("p1\x00ListRollouts\x000000000000000000\x00ro-1"))
+			_, err := s.ListRollouts(ctx, &flotillav1.ListRolloutsRequest{Service: "web", PageToken: tok})
+			return err
+		}, codes.InvalidArgument, "page_token: issued for a ListRollouts query with another filter"},
 		{"list bad service", func() error {
 			_, err := s.ListRollouts(ctx, &flotillav1.ListRolloutsRequest{Service: "Web!"})
 			return err

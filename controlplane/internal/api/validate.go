@@ -1,11 +1,15 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 
+	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"flotilla.dev/controlplane/internal/fault"
+	"flotilla.dev/controlplane/internal/pki"
 	"flotilla.dev/pkg/validate"
 )
 
@@ -30,6 +34,36 @@ const (
 // invalid returns an InvalidArgument status naming the field.
 func invalid(field, format string, args ...any) error {
 	return status.Errorf(codes.InvalidArgument, "%s: %s", field, fmt.Sprintf(format, args...))
+}
+
+// csrInvalid is the answer to a CSR that pki.ParseCSR refused:
+// InvalidArgument naming csr, with pki's reason in the requester's terms.
+func csrInvalid(err error) error {
+	var refused *pki.CSRError
+	if !errors.As(err, &refused) {
+		refused = &pki.CSRError{Reason: "not accepted as a certificate signing request"}
+	}
+	return GRPCError(fault.Invalid("csr", "%s", refused.Reason))
+}
+
+// csrError is the answer to a failed signing: a refused CSR as csrInvalid
+// says, any other failure is the CA's own, logged with its cause and
+// answered as Internal without a library's words.
+func csrError(log *zap.Logger, what string, err error) error {
+	if errors.As(err, new(*pki.CSRError)) {
+		return csrInvalid(err)
+	}
+	log.Error(what+" failed", zap.Error(err))
+	return status.Errorf(codes.Internal, "%s failed in the control plane's CA; see its log", what)
+}
+
+// boundStates refuses a states filter of a list RPC with more than
+// maxStateFilters entries.
+func boundStates(n int) error {
+	if n > maxStateFilters {
+		return invalid("states", "%d entries, at most %d allowed", n, maxStateFilters)
+	}
+	return nil
 }
 
 func validateHostname(field, h string, required bool) error {

@@ -214,9 +214,10 @@ func NewAuthenticator(st AuthStore, now func() time.Time) *Authenticator {
 // AuthFunc authenticates a call; it fits go-grpc-middleware's auth
 // interceptors and returns a context carrying the Principal.
 //
-// Operator methods take a bearer token or, when the call carries no
-// authorization metadata, an operator certificate (a verified client
-// certificate with an operator identity and role). Agent methods take only
+// Operator methods take one credential: a bearer token (one authorization
+// value) or an operator certificate (a verified client certificate with an
+// operator identity and role); a call carrying both, or two authorization
+// values, is refused whatever their order. Agent methods take only
 // an agent's certificate, of an agent that is registered and not
 // deregistered. An agent's certificate never authenticates an operator and
 // an operator's never authenticates an agent.
@@ -252,6 +253,12 @@ func (a *Authenticator) AuthFunc(ctx context.Context) (context.Context, error) {
 // agent's certificate is refused from the moment it is deregistered, across
 // restarts, whatever its expiry.
 func (a *Authenticator) agent(ctx context.Context) (Principal, error) {
+	if md, _ := metadata.FromIncomingContext(ctx); len(md.Get("authorization")) > 0 {
+		// An agent never sends a token: a call that does is not decided
+		// by which credential is looked at.
+		return Principal{}, fault.Unauthenticatedf(
+			"conflicting credentials: this method takes only the agent's client certificate; the call also carries authorization metadata")
+	}
 	cert, err := verifiedClientCert(ctx)
 	if err == nil {
 		var id string
@@ -304,13 +311,20 @@ var missingCredentials = fault.Unauthenticatedf(
 
 func (a *Authenticator) operator(ctx context.Context) (Principal, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
-	if len(md.Get("authorization")) == 0 {
-		// No token: an operator certificate, if the connection has one.
-		cert, err := verifiedClientCert(ctx)
-		if err != nil {
-			return Principal{}, missingCredentials
-		}
+	authz := md.Get("authorization")
+	cert, certErr := verifiedClientCert(ctx)
+	switch {
+	case len(authz) > 1:
+		return Principal{}, fault.Unauthenticatedf(
+			"conflicting credentials: the call carries %d authorization metadata values; send exactly one", len(authz))
+	case len(authz) == 0 && certErr != nil:
+		return Principal{}, missingCredentials
+	case len(authz) == 0:
 		return a.operatorCertificate(cert)
+	case certErr == nil:
+		// Neither credential wins by order: the caller says which one it means.
+		return Principal{}, fault.Unauthenticatedf(
+			"conflicting credentials: the call carries a bearer token and the client certificate of %s; send only one of them", certIdentity(cert))
 	}
 	secret, err := bearerToken(ctx)
 	if err != nil {
@@ -354,6 +368,18 @@ func (a *Authenticator) operatorCertificate(cert *x509.Certificate) (Principal, 
 		return Principal{}, fault.Unauthenticatedf("operator certificate %s carries an unknown role", name)
 	}
 	return Principal{Kind: "operator", ID: name, Role: role, Certificate: true}, nil
+}
+
+// certIdentity says whose a verified client certificate is, in the words
+// of an error message.
+func certIdentity(cert *x509.Certificate) string {
+	if name, role, err := pki.OperatorFromCertificate(cert); err == nil {
+		return fmt.Sprintf("operator %s (role %s)", name, role)
+	}
+	if id, err := pki.AgentIDFromCertificate(cert); err == nil {
+		return "agent " + id
+	}
+	return "a caller without an operator identity"
 }
 
 func bearerToken(ctx context.Context) (string, error) {

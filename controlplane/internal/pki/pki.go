@@ -3,8 +3,10 @@ package pki
 import (
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -236,28 +238,56 @@ func flotillaIdentities(cert *x509.Certificate) identities {
 	return ids
 }
 
-// ParseCSR parses a PEM or DER certificate signing request and checks its signature.
+// CSRError is a certificate signing request the CA refuses. Its Reason is
+// written for whoever made the request — what is wrong with it and what to
+// send instead — and never carries the text of a library's error.
+type CSRError struct {
+	Reason string
+}
+
+func (e *CSRError) Error() string { return "csr: " + e.Reason }
+
+func csrErrorf(format string, args ...any) error {
+	return &CSRError{Reason: fmt.Sprintf(format, args...)}
+}
+
+// maxQuotedPEMType bounds the PEM type repeated in an error.
+const maxQuotedPEMType = 64
+
+// ParseCSR parses a PEM or DER certificate signing request and checks its
+// signature. Every error it returns is a *CSRError.
 func ParseCSR(b []byte) (*x509.CertificateRequest, error) {
+	if len(b) == 0 {
+		return nil, csrErrorf("empty; send a PKCS#10 certificate signing request, PEM or DER")
+	}
 	if block, _ := pem.Decode(b); block != nil {
 		if block.Type != "CERTIFICATE REQUEST" && block.Type != "NEW CERTIFICATE REQUEST" {
-			return nil, fmt.Errorf("csr: PEM block is %q, want CERTIFICATE REQUEST", block.Type)
+			typ := block.Type
+			if len(typ) > maxQuotedPEMType {
+				typ = typ[:maxQuotedPEMType] + "…"
+			}
+			return nil, csrErrorf("a PEM block of type %q; send a CERTIFICATE REQUEST block", typ)
 		}
 		b = block.Bytes
 	}
 	csr, err := x509.ParseCertificateRequest(b)
 	if err != nil {
-		return nil, fmt.Errorf("csr: %w", err)
+		return nil, csrErrorf("not a well-formed PKCS#10 certificate signing request (PEM CERTIFICATE REQUEST or DER); make it with the key the agent or operator will use")
 	}
 	if err := csr.CheckSignature(); err != nil {
-		return nil, fmt.Errorf("csr: signature: %w", err)
+		return nil, csrErrorf("its signature does not verify with the public key it carries: the request was altered or signed with another key")
 	}
 	switch k := csr.PublicKey.(type) {
 	case *ecdsa.PublicKey:
 		if k.Curve != elliptic.P256() && k.Curve != elliptic.P384() {
-			return nil, errors.New("csr: ECDSA key must use P-256 or P-384")
+			return nil, csrErrorf("an ECDSA key on curve %s; use P-256 or P-384", k.Curve.Params().Name)
 		}
+	case *rsa.PublicKey:
+		return nil, csrErrorf("an RSA key; use an ECDSA P-256 (or P-384) key")
+	case ed25519.PublicKey:
+		return nil, csrErrorf("an Ed25519 key; use an ECDSA P-256 (or P-384) key")
 	default:
-		return nil, fmt.Errorf("csr: key type %T not accepted, use ECDSA P-256", csr.PublicKey)
+		return nil, csrErrorf("a key of an unsupported kind; use an ECDSA P-256 (or P-384) key")
 	}
 	return csr, nil
 }

@@ -14,6 +14,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
+	"errors"
 	"net"
 	"net/url"
 	"slices"
@@ -374,16 +375,18 @@ func TestParseCSR(t *testing.T) {
 		{name: "legacy PEM type", in: block("NEW CERTIFICATE REQUEST", p256)},
 		{name: "P-256 DER", in: p256},
 		{name: "P-384", in: csrDER(t, newKey(t, elliptic.P384()))},
-		{name: "empty", in: nil, wantErr: "csr"},
-		{name: "garbage", in: []byte("this is not a certificate request"), wantErr: "csr"},
-		{name: "truncated DER", in: p256[:len(p256)/2], wantErr: "csr"},
-		{name: "certificate PEM type", in: block("CERTIFICATE", p256), wantErr: `PEM block is "CERTIFICATE"`},
-		{name: "private key PEM type", in: block("PRIVATE KEY", p256), wantErr: "want CERTIFICATE REQUEST"},
-		{name: "tampered subject", in: tampered, wantErr: "signature"},
-		{name: "tampered subject PEM", in: block("CERTIFICATE REQUEST", tampered), wantErr: "signature"},
-		{name: "RSA key", in: csrDER(t, rsaKey), wantErr: "not accepted"},
-		{name: "Ed25519 key", in: csrDER(t, edKey), wantErr: "not accepted"},
-		{name: "P-521 key", in: csrDER(t, newKey(t, elliptic.P521())), wantErr: "P-256 or P-384"},
+		{name: "empty", in: nil, wantErr: "empty; send a PKCS#10"},
+		{name: "garbage", in: []byte("this is not a certificate request"), wantErr: "not a well-formed PKCS#10 certificate signing request"},
+		{name: "truncated DER", in: p256[:len(p256)/2], wantErr: "not a well-formed PKCS#10"},
+		{name: "truncated PEM", in: block("CERTIFICATE REQUEST", p256[:len(p256)/2]), wantErr: "not a well-formed PKCS#10"},
+		{name: "certificate PEM type", in: block("CERTIFICATE", p256), wantErr: `a PEM block of type "CERTIFICATE"; send a CERTIFICATE REQUEST block`},
+		{name: "private key PEM type", in: block("PRIVATE KEY", p256), wantErr: `type "PRIVATE KEY"`},
+		{name: "long PEM type", in: block(strings.Repeat("X", 500), p256), wantErr: strings.Repeat("X", 64) + "…\""},
+		{name: "tampered subject", in: tampered, wantErr: "signature does not verify with the public key it carries"},
+		{name: "tampered subject PEM", in: block("CERTIFICATE REQUEST", tampered), wantErr: "signature does not verify"},
+		{name: "RSA key", in: csrDER(t, rsaKey), wantErr: "an RSA key; use an ECDSA P-256"},
+		{name: "Ed25519 key", in: csrDER(t, edKey), wantErr: "an Ed25519 key; use an ECDSA P-256"},
+		{name: "P-521 key", in: csrDER(t, newKey(t, elliptic.P521())), wantErr: "an ECDSA key on curve P-521; use P-256 or P-384"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -396,6 +399,16 @@ func TestParseCSR(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("ParseCSR = %v, want an error containing %q", err, tt.wantErr)
+			}
+			// The reason is the user's, never a library's words.
+			var ce *pki.CSRError
+			if !errors.As(err, &ce) {
+				t.Errorf("ParseCSR error %T is not a *pki.CSRError", err)
+			}
+			for _, leak := range []string{"x509:", "asn1:", "pem:", "crypto/", "*rsa.", "ed25519.PublicKey", "ecdsa.PublicKey"} {
+				if strings.Contains(err.Error(), leak) {
+					t.Errorf("ParseCSR error %q exposes %q", err, leak)
+				}
 			}
 		})
 	}

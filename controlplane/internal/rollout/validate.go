@@ -36,6 +36,9 @@ const (
 	maxSelectorText = 1024
 )
 
+// maxServiceName bounds a service name.
+const maxServiceName = 63
+
 var serviceNameRE = regexp.MustCompile(`^[a-z0-9-]{1,63}$`)
 
 // invalid returns an InvalidArgument status naming the field.
@@ -48,6 +51,8 @@ func ValidateServiceName(field, name string) error {
 	switch {
 	case name == "":
 		return invalid(field, "required")
+	case len(name) > maxServiceName:
+		return invalid(field, "%d characters, at most %d allowed", len(name), maxServiceName)
 	case !serviceNameRE.MatchString(name):
 		return invalid(field, "%q is not a service name ([a-z0-9-], 1 to 63 characters)", name)
 	}
@@ -154,10 +159,11 @@ func ValidateStrategy(prefix string, s *flotillav1.RolloutStrategy) error {
 		if d.d == nil {
 			continue
 		}
-		if err := d.d.CheckValid(); err != nil {
+		v, err := validate.Duration(d.d)
+		if err != nil {
 			return invalid(prefix+"."+d.field, "%v", err)
 		}
-		if v := d.d.AsDuration(); v < d.min || v > d.max {
+		if v < d.min || v > d.max {
 			if d.min > 0 {
 				return invalid(prefix+"."+d.field, "must be positive and at most %s, got %s", d.max, v)
 			}

@@ -222,6 +222,9 @@ func (p *parser) key() (string, error) {
 	for !p.done() && validate.IsLabelChar(p.in[p.pos]) {
 		p.pos++
 	}
+	if err := p.foreignChar("key"); err != nil {
+		return "", err
+	}
 	key := p.in[start:p.pos]
 	if err := validate.LabelKey(key); err != nil {
 		return "", p.errorf("%v", err)
@@ -234,9 +237,27 @@ func (p *parser) value() (string, error) {
 	for !p.done() && validate.IsLabelChar(p.in[p.pos]) {
 		p.pos++
 	}
+	if err := p.foreignChar("value"); err != nil {
+		return "", err
+	}
 	v := p.in[start:p.pos]
 	if err := validate.LabelValue(v); err != nil {
 		return "", p.errorf("%v", err)
 	}
 	return v, nil
+}
+
+// foreignChar names a character at the parser's position that no part of
+// a selector may hold — anything outside printable ASCII but a tab — as
+// the reason a label key or value ends there, instead of the syntax error
+// that it would cause further on.
+func (p *parser) foreignChar(what string) error {
+	if p.done() {
+		return nil
+	}
+	if c := p.in[p.pos]; c == '\t' || c >= 0x20 && c < 0x7f {
+		return nil
+	}
+	return p.errorf("%s is not allowed in a label %s (use ASCII letters, digits, '-', '_', '.', '/')",
+		validate.CharAt(p.in, p.pos), what)
 }

@@ -3,6 +3,7 @@ package selector
 import (
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestParseAndMatch(t *testing.T) {
@@ -56,6 +57,17 @@ func TestParseErrors(t *testing.T) {
 		{"env <> prod", "expected an operator"},
 		{strings.Repeat("a", MaxLength+1), "at most"},
 		{strings.Repeat("k,", MaxRequirements+1) + "k", "more than"},
+		// A character outside printable ASCII is named where it stands.
+		{"role=wéb", `at offset 6: character 'é' (U+00E9) is not allowed in a label value`},
+		{"rôle=web", `at offset 1: character 'ô' (U+00F4) is not allowed in a label key`},
+		{"é=web", `at offset 0: character 'é' (U+00E9) is not allowed in a label key`},
+		{"role in (web,日本)", `at offset 13: character '日' (U+65E5) is not allowed in a label value`},
+		{"role=web,\u00a0env=dev", `at offset 9: character '\u00a0' (U+00A0) is not allowed in a label key`},
+		{"role=web\u200b", `character '\u200b' (U+200B) is not allowed in a label value`},
+		{"!cañary", `character 'ñ' (U+00F1) is not allowed in a label key`},
+		{"role=web\x00", `character '\x00' (U+0000) is not allowed in a label value`},
+		{"role=w\xffb", `at offset 6: byte 0xFF (not UTF-8) is not allowed in a label value`},
+		{"env=prod\n", `character '\n' (U+000A)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.sel, func(t *testing.T) {
@@ -68,12 +80,15 @@ func TestParseErrors(t *testing.T) {
 }
 
 func FuzzParse(f *testing.F) {
-	for _, s := range []string{"", "env=prod", "role in (a,b),!x", "a notin (b)", "k!=v,z"} {
+	for _, s := range []string{"", "env=prod", "role in (a,b),!x", "a notin (b)", "k!=v,z", "role=wéb", "r\xffle in (日本)"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		sel, err := Parse(s)
 		if err != nil {
+			if !utf8.ValidString(err.Error()) {
+				t.Fatalf("Parse(%q) error is not valid UTF-8: %q", s, err)
+			}
 			return
 		}
 		// A parsed selector must evaluate without panicking on any input.

@@ -145,6 +145,10 @@ func TestEveryRPCAuthorization(t *testing.T) {
 		{name: "agent certificate", cert: &agent.cert, agent: true},
 		{name: "revoked token", token: revoked.GetSecret()},
 		{name: "operator certificate", cert: &opCert, role: accessOperator},
+		// Conflicting credentials are refused everywhere, whichever would
+		// have been allowed alone.
+		{name: "admin token and an operator certificate", token: h.admin, cert: &opCert},
+		{name: "admin token and an agent certificate", token: h.admin, cert: &agent.cert},
 	}
 
 	services := h.srv.ServiceInfo()

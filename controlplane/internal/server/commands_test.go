@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -825,6 +826,13 @@ func TestListCommands(t *testing.T) {
 		field string
 	}{
 		{&flotillav1.ListCommandsRequest{PageToken: "!!"}, "page_token"},
+		// A token this listing never issued: a bare command ID (the old
+		// format, which silently gave an empty page), another listing's
+		// token, this listing's token for another filter.
+		{&flotillav1.ListCommandsRequest{PageToken: base64.RawURLEncoding.EncodeToString([]byte(created[1]))}, "page_token: not a token from a previous ListCommands response"},
+		{&flotillav1.ListCommandsRequest{PageToken: "c29tZXRoaW5n"}, "page_token: not a token from a previous ListCommands response"},
+		{&flotillav1.ListCommandsRequest{PageSize: 2, PageToken: next, States: []flotillav1.FleetCommandState{fleetRunning}}, "page_token: issued for a ListCommands query with another filter"},
+		{&flotillav1.ListCommandsRequest{States: make([]flotillav1.FleetCommandState, 17)}, "states: 17 entries, at most 16 allowed"},
 		{&flotillav1.ListCommandsRequest{PageSize: -1}, "page_size"},
 		{&flotillav1.ListCommandsRequest{States: []flotillav1.FleetCommandState{42}}, "states"},
 	} {

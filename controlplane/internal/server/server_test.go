@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -332,13 +333,37 @@ func TestRegisterRefusals(t *testing.T) {
 		})
 	}
 
-	t.Run("bad csr", func(t *testing.T) {
-		client := flotillav1.NewAgentServiceClient(h.dial(h.serverTLS()))
-		_, err := client.Register(context.Background(), &flotillav1.RegisterRequest{JoinToken: once, Csr: []byte("not a csr"), Hostname: "x"})
-		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "csr") {
-			t.Fatalf("err = %v, want InvalidArgument naming csr", err)
-		}
-	})
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsaCSR, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, rsaKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	badCSRs := []struct {
+		name string
+		csr  []byte
+		msg  string
+	}{
+		{"not a csr", []byte("not a csr"), "csr: not a well-formed PKCS#10 certificate signing request"},
+		{"a certificate instead", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rsaCSR}), `csr: a PEM block of type "CERTIFICATE"; send a CERTIFICATE REQUEST block`},
+		{"an RSA key", rsaCSR, "csr: an RSA key; use an ECDSA P-256"},
+	}
+	for _, tt := range badCSRs {
+		t.Run("bad csr: "+tt.name, func(t *testing.T) {
+			client := flotillav1.NewAgentServiceClient(h.dial(h.serverTLS()))
+			_, err := client.Register(context.Background(), &flotillav1.RegisterRequest{JoinToken: once, Csr: tt.csr, Hostname: "x"})
+			if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tt.msg) {
+				t.Fatalf("err = %v, want InvalidArgument saying %q", err, tt.msg)
+			}
+			for _, leak := range []string{"x509", "asn1", "pem:", "crypto/", "*rsa."} {
+				if strings.Contains(err.Error(), leak) {
+					t.Errorf("err = %v exposes %q", err, leak)
+				}
+			}
+		})
+	}
 }
 
 func TestConnectRefusals(t *testing.T) {
