@@ -20,6 +20,7 @@ import (
 	"flotilla.dev/controlplane/internal/auth"
 	"flotilla.dev/controlplane/internal/metrics"
 	"flotilla.dev/controlplane/internal/store"
+	"flotilla.dev/pkg/logging"
 )
 
 // Anonymous is the principal of a call made without credentials.
@@ -173,7 +174,7 @@ func (r *Recorder) UnaryGateInterceptor() grpc.UnaryServerInterceptor {
 		if err != nil {
 			r.failures.WithLabelValues(stageBefore).Inc()
 			r.writeFailed(err, "AUDIT WRITE FAILED: refusing a mutating call that could not be recorded",
-				zap.String("principal", principal), zap.String("method", c.method), zap.String("peer", c.peer))
+				logging.Principal(principal), zap.String("method", c.method), zap.String("peer", c.peer))
 			return nil, status.Error(codes.Unavailable, "the audit trail cannot be written, so changes are refused until it can; retry later (the control plane logged the cause)")
 		}
 		c.mu.Lock()
@@ -222,7 +223,7 @@ func (r *Recorder) finish(ctx context.Context, c *call, callErr error) {
 		id, err = r.cfg.Store.AppendAuditEvent(wctx, ev)
 	}
 	fields := []zap.Field{
-		zap.Int64("audit_id", id), zap.String("principal", principal), zap.String("role", role),
+		zap.Int64("audit_id", id), logging.Principal(principal), zap.String("role", role),
 		zap.String("method", c.method), zap.String("peer", c.peer), zap.String("code", code),
 		zap.String("message", msg), zap.Duration("duration", duration), zap.String("request", c.request),
 	}
