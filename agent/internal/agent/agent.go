@@ -17,6 +17,7 @@ import (
 	"flotilla.dev/agent/internal/journal"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 	"flotilla.dev/pkg/command"
+	"flotilla.dev/pkg/logging"
 	"flotilla.dev/pkg/run"
 	"github.com/jonboulle/clockwork"
 	"go.uber.org/zap"
@@ -167,7 +168,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer a.heartbeats.close()
 	a.log.Info("agent starting",
 		zap.String("version", a.cfg.Version),
-		zap.String("hostname", a.cfg.Hostname),
+		logging.Hostname(a.cfg.Hostname),
 		zap.Any("labels", a.cfg.Labels),
 		zap.String("control_plane", a.cfg.ControlPlane.Address),
 		zap.Strings("command_kinds", a.commandKinds()))

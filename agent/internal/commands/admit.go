@@ -7,6 +7,7 @@ import (
 	"flotilla.dev/agent/internal/executor"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 	"flotilla.dev/pkg/command"
+	"flotilla.dev/pkg/logging"
 	"go.uber.org/zap"
 )
 
@@ -79,7 +80,7 @@ func (r *Runner) refuseOversizedID(cmd *flotillav1.Command) {
 // it would break at-most-once (a redelivery could not be recognised), so it
 // is refused, and not journaled either: a later delivery may succeed.
 func (r *Runner) refuseUnjournaled(cmd *flotillav1.Command, err error) {
-	r.log.Error("command refused: it could not be journaled", zap.String("command_id", cmd.GetId()),
+	r.log.Error("command refused: it could not be journaled", logging.CommandID(cmd.GetId()),
 		zap.String("kind", command.Kind(cmd.GetSpec())), zap.Error(err))
 	r.send(r.event(cmd.GetId(), rejected, fmt.Sprintf("the agent could not journal the command, so it did not run it: %v", err)))
 }

@@ -9,6 +9,7 @@ import (
 	"flotilla.dev/agent/internal/journal"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 	"flotilla.dev/pkg/command"
+	"flotilla.dev/pkg/logging"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -69,12 +70,12 @@ func (r *Runner) emit(x *execution, ev *flotillav1.CommandEvent) {
 		if errors.Is(err, journal.ErrFinished) {
 			// Only this execution writes its entry; this is a bug, and the
 			// journaled final event stands.
-			r.log.Error("event after the command's final event dropped", zap.String("command_id", ev.GetCommandId()), zap.Error(err))
+			r.log.Error("event after the command's final event dropped", logging.CommandID(ev.GetCommandId()), zap.Error(err))
 			return
 		}
 		// The command was journaled before it started, so at-most-once
 		// holds; the control plane should still hear the event.
-		r.log.Error("journaling a command event failed; sending it anyway", zap.String("command_id", ev.GetCommandId()), zap.Error(err))
+		r.log.Error("journaling a command event failed; sending it anyway", logging.CommandID(ev.GetCommandId()), zap.Error(err))
 	}
 	if ev.GetProgress() == nil {
 		r.logEvent(x.cmd, ev, x.receivedAt)
@@ -86,7 +87,7 @@ func (r *Runner) emit(x *execution, ev *flotillav1.CommandEvent) {
 func (r *Runner) send(ev *flotillav1.CommandEvent) {
 	if err := r.cfg.Send(ev); err != nil {
 		r.log.Debug("command event not sent; the journal report of the next stream carries it",
-			zap.String("command_id", ev.GetCommandId()), zap.String("state", stateName(ev.GetState())), zap.Error(err))
+			logging.CommandID(ev.GetCommandId()), zap.String("state", stateName(ev.GetState())), zap.Error(err))
 	}
 }
 
@@ -98,7 +99,7 @@ func (r *Runner) logEvent(cmd *flotillav1.Command, ev *flotillav1.CommandEvent, 
 		level = zapcore.WarnLevel
 	}
 	r.log.Log(level, "command "+stateName(ev.GetState()),
-		zap.String("command_id", cmd.GetId()),
+		logging.CommandID(cmd.GetId()),
 		zap.String("kind", command.Kind(cmd.GetSpec())),
 		zap.String("state", stateName(ev.GetState())),
 		zap.Duration("duration", r.cfg.Clock.Since(receivedAt)),

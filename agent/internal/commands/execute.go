@@ -12,6 +12,7 @@ import (
 	"flotilla.dev/agent/internal/journal"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 	"flotilla.dev/pkg/command"
+	"flotilla.dev/pkg/logging"
 	"go.uber.org/zap"
 )
 
@@ -141,7 +142,7 @@ func (p *panicError) Error() string { return fmt.Sprintf("panic: %v", p.value) }
 func (r *Runner) call(x *execution, progress executor.Progress) (result *flotillav1.CommandResult, err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			r.log.Error("command executor panicked", zap.String("command_id", x.cmd.GetId()),
+			r.log.Error("command executor panicked", logging.CommandID(x.cmd.GetId()),
 				zap.String("kind", x.kind), zap.Any("panic", v), zap.ByteString("stack", debug.Stack()))
 			result, err = nil, &panicError{value: v}
 		}

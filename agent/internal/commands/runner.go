@@ -11,6 +11,7 @@ import (
 	"flotilla.dev/agent/internal/journal"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 	"flotilla.dev/pkg/command"
+	"flotilla.dev/pkg/logging"
 	"github.com/jonboulle/clockwork"
 	"go.uber.org/zap"
 )
@@ -125,7 +126,7 @@ func (r *Runner) Handle(cmd *flotillav1.Command) {
 	if r.closing {
 		r.mu.Unlock()
 		r.log.Info("command not accepted: the agent is shutting down (the control plane resends it to the next agent process)",
-			zap.String("command_id", id))
+			logging.CommandID(id))
 		return
 	}
 	entry, created, err := r.cfg.Journal.Begin(cmd, first)
@@ -140,7 +141,7 @@ func (r *Runner) Handle(cmd *flotillav1.Command) {
 	case err != nil:
 		r.refuseUnjournaled(cmd, err)
 	case !created: // a concurrent delivery journaled it first
-		r.log.Info("duplicate delivery: resending the command's latest event", zap.String("command_id", id))
+		r.log.Info("duplicate delivery: resending the command's latest event", logging.CommandID(id))
 		r.send(entry.LastEvent)
 	default: // refused before it started; the refusal is journaled
 		r.logEvent(cmd, first, entry.ReceivedAt)
@@ -165,7 +166,7 @@ func (r *Runner) resend(id string) bool {
 		return false
 	}
 	r.log.Info("duplicate delivery: resending the command's latest event",
-		zap.String("command_id", id), zap.String("state", stateName(entry.State)))
+		logging.CommandID(id), zap.String("state", stateName(entry.State)))
 	r.send(entry.LastEvent)
 	return true
 }
@@ -180,10 +181,10 @@ func (r *Runner) Cancel(id, reason string) {
 	x := r.running[id]
 	r.mu.Unlock()
 	if x == nil {
-		r.log.Info("cancel for a command that is not running ignored", zap.String("command_id", id), zap.String("reason", reason))
+		r.log.Info("cancel for a command that is not running ignored", logging.CommandID(id), zap.String("reason", reason))
 		return
 	}
-	r.log.Info("cancelling command", zap.String("command_id", id), zap.String("kind", x.kind), zap.String("reason", reason))
+	r.log.Info("cancelling command", logging.CommandID(id), zap.String("kind", x.kind), zap.String("reason", reason))
 	x.cancel(&cancelled{reason: reason})
 }
 

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/logging"
 	"flotilla.dev/pkg/run"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -64,7 +65,7 @@ func (c *Client) session(ctx context.Context, client flotillav1.AgentServiceClie
 	}
 	abortOnShutdown()
 
-	s.log = c.log.With(zap.String("agent_id", welcome.GetAgentId()))
+	s.log = c.log.With(logging.AgentID(welcome.GetAgentId()))
 	s.log.Info("connected",
 		zap.String("server_version", welcome.GetServerVersion()),
 		zap.Time("server_time", welcome.GetServerTime().AsTime()),

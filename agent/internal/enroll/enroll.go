@@ -11,6 +11,7 @@ import (
 
 	"flotilla.dev/agent/internal/backoff"
 	"flotilla.dev/agent/internal/statedir"
+	"flotilla.dev/pkg/logging"
 	"github.com/jonboulle/clockwork"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -129,7 +130,7 @@ func (e *Enroller) Identity(ctx context.Context) (*Identity, error) {
 	switch {
 	case err == nil:
 		e.log.Info("using saved identity",
-			zap.String("agent_id", id.AgentID),
+			logging.AgentID(id.AgentID),
 			zap.String("state_dir", e.store.Dir()),
 			zap.String("certificate_serial", id.Serial()),
 			zap.Time("certificate_expires_at", id.NotAfter()),

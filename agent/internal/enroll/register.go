@@ -10,6 +10,7 @@ import (
 	"flotilla.dev/agent/internal/backoff"
 	"flotilla.dev/agent/internal/dial"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/logging"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -119,7 +120,7 @@ func (e *Enroller) accept(resp *flotillav1.RegisterResponse, key *ecdsa.PrivateK
 		return nil, err
 	}
 	e.log.Info("registered",
-		zap.String("agent_id", id.AgentID),
+		logging.AgentID(id.AgentID),
 		zap.Any("labels", resp.GetLabels()),
 		zap.String("certificate_serial", id.Serial()),
 		zap.Time("certificate_expires_at", id.NotAfter()),

@@ -7,6 +7,7 @@ import (
 
 	"flotilla.dev/agent/internal/dial"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/logging"
 	"go.uber.org/zap"
 )
 
@@ -36,7 +37,7 @@ func (e *Enroller) Renew(ctx context.Context, creds *Credentials) (*Identity, er
 	}
 	creds.set(id)
 	e.log.Info("certificate renewed",
-		zap.String("agent_id", id.AgentID),
+		logging.AgentID(id.AgentID),
 		zap.String("certificate_serial", id.Serial()),
 		zap.Time("certificate_expires_at", id.NotAfter()),
 		zap.String("previous_serial", cur.Serial()),

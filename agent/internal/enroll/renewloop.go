@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"flotilla.dev/agent/internal/backoff"
+	"flotilla.dev/pkg/logging"
 	"github.com/jonboulle/clockwork"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
@@ -59,7 +60,7 @@ func (e *Enroller) RunRenewal(ctx context.Context, creds *Credentials) error {
 			at = now.Add(delay)
 			e.log.Warn("the new certificate is due for renewal as soon as issued: its lifetime is very short, "+
 				"or this host's clock is ahead of the control plane's; pacing renewals",
-				zap.String("agent_id", id.AgentID),
+				logging.AgentID(id.AgentID),
 				zap.Time("certificate_not_before", id.NotBefore()),
 				zap.Time("certificate_expires_at", id.NotAfter()),
 				zap.Duration("delay", delay))
@@ -67,7 +68,7 @@ func (e *Enroller) RunRenewal(ctx context.Context, creds *Credentials) error {
 			pace.Reset()
 		}
 		e.log.Info("certificate renewal scheduled",
-			zap.String("agent_id", id.AgentID),
+			logging.AgentID(id.AgentID),
 			zap.Time("renew_at", at),
 			zap.Time("certificate_expires_at", id.NotAfter()))
 		if waitUntil(ctx, e.cfg.Clock, at) != nil {
@@ -106,7 +107,7 @@ func (e *Enroller) renewUntilDone(ctx context.Context, creds *Credentials) error
 			if !announced {
 				e.log.Error("the agent's certificate has expired: an expired certificate cannot authenticate, "+
 					"not even to renew it, so the agent must register again with a join token",
-					zap.String("agent_id", cur.AgentID),
+					logging.AgentID(cur.AgentID),
 					zap.Time("certificate_expired_at", cur.NotAfter()))
 				announced = true
 			}
@@ -142,7 +143,7 @@ func (e *Enroller) reregister(ctx context.Context, creds *Credentials) error {
 	creds.set(id)
 	e.log.Warn("registered again after the certificate expired: the control plane knows this host under a new agent ID",
 		zap.String("previous_agent_id", cur.AgentID),
-		zap.String("agent_id", id.AgentID),
+		logging.AgentID(id.AgentID),
 		zap.String("certificate_serial", id.Serial()),
 		zap.Time("certificate_expires_at", id.NotAfter()))
 	return nil
@@ -151,7 +152,7 @@ func (e *Enroller) reregister(ctx context.Context, creds *Credentials) error {
 // logFailure logs a failed attempt with what happens next.
 func (e *Enroller) logFailure(cur *Identity, err error, attempt int, delay time.Duration) {
 	fields := []zap.Field{
-		zap.String("agent_id", cur.AgentID),
+		logging.AgentID(cur.AgentID),
 		zap.Error(err),
 		zap.Int("attempt", attempt),
 		zap.Duration("backoff", delay),

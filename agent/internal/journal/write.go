@@ -7,6 +7,7 @@ import (
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 	"flotilla.dev/pkg/command"
+	"flotilla.dev/pkg/logging"
 	bolt "go.etcd.io/bbolt"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
@@ -136,7 +137,7 @@ func (j *Journal) Recover(now time.Time) ([]*Entry, error) {
 	}
 	for _, e := range failed {
 		j.log.Warn("command was in flight when the agent stopped; marked failed, not run again",
-			zap.String("command_id", e.Command.GetId()), zap.Time("received_at", e.ReceivedAt))
+			logging.CommandID(e.Command.GetId()), zap.Time("received_at", e.ReceivedAt))
 	}
 	return failed, nil
 }

@@ -19,6 +19,7 @@ import (
 	"flotilla.dev/agent/internal/config"
 	"flotilla.dev/agent/internal/executor"
 	"flotilla.dev/pkg/command"
+	"flotilla.dev/pkg/logging"
 )
 
 // Config configures a simulated fleet.
@@ -140,7 +141,7 @@ func (f *Fleet) Run(ctx context.Context) error {
 		wg.Go(func() {
 			if err := a.Run(ctx); err != nil {
 				f.stats.stopped.Add(1)
-				f.cfg.Logger.Error("simulated agent stopped", zap.String("agent", f.Name(i)), zap.Error(err))
+				f.cfg.Logger.Error("simulated agent stopped", logging.Hostname(f.Name(i)), zap.Error(err))
 			}
 		})
 	}
@@ -176,7 +177,7 @@ func (f *Fleet) build(i int) (*agent.Agent, error) {
 	return agent.New(agent.Config{
 		Config:      cfg,
 		Version:     "sim",
-		Logger:      f.cfg.Logger.With(zap.String("agent", name)),
+		Logger:      f.cfg.Logger.With(logging.Hostname(name)),
 		Backoff:     f.cfg.Backoff,
 		DialOptions: dialOpts,
 		Executors:   execs,

@@ -20,6 +20,7 @@ import (
 	"flotilla.dev/controlplane/internal/fleet"
 	"flotilla.dev/controlplane/internal/pki"
 	"flotilla.dev/controlplane/internal/store"
+	"flotilla.dev/pkg/logging"
 	"flotilla.dev/pkg/validate"
 )
 
@@ -112,7 +113,7 @@ func (s *AdminService) CreateAPIToken(ctx context.Context, req *flotillav1.Creat
 		return nil, s.storeUnavailable("storing an API token", err)
 	}
 	s.log.Info("API token created", zap.String("token_id", id), zap.String("name", tok.Name), zap.String("role", tok.Role),
-		zap.String("by", tok.CreatedBy), zap.Time("expires_at", tok.ExpiresAt))
+		logging.Principal(tok.CreatedBy), zap.Time("expires_at", tok.ExpiresAt))
 	return &flotillav1.CreateAPITokenResponse{Token: apiTokenToProto(tok), Secret: secret}, nil
 }
 
@@ -184,7 +185,7 @@ func (s *AdminService) RevokeAPIToken(ctx context.Context, req *flotillav1.Revok
 	if err != nil {
 		return nil, s.storeUnavailable("revoking an API token", err)
 	}
-	s.log.Info("API token revoked", zap.String("token_id", tok.ID), zap.String("name", tok.Name), zap.String("by", caller(ctx)))
+	s.log.Info("API token revoked", zap.String("token_id", tok.ID), zap.String("name", tok.Name), logging.Principal(caller(ctx)))
 	return &flotillav1.RevokeAPITokenResponse{Token: apiTokenToProto(tok)}, nil
 }
 
@@ -200,7 +201,7 @@ func (s *AdminService) IssueOperatorCertificate(ctx context.Context, req *flotil
 	}
 	serial := pki.SerialHex(cert)
 	s.log.Info("operator certificate issued", zap.String("name", req.GetName()), zap.String("role", role.String()),
-		zap.String("serial", serial), zap.Time("not_after", cert.NotAfter), zap.String("by", caller(ctx)))
+		zap.String("serial", serial), zap.Time("not_after", cert.NotAfter), logging.Principal(caller(ctx)))
 	return &flotillav1.IssueOperatorCertificateResponse{
 		CertificatePem: certPEM, CaBundlePem: s.cfg.CA.CertificatePEM(), Serial: serial, ExpiresAt: timestamppb.New(cert.NotAfter),
 	}, nil
@@ -262,7 +263,7 @@ func (s *AdminService) RevokeJoinToken(ctx context.Context, req *flotillav1.Revo
 	if err != nil {
 		return nil, s.storeUnavailable("revoking a join token", err)
 	}
-	s.log.Info("join token revoked", zap.String("token_id", tok.ID), zap.String("by", caller(ctx)))
+	s.log.Info("join token revoked", zap.String("token_id", tok.ID), logging.Principal(caller(ctx)))
 	return &flotillav1.RevokeJoinTokenResponse{Token: joinTokenToProto(tok)}, nil
 }
 
@@ -283,8 +284,8 @@ func (s *AdminService) DeregisterAgent(ctx context.Context, req *flotillav1.Dere
 	}
 	msg := auth.DeregisteredMessage(a.ID, a.DeregisteredAt, a.DeregisterReason)
 	closed := s.cfg.Registry.Remove(a.ID, &fleet.DeregisteredError{Message: msg})
-	s.log.Warn("agent deregistered; its certificate is refused from now on", zap.String("agent", a.ID),
-		zap.String("reason", a.DeregisterReason), zap.String("by", caller(ctx)), zap.Bool("was_in_fleet", closed))
+	s.log.Warn("agent deregistered; its certificate is refused from now on", logging.AgentID(a.ID),
+		zap.String("reason", a.DeregisterReason), logging.Principal(caller(ctx)), zap.Bool("was_in_fleet", closed))
 	return &flotillav1.DeregisterAgentResponse{}, nil
 }
 

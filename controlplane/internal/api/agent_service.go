@@ -26,6 +26,7 @@ import (
 	"flotilla.dev/controlplane/internal/pki"
 	"flotilla.dev/controlplane/internal/ratelimit"
 	"flotilla.dev/controlplane/internal/store"
+	"flotilla.dev/pkg/logging"
 )
 
 // AgentServiceStore is what the agent service keeps: registrations and the
@@ -137,7 +138,7 @@ func (s *AgentService) Register(ctx context.Context, req *flotillav1.RegisterReq
 	}
 	s.cfg.Registry.Add(agent)
 	s.cfg.Metrics.registration("ok")
-	s.log.Info("agent registered", zap.String("agent", agent.ID), zap.String("hostname", agent.Hostname),
+	s.log.Info("agent registered", logging.AgentID(agent.ID), logging.Hostname(agent.Hostname),
 		zap.String("peer", source), zap.String("join_token", agent.JoinTokenID), zap.Any("labels", agent.Labels),
 		zap.Time("cert_not_after", agent.CertNotAfter))
 	return &flotillav1.RegisterResponse{
@@ -189,11 +190,11 @@ func (s *AgentService) registrationFailed(req *flotillav1.RegisterRequest, sourc
 	if errors.Is(err, store.ErrJoinTokenInvalid) {
 		s.cfg.Metrics.registration("refused")
 		s.log.Warn("agent registration refused: invalid join token",
-			zap.String("hostname", req.GetHostname()), zap.String("peer", source))
+			logging.Hostname(req.GetHostname()), zap.String("peer", source))
 		return status.Error(codes.Unauthenticated, "join token is invalid, expired, revoked or used up; ask an admin for a new one (FleetService.CreateJoinToken)")
 	}
 	s.cfg.Metrics.registration("error")
-	s.log.Error("agent registration failed", zap.String("hostname", req.GetHostname()), zap.Error(err))
+	s.log.Error("agent registration failed", logging.Hostname(req.GetHostname()), zap.Error(err))
 	return status.Error(codes.Unavailable, "registration could not be stored; retry")
 }
 
@@ -210,7 +211,7 @@ func (s *AgentService) registeredBefore(ctx context.Context, req *flotillav1.Reg
 		return nil, false, nil // the normal path registers or refuses it
 	case err != nil:
 		s.cfg.Metrics.registration("error")
-		s.log.Error("agent registration failed: looking up an earlier registration", zap.String("hostname", req.GetHostname()), zap.Error(err))
+		s.log.Error("agent registration failed: looking up an earlier registration", logging.Hostname(req.GetHostname()), zap.Error(err))
 		return nil, true, status.Error(codes.Unavailable, "registration could not be checked; retry")
 	}
 	cert, certPEM, err := s.cfg.CA.SignAgent(req.GetCsr(), agent.ID, s.cfg.CertValidity)
@@ -225,7 +226,7 @@ func (s *AgentService) registeredBefore(ctx context.Context, req *flotillav1.Reg
 		return nil, false, nil
 	case err != nil:
 		s.cfg.Metrics.registration("error")
-		s.log.Error("agent registration failed: recording the certificate", zap.String("agent", agent.ID), zap.Error(err))
+		s.log.Error("agent registration failed: recording the certificate", logging.AgentID(agent.ID), zap.Error(err))
 		return nil, true, status.Error(codes.Unavailable, "registration could not be stored; retry")
 	}
 	agent.CertSerial, agent.CertNotAfter = serial, cert.NotAfter
@@ -236,7 +237,7 @@ func (s *AgentService) registeredBefore(ctx context.Context, req *flotillav1.Reg
 	}
 	s.cfg.Metrics.registration("ok")
 	s.log.Info("agent registered again with the same key (an earlier answer was lost): same agent, new certificate",
-		zap.String("agent", agent.ID), zap.String("hostname", agent.Hostname), zap.String("peer", source),
+		logging.AgentID(agent.ID), logging.Hostname(agent.Hostname), zap.String("peer", source),
 		zap.String("join_token", agent.JoinTokenID), zap.String("serial", serial))
 	return &flotillav1.RegisterResponse{
 		AgentId:        agent.ID,
@@ -314,8 +315,8 @@ func (s *AgentService) Connect(stream grpc.BidiStreamingServer[flotillav1.Connec
 	if err != nil {
 		return status.Errorf(codes.Unauthenticated, "agent %s: %v", p.ID, err)
 	}
-	log := s.log.With(zap.String("agent", p.ID), zap.String("peer", addr))
-	log.Info("agent stream opened", zap.String("version", hello.GetVersion()), zap.String("hostname", hello.GetHostname()))
+	log := s.log.With(logging.AgentID(p.ID), zap.String("peer", addr))
+	log.Info("agent stream opened", zap.String("version", hello.GetVersion()), logging.Hostname(hello.GetHostname()))
 	s.cfg.Metrics.streamOpened()
 	defer s.cfg.Metrics.streamClosed()
 

@@ -16,6 +16,7 @@ import (
 	"flotilla.dev/controlplane/internal/fleet"
 	"flotilla.dev/controlplane/internal/selector"
 	"flotilla.dev/controlplane/internal/store"
+	"flotilla.dev/pkg/logging"
 	"flotilla.dev/pkg/validate"
 )
 
@@ -154,7 +155,7 @@ func (s *FleetService) CreateJoinToken(ctx context.Context, req *flotillav1.Crea
 	if p, ok := auth.PrincipalFrom(ctx); ok {
 		by = p.String()
 	}
-	s.log.Info("join token created", zap.String("token_id", id), zap.String("by", by),
+	s.log.Info("join token created", zap.String("token_id", id), logging.Principal(by),
 		zap.Int("max_uses", uses), zap.Time("expires_at", tok.ExpiresAt), zap.Any("labels", tok.Labels))
 	return &flotillav1.CreateJoinTokenResponse{
 		TokenId: id, Token: secret, ExpiresAt: timestamppb.New(tok.ExpiresAt),

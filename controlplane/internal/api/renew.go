@@ -13,6 +13,7 @@ import (
 	"flotilla.dev/controlplane/internal/auth"
 	"flotilla.dev/controlplane/internal/pki"
 	"flotilla.dev/controlplane/internal/store"
+	"flotilla.dev/pkg/logging"
 )
 
 // RenewCertificate implements AgentService.RenewCertificate: a new
@@ -44,7 +45,7 @@ func (s *AgentService) RenewCertificate(ctx context.Context, req *flotillav1.Ren
 		// signed is never handed out.
 		return nil, status.Errorf(codes.Unauthenticated, "agent %s is no longer registered", p.ID)
 	case err != nil:
-		s.log.Error("storing a renewed agent certificate failed", zap.String("agent", p.ID), zap.Error(err))
+		s.log.Error("storing a renewed agent certificate failed", logging.AgentID(p.ID), zap.Error(err))
 		return nil, status.Error(codes.Unavailable, "the renewed certificate could not be recorded; retry")
 	}
 	s.cfg.Registry.SetCertificate(p.ID, serial, cert.NotAfter)
@@ -52,7 +53,7 @@ func (s *AgentService) RenewCertificate(ctx context.Context, req *flotillav1.Ren
 	if old, err := auth.ClientCertificate(ctx); err == nil {
 		oldSerial = pki.SerialHex(old)
 	}
-	s.log.Info("agent certificate renewed", zap.String("agent", p.ID), zap.String("peer", peerAddress(ctx)),
+	s.log.Info("agent certificate renewed", logging.AgentID(p.ID), zap.String("peer", peerAddress(ctx)),
 		zap.String("old_serial", oldSerial), zap.String("serial", serial), zap.Time("not_after", cert.NotAfter))
 	return &flotillav1.RenewCertificateResponse{CertificatePem: certPEM, CaBundlePem: s.cfg.CA.CertificatePEM()}, nil
 }

@@ -18,8 +18,10 @@ import (
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 
 	"flotilla.dev/controlplane/internal/auth"
+	cplog "flotilla.dev/controlplane/internal/logging"
 	"flotilla.dev/controlplane/internal/metrics"
 	"flotilla.dev/controlplane/internal/store"
+	"flotilla.dev/pkg/logging"
 )
 
 // Anonymous is the principal of a call made without credentials.
@@ -120,6 +122,9 @@ type call struct {
 	peer    string
 	request string
 	caller  func() (auth.Principal, bool)
+	// requestID is the call's x-request-id. The audit row has no column
+	// for it, so only the audit log line carries it.
+	requestID string
 
 	mu        sync.Mutex
 	id        int64 // the row the gate wrote; 0 when none
@@ -137,6 +142,7 @@ func (r *Recorder) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 			return handler(ctx, req)
 		}
 		c := &call{started: r.cfg.Now(), method: info.FullMethod, peer: peerAddress(ctx), request: Redact(req)}
+		c.requestID, _ = cplog.RequestIDFrom(ctx)
 		ctx, c.caller = auth.TrackCaller(ctx)
 		ctx = context.WithValue(ctx, callKey{}, c)
 		resp, err := handler(ctx, req)
@@ -173,7 +179,8 @@ func (r *Recorder) UnaryGateInterceptor() grpc.UnaryServerInterceptor {
 		if err != nil {
 			r.failures.WithLabelValues(stageBefore).Inc()
 			r.writeFailed(err, "AUDIT WRITE FAILED: refusing a mutating call that could not be recorded",
-				zap.String("principal", principal), zap.String("method", c.method), zap.String("peer", c.peer))
+				logging.Principal(principal), zap.String("method", c.method), zap.String("peer", c.peer),
+				logging.RequestID(c.requestID))
 			return nil, status.Error(codes.Unavailable, "the audit trail cannot be written, so changes are refused until it can; retry later (the control plane logged the cause)")
 		}
 		c.mu.Lock()
@@ -222,9 +229,10 @@ func (r *Recorder) finish(ctx context.Context, c *call, callErr error) {
 		id, err = r.cfg.Store.AppendAuditEvent(wctx, ev)
 	}
 	fields := []zap.Field{
-		zap.Int64("audit_id", id), zap.String("principal", principal), zap.String("role", role),
+		zap.Int64("audit_id", id), logging.Principal(principal), zap.String("role", role),
 		zap.String("method", c.method), zap.String("peer", c.peer), zap.String("code", code),
 		zap.String("message", msg), zap.Duration("duration", duration), zap.String("request", c.request),
+		logging.RequestID(c.requestID),
 	}
 	if err != nil {
 		r.failures.WithLabelValues(stageAfter).Inc()

@@ -12,6 +12,7 @@ import (
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 
 	"flotilla.dev/controlplane/internal/store"
+	"flotilla.dev/pkg/logging"
 )
 
 // Delivery: sending released commands and cancels to the agents' streams,
@@ -36,7 +37,7 @@ func (t *turn) send(hc *store.HostCommand) {
 	}
 	spec, err := t.specs.decode(hc.Spec)
 	if err != nil {
-		t.d.log.Error("stored command spec is unreadable; not sent", zap.String("command_id", hc.ID), zap.Error(err))
+		t.d.log.Error("stored command spec is unreadable; not sent", logging.CommandID(hc.ID), zap.Error(err))
 		return
 	}
 	msg := &flotillav1.ConnectResponse{Body: &flotillav1.ConnectResponse_Command{Command: &flotillav1.Command{

@@ -11,6 +11,7 @@ import (
 	"flotilla.dev/pkg/command"
 
 	"flotilla.dev/controlplane/internal/store"
+	"flotilla.dev/pkg/logging"
 )
 
 // OnEvent applies an event an agent sent about one of its commands and
@@ -56,12 +57,12 @@ func (j *eventJob) prepare(t *turn, r *request) error {
 		return nil
 	case hc.AgentID != j.agentID:
 		t.d.log.Warn("agent sent an event for another agent's command; ignored",
-			zap.String("agent", j.agentID), zap.String("command_id", id), zap.String("owner", hc.AgentID))
+			logging.AgentID(j.agentID), logging.CommandID(id), zap.String("owner", hc.AgentID))
 		return fmt.Errorf("%w: %s is not agent %s's", ErrNotOwner, id, j.agentID)
 	case hc.ReleasedAt.IsZero():
 		// Still queued: never sent, so the agent cannot have run it.
 		t.d.log.Warn("agent reported a command that was not sent yet; ignored",
-			zap.String("agent", j.agentID), zap.String("command_id", id))
+			logging.AgentID(j.agentID), logging.CommandID(id))
 		return nil
 	}
 	c, changed, err := next(hc, j.ev, t.now)
@@ -83,20 +84,20 @@ func (d *Dispatcher) unknownEvent(ctx context.Context, agentID string, ev *floti
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		d.log.Warn("agent reported a command the control plane does not know; ignored",
-			zap.String("agent", agentID), zap.String("command_id", ev.GetCommandId()))
+			logging.AgentID(agentID), logging.CommandID(ev.GetCommandId()))
 		return nil
 	case err != nil:
 		return err
 	case hc.AgentID != agentID:
 		d.log.Warn("agent sent an event for another agent's command; ignored",
-			zap.String("agent", agentID), zap.String("command_id", ev.GetCommandId()), zap.String("owner", hc.AgentID))
+			logging.AgentID(agentID), logging.CommandID(ev.GetCommandId()), zap.String("owner", hc.AgentID))
 		return fmt.Errorf("%w: %s is not agent %s's", ErrNotOwner, ev.GetCommandId(), agentID)
 	}
 	if command.Terminal(ev.GetState()) && flotillav1.CommandState(hc.State) != ev.GetState() {
 		// The control plane ended the command first (deadline, lost
 		// agent); keep its outcome but record what the agent said.
 		d.log.Info("agent reported an outcome for a command already ended by the control plane",
-			zap.String("agent", agentID), zap.String("command_id", hc.ID),
+			logging.AgentID(agentID), logging.CommandID(hc.ID),
 			zap.String("recorded", command.StateName(flotillav1.CommandState(hc.State))), zap.String("reported", command.StateName(ev.GetState())),
 			zap.String("message", ev.GetMessage()))
 	}

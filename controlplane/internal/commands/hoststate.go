@@ -12,6 +12,7 @@ import (
 	"flotilla.dev/pkg/command"
 
 	"flotilla.dev/controlplane/internal/store"
+	"flotilla.dev/pkg/logging"
 )
 
 // The host command state machine: what an event makes of an active
@@ -83,10 +84,10 @@ func (t *turn) apply(c change) *store.HostCommand {
 	if command.Terminal(to) {
 		d.untrack(hc)
 		d.cfg.Metrics.finished(*hc)
-		d.log.Info("command finished", zap.String("command_id", hc.ID), zap.String("agent", hc.AgentID),
+		d.log.Info("command finished", logging.CommandID(hc.ID), logging.AgentID(hc.AgentID),
 			zap.String("kind", hc.Kind), zap.String("state", command.StateName(to)), zap.String("message", hc.Message))
 	} else if from != to {
-		d.log.Debug("command state changed", zap.String("command_id", hc.ID), zap.String("agent", hc.AgentID),
+		d.log.Debug("command state changed", logging.CommandID(hc.ID), logging.AgentID(hc.AgentID),
 			zap.String("state", command.StateName(to)))
 	}
 	t.updates = append(t.updates, Update{Command: *hc, Event: c.ev})

@@ -22,6 +22,7 @@ import (
 	"flotilla.dev/controlplane/internal/ids"
 	"flotilla.dev/controlplane/internal/selector"
 	"flotilla.dev/controlplane/internal/store"
+	"flotilla.dev/pkg/logging"
 )
 
 // MaxTargets bounds the hosts of one fleet command.
@@ -104,13 +105,13 @@ func (m *Manager) Load(ctx context.Context) error {
 		}
 		r, err := newRun(fc, hcs)
 		if err != nil {
-			m.log.Error("fleet command unreadable; left as is", zap.String("command", fc.ID), zap.Error(err))
+			m.log.Error("fleet command unreadable; left as is", logging.CommandID(fc.ID), zap.Error(err))
 			continue
 		}
 		m.mu.Lock()
 		m.running[fc.ID] = r
 		m.mu.Unlock()
-		m.log.Info("resuming fleet command", zap.String("command", fc.ID), zap.Int("hosts", len(hcs)))
+		m.log.Info("resuming fleet command", logging.CommandID(fc.ID), zap.Int("hosts", len(hcs)))
 		m.advance(ctx, fc.ID, callerOps{ctx, m.cfg.Dispatcher})
 	}
 	return nil
@@ -205,8 +206,8 @@ func (m *Manager) Start(ctx context.Context, req *flotillav1.RunCommandRequest, 
 	m.mu.Unlock()
 	m.cfg.Dispatcher.TrackReleased(hcs)
 	m.cfg.Metrics.started()
-	m.log.Info("fleet command started", zap.String("command", id), zap.String("kind", kind), zap.Int("hosts", len(agents)),
-		zap.String("by", createdBy), zap.Int("max_concurrency", r.maxConc), zap.Int("max_errors", r.maxErr),
+	m.log.Info("fleet command started", logging.CommandID(id), zap.String("kind", kind), zap.Int("hosts", len(agents)),
+		logging.Principal(createdBy), zap.Int("max_concurrency", r.maxConc), zap.Int("max_errors", r.maxErr),
 		zap.Duration("timeout", timeout), zap.String("reason", req.GetReason()))
 	m.advance(ctx, id, callerOps{ctx, m.cfg.Dispatcher})
 	return m.Get(ctx, id, req.GetView())
@@ -329,13 +330,13 @@ func (m *Manager) advance(ctx context.Context, fcID string, ops hostOps) {
 			r.skipping = false
 			m.mu.Unlock()
 			if err != nil {
-				m.log.Error("skipping queued hosts failed", zap.String("command", fcID), zap.Error(err))
+				m.log.Error("skipping queued hosts failed", logging.CommandID(fcID), zap.Error(err))
 			}
 		})
 	case len(release) > 0:
 		ops.release(release, timeout, func(err error) {
 			if err != nil {
-				m.log.Error("releasing hosts failed; will retry on the next event", zap.String("command", fcID), zap.Error(err))
+				m.log.Error("releasing hosts failed; will retry on the next event", logging.CommandID(fcID), zap.Error(err))
 			}
 		})
 	case finished:
@@ -365,7 +366,7 @@ func (m *Manager) finish(ctx context.Context, fcID string) {
 	summary, _ := json.Marshal(counts)
 	if err := m.cfg.Store.UpdateFleetCommand(ctx, fcID, int32(state), now, string(summary)); err != nil {
 		m.mu.Unlock()
-		m.log.Error("recording the end of a fleet command failed; it will be retried on restart", zap.String("command", fcID), zap.Error(err))
+		m.log.Error("recording the end of a fleet command failed; it will be retried on restart", logging.CommandID(fcID), zap.Error(err))
 		return
 	}
 	r.fc.State, r.fc.FinishedAt, r.fc.Summary = int32(state), now, string(summary)
@@ -379,7 +380,7 @@ func (m *Manager) finish(ctx context.Context, fcID string) {
 		}
 	}
 	m.mu.Unlock()
-	m.log.Info("fleet command finished", zap.String("command", fcID), zap.String("state", state.String()), zap.Any("summary", counts))
+	m.log.Info("fleet command finished", logging.CommandID(fcID), zap.String("state", state.String()), zap.Any("summary", counts))
 }
 
 // Cancel cancels a running fleet command.
@@ -407,7 +408,7 @@ func (m *Manager) Cancel(ctx context.Context, fcID, reason string) (*flotillav1.
 		}
 		return nil, fault.Preconditionf("command %s already ended (%s)", fcID, fc.GetState())
 	}
-	m.log.Info("fleet command cancelled", zap.String("command", fcID), zap.String("reason", reason))
+	m.log.Info("fleet command cancelled", logging.CommandID(fcID), zap.String("reason", reason))
 	if err := m.cfg.Dispatcher.Cancel(ctx, released, reason); err != nil {
 		return nil, fault.Store("the cancel could not be recorded", err)
 	}

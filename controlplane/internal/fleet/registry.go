@@ -17,6 +17,7 @@ import (
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 
 	"flotilla.dev/controlplane/internal/store"
+	"flotilla.dev/pkg/logging"
 )
 
 // Config configures a Registry.
@@ -165,7 +166,7 @@ func decode[T any, PT interface {
 	}
 	m := PT(new(T))
 	if err := proto.Unmarshal(b, m); err != nil {
-		log.Warn("ignoring unreadable stored agent data", zap.String("agent", id), zap.Error(err))
+		log.Warn("ignoring unreadable stored agent data", logging.AgentID(id), zap.Error(err))
 		return nil
 	}
 	return m
@@ -202,7 +203,7 @@ func (r *Registry) Remove(id string, reason error) bool {
 	if i, found := sort.Find(len(r.ids), func(i int) int { return strings.Compare(id, r.ids[i]) }); found {
 		r.ids = slices.Delete(r.ids, i, i+1)
 	}
-	r.log.Info("agent removed from the fleet", zap.String("agent", id), zap.String("reason", reason.Error()))
+	r.log.Info("agent removed from the fleet", logging.AgentID(id), zap.String("reason", reason.Error()))
 	return true
 }
 
@@ -225,7 +226,7 @@ func (r *Registry) setState(e *entry, state, reason string, now time.Time) {
 	e.rec.State, e.rec.StateReason, e.rec.StateChangedAt = state, reason, now
 	r.dirty[e.rec.ID] = struct{}{}
 	r.log.Info("agent state changed",
-		zap.String("agent", e.rec.ID), zap.String("hostname", e.rec.Hostname),
+		logging.AgentID(e.rec.ID), logging.Hostname(e.rec.Hostname),
 		zap.String("from", from), zap.String("to", state), zap.String("reason", reason))
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"flotilla.dev/controlplane/internal/commands"
 	"flotilla.dev/controlplane/internal/store"
+	"flotilla.dev/pkg/logging"
 )
 
 // change collects what one step did, so that it is written in one
@@ -177,7 +178,7 @@ func (r *runner) afterCommit(c *change) {
 		if s.to == flotillav1.HostStep_HOST_STEP_FAILED || s.to == flotillav1.HostStep_HOST_STEP_ROLLBACK_FAILED {
 			level = r.log.Warn
 		}
-		level("host step", zap.String("host", s.h.AgentID), zap.String("step", stepName(s.to)),
+		level("host step", logging.AgentID(s.h.AgentID), zap.String("step", stepName(s.to)),
 			zap.String("from", stepName(s.from)), zap.Bool("rolling_back", s.h.RollingBack), zap.String("message", s.h.Message))
 	}
 	to := flotillav1.RolloutState(r.rec.State)

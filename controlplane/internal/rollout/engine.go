@@ -16,6 +16,7 @@ import (
 	"flotilla.dev/controlplane/internal/fleet"
 	"flotilla.dev/controlplane/internal/ids"
 	"flotilla.dev/controlplane/internal/store"
+	"flotilla.dev/pkg/logging"
 )
 
 // IDPrefix starts every rollout ID, and so every host command ID the
@@ -115,10 +116,10 @@ func (e *Engine) Load(ctx context.Context) error {
 	for _, rec := range recs {
 		r, err := e.loadRunner(ctx, rec)
 		if err != nil {
-			e.log.Error("active rollout unreadable; left as is", zap.String("rollout", rec.ID), zap.Error(err))
+			e.log.Error("active rollout unreadable; left as is", logging.RolloutID(rec.ID), zap.Error(err))
 			continue
 		}
-		e.log.Info("resuming rollout", zap.String("rollout", rec.ID), zap.String("service", rec.Service),
+		e.log.Info("resuming rollout", logging.RolloutID(rec.ID), logging.Service(rec.Service),
 			zap.String("state", stateName(flotillav1.RolloutState(rec.State))), zap.Int("hosts", len(r.hosts)))
 		e.launch(r)
 	}

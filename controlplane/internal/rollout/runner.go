@@ -16,6 +16,7 @@ import (
 
 	"flotilla.dev/controlplane/internal/fault"
 	"flotilla.dev/controlplane/internal/store"
+	"flotilla.dev/pkg/logging"
 )
 
 // pullState is what a runner knows of a host's pre-pull command.
@@ -79,7 +80,7 @@ func newRunner(e *Engine, rec store.Rollout, rows []store.RolloutHost) (*runner,
 	}
 	r := &runner{
 		e: e, rec: rec, def: def, svc: svc, strategy: withDefaults(def.GetStrategy()), lbs: rec.LoadBalancers,
-		log:       e.log.With(zap.String("rollout", rec.ID), zap.String("service", rec.Service)),
+		log:       e.log.With(logging.RolloutID(rec.ID), logging.Service(rec.Service)),
 		byID:      make(map[string]*host, len(rows)),
 		startedAt: e.cfg.Now(),
 		wake:      make(chan struct{}, 1),

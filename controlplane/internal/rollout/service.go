@@ -13,6 +13,7 @@ import (
 
 	"flotilla.dev/controlplane/internal/fault"
 	"flotilla.dev/controlplane/internal/store"
+	"flotilla.dev/pkg/logging"
 )
 
 func unavailable(err error, what string) error {
@@ -33,10 +34,10 @@ func (e *Engine) PutService(ctx context.Context, svc *flotillav1.Service) (*flot
 	now := e.cfg.Now()
 	stored, err := e.cfg.Store.PutService(ctx, store.Service{Name: spec.GetName(), Spec: b, CreatedAt: now, UpdatedAt: now})
 	if err != nil {
-		e.log.Error("storing a service failed", zap.String("service", spec.GetName()), zap.Error(err))
+		e.log.Error("storing a service failed", logging.Service(spec.GetName()), zap.Error(err))
 		return nil, unavailable(err, "the service could not be stored")
 	}
-	e.log.Info("service stored", zap.String("service", spec.GetName()), zap.String("container", spec.GetContainer()),
+	e.log.Info("service stored", logging.Service(spec.GetName()), zap.String("container", spec.GetContainer()),
 		zap.String("selector", spec.GetSelector()), zap.Bool("load_balancer", spec.GetLoadBalancer() != nil))
 	return e.serviceOut(ctx, stored)
 }
@@ -153,7 +154,7 @@ func (e *Engine) ListRollouts(ctx context.Context, q store.RolloutQuery) ([]*flo
 	for _, rec := range recs {
 		r, err := rolloutProto(rec, nil)
 		if err != nil {
-			e.log.Warn("skipping an unreadable rollout", zap.String("rollout", rec.ID), zap.Error(err))
+			e.log.Warn("skipping an unreadable rollout", logging.RolloutID(rec.ID), zap.Error(err))
 			continue
 		}
 		out = append(out, r)
@@ -201,7 +202,7 @@ func (e *Engine) control(ctx context.Context, req controlRequest, id string) (*f
 	if err != nil {
 		return nil, err
 	}
-	e.log.Info("operator "+req.op, zap.String("rollout", id), zap.String("reason", req.reason), zap.Bool("rollback", req.rollback))
+	e.log.Info("operator "+req.op, logging.RolloutID(id), zap.String("reason", req.reason), zap.Bool("rollback", req.rollback))
 	return e.GetRollout(ctx, id)
 }
 

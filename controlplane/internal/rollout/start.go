@@ -17,6 +17,7 @@ import (
 	"flotilla.dev/controlplane/internal/fleet"
 	"flotilla.dev/controlplane/internal/selector"
 	"flotilla.dev/controlplane/internal/store"
+	"flotilla.dev/pkg/logging"
 )
 
 // startParams is a validated start (StartRollout or RollbackService).
@@ -60,8 +61,8 @@ func (e *Engine) start(ctx context.Context, p startParams) (*flotillav1.Rollout,
 		h.pull = pullNotCreated // a new rollout has no command yet
 	}
 	e.cfg.Metrics.rolloutStarted()
-	e.log.Info("rollout started", zap.String("rollout", rec.ID), zap.String("service", p.service), zap.String("image", p.image),
-		zap.String("by", createdBy), zap.Int("hosts", len(rows)), zap.Int("batches", len(pl.plan.Batches)),
+	e.log.Info("rollout started", logging.RolloutID(rec.ID), logging.Service(p.service), zap.String("image", p.image),
+		logging.Principal(createdBy), zap.Int("hosts", len(rows)), zap.Int("batches", len(pl.plan.Batches)),
 		zap.Int("excluded", len(pl.plan.Excluded)), zap.String("rollback_of", p.rollbackOf), zap.String("reason", p.reason))
 	e.launch(r)
 	out, err := rolloutProto(rec, rows)
@@ -206,7 +207,7 @@ func (e *Engine) storeRollout(ctx context.Context, p startParams, pl startPlan, 
 		}
 		return store.Rollout{}, fault.Preconditionf("service %s already has an active rollout: %s", p.service, active.RolloutID)
 	case err != nil:
-		e.log.Error("storing a rollout failed", zap.String("service", p.service), zap.Error(err))
+		e.log.Error("storing a rollout failed", logging.Service(p.service), zap.Error(err))
 		return store.Rollout{}, unavailable(err, "the rollout could not be stored; nothing was started")
 	}
 	return rec, nil

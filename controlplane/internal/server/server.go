@@ -10,9 +10,7 @@ import (
 	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
 	grpcauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
-	grpclog "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	"github.com/prometheus/client_golang/prometheus"
@@ -317,13 +315,7 @@ func (s *Server) grpcServerOptions(grpcMetrics *grpcprom.ServerMetrics) []grpc.S
 	}
 	agentStreams := newAgentStreamMetrics(s.metrics)
 	admission := newRegistrationAdmission(s.cfg.RegistrationMaxInFlight, s.metrics, s.log.Named("agents"))
-	grpcLog := logging.Interceptor(s.log.Named("grpc"))
-	logOpts := []grpclog.Option{grpclog.WithLogOnEvents(grpclog.FinishCall)}
-	// Health checks arrive every few seconds from load balancers; logging
-	// them would drown everything else.
-	notHealth := selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
-		return c.Service != healthpb.Health_ServiceDesc.ServiceName
-	})
+	logUnary, logStream := callLogInterceptors(logging.Interceptor(s.log.Named("grpc")))
 	recoveryOpt := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		method, _ := grpc.Method(ctx)
 		s.log.Error("panic in gRPC handler", zap.String("method", method), zap.Any("panic", p), zap.Stack("stack"))
@@ -334,19 +326,23 @@ func (s *Server) grpcServerOptions(grpcMetrics *grpcprom.ServerMetrics) []grpc.S
 		// are recorded too; its gate, after authentication, writes the
 		// row of an allowed mutating call before the call runs (fail
 		// closed). See package audit.
+		// The request ID comes first, so that every interceptor after it
+		// logs it and a refused call returns it too.
 		grpc.ChainUnaryInterceptor(
+			logging.UnaryRequestID(),
 			grpcMetrics.UnaryServerInterceptor(),
 			admission.UnaryServerInterceptor(),
-			selector.UnaryServerInterceptor(grpclog.UnaryServerInterceptor(grpcLog, logOpts...), notHealth),
+			logUnary,
 			s.audit.UnaryServerInterceptor(),
 			grpcauth.UnaryServerInterceptor(authenticate),
 			s.audit.UnaryGateInterceptor(),
 			recovery.UnaryServerInterceptor(recoveryOpt),
 		),
 		grpc.ChainStreamInterceptor(
+			logging.StreamRequestID(),
 			agentStreams.interceptor(),
 			selector.StreamServerInterceptor(grpcMetrics.StreamServerInterceptor(), notAgentStream),
-			selector.StreamServerInterceptor(selector.StreamServerInterceptor(grpclog.StreamServerInterceptor(grpcLog, logOpts...), notHealth), notAgentStream),
+			logStream,
 			grpcauth.StreamServerInterceptor(authenticate),
 			recovery.StreamServerInterceptor(recoveryOpt),
 		),
