@@ -133,31 +133,48 @@ func (r *heldRegistry) release() {
 // on it and starts a rollout to image, returning its ID.
 func startHeldRollout(t *testing.T, g grpcurl.Client, image string) string {
 	t.Helper()
+	return startIdleRollout(t, g, idleRollout{name: "outage", selector: "role=web", image: image, reason: "rollout across an outage"})
+}
+
+// idleRollout is a rollout of a service whose container exists but never
+// runs (an empty image, created and not started): its agent manages it,
+// and the rollout goes as far as the agent's pull of image allows.
+type idleRollout struct {
+	name, selector, image, reason string
+}
+
+// startIdleRollout creates the service's container, waits until an agent
+// reports it, defines the service "<name>-e2e" on it and starts the
+// rollout, returning its ID. Without Docker it skips (fails under
+// FLOTILLA_E2E=1).
+func startIdleRollout(t *testing.T, g grpcurl.Client, r idleRollout) string {
+	t.Helper()
 	d := fixture.NewDocker(t)
-	base := d.Name("outage-img") + ":v1"
+	base := d.Name(r.name+"-img") + ":v1"
 	d.BuildImage(t, base, "FROM scratch\nCMD [\"/none\"]\n")
-	name := d.Name("outage-app")
-	d.CreateContainer(t, fixture.ContainerSpec{Name: name, Image: base, Managed: true})
-	fixture.Eventually(t, 20*time.Second, "the agent to report "+name, func() error {
+	container := d.Name(r.name + "-app")
+	d.CreateContainer(t, fixture.ContainerSpec{Name: container, Image: base, Managed: true})
+	fixture.Eventually(t, 20*time.Second, "the agent to report "+container, func() error {
 		agents, err := g.ListAgents("")
 		if err != nil {
 			return err
 		}
 		if !slices.ContainsFunc(agents, func(a grpcurl.Agent) bool {
-			return slices.ContainsFunc(a.Containers, func(c grpcurl.ManagedContainer) bool { return c.Name == name })
+			return slices.ContainsFunc(a.Containers, func(c grpcurl.ManagedContainer) bool { return c.Name == container })
 		}) {
-			return fmt.Errorf("no %s in %s", name, grpcurl.Dump(agents))
+			return fmt.Errorf("no %s in %s", container, grpcurl.Dump(agents))
 		}
 		return nil
 	})
+	service := r.name + "-e2e"
 	if err := g.Call(grpcurl.RolloutService+"PutService", map[string]any{"service": map[string]any{
-		"name": "outage-e2e", "container": name, "selector": "role=web", "health_url": "http://127.0.0.1:9/health",
+		"name": service, "container": container, "selector": r.selector, "health_url": "http://127.0.0.1:9/health",
 	}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	var resp grpcurl.RolloutResponse
 	if err := g.Call(grpcurl.RolloutService+"StartRollout", map[string]any{
-		"service": "outage-e2e", "image": image, "reason": "rollout across an outage",
+		"service": service, "image": r.image, "reason": r.reason,
 	}, &resp); err != nil {
 		t.Fatal(err)
 	}

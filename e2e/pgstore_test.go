@@ -75,6 +75,13 @@ docker:
 	path := filepath.Join(dir, "agent.yaml")
 	fixture.WriteFile(t, path, cfg, 0o600)
 	fixture.StartProcess(t, "agent", fixture.Binary(t, "flotilla-agent"), nil, "-config", path)
+	return onlyAgentConnected(t, g)
+}
+
+// onlyAgentConnected waits until the control plane behind g has exactly
+// one agent, connected, and returns its ID.
+func onlyAgentConnected(t *testing.T, g grpcurl.Client) string {
+	t.Helper()
 	var id string
 	fixture.Eventually(t, 20*time.Second, "the agent to connect", func() error {
 		agents, err := g.ListAgents("")

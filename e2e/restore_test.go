@@ -111,19 +111,7 @@ func enrollAgent(t *testing.T, g grpcurl.Client, agentBin, dir string) string {
 	fixture.StartProcess(t, "agent", agentBin, []string{"FLOTILLA_JOIN_TOKEN=" + join.Token, "FLOTILLA_CONTROL_PLANE_CA_SHA256=" + join.CACertSHA256},
 		"-control-plane.address", g.Addr, "-state-dir", filepath.Join(dir, "agent"), "-hostname", "e2e-restore-1",
 		"-labels", "role=web", "-heartbeat-interval", "1s", "-log.format", "console")
-	var id string
-	fixture.Eventually(t, 20*time.Second, "the agent to connect", func() error {
-		agents, err := g.ListAgents("")
-		if err != nil {
-			return err
-		}
-		if len(agents) != 1 || agents[0].State != "AGENT_STATE_CONNECTED" {
-			return fmt.Errorf("agents: %+v", agents)
-		}
-		id = agents[0].ID
-		return nil
-	})
-	return id
+	return onlyAgentConnected(t, g)
 }
 
 // runFailingPull runs a pull of an image from a registry that does not
@@ -142,36 +130,10 @@ func runFailingPull(t *testing.T, g grpcurl.Client, agentID string) string {
 // registry. Without Docker it skips (fails under FLOTILLA_E2E=1).
 func runFailingRollout(t *testing.T, g grpcurl.Client) string {
 	t.Helper()
-	d := fixture.NewDocker(t)
-	image := d.Name("restore-img") + ":v1"
-	d.BuildImage(t, image, "FROM scratch\nCMD [\"/none\"]\n")
-	name := d.Name("restore-app")
-	d.CreateContainer(t, fixture.ContainerSpec{Name: name, Image: image, Managed: true})
-	fixture.Eventually(t, 20*time.Second, "the agent to report "+name, func() error {
-		agents, err := g.ListAgents("")
-		if err != nil {
-			return err
-		}
-		if !slices.ContainsFunc(agents, func(a grpcurl.Agent) bool {
-			return slices.ContainsFunc(a.Containers, func(c grpcurl.ManagedContainer) bool { return c.Name == name })
-		}) {
-			return fmt.Errorf("no %s in %s", name, grpcurl.Dump(agents))
-		}
-		return nil
-	})
-	if err := g.Call(grpcurl.RolloutService+"PutService", map[string]any{"service": map[string]any{
-		"name": "restore-e2e", "container": name, "selector": "env=e2e", "health_url": "http://127.0.0.1:9/health",
-	}}, nil); err != nil {
-		t.Fatal(err)
-	}
-	var resp grpcurl.RolloutResponse
-	if err := g.Call(grpcurl.RolloutService+"StartRollout", map[string]any{
-		"service": "restore-e2e", "image": "127.0.0.1:9/flotilla-e2e/absent:v2", "reason": "history before the backup",
-	}, &resp); err != nil {
-		t.Fatal(err)
-	}
+	id := startIdleRollout(t, g, idleRollout{name: "restore", selector: "env=e2e",
+		image: "127.0.0.1:9/flotilla-e2e/absent:v2", reason: "history before the backup"})
 	fixture.Eventually(t, 90*time.Second, "the rollout to end", func() error {
-		got, err := g.GetRollout(resp.Rollout.ID)
+		got, err := g.GetRollout(id)
 		if err != nil {
 			return err
 		}
@@ -181,7 +143,7 @@ func runFailingRollout(t *testing.T, g grpcurl.Client) string {
 		t.Logf("rollout %s ended %s: %s", got.ID, got.State, got.Message)
 		return nil
 	})
-	return resp.Rollout.ID
+	return id
 }
 
 // auditEvents lists the audit log, which must not be empty.
