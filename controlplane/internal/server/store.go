@@ -61,9 +61,12 @@ func openPostgres(ctx context.Context, cfg config.Config, log *zap.Logger) (stor
 		return nil, err
 	}
 	log.Info("opening the PostgreSQL store", zap.String("dsn", cfg.Store.RedactedDSN()), zap.Int32("max_conns", cfg.Store.MaxConns))
+	// The driver's errors name the host, port, database and user (never
+	// the password) under "store: postgres:"; a second prefix would only
+	// repeat them.
 	st, err := postgres.Open(ctx, postgres.Config{DSN: dsn, MaxConns: cfg.Store.MaxConns, Logger: log.Named("store")})
 	if err != nil {
-		return nil, fmt.Errorf("store (PostgreSQL at %s): %w", cfg.Store.RedactedDSN(), err)
+		return nil, err // not a typed nil in the interface
 	}
 	return st, nil
 }

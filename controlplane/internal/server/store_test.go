@@ -54,7 +54,7 @@ func TestOpenStoreDrivers(t *testing.T) {
 	// Nothing listens on port 1: the database is unreachable.
 	cfg.Store.DSN = "postgres://flotilla:hunter2@127.0.0.1:1/flotilla?connect_timeout=2"
 	_, err := openConfiguredStore(context.Background(), cfg, zaptest.NewLogger(t))
-	if !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "127.0.0.1:1") || strings.Contains(err.Error(), "hunter2") {
+	if !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "host=127.0.0.1 port=1 ") || strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("postgres unreachable: %v, want store.ErrUnavailable naming the address and not the password", err)
 	}
 	cfg.Store.Driver = "mysql"
