@@ -113,14 +113,23 @@ func waitConnected(t *testing.T, servers []*fakecp.Server, skip, want int) int {
 	return -1
 }
 
-// connectedTo is the address of the agent's last "connected" log.
-func (rc *replicaClient) connectedTo(t *testing.T) string {
+// waitConnectedLog polls until the agent's last "connected" log names an
+// address other than not, and returns that address. The server counts a
+// stream when it sends the welcome, the agent logs it once received.
+func (rc *replicaClient) waitConnectedLog(t *testing.T, not string) string {
 	t.Helper()
-	all := rc.logs.FilterMessage("connected").All()
-	if len(all) == 0 {
-		t.Fatal("no connected log")
+	deadline := time.Now().Add(replicaDeadline)
+	for time.Now().Before(deadline) {
+		if all := rc.logs.FilterMessage("connected").All(); len(all) > 0 {
+			addr, _ := all[len(all)-1].ContextMap()[logging.ControlPlaneAddressKey].(string)
+			if addr != "" && addr != not {
+				return addr
+			}
+		}
+		time.Sleep(5 * time.Millisecond) // a poll interval, not a wait for the outcome
 	}
-	return all[len(all)-1].ContextMap()[logging.ControlPlaneAddressKey].(string)
+	t.Fatalf("the agent logged no connection to an address other than %q within %v", not, replicaDeadline)
+	return ""
 }
 
 func TestMovesToAnotherReplicaWhenItsOwnDies(t *testing.T) {
@@ -132,19 +141,20 @@ func TestMovesToAnotherReplicaWhenItsOwnDies(t *testing.T) {
 	rc := runReplicaClient(t, tlsCfg, endpoint.Config{Addresses: addrs(servers), ServerName: fakecp.ServerName}, nil)
 
 	first := waitConnected(t, servers, -1, 1)
-	if got := rc.connectedTo(t); got != servers[first].Addr() {
-		t.Errorf("connected log names %s, want %s", got, servers[first].Addr())
+	if got := rc.waitConnectedLog(t, ""); got != servers[first].Addr() {
+		t.Fatalf("connected log names %s, want %s", got, servers[first].Addr())
 	}
 	servers[first].Stop() // the replica dies: its listener too
 	second := waitConnected(t, servers, first, 1)
-	if got := rc.connectedTo(t); got != servers[second].Addr() {
-		t.Errorf("connected log names %s, want %s", got, servers[second].Addr())
+	if got := rc.waitConnectedLog(t, servers[first].Addr()); got != servers[second].Addr() {
+		t.Fatalf("connected log names %s, want %s", got, servers[second].Addr())
 	}
 	// And again: the last replica left takes the agent.
 	servers[second].Stop()
-	waitConnected(t, []*fakecp.Server{servers[3-first-second]}, -1, 1)
-	if got := rc.connectedTo(t); got != servers[3-first-second].Addr() {
-		t.Errorf("connected log names %s, want the last replica %s", got, servers[3-first-second].Addr())
+	last := servers[3-first-second]
+	waitConnected(t, []*fakecp.Server{last}, -1, 1)
+	if got := rc.waitConnectedLog(t, servers[second].Addr()); got != last.Addr() {
+		t.Errorf("connected log names %s, want the last replica %s", got, last.Addr())
 	}
 }
 
@@ -312,16 +322,16 @@ func TestOneNameWithSeveralRecords(t *testing.T) {
 	}, nil)
 
 	first := waitConnected(t, servers, -1, 1)
-	if got := rc.connectedTo(t); got != servers[first].Addr() {
-		t.Errorf("connected log names %s, want the record %s", got, servers[first].Addr())
+	if got := rc.waitConnectedLog(t, ""); got != servers[first].Addr() {
+		t.Fatalf("connected log names %s, want the record %s", got, servers[first].Addr())
 	}
 	servers[first].Stop()
 	second := waitConnected(t, servers, first, 1)
-	if got := rc.connectedTo(t); got != servers[second].Addr() {
-		t.Errorf("connected log names %s, want the record %s", got, servers[second].Addr())
+	if got := rc.waitConnectedLog(t, servers[first].Addr()); got != servers[second].Addr() {
+		t.Fatalf("connected log names %s, want the record %s", got, servers[second].Addr())
 	}
-	last := rc.logs.FilterMessage("connected").All()
-	if got := last[len(last)-1].ContextMap()["configured_address"]; got != configured {
+	all := rc.logs.FilterMessage("connected").All()
+	if got := all[len(all)-1].ContextMap()["configured_address"]; got != configured {
 		t.Errorf("connected log names the configured address %v, want %s", got, configured)
 	}
 }
