@@ -250,3 +250,24 @@ func TestReplicaKnowsAgentsRegisteredElsewhere(t *testing.T) {
 		t.Error("one process: Known(web-3) = true for an agent added to the store behind its back, want only what it holds")
 	}
 }
+
+// TestReplicaSeesEveryHeartbeat: a heartbeat received by the replica
+// holding the stream, even one that changes nothing, reaches the other
+// replicas' view at the next flush and refresh, so that their health
+// gates and liveness see the agent alive.
+func TestReplicaSeesEveryHeartbeat(t *testing.T) {
+	rs := newReplicaSet(t)
+	a, b := rs.replica("a", &leadership{}), rs.replica("b", &leadership{})
+	register(t, rs.st, b, "web-1", t0, nil, nil)
+	s := mustAttach(t, b, "web-1", nil, "10.0.0.1:1")
+	for i := 1; i <= 3; i++ {
+		rs.clk.Advance(5 * time.Second)
+		mustHeartbeat(t, b, s, heartbeatMsg(12.5, true)) // the same readings every time
+		mustFlush(t, b)
+		mustRefresh(t, a)
+		got := mustGet(t, a, "web-1")
+		if !got.HeartbeatAt.Equal(rs.clk.Now()) || got.LastHeartbeat.GetHost().GetCpuPercent() != 12.5 {
+			t.Fatalf("heartbeat %d: a sees heartbeat at %s (%v), want %s", i, got.HeartbeatAt, got.LastHeartbeat, rs.clk.Now())
+		}
+	}
+}
