@@ -58,8 +58,11 @@ const refreshPage = 1000
 // PostgreSQL write takes its status_seq before it commits, so a write that
 // commits after a later one was read would be skipped by a reader that
 // moved its cursor past both. Re-reading the last few seconds of changes
-// catches every write that commits within that long of taking its value.
-const refreshLag = 5
+// catches every write that commits within that long of taking its value;
+// a connected agent's row is written again at its next heartbeat anyway.
+// Each refresh reads every change about refreshLag times: a larger lag
+// costs that much more reading.
+const refreshLag = 3
 
 // view is a replica's position in the shared fleet view. Guarded by
 // Registry.mu, except history, which only Refresh (under refreshMu) uses.
