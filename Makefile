@@ -14,7 +14,7 @@ LDFLAGS     := -s -w -X main.version=$(VERSION)
 # makes the linker keep every exported method of every type: 3.9 MB of the
 # agent's binary. (The tests build without it; tracing is never enabled.)
 BUILD_TAGS  := grpcnotrace
-MODULES     := gen pkg controlplane agent e2e bench
+MODULES     := gen pkg controlplane agent e2e bench cli
 PACKAGES    := $(addprefix ./,$(addsuffix /...,$(MODULES)))
 TOOLS_STAMP := $(BIN)/.tools-$(shell cat tools/go.sum tools/go.mod | sha256sum | cut -c1-12)
 IMAGE_TAG   ?= $(VERSION)
@@ -29,6 +29,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -tags $(BUILD_TAGS) -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/flotilla-controlplane ./controlplane/cmd/flotilla-controlplane
 	CGO_ENABLED=0 $(GO) build -tags $(BUILD_TAGS) -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/flotilla-agent ./agent/cmd/flotilla-agent
 	CGO_ENABLED=0 $(GO) build -tags $(BUILD_TAGS) -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/flotilla-sim ./agent/cmd/flotilla-sim
+	CGO_ENABLED=0 $(GO) build -tags $(BUILD_TAGS) -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/flotilla ./cli/cmd/flotilla
 
 ## tools: buf, protoc-gen-go, protoc-gen-go-grpc and grpcurl, pinned in tools/go.mod
 tools: $(TOOLS_STAMP)
