@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"time"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"gopkg.in/yaml.v3"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
@@ -79,6 +82,9 @@ func parseService(file string, b []byte) (*flotillav1.Service, error) {
 		if inner, ok := m["service"].(map[string]any); ok && len(m) == 1 {
 			doc = inner // a PutServiceRequest's shape
 		}
+	}
+	if err := normalizeDurations(doc, (&flotillav1.Service{}).ProtoReflect().Descriptor()); err != nil {
+		return nil, usage("%s: %v", file, err)
 	}
 	js, err := json.Marshal(doc)
 	if err != nil {
@@ -223,4 +229,39 @@ func (a *app) serviceHistoryCommand() *cobra.Command {
 	}
 	c.Flags().Int32Var(&limit, "limit", 20, "at most this many (1-200)")
 	return c
+}
+
+// normalizeDurations rewrites the duration fields of a YAML document of
+// message md from Go's notation ("10m", "1h30m") to the JSON mapping's
+// seconds ("600s"), which is all protojson reads.
+func normalizeDurations(doc any, md protoreflect.MessageDescriptor) error {
+	m, ok := doc.(map[string]any)
+	if !ok {
+		return nil
+	}
+	for key, v := range m {
+		fd := md.Fields().ByJSONName(key)
+		if fd == nil {
+			fd = md.Fields().ByName(protoreflect.Name(key))
+		}
+		if fd == nil || fd.Message() == nil || fd.IsList() || fd.IsMap() {
+			continue
+		}
+		if fd.Message().FullName() != "google.protobuf.Duration" {
+			if err := normalizeDurations(v, fd.Message()); err != nil {
+				return err
+			}
+			continue
+		}
+		text, ok := v.(string)
+		if !ok {
+			return fmt.Errorf("%s: want a duration such as \"10s\" or \"5m\", got %v", key, v)
+		}
+		d, err := time.ParseDuration(text)
+		if err != nil {
+			return fmt.Errorf("%s: %q is not a duration such as \"10s\" or \"5m\"", key, text)
+		}
+		m[key] = strconv.FormatFloat(d.Seconds(), 'f', -1, 64) + "s"
+	}
+	return nil
 }
