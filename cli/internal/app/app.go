@@ -146,7 +146,21 @@ Exit codes: docs/cli.md (0 only when the new version is live).`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return exitcode.With(exitcode.Invalid, err) })
 	root.AddCommand(a.agentsCommand(), a.cmdCommand(), a.serviceCommand(), a.rolloutCommand(),
 		a.tokensCommand(), a.auditCommand(), a.contextCommand(), a.versionCommand(), a.completionCommand())
+	argsInvalid(root)
 	return root
+}
+
+// argsInvalid makes the argument checks of c and its subcommands end with
+// the invalid-input code.
+func argsInvalid(c *cobra.Command) {
+	if check := c.Args; check != nil {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			return exitcode.With(exitcode.Invalid, check(cmd, args))
+		}
+	}
+	for _, sub := range c.Commands() {
+		argsInvalid(sub)
+	}
 }
 
 // prepare checks the global flags.

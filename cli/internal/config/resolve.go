@@ -108,9 +108,6 @@ func expandHome(p string) string {
 	return p
 }
 
-// ExpandHome expands a leading "~/" of a path from the config file.
-func ExpandHome(p string) string { return expandHome(p) }
-
 func first(vals ...string) string {
 	for _, v := range vals {
 		if v != "" {
