@@ -153,6 +153,16 @@ Exit codes: docs/cli.md (0 only when the new version is live).`,
 // argsInvalid makes the argument checks of c and its subcommands end with
 // the invalid-input code.
 func argsInvalid(c *cobra.Command) {
+	if c.HasSubCommands() && c.Run == nil && c.RunE == nil {
+		// A group: its help, or an unknown subcommand named.
+		c.Args = cobra.ArbitraryArgs
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usage("unknown command %q for %q (see %s --help)", args[0], cmd.CommandPath(), cmd.CommandPath())
+			}
+			return cmd.Help()
+		}
+	}
 	if check := c.Args; check != nil {
 		c.Args = func(cmd *cobra.Command, args []string) error {
 			return exitcode.With(exitcode.Invalid, check(cmd, args))

@@ -94,6 +94,8 @@ func TestUsageErrors(t *testing.T) {
 		{"agents", "ls", "-o", "xml"},
 		{"cmd", "run", "pull", "img:v1"},
 		{"completion", "powershell"},
+		{"nope"},
+		{"rollout", "nope"},
 	} {
 		var out, errOut bytes.Buffer
 		code := Main(context.Background(), args, Env{Stdout: &out, Stderr: &errOut,
