@@ -54,6 +54,7 @@ func TestAgainstControlPlane(t *testing.T) {
 	t.Run("credentials and transport", func(t *testing.T) { credentialsAndTransport(t, p) })
 	t.Run("service apply shows the diff", func(t *testing.T) { applyService(t, p) })
 	t.Run("deploy --watch succeeds with 0", func(t *testing.T) { deploySucceeds(t, p) })
+	t.Run("the live view in a terminal", func(t *testing.T) { liveViewInTerminal(t, p) })
 	t.Run("-o json is one message per line", func(t *testing.T) { jsonLines(t, p) })
 	t.Run("a dropped stream is re-attached", func(t *testing.T) { streamDrop(t, p) })
 	t.Run("rolled back is 11", func(t *testing.T) { rolledBack(t, p) })

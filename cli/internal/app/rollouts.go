@@ -150,6 +150,9 @@ func (a *app) followRollout(parent context.Context, id string, timeout time.Dura
 		ctx, cancel = context.WithTimeout(parent, timeout)
 	}
 	defer cancel()
+	// The plan, for the view. A control plane that cannot be reached at
+	// all ends the command here (exit 4); once it answered, drops are
+	// re-attached.
 	got, err := call(ctx, a.client.Rollout.GetRollout, &flotillav1.GetRolloutRequest{RolloutId: id})
 	if err != nil {
 		return a.watchEnded(parent, ctx, id, err, timeout)
@@ -218,6 +221,9 @@ func (a *app) watchEnded(parent, ctx context.Context, id string, err error, time
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		fmt.Fprintf(a.env.Stderr, "rollout %s is still running after --timeout %s; re-attach: flotilla rollout watch %s\n", id, timeout, id)
 		return exit(exitcode.Timeout)
+	case exitcode.ForError(err) == exitcode.Transport:
+		fmt.Fprintf(a.env.Stderr, "flotilla: %s\nthe rollout's state is unknown, not failed; re-attach: flotilla rollout watch %s\n", ErrorLine(err), id)
+		return exit(exitcode.Transport)
 	}
 	return err
 }
