@@ -22,6 +22,7 @@ import (
 
 // Env is what the command runs with: its streams, environment and clock.
 type Env struct {
+	// Stdin, Stdout and Stderr are the command's standard streams.
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 	// Getenv reads the environment; nil: os.Getenv.

@@ -23,9 +23,12 @@ import (
 type Client struct {
 	conn *grpc.ClientConn
 
-	Fleet   flotillav1.FleetServiceClient
+	// Fleet is FleetService: agents, join tokens, fleet commands.
+	Fleet flotillav1.FleetServiceClient
+	// Rollout is RolloutService: services and rollouts.
 	Rollout flotillav1.RolloutServiceClient
-	Admin   flotillav1.AdminServiceClient
+	// Admin is AdminService: tokens, agents' removal, the audit trail.
+	Admin flotillav1.AdminServiceClient
 }
 
 // Dialer connects to an address; tests pass one to reach an in-memory

@@ -9,6 +9,8 @@ import (
 // Flags are the connection flags given on the command line; empty fields
 // were not given.
 type Flags struct {
+	// Context, Address, CAFile, TokenFile, CertFile and KeyFile are
+	// --context, --address, --ca, --token-file, --cert and --key.
 	Context   string
 	Address   string
 	CAFile    string
@@ -20,12 +22,17 @@ type Flags struct {
 // Connection is where and as whom to connect, resolved.
 type Connection struct {
 	// Context is the name of the context used, "" for none.
-	Context    string
-	Address    string
-	CAFile     string
+	Context string
+	// Address is the control plane's host:port.
+	Address string
+	// CAFile is the CA's PEM file; empty: the system's roots.
+	CAFile string
+	// ServerName is the name checked in the server's certificate; empty:
+	// the address's host.
 	ServerName string
 	// Token is the bearer token; empty with a certificate.
-	Token    string
+	Token string
+	// CertFile and KeyFile are the operator certificate and its key.
 	CertFile string
 	KeyFile  string
 }

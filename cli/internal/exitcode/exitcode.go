@@ -140,8 +140,10 @@ func CommandFinal(s flotillav1.FleetCommandState) bool {
 
 // Coded is an error that carries its exit code.
 type Coded struct {
+	// Code is the exit code.
 	Code Code
-	Err  error
+	// Err is what happened.
+	Err error
 }
 
 func (e *Coded) Error() string { return e.Err.Error() }

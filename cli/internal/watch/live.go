@@ -18,7 +18,9 @@ const maxHostLines = 20
 // how long they have been in it (the health gate with its countdown), and
 // counts of the others.
 type LiveRolloutView struct {
-	W     io.Writer
+	// W is where the view is drawn.
+	W io.Writer
+	// Model is the rollout drawn, kept up to date by the caller.
 	Model *RolloutModel
 	// Width is the terminal's width; lines are cut to it so that the
 	// redraw can count them.

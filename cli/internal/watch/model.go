@@ -29,25 +29,33 @@ type RolloutModel struct {
 
 // HostView is one host as the events left it.
 type HostView struct {
-	AgentID     string
-	Batch       int32
-	Step        flotillav1.HostStep
-	Since       time.Time
-	Message     string
+	// AgentID is the host's agent.
+	AgentID string
+	// Batch is the host's batch in the plan, from 0.
+	Batch int32
+	// Step is the host's step, Since when it entered it (the event's
+	// time), Message the step's details.
+	Step    flotillav1.HostStep
+	Since   time.Time
+	Message string
+	// RollingBack is true while the step belongs to the host's rollback.
 	RollingBack bool
 }
 
 // Failure is a gate that failed on a host, with its evidence.
 type Failure struct {
+	// AgentID is the host that failed.
 	AgentID string
 	// Gate is the step the host was in when it failed (HEALTH_CHECK for the
 	// health gate, RESTARTING for the restart, ...).
 	Gate flotillav1.HostStep
 	// Evidence is the server's message: the health response or metric
 	// that failed the gate, the command's error.
-	Evidence    string
+	Evidence string
+	// RollingBack is true when the failure was the rollback's.
 	RollingBack bool
-	At          time.Time
+	// At is when it failed.
+	At time.Time
 }
 
 // NewRolloutModel starts a model from the rollout as the server gave it.

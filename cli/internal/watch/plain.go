@@ -40,7 +40,9 @@ func withMessage(line, msg string) string {
 
 // PlainRolloutView prints one line per event.
 type PlainRolloutView struct {
-	W     io.Writer
+	// W is where the view is drawn.
+	W io.Writer
+	// Model is the rollout drawn, kept up to date by the caller.
 	Model *RolloutModel
 }
 
