@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -15,7 +16,10 @@ import (
 func liveViewInTerminal(t *testing.T, p *plane) {
 	tmux, err := exec.LookPath("tmux")
 	if err != nil {
-		t.Skip("tmux not installed: the live view is not checked in a terminal")
+		if os.Getenv("FLOTILLA_E2E") == "1" {
+			t.Fatal("FLOTILLA_E2E=1 and tmux is missing (make deps installs it)")
+		}
+		t.Skip("tmux not installed (make deps installs it): the live view is not checked in a terminal")
 	}
 	bin := binary(t, "flotilla")
 	gated := p.writeFile("gated.yaml", strings.Replace(serviceYAML("web", true, "30s"), "min_healthy_time: 1s", "min_healthy_time: 3s", 1))
