@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -173,21 +174,34 @@ func (a *app) followCommand(parent context.Context, id string, timeout time.Dura
 	}
 	defer cancel()
 	w := a.progress()
+	var mu sync.Mutex
+	view := a.commandView()
 	f := &watch.CommandFollower{API: a.client.Fleet, ID: id}
 	f.OnMessage = func(m *flotillav1.WatchCommandResponse) {
+		mu.Lock()
+		defer mu.Unlock()
 		if a.format.Machine() {
 			_ = output.Write(a.env.Stdout, a.format, m)
 		}
-		fmt.Fprintln(w, watch.CommandLine(m))
+		view.Message(m)
 	}
 	f.OnReattach = func(n int, err error) {
 		why := "the stream ended early"
 		if err != nil {
 			why = ErrorLine(err)
 		}
-		fmt.Fprintf(w, "watch stream dropped (%s); re-attaching (attempt %d)\n", why, n)
+		mu.Lock()
+		defer mu.Unlock()
+		view.Note(fmt.Sprintf("watch stream dropped (%s); re-attaching (attempt %d)", why, n))
 	}
+	stop := everySecond(func(now time.Time) {
+		mu.Lock()
+		defer mu.Unlock()
+		view.Tick(now)
+	})
+	defer stop()
 	final, err := f.Run(ctx)
+	stop()
 	if err != nil {
 		switch {
 		case parent.Err() != nil:
@@ -320,4 +334,13 @@ func specKind(s *flotillav1.CommandSpec) string {
 		return "undrain"
 	}
 	return ""
+}
+
+// commandView is the live view in a terminal, plain lines elsewhere.
+func (a *app) commandView() watch.CommandView {
+	w := a.progress()
+	if tty, width := a.env.Terminal(w); tty {
+		return &watch.LiveCommandView{W: w, Width: width, Model: watch.NewCommandModel()}
+	}
+	return &watch.PlainCommandView{W: w}
 }

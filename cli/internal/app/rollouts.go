@@ -256,6 +256,16 @@ func (l *lockedView) Close() {
 
 // tick calls the view's Tick every second until the returned stop.
 func (l *lockedView) tick() (stop func()) {
+	return everySecond(func(now time.Time) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.v.Tick(now)
+	})
+}
+
+// everySecond calls fn every second until the returned stop, which may be
+// called more than once.
+func everySecond(fn func(time.Time)) (stop func()) {
 	done := make(chan struct{})
 	finished := make(chan struct{})
 	go func() {
@@ -267,11 +277,10 @@ func (l *lockedView) tick() (stop func()) {
 			case <-done:
 				return
 			case now := <-t.C:
-				l.mu.Lock()
-				l.v.Tick(now)
-				l.mu.Unlock()
+				fn(now)
 			}
 		}
 	}()
-	return func() { close(done); <-finished }
+	var once sync.Once
+	return func() { once.Do(func() { close(done); <-finished }) }
 }

@@ -28,7 +28,7 @@ type LiveRolloutView struct {
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
 
-	drawn int // lines drawn last time
+	frame frame
 	notes []string
 }
 
@@ -55,18 +55,27 @@ func (v *LiveRolloutView) now() time.Time {
 }
 
 func (v *LiveRolloutView) draw(now time.Time) {
-	lines := append(RenderRollout(v.Model, now), v.notes...)
+	v.frame.draw(v.W, v.Width, append(RenderRollout(v.Model, now), v.notes...))
+}
+
+// frame redraws a block of lines in place: the cursor goes back up over
+// the lines drawn last time, which are cleared, and the new ones are
+// written, each cut to the terminal's width so that none wraps and the
+// count stays right.
+type frame struct{ drawn int }
+
+func (f *frame) draw(w io.Writer, width int, lines []string) {
 	var b strings.Builder
-	if v.drawn > 0 {
-		fmt.Fprintf(&b, "\x1b[%dA", v.drawn) // back to the first line drawn
+	if f.drawn > 0 {
+		fmt.Fprintf(&b, "\x1b[%dA", f.drawn) // back to the first line drawn
 	}
 	b.WriteString("\r\x1b[J") // clear from there down
 	for _, l := range lines {
-		b.WriteString(cut(l, v.Width))
+		b.WriteString(cut(l, width))
 		b.WriteString("\n")
 	}
-	v.drawn = len(lines)
-	_, _ = io.WriteString(v.W, b.String())
+	f.drawn = len(lines)
+	_, _ = io.WriteString(w, b.String())
 }
 
 // cut shortens s to width runes (no limit when width <= 0).

@@ -145,3 +145,35 @@ func stripANSI(s string) string {
 		s = s[:i] + s[min(j+1, len(s)):]
 	}
 }
+
+// TestCommandViewsGolden: a recorded fleet command as plain lines and as
+// the live view's frame while one host pulls and one has failed.
+func TestCommandViewsGolden(t *testing.T) {
+	at := func(s int) *timestamppb.Timestamp { return timestamppb.New(t0.Add(time.Duration(s) * time.Second)) }
+	snap := func(state flotillav1.FleetCommandState, sum map[string]int32) *flotillav1.WatchCommandResponse {
+		return &flotillav1.WatchCommandResponse{Body: &flotillav1.WatchCommandResponse_Snapshot{Snapshot: &flotillav1.FleetCommand{
+			Id: "cmd-1", State: state, Summary: sum, CreatedAt: at(0)}}}
+	}
+	event := func(s int, agent string, state flotillav1.CommandState, msg string, p *flotillav1.CommandProgress) *flotillav1.WatchCommandResponse {
+		return &flotillav1.WatchCommandResponse{Body: &flotillav1.WatchCommandResponse_Event{Event: &flotillav1.HostCommandEvent{
+			AgentId: agent, Event: &flotillav1.CommandEvent{State: state, Message: msg, At: at(s), Progress: p}}}}
+	}
+	stream := []*flotillav1.WatchCommandResponse{
+		snap(flotillav1.FleetCommandState_FLEET_COMMAND_STATE_RUNNING, map[string]int32{"pending": 2}),
+		event(1, "web-1", flotillav1.CommandState_COMMAND_STATE_RUNNING, "pulling layer 3f2a", &flotillav1.CommandProgress{Current: 50, Total: 200}),
+		event(2, "web-2", flotillav1.CommandState_COMMAND_STATE_FAILED, "pull access denied", nil),
+		event(6, "web-1", flotillav1.CommandState_COMMAND_STATE_SUCCEEDED, "pulled", nil),
+		snap(flotillav1.FleetCommandState_FLEET_COMMAND_STATE_FAILED, map[string]int32{"succeeded": 1, "failed": 1}),
+	}
+	var plain strings.Builder
+	m := NewCommandModel()
+	var mid string
+	for i, msg := range stream {
+		plain.WriteString(CommandLine(msg) + "\n")
+		m.Apply(msg)
+		if i == 2 {
+			mid = strings.Join(RenderCommand(m, t0.Add(4*time.Second)), "\n")
+		}
+	}
+	golden(t, "command_views.golden", plain.String()+"---\n"+mid+"\n")
+}
