@@ -57,6 +57,7 @@ func TestAgainstControlPlane(t *testing.T) {
 	t.Run("the live view in a terminal", func(t *testing.T) { liveViewInTerminal(t, p) })
 	t.Run("-o json is one message per line", func(t *testing.T) { jsonLines(t, p) })
 	t.Run("a dropped stream is re-attached", func(t *testing.T) { streamDrop(t, p) })
+	t.Run("an interrupted watch is 7 and the rollout goes on", func(t *testing.T) { interrupted(t, p) })
 	t.Run("rolled back is 11", func(t *testing.T) { rolledBack(t, p) })
 	t.Run("blocked, timeout and aborted", func(t *testing.T) { blockedTimeoutAborted(t, p) })
 	t.Run("failed is 10", func(t *testing.T) { failed(t, p) })
@@ -281,5 +282,32 @@ func fleetCommand(t *testing.T, p *plane) {
 	r = p.run("cmd", "run", "restart", "not-managed", "-l", "role=web", "--watch")
 	if r.code != int(exitcode.Failed) || !strings.Contains(r.stdout, "rejected") {
 		t.Errorf("a restart the agents refuse: exit %d, want %d", r.code, exitcode.Failed)
+	}
+}
+
+// interrupted stops a watch as Ctrl-C does (the command's context ends):
+// exit 7, the ID printed to re-attach, and the rollout goes on to succeed.
+func interrupted(t *testing.T, p *plane) {
+	var out, errOut lockedBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan result, 1)
+	go func() {
+		done <- p.runWith(ctx, nil, &out, &errOut, "rollout", "start", "web", "--image", "registry.sim/app:v4-int", "--watch")
+	}()
+	eventually(t, "the first event", func() error {
+		if strings.Contains(out.String(), " host ") {
+			return nil
+		}
+		return fmt.Errorf("stdout %q", out.String())
+	})
+	cancel()
+	r := <-done
+	id := rolloutID(t, r.stdout)
+	if r.code != int(exitcode.Interrupted) || !strings.Contains(r.stderr, "flotilla rollout watch "+id) {
+		t.Fatalf("exit %d, stderr %q; want %d and the ID to re-attach", r.code, r.stderr, exitcode.Interrupted)
+	}
+	if w := p.run("rollout", "watch", id); w.code != 0 {
+		t.Errorf("re-attached: exit %d, want 0", w.code)
 	}
 }
