@@ -52,6 +52,7 @@ func TestAgainstControlPlane(t *testing.T) {
 	p.startFleet(2)
 	t.Run("invalid input names the field", func(t *testing.T) { invalidInput(t, p) })
 	t.Run("credentials and transport", func(t *testing.T) { credentialsAndTransport(t, p) })
+	t.Run("named contexts", func(t *testing.T) { contexts(t, p) })
 	t.Run("service apply shows the diff", func(t *testing.T) { applyService(t, p) })
 	t.Run("deploy --watch succeeds with 0", func(t *testing.T) { deploySucceeds(t, p) })
 	t.Run("the live view in a terminal", func(t *testing.T) { liveViewInTerminal(t, p) })
@@ -309,5 +310,36 @@ func interrupted(t *testing.T, p *plane) {
 	}
 	if w := p.run("rollout", "watch", id); w.code != 0 {
 		t.Errorf("re-attached: exit %d, want 0", w.code)
+	}
+}
+
+// contexts saves the control plane as a named context, switches to it and
+// lists agents with no FLOTILLA_* variable but the config file's path.
+func contexts(t *testing.T, p *plane) {
+	tokenFile := p.writeFile("admin.token", p.env["FLOTILLA_TOKEN"])
+	none := map[string]string{"FLOTILLA_ADDRESS": "", "FLOTILLA_TOKEN": "", "FLOTILLA_CA": ""}
+	if r := p.runEnv(none, "context", "set", "it", "--address", p.addr, "--ca", p.env["FLOTILLA_CA"], "--token-file", tokenFile); r.code != 0 {
+		t.Fatalf("context set: exit %d", r.code)
+	}
+	if r := p.runEnv(none, "context", "set", "elsewhere", "--address", freeAddr(t)); r.code != 0 {
+		t.Fatalf("context set: exit %d", r.code)
+	}
+	if r := p.runEnv(none, "context", "use", "elsewhere"); r.code != 0 {
+		t.Fatalf("context use: exit %d", r.code)
+	}
+	if r := p.runEnv(none, "agents", "ls"); r.code != int(exitcode.Transport) {
+		t.Errorf("agents ls on a context where nothing listens: exit %d, want %d", r.code, exitcode.Transport)
+	}
+	if r := p.runEnv(none, "context", "use", "it"); r.code != 0 {
+		t.Fatalf("context use: exit %d", r.code)
+	}
+	if r := p.runEnv(none, "agents", "ls"); r.code != 0 || !strings.Contains(r.stdout, "connected") {
+		t.Errorf("agents ls through the context: exit %d", r.code)
+	}
+	if r := p.runEnv(none, "context", "ls"); !strings.Contains(r.stdout, "* it") {
+		t.Errorf("context ls does not mark it current:\n%s", r.stdout)
+	}
+	if r := p.runEnv(none, "context", "use", "nope"); r.code != int(exitcode.Invalid) || !strings.Contains(r.stderr, "elsewhere, it") {
+		t.Errorf("context use of an unknown context: exit %d, stderr %q", r.code, r.stderr)
 	}
 }
