@@ -40,7 +40,7 @@ func (a *app) tokensCommand() *cobra.Command {
 		},
 	}
 	ls.Flags().BoolVar(&all, "all", false, "include revoked and expired tokens")
-	c.AddCommand(ls, a.tokenCreateCommand(), a.tokenRevokeCommand(), a.joinTokensCommand())
+	c.AddCommand(ls, a.tokenCreateCommand(), a.tokenRevokeCommand(), a.joinTokensCommand(), a.certCommand())
 	return c
 }
 

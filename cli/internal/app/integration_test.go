@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -53,6 +55,7 @@ func TestAgainstControlPlane(t *testing.T) {
 	t.Run("invalid input names the field", func(t *testing.T) { invalidInput(t, p) })
 	t.Run("credentials and transport", func(t *testing.T) { credentialsAndTransport(t, p) })
 	t.Run("named contexts", func(t *testing.T) { contexts(t, p) })
+	t.Run("an operator certificate", func(t *testing.T) { operatorCert(t, p) })
 	t.Run("service apply shows the diff", func(t *testing.T) { applyService(t, p) })
 	t.Run("deploy --watch succeeds with 0", func(t *testing.T) { deploySucceeds(t, p) })
 	t.Run("the live view in a terminal", func(t *testing.T) { liveViewInTerminal(t, p) })
@@ -341,5 +344,27 @@ func contexts(t *testing.T, p *plane) {
 	}
 	if r := p.runEnv(none, "context", "use", "nope"); r.code != int(exitcode.Invalid) || !strings.Contains(r.stderr, "elsewhere, it") {
 		t.Errorf("context use of an unknown context: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+// operatorCert issues an operator certificate with the command and
+// authenticates with it instead of a token.
+func operatorCert(t *testing.T, p *plane) {
+	dir := t.TempDir()
+	if r := p.run("tokens", "cert", "alice", "--role", "viewer", "--dir", dir); r.code != 0 {
+		t.Fatalf("tokens cert: exit %d", r.code)
+	}
+	key, crt := filepath.Join(dir, "alice.key"), filepath.Join(dir, "alice.crt")
+	if st, err := os.Stat(key); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("the key: %v, %v; want mode 0600", st, err)
+	}
+	noToken := map[string]string{"FLOTILLA_TOKEN": ""}
+	if r := p.runEnv(noToken, "agents", "ls", "--cert", crt, "--key", key); r.code != 0 {
+		t.Errorf("agents ls with the certificate: exit %d", r.code)
+	}
+	// The role it carries: a viewer may not start a rollout.
+	r := p.runEnv(noToken, "rollout", "start", "web", "--image", "registry.sim/app:v9", "--cert", crt, "--key", key)
+	if r.code != int(exitcode.Denied) || !strings.Contains(r.stderr, "PermissionDenied") {
+		t.Errorf("a viewer's rollout: exit %d, stderr %q; want %d", r.code, r.stderr, exitcode.Denied)
 	}
 }
