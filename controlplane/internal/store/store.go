@@ -154,6 +154,7 @@ type Store interface {
 	IdentityStore
 	AuditStore
 	LeaseStore
+	NotificationStore
 
 	// Ping checks that the store answers; /healthz reports it as "database".
 	Ping(ctx context.Context) error

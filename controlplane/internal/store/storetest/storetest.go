@@ -60,6 +60,12 @@ func Run(t *testing.T, open Opener) {
 		{"UpdateAgentStatusesIfHolder", testUpdateAgentStatusesIfHolder},
 		{"MarkAgentsLost", testMarkAgentsLost},
 		{"LiveLeases", testLiveLeases},
+		{"Subscriptions", testSubscriptions},
+		{"PublishNotification", testPublishNotification},
+		{"ClaimDeliveries", testClaimDeliveries},
+		{"ClaimDeliveriesRace", testClaimDeliveriesRace},
+		{"DeliveryLog", testDeliveryLog},
+		{"PruneNotifications", testPruneNotifications},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, open) })
