@@ -54,6 +54,11 @@ type Config struct {
 	RetryInterval time.Duration
 	// MaxHosts bounds the hosts of one rollout (default 10000).
 	MaxHosts int
+	// OnStateChange, when set, is called on the rollout's goroutine after
+	// each state is stored (the start included), before the step's
+	// commands go out; it must return quickly (notifications write their
+	// outbox row and return).
+	OnStateChange func(ctx context.Context, sc StateChange)
 }
 
 // Engine runs rollouts.

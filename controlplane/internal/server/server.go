@@ -35,6 +35,7 @@ import (
 	"flotilla.dev/controlplane/internal/fsutil"
 	"flotilla.dev/controlplane/internal/lease"
 	"flotilla.dev/controlplane/internal/logging"
+	"flotilla.dev/controlplane/internal/notify"
 	"flotilla.dev/controlplane/internal/pki"
 	"flotilla.dev/controlplane/internal/ratelimit"
 	"flotilla.dev/controlplane/internal/rollout"
@@ -79,6 +80,7 @@ type Server struct {
 	dispatcher     *commands.Dispatcher
 	commands       *commands.Manager
 	rollouts       *rollout.Engine
+	notifier       *notify.Notifier
 
 	opts  options
 	audit *audit.Recorder
@@ -104,7 +106,7 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, version string
 			s.Close()
 		}
 	}()
-	for _, step := range []func(context.Context) error{s.openStore, s.joinReplicas, s.loadCredentials, s.buildFleet, s.buildWork, s.loadWork} {
+	for _, step := range []func(context.Context) error{s.openStore, s.joinReplicas, s.loadCredentials, s.buildNotifier, s.buildFleet, s.buildWork, s.loadWork} {
 		if err := step(ctx); err != nil {
 			return nil, err
 		}
@@ -167,7 +169,7 @@ func (s *Server) buildFleet(ctx context.Context) error {
 		Store: s.store, Logger: s.log.Named("fleet"), Now: s.opts.now,
 		LostAfter: s.cfg.AgentLostAfter.Std(), ReconnectGrace: s.cfg.AgentReconnectGrace.Std(),
 		PersistInterval: s.cfg.HeartbeatPersistInterval.Std(), FlushInterval: s.opts.intervals.StatusFlush,
-		Replica: s.fleetReplica(),
+		Replica: s.fleetReplica(), OnStateChange: s.notifier.OnAgent,
 	})
 	if err != nil {
 		return err
@@ -188,7 +190,7 @@ func (s *Server) buildWork(context.Context) error {
 	}
 	if s.commands, err = commands.NewManager(commands.ManagerConfig{
 		Store: s.store, Registry: s.registry, Dispatcher: s.dispatcher, Logger: s.log.Named("commands"),
-		Metrics: s.commandMetrics, Now: s.opts.now,
+		Metrics: s.commandMetrics, Now: s.opts.now, OnFinish: s.notifier.OnCommand,
 	}); err != nil {
 		return err
 	}
@@ -198,6 +200,7 @@ func (s *Server) buildWork(context.Context) error {
 		Store: s.store, Registry: s.registry, Dispatcher: s.dispatcher, Logger: s.log.Named("rollouts"),
 		Metrics: rollout.NewMetrics(s.metrics), Now: s.opts.now,
 		TickInterval: s.opts.intervals.RolloutTick, RetryInterval: s.opts.intervals.RolloutRetry,
+		OnStateChange: s.notifier.OnRollout,
 	})
 	return err
 }
@@ -395,6 +398,13 @@ func (s *Server) registerServices() error {
 	flotillav1.RegisterFleetServiceServer(s.grpc, fleetSvc)
 	flotillav1.RegisterRolloutServiceServer(s.grpc, rolloutSvc)
 	flotillav1.RegisterAdminServiceServer(s.grpc, adminSvc)
+	notifySvc, err := api.NewNotificationService(api.NotificationServiceConfig{
+		Store: s.store, Notifier: s.notifier, Logger: s.log.Named("notify"), Now: s.opts.now,
+	})
+	if err != nil {
+		return err
+	}
+	flotillav1.RegisterNotificationServiceServer(s.grpc, notifySvc)
 	return nil
 }
 
@@ -447,6 +457,7 @@ func (s *Server) Run(ctx context.Context, grpcLis, httpLis net.Listener) error {
 		{Name: "command-deadlines", Run: s.dispatcher.Run},
 		{Name: "rollouts", Run: s.rollouts.Run},
 		{Name: "store-health", Run: s.watchStore},
+		{Name: "notifications", Run: s.notifier.Run},
 	}
 	tasks = append(tasks, s.replicaTasks()...)
 	return run.All(ctx, tasks...)
@@ -468,7 +479,8 @@ func (s *Server) setServing(ok bool) {
 	}
 	s.health.SetServingStatus("", st)
 	for _, svc := range []string{flotillav1.AgentService_ServiceDesc.ServiceName, flotillav1.FleetService_ServiceDesc.ServiceName,
-		flotillav1.RolloutService_ServiceDesc.ServiceName, flotillav1.AdminService_ServiceDesc.ServiceName} {
+		flotillav1.RolloutService_ServiceDesc.ServiceName, flotillav1.AdminService_ServiceDesc.ServiceName,
+		flotillav1.NotificationService_ServiceDesc.ServiceName} {
 		s.health.SetServingStatus(svc, st)
 	}
 }
