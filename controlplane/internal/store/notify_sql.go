@@ -10,16 +10,27 @@ import (
 // "?" placeholders (PostgreSQL's driver numbers them) and times as Unix
 // nanoseconds (see the schema).
 
-// SubscribersOf returns the IDs of the subscriptions in subs that get a
-// delivery of ev: the one ev.Only names, or every one that wants its type.
-func SubscribersOf(subs []Subscription, ev NotificationEvent) []string {
-	var out []string
+// SubscribersOf returns the subscriptions in subs that get a delivery of
+// ev: the one ev.Only names, or every one that wants its type.
+func SubscribersOf(subs []Subscription, ev NotificationEvent) []Subscription {
+	var out []Subscription
 	for _, s := range subs {
 		if (ev.Only != "" && s.ID == ev.Only) || (ev.Only == "" && s.Wants(ev.Type)) {
-			out = append(out, s.ID)
+			out = append(out, s)
 		}
 	}
 	return out
+}
+
+// DeliveryOrderKey is the order key of ev's delivery to sub: a Slack
+// sink's deliveries keep none, because the events a message coalesces are
+// shown in the order they occurred anyway, and holding a burst's later
+// events back would split it into one message each.
+func DeliveryOrderKey(sub Subscription, ev NotificationEvent) string {
+	if sub.SinkKind == SinkSlack {
+		return ""
+	}
+	return ev.OrderKey
 }
 
 // DueDeliveriesQuery selects the IDs of the deliveries c claims (see

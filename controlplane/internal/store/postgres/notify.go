@@ -126,8 +126,8 @@ func (s *Store) PublishNotification(ctx context.Context, ev store.NotificationEv
 		for _, sub := range store.SubscribersOf(subs, ev) {
 			if _, err := tx.Exec(ctx, `INSERT INTO notification_deliveries (event_id, subscription_id, order_key, state,
 				attempts, next_attempt_at, claimed_by, claim_until, created_at, finished_at) VALUES ($1, $2, $3, $4, 0, $5, '', 0, $5, 0)`,
-				ev.ID, sub, ev.OrderKey, store.DeliveryPending, timeArg(ev.OccurredAt)); err != nil {
-				return wrap(err, "publish notification %q to %q", ev.ID, sub)
+				ev.ID, sub.ID, store.DeliveryOrderKey(sub, ev), store.DeliveryPending, timeArg(ev.OccurredAt)); err != nil {
+				return wrap(err, "publish notification %q to %q", ev.ID, sub.ID)
 			}
 			queued++
 		}

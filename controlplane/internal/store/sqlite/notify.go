@@ -132,8 +132,8 @@ func (s *Store) PublishNotification(ctx context.Context, ev store.NotificationEv
 		for _, sub := range store.SubscribersOf(subs, ev) {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO notification_deliveries (event_id, subscription_id, order_key, state,
 				attempts, next_attempt_at, claimed_by, claim_until, created_at, finished_at) VALUES (?, ?, ?, ?, 0, ?, '', 0, ?, 0)`,
-				ev.ID, sub, ev.OrderKey, store.DeliveryPending, timeArg(ev.OccurredAt), timeArg(ev.OccurredAt)); err != nil {
-				return fmt.Errorf("store: publish notification %q to %q: %w", ev.ID, sub, err)
+				ev.ID, sub.ID, store.DeliveryOrderKey(sub, ev), store.DeliveryPending, timeArg(ev.OccurredAt), timeArg(ev.OccurredAt)); err != nil {
+				return fmt.Errorf("store: publish notification %q to %q: %w", ev.ID, sub.ID, err)
 			}
 			queued++
 		}
