@@ -43,7 +43,10 @@ func post(ctx context.Context, client *http.Client, target string, headers http.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // let the connection be reused
 	r := result{status: resp.StatusCode, retryAfter: RetryAfter(resp.Header.Get("Retry-After"), now)}
 	if !r.ok() {
-		r.err = fmt.Errorf("sink answered %d: %s", resp.StatusCode, strings.TrimSpace(string(snippet)))
+		r.err = fmt.Errorf("sink answered %d", resp.StatusCode)
+		if text := strings.TrimSpace(string(snippet)); text != "" {
+			r.err = fmt.Errorf("sink answered %d: %s", resp.StatusCode, strings.ToValidUTF8(text, "?"))
+		}
 	}
 	return r
 }
