@@ -13,38 +13,53 @@ import (
 )
 
 // Dispatch claims the due deliveries this process has room for and starts
-// their attempts; it returns how many it claimed. The delivery loop calls
-// it; tests call it to step the notifier with a fake clock, then Wait.
+// their attempts; it returns how many it claimed. It claims in rounds of
+// at most PerSink, looking at the lanes again between rounds, so that a
+// slow sink's lane never holds more than about twice PerSink deliveries
+// and cannot take the room other sinks need. The delivery loop calls it;
+// tests call it to step the notifier with a fake clock, then Wait.
 func (n *Notifier) Dispatch(ctx context.Context) (int, error) {
+	total := 0
+	defer n.startAll()
+	for {
+		claimed, more, err := n.claimRound(ctx)
+		total += claimed
+		if err != nil || !more {
+			return total, err
+		}
+	}
+}
+
+// startAll starts what every lane has room for. A Slack lane starts once
+// all rounds are claimed, so that a burst goes out as one message.
+func (n *Notifier) startAll() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, l := range n.lanes {
+		n.start(l)
+	}
+}
+
+// claimRound claims one round and starts its attempts; more reports that
+// the round was full, so another may find more.
+func (n *Notifier) claimRound(ctx context.Context) (claimed int, more bool, err error) {
 	now := n.cfg.Now()
 	n.mu.Lock()
 	exclude, free := n.claimable(now)
 	n.mu.Unlock()
-	if free <= 0 {
-		return 0, nil
+	limit := min(free, n.cfg.PerSink)
+	if limit <= 0 {
+		return 0, false, nil
 	}
 	ds, err := n.cfg.Store.ClaimDeliveries(ctx, store.DeliveryClaim{
-		Holder: n.cfg.Holder, Now: now, Until: now.Add(n.cfg.ClaimTTL), Limit: free, Exclude: exclude,
+		Holder: n.cfg.Holder, Now: now, Until: now.Add(n.cfg.ClaimTTL), Limit: limit, Exclude: exclude,
 	})
 	if err != nil || len(ds) == 0 {
-		return 0, err
+		return 0, false, err
 	}
-	subs := make(map[string]*store.Subscription)
-	for _, d := range ds {
-		if _, ok := subs[d.SubscriptionID]; ok {
-			continue
-		}
-		// Read it now: a rotated secret or a moved URL applies to the
-		// next attempt.
-		sub, err := n.cfg.Store.GetSubscription(ctx, d.SubscriptionID)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			subs[d.SubscriptionID] = nil // deleted with its deliveries
-		case err != nil:
-			return 0, err // the claims lapse and are taken again
-		default:
-			subs[d.SubscriptionID] = &sub
-		}
+	subs, err := n.subscriptionsOf(ctx, ds)
+	if err != nil {
+		return 0, false, err // the claims lapse and are taken again
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -55,13 +70,33 @@ func (n *Notifier) Dispatch(ctx context.Context) (int, error) {
 			n.inflight++
 		}
 	}
-	for id := range subs {
-		if l := n.lanes[id]; l != nil {
-			n.start(l)
+	return len(ds), len(ds) == limit, nil
+}
+
+// subscriptionsOf reads the subscriptions of claimed deliveries now, so
+// that a rotated secret or a moved URL applies to the next attempt; a
+// deleted one maps to nil (its deliveries went with it).
+func (n *Notifier) subscriptionsOf(ctx context.Context, ds []store.Delivery) (map[string]*store.Subscription, error) {
+	subs := make(map[string]*store.Subscription)
+	for _, d := range ds {
+		if _, ok := subs[d.SubscriptionID]; ok {
+			continue
+		}
+		sub, err := n.cfg.Store.GetSubscription(ctx, d.SubscriptionID)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			subs[d.SubscriptionID] = nil
+		case err != nil:
+			return nil, err
+		default:
+			subs[d.SubscriptionID] = &sub
 		}
 	}
-	return len(ds), nil
+	return subs, nil
 }
+
+// maxSlackBatch bounds the deliveries one Slack message coalesces.
+const maxSlackBatch = 100
 
 // claimable lists the subscriptions not to claim for now (a webhook
 // lane full, a Slack lane busy or inside its interval) and how many
@@ -71,7 +106,7 @@ func (n *Notifier) claimable(now time.Time) ([]string, int) {
 	for id, l := range n.lanes {
 		busy := len(l.queue)+l.running >= 2*n.cfg.PerSink
 		if l.sub.SinkKind == store.SinkSlack {
-			busy = l.running > 0 || len(l.queue) > 0 || now.Before(l.slackNext)
+			busy = l.running > 0 || len(l.queue) >= maxSlackBatch || now.Before(l.slackNext)
 		}
 		if busy {
 			exclude = append(exclude, id)
