@@ -122,8 +122,8 @@ func CommandEvent(f commands.Finished) (Event, bool) {
 	}
 	ev := Event{
 		ID: "ev-" + f.ID + "-failed", Type: t, OrderKey: f.ID, OccurredAt: f.At,
-		Summary: fmt.Sprintf("Fleet command %s (%s) failed on %d of %d hosts", f.ID, f.Kind, len(f.Failed), total(f.Counts)),
-		Subject: map[string]string{"command_id": f.ID, "kind": f.Kind, "created_by": f.CreatedBy},
+		Summary:  fmt.Sprintf("Fleet command %s (%s) failed on %d of %d hosts", f.ID, f.Kind, len(f.Failed), total(f.Counts)),
+		Subject:  map[string]string{"command_id": f.ID, "kind": f.Kind, "created_by": f.CreatedBy},
 		Evidence: map[string]any{"hosts_by_state": f.Counts, "failed_host_count": len(f.Failed)},
 	}
 	var hosts []map[string]string
