@@ -238,3 +238,35 @@ func TestNotificationsSurviveRestart(t *testing.T) {
 		return err == nil && log.GetPending() == 0 && log.GetAttempts()[0].GetOutcome() == "delivered"
 	})
 }
+
+// TestNotificationsAgentLostAndBack: an agent that goes silent is told
+// lost, and back once it reconnects, through the fleet registry's hook.
+func TestNotificationsAgentLostAndBack(t *testing.T) {
+	h := start(t, lostAfter(time.Second), fastRetries())
+	rx := newReceiver(t, false, false)
+	if _, err := h.notifications().CreateSubscription(h.operatorCtx(h.admin), webhookSubscription(rx.URL,
+		flotillav1.NotificationEventType_NOTIFICATION_EVENT_TYPE_AGENT_LOST,
+		flotillav1.NotificationEventType_NOTIFICATION_EVENT_TYPE_AGENT_BACK)); err != nil {
+		t.Fatal(err)
+	}
+	a := h.scriptedFleet("nt", 1, true)[0]
+	a.drop()
+	types := func() []string {
+		_, accepted := rx.snapshot()
+		var out []string
+		for _, r := range accepted {
+			var b notify.Body
+			if err := json.Unmarshal(r.body, &b); err != nil || b.Data.Subject["agent_id"] != a.id {
+				t.Fatalf("body %s: %v", r.body, err)
+			}
+			out = append(out, b.Type)
+		}
+		return out
+	}
+	eventually(t, 30*time.Second, "agent.lost delivered", func() bool { return len(types()) == 1 })
+	a.reconnect(h)
+	eventually(t, 30*time.Second, "agent.back delivered", func() bool { return len(types()) == 2 })
+	if got := strings.Join(types(), ","); got != "agent.lost,agent.back" {
+		t.Fatalf("events %s, want agent.lost then agent.back", got)
+	}
+}
