@@ -139,8 +139,14 @@ func TestSubscriptionLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, call := range []func() error{
-		func() error { _, err := svc.GetSubscription(ctx, &flotillav1.GetSubscriptionRequest{SubscriptionId: sub.GetId()}); return err },
-		func() error { _, err := svc.TestSubscription(ctx, &flotillav1.TestSubscriptionRequest{SubscriptionId: sub.GetId()}); return err },
+		func() error {
+			_, err := svc.GetSubscription(ctx, &flotillav1.GetSubscriptionRequest{SubscriptionId: sub.GetId()})
+			return err
+		},
+		func() error {
+			_, err := svc.TestSubscription(ctx, &flotillav1.TestSubscriptionRequest{SubscriptionId: sub.GetId()})
+			return err
+		},
 		func() error {
 			_, err := svc.DeleteSubscription(ctx, &flotillav1.DeleteSubscriptionRequest{SubscriptionId: sub.GetId()})
 			return err

@@ -65,19 +65,30 @@ type Event struct {
 // Body is the JSON a webhook receives (version BodyVersion): the Standard
 // Webhooks shape, type, timestamp and data.
 type Body struct {
-	Version   int       `json:"version"`
-	ID        string    `json:"id"`
-	Type      string    `json:"type"`
+	// Version is BodyVersion.
+	Version int `json:"version"`
+	// ID is the event's ID, the same as the webhook-id header.
+	ID string `json:"id"`
+	// Type is the event type, e.g. "rollout.failed".
+	Type string `json:"type"`
+	// Timestamp is when the event occurred (RFC 3339, UTC).
 	Timestamp time.Time `json:"timestamp"`
-	Data      BodyData  `json:"data"`
+	// Data is the event's content.
+	Data BodyData `json:"data"`
 }
 
 // BodyData is the event's content.
 type BodyData struct {
-	Summary  string            `json:"summary"`
-	Reason   string            `json:"reason,omitempty"`
-	Subject  map[string]string `json:"subject,omitempty"`
-	Evidence map[string]any    `json:"evidence,omitempty"`
+	// Summary is one line for people.
+	Summary string `json:"summary"`
+	// Reason is why, as the subsystem said it.
+	Reason string `json:"reason,omitempty"`
+	// Subject names what the event is about (rollout_id, service,
+	// agent_id, hostname, command_id, ...).
+	Subject map[string]string `json:"subject,omitempty"`
+	// Evidence supports the reason (failed hosts and their messages,
+	// host counts by state, ...).
+	Evidence map[string]any `json:"evidence,omitempty"`
 }
 
 // encode renders the event's body.

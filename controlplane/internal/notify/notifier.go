@@ -26,11 +26,14 @@ const emitQueue = 1024
 // Config configures a Notifier. Zero durations and counts take the
 // defaults in brackets.
 type Config struct {
+	// Store is the outbox. Required.
 	Store store.NotificationStore
 	// Holder names this process in its claims; a new holder ID when
 	// empty. Replicas must have different ones.
-	Holder  string
-	Logger  *zap.Logger
+	Holder string
+	// Logger logs attempts (never a sink's URL or secrets).
+	Logger *zap.Logger
+	// Metrics records deliveries; nil records nothing.
 	Metrics *Metrics
 	// Now is the clock (time.Now).
 	Now func() time.Time
