@@ -137,7 +137,7 @@ func (n *Notifier) start(l *lane) {
 			batch := l.queue
 			l.queue, l.running = nil, 1
 			n.wg.Add(1)
-			go n.attemptSlack(sub, batch)
+			go n.attemptSlack(n.base, sub, batch)
 		}
 		return
 	}
@@ -146,7 +146,7 @@ func (n *Notifier) start(l *lane) {
 		l.queue = l.queue[1:]
 		l.running++
 		n.wg.Add(1)
-		go n.attemptWebhook(sub, d)
+		go n.attemptWebhook(n.base, sub, d)
 	}
 }
 
@@ -155,9 +155,9 @@ func (n *Notifier) start(l *lane) {
 func (n *Notifier) Wait() { n.wg.Wait() }
 
 // attemptWebhook sends one delivery, signed with every secret.
-func (n *Notifier) attemptWebhook(sub store.Subscription, d store.Delivery) {
+func (n *Notifier) attemptWebhook(base context.Context, sub store.Subscription, d store.Delivery) {
 	defer n.wg.Done()
-	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.AttemptTimeout)
+	ctx, cancel := context.WithTimeout(base, n.cfg.AttemptTimeout)
 	defer cancel()
 	started := n.cfg.Now()
 	ts := started.Unix()
@@ -176,9 +176,9 @@ func (n *Notifier) attemptWebhook(sub store.Subscription, d store.Delivery) {
 }
 
 // attemptSlack sends a lane's queued deliveries as one message.
-func (n *Notifier) attemptSlack(sub store.Subscription, ds []store.Delivery) {
+func (n *Notifier) attemptSlack(base context.Context, sub store.Subscription, ds []store.Delivery) {
 	defer n.wg.Done()
-	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.AttemptTimeout)
+	ctx, cancel := context.WithTimeout(base, n.cfg.AttemptTimeout)
 	defer cancel()
 	started := n.cfg.Now()
 	var res result

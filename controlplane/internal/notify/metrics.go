@@ -75,10 +75,3 @@ func (m *Metrics) queue(q store.NotificationQueue, now time.Time) {
 	}
 	m.oldest.Set(age)
 }
-
-// forget drops a deleted subscription's series.
-func (m *Metrics) forget(sub string) {
-	if m != nil {
-		m.deliveries.DeletePartialMatch(prometheus.Labels{"subscription": sub})
-	}
-}

@@ -79,7 +79,11 @@ type Notifier struct {
 	wake  chan struct{}
 	emitq chan Event
 
-	mu       sync.Mutex
+	mu sync.Mutex
+	// base is the context attempts run under: Run's, so that stopping
+	// ends the attempts in flight (they are retried later); Background
+	// when Dispatch is called without Run.
+	base     context.Context
 	lanes    map[string]*lane
 	inflight int // claimed by this process, queued or being attempted
 	wg       sync.WaitGroup
@@ -121,7 +125,7 @@ func New(cfg Config) (*Notifier, error) {
 	}
 	return &Notifier{
 		cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1), emitq: make(chan Event, emitQueue),
-		lanes: make(map[string]*lane),
+		lanes: make(map[string]*lane), base: context.Background(),
 	}, nil
 }
 
@@ -243,6 +247,9 @@ func (n *Notifier) Wake() {
 // Run writes emitted events and delivers until ctx ends, then waits for
 // the attempts in flight (each bounded by AttemptTimeout).
 func (n *Notifier) Run(ctx context.Context) error {
+	n.mu.Lock()
+	n.base = ctx
+	n.mu.Unlock()
 	defer n.wg.Wait()
 	return run.All(ctx,
 		run.Task{Name: "notify-emit", Run: n.runEmitter},
@@ -254,11 +261,13 @@ func (n *Notifier) Run(ctx context.Context) error {
 }
 
 // runEmitter writes the emitted events to the outbox, in order, retrying a
-// failed write while the process runs.
+// failed write while the process runs; when it stops, the events still
+// queued get one write each.
 func (n *Notifier) runEmitter(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			n.drainEmitted()
 			return nil
 		case ev := <-n.emitq:
 			for n.Publish(ctx, ev) != nil {
@@ -268,6 +277,18 @@ func (n *Notifier) runEmitter(ctx context.Context) error {
 				case <-time.After(time.Second):
 				}
 			}
+		}
+	}
+}
+
+// drainEmitted writes the events still queued, once each.
+func (n *Notifier) drainEmitted() {
+	for {
+		select {
+		case ev := <-n.emitq:
+			_ = n.Publish(context.Background(), ev)
+		default:
+			return
 		}
 	}
 }
