@@ -61,6 +61,9 @@ type run struct {
 	// cancelled is the operator's reason once CancelCommand was called.
 	cancelled string
 	watchers  map[*watcher]struct{}
+	// fence is the lease this replica drives the command under (several
+	// control planes on one database); nil with one control plane.
+	fence *store.Fence
 
 	// Host counts by phase, kept up to date with hosts so that advance,
 	// which runs on every host's end, costs no scan of the hosts.
@@ -364,7 +367,7 @@ func (m *Manager) finish(ctx context.Context, fcID string) {
 	now := m.cfg.Now()
 	counts := r.summary()
 	summary, _ := json.Marshal(counts)
-	if err := m.cfg.Store.UpdateFleetCommand(ctx, fcID, int32(state), now, string(summary)); err != nil {
+	if err := m.cfg.Store.UpdateFleetCommand(ctx, fcID, int32(state), now, string(summary), r.fence); err != nil {
 		m.mu.Unlock()
 		m.log.Error("recording the end of a fleet command failed; it will be retried on restart", logging.CommandID(fcID), zap.Error(err))
 		return

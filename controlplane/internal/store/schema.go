@@ -21,7 +21,10 @@ const FleetCommandColumns = `id, kind, request, created_by, state, created_at, f
 
 // HostCommandColumns lists the columns of the host_commands table.
 const HostCommandColumns = `id, fleet_command_id, agent_id, kind, spec, state, message, result,
-	created_at, released_at, deadline, sent_at, started_at, finished_at`
+	created_at, released_at, deadline, sent_at, started_at, finished_at, cancel_reason, change_seq`
+
+// CommandReportColumns lists the columns of the command_reports table.
+const CommandReportColumns = `seq, command_id, agent_id, event, received_at`
 
 // ServiceColumns lists the columns of the services table.
 const ServiceColumns = `name, spec, created_at, updated_at`

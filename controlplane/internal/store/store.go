@@ -224,6 +224,27 @@ type HostCommand struct {
 	// FinishedAt is set when the command reached a final state; a command
 	// with a zero FinishedAt is active.
 	FinishedAt time.Time
+	// CancelReason is set once a cancel was requested ("" until then), so
+	// that whichever control plane holds the agent's stream delivers it.
+	CancelReason string
+	// ChangeSeq is set by the store on every insert and update from one
+	// increasing sequence: commands changed after seq N are those with a
+	// ChangeSeq above N (ListHostCommandChanges). Ignored when written.
+	ChangeSeq int64
+}
+
+// CommandReport is an event an agent sent about one of its commands to a
+// control plane that does not drive the command, kept for the one that
+// does (several control planes on one database).
+type CommandReport struct {
+	// Seq is set by the store from one increasing sequence; ignored when
+	// written.
+	Seq       int64
+	CommandID string
+	AgentID   string
+	// Event is the serialized flotilla.v1.CommandEvent.
+	Event      []byte
+	ReceivedAt time.Time
 }
 
 // FleetCommandQuery selects fleet commands, newest first.
@@ -243,13 +264,16 @@ type CommandStore interface {
 	GetFleetCommand(ctx context.Context, id string) (FleetCommand, error)
 	// ListFleetCommands returns fleet commands newest first.
 	ListFleetCommands(ctx context.Context, q FleetCommandQuery) ([]FleetCommand, error)
-	// UpdateFleetCommand sets a fleet command's state, finish time and summary.
-	UpdateFleetCommand(ctx context.Context, id string, state int32, finishedAt time.Time, summary string) error
+	// UpdateFleetCommand sets a fleet command's state, finish time and
+	// summary. With a fence, it writes only while the fence's lease holds
+	// (checked in the write's transaction), else returns ErrFenced and
+	// writes nothing; a nil fence writes unconditionally.
+	UpdateFleetCommand(ctx context.Context, id string, state int32, finishedAt time.Time, summary string, fence *Fence) error
 	// CreateHostCommands inserts host commands in one transaction; an
 	// existing ID returns ErrConflict and nothing is written.
 	CreateHostCommands(ctx context.Context, hosts []HostCommand) error
-	// UpdateHostCommands writes the mutable fields (state, message, result
-	// and times) of host commands in one transaction.
+	// UpdateHostCommands writes the mutable fields (state, message, result,
+	// times and cancel reason) of host commands in one transaction.
 	UpdateHostCommands(ctx context.Context, hosts []HostCommand) error
 	// GetHostCommand returns a host command or ErrNotFound.
 	GetHostCommand(ctx context.Context, id string) (HostCommand, error)
@@ -257,6 +281,27 @@ type CommandStore interface {
 	ListHostCommands(ctx context.Context, fleetCommandID string) ([]HostCommand, error)
 	// ListActiveHostCommands returns every host command not yet finished.
 	ListActiveHostCommands(ctx context.Context) ([]HostCommand, error)
+	// ListAgentActiveHostCommands returns an agent's released, unfinished
+	// host commands, oldest first.
+	ListAgentActiveHostCommands(ctx context.Context, agentID string) ([]HostCommand, error)
+	// ListHostCommandChanges returns at most limit host commands whose
+	// ChangeSeq is above afterSeq, by ChangeSeq. A command changed several
+	// times appears once, as it is now. Once a command with seq N was
+	// returned, no command committed later gets a seq at or below N.
+	ListHostCommandChanges(ctx context.Context, afterSeq int64, limit int) ([]HostCommand, error)
+	// LastHostCommandChange returns the highest change seq of the host
+	// commands (0 when there are none): where a reader that wants only
+	// the changes from now on starts.
+	LastHostCommandChange(ctx context.Context) (int64, error)
+	// AddCommandReports appends reports in one transaction, in order.
+	AddCommandReports(ctx context.Context, reports []CommandReport) error
+	// ListCommandReports returns at most limit reports whose Seq is above
+	// afterSeq, by Seq, with the same ordering guarantee as
+	// ListHostCommandChanges.
+	ListCommandReports(ctx context.Context, afterSeq int64, limit int) ([]CommandReport, error)
+	// PruneCommandReports deletes the reports of commands that finished
+	// before finishedBefore or no longer exist, and returns how many.
+	PruneCommandReports(ctx context.Context, finishedBefore time.Time) (int64, error)
 }
 
 // Service is a deployable application (RolloutService.PutService). Its

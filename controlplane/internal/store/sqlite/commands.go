@@ -39,7 +39,11 @@ func insertHostCommands(ctx context.Context, tx *sql.Tx, hosts []store.HostComma
 	if len(hosts) == 0 {
 		return nil
 	}
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO host_commands (`+hostCommandColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	seq, err := nextChangeSeqs(ctx, tx, len(hosts))
+	if err != nil {
+		return fmt.Errorf("store: create host commands: %w", err)
+	}
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO host_commands (`+hostCommandColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return fmt.Errorf("store: create host commands: %w", err)
 	}
@@ -50,15 +54,29 @@ func insertHostCommands(ctx context.Context, tx *sql.Tx, hosts []store.HostComma
 			fleetID = h.FleetCommandID
 		}
 		_, err := stmt.ExecContext(ctx, h.ID, fleetID, h.AgentID, h.Kind, blobArg(h.Spec), h.State, h.Message, blobArg(h.Result),
-			timeArg(h.CreatedAt), timeArg(h.ReleasedAt), timeArg(h.Deadline), timeArg(h.SentAt), timeArg(h.StartedAt), timeArg(h.FinishedAt))
+			timeArg(h.CreatedAt), timeArg(h.ReleasedAt), timeArg(h.Deadline), timeArg(h.SentAt), timeArg(h.StartedAt), timeArg(h.FinishedAt),
+			h.CancelReason, seq)
 		if isConflict(err) {
 			return fmt.Errorf("store: create host command %q: %w", h.ID, store.ErrConflict)
 		}
 		if err != nil {
 			return fmt.Errorf("store: create host command %q: %w", h.ID, err)
 		}
+		seq++
 	}
 	return nil
+}
+
+// nextChangeSeqs draws n change sequence numbers for host commands written
+// in tx and returns the first; the others follow it. The writer connection
+// serializes transactions, so seq order is commit order.
+func nextChangeSeqs(ctx context.Context, tx *sql.Tx, n int) (int64, error) {
+	var last int64
+	err := tx.QueryRowContext(ctx, `UPDATE sequences SET value = value + ? WHERE name = 'host_command_changes' RETURNING value`, n).Scan(&last)
+	if err != nil {
+		return 0, fmt.Errorf("draw change seq: %w", err)
+	}
+	return last - int64(n) + 1, nil
 }
 
 // UpdateHostCommands writes the mutable fields of host commands in one transaction.
@@ -67,15 +85,19 @@ func (s *Store) UpdateHostCommands(ctx context.Context, hosts []store.HostComman
 		return nil
 	}
 	return s.inWriteTx(ctx, "update host commands", func(tx *sql.Tx) error {
+		seq, err := nextChangeSeqs(ctx, tx, len(hosts))
+		if err != nil {
+			return fmt.Errorf("store: update host commands: %w", err)
+		}
 		stmt, err := tx.PrepareContext(ctx, `UPDATE host_commands SET state = ?, message = ?, result = ?,
-			released_at = ?, deadline = ?, sent_at = ?, started_at = ?, finished_at = ? WHERE id = ?`)
+			released_at = ?, deadline = ?, sent_at = ?, started_at = ?, finished_at = ?, cancel_reason = ?, change_seq = ? WHERE id = ?`)
 		if err != nil {
 			return fmt.Errorf("store: update host commands: %w", err)
 		}
 		defer stmt.Close()
-		for _, h := range hosts {
+		for i, h := range hosts {
 			if _, err := stmt.ExecContext(ctx, h.State, h.Message, blobArg(h.Result), timeArg(h.ReleasedAt), timeArg(h.Deadline),
-				timeArg(h.SentAt), timeArg(h.StartedAt), timeArg(h.FinishedAt), h.ID); err != nil {
+				timeArg(h.SentAt), timeArg(h.StartedAt), timeArg(h.FinishedAt), h.CancelReason, seq+int64(i), h.ID); err != nil {
 				return fmt.Errorf("store: update host command %q: %w", h.ID, err)
 			}
 		}
@@ -109,17 +131,23 @@ func (s *Store) ListFleetCommands(ctx context.Context, q store.FleetCommandQuery
 	return queryAll(ctx, s.read, "list fleet commands", scanFleetCommand, query, args...)
 }
 
-// UpdateFleetCommand sets a fleet command's state, finish time and summary.
-func (s *Store) UpdateFleetCommand(ctx context.Context, id string, state int32, finishedAt time.Time, summary string) error {
-	res, err := s.write.ExecContext(ctx, `UPDATE fleet_commands SET state = ?, finished_at = ?, summary = ? WHERE id = ?`,
-		state, timeArg(finishedAt), summary, id)
-	if err != nil {
-		return fmt.Errorf("store: update fleet command %q: %w", id, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("store: update fleet command %q: %w", id, store.ErrNotFound)
-	}
-	return nil
+// UpdateFleetCommand sets a fleet command's state, finish time and
+// summary, under fence when it is not nil.
+func (s *Store) UpdateFleetCommand(ctx context.Context, id string, state int32, finishedAt time.Time, summary string, fence *store.Fence) error {
+	return s.inWriteTx(ctx, "update fleet command", func(tx *sql.Tx) error {
+		if err := checkFence(ctx, tx, fence); err != nil {
+			return fmt.Errorf("store: update fleet command %q: %w", id, err)
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE fleet_commands SET state = ?, finished_at = ?, summary = ? WHERE id = ?`,
+			state, timeArg(finishedAt), summary, id)
+		if err != nil {
+			return fmt.Errorf("store: update fleet command %q: %w", id, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("store: update fleet command %q: %w", id, store.ErrNotFound)
+		}
+		return nil
+	})
 }
 
 // GetHostCommand returns a host command or ErrNotFound.
@@ -141,6 +169,32 @@ func (s *Store) ListActiveHostCommands(ctx context.Context) ([]store.HostCommand
 		`SELECT `+hostCommandColumns+` FROM host_commands WHERE finished_at IS NULL ORDER BY agent_id, created_at, id`)
 }
 
+// ListAgentActiveHostCommands returns an agent's released, unfinished host
+// commands, oldest first.
+func (s *Store) ListAgentActiveHostCommands(ctx context.Context, agentID string) ([]store.HostCommand, error) {
+	return queryAll(ctx, s.read, "list agent active host commands", scanHostCommand,
+		`SELECT `+hostCommandColumns+` FROM host_commands
+		WHERE finished_at IS NULL AND agent_id = ? AND released_at IS NOT NULL ORDER BY created_at, id`, agentID)
+}
+
+// ListHostCommandChanges returns the host commands changed after afterSeq,
+// by change seq (see store.CommandStore). change_seq has no index in
+// SQLite (see migration 0008): one control plane never follows the feed.
+func (s *Store) ListHostCommandChanges(ctx context.Context, afterSeq int64, limit int) ([]store.HostCommand, error) {
+	query, args := listQuery(`SELECT `+hostCommandColumns+` FROM host_commands`, []string{"change_seq > ?"}, []any{afterSeq}, "change_seq", limit)
+	return queryAll(ctx, s.read, "list host command changes", scanHostCommand, query, args...)
+}
+
+// LastHostCommandChange returns the highest change seq drawn so far.
+func (s *Store) LastHostCommandChange(ctx context.Context) (int64, error) {
+	var seq int64
+	err := s.read.QueryRowContext(ctx, `SELECT value FROM sequences WHERE name = 'host_command_changes'`).Scan(&seq)
+	if err != nil {
+		return 0, fmt.Errorf("store: last host command change: %w", err)
+	}
+	return seq, nil
+}
+
 func scanFleetCommand(row rowScanner) (store.FleetCommand, error) {
 	var fc store.FleetCommand
 	err := row.Scan(&fc.ID, &fc.Kind, blobCol{&fc.Request}, &fc.CreatedBy, &fc.State, timeCol{&fc.CreatedAt}, timeCol{&fc.FinishedAt}, &fc.Summary)
@@ -153,7 +207,8 @@ func scanHostCommand(row rowScanner) (store.HostCommand, error) {
 		fleetID sql.NullString
 	)
 	err := row.Scan(&h.ID, &fleetID, &h.AgentID, &h.Kind, blobCol{&h.Spec}, &h.State, &h.Message, blobCol{&h.Result},
-		timeCol{&h.CreatedAt}, timeCol{&h.ReleasedAt}, timeCol{&h.Deadline}, timeCol{&h.SentAt}, timeCol{&h.StartedAt}, timeCol{&h.FinishedAt})
+		timeCol{&h.CreatedAt}, timeCol{&h.ReleasedAt}, timeCol{&h.Deadline}, timeCol{&h.SentAt}, timeCol{&h.StartedAt}, timeCol{&h.FinishedAt},
+		&h.CancelReason, &h.ChangeSeq)
 	h.FleetCommandID = fleetID.String
 	return h, err
 }
