@@ -47,6 +47,9 @@ type Manager struct {
 
 	mu      sync.Mutex
 	running map[string]*run
+	// remote: watchers of commands driven by other replicas, by fleet
+	// command ID (replica mode).
+	remote map[string]map[*remoteWatcher]struct{}
 }
 
 // run is a fleet command in progress.
@@ -89,7 +92,7 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 	if cfg.NewID == nil {
 		cfg.NewID = ids.New
 	}
-	m := &Manager{cfg: cfg, log: cfg.Logger, running: make(map[string]*run)}
+	m := &Manager{cfg: cfg, log: cfg.Logger, running: make(map[string]*run), remote: make(map[string]map[*remoteWatcher]struct{})}
 	cfg.Dispatcher.listen(m.onUpdate)
 	return m, nil
 }
@@ -368,6 +371,16 @@ func (m *Manager) finish(ctx context.Context, fcID string) {
 	counts := r.summary()
 	summary, _ := json.Marshal(counts)
 	if err := m.cfg.Store.UpdateFleetCommand(ctx, fcID, int32(state), now, string(summary), r.fence); err != nil {
+		if errors.Is(err, store.ErrFenced) {
+			// Every host is done: the dispatcher holds none of them.
+			delete(m.running, fcID)
+			for w := range r.watchers {
+				w.close(errMoved)
+			}
+			m.mu.Unlock()
+			m.log.Warn("lost the lease of a fleet command before recording its end; its new driver records it", logging.CommandID(fcID), zap.Error(err))
+			return
+		}
 		m.mu.Unlock()
 		m.log.Error("recording the end of a fleet command failed; it will be retried on restart", logging.CommandID(fcID), zap.Error(err))
 		return
@@ -408,6 +421,9 @@ func (m *Manager) Cancel(ctx context.Context, fcID, reason string) (*flotillav1.
 		fc, err := m.Get(ctx, fcID, flotillav1.CommandView_COMMAND_VIEW_FULL)
 		if err != nil {
 			return nil, err
+		}
+		if m.replica() && fc.GetState() == flotillav1.FleetCommandState_FLEET_COMMAND_STATE_RUNNING {
+			return m.requestCancel(ctx, store.FleetCommand{ID: fcID}, reason)
 		}
 		return nil, fault.Preconditionf("command %s already ended (%s)", fcID, fc.GetState())
 	}

@@ -1,0 +1,277 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/command"
+
+	"flotilla.dev/controlplane/internal/fault"
+	"flotilla.dev/controlplane/internal/store"
+	"flotilla.dev/pkg/logging"
+)
+
+// The Manager in replica mode (see replica.go): a fleet command is driven
+// by the replica that holds it (Start, Adopt) until it moves (Forget); the
+// other replicas answer GetCommand from the store, WatchCommand from the
+// change feed, and store a CancelCommand as a request for the driver.
+
+// errMoved ends the watchers of a command that moved to another replica.
+var errMoved = fault.Unavailablef("the command is now driven by another control plane; watch again")
+
+// replica reports whether the Manager runs as one of several replicas.
+func (m *Manager) replica() bool { return m.cfg.Dispatcher.cfg.Replica }
+
+// Adopt makes this replica drive a running fleet command read from the
+// store, under fence (the lease it holds the command with; nil for none):
+// its unfinished hosts join the dispatcher, and it goes on where the
+// previous driver stopped. A command already driven here, or finished, is
+// left as it is.
+func (m *Manager) Adopt(ctx context.Context, fcID string, fence *store.Fence) error {
+	m.mu.Lock()
+	_, held := m.running[fcID]
+	m.mu.Unlock()
+	if held {
+		return nil
+	}
+	fc, err := m.cfg.Store.GetFleetCommand(ctx, fcID)
+	if err != nil {
+		return fmt.Errorf("commands: adopt fleet command %s: %w", fcID, err)
+	}
+	if fc.State != int32(flotillav1.FleetCommandState_FLEET_COMMAND_STATE_RUNNING) {
+		return nil
+	}
+	hcs, err := m.cfg.Store.ListHostCommands(ctx, fcID)
+	if err != nil {
+		return fmt.Errorf("commands: adopt fleet command %s: %w", fcID, err)
+	}
+	r, err := newRun(fc, hcs)
+	if err != nil {
+		return fmt.Errorf("commands: adopt fleet command %s: unreadable request: %w", fcID, err)
+	}
+	r.fence = fence
+	for _, hc := range r.hosts {
+		if hc.CancelReason != "" && r.cancelled == "" {
+			r.cancelled = hc.CancelReason // the previous driver's cancel
+		}
+	}
+	if err := m.cfg.Dispatcher.Adopt(ctx, hcs); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.running[fcID] = r
+	m.mu.Unlock()
+	m.log.Info("driving fleet command taken over", logging.CommandID(fcID), zap.Int("hosts", len(hcs)))
+	m.advance(ctx, fcID, callerOps{ctx, m.cfg.Dispatcher})
+	return nil
+}
+
+// Forget stops driving a fleet command here without writing anything: its
+// lease moved, another replica goes on with it. Its watchers here are
+// told to watch again.
+func (m *Manager) Forget(fcID string) {
+	m.mu.Lock()
+	r, ok := m.running[fcID]
+	if ok {
+		delete(m.running, fcID)
+		for w := range r.watchers {
+			w.close(errMoved)
+		}
+	}
+	m.mu.Unlock()
+	if ok {
+		m.cfg.Dispatcher.Forget(r.order)
+		m.log.Info("stopped driving fleet command: it moved to another control plane", logging.CommandID(fcID))
+	}
+}
+
+// Running returns the IDs of the fleet commands driven here.
+func (m *Manager) Running() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]string, 0, len(m.running))
+	for id := range m.running {
+		out = append(out, id)
+	}
+	return out
+}
+
+// requestCancel stores an operator's cancel of a fleet command driven by
+// another replica, for its driver (a report with no agent).
+func (m *Manager) requestCancel(ctx context.Context, fc store.FleetCommand, reason string) (*flotillav1.FleetCommand, error) {
+	b, err := proto.Marshal(&flotillav1.CommandEvent{CommandId: fc.ID, State: flotillav1.CommandState_COMMAND_STATE_CANCELLED,
+		Message: reason, At: timestamppb.New(m.cfg.Now())})
+	if err != nil {
+		return nil, fmt.Errorf("could not encode the cancel of %s", fc.ID)
+	}
+	err = m.cfg.Store.AddCommandReports(ctx, []store.CommandReport{{CommandID: fc.ID, Event: b, ReceivedAt: m.cfg.Now()}})
+	if err != nil {
+		return nil, fault.Store("the cancel could not be recorded", err)
+	}
+	m.log.Info("fleet command cancel requested from its driver", logging.CommandID(fc.ID), zap.String("reason", reason))
+	return m.Get(ctx, fc.ID, flotillav1.CommandView_COMMAND_VIEW_FULL)
+}
+
+// applyRequests carries out the operators' requests stored by other
+// replicas (reports with no agent) for the fleet commands driven here.
+func (m *Manager) applyRequests(ctx context.Context, reports []store.CommandReport) {
+	for _, r := range reports {
+		if r.AgentID != "" {
+			continue
+		}
+		m.mu.Lock()
+		run, ok := m.running[r.CommandID]
+		todo := ok && run.cancelled == ""
+		m.mu.Unlock()
+		if !todo {
+			continue
+		}
+		ev := &flotillav1.CommandEvent{}
+		if err := proto.Unmarshal(r.Event, ev); err != nil {
+			m.log.Warn("stored command request is unreadable; skipped", logging.CommandID(r.CommandID), zap.Error(err))
+			continue
+		}
+		if _, err := m.Cancel(ctx, r.CommandID, ev.GetMessage()); err != nil {
+			m.log.Warn("cancelling a fleet command on request failed", logging.CommandID(r.CommandID), zap.Error(err))
+		}
+	}
+}
+
+// remoteWatcher watches a fleet command driven by another replica.
+type remoteWatcher struct {
+	ch   chan store.HostCommand
+	done chan struct{} // closed when it fell behind
+}
+
+// remoteChanges hands host command changes to the watchers of their fleet
+// commands driven elsewhere.
+func (m *Manager) remoteChanges(hcs []store.HostCommand) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.remote) == 0 {
+		return
+	}
+	for _, hc := range hcs {
+		for w := range m.remote[hc.FleetCommandID] {
+			select {
+			case w.ch <- hc:
+			default:
+				close(w.done)
+				delete(m.remote[hc.FleetCommandID], w)
+			}
+		}
+	}
+}
+
+// watchRemote sends the snapshot of a fleet command driven by another
+// replica, read from the store, then its hosts' changes from the change
+// feed, until it ends (a final snapshot) or ctx ends.
+func (m *Manager) watchRemote(ctx context.Context, fcID string, send func(*flotillav1.WatchCommandResponse) error) error {
+	w := &remoteWatcher{ch: make(chan store.HostCommand, watcherBuffer), done: make(chan struct{})}
+	m.mu.Lock()
+	if m.remote[fcID] == nil {
+		m.remote[fcID] = make(map[*remoteWatcher]struct{})
+	}
+	m.remote[fcID][w] = struct{}{}
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		delete(m.remote[fcID], w)
+		if len(m.remote[fcID]) == 0 {
+			delete(m.remote, fcID)
+		}
+		m.mu.Unlock()
+	}()
+	fc, hcs, err := m.readCommand(ctx, fcID)
+	if err != nil {
+		return err
+	}
+	seen := make(map[string]int64, len(hcs))
+	for _, hc := range hcs {
+		seen[hc.ID] = hc.ChangeSeq
+	}
+	r, err := newRun(fc, hcs)
+	if err != nil {
+		return fmt.Errorf("command %s is unreadable", fcID)
+	}
+	if err := send(&flotillav1.WatchCommandResponse{Body: &flotillav1.WatchCommandResponse_Snapshot{Snapshot: r.snapshot(true)}}); err != nil {
+		return err
+	}
+	return m.followRemote(ctx, fcID, w, seen, send)
+}
+
+// followRemote is watchRemote's loop: events from the changes, and a check
+// of the command's state every catch-up interval for its end.
+func (m *Manager) followRemote(ctx context.Context, fcID string, w *remoteWatcher, seen map[string]int64,
+	send func(*flotillav1.WatchCommandResponse) error) error {
+	tick := time.NewTicker(DefaultCatchUp)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-w.done:
+			return errSlowWatcher
+		case hc := <-w.ch:
+			if hc.ChangeSeq <= seen[hc.ID] {
+				continue // the snapshot or an earlier event had it
+			}
+			seen[hc.ID] = hc.ChangeSeq
+			if err := send(&flotillav1.WatchCommandResponse{Body: &flotillav1.WatchCommandResponse_Event{Event: &flotillav1.HostCommandEvent{
+				AgentId: hc.AgentID, Event: eventOf(hc)}}}); err != nil {
+				return err
+			}
+		case <-tick.C:
+			fc, err := m.cfg.Store.GetFleetCommand(ctx, fcID)
+			if err != nil || fc.State == int32(flotillav1.FleetCommandState_FLEET_COMMAND_STATE_RUNNING) {
+				continue // a store hiccup: the next tick checks again
+			}
+			final, err := m.Get(ctx, fcID, flotillav1.CommandView_COMMAND_VIEW_FULL)
+			if err != nil {
+				return err
+			}
+			return send(&flotillav1.WatchCommandResponse{Body: &flotillav1.WatchCommandResponse_Snapshot{Snapshot: final}})
+		}
+	}
+}
+
+// readCommand reads a fleet command and its hosts from the store.
+func (m *Manager) readCommand(ctx context.Context, fcID string) (store.FleetCommand, []store.HostCommand, error) {
+	fc, err := m.cfg.Store.GetFleetCommand(ctx, fcID)
+	if errors.Is(err, store.ErrNotFound) {
+		return fc, nil, &fault.NotFoundError{Kind: "command", ID: fcID, Hint: "ListCommands shows recent ones"}
+	}
+	if err != nil {
+		return fc, nil, fault.Store("reading command "+fcID, err)
+	}
+	hcs, err := m.cfg.Store.ListHostCommands(ctx, fcID)
+	if err != nil {
+		return fc, nil, fault.Store("reading the hosts of command "+fcID, err)
+	}
+	return fc, hcs, nil
+}
+
+// eventOf is the event a stored host command's state tells a watcher.
+func eventOf(hc store.HostCommand) *flotillav1.CommandEvent {
+	at := hc.CreatedAt
+	for _, t := range []time.Time{hc.ReleasedAt, hc.StartedAt, hc.FinishedAt} {
+		if t.After(at) {
+			at = t
+		}
+	}
+	ev := &flotillav1.CommandEvent{CommandId: hc.ID, State: flotillav1.CommandState(hc.State), Message: hc.Message, At: timestamppb.New(at)}
+	if len(hc.Result) > 0 && command.Terminal(ev.State) {
+		res := &flotillav1.CommandResult{}
+		if proto.Unmarshal(hc.Result, res) == nil {
+			ev.Result = res
+		}
+	}
+	return ev
+}
