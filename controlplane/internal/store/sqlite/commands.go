@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"sync"
 	"time"
 
 	"flotilla.dev/controlplane/internal/store"
@@ -15,7 +16,7 @@ const hostCommandColumns = store.HostCommandColumns
 
 // CreateFleetCommand inserts fc and its host commands in one transaction.
 func (s *Store) CreateFleetCommand(ctx context.Context, fc store.FleetCommand, hosts []store.HostCommand) error {
-	return s.inWriteTx(ctx, "create fleet command", func(tx *sql.Tx) error {
+	return s.inChangeTx(ctx, "create fleet command", len(hosts), func(tx *sql.Tx, seq int64) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO fleet_commands (`+fleetCommandColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 			fc.ID, fc.Kind, blobArg(fc.Request), fc.CreatedBy, fc.State, timeArg(fc.CreatedAt), timeArg(fc.FinishedAt), fc.Summary)
 		if isConflict(err) {
@@ -24,24 +25,22 @@ func (s *Store) CreateFleetCommand(ctx context.Context, fc store.FleetCommand, h
 		if err != nil {
 			return fmt.Errorf("store: create fleet command %q: %w", fc.ID, err)
 		}
-		return insertHostCommands(ctx, tx, hosts)
+		return insertHostCommands(ctx, tx, hosts, seq)
 	})
 }
 
 // CreateHostCommands inserts host commands in one transaction.
 func (s *Store) CreateHostCommands(ctx context.Context, hosts []store.HostCommand) error {
-	return s.inWriteTx(ctx, "create host commands", func(tx *sql.Tx) error {
-		return insertHostCommands(ctx, tx, hosts)
+	return s.inChangeTx(ctx, "create host commands", len(hosts), func(tx *sql.Tx, seq int64) error {
+		return insertHostCommands(ctx, tx, hosts, seq)
 	})
 }
 
-func insertHostCommands(ctx context.Context, tx *sql.Tx, hosts []store.HostCommand) error {
+// insertHostCommands inserts hosts numbered from change seq seq (see
+// inChangeTx).
+func insertHostCommands(ctx context.Context, tx *sql.Tx, hosts []store.HostCommand, seq int64) error {
 	if len(hosts) == 0 {
 		return nil
-	}
-	seq, err := nextChangeSeqs(ctx, tx, len(hosts))
-	if err != nil {
-		return fmt.Errorf("store: create host commands: %w", err)
 	}
 	stmt, err := tx.PrepareContext(ctx, `INSERT INTO host_commands (`+hostCommandColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
@@ -67,16 +66,71 @@ func insertHostCommands(ctx context.Context, tx *sql.Tx, hosts []store.HostComma
 	return nil
 }
 
-// nextChangeSeqs draws n change sequence numbers for host commands written
-// in tx and returns the first; the others follow it. The writer connection
-// serializes transactions, so seq order is commit order.
-func nextChangeSeqs(ctx context.Context, tx *sql.Tx, n int) (int64, error) {
-	var last int64
-	err := tx.QueryRowContext(ctx, `UPDATE sequences SET value = value + ? WHERE name = 'host_command_changes' RETURNING value`, n).Scan(&last)
-	if err != nil {
-		return 0, fmt.Errorf("draw change seq: %w", err)
+// changeSeqBlock is how many change seqs the store reserves in the
+// sequences table at once, so that a transaction draws its seqs from
+// memory and writes the table once per block, not once per transaction.
+const changeSeqBlock = 1 << 16
+
+// changeSeqs hands out host command change seqs from the block reserved
+// in the sequences table.
+type changeSeqs struct {
+	mu    sync.Mutex
+	next  int64 // next seq to give
+	limit int64 // last seq reserved; 0: read the table first
+}
+
+// draw returns the first of n change seqs for host commands written in tx;
+// the others follow it. The writer connection serializes transactions, so
+// seq order is commit order. When it reserved a block, reserved is true:
+// the reservation is part of tx, and a tx that does not commit must call
+// forget.
+func (c *changeSeqs) draw(ctx context.Context, tx *sql.Tx, n int) (first int64, reserved bool, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.limit == 0 || c.next+int64(n)-1 > c.limit {
+		var stored int64
+		if err := tx.QueryRowContext(ctx, `SELECT value FROM sequences WHERE name = 'host_command_changes'`).Scan(&stored); err != nil {
+			return 0, false, fmt.Errorf("read change seq: %w", err)
+		}
+		next := max(c.next, stored+1)
+		limit := next + int64(n) - 1 + changeSeqBlock
+		if _, err := tx.ExecContext(ctx, `UPDATE sequences SET value = ? WHERE name = 'host_command_changes'`, limit); err != nil {
+			return 0, false, fmt.Errorf("reserve change seqs: %w", err)
+		}
+		c.next, c.limit, reserved = next, limit, true
 	}
-	return last - int64(n) + 1, nil
+	first = c.next
+	c.next += int64(n)
+	return first, reserved, nil
+}
+
+// forget drops the reserved block of a transaction that did not commit:
+// the next draw reads the table again (and never gives a seq twice).
+func (c *changeSeqs) forget() {
+	c.mu.Lock()
+	c.limit = 0
+	c.mu.Unlock()
+}
+
+// inChangeTx runs fn, which writes n host commands numbered from the
+// first seq it is given, in a write transaction.
+func (s *Store) inChangeTx(ctx context.Context, op string, n int, fn func(tx *sql.Tx, seq int64) error) error {
+	reserved := false
+	err := s.inWriteTx(ctx, op, func(tx *sql.Tx) error {
+		if n == 0 {
+			return fn(tx, 0)
+		}
+		first, r, err := s.seqs.draw(ctx, tx, n)
+		reserved = r
+		if err != nil {
+			return fmt.Errorf("store: %s: %w", op, err)
+		}
+		return fn(tx, first)
+	})
+	if err != nil && reserved {
+		s.seqs.forget()
+	}
+	return err
 }
 
 // UpdateHostCommands writes the mutable fields of host commands in one transaction.
@@ -84,11 +138,7 @@ func (s *Store) UpdateHostCommands(ctx context.Context, hosts []store.HostComman
 	if len(hosts) == 0 {
 		return nil
 	}
-	return s.inWriteTx(ctx, "update host commands", func(tx *sql.Tx) error {
-		seq, err := nextChangeSeqs(ctx, tx, len(hosts))
-		if err != nil {
-			return fmt.Errorf("store: update host commands: %w", err)
-		}
+	return s.inChangeTx(ctx, "update host commands", len(hosts), func(tx *sql.Tx, seq int64) error {
 		stmt, err := tx.PrepareContext(ctx, `UPDATE host_commands SET state = ?, message = ?, result = ?,
 			released_at = ?, deadline = ?, sent_at = ?, started_at = ?, finished_at = ?, cancel_reason = ?, change_seq = ? WHERE id = ?`)
 		if err != nil {
@@ -185,10 +235,11 @@ func (s *Store) ListHostCommandChanges(ctx context.Context, afterSeq int64, limi
 	return queryAll(ctx, s.read, "list host command changes", scanHostCommand, query, args...)
 }
 
-// LastHostCommandChange returns the highest change seq drawn so far.
+// LastHostCommandChange returns the highest change seq of the host
+// commands (a scan: change_seq has no index in SQLite, see migration 0008).
 func (s *Store) LastHostCommandChange(ctx context.Context) (int64, error) {
 	var seq int64
-	err := s.read.QueryRowContext(ctx, `SELECT value FROM sequences WHERE name = 'host_command_changes'`).Scan(&seq)
+	err := s.read.QueryRowContext(ctx, `SELECT COALESCE(MAX(change_seq), 0) FROM host_commands`).Scan(&seq)
 	if err != nil {
 		return 0, fmt.Errorf("store: last host command change: %w", err)
 	}

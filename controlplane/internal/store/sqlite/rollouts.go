@@ -147,7 +147,7 @@ func appendRolloutEvents(ctx context.Context, tx *sql.Tx, rolloutID string, even
 // UpdateRollout writes one transition of an unfinished rollout.
 func (s *Store) UpdateRollout(ctx context.Context, u store.RolloutUpdate) ([]store.RolloutEvent, error) {
 	var out []store.RolloutEvent
-	err := s.inWriteTx(ctx, "update rollout", func(tx *sql.Tx) error {
+	err := s.inChangeTx(ctx, "update rollout", len(u.Commands), func(tx *sql.Tx, seq int64) error {
 		var finished sql.NullInt64
 		err := tx.QueryRowContext(ctx, `SELECT finished_at FROM rollouts WHERE id = ?`, u.RolloutID).Scan(&finished)
 		switch {
@@ -173,7 +173,7 @@ func (s *Store) UpdateRollout(ctx context.Context, u store.RolloutUpdate) ([]sto
 		if out, err = appendRolloutEvents(ctx, tx, u.RolloutID, u.Events); err != nil {
 			return err
 		}
-		return insertHostCommands(ctx, tx, u.Commands)
+		return insertHostCommands(ctx, tx, u.Commands, seq)
 	})
 	if err != nil {
 		return nil, err

@@ -4,8 +4,9 @@
 -- PostgreSQL migration for how replicas use them).
 --
 -- SQLite serves one control plane, whose writes are serialized on one
--- connection, so seq order is commit order by construction. change_seq is
--- drawn from the counter row in sequences, once per transaction, and is not
+-- connection, so seq order is commit order by construction. The store
+-- reserves change seqs in blocks in the sequences row and hands them out
+-- from memory (no extra statement per transaction), and change_seq is not
 -- indexed: with one process nothing follows the feed, and an index on a
 -- column every command write changes would slow every write.
 -- command_reports.seq is AUTOINCREMENT so that a pruned seq is never reused.
