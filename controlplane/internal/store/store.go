@@ -225,7 +225,8 @@ type HostCommand struct {
 	// with a zero FinishedAt is active.
 	FinishedAt time.Time
 	// CancelReason is set once a cancel was requested ("" until then), so
-	// that whichever control plane holds the agent's stream delivers it.
+	// that whichever control plane holds the agent's stream delivers it;
+	// it is never withdrawn.
 	CancelReason string
 	// ChangeSeq is set by the store on every insert and update from one
 	// increasing sequence: commands changed after seq N are those with a
@@ -273,7 +274,8 @@ type CommandStore interface {
 	// existing ID returns ErrConflict and nothing is written.
 	CreateHostCommands(ctx context.Context, hosts []HostCommand) error
 	// UpdateHostCommands writes the mutable fields (state, message, result,
-	// times and cancel reason) of host commands in one transaction.
+	// times and cancel reason) of host commands in one transaction. A
+	// cancel reason once stored is kept: an empty one leaves it.
 	UpdateHostCommands(ctx context.Context, hosts []HostCommand) error
 	// GetHostCommand returns a host command or ErrNotFound.
 	GetHostCommand(ctx context.Context, id string) (HostCommand, error)

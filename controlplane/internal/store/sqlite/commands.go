@@ -14,6 +14,11 @@ const fleetCommandColumns = store.FleetCommandColumns
 
 const hostCommandColumns = store.HostCommandColumns
 
+// hostCommandInsertColumns are the columns an insert writes: cancel_reason
+// is written apart when set (rarely), so that the common insert is short.
+const hostCommandInsertColumns = `id, fleet_command_id, agent_id, kind, spec, state, message, result,
+	created_at, released_at, deadline, sent_at, started_at, finished_at, change_seq`
+
 // CreateFleetCommand inserts fc and its host commands in one transaction.
 func (s *Store) CreateFleetCommand(ctx context.Context, fc store.FleetCommand, hosts []store.HostCommand) error {
 	return s.inChangeTx(ctx, "create fleet command", len(hosts), func(tx *sql.Tx, seq int64) error {
@@ -42,7 +47,7 @@ func insertHostCommands(ctx context.Context, tx *sql.Tx, hosts []store.HostComma
 	if len(hosts) == 0 {
 		return nil
 	}
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO host_commands (`+hostCommandColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO host_commands (`+hostCommandInsertColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return fmt.Errorf("store: create host commands: %w", err)
 	}
@@ -53,8 +58,10 @@ func insertHostCommands(ctx context.Context, tx *sql.Tx, hosts []store.HostComma
 			fleetID = h.FleetCommandID
 		}
 		_, err := stmt.ExecContext(ctx, h.ID, fleetID, h.AgentID, h.Kind, blobArg(h.Spec), h.State, h.Message, blobArg(h.Result),
-			timeArg(h.CreatedAt), timeArg(h.ReleasedAt), timeArg(h.Deadline), timeArg(h.SentAt), timeArg(h.StartedAt), timeArg(h.FinishedAt),
-			h.CancelReason, seq)
+			timeArg(h.CreatedAt), timeArg(h.ReleasedAt), timeArg(h.Deadline), timeArg(h.SentAt), timeArg(h.StartedAt), timeArg(h.FinishedAt), seq)
+		if err == nil && h.CancelReason != "" {
+			_, err = tx.ExecContext(ctx, `UPDATE host_commands SET cancel_reason = ? WHERE id = ?`, h.CancelReason, h.ID)
+		}
 		if isConflict(err) {
 			return fmt.Errorf("store: create host command %q: %w", h.ID, store.ErrConflict)
 		}
@@ -140,14 +147,22 @@ func (s *Store) UpdateHostCommands(ctx context.Context, hosts []store.HostComman
 	}
 	return s.inChangeTx(ctx, "update host commands", len(hosts), func(tx *sql.Tx, seq int64) error {
 		stmt, err := tx.PrepareContext(ctx, `UPDATE host_commands SET state = ?, message = ?, result = ?,
-			released_at = ?, deadline = ?, sent_at = ?, started_at = ?, finished_at = ?, cancel_reason = ?, change_seq = ? WHERE id = ?`)
+			released_at = ?, deadline = ?, sent_at = ?, started_at = ?, finished_at = ?, change_seq = ? WHERE id = ?`)
 		if err != nil {
 			return fmt.Errorf("store: update host commands: %w", err)
 		}
 		defer stmt.Close()
 		for i, h := range hosts {
-			if _, err := stmt.ExecContext(ctx, h.State, h.Message, blobArg(h.Result), timeArg(h.ReleasedAt), timeArg(h.Deadline),
-				timeArg(h.SentAt), timeArg(h.StartedAt), timeArg(h.FinishedAt), h.CancelReason, seq+int64(i), h.ID); err != nil {
+			if h.CancelReason != "" {
+				// Rare (a cancel requested with several control planes):
+				// a statement of its own keeps the common one short.
+				_, err = tx.ExecContext(ctx, `UPDATE host_commands SET cancel_reason = ? WHERE id = ?`, h.CancelReason, h.ID)
+			}
+			if err == nil {
+				_, err = stmt.ExecContext(ctx, h.State, h.Message, blobArg(h.Result), timeArg(h.ReleasedAt), timeArg(h.Deadline),
+					timeArg(h.SentAt), timeArg(h.StartedAt), timeArg(h.FinishedAt), seq+int64(i), h.ID)
+			}
+			if err != nil {
 				return fmt.Errorf("store: update host command %q: %w", h.ID, err)
 			}
 		}

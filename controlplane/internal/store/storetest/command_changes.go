@@ -55,6 +55,14 @@ func testHostCommandChanges(t *testing.T, open Opener) {
 	}
 	assertEqual(t, changed[0], a)
 	assertEqual(t, mustGetHostCommand(t, s, a.ID), a)
+	kept := a
+	kept.CancelReason, kept.State = "", 3
+	if err := s.UpdateHostCommands(ctx, []store.HostCommand{kept}); err != nil {
+		t.Fatal(err)
+	}
+	kept.CancelReason = a.CancelReason
+	assertEqual(t, mustGetHostCommand(t, s, a.ID), kept)
+	changed = mustChanges(t, s, last, 0)
 
 	// A command created on its own (the rollout engine's) follows.
 	r := newHostCommand("", "d", t0)

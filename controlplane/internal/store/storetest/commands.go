@@ -80,7 +80,7 @@ func testFleetCommandRoundTrip(t *testing.T, open Opener) {
 		ID: "cmd-1.web-1", FleetCommandID: "cmd-1", AgentID: "web-1", Kind: "restart", Spec: []byte{0x12, 0x00, 0xff},
 		State: 4, Message: "web re-created", Result: []byte{0x12, 0x03, 'w', 'e', 'b'},
 		CreatedAt: t0, ReleasedAt: t0.Add(1), Deadline: t0.Add(5 * time.Minute).In(cest), SentAt: time.Now(), // monotonic reading
-		StartedAt: t0.Add(3), FinishedAt: t0.Add(4),
+		StartedAt: t0.Add(3), FinishedAt: t0.Add(4), CancelReason: "deadline passed",
 	}
 	queued := newHostCommand("cmd-1", "web-0", t0) // nil result, zero times
 	emptyResult := newHostCommand("cmd-1", "web-2", t0)
