@@ -33,7 +33,10 @@ const RolloutColumns = `id, service, image, rollback_of, created_by, definition,
 
 // RolloutHostColumns lists the columns of the rollout_hosts table.
 const RolloutHostColumns = `rollout_id, agent_id, batch, step, rolling_back, previous_image, message,
-	started_at, finished_at, step_started_at, observed_image, server, changed, waiting_offline, failure`
+	started_at, finished_at, step_started_at, observed_image, server, changed, waiting_offline, failure, healthy_since`
+
+// RolloutControlColumns lists the columns of the rollout_controls table.
+const RolloutControlColumns = `seq, rollout_id, op, reason, rollback, requested_at, answered_at, code, answer`
 
 // AuditColumns lists the columns of the audit_events table.
 const AuditColumns = `id, at, principal, role, method, request, peer, code, message, duration_ns`

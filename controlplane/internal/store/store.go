@@ -352,6 +352,10 @@ type RolloutHost struct {
 	// Failure is why the host failed, kept while it is being put back into
 	// the load balancer (after a failed drain or restart).
 	Failure string
+	// HealthySince is when the host's current healthy streak began in its
+	// health gate (the first healthy heartbeat after the restart, since
+	// the last unhealthy one); zero while none, or out of the gate.
+	HealthySince time.Time
 }
 
 // RolloutEvent is one entry of a rollout's history.
@@ -402,6 +406,28 @@ type RolloutUpdate struct {
 	Fence *Fence
 }
 
+// RolloutControl is an operator's request on a rollout (pause, resume,
+// abort) made on a replica that does not drive it: stored for the replica
+// holding the rollout's lease, which applies it and stores the answer.
+type RolloutControl struct {
+	// Seq is assigned by the store, increasing with every request.
+	Seq       int64
+	RolloutID string
+	// Op is "pause", "resume" or "abort".
+	Op     string
+	Reason string
+	// Rollback asks an abort to roll the changed hosts back.
+	Rollback    bool
+	RequestedAt time.Time
+	// AnsweredAt is set once the driving replica applied or refused the
+	// request; zero while it is pending.
+	AnsweredAt time.Time
+	// Code is the answer's gRPC status code: 0 when applied.
+	Code int32
+	// Answer is the refusal's message; "" when applied.
+	Answer string
+}
+
 // ActiveRolloutError is returned by CreateRollout when the service already
 // has an active rollout. It wraps ErrConflict.
 type ActiveRolloutError struct {
@@ -448,6 +474,21 @@ type RolloutStore interface {
 	// the appended events with their sequence numbers. A rollout already
 	// finished returns ErrRolloutFinished and nothing is written.
 	UpdateRollout(ctx context.Context, u RolloutUpdate) ([]RolloutEvent, error)
+
+	// CreateRolloutControl stores an operator's request (its Seq, answer
+	// and AnsweredAt are ignored) and returns it with its Seq. An unknown
+	// rollout returns ErrNotFound.
+	CreateRolloutControl(ctx context.Context, c RolloutControl) (RolloutControl, error)
+	// GetRolloutControl returns a request or ErrNotFound.
+	GetRolloutControl(ctx context.Context, seq int64) (RolloutControl, error)
+	// ListPendingRolloutControls returns a rollout's requests not yet
+	// answered, by Seq.
+	ListPendingRolloutControls(ctx context.Context, rolloutID string) ([]RolloutControl, error)
+	// AnswerRolloutControl stores the answer to a pending request (c's Seq,
+	// AnsweredAt, Code and Answer) under fence, checked as UpdateRollout
+	// does (ErrFenced). A request already answered keeps its first answer
+	// and returns ErrConflict; an unknown one returns ErrNotFound.
+	AnswerRolloutControl(ctx context.Context, c RolloutControl, fence *Fence) error
 }
 
 // ErrLeaseHeld is returned by AcquireLease while another holder's lease has

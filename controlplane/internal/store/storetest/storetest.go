@@ -57,6 +57,7 @@ func Run(t *testing.T, open Opener) {
 		{"LeaseExpiresAndMoves", testLeaseExpiresAndMoves},
 		{"LeaseRace", testLeaseRace},
 		{"UpdateRolloutFence", testUpdateRolloutFence},
+		{"RolloutControls", testRolloutControls},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, open) })
