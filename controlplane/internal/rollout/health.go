@@ -5,6 +5,8 @@ import (
 	"time"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+
+	"flotilla.dev/controlplane/internal/fleet"
 )
 
 // gate is a host's health gate in progress. It lives in memory, but for
@@ -76,29 +78,7 @@ func (r *runner) checkHealth(c *change, h *host) {
 		r.failHealth(c, h, fmt.Sprintf("the agent %s (no heartbeat for %s) during the health gate", lostMessage, limit))
 		return
 	}
-	after := h.gate.after
-	if after.IsZero() {
-		after = h.StepStartedAt
-	}
-	if h.gate.restored && a.Record.ConnectedAt.After(h.gate.since) {
-		// The agent reconnected since the stored streak began: heartbeats
-		// went unseen, so the streak starts again.
-		h.gate.restored, h.gate.since = false, time.Time{}
-		r.keepStreak(c, h)
-	}
-	if hb := a.LastHeartbeat; hb != nil && hb != h.gate.last && !a.HeartbeatAt.Before(after) {
-		h.gate.last = hb
-		if app := hb.GetApp(); app != nil && app.GetHealthy() {
-			if h.gate.since.IsZero() {
-				h.gate.since = a.HeartbeatAt
-				r.keepStreak(c, h)
-			}
-			h.gate.until = a.HeartbeatAt
-		} else {
-			h.gate.since, h.gate.why, h.gate.restored = time.Time{}, unhealthyReason(hb), false
-			r.keepStreak(c, h)
-		}
-	}
+	r.observeHeartbeat(c, h, a)
 	if !h.gate.since.IsZero() && h.gate.until.Sub(h.gate.since) >= minHealthy {
 		if len(r.lbs) > 0 {
 			r.enterUndrain(c, h, fmt.Sprintf("healthy for %s; putting it back into the load balancer", minHealthy))
@@ -117,6 +97,36 @@ func (r *runner) checkHealth(c *change, h *host) {
 	}
 	c.wakeAt(deadline)
 	c.wakeAt(c.now.Add(r.e.cfg.TickInterval))
+}
+
+// observeHeartbeat moves a host's healthy streak with the agent's latest
+// heartbeat, if it is new and came after the restart.
+func (r *runner) observeHeartbeat(c *change, h *host, a fleet.Agent) {
+	after := h.gate.after
+	if after.IsZero() {
+		after = h.StepStartedAt
+	}
+	if h.gate.restored && a.Record.ConnectedAt.After(h.gate.since) {
+		// The agent reconnected since the stored streak began: heartbeats
+		// went unseen, so the streak starts again.
+		h.gate.restored, h.gate.since = false, time.Time{}
+		r.keepStreak(c, h)
+	}
+	hb := a.LastHeartbeat
+	if hb == nil || hb == h.gate.last || a.HeartbeatAt.Before(after) {
+		return
+	}
+	h.gate.last = hb
+	if app := hb.GetApp(); app != nil && app.GetHealthy() {
+		if h.gate.since.IsZero() {
+			h.gate.since = a.HeartbeatAt
+			r.keepStreak(c, h)
+		}
+		h.gate.until = a.HeartbeatAt
+		return
+	}
+	h.gate.since, h.gate.why, h.gate.restored = time.Time{}, unhealthyReason(hb), false
+	r.keepStreak(c, h)
 }
 
 // keepStreak stores the start of a host's healthy streak (replica mode),
