@@ -58,6 +58,10 @@ func Run(t *testing.T, open Opener) {
 		{"LeaseRace", testLeaseRace},
 		{"UpdateRolloutFence", testUpdateRolloutFence},
 		{"RolloutControls", testRolloutControls},
+		{"AgentStatusSeq", testAgentStatusSeq},
+		{"UpdateAgentStatusesIfHolder", testUpdateAgentStatusesIfHolder},
+		{"MarkAgentsLost", testMarkAgentsLost},
+		{"LiveLeases", testLiveLeases},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, open) })
