@@ -39,6 +39,7 @@ import (
 	"flotilla.dev/controlplane/internal/ratelimit"
 	"flotilla.dev/controlplane/internal/rollout"
 	"flotilla.dev/controlplane/internal/store"
+	"flotilla.dev/controlplane/internal/work"
 	"flotilla.dev/pkg/run"
 )
 
@@ -61,17 +62,19 @@ const flowControlWindow = 64 << 10
 type Server struct {
 	// lease is this replica's replica/<holder> lease (PostgreSQL only);
 	// nil on SQLite. holder is its holder ID ("" on SQLite).
-	lease    *lease.Keeper
-	holder   string
-	cfg      config.Config
-	log      *zap.Logger
-	version  string
-	store    store.Store
-	material *pki.Material
-	registry *fleet.Registry
-	metrics  *prometheus.Registry
-	grpc     *grpc.Server
-	health   *health.Server
+	lease  *lease.Keeper
+	holder string
+	// leaseMetrics count the work leases (replica mode); see workMetrics.
+	leaseMetrics *work.Metrics
+	cfg          config.Config
+	log          *zap.Logger
+	version      string
+	store        store.Store
+	material     *pki.Material
+	registry     *fleet.Registry
+	metrics      *prometheus.Registry
+	grpc         *grpc.Server
+	health       *health.Server
 
 	commandMetrics *commands.Metrics
 	dispatcher     *commands.Dispatcher
@@ -195,6 +198,8 @@ func (s *Server) buildWork(context.Context) error {
 		Store: s.store, Registry: s.registry, Dispatcher: s.dispatcher, Logger: s.log.Named("rollouts"),
 		Metrics: rollout.NewMetrics(s.metrics), Now: s.opts.now,
 		TickInterval: s.opts.intervals.RolloutTick, RetryInterval: s.opts.intervals.RolloutRetry,
+		// Replica mode (PostgreSQL): each rollout under its lease.
+		Holder: s.holder, Leases: s.store, LeaseTTL: s.cfg.Store.LeaseTTL.Std(), WorkMetrics: s.workMetrics(),
 	})
 	return err
 }
