@@ -39,6 +39,7 @@ import (
 	"flotilla.dev/controlplane/internal/ratelimit"
 	"flotilla.dev/controlplane/internal/rollout"
 	"flotilla.dev/controlplane/internal/store"
+	"flotilla.dev/controlplane/internal/work"
 	"flotilla.dev/pkg/run"
 )
 
@@ -59,18 +60,21 @@ const flowControlWindow = 64 << 10
 
 // Server is an assembled control plane.
 type Server struct {
-	// lease is the store lease that makes this the active control plane
-	// (PostgreSQL only); nil on SQLite.
-	lease    *lease.Keeper
-	cfg      config.Config
-	log      *zap.Logger
-	version  string
-	store    store.Store
-	material *pki.Material
-	registry *fleet.Registry
-	metrics  *prometheus.Registry
-	grpc     *grpc.Server
-	health   *health.Server
+	// lease is this replica's replica/<holder> lease (PostgreSQL only);
+	// nil on SQLite. holder is its holder ID ("" on SQLite).
+	lease  *lease.Keeper
+	holder string
+	// leaseMetrics count the work leases (replica mode); see workMetrics.
+	leaseMetrics *work.Metrics
+	cfg          config.Config
+	log          *zap.Logger
+	version      string
+	store        store.Store
+	material     *pki.Material
+	registry     *fleet.Registry
+	metrics      *prometheus.Registry
+	grpc         *grpc.Server
+	health       *health.Server
 
 	commandMetrics *commands.Metrics
 	dispatcher     *commands.Dispatcher
@@ -101,7 +105,7 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, version string
 			s.Close()
 		}
 	}()
-	for _, step := range []func(context.Context) error{s.openStore, s.takeLease, s.loadCredentials, s.buildFleet, s.buildWork, s.loadWork} {
+	for _, step := range []func(context.Context) error{s.openStore, s.joinReplicas, s.loadCredentials, s.buildFleet, s.buildWork, s.loadWork} {
 		if err := step(ctx); err != nil {
 			return nil, err
 		}
@@ -131,36 +135,6 @@ func (s *Server) openStore(ctx context.Context) error {
 	}
 	return nil
 }
-
-// takeLease makes this process the store's one active control plane: on
-// PostgreSQL, several control planes may point at one database, and only
-// the holder of the "controlplane" lease loads and drives the fleet's work.
-// A second one waits as a standby (store.lease_wait) or exits at once,
-// naming the holder. SQLite needs no lease: the data directory's lock
-// already keeps a second process out.
-func (s *Server) takeLease(ctx context.Context) error {
-	if s.cfg.Store.Driver != config.DriverPostgres {
-		return nil
-	}
-	k, err := lease.New(lease.Config{
-		Store: s.store, Name: activeLease, Holder: lease.NewHolderID(), TTL: s.cfg.Store.LeaseTTL.Std(),
-		Wait: s.cfg.Store.LeaseWait, Logger: s.log.Named("lease"),
-	})
-	if err != nil {
-		return err
-	}
-	if _, err := k.Acquire(ctx); err != nil {
-		if errors.Is(err, store.ErrLeaseHeld) {
-			return fmt.Errorf("another control plane is active on this database (%w); start this one with store.lease_wait to keep it as a standby", err)
-		}
-		return err
-	}
-	s.lease = k
-	return nil
-}
-
-// activeLease is the name of the lease the active control plane holds.
-const activeLease = "controlplane"
 
 // loadCredentials loads or creates the TLS material and the bootstrap admin
 // token.
@@ -224,6 +198,8 @@ func (s *Server) buildWork(context.Context) error {
 		Store: s.store, Registry: s.registry, Dispatcher: s.dispatcher, Logger: s.log.Named("rollouts"),
 		Metrics: rollout.NewMetrics(s.metrics), Now: s.opts.now,
 		TickInterval: s.opts.intervals.RolloutTick, RetryInterval: s.opts.intervals.RolloutRetry,
+		// Replica mode (PostgreSQL): each rollout under its lease.
+		Holder: s.holder, Leases: s.store, LeaseTTL: s.cfg.Store.LeaseTTL.Std(), WorkMetrics: s.workMetrics(),
 	})
 	return err
 }
@@ -475,9 +451,9 @@ func (s *Server) Run(ctx context.Context, grpcLis, httpLis net.Listener) error {
 		{Name: "store-health", Run: s.watchStore},
 	}
 	if s.lease != nil {
-		// Losing the lease stops everything: another control plane may
-		// drive the rollouts from then on.
-		tasks = append(tasks, run.Task{Name: "store-lease", Run: s.lease.Run})
+		// Losing the replica lease stops everything: the other replicas
+		// count this one dead from then on and take its work over.
+		tasks = append(tasks, run.Task{Name: "replica-lease", Run: s.lease.Run})
 	}
 	return run.All(ctx, tasks...)
 }
@@ -526,7 +502,7 @@ func (s *Server) watchStore(ctx context.Context) error {
 // Close releases the store. Call it after Run returned.
 func (s *Server) Close() {
 	if s.lease != nil {
-		// A standby need not wait for the lease to expire.
+		// The others need not wait for the lease to expire.
 		s.lease.Release(context.Background())
 	}
 	if s.store != nil {

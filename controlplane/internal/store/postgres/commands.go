@@ -136,7 +136,7 @@ func (s *Store) ListFleetCommands(ctx context.Context, q store.FleetCommandQuery
 func (s *Store) UpdateFleetCommand(ctx context.Context, id string, state int32, finishedAt time.Time, summary string, fence *store.Fence) error {
 	return s.inTx(ctx, "update fleet command", func(tx pgx.Tx) error {
 		if err := checkFence(ctx, tx, fence); err != nil {
-			return wrap(err, "update fleet command %q", id)
+			return fmt.Errorf("%w (update fleet command %q)", err, id)
 		}
 		tag, err := tx.Exec(ctx, `UPDATE fleet_commands SET state = $1, finished_at = $2, summary = $3 WHERE id = $4`,
 			state, timeArg(finishedAt), summary, id)

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -59,24 +58,4 @@ func scanCommandReport(row pgx.Row) (store.CommandReport, error) {
 	var r store.CommandReport
 	err := row.Scan(&r.Seq, &r.CommandID, &r.AgentID, &r.Event, timeCol{&r.ReceivedAt})
 	return r, err
-}
-
-// checkFence returns store.ErrFenced unless fence is nil or its lease is
-// still held by its holder with its token and has not expired by the
-// database's clock. FOR SHARE keeps the lease row from moving until tx
-// ends, so the write it guards commits only under the lease.
-func checkFence(ctx context.Context, tx pgx.Tx, fence *store.Fence) error {
-	if fence == nil {
-		return nil
-	}
-	var one int
-	err := tx.QueryRow(ctx, `SELECT 1 FROM leases WHERE name = $1 AND holder = $2 AND token = $3 AND expires_at > now() FOR SHARE`,
-		fence.Name, fence.Holder, fence.Token).Scan(&one)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return fmt.Errorf("lease %q (holder %s, token %d): %w", fence.Name, fence.Holder, fence.Token, store.ErrFenced)
-	case err != nil:
-		return fmt.Errorf("check lease %q: %w", fence.Name, err)
-	}
-	return nil
 }

@@ -201,7 +201,7 @@ func (s *Store) ListFleetCommands(ctx context.Context, q store.FleetCommandQuery
 func (s *Store) UpdateFleetCommand(ctx context.Context, id string, state int32, finishedAt time.Time, summary string, fence *store.Fence) error {
 	return s.inWriteTx(ctx, "update fleet command", func(tx *sql.Tx) error {
 		if err := checkFence(ctx, tx, fence); err != nil {
-			return fmt.Errorf("store: update fleet command %q: %w", id, err)
+			return fmt.Errorf("%w (update fleet command %q)", err, id)
 		}
 		res, err := tx.ExecContext(ctx, `UPDATE fleet_commands SET state = ?, finished_at = ?, summary = ? WHERE id = ?`,
 			state, timeArg(finishedAt), summary, id)

@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 
@@ -52,23 +51,4 @@ func scanCommandReport(row rowScanner) (store.CommandReport, error) {
 	var r store.CommandReport
 	err := row.Scan(&r.Seq, &r.CommandID, &r.AgentID, blobCol{&r.Event}, timeCol{&r.ReceivedAt})
 	return r, err
-}
-
-// checkFence returns store.ErrFenced unless fence is nil or its lease is
-// still held by its holder with its token and has not expired, read in tx
-// so that the write it guards commits only under the lease.
-func checkFence(ctx context.Context, tx *sql.Tx, fence *store.Fence) error {
-	if fence == nil {
-		return nil
-	}
-	var one int
-	err := tx.QueryRowContext(ctx, `SELECT 1 FROM leases WHERE name = ? AND holder = ? AND token = ? AND expires_at > ?`,
-		fence.Name, fence.Holder, fence.Token, timeArg(now())).Scan(&one)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return fmt.Errorf("lease %q (holder %s, token %d): %w", fence.Name, fence.Holder, fence.Token, store.ErrFenced)
-	case err != nil:
-		return fmt.Errorf("check lease %q: %w", fence.Name, err)
-	}
-	return nil
 }
