@@ -144,6 +144,9 @@ func (d *Dispatcher) Load(ctx context.Context) error {
 // released) to the dispatcher.
 func (d *Dispatcher) Track(hcs []store.HostCommand) {
 	_ = d.do(context.Background(), &trackJob{hcs: hcs})
+	if d.cfg.Replica {
+		d.reportsFor(hcs)
+	}
 }
 
 // TrackReleased adds host commands that were just created in the store,
@@ -153,6 +156,9 @@ func (d *Dispatcher) Track(hcs []store.HostCommand) {
 // released spares each of them a second write before its agent can start.
 func (d *Dispatcher) TrackReleased(hcs []store.HostCommand) {
 	_ = d.do(context.Background(), &trackJob{hcs: hcs, sendReleased: true})
+	if d.cfg.Replica {
+		d.reportsFor(hcs)
+	}
 }
 
 // Release gives queued host commands their turn: each gets a deadline of

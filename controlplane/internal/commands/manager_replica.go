@@ -15,6 +15,7 @@ import (
 
 	"flotilla.dev/controlplane/internal/fault"
 	"flotilla.dev/controlplane/internal/store"
+	"flotilla.dev/controlplane/internal/work"
 	"flotilla.dev/pkg/logging"
 )
 
@@ -29,45 +30,146 @@ var errMoved = fault.Unavailablef("the command is now driven by another control 
 // replica reports whether the Manager runs as one of several replicas.
 func (m *Manager) replica() bool { return m.cfg.Dispatcher.cfg.Replica }
 
+// LeaseKind is the kind of the fleet commands' work leases:
+// "command/<id>".
+const LeaseKind = "command"
+
+// newClaimer builds the claimer of the fleet commands' leases.
+func (m *Manager) newClaimer() error {
+	if m.cfg.Leases == nil || !m.replica() {
+		return errors.New("commands: manager in replica mode (Holder set) needs Leases and a dispatcher in replica mode")
+	}
+	c, err := work.New(work.Config{
+		Store: m.cfg.Leases, Kind: LeaseKind, Holder: m.cfg.Holder, TTL: m.cfg.LeaseTTL,
+		Candidates: m.candidates, Start: m.drive, LogField: logging.CommandID,
+		Logger: m.log.Named("leases"), Metrics: m.cfg.WorkMetrics,
+	})
+	if err != nil {
+		return fmt.Errorf("commands: %w", err)
+	}
+	m.claimer = c
+	return nil
+}
+
+// Run drives, in replica mode, the running fleet commands whose leases
+// this replica takes (new ones at once, orphaned ones within a lease TTL
+// and a claim interval) until ctx ends; with one control plane it only
+// waits for ctx.
+func (m *Manager) Run(ctx context.Context) error {
+	if m.claimer == nil {
+		<-ctx.Done()
+		return nil
+	}
+	return m.claimer.Run(ctx)
+}
+
+// candidates lists the running fleet commands.
+func (m *Manager) candidates(ctx context.Context) ([]string, error) {
+	fcs, err := m.cfg.Store.ListFleetCommands(ctx, store.FleetCommandQuery{States: []int32{int32(flotillav1.FleetCommandState_FLEET_COMMAND_STATE_RUNNING)}})
+	if err != nil {
+		return nil, fmt.Errorf("list running fleet commands: %w", err)
+	}
+	ids := make([]string, len(fcs))
+	for i, fc := range fcs {
+		ids[i] = fc.ID
+	}
+	return ids, nil
+}
+
+// drive drives one fleet command under its lease until it ends here:
+// finished, or ctx ended (the lease was lost, or the replica stops), when
+// it forgets it.
+func (m *Manager) drive(ctx context.Context, fcID string, _ store.Lease) {
+	if err := m.Adopt(ctx, fcID); err != nil {
+		if ctx.Err() == nil {
+			m.log.Warn("taking a fleet command over failed; retrying at the next claim", logging.CommandID(fcID), zap.Error(err))
+		}
+		return
+	}
+	m.mu.Lock()
+	r, ok := m.running[fcID]
+	m.mu.Unlock()
+	if !ok {
+		return // finished
+	}
+	select {
+	case <-r.ended:
+	case <-ctx.Done():
+		m.Forget(fcID)
+	}
+}
+
+// claimNew takes the lease of a fleet command just stored, so that its
+// claim starts driving it here at once; when that fails, the next claim
+// pass of some replica takes it.
+func (m *Manager) claimNew(ctx context.Context, fcID string) {
+	if _, err := m.claimer.Claim(ctx, fcID); err != nil {
+		m.log.Warn("taking the lease of a new fleet command failed; a claim pass will", logging.CommandID(fcID), zap.Error(err))
+	}
+}
+
+// fence returns the fence the writes of a fleet command carry and whether
+// this replica drives it: nil and true with one control plane.
+func (m *Manager) fence(fcID string) (*store.Fence, bool) {
+	if m.claimer == nil {
+		return nil, true
+	}
+	return m.claimer.Fence(fcID)
+}
+
+// endLocked stops driving r here: it leaves running, its watchers end
+// with err (nil: the command finished) and drive returns. The caller holds
+// m.mu.
+func (m *Manager) endLocked(fcID string, r *run, err error) {
+	if m.running[fcID] == r {
+		delete(m.running, fcID)
+	}
+	for w := range r.watchers {
+		w.close(err)
+	}
+	select {
+	case <-r.ended:
+	default:
+		close(r.ended)
+	}
+}
+
 // Adopt makes this replica drive a running fleet command read from the
-// store, under fence (the lease it holds the command with; nil for none):
-// its unfinished hosts join the dispatcher, and it goes on where the
-// previous driver stopped. A command already driven here, or finished, is
-// left as it is.
-func (m *Manager) Adopt(ctx context.Context, fcID string, fence *store.Fence) error {
+// store: its unfinished hosts join the dispatcher, and it goes on where
+// the previous driver stopped. A command already driven here, or
+// finished, is left as it is.
+func (m *Manager) Adopt(ctx context.Context, fcID string) error {
 	m.mu.Lock()
 	_, held := m.running[fcID]
 	m.mu.Unlock()
 	if held {
 		return nil
 	}
-	fc, err := m.cfg.Store.GetFleetCommand(ctx, fcID)
+	fc, hcs, err := m.readCommand(ctx, fcID)
 	if err != nil {
 		return fmt.Errorf("commands: adopt fleet command %s: %w", fcID, err)
 	}
 	if fc.State != int32(flotillav1.FleetCommandState_FLEET_COMMAND_STATE_RUNNING) {
 		return nil
 	}
-	hcs, err := m.cfg.Store.ListHostCommands(ctx, fcID)
-	if err != nil {
-		return fmt.Errorf("commands: adopt fleet command %s: %w", fcID, err)
-	}
 	r, err := newRun(fc, hcs)
 	if err != nil {
 		return fmt.Errorf("commands: adopt fleet command %s: unreadable request: %w", fcID, err)
 	}
-	r.fence = fence
 	for _, hc := range r.hosts {
 		if hc.CancelReason != "" && r.cancelled == "" {
 			r.cancelled = hc.CancelReason // the previous driver's cancel
 		}
 	}
-	if err := m.cfg.Dispatcher.Adopt(ctx, hcs); err != nil {
-		return err
-	}
 	m.mu.Lock()
 	m.running[fcID] = r
 	m.mu.Unlock()
+	if err := m.cfg.Dispatcher.Adopt(ctx, hcs); err != nil {
+		m.mu.Lock()
+		m.endLocked(fcID, r, errMoved)
+		m.mu.Unlock()
+		return err
+	}
 	m.log.Info("driving fleet command taken over", logging.CommandID(fcID), zap.Int("hosts", len(hcs)))
 	m.advance(ctx, fcID, callerOps{ctx, m.cfg.Dispatcher})
 	return nil
@@ -80,10 +182,7 @@ func (m *Manager) Forget(fcID string) {
 	m.mu.Lock()
 	r, ok := m.running[fcID]
 	if ok {
-		delete(m.running, fcID)
-		for w := range r.watchers {
-			w.close(errMoved)
-		}
+		m.endLocked(fcID, r, errMoved)
 	}
 	m.mu.Unlock()
 	if ok {

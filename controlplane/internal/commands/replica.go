@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
@@ -31,7 +32,10 @@ import (
 //     harmless (the agent's journal executes a command at most once).
 //   - events: an event for a command this dispatcher does not own is
 //     appended to command_reports; the owner's Follower reads them and
-//     applies them here (ApplyReports), as if the agent had sent them.
+//     applies them here (ApplyReports), as if the agent had sent them; the
+//     reports stored before the owner held the command (relayed as soon as
+//     it was stored, or while its work had no driver) are read when it
+//     starts holding it (Track, TrackReleased, Adopt).
 //
 // With one control plane (Replica false) none of this runs: the dispatcher
 // holds every active command, as Load reads them.
@@ -47,15 +51,40 @@ type relayMark struct {
 // Adopt makes host commands read from the store (the commands of work this
 // replica has just taken over) the dispatcher's own: it tracks them, sends
 // the released ones to their agents if their streams are here, with the
-// cancels requested, and has the Follower read the reports again, since
-// the ones about these commands were skipped while another replica owned
-// them. Commands already held are left as they are.
+// cancels requested, and applies the reports stored about them while
+// another replica owned them. Commands already held are left as they are.
 func (d *Dispatcher) Adopt(ctx context.Context, hcs []store.HostCommand) error {
 	if err := d.do(ctx, &adoptJob{hcs: hcs}); err != nil {
 		return fmt.Errorf("commands: adopt: %w", err)
 	}
-	d.rescanReports.Store(true)
+	d.reportsFor(hcs)
 	return nil
+}
+
+// reportsFor applies the reports already stored about hcs, just tracked:
+// another replica may have relayed them and stored their agents' answers
+// before this dispatcher held them, and the Follower skipped those. When
+// that fails, the Follower reads every report again.
+func (d *Dispatcher) reportsFor(hcs []store.HostCommand) {
+	ids := make([]string, 0, len(hcs))
+	for i := range hcs {
+		if !hcs[i].ReleasedAt.IsZero() && hcs[i].FinishedAt.IsZero() {
+			ids = append(ids, hcs[i].ID) // only a released command has been answered
+		}
+	}
+	if len(ids) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	reports, err := d.cfg.Store.ListCommandReportsFor(ctx, ids)
+	if err == nil {
+		err = d.ApplyReports(ctx, reports)
+	}
+	if err != nil {
+		d.log.Warn("reading the reports of commands just tracked failed; all reports will be read again", zap.Error(err))
+		d.rescanReports.Store(true)
+	}
 }
 
 // Forget drops host commands from the dispatcher without writing anything:
@@ -97,7 +126,7 @@ func (d *Dispatcher) ApplyReports(ctx context.Context, reports []store.CommandRe
 }
 
 // rescan reports whether the reports must be read again from the first
-// (see Adopt), and clears the request.
+// (see reportsFor), and clears the request.
 func (d *Dispatcher) rescan() bool { return d.rescanReports.Swap(false) }
 
 // report stores an event about a command this dispatcher does not own,

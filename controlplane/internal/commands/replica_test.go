@@ -238,7 +238,7 @@ func TestReplicaAttachAndTakeover(t *testing.T) {
 	if err := b.d.OnEvent(ctx, "web-1", &flotillav1.CommandEvent{CommandId: id1, State: flotillav1.CommandState_COMMAND_STATE_SUCCEEDED}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.m.Adopt(ctx, fc.GetId(), nil); err != nil {
+	if err := c.m.Adopt(ctx, fc.GetId()); err != nil {
 		t.Fatal(err)
 	}
 	s2 := b.attach(t, "web-2")

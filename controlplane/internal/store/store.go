@@ -340,6 +340,9 @@ type CommandStore interface {
 	// afterSeq, by Seq, with the same ordering guarantee as
 	// ListHostCommandChanges.
 	ListCommandReports(ctx context.Context, afterSeq int64, limit int) ([]CommandReport, error)
+	// ListCommandReportsFor returns the reports about the given commands,
+	// by Seq.
+	ListCommandReportsFor(ctx context.Context, commandIDs []string) ([]CommandReport, error)
 	// PruneCommandReports deletes the reports of commands that finished
 	// before finishedBefore or no longer exist, and returns how many.
 	PruneCommandReports(ctx context.Context, finishedBefore time.Time) (int64, error)

@@ -43,6 +43,12 @@ func (s *Store) ListCommandReports(ctx context.Context, afterSeq int64, limit in
 	return queryAll(ctx, s.pool, "list command reports", scanCommandReport, query, args...)
 }
 
+// ListCommandReportsFor returns the reports about commandIDs, by seq.
+func (s *Store) ListCommandReportsFor(ctx context.Context, commandIDs []string) ([]store.CommandReport, error) {
+	return queryAll(ctx, s.pool, "list command reports", scanCommandReport,
+		`SELECT `+store.CommandReportColumns+` FROM command_reports WHERE command_id = ANY($1) ORDER BY seq`, commandIDs)
+}
+
 // PruneCommandReports deletes the reports of commands finished before
 // finishedBefore or gone.
 func (s *Store) PruneCommandReports(ctx context.Context, finishedBefore time.Time) (int64, error) {

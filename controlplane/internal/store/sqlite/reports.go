@@ -1,9 +1,11 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"time"
 
 	"flotilla.dev/controlplane/internal/store"
@@ -33,6 +35,24 @@ func (s *Store) AddCommandReports(ctx context.Context, reports []store.CommandRe
 func (s *Store) ListCommandReports(ctx context.Context, afterSeq int64, limit int) ([]store.CommandReport, error) {
 	query, args := listQuery(`SELECT `+store.CommandReportColumns+` FROM command_reports`, []string{"seq > ?"}, []any{afterSeq}, "seq", limit)
 	return queryAll(ctx, s.read, "list command reports", scanCommandReport, query, args...)
+}
+
+// ListCommandReportsFor returns the reports about commandIDs, by seq.
+func (s *Store) ListCommandReportsFor(ctx context.Context, commandIDs []string) ([]store.CommandReport, error) {
+	var out []store.CommandReport
+	for len(commandIDs) > 0 {
+		n := min(len(commandIDs), 500)
+		cond, args := inList("command_id", commandIDs[:n], nil)
+		query, args := listQuery(`SELECT `+store.CommandReportColumns+` FROM command_reports`, []string{cond}, args, "seq", 0)
+		page, err := queryAll(ctx, s.read, "list command reports", scanCommandReport, query, args...)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page...)
+		commandIDs = commandIDs[n:]
+	}
+	slices.SortFunc(out, func(a, b store.CommandReport) int { return cmp.Compare(a.Seq, b.Seq) })
+	return out, nil
 }
 
 // PruneCommandReports deletes the reports of commands finished before

@@ -197,6 +197,10 @@ func testCommandReports(t *testing.T, open Opener) {
 	if page, err := s.ListCommandReports(ctx, got[0].Seq, 2); err != nil || len(page) != 2 || page[0].Seq != got[1].Seq {
 		t.Fatalf("ListCommandReports(after the first, 2) = %+v, %v; want the second and third", page, err)
 	}
+	byID, err := s.ListCommandReportsFor(ctx, []string{recent.ID, "nope", active.ID})
+	if err != nil || len(byID) != 2 || byID[0].Seq != got[0].Seq || byID[1].Seq != got[2].Seq {
+		t.Fatalf("ListCommandReportsFor(recent, nope, active) = %+v, %v; want the active and the recent command's, by seq", byID, err)
+	}
 	n, err := s.PruneCommandReports(ctx, t0.Add(time.Minute))
 	if err != nil || n != 2 {
 		t.Fatalf("PruneCommandReports = %d, %v; want 2 (the old command's and the unknown one's)", n, err)
