@@ -83,7 +83,7 @@ type Server struct {
 	// the commands other replicas write (replica mode only).
 	feed     store.Feed
 	follower *commands.Follower
-	rollouts       *rollout.Engine
+	rollouts *rollout.Engine
 
 	opts  options
 	audit *audit.Recorder
