@@ -78,6 +78,10 @@ type Dispatcher struct {
 	inbox inbox
 	// listeners is set before serving and only read afterwards.
 	listeners []func(Update, *turn)
+	// drivenHere, set before serving, tell whether a host command's work
+	// is driven here (replica mode): the relay leaves those to this
+	// dispatcher even before they are tracked.
+	drivenHere []func(store.HostCommand) bool
 
 	// Owned by the goroutine taking the inbox: only jobs touch these.
 	active  map[string]*store.HostCommand

@@ -114,6 +114,9 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 		}
 	}
 	cfg.Dispatcher.listen(m.onUpdate)
+	if cfg.Holder != "" {
+		cfg.Dispatcher.drivenHere = append(cfg.Dispatcher.drivenHere, m.drives)
+	}
 	return m, nil
 }
 

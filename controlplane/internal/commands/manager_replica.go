@@ -108,6 +108,18 @@ func (m *Manager) claimNew(ctx context.Context, fcID string) {
 	}
 }
 
+// drives reports whether hc belongs to a fleet command driven here
+// (replica mode; a new one is before it is stored).
+func (m *Manager) drives(hc store.HostCommand) bool {
+	if hc.FleetCommandID == "" {
+		return false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.running[hc.FleetCommandID]
+	return ok
+}
+
 // fence returns the fence the writes of a fleet command carry and whether
 // this replica drives it: nil and true with one control plane.
 func (m *Manager) fence(fcID string) (*store.Fence, bool) {
@@ -292,9 +304,9 @@ func (m *Manager) watchRemote(ctx context.Context, fcID string, send func(*floti
 	if err != nil {
 		return err
 	}
-	seen := make(map[string]int64, len(hcs))
+	seen := make(map[string]remoteSeen, len(hcs))
 	for _, hc := range hcs {
-		seen[hc.ID] = hc.ChangeSeq
+		seen[hc.ID] = remoteSeen{seq: hc.ChangeSeq, state: flotillav1.CommandState(hc.State)}
 	}
 	r, err := newRun(fc, hcs)
 	if err != nil {
@@ -308,7 +320,7 @@ func (m *Manager) watchRemote(ctx context.Context, fcID string, send func(*floti
 
 // followRemote is watchRemote's loop: events from the changes, and a check
 // of the command's state every catch-up interval for its end.
-func (m *Manager) followRemote(ctx context.Context, fcID string, w *remoteWatcher, seen map[string]int64,
+func (m *Manager) followRemote(ctx context.Context, fcID string, w *remoteWatcher, seen map[string]remoteSeen,
 	send func(*flotillav1.WatchCommandResponse) error) error {
 	tick := time.NewTicker(DefaultCatchUp)
 	defer tick.Stop()
@@ -319,13 +331,16 @@ func (m *Manager) followRemote(ctx context.Context, fcID string, w *remoteWatche
 		case <-w.done:
 			return errSlowWatcher
 		case hc := <-w.ch:
-			if hc.ChangeSeq <= seen[hc.ID] {
+			prev := seen[hc.ID]
+			if hc.ChangeSeq <= prev.seq {
 				continue // the snapshot or an earlier event had it
 			}
-			seen[hc.ID] = hc.ChangeSeq
-			if err := send(&flotillav1.WatchCommandResponse{Body: &flotillav1.WatchCommandResponse_Event{Event: &flotillav1.HostCommandEvent{
-				AgentId: hc.AgentID, Event: eventOf(hc)}}}); err != nil {
-				return err
+			seen[hc.ID] = remoteSeen{seq: hc.ChangeSeq, state: flotillav1.CommandState(hc.State)}
+			for _, ev := range eventsOf(hc, prev.state) {
+				if err := send(&flotillav1.WatchCommandResponse{Body: &flotillav1.WatchCommandResponse_Event{Event: &flotillav1.HostCommandEvent{
+					AgentId: hc.AgentID, Event: ev}}}); err != nil {
+					return err
+				}
 			}
 		case <-tick.C:
 			fc, err := m.cfg.Store.GetFleetCommand(ctx, fcID)
@@ -355,6 +370,28 @@ func (m *Manager) readCommand(ctx context.Context, fcID string) (store.FleetComm
 		return fc, nil, fault.Store("reading the hosts of command "+fcID, err)
 	}
 	return fc, hcs, nil
+}
+
+// remoteSeen is what a remote watcher has seen of a host: its last change
+// and state.
+type remoteSeen struct {
+	seq   int64
+	state flotillav1.CommandState
+}
+
+// eventsOf returns the events a stored host command's change tells a
+// watcher that last saw it in state prev. Changes committed between two
+// reads of the feed coalesce into the row's last state: a start the
+// watcher did not see (the row's StartedAt) is told first, as the owner's
+// watchers saw it.
+func eventsOf(hc store.HostCommand, prev flotillav1.CommandState) []*flotillav1.CommandEvent {
+	last := eventOf(hc)
+	running := flotillav1.CommandState_COMMAND_STATE_RUNNING
+	if hc.StartedAt.IsZero() || command.Rank(prev) >= command.Rank(running) || last.GetState() == running {
+		return []*flotillav1.CommandEvent{last}
+	}
+	start := &flotillav1.CommandEvent{CommandId: hc.ID, State: running, Message: "started", At: timestamppb.New(hc.StartedAt)}
+	return []*flotillav1.CommandEvent{start, last}
 }
 
 // eventOf is the event a stored host command's state tells a watcher.

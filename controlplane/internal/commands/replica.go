@@ -240,7 +240,7 @@ func (j *relayJob) apply(t *turn, _ *request) {
 	d := t.d
 	for i := range j.hcs {
 		hc := &j.hcs[i]
-		if _, owned := d.active[hc.ID]; owned {
+		if d.owns(hc) {
 			continue
 		}
 		sess, here := d.cfg.Registry.SessionFor(hc.AgentID)
@@ -268,6 +268,20 @@ func (j *relayJob) apply(t *turn, _ *request) {
 			delete(d.relayed, hc.ID)
 		}
 	}
+}
+
+// owns reports whether hc is this dispatcher's: held, or of work driven
+// here (stored, about to be tracked).
+func (d *Dispatcher) owns(hc *store.HostCommand) bool {
+	if _, held := d.active[hc.ID]; held {
+		return true
+	}
+	for _, driven := range d.drivenHere {
+		if driven(*hc) {
+			return true
+		}
+	}
+	return false
 }
 
 // cancelChanges adds to r, for each active command of ids, the change that
