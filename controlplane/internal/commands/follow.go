@@ -3,6 +3,7 @@ package commands
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"go.uber.org/zap"
@@ -53,9 +54,11 @@ type FollowerConfig struct {
 type Follower struct {
 	cfg       FollowerConfig
 	log       *zap.Logger
-	changeSeq int64 // only Run's changes loop touches these
+	changeSeq int64 // only Init, then Run's changes loop, touch these
 	reportSeq int64
 	pruned    time.Time
+	// initialized is set by Init, before Run.
+	initialized bool
 }
 
 // NewFollower returns a Follower; Run it for as long as the replica serves.
@@ -78,14 +81,24 @@ func NewFollower(cfg FollowerConfig) (*Follower, error) {
 	return &Follower{cfg: cfg, log: cfg.Logger}, nil
 }
 
-// Run follows the changes and the reports until ctx ends. It starts with
-// the changes made from now on (an agent attaching later gets its
-// commands from the store) and with every report kept.
+// Init makes the Follower start with the changes made from now on: call
+// it before the replica accepts agents' streams (an agent attaching later
+// gets the commands stored before from the store, see OnConnect).
+func (f *Follower) Init(ctx context.Context) error {
+	seq, err := f.cfg.Store.LastHostCommandChange(ctx)
+	if err != nil {
+		return fmt.Errorf("commands: follower: %w", err)
+	}
+	f.changeSeq, f.initialized = seq, true
+	return nil
+}
+
+// Run follows the changes and the reports until ctx ends, from where Init
+// started (Run calls it if it was not) and with every report kept.
 func (f *Follower) Run(ctx context.Context) error {
-	for {
-		seq, err := f.cfg.Store.LastHostCommandChange(ctx)
+	for !f.initialized {
+		err := f.Init(ctx)
 		if err == nil {
-			f.changeSeq = seq
 			break
 		}
 		f.log.Warn("reading the last command change failed; retrying", zap.Error(err))

@@ -240,10 +240,10 @@ func (j *relayJob) apply(t *turn, _ *request) {
 	d := t.d
 	for i := range j.hcs {
 		hc := &j.hcs[i]
-		if d.owns(hc) {
+		sess, here := d.cfg.Registry.SessionFor(hc.AgentID)
+		if here && d.owns(hc) {
 			continue
 		}
-		sess, here := d.cfg.Registry.SessionFor(hc.AgentID)
 		mark, marked := d.relayed[hc.ID]
 		if !here || (!hc.FinishedAt.IsZero() && (hc.CancelReason == "" || !mark.sent)) {
 			// Not ours to deliver, or over: a finished command gets only

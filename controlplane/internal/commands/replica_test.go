@@ -53,6 +53,9 @@ func newReplicas(t *testing.T, st store.Store, n int, agents ...string) []*repli
 		if err != nil {
 			t.Fatal(err)
 		}
+		if err := f.Init(ctx); err != nil {
+			t.Fatal(err)
+		}
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = f.Run(ctx) }()
 		out[i] = &replica{reg: reg, d: d, m: m}

@@ -182,7 +182,7 @@ func (s *Server) buildFleet(ctx context.Context) error {
 
 // buildWork builds the command dispatcher and manager and the rollout
 // engine.
-func (s *Server) buildWork(context.Context) error {
+func (s *Server) buildWork(ctx context.Context) error {
 	s.commandMetrics = commands.NewMetrics(s.metrics)
 	var err error
 	if s.dispatcher, err = commands.NewDispatcher(commands.DispatcherConfig{
@@ -205,6 +205,10 @@ func (s *Server) buildWork(context.Context) error {
 			Store: s.store, Dispatcher: s.dispatcher, Manager: s.commands, Feed: s.feed,
 			Logger: s.log.Named("commands"), Now: s.opts.now,
 		}); err != nil {
+			return err
+		}
+		// Before any agent's stream: it starts from the changes made now.
+		if err := s.follower.Init(ctx); err != nil {
 			return err
 		}
 	}
