@@ -46,7 +46,6 @@ func (e *Engine) newClaimer() error {
 	return nil
 }
 
-
 // Driving lists the rollouts this replica drives (replica mode), sorted.
 func (e *Engine) Driving() []string {
 	if e.claimer == nil {
