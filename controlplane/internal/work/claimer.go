@@ -309,21 +309,3 @@ func (c *Claimer) Held() []string {
 	sort.Strings(ids)
 	return ids
 }
-
-// Stop stops driving one piece of work (its context ends) and waits for it
-// to return, or for ctx to end; the lease is released. It reports whether
-// this claimer drove it.
-func (c *Claimer) Stop(ctx context.Context, id string) bool {
-	c.mu.Lock()
-	it, ok := c.items[id]
-	c.mu.Unlock()
-	if !ok {
-		return false
-	}
-	it.cancel()
-	select {
-	case <-it.done:
-	case <-ctx.Done():
-	}
-	return true
-}
