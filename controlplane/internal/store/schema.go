@@ -36,4 +36,4 @@ const RolloutHostColumns = `rollout_id, agent_id, batch, step, rolling_back, pre
 	started_at, finished_at, step_started_at, observed_image, server, changed, waiting_offline, failure`
 
 // AuditColumns lists the columns of the audit_events table.
-const AuditColumns = `id, at, principal, role, method, request, peer, code, message, duration_ns`
+const AuditColumns = `id, at, principal, role, method, request, peer, code, message, duration_ns, request_id`
