@@ -189,6 +189,15 @@ func testAuditEvents(t *testing.T, open Opener) {
 			}
 		})
 	}
+	checkAuditEventFields(t, s, id2)
+}
+
+// checkAuditEventFields checks that the newest event of testAuditEvents
+// comes back with every field, and the oldest (below before) without a
+// request ID.
+func checkAuditEventFields(t *testing.T, s store.Store, before int64) {
+	t.Helper()
+	ctx := context.Background()
 	evs, _ := s.ListAuditEvents(ctx, store.AuditQuery{Limit: 1})
 	e := evs[0]
 	if e.Code != "InvalidArgument" || e.Message != "name: required" || e.Duration != 3*time.Millisecond ||
@@ -196,8 +205,8 @@ func testAuditEvents(t *testing.T, open Opener) {
 		e.RequestID != "req-/s/B-" {
 		t.Fatalf("event = %+v", e)
 	}
-	// The request ID is written with the row, before the call's outcome.
-	oldest, _ := s.ListAuditEvents(ctx, store.AuditQuery{BeforeID: id2})
+	// A row written without a request ID keeps none.
+	oldest, _ := s.ListAuditEvents(ctx, store.AuditQuery{BeforeID: before})
 	if len(oldest) != 1 || oldest[0].RequestID != "" {
 		t.Fatalf("the row without a request ID = %+v, want it kept empty", oldest)
 	}
