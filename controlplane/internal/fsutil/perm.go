@@ -22,6 +22,9 @@ func CheckPrivateDir(dir string) (tightened bool, err error) {
 	if !info.IsDir() {
 		return false, fmt.Errorf("data directory %s is not a directory", dir)
 	}
+	if err := checkOwner(dir, info); err != nil {
+		return false, err
+	}
 	perm := info.Mode().Perm()
 	if perm&0o077 == 0 {
 		return false, nil
@@ -42,6 +45,23 @@ func CheckPrivateDir(dir string) (tightened bool, err error) {
 		return false, fmt.Errorf("data directory %s changed while its mode was being tightened; check it and chmod 700 %s", dir, dir)
 	}
 	return true, nil
+}
+
+// geteuid is os.Geteuid; tests replace it.
+var geteuid = os.Geteuid
+
+// checkOwner refuses a data directory that another user owns, unless this
+// process is root: it could not use it (0700), and the usual cause is a
+// volume written by an image that ran as root, now mounted by one that
+// does not (the control plane's image runs as 65532).
+func checkOwner(dir string, info fs.FileInfo) error {
+	owner, ok := ownerOf(info)
+	euid := geteuid()
+	if !ok || euid <= 0 || owner == euid {
+		return nil
+	}
+	return fmt.Errorf("data directory %s belongs to user %d, but the control plane runs as user %d and cannot use it "+
+		"(written by an earlier image or install that ran as another user?); give it over: chown -R %d %s", dir, owner, euid, euid, dir)
 }
 
 func isEmptyDir(dir string) (bool, error) {
