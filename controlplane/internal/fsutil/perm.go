@@ -22,7 +22,7 @@ func CheckPrivateDir(dir string) (tightened bool, err error) {
 	if !info.IsDir() {
 		return false, fmt.Errorf("data directory %s is not a directory", dir)
 	}
-	if err := checkOwner(dir, info); err != nil {
+	if err := checkOwner("data directory "+dir, info, "-R "+dir); err != nil {
 		return false, err
 	}
 	perm := info.Mode().Perm()
@@ -47,21 +47,41 @@ func CheckPrivateDir(dir string) (tightened bool, err error) {
 	return true, nil
 }
 
+// CheckOwnFile checks that a file the control plane itself writes (a key,
+// token or store file of its data directory dir), if it exists, belongs to
+// this process's user, or that this process is root; the error names the
+// chown of dir that fixes it. Files given to it by the operator
+// (tls.key_file, a systemd credential) may belong to someone else and are
+// not checked.
+func CheckOwnFile(path, dir string) error {
+	info, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return checkOwner(path, info, "-R "+dir)
+}
+
 // geteuid is os.Geteuid; tests replace it.
 var geteuid = os.Geteuid
 
-// checkOwner refuses a data directory that another user owns, unless this
-// process is root: it could not use it (0700), and the usual cause is a
-// volume written by an image that ran as root, now mounted by one that
-// does not (the control plane's image runs as 65532).
-func checkOwner(dir string, info fs.FileInfo) error {
+// checkOwner refuses a data directory or secret file (what) that another
+// user owns, unless this process is root: it could not use it (0700,
+// 0600), and the usual cause is a volume written by an image or install
+// that ran as root, now used by one that does not (the control plane's
+// image runs as 65532). fix follows "chown <this process's user>" in the
+// command that fixes it.
+func checkOwner(what string, info fs.FileInfo, fix string) error {
 	owner, ok := ownerOf(info)
 	euid := geteuid()
 	if !ok || euid <= 0 || owner == euid {
 		return nil
 	}
-	return fmt.Errorf("data directory %s belongs to user %d, but the control plane runs as user %d and cannot use it "+
-		"(written by an earlier image or install that ran as another user?); give it over: chown -R %d %s", dir, owner, euid, euid, dir)
+	return fmt.Errorf("%s belongs to user %d, but the control plane runs as user %d and cannot use it "+
+		"(written by an earlier image or install that ran as another user?); give it over: chown %d %s",
+		what, owner, euid, euid, fix)
 }
 
 func isEmptyDir(dir string) (bool, error) {

@@ -103,15 +103,33 @@ func TestCheckPrivateDirOwner(t *testing.T) {
 	// Another user than the owner (not root) is refused, with the fix.
 	geteuid = func() int { return owner + 1 }
 	_, err := CheckPrivateDir(dir)
-	want := "chown -R " + strconv.Itoa(owner+1) + " " + dir
+	want := "chown " + strconv.Itoa(owner+1) + " -R " + dir
 	if err == nil || !strings.Contains(err.Error(), "belongs to user "+strconv.Itoa(owner)) || !strings.Contains(err.Error(), want) {
 		t.Fatalf("CheckPrivateDir as another user = %v, want the owner named and %q", err, want)
 	}
-	// Root may use any directory, and the owner its own.
+	key := filepath.Join(dir, "ca.key")
+	if err := os.WriteFile(key, []byte("k"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = CheckOwnFile(key, dir)
+	want = "chown " + strconv.Itoa(owner+1) + " -R " + dir
+	if err == nil || !strings.Contains(err.Error(), "belongs to user "+strconv.Itoa(owner)) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("CheckOwnFile as another user = %v, want the owner named and %q", err, want)
+	}
+	if err := CheckSecretFile(key); err != nil {
+		t.Errorf("CheckSecretFile as another user = %v, want nil: files the operator gives may be anyone's", err)
+	}
+	if err := CheckOwnFile(filepath.Join(dir, "missing"), dir); err != nil {
+		t.Errorf("CheckOwnFile(missing) = %v, want nil", err)
+	}
+	// Root may use any directory and file, and the owner its own.
 	for _, euid := range []int{0, owner} {
 		geteuid = func() int { return euid }
 		if _, err := CheckPrivateDir(dir); err != nil {
 			t.Errorf("CheckPrivateDir as user %d = %v, want nil", euid, err)
+		}
+		if err := CheckOwnFile(key, dir); err != nil {
+			t.Errorf("CheckOwnFile as user %d = %v, want nil", euid, err)
 		}
 	}
 }
