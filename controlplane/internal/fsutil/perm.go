@@ -22,7 +22,7 @@ func CheckPrivateDir(dir string) (tightened bool, err error) {
 	if !info.IsDir() {
 		return false, fmt.Errorf("data directory %s is not a directory", dir)
 	}
-	if err := checkOwner("data directory "+dir, info, "-R "+dir); err != nil {
+	if err := checkOwner("data directory "+dir, info, dir); err != nil {
 		return false, err
 	}
 	perm := info.Mode().Perm()
@@ -61,7 +61,7 @@ func CheckOwnFile(path, dir string) error {
 	if err != nil {
 		return err
 	}
-	return checkOwner(path, info, "-R "+dir)
+	return checkOwner(path, info, dir)
 }
 
 // geteuid is os.Geteuid; tests replace it.
@@ -71,17 +71,17 @@ var geteuid = os.Geteuid
 // user owns, unless this process is root: it could not use it (0700,
 // 0600), and the usual cause is a volume written by an image or install
 // that ran as root, now used by one that does not (the control plane's
-// image runs as 65532). fix follows "chown <this process's user>" in the
-// command that fixes it.
-func checkOwner(what string, info fs.FileInfo, fix string) error {
+// image runs as 65532). The error names the chown of the data directory
+// dir that fixes it.
+func checkOwner(what string, info fs.FileInfo, dir string) error {
 	owner, ok := ownerOf(info)
 	euid := geteuid()
 	if !ok || euid <= 0 || owner == euid {
 		return nil
 	}
 	return fmt.Errorf("%s belongs to user %d, but the control plane runs as user %d and cannot use it "+
-		"(written by an earlier image or install that ran as another user?); give it over: chown %d %s",
-		what, owner, euid, euid, fix)
+		"(written by an earlier image or install that ran as another user?); give it the data directory: chown -R %d %s",
+		what, owner, euid, euid, dir)
 }
 
 func isEmptyDir(dir string) (bool, error) {

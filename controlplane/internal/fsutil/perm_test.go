@@ -103,7 +103,7 @@ func TestCheckPrivateDirOwner(t *testing.T) {
 	// Another user than the owner (not root) is refused, with the fix.
 	geteuid = func() int { return owner + 1 }
 	_, err := CheckPrivateDir(dir)
-	want := "chown " + strconv.Itoa(owner+1) + " -R " + dir
+	want := "chown -R " + strconv.Itoa(owner+1) + " " + dir
 	if err == nil || !strings.Contains(err.Error(), "belongs to user "+strconv.Itoa(owner)) || !strings.Contains(err.Error(), want) {
 		t.Fatalf("CheckPrivateDir as another user = %v, want the owner named and %q", err, want)
 	}
@@ -112,7 +112,7 @@ func TestCheckPrivateDirOwner(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = CheckOwnFile(key, dir)
-	want = "chown " + strconv.Itoa(owner+1) + " -R " + dir
+	want = "chown -R " + strconv.Itoa(owner+1) + " " + dir
 	if err == nil || !strings.Contains(err.Error(), "belongs to user "+strconv.Itoa(owner)) || !strings.Contains(err.Error(), want) {
 		t.Fatalf("CheckOwnFile as another user = %v, want the owner named and %q", err, want)
 	}
