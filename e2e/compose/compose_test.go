@@ -118,10 +118,35 @@ func copyFile(d *fixture.Docker, id, path string) ([]byte, error) {
 	}
 }
 
+// pushDemoApp pushes the demo application's image to the demo's registry
+// as ref, and removes ref from the engine (a tag of the demo image, which
+// stays) now and, pulled again by the agents, when the test ends.
+func pushDemoApp(t *testing.T, d *fixture.Docker, ref string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	untag := func() {
+		_, _ = d.Client.ImageRemove(context.Background(), ref, client.ImageRemoveOptions{})
+	}
+	t.Cleanup(untag)
+	if _, err := d.Client.ImageTag(ctx, client.ImageTagOptions{Source: "flotilla-demo-app:latest", Target: ref}); err != nil {
+		t.Fatalf("tag %s: %v", ref, err)
+	}
+	res, err := d.Client.ImagePush(ctx, ref, client.ImagePushOptions{RegistryAuth: "e30="}) // base64("{}"): no credentials
+	if err == nil {
+		err = res.Wait(ctx)
+	}
+	if err != nil {
+		t.Fatalf("push %s to the demo registry: %v", ref, err)
+	}
+	untag()
+}
+
 // TestDemoStartsOnFirstUp runs `docker-compose up -d` on the demo's file
 // once, with no value from a control plane: both agents must register
 // with the token and CA the control plane writes to the shared volume and
-// be connected, and Nginx must answer with the demo application.
+// be connected, Nginx must answer with the demo application, and both
+// agents must pull from the demo's registry, the one they allow.
 func TestDemoStartsOnFirstUp(t *testing.T) {
 	grpcurlBin := fixture.Binary(t, "grpcurl")
 	p, d := newProject(t)
@@ -164,6 +189,13 @@ func TestDemoStartsOnFirstUp(t *testing.T) {
 		}
 		return nil
 	})
+	ref := fmt.Sprintf("localhost:%d/demo-app:%s", p.port(t, "REGISTRY"), d.RunID)
+	pushDemoApp(t, d, ref)
+	fc, _, _ := g.RunToEnd(t, `{"selector": "env=demo", "spec": {"pull": {"image": "`+ref+`"}}, "reason": "e2e compose"}`, 2*time.Minute)
+	if fc.State != "FLEET_COMMAND_STATE_SUCCEEDED" || len(fc.Hosts) != 2 {
+		t.Fatalf("pull from the demo registry: %s on %d hosts, want succeeded on 2: %+v", fc.State, len(fc.Hosts), fc.Hosts)
+	}
+
 	url := fmt.Sprintf("http://127.0.0.1:%d/", p.port(t, "HTTP"))
 	fixture.Eventually(t, time.Minute, "the demo application through Nginx", func() error {
 		body, err := fixture.Get(url)
