@@ -239,7 +239,7 @@ demo-images: tools
 ## compose-check: docker-compose (or docker compose) validates the demo's
 ## compose file as a new user would run it: no variable set, nothing else
 COMPOSE_FILE_DEMO := deploy/compose/docker-compose.yml
-compose-check:
+compose-check: deps
 	@if command -v docker-compose >/dev/null 2>&1; then compose=docker-compose; \
 	elif docker compose version >/dev/null 2>&1; then compose="docker compose"; \
 	else echo "compose-check: neither docker-compose nor the docker compose plugin is installed (apt-get install docker-compose)"; exit 1; fi; \
