@@ -131,6 +131,9 @@ func (n *Notifier) lane(sub store.Subscription) *lane {
 // webhook, one coalesced message of everything queued for Slack. Called
 // with n.mu held.
 func (n *Notifier) start(l *lane) {
+	if n.base.Err() != nil {
+		return // stopping: Run gives the queued claims back
+	}
 	sub := l.sub
 	if sub.SinkKind == store.SinkSlack {
 		if l.running == 0 && len(l.queue) > 0 {

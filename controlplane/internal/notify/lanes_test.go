@@ -104,3 +104,36 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Deliveries claimed but not yet attempted when the notifier stops are
+// given back: another holder claims them at once, with no attempt counted.
+func TestStopGivesBackQueuedClaims(t *testing.T) {
+	st, clock := openStore(t), newFakeClock()
+	slow := newHeldSink(t)
+	subscribe(t, st, "ns-slow", store.SinkWebhook, slow.URL, TypeAgentLost)
+	n := newTestNotifier(t, st, clock, func(c *Config) { c.PerSink = 1; c.PollInterval = time.Hour })
+	for range 3 {
+		publish(t, n, Event{Type: TypeAgentLost, Summary: "lost"})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	waitFor(t, "one attempt in flight", func() bool { inFlight, _ := slow.counts(); return inFlight == 1 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	ds, err := st.ClaimDeliveries(context.Background(), store.DeliveryClaim{Holder: "other", Now: clock.Now(),
+		Until: clock.Now().Add(time.Minute), Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The attempt in flight was cancelled and scheduled again (after the
+	// backoff); the two queued ones are free now, unattempted.
+	if len(ds) != 2 || ds[0].Attempts != 0 || ds[1].Attempts != 0 {
+		t.Fatalf("claimed %d deliveries after the stop (%+v), want the 2 queued ones, unattempted", len(ds), ds)
+	}
+	if log := attempts(t, st, "ns-slow"); len(log) != 1 || log[0].Outcome != store.AttemptRetry {
+		t.Fatalf("delivery log %+v, want the cancelled attempt as a retry", log)
+	}
+}

@@ -250,6 +250,7 @@ func (n *Notifier) Run(ctx context.Context) error {
 	n.mu.Lock()
 	n.base = ctx
 	n.mu.Unlock()
+	defer n.releaseQueued()
 	defer n.wg.Wait()
 	return run.All(ctx,
 		run.Task{Name: "notify-emit", Run: n.runEmitter},
@@ -258,6 +259,28 @@ func (n *Notifier) Run(ctx context.Context) error {
 			return run.Every(ctx, 5*time.Second, n.maintain)
 		}},
 	)
+}
+
+// releaseQueued gives back the claims of the deliveries claimed but not
+// attempted when Run stops, so that another process (or the next start)
+// takes them at once rather than after ClaimTTL.
+func (n *Notifier) releaseQueued() {
+	n.mu.Lock()
+	var ids []int64
+	for _, l := range n.lanes {
+		for _, d := range l.queue {
+			ids = append(ids, d.ID)
+		}
+		n.inflight -= len(l.queue)
+		l.queue = nil
+	}
+	n.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.PublishTimeout)
+	defer cancel()
+	if err := n.cfg.Store.ReleaseDeliveries(ctx, n.cfg.Holder, ids); err != nil {
+		n.log.Warn("giving back claimed notification deliveries failed; they are retried once their claim lapses",
+			zap.Int("deliveries", len(ids)), zap.Error(err))
+	}
 }
 
 // runEmitter writes the emitted events to the outbox, in order, retrying a

@@ -159,6 +159,10 @@ type NotificationStore interface {
 	// releases the claim and prunes the subscription's log to
 	// MaxAttemptsKept (see DeliveryResult).
 	FinishDelivery(ctx context.Context, r DeliveryResult) error
+	// ReleaseDeliveries gives back holder's claims on the pending
+	// deliveries ids (claimed but not attempted, e.g. at shutdown): they
+	// may be claimed again at once, with no attempt counted.
+	ReleaseDeliveries(ctx context.Context, holder string, ids []int64) error
 	// ListDeliveryAttempts returns a subscription's latest attempts,
 	// newest first, at most limit.
 	ListDeliveryAttempts(ctx context.Context, subscriptionID string, limit int) ([]DeliveryAttempt, error)

@@ -103,3 +103,8 @@ func Nanos(t time.Time) int64 {
 	}
 	return t.UnixNano()
 }
+
+// ReleaseQuery gives back a holder's claims; the caller appends
+// "id IN (…)". Arguments: the holder, pending.
+const ReleaseQuery = `UPDATE notification_deliveries SET claimed_by = '', claim_until = 0
+	WHERE claimed_by = ? AND state = ? AND `

@@ -199,6 +199,17 @@ func (s *Store) FinishDelivery(ctx context.Context, r store.DeliveryResult) erro
 	})
 }
 
+// ReleaseDeliveries gives back claims (see store.NotificationStore).
+func (s *Store) ReleaseDeliveries(ctx context.Context, holder string, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	if _, err := s.pool.Exec(ctx, numbered(store.ReleaseQuery)+`id = ANY($3)`, holder, store.DeliveryPending, ids); err != nil {
+		return wrap(err, "release %d deliveries", len(ids))
+	}
+	return nil
+}
+
 // ListDeliveryAttempts returns a subscription's delivery log (see
 // store.NotificationStore).
 func (s *Store) ListDeliveryAttempts(ctx context.Context, subscriptionID string, limit int) ([]store.DeliveryAttempt, error) {

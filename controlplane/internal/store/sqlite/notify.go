@@ -205,6 +205,18 @@ func (s *Store) FinishDelivery(ctx context.Context, r store.DeliveryResult) erro
 	})
 }
 
+// ReleaseDeliveries gives back claims (see store.NotificationStore).
+func (s *Store) ReleaseDeliveries(ctx context.Context, holder string, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	in, args := inList("id", ids, []any{holder, store.DeliveryPending})
+	if _, err := s.write.ExecContext(ctx, store.ReleaseQuery+in, args...); err != nil {
+		return fmt.Errorf("store: release %d deliveries: %w", len(ids), err)
+	}
+	return nil
+}
+
 // ListDeliveryAttempts returns a subscription's delivery log (see
 // store.NotificationStore).
 func (s *Store) ListDeliveryAttempts(ctx context.Context, subscriptionID string, limit int) ([]store.DeliveryAttempt, error) {

@@ -195,6 +195,28 @@ func testClaimDeliveries(t *testing.T, open Opener) {
 	wantClaimed(t, eventIDs(claim(t, s, "h1", later, 10)), []string{"ev-2@ns-a"})
 }
 
+// testReleaseDeliveries: a released claim is claimable at once, with no
+// attempt counted; only the holder's own claims are released.
+func testReleaseDeliveries(t *testing.T, open Opener) {
+	s, ctx := open(t), context.Background()
+	mustCreateSubscription(t, s, newSubscription("ns-a", "agent.lost"))
+	mustPublish(t, s, newNotification("ev-1", "agent.lost", "", notifyEpoch), 1)
+	mustPublish(t, s, newNotification("ev-2", "agent.lost", "", notifyEpoch), 1)
+	ds := claim(t, s, "h1", notifyEpoch, 10)
+	if err := s.ReleaseDeliveries(ctx, "h2", []int64{ds[0].ID, ds[1].ID}); err != nil {
+		t.Fatal(err)
+	}
+	wantClaimed(t, eventIDs(claim(t, s, "h2", notifyEpoch, 10)), []string{})
+	if err := s.ReleaseDeliveries(ctx, "h1", []int64{ds[1].ID}); err != nil {
+		t.Fatal(err)
+	}
+	again := claim(t, s, "h2", notifyEpoch, 10)
+	wantClaimed(t, eventIDs(again), []string{"ev-2@ns-a"})
+	if again[0].Attempts != 0 {
+		t.Fatalf("attempts after a release = %d, want 0", again[0].Attempts)
+	}
+}
+
 // testDeliveryLog: attempts are listed newest first, pruned to
 // MaxAttemptsKept, and a dead delivery no longer holds its key back.
 func testDeliveryLog(t *testing.T, open Opener) {

@@ -71,6 +71,7 @@ func Run(t *testing.T, open Opener) {
 		{"PublishNotification", testPublishNotification},
 		{"ClaimDeliveries", testClaimDeliveries},
 		{"ClaimDeliveriesRace", testClaimDeliveriesRace},
+		{"ReleaseDeliveries", testReleaseDeliveries},
 		{"DeliveryLog", testDeliveryLog},
 		{"PruneNotifications", testPruneNotifications},
 	}

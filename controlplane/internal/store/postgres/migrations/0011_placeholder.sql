@@ -1,0 +1,2 @@
+-- 0011: placeholder for another branch's migration (not committed)
+SELECT 1;
