@@ -59,7 +59,8 @@ func (n *Notifier) claimRound(ctx context.Context) (claimed int, more bool, err 
 	}
 	subs, err := n.subscriptionsOf(ctx, ds)
 	if err != nil {
-		return 0, false, err // the claims lapse and are taken again
+		n.release(ds)
+		return 0, false, err
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -71,6 +72,22 @@ func (n *Notifier) claimRound(ctx context.Context) (claimed int, more bool, err 
 		}
 	}
 	return len(ds), len(ds) == limit, nil
+}
+
+// release gives back claims this process will not attempt (a failed read,
+// or a stop in the middle of a claim); should that fail too, they lapse
+// after ClaimTTL.
+func (n *Notifier) release(ds []store.Delivery) {
+	ids := make([]int64, len(ds))
+	for i, d := range ds {
+		ids[i] = d.ID
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.PublishTimeout)
+	defer cancel()
+	if err := n.cfg.Store.ReleaseDeliveries(ctx, n.cfg.Holder, ids); err != nil {
+		n.log.Warn("giving back claimed notification deliveries failed; they are retried once their claim lapses",
+			zap.Int("deliveries", len(ids)), zap.Error(err))
+	}
 }
 
 // subscriptionsOf reads the subscriptions of claimed deliveries now, so

@@ -266,20 +266,15 @@ func (n *Notifier) Run(ctx context.Context) error {
 // takes them at once rather than after ClaimTTL.
 func (n *Notifier) releaseQueued() {
 	n.mu.Lock()
-	var ids []int64
+	var queued []store.Delivery
 	for _, l := range n.lanes {
-		for _, d := range l.queue {
-			ids = append(ids, d.ID)
-		}
+		queued = append(queued, l.queue...)
 		n.inflight -= len(l.queue)
 		l.queue = nil
 	}
 	n.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.PublishTimeout)
-	defer cancel()
-	if err := n.cfg.Store.ReleaseDeliveries(ctx, n.cfg.Holder, ids); err != nil {
-		n.log.Warn("giving back claimed notification deliveries failed; they are retried once their claim lapses",
-			zap.Int("deliveries", len(ids)), zap.Error(err))
+	if len(queued) > 0 {
+		n.release(queued)
 	}
 }
 
