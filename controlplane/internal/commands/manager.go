@@ -143,6 +143,15 @@ func newRun(fc store.FleetCommand, hcs []store.HostCommand) (*run, error) {
 // Start validates and starts a fleet command on behalf of createdBy (the
 // caller's principal, "kind:id"; "" when unknown).
 func (m *Manager) Start(ctx context.Context, req *flotillav1.RunCommandRequest, createdBy string) (*flotillav1.FleetCommand, error) {
+	return m.StartWithID(ctx, "", req, createdBy)
+}
+
+// StartWithID is Start with the fleet command's ID chosen by the caller
+// ("" makes one): a subsystem that records the ID before it starts the
+// command (the backup scheduler) starts the same command again after a
+// crash instead of a second one. An ID already stored returns an error
+// wrapping store.ErrConflict, and nothing is started.
+func (m *Manager) StartWithID(ctx context.Context, id string, req *flotillav1.RunCommandRequest, createdBy string) (*flotillav1.FleetCommand, error) {
 	if err := ValidateSpec("spec", req.GetSpec()); err != nil {
 		return nil, err
 	}
@@ -166,9 +175,10 @@ func (m *Manager) Start(ctx context.Context, req *flotillav1.RunCommandRequest, 
 	if err != nil {
 		return nil, err
 	}
-	id, err := m.cfg.NewID("cmd-")
-	if err != nil {
-		return nil, errors.New("could not generate a command ID")
+	if id == "" {
+		if id, err = m.cfg.NewID("cmd-"); err != nil {
+			return nil, errors.New("could not generate a command ID")
+		}
 	}
 	accepted := proto.Clone(req).(*flotillav1.RunCommandRequest)
 	accepted.AgentIds, accepted.Timeout = agents, durationpb.New(timeout)
@@ -197,6 +207,9 @@ func (m *Manager) Start(ctx context.Context, req *flotillav1.RunCommandRequest, 
 		}
 	}
 	if err := m.cfg.Store.CreateFleetCommand(ctx, fc, hcs); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return nil, fmt.Errorf("command %s already exists: %w", id, err)
+		}
 		m.log.Error("storing a fleet command failed", zap.Error(err))
 		return nil, fault.Store("the command could not be stored; nothing was sent", err)
 	}

@@ -51,6 +51,10 @@ type BackupPolicyRun struct {
 	LastFinishedAt time.Time
 	LastSucceeded  bool
 	LastMessage    string
+	// LastSuccessAt is when the last run that succeeded on every host
+	// finished; FinishBackupPolicyRun sets it from LastFinishedAt when
+	// LastSucceeded, and keeps it otherwise.
+	LastSuccessAt time.Time
 }
 
 // Backup is one catalogued backup, keyed by the host command that made it.

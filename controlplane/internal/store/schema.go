@@ -43,7 +43,7 @@ const BackupPolicyColumns = `name, spec, created_by, created_at, updated_at`
 
 // BackupPolicyRunColumns are the backup_policy_runs columns in scan order.
 const BackupPolicyRunColumns = `policy, job, last_slot, command_id, started_at, last_command_id, last_finished_at,
-	last_succeeded, last_message`
+	last_succeeded, last_message, last_success_at`
 
 // BackupColumns are the backups columns in scan order.
 const BackupColumns = `seq, id, agent_id, database_name, policy, command_id, started_at, finished_at, size_bytes,

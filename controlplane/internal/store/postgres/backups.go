@@ -78,7 +78,7 @@ func (s *Store) ListBackupPolicyRuns(ctx context.Context, policy string) ([]stor
 func (s *Store) StartBackupPolicyRun(ctx context.Context, r store.BackupPolicyRun) error {
 	op := fmt.Sprintf("start %s run of backup policy %q", r.Job, r.Policy)
 	tag, err := s.pool.Exec(ctx, `INSERT INTO backup_policy_runs (`+backupPolicyRunColumns+`)
-		SELECT name, $2, $3, $4, $5, '', NULL, false, '' FROM backup_policies WHERE name = $1
+		SELECT name, $2, $3, $4, $5, '', NULL, false, '', NULL FROM backup_policies WHERE name = $1
 		ON CONFLICT (policy, job) DO UPDATE SET last_slot = excluded.last_slot,
 			command_id = excluded.command_id, started_at = excluded.started_at
 		WHERE backup_policy_runs.command_id = ''`,
@@ -104,7 +104,8 @@ func (s *Store) StartBackupPolicyRun(ctx context.Context, r store.BackupPolicyRu
 func (s *Store) FinishBackupPolicyRun(ctx context.Context, r store.BackupPolicyRun) error {
 	op := fmt.Sprintf("finish %s run %s of backup policy %q", r.Job, r.LastCommandID, r.Policy)
 	tag, err := s.pool.Exec(ctx, `UPDATE backup_policy_runs SET command_id = '', last_command_id = $1,
-		last_finished_at = $2, last_succeeded = $3, last_message = $4
+		last_finished_at = $2, last_succeeded = $3, last_message = $4,
+		last_success_at = CASE WHEN $3 THEN $2 ELSE backup_policy_runs.last_success_at END
 		WHERE policy = $5 AND job = $6 AND command_id = $1 AND command_id != ''`,
 		r.LastCommandID, timeArg(r.LastFinishedAt), r.LastSucceeded, r.LastMessage, r.Policy, r.Job)
 	if err != nil {
@@ -203,7 +204,7 @@ func scanBackupPolicy(row pgx.Row) (store.BackupPolicy, error) {
 func scanBackupPolicyRun(row pgx.Row) (store.BackupPolicyRun, error) {
 	var r store.BackupPolicyRun
 	err := row.Scan(&r.Policy, &r.Job, timeCol{&r.LastSlot}, &r.CommandID, timeCol{&r.StartedAt}, &r.LastCommandID,
-		timeCol{&r.LastFinishedAt}, &r.LastSucceeded, &r.LastMessage)
+		timeCol{&r.LastFinishedAt}, &r.LastSucceeded, &r.LastMessage, timeCol{&r.LastSuccessAt})
 	return r, err
 }
 

@@ -106,7 +106,7 @@ func (s *Store) StartBackupPolicyRun(ctx context.Context, r store.BackupPolicyRu
 			return fmt.Errorf("store: %s: %w", op, err)
 		}
 		res, err := tx.ExecContext(ctx, `INSERT INTO backup_policy_runs (`+backupPolicyRunColumns+`)
-			VALUES (?, ?, ?, ?, ?, '', NULL, 0, '')
+			VALUES (?, ?, ?, ?, ?, '', NULL, 0, '', NULL)
 			ON CONFLICT (policy, job) DO UPDATE SET last_slot = excluded.last_slot,
 				command_id = excluded.command_id, started_at = excluded.started_at
 			WHERE backup_policy_runs.command_id = ''`,
@@ -126,9 +126,11 @@ func (s *Store) FinishBackupPolicyRun(ctx context.Context, r store.BackupPolicyR
 	op := fmt.Sprintf("finish %s run %s of backup policy %q", r.Job, r.LastCommandID, r.Policy)
 	return s.inWriteTx(ctx, op, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE backup_policy_runs SET command_id = '', last_command_id = ?,
-			last_finished_at = ?, last_succeeded = ?, last_message = ?
+			last_finished_at = ?, last_succeeded = ?, last_message = ?,
+			last_success_at = CASE WHEN ? THEN ? ELSE last_success_at END
 			WHERE policy = ? AND job = ? AND command_id = ? AND command_id != ''`,
-			r.LastCommandID, timeArg(r.LastFinishedAt), r.LastSucceeded, r.LastMessage, r.Policy, r.Job, r.LastCommandID)
+			r.LastCommandID, timeArg(r.LastFinishedAt), r.LastSucceeded, r.LastMessage, r.LastSucceeded, timeArg(r.LastFinishedAt),
+			r.Policy, r.Job, r.LastCommandID)
 		if err != nil {
 			return fmt.Errorf("store: %s: %w", op, err)
 		}
@@ -244,7 +246,7 @@ func scanBackupPolicy(row rowScanner) (store.BackupPolicy, error) {
 func scanBackupPolicyRun(row rowScanner) (store.BackupPolicyRun, error) {
 	var r store.BackupPolicyRun
 	err := row.Scan(&r.Policy, &r.Job, timeCol{&r.LastSlot}, &r.CommandID, timeCol{&r.StartedAt}, &r.LastCommandID,
-		timeCol{&r.LastFinishedAt}, &r.LastSucceeded, &r.LastMessage)
+		timeCol{&r.LastFinishedAt}, &r.LastSucceeded, &r.LastMessage, timeCol{&r.LastSuccessAt})
 	return r, err
 }
 

@@ -107,6 +107,21 @@ func testBackupPolicyRuns(t *testing.T, open Opener) {
 	if err := s.StartBackupPolicyRun(ctx, second); err != nil {
 		t.Fatalf("start after finish: %v", err)
 	}
+	// A success sets LastSuccessAt; the failure after it keeps it.
+	ok := store.BackupPolicyRun{Policy: "nightly", Job: store.BackupJobDrill, LastCommandID: "cmd-d",
+		LastFinishedAt: t0.Add(2 * time.Minute), LastSucceeded: true}
+	if err := s.FinishBackupPolicyRun(ctx, ok); err != nil {
+		t.Fatal(err)
+	}
+	drill2 := store.BackupPolicyRun{Policy: "nightly", Job: store.BackupJobDrill, LastSlot: t0.Add(time.Hour), CommandID: "cmd-d2", StartedAt: t0}
+	if err := s.StartBackupPolicyRun(ctx, drill2); err != nil {
+		t.Fatal(err)
+	}
+	failed := store.BackupPolicyRun{Policy: "nightly", Job: store.BackupJobDrill, LastCommandID: "cmd-d2",
+		LastFinishedAt: t0.Add(3 * time.Minute), LastMessage: "restore failed"}
+	if err := s.FinishBackupPolicyRun(ctx, failed); err != nil {
+		t.Fatal(err)
+	}
 	runs, err := s.ListBackupPolicyRuns(ctx, "nightly")
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +129,8 @@ func testBackupPolicyRuns(t *testing.T, open Opener) {
 	want := []store.BackupPolicyRun{
 		{Policy: "nightly", Job: store.BackupJobBackup, LastSlot: second.LastSlot, CommandID: "cmd-2", StartedAt: second.StartedAt,
 			LastCommandID: "cmd-1", LastFinishedAt: fin.LastFinishedAt, LastSucceeded: false, LastMessage: fin.LastMessage},
-		{Policy: "nightly", Job: store.BackupJobDrill, LastSlot: t0, CommandID: "cmd-d", StartedAt: t0},
+		{Policy: "nightly", Job: store.BackupJobDrill, LastSlot: drill2.LastSlot, StartedAt: t0, LastCommandID: "cmd-d2",
+			LastFinishedAt: failed.LastFinishedAt, LastMessage: "restore failed", LastSuccessAt: ok.LastFinishedAt},
 	}
 	if !reflect.DeepEqual(runs, want) {
 		t.Errorf("runs =\n%+v\nwant\n%+v", runs, want)

@@ -26,6 +26,7 @@ CREATE TABLE backup_policy_runs (
     last_finished_at BIGINT,
     last_succeeded   BOOLEAN NOT NULL,
     last_message     TEXT    NOT NULL,
+    last_success_at  BIGINT,
     PRIMARY KEY (policy, job)
 );
 

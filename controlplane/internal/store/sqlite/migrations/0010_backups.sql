@@ -25,6 +25,7 @@ CREATE TABLE backup_policy_runs (
     last_finished_at INTEGER,
     last_succeeded   INTEGER NOT NULL,
     last_message     TEXT    NOT NULL,
+    last_success_at  INTEGER,
     PRIMARY KEY (policy, job)
 );
 
