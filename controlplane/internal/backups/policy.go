@@ -187,20 +187,30 @@ func (p *Policy) status(s *schedule.Schedule, r store.BackupPolicyRun, now time.
 		st.LastFinishedAt = timestamppb.New(r.LastFinishedAt)
 	}
 	if !p.Def.GetPaused() {
-		if next := nextSlot(s, p.CreatedAt, r.LastSlot, now); !next.IsZero() {
+		if next := nextSlot(s, p.since(r.LastSlot), now); !next.IsZero() {
 			st.NextRunAt = timestamppb.New(next)
 		}
 	}
 	return st
 }
 
-// nextSlot is the slot the scheduler runs next: the latest slot owed (a
-// missed run, due now) or else the first after now.
-func nextSlot(s *schedule.Schedule, created, last, now time.Time) time.Time {
-	after := created
-	if last.After(after) {
-		after = last
+// since is the instant after which a job's slots are owed: its last slot,
+// or the policy's last change when that is later (a slot before a policy
+// was created or changed is not owed).
+func (p *Policy) since(lastSlot time.Time) time.Time {
+	after := p.Stored.UpdatedAt
+	if p.CreatedAt.After(after) {
+		after = p.CreatedAt
 	}
+	if lastSlot.After(after) {
+		after = lastSlot
+	}
+	return after
+}
+
+// nextSlot is the slot the scheduler runs next: the latest slot owed after
+// after (a missed run, due now) or else the first after now.
+func nextSlot(s *schedule.Schedule, after, now time.Time) time.Time {
 	if owed := s.Latest(after, now); !owed.IsZero() {
 		return owed
 	}
