@@ -76,6 +76,7 @@ type Server struct {
 	dispatcher     *commands.Dispatcher
 	commands       *commands.Manager
 	rollouts       *rollout.Engine
+	backups        backupWork
 
 	opts  options
 	audit *audit.Recorder
@@ -225,7 +226,10 @@ func (s *Server) buildWork(context.Context) error {
 		Metrics: rollout.NewMetrics(s.metrics), Now: s.opts.now,
 		TickInterval: s.opts.intervals.RolloutTick, RetryInterval: s.opts.intervals.RolloutRetry,
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	return s.buildBackups()
 }
 
 // loadWork loads the dispatcher, then the commands and rollouts, so that
@@ -237,7 +241,10 @@ func (s *Server) loadWork(ctx context.Context) error {
 	if err := s.commands.Load(ctx); err != nil {
 		return err
 	}
-	return s.rollouts.Load(ctx)
+	if err := s.rollouts.Load(ctx); err != nil {
+		return err
+	}
+	return s.loadBackups(ctx)
 }
 
 // Registry exposes the live fleet (tests and later subsystems use it).
@@ -421,6 +428,11 @@ func (s *Server) registerServices() error {
 	flotillav1.RegisterFleetServiceServer(s.grpc, fleetSvc)
 	flotillav1.RegisterRolloutServiceServer(s.grpc, rolloutSvc)
 	flotillav1.RegisterAdminServiceServer(s.grpc, adminSvc)
+	backupSvc, err := api.NewBackupService(api.BackupServiceConfig{Policies: s.backups.policies})
+	if err != nil {
+		return err
+	}
+	flotillav1.RegisterBackupServiceServer(s.grpc, backupSvc)
 	return nil
 }
 
@@ -474,6 +486,7 @@ func (s *Server) Run(ctx context.Context, grpcLis, httpLis net.Listener) error {
 		{Name: "rollouts", Run: s.rollouts.Run},
 		{Name: "store-health", Run: s.watchStore},
 	}
+	tasks = append(tasks, s.backupTasks()...)
 	if s.lease != nil {
 		// Losing the lease stops everything: another control plane may
 		// drive the rollouts from then on.
@@ -498,7 +511,8 @@ func (s *Server) setServing(ok bool) {
 	}
 	s.health.SetServingStatus("", st)
 	for _, svc := range []string{flotillav1.AgentService_ServiceDesc.ServiceName, flotillav1.FleetService_ServiceDesc.ServiceName,
-		flotillav1.RolloutService_ServiceDesc.ServiceName, flotillav1.AdminService_ServiceDesc.ServiceName} {
+		flotillav1.RolloutService_ServiceDesc.ServiceName, flotillav1.AdminService_ServiceDesc.ServiceName,
+		flotillav1.BackupService_ServiceDesc.ServiceName} {
 		s.health.SetServingStatus(svc, st)
 	}
 }
