@@ -44,7 +44,7 @@ func (m *Manager) Create(ctx context.Context, p *flotillav1.BackupPolicy, create
 	sp := store.BackupPolicy{Name: def.GetName(), Spec: spec, CreatedBy: createdBy, CreatedAt: now, UpdatedAt: now}
 	if err := m.store.CreateBackupPolicy(ctx, sp); err != nil {
 		if errors.Is(err, store.ErrConflict) {
-			return nil, fmt.Errorf("policy.name: backup policy %q already exists; UpdateBackupPolicy changes it: %w", def.GetName(), store.ErrConflict)
+			return nil, &existsError{name: def.GetName()}
 		}
 		return nil, fault.Store("storing the policy", err)
 	}
@@ -169,6 +169,16 @@ func (m *Manager) GetBackup(ctx context.Context, id string) (*flotillav1.Backup,
 	}
 	return BackupToProto(b), nil
 }
+
+// existsError answers the creation of a policy whose name is taken; it
+// wraps store.ErrConflict (AlreadyExists).
+type existsError struct{ name string }
+
+func (e *existsError) Error() string {
+	return fmt.Sprintf("policy.name: backup policy %q already exists; UpdateBackupPolicy changes it", e.name)
+}
+
+func (e *existsError) Unwrap() error { return store.ErrConflict }
 
 func notFound(field, name string) error {
 	return &fault.NotFoundError{Field: field, Kind: "backup policy", ID: name, Hint: "ListBackupPolicies shows them"}
