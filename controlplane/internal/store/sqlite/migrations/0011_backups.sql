@@ -1,4 +1,4 @@
--- 0010: backup policies, their runs and the backup catalog. A policy's
+-- 0011: backup policies, their runs and the backup catalog. A policy's
 -- definition is serialized protobuf (flotilla.v1.BackupPolicy); a run row
 -- per policy and job (backup, drill, prune) holds the last schedule slot
 -- that was run and the fleet command running now: the scheduler starts a

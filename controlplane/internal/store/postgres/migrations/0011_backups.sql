@@ -1,4 +1,4 @@
--- 0010: backup policies, their runs and the backup catalog (SQLite's 0010).
+-- 0011: backup policies, their runs and the backup catalog (SQLite's 0011).
 -- A policy's definition is serialized protobuf (flotilla.v1.BackupPolicy);
 -- a run row per policy and job (backup, drill, prune) holds the last
 -- schedule slot that was run and the fleet command running now: the
