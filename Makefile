@@ -30,7 +30,8 @@ build:
 	CGO_ENABLED=0 $(GO) build -tags $(BUILD_TAGS) -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/flotilla-agent ./agent/cmd/flotilla-agent
 	CGO_ENABLED=0 $(GO) build -tags $(BUILD_TAGS) -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/flotilla-sim ./agent/cmd/flotilla-sim
 
-## tools: buf, protoc-gen-go, protoc-gen-go-grpc and grpcurl, pinned in tools/go.mod
+## tools: buf, protoc-gen-go, protoc-gen-go-grpc, grpcurl, the registry and
+## versitygw (the S3 server the backup tests store into), pinned in tools/go.mod
 tools: $(TOOLS_STAMP)
 $(TOOLS_STAMP): tools/go.mod tools/go.sum
 	@mkdir -p $(BIN)
@@ -39,7 +40,8 @@ $(TOOLS_STAMP): tools/go.mod tools/go.sum
 		google.golang.org/protobuf/cmd/protoc-gen-go \
 		google.golang.org/grpc/cmd/protoc-gen-go-grpc \
 		github.com/fullstorydev/grpcurl/cmd/grpcurl \
-		github.com/distribution/distribution/v3/cmd/registry
+		github.com/distribution/distribution/v3/cmd/registry \
+		github.com/versity/versitygw/cmd/versitygw
 	@rm -f $(BIN)/.tools-* && touch $@
 
 ## deps: the Debian packages the integration tests use (nginx; PostgreSQL 15
