@@ -149,7 +149,7 @@ func utc(s string) time.Time {
 	return t
 }
 
-func catalogIDs(t *testing.T, st store.Store, q store.BackupQuery) []string {
+func listedIDs(t *testing.T, st store.Store, q store.BackupQuery) []string {
 	t.Helper()
 	list, err := st.ListBackups(context.Background(), q)
 	if err != nil {
@@ -169,4 +169,27 @@ func mustMarshal(m proto.Message) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// finishWith ends a command with the result (and state) result gives each
+// host.
+func (f *fakeCommands) finishWith(id string, at time.Time, result func(agent string) (*flotillav1.CommandResult, bool)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fc := f.cmds[id]
+	fc.State = flotillav1.FleetCommandState_FLEET_COMMAND_STATE_SUCCEEDED
+	for _, h := range fc.Hosts {
+		res, ok := result(h.AgentId)
+		h.FinishedAt, h.Result, h.State = timestamppb.New(at), res, flotillav1.CommandState_COMMAND_STATE_SUCCEEDED
+		if !ok {
+			h.State, h.Message = flotillav1.CommandState_COMMAND_STATE_FAILED, "drill failed"
+			fc.State = flotillav1.FleetCommandState_FLEET_COMMAND_STATE_FAILED
+		}
+	}
+}
+
+func (f *fakeCommands) spec(id string) *flotillav1.CommandSpec {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.reqs[id].GetSpec()
 }

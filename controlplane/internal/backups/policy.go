@@ -11,6 +11,7 @@ import (
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 	"flotilla.dev/pkg/validate"
 
+	"flotilla.dev/controlplane/internal/commands"
 	"flotilla.dev/controlplane/internal/fault"
 	"flotilla.dev/controlplane/internal/schedule"
 	"flotilla.dev/controlplane/internal/selector"
@@ -31,15 +32,11 @@ const (
 var DefaultRetention = &flotillav1.BackupRetention{KeepLast: 7, KeepDaily: 7, KeepWeekly: 4, KeepMonthly: 6}
 
 const (
-	maxSelector    = 1024
-	maxRetention   = 1000
-	maxDestination = 63
+	maxSelector  = 1024
+	maxRetention = 1000
 )
 
-var (
-	policyNameRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
-	destinationRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
-)
+var policyNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
 // ValidatePolicyName checks a policy name; field names it in the error.
 func ValidatePolicyName(field, name string) error {
@@ -65,7 +62,7 @@ func Normalize(p *flotillav1.BackupPolicy) (*flotillav1.BackupPolicy, error) {
 	out := &flotillav1.BackupPolicy{
 		Name: p.GetName(), Selector: p.GetSelector(), Database: p.GetDatabase(), Schedule: p.GetSchedule(),
 		TimeZone: p.GetTimeZone(), Retention: proto.Clone(DefaultRetention).(*flotillav1.BackupRetention),
-		Destination: p.GetDestination(), DrillSchedule: p.GetDrillSchedule(), DrillsDisabled: p.GetDrillsDisabled(),
+		Destination: p.GetDestination(), Type: p.GetType(), DrillSchedule: p.GetDrillSchedule(), DrillsDisabled: p.GetDrillsDisabled(),
 		Paused: p.GetPaused(),
 	}
 	if err := checkTarget(out); err != nil {
@@ -112,10 +109,14 @@ func checkTarget(p *flotillav1.BackupPolicy) error {
 	if err := validate.DatabaseName(p.Database); err != nil {
 		return fault.Invalid("policy.database", "%v; name a database of the agents' backup.databases", err)
 	}
-	if p.Destination != "" && !destinationRE.MatchString(p.Destination) {
-		return fault.Invalid("policy.destination", "%q is not a destination name (letters, digits, '_', '.', '-', 1 to %d)", p.Destination, maxDestination)
+	switch p.Type {
+	case flotillav1.BackupType_BACKUP_TYPE_UNSPECIFIED:
+		p.Type = flotillav1.BackupType_BACKUP_TYPE_DUMP
+	case flotillav1.BackupType_BACKUP_TYPE_DUMP, flotillav1.BackupType_BACKUP_TYPE_BASE:
+	default:
+		return fault.Invalid("policy.type", "%d is not a backup type (BACKUP_TYPE_DUMP or BACKUP_TYPE_BASE)", p.Type)
 	}
-	return nil
+	return commands.ValidateDestination("policy.destination", p.Destination)
 }
 
 func checkRetention(r *flotillav1.BackupRetention) error {
@@ -148,7 +149,9 @@ func Decode(sp store.BackupPolicy) (*Policy, error) {
 		return nil, fmt.Errorf("backup policy %s: schedule: %w", sp.Name, err)
 	}
 	p := &Policy{Def: def, Stored: sp, Backup: b, CreatedAt: sp.CreatedAt}
-	if !def.GetDrillsDisabled() {
+	// A drill restores a dump: base backups are proven by point-in-time
+	// restores, which an operator runs.
+	if !def.GetDrillsDisabled() && def.GetType() != flotillav1.BackupType_BACKUP_TYPE_BASE {
 		if p.Drill, err = schedule.Parse(def.GetDrillSchedule(), def.GetTimeZone()); err != nil {
 			return nil, fmt.Errorf("backup policy %s: drill schedule: %w", sp.Name, err)
 		}
@@ -172,6 +175,7 @@ func (p *Policy) Render(runs []store.BackupPolicyRun, now time.Time) *flotillav1
 	if p.Drill != nil {
 		out.DrillStatus = p.status(p.Drill, byJob[store.BackupJobDrill], now)
 	}
+	out.PruneStatus = p.status(nil, byJob[store.BackupJobPrune], now)
 	return out
 }
 
@@ -186,7 +190,7 @@ func (p *Policy) status(s *schedule.Schedule, r store.BackupPolicyRun, now time.
 	if !r.LastFinishedAt.IsZero() {
 		st.LastFinishedAt = timestamppb.New(r.LastFinishedAt)
 	}
-	if !p.Def.GetPaused() {
+	if s != nil && !p.Def.GetPaused() {
 		if next := nextSlot(s, p.since(r.LastSlot), now); !next.IsZero() {
 			st.NextRunAt = timestamppb.New(next)
 		}

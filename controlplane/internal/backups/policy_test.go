@@ -20,7 +20,7 @@ func TestNormalizeFillsDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &flotillav1.BackupPolicy{Name: "nightly", Selector: "role=db", Database: "shop", Schedule: "0 2 * * *",
-		TimeZone: "UTC", Retention: DefaultRetention, DrillSchedule: "0 4 * * 0"}
+		TimeZone: "UTC", Retention: DefaultRetention, DrillSchedule: "0 4 * * 0", Type: flotillav1.BackupType_BACKUP_TYPE_DUMP}
 	if !proto.Equal(got, want) {
 		t.Errorf("Normalize =\n%v\nwant\n%v", got, want)
 	}
@@ -56,7 +56,10 @@ func TestNormalizeNamesTheField(t *testing.T) {
 		{"bad zone", valid(func(p *flotillav1.BackupPolicy) { p.TimeZone = "Mars/Olympus" }), "policy.time_zone", "IANA"},
 		{"huge retention", valid(func(p *flotillav1.BackupPolicy) { p.Retention = &flotillav1.BackupRetention{KeepWeekly: 5000} }),
 			"policy.retention.keep_weekly", "at most 1000"},
-		{"bad destination", valid(func(p *flotillav1.BackupPolicy) { p.Destination = "s3://bucket" }), "policy.destination", "not a destination name"},
+		{"bad destination", valid(func(p *flotillav1.BackupPolicy) {
+			p.Destination = &flotillav1.BackupDestination{Kind: &flotillav1.BackupDestination_S3{S3: &flotillav1.S3Destination{Bucket: "s3://bucket"}}}
+		}), "policy.destination.s3.bucket", "lower-case"},
+		{"bad type", valid(func(p *flotillav1.BackupPolicy) { p.Type = 9 }), "policy.type", "not a backup type"},
 	} {
 		_, err := Normalize(tc.p)
 		var ve *fault.ValidationError

@@ -45,7 +45,8 @@ func NewRecorder(st store.BackupStore, log *zap.Logger) *Recorder {
 // the catalog.
 func (r *Recorder) Listen(u commands.Update) {
 	hc := u.Command
-	if hc.Kind != command.KindBackup || flotillav1.CommandState(hc.State) != flotillav1.CommandState_COMMAND_STATE_SUCCEEDED {
+	if (hc.Kind != command.KindBackup && hc.Kind != command.KindBaseBackup) ||
+		flotillav1.CommandState(hc.State) != flotillav1.CommandState_COMMAND_STATE_SUCCEEDED {
 		return
 	}
 	res := &flotillav1.CommandResult{}

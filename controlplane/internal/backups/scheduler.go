@@ -38,8 +38,12 @@ type Job struct {
 	// Name is store.BackupJobBackup, BackupJobDrill or BackupJobPrune.
 	Name string
 	// Schedule picks the policy's schedule for the job; nil means the job
-	// is off for that policy.
+	// is off for that policy (unless After is set).
 	Schedule func(*Policy) Schedule
+	// After names a job whose every success is followed by a run of this
+	// one (the prune after the backup), for the instant that run
+	// succeeded; the job has no schedule of its own then.
+	After string
 	// Spec is the command the job runs on every selected host.
 	Spec func(*Policy) (*flotillav1.CommandSpec, error)
 	// Finished records what a finished run produced (catalog entries,
@@ -58,7 +62,7 @@ type Schedule interface {
 type SchedulerConfig struct {
 	Store    store.BackupStore
 	Commands Commands
-	// Jobs are the jobs run for each policy; BackupJob alone when nil.
+	// Jobs are the jobs run for each policy; DefaultJobs when nil.
 	Jobs     []Job
 	Logger   *zap.Logger
 	Now      func() time.Time
@@ -123,13 +127,13 @@ func (s *Scheduler) Tick(ctx context.Context) error {
 			continue
 		}
 		for _, job := range s.jobs() {
-			sched := job.Schedule(p)
-			if sched == nil {
-				continue
-			}
 			r := byKey[[2]string{p.Def.GetName(), job.Name}]
 			r.Policy, r.Job = p.Def.GetName(), job.Name
-			if err := s.step(ctx, p, job, sched, r); err != nil {
+			due := s.due(p, job, r, byKey)
+			if due == nil {
+				continue
+			}
+			if err := s.step(ctx, p, job, due, r); err != nil {
 				errs = append(errs, fmt.Errorf("policy %s, %s: %w", r.Policy, job.Name, err))
 			}
 		}
@@ -142,22 +146,48 @@ func (s *Scheduler) Tick(ctx context.Context) error {
 
 func (s *Scheduler) jobs() []Job {
 	if s.cfg.Jobs == nil {
-		return []Job{BackupJob(s.cfg.Store, s.log)}
+		return DefaultJobs(s.cfg.Store, s.cfg.Metrics, s.log)
 	}
 	return s.cfg.Jobs
 }
 
+// due returns the function that gives the slot a job of a policy owes at
+// now (zero when none), or nil when the job is off for the policy.
+func (s *Scheduler) due(p *Policy, job Job, r store.BackupPolicyRun, runs map[[2]string]store.BackupPolicyRun) func(now time.Time) time.Time {
+	after := p.since(r.LastSlot)
+	if job.After != "" {
+		prev := runs[[2]string{r.Policy, job.After}]
+		return func(time.Time) time.Time {
+			if prev.LastSuccessAt.After(after) {
+				return prev.LastSuccessAt
+			}
+			return time.Time{}
+		}
+	}
+	sched := job.Schedule(p)
+	if sched == nil {
+		return nil
+	}
+	return func(now time.Time) time.Time {
+		slot := sched.Latest(after, now)
+		if missed := sched.Next(after); !slot.IsZero() && missed.Before(slot) {
+			s.log.Info("backup policy slots missed while the scheduler was away; running once, for the latest",
+				zap.String("policy", r.Policy), zap.String("job", job.Name), zap.Time("first_missed", missed), zap.Time("slot", slot))
+		}
+		return slot
+	}
+}
+
 // step moves one job of one policy: follows its run in progress, or starts
 // the run that is due.
-func (s *Scheduler) step(ctx context.Context, p *Policy, job Job, sched Schedule, r store.BackupPolicyRun) error {
+func (s *Scheduler) step(ctx context.Context, p *Policy, job Job, due func(time.Time) time.Time, r store.BackupPolicyRun) error {
 	if r.CommandID != "" {
 		return s.follow(ctx, p, job, r)
 	}
 	if p.Def.GetPaused() {
 		return nil
 	}
-	after := p.since(r.LastSlot)
-	slot := sched.Latest(after, s.cfg.Now())
+	slot := due(s.cfg.Now())
 	if slot.IsZero() {
 		return nil
 	}
@@ -170,10 +200,6 @@ func (s *Scheduler) step(ctx context.Context, p *Policy, job Job, sched Schedule
 			return nil // another control plane started it
 		}
 		return err
-	}
-	if missed := sched.Next(after); missed.Before(slot) {
-		s.log.Info("backup policy slots missed while the scheduler was away; running once, for the latest",
-			zap.String("policy", r.Policy), zap.String("job", job.Name), zap.Time("first_missed", missed), zap.Time("slot", slot))
 	}
 	return s.create(ctx, p, job, start)
 }

@@ -19,10 +19,12 @@ type harness struct {
 	clock *clock
 	cmds  *fakeCommands
 	sched *Scheduler
+	jobs  []Job
 }
 
 func newHarness(t *testing.T, agents ...string) *harness {
 	h := &harness{t: t, st: openStore(t), clock: &clock{}, cmds: newFakeCommands(agents...)}
+	h.jobs = []Job{BackupJob(h.st, nil)}
 	h.sched = h.scheduler()
 	return h
 }
@@ -30,7 +32,7 @@ func newHarness(t *testing.T, agents ...string) *harness {
 // scheduler is another scheduler on the same store and commands (another
 // control plane, or the same one restarted).
 func (h *harness) scheduler() *Scheduler {
-	s, err := NewScheduler(SchedulerConfig{Store: h.st, Commands: h.cmds, Now: h.clock.Now})
+	s, err := NewScheduler(SchedulerConfig{Store: h.st, Commands: h.cmds, Now: h.clock.Now, Jobs: h.jobs})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -95,7 +97,7 @@ func TestMissedRunsRunOnce(t *testing.T) {
 	if r.CommandID != "" || r.LastCommandID != started[0] || !r.LastSucceeded || !r.LastSuccessAt.Equal(utc("2026-11-30T08:01:15Z")) {
 		t.Errorf("finished run = %+v", r)
 	}
-	if got, want := catalogIDs(t, h.st, store.BackupQuery{Policy: "nightly"}), []string{started[0] + ".db-1"}; !reflect.DeepEqual(got, want) {
+	if got, want := listedIDs(t, h.st, store.BackupQuery{Policy: "nightly"}), []string{started[0] + ".db-1"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("catalog = %v, want %v", got, want)
 	}
 	h.tick("2026-12-01T02:00:00Z")
@@ -138,7 +140,7 @@ func TestRunsNeverOverlap(t *testing.T) {
 		t.Errorf("the run that follows is for slot %v, want the latest missed 04:00", r.LastSlot)
 	}
 	// Only db-1's backup is catalogued from the first run.
-	if got, want := catalogIDs(t, h.st, store.BackupQuery{}), []string{first[0] + ".db-1"}; !reflect.DeepEqual(got, want) {
+	if got, want := listedIDs(t, h.st, store.BackupQuery{}), []string{first[0] + ".db-1"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("catalog = %v, want %v", got, want)
 	}
 }

@@ -84,6 +84,11 @@ type Backup struct {
 	DrillRPO time.Duration
 	// PrunedAt is when a prune removed the archive; zero while kept.
 	PrunedAt time.Time
+	// Name is the backup's name in the agent's catalog ("" when the agent
+	// reported none).
+	Name string
+	// Type is a flotilla.v1.BackupType value.
+	Type int32
 }
 
 // BackupDrill is the outcome of one restore drill of a backup.
@@ -102,6 +107,7 @@ type BackupQuery struct {
 	AgentID  string // all when empty
 	Database string // all when empty
 	Policy   string // all when empty
+	Name     string // all when empty
 	// Verified keeps only verified (true) or unverified (false) backups;
 	// all when nil.
 	Verified *bool

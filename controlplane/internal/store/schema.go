@@ -48,4 +48,4 @@ const BackupPolicyRunColumns = `policy, job, last_slot, command_id, started_at, 
 // BackupColumns are the backups columns in scan order.
 const BackupColumns = `seq, id, agent_id, database_name, policy, command_id, started_at, finished_at, size_bytes,
 	sha256, uri, verified, drill_at, drill_succeeded, drill_message, drill_command_id, drill_restore_ns,
-	drill_rpo_ns, pruned_at`
+	drill_rpo_ns, pruned_at, name, backup_type`

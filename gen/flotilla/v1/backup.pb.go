@@ -100,10 +100,10 @@ type BackupPolicy struct {
 	TimeZone string `protobuf:"bytes,5,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
 	// How many backups to keep; unset: BackupRetention's defaults.
 	Retention *BackupRetention `protobuf:"bytes,6,opt,name=retention,proto3" json:"retention,omitempty"`
-	// The name of a destination in the agents' backup.destinations; empty:
-	// the agent's default (its local backup directory). Credentials stay in
-	// the agent's configuration.
-	Destination string `protobuf:"bytes,7,opt,name=destination,proto3" json:"destination,omitempty"`
+	// Where the backups go (and where prunes and drills find them); unset:
+	// the agent's local backup directory. Credentials stay in the agent's
+	// configuration.
+	Destination *BackupDestination `protobuf:"bytes,7,opt,name=destination,proto3" json:"destination,omitempty"`
 	// When to run a restore drill of the latest backup: a cron expression
 	// as for schedule, in time_zone; default "0 4 * * 0" (weekly, Sunday
 	// 04:00).
@@ -126,8 +126,16 @@ type BackupPolicy struct {
 	// Output only: the retention as what can still be recovered, e.g.
 	// "each of the last 7 backups", "one backup a day for 7 days".
 	RecoveryPoints []string `protobuf:"bytes,16,rep,name=recovery_points,json=recoveryPoints,proto3" json:"recovery_points,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// What the policy takes: BACKUP_TYPE_DUMP (pg_dump of the database; the
+	// default) or BACKUP_TYPE_BASE (pg_basebackup of its cluster, the start
+	// of a point-in-time restore; drills do not apply, and prunes also
+	// delete the archived WAL no kept base backup needs).
+	Type BackupType `protobuf:"varint,17,opt,name=type,proto3,enum=flotilla.v1.BackupType" json:"type,omitempty"`
+	// Output only: the state of the prunes, which run after each backup run
+	// that succeeded.
+	PruneStatus   *BackupScheduleStatus `protobuf:"bytes,18,opt,name=prune_status,json=pruneStatus,proto3" json:"prune_status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BackupPolicy) Reset() {
@@ -202,11 +210,11 @@ func (x *BackupPolicy) GetRetention() *BackupRetention {
 	return nil
 }
 
-func (x *BackupPolicy) GetDestination() string {
+func (x *BackupPolicy) GetDestination() *BackupDestination {
 	if x != nil {
 		return x.Destination
 	}
-	return ""
+	return nil
 }
 
 func (x *BackupPolicy) GetDrillSchedule() string {
@@ -268,6 +276,20 @@ func (x *BackupPolicy) GetDrillStatus() *BackupScheduleStatus {
 func (x *BackupPolicy) GetRecoveryPoints() []string {
 	if x != nil {
 		return x.RecoveryPoints
+	}
+	return nil
+}
+
+func (x *BackupPolicy) GetType() BackupType {
+	if x != nil {
+		return x.Type
+	}
+	return BackupType_BACKUP_TYPE_UNSPECIFIED
+}
+
+func (x *BackupPolicy) GetPruneStatus() *BackupScheduleStatus {
+	if x != nil {
+		return x.PruneStatus
 	}
 	return nil
 }
@@ -481,7 +503,13 @@ type Backup struct {
 	// The last restore drill of this backup; unset when none ran.
 	LastDrill *BackupDrill `protobuf:"bytes,12,opt,name=last_drill,json=lastDrill,proto3" json:"last_drill,omitempty"`
 	// When a prune removed the archive; unset while it is kept.
-	PrunedAt      *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=pruned_at,json=prunedAt,proto3" json:"pruned_at,omitempty"`
+	PrunedAt *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=pruned_at,json=prunedAt,proto3" json:"pruned_at,omitempty"`
+	// The backup's name in the agent's catalog (e.g.
+	// "shop-20261207T020000Z"): what RestoreCommand.backup and
+	// DrillCommand.backup name.
+	Name string `protobuf:"bytes,14,opt,name=name,proto3" json:"name,omitempty"`
+	// A dump or a base backup.
+	Type          BackupType `protobuf:"varint,15,opt,name=type,proto3,enum=flotilla.v1.BackupType" json:"type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -605,6 +633,20 @@ func (x *Backup) GetPrunedAt() *timestamppb.Timestamp {
 		return x.PrunedAt
 	}
 	return nil
+}
+
+func (x *Backup) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Backup) GetType() BackupType {
+	if x != nil {
+		return x.Type
+	}
+	return BackupType_BACKUP_TYPE_UNSPECIFIED
 }
 
 // BackupDrill is the outcome of restoring a backup into a scratch server.
@@ -1385,15 +1427,15 @@ var File_flotilla_v1_backup_proto protoreflect.FileDescriptor
 
 const file_flotilla_v1_backup_proto_rawDesc = "" +
 	"\n" +
-	"\x18flotilla/v1/backup.proto\x12\vflotilla.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa5\x05\n" +
+	"\x18flotilla/v1/backup.proto\x12\vflotilla.v1\x1a\x19flotilla/v1/command.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb8\x06\n" +
 	"\fBackupPolicy\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bselector\x18\x02 \x01(\tR\bselector\x12\x1a\n" +
 	"\bdatabase\x18\x03 \x01(\tR\bdatabase\x12\x1a\n" +
 	"\bschedule\x18\x04 \x01(\tR\bschedule\x12\x1b\n" +
 	"\ttime_zone\x18\x05 \x01(\tR\btimeZone\x12:\n" +
-	"\tretention\x18\x06 \x01(\v2\x1c.flotilla.v1.BackupRetentionR\tretention\x12 \n" +
-	"\vdestination\x18\a \x01(\tR\vdestination\x12%\n" +
+	"\tretention\x18\x06 \x01(\v2\x1c.flotilla.v1.BackupRetentionR\tretention\x12@\n" +
+	"\vdestination\x18\a \x01(\v2\x1e.flotilla.v1.BackupDestinationR\vdestination\x12%\n" +
 	"\x0edrill_schedule\x18\b \x01(\tR\rdrillSchedule\x12'\n" +
 	"\x0fdrills_disabled\x18\t \x01(\bR\x0edrillsDisabled\x12\x16\n" +
 	"\x06paused\x18\n" +
@@ -1406,7 +1448,9 @@ const file_flotilla_v1_backup_proto_rawDesc = "" +
 	"created_by\x18\r \x01(\tR\tcreatedBy\x12F\n" +
 	"\rbackup_status\x18\x0e \x01(\v2!.flotilla.v1.BackupScheduleStatusR\fbackupStatus\x12D\n" +
 	"\fdrill_status\x18\x0f \x01(\v2!.flotilla.v1.BackupScheduleStatusR\vdrillStatus\x12'\n" +
-	"\x0frecovery_points\x18\x10 \x03(\tR\x0erecoveryPoints\"\x91\x01\n" +
+	"\x0frecovery_points\x18\x10 \x03(\tR\x0erecoveryPoints\x12+\n" +
+	"\x04type\x18\x11 \x01(\x0e2\x17.flotilla.v1.BackupTypeR\x04type\x12D\n" +
+	"\fprune_status\x18\x12 \x01(\v2!.flotilla.v1.BackupScheduleStatusR\vpruneStatus\"\x91\x01\n" +
 	"\x0fBackupRetention\x12\x1b\n" +
 	"\tkeep_last\x18\x01 \x01(\rR\bkeepLast\x12\x1d\n" +
 	"\n" +
@@ -1421,7 +1465,7 @@ const file_flotilla_v1_backup_proto_rawDesc = "" +
 	"\x0flast_command_id\x18\x04 \x01(\tR\rlastCommandId\x12D\n" +
 	"\x10last_finished_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0elastFinishedAt\x12%\n" +
 	"\x0elast_succeeded\x18\x06 \x01(\bR\rlastSucceeded\x12!\n" +
-	"\flast_message\x18\a \x01(\tR\vlastMessage\"\xd5\x03\n" +
+	"\flast_message\x18\a \x01(\tR\vlastMessage\"\x96\x04\n" +
 	"\x06Backup\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x1a\n" +
@@ -1441,7 +1485,9 @@ const file_flotilla_v1_backup_proto_rawDesc = "" +
 	"\bverified\x18\v \x01(\bR\bverified\x127\n" +
 	"\n" +
 	"last_drill\x18\f \x01(\v2\x18.flotilla.v1.BackupDrillR\tlastDrill\x127\n" +
-	"\tpruned_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\bprunedAt\"\x98\x02\n" +
+	"\tpruned_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\bprunedAt\x12\x12\n" +
+	"\x04name\x18\x0e \x01(\tR\x04name\x12+\n" +
+	"\x04type\x18\x0f \x01(\x0e2\x17.flotilla.v1.BackupTypeR\x04type\"\x98\x02\n" +
 	"\vBackupDrill\x12*\n" +
 	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x1c\n" +
 	"\tsucceeded\x18\x02 \x01(\bR\tsucceeded\x12\x18\n" +
@@ -1531,53 +1577,59 @@ var file_flotilla_v1_backup_proto_goTypes = []any{
 	(*ListBackupsResponse)(nil),        // 17: flotilla.v1.ListBackupsResponse
 	(*GetBackupRequest)(nil),           // 18: flotilla.v1.GetBackupRequest
 	(*GetBackupResponse)(nil),          // 19: flotilla.v1.GetBackupResponse
-	(*timestamppb.Timestamp)(nil),      // 20: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),        // 21: google.protobuf.Duration
+	(*BackupDestination)(nil),          // 20: flotilla.v1.BackupDestination
+	(*timestamppb.Timestamp)(nil),      // 21: google.protobuf.Timestamp
+	(BackupType)(0),                    // 22: flotilla.v1.BackupType
+	(*durationpb.Duration)(nil),        // 23: google.protobuf.Duration
 }
 var file_flotilla_v1_backup_proto_depIdxs = []int32{
 	2,  // 0: flotilla.v1.BackupPolicy.retention:type_name -> flotilla.v1.BackupRetention
-	20, // 1: flotilla.v1.BackupPolicy.created_at:type_name -> google.protobuf.Timestamp
-	20, // 2: flotilla.v1.BackupPolicy.updated_at:type_name -> google.protobuf.Timestamp
-	3,  // 3: flotilla.v1.BackupPolicy.backup_status:type_name -> flotilla.v1.BackupScheduleStatus
-	3,  // 4: flotilla.v1.BackupPolicy.drill_status:type_name -> flotilla.v1.BackupScheduleStatus
-	20, // 5: flotilla.v1.BackupScheduleStatus.next_run_at:type_name -> google.protobuf.Timestamp
-	20, // 6: flotilla.v1.BackupScheduleStatus.last_slot:type_name -> google.protobuf.Timestamp
-	20, // 7: flotilla.v1.BackupScheduleStatus.last_finished_at:type_name -> google.protobuf.Timestamp
-	20, // 8: flotilla.v1.Backup.started_at:type_name -> google.protobuf.Timestamp
-	20, // 9: flotilla.v1.Backup.finished_at:type_name -> google.protobuf.Timestamp
-	5,  // 10: flotilla.v1.Backup.last_drill:type_name -> flotilla.v1.BackupDrill
-	20, // 11: flotilla.v1.Backup.pruned_at:type_name -> google.protobuf.Timestamp
-	20, // 12: flotilla.v1.BackupDrill.at:type_name -> google.protobuf.Timestamp
-	21, // 13: flotilla.v1.BackupDrill.restore_duration:type_name -> google.protobuf.Duration
-	21, // 14: flotilla.v1.BackupDrill.recovery_point:type_name -> google.protobuf.Duration
-	1,  // 15: flotilla.v1.CreateBackupPolicyRequest.policy:type_name -> flotilla.v1.BackupPolicy
-	1,  // 16: flotilla.v1.CreateBackupPolicyResponse.policy:type_name -> flotilla.v1.BackupPolicy
-	1,  // 17: flotilla.v1.UpdateBackupPolicyRequest.policy:type_name -> flotilla.v1.BackupPolicy
-	1,  // 18: flotilla.v1.UpdateBackupPolicyResponse.policy:type_name -> flotilla.v1.BackupPolicy
-	1,  // 19: flotilla.v1.GetBackupPolicyResponse.policy:type_name -> flotilla.v1.BackupPolicy
-	1,  // 20: flotilla.v1.ListBackupPoliciesResponse.policies:type_name -> flotilla.v1.BackupPolicy
-	0,  // 21: flotilla.v1.ListBackupsRequest.verified:type_name -> flotilla.v1.VerifiedFilter
-	4,  // 22: flotilla.v1.ListBackupsResponse.backups:type_name -> flotilla.v1.Backup
-	4,  // 23: flotilla.v1.GetBackupResponse.backup:type_name -> flotilla.v1.Backup
-	6,  // 24: flotilla.v1.BackupService.CreateBackupPolicy:input_type -> flotilla.v1.CreateBackupPolicyRequest
-	8,  // 25: flotilla.v1.BackupService.UpdateBackupPolicy:input_type -> flotilla.v1.UpdateBackupPolicyRequest
-	10, // 26: flotilla.v1.BackupService.GetBackupPolicy:input_type -> flotilla.v1.GetBackupPolicyRequest
-	12, // 27: flotilla.v1.BackupService.ListBackupPolicies:input_type -> flotilla.v1.ListBackupPoliciesRequest
-	14, // 28: flotilla.v1.BackupService.DeleteBackupPolicy:input_type -> flotilla.v1.DeleteBackupPolicyRequest
-	16, // 29: flotilla.v1.BackupService.ListBackups:input_type -> flotilla.v1.ListBackupsRequest
-	18, // 30: flotilla.v1.BackupService.GetBackup:input_type -> flotilla.v1.GetBackupRequest
-	7,  // 31: flotilla.v1.BackupService.CreateBackupPolicy:output_type -> flotilla.v1.CreateBackupPolicyResponse
-	9,  // 32: flotilla.v1.BackupService.UpdateBackupPolicy:output_type -> flotilla.v1.UpdateBackupPolicyResponse
-	11, // 33: flotilla.v1.BackupService.GetBackupPolicy:output_type -> flotilla.v1.GetBackupPolicyResponse
-	13, // 34: flotilla.v1.BackupService.ListBackupPolicies:output_type -> flotilla.v1.ListBackupPoliciesResponse
-	15, // 35: flotilla.v1.BackupService.DeleteBackupPolicy:output_type -> flotilla.v1.DeleteBackupPolicyResponse
-	17, // 36: flotilla.v1.BackupService.ListBackups:output_type -> flotilla.v1.ListBackupsResponse
-	19, // 37: flotilla.v1.BackupService.GetBackup:output_type -> flotilla.v1.GetBackupResponse
-	31, // [31:38] is the sub-list for method output_type
-	24, // [24:31] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	20, // 1: flotilla.v1.BackupPolicy.destination:type_name -> flotilla.v1.BackupDestination
+	21, // 2: flotilla.v1.BackupPolicy.created_at:type_name -> google.protobuf.Timestamp
+	21, // 3: flotilla.v1.BackupPolicy.updated_at:type_name -> google.protobuf.Timestamp
+	3,  // 4: flotilla.v1.BackupPolicy.backup_status:type_name -> flotilla.v1.BackupScheduleStatus
+	3,  // 5: flotilla.v1.BackupPolicy.drill_status:type_name -> flotilla.v1.BackupScheduleStatus
+	22, // 6: flotilla.v1.BackupPolicy.type:type_name -> flotilla.v1.BackupType
+	3,  // 7: flotilla.v1.BackupPolicy.prune_status:type_name -> flotilla.v1.BackupScheduleStatus
+	21, // 8: flotilla.v1.BackupScheduleStatus.next_run_at:type_name -> google.protobuf.Timestamp
+	21, // 9: flotilla.v1.BackupScheduleStatus.last_slot:type_name -> google.protobuf.Timestamp
+	21, // 10: flotilla.v1.BackupScheduleStatus.last_finished_at:type_name -> google.protobuf.Timestamp
+	21, // 11: flotilla.v1.Backup.started_at:type_name -> google.protobuf.Timestamp
+	21, // 12: flotilla.v1.Backup.finished_at:type_name -> google.protobuf.Timestamp
+	5,  // 13: flotilla.v1.Backup.last_drill:type_name -> flotilla.v1.BackupDrill
+	21, // 14: flotilla.v1.Backup.pruned_at:type_name -> google.protobuf.Timestamp
+	22, // 15: flotilla.v1.Backup.type:type_name -> flotilla.v1.BackupType
+	21, // 16: flotilla.v1.BackupDrill.at:type_name -> google.protobuf.Timestamp
+	23, // 17: flotilla.v1.BackupDrill.restore_duration:type_name -> google.protobuf.Duration
+	23, // 18: flotilla.v1.BackupDrill.recovery_point:type_name -> google.protobuf.Duration
+	1,  // 19: flotilla.v1.CreateBackupPolicyRequest.policy:type_name -> flotilla.v1.BackupPolicy
+	1,  // 20: flotilla.v1.CreateBackupPolicyResponse.policy:type_name -> flotilla.v1.BackupPolicy
+	1,  // 21: flotilla.v1.UpdateBackupPolicyRequest.policy:type_name -> flotilla.v1.BackupPolicy
+	1,  // 22: flotilla.v1.UpdateBackupPolicyResponse.policy:type_name -> flotilla.v1.BackupPolicy
+	1,  // 23: flotilla.v1.GetBackupPolicyResponse.policy:type_name -> flotilla.v1.BackupPolicy
+	1,  // 24: flotilla.v1.ListBackupPoliciesResponse.policies:type_name -> flotilla.v1.BackupPolicy
+	0,  // 25: flotilla.v1.ListBackupsRequest.verified:type_name -> flotilla.v1.VerifiedFilter
+	4,  // 26: flotilla.v1.ListBackupsResponse.backups:type_name -> flotilla.v1.Backup
+	4,  // 27: flotilla.v1.GetBackupResponse.backup:type_name -> flotilla.v1.Backup
+	6,  // 28: flotilla.v1.BackupService.CreateBackupPolicy:input_type -> flotilla.v1.CreateBackupPolicyRequest
+	8,  // 29: flotilla.v1.BackupService.UpdateBackupPolicy:input_type -> flotilla.v1.UpdateBackupPolicyRequest
+	10, // 30: flotilla.v1.BackupService.GetBackupPolicy:input_type -> flotilla.v1.GetBackupPolicyRequest
+	12, // 31: flotilla.v1.BackupService.ListBackupPolicies:input_type -> flotilla.v1.ListBackupPoliciesRequest
+	14, // 32: flotilla.v1.BackupService.DeleteBackupPolicy:input_type -> flotilla.v1.DeleteBackupPolicyRequest
+	16, // 33: flotilla.v1.BackupService.ListBackups:input_type -> flotilla.v1.ListBackupsRequest
+	18, // 34: flotilla.v1.BackupService.GetBackup:input_type -> flotilla.v1.GetBackupRequest
+	7,  // 35: flotilla.v1.BackupService.CreateBackupPolicy:output_type -> flotilla.v1.CreateBackupPolicyResponse
+	9,  // 36: flotilla.v1.BackupService.UpdateBackupPolicy:output_type -> flotilla.v1.UpdateBackupPolicyResponse
+	11, // 37: flotilla.v1.BackupService.GetBackupPolicy:output_type -> flotilla.v1.GetBackupPolicyResponse
+	13, // 38: flotilla.v1.BackupService.ListBackupPolicies:output_type -> flotilla.v1.ListBackupPoliciesResponse
+	15, // 39: flotilla.v1.BackupService.DeleteBackupPolicy:output_type -> flotilla.v1.DeleteBackupPolicyResponse
+	17, // 40: flotilla.v1.BackupService.ListBackups:output_type -> flotilla.v1.ListBackupsResponse
+	19, // 41: flotilla.v1.BackupService.GetBackup:output_type -> flotilla.v1.GetBackupResponse
+	35, // [35:42] is the sub-list for method output_type
+	28, // [28:35] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_flotilla_v1_backup_proto_init() }
@@ -1585,6 +1637,7 @@ func file_flotilla_v1_backup_proto_init() {
 	if File_flotilla_v1_backup_proto != nil {
 		return
 	}
+	file_flotilla_v1_command_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

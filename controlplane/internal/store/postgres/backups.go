@@ -120,11 +120,11 @@ func (s *Store) FinishBackupPolicyRun(ctx context.Context, r store.BackupPolicyR
 // RecordBackup catalogues a backup, idempotently.
 func (s *Store) RecordBackup(ctx context.Context, b store.Backup) (store.Backup, error) {
 	_, err := s.pool.Exec(ctx, `INSERT INTO backups (`+store.BackupColumns[len("seq, "):]+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
 		ON CONFLICT (id) DO UPDATE SET policy = excluded.policy WHERE backups.policy = ''`,
 		b.ID, b.AgentID, b.Database, b.Policy, b.CommandID, timeArg(b.StartedAt), timeArg(b.FinishedAt), b.SizeBytes,
 		b.SHA256, b.URI, b.Verified, timeArg(b.DrillAt), b.DrillSucceeded, b.DrillMessage, b.DrillCommandID,
-		int64(b.DrillRestore), int64(b.DrillRPO), timeArg(b.PrunedAt))
+		int64(b.DrillRestore), int64(b.DrillRPO), timeArg(b.PrunedAt), b.Name, b.Type)
 	if err != nil {
 		return store.Backup{}, wrap(err, "record backup %q", b.ID)
 	}
@@ -140,7 +140,7 @@ func (s *Store) GetBackup(ctx context.Context, id string) (store.Backup, error) 
 // ListBackups returns catalogued backups, highest Seq first.
 func (s *Store) ListBackups(ctx context.Context, q store.BackupQuery) ([]store.Backup, error) {
 	var w where
-	for _, f := range []struct{ col, val string }{{"agent_id", q.AgentID}, {"database_name", q.Database}, {"policy", q.Policy}} {
+	for _, f := range []struct{ col, val string }{{"agent_id", q.AgentID}, {"database_name", q.Database}, {"policy", q.Policy}, {"name", q.Name}} {
 		if f.val != "" {
 			w.add(f.col+" = ?", f.val)
 		}
@@ -213,7 +213,7 @@ func scanBackup(row pgx.Row) (store.Backup, error) {
 	var restore, rpo int64
 	err := row.Scan(&b.Seq, &b.ID, &b.AgentID, &b.Database, &b.Policy, &b.CommandID, timeCol{&b.StartedAt},
 		timeCol{&b.FinishedAt}, &b.SizeBytes, &b.SHA256, &b.URI, &b.Verified, timeCol{&b.DrillAt}, &b.DrillSucceeded,
-		&b.DrillMessage, &b.DrillCommandID, &restore, &rpo, timeCol{&b.PrunedAt})
+		&b.DrillMessage, &b.DrillCommandID, &restore, &rpo, timeCol{&b.PrunedAt}, &b.Name, &b.Type)
 	b.DrillRestore, b.DrillRPO = time.Duration(restore), time.Duration(rpo)
 	return b, err
 }

@@ -146,11 +146,11 @@ func (s *Store) RecordBackup(ctx context.Context, b store.Backup) (store.Backup,
 	var out store.Backup
 	err := s.inWriteTx(ctx, "record backup", func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO backups (`+backupColumns+`)
-			VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (id) DO UPDATE SET policy = excluded.policy WHERE backups.policy = ''`,
 			b.ID, b.AgentID, b.Database, b.Policy, b.CommandID, timeArg(b.StartedAt), timeArg(b.FinishedAt), b.SizeBytes,
 			b.SHA256, b.URI, b.Verified, timeArg(b.DrillAt), b.DrillSucceeded, b.DrillMessage, b.DrillCommandID,
-			int64(b.DrillRestore), int64(b.DrillRPO), timeArg(b.PrunedAt))
+			int64(b.DrillRestore), int64(b.DrillRPO), timeArg(b.PrunedAt), b.Name, b.Type)
 		if err != nil {
 			return fmt.Errorf("store: record backup %q: %w", b.ID, err)
 		}
@@ -175,7 +175,7 @@ func (s *Store) ListBackups(ctx context.Context, q store.BackupQuery) ([]store.B
 		where []string
 		args  []any
 	)
-	for _, f := range []struct{ col, val string }{{"agent_id", q.AgentID}, {"database_name", q.Database}, {"policy", q.Policy}} {
+	for _, f := range []struct{ col, val string }{{"agent_id", q.AgentID}, {"database_name", q.Database}, {"policy", q.Policy}, {"name", q.Name}} {
 		if f.val != "" {
 			where = append(where, f.col+" = ?")
 			args = append(args, f.val)
@@ -255,7 +255,7 @@ func scanBackup(row rowScanner) (store.Backup, error) {
 	var restore, rpo int64
 	err := row.Scan(&b.Seq, &b.ID, &b.AgentID, &b.Database, &b.Policy, &b.CommandID, timeCol{&b.StartedAt},
 		timeCol{&b.FinishedAt}, &b.SizeBytes, &b.SHA256, &b.URI, &b.Verified, timeCol{&b.DrillAt}, &b.DrillSucceeded,
-		&b.DrillMessage, &b.DrillCommandID, &restore, &rpo, timeCol{&b.PrunedAt})
+		&b.DrillMessage, &b.DrillCommandID, &restore, &rpo, timeCol{&b.PrunedAt}, &b.Name, &b.Type)
 	b.DrillRestore, b.DrillRPO = time.Duration(restore), time.Duration(rpo)
 	return b, err
 }

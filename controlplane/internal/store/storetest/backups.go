@@ -139,7 +139,8 @@ func testBackupPolicyRuns(t *testing.T, open Opener) {
 
 func testBackup(id, agent, db string, finished time.Time) store.Backup {
 	return store.Backup{ID: id, AgentID: agent, Database: db, CommandID: "cmd-" + id, StartedAt: finished.Add(-time.Minute),
-		FinishedAt: finished, SizeBytes: 1 << 40, SHA256: fmt.Sprintf("%064d", len(id)), URI: "file:///var/backups/" + id, Verified: true}
+		FinishedAt: finished, SizeBytes: 1 << 40, SHA256: fmt.Sprintf("%064d", len(id)), URI: "file:///var/backups/" + id, Verified: true,
+		Name: db + "-" + finished.Format("20060102T150405Z"), Type: 1}
 }
 
 func testBackupCatalog(t *testing.T, open Opener) {
@@ -201,6 +202,7 @@ func testBackupCatalog(t *testing.T, open Opener) {
 		{store.BackupQuery{Verified: &yes}, []string{"b4", "b2", "b1"}},
 		{store.BackupQuery{Verified: &no}, []string{"b3"}},
 		{store.BackupQuery{Limit: 2}, []string{"b4", "b3"}},
+		{store.BackupQuery{AgentID: "db-1", Name: recorded[2].Name}, []string{"b3"}},
 		{store.BackupQuery{BeforeSeq: recorded[2].Seq, Limit: 2}, []string{"b2", "b1"}},
 	} {
 		if got := ids(tc.q); !reflect.DeepEqual(got, tc.want) {

@@ -49,8 +49,11 @@ CREATE TABLE backups (
     drill_command_id TEXT    NOT NULL,
     drill_restore_ns BIGINT  NOT NULL,
     drill_rpo_ns     BIGINT  NOT NULL,
-    pruned_at        BIGINT
+    pruned_at        BIGINT,
+    name             TEXT COLLATE "C"    NOT NULL,
+    backup_type      INTEGER NOT NULL
 );
 
 CREATE INDEX backups_by_database ON backups (agent_id, database_name, seq);
 CREATE INDEX backups_by_policy ON backups (policy, seq);
+CREATE INDEX backups_by_name ON backups (agent_id, name);

@@ -48,8 +48,11 @@ CREATE TABLE backups (
     drill_command_id TEXT    NOT NULL,
     drill_restore_ns INTEGER NOT NULL,
     drill_rpo_ns     INTEGER NOT NULL,
-    pruned_at        INTEGER
+    pruned_at        INTEGER,
+    name             TEXT    NOT NULL,
+    backup_type      INTEGER NOT NULL
 );
 
 CREATE INDEX backups_by_database ON backups (agent_id, database_name, seq);
 CREATE INDEX backups_by_policy ON backups (policy, seq);
+CREATE INDEX backups_by_name ON backups (agent_id, name);
