@@ -64,12 +64,32 @@ func (m *Metrics) Load(ctx context.Context, st store.BackupStore) error {
 	for _, b := range latest.Verified {
 		m.commands.ObserveBackup(b.AgentID, b.Database, b.FinishedAt, uint64(b.SizeBytes))
 	}
+	m.drills(latest)
+	return nil
+}
+
+// drills sets the drill gauges from the catalog's latest drills. The
+// scheduler calls it on every tick too, so drills recorded by another
+// control plane (or after a restore of the store) show.
+func (m *Metrics) drills(latest store.LatestBackups) {
 	for _, b := range latest.Drilled {
 		m.drill(b)
 	}
 	for _, b := range latest.DrillSucceeded {
 		m.drillSuccess.WithLabelValues(b.AgentID, b.Database).Set(float64(b.DrillAt.Unix()))
 	}
+}
+
+// refreshDrills reads the latest drills from the catalog into the gauges.
+func (m *Metrics) refreshDrills(ctx context.Context, st store.BackupStore) error {
+	if m == nil {
+		return nil
+	}
+	latest, err := st.LatestBackups(ctx)
+	if err != nil {
+		return err
+	}
+	m.drills(latest)
 	return nil
 }
 

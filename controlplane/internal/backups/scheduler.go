@@ -141,6 +141,9 @@ func (s *Scheduler) Tick(ctx context.Context) error {
 		seen[sp.Name] = true
 	}
 	s.cfg.Metrics.forget(seen)
+	if err := s.cfg.Metrics.refreshDrills(ctx, s.cfg.Store); err != nil {
+		errs = append(errs, fmt.Errorf("reading the latest drills: %w", err))
+	}
 	return errors.Join(errs...)
 }
 
