@@ -165,7 +165,7 @@ func scrapeBusyControlPlane(t *testing.T) string {
 		ObservedAt: at,
 		Host: &flotillav1.HostMetrics{CpuPercent: 10, MemoryPercent: 20, Load1: 0.5,
 			Disks: []*flotillav1.DiskUsage{{Path: "/", UsedPercent: 40}}},
-		App:       &flotillav1.AppHealth{Healthy: true, Latency: durationpb.New(20 * time.Millisecond)},
+		App: &flotillav1.AppHealth{Healthy: true, Latency: durationpb.New(20 * time.Millisecond)},
 		Databases: []*flotillav1.DatabaseStats{{Name: "shop", Connections: 3, WalArchiver: &flotillav1.WalArchiverStats{
 			ArchivedCount: 10, FailedCount: 1, LastArchivedAt: at}}},
 	}}})
