@@ -98,6 +98,11 @@ func TestRenderStatesScheduleAndRecoveryPoints(t *testing.T) {
 	if strings.Join(out.GetRecoveryPoints(), "\n") != strings.Join(want, "\n") {
 		t.Errorf("recovery points =\n%s\nwant\n%s", strings.Join(out.GetRecoveryPoints(), "\n"), strings.Join(want, "\n"))
 	}
+	minutely, _ := Decode(store.BackupPolicy{Name: "m", Spec: mustMarshal(&flotillav1.BackupPolicy{Name: "m", Schedule: "* * * * *",
+		TimeZone: "UTC", DrillsDisabled: true}), CreatedAt: created})
+	if got := RecoveryPoints(&flotillav1.BackupRetention{KeepLast: 7}, minutely.Backup); got[0] != "each of the last 7 backups (about 7 minutes at this schedule)" {
+		t.Errorf("minutely: %q", got[0])
+	}
 	p.Def.Paused = true
 	if p.Render(runs, utc("2026-12-07T09:00:00Z")).GetBackupStatus().GetNextRunAt() != nil {
 		t.Error("a paused policy has a next run")

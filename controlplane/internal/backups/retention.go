@@ -130,7 +130,9 @@ func humanSpan(d time.Duration) string {
 		return fmt.Sprintf("%d days", (d+day/2)/day)
 	case d >= 2*time.Hour:
 		return fmt.Sprintf("%d hours", (d+time.Hour/2)/time.Hour)
+	case d >= 2*time.Minute:
+		return fmt.Sprintf("%d minutes", (d+time.Minute/2)/time.Minute)
 	default:
-		return d.Round(time.Minute).String()
+		return d.Round(time.Second).String()
 	}
 }
