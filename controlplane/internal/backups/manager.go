@@ -190,6 +190,7 @@ func BackupToProto(b store.Backup) *flotillav1.Backup {
 		Id: b.ID, AgentId: b.AgentID, Database: b.Database, Policy: b.Policy, CommandId: b.CommandID,
 		StartedAt: ts(b.StartedAt), FinishedAt: ts(b.FinishedAt), SizeBytes: uint64(max(b.SizeBytes, 0)),
 		Sha256: b.SHA256, Uri: b.URI, Verified: b.Verified, PrunedAt: ts(b.PrunedAt),
+		Name: b.Name, Type: flotillav1.BackupType(b.Type),
 	}
 	if !b.DrillAt.IsZero() {
 		out.LastDrill = &flotillav1.BackupDrill{
