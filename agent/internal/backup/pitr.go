@@ -77,8 +77,13 @@ func (e *Executor) restorePITR(ctx context.Context, name string, store objstore.
 		_ = srv.stop(true)
 		return nil, fail("%w; the server was stopped and its data directory left for inspection", err)
 	}
+	timeline, err := e.promotedTimeline(ctx, srv, name)
+	if err != nil {
+		e.log.Warn("cannot read the restored server's timeline; reporting the newest history file's", zap.Error(err))
+		timeline = currentTimeline(dataDir)
+	}
 	res := &flotillav1.RestoreResult{Database: name, Backup: storedBackup(m), DataDirectory: dataDir, Port: p.GetPort(),
-		TargetTime: p.GetTargetTime(), Timeline: currentTimeline(dataDir), WalSegmentsRestored: restoredSegments(srv.logPath),
+		TargetTime: p.GetTargetTime(), Timeline: timeline, WalSegmentsRestored: restoredSegments(srv.logPath),
 		Duration: durationpb.New(e.clock.Since(started))}
 	e.log.Info("point-in-time restore finished; the restored server runs", zap.String("database", name),
 		zap.String("backup", m.Name), zap.String("data_directory", dataDir), zap.Uint32("port", p.GetPort()),
@@ -192,6 +197,41 @@ func waitPromoted(ctx context.Context, srv *pgServer) error {
 		case <-ctx.Done():
 			return fmt.Errorf("recovery did not finish: %w; the server's log: %s", ctx.Err(), srv.logTail())
 		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// promotedTimeline connects to the restored server through its socket with
+// the database's configured user, waits until it is out of recovery and
+// returns the timeline it writes WAL on.
+func (e *Executor) promotedTimeline(ctx context.Context, srv *pgServer, name string) (uint32, error) {
+	db := e.cfg.Databases[name].withDefaults(name)
+	password, err := db.password()
+	if err != nil {
+		return 0, err
+	}
+	target := srv.conninfo(db.DBName)
+	target.User = db.User
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		conn, err := dial(ctx, target, password)
+		if err != nil {
+			return 0, err
+		}
+		rows, err := query(ctx, conn, `SELECT CASE WHEN pg_is_in_recovery() THEN '' ELSE substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) END`)
+		closeConn(ctx, conn)
+		if err != nil {
+			return 0, err
+		}
+		if tli := rows[0][0]; tli != "" {
+			n, err := strconv.ParseUint(tli, 16, 32)
+			return uint32(n), err
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("the restored server is still in recovery: %w", ctx.Err())
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
