@@ -255,7 +255,9 @@ func TestWALPushFetch(t *testing.T) {
 	if err := os.WriteFile(segment, content, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	push := func() (int, string) { return runAgent(t, bin, "wal-push", "-config", cfgPath, "-database", "app", segment, seg) }
+	push := func() (int, string) {
+		return runAgent(t, bin, "wal-push", "-config", cfgPath, "-database", "app", segment, seg)
+	}
 	fetch := func(to string) (int, string) {
 		return runAgent(t, bin, "wal-fetch", "-config", cfgPath, "-database", "app", seg, to)
 	}
