@@ -166,6 +166,15 @@ func TestPointInTimeRestore(t *testing.T) {
 	}
 	f.cluster.Exec(t, "appdb", "INSERT INTO events (id) VALUES (3)")
 	f.archiveAll(t)
+	// The heartbeat's statistics carry pg_stat_archiver.
+	stats := f.exec.Stats(ctx)
+	if len(stats) != 1 || stats[0].GetWalArchiver() == nil {
+		t.Fatalf("Stats = %v, want the archiver's statistics", stats)
+	}
+	if a := stats[0].GetWalArchiver(); a.GetArchivedCount() == 0 || a.GetLastArchivedWal() == "" ||
+		a.GetLastArchivedAt() == nil || a.GetTimeline() != 1 || a.GetFailedCount() != 0 {
+		t.Errorf("archiver statistics = %v", a)
+	}
 
 	// The target carries an explicit zone other than UTC.
 	zone := time.FixedZone("", 5*3600+30*60)

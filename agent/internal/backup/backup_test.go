@@ -324,6 +324,9 @@ func (env *backupEnv) testStats(t *testing.T) {
 	got := map[string]int64{}
 	for _, s := range stats {
 		got[s.GetName()] = s.GetConnections()
+		if s.GetWalArchiver() != nil {
+			t.Errorf("Stats %s: archiver statistics %v from a server with archive_mode off", s.GetName(), s.GetWalArchiver())
+		}
 	}
 	// Background workers may add a session now and then: at least three.
 	if got["app"] < 3 {
