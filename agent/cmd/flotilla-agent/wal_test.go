@@ -249,12 +249,24 @@ func runAgent(t *testing.T, bin string, args ...string) (int, string) {
 // refused for a different one; a fetch checks the checksum, so a flipped
 // byte in the stored object fails it; a missing segment exits non-zero.
 func TestWALPushFetch(t *testing.T) {
-	dir := sharedDir(t)
 	srv := s3test.Start(t, "backups")
+	local := t.TempDir()
+	for _, tt := range []struct {
+		name, destination, stored string
+	}{
+		{"s3", "s3://backups/wal", filepath.Join(srv.Root, "backups", "wal", "wal", "app")},
+		{"local", "file://" + local, filepath.Join(local, "wal", "app")},
+	} {
+		t.Run(tt.name, func(t *testing.T) { testWALPushFetch(t, srv, tt.destination, tt.stored) })
+	}
+}
+
+func testWALPushFetch(t *testing.T, srv *s3test.Server, destination, storedDir string) {
+	dir := sharedDir(t)
 	bin := buildAgent(t, dir)
 	cfgPath := filepath.Join(dir, "agent.yaml")
 	cfg := fmt.Sprintf("backup:\n  s3: {endpoint: %q, access_key_id: %q, secret_access_key_file: %q, insecure: true}\n"+
-		"  databases:\n    app: {wal_destination: \"s3://backups/wal\"}\n", srv.Endpoint, s3test.AccessKey, srv.SecretFile)
+		"  databases:\n    app: {wal_destination: %q}\n", srv.Endpoint, s3test.AccessKey, srv.SecretFile, destination)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -291,7 +303,7 @@ func TestWALPushFetch(t *testing.T) {
 		t.Fatalf("wal-push of different content = %d, %q; want a refusal", code, stderr)
 	}
 	// A flipped byte in the stored object: wal-fetch fails and writes nothing.
-	stored := filepath.Join(srv.Root, "backups", "wal", "wal", "app", seg)
+	stored := filepath.Join(storedDir, seg)
 	b, err := os.ReadFile(stored)
 	if err != nil {
 		t.Fatal(err)
