@@ -92,7 +92,10 @@ func (e *Executor) startScratch(ctx context.Context, dir string, cred *syscall.C
 	}
 	// Durability does not matter for a copy that is thrown away.
 	if err := srv.start(ctx, true, 2*time.Minute, "listen_addresses=", "fsync=off", "full_page_writes=off",
-		"synchronous_commit=off", "max_connections=20", "shared_buffers=32MB", "archive_mode=off"); err != nil {
+		"synchronous_commit=off", "max_connections=20", "shared_buffers=32MB", "archive_mode=off",
+		// The agent's systemd unit denies writable executable memory, which
+		// LLVM's JIT needs; its children inherit that.
+		"jit=off"); err != nil {
 		return nil, err
 	}
 	return srv, nil

@@ -162,6 +162,9 @@ func (e *Executor) configureRecovery(srv *pgServer, name, targetText string, tar
 		"recovery_target_action = 'promote'",
 		// The restored server must never archive into the live cluster's archive.
 		"archive_mode = 'off'",
+		// The agent's systemd unit denies writable executable memory, which
+		// LLVM's JIT needs, and the server inherits that.
+		"jit = 'off'",
 		"listen_addresses = '127.0.0.1'",
 		"port = " + strconv.Itoa(srv.port),
 		"unix_socket_directories = '" + strings.ReplaceAll(srv.sockDir, "'", "''") + "'",
