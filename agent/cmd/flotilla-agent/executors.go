@@ -46,10 +46,12 @@ func executors(cfg config.Config, cfgPath string, log *zap.Logger) (agent.Config
 		if err != nil {
 			return out, closeAll, err
 		}
-		if self, err := os.Executable(); err == nil && cfgPath != "" {
-			if abs, err := filepath.Abs(cfgPath); err == nil {
-				b.SetWALFetch(self, abs)
-			}
+		walCfg := cfg.Backup.WALConfig
+		if walCfg == "" && cfgPath != "" {
+			walCfg, _ = filepath.Abs(cfgPath)
+		}
+		if self, err := os.Executable(); err == nil && walCfg != "" {
+			b.SetWALFetch(self, walCfg)
 		}
 		for _, k := range []string{command.KindBackup, command.KindBaseBackup, command.KindPrune, command.KindRestore, command.KindDrill} {
 			out.Executors[k] = b

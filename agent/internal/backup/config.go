@@ -34,6 +34,11 @@ type Config struct {
 	// ScratchDirectory is where drills and point-in-time restores create
 	// their temporary clusters (default: the system's temporary directory).
 	ScratchDirectory string `yaml:"scratch_directory"`
+	// WALConfig is the configuration file that the restore_command of a
+	// point-in-time restore passes to "flotilla-agent wal-fetch": it runs
+	// as the postgres OS user, which must be able to read it (default: the
+	// agent's own file).
+	WALConfig string `yaml:"wal_config"`
 	// S3 is how to reach S3-compatible object storage when a command names
 	// an s3 destination; credentials live here or in the environment.
 	S3 objstore.S3Config `yaml:"s3"`
@@ -78,6 +83,7 @@ func (c Config) Validate() error {
 		{"backup.pg_restore", c.PgRestore},
 		{"backup.postgres_bin_dir", c.PostgresBinDir},
 		{"backup.scratch_directory", c.ScratchDirectory},
+		{"backup.wal_config", c.WALConfig},
 	} {
 		if f.path != "" && !filepath.IsAbs(f.path) {
 			add(f.field, "must be an absolute path, got %q", f.path)

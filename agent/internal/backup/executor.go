@@ -88,6 +88,14 @@ func New(cfg Config, stateDir string, log *zap.Logger) (*Executor, error) {
 			zap.String("directory", e.dir), zap.Stringer("mode", info.Mode().Perm()))
 	}
 	removeStale(e.dir, log)
+	if l, err := objstore.NewLocal(e.dir); err == nil {
+		// Uploads into the local directory that a killed agent left; an
+		// hour old, so that a wal-push in progress is not one of them.
+		removed, _ := l.RemoveTemp(time.Hour)
+		for _, f := range removed {
+			log.Info("removed a temporary file left by an interrupted store", zap.String("file", f))
+		}
+	}
 	if len(cfg.Databases) == 0 {
 		return e, nil
 	}
