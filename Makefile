@@ -130,6 +130,7 @@ FUZZ_TARGETS := \
 	agent/internal/commands:FuzzHandle \
 	agent/internal/docker:FuzzValidate \
 	agent/internal/backup:FuzzValidate \
+	agent/internal/backup:FuzzValidateRestore \
 	agent/internal/nginx:FuzzValidate \
 	agent/internal/nginx:FuzzEditUpstream \
 	agent/internal/config:FuzzParseLabels \

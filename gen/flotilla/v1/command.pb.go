@@ -961,8 +961,9 @@ func (x *RetentionRules) GetTimeZone() string {
 // PruneCommand applies retention on the agent: the agent lists the
 // catalogued backups (those with a manifest) of the database in the
 // destination, decides with the rules which to keep, and deletes the
-// others, archive first and manifest last. Archived WAL older than the
-// oldest kept base backup needs is deleted too when wal is set.
+// others: the manifest first (the backup leaves the catalog), then its
+// archive. Archived WAL that no kept base backup needs is deleted too when
+// wal is set.
 type PruneCommand struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A key of the agent's backup.databases. Required.

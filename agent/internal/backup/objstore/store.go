@@ -149,15 +149,15 @@ func CheckKey(key string) error {
 		return errors.New("empty object key")
 	}
 	if strings.HasPrefix(key, "/") || strings.HasSuffix(key, "/") {
-		return fmt.Errorf("object key %q must not start or end with '/'", key)
+		return fmt.Errorf("object key %q must not start or end with '/'", truncate(key))
 	}
 	for _, seg := range strings.Split(key, "/") {
 		if seg == "" || seg == "." || seg == ".." {
-			return fmt.Errorf("object key %q has an empty, '.' or '..' segment", key)
+			return fmt.Errorf("object key %q has an empty, '.' or '..' segment", truncate(key))
 		}
 	}
 	if strings.ContainsFunc(key, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return fmt.Errorf("object key %q has control characters", key)
+		return fmt.Errorf("object key %q has control characters", truncate(key))
 	}
 	return nil
 }
