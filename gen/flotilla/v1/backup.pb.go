@@ -662,8 +662,8 @@ type BackupDrill struct {
 	CommandId string `protobuf:"bytes,4,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
 	// The measured restore time (RTO).
 	RestoreDuration *durationpb.Duration `protobuf:"bytes,5,opt,name=restore_duration,json=restoreDuration,proto3" json:"restore_duration,omitempty"`
-	// The measured recovery point (RPO): the time from the newest row in
-	// the restored data to the backup's end.
+	// The measured recovery point (RPO): from the newest row in the
+	// restored data (or the backup's start) to the drill's start.
 	RecoveryPoint *durationpb.Duration `protobuf:"bytes,6,opt,name=recovery_point,json=recoveryPoint,proto3" json:"recovery_point,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
