@@ -35,10 +35,10 @@ func NewMetrics(reg prometheus.Registerer, cm *commands.Metrics) *Metrics {
 	m := &Metrics{
 		commands: cm,
 		policySuccess: metrics.GaugeVec("flotilla_backup_policy_last_success_timestamp_seconds",
-			"When the last run of a policy's job (backup, drill) that succeeded on every host finished, or the policy's creation before any did (Unix time).",
-			"policy", "job"),
+			"When the last run of a policy's task (backup, drill) that succeeded on every host finished, or the policy's creation before any did (Unix time).",
+			"policy", "task"),
 		policyInterval: metrics.GaugeVec("flotilla_backup_policy_interval_seconds",
-			"The usual interval between two slots of a policy's job schedule.", "policy", "job"),
+			"The usual interval between two slots of a policy's task schedule.", "policy", "task"),
 		drillSuccess: metrics.GaugeVec("flotilla_backup_last_drill_success_timestamp_seconds",
 			"When the last successful restore drill of a database finished (Unix time).", "agent", "database"),
 		drillOK: metrics.GaugeVec("flotilla_backup_last_drill_succeeded",
