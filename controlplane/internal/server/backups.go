@@ -28,11 +28,15 @@ func (s *Server) buildBackups() error {
 	b.recorder = backups.NewRecorder(s.store, s.log.Named("backups"))
 	s.dispatcher.Listen(b.recorder.Listen)
 	var err error
-	// Replicas: with several control planes on PostgreSQL, only the one
-	// holding the store lease runs (see Run); the store's run rows refuse
-	// a second run of a job whichever control plane starts it. Once the
-	// work-lease claimer (package work) is merged, the scheduler's Run
-	// belongs under a "backups" lease.
+	// Replicas: every replica runs the scheduler. That is correct as it
+	// is: a run starts only through the compare-and-set on its run row
+	// (one replica wins, the others find it in progress), its command ID
+	// is derived from the slot (a replica that finds the run recorded but
+	// its command missing creates the same command; the other's create
+	// answers ErrConflict), and recording results and ending the run are
+	// idempotent. It is wasteful (every replica ticks): once package work
+	// (the lease claimer) is on main, Run belongs under a "backups" work
+	// lease, with the lease's fencing token on the run rows' writes.
 	b.scheduler, err = backups.NewScheduler(backups.SchedulerConfig{
 		Store: s.store, Commands: s.commands, Logger: s.log.Named("backups"), Now: s.opts.now,
 		Interval: s.opts.intervals.BackupTick, Metrics: b.metrics,
