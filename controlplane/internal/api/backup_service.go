@@ -172,3 +172,15 @@ func (s *BackupService) GetBackup(ctx context.Context, req *flotillav1.GetBackup
 	}
 	return &flotillav1.GetBackupResponse{Backup: b}, nil
 }
+
+// GetRetentionPreview implements BackupService.GetRetentionPreview.
+func (s *BackupService) GetRetentionPreview(ctx context.Context, req *flotillav1.GetRetentionPreviewRequest) (*flotillav1.GetRetentionPreviewResponse, error) {
+	if err := backups.ValidatePolicyName("name", req.GetName()); err != nil {
+		return nil, GRPCError(err)
+	}
+	resp, err := s.policies.RetentionPreview(ctx, req.GetName(), req.GetRetention())
+	if err != nil {
+		return nil, GRPCError(err)
+	}
+	return resp, nil
+}

@@ -192,3 +192,57 @@ func TestListBackupsPagesAndFilters(t *testing.T) {
 	_, err = c.GetBackup(ctx, &flotillav1.GetBackupRequest{})
 	wantStatus(t, "no id", err, codes.InvalidArgument, "id")
 }
+
+// A dry run of a retention over the catalog: per host, what stays (and
+// why) and which recovery points a prune would give up.
+func TestRetentionPreview(t *testing.T) {
+	c, ctx, st := newBackupService(t)
+	if _, err := c.CreateBackupPolicy(ctx, &flotillav1.CreateBackupPolicyRequest{Policy: &flotillav1.BackupPolicy{
+		Name: "nightly", Selector: "role=db", Database: "shop", Retention: &flotillav1.BackupRetention{KeepLast: 5}}}); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 12, 1, 2, 0, 0, 0, time.UTC)
+	for day := 0; day < 10; day++ {
+		for _, agent := range []string{"db-1", "db-2"} {
+			if _, err := st.RecordBackup(context.Background(), store.Backup{ID: fmt.Sprintf("cmd-%d.%s", day, agent), AgentID: agent,
+				Database: "shop", Policy: "nightly", FinishedAt: t0.AddDate(0, 0, day), Verified: true, Type: 1,
+				Name: fmt.Sprintf("shop-%d", day)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	count := func(resp *flotillav1.GetRetentionPreviewResponse, agent string) (kept, pruned int) {
+		for _, k := range resp.GetKept() {
+			if k.GetBackup().GetAgentId() == agent {
+				kept++
+			}
+		}
+		for _, b := range resp.GetPruned() {
+			if b.GetAgentId() == agent {
+				pruned++
+			}
+		}
+		return kept, pruned
+	}
+	resp, err := c.GetRetentionPreview(ctx, &flotillav1.GetRetentionPreviewRequest{Name: "nightly"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, agent := range []string{"db-1", "db-2"} {
+		if kept, pruned := count(resp, agent); kept != 5 || pruned != 5 {
+			t.Errorf("%s with the policy's keep_last 5: %d kept, %d pruned", agent, kept, pruned)
+		}
+	}
+	if resp.GetKept()[0].GetBackup().GetName() != "shop-9" || !strings.Contains(strings.Join(resp.GetKept()[0].GetKeptBy(), ","), "newest verified") {
+		t.Errorf("first kept = %v", resp.GetKept()[0])
+	}
+	// Another retention, tried without changing the policy.
+	resp, err = c.GetRetentionPreview(ctx, &flotillav1.GetRetentionPreviewRequest{Name: "nightly", Retention: &flotillav1.BackupRetention{KeepLast: 2}})
+	if kept, pruned := count(resp, "db-1"); err != nil || kept != 2 || pruned != 8 || !strings.Contains(resp.GetRecoveryPoints()[0], "last 2 backups") {
+		t.Errorf("keep_last 2: %d kept, %d pruned, %v, %v", kept, pruned, resp.GetRecoveryPoints(), err)
+	}
+	_, err = c.GetRetentionPreview(ctx, &flotillav1.GetRetentionPreviewRequest{Name: "nightly", Retention: &flotillav1.BackupRetention{KeepDaily: 5000}})
+	wantStatus(t, "huge retention", err, codes.InvalidArgument, "retention.keep_daily")
+	_, err = c.GetRetentionPreview(ctx, &flotillav1.GetRetentionPreviewRequest{Name: "nope"})
+	wantStatus(t, "unknown policy", err, codes.NotFound, "nope")
+}

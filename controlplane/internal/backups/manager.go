@@ -207,3 +207,49 @@ func ts(t time.Time) *timestamppb.Timestamp {
 	}
 	return timestamppb.New(t)
 }
+
+// RetentionPreview is a dry run of a policy's prune over its catalogued
+// backups, with retention r (the policy's when nil): host by host, dumps
+// and base backups apart, days read in the policy's time zone.
+func (m *Manager) RetentionPreview(ctx context.Context, name string, r *flotillav1.BackupRetention) (*flotillav1.GetRetentionPreviewResponse, error) {
+	sp, err := m.store.GetBackupPolicy(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, notFound("name", name)
+	}
+	if err != nil {
+		return nil, fault.Store("reading policy "+name, err)
+	}
+	p, err := Decode(sp)
+	if err != nil {
+		return nil, err
+	}
+	if r == nil || r.GetKeepLast()|r.GetKeepDaily()|r.GetKeepWeekly()|r.GetKeepMonthly() == 0 {
+		r = p.Def.GetRetention()
+	} else if err := checkRetention(r); err != nil {
+		return nil, err
+	}
+	list, err := m.store.ListBackups(ctx, store.BackupQuery{Policy: name})
+	if err != nil {
+		return nil, fault.Store("listing the policy's backups", err)
+	}
+	groups := map[[2]string][]store.Backup{}
+	var order [][2]string
+	for _, b := range list {
+		k := [2]string{b.AgentID, fmt.Sprint(b.Type)}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], b)
+	}
+	out := &flotillav1.GetRetentionPreviewResponse{RecoveryPoints: RecoveryPoints(r, p.Backup)}
+	for _, k := range order {
+		sel := Select(groups[k], r, p.Backup.Location())
+		for _, kept := range sel.Keep {
+			out.Kept = append(out.Kept, &flotillav1.RetainedBackup{Backup: BackupToProto(kept.Backup), KeptBy: kept.Reasons})
+		}
+		for _, b := range sel.Prune {
+			out.Pruned = append(out.Pruned, BackupToProto(b))
+		}
+	}
+	return out, nil
+}

@@ -119,6 +119,8 @@ func checkTarget(p *flotillav1.BackupPolicy) error {
 	return commands.ValidateDestination("policy.destination", p.Destination)
 }
 
+// checkRetention bounds a retention's rules; errors name them under
+// "policy.retention.".
 func checkRetention(r *flotillav1.BackupRetention) error {
 	for field, v := range map[string]uint32{"keep_last": r.GetKeepLast(), "keep_daily": r.GetKeepDaily(),
 		"keep_weekly": r.GetKeepWeekly(), "keep_monthly": r.GetKeepMonthly()} {

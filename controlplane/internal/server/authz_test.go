@@ -60,6 +60,7 @@ var expectedAccess = map[string]minAccess{
 	flotillav1.BackupService_ListBackupPolicies_FullMethodName:       accessViewer,
 	flotillav1.BackupService_ListBackups_FullMethodName:              accessViewer,
 	flotillav1.BackupService_GetBackup_FullMethodName:                accessViewer,
+	flotillav1.BackupService_GetRetentionPreview_FullMethodName:      accessViewer,
 	flotillav1.RolloutService_PutService_FullMethodName:              accessOperator,
 	flotillav1.RolloutService_GetService_FullMethodName:              accessViewer,
 	flotillav1.RolloutService_ListServices_FullMethodName:            accessViewer,

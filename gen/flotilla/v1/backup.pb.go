@@ -1423,6 +1423,185 @@ func (x *GetBackupResponse) GetBackup() *Backup {
 	return nil
 }
 
+// GetRetentionPreviewRequest names the policy and, optionally, the
+// retention to try instead of its own.
+type GetRetentionPreviewRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The policy's name. Required.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The retention to preview; unset: the policy's.
+	Retention     *BackupRetention `protobuf:"bytes,2,opt,name=retention,proto3" json:"retention,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRetentionPreviewRequest) Reset() {
+	*x = GetRetentionPreviewRequest{}
+	mi := &file_flotilla_v1_backup_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRetentionPreviewRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRetentionPreviewRequest) ProtoMessage() {}
+
+func (x *GetRetentionPreviewRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_backup_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRetentionPreviewRequest.ProtoReflect.Descriptor instead.
+func (*GetRetentionPreviewRequest) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_backup_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *GetRetentionPreviewRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GetRetentionPreviewRequest) GetRetention() *BackupRetention {
+	if x != nil {
+		return x.Retention
+	}
+	return nil
+}
+
+// GetRetentionPreviewResponse is what a prune with that retention would do
+// to the policy's catalogued backups, host by host (dumps and base
+// backups counted separately, days read in the policy's time zone).
+type GetRetentionPreviewResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The backups kept, newest first, each with the rules that keep it.
+	Kept []*RetainedBackup `protobuf:"bytes,1,rep,name=kept,proto3" json:"kept,omitempty"`
+	// The backups a prune would delete, newest first: the recovery points
+	// the retention gives up.
+	Pruned []*Backup `protobuf:"bytes,2,rep,name=pruned,proto3" json:"pruned,omitempty"`
+	// The retention as what can still be recovered.
+	RecoveryPoints []string `protobuf:"bytes,3,rep,name=recovery_points,json=recoveryPoints,proto3" json:"recovery_points,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *GetRetentionPreviewResponse) Reset() {
+	*x = GetRetentionPreviewResponse{}
+	mi := &file_flotilla_v1_backup_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRetentionPreviewResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRetentionPreviewResponse) ProtoMessage() {}
+
+func (x *GetRetentionPreviewResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_backup_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRetentionPreviewResponse.ProtoReflect.Descriptor instead.
+func (*GetRetentionPreviewResponse) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_backup_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *GetRetentionPreviewResponse) GetKept() []*RetainedBackup {
+	if x != nil {
+		return x.Kept
+	}
+	return nil
+}
+
+func (x *GetRetentionPreviewResponse) GetPruned() []*Backup {
+	if x != nil {
+		return x.Pruned
+	}
+	return nil
+}
+
+func (x *GetRetentionPreviewResponse) GetRecoveryPoints() []string {
+	if x != nil {
+		return x.RecoveryPoints
+	}
+	return nil
+}
+
+// RetainedBackup is a backup a retention keeps.
+type RetainedBackup struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The catalogued backup.
+	Backup *Backup `protobuf:"bytes,1,opt,name=backup,proto3" json:"backup,omitempty"`
+	// The rules that keep it: "last", "daily", "weekly", "monthly",
+	// "newest verified".
+	KeptBy        []string `protobuf:"bytes,2,rep,name=kept_by,json=keptBy,proto3" json:"kept_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetainedBackup) Reset() {
+	*x = RetainedBackup{}
+	mi := &file_flotilla_v1_backup_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetainedBackup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetainedBackup) ProtoMessage() {}
+
+func (x *RetainedBackup) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_backup_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetainedBackup.ProtoReflect.Descriptor instead.
+func (*RetainedBackup) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_backup_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *RetainedBackup) GetBackup() *Backup {
+	if x != nil {
+		return x.Backup
+	}
+	return nil
+}
+
+func (x *RetainedBackup) GetKeptBy() []string {
+	if x != nil {
+		return x.KeptBy
+	}
+	return nil
+}
+
 var File_flotilla_v1_backup_proto protoreflect.FileDescriptor
 
 const file_flotilla_v1_backup_proto_rawDesc = "" +
@@ -1528,11 +1707,21 @@ const file_flotilla_v1_backup_proto_rawDesc = "" +
 	"\x10GetBackupRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"@\n" +
 	"\x11GetBackupResponse\x12+\n" +
-	"\x06backup\x18\x01 \x01(\v2\x13.flotilla.v1.BackupR\x06backup*o\n" +
+	"\x06backup\x18\x01 \x01(\v2\x13.flotilla.v1.BackupR\x06backup\"l\n" +
+	"\x1aGetRetentionPreviewRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12:\n" +
+	"\tretention\x18\x02 \x01(\v2\x1c.flotilla.v1.BackupRetentionR\tretention\"\xa4\x01\n" +
+	"\x1bGetRetentionPreviewResponse\x12/\n" +
+	"\x04kept\x18\x01 \x03(\v2\x1b.flotilla.v1.RetainedBackupR\x04kept\x12+\n" +
+	"\x06pruned\x18\x02 \x03(\v2\x13.flotilla.v1.BackupR\x06pruned\x12'\n" +
+	"\x0frecovery_points\x18\x03 \x03(\tR\x0erecoveryPoints\"V\n" +
+	"\x0eRetainedBackup\x12+\n" +
+	"\x06backup\x18\x01 \x01(\v2\x13.flotilla.v1.BackupR\x06backup\x12\x17\n" +
+	"\akept_by\x18\x02 \x03(\tR\x06keptBy*o\n" +
 	"\x0eVerifiedFilter\x12\x1f\n" +
 	"\x1bVERIFIED_FILTER_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18VERIFIED_FILTER_VERIFIED\x10\x01\x12\x1e\n" +
-	"\x1aVERIFIED_FILTER_UNVERIFIED\x10\x022\xa7\x05\n" +
+	"\x1aVERIFIED_FILTER_UNVERIFIED\x10\x022\x91\x06\n" +
 	"\rBackupService\x12e\n" +
 	"\x12CreateBackupPolicy\x12&.flotilla.v1.CreateBackupPolicyRequest\x1a'.flotilla.v1.CreateBackupPolicyResponse\x12e\n" +
 	"\x12UpdateBackupPolicy\x12&.flotilla.v1.UpdateBackupPolicyRequest\x1a'.flotilla.v1.UpdateBackupPolicyResponse\x12\\\n" +
@@ -1540,7 +1729,8 @@ const file_flotilla_v1_backup_proto_rawDesc = "" +
 	"\x12ListBackupPolicies\x12&.flotilla.v1.ListBackupPoliciesRequest\x1a'.flotilla.v1.ListBackupPoliciesResponse\x12e\n" +
 	"\x12DeleteBackupPolicy\x12&.flotilla.v1.DeleteBackupPolicyRequest\x1a'.flotilla.v1.DeleteBackupPolicyResponse\x12P\n" +
 	"\vListBackups\x12\x1f.flotilla.v1.ListBackupsRequest\x1a .flotilla.v1.ListBackupsResponse\x12J\n" +
-	"\tGetBackup\x12\x1d.flotilla.v1.GetBackupRequest\x1a\x1e.flotilla.v1.GetBackupResponseB)Z'flotilla.dev/gen/flotilla/v1;flotillav1b\x06proto3"
+	"\tGetBackup\x12\x1d.flotilla.v1.GetBackupRequest\x1a\x1e.flotilla.v1.GetBackupResponse\x12h\n" +
+	"\x13GetRetentionPreview\x12'.flotilla.v1.GetRetentionPreviewRequest\x1a(.flotilla.v1.GetRetentionPreviewResponseB)Z'flotilla.dev/gen/flotilla/v1;flotillav1b\x06proto3"
 
 var (
 	file_flotilla_v1_backup_proto_rawDescOnce sync.Once
@@ -1555,53 +1745,56 @@ func file_flotilla_v1_backup_proto_rawDescGZIP() []byte {
 }
 
 var file_flotilla_v1_backup_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_flotilla_v1_backup_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_flotilla_v1_backup_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_flotilla_v1_backup_proto_goTypes = []any{
-	(VerifiedFilter)(0),                // 0: flotilla.v1.VerifiedFilter
-	(*BackupPolicy)(nil),               // 1: flotilla.v1.BackupPolicy
-	(*BackupRetention)(nil),            // 2: flotilla.v1.BackupRetention
-	(*BackupScheduleStatus)(nil),       // 3: flotilla.v1.BackupScheduleStatus
-	(*Backup)(nil),                     // 4: flotilla.v1.Backup
-	(*BackupDrill)(nil),                // 5: flotilla.v1.BackupDrill
-	(*CreateBackupPolicyRequest)(nil),  // 6: flotilla.v1.CreateBackupPolicyRequest
-	(*CreateBackupPolicyResponse)(nil), // 7: flotilla.v1.CreateBackupPolicyResponse
-	(*UpdateBackupPolicyRequest)(nil),  // 8: flotilla.v1.UpdateBackupPolicyRequest
-	(*UpdateBackupPolicyResponse)(nil), // 9: flotilla.v1.UpdateBackupPolicyResponse
-	(*GetBackupPolicyRequest)(nil),     // 10: flotilla.v1.GetBackupPolicyRequest
-	(*GetBackupPolicyResponse)(nil),    // 11: flotilla.v1.GetBackupPolicyResponse
-	(*ListBackupPoliciesRequest)(nil),  // 12: flotilla.v1.ListBackupPoliciesRequest
-	(*ListBackupPoliciesResponse)(nil), // 13: flotilla.v1.ListBackupPoliciesResponse
-	(*DeleteBackupPolicyRequest)(nil),  // 14: flotilla.v1.DeleteBackupPolicyRequest
-	(*DeleteBackupPolicyResponse)(nil), // 15: flotilla.v1.DeleteBackupPolicyResponse
-	(*ListBackupsRequest)(nil),         // 16: flotilla.v1.ListBackupsRequest
-	(*ListBackupsResponse)(nil),        // 17: flotilla.v1.ListBackupsResponse
-	(*GetBackupRequest)(nil),           // 18: flotilla.v1.GetBackupRequest
-	(*GetBackupResponse)(nil),          // 19: flotilla.v1.GetBackupResponse
-	(*BackupDestination)(nil),          // 20: flotilla.v1.BackupDestination
-	(*timestamppb.Timestamp)(nil),      // 21: google.protobuf.Timestamp
-	(BackupType)(0),                    // 22: flotilla.v1.BackupType
-	(*durationpb.Duration)(nil),        // 23: google.protobuf.Duration
+	(VerifiedFilter)(0),                 // 0: flotilla.v1.VerifiedFilter
+	(*BackupPolicy)(nil),                // 1: flotilla.v1.BackupPolicy
+	(*BackupRetention)(nil),             // 2: flotilla.v1.BackupRetention
+	(*BackupScheduleStatus)(nil),        // 3: flotilla.v1.BackupScheduleStatus
+	(*Backup)(nil),                      // 4: flotilla.v1.Backup
+	(*BackupDrill)(nil),                 // 5: flotilla.v1.BackupDrill
+	(*CreateBackupPolicyRequest)(nil),   // 6: flotilla.v1.CreateBackupPolicyRequest
+	(*CreateBackupPolicyResponse)(nil),  // 7: flotilla.v1.CreateBackupPolicyResponse
+	(*UpdateBackupPolicyRequest)(nil),   // 8: flotilla.v1.UpdateBackupPolicyRequest
+	(*UpdateBackupPolicyResponse)(nil),  // 9: flotilla.v1.UpdateBackupPolicyResponse
+	(*GetBackupPolicyRequest)(nil),      // 10: flotilla.v1.GetBackupPolicyRequest
+	(*GetBackupPolicyResponse)(nil),     // 11: flotilla.v1.GetBackupPolicyResponse
+	(*ListBackupPoliciesRequest)(nil),   // 12: flotilla.v1.ListBackupPoliciesRequest
+	(*ListBackupPoliciesResponse)(nil),  // 13: flotilla.v1.ListBackupPoliciesResponse
+	(*DeleteBackupPolicyRequest)(nil),   // 14: flotilla.v1.DeleteBackupPolicyRequest
+	(*DeleteBackupPolicyResponse)(nil),  // 15: flotilla.v1.DeleteBackupPolicyResponse
+	(*ListBackupsRequest)(nil),          // 16: flotilla.v1.ListBackupsRequest
+	(*ListBackupsResponse)(nil),         // 17: flotilla.v1.ListBackupsResponse
+	(*GetBackupRequest)(nil),            // 18: flotilla.v1.GetBackupRequest
+	(*GetBackupResponse)(nil),           // 19: flotilla.v1.GetBackupResponse
+	(*GetRetentionPreviewRequest)(nil),  // 20: flotilla.v1.GetRetentionPreviewRequest
+	(*GetRetentionPreviewResponse)(nil), // 21: flotilla.v1.GetRetentionPreviewResponse
+	(*RetainedBackup)(nil),              // 22: flotilla.v1.RetainedBackup
+	(*BackupDestination)(nil),           // 23: flotilla.v1.BackupDestination
+	(*timestamppb.Timestamp)(nil),       // 24: google.protobuf.Timestamp
+	(BackupType)(0),                     // 25: flotilla.v1.BackupType
+	(*durationpb.Duration)(nil),         // 26: google.protobuf.Duration
 }
 var file_flotilla_v1_backup_proto_depIdxs = []int32{
 	2,  // 0: flotilla.v1.BackupPolicy.retention:type_name -> flotilla.v1.BackupRetention
-	20, // 1: flotilla.v1.BackupPolicy.destination:type_name -> flotilla.v1.BackupDestination
-	21, // 2: flotilla.v1.BackupPolicy.created_at:type_name -> google.protobuf.Timestamp
-	21, // 3: flotilla.v1.BackupPolicy.updated_at:type_name -> google.protobuf.Timestamp
+	23, // 1: flotilla.v1.BackupPolicy.destination:type_name -> flotilla.v1.BackupDestination
+	24, // 2: flotilla.v1.BackupPolicy.created_at:type_name -> google.protobuf.Timestamp
+	24, // 3: flotilla.v1.BackupPolicy.updated_at:type_name -> google.protobuf.Timestamp
 	3,  // 4: flotilla.v1.BackupPolicy.backup_status:type_name -> flotilla.v1.BackupScheduleStatus
 	3,  // 5: flotilla.v1.BackupPolicy.drill_status:type_name -> flotilla.v1.BackupScheduleStatus
-	22, // 6: flotilla.v1.BackupPolicy.type:type_name -> flotilla.v1.BackupType
+	25, // 6: flotilla.v1.BackupPolicy.type:type_name -> flotilla.v1.BackupType
 	3,  // 7: flotilla.v1.BackupPolicy.prune_status:type_name -> flotilla.v1.BackupScheduleStatus
-	21, // 8: flotilla.v1.BackupScheduleStatus.next_run_at:type_name -> google.protobuf.Timestamp
-	21, // 9: flotilla.v1.BackupScheduleStatus.last_slot:type_name -> google.protobuf.Timestamp
-	21, // 10: flotilla.v1.BackupScheduleStatus.last_finished_at:type_name -> google.protobuf.Timestamp
-	21, // 11: flotilla.v1.Backup.started_at:type_name -> google.protobuf.Timestamp
-	21, // 12: flotilla.v1.Backup.finished_at:type_name -> google.protobuf.Timestamp
+	24, // 8: flotilla.v1.BackupScheduleStatus.next_run_at:type_name -> google.protobuf.Timestamp
+	24, // 9: flotilla.v1.BackupScheduleStatus.last_slot:type_name -> google.protobuf.Timestamp
+	24, // 10: flotilla.v1.BackupScheduleStatus.last_finished_at:type_name -> google.protobuf.Timestamp
+	24, // 11: flotilla.v1.Backup.started_at:type_name -> google.protobuf.Timestamp
+	24, // 12: flotilla.v1.Backup.finished_at:type_name -> google.protobuf.Timestamp
 	5,  // 13: flotilla.v1.Backup.last_drill:type_name -> flotilla.v1.BackupDrill
-	21, // 14: flotilla.v1.Backup.pruned_at:type_name -> google.protobuf.Timestamp
-	22, // 15: flotilla.v1.Backup.type:type_name -> flotilla.v1.BackupType
-	21, // 16: flotilla.v1.BackupDrill.at:type_name -> google.protobuf.Timestamp
-	23, // 17: flotilla.v1.BackupDrill.restore_duration:type_name -> google.protobuf.Duration
-	23, // 18: flotilla.v1.BackupDrill.recovery_point:type_name -> google.protobuf.Duration
+	24, // 14: flotilla.v1.Backup.pruned_at:type_name -> google.protobuf.Timestamp
+	25, // 15: flotilla.v1.Backup.type:type_name -> flotilla.v1.BackupType
+	24, // 16: flotilla.v1.BackupDrill.at:type_name -> google.protobuf.Timestamp
+	26, // 17: flotilla.v1.BackupDrill.restore_duration:type_name -> google.protobuf.Duration
+	26, // 18: flotilla.v1.BackupDrill.recovery_point:type_name -> google.protobuf.Duration
 	1,  // 19: flotilla.v1.CreateBackupPolicyRequest.policy:type_name -> flotilla.v1.BackupPolicy
 	1,  // 20: flotilla.v1.CreateBackupPolicyResponse.policy:type_name -> flotilla.v1.BackupPolicy
 	1,  // 21: flotilla.v1.UpdateBackupPolicyRequest.policy:type_name -> flotilla.v1.BackupPolicy
@@ -1611,25 +1804,31 @@ var file_flotilla_v1_backup_proto_depIdxs = []int32{
 	0,  // 25: flotilla.v1.ListBackupsRequest.verified:type_name -> flotilla.v1.VerifiedFilter
 	4,  // 26: flotilla.v1.ListBackupsResponse.backups:type_name -> flotilla.v1.Backup
 	4,  // 27: flotilla.v1.GetBackupResponse.backup:type_name -> flotilla.v1.Backup
-	6,  // 28: flotilla.v1.BackupService.CreateBackupPolicy:input_type -> flotilla.v1.CreateBackupPolicyRequest
-	8,  // 29: flotilla.v1.BackupService.UpdateBackupPolicy:input_type -> flotilla.v1.UpdateBackupPolicyRequest
-	10, // 30: flotilla.v1.BackupService.GetBackupPolicy:input_type -> flotilla.v1.GetBackupPolicyRequest
-	12, // 31: flotilla.v1.BackupService.ListBackupPolicies:input_type -> flotilla.v1.ListBackupPoliciesRequest
-	14, // 32: flotilla.v1.BackupService.DeleteBackupPolicy:input_type -> flotilla.v1.DeleteBackupPolicyRequest
-	16, // 33: flotilla.v1.BackupService.ListBackups:input_type -> flotilla.v1.ListBackupsRequest
-	18, // 34: flotilla.v1.BackupService.GetBackup:input_type -> flotilla.v1.GetBackupRequest
-	7,  // 35: flotilla.v1.BackupService.CreateBackupPolicy:output_type -> flotilla.v1.CreateBackupPolicyResponse
-	9,  // 36: flotilla.v1.BackupService.UpdateBackupPolicy:output_type -> flotilla.v1.UpdateBackupPolicyResponse
-	11, // 37: flotilla.v1.BackupService.GetBackupPolicy:output_type -> flotilla.v1.GetBackupPolicyResponse
-	13, // 38: flotilla.v1.BackupService.ListBackupPolicies:output_type -> flotilla.v1.ListBackupPoliciesResponse
-	15, // 39: flotilla.v1.BackupService.DeleteBackupPolicy:output_type -> flotilla.v1.DeleteBackupPolicyResponse
-	17, // 40: flotilla.v1.BackupService.ListBackups:output_type -> flotilla.v1.ListBackupsResponse
-	19, // 41: flotilla.v1.BackupService.GetBackup:output_type -> flotilla.v1.GetBackupResponse
-	35, // [35:42] is the sub-list for method output_type
-	28, // [28:35] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	2,  // 28: flotilla.v1.GetRetentionPreviewRequest.retention:type_name -> flotilla.v1.BackupRetention
+	22, // 29: flotilla.v1.GetRetentionPreviewResponse.kept:type_name -> flotilla.v1.RetainedBackup
+	4,  // 30: flotilla.v1.GetRetentionPreviewResponse.pruned:type_name -> flotilla.v1.Backup
+	4,  // 31: flotilla.v1.RetainedBackup.backup:type_name -> flotilla.v1.Backup
+	6,  // 32: flotilla.v1.BackupService.CreateBackupPolicy:input_type -> flotilla.v1.CreateBackupPolicyRequest
+	8,  // 33: flotilla.v1.BackupService.UpdateBackupPolicy:input_type -> flotilla.v1.UpdateBackupPolicyRequest
+	10, // 34: flotilla.v1.BackupService.GetBackupPolicy:input_type -> flotilla.v1.GetBackupPolicyRequest
+	12, // 35: flotilla.v1.BackupService.ListBackupPolicies:input_type -> flotilla.v1.ListBackupPoliciesRequest
+	14, // 36: flotilla.v1.BackupService.DeleteBackupPolicy:input_type -> flotilla.v1.DeleteBackupPolicyRequest
+	16, // 37: flotilla.v1.BackupService.ListBackups:input_type -> flotilla.v1.ListBackupsRequest
+	18, // 38: flotilla.v1.BackupService.GetBackup:input_type -> flotilla.v1.GetBackupRequest
+	20, // 39: flotilla.v1.BackupService.GetRetentionPreview:input_type -> flotilla.v1.GetRetentionPreviewRequest
+	7,  // 40: flotilla.v1.BackupService.CreateBackupPolicy:output_type -> flotilla.v1.CreateBackupPolicyResponse
+	9,  // 41: flotilla.v1.BackupService.UpdateBackupPolicy:output_type -> flotilla.v1.UpdateBackupPolicyResponse
+	11, // 42: flotilla.v1.BackupService.GetBackupPolicy:output_type -> flotilla.v1.GetBackupPolicyResponse
+	13, // 43: flotilla.v1.BackupService.ListBackupPolicies:output_type -> flotilla.v1.ListBackupPoliciesResponse
+	15, // 44: flotilla.v1.BackupService.DeleteBackupPolicy:output_type -> flotilla.v1.DeleteBackupPolicyResponse
+	17, // 45: flotilla.v1.BackupService.ListBackups:output_type -> flotilla.v1.ListBackupsResponse
+	19, // 46: flotilla.v1.BackupService.GetBackup:output_type -> flotilla.v1.GetBackupResponse
+	21, // 47: flotilla.v1.BackupService.GetRetentionPreview:output_type -> flotilla.v1.GetRetentionPreviewResponse
+	40, // [40:48] is the sub-list for method output_type
+	32, // [32:40] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_flotilla_v1_backup_proto_init() }
@@ -1644,7 +1843,7 @@ func file_flotilla_v1_backup_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotilla_v1_backup_proto_rawDesc), len(file_flotilla_v1_backup_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   19,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,13 +19,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	BackupService_CreateBackupPolicy_FullMethodName = "/flotilla.v1.BackupService/CreateBackupPolicy"
-	BackupService_UpdateBackupPolicy_FullMethodName = "/flotilla.v1.BackupService/UpdateBackupPolicy"
-	BackupService_GetBackupPolicy_FullMethodName    = "/flotilla.v1.BackupService/GetBackupPolicy"
-	BackupService_ListBackupPolicies_FullMethodName = "/flotilla.v1.BackupService/ListBackupPolicies"
-	BackupService_DeleteBackupPolicy_FullMethodName = "/flotilla.v1.BackupService/DeleteBackupPolicy"
-	BackupService_ListBackups_FullMethodName        = "/flotilla.v1.BackupService/ListBackups"
-	BackupService_GetBackup_FullMethodName          = "/flotilla.v1.BackupService/GetBackup"
+	BackupService_CreateBackupPolicy_FullMethodName  = "/flotilla.v1.BackupService/CreateBackupPolicy"
+	BackupService_UpdateBackupPolicy_FullMethodName  = "/flotilla.v1.BackupService/UpdateBackupPolicy"
+	BackupService_GetBackupPolicy_FullMethodName     = "/flotilla.v1.BackupService/GetBackupPolicy"
+	BackupService_ListBackupPolicies_FullMethodName  = "/flotilla.v1.BackupService/ListBackupPolicies"
+	BackupService_DeleteBackupPolicy_FullMethodName  = "/flotilla.v1.BackupService/DeleteBackupPolicy"
+	BackupService_ListBackups_FullMethodName         = "/flotilla.v1.BackupService/ListBackups"
+	BackupService_GetBackup_FullMethodName           = "/flotilla.v1.BackupService/GetBackup"
+	BackupService_GetRetentionPreview_FullMethodName = "/flotilla.v1.BackupService/GetRetentionPreview"
 )
 
 // BackupServiceClient is the client API for BackupService service.
@@ -52,6 +53,10 @@ type BackupServiceClient interface {
 	ListBackups(ctx context.Context, in *ListBackupsRequest, opts ...grpc.CallOption) (*ListBackupsResponse, error)
 	// GetBackup returns one catalogued backup.
 	GetBackup(ctx context.Context, in *GetBackupRequest, opts ...grpc.CallOption) (*GetBackupResponse, error)
+	// GetRetentionPreview is a dry run of a policy's prune over the catalog:
+	// which backups (recovery points) its retention, or another one, keeps
+	// and which a prune would delete. It changes nothing.
+	GetRetentionPreview(ctx context.Context, in *GetRetentionPreviewRequest, opts ...grpc.CallOption) (*GetRetentionPreviewResponse, error)
 }
 
 type backupServiceClient struct {
@@ -132,6 +137,16 @@ func (c *backupServiceClient) GetBackup(ctx context.Context, in *GetBackupReques
 	return out, nil
 }
 
+func (c *backupServiceClient) GetRetentionPreview(ctx context.Context, in *GetRetentionPreviewRequest, opts ...grpc.CallOption) (*GetRetentionPreviewResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetRetentionPreviewResponse)
+	err := c.cc.Invoke(ctx, BackupService_GetRetentionPreview_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BackupServiceServer is the server API for BackupService service.
 // All implementations must embed UnimplementedBackupServiceServer
 // for forward compatibility.
@@ -156,6 +171,10 @@ type BackupServiceServer interface {
 	ListBackups(context.Context, *ListBackupsRequest) (*ListBackupsResponse, error)
 	// GetBackup returns one catalogued backup.
 	GetBackup(context.Context, *GetBackupRequest) (*GetBackupResponse, error)
+	// GetRetentionPreview is a dry run of a policy's prune over the catalog:
+	// which backups (recovery points) its retention, or another one, keeps
+	// and which a prune would delete. It changes nothing.
+	GetRetentionPreview(context.Context, *GetRetentionPreviewRequest) (*GetRetentionPreviewResponse, error)
 	mustEmbedUnimplementedBackupServiceServer()
 }
 
@@ -186,6 +205,9 @@ func (UnimplementedBackupServiceServer) ListBackups(context.Context, *ListBackup
 }
 func (UnimplementedBackupServiceServer) GetBackup(context.Context, *GetBackupRequest) (*GetBackupResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetBackup not implemented")
+}
+func (UnimplementedBackupServiceServer) GetRetentionPreview(context.Context, *GetRetentionPreviewRequest) (*GetRetentionPreviewResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetRetentionPreview not implemented")
 }
 func (UnimplementedBackupServiceServer) mustEmbedUnimplementedBackupServiceServer() {}
 func (UnimplementedBackupServiceServer) testEmbeddedByValue()                       {}
@@ -334,6 +356,24 @@ func _BackupService_GetBackup_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BackupService_GetRetentionPreview_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetRetentionPreviewRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BackupServiceServer).GetRetentionPreview(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BackupService_GetRetentionPreview_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BackupServiceServer).GetRetentionPreview(ctx, req.(*GetRetentionPreviewRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // BackupService_ServiceDesc is the grpc.ServiceDesc for BackupService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -368,6 +408,10 @@ var BackupService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetBackup",
 			Handler:    _BackupService_GetBackup_Handler,
+		},
+		{
+			MethodName: "GetRetentionPreview",
+			Handler:    _BackupService_GetRetentionPreview_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
