@@ -149,6 +149,7 @@ FUZZ_TARGETS := \
 	controlplane/internal/api:FuzzValidateRenew \
 	controlplane/internal/commands:FuzzValidateSpec \
 	controlplane/internal/selector:FuzzParse \
+	controlplane/internal/schedule:FuzzParse \
 	controlplane/internal/audit:FuzzRedact
 ## On a loaded machine Go's fuzzing engine can fail a run with "context
 ## deadline exceeded" when its workers are slow to stop at the end, without
