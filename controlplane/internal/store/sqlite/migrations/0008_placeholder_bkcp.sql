@@ -1,3 +1,0 @@
--- Placeholder on branch bk-cp for the migration 0008 another branch adds;
--- delete this file when merging (0011_backups.sql follows it).
-SELECT 1;
