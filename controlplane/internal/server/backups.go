@@ -6,6 +6,8 @@ import (
 	"flotilla.dev/pkg/run"
 
 	"flotilla.dev/controlplane/internal/backups"
+	"flotilla.dev/controlplane/internal/store"
+	"flotilla.dev/controlplane/internal/work"
 )
 
 // backupWork is the backup policies' part of the server: the policy
@@ -16,6 +18,8 @@ type backupWork struct {
 	scheduler *backups.Scheduler
 	recorder  *backups.Recorder
 	metrics   *backups.Metrics
+	// claimer holds the scheduler's work lease (replica mode only).
+	claimer *work.Claimer
 }
 
 // buildBackups builds the backup work on the commands; call after the
@@ -28,21 +32,35 @@ func (s *Server) buildBackups() error {
 	b.recorder = backups.NewRecorder(s.store, s.log.Named("backups"))
 	s.dispatcher.Listen(b.recorder.Listen)
 	var err error
-	// Replicas: every replica runs the scheduler. That is correct as it
-	// is: a run starts only through the compare-and-set on its run row
-	// (one replica wins, the others find it in progress), its command ID
-	// is derived from the slot (a replica that finds the run recorded but
-	// its command missing creates the same command; the other's create
-	// answers ErrConflict), and recording results and ending the run are
-	// idempotent. It is wasteful (every replica ticks): once package work
-	// (the lease claimer) is on main, Run belongs under a "backups" work
-	// lease, with the lease's fencing token on the run rows' writes.
 	b.scheduler, err = backups.NewScheduler(backups.SchedulerConfig{
 		Store: s.store, Commands: s.commands, Logger: s.log.Named("backups"), Now: s.opts.now,
 		Interval: s.opts.intervals.BackupTick, Metrics: b.metrics,
 	})
+	if err != nil || s.holder == "" {
+		return err
+	}
+	// Replicas: one of them ticks the scheduler, the holder of the
+	// "backups/scheduler" work lease; another takes over within the
+	// lease's TTL when it stops. The lease only saves work: the run rows'
+	// compare-and-set already keeps two schedulers from starting a run
+	// twice, a run's command ID comes from its slot, and recording a run's
+	// results is idempotent, so a deposed holder's last tick is harmless.
+	b.claimer, err = work.New(work.Config{
+		Store: s.store, Kind: backupsLeaseKind, Holder: s.holder, TTL: s.cfg.Store.LeaseTTL.Std(),
+		Candidates: func(context.Context) ([]string, error) { return []string{backupsLeaseID}, nil },
+		Start: func(ctx context.Context, _ string, _ store.Lease) {
+			_ = b.scheduler.Run(ctx) // returns when the lease is lost or the server stops
+		},
+		Logger: s.log.Named("backups"), Metrics: s.workMetrics(),
+	})
 	return err
 }
+
+// The work lease of the backup scheduler: "backups/scheduler".
+const (
+	backupsLeaseKind = "backups"
+	backupsLeaseID   = "scheduler"
+)
 
 // loadBackups seeds the backup gauges from the catalog, so that they (and
 // the alerts on them) survive a restart.
@@ -52,8 +70,12 @@ func (s *Server) loadBackups(ctx context.Context) error {
 
 // backupTasks are the backup loops Run starts.
 func (s *Server) backupTasks() []run.Task {
+	scheduler := s.backups.scheduler.Run
+	if s.backups.claimer != nil {
+		scheduler = s.backups.claimer.Run
+	}
 	return []run.Task{
-		{Name: "backup-scheduler", Run: s.backups.scheduler.Run},
+		{Name: "backup-scheduler", Run: scheduler},
 		{Name: "backup-catalog", Run: s.backups.recorder.Run},
 	}
 }

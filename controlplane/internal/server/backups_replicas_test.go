@@ -12,9 +12,10 @@ import (
 	"flotilla.dev/controlplane/internal/server/servertest"
 )
 
-// Three replicas on one PostgreSQL database each run the backup
-// scheduler; ticking all three at once when a slot is due starts the
-// policy's run once, and again finds it in progress.
+// Three replicas on one PostgreSQL database: one holds the backup
+// scheduler's work lease, and even schedulers ticking on all three at once
+// when a slot is due (a deposed holder's last tick) start the policy's run
+// once, and then find it in progress.
 func TestBackupPolicyRunsOnceAcrossReplicas(t *testing.T) {
 	var (
 		mu     sync.Mutex
@@ -32,6 +33,19 @@ func TestBackupPolicyRunsOnceAcrossReplicas(t *testing.T) {
 	for i, cp := range r.All {
 		hs[i] = harnessOf(t, cp)
 	}
+	// One replica holds the scheduler's work lease.
+	eventually(t, waitFor, "one replica to hold backups/scheduler", func() bool {
+		leases, err := r.All[0].Store().LiveLeases(context.Background(), "backups/")
+		if err != nil || len(leases) != 1 || leases[0].Name != "backups/scheduler" {
+			return false
+		}
+		for _, cp := range r.All {
+			if cp.Server.Holder() == leases[0].Holder {
+				return true
+			}
+		}
+		return false
+	})
 	agent := hs[0].scriptedFleet("bkrep", 1, true)[0]
 	everyReplicaShows(t, hs, "every replica to know the agent", map[string]flotillav1.AgentState{agent.id: flotillav1.AgentState_AGENT_STATE_CONNECTED})
 	ctx := hs[1].operatorCtx(r.AdminToken())
