@@ -22,13 +22,19 @@ type backupEntry struct {
 	SHA256    string `json:"sha256"`
 	URI       string `json:"uri"`
 	Verified  bool   `json:"verified"`
+	LastDrill *struct {
+		Succeeded       bool   `json:"succeeded"`
+		Message         string `json:"message"`
+		RestoreDuration string `json:"restoreDuration"`
+	} `json:"lastDrill"`
 }
 
 // A backup policy on a minutely schedule, run by the real control plane's
 // scheduler as an ordinary fleet command on a real agent that dumps a
 // real PostgreSQL database: the backup lands in the catalog under the
-// policy, verified, with its checksum and where it is stored, and the
-// policy shows the run.
+// policy, verified, with its checksum and where it is stored, the policy
+// shows the run, and a minutely drill restores it into a scratch server
+// and records the outcome in the catalog.
 func TestBackupPolicyRunsOnSchedule(t *testing.T) {
 	pg := fixture.StartPostgres(t)
 	pg.Exec(t, "postgres",
@@ -51,7 +57,7 @@ func TestBackupPolicyRunsOnSchedule(t *testing.T) {
 		} `json:"policy"`
 	}
 	g.RPC(t, "flotilla.v1.BackupService/CreateBackupPolicy",
-		`{"policy": {"name": "minutely", "selector": "role=db", "database": "shop", "schedule": "* * * * *", "drills_disabled": true}}`, &created)
+		`{"policy": {"name": "minutely", "selector": "role=db", "database": "shop", "schedule": "* * * * *", "drill_schedule": "* * * * *"}}`, &created)
 	if created.Policy.BackupStatus.NextRunAt == "" {
 		t.Fatalf("the created policy has no next run: %+v", created)
 	}
@@ -98,6 +104,22 @@ func TestBackupPolicyRunsOnSchedule(t *testing.T) {
 	if fc.State != "FLEET_COMMAND_STATE_SUCCEEDED" {
 		t.Errorf("the run's command = %+v", fc)
 	}
+	// A drill (the first may find no backup yet and fail; the next one
+	// restores the newest) is recorded against the backup it restored.
+	fixture.Eventually(t, 200*time.Second, "a successful drill to be catalogued", func() error {
+		var resp struct {
+			Backups []backupEntry `json:"backups"`
+		}
+		if err := g.Call("flotilla.v1.BackupService/ListBackups", map[string]any{"policy": "minutely"}, &resp); err != nil {
+			return err
+		}
+		for _, b := range resp.Backups {
+			if d := b.LastDrill; d != nil && d.Succeeded && d.RestoreDuration != "" {
+				return nil
+			}
+		}
+		return fmt.Errorf("no successful drill yet: %+v", resp.Backups)
+	})
 }
 
 // startBackupAgent enrolls an agent (role=db) whose backup.databases has
@@ -122,6 +144,7 @@ log:
 backup:
   pg_dump: %s
   pg_restore: %s
+  postgres_bin_dir: %s
   databases:
     shop:
       host: 127.0.0.1
@@ -131,7 +154,7 @@ backup:
       password_file: %s
       sslmode: disable
 `, g.Addr, join.CACertSHA256, filepath.Join(secrets, "join.token"), filepath.Join(dir, "agent"),
-		pg.Bin("pg_dump"), pg.Bin("pg_restore"), pg.Port, filepath.Join(secrets, "shop.pgpass"))
+		pg.Bin("pg_dump"), pg.Bin("pg_restore"), pg.BinDir, pg.Port, filepath.Join(secrets, "shop.pgpass"))
 	path := filepath.Join(dir, "agent.yaml")
 	fixture.WriteFile(t, path, cfg, 0o600)
 	fixture.StartProcess(t, "agent", fixture.Binary(t, "flotilla-agent"), nil, "-config", path)
