@@ -99,6 +99,7 @@ func New(cfg Config, stateDir string, log *zap.Logger) (*Executor, error) {
 	if len(cfg.Databases) == 0 {
 		return e, nil
 	}
+	e.cleanScratch()
 	var err error
 	if e.pgDump, err = resolveBinary(cfg.PgDump, "pg_dump", postgresLibDir); err != nil {
 		return nil, err

@@ -1,11 +1,22 @@
 package backup
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"go.uber.org/zap/zaptest"
+
 	"flotilla.dev/agent/internal/executor"
+	"flotilla.dev/pkg/pgtest"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 )
 
@@ -150,4 +161,84 @@ func TestCheckWALName(t *testing.T) {
 			t.Errorf("CheckWALName(%q) = %v, want ok=%v", name, err, ok)
 		}
 	}
+}
+
+// An agent killed in the middle of a drill leaves a scratch server
+// running; the next start stops it and removes its directory.
+func TestNewStopsLeftoverScratchServers(t *testing.T) {
+	initdb := pgtest.NewestBinary("initdb")
+	if initdb == "" {
+		pgtest.Require(t, "no PostgreSQL server binaries in %s", pgtest.LibDir)
+	}
+	scratch, err := os.MkdirTemp("", "flotilla-drills-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(scratch) })
+	if err := os.Chmod(scratch, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := t.TempDir()
+	cfg := Config{PgDump: fakeBinary(t, bin, "pg_dump"), PgRestore: fakeBinary(t, bin, "pg_restore"),
+		PostgresBinDir: filepath.Dir(initdb), ScratchDirectory: scratch, Databases: map[string]Database{"app": {}}}
+	e, err := New(cfg, t.TempDir(), zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred, err := serverCred()
+	if err != nil {
+		pgtest.Require(t, "%v", err)
+	}
+	dir, err := e.scratchDir(cred)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := e.startScratch(context.Background(), dir, cred)
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := filepath.Join(e.Directory(), ".restore-123")
+	if err := os.Mkdir(work, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if !srv.running(context.Background()) {
+		t.Fatal("the scratch server is not running")
+	}
+	pidFile, err := os.ReadFile(filepath.Join(srv.dataDir, "postmaster.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.SplitN(string(pidFile), "\n", 2)[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The "restarted agent".
+	if _, err := New(cfg, filepath.Dir(e.Directory()), zaptest.NewLogger(t)); err != nil {
+		t.Fatal(err)
+	}
+	// pg_ctl stop -w returned: the postmaster is gone (or a zombie, when
+	// the container's init does not reap the orphans pg_ctl leaves).
+	if alive(pid) {
+		_ = syscall.Kill(pid, syscall.SIGQUIT)
+		t.Fatal("New left the scratch server running")
+	}
+	for _, d := range []string{dir, work} {
+		if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s is still there: %v", d, err)
+		}
+	}
+}
+
+// alive reports whether pid is a live process (not a zombie).
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// "pid (comm) S ...": the state follows the last ')'.
+	i := strings.LastIndexByte(string(stat), ')')
+	return i < 0 || i+2 >= len(stat) || stat[i+2] != 'Z'
 }
