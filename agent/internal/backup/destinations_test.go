@@ -55,7 +55,7 @@ func TestBackupKindsWithPostgres(t *testing.T) {
 	e, err := New(Config{
 		Directory:        filepath.Join(t.TempDir(), "backups"),
 		ScratchDirectory: scratch,
-		PgDump:    c.Bin("pg_dump"), PgRestore: c.Bin("pg_restore"), PostgresBinDir: c.BinDir,
+		PgDump:           c.Bin("pg_dump"), PgRestore: c.Bin("pg_restore"), PostgresBinDir: c.BinDir,
 		S3:        env.s3.Config(),
 		Databases: map[string]Database{"app": admin("appdb"), "empty": admin("emptydb")},
 	}, t.TempDir(), zaptest.NewLogger(t))

@@ -16,8 +16,8 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"flotilla.dev/agent/internal/executor"
-	"flotilla.dev/pkg/pgtest"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/pgtest"
 )
 
 func TestValidateKinds(t *testing.T) {
