@@ -67,6 +67,9 @@ type Config struct {
 	// metrics address. Off by default: profiles reveal internals, and the
 	// metrics address has no authentication.
 	Profiling bool `yaml:"profiling"`
+	// Bootstrap writes the CA certificate and a join token into files for
+	// agents that share a volume with the control plane (bootstrap.go).
+	Bootstrap Bootstrap `yaml:"bootstrap"`
 }
 
 // TLS names existing TLS material; empty means generate into DataDir.
@@ -92,14 +95,16 @@ type Store struct {
 	PasswordFile string `yaml:"password_file"`
 	// MaxConns bounds the PostgreSQL connection pool.
 	MaxConns int32 `yaml:"max_conns"`
-	// LeaseTTL is how long the active control plane's lease on a
-	// PostgreSQL store lasts without a renewal. A control plane that
-	// cannot renew it for LeaseTTL less a fifth stops (exits non-zero)
-	// before another can take over; so it is also the longest database
-	// outage the control plane rides out without restarting.
+	// LeaseTTL is how long a replica's leases on a PostgreSQL store (its
+	// replica/<holder> lease, and those of the work it drives) last
+	// without a renewal. A replica that cannot renew its replica lease for
+	// LeaseTTL less a fifth stops (exits non-zero); so it is also the
+	// longest database outage a replica rides out without restarting, and
+	// about the longest a dead replica's work waits for another.
 	LeaseTTL Duration `yaml:"lease_ttl"`
-	// LeaseWait makes a control plane that finds the lease held by another
-	// wait for it (a standby) instead of exiting at once.
+	// LeaseWait is deprecated and ignored: every control plane on a
+	// PostgreSQL store is an active replica (there is no standby any
+	// more). It is still accepted so that existing configurations load.
 	LeaseWait bool `yaml:"lease_wait"`
 }
 
@@ -149,6 +154,7 @@ func Default() Config {
 		CommandDeadlineGrace:     Duration(5 * time.Second),
 		PerAgentMetrics:          true,
 		Log:                      Log{Level: "info", Format: "json"},
+		Bootstrap:                defaultBootstrap(),
 	}
 }
 
@@ -177,7 +183,7 @@ func LoadCommand(name string, args []string, getenv func(string) string, stderr 
 	configPath := fs.String("config", getenv("FLOTILLA_CONFIG"), "YAML configuration file (env FLOTILLA_CONFIG)")
 	fs.BoolVar(&opts.ShowVersion, "version", false, "print the version and exit")
 	flagValues := map[string]*string{}
-	for _, f := range envFields {
+	for _, f := range allFields() {
 		flagValues[f.flag] = fs.String(f.flag, "", f.help+" (env "+f.env+")")
 	}
 	if err := fs.Parse(args); err != nil {
@@ -191,7 +197,7 @@ func LoadCommand(name string, args []string, getenv func(string) string, stderr 
 			return cfg, opts, err
 		}
 	}
-	for _, f := range envFields {
+	for _, f := range allFields() {
 		if v := getenv(f.env); v != "" {
 			if err := f.set(&cfg, v); err != nil {
 				return cfg, opts, fmt.Errorf("config: %s (from %s): %w", f.name, f.env, err)
@@ -200,7 +206,7 @@ func LoadCommand(name string, args []string, getenv func(string) string, stderr 
 	}
 	var flagErr error
 	fs.Visit(func(fl *flag.Flag) {
-		for _, f := range envFields {
+		for _, f := range allFields() {
 			if f.flag == fl.Name && flagErr == nil {
 				if err := f.set(&cfg, *flagValues[f.flag]); err != nil {
 					flagErr = fmt.Errorf("config: %s (from -%s): %w", f.name, f.flag, err)
@@ -273,6 +279,11 @@ func int32Field(p func(*Config) *int32) func(*Config, string) error {
 	}
 }
 
+// allFields is every setting: envFields and the sections' own lists.
+func allFields() []envField {
+	return append(append([]envField(nil), envFields...), bootstrapFields...)
+}
+
 var envFields = []envField{
 	{"data_dir", "data-dir", "FLOTILLA_DATA_DIR", "data directory", str(func(c *Config) *string { return &c.DataDir })},
 	{"listen_address", "listen", "FLOTILLA_LISTEN_ADDRESS", "gRPC listen address", str(func(c *Config) *string { return &c.ListenAddress })},
@@ -291,8 +302,8 @@ var envFields = []envField{
 	{"store.dsn", "store-dsn", "FLOTILLA_STORE_DSN", "PostgreSQL connection string; keep the password out of it (see store.password_file) since flags show in ps", str(func(c *Config) *string { return &c.Store.DSN })},
 	{"store.password_file", "store-password-file", "FLOTILLA_STORE_PASSWORD_FILE", "file holding the PostgreSQL password (mode 0600)", str(func(c *Config) *string { return &c.Store.PasswordFile })},
 	{"store.max_conns", "store-max-conns", "FLOTILLA_STORE_MAX_CONNS", "PostgreSQL connection pool size", int32Field(func(c *Config) *int32 { return &c.Store.MaxConns })},
-	{"store.lease_ttl", "store-lease-ttl", "FLOTILLA_STORE_LEASE_TTL", "PostgreSQL: the active control plane's lease; it exits when it cannot renew it for this long less a fifth", dur(func(c *Config) *Duration { return &c.Store.LeaseTTL })},
-	{"store.lease_wait", "store-lease-wait", "FLOTILLA_STORE_LEASE_WAIT", "PostgreSQL: wait as a standby while another control plane holds the lease (false: exit at once)", boolean(func(c *Config) *bool { return &c.Store.LeaseWait })},
+	{"store.lease_ttl", "store-lease-ttl", "FLOTILLA_STORE_LEASE_TTL", "PostgreSQL: a replica's leases (its own and its work's); it exits when it cannot renew its own for this long less a fifth", dur(func(c *Config) *Duration { return &c.Store.LeaseTTL })},
+	{"store.lease_wait", "store-lease-wait", "FLOTILLA_STORE_LEASE_WAIT", "deprecated, ignored: every control plane on PostgreSQL is an active replica", boolean(func(c *Config) *bool { return &c.Store.LeaseWait })},
 	{"agent_lost_after", "agent-lost-after", "FLOTILLA_AGENT_LOST_AFTER", "time without stream or heartbeat before an agent is lost", dur(func(c *Config) *Duration { return &c.AgentLostAfter })},
 	{"agent_reconnect_grace", "agent-reconnect-grace", "FLOTILLA_AGENT_RECONNECT_GRACE", "time after a start that agents get to reconnect before they are lost", dur(func(c *Config) *Duration { return &c.AgentReconnectGrace })},
 	{"agent_cert_validity", "agent-cert-validity", "FLOTILLA_AGENT_CERT_VALIDITY", "lifetime of agent certificates", dur(func(c *Config) *Duration { return &c.AgentCertValidity })},
@@ -313,6 +324,9 @@ func (c Config) Validate() error {
 		}
 	}
 	if err := c.Store.validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if err := c.Bootstrap.validate(); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
 	if c.AgentLostAfter.Std() < time.Second {

@@ -39,6 +39,7 @@ import (
 	"flotilla.dev/controlplane/internal/ratelimit"
 	"flotilla.dev/controlplane/internal/rollout"
 	"flotilla.dev/controlplane/internal/store"
+	"flotilla.dev/controlplane/internal/work"
 	"flotilla.dev/pkg/run"
 )
 
@@ -59,23 +60,32 @@ const flowControlWindow = 64 << 10
 
 // Server is an assembled control plane.
 type Server struct {
-	// lease is the store lease that makes this the active control plane
-	// (PostgreSQL only); nil on SQLite.
-	lease    *lease.Keeper
-	cfg      config.Config
-	log      *zap.Logger
-	version  string
-	store    store.Store
-	material *pki.Material
-	registry *fleet.Registry
-	metrics  *prometheus.Registry
-	grpc     *grpc.Server
-	health   *health.Server
+	// lease keeps this replica's replica/<holder> lease (PostgreSQL
+	// only); nil on SQLite. holder is its holder ID ("" on SQLite).
+	lease  *lease.Leader
+	holder string
+	// leaseMetrics count the work leases (replica mode); see workMetrics.
+	leaseMetrics *work.Metrics
+	// fleetLeader keeps trying to lead the fleet (PostgreSQL only).
+	fleetLeader *lease.Leader
+	cfg         config.Config
+	log         *zap.Logger
+	version     string
+	store       store.Store
+	material    *pki.Material
+	registry    *fleet.Registry
+	metrics     *prometheus.Registry
+	grpc        *grpc.Server
+	health      *health.Server
 
 	commandMetrics *commands.Metrics
 	dispatcher     *commands.Dispatcher
 	commands       *commands.Manager
-	rollouts       *rollout.Engine
+	// feed wakes the replica's followers (PostgreSQL); follower follows
+	// the commands other replicas write (replica mode only).
+	feed     store.Feed
+	follower *commands.Follower
+	rollouts *rollout.Engine
 
 	opts  options
 	audit *audit.Recorder
@@ -101,7 +111,7 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, version string
 			s.Close()
 		}
 	}()
-	for _, step := range []func(context.Context) error{s.openStore, s.takeLease, s.loadCredentials, s.buildFleet, s.buildWork, s.loadWork} {
+	for _, step := range []func(context.Context) error{s.openStore, s.joinReplicas, s.loadCredentials, s.buildFleet, s.buildWork, s.loadWork} {
 		if err := step(ctx); err != nil {
 			return nil, err
 		}
@@ -126,41 +136,12 @@ func (s *Server) openStore(ctx context.Context) error {
 		return err
 	}
 	s.store = st
+	s.feed = store.FeedOf(st) // before any wrapper hides it
 	if s.opts.wrapStore != nil {
 		s.store = s.opts.wrapStore(s.store)
 	}
 	return nil
 }
-
-// takeLease makes this process the store's one active control plane: on
-// PostgreSQL, several control planes may point at one database, and only
-// the holder of the "controlplane" lease loads and drives the fleet's work.
-// A second one waits as a standby (store.lease_wait) or exits at once,
-// naming the holder. SQLite needs no lease: the data directory's lock
-// already keeps a second process out.
-func (s *Server) takeLease(ctx context.Context) error {
-	if s.cfg.Store.Driver != config.DriverPostgres {
-		return nil
-	}
-	k, err := lease.New(lease.Config{
-		Store: s.store, Name: activeLease, Holder: lease.NewHolderID(), TTL: s.cfg.Store.LeaseTTL.Std(),
-		Wait: s.cfg.Store.LeaseWait, Logger: s.log.Named("lease"),
-	})
-	if err != nil {
-		return err
-	}
-	if _, err := k.Acquire(ctx); err != nil {
-		if errors.Is(err, store.ErrLeaseHeld) {
-			return fmt.Errorf("another control plane is active on this database (%w); start this one with store.lease_wait to keep it as a standby", err)
-		}
-		return err
-	}
-	s.lease = k
-	return nil
-}
-
-// activeLease is the name of the lease the active control plane holds.
-const activeLease = "controlplane"
 
 // loadCredentials loads or creates the TLS material and the bootstrap admin
 // token.
@@ -184,7 +165,7 @@ func (s *Server) loadCredentials(ctx context.Context) error {
 	if s.AdminTokenPath != "" {
 		s.log.Info("created the bootstrap admin API token; keep it secret", zap.String("file", s.AdminTokenPath))
 	}
-	return nil
+	return s.writeBootstrapFiles(ctx)
 }
 
 // buildFleet builds the registry of agents and loads it from the store.
@@ -194,6 +175,7 @@ func (s *Server) buildFleet(ctx context.Context) error {
 		Store: s.store, Logger: s.log.Named("fleet"), Now: s.opts.now,
 		LostAfter: s.cfg.AgentLostAfter.Std(), ReconnectGrace: s.cfg.AgentReconnectGrace.Std(),
 		PersistInterval: s.cfg.HeartbeatPersistInterval.Std(), FlushInterval: s.opts.intervals.StatusFlush,
+		Replica: s.fleetReplica(),
 	})
 	if err != nil {
 		return err
@@ -203,20 +185,35 @@ func (s *Server) buildFleet(ctx context.Context) error {
 
 // buildWork builds the command dispatcher and manager and the rollout
 // engine.
-func (s *Server) buildWork(context.Context) error {
+func (s *Server) buildWork(ctx context.Context) error {
 	s.commandMetrics = commands.NewMetrics(s.metrics)
 	var err error
 	if s.dispatcher, err = commands.NewDispatcher(commands.DispatcherConfig{
 		Store: s.store, Registry: s.registry, Logger: s.log.Named("commands"), Metrics: s.commandMetrics, Now: s.opts.now,
 		DeadlineGrace: s.cfg.CommandDeadlineGrace.Std(), SweepInterval: s.opts.intervals.CommandSweep,
+		Replica: s.ReplicaMode(),
 	}); err != nil {
 		return err
 	}
 	if s.commands, err = commands.NewManager(commands.ManagerConfig{
 		Store: s.store, Registry: s.registry, Dispatcher: s.dispatcher, Logger: s.log.Named("commands"),
 		Metrics: s.commandMetrics, Now: s.opts.now,
+		// Replica mode (PostgreSQL): each fleet command under its lease.
+		Holder: s.holder, Leases: s.store, LeaseTTL: s.cfg.Store.LeaseTTL.Std(), WorkMetrics: s.workMetrics(),
 	}); err != nil {
 		return err
+	}
+	if s.ReplicaMode() {
+		if s.follower, err = commands.NewFollower(commands.FollowerConfig{
+			Store: s.store, Dispatcher: s.dispatcher, Manager: s.commands, Feed: s.feed,
+			Logger: s.log.Named("commands"), Now: s.opts.now,
+		}); err != nil {
+			return err
+		}
+		// Before any agent's stream: it starts from the changes made now.
+		if err := s.follower.Init(ctx); err != nil {
+			return err
+		}
 	}
 	// The engine listens to the dispatcher: build it before anything is
 	// delivered (loadWork).
@@ -224,18 +221,24 @@ func (s *Server) buildWork(context.Context) error {
 		Store: s.store, Registry: s.registry, Dispatcher: s.dispatcher, Logger: s.log.Named("rollouts"),
 		Metrics: rollout.NewMetrics(s.metrics), Now: s.opts.now,
 		TickInterval: s.opts.intervals.RolloutTick, RetryInterval: s.opts.intervals.RolloutRetry,
+		// Replica mode (PostgreSQL): each rollout under its lease.
+		Holder: s.holder, Leases: s.store, LeaseTTL: s.cfg.Store.LeaseTTL.Std(), WorkMetrics: s.workMetrics(),
 	})
 	return err
 }
 
 // loadWork loads the dispatcher, then the commands and rollouts, so that
 // they find their host commands in the dispatcher.
+// In replica mode the dispatcher holds only the commands of the work this
+// replica drives: the fleet commands and rollouts it claims load theirs.
 func (s *Server) loadWork(ctx context.Context) error {
-	if err := s.dispatcher.Load(ctx); err != nil {
-		return err
-	}
-	if err := s.commands.Load(ctx); err != nil {
-		return err
+	if !s.ReplicaMode() {
+		if err := s.dispatcher.Load(ctx); err != nil {
+			return err
+		}
+		if err := s.commands.Load(ctx); err != nil {
+			return err
+		}
 	}
 	return s.rollouts.Load(ctx)
 }
@@ -306,7 +309,7 @@ func (s *Server) buildGRPC() error {
 // grpcServerOptions are the public port's limits, credentials and
 // interceptor chains.
 func (s *Server) grpcServerOptions(grpcMetrics *grpcprom.ServerMetrics) []grpc.ServerOption {
-	authn := auth.NewAuthenticator(s.store, s.opts.now).WithRegisteredAgents(s.registry.Has)
+	authn := auth.NewAuthenticator(s.store, s.opts.now).WithRegisteredAgents(s.registry.Known)
 	// Authentication says why it refuses a call with package fault's
 	// kinds; the API's mapping makes them the codes callers see.
 	authenticate := func(ctx context.Context) (context.Context, error) {
@@ -474,11 +477,11 @@ func (s *Server) Run(ctx context.Context, grpcLis, httpLis net.Listener) error {
 		{Name: "rollouts", Run: s.rollouts.Run},
 		{Name: "store-health", Run: s.watchStore},
 	}
-	if s.lease != nil {
-		// Losing the lease stops everything: another control plane may
-		// drive the rollouts from then on.
-		tasks = append(tasks, run.Task{Name: "store-lease", Run: s.lease.Run})
+	if s.follower != nil {
+		tasks = append(tasks, run.Task{Name: "command-leases", Run: s.commands.Run},
+			run.Task{Name: "command-follower", Run: s.follower.Run})
 	}
+	tasks = append(tasks, s.replicaTasks()...)
 	return run.All(ctx, tasks...)
 }
 
@@ -526,7 +529,7 @@ func (s *Server) watchStore(ctx context.Context) error {
 // Close releases the store. Call it after Run returned.
 func (s *Server) Close() {
 	if s.lease != nil {
-		// A standby need not wait for the lease to expire.
+		// The others need not wait for the lease to expire.
 		s.lease.Release(context.Background())
 	}
 	if s.store != nil {
