@@ -74,6 +74,9 @@ func BenchmarkArchiveRPO(b *testing.B) {
 		written := time.Now()
 		lsn := f.cluster.QueryString(b, "appdb", "INSERT INTO beats DEFAULT VALUES RETURNING pg_walfile_name(pg_current_wal_insert_lsn())")
 		for f.cluster.QueryString(b, "appdb", "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") < lsn {
+			if time.Since(written) > 10*time.Minute {
+				b.Fatalf("segment %s not archived 10 minutes after the write: archive_timeout did not switch WAL", lsn)
+			}
 			time.Sleep(200 * time.Millisecond)
 		}
 		total += time.Since(written)
