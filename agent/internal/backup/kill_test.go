@@ -185,4 +185,3 @@ func (p *stallingProxy) release() {
 		close(p.stop)
 	}
 }
-
