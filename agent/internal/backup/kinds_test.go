@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"flotilla.dev/agent/internal/backup/objstore"
 	"flotilla.dev/agent/internal/executor"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 	"flotilla.dev/pkg/pgtest"
@@ -241,4 +242,74 @@ func alive(pid int) bool {
 	// "pid (comm) S ...": the state follows the last ')'.
 	i := strings.LastIndexByte(string(stat), ')')
 	return i < 0 || i+2 >= len(stat) || stat[i+2] != 'Z'
+}
+
+// Prune with wal: the segments before the oldest kept base backup's start
+// go, with their checksum objects; later segments and timeline history
+// files stay. The dry run deletes nothing.
+func TestPruneWAL(t *testing.T) {
+	e := newTestExecutor(t, map[string]Database{"app": {}})
+	ctx := context.Background()
+	store, err := objstore.NewLocal(e.Directory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(key, content string) {
+		t.Helper()
+		d, _ := objstore.DigestReader(strings.NewReader(content))
+		if err := objstore.PutVerified(ctx, store, key, strings.NewReader(content), d, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Three base backups, a day apart, starting at segments 2, 5 and 9.
+	start := time.Date(2026, 5, 1, 3, 0, 0, 0, time.UTC)
+	for i, seg := range []string{"000000010000000000000002", "000000010000000000000005", "000000020000000000000009"} {
+		name := fmt.Sprintf("app-2026050%dT030000Z", i+1)
+		put(name+baseSuffix, "base")
+		m := Manifest{Version: ManifestVersion, Type: TypeBase, Database: "app", Name: name, File: name + baseSuffix,
+			SizeBytes: 4, StartedAt: start.AddDate(0, 0, i), StartWAL: seg}
+		if err := putManifest(ctx, store, manifestKey(name), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var segments []string
+	for i := 1; i <= 10; i++ {
+		tli := 1
+		if i >= 9 {
+			tli = 2
+		}
+		seg := fmt.Sprintf("%08X%016X", tli, i)
+		segments = append(segments, seg)
+		put(walKey("app", seg), "wal")
+		put(walKey("app", seg)+sumSuffix, "sum")
+	}
+	put(walKey("app", "00000002.history"), "history")
+	prune := func(dryRun bool) *flotillav1.PruneResult {
+		res, err := e.Execute(ctx, &flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Prune{Prune: &flotillav1.PruneCommand{
+			Database: "app", DryRun: dryRun, Wal: true, Retention: &flotillav1.RetentionRules{KeepLast: 2}}}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.GetPrune()
+	}
+	// Kept: the bases starting at segments 5 and 9; segments 1-4 go.
+	if dry := prune(true); dry.GetWalSegmentsDeleted() != 4 || len(dry.GetDeleted()) != 1 {
+		t.Fatalf("dry run = %v", dry)
+	}
+	if _, err := store.Stat(ctx, walKey("app", segments[0])); err != nil {
+		t.Fatalf("the dry run deleted a segment: %v", err)
+	}
+	if res := prune(false); res.GetWalSegmentsDeleted() != 4 {
+		t.Fatalf("prune = %v", res)
+	}
+	for i, seg := range segments {
+		_, err := store.Stat(ctx, walKey("app", seg))
+		_, sumErr := store.Stat(ctx, walKey("app", seg)+sumSuffix)
+		if gone := i < 4; gone != errors.Is(err, objstore.ErrNotFound) || gone != errors.Is(sumErr, objstore.ErrNotFound) {
+			t.Errorf("segment %s: stat %v, checksum %v; want gone=%v", seg, err, sumErr, gone)
+		}
+	}
+	if _, err := store.Stat(ctx, walKey("app", "00000002.history")); err != nil {
+		t.Errorf("the timeline history file was deleted: %v", err)
+	}
 }
