@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"go.uber.org/zap/zaptest"
 
 	"flotilla.dev/agent/internal/backup/objstore"
@@ -311,5 +312,41 @@ func TestPruneWAL(t *testing.T) {
 	}
 	if _, err := store.Stat(ctx, walKey("app", "00000002.history")); err != nil {
 		t.Errorf("the timeline history file was deleted: %v", err)
+	}
+}
+
+// An archive that no manifest names (an upload the agent was killed in)
+// is deleted by a prune once it is a day old, not before; it never counts
+// as a backup.
+func TestPruneOrphans(t *testing.T) {
+	e := newTestExecutor(t, map[string]Database{"app": {}})
+	ctx := context.Background()
+	store, err := objstore.NewLocal(e.Directory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	e.clock = clockwork.NewFakeClockAt(now)
+	for name, age := range map[string]time.Duration{"app-20260101T000000Z": 25 * time.Hour, "app-20260102T000000Z": time.Hour} {
+		if err := os.WriteFile(store.Path(name+archiveSuffix), []byte("half"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(store.Path(name+archiveSuffix), now.Add(-age), now.Add(-age)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := e.Execute(ctx, &flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Prune{Prune: &flotillav1.PruneCommand{
+		Database: "app", Retention: &flotillav1.RetentionRules{KeepLast: 1}}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := res.GetPrune(); len(p.GetKept())+len(p.GetDeleted()) != 0 || p.GetBytesFreed() != 4 {
+		t.Errorf("prune = %v; want no backups and the old orphan's 4 bytes freed", p)
+	}
+	if _, err := store.Stat(ctx, "app-20260101T000000Z"+archiveSuffix); !errors.Is(err, objstore.ErrNotFound) {
+		t.Errorf("the day-old orphan is still there: %v", err)
+	}
+	if _, err := store.Stat(ctx, "app-20260102T000000Z"+archiveSuffix); err != nil {
+		t.Errorf("the hour-old orphan (perhaps an upload in progress) was deleted: %v", err)
 	}
 }
