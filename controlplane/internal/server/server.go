@@ -87,6 +87,7 @@ type Server struct {
 	feed     store.Feed
 	follower *commands.Follower
 	rollouts *rollout.Engine
+	backups  backupWork
 	notifier *notify.Notifier
 
 	opts  options
@@ -227,7 +228,10 @@ func (s *Server) buildWork(ctx context.Context) error {
 		Holder: s.holder, Leases: s.store, LeaseTTL: s.cfg.Store.LeaseTTL.Std(), WorkMetrics: s.workMetrics(),
 		OnStateChange: s.notifier.OnRollout,
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	return s.buildBackups()
 }
 
 // loadWork loads the dispatcher, then the commands and rollouts, so that
@@ -243,7 +247,10 @@ func (s *Server) loadWork(ctx context.Context) error {
 			return err
 		}
 	}
-	return s.rollouts.Load(ctx)
+	if err := s.rollouts.Load(ctx); err != nil {
+		return err
+	}
+	return s.loadBackups(ctx)
 }
 
 // Registry exposes the live fleet (tests and later subsystems use it).
@@ -427,6 +434,11 @@ func (s *Server) registerServices() error {
 	flotillav1.RegisterFleetServiceServer(s.grpc, fleetSvc)
 	flotillav1.RegisterRolloutServiceServer(s.grpc, rolloutSvc)
 	flotillav1.RegisterAdminServiceServer(s.grpc, adminSvc)
+	backupSvc, err := api.NewBackupService(api.BackupServiceConfig{Policies: s.backups.policies})
+	if err != nil {
+		return err
+	}
+	flotillav1.RegisterBackupServiceServer(s.grpc, backupSvc)
 	notifySvc, err := api.NewNotificationService(api.NotificationServiceConfig{
 		Store: s.store, Notifier: s.notifier, Logger: s.log.Named("notify"), Now: s.opts.now,
 	})
@@ -493,6 +505,7 @@ func (s *Server) Run(ctx context.Context, grpcLis, httpLis net.Listener) error {
 			run.Task{Name: "command-follower", Run: s.follower.Run})
 	}
 	tasks = append(tasks, s.replicaTasks()...)
+	tasks = append(tasks, s.backupTasks()...)
 	return run.All(ctx, tasks...)
 }
 
@@ -513,7 +526,7 @@ func (s *Server) setServing(ok bool) {
 	s.health.SetServingStatus("", st)
 	for _, svc := range []string{flotillav1.AgentService_ServiceDesc.ServiceName, flotillav1.FleetService_ServiceDesc.ServiceName,
 		flotillav1.RolloutService_ServiceDesc.ServiceName, flotillav1.AdminService_ServiceDesc.ServiceName,
-		flotillav1.NotificationService_ServiceDesc.ServiceName} {
+		flotillav1.BackupService_ServiceDesc.ServiceName, flotillav1.NotificationService_ServiceDesc.ServiceName} {
 		s.health.SetServingStatus(svc, st)
 	}
 }

@@ -1,2 +1,0 @@
--- 0011: placeholder for another branch's migration (not committed)
-SELECT 1;
