@@ -18,13 +18,6 @@ import (
 // are counted.
 const maxEvidenceHosts = 20
 
-// Command kinds whose failure is told as its own event. The backup kinds
-// beyond KindBackup are those of the backup schedule and restore drills.
-const (
-	kindBaseBackup = "base_backup"
-	kindDrill      = "drill"
-)
-
 // rolloutType is the event type of a rollout's new state ("" for states
 // nobody subscribes to: running, rolling back).
 func rolloutType(sc rollout.StateChange) string {
@@ -108,16 +101,17 @@ func AgentEvent(c fleet.StateChange) (Event, bool) {
 }
 
 // CommandEvent is the event of a fleet command's end, if it has one: a
-// failed backup or drill, or another failed command.
+// failed backup or drill (the backup policies' jobs are fleet commands
+// too), or another failed command.
 func CommandEvent(f commands.Finished) (Event, bool) {
 	if f.State != flotillav1.FleetCommandState_FLEET_COMMAND_STATE_FAILED {
 		return Event{}, false
 	}
 	t := TypeCommandFailed
 	switch f.Kind {
-	case command.KindBackup, kindBaseBackup:
+	case command.KindBackup, command.KindBaseBackup:
 		t = TypeBackupFailed
-	case kindDrill:
+	case command.KindDrill:
 		t = TypeDrillFailed
 	}
 	ev := Event{
