@@ -30,9 +30,11 @@ const (
 )
 
 // NotificationTester sends a test event through the outbox
-// (notify.Notifier).
+// (notify.Notifier), and is told of each subscription created, so that
+// its delivery series exist from the start.
 type NotificationTester interface {
 	Test(ctx context.Context, subscriptionID, by string) (string, error)
+	Subscribed(sub store.Subscription)
 }
 
 // NotificationServiceConfig configures the notification service.
@@ -102,6 +104,7 @@ func (s *NotificationService) CreateSubscription(ctx context.Context, req *floti
 	if err := s.cfg.Store.CreateSubscription(ctx, sub); err != nil {
 		return nil, s.storeError("storing a subscription", sub.ID, err)
 	}
+	s.cfg.Notifier.Subscribed(sub)
 	s.log.Info("notification subscription created", zap.String("subscription_id", sub.ID), zap.String("name", sub.Name),
 		zap.String("sink", sub.SinkKind), zap.Strings("events", events), zap.String("created_by", sub.CreatedBy))
 	return &flotillav1.CreateSubscriptionResponse{Subscription: subscriptionToProto(sub), GeneratedSecret: generated}, nil

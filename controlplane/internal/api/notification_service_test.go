@@ -14,6 +14,7 @@ import (
 
 	"flotilla.dev/controlplane/internal/api"
 	"flotilla.dev/controlplane/internal/notify"
+	"flotilla.dev/controlplane/internal/store"
 	"flotilla.dev/controlplane/internal/store/sqlite"
 )
 
@@ -23,6 +24,8 @@ func (t *tester) Test(_ context.Context, id, _ string) (string, error) {
 	t.sent = append(t.sent, id)
 	return "ev-test", nil
 }
+
+func (t *tester) Subscribed(store.Subscription) {}
 
 func newNotificationService(t *testing.T) *api.NotificationService {
 	t.Helper()

@@ -44,6 +44,21 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
+// subscriptions gives every subscription's delivery series a 0 for each
+// outcome, so that the first retry or give-up after a start or a
+// subscription's creation is an increase the alert sees, not a series that
+// appears at 1.
+func (m *Metrics) subscriptions(subs []store.Subscription) {
+	if m == nil {
+		return
+	}
+	for _, s := range subs {
+		for _, outcome := range []string{store.AttemptDelivered, store.AttemptRetry, store.AttemptDead} {
+			m.deliveries.WithLabelValues(s.ID, s.SinkKind, outcome)
+		}
+	}
+}
+
 func (m *Metrics) delivered(sub, sink, outcome string, n int, took time.Duration) {
 	if m == nil {
 		return

@@ -329,9 +329,14 @@ func (n *Notifier) runDelivery(ctx context.Context) error {
 	}
 }
 
-// maintain refreshes the queue gauges and prunes finished deliveries.
+// maintain refreshes the queue gauges, gives new subscriptions' delivery
+// series their zeros (Subscribed does it at once for those made here) and
+// prunes finished deliveries.
 func (n *Notifier) maintain(ctx context.Context) {
 	now := n.cfg.Now()
+	if subs, err := n.cfg.Store.ListSubscriptions(ctx); err == nil {
+		n.cfg.Metrics.subscriptions(subs)
+	}
 	q, err := n.cfg.Store.PendingDeliveries(ctx, "")
 	if err != nil {
 		return
@@ -340,4 +345,10 @@ func (n *Notifier) maintain(ctx context.Context) {
 	if _, err := n.cfg.Store.PruneNotifications(ctx, now.Add(-n.cfg.Retention)); err != nil && ctx.Err() == nil {
 		n.log.Warn("pruning delivered notifications failed", zap.Error(err))
 	}
+}
+
+// Subscribed gives a subscription just created its delivery series at 0
+// (see maintain), before its first delivery can be attempted.
+func (n *Notifier) Subscribed(sub store.Subscription) {
+	n.cfg.Metrics.subscriptions([]store.Subscription{sub})
 }
