@@ -275,7 +275,10 @@ type Service struct {
 	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	// The image of the last successful rollout; empty before the first
 	// (output only; ignored in PutService).
-	CurrentImage  string `protobuf:"bytes,9,opt,name=current_image,json=currentImage,proto3" json:"current_image,omitempty"`
+	CurrentImage string `protobuf:"bytes,9,opt,name=current_image,json=currentImage,proto3" json:"current_image,omitempty"`
+	// Automatic restarts of the service's containers that leak memory;
+	// unset: none.
+	Remediation   *RemediationPolicy `protobuf:"bytes,10,opt,name=remediation,proto3" json:"remediation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -373,6 +376,116 @@ func (x *Service) GetCurrentImage() string {
 	return ""
 }
 
+func (x *Service) GetRemediation() *RemediationPolicy {
+	if x != nil {
+		return x.Remediation
+	}
+	return nil
+}
+
+// RemediationPolicy says when a service's container is restarted for its
+// memory, from the working set its agent reports each heartbeat (usage
+// minus inactive file cache). At least one trigger must be set.
+type RemediationPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Trigger: the working set stays above this percent of the container's
+	// memory limit (0 < x <= 100) for sustained_for; 0: not used. A container
+	// without a limit never meets it.
+	MemoryPercentOfLimit float64 `protobuf:"fixed64,1,opt,name=memory_percent_of_limit,json=memoryPercentOfLimit,proto3" json:"memory_percent_of_limit,omitempty"`
+	// Trigger: the working set stays above this many bytes for
+	// sustained_for; 0: not used.
+	MemoryBytes uint64 `protobuf:"varint,2,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	// How long a threshold must be exceeded without a break; 1m to 24h
+	// (default 5m).
+	SustainedFor *durationpb.Duration `protobuf:"bytes,3,opt,name=sustained_for,json=sustainedFor,proto3" json:"sustained_for,omitempty"`
+	// Trigger: the working set grows steadily over this window (readings
+	// covering the whole window, strongly correlated with time, and a growth
+	// of at least min_growth_percent); 5m to 24h, unset: not used.
+	GrowthWindow *durationpb.Duration `protobuf:"bytes,4,opt,name=growth_window,json=growthWindow,proto3" json:"growth_window,omitempty"`
+	// The growth growth_window needs, in percent of the container's limit
+	// (of the window's first reading without a limit); 0 < x <= 100
+	// (default 10).
+	MinGrowthPercent float64 `protobuf:"fixed64,5,opt,name=min_growth_percent,json=minGrowthPercent,proto3" json:"min_growth_percent,omitempty"`
+	// At most this many automatic restarts per host in any hour; 1 to 10
+	// (default 2). When a host needs another, remediation stops for it and
+	// escalates: restarts are not helping.
+	MaxRestartsPerHostPerHour int32 `protobuf:"varint,6,opt,name=max_restarts_per_host_per_hour,json=maxRestartsPerHostPerHour,proto3" json:"max_restarts_per_host_per_hour,omitempty"`
+	unknownFields             protoimpl.UnknownFields
+	sizeCache                 protoimpl.SizeCache
+}
+
+func (x *RemediationPolicy) Reset() {
+	*x = RemediationPolicy{}
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemediationPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemediationPolicy) ProtoMessage() {}
+
+func (x *RemediationPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemediationPolicy.ProtoReflect.Descriptor instead.
+func (*RemediationPolicy) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RemediationPolicy) GetMemoryPercentOfLimit() float64 {
+	if x != nil {
+		return x.MemoryPercentOfLimit
+	}
+	return 0
+}
+
+func (x *RemediationPolicy) GetMemoryBytes() uint64 {
+	if x != nil {
+		return x.MemoryBytes
+	}
+	return 0
+}
+
+func (x *RemediationPolicy) GetSustainedFor() *durationpb.Duration {
+	if x != nil {
+		return x.SustainedFor
+	}
+	return nil
+}
+
+func (x *RemediationPolicy) GetGrowthWindow() *durationpb.Duration {
+	if x != nil {
+		return x.GrowthWindow
+	}
+	return nil
+}
+
+func (x *RemediationPolicy) GetMinGrowthPercent() float64 {
+	if x != nil {
+		return x.MinGrowthPercent
+	}
+	return 0
+}
+
+func (x *RemediationPolicy) GetMaxRestartsPerHostPerHour() int32 {
+	if x != nil {
+		return x.MaxRestartsPerHostPerHour
+	}
+	return 0
+}
+
 // LoadBalancer says how hosts are drained from Nginx during a rollout.
 type LoadBalancer struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -395,7 +508,7 @@ type LoadBalancer struct {
 
 func (x *LoadBalancer) Reset() {
 	*x = LoadBalancer{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[1]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -407,7 +520,7 @@ func (x *LoadBalancer) String() string {
 func (*LoadBalancer) ProtoMessage() {}
 
 func (x *LoadBalancer) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[1]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -420,7 +533,7 @@ func (x *LoadBalancer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadBalancer.ProtoReflect.Descriptor instead.
 func (*LoadBalancer) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{1}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *LoadBalancer) GetSelector() string {
@@ -493,7 +606,7 @@ type RolloutStrategy struct {
 
 func (x *RolloutStrategy) Reset() {
 	*x = RolloutStrategy{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[2]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -505,7 +618,7 @@ func (x *RolloutStrategy) String() string {
 func (*RolloutStrategy) ProtoMessage() {}
 
 func (x *RolloutStrategy) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[2]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -518,7 +631,7 @@ func (x *RolloutStrategy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutStrategy.ProtoReflect.Descriptor instead.
 func (*RolloutStrategy) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{2}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RolloutStrategy) GetBatch() isRolloutStrategy_Batch {
@@ -653,7 +766,7 @@ type RolloutHost struct {
 
 func (x *RolloutHost) Reset() {
 	*x = RolloutHost{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[3]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -665,7 +778,7 @@ func (x *RolloutHost) String() string {
 func (*RolloutHost) ProtoMessage() {}
 
 func (x *RolloutHost) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[3]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -678,7 +791,7 @@ func (x *RolloutHost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutHost.ProtoReflect.Descriptor instead.
 func (*RolloutHost) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{3}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RolloutHost) GetAgentId() string {
@@ -750,7 +863,7 @@ type ExcludedHost struct {
 
 func (x *ExcludedHost) Reset() {
 	*x = ExcludedHost{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[4]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -762,7 +875,7 @@ func (x *ExcludedHost) String() string {
 func (*ExcludedHost) ProtoMessage() {}
 
 func (x *ExcludedHost) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[4]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -775,7 +888,7 @@ func (x *ExcludedHost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExcludedHost.ProtoReflect.Descriptor instead.
 func (*ExcludedHost) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{4}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ExcludedHost) GetAgentId() string {
@@ -807,7 +920,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[5]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -819,7 +932,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[5]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -832,7 +945,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{5}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Batch) GetIndex() int32 {
@@ -898,7 +1011,7 @@ type Rollout struct {
 
 func (x *Rollout) Reset() {
 	*x = Rollout{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[6]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -910,7 +1023,7 @@ func (x *Rollout) String() string {
 func (*Rollout) ProtoMessage() {}
 
 func (x *Rollout) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[6]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -923,7 +1036,7 @@ func (x *Rollout) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rollout.ProtoReflect.Descriptor instead.
 func (*Rollout) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{6}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Rollout) GetId() string {
@@ -1059,7 +1172,7 @@ type RolloutEvent struct {
 
 func (x *RolloutEvent) Reset() {
 	*x = RolloutEvent{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[7]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1071,7 +1184,7 @@ func (x *RolloutEvent) String() string {
 func (*RolloutEvent) ProtoMessage() {}
 
 func (x *RolloutEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[7]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1084,7 +1197,7 @@ func (x *RolloutEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutEvent.ProtoReflect.Descriptor instead.
 func (*RolloutEvent) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{7}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RolloutEvent) GetSequence() int64 {
@@ -1173,7 +1286,7 @@ type RolloutStateChange struct {
 
 func (x *RolloutStateChange) Reset() {
 	*x = RolloutStateChange{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[8]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1185,7 +1298,7 @@ func (x *RolloutStateChange) String() string {
 func (*RolloutStateChange) ProtoMessage() {}
 
 func (x *RolloutStateChange) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[8]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1198,7 +1311,7 @@ func (x *RolloutStateChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutStateChange.ProtoReflect.Descriptor instead.
 func (*RolloutStateChange) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{8}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RolloutStateChange) GetState() RolloutState {
@@ -1232,7 +1345,7 @@ type BatchChange struct {
 
 func (x *BatchChange) Reset() {
 	*x = BatchChange{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[9]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1244,7 +1357,7 @@ func (x *BatchChange) String() string {
 func (*BatchChange) ProtoMessage() {}
 
 func (x *BatchChange) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[9]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1257,7 +1370,7 @@ func (x *BatchChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchChange.ProtoReflect.Descriptor instead.
 func (*BatchChange) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{9}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *BatchChange) GetIndex() int32 {
@@ -1305,7 +1418,7 @@ type HostStepChange struct {
 
 func (x *HostStepChange) Reset() {
 	*x = HostStepChange{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[10]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1317,7 +1430,7 @@ func (x *HostStepChange) String() string {
 func (*HostStepChange) ProtoMessage() {}
 
 func (x *HostStepChange) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[10]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1330,7 +1443,7 @@ func (x *HostStepChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostStepChange.ProtoReflect.Descriptor instead.
 func (*HostStepChange) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{10}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HostStepChange) GetAgentId() string {
@@ -1373,7 +1486,7 @@ type PutServiceRequest struct {
 
 func (x *PutServiceRequest) Reset() {
 	*x = PutServiceRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[11]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1385,7 +1498,7 @@ func (x *PutServiceRequest) String() string {
 func (*PutServiceRequest) ProtoMessage() {}
 
 func (x *PutServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[11]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1398,7 +1511,7 @@ func (x *PutServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutServiceRequest.ProtoReflect.Descriptor instead.
 func (*PutServiceRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{11}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PutServiceRequest) GetService() *Service {
@@ -1419,7 +1532,7 @@ type PutServiceResponse struct {
 
 func (x *PutServiceResponse) Reset() {
 	*x = PutServiceResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[12]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1431,7 +1544,7 @@ func (x *PutServiceResponse) String() string {
 func (*PutServiceResponse) ProtoMessage() {}
 
 func (x *PutServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[12]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1444,7 +1557,7 @@ func (x *PutServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutServiceResponse.ProtoReflect.Descriptor instead.
 func (*PutServiceResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{12}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PutServiceResponse) GetService() *Service {
@@ -1465,7 +1578,7 @@ type GetServiceRequest struct {
 
 func (x *GetServiceRequest) Reset() {
 	*x = GetServiceRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[13]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1477,7 +1590,7 @@ func (x *GetServiceRequest) String() string {
 func (*GetServiceRequest) ProtoMessage() {}
 
 func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[13]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1490,7 +1603,7 @@ func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceRequest.ProtoReflect.Descriptor instead.
 func (*GetServiceRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{13}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetServiceRequest) GetName() string {
@@ -1511,7 +1624,7 @@ type GetServiceResponse struct {
 
 func (x *GetServiceResponse) Reset() {
 	*x = GetServiceResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[14]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1523,7 +1636,7 @@ func (x *GetServiceResponse) String() string {
 func (*GetServiceResponse) ProtoMessage() {}
 
 func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[14]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1536,7 +1649,7 @@ func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceResponse.ProtoReflect.Descriptor instead.
 func (*GetServiceResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{14}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetServiceResponse) GetService() *Service {
@@ -1555,7 +1668,7 @@ type ListServicesRequest struct {
 
 func (x *ListServicesRequest) Reset() {
 	*x = ListServicesRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[15]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1567,7 +1680,7 @@ func (x *ListServicesRequest) String() string {
 func (*ListServicesRequest) ProtoMessage() {}
 
 func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[15]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1580,7 +1693,7 @@ func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesRequest.ProtoReflect.Descriptor instead.
 func (*ListServicesRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{15}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{16}
 }
 
 // ListServicesResponse is every service.
@@ -1594,7 +1707,7 @@ type ListServicesResponse struct {
 
 func (x *ListServicesResponse) Reset() {
 	*x = ListServicesResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[16]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1606,7 +1719,7 @@ func (x *ListServicesResponse) String() string {
 func (*ListServicesResponse) ProtoMessage() {}
 
 func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[16]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1619,7 +1732,7 @@ func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesResponse.ProtoReflect.Descriptor instead.
 func (*ListServicesResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{16}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListServicesResponse) GetServices() []*Service {
@@ -1653,7 +1766,7 @@ type StartRolloutRequest struct {
 
 func (x *StartRolloutRequest) Reset() {
 	*x = StartRolloutRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[17]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1665,7 +1778,7 @@ func (x *StartRolloutRequest) String() string {
 func (*StartRolloutRequest) ProtoMessage() {}
 
 func (x *StartRolloutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[17]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1678,7 +1791,7 @@ func (x *StartRolloutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRolloutRequest.ProtoReflect.Descriptor instead.
 func (*StartRolloutRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{17}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *StartRolloutRequest) GetService() string {
@@ -1735,7 +1848,7 @@ type StartRolloutResponse struct {
 
 func (x *StartRolloutResponse) Reset() {
 	*x = StartRolloutResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[18]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1747,7 +1860,7 @@ func (x *StartRolloutResponse) String() string {
 func (*StartRolloutResponse) ProtoMessage() {}
 
 func (x *StartRolloutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[18]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1760,7 +1873,7 @@ func (x *StartRolloutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRolloutResponse.ProtoReflect.Descriptor instead.
 func (*StartRolloutResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{18}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *StartRolloutResponse) GetRollout() *Rollout {
@@ -1781,7 +1894,7 @@ type GetRolloutRequest struct {
 
 func (x *GetRolloutRequest) Reset() {
 	*x = GetRolloutRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[19]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1793,7 +1906,7 @@ func (x *GetRolloutRequest) String() string {
 func (*GetRolloutRequest) ProtoMessage() {}
 
 func (x *GetRolloutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[19]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1806,7 +1919,7 @@ func (x *GetRolloutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRolloutRequest.ProtoReflect.Descriptor instead.
 func (*GetRolloutRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{19}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetRolloutRequest) GetRolloutId() string {
@@ -1827,7 +1940,7 @@ type GetRolloutResponse struct {
 
 func (x *GetRolloutResponse) Reset() {
 	*x = GetRolloutResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[20]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1839,7 +1952,7 @@ func (x *GetRolloutResponse) String() string {
 func (*GetRolloutResponse) ProtoMessage() {}
 
 func (x *GetRolloutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[20]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1852,7 +1965,7 @@ func (x *GetRolloutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRolloutResponse.ProtoReflect.Descriptor instead.
 func (*GetRolloutResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{20}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetRolloutResponse) GetRollout() *Rollout {
@@ -1879,7 +1992,7 @@ type ListRolloutsRequest struct {
 
 func (x *ListRolloutsRequest) Reset() {
 	*x = ListRolloutsRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[21]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1891,7 +2004,7 @@ func (x *ListRolloutsRequest) String() string {
 func (*ListRolloutsRequest) ProtoMessage() {}
 
 func (x *ListRolloutsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[21]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1904,7 +2017,7 @@ func (x *ListRolloutsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRolloutsRequest.ProtoReflect.Descriptor instead.
 func (*ListRolloutsRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{21}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListRolloutsRequest) GetService() string {
@@ -1948,7 +2061,7 @@ type ListRolloutsResponse struct {
 
 func (x *ListRolloutsResponse) Reset() {
 	*x = ListRolloutsResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[22]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1960,7 +2073,7 @@ func (x *ListRolloutsResponse) String() string {
 func (*ListRolloutsResponse) ProtoMessage() {}
 
 func (x *ListRolloutsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[22]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1973,7 +2086,7 @@ func (x *ListRolloutsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRolloutsResponse.ProtoReflect.Descriptor instead.
 func (*ListRolloutsResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{22}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListRolloutsResponse) GetRollouts() []*Rollout {
@@ -2007,7 +2120,7 @@ type WatchRolloutRequest struct {
 
 func (x *WatchRolloutRequest) Reset() {
 	*x = WatchRolloutRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[23]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2019,7 +2132,7 @@ func (x *WatchRolloutRequest) String() string {
 func (*WatchRolloutRequest) ProtoMessage() {}
 
 func (x *WatchRolloutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[23]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2032,7 +2145,7 @@ func (x *WatchRolloutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRolloutRequest.ProtoReflect.Descriptor instead.
 func (*WatchRolloutRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{23}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *WatchRolloutRequest) GetRolloutId() string {
@@ -2060,7 +2173,7 @@ type WatchRolloutResponse struct {
 
 func (x *WatchRolloutResponse) Reset() {
 	*x = WatchRolloutResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[24]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2072,7 +2185,7 @@ func (x *WatchRolloutResponse) String() string {
 func (*WatchRolloutResponse) ProtoMessage() {}
 
 func (x *WatchRolloutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[24]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2085,7 +2198,7 @@ func (x *WatchRolloutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRolloutResponse.ProtoReflect.Descriptor instead.
 func (*WatchRolloutResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{24}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *WatchRolloutResponse) GetEvent() *RolloutEvent {
@@ -2108,7 +2221,7 @@ type PauseRolloutRequest struct {
 
 func (x *PauseRolloutRequest) Reset() {
 	*x = PauseRolloutRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[25]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2120,7 +2233,7 @@ func (x *PauseRolloutRequest) String() string {
 func (*PauseRolloutRequest) ProtoMessage() {}
 
 func (x *PauseRolloutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[25]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2133,7 +2246,7 @@ func (x *PauseRolloutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseRolloutRequest.ProtoReflect.Descriptor instead.
 func (*PauseRolloutRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{25}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PauseRolloutRequest) GetRolloutId() string {
@@ -2161,7 +2274,7 @@ type PauseRolloutResponse struct {
 
 func (x *PauseRolloutResponse) Reset() {
 	*x = PauseRolloutResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[26]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2173,7 +2286,7 @@ func (x *PauseRolloutResponse) String() string {
 func (*PauseRolloutResponse) ProtoMessage() {}
 
 func (x *PauseRolloutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[26]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2186,7 +2299,7 @@ func (x *PauseRolloutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseRolloutResponse.ProtoReflect.Descriptor instead.
 func (*PauseRolloutResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{26}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PauseRolloutResponse) GetRollout() *Rollout {
@@ -2207,7 +2320,7 @@ type ResumeRolloutRequest struct {
 
 func (x *ResumeRolloutRequest) Reset() {
 	*x = ResumeRolloutRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[27]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2219,7 +2332,7 @@ func (x *ResumeRolloutRequest) String() string {
 func (*ResumeRolloutRequest) ProtoMessage() {}
 
 func (x *ResumeRolloutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[27]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2232,7 +2345,7 @@ func (x *ResumeRolloutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeRolloutRequest.ProtoReflect.Descriptor instead.
 func (*ResumeRolloutRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{27}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ResumeRolloutRequest) GetRolloutId() string {
@@ -2253,7 +2366,7 @@ type ResumeRolloutResponse struct {
 
 func (x *ResumeRolloutResponse) Reset() {
 	*x = ResumeRolloutResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[28]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2265,7 +2378,7 @@ func (x *ResumeRolloutResponse) String() string {
 func (*ResumeRolloutResponse) ProtoMessage() {}
 
 func (x *ResumeRolloutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[28]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2278,7 +2391,7 @@ func (x *ResumeRolloutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeRolloutResponse.ProtoReflect.Descriptor instead.
 func (*ResumeRolloutResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{28}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ResumeRolloutResponse) GetRollout() *Rollout {
@@ -2304,7 +2417,7 @@ type AbortRolloutRequest struct {
 
 func (x *AbortRolloutRequest) Reset() {
 	*x = AbortRolloutRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[29]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2316,7 +2429,7 @@ func (x *AbortRolloutRequest) String() string {
 func (*AbortRolloutRequest) ProtoMessage() {}
 
 func (x *AbortRolloutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[29]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2329,7 +2442,7 @@ func (x *AbortRolloutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortRolloutRequest.ProtoReflect.Descriptor instead.
 func (*AbortRolloutRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{29}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *AbortRolloutRequest) GetRolloutId() string {
@@ -2364,7 +2477,7 @@ type AbortRolloutResponse struct {
 
 func (x *AbortRolloutResponse) Reset() {
 	*x = AbortRolloutResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[30]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2376,7 +2489,7 @@ func (x *AbortRolloutResponse) String() string {
 func (*AbortRolloutResponse) ProtoMessage() {}
 
 func (x *AbortRolloutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[30]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2389,7 +2502,7 @@ func (x *AbortRolloutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortRolloutResponse.ProtoReflect.Descriptor instead.
 func (*AbortRolloutResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{30}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AbortRolloutResponse) GetRollout() *Rollout {
@@ -2418,7 +2531,7 @@ type RollbackServiceRequest struct {
 
 func (x *RollbackServiceRequest) Reset() {
 	*x = RollbackServiceRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[31]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2430,7 +2543,7 @@ func (x *RollbackServiceRequest) String() string {
 func (*RollbackServiceRequest) ProtoMessage() {}
 
 func (x *RollbackServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[31]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2443,7 +2556,7 @@ func (x *RollbackServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackServiceRequest.ProtoReflect.Descriptor instead.
 func (*RollbackServiceRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{31}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RollbackServiceRequest) GetService() string {
@@ -2485,7 +2598,7 @@ type RollbackServiceResponse struct {
 
 func (x *RollbackServiceResponse) Reset() {
 	*x = RollbackServiceResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[32]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2497,7 +2610,7 @@ func (x *RollbackServiceResponse) String() string {
 func (*RollbackServiceResponse) ProtoMessage() {}
 
 func (x *RollbackServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[32]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2510,7 +2623,7 @@ func (x *RollbackServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackServiceResponse.ProtoReflect.Descriptor instead.
 func (*RollbackServiceResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{32}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RollbackServiceResponse) GetRollout() *Rollout {
@@ -2524,7 +2637,7 @@ var File_flotilla_v1_rollout_proto protoreflect.FileDescriptor
 
 const file_flotilla_v1_rollout_proto_rawDesc = "" +
 	"\n" +
-	"\x19flotilla/v1/rollout.proto\x12\vflotilla.v1\x1a\x17flotilla/v1/fleet.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9a\x03\n" +
+	"\x19flotilla/v1/rollout.proto\x12\vflotilla.v1\x1a\x17flotilla/v1/fleet.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdc\x03\n" +
 	"\aService\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tcontainer\x18\x02 \x01(\tR\tcontainer\x12\x1a\n" +
@@ -2537,7 +2650,16 @@ const file_flotilla_v1_rollout_proto_rawDesc = "" +
 	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
 	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12#\n" +
-	"\rcurrent_image\x18\t \x01(\tR\fcurrentImage\"\x8c\x01\n" +
+	"\rcurrent_image\x18\t \x01(\tR\fcurrentImage\x12@\n" +
+	"\vremediation\x18\n" +
+	" \x01(\v2\x1e.flotilla.v1.RemediationPolicyR\vremediation\"\xde\x02\n" +
+	"\x11RemediationPolicy\x125\n" +
+	"\x17memory_percent_of_limit\x18\x01 \x01(\x01R\x14memoryPercentOfLimit\x12!\n" +
+	"\fmemory_bytes\x18\x02 \x01(\x04R\vmemoryBytes\x12>\n" +
+	"\rsustained_for\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\fsustainedFor\x12>\n" +
+	"\rgrowth_window\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\fgrowthWindow\x12,\n" +
+	"\x12min_growth_percent\x18\x05 \x01(\x01R\x10minGrowthPercent\x12A\n" +
+	"\x1emax_restarts_per_host_per_hour\x18\x06 \x01(\x05R\x19maxRestartsPerHostPerHour\"\x8c\x01\n" +
 	"\fLoadBalancer\x12\x1a\n" +
 	"\bselector\x18\x01 \x01(\tR\bselector\x12\x1a\n" +
 	"\bupstream\x18\x02 \x01(\tR\bupstream\x12\x1f\n" +
@@ -2742,117 +2864,121 @@ func file_flotilla_v1_rollout_proto_rawDescGZIP() []byte {
 }
 
 var file_flotilla_v1_rollout_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_flotilla_v1_rollout_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_flotilla_v1_rollout_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_flotilla_v1_rollout_proto_goTypes = []any{
 	(OfflinePolicy)(0),              // 0: flotilla.v1.OfflinePolicy
 	(RolloutState)(0),               // 1: flotilla.v1.RolloutState
 	(HostStep)(0),                   // 2: flotilla.v1.HostStep
 	(*Service)(nil),                 // 3: flotilla.v1.Service
-	(*LoadBalancer)(nil),            // 4: flotilla.v1.LoadBalancer
-	(*RolloutStrategy)(nil),         // 5: flotilla.v1.RolloutStrategy
-	(*RolloutHost)(nil),             // 6: flotilla.v1.RolloutHost
-	(*ExcludedHost)(nil),            // 7: flotilla.v1.ExcludedHost
-	(*Batch)(nil),                   // 8: flotilla.v1.Batch
-	(*Rollout)(nil),                 // 9: flotilla.v1.Rollout
-	(*RolloutEvent)(nil),            // 10: flotilla.v1.RolloutEvent
-	(*RolloutStateChange)(nil),      // 11: flotilla.v1.RolloutStateChange
-	(*BatchChange)(nil),             // 12: flotilla.v1.BatchChange
-	(*HostStepChange)(nil),          // 13: flotilla.v1.HostStepChange
-	(*PutServiceRequest)(nil),       // 14: flotilla.v1.PutServiceRequest
-	(*PutServiceResponse)(nil),      // 15: flotilla.v1.PutServiceResponse
-	(*GetServiceRequest)(nil),       // 16: flotilla.v1.GetServiceRequest
-	(*GetServiceResponse)(nil),      // 17: flotilla.v1.GetServiceResponse
-	(*ListServicesRequest)(nil),     // 18: flotilla.v1.ListServicesRequest
-	(*ListServicesResponse)(nil),    // 19: flotilla.v1.ListServicesResponse
-	(*StartRolloutRequest)(nil),     // 20: flotilla.v1.StartRolloutRequest
-	(*StartRolloutResponse)(nil),    // 21: flotilla.v1.StartRolloutResponse
-	(*GetRolloutRequest)(nil),       // 22: flotilla.v1.GetRolloutRequest
-	(*GetRolloutResponse)(nil),      // 23: flotilla.v1.GetRolloutResponse
-	(*ListRolloutsRequest)(nil),     // 24: flotilla.v1.ListRolloutsRequest
-	(*ListRolloutsResponse)(nil),    // 25: flotilla.v1.ListRolloutsResponse
-	(*WatchRolloutRequest)(nil),     // 26: flotilla.v1.WatchRolloutRequest
-	(*WatchRolloutResponse)(nil),    // 27: flotilla.v1.WatchRolloutResponse
-	(*PauseRolloutRequest)(nil),     // 28: flotilla.v1.PauseRolloutRequest
-	(*PauseRolloutResponse)(nil),    // 29: flotilla.v1.PauseRolloutResponse
-	(*ResumeRolloutRequest)(nil),    // 30: flotilla.v1.ResumeRolloutRequest
-	(*ResumeRolloutResponse)(nil),   // 31: flotilla.v1.ResumeRolloutResponse
-	(*AbortRolloutRequest)(nil),     // 32: flotilla.v1.AbortRolloutRequest
-	(*AbortRolloutResponse)(nil),    // 33: flotilla.v1.AbortRolloutResponse
-	(*RollbackServiceRequest)(nil),  // 34: flotilla.v1.RollbackServiceRequest
-	(*RollbackServiceResponse)(nil), // 35: flotilla.v1.RollbackServiceResponse
-	(*timestamppb.Timestamp)(nil),   // 36: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 37: google.protobuf.Duration
-	(*Limit)(nil),                   // 38: flotilla.v1.Limit
+	(*RemediationPolicy)(nil),       // 4: flotilla.v1.RemediationPolicy
+	(*LoadBalancer)(nil),            // 5: flotilla.v1.LoadBalancer
+	(*RolloutStrategy)(nil),         // 6: flotilla.v1.RolloutStrategy
+	(*RolloutHost)(nil),             // 7: flotilla.v1.RolloutHost
+	(*ExcludedHost)(nil),            // 8: flotilla.v1.ExcludedHost
+	(*Batch)(nil),                   // 9: flotilla.v1.Batch
+	(*Rollout)(nil),                 // 10: flotilla.v1.Rollout
+	(*RolloutEvent)(nil),            // 11: flotilla.v1.RolloutEvent
+	(*RolloutStateChange)(nil),      // 12: flotilla.v1.RolloutStateChange
+	(*BatchChange)(nil),             // 13: flotilla.v1.BatchChange
+	(*HostStepChange)(nil),          // 14: flotilla.v1.HostStepChange
+	(*PutServiceRequest)(nil),       // 15: flotilla.v1.PutServiceRequest
+	(*PutServiceResponse)(nil),      // 16: flotilla.v1.PutServiceResponse
+	(*GetServiceRequest)(nil),       // 17: flotilla.v1.GetServiceRequest
+	(*GetServiceResponse)(nil),      // 18: flotilla.v1.GetServiceResponse
+	(*ListServicesRequest)(nil),     // 19: flotilla.v1.ListServicesRequest
+	(*ListServicesResponse)(nil),    // 20: flotilla.v1.ListServicesResponse
+	(*StartRolloutRequest)(nil),     // 21: flotilla.v1.StartRolloutRequest
+	(*StartRolloutResponse)(nil),    // 22: flotilla.v1.StartRolloutResponse
+	(*GetRolloutRequest)(nil),       // 23: flotilla.v1.GetRolloutRequest
+	(*GetRolloutResponse)(nil),      // 24: flotilla.v1.GetRolloutResponse
+	(*ListRolloutsRequest)(nil),     // 25: flotilla.v1.ListRolloutsRequest
+	(*ListRolloutsResponse)(nil),    // 26: flotilla.v1.ListRolloutsResponse
+	(*WatchRolloutRequest)(nil),     // 27: flotilla.v1.WatchRolloutRequest
+	(*WatchRolloutResponse)(nil),    // 28: flotilla.v1.WatchRolloutResponse
+	(*PauseRolloutRequest)(nil),     // 29: flotilla.v1.PauseRolloutRequest
+	(*PauseRolloutResponse)(nil),    // 30: flotilla.v1.PauseRolloutResponse
+	(*ResumeRolloutRequest)(nil),    // 31: flotilla.v1.ResumeRolloutRequest
+	(*ResumeRolloutResponse)(nil),   // 32: flotilla.v1.ResumeRolloutResponse
+	(*AbortRolloutRequest)(nil),     // 33: flotilla.v1.AbortRolloutRequest
+	(*AbortRolloutResponse)(nil),    // 34: flotilla.v1.AbortRolloutResponse
+	(*RollbackServiceRequest)(nil),  // 35: flotilla.v1.RollbackServiceRequest
+	(*RollbackServiceResponse)(nil), // 36: flotilla.v1.RollbackServiceResponse
+	(*timestamppb.Timestamp)(nil),   // 37: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 38: google.protobuf.Duration
+	(*Limit)(nil),                   // 39: flotilla.v1.Limit
 }
 var file_flotilla_v1_rollout_proto_depIdxs = []int32{
-	4,  // 0: flotilla.v1.Service.load_balancer:type_name -> flotilla.v1.LoadBalancer
-	5,  // 1: flotilla.v1.Service.default_strategy:type_name -> flotilla.v1.RolloutStrategy
-	36, // 2: flotilla.v1.Service.created_at:type_name -> google.protobuf.Timestamp
-	36, // 3: flotilla.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
-	37, // 4: flotilla.v1.RolloutStrategy.pause_between_batches:type_name -> google.protobuf.Duration
-	37, // 5: flotilla.v1.RolloutStrategy.min_healthy_time:type_name -> google.protobuf.Duration
-	37, // 6: flotilla.v1.RolloutStrategy.healthy_deadline:type_name -> google.protobuf.Duration
-	38, // 7: flotilla.v1.RolloutStrategy.max_failures:type_name -> flotilla.v1.Limit
-	0,  // 8: flotilla.v1.RolloutStrategy.offline_hosts:type_name -> flotilla.v1.OfflinePolicy
-	37, // 9: flotilla.v1.RolloutStrategy.offline_wait:type_name -> google.protobuf.Duration
-	2,  // 10: flotilla.v1.RolloutHost.step:type_name -> flotilla.v1.HostStep
-	36, // 11: flotilla.v1.RolloutHost.started_at:type_name -> google.protobuf.Timestamp
-	36, // 12: flotilla.v1.RolloutHost.finished_at:type_name -> google.protobuf.Timestamp
-	5,  // 13: flotilla.v1.Rollout.strategy:type_name -> flotilla.v1.RolloutStrategy
-	1,  // 14: flotilla.v1.Rollout.state:type_name -> flotilla.v1.RolloutState
-	8,  // 15: flotilla.v1.Rollout.batches:type_name -> flotilla.v1.Batch
-	7,  // 16: flotilla.v1.Rollout.excluded:type_name -> flotilla.v1.ExcludedHost
-	6,  // 17: flotilla.v1.Rollout.hosts:type_name -> flotilla.v1.RolloutHost
-	36, // 18: flotilla.v1.Rollout.created_at:type_name -> google.protobuf.Timestamp
-	36, // 19: flotilla.v1.Rollout.finished_at:type_name -> google.protobuf.Timestamp
-	36, // 20: flotilla.v1.RolloutEvent.at:type_name -> google.protobuf.Timestamp
-	11, // 21: flotilla.v1.RolloutEvent.state:type_name -> flotilla.v1.RolloutStateChange
-	12, // 22: flotilla.v1.RolloutEvent.batch:type_name -> flotilla.v1.BatchChange
-	13, // 23: flotilla.v1.RolloutEvent.host:type_name -> flotilla.v1.HostStepChange
-	1,  // 24: flotilla.v1.RolloutStateChange.state:type_name -> flotilla.v1.RolloutState
-	2,  // 25: flotilla.v1.HostStepChange.step:type_name -> flotilla.v1.HostStep
-	3,  // 26: flotilla.v1.PutServiceRequest.service:type_name -> flotilla.v1.Service
-	3,  // 27: flotilla.v1.PutServiceResponse.service:type_name -> flotilla.v1.Service
-	3,  // 28: flotilla.v1.GetServiceResponse.service:type_name -> flotilla.v1.Service
-	3,  // 29: flotilla.v1.ListServicesResponse.services:type_name -> flotilla.v1.Service
-	5,  // 30: flotilla.v1.StartRolloutRequest.strategy:type_name -> flotilla.v1.RolloutStrategy
-	9,  // 31: flotilla.v1.StartRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
-	9,  // 32: flotilla.v1.GetRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
-	1,  // 33: flotilla.v1.ListRolloutsRequest.states:type_name -> flotilla.v1.RolloutState
-	9,  // 34: flotilla.v1.ListRolloutsResponse.rollouts:type_name -> flotilla.v1.Rollout
-	10, // 35: flotilla.v1.WatchRolloutResponse.event:type_name -> flotilla.v1.RolloutEvent
-	9,  // 36: flotilla.v1.PauseRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
-	9,  // 37: flotilla.v1.ResumeRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
-	9,  // 38: flotilla.v1.AbortRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
-	5,  // 39: flotilla.v1.RollbackServiceRequest.strategy:type_name -> flotilla.v1.RolloutStrategy
-	9,  // 40: flotilla.v1.RollbackServiceResponse.rollout:type_name -> flotilla.v1.Rollout
-	14, // 41: flotilla.v1.RolloutService.PutService:input_type -> flotilla.v1.PutServiceRequest
-	16, // 42: flotilla.v1.RolloutService.GetService:input_type -> flotilla.v1.GetServiceRequest
-	18, // 43: flotilla.v1.RolloutService.ListServices:input_type -> flotilla.v1.ListServicesRequest
-	20, // 44: flotilla.v1.RolloutService.StartRollout:input_type -> flotilla.v1.StartRolloutRequest
-	22, // 45: flotilla.v1.RolloutService.GetRollout:input_type -> flotilla.v1.GetRolloutRequest
-	24, // 46: flotilla.v1.RolloutService.ListRollouts:input_type -> flotilla.v1.ListRolloutsRequest
-	26, // 47: flotilla.v1.RolloutService.WatchRollout:input_type -> flotilla.v1.WatchRolloutRequest
-	28, // 48: flotilla.v1.RolloutService.PauseRollout:input_type -> flotilla.v1.PauseRolloutRequest
-	30, // 49: flotilla.v1.RolloutService.ResumeRollout:input_type -> flotilla.v1.ResumeRolloutRequest
-	32, // 50: flotilla.v1.RolloutService.AbortRollout:input_type -> flotilla.v1.AbortRolloutRequest
-	34, // 51: flotilla.v1.RolloutService.RollbackService:input_type -> flotilla.v1.RollbackServiceRequest
-	15, // 52: flotilla.v1.RolloutService.PutService:output_type -> flotilla.v1.PutServiceResponse
-	17, // 53: flotilla.v1.RolloutService.GetService:output_type -> flotilla.v1.GetServiceResponse
-	19, // 54: flotilla.v1.RolloutService.ListServices:output_type -> flotilla.v1.ListServicesResponse
-	21, // 55: flotilla.v1.RolloutService.StartRollout:output_type -> flotilla.v1.StartRolloutResponse
-	23, // 56: flotilla.v1.RolloutService.GetRollout:output_type -> flotilla.v1.GetRolloutResponse
-	25, // 57: flotilla.v1.RolloutService.ListRollouts:output_type -> flotilla.v1.ListRolloutsResponse
-	27, // 58: flotilla.v1.RolloutService.WatchRollout:output_type -> flotilla.v1.WatchRolloutResponse
-	29, // 59: flotilla.v1.RolloutService.PauseRollout:output_type -> flotilla.v1.PauseRolloutResponse
-	31, // 60: flotilla.v1.RolloutService.ResumeRollout:output_type -> flotilla.v1.ResumeRolloutResponse
-	33, // 61: flotilla.v1.RolloutService.AbortRollout:output_type -> flotilla.v1.AbortRolloutResponse
-	35, // 62: flotilla.v1.RolloutService.RollbackService:output_type -> flotilla.v1.RollbackServiceResponse
-	52, // [52:63] is the sub-list for method output_type
-	41, // [41:52] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	5,  // 0: flotilla.v1.Service.load_balancer:type_name -> flotilla.v1.LoadBalancer
+	6,  // 1: flotilla.v1.Service.default_strategy:type_name -> flotilla.v1.RolloutStrategy
+	37, // 2: flotilla.v1.Service.created_at:type_name -> google.protobuf.Timestamp
+	37, // 3: flotilla.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
+	4,  // 4: flotilla.v1.Service.remediation:type_name -> flotilla.v1.RemediationPolicy
+	38, // 5: flotilla.v1.RemediationPolicy.sustained_for:type_name -> google.protobuf.Duration
+	38, // 6: flotilla.v1.RemediationPolicy.growth_window:type_name -> google.protobuf.Duration
+	38, // 7: flotilla.v1.RolloutStrategy.pause_between_batches:type_name -> google.protobuf.Duration
+	38, // 8: flotilla.v1.RolloutStrategy.min_healthy_time:type_name -> google.protobuf.Duration
+	38, // 9: flotilla.v1.RolloutStrategy.healthy_deadline:type_name -> google.protobuf.Duration
+	39, // 10: flotilla.v1.RolloutStrategy.max_failures:type_name -> flotilla.v1.Limit
+	0,  // 11: flotilla.v1.RolloutStrategy.offline_hosts:type_name -> flotilla.v1.OfflinePolicy
+	38, // 12: flotilla.v1.RolloutStrategy.offline_wait:type_name -> google.protobuf.Duration
+	2,  // 13: flotilla.v1.RolloutHost.step:type_name -> flotilla.v1.HostStep
+	37, // 14: flotilla.v1.RolloutHost.started_at:type_name -> google.protobuf.Timestamp
+	37, // 15: flotilla.v1.RolloutHost.finished_at:type_name -> google.protobuf.Timestamp
+	6,  // 16: flotilla.v1.Rollout.strategy:type_name -> flotilla.v1.RolloutStrategy
+	1,  // 17: flotilla.v1.Rollout.state:type_name -> flotilla.v1.RolloutState
+	9,  // 18: flotilla.v1.Rollout.batches:type_name -> flotilla.v1.Batch
+	8,  // 19: flotilla.v1.Rollout.excluded:type_name -> flotilla.v1.ExcludedHost
+	7,  // 20: flotilla.v1.Rollout.hosts:type_name -> flotilla.v1.RolloutHost
+	37, // 21: flotilla.v1.Rollout.created_at:type_name -> google.protobuf.Timestamp
+	37, // 22: flotilla.v1.Rollout.finished_at:type_name -> google.protobuf.Timestamp
+	37, // 23: flotilla.v1.RolloutEvent.at:type_name -> google.protobuf.Timestamp
+	12, // 24: flotilla.v1.RolloutEvent.state:type_name -> flotilla.v1.RolloutStateChange
+	13, // 25: flotilla.v1.RolloutEvent.batch:type_name -> flotilla.v1.BatchChange
+	14, // 26: flotilla.v1.RolloutEvent.host:type_name -> flotilla.v1.HostStepChange
+	1,  // 27: flotilla.v1.RolloutStateChange.state:type_name -> flotilla.v1.RolloutState
+	2,  // 28: flotilla.v1.HostStepChange.step:type_name -> flotilla.v1.HostStep
+	3,  // 29: flotilla.v1.PutServiceRequest.service:type_name -> flotilla.v1.Service
+	3,  // 30: flotilla.v1.PutServiceResponse.service:type_name -> flotilla.v1.Service
+	3,  // 31: flotilla.v1.GetServiceResponse.service:type_name -> flotilla.v1.Service
+	3,  // 32: flotilla.v1.ListServicesResponse.services:type_name -> flotilla.v1.Service
+	6,  // 33: flotilla.v1.StartRolloutRequest.strategy:type_name -> flotilla.v1.RolloutStrategy
+	10, // 34: flotilla.v1.StartRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
+	10, // 35: flotilla.v1.GetRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
+	1,  // 36: flotilla.v1.ListRolloutsRequest.states:type_name -> flotilla.v1.RolloutState
+	10, // 37: flotilla.v1.ListRolloutsResponse.rollouts:type_name -> flotilla.v1.Rollout
+	11, // 38: flotilla.v1.WatchRolloutResponse.event:type_name -> flotilla.v1.RolloutEvent
+	10, // 39: flotilla.v1.PauseRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
+	10, // 40: flotilla.v1.ResumeRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
+	10, // 41: flotilla.v1.AbortRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
+	6,  // 42: flotilla.v1.RollbackServiceRequest.strategy:type_name -> flotilla.v1.RolloutStrategy
+	10, // 43: flotilla.v1.RollbackServiceResponse.rollout:type_name -> flotilla.v1.Rollout
+	15, // 44: flotilla.v1.RolloutService.PutService:input_type -> flotilla.v1.PutServiceRequest
+	17, // 45: flotilla.v1.RolloutService.GetService:input_type -> flotilla.v1.GetServiceRequest
+	19, // 46: flotilla.v1.RolloutService.ListServices:input_type -> flotilla.v1.ListServicesRequest
+	21, // 47: flotilla.v1.RolloutService.StartRollout:input_type -> flotilla.v1.StartRolloutRequest
+	23, // 48: flotilla.v1.RolloutService.GetRollout:input_type -> flotilla.v1.GetRolloutRequest
+	25, // 49: flotilla.v1.RolloutService.ListRollouts:input_type -> flotilla.v1.ListRolloutsRequest
+	27, // 50: flotilla.v1.RolloutService.WatchRollout:input_type -> flotilla.v1.WatchRolloutRequest
+	29, // 51: flotilla.v1.RolloutService.PauseRollout:input_type -> flotilla.v1.PauseRolloutRequest
+	31, // 52: flotilla.v1.RolloutService.ResumeRollout:input_type -> flotilla.v1.ResumeRolloutRequest
+	33, // 53: flotilla.v1.RolloutService.AbortRollout:input_type -> flotilla.v1.AbortRolloutRequest
+	35, // 54: flotilla.v1.RolloutService.RollbackService:input_type -> flotilla.v1.RollbackServiceRequest
+	16, // 55: flotilla.v1.RolloutService.PutService:output_type -> flotilla.v1.PutServiceResponse
+	18, // 56: flotilla.v1.RolloutService.GetService:output_type -> flotilla.v1.GetServiceResponse
+	20, // 57: flotilla.v1.RolloutService.ListServices:output_type -> flotilla.v1.ListServicesResponse
+	22, // 58: flotilla.v1.RolloutService.StartRollout:output_type -> flotilla.v1.StartRolloutResponse
+	24, // 59: flotilla.v1.RolloutService.GetRollout:output_type -> flotilla.v1.GetRolloutResponse
+	26, // 60: flotilla.v1.RolloutService.ListRollouts:output_type -> flotilla.v1.ListRolloutsResponse
+	28, // 61: flotilla.v1.RolloutService.WatchRollout:output_type -> flotilla.v1.WatchRolloutResponse
+	30, // 62: flotilla.v1.RolloutService.PauseRollout:output_type -> flotilla.v1.PauseRolloutResponse
+	32, // 63: flotilla.v1.RolloutService.ResumeRollout:output_type -> flotilla.v1.ResumeRolloutResponse
+	34, // 64: flotilla.v1.RolloutService.AbortRollout:output_type -> flotilla.v1.AbortRolloutResponse
+	36, // 65: flotilla.v1.RolloutService.RollbackService:output_type -> flotilla.v1.RollbackServiceResponse
+	55, // [55:66] is the sub-list for method output_type
+	44, // [44:55] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_flotilla_v1_rollout_proto_init() }
@@ -2861,11 +2987,11 @@ func file_flotilla_v1_rollout_proto_init() {
 		return
 	}
 	file_flotilla_v1_fleet_proto_init()
-	file_flotilla_v1_rollout_proto_msgTypes[2].OneofWrappers = []any{
+	file_flotilla_v1_rollout_proto_msgTypes[3].OneofWrappers = []any{
 		(*RolloutStrategy_BatchSize)(nil),
 		(*RolloutStrategy_BatchPercent)(nil),
 	}
-	file_flotilla_v1_rollout_proto_msgTypes[7].OneofWrappers = []any{
+	file_flotilla_v1_rollout_proto_msgTypes[8].OneofWrappers = []any{
 		(*RolloutEvent_State)(nil),
 		(*RolloutEvent_Batch)(nil),
 		(*RolloutEvent_Host)(nil),
@@ -2876,7 +3002,7 @@ func file_flotilla_v1_rollout_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotilla_v1_rollout_proto_rawDesc), len(file_flotilla_v1_rollout_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   33,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
