@@ -1,0 +1,167 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"flotilla.dev/e2e/internal/fixture"
+	"flotilla.dev/e2e/internal/rollouttest"
+)
+
+// TestReplicaFailover runs three control-plane replicas on one PostgreSQL
+// database, sharing one CA, with nine real agents given the three
+// addresses (three application hosts behind Nginx, the load balancer,
+// five spare hosts), and breaks one replica at a time (issue 13, "Faults
+// to test end to end"; docs/ha.md gives the figures):
+//
+//   - the replica driving a rollout is SIGKILLed mid-batch: another takes
+//     the rollout over within the lease + 5 s and finishes it, every
+//     container created once, no request through Nginx failing;
+//   - the replica holding the most agents is SIGKILLed: every agent is
+//     back on another within 30 s, none is ever reported lost, and the
+//     commands issued meanwhile reach every agent and run once;
+//   - the replica driving a rollout is cut off from PostgreSQL: it stops
+//     (it cannot renew its leases), another takes the rollout over and
+//     finishes it, and the replica, started again once the cut ends,
+//     rejoins.
+//
+// After each fault the broken replica is started again (as systemd's
+// Restart= would) before the next one.
+func TestReplicaFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test; run without -short")
+	}
+	began := time.Now()
+	f := newFailoverEnv(t)
+	t.Logf("3 replicas, %d agents, registry, Nginx ready in %s", f.agentCount(), time.Since(began).Round(100*time.Millisecond))
+	for _, s := range []struct {
+		name string
+		run  func(*testing.T)
+	}{
+		{"rollout driver killed mid-batch", f.testDriverKilled},
+		{"replica holding the most agents killed", f.testAgentsReplicaKilled},
+		{"rollout driver cut off from PostgreSQL", f.testDriverCutOff},
+	} {
+		if !t.Run(s.name, s.run) {
+			return
+		}
+	}
+}
+
+// breakDriverMidBatch starts a rollout to version through one replica,
+// follows it on another, waits until the second batch's host is
+// restarting and breaks the replica driving it. It returns the run, the
+// driver, its lease before the fault and when the fault happened.
+func (f *failoverEnv) breakDriverMidBatch(t *testing.T, version, reason string, breakIt func(*replica)) (*rollouttest.Run, *replica, lease, time.Time) {
+	t.Helper()
+	placed := f.ready(t)
+	t.Logf("agents by replica: %s", f.describePlacement(t, placed))
+	starter := f.set.replicas[0]
+	run := rollouttest.Start(t, f.via(starter), fmt.Sprintf(`{"service": %q, "image": %q, "reason": %q}`,
+		rollouttest.Service, f.images[version], reason), rollouttest.LoadWorkers)
+	watcher := f.set.other(t, starter)
+	run.Watch = f.apiOn(watcher).WatchRollout(t, run.ID, rollouttest.Timeout)
+	var second string
+	fixture.Eventually(t, rollouttest.Timeout, "the second batch's host to restart", func() error {
+		run.WatchAlive(t, "the second batch")
+		if second == "" {
+			r, err := f.apiOn(watcher).GetRollout(run.ID)
+			if err != nil {
+				return err
+			}
+			if len(r.Batches) < 2 || len(r.Batches[1].AgentIDs) == 0 {
+				return fmt.Errorf("batches %+v", r.Batches)
+			}
+			second = r.Batches[1].AgentIDs[0]
+		}
+		if _, _, ok := run.HostStepAt(second, "HOST_STEP_RESTARTING"); ok {
+			return nil
+		}
+		return fmt.Errorf("not yet")
+	})
+	driver, before := f.driver(t, run.ID)
+	f.watchOn(t, run, watcher, driver)
+	breakIt(driver)
+	at := time.Now()
+	t.Logf("%s (lease rollout/%s, token %d) broken %s after StartRollout, %s restarting in the second batch",
+		driver.name, run.ID, before.Token, at.Sub(run.Began).Round(100*time.Millisecond), rollouttest.HostOf(t, f, second).Name)
+	return run, driver, before, at
+}
+
+// finishTakenOver waits for the rollout taken over after the fault to end
+// and checks it as a rollout with no fault: succeeded, each host through
+// its steps once, every container created once from image, no failed
+// request; it logs the figures.
+func (f *failoverEnv) finishTakenOver(t *testing.T, run *rollouttest.Run, version string, brokenAt time.Time, takeover time.Duration) {
+	t.Helper()
+	res := run.FinishRecorded(t)
+	if e, ok := firstEventAfter(res.Events, brokenAt); ok {
+		t.Logf("first rollout event after the fault: %s, %s after it", describeEvent(e), e.Event.At.Sub(brokenAt).Round(100*time.Millisecond))
+	}
+	created := 0
+	for _, images := range res.Creates {
+		created += len(images)
+	}
+	t.Logf("FIGURES: takeover %s (lease TTL %s); rollout %s in %s; load %d requests, %d failed; %d containers created for %d hosts",
+		takeover.Round(100*time.Millisecond), f.ttl, res.Final.State, time.Since(run.Began).Round(100*time.Millisecond),
+		res.Load.Requests, len(res.Load.Failures), created, len(f.AppHosts()))
+	if res.Final.State != "ROLLOUT_STATE_SUCCEEDED" {
+		t.Fatalf("the rollout taken over ended %s: %s", res.Final.State, res.Final.Message)
+	}
+	checkForwardOnce(t, f, res)
+	rollouttest.CheckNoFailures(t, "the rollout taken over", res.Load)
+	rollouttest.CheckCreatedOnce(t, f, res, f.images[version])
+	rollouttest.CheckAllRun(t, f, version)
+}
+
+// testDriverKilled SIGKILLs the replica driving a rollout to v2 while the
+// second batch's host restarts.
+func (f *failoverEnv) testDriverKilled(t *testing.T) {
+	run, driver, before, killed := f.breakDriverMidBatch(t, "v2", "release v2, its driver killed", func(r *replica) { r.kill(t) })
+	next, l, took := f.waitTakeover(t, "rollout/"+run.ID, before, killed)
+	t.Logf("%s took rollout %s over %s after %s was SIGKILLed (token %d → %d)", next.name, run.ID, took.Round(100*time.Millisecond), driver.name, before.Token, l.Token)
+	if took > f.ttl+takeoverSlack {
+		t.Errorf("takeover took %s, want within the lease TTL %s + %s", took, f.ttl, takeoverSlack)
+	}
+	f.finishTakenOver(t, run, "v2", killed, took)
+	f.restartIfDown(t, driver)
+}
+
+// testDriverCutOff cuts the replica driving a rollout back to v1 off from
+// PostgreSQL while the second batch's host restarts. The replica cannot
+// renew its leases: it stops driving the rollout before its lease can
+// expire, and exits (a replica that cannot renew its own lease stops, so
+// that nothing it still believes it holds is held elsewhere at the same
+// time); another replica takes the rollout over and finishes it. When the
+// cut ends, the replica is started again, as systemd would, and rejoins.
+func (f *failoverEnv) testDriverCutOff(t *testing.T) {
+	run, driver, before, cut := f.breakDriverMidBatch(t, "v1", "back to v1, its driver cut off", func(r *replica) { r.pg.Cut() })
+	proc := driver.process()
+	next, l, took := f.waitTakeover(t, "rollout/"+run.ID, before, cut)
+	t.Logf("%s took rollout %s over %s after %s was cut off from PostgreSQL (token %d → %d)", next.name, run.ID, took.Round(100*time.Millisecond), driver.name, before.Token, l.Token)
+	if took > f.ttl+takeoverSlack {
+		t.Errorf("takeover took %s, want within the lease TTL %s + %s", took, f.ttl, takeoverSlack)
+	}
+	fixture.Eventually(t, f.ttl+30*time.Second, driver.name+" to stop, unable to renew its lease", func() error {
+		if !proc.Exited() {
+			return fmt.Errorf("%s still runs %s after the cut", driver.name, time.Since(cut).Round(100*time.Millisecond))
+		}
+		return nil
+	})
+	exited := time.Since(cut)
+	code := proc.Wait(t, time.Second)
+	t.Logf("%s exited %d %s after the cut (lease TTL %s): %s", driver.name, code, exited.Round(100*time.Millisecond), f.ttl, lastLine(proc.Output()))
+	if code == 0 {
+		t.Errorf("%s exited 0 after losing its lease; want a failure, so that its supervisor restarts it", driver.name)
+	}
+	f.finishTakenOver(t, run, "v1", cut, took)
+	refused := driver.pg.Refused()
+	driver.pg.Restore()
+	t.Logf("the cut ended %s after it began (%d connections refused meanwhile)", time.Since(cut).Round(100*time.Millisecond), refused)
+	f.restartIfDown(t, driver)
+	if !strings.Contains(proc.Output(), "lease") {
+		t.Errorf("%s's output does not say why it stopped (no mention of its lease):\n%s", driver.name, proc.Output())
+	}
+}
