@@ -394,6 +394,12 @@ type RolloutUpdate struct {
 	// Commands are created; an existing ID returns ErrConflict and nothing
 	// is written.
 	Commands []HostCommand
+	// Fence is the lease the transition is written under (the rollout's
+	// lease, "rollout/<id>", of the replica driving it): checked first in
+	// the write's transaction, and a fence that no longer holds returns
+	// ErrFenced with nothing written. Nil writes unconditionally (one
+	// control plane on SQLite).
+	Fence *Fence
 }
 
 // ActiveRolloutError is returned by CreateRollout when the service already

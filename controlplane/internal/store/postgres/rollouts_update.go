@@ -16,6 +16,9 @@ import (
 func (s *Store) UpdateRollout(ctx context.Context, u store.RolloutUpdate) ([]store.RolloutEvent, error) {
 	var out []store.RolloutEvent
 	err := s.inTx(ctx, "update rollout", func(tx pgx.Tx) error {
+		if err := checkFence(ctx, tx, u.Fence); err != nil {
+			return err
+		}
 		var finished *int64
 		err := tx.QueryRow(ctx, `SELECT finished_at FROM rollouts WHERE id = $1 FOR UPDATE`, u.RolloutID).Scan(&finished)
 		switch {

@@ -148,6 +148,9 @@ func appendRolloutEvents(ctx context.Context, tx *sql.Tx, rolloutID string, even
 func (s *Store) UpdateRollout(ctx context.Context, u store.RolloutUpdate) ([]store.RolloutEvent, error) {
 	var out []store.RolloutEvent
 	err := s.inWriteTx(ctx, "update rollout", func(tx *sql.Tx) error {
+		if err := checkFence(ctx, tx, u.Fence); err != nil {
+			return err
+		}
 		var finished sql.NullInt64
 		err := tx.QueryRowContext(ctx, `SELECT finished_at FROM rollouts WHERE id = ?`, u.RolloutID).Scan(&finished)
 		switch {

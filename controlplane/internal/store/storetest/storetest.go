@@ -56,6 +56,7 @@ func Run(t *testing.T, open Opener) {
 		{"LeaseAcquireRenewRelease", testLeaseAcquireRenewRelease},
 		{"LeaseExpiresAndMoves", testLeaseExpiresAndMoves},
 		{"LeaseRace", testLeaseRace},
+		{"UpdateRolloutFence", testUpdateRolloutFence},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, open) })
