@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,7 +26,11 @@ import (
 //   - the replica driving a rollout is cut off from PostgreSQL: it stops
 //     (it cannot renew its leases), another takes the rollout over and
 //     finishes it, and the replica, started again once the cut ends,
-//     rejoins.
+//     rejoins;
+//   - the replica driving a rollout is paused (SIGSTOP) past its lease and
+//     resumed after another took the rollout over: whatever it tries to
+//     write is refused by the fencing token, and the rollout ends as if
+//     nothing happened.
 //
 // After each fault the broken replica is started again (as systemd's
 // Restart= would) before the next one.
@@ -43,6 +48,7 @@ func TestReplicaFailover(t *testing.T) {
 		{"rollout driver killed mid-batch", f.testDriverKilled},
 		{"replica holding the most agents killed", f.testAgentsReplicaKilled},
 		{"rollout driver cut off from PostgreSQL", f.testDriverCutOff},
+		{"rollout driver paused past its lease", f.testDriverPaused},
 	} {
 		if !t.Run(s.name, s.run) {
 			return
@@ -164,4 +170,39 @@ func (f *failoverEnv) testDriverCutOff(t *testing.T) {
 	if !strings.Contains(proc.Output(), "lease") {
 		t.Errorf("%s's output does not say why it stopped (no mention of its lease):\n%s", driver.name, proc.Output())
 	}
+}
+
+// testDriverPaused stops (SIGSTOP) the replica driving a rollout to v2
+// while the second batch's host restarts, as a long GC pause or a VM
+// migration would, and resumes it once another replica has taken the
+// rollout over. Its timers fire late, all at once: whatever it still
+// believes it drives, its writes carry the old fencing token and are
+// refused, and its own lease has expired, so it stops. The rollout must
+// end as if nothing happened.
+func (f *failoverEnv) testDriverPaused(t *testing.T) {
+	run, driver, before, paused := f.breakDriverMidBatch(t, "v2", "release v2 again, its driver paused", func(r *replica) {
+		r.process().Signal(syscall.SIGSTOP)
+	})
+	proc := driver.process()
+	next, l, took := f.waitTakeover(t, "rollout/"+run.ID, before, paused)
+	t.Logf("%s took rollout %s over %s after %s was paused (token %d → %d)", next.name, run.ID, took.Round(100*time.Millisecond), driver.name, before.Token, l.Token)
+	if took > f.ttl+takeoverSlack {
+		t.Errorf("takeover took %s, want within the lease TTL %s + %s", took, f.ttl, takeoverSlack)
+	}
+	proc.Signal(syscall.SIGCONT)
+	resumed := time.Now()
+	t.Logf("%s resumed %s after it was paused", driver.name, resumed.Sub(paused).Round(100*time.Millisecond))
+	f.finishTakenOver(t, run, "v2", paused, took)
+	if got, ok, err := f.set.lease(t.Context(), "rollout/"+run.ID); err == nil && ok && driver.holds(got.Holder) {
+		t.Errorf("the paused replica %s holds rollout %s again after it resumed", driver.name, run.ID)
+	}
+	var fenced []string
+	for _, line := range strings.Split(proc.Output(), "\n") {
+		if strings.Contains(line, "fenc") || strings.Contains(line, "lease lost") || strings.Contains(line, "step") && strings.Contains(line, "down") {
+			fenced = append(fenced, strings.TrimSpace(line))
+		}
+	}
+	t.Logf("%s after it resumed: exited %v; its lines about leases and fencing:\n%s", driver.name, proc.Exited(), strings.Join(fenced, "\n"))
+	f.restartIfDown(t, driver)
+	f.ready(t)
 }
