@@ -69,6 +69,14 @@ type Agent struct {
 	// PublicKeySHA256 is the SHA-256 (hex) of the public key the agent
 	// registered with; "" for agents registered before it was recorded.
 	PublicKeySHA256 string
+	// StreamHolder is the holder ID of the control-plane replica holding
+	// the agent's stream, "" when none does (always "" on SQLite, where
+	// one process is the whole control plane).
+	StreamHolder string
+	// StatusSeq is taken anew, larger than every value before it, by every
+	// write of the agent's row (registration, status, deregistration,
+	// certificate, loss). Set by the store; ignored by RegisterAgent.
+	StatusSeq int64
 }
 
 // AgentStatus is a liveness update for one agent. Nil maps and slices mean
@@ -87,6 +95,25 @@ type AgentStatus struct {
 	Labels         map[string]string // nil: unchanged
 	Hello          []byte            // nil: unchanged
 	LastHeartbeat  []byte            // nil: unchanged
+	// StreamHolder is the holder ID of the replica holding the agent's
+	// stream after this update ("" none), always written.
+	StreamHolder string
+	// IfHolder, when not "", makes the update conditional: it is skipped
+	// unless the stored stream_holder is IfHolder, so that a replica's
+	// late write (a detach, a heartbeat) never overwrites another
+	// replica's newer attachment. "" writes unconditionally (an attach,
+	// or one control plane on SQLite).
+	IfHolder string
+}
+
+// AgentLoss asks MarkAgentsLost to mark one agent lost, only if its row is
+// still the one the decision was made on.
+type AgentLoss struct {
+	ID string
+	// StatusSeq is the agent's status_seq as read when deciding.
+	StatusSeq int64
+	// Reason becomes the agent's state reason.
+	Reason string
 }
 
 // JoinToken lets agents register. Only the SHA-256 of the secret is stored.
@@ -160,8 +187,20 @@ type AgentStore interface {
 	// ListAgents returns every agent, ordered by ID.
 	ListAgents(ctx context.Context) ([]Agent, error)
 	// UpdateAgentStatuses writes liveness updates in one transaction. Unknown
-	// IDs are skipped.
+	// IDs are skipped, and so are updates whose IfHolder is not the stored
+	// stream holder. Each row written takes a new StatusSeq.
 	UpdateAgentStatuses(ctx context.Context, updates []AgentStatus) error
+	// ListAgentsChanged returns at most limit agents (deregistered ones
+	// included) whose StatusSeq is above afterSeq, ordered by StatusSeq.
+	// On PostgreSQL a write that commits late may carry a StatusSeq below
+	// one already returned: readers re-read a window behind their cursor.
+	ListAgentsChanged(ctx context.Context, afterSeq int64, limit int) ([]Agent, error)
+	// MarkAgentsLost marks each agent of losses lost (state lost, the
+	// loss's reason, state changed at now, no stream holder, a new
+	// StatusSeq) only if its StatusSeq is still the loss's, it is not
+	// lost already and not deregistered: a write made meanwhile (a
+	// reconnect to another replica) wins. It returns the IDs it marked.
+	MarkAgentsLost(ctx context.Context, losses []AgentLoss, now time.Time) ([]string, error)
 }
 
 // TokenStore persists join tokens and operator (API) tokens. It is part of Store.
@@ -224,6 +263,28 @@ type HostCommand struct {
 	// FinishedAt is set when the command reached a final state; a command
 	// with a zero FinishedAt is active.
 	FinishedAt time.Time
+	// CancelReason is set once a cancel was requested ("" until then), so
+	// that whichever control plane holds the agent's stream delivers it;
+	// it is never withdrawn.
+	CancelReason string
+	// ChangeSeq is set by the store on every insert and update from one
+	// increasing sequence: commands changed after seq N are those with a
+	// ChangeSeq above N (ListHostCommandChanges). Ignored when written.
+	ChangeSeq int64
+}
+
+// CommandReport is an event an agent sent about one of its commands to a
+// control plane that does not drive the command, kept for the one that
+// does (several control planes on one database).
+type CommandReport struct {
+	// Seq is set by the store from one increasing sequence; ignored when
+	// written.
+	Seq       int64
+	CommandID string
+	AgentID   string
+	// Event is the serialized flotilla.v1.CommandEvent.
+	Event      []byte
+	ReceivedAt time.Time
 }
 
 // FleetCommandQuery selects fleet commands, newest first.
@@ -243,13 +304,17 @@ type CommandStore interface {
 	GetFleetCommand(ctx context.Context, id string) (FleetCommand, error)
 	// ListFleetCommands returns fleet commands newest first.
 	ListFleetCommands(ctx context.Context, q FleetCommandQuery) ([]FleetCommand, error)
-	// UpdateFleetCommand sets a fleet command's state, finish time and summary.
-	UpdateFleetCommand(ctx context.Context, id string, state int32, finishedAt time.Time, summary string) error
+	// UpdateFleetCommand sets a fleet command's state, finish time and
+	// summary. With a fence, it writes only while the fence's lease holds
+	// (checked in the write's transaction), else returns ErrFenced and
+	// writes nothing; a nil fence writes unconditionally.
+	UpdateFleetCommand(ctx context.Context, id string, state int32, finishedAt time.Time, summary string, fence *Fence) error
 	// CreateHostCommands inserts host commands in one transaction; an
 	// existing ID returns ErrConflict and nothing is written.
 	CreateHostCommands(ctx context.Context, hosts []HostCommand) error
-	// UpdateHostCommands writes the mutable fields (state, message, result
-	// and times) of host commands in one transaction.
+	// UpdateHostCommands writes the mutable fields (state, message, result,
+	// times and cancel reason) of host commands in one transaction. A
+	// cancel reason once stored is kept: an empty one leaves it.
 	UpdateHostCommands(ctx context.Context, hosts []HostCommand) error
 	// GetHostCommand returns a host command or ErrNotFound.
 	GetHostCommand(ctx context.Context, id string) (HostCommand, error)
@@ -257,6 +322,30 @@ type CommandStore interface {
 	ListHostCommands(ctx context.Context, fleetCommandID string) ([]HostCommand, error)
 	// ListActiveHostCommands returns every host command not yet finished.
 	ListActiveHostCommands(ctx context.Context) ([]HostCommand, error)
+	// ListAgentActiveHostCommands returns an agent's released, unfinished
+	// host commands, oldest first.
+	ListAgentActiveHostCommands(ctx context.Context, agentID string) ([]HostCommand, error)
+	// ListHostCommandChanges returns at most limit host commands whose
+	// ChangeSeq is above afterSeq, by ChangeSeq. A command changed several
+	// times appears once, as it is now. Once a command with seq N was
+	// returned, no command committed later gets a seq at or below N.
+	ListHostCommandChanges(ctx context.Context, afterSeq int64, limit int) ([]HostCommand, error)
+	// LastHostCommandChange returns the highest change seq of the host
+	// commands (0 when there are none): where a reader that wants only
+	// the changes from now on starts.
+	LastHostCommandChange(ctx context.Context) (int64, error)
+	// AddCommandReports appends reports in one transaction, in order.
+	AddCommandReports(ctx context.Context, reports []CommandReport) error
+	// ListCommandReports returns at most limit reports whose Seq is above
+	// afterSeq, by Seq, with the same ordering guarantee as
+	// ListHostCommandChanges.
+	ListCommandReports(ctx context.Context, afterSeq int64, limit int) ([]CommandReport, error)
+	// ListCommandReportsFor returns the reports about the given commands,
+	// by Seq.
+	ListCommandReportsFor(ctx context.Context, commandIDs []string) ([]CommandReport, error)
+	// PruneCommandReports deletes the reports of commands that finished
+	// before finishedBefore or no longer exist, and returns how many.
+	PruneCommandReports(ctx context.Context, finishedBefore time.Time) (int64, error)
 }
 
 // Service is a deployable application (RolloutService.PutService). Its
@@ -352,6 +441,10 @@ type RolloutHost struct {
 	// Failure is why the host failed, kept while it is being put back into
 	// the load balancer (after a failed drain or restart).
 	Failure string
+	// HealthySince is when the host's current healthy streak began in its
+	// health gate (the first healthy heartbeat after the restart, since
+	// the last unhealthy one); zero while none, or out of the gate.
+	HealthySince time.Time
 }
 
 // RolloutEvent is one entry of a rollout's history.
@@ -402,6 +495,28 @@ type RolloutUpdate struct {
 	Fence *Fence
 }
 
+// RolloutControl is an operator's request on a rollout (pause, resume,
+// abort) made on a replica that does not drive it: stored for the replica
+// holding the rollout's lease, which applies it and stores the answer.
+type RolloutControl struct {
+	// Seq is assigned by the store, increasing with every request.
+	Seq       int64
+	RolloutID string
+	// Op is "pause", "resume" or "abort".
+	Op     string
+	Reason string
+	// Rollback asks an abort to roll the changed hosts back.
+	Rollback    bool
+	RequestedAt time.Time
+	// AnsweredAt is set once the driving replica applied or refused the
+	// request; zero while it is pending.
+	AnsweredAt time.Time
+	// Code is the answer's gRPC status code: 0 when applied.
+	Code int32
+	// Answer is the refusal's message; "" when applied.
+	Answer string
+}
+
 // ActiveRolloutError is returned by CreateRollout when the service already
 // has an active rollout. It wraps ErrConflict.
 type ActiveRolloutError struct {
@@ -448,6 +563,21 @@ type RolloutStore interface {
 	// the appended events with their sequence numbers. A rollout already
 	// finished returns ErrRolloutFinished and nothing is written.
 	UpdateRollout(ctx context.Context, u RolloutUpdate) ([]RolloutEvent, error)
+
+	// CreateRolloutControl stores an operator's request (its Seq, answer
+	// and AnsweredAt are ignored) and returns it with its Seq. An unknown
+	// rollout returns ErrNotFound.
+	CreateRolloutControl(ctx context.Context, c RolloutControl) (RolloutControl, error)
+	// GetRolloutControl returns a request or ErrNotFound.
+	GetRolloutControl(ctx context.Context, seq int64) (RolloutControl, error)
+	// ListPendingRolloutControls returns a rollout's requests not yet
+	// answered, by Seq.
+	ListPendingRolloutControls(ctx context.Context, rolloutID string) ([]RolloutControl, error)
+	// AnswerRolloutControl stores the answer to a pending request (c's Seq,
+	// AnsweredAt, Code and Answer) under fence, checked as UpdateRollout
+	// does (ErrFenced). A request already answered keeps its first answer
+	// and returns ErrConflict; an unknown one returns ErrNotFound.
+	AnswerRolloutControl(ctx context.Context, c RolloutControl, fence *Fence) error
 }
 
 // ErrLeaseHeld is returned by AcquireLease while another holder's lease has
@@ -482,6 +612,9 @@ type LeaseStore interface {
 	// ReleaseLease gives the lease up at once if holder still holds it with
 	// token; otherwise it does nothing.
 	ReleaseLease(ctx context.Context, name, holder string, token int64) error
+	// LiveLeases returns the leases whose name starts with prefix and that
+	// have not expired by the database's clock, ordered by name.
+	LiveLeases(ctx context.Context, prefix string) ([]Lease, error)
 }
 
 // LeaseHeldError says who holds a lease that could not be acquired. It wraps

@@ -131,3 +131,65 @@ func checkFencedWroteNothing(t *testing.T, s store.Store, refused []string) {
 		}
 	}
 }
+
+// testRolloutControls stores operators' requests, lists the pending ones
+// in order, answers them once under the driver's fence (a stale fence is
+// refused and answers nothing) and reads the answers back.
+func testRolloutControls(t *testing.T, open Opener) {
+	s := open(t)
+	ctx := context.Background()
+	mustPutService(t, s, "web", t0)
+	if _, err := s.CreateRollout(ctx, testRollout("ro-1", "web", t0), testHosts("ro-1", "web-a"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateRolloutControl(ctx, store.RolloutControl{RolloutID: "ro-9", Op: "pause", RequestedAt: t0}); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("CreateRolloutControl of an unknown rollout = %v, want ErrNotFound", err)
+	}
+	pause, err := s.CreateRolloutControl(ctx, store.RolloutControl{RolloutID: "ro-1", Op: "pause", Reason: "look at graphs", RequestedAt: t0,
+		Code: 9, Answer: "ignored", AnsweredAt: t0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	abort, err := s.CreateRolloutControl(ctx, store.RolloutControl{RolloutID: "ro-1", Op: "abort", Rollback: true, RequestedAt: t0.Add(time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := store.RolloutControl{Seq: pause.Seq, RolloutID: "ro-1", Op: "pause", Reason: "look at graphs", RequestedAt: t0}
+	assertEqual(t, pause, want)
+	if abort.Seq <= pause.Seq {
+		t.Fatalf("seq of the second request = %d, want above %d", abort.Seq, pause.Seq)
+	}
+	pending, err := s.ListPendingRolloutControls(ctx, "ro-1")
+	if err != nil || len(pending) != 2 || pending[0].Seq != pause.Seq || pending[1].Seq != abort.Seq || !pending[1].Rollback {
+		t.Fatalf("ListPendingRolloutControls = %+v, %v; want pause then abort", pending, err)
+	}
+	l := mustAcquire(t, s, "rollout/ro-1", "driver", time.Minute)
+	answered := pause
+	answered.AnsweredAt, answered.Code, answered.Answer = t0.Add(2*time.Second), 9, "rollout ro-1 is paused already"
+	stale := &store.Fence{Name: l.Name, Holder: "old-driver", Token: l.Token}
+	if err := s.AnswerRolloutControl(ctx, answered, stale); !errors.Is(err, store.ErrFenced) {
+		t.Fatalf("AnswerRolloutControl under a stale fence = %v, want ErrFenced", err)
+	}
+	if err := s.AnswerRolloutControl(ctx, answered, store.FenceOf(l)); err != nil {
+		t.Fatalf("AnswerRolloutControl = %v", err)
+	}
+	second := answered
+	second.Code, second.Answer = 0, ""
+	if err := s.AnswerRolloutControl(ctx, second, store.FenceOf(l)); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("second answer = %v, want ErrConflict", err)
+	}
+	if err := s.AnswerRolloutControl(ctx, store.RolloutControl{Seq: abort.Seq + 100, AnsweredAt: t0}, nil); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("answer to an unknown request = %v, want ErrNotFound", err)
+	}
+	got, err := s.GetRolloutControl(ctx, pause.Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertEqual(t, got, answered)
+	if _, err := s.GetRolloutControl(ctx, abort.Seq+100); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("GetRolloutControl of an unknown request = %v, want ErrNotFound", err)
+	}
+	if pending, err := s.ListPendingRolloutControls(ctx, "ro-1"); err != nil || len(pending) != 1 || pending[0].Seq != abort.Seq {
+		t.Fatalf("pending after the pause's answer = %+v, %v; want the abort", pending, err)
+	}
+}

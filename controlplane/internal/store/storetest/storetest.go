@@ -38,6 +38,11 @@ func Run(t *testing.T, open Opener) {
 		{"ListActiveHostCommands", testListActiveHostCommands},
 		{"ListFleetCommands", testListFleetCommands},
 		{"UpdateFleetCommand", testUpdateFleetCommand},
+		{"UpdateFleetCommandFenced", testUpdateFleetCommandFenced},
+		{"HostCommandChanges", testHostCommandChanges},
+		{"HostCommandChangesConcurrentWriters", testHostCommandChangesConcurrentWriters},
+		{"ListAgentActiveHostCommands", testListAgentActiveHostCommands},
+		{"CommandReports", testCommandReports},
 		{"RevokeJoinToken", testRevokeJoinToken},
 		{"APITokenListGetRevoke", testAPITokenListGetRevoke},
 		{"DeregisterAgentAndCertificate", testDeregisterAgentAndCertificate},
@@ -57,6 +62,11 @@ func Run(t *testing.T, open Opener) {
 		{"LeaseExpiresAndMoves", testLeaseExpiresAndMoves},
 		{"LeaseRace", testLeaseRace},
 		{"UpdateRolloutFence", testUpdateRolloutFence},
+		{"RolloutControls", testRolloutControls},
+		{"AgentStatusSeq", testAgentStatusSeq},
+		{"UpdateAgentStatusesIfHolder", testUpdateAgentStatusesIfHolder},
+		{"MarkAgentsLost", testMarkAgentsLost},
+		{"LiveLeases", testLiveLeases},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, open) })
