@@ -65,7 +65,20 @@ func (e *Engine) requestControl(ctx context.Context, req controlRequest, id stri
 		if !got.AnsweredAt.IsZero() {
 			return answerError(got)
 		}
+		if err := e.endedMeanwhile(wait, id); err != nil {
+			return err
+		}
 	}
+}
+
+// endedMeanwhile returns a precondition failure once the rollout has
+// ended: its driver no longer reads requests.
+func (e *Engine) endedMeanwhile(ctx context.Context, id string) error {
+	rec, err := e.cfg.Store.GetRollout(ctx, id)
+	if err != nil || !Terminal(flotillav1.RolloutState(rec.State)) {
+		return nil // a read error: the next tick looks again
+	}
+	return fault.Preconditionf("rollout %s already ended (%s)", id, flotillav1.RolloutState(rec.State))
 }
 
 // answerError is the error a stored answer stands for; nil when applied.

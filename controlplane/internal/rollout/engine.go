@@ -99,6 +99,9 @@ type Engine struct {
 	// broken lists active rollouts that could not be read: not claimed
 	// again (replica mode).
 	broken map[string]bool
+	// driving lists the rollouts whose lease this replica took and that
+	// it drives or is loading (replica mode).
+	driving map[string]bool
 
 	// commitHook, when set (tests), runs after each transition is stored
 	// and before its commands are sent.

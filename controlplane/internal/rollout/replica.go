@@ -42,7 +42,7 @@ func (e *Engine) newClaimer() error {
 	if err != nil {
 		return fmt.Errorf("rollout: %w", err)
 	}
-	e.claimer, e.fresh, e.broken = c, make(map[string]*runner), make(map[string]bool)
+	e.claimer, e.fresh, e.broken, e.driving = c, make(map[string]*runner), make(map[string]bool), make(map[string]bool)
 	return nil
 }
 
@@ -77,12 +77,17 @@ func (e *Engine) candidates(ctx context.Context) ([]string, error) {
 // drive runs one rollout under its lease l until it finishes, its lease is
 // lost (ctx ends) or a write of it is refused as fenced.
 func (e *Engine) drive(ctx context.Context, id string, l store.Lease) {
-	r, err := e.takeFresh(id)
-	if r == nil && err == nil {
-		r, err = e.loadLeased(ctx, id, l)
-	}
-	if err != nil || r == nil {
-		return
+	r := e.takeFresh(id)
+	defer func() {
+		e.mu.Lock()
+		delete(e.driving, id)
+		e.mu.Unlock()
+	}()
+	if r == nil {
+		var err error
+		if r, err = e.loadLeased(ctx, id, l); err != nil || r == nil {
+			return
+		}
 	}
 	r.fence = store.FenceOf(l)
 	e.mu.Lock()
@@ -96,13 +101,15 @@ func (e *Engine) drive(ctx context.Context, id string, l store.Lease) {
 	}
 }
 
-// takeFresh returns the runner of a rollout started here, if any.
-func (e *Engine) takeFresh(id string) (*runner, error) {
+// takeFresh marks a rollout as driven here and returns its runner if it
+// was started here (nil: it is read from the store).
+func (e *Engine) takeFresh(id string) *runner {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.driving[id] = true
 	r := e.fresh[id]
 	delete(e.fresh, id)
-	return r, nil
+	return r
 }
 
 // dropFresh forgets the runner of a rollout started here that another
@@ -154,6 +161,12 @@ func (e *Engine) loadLeased(ctx context.Context, id string, l store.Lease) (*run
 func (e *Engine) claimNew(ctx context.Context, r *runner) {
 	id := r.rec.ID
 	e.mu.Lock()
+	if e.driving[id] {
+		// A claim pass was quicker and read the rollout from the store.
+		e.mu.Unlock()
+		r.forgetMetrics()
+		return
+	}
 	e.fresh[id] = r
 	e.mu.Unlock()
 	ok, err := e.claimer.Claim(ctx, id)

@@ -278,15 +278,15 @@ func (r *runner) step(ctx context.Context) (time.Time, bool) {
 	}
 	r.e.cfg.Metrics.step(time.Since(start))
 	if err != nil {
+		if errors.Is(err, store.ErrFenced) {
+			r.stopFenced(err)
+			return time.Time{}, true
+		}
 		if ctx.Err() != nil {
 			return time.Time{}, false
 		}
 		if errors.Is(err, store.ErrRolloutFinished) {
 			r.log.Warn("rollout already finished in the store; this runner stops", zap.Error(err))
-			return time.Time{}, true
-		}
-		if errors.Is(err, store.ErrFenced) {
-			r.stopFenced(err)
 			return time.Time{}, true
 		}
 		r.log.Warn("rollout step failed; reloading from the store and retrying", zap.Error(err), zap.Duration("retry_in", r.e.cfg.RetryInterval))
