@@ -66,15 +66,17 @@ type Server struct {
 	holder string
 	// leaseMetrics count the work leases (replica mode); see workMetrics.
 	leaseMetrics *work.Metrics
-	cfg          config.Config
-	log          *zap.Logger
-	version      string
-	store        store.Store
-	material     *pki.Material
-	registry     *fleet.Registry
-	metrics      *prometheus.Registry
-	grpc         *grpc.Server
-	health       *health.Server
+	// fleetLeader keeps trying to lead the fleet (PostgreSQL only).
+	fleetLeader *lease.Leader
+	cfg         config.Config
+	log         *zap.Logger
+	version     string
+	store       store.Store
+	material    *pki.Material
+	registry    *fleet.Registry
+	metrics     *prometheus.Registry
+	grpc        *grpc.Server
+	health      *health.Server
 
 	commandMetrics *commands.Metrics
 	dispatcher     *commands.Dispatcher
@@ -173,6 +175,7 @@ func (s *Server) buildFleet(ctx context.Context) error {
 		Store: s.store, Logger: s.log.Named("fleet"), Now: s.opts.now,
 		LostAfter: s.cfg.AgentLostAfter.Std(), ReconnectGrace: s.cfg.AgentReconnectGrace.Std(),
 		PersistInterval: s.cfg.HeartbeatPersistInterval.Std(), FlushInterval: s.opts.intervals.StatusFlush,
+		Replica: s.fleetReplica(),
 	})
 	if err != nil {
 		return err
@@ -478,11 +481,7 @@ func (s *Server) Run(ctx context.Context, grpcLis, httpLis net.Listener) error {
 		tasks = append(tasks, run.Task{Name: "command-leases", Run: s.commands.Run},
 			run.Task{Name: "command-follower", Run: s.follower.Run})
 	}
-	if s.lease != nil {
-		// Losing the replica lease stops everything: the other replicas
-		// count this one dead from then on and take its work over.
-		tasks = append(tasks, run.Task{Name: "replica-lease", Run: s.lease.Run})
-	}
+	tasks = append(tasks, s.replicaTasks()...)
 	return run.All(ctx, tasks...)
 }
 
