@@ -94,9 +94,10 @@ docker:
 // agentCount is the number of agents of the environment.
 func (f *failoverEnv) agentCount() int { return rolloutHosts + 1 + spareAgents }
 
-// via is the fleet as rollouttest drives it, through one replica.
-func (f *failoverEnv) via(r *replica) rollouttest.Fleet {
-	return viaReplica{rolloutEnv: f.rolloutEnv, api: f.set.api(r)}
+// via is the fleet as rollouttest drives it, through one replica; point
+// it at another before that one is broken.
+func (f *failoverEnv) via(r *replica) *viaReplica {
+	return &viaReplica{rolloutEnv: f.rolloutEnv, api: f.set.api(r)}
 }
 
 // viaReplica is the rollout environment with its API on one replica.
@@ -106,7 +107,7 @@ type viaReplica struct {
 }
 
 // API is grpcurl against the chosen replica.
-func (v viaReplica) API() grpcurl.Client { return v.api }
+func (v *viaReplica) API() grpcurl.Client { return v.api }
 
 // ready waits until every replica serves and every agent is connected,
 // its stream held by a running replica.
@@ -126,7 +127,14 @@ func (f *failoverEnv) ready(t *testing.T) map[string]*replica {
 // stream, as a replica's ListAgents and the agents table show it; an
 // agent not connected, or held by no running replica, is an error.
 func (f *failoverEnv) placement() (map[string]*replica, error) {
-	agents, err := f.g.ListAgents("")
+	var api grpcurl.Client
+	for _, r := range f.set.replicas {
+		if !r.process().Exited() {
+			api = f.apiOn(r)
+			break
+		}
+	}
+	agents, err := api.ListAgents("")
 	if err != nil {
 		return nil, err
 	}
@@ -252,15 +260,17 @@ func (f *failoverEnv) waitTakeover(t *testing.T, name string, before lease, sinc
 	return r, l, took
 }
 
-// watchOn makes sure the run is followed on a replica other than r (whose
-// death would end the stream), and returns it.
-func (f *failoverEnv) watchOn(t *testing.T, run *rollouttest.Run, current, not *replica) *replica {
+// watchOn makes sure the run is followed, and the fleet's API called, on a
+// replica other than not (whose death would end the stream), and returns
+// it.
+func (f *failoverEnv) watchOn(t *testing.T, run *rollouttest.Run, via *viaReplica, current, not *replica) *replica {
 	t.Helper()
-	if current != not {
-		return current
+	w := current
+	if current == not {
+		w = f.set.other(t, not)
+		run.Watch = f.apiOn(w).WatchRollout(t, run.ID, rollouttest.Timeout)
 	}
-	w := f.set.other(t, not)
-	run.Watch = f.apiOn(w).WatchRollout(t, run.ID, rollouttest.Timeout)
+	via.api = f.apiOn(w)
 	return w
 }
 

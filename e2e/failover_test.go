@@ -65,7 +65,8 @@ func (f *failoverEnv) breakDriverMidBatch(t *testing.T, version, reason string, 
 	placed := f.ready(t)
 	t.Logf("agents by replica: %s", f.describePlacement(t, placed))
 	starter := f.set.replicas[0]
-	run := rollouttest.Start(t, f.via(starter), fmt.Sprintf(`{"service": %q, "image": %q, "reason": %q}`,
+	via := f.via(starter)
+	run := rollouttest.Start(t, via, fmt.Sprintf(`{"service": %q, "image": %q, "reason": %q}`,
 		rollouttest.Service, f.images[version], reason), rollouttest.LoadWorkers)
 	watcher := f.set.other(t, starter)
 	run.Watch = f.apiOn(watcher).WatchRollout(t, run.ID, rollouttest.Timeout)
@@ -88,7 +89,7 @@ func (f *failoverEnv) breakDriverMidBatch(t *testing.T, version, reason string, 
 		return fmt.Errorf("not yet")
 	})
 	driver, before := f.driver(t, run.ID)
-	f.watchOn(t, run, watcher, driver)
+	f.watchOn(t, run, via, watcher, driver)
 	breakIt(driver)
 	at := time.Now()
 	t.Logf("%s (lease rollout/%s, token %d) broken %s after StartRollout, %s restarting in the second batch",

@@ -40,7 +40,7 @@ func TestReplicasPostgresOutage(t *testing.T) {
 	set := startReplicas(t, dir, replicaCount, withReplicaFlags("-store-lease-ttl", outageLeaseTTL.String(), "-agent-lost-after", "5s"))
 	api := set.api(set.replicas[0])
 	reg := startHeldRegistry(t)
-	ids := startSpreadAgents(t, api, set.addrs(), dir, reg.addr)
+	ids, agents := startSpreadAgents(t, api, set.addrs(), dir, reg.addr)
 
 	body := fmt.Sprintf(`{"selector": "env=e2e", "spec": {"pull": {"image": %q}}, "reason": "pull across an outage"}`, reg.addr+"/flotilla-e2e/held:v1")
 	fc := set.api(set.replicas[1]).RunCommand(t, body)
@@ -64,6 +64,7 @@ func TestReplicasPostgresOutage(t *testing.T) {
 	}
 	states := watchAgentStates(t, api)
 
+	before := connections(agents)
 	if err := set.db.pg.Halt(); err != nil {
 		t.Fatal(err)
 	}
@@ -74,12 +75,18 @@ func TestReplicasPostgresOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	resumed := time.Now()
+	during := connections(agents)
 	t.Logf("PostgreSQL started again %s after it stopped", resumed.Sub(halted).Round(100*time.Millisecond))
 	probes.check(t)
 	checkReplicasResumed(t, set, ids, fc.ID, rolloutID, resumed)
 	seen := states.stop()
-	t.Logf("FIGURES: first Unavailable %s into the outage; slowest call %s; calls %v; agent states seen from the halt to the end: %s",
-		probes.firstUnavailable.Round(10*time.Millisecond), probes.slowest.Round(10*time.Millisecond), probes.codes, seen.describe())
+	var reconnects []string
+	for i := range agents {
+		reconnects = append(reconnects, fmt.Sprintf("e2e-pg-%d %d", i+1, during[i]-before[i]))
+	}
+	t.Logf("FIGURES: first Unavailable %s into the outage; slowest call %s; calls %v; agent streams opened during the outage: %s; agent states seen from the halt to the end: %s",
+		probes.firstUnavailable.Round(10*time.Millisecond), probes.slowest.Round(10*time.Millisecond), probes.codes,
+		strings.Join(reconnects, ", "), seen.describe())
 	if lost := seen.lost(); len(lost) > 0 {
 		t.Errorf("agents reported lost across the outage: %v", lost)
 	}
@@ -91,14 +98,15 @@ func TestReplicasPostgresOutage(t *testing.T) {
 }
 
 // startSpreadAgents enrols outageAgents agents, each given every address,
-// and returns their IDs once all are connected. The first is role=web
+// and returns their IDs once all are connected, and their processes. The first is role=web
 // and manages the default label's containers (the idle rollout's); the
 // others are role=spare and manage none.
-func startSpreadAgents(t *testing.T, g grpcurl.Client, addrs []string, dir, registry string) []string {
+func startSpreadAgents(t *testing.T, g grpcurl.Client, addrs []string, dir, registry string) ([]string, []*fixture.Process) {
 	t.Helper()
 	join := g.CreateJoinToken(t, "replica outage e2e", outageAgents)
 	tokenFile := filepath.Join(dir, "agent-secrets", "join.token")
 	fixture.WriteFile(t, tokenFile, join.Token+"\n", 0o600)
+	var procs []*fixture.Process
 	for i := 1; i <= outageAgents; i++ {
 		name := fmt.Sprintf("e2e-pg-%d", i)
 		docker := fmt.Sprintf("docker:\n  allowed_registries: [%s]\n", registry)
@@ -118,7 +126,7 @@ log:
 `, tokenFile, filepath.Join(dir, name), name, role) + docker
 		path := filepath.Join(dir, name+".yaml")
 		fixture.WriteFile(t, path, cfg, 0o600)
-		fixture.StartProcess(t, "agent "+name, fixture.Binary(t, "flotilla-agent"), nil, "-config", path)
+		procs = append(procs, fixture.StartProcess(t, "agent "+name, fixture.Binary(t, "flotilla-agent"), nil, "-config", path))
 	}
 	var ids []string
 	fixture.Eventually(t, 30*time.Second, "the agents to connect", func() error {
@@ -137,7 +145,17 @@ log:
 		}
 		return nil
 	})
-	return ids
+	return ids, procs
+}
+
+// connections counts the streams each agent has opened so far (its
+// "connected" log lines).
+func connections(agents []*fixture.Process) []int {
+	var out []int
+	for _, p := range agents {
+		out = append(out, strings.Count(p.Output(), "\tconnected\t"))
+	}
+	return out
 }
 
 // checkReplicasResumed waits for the work to resume after the outage:

@@ -40,6 +40,9 @@ type replicaSet struct {
 	replicas []*replica
 	// grpcurl is the grpcurl binary.
 	grpcurl string
+	// top is the test the replica set lives as long as: every process is
+	// started under it, whichever subtest (re)starts it.
+	top *testing.T
 	// flags are passed to every replica after the ones it always gets.
 	flags []string
 }
@@ -77,7 +80,7 @@ func withReplicaFlags(flags ...string) replicaOption {
 // skips (fails under FLOTILLA_E2E=1).
 func startReplicas(t *testing.T, dir string, n int, opts ...replicaOption) *replicaSet {
 	t.Helper()
-	s := &replicaSet{grpcurl: fixture.Binary(t, "grpcurl")}
+	s := &replicaSet{grpcurl: fixture.Binary(t, "grpcurl"), top: t}
 	fixture.Binary(t, "flotilla-controlplane")
 	s.db = startStoreDB(t, dir)
 	for _, o := range opts {
@@ -122,7 +125,8 @@ func (s *replicaSet) dsn(r *replica) string {
 }
 
 // start starts a process for r (again, after a kill or an exit) and waits
-// until it answers the health check.
+// until it answers the health check. The process lives until the test
+// that started the set ends.
 func (s *replicaSet) start(t *testing.T, r *replica) {
 	t.Helper()
 	args := append([]string{"-config", r.configFile, "-data-dir", r.dataDir, "-listen", r.addr,
@@ -134,7 +138,7 @@ func (s *replicaSet) start(t *testing.T, r *replica) {
 	if r.starts > 1 {
 		label = fmt.Sprintf("%s (start %d)", r.name, r.starts)
 	}
-	p := fixture.StartProcess(t, label, fixture.Binary(t, "flotilla-controlplane"), nil, args...)
+	p := fixture.StartProcess(s.top, label, fixture.Binary(t, "flotilla-controlplane"), nil, args...)
 	r.proc = p
 	r.mu.Unlock()
 	api := s.api(r)
