@@ -23,10 +23,19 @@ import (
 
 // releaseMessage is a released command's message: where it went.
 func (d *Dispatcher) releaseMessage(agentID string, deadline time.Time) string {
-	if _, online := d.cfg.Registry.SessionFor(agentID); !online {
+	if !d.online(agentID) {
 		return fmt.Sprintf("agent %s is offline; the command waits for it until %s", agentID, deadline.UTC().Format(time.RFC3339))
 	}
 	return "sent to the agent"
+}
+
+// online reports whether an agent has a stream: here, or in replica mode
+// on another replica (as the registry's view of the fleet says).
+func (d *Dispatcher) online(agentID string) bool {
+	if _, here := d.cfg.Registry.SessionFor(agentID); here {
+		return true
+	}
+	return d.cfg.Replica && d.cfg.Registry.State(agentID) == store.AgentConnected
 }
 
 // send sends a released command to its agent if connected.

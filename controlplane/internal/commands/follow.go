@@ -131,9 +131,17 @@ func (f *Follower) follow(ctx context.Context, topic string, catchUp func(contex
 	}
 	tick := time.NewTicker(f.cfg.CatchUp)
 	defer tick.Stop()
+	failing := false
 	for {
-		if err := catchUp(ctx); err != nil && ctx.Err() == nil {
-			f.log.Warn("catching up with other control planes failed; will retry", zap.String("topic", topic), zap.Error(err))
+		err := catchUp(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil && !failing:
+			// Once per outage, not at every retry.
+			f.log.Warn("catching up with other control planes failed; retrying", zap.String("topic", topic), zap.Error(err))
+			failing = true
+		case err == nil && failing:
+			f.log.Info("caught up with other control planes again", zap.String("topic", topic))
+			failing = false
 		}
 		select {
 		case <-ctx.Done():

@@ -183,6 +183,12 @@ func (m *Manager) Adopt(ctx context.Context, fcID string) error {
 		return err
 	}
 	m.log.Info("driving fleet command taken over", logging.CommandID(fcID), zap.Int("hosts", len(hcs)))
+	// An operator's cancel asked while no replica drove it.
+	if requests, err := m.cfg.Store.ListCommandReportsFor(ctx, []string{fcID}); err != nil {
+		m.log.Warn("reading the requests stored for a fleet command failed", logging.CommandID(fcID), zap.Error(err))
+	} else {
+		m.applyRequests(ctx, requests)
+	}
 	m.advance(ctx, fcID, callerOps{ctx, m.cfg.Dispatcher})
 	return nil
 }

@@ -251,3 +251,36 @@ func TestReplicaAttachAndTakeover(t *testing.T) {
 	}
 	awaitFleetState(t, st, fc.GetId(), flotillav1.FleetCommandState_FLEET_COMMAND_STATE_SUCCEEDED)
 }
+
+// A cancel asked while no replica drives the command is carried out by
+// the replica that takes it over.
+func TestReplicaCancelWhileOrphaned(t *testing.T) {
+	ctx := context.Background()
+	st := openSQLite(t)
+	rs := newReplicas(t, st, 3, "web-1")
+	a, b, c := rs[0], rs[1], rs[2]
+	sess := b.attach(t, "web-1")
+	fc, err := a.m.Start(ctx, pullRequest("web-1"), "operator:test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hcID := fc.GetId() + ".web-1"
+	awaitMessage(t, sess, "command", func(msg *flotillav1.ConnectResponse) bool { return msg.GetCommand().GetId() == hcID })
+	if err := b.d.OnEvent(ctx, "web-1", &flotillav1.CommandEvent{CommandId: hcID, State: flotillav1.CommandState_COMMAND_STATE_RUNNING}); err != nil {
+		t.Fatal(err)
+	}
+	a.m.Forget(fc.GetId())
+	if _, err := b.m.Cancel(ctx, fc.GetId(), "stop it"); err != nil {
+		t.Fatalf("Cancel on B: %v", err)
+	}
+	if err := c.m.Adopt(ctx, fc.GetId()); err != nil {
+		t.Fatal(err)
+	}
+	awaitMessage(t, sess, "cancel", func(msg *flotillav1.ConnectResponse) bool {
+		return msg.GetCancel().GetCommandId() == hcID && msg.GetCancel().GetReason() == "stop it"
+	})
+	if err := b.d.OnEvent(ctx, "web-1", &flotillav1.CommandEvent{CommandId: hcID, State: flotillav1.CommandState_COMMAND_STATE_CANCELLED}); err != nil {
+		t.Fatal(err)
+	}
+	awaitFleetState(t, st, fc.GetId(), flotillav1.FleetCommandState_FLEET_COMMAND_STATE_CANCELLED)
+}

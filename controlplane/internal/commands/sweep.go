@@ -47,7 +47,7 @@ func (j *sweepJob) prepare(t *turn, r *request) error {
 		case st != flotillav1.CommandState_COMMAND_STATE_PENDING && d.cfg.Registry.State(hc.AgentID) == store.AgentLost:
 			lost = append(lost, id)
 		case t.now.After(hc.Deadline.Add(d.cfg.DeadlineGrace)):
-			if _, online := d.cfg.Registry.SessionFor(hc.AgentID); online {
+			if d.online(hc.AgentID) {
 				timedOut = append(timedOut, id)
 			} else {
 				offline = append(offline, id)

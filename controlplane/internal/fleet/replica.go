@@ -58,8 +58,11 @@ const refreshPage = 1000
 // PostgreSQL write takes its status_seq before it commits, so a write that
 // commits after a later one was read would be skipped by a reader that
 // moved its cursor past both. Re-reading the last few seconds of changes
-// catches every write that commits within that long of taking its value.
-const refreshLag = 5
+// catches every write that commits within that long of taking its value;
+// a connected agent's row is written again at its next heartbeat anyway.
+// Each refresh reads every change about refreshLag times: a larger lag
+// costs that much more reading.
+const refreshLag = 3
 
 // view is a replica's position in the shared fleet view. Guarded by
 // Registry.mu, except history, which only Refresh (under refreshMu) uses.
@@ -182,7 +185,7 @@ func (r *Registry) Refresh(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("fleet: refresh: %w", err)
 		}
-		r.applyRows(rows)
+		r.applyRows(rows, true)
 		if len(rows) < refreshPage {
 			break
 		}
@@ -227,22 +230,50 @@ func (r *Registry) recheck(ctx context.Context) error {
 			r.mu.Unlock()
 			return fmt.Errorf("fleet: refresh agent %s: %w", id, err)
 		}
-		r.applyRows([]store.Agent{a})
+		r.applyRows([]store.Agent{a}, false)
 	}
 	return nil
 }
 
-// applyRows applies stored rows under the registry's lock.
-func (r *Registry) applyRows(rows []store.Agent) {
+// applyRows applies stored rows under the registry's lock; advance moves
+// the cursor past them (rows read in status_seq order by Refresh, not rows
+// read one by one, which may be newer than rows not read yet).
+func (r *Registry) applyRows(rows []store.Agent, advance bool) {
 	if len(rows) == 0 {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, row := range rows {
-		r.view.seen = max(r.view.seen, row.StatusSeq)
+		if advance {
+			r.view.seen = max(r.view.seen, row.StatusSeq)
+		}
 		r.applyRow(row)
 	}
+}
+
+// Known reports whether id is a registered agent, as Has does; a replica
+// that does not know it yet (it registered on another replica since the
+// last refresh) reads it from the store first, so that the agent's first
+// stream is not refused for a second.
+func (r *Registry) Known(id string) bool {
+	if r.Has(id) {
+		return true
+	}
+	if !r.replicaMode() {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	a, err := r.cfg.Store.GetAgent(ctx, id)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			r.log.Warn("reading an agent this replica does not know yet failed", logging.AgentID(id), zap.Error(err))
+		}
+		return false
+	}
+	r.applyRows([]store.Agent{a}, false)
+	return r.Has(id)
 }
 
 // applyRow applies one stored row (r.mu held): a local stream and a local

@@ -46,9 +46,6 @@ func (e *Engine) newClaimer() error {
 	return nil
 }
 
-// Replica reports whether the engine runs in replica mode.
-func (e *Engine) Replica() bool { return e.claimer != nil }
-
 // Driving lists the rollouts this replica drives (replica mode), sorted.
 func (e *Engine) Driving() []string {
 	if e.claimer == nil {

@@ -64,7 +64,13 @@ func (h *harness) watchAll(t *testing.T, id string) *watchAll {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &watchAll{done: make(chan struct{})}
+	// The snapshot first, so that what happens next reaches the watcher
+	// as events.
+	first, err := stream.Recv()
+	if err != nil || first.GetSnapshot().GetState() != flotillav1.FleetCommandState_FLEET_COMMAND_STATE_RUNNING {
+		t.Fatalf("first watch message = %v, %v; want a snapshot of the running command", first, err)
+	}
+	w := &watchAll{done: make(chan struct{}), msgs: []*flotillav1.WatchCommandResponse{first}}
 	go func() {
 		defer close(w.done)
 		for {

@@ -185,7 +185,12 @@ func (c *Claimer) claimPass(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if _, err := c.Claim(ctx, id); err != nil && !errors.Is(err, store.ErrLeaseHeld) && ctx.Err() == nil {
+		// Bounded: a database that does not answer must not hold up the
+		// passes (the lease's window counts from the request's start).
+		actx, cancel := context.WithTimeout(ctx, c.cfg.TTL)
+		_, err := c.Claim(actx, id)
+		cancel()
+		if err != nil && !errors.Is(err, store.ErrLeaseHeld) && ctx.Err() == nil {
 			c.cfg.Logger.Warn("claiming work failed; retrying at the next tick", c.cfg.LogField(id), zap.Error(err))
 		}
 	}
@@ -303,22 +308,4 @@ func (c *Claimer) Held() []string {
 	}
 	sort.Strings(ids)
 	return ids
-}
-
-// Stop stops driving one piece of work (its context ends) and waits for it
-// to return, or for ctx to end; the lease is released. It reports whether
-// this claimer drove it.
-func (c *Claimer) Stop(ctx context.Context, id string) bool {
-	c.mu.Lock()
-	it, ok := c.items[id]
-	c.mu.Unlock()
-	if !ok {
-		return false
-	}
-	it.cancel()
-	select {
-	case <-it.done:
-	case <-ctx.Done():
-	}
-	return true
 }

@@ -87,6 +87,10 @@ func (w *fakeWork) counts(id string) (starts, stopped int) {
 	return w.starts[id], w.stopped[id]
 }
 
+// longTTL is the leases' TTL in tests where no lease is lost: long enough
+// that a loaded machine never makes a holder step down.
+const longTTL = 30 * time.Second
+
 // runClaimer runs a claimer until the test ends.
 func runClaimer(t *testing.T, c *Claimer) (stop func()) {
 	t.Helper()
@@ -113,7 +117,7 @@ func runClaimer(t *testing.T, c *Claimer) (stop func()) {
 
 func newClaimer(t *testing.T, st store.LeaseStore, holder string, w *fakeWork, ttl time.Duration, m *Metrics) *Claimer {
 	t.Helper()
-	c, err := New(Config{Store: st, Kind: "rollout", Holder: holder, TTL: ttl, ClaimInterval: ttl / 10,
+	c, err := New(Config{Store: st, Kind: "rollout", Holder: holder, TTL: ttl, ClaimInterval: 50 * time.Millisecond,
 		Candidates: w.list, Start: w.start, Metrics: m, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
@@ -148,7 +152,7 @@ func TestClaimerDrivesAndReleases(t *testing.T) {
 		reg := prometheus.NewRegistry()
 		m := NewMetrics(reg)
 		w := newFakeWork("ro-1", "ro-2")
-		c := newClaimer(t, a, "holder-a", w, 3*time.Second, m)
+		c := newClaimer(t, a, "holder-a", w, longTTL, m)
 		runClaimer(t, c)
 		waitFor(t, "both pieces started", func() bool {
 			_, ok1 := w.lease("ro-1")
@@ -198,7 +202,7 @@ func TestClaimerWaitsForHeldWorkAndTakesItOver(t *testing.T) {
 		}
 		m := NewMetrics(prometheus.NewRegistry())
 		w := newFakeWork("ro-1")
-		c := newClaimer(t, a, "holder-a", w, 3*time.Second, m)
+		c := newClaimer(t, a, "holder-a", w, longTTL, m)
 		runClaimer(t, c)
 		waitFor(t, "a's first claim pass", func() bool { w.mu.Lock(); defer w.mu.Unlock(); return w.lists > 0 })
 		ok, err := c.Claim(ctx, "ro-1")
@@ -229,7 +233,7 @@ func TestClaimerWaitsForHeldWorkAndTakesItOver(t *testing.T) {
 func TestClaimerPausedHolderLosesItsLease(t *testing.T) {
 	forEachDriver(t, func(t *testing.T, a, b store.Store) {
 		ctx := context.Background()
-		const ttl = time.Second
+		const ttl = 2 * time.Second
 		pa := &pausable{Store: a}
 		ma, mb := NewMetrics(prometheus.NewRegistry()), NewMetrics(prometheus.NewRegistry())
 		wa, wb := newFakeWork("ro-1"), newFakeWork("ro-1")

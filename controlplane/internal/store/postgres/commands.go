@@ -70,7 +70,7 @@ func insertHostCommands(ctx context.Context, tx pgx.Tx, hosts []store.HostComman
 // triggers give each row its change_seq and wake the other replicas.
 const updateHostCommands = `UPDATE host_commands AS h SET
 	state = u.state, message = u.message, result = u.result, released_at = u.released_at, deadline = u.deadline,
-	sent_at = u.sent_at, started_at = u.started_at, finished_at = u.finished_at,
+	sent_at = u.sent_at, started_at = u.started_at, finished_at = u.finished_at, change_seq = nextval('host_command_changes'),
 	cancel_reason = CASE WHEN u.cancel_reason = '' THEN h.cancel_reason ELSE u.cancel_reason END
 FROM unnest($1::text[], $2::int4[], $3::text[], $4::bytea[], $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::text[])
 	AS u(id, state, message, result, released_at, deadline, sent_at, started_at, finished_at, cancel_reason)

@@ -6,12 +6,16 @@
 -- agent sent to a replica that does not drive the command, in seq order, to
 -- the one that does.
 --
--- A reader that has seen seq N must never later find a committed row below
--- N: writers of each table therefore take a transaction-level advisory lock
--- before they draw from its sequence (a statement trigger, so that every
--- writer, COPY included, does), which makes commit order seq order. The same
--- trigger sends the table's NOTIFY, delivered at commit and carrying no data
--- (a wake-up; readers catch up from the table).
+-- change_seq is the column's default on insert, and every UPDATE of
+-- host_commands sets it to nextval('host_command_changes') (the driver's
+-- UpdateHostCommands does; a row trigger doing it cost about twice the
+-- update itself). A reader that has seen seq N must never later find a
+-- committed row below N: writers of each table therefore take a
+-- transaction-level advisory lock before they draw from its sequence (a
+-- statement trigger, which runs before any row is written, COPY included),
+-- which makes commit order seq order. The same trigger sends the table's
+-- NOTIFY, delivered at commit and carrying no data (a wake-up; readers catch
+-- up from the table).
 
 CREATE SEQUENCE host_command_changes;
 
@@ -21,7 +25,8 @@ ALTER TABLE host_commands
 
 UPDATE host_commands SET change_seq = nextval('host_command_changes');
 
-ALTER TABLE host_commands ALTER COLUMN change_seq SET NOT NULL;
+ALTER TABLE host_commands ALTER COLUMN change_seq SET NOT NULL,
+    ALTER COLUMN change_seq SET DEFAULT nextval('host_command_changes');
 
 CREATE INDEX host_commands_change ON host_commands (change_seq);
 
@@ -32,17 +37,8 @@ BEGIN
     RETURN NULL;
 END $$;
 
-CREATE FUNCTION flotilla_host_commands_seq() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    NEW.change_seq := nextval('host_command_changes');
-    RETURN NEW;
-END $$;
-
 CREATE TRIGGER host_commands_write BEFORE INSERT OR UPDATE ON host_commands
     FOR EACH STATEMENT EXECUTE FUNCTION flotilla_host_commands_write();
-
-CREATE TRIGGER host_commands_seq BEFORE INSERT OR UPDATE ON host_commands
-    FOR EACH ROW EXECUTE FUNCTION flotilla_host_commands_seq();
 
 CREATE TABLE command_reports (
     seq         BIGSERIAL PRIMARY KEY,
