@@ -344,3 +344,27 @@ func (r *Registry) showDeadHolders(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Reclaim writes this replica again as the stream holder of every agent
+// it holds, unconditionally, at the next flush: after its replica lease
+// lapsed (the store was out of reach), the fleet leader may have marked
+// them lost and cleared their holder, and conditional writes would no
+// longer apply. Nothing happens outside replica mode.
+func (r *Registry) Reclaim() {
+	if !r.replicaMode() {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for id, e := range r.agents {
+		if e.session != nil {
+			e.attachPending = true
+			r.dirty[id] = struct{}{}
+			n++
+		}
+	}
+	if n > 0 {
+		r.log.Info("claiming the streams this replica holds again", zap.Int("agents", n))
+	}
+}
