@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"syscall"
@@ -23,17 +24,17 @@ import (
 //   - the replica holding the most agents is SIGKILLed: every agent is
 //     back on another within 30 s, none is ever reported lost, and the
 //     commands issued meanwhile reach every agent and run once;
-//   - the replica driving a rollout is cut off from PostgreSQL: it stops
-//     (it cannot renew its leases), another takes the rollout over and
-//     finishes it, and the replica, started again once the cut ends,
-//     rejoins;
+//   - the replica driving a rollout is cut off from PostgreSQL for 20 s: it
+//     stops driving the rollout (it cannot renew its lease), another takes
+//     it over and finishes it, and the replica, which keeps running,
+//     rejoins when the cut ends;
 //   - the replica driving a rollout is paused (SIGSTOP) past its lease and
-//     resumed after another took the rollout over: it stops driving it and
-//     exits (a late write would be refused by the fencing token), and the
-//     rollout ends as if nothing happened.
+//     resumed after another took the rollout over: it stops driving it (a
+//     late write would be refused by the fencing token) and rejoins, and
+//     the rollout ends as if nothing happened.
 //
-// After each fault the broken replica is started again (as systemd's
-// Restart= would) before the next one.
+// After a SIGKILL the replica is started again (as systemd's Restart=
+// would) before the next fault.
 func TestReplicaFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test; run without -short")
@@ -136,43 +137,68 @@ func (f *failoverEnv) testDriverKilled(t *testing.T) {
 	f.restartIfDown(t, driver)
 }
 
+// cutFor is how long the cut-off replica stays cut: longer than its
+// lease, so that its replica lease lapses too.
+const cutFor = 20 * time.Second
+
 // testDriverCutOff cuts the replica driving a rollout back to v1 off from
-// PostgreSQL while the second batch's host restarts. The replica cannot
-// renew its leases: it stops driving the rollout before its lease can
-// expire, and exits (a replica that cannot renew its own lease stops, so
-// that nothing it still believes it holds is held elsewhere at the same
-// time); another replica takes the rollout over and finishes it. When the
-// cut ends, the replica is started again, as systemd would, and rejoins.
+// PostgreSQL for 20 s while the second batch's host restarts. The replica
+// cannot renew its leases: it stops driving the rollout before the
+// rollout's lease can expire, and another replica takes the rollout over
+// and finishes it. The replica itself keeps running (its agents' streams
+// stay with it, served from memory) and, when the cut ends, takes its
+// replica lease again and claims its streams again.
 func (f *failoverEnv) testDriverCutOff(t *testing.T) {
 	run, driver, before, cut := f.breakDriverMidBatch(t, "v1", "back to v1, its driver cut off", func(r *replica) { r.pg.Cut() })
 	proc := driver.process()
+	states := watchAgentStates(t, f.apiOn(f.set.other(t, driver)))
 	next, l, took := f.waitTakeover(t, "rollout/"+run.ID, before, cut)
 	t.Logf("%s took rollout %s over %s after %s was cut off from PostgreSQL (token %d → %d)", next.name, run.ID, took.Round(100*time.Millisecond), driver.name, before.Token, l.Token)
 	if took > f.ttl+takeoverSlack {
 		t.Errorf("takeover took %s, want within the lease TTL %s + %s", took, f.ttl, takeoverSlack)
 	}
-	fixture.Eventually(t, f.ttl+30*time.Second, driver.name+" to stop, unable to renew its lease", func() error {
-		if !proc.Exited() {
-			return fmt.Errorf("%s still runs %s after the cut", driver.name, time.Since(cut).Round(100*time.Millisecond))
+	fixture.Eventually(t, f.ttl+30*time.Second, driver.name+" to stop driving the rollout", func() error {
+		if !stoppedDriving(proc.Output(), run.ID) {
+			return fmt.Errorf("%s has not said it stopped driving the rollout %s after the cut", driver.name, time.Since(cut).Round(100*time.Millisecond))
 		}
 		return nil
 	})
-	exited := time.Since(cut)
-	code := proc.Wait(t, time.Second)
-	t.Logf("%s exited %d %s after the cut (lease TTL %s): %s", driver.name, code, exited.Round(100*time.Millisecond), f.ttl, lastLine(proc.Output()))
-	if code == 0 {
-		t.Errorf("%s exited 0 after losing its lease; want a failure, so that its supervisor restarts it", driver.name)
-	}
-	f.finishTakenOver(t, run, "v1", cut, took)
+	t.Logf("%s stopped driving the rollout: %s", driver.name, leaseLines(proc.Output()))
+	time.Sleep(time.Until(cut.Add(cutFor)))
 	refused := driver.pg.Refused()
 	driver.pg.Restore()
-	t.Logf("the cut ended %s after it began (%d connections refused meanwhile)", time.Since(cut).Round(100*time.Millisecond), refused)
-	f.restartIfDown(t, driver)
-	lines := leaseLines(proc.Output())
-	t.Logf("%s's lines about leases and fencing:\n%s", driver.name, lines)
-	if !strings.Contains(lines, "stopped driving the rollout") || !strings.Contains(lines, "lease lost") {
-		t.Errorf("%s's output does not say it stopped driving the rollout because it lost the lease:\n%s", driver.name, proc.Output())
+	restored := time.Now()
+	t.Logf("the cut ended %s after it began (%d connections refused meanwhile)", restored.Sub(cut).Round(100*time.Millisecond), refused)
+	if proc.Exited() {
+		t.Errorf("%s exited during the cut (code %d), want it to keep serving and rejoin:\n%s", driver.name, proc.Wait(t, time.Second), lastLine(proc.Output()))
+		f.restartIfDown(t, driver)
 	}
+	f.waitRejoined(t, driver, "the cut ended", restored)
+	f.finishTakenOver(t, run, "v1", cut, took)
+	// Not asserted: the agents whose streams stayed on the cut-off replica
+	// are counted as held by no live replica once its lease lapsed, and the
+	// fleet leader may list them lost until it claims them again.
+	t.Logf("FIGURES: agent states seen on another replica from the cut to the end: %s", states.stop().describe())
+}
+
+// waitRejoined waits until the replica holds its replica lease again and
+// every agent is connected to a running replica, and logs how long it
+// took from since, when what happened.
+func (f *failoverEnv) waitRejoined(t *testing.T, r *replica, what string, since time.Time) {
+	t.Helper()
+	fixture.Eventually(t, f.ttl+30*time.Second, r.name+" to hold its replica lease again", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		l, ok, err := f.set.replicaLease(ctx, r)
+		if err != nil || !ok || l.Expired {
+			return fmt.Errorf("replica lease of %s: %+v (found %v): %v", r.name, l, ok, err)
+		}
+		return nil
+	})
+	live := time.Since(since)
+	placed := f.ready(t)
+	t.Logf("%s live again %s after %s, the fleet whole %s after: %s", r.name, live.Round(100*time.Millisecond), what,
+		time.Since(since).Round(100*time.Millisecond), f.describePlacement(t, placed))
 }
 
 // testDriverPaused stops (SIGSTOP) the replica driving a rollout to v2
@@ -181,8 +207,8 @@ func (f *failoverEnv) testDriverCutOff(t *testing.T) {
 // rollout over. Its timers fire late, all at once: it must stop driving
 // the rollout (its monotonic clock shows the lease's window passed; a
 // write that got out first would carry the old fencing token and be
-// refused) and, its own lease lost too, exit. The rollout must end as if
-// nothing happened.
+// refused), take its own lapsed replica lease again and rejoin. The
+// rollout must end as if nothing happened.
 func (f *failoverEnv) testDriverPaused(t *testing.T) {
 	run, driver, before, paused := f.breakDriverMidBatch(t, "v2", "release v2 again, its driver paused", func(r *replica) {
 		r.process().Signal(syscall.SIGSTOP)
@@ -196,16 +222,31 @@ func (f *failoverEnv) testDriverPaused(t *testing.T) {
 	proc.Signal(syscall.SIGCONT)
 	resumed := time.Now()
 	t.Logf("%s resumed %s after it was paused", driver.name, resumed.Sub(paused).Round(100*time.Millisecond))
-	fixture.Eventually(t, f.ttl+30*time.Second, driver.name+" to stop driving rollout "+run.ID+" and exit", func() error {
-		if !proc.Exited() || !strings.Contains(proc.Output(), "stopped driving the rollout") {
-			return fmt.Errorf("%s has not stopped driving the rollout and exited yet", driver.name)
+	fixture.Eventually(t, f.ttl+30*time.Second, driver.name+" to stop driving rollout "+run.ID, func() error {
+		if !stoppedDriving(proc.Output(), run.ID) {
+			return fmt.Errorf("%s has not said it stopped driving the rollout yet", driver.name)
 		}
 		return nil
 	})
-	t.Logf("%s exited %s after it resumed; its lines about leases and fencing:\n%s", driver.name,
+	t.Logf("%s stopped driving the rollout %s after it resumed; its lines about leases and fencing:\n%s", driver.name,
 		time.Since(resumed).Round(100*time.Millisecond), leaseLines(proc.Output()))
+	if proc.Exited() {
+		t.Errorf("%s exited after it resumed (code %d), want it to keep serving and rejoin:\n%s", driver.name, proc.Wait(t, time.Second), lastLine(proc.Output()))
+		f.restartIfDown(t, driver)
+	}
+	f.waitRejoined(t, driver, "it resumed", resumed)
 	f.finishTakenOver(t, run, "v2", paused, took)
-	f.restartIfDown(t, driver)
+}
+
+// stoppedDriving reports whether a replica's output says it stopped
+// driving the rollout.
+func stoppedDriving(out, rolloutID string) bool {
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "stopped driving the rollout") && strings.Contains(line, rolloutID) {
+			return true
+		}
+	}
+	return false
 }
 
 // leaseLines are the lines of a replica's output about losing leases,

@@ -12,18 +12,13 @@ import (
 	"flotilla.dev/e2e/internal/rollouttest"
 )
 
-// outageLeaseTTL is the replicas' store.lease_ttl in the outage test: a
-// replica rides out a database outage shorter than about 7/10 of it (the
-// keeper gives up a fifth before expiry, and renews every twentieth), so
-// a 20 s outage needs 30 s. With the default 10 s every replica exits
-// 8 s into the outage, by design (docs/ha.md).
-const outageLeaseTTL = 30 * time.Second
-
 // outageAgents is the number of agents of the outage test.
 const outageAgents = 3
 
 // TestReplicasPostgresOutage stops PostgreSQL for 20 s under three
-// replicas (lease TTL 30 s) with three agents spread over them, a command
+// replicas (the default lease, 10 s: every replica lease lapses during the
+// outage and is taken again after it) with three agents spread over them,
+// a command
 // on every agent and a rollout in progress (their pulls held by a
 // registry that lets them fail 8 s into the outage), and checks: every
 // call to any replica during the outage answers Unavailable (or, served
@@ -37,7 +32,7 @@ func TestReplicasPostgresOutage(t *testing.T) {
 		t.Skip("end-to-end test; run without -short")
 	}
 	dir := t.TempDir()
-	set := startReplicas(t, dir, replicaCount, withReplicaFlags("-store-lease-ttl", outageLeaseTTL.String(), "-agent-lost-after", "5s"))
+	set := startReplicas(t, dir, replicaCount, withReplicaFlags("-agent-lost-after", "5s"))
 	api := set.api(set.replicas[0])
 	reg := startHeldRegistry(t)
 	ids, agents := startSpreadAgents(t, api, set.addrs(), dir, reg.addr)

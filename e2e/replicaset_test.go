@@ -253,6 +253,30 @@ func (s *replicaSet) lease(ctx context.Context, name string) (lease, bool, error
 	return l, true, nil
 }
 
+// replicaLease reads the replica/<holder> lease of r's current process.
+func (s *replicaSet) replicaLease(ctx context.Context, r *replica) (lease, bool, error) {
+	conn, err := s.db.pg.Dial(ctx, s.db.name)
+	if err != nil {
+		return lease{}, false, err
+	}
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(ctx, `SELECT holder, token, expires_at <= now() FROM leases WHERE name LIKE 'replica/%'`)
+	if err != nil {
+		return lease{}, false, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var l lease
+		if err := rows.Scan(&l.Holder, &l.Token, &l.Expired); err != nil {
+			return lease{}, false, err
+		}
+		if r.holds(l.Holder) {
+			return l, true, nil
+		}
+	}
+	return lease{}, false, rows.Err()
+}
+
 // streamHolders maps every agent's ID to the holder of the replica that
 // holds its stream ("" for none), as the agents table says.
 func (s *replicaSet) streamHolders(ctx context.Context) (map[string]string, error) {
