@@ -98,6 +98,17 @@ func (f *failoverEnv) breakDriverMidBatch(t *testing.T, version, reason string, 
 	return run, driver, before, at
 }
 
+// nextVersion is the release the application hosts do not run: v2 when
+// they run v1, v1 otherwise. Each rollout scenario moves the fleet to it,
+// whatever the scenarios before it (or a -run filter) left.
+func (f *failoverEnv) nextVersion(t *testing.T) string {
+	t.Helper()
+	if f.docker.Inspect(t, f.hosts[0].container).Config.Image == f.images["v1"] {
+		return "v2"
+	}
+	return "v1"
+}
+
 // finishTakenOver waits for the rollout taken over after the fault to end
 // and checks it as a rollout with no fault: succeeded, each host through
 // its steps once, every container created once from image, no failed
@@ -124,16 +135,17 @@ func (f *failoverEnv) finishTakenOver(t *testing.T, run *rollouttest.Run, versio
 	rollouttest.CheckAllRun(t, f, version)
 }
 
-// testDriverKilled SIGKILLs the replica driving a rollout to v2 while the
-// second batch's host restarts.
+// testDriverKilled SIGKILLs the replica driving a rollout to the other
+// release (v2 on a fresh fleet) while the second batch's host restarts.
 func (f *failoverEnv) testDriverKilled(t *testing.T) {
-	run, driver, before, killed := f.breakDriverMidBatch(t, "v2", "release v2, its driver killed", func(r *replica) { r.kill(t) })
+	version := f.nextVersion(t)
+	run, driver, before, killed := f.breakDriverMidBatch(t, version, "release "+version+", its driver killed", func(r *replica) { r.kill(t) })
 	next, l, took := f.waitTakeover(t, "rollout/"+run.ID, before, killed)
 	t.Logf("%s took rollout %s over %s after %s was SIGKILLed (token %d → %d)", next.name, run.ID, took.Round(100*time.Millisecond), driver.name, before.Token, l.Token)
 	if took > f.ttl+takeoverSlack {
 		t.Errorf("takeover took %s, want within the lease TTL %s + %s", took, f.ttl, takeoverSlack)
 	}
-	f.finishTakenOver(t, run, "v2", killed, took)
+	f.finishTakenOver(t, run, version, killed, took)
 	f.restartIfDown(t, driver)
 }
 
@@ -141,15 +153,16 @@ func (f *failoverEnv) testDriverKilled(t *testing.T) {
 // lease, so that its replica lease lapses too.
 const cutFor = 20 * time.Second
 
-// testDriverCutOff cuts the replica driving a rollout back to v1 off from
-// PostgreSQL for 20 s while the second batch's host restarts. The replica
-// cannot renew its leases: it stops driving the rollout before the
-// rollout's lease can expire, and another replica takes the rollout over
-// and finishes it. The replica itself keeps running (its agents' streams
+// testDriverCutOff cuts the replica driving a rollout to the other
+// release off from PostgreSQL for 20 s while the second batch's host
+// restarts. The replica cannot renew its leases: it stops driving the
+// rollout before the rollout's lease can expire, and another replica takes
+// the rollout over and finishes it. The replica itself keeps running (its agents' streams
 // stay with it, served from memory) and, when the cut ends, takes its
 // replica lease again and claims its streams again.
 func (f *failoverEnv) testDriverCutOff(t *testing.T) {
-	run, driver, before, cut := f.breakDriverMidBatch(t, "v1", "back to v1, its driver cut off", func(r *replica) { r.pg.Cut() })
+	version := f.nextVersion(t)
+	run, driver, before, cut := f.breakDriverMidBatch(t, version, "release "+version+", its driver cut off", func(r *replica) { r.pg.Cut() })
 	proc := driver.process()
 	states := watchAgentStates(t, f.apiOn(f.set.other(t, driver)))
 	next, l, took := f.waitTakeover(t, "rollout/"+run.ID, before, cut)
@@ -174,7 +187,7 @@ func (f *failoverEnv) testDriverCutOff(t *testing.T) {
 		f.restartIfDown(t, driver)
 	}
 	f.waitRejoined(t, driver, "the cut ended", restored)
-	f.finishTakenOver(t, run, "v1", cut, took)
+	f.finishTakenOver(t, run, version, cut, took)
 	// Not asserted: the agents whose streams stayed on the cut-off replica
 	// are counted as held by no live replica once its lease lapsed, and the
 	// fleet leader may list them lost until it claims them again.
@@ -201,16 +214,17 @@ func (f *failoverEnv) waitRejoined(t *testing.T, r *replica, what string, since 
 		time.Since(since).Round(100*time.Millisecond), f.describePlacement(t, placed))
 }
 
-// testDriverPaused stops (SIGSTOP) the replica driving a rollout to v2
-// while the second batch's host restarts, as a long GC pause or a VM
-// migration would, and resumes it once another replica has taken the
-// rollout over. Its timers fire late, all at once: it must stop driving
+// testDriverPaused stops (SIGSTOP) the replica driving a rollout to the
+// other release while the second batch's host restarts, as a long GC
+// pause or a VM migration would, and resumes it once another replica has
+// taken the rollout over. Its timers fire late, all at once: it must stop driving
 // the rollout (its monotonic clock shows the lease's window passed; a
 // write that got out first would carry the old fencing token and be
 // refused), take its own lapsed replica lease again and rejoin. The
 // rollout must end as if nothing happened.
 func (f *failoverEnv) testDriverPaused(t *testing.T) {
-	run, driver, before, paused := f.breakDriverMidBatch(t, "v2", "release v2 again, its driver paused", func(r *replica) {
+	version := f.nextVersion(t)
+	run, driver, before, paused := f.breakDriverMidBatch(t, version, "release "+version+", its driver paused", func(r *replica) {
 		r.process().Signal(syscall.SIGSTOP)
 	})
 	proc := driver.process()
@@ -235,7 +249,7 @@ func (f *failoverEnv) testDriverPaused(t *testing.T) {
 		f.restartIfDown(t, driver)
 	}
 	f.waitRejoined(t, driver, "it resumed", resumed)
-	f.finishTakenOver(t, run, "v2", paused, took)
+	f.finishTakenOver(t, run, version, paused, took)
 }
 
 // stoppedDriving reports whether a replica's output says it stopped
