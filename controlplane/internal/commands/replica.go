@@ -218,8 +218,17 @@ func (j *adoptJob) apply(t *turn, _ *request) {
 // forgetJob drops commands whose work moved (see Forget).
 type forgetJob struct{ cmds []string }
 
-func (j *forgetJob) ids() []string                 { return j.cmds }
-func (j *forgetJob) prepare(*turn, *request) error { return nil }
+func (j *forgetJob) ids() []string { return j.cmds }
+
+// prepare marks the commands changed: a later request of the turn about
+// one of them (an event) waits for the next turn, where it finds the
+// command gone, rather than be applied to it once it is.
+func (j *forgetJob) prepare(t *turn, _ *request) error {
+	for _, id := range j.cmds {
+		t.changed[id] = true
+	}
+	return nil
+}
 
 func (j *forgetJob) apply(t *turn, _ *request) {
 	for _, id := range j.cmds {

@@ -284,3 +284,58 @@ func TestReplicaCancelWhileOrphaned(t *testing.T) {
 	}
 	awaitFleetState(t, st, fc.GetId(), flotillav1.FleetCommandState_FLEET_COMMAND_STATE_CANCELLED)
 }
+
+// newLeasedReplica is a replica whose Manager drives fleet commands under
+// leases held as holder (its claimer not running until the test runs it).
+func newLeasedReplica(t *testing.T, st store.Store, holder string, agents ...string) *replica {
+	t.Helper()
+	reg, err := fleet.New(fleet.Config{Store: st, Logger: zap.NewNop(), LostAfter: time.Minute, FlushInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range agents {
+		reg.Add(store.Agent{ID: a, State: store.AgentDisconnected, RegisteredAt: time.Now()})
+	}
+	d, err := commands.NewDispatcher(commands.DispatcherConfig{Store: st, Registry: reg, Replica: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := commands.NewManager(commands.ManagerConfig{Store: st, Registry: reg, Dispatcher: d,
+		Holder: holder, Leases: st, LeaseTTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &replica{reg: reg, d: d, m: m}
+}
+
+// A replica that drives a fleet command without holding its lease (its
+// claimer stopped) does not record the command's end; the replica whose
+// claimer takes the lease does.
+func TestReplicaWithoutTheLeaseDoesNotRecordTheEnd(t *testing.T) {
+	ctx := context.Background()
+	st := openSQLite(t)
+	a := newLeasedReplica(t, st, "holder-a", "web-1")
+	sess := a.attach(t, "web-1")
+	fc, err := a.m.Start(ctx, pullRequest("web-1"), "operator:test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hcID := fc.GetId() + ".web-1"
+	awaitMessage(t, sess, "command", func(msg *flotillav1.ConnectResponse) bool { return msg.GetCommand().GetId() == hcID })
+	if err := a.d.OnEvent(ctx, "web-1", &flotillav1.CommandEvent{CommandId: hcID, State: flotillav1.CommandState_COMMAND_STATE_SUCCEEDED}); err != nil {
+		t.Fatal(err)
+	}
+	if running := a.m.Running(); len(running) != 0 {
+		t.Fatalf("replica A still drives %v after the last host ended", running)
+	}
+	if got, err := st.GetFleetCommand(ctx, fc.GetId()); err != nil || got.State != int32(flotillav1.FleetCommandState_FLEET_COMMAND_STATE_RUNNING) {
+		t.Fatalf("fleet command in the store = %v, %v; want RUNNING (A held no lease)", flotillav1.FleetCommandState(got.State), err)
+	}
+
+	c := newLeasedReplica(t, st, "holder-c", "web-1")
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.m.Run(runCtx) }()
+	t.Cleanup(func() { stop(); <-done })
+	awaitFleetState(t, st, fc.GetId(), flotillav1.FleetCommandState_FLEET_COMMAND_STATE_SUCCEEDED)
+}
