@@ -20,7 +20,7 @@ import (
 const reattachWithin = 30 * time.Second
 
 // testAgentsReplicaKilled SIGKILLs the replica holding the most agents
-// (application hosts first) and, at once, runs two commands through
+// (at least a third) and, at once, runs two commands through
 // another: a restart of every application host's container on the image
 // it runs (v2, after the first fault) and a pull on every host that may
 // pull. Every agent must be back on a surviving
@@ -81,8 +81,8 @@ func (f *failoverEnv) testAgentsReplicaKilled(t *testing.T) {
 	f.restartIfDown(t, victim)
 }
 
-// mostAgents is the replica holding the most application hosts, then the
-// most agents.
+// mostAgents is the replica holding the most agents (at least a third of
+// them), then the most application hosts.
 func (f *failoverEnv) mostAgents(placed map[string]*replica) *replica {
 	apps, all := map[*replica]int{}, map[*replica]int{}
 	for _, h := range f.hosts {
@@ -93,7 +93,7 @@ func (f *failoverEnv) mostAgents(placed map[string]*replica) *replica {
 	}
 	best := f.set.replicas[0]
 	for _, r := range f.set.replicas[1:] {
-		if apps[r] > apps[best] || apps[r] == apps[best] && all[r] > all[best] {
+		if all[r] > all[best] || all[r] == all[best] && apps[r] > apps[best] {
 			best = r
 		}
 	}
