@@ -51,6 +51,10 @@ func TestReplicasPostgresOutage(t *testing.T) {
 		if n := reg.accepted(); len(got.Hosts) != outageAgents || n < 2 {
 			return fmt.Errorf("%d hosts, %d connections to the registry", len(got.Hosts), n)
 		}
+		// The rollout's pre-pull runs on the web host, as its agent says.
+		if !runningCommandOf(agents[0].Output(), rolloutID) {
+			return fmt.Errorf("the rollout's pre-pull is not running on e2e-pg-1 yet")
+		}
 		return nil
 	})
 	var cps []controlPlane
@@ -141,6 +145,17 @@ log:
 		return nil
 	})
 	return ids, procs
+}
+
+// runningCommandOf reports whether an agent's output shows a command of
+// the rollout running.
+func runningCommandOf(out, rolloutID string) bool {
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "command running") && strings.Contains(line, `"command_id": "`+rolloutID+".") {
+			return true
+		}
+	}
+	return false
 }
 
 // connections counts the streams each agent has opened so far (its
