@@ -31,7 +31,8 @@ build:
 	CGO_ENABLED=0 $(GO) build -tags $(BUILD_TAGS) -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/flotilla-sim ./agent/cmd/flotilla-sim
 	CGO_ENABLED=0 $(GO) build -tags $(BUILD_TAGS) -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/flotilla ./cli/cmd/flotilla
 
-## tools: buf, protoc-gen-go, protoc-gen-go-grpc and grpcurl, pinned in tools/go.mod
+## tools: buf, protoc-gen-go, protoc-gen-go-grpc, grpcurl, the registry and
+## versitygw (the S3 server the backup tests store into), pinned in tools/go.mod
 tools: $(TOOLS_STAMP)
 $(TOOLS_STAMP): tools/go.mod tools/go.sum
 	@mkdir -p $(BIN)
@@ -40,7 +41,8 @@ $(TOOLS_STAMP): tools/go.mod tools/go.sum
 		google.golang.org/protobuf/cmd/protoc-gen-go \
 		google.golang.org/grpc/cmd/protoc-gen-go-grpc \
 		github.com/fullstorydev/grpcurl/cmd/grpcurl \
-		github.com/distribution/distribution/v3/cmd/registry
+		github.com/distribution/distribution/v3/cmd/registry \
+		github.com/versity/versitygw/cmd/versitygw
 	@rm -f $(BIN)/.tools-* && touch $@
 
 ## deps: the Debian packages the integration tests use (nginx; PostgreSQL 15
@@ -136,6 +138,7 @@ FUZZ_TARGETS := \
 	agent/internal/commands:FuzzHandle \
 	agent/internal/docker:FuzzValidate \
 	agent/internal/backup:FuzzValidate \
+	agent/internal/backup:FuzzValidateRestore \
 	agent/internal/nginx:FuzzValidate \
 	agent/internal/nginx:FuzzEditUpstream \
 	agent/internal/config:FuzzParseLabels \
@@ -151,6 +154,7 @@ FUZZ_TARGETS := \
 	controlplane/internal/api:FuzzValidateRenew \
 	controlplane/internal/commands:FuzzValidateSpec \
 	controlplane/internal/selector:FuzzParse \
+	controlplane/internal/schedule:FuzzParse \
 	controlplane/internal/audit:FuzzRedact
 ## On a loaded machine Go's fuzzing engine can fail a run with "context
 ## deadline exceeded" when its workers are slow to stop at the end, without

@@ -10,11 +10,20 @@ const (
 	KindBackup  = "backup"
 	KindDrain   = "drain"
 	KindUndrain = "undrain"
+	// KindBaseBackup is a physical base backup (pg_basebackup).
+	KindBaseBackup = "base_backup"
+	// KindPrune applies a retention policy to stored backups.
+	KindPrune = "prune"
+	// KindRestore restores a dump or a base backup plus WAL.
+	KindRestore = "restore"
+	// KindDrill restores a backup into a scratch server and checks it.
+	KindDrill = "drill"
 )
 
 // Kinds lists every kind this version knows, in the order of the oneof.
 func Kinds() []string {
-	return []string{KindPull, KindRestart, KindBackup, KindDrain, KindUndrain}
+	return []string{KindPull, KindRestart, KindBackup, KindDrain, KindUndrain,
+		KindBaseBackup, KindPrune, KindRestore, KindDrill}
 }
 
 // Kind names the kind of spec, or returns "" for a spec without a kind this
@@ -31,6 +40,14 @@ func Kind(spec *flotillav1.CommandSpec) string {
 		return KindDrain
 	case *flotillav1.CommandSpec_Undrain:
 		return KindUndrain
+	case *flotillav1.CommandSpec_BaseBackup:
+		return KindBaseBackup
+	case *flotillav1.CommandSpec_Prune:
+		return KindPrune
+	case *flotillav1.CommandSpec_Restore:
+		return KindRestore
+	case *flotillav1.CommandSpec_Drill:
+		return KindDrill
 	default:
 		return ""
 	}

@@ -19,6 +19,10 @@ func TestKind(t *testing.T) {
 		{&flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Backup{}}, KindBackup, KindBackup},
 		{&flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Drain{}}, KindDrain, KindDrain},
 		{&flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Undrain{}}, KindUndrain, KindUndrain},
+		{&flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_BaseBackup{}}, KindBaseBackup, KindBaseBackup},
+		{&flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Prune{}}, KindPrune, KindPrune},
+		{&flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Restore{}}, KindRestore, KindRestore},
+		{&flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Drill{}}, KindDrill, KindDrill},
 		{&flotillav1.CommandSpec{}, "", none},
 		{nil, "", none},
 	}

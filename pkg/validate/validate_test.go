@@ -214,3 +214,28 @@ func TestDurationAndTimestamp(t *testing.T) {
 		}
 	}
 }
+
+func TestDestinationFields(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		ok   bool
+	}{
+		{"bucket", S3Bucket("flotilla-backups"), true},
+		{"bucket too short", S3Bucket("ab"), false},
+		{"bucket upper case", S3Bucket("Backups"), false},
+		{"prefix", S3Prefix("prod/db-1/"), true},
+		{"empty prefix", S3Prefix(""), true},
+		{"prefix with ..", S3Prefix("prod/../etc"), false},
+		{"prefix with leading /", S3Prefix("/prod"), false},
+		{"prefix with a control character", S3Prefix("prod\n"), false},
+		{"endpoint", S3Endpoint("minio.internal:9000"), true},
+		{"endpoint with a scheme", S3Endpoint("https://s3.amazonaws.com"), false},
+		{"backup name", BackupName("app-20261207T020000Z"), true},
+		{"backup name with a slash", BackupName("../app"), false},
+	} {
+		if (tc.err == nil) != tc.ok {
+			t.Errorf("%s: %v, want ok=%v", tc.name, tc.err, tc.ok)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 
 	"go.uber.org/zap"
@@ -23,7 +24,7 @@ const defaultDockerSocket = "/var/run/docker.sock"
 // for: Docker when a Docker engine is configured or present, backups when
 // databases are configured, Nginx when upstreams are. A kind without an
 // executor is rejected by the agent with a reason that says so.
-func executors(cfg config.Config, log *zap.Logger) (agent.Config, func(), error) {
+func executors(cfg config.Config, cfgPath string, log *zap.Logger) (agent.Config, func(), error) {
 	out := agent.Config{Executors: map[string]executor.Executor{}}
 	var closers []func()
 	closeAll := func() {
@@ -45,7 +46,16 @@ func executors(cfg config.Config, log *zap.Logger) (agent.Config, func(), error)
 		if err != nil {
 			return out, closeAll, err
 		}
-		out.Executors[command.KindBackup] = b
+		walCfg := cfg.Backup.WALConfig
+		if walCfg == "" && cfgPath != "" {
+			walCfg, _ = filepath.Abs(cfgPath)
+		}
+		if self, err := os.Executable(); err == nil && walCfg != "" {
+			b.SetWALFetch(self, walCfg)
+		}
+		for _, k := range []string{command.KindBackup, command.KindBaseBackup, command.KindPrune, command.KindRestore, command.KindDrill} {
+			out.Executors[k] = b
+		}
 		out.Databases = b
 	}
 	if len(cfg.Nginx.Upstreams) > 0 {

@@ -36,6 +36,9 @@ const (
 func main() { os.Exit(run(os.Args[1:])) }
 
 func run(args []string) int {
+	if len(args) > 0 && (args[0] == "wal-push" || args[0] == "wal-fetch") {
+		return runWAL(args, os.Stderr)
+	}
 	cfg, err := config.Load(args, os.LookupEnv, os.Stderr)
 	switch {
 	case errors.Is(err, config.ErrVersion):
@@ -54,7 +57,7 @@ func run(args []string) int {
 	}
 	defer func() { _ = log.Sync() }()
 
-	acfg, closeExecutors, err := executors(cfg, log)
+	acfg, closeExecutors, err := executors(cfg, configPath(args), log)
 	defer closeExecutors()
 	if err != nil {
 		log.Error("cannot start: command executors", zap.Error(err))

@@ -281,7 +281,7 @@ func (a *Agent) capabilities() []string {
 		kinds      []string
 	}{
 		{"docker", []string{command.KindPull, command.KindRestart}},
-		{"postgres", []string{command.KindBackup}},
+		{"postgres", []string{command.KindBackup, command.KindBaseBackup, command.KindPrune, command.KindRestore, command.KindDrill}},
 		{"nginx", []string{command.KindDrain, command.KindUndrain}},
 	} {
 		if slices.ContainsFunc(c.kinds, func(k string) bool { return a.cfg.Executors[k] != nil }) {

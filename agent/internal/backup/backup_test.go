@@ -204,7 +204,7 @@ func (env *backupEnv) testMissingDatabase(t *testing.T) {
 	if err == nil || executor.IsRejection(err) {
 		t.Fatalf("Execute(ghost) = %v, want a failure", err)
 	}
-	for _, want := range []string{"pg_dump exited with status 1", `database "ghost" does not exist`, "partial archive was removed"} {
+	for _, want := range []string{"connect to database ghost", `database "ghost" does not exist`, "partial archive was removed"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not contain %q", err, want)
 		}
@@ -324,6 +324,9 @@ func (env *backupEnv) testStats(t *testing.T) {
 	got := map[string]int64{}
 	for _, s := range stats {
 		got[s.GetName()] = s.GetConnections()
+		if s.GetWalArchiver() != nil {
+			t.Errorf("Stats %s: archiver statistics %v from a server with archive_mode off", s.GetName(), s.GetWalArchiver())
+		}
 	}
 	// Background workers may add a session now and then: at least three.
 	if got["app"] < 3 {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"unicode"
 
+	"flotilla.dev/agent/internal/backup/objstore"
 	"flotilla.dev/pkg/validate"
 )
 
@@ -26,6 +27,21 @@ type Config struct {
 	// then /usr/lib/postgresql/*/bin).
 	PgDump    string `yaml:"pg_dump"`
 	PgRestore string `yaml:"pg_restore"`
+	// PostgresBinDir holds pg_basebackup, initdb, postgres and pg_ctl, used
+	// for base backups, point-in-time restores and drills (default: the
+	// newest /usr/lib/postgresql/*/bin).
+	PostgresBinDir string `yaml:"postgres_bin_dir"`
+	// ScratchDirectory is where drills and point-in-time restores create
+	// their temporary clusters (default: the system's temporary directory).
+	ScratchDirectory string `yaml:"scratch_directory"`
+	// WALConfig is the configuration file that the restore_command of a
+	// point-in-time restore passes to "flotilla-agent wal-fetch": it runs
+	// as the postgres OS user, which must be able to read it (default: the
+	// agent's own file).
+	WALConfig string `yaml:"wal_config"`
+	// S3 is how to reach S3-compatible object storage when a command names
+	// an s3 destination; credentials live here or in the environment.
+	S3 objstore.S3Config `yaml:"s3"`
 	// Databases are the databases the agent may back up, by the name
 	// commands use. Credentials stay here, never in a command.
 	Databases map[string]Database `yaml:"databases"`
@@ -40,6 +56,12 @@ type Database struct {
 	// PasswordFile holds the password (0600); empty for peer/trust auth.
 	PasswordFile string `yaml:"password_file"`
 	SSLMode      string `yaml:"sslmode"` // default prefer
+	// WALDestination is where `flotilla-agent wal-push` archives the WAL of
+	// the cluster that holds this database, and where wal-fetch and
+	// point-in-time restores read it: "file:///dir" or
+	// "s3://bucket/prefix[?endpoint=host:port]" (default: the local backup
+	// directory). Segments go under wal/<name>/.
+	WALDestination string `yaml:"wal_destination"`
 }
 
 // sslModes are the values libpq accepts for sslmode.
@@ -59,10 +81,16 @@ func (c Config) Validate() error {
 		{"backup.directory", c.Directory},
 		{"backup.pg_dump", c.PgDump},
 		{"backup.pg_restore", c.PgRestore},
+		{"backup.postgres_bin_dir", c.PostgresBinDir},
+		{"backup.scratch_directory", c.ScratchDirectory},
+		{"backup.wal_config", c.WALConfig},
 	} {
 		if f.path != "" && !filepath.IsAbs(f.path) {
 			add(f.field, "must be an absolute path, got %q", f.path)
 		}
+	}
+	if err := c.S3.Validate("backup.s3"); err != nil {
+		errs = append(errs, err)
 	}
 	for _, name := range sortedKeys(c.Databases) {
 		field := "backup.databases." + name
@@ -91,6 +119,11 @@ func (d Database) validate(field string) []error {
 	}
 	if d.PasswordFile != "" && !filepath.IsAbs(d.PasswordFile) {
 		add("password_file", "must be an absolute path, got %q", d.PasswordFile)
+	}
+	if d.WALDestination != "" {
+		if err := objstore.CheckURI(d.WALDestination); err != nil {
+			add("wal_destination", "%v", err)
+		}
 	}
 	for _, f := range []struct{ field, value string }{
 		{"host", d.Host}, {"user", d.User}, {"dbname", d.DBName},

@@ -19,8 +19,8 @@ import (
 // compressed by pg_dump itself (zlib at its default level), so the archive
 // is streamed through compression without a separate compressor, and
 // pg_restore can restore it selectively and in parallel.
-func dumpArgs(db Database) []string {
-	return []string{
+func dumpArgs(db Database, snapshot string) []string {
+	args := []string{
 		"--format=custom",
 		// Never prompt: without a usable password pg_dump fails at once.
 		"--no-password",
@@ -28,6 +28,12 @@ func dumpArgs(db Database) []string {
 		// the timeouts travel too; it holds no password.
 		"--dbname=" + db.conninfo(),
 	}
+	if snapshot != "" {
+		// The snapshot the table statistics were read in: the manifest's
+		// row counts and checksums describe exactly the dumped rows.
+		args = append(args, "--snapshot="+snapshot)
+	}
+	return args
 }
 
 // dumped is what streaming pg_dump into the archive produced.
@@ -44,7 +50,7 @@ type dumped struct {
 // dump returns. A cancelled ctx stops pg_dump; password, when not empty,
 // reaches pg_dump through a temporary passfile and is redacted from any
 // message pg_dump prints.
-func (e *Executor) dump(ctx context.Context, db Database, password string, out *os.File, progress func(uint64)) (dumped, error) {
+func (e *Executor) dump(ctx context.Context, db Database, password, snapshot string, out *os.File, progress func(uint64)) (dumped, error) {
 	env := childEnv()
 	explain := func(stderr string) string { return redact(stderr, password) }
 	if password != "" {
@@ -63,7 +69,7 @@ func (e *Executor) dump(ctx context.Context, db Database, password string, out *
 	// runCtx also stops pg_dump when writing the archive fails.
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	cmd := exec.CommandContext(runCtx, e.pgDump, dumpArgs(db)...)
+	cmd := exec.CommandContext(runCtx, e.pgDump, dumpArgs(db, snapshot)...)
 	cmd.Env = env
 	terminateOnCancel(cmd)
 	stderr := &tailWriter{max: stderrTailBytes}

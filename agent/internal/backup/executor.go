@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"flotilla.dev/agent/internal/backup/objstore"
 	"flotilla.dev/agent/internal/executor"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 	"flotilla.dev/pkg/command"
@@ -29,6 +31,7 @@ const DefaultProgressInterval = time.Second
 type Executor struct {
 	cfg       Config
 	dir       string
+	stateDir  string
 	pgDump    string
 	pgRestore string
 	log       *zap.Logger
@@ -37,6 +40,10 @@ type Executor struct {
 	clock            clockwork.Clock
 	progressInterval time.Duration
 	tempDir          string // parent of temporary passfiles; "" = os.TempDir()
+
+	// agentBinary and configPath make restored servers' restore_command.
+	agentBinary string
+	configPath  string
 
 	mu      sync.Mutex
 	running map[string]bool // databases being backed up
@@ -58,6 +65,7 @@ func New(cfg Config, stateDir string, log *zap.Logger) (*Executor, error) {
 	}
 	e := &Executor{
 		cfg:              cfg,
+		stateDir:         stateDir,
 		dir:              cfg.Directory,
 		log:              log,
 		clock:            clockwork.NewRealClock(),
@@ -80,6 +88,14 @@ func New(cfg Config, stateDir string, log *zap.Logger) (*Executor, error) {
 			zap.String("directory", e.dir), zap.Stringer("mode", info.Mode().Perm()))
 	}
 	removeStale(e.dir, log)
+	if l, err := objstore.NewLocal(e.dir); err == nil {
+		// Uploads into the local directory that a killed agent left; an
+		// hour old, so that a wal-push in progress is not one of them.
+		removed, _ := l.RemoveTemp(time.Hour)
+		for _, f := range removed {
+			log.Info("removed a temporary file left by an interrupted store", zap.String("file", f))
+		}
+	}
 	if len(cfg.Databases) == 0 {
 		return e, nil
 	}
@@ -93,52 +109,138 @@ func New(cfg Config, stateDir string, log *zap.Logger) (*Executor, error) {
 	return e, nil
 }
 
+// SetWALFetch tells the executor how restored servers fetch archived WAL:
+// the flotilla-agent binary at agentBinary, run with the configuration
+// file configPath (its restore_command is "agentBinary wal-fetch -config
+// configPath -database <name> %f %p"). Without it point-in-time restores
+// are refused. Call it before the first command.
+func (e *Executor) SetWALFetch(agentBinary, configPath string) {
+	e.agentBinary, e.configPath = agentBinary, configPath
+}
+
 // Directory is where archives and manifests are written.
 func (e *Executor) Directory() string { return e.dir }
 
 // PgRestore is the pg_restore binary the executor verifies archives with.
 func (e *Executor) PgRestore() string { return e.pgRestore }
 
-// Validate accepts backup commands for databases in backup.databases.
+// Validate accepts the backup kinds (backup, base_backup, prune, restore,
+// drill) for databases in backup.databases, with well-formed parameters.
 func (e *Executor) Validate(spec *flotillav1.CommandSpec) error {
-	b := spec.GetBackup()
-	if b == nil {
-		return executor.Reject("the backup executor runs only backup commands, not %s", command.KindText(spec))
+	kind := command.Kind(spec)
+	database, dest, err := kindTarget(spec)
+	if err != nil {
+		return err
 	}
-	name := b.GetDatabase()
-	if name == "" {
-		return executor.Reject("backup.database is required")
+	if database == "" {
+		return executor.Reject("%s.database is required", kind)
 	}
 	// Checked before the lookup so that the reason never echoes a long or
 	// hostile string: validate quotes and cuts what it refuses.
-	if err := validate.DatabaseName(name); err != nil {
-		return executor.Reject("backup.database: %v", err)
+	if err := validate.DatabaseName(database); err != nil {
+		return executor.Reject("%s.database: %v", kind, err)
 	}
-	if _, ok := e.cfg.Databases[name]; !ok {
-		return executor.Reject("database %s is not in backup.databases", name)
+	if _, ok := e.cfg.Databases[database]; !ok {
+		return executor.Reject("database %s is not in backup.databases", database)
+	}
+	if err := objstore.CheckSpec(kind+".destination", dest); err != nil {
+		return executor.Reject("%v", err)
+	}
+	switch k := spec.GetKind().(type) {
+	case *flotillav1.CommandSpec_Prune:
+		return validateRetention(k.Prune.GetRetention())
+	case *flotillav1.CommandSpec_Restore:
+		return validateRestore(k.Restore)
+	case *flotillav1.CommandSpec_Drill:
+		return checkBackupName("drill.backup", k.Drill.GetBackup())
 	}
 	return nil
 }
 
-// Execute backs up the database the command names and returns a
-// BackupResult. On any failure, cancellation included, the partial archive
-// is removed: no file ever has a final name unless it was verified.
+// kindTarget returns the database and destination of a backup kind, or
+// rejects another kind.
+func kindTarget(spec *flotillav1.CommandSpec) (string, *flotillav1.BackupDestination, error) {
+	switch k := spec.GetKind().(type) {
+	case *flotillav1.CommandSpec_Backup:
+		return k.Backup.GetDatabase(), k.Backup.GetDestination(), nil
+	case *flotillav1.CommandSpec_BaseBackup:
+		return k.BaseBackup.GetDatabase(), k.BaseBackup.GetDestination(), nil
+	case *flotillav1.CommandSpec_Prune:
+		return k.Prune.GetDatabase(), k.Prune.GetDestination(), nil
+	case *flotillav1.CommandSpec_Restore:
+		return k.Restore.GetDatabase(), k.Restore.GetDestination(), nil
+	case *flotillav1.CommandSpec_Drill:
+		return k.Drill.GetDatabase(), k.Drill.GetDestination(), nil
+	}
+	return "", nil, executor.Reject("the backup executor runs only backup, base_backup, prune, restore and drill commands, not %s",
+		command.KindText(spec))
+}
+
+// Execute runs a backup kind. Two commands of the same kind for the same
+// database never run at once on this host.
 func (e *Executor) Execute(ctx context.Context, spec *flotillav1.CommandSpec, progress executor.Progress) (*flotillav1.CommandResult, error) {
 	if err := e.Validate(spec); err != nil {
 		return nil, err
 	}
-	name := spec.GetBackup().GetDatabase()
-	if !e.acquire(name) {
-		return nil, executor.Reject("a backup of database %s is already running on this host", name)
+	kind := command.Kind(spec)
+	name, dest, _ := kindTarget(spec)
+	if !e.acquire(kind + ":" + name) {
+		return nil, executor.Reject("a %s of database %s is already running on this host", kind, name)
 	}
-	defer e.release(name)
+	defer e.release(kind + ":" + name)
 	progress = progress.OrDiscard()
-	res, err := e.backup(ctx, name, progress)
+	store, err := e.open(dest)
 	if err != nil {
-		e.log.Warn("backup failed", zap.String("database", name), zap.Error(err))
-		return nil, err
+		return nil, fmt.Errorf("%s of database %s: destination: %w", kind, name, err)
 	}
-	return &flotillav1.CommandResult{Kind: &flotillav1.CommandResult_Backup{Backup: res}}, nil
+	res, err := e.run(ctx, spec, name, store, progress)
+	if err != nil {
+		e.log.Warn(kind+" failed", zap.String("database", name), zap.Error(err))
+	}
+	return res, err
+}
+
+// run executes a validated command of a backup kind.
+func (e *Executor) run(ctx context.Context, spec *flotillav1.CommandSpec, name string, store objstore.Store, progress executor.Progress) (*flotillav1.CommandResult, error) {
+	switch k := spec.GetKind().(type) {
+	case *flotillav1.CommandSpec_Backup:
+		res, err := e.backup(ctx, name, store, progress)
+		if err != nil {
+			return nil, err
+		}
+		return &flotillav1.CommandResult{Kind: &flotillav1.CommandResult_Backup{Backup: res}}, nil
+	case *flotillav1.CommandSpec_BaseBackup:
+		res, err := e.baseBackup(ctx, name, store, progress)
+		if err != nil {
+			return nil, err
+		}
+		return &flotillav1.CommandResult{Kind: &flotillav1.CommandResult_Backup{Backup: res}}, nil
+	case *flotillav1.CommandSpec_Prune:
+		res, err := e.prune(ctx, name, store, k.Prune, progress)
+		if err != nil {
+			return nil, err
+		}
+		return &flotillav1.CommandResult{Kind: &flotillav1.CommandResult_Prune{Prune: res}}, nil
+	case *flotillav1.CommandSpec_Restore:
+		res, err := e.restore(ctx, name, store, k.Restore, progress)
+		if err != nil {
+			return nil, err
+		}
+		return &flotillav1.CommandResult{Kind: &flotillav1.CommandResult_Restore{Restore: res}}, nil
+	case *flotillav1.CommandSpec_Drill:
+		res, err := e.drill(ctx, name, store, k.Drill.GetBackup(), progress)
+		var out *flotillav1.CommandResult
+		if res != nil {
+			out = &flotillav1.CommandResult{Kind: &flotillav1.CommandResult_Drill{Drill: res}}
+		}
+		return out, err
+	}
+	return nil, executor.Reject("the backup executor cannot run %s", command.KindText(spec))
+}
+
+// open returns the destination a command names.
+func (e *Executor) open(dest *flotillav1.BackupDestination) (objstore.Store, error) {
+	return objstore.FromSpec(dest, e.cfg.S3, e.dir)
 }
 
 func (e *Executor) acquire(name string) bool {
@@ -157,8 +259,8 @@ func (e *Executor) release(name string) {
 	delete(e.running, name)
 }
 
-// backup dumps, verifies, commits and describes one archive of name.
-func (e *Executor) backup(ctx context.Context, name string, progress executor.Progress) (*flotillav1.BackupResult, error) {
+// backup dumps, verifies, stores and describes one archive of name.
+func (e *Executor) backup(ctx context.Context, name string, store objstore.Store, progress executor.Progress) (*flotillav1.BackupResult, error) {
 	started := e.clock.Now().UTC()
 	db := e.cfg.Databases[name].withDefaults(name)
 	fail := func(format string, args ...any) error {
@@ -167,12 +269,9 @@ func (e *Executor) backup(ctx context.Context, name string, progress executor.Pr
 	if err := ctx.Err(); err != nil {
 		return nil, fail("not started: %w", err)
 	}
-	password := ""
-	if db.PasswordFile != "" {
-		var err error
-		if password, err = readPassword(db.PasswordFile); err != nil {
-			return nil, fail("backup.databases.%s.password_file: %w", name, err)
-		}
+	password, err := db.password()
+	if err != nil {
+		return nil, fail("backup.databases.%s.password_file: %w", name, err)
 	}
 	pgDumpVersion, err := programVersion(ctx, e.pgDump)
 	if err != nil {
@@ -183,7 +282,8 @@ func (e *Executor) backup(ctx context.Context, name string, progress executor.Pr
 		return nil, fail("%w", err)
 	}
 	e.log.Info("backup started", zap.String("database", name), zap.String("dbname", db.DBName),
-		zap.String("host", db.Host), zap.Int("port", db.Port), zap.String("file", r.partial))
+		zap.String("host", db.Host), zap.Int("port", db.Port), zap.String("file", r.partial),
+		zap.String("destination", store.URI("")))
 
 	m, err := e.dumpAndVerify(ctx, name, db, password, r, progress)
 	if err != nil {
@@ -193,35 +293,64 @@ func (e *Executor) backup(ctx context.Context, name string, progress executor.Pr
 		return nil, fail("%w; the partial archive was removed", err)
 	}
 	m.Database, m.DBName, m.StartedAt, m.PgDumpVersion = name, db.DBName, started, pgDumpVersion
-	elapsed, err := e.commit(r, &m, started)
+	progress(&flotillav1.CommandProgress{Message: "storing the archive of " + name + " in " + store.URI(""), Current: m.SizeBytes, Total: m.SizeBytes})
+	st, err := e.store(ctx, store, r, &m, started)
 	if err != nil {
 		return nil, fail("%w", err)
 	}
-	e.log.Info("backup finished", zap.String("database", name), zap.String("file", r.archive),
+	e.log.Info("backup finished", zap.String("database", name), zap.String("uri", st.uri),
 		zap.Uint64("size_bytes", m.SizeBytes), zap.String("sha256", m.SHA256),
-		zap.Int("entries", m.Entries), zap.String("duration", m.Duration))
+		zap.Int("entries", m.Entries), zap.Int("tables", len(m.Tables)), zap.String("duration", m.Duration))
 	return &flotillav1.BackupResult{
 		Database:        name,
-		Path:            r.archive,
-		ManifestPath:    r.manifest,
+		Path:            st.path,
+		ManifestPath:    st.manifestPath,
 		SizeBytes:       m.SizeBytes,
 		Sha256:          m.SHA256,
 		StartedAt:       timestamppb.New(started),
-		Duration:        durationpb.New(elapsed),
+		Duration:        durationpb.New(st.elapsed),
 		PgDumpVersion:   pgDumpVersion,
 		ServerVersion:   m.ServerVersion,
 		VerifiedEntries: uint32(m.Entries),
+		Name:            m.Name,
+		Type:            flotillav1.BackupType_BACKUP_TYPE_DUMP,
+		DestinationUri:  st.uri,
+		Verified:        true,
+		FinishedAt:      timestamppb.New(m.FinishedAt),
+		UploadDuration:  durationpb.New(st.upload),
 	}, nil
 }
 
 // dumpAndVerify streams pg_dump into the reserved partial file, closes it
-// and verifies it. The returned manifest has the archive's fields filled.
+// and verifies it; meanwhile it counts and checksums every table in the
+// dump's snapshot. The returned manifest has the archive's fields filled.
 func (e *Executor) dumpAndVerify(ctx context.Context, name string, db Database, password string, r *reservation, progress executor.Progress) (Manifest, error) {
-	out, err := e.dump(ctx, db, password, r.file, func(n uint64) {
+	snap, err := openSnapshot(ctx, db, password)
+	if err != nil {
+		if db.PasswordFile != "" {
+			err = fmt.Errorf("%w (the password is read from %s)", err, db.PasswordFile)
+		}
+		return Manifest{}, err
+	}
+	defer snap.close(ctx)
+	type statsResult struct {
+		tables []TableStat
+		err    error
+	}
+	statsDone := make(chan statsResult, 1)
+	go func() {
+		tables, err := tableStats(ctx, snap.conn)
+		statsDone <- statsResult{tables, err}
+	}()
+	out, err := e.dump(ctx, db, password, snap.id, r.file, func(n uint64) {
 		progress(&flotillav1.CommandProgress{Message: "dumping database " + name, Current: n})
 	})
+	stats := <-statsDone
 	if cerr := r.file.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("close the archive: %w", cerr)
+	}
+	if err == nil && stats.err != nil {
+		err = fmt.Errorf("table statistics: %w", stats.err)
 	}
 	if err != nil {
 		return Manifest{}, err
@@ -241,13 +370,59 @@ func (e *Executor) dumpAndVerify(ctx context.Context, name string, db Database, 
 	}
 	return Manifest{
 		Version:       ManifestVersion,
+		Type:          TypeDump,
+		Name:          strings.TrimSuffix(filepath.Base(r.archive), archiveSuffix),
 		File:          filepath.Base(r.archive),
 		Format:        "custom",
 		SizeBytes:     out.size,
 		SHA256:        out.sha256,
 		ServerVersion: serverVersion,
 		Entries:       entries,
+		Tables:        stats.tables,
 	}, nil
+}
+
+// stored says where a verified archive went.
+type stored struct {
+	uri, path, manifestPath string
+	elapsed, upload         time.Duration
+}
+
+// store puts the verified archive and then its manifest into the
+// destination, reading each back. In the local backup directory the
+// archive is renamed in place; elsewhere it is uploaded and the local file
+// removed. The manifest goes last: an archive without one is not
+// catalogued, so an interrupted store never counts as a backup.
+func (e *Executor) store(ctx context.Context, store objstore.Store, r *reservation, m *Manifest, started time.Time) (stored, error) {
+	uploadStart := e.clock.Now()
+	if l, ok := store.(*objstore.Local); ok && l.Root() == e.dir {
+		elapsed, err := e.commit(r, m, started)
+		if err != nil {
+			return stored{}, err
+		}
+		// The read-back: the file under its final name is what was hashed.
+		if err := objstore.Verify(ctx, l, m.File, objstore.Digest{Size: int64(m.SizeBytes), SHA256: m.SHA256}); err != nil {
+			return stored{}, err
+		}
+		return stored{uri: l.URI(m.File), path: r.archive, manifestPath: r.manifest, elapsed: elapsed, upload: e.clock.Since(uploadStart)}, nil
+	}
+	defer func() { _ = r.discard() }()
+	want := objstore.Digest{Size: int64(m.SizeBytes), SHA256: m.SHA256}
+	if err := objstore.PutFile(ctx, store, m.File, r.partial, want, false); err != nil {
+		return stored{}, err
+	}
+	upload := e.clock.Since(uploadStart)
+	elapsed := e.clock.Since(started)
+	m.Duration, m.DurationSeconds = elapsed.Round(time.Millisecond).String(), elapsed.Seconds()
+	m.FinishedAt = e.clock.Now().UTC()
+	m.URI = store.URI(m.File)
+	if err := putManifest(ctx, store, manifestKey(m.Name), *m); err != nil {
+		if derr := store.Delete(context.WithoutCancel(ctx), m.File); derr != nil {
+			return stored{}, fmt.Errorf("%w; deleting the uploaded archive also failed: %v", err, derr)
+		}
+		return stored{}, fmt.Errorf("%w; the uploaded archive was deleted", err)
+	}
+	return stored{uri: m.URI, elapsed: elapsed, upload: upload}, nil
 }
 
 // commit gives the verified archive its final name and writes its
@@ -262,6 +437,8 @@ func (e *Executor) commit(r *reservation, m *Manifest, started time.Time) (time.
 	}
 	elapsed := e.clock.Since(started)
 	m.Duration, m.DurationSeconds = elapsed.Round(time.Millisecond).String(), elapsed.Seconds()
+	m.FinishedAt = e.clock.Now().UTC()
+	m.URI = fileURI(r.archive)
 	if err := writeManifest(r.manifest, *m); err != nil {
 		if rmErr := r.uncommit(); rmErr != nil {
 			return 0, fmt.Errorf("%w; removing the archive %s also failed: %v", err, r.archive, rmErr)

@@ -58,9 +58,9 @@ func TestValidate(t *testing.T) {
 		{"path traversal", backupSpec("../app"), "backup.database: "},
 		{"too long", backupSpec(strings.Repeat("a", 64)), "backup.database: "},
 		{"another kind", &flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Pull{Pull: &flotillav1.PullCommand{Image: "x"}}},
-			"the backup executor runs only backup commands"},
-		{"no kind", &flotillav1.CommandSpec{}, "the backup executor runs only backup commands"},
-		{"nil spec", nil, "the backup executor runs only backup commands"},
+			"the backup executor runs only backup, base_backup, prune, restore and drill commands"},
+		{"no kind", &flotillav1.CommandSpec{}, "the backup executor runs only backup, base_backup, prune, restore and drill commands"},
+		{"nil spec", nil, "the backup executor runs only backup, base_backup, prune, restore and drill commands"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

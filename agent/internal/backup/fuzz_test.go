@@ -53,3 +53,54 @@ func FuzzValidate(f *testing.F) {
 		}
 	})
 }
+
+// FuzzValidateRestore feeds Validate the free-form fields of restore,
+// drill and backup commands: a backup name, a target time, a data
+// directory and an S3 bucket and prefix.
+//
+// Properties: nothing panics; a refusal is a *executor.Rejection whose
+// reason stays short; an accepted point-in-time target has an explicit
+// zone and a clean absolute data directory.
+func FuzzValidateRestore(f *testing.F) {
+	bin := f.TempDir()
+	for _, name := range []string{"pg_dump", "pg_restore"} {
+		if err := os.WriteFile(filepath.Join(bin, name), nil, 0o755); err != nil {
+			f.Fatal(err)
+		}
+	}
+	e, err := New(Config{PgDump: filepath.Join(bin, "pg_dump"), PgRestore: filepath.Join(bin, "pg_restore"),
+		Databases: map[string]Database{"app": {}}}, f.TempDir(), zap.NewNop())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add("app-20261207T020000Z", "2026-12-07T09:15:00+01:00", "/srv/restore", "acme-backups", "db-1")
+	f.Add("", "latest", "/srv/x", "b.c-d", "")
+	f.Add("../x", "2026-12-07T09:15:00", "relative", "UPPER", "a//b")
+	f.Add("\x00", "2026-13-07T09:15:00Z", "/a/../b", "-bad", "/lead")
+	f.Fuzz(func(t *testing.T, backup, target, dir, bucket, prefix string) {
+		dest := &flotillav1.BackupDestination{Kind: &flotillav1.BackupDestination_S3{S3: &flotillav1.S3Destination{Bucket: bucket, Prefix: prefix}}}
+		specs := []*flotillav1.CommandSpec{
+			{Kind: &flotillav1.CommandSpec_Restore{Restore: &flotillav1.RestoreCommand{Database: "app", Backup: backup, Destination: dest,
+				Target: &flotillav1.RestoreCommand_PointInTime{PointInTime: &flotillav1.PointInTimeTarget{TargetTime: target, DataDirectory: dir, Port: 5433}}}}},
+			{Kind: &flotillav1.CommandSpec_Drill{Drill: &flotillav1.DrillCommand{Database: "app", Backup: backup, Destination: dest}}},
+		}
+		for _, spec := range specs {
+			err := e.Validate(spec)
+			if err == nil {
+				if r := spec.GetRestore(); r != nil {
+					if _, perr := parseTarget(target); perr != nil || !filepath.IsAbs(dir) || filepath.Clean(dir) != dir {
+						t.Fatalf("accepted target %q, directory %q", target, dir)
+					}
+				}
+				continue
+			}
+			if !executor.IsRejection(err) {
+				t.Fatalf("Validate returned %T %v, want a *executor.Rejection", err, err)
+			}
+			// %q of 64 cut bytes is at most 256 characters, plus the field.
+			if len(err.Error()) > 400 {
+				t.Fatalf("a %d-byte reason: %.80q...", len(err.Error()), err.Error())
+			}
+		}
+	})
+}

@@ -37,6 +37,15 @@ func readPassword(path string) (string, error) {
 	return pw, nil
 }
 
+// password reads the database's password file; "" when none is configured
+// (peer or trust authentication).
+func (d Database) password() (string, error) {
+	if d.PasswordFile == "" {
+		return "", nil
+	}
+	return readPassword(d.PasswordFile)
+}
+
 // passfile is a temporary libpq password file (PGPASSFILE) in a private
 // directory. The password reaches pg_dump this way rather than on its
 // command line (visible in ps to every user) or in PGPASSWORD (visible in

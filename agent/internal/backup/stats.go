@@ -3,12 +3,13 @@ package backup
 import (
 	"context"
 	"fmt"
+	"math"
 	"strconv"
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 )
@@ -22,7 +23,8 @@ const statsTimeout = 2 * time.Second
 const connectionsQuery = `SELECT count(*) FROM pg_stat_activity
 WHERE datname = current_database() AND pid <> pg_backend_pid()`
 
-// Stats returns the number of open connections (pg_stat_activity) of each
+// Stats returns the number of open connections (pg_stat_activity) and the
+// WAL archiving (pg_stat_archiver, when archive_mode is on) of each
 // configured database, named as in backup.databases, in name order. A
 // database that cannot be read within a short timeout is left out and the
 // reason logged at debug level: the heartbeat must not stall or fail
@@ -38,12 +40,12 @@ func (e *Executor) Stats(ctx context.Context) []*flotillav1.DatabaseStats {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			n, err := e.connections(ctx, name)
+			st, err := e.connections(ctx, name)
 			if err != nil {
 				e.log.Debug("cannot read database connections", zap.String("database", name), zap.Error(err))
 				return
 			}
-			results[i] = &flotillav1.DatabaseStats{Name: name, Connections: n}
+			results[i] = st
 		}()
 	}
 	wg.Wait()
@@ -56,44 +58,71 @@ func (e *Executor) Stats(ctx context.Context) []*flotillav1.DatabaseStats {
 	return stats
 }
 
-// connections counts the other sessions on database name.
-func (e *Executor) connections(ctx context.Context, name string) (int64, error) {
+// archiverQuery reads pg_stat_archiver and the timeline the server writes
+// (empty on a standby), when the server archives WAL.
+const archiverQuery = `SELECT current_setting('archive_mode'), archived_count, coalesce(last_archived_wal, ''),
+coalesce(extract(epoch FROM last_archived_time)::text, ''), failed_count, coalesce(last_failed_wal, ''),
+coalesce(extract(epoch FROM last_failed_time)::text, ''),
+CASE WHEN pg_is_in_recovery() THEN '' ELSE substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) END
+FROM pg_stat_archiver`
+
+// connections reads the other sessions on database name and the server's
+// WAL archiving.
+func (e *Executor) connections(ctx context.Context, name string) (*flotillav1.DatabaseStats, error) {
 	ctx, cancel := context.WithTimeout(ctx, statsTimeout)
 	defer cancel()
 	db := e.cfg.Databases[name].withDefaults(name)
-	cfg, err := pgconn.ParseConfig(db.conninfo())
+	password, err := db.password()
 	if err != nil {
-		return 0, fmt.Errorf("connection settings: %w", err)
+		return nil, err
 	}
-	if db.PasswordFile != "" {
-		if cfg.Password, err = readPassword(db.PasswordFile); err != nil {
-			return 0, err
-		}
-	}
-	conn, err := pgconn.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return 0, fmt.Errorf("connect: %w", err)
-	}
-	defer func() {
-		// The caller's context may be done by now; closing still deserves
-		// a moment to tell the server goodbye.
-		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		defer cancel()
-		_ = conn.Close(closeCtx)
-	}()
-	// pgconn, not pgx: one text column needs no type system, and pgx's
+	// pgconn, not pgx: a few text columns need no type system, and pgx's
 	// (pgtype, database/sql, encoding/xml) would be a quarter of the
 	// agent's binary.
-	res := conn.ExecParams(ctx, connectionsQuery, nil, nil, nil, nil).Read()
-	if res.Err != nil {
-		return 0, fmt.Errorf("count connections: %w", res.Err)
-	}
-	if len(res.Rows) != 1 || len(res.Rows[0]) != 1 {
-		return 0, fmt.Errorf("count connections: got %d rows, want 1", len(res.Rows))
-	}
-	n, err := strconv.ParseInt(string(res.Rows[0][0]), 10, 64)
+	conn, err := dial(ctx, db, password)
 	if err != nil {
-		return 0, fmt.Errorf("count connections: %w", err)
+		return nil, err
 	}
-	return n, nil
+	defer closeConn(ctx, conn)
+	rows, err := query(ctx, conn, connectionsQuery)
+	if err != nil {
+		return nil, fmt.Errorf("count connections: %w", err)
+	}
+	if len(rows) != 1 || len(rows[0]) != 1 {
+		return nil, fmt.Errorf("count connections: got %d rows, want 1", len(rows))
+	}
+	n, err := strconv.ParseInt(rows[0][0], 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("count connections: %w", err)
+	}
+	st := &flotillav1.DatabaseStats{Name: name, Connections: n}
+	if rows, err := query(ctx, conn, archiverQuery); err == nil && len(rows) == 1 && rows[0][0] != "off" {
+		st.WalArchiver = archiverStats(rows[0])
+	} else if err != nil {
+		e.log.Debug("cannot read pg_stat_archiver", zap.String("database", name), zap.Error(err))
+	}
+	return st, nil
+}
+
+// archiverStats converts a row of archiverQuery.
+func archiverStats(r []string) *flotillav1.WalArchiverStats {
+	a := &flotillav1.WalArchiverStats{LastArchivedWal: r[2], LastFailedWal: r[5]}
+	a.ArchivedCount, _ = strconv.ParseInt(r[1], 10, 64)
+	a.FailedCount, _ = strconv.ParseInt(r[4], 10, 64)
+	a.LastArchivedAt = epochTimestamp(r[3])
+	a.LastFailedAt = epochTimestamp(r[6])
+	if tli, err := strconv.ParseUint(r[7], 16, 32); err == nil {
+		a.Timeline = uint32(tli)
+	}
+	return a
+}
+
+// epochTimestamp converts seconds since the epoch (text), or nil for "".
+func epochTimestamp(s string) *timestamppb.Timestamp {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return nil
+	}
+	sec, frac := math.Modf(f)
+	return timestamppb.New(time.Unix(int64(sec), int64(frac*1e9)))
 }

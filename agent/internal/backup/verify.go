@@ -26,8 +26,12 @@ func VerifyArchive(ctx context.Context, pgRestore, path string) (entries int, se
 		return 0, "", fmt.Errorf("verify %s: list the table of contents: %w", path, err)
 	}
 	entries, serverVersion = parseTOC(list)
-	if entries == 0 {
-		return 0, "", fmt.Errorf("verify %s: the archive's table of contents is empty", path)
+	// A database without tables (a new application before its
+	// migrations) lists no entries: that is a valid, restorable archive.
+	// What must be there is the header pg_restore prints for a readable
+	// archive.
+	if serverVersion == "" {
+		return 0, "", fmt.Errorf("verify %s: pg_restore --list printed no archive header (not a pg_dump archive?)", path)
 	}
 	if _, err := runRestore(ctx, pgRestore, "--file="+os.DevNull, path); err != nil {
 		return 0, "", fmt.Errorf("verify %s: read the archive's data (truncated or corrupt?): %w", path, err)

@@ -504,6 +504,27 @@ func validateCommandEvent(field string, ev *flotillav1.CommandEvent) error {
 	if ev.GetCommandId() == "" || len(ev.GetCommandId()) > maxShortString {
 		return invalid(field+".command_id", "required, at most %d bytes", maxShortString)
 	}
+	return validateResultLists(field+".result", ev.GetResult())
+}
+
+// maxResultEntries bounds the lists of a command result: the backups a
+// prune kept or deleted, the tables a drill checked.
+const maxResultEntries = 100000
+
+// validateResultLists bounds the lists a command result carries.
+func validateResultLists(field string, r *flotillav1.CommandResult) error {
+	for _, l := range []struct {
+		name string
+		n    int
+	}{
+		{"prune.kept", len(r.GetPrune().GetKept())},
+		{"prune.deleted", len(r.GetPrune().GetDeleted())},
+		{"drill.tables", len(r.GetDrill().GetTables())},
+	} {
+		if l.n > maxResultEntries {
+			return invalid(field+"."+l.name, "%d entries, at most %d allowed", l.n, maxResultEntries)
+		}
+	}
 	return nil
 }
 

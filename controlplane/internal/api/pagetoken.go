@@ -31,6 +31,7 @@ const (
 	listingCommands    pageListing = "ListCommands"
 	listingRollouts    pageListing = "ListRollouts"
 	listingAuditEvents pageListing = "ListAuditEvents"
+	listingBackups     pageListing = "ListBackups"
 )
 
 // pageFilter is the canonical text of a query's filter (everything but the

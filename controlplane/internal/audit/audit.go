@@ -89,11 +89,12 @@ var mutatingServices = map[string]bool{
 	flotillav1.FleetService_ServiceDesc.ServiceName:   true,
 	flotillav1.RolloutService_ServiceDesc.ServiceName: true,
 	flotillav1.AdminService_ServiceDesc.ServiceName:   true,
+	flotillav1.BackupService_ServiceDesc.ServiceName:  true,
 }
 
 // Audited reports whether calls to the full method name are recorded: every
-// method of FleetService, RolloutService and AdminService except those
-// named Get*, List* or Watch*, and AgentService's Register and
+// method of FleetService, RolloutService, AdminService and BackupService
+// except those named Get*, List* or Watch*, and AgentService's Register and
 // RenewCertificate, which issue credentials. An agent's stream (Connect) is
 // not: what it changes is recorded by the subsystems it feeds.
 func Audited(method string) bool {

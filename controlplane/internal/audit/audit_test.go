@@ -75,7 +75,7 @@ func TestAudited(t *testing.T) {
 // so an audited method that streams would go unrecorded.
 func TestAuditedMethodsAreUnary(t *testing.T) {
 	for _, sd := range []grpc.ServiceDesc{flotillav1.AgentService_ServiceDesc, flotillav1.FleetService_ServiceDesc,
-		flotillav1.RolloutService_ServiceDesc, flotillav1.AdminService_ServiceDesc} {
+		flotillav1.RolloutService_ServiceDesc, flotillav1.AdminService_ServiceDesc, flotillav1.BackupService_ServiceDesc} {
 		for _, st := range sd.Streams {
 			if m := "/" + sd.ServiceName + "/" + st.StreamName; Audited(m) {
 				t.Errorf("%s is audited but streams; the unary audit interceptors never see it", m)

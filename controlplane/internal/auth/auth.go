@@ -154,6 +154,15 @@ var policies = map[string]policy{
 	"/flotilla.v1.RolloutService/AbortRollout":    {access: accessOperator, role: RoleOperator},
 	"/flotilla.v1.RolloutService/RollbackService": {access: accessOperator, role: RoleOperator},
 
+	"/flotilla.v1.BackupService/CreateBackupPolicy":  {access: accessOperator, role: RoleOperator},
+	"/flotilla.v1.BackupService/UpdateBackupPolicy":  {access: accessOperator, role: RoleOperator},
+	"/flotilla.v1.BackupService/DeleteBackupPolicy":  {access: accessOperator, role: RoleOperator},
+	"/flotilla.v1.BackupService/GetBackupPolicy":     {access: accessOperator, role: RoleViewer},
+	"/flotilla.v1.BackupService/ListBackupPolicies":  {access: accessOperator, role: RoleViewer},
+	"/flotilla.v1.BackupService/ListBackups":         {access: accessOperator, role: RoleViewer},
+	"/flotilla.v1.BackupService/GetBackup":           {access: accessOperator, role: RoleViewer},
+	"/flotilla.v1.BackupService/GetRetentionPreview": {access: accessOperator, role: RoleViewer},
+
 	"/flotilla.v1.AgentService/RenewCertificate":         {access: accessAgent},
 	"/flotilla.v1.AdminService/CreateAPIToken":           {access: accessOperator, role: RoleAdmin},
 	"/flotilla.v1.AdminService/ListAPITokens":            {access: accessOperator, role: RoleAdmin},

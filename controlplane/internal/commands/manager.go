@@ -173,6 +173,15 @@ func newRun(fc store.FleetCommand, hcs []store.HostCommand) (*run, error) {
 // Start validates and starts a fleet command on behalf of createdBy (the
 // caller's principal, "kind:id"; "" when unknown).
 func (m *Manager) Start(ctx context.Context, req *flotillav1.RunCommandRequest, createdBy string) (*flotillav1.FleetCommand, error) {
+	return m.StartWithID(ctx, "", req, createdBy)
+}
+
+// StartWithID is Start with the fleet command's ID chosen by the caller
+// ("" makes one): a subsystem that records the ID before it starts the
+// command (the backup scheduler) starts the same command again after a
+// crash instead of a second one. An ID already stored returns an error
+// wrapping store.ErrConflict, and nothing is started.
+func (m *Manager) StartWithID(ctx context.Context, id string, req *flotillav1.RunCommandRequest, createdBy string) (*flotillav1.FleetCommand, error) {
 	if err := ValidateSpec("spec", req.GetSpec()); err != nil {
 		return nil, err
 	}
@@ -196,9 +205,10 @@ func (m *Manager) Start(ctx context.Context, req *flotillav1.RunCommandRequest, 
 	if err != nil {
 		return nil, err
 	}
-	id, err := m.cfg.NewID("cmd-")
-	if err != nil {
-		return nil, errors.New("could not generate a command ID")
+	if id == "" {
+		if id, err = m.cfg.NewID("cmd-"); err != nil {
+			return nil, errors.New("could not generate a command ID")
+		}
 	}
 	accepted := proto.Clone(req).(*flotillav1.RunCommandRequest)
 	accepted.AgentIds, accepted.Timeout = agents, durationpb.New(timeout)
@@ -243,8 +253,15 @@ func (m *Manager) Start(ctx context.Context, req *flotillav1.RunCommandRequest, 
 // that a claim of the stored command finds it driven here).
 func (m *Manager) begin(ctx context.Context, fc store.FleetCommand, hcs []store.HostCommand) (*run, error) {
 	r, _ := newRun(fc, hcs) // the request was just encoded; it decodes
+	exists := fmt.Errorf("command %s already exists: %w", fc.ID, store.ErrConflict)
 	if m.claimer != nil {
 		m.mu.Lock()
+		if _, ok := m.running[fc.ID]; ok {
+			// StartWithID again with the ID of a command this manager
+			// runs: leave that one alone.
+			m.mu.Unlock()
+			return nil, exists
+		}
 		m.running[fc.ID] = r
 		m.mu.Unlock()
 	}
@@ -252,6 +269,9 @@ func (m *Manager) begin(ctx context.Context, fc store.FleetCommand, hcs []store.
 		m.mu.Lock()
 		delete(m.running, fc.ID)
 		m.mu.Unlock()
+		if errors.Is(err, store.ErrConflict) {
+			return nil, exists
+		}
 		m.log.Error("storing a fleet command failed", zap.Error(err))
 		return nil, fault.Store("the command could not be stored; nothing was sent", err)
 	}

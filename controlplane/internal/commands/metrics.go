@@ -2,6 +2,7 @@ package commands
 
 import (
 	"slices"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
@@ -92,9 +93,18 @@ func (m *Metrics) finished(hc store.HostCommand) {
 	if hc.Kind == command.KindBackup && st == flotillav1.CommandState_COMMAND_STATE_SUCCEEDED {
 		r := &flotillav1.CommandResult{}
 		if proto.Unmarshal(hc.Result, r) == nil && r.GetBackup() != nil {
-			b := r.GetBackup()
-			m.backupTime.WithLabelValues(hc.AgentID, b.GetDatabase()).Set(float64(hc.FinishedAt.Unix()))
-			m.backupSize.WithLabelValues(hc.AgentID, b.GetDatabase()).Set(float64(b.GetSizeBytes()))
+			m.ObserveBackup(hc.AgentID, r.GetBackup().GetDatabase(), hc.FinishedAt, r.GetBackup().GetSizeBytes())
 		}
 	}
+}
+
+// ObserveBackup sets the last-backup gauges of a database on an agent: on
+// every successful backup command, and at start from the backup catalog,
+// so that the gauges (and the stale-backup alert) survive a restart.
+func (m *Metrics) ObserveBackup(agentID, database string, finished time.Time, sizeBytes uint64) {
+	if m == nil {
+		return
+	}
+	m.backupTime.WithLabelValues(agentID, database).Set(float64(finished.Unix()))
+	m.backupSize.WithLabelValues(agentID, database).Set(float64(sizeBytes))
 }

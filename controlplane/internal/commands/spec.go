@@ -18,8 +18,12 @@ func DefaultTimeout(kind string) time.Duration {
 		return 10 * time.Minute
 	case command.KindRestart:
 		return 5 * time.Minute
-	case command.KindBackup:
+	case command.KindBackup, command.KindBaseBackup, command.KindDrill:
 		return time.Hour
+	case command.KindRestore:
+		return 4 * time.Hour
+	case command.KindPrune:
+		return 10 * time.Minute
 	default:
 		return time.Minute
 	}
@@ -45,10 +49,18 @@ func ValidateSpec(prefix string, spec *flotillav1.CommandSpec) error {
 	case *flotillav1.CommandSpec_Restart:
 		return validateRestart(prefix+".restart", k.Restart)
 	case *flotillav1.CommandSpec_Backup:
-		if err := validate.DatabaseName(k.Backup.GetDatabase()); err != nil {
-			return invalid(prefix+".backup.database", "%v; name a database of the agent's backup.databases", err)
+		return validateBackupTarget(prefix+".backup", k.Backup.GetDatabase(), k.Backup.GetDestination())
+	case *flotillav1.CommandSpec_BaseBackup:
+		return validateBackupTarget(prefix+".base_backup", k.BaseBackup.GetDatabase(), k.BaseBackup.GetDestination())
+	case *flotillav1.CommandSpec_Prune:
+		return validatePrune(prefix+".prune", k.Prune)
+	case *flotillav1.CommandSpec_Restore:
+		return validateRestore(prefix+".restore", k.Restore)
+	case *flotillav1.CommandSpec_Drill:
+		if err := validateBackupTarget(prefix+".drill", k.Drill.GetDatabase(), k.Drill.GetDestination()); err != nil {
+			return err
 		}
-		return nil
+		return validateBackupName(prefix+".drill.backup", k.Drill.GetBackup())
 	case *flotillav1.CommandSpec_Drain:
 		return validateUpstream(prefix+".drain", k.Drain.GetUpstream(), k.Drain.GetServer())
 	case *flotillav1.CommandSpec_Undrain:

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap/zaptest"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 
@@ -134,8 +135,10 @@ func heartbeatMsg(cpu float64, healthy bool) *flotillav1.Heartbeat {
 	return &flotillav1.Heartbeat{
 		Host: &flotillav1.HostMetrics{CpuPercent: cpu, MemoryPercent: 40, Load1: 0.5,
 			Disks: []*flotillav1.DiskUsage{{Path: "/", UsedPercent: 55}, {Path: "/data", UsedPercent: 70}}},
-		App:       &flotillav1.AppHealth{Healthy: healthy, Status: "healthy", Latency: durationpb.New(250 * time.Millisecond)},
-		Databases: []*flotillav1.DatabaseStats{{Name: "app", Connections: 7}},
+		App: &flotillav1.AppHealth{Healthy: healthy, Status: "healthy", Latency: durationpb.New(250 * time.Millisecond)},
+		Databases: []*flotillav1.DatabaseStats{{Name: "app", Connections: 7, WalArchiver: &flotillav1.WalArchiverStats{
+			ArchivedCount: 42, FailedCount: 3, LastArchivedAt: timestamppb.New(time.Unix(1_796_000_000, 0)),
+		}}},
 	}
 }
 

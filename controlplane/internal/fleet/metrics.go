@@ -43,6 +43,12 @@ var (
 		"Latency of the application's /health check in the last heartbeat.")
 	descDBConnections = agentDesc("flotilla_agent_db_connections",
 		"Open PostgreSQL connections per database, from the last heartbeat.", "database")
+	descWALArchivedAt = agentDesc("flotilla_agent_wal_last_archived_timestamp_seconds",
+		"When the server of a database last archived a WAL segment (pg_stat_archiver), from the last heartbeat.", "database")
+	descWALArchived = agentDesc("flotilla_agent_wal_archived_segments_total",
+		"WAL segments the server of a database archived (pg_stat_archiver.archived_count), from the last heartbeat.", "database")
+	descWALFailed = agentDesc("flotilla_agent_wal_archive_failures_total",
+		"Failed attempts to archive a WAL segment (pg_stat_archiver.failed_count), from the last heartbeat.", "database")
 	descHeartbeats = prometheus.NewDesc("flotilla_heartbeats_received_total",
 		"Heartbeats accepted from agents.", nil, nil)
 	descLeader = prometheus.NewDesc("flotilla_controlplane_fleet_leader",
@@ -93,7 +99,8 @@ func NewCollector(r *Registry, opts ...CollectorOption) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descAgents, descInfo, descState, descUp, descHeartbeatAge, descCPU, descMemory,
-		descDisk, descLoad1, descAppHealthy, descHealthLatency, descDBConnections, descHeartbeats, descLeader} {
+		descDisk, descLoad1, descAppHealthy, descHealthLatency, descDBConnections, descHeartbeats, descLeader,
+		descWALArchivedAt, descWALArchived, descWALFailed} {
 		ch <- d
 	}
 }
@@ -198,7 +205,20 @@ func (c *Collector) collectAgent(ch chan<- prometheus.Metric, now time.Time, a a
 	}
 	for _, db := range hb.GetDatabases() {
 		gauge(ch, descDBConnections, float64(db.GetConnections()), a.id, a.env, a.role, db.GetName())
+		if w := db.GetWalArchiver(); w != nil {
+			walMetrics(ch, w, a.id, a.env, a.role, db.GetName())
+		}
 	}
+}
+
+// walMetrics exports a database's WAL archiving: the time of the last
+// archived segment only once there is one, the counters always.
+func walMetrics(ch chan<- prometheus.Metric, w *flotillav1.WalArchiverStats, labels ...string) {
+	if at := w.GetLastArchivedAt(); at != nil {
+		gauge(ch, descWALArchivedAt, float64(at.AsTime().Unix()), labels...)
+	}
+	ch <- prometheus.MustNewConstMetric(descWALArchived, prometheus.CounterValue, float64(w.GetArchivedCount()), labels...)
+	ch <- prometheus.MustNewConstMetric(descWALFailed, prometheus.CounterValue, float64(w.GetFailedCount()), labels...)
 }
 
 func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {

@@ -68,7 +68,8 @@ const (
 var resourceMetrics = []string{
 	"flotilla_agent_cpu_percent", "flotilla_agent_memory_percent", "flotilla_agent_load1",
 	"flotilla_agent_disk_percent", "flotilla_agent_app_healthy", "flotilla_agent_app_health_latency_seconds",
-	"flotilla_agent_db_connections",
+	"flotilla_agent_db_connections", "flotilla_agent_wal_last_archived_timestamp_seconds",
+	"flotilla_agent_wal_archived_segments_total", "flotilla_agent_wal_archive_failures_total",
 }
 
 func TestCollector(t *testing.T) {
@@ -148,6 +149,16 @@ flotilla_agent_app_health_latency_seconds{agent="a1",env="prod",role="web"} 0.25
 `},
 		{"db connections", "flotilla_agent_db_connections", helpDB + `
 flotilla_agent_db_connections{agent="a1",database="app",env="prod",role="web"} 7
+`},
+		{"WAL archiving", "flotilla_agent_wal_last_archived_timestamp_seconds", `
+# HELP flotilla_agent_wal_last_archived_timestamp_seconds When the server of a database last archived a WAL segment (pg_stat_archiver), from the last heartbeat.
+# TYPE flotilla_agent_wal_last_archived_timestamp_seconds gauge
+flotilla_agent_wal_last_archived_timestamp_seconds{agent="a1",database="app",env="prod",role="web"} 1.796e+09
+`},
+		{"WAL archive failures", "flotilla_agent_wal_archive_failures_total", `
+# HELP flotilla_agent_wal_archive_failures_total Failed attempts to archive a WAL segment (pg_stat_archiver.failed_count), from the last heartbeat.
+# TYPE flotilla_agent_wal_archive_failures_total counter
+flotilla_agent_wal_archive_failures_total{agent="a1",database="app",env="prod",role="web"} 3
 `},
 		{"heartbeats", "flotilla_heartbeats_received_total", helpHeartbeats + `
 flotilla_heartbeats_received_total 2

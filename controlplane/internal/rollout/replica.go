@@ -94,8 +94,26 @@ func (e *Engine) drive(ctx context.Context, id string, l store.Lease) {
 	e.finished(r)
 	if !Terminal(flotillav1.RolloutState(r.rec.State)) {
 		r.forgetMetrics()
+		e.cfg.Dispatcher.Forget(r.activeCommands())
 		r.log.Info("stopped driving the rollout", zap.Bool("fenced", r.fenced), zap.Bool("lease_lost", ctx.Err() != nil))
 	}
+}
+
+// activeCommands lists the rollout's commands not known to have finished.
+// A runner that stops driving its rollout makes the dispatcher forget
+// them: the replica that takes the rollout over owns them from then on,
+// and the agents' answers about them must reach it (as reports) instead
+// of being applied here, where no runner waits for them any more.
+func (r *runner) activeCommands() []string {
+	r.cmu.Lock()
+	defer r.cmu.Unlock()
+	ids := make([]string, 0, len(r.cmds))
+	for id, hc := range r.cmds {
+		if hc.FinishedAt.IsZero() {
+			ids = append(ids, id)
+		}
+	}
+	return ids
 }
 
 // takeFresh marks a rollout as driven here and returns its runner if it

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -16,6 +17,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+
+	"flotilla.dev/controlplane/internal/store"
 )
 
 // The shipped alert rules and dashboard, from this package's directory.
@@ -162,8 +165,9 @@ func scrapeBusyControlPlane(t *testing.T) string {
 		ObservedAt: at,
 		Host: &flotillav1.HostMetrics{CpuPercent: 10, MemoryPercent: 20, Load1: 0.5,
 			Disks: []*flotillav1.DiskUsage{{Path: "/", UsedPercent: 40}}},
-		App:       &flotillav1.AppHealth{Healthy: true, Latency: durationpb.New(20 * time.Millisecond)},
-		Databases: []*flotillav1.DatabaseStats{{Name: "shop", Connections: 3}},
+		App: &flotillav1.AppHealth{Healthy: true, Latency: durationpb.New(20 * time.Millisecond)},
+		Databases: []*flotillav1.DatabaseStats{{Name: "shop", Connections: 3, WalArchiver: &flotillav1.WalArchiverStats{
+			ArchivedCount: 10, FailedCount: 1, LastArchivedAt: at}}},
 	}}})
 	eventually(t, waitFor, "the full heartbeat to be recorded", func() bool {
 		got, ok := h.srv.Registry().Get(a.id)
@@ -176,7 +180,31 @@ func scrapeBusyControlPlane(t *testing.T) string {
 		Database: "shop", Path: "/var/backups/shop.dump", SizeBytes: 1024, Sha256: "ab12", VerifiedEntries: 1,
 	}}})
 	cc.waitState(fc.GetId(), fleetSucceeded)
+	backupPolicyAndDrill(t, h, cmd.GetId())
 	return "\n" + h.scrape()
+}
+
+// backupPolicyAndDrill gives the busy control plane a backup policy and a
+// drill of the catalogued backup id, and ticks the backup scheduler, so
+// that the policy and drill gauges have series.
+func backupPolicyAndDrill(t *testing.T, h *harness, id string) {
+	t.Helper()
+	ctx := h.operatorCtx(h.admin)
+	bs := flotillav1.NewBackupServiceClient(h.dial(h.serverTLS()))
+	if _, err := bs.CreateBackupPolicy(ctx, &flotillav1.CreateBackupPolicyRequest{Policy: &flotillav1.BackupPolicy{
+		Name: "nightly", Selector: "role=db", Database: "shop"}}); err != nil {
+		t.Fatalf("CreateBackupPolicy: %v", err)
+	}
+	eventually(t, waitFor, "the backup to be catalogued", func() bool {
+		_, err := bs.GetBackup(ctx, &flotillav1.GetBackupRequest{Id: id})
+		return err == nil
+	})
+	if err := h.cp.Store().RecordBackupDrill(context.Background(), store.BackupDrill{BackupID: id, At: time.Now(), Succeeded: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.srv.BackupScheduler().Tick(context.Background()); err != nil {
+		t.Fatalf("backup scheduler tick: %v", err)
+	}
 }
 
 // The name extraction the test above relies on: suffixes of a histogram's

@@ -31,6 +31,9 @@ type Intervals struct {
 	// FleetRefresh is how often a replica reads the rest of the fleet from
 	// the store (fleet.Replica.RefreshInterval; PostgreSQL only).
 	FleetRefresh time.Duration
+	// BackupTick is how often the backup scheduler looks for due jobs and
+	// finished runs (backups.SchedulerConfig.Interval).
+	BackupTick time.Duration
 }
 
 type options struct {

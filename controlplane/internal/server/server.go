@@ -86,6 +86,7 @@ type Server struct {
 	feed     store.Feed
 	follower *commands.Follower
 	rollouts *rollout.Engine
+	backups  backupWork
 
 	opts  options
 	audit *audit.Recorder
@@ -224,7 +225,10 @@ func (s *Server) buildWork(ctx context.Context) error {
 		// Replica mode (PostgreSQL): each rollout under its lease.
 		Holder: s.holder, Leases: s.store, LeaseTTL: s.cfg.Store.LeaseTTL.Std(), WorkMetrics: s.workMetrics(),
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	return s.buildBackups()
 }
 
 // loadWork loads the dispatcher, then the commands and rollouts, so that
@@ -240,7 +244,10 @@ func (s *Server) loadWork(ctx context.Context) error {
 			return err
 		}
 	}
-	return s.rollouts.Load(ctx)
+	if err := s.rollouts.Load(ctx); err != nil {
+		return err
+	}
+	return s.loadBackups(ctx)
 }
 
 // Registry exposes the live fleet (tests and later subsystems use it).
@@ -424,6 +431,11 @@ func (s *Server) registerServices() error {
 	flotillav1.RegisterFleetServiceServer(s.grpc, fleetSvc)
 	flotillav1.RegisterRolloutServiceServer(s.grpc, rolloutSvc)
 	flotillav1.RegisterAdminServiceServer(s.grpc, adminSvc)
+	backupSvc, err := api.NewBackupService(api.BackupServiceConfig{Policies: s.backups.policies})
+	if err != nil {
+		return err
+	}
+	flotillav1.RegisterBackupServiceServer(s.grpc, backupSvc)
 	return nil
 }
 
@@ -482,6 +494,7 @@ func (s *Server) Run(ctx context.Context, grpcLis, httpLis net.Listener) error {
 			run.Task{Name: "command-follower", Run: s.follower.Run})
 	}
 	tasks = append(tasks, s.replicaTasks()...)
+	tasks = append(tasks, s.backupTasks()...)
 	return run.All(ctx, tasks...)
 }
 
@@ -501,7 +514,8 @@ func (s *Server) setServing(ok bool) {
 	}
 	s.health.SetServingStatus("", st)
 	for _, svc := range []string{flotillav1.AgentService_ServiceDesc.ServiceName, flotillav1.FleetService_ServiceDesc.ServiceName,
-		flotillav1.RolloutService_ServiceDesc.ServiceName, flotillav1.AdminService_ServiceDesc.ServiceName} {
+		flotillav1.RolloutService_ServiceDesc.ServiceName, flotillav1.AdminService_ServiceDesc.ServiceName,
+		flotillav1.BackupService_ServiceDesc.ServiceName} {
 		s.health.SetServingStatus(svc, st)
 	}
 }

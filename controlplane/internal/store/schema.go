@@ -48,3 +48,15 @@ const RolloutControlColumns = `seq, rollout_id, op, reason, rollback, requested_
 
 // AuditColumns lists the columns of the audit_events table.
 const AuditColumns = `id, at, principal, role, method, request, peer, code, message, duration_ns, request_id`
+
+// BackupPolicyColumns are the backup_policies columns in scan order.
+const BackupPolicyColumns = `name, spec, created_by, created_at, updated_at`
+
+// BackupPolicyRunColumns are the backup_policy_runs columns in scan order.
+const BackupPolicyRunColumns = `policy, job, last_slot, command_id, started_at, last_command_id, last_finished_at,
+	last_succeeded, last_message, last_success_at`
+
+// BackupColumns are the backups columns in scan order.
+const BackupColumns = `seq, id, agent_id, database_name, policy, command_id, started_at, finished_at, size_bytes,
+	sha256, uri, verified, drill_at, drill_succeeded, drill_message, drill_command_id, drill_restore_ns,
+	drill_rpo_ns, pruned_at, name, backup_type`

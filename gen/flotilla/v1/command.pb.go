@@ -106,6 +106,59 @@ func (CommandState) EnumDescriptor() ([]byte, []int) {
 	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{0}
 }
 
+// BackupType is the kind of a stored backup.
+type BackupType int32
+
+const (
+	// Never set by the agent.
+	BackupType_BACKUP_TYPE_UNSPECIFIED BackupType = 0
+	// A logical dump of one database (pg_dump, custom format).
+	BackupType_BACKUP_TYPE_DUMP BackupType = 1
+	// A physical base backup of the whole cluster (pg_basebackup).
+	BackupType_BACKUP_TYPE_BASE BackupType = 2
+)
+
+// Enum value maps for BackupType.
+var (
+	BackupType_name = map[int32]string{
+		0: "BACKUP_TYPE_UNSPECIFIED",
+		1: "BACKUP_TYPE_DUMP",
+		2: "BACKUP_TYPE_BASE",
+	}
+	BackupType_value = map[string]int32{
+		"BACKUP_TYPE_UNSPECIFIED": 0,
+		"BACKUP_TYPE_DUMP":        1,
+		"BACKUP_TYPE_BASE":        2,
+	}
+)
+
+func (x BackupType) Enum() *BackupType {
+	p := new(BackupType)
+	*p = x
+	return p
+}
+
+func (x BackupType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (BackupType) Descriptor() protoreflect.EnumDescriptor {
+	return file_flotilla_v1_command_proto_enumTypes[1].Descriptor()
+}
+
+func (BackupType) Type() protoreflect.EnumType {
+	return &file_flotilla_v1_command_proto_enumTypes[1]
+}
+
+func (x BackupType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use BackupType.Descriptor instead.
+func (BackupType) EnumDescriptor() ([]byte, []int) {
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{1}
+}
+
 // Command is one unit of work for one agent. The control plane stores it
 // before sending it; the agent journals its ID before acting and executes
 // each ID at most once, so a command may be delivered more than once but
@@ -186,6 +239,10 @@ type CommandSpec struct {
 	//	*CommandSpec_Backup
 	//	*CommandSpec_Drain
 	//	*CommandSpec_Undrain
+	//	*CommandSpec_BaseBackup
+	//	*CommandSpec_Prune
+	//	*CommandSpec_Restore
+	//	*CommandSpec_Drill
 	Kind          isCommandSpec_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -273,6 +330,42 @@ func (x *CommandSpec) GetUndrain() *UndrainCommand {
 	return nil
 }
 
+func (x *CommandSpec) GetBaseBackup() *BaseBackupCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*CommandSpec_BaseBackup); ok {
+			return x.BaseBackup
+		}
+	}
+	return nil
+}
+
+func (x *CommandSpec) GetPrune() *PruneCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*CommandSpec_Prune); ok {
+			return x.Prune
+		}
+	}
+	return nil
+}
+
+func (x *CommandSpec) GetRestore() *RestoreCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*CommandSpec_Restore); ok {
+			return x.Restore
+		}
+	}
+	return nil
+}
+
+func (x *CommandSpec) GetDrill() *DrillCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*CommandSpec_Drill); ok {
+			return x.Drill
+		}
+	}
+	return nil
+}
+
 type isCommandSpec_Kind interface {
 	isCommandSpec_Kind()
 }
@@ -302,6 +395,28 @@ type CommandSpec_Undrain struct {
 	Undrain *UndrainCommand `protobuf:"bytes,5,opt,name=undrain,proto3,oneof"`
 }
 
+type CommandSpec_BaseBackup struct {
+	// Take a physical base backup of a PostgreSQL cluster (pg_basebackup),
+	// the starting point of a point-in-time restore.
+	BaseBackup *BaseBackupCommand `protobuf:"bytes,6,opt,name=base_backup,json=baseBackup,proto3,oneof"`
+}
+
+type CommandSpec_Prune struct {
+	// Delete the backups of a database that its retention no longer keeps.
+	Prune *PruneCommand `protobuf:"bytes,7,opt,name=prune,proto3,oneof"`
+}
+
+type CommandSpec_Restore struct {
+	// Restore a backup: a dump into a new database, or a base backup plus
+	// archived WAL into a new data directory (point in time).
+	Restore *RestoreCommand `protobuf:"bytes,8,opt,name=restore,proto3,oneof"`
+}
+
+type CommandSpec_Drill struct {
+	// Restore the latest backup into a scratch server and check it.
+	Drill *DrillCommand `protobuf:"bytes,9,opt,name=drill,proto3,oneof"`
+}
+
 func (*CommandSpec_Pull) isCommandSpec_Kind() {}
 
 func (*CommandSpec_Restart) isCommandSpec_Kind() {}
@@ -311,6 +426,14 @@ func (*CommandSpec_Backup) isCommandSpec_Kind() {}
 func (*CommandSpec_Drain) isCommandSpec_Kind() {}
 
 func (*CommandSpec_Undrain) isCommandSpec_Kind() {}
+
+func (*CommandSpec_BaseBackup) isCommandSpec_Kind() {}
+
+func (*CommandSpec_Prune) isCommandSpec_Kind() {}
+
+func (*CommandSpec_Restore) isCommandSpec_Kind() {}
+
+func (*CommandSpec_Drill) isCommandSpec_Kind() {}
 
 // PullCommand pulls an image reference (name:tag or name@sha256:digest).
 type PullCommand struct {
@@ -429,12 +552,16 @@ func (x *RestartCommand) GetStopTimeout() *durationpb.Duration {
 }
 
 // BackupCommand backs up a PostgreSQL database by the name it has in the
-// agent's configuration; credentials stay on the host.
+// agent's configuration (pg_dump, custom format); credentials stay on the
+// host.
 type BackupCommand struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A key of the agent's backup.databases (letters, digits, '_', '-', 1 to
 	// 63). Required.
-	Database      string `protobuf:"bytes,1,opt,name=database,proto3" json:"database,omitempty"`
+	Database string `protobuf:"bytes,1,opt,name=database,proto3" json:"database,omitempty"`
+	// Where the archive and its manifest go; unset: the agent's local
+	// backup directory.
+	Destination   *BackupDestination `protobuf:"bytes,2,opt,name=destination,proto3" json:"destination,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -476,6 +603,765 @@ func (x *BackupCommand) GetDatabase() string {
 	return ""
 }
 
+func (x *BackupCommand) GetDestination() *BackupDestination {
+	if x != nil {
+		return x.Destination
+	}
+	return nil
+}
+
+// BackupDestination is where backups are stored. It never carries
+// credentials: the agent takes them from its own configuration or
+// environment (backup.s3 in its configuration file, or AWS_ACCESS_KEY_ID
+// and AWS_SECRET_ACCESS_KEY).
+type BackupDestination struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The kind of storage; unset means local.
+	//
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*BackupDestination_Local
+	//	*BackupDestination_S3
+	Kind          isBackupDestination_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupDestination) Reset() {
+	*x = BackupDestination{}
+	mi := &file_flotilla_v1_command_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupDestination) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupDestination) ProtoMessage() {}
+
+func (x *BackupDestination) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_command_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupDestination.ProtoReflect.Descriptor instead.
+func (*BackupDestination) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *BackupDestination) GetKind() isBackupDestination_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *BackupDestination) GetLocal() *LocalDestination {
+	if x != nil {
+		if x, ok := x.Kind.(*BackupDestination_Local); ok {
+			return x.Local
+		}
+	}
+	return nil
+}
+
+func (x *BackupDestination) GetS3() *S3Destination {
+	if x != nil {
+		if x, ok := x.Kind.(*BackupDestination_S3); ok {
+			return x.S3
+		}
+	}
+	return nil
+}
+
+type isBackupDestination_Kind interface {
+	isBackupDestination_Kind()
+}
+
+type BackupDestination_Local struct {
+	// The agent's local backup directory (backup.directory).
+	Local *LocalDestination `protobuf:"bytes,1,opt,name=local,proto3,oneof"`
+}
+
+type BackupDestination_S3 struct {
+	// An S3-compatible object store.
+	S3 *S3Destination `protobuf:"bytes,2,opt,name=s3,proto3,oneof"`
+}
+
+func (*BackupDestination_Local) isBackupDestination_Kind() {}
+
+func (*BackupDestination_S3) isBackupDestination_Kind() {}
+
+// LocalDestination is the agent's own backup directory (backup.directory,
+// default <state_dir>/backups). The control plane cannot name another
+// directory on the host.
+type LocalDestination struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LocalDestination) Reset() {
+	*x = LocalDestination{}
+	mi := &file_flotilla_v1_command_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LocalDestination) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LocalDestination) ProtoMessage() {}
+
+func (x *LocalDestination) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_command_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LocalDestination.ProtoReflect.Descriptor instead.
+func (*LocalDestination) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{6}
+}
+
+// S3Destination is a bucket of an S3-compatible object store.
+type S3Destination struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The bucket's name (3 to 63 characters: lower-case letters, digits, '.',
+	// '-'). Required.
+	Bucket string `protobuf:"bytes,1,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	// A key prefix under which the objects go, e.g. "prod/db-1"; no leading
+	// '/', no "." or ".." segments, at most 512 characters. Empty: the
+	// bucket's root.
+	Prefix string `protobuf:"bytes,2,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// The endpoint, host[:port] without a scheme (e.g.
+	// "s3.eu-west-1.amazonaws.com"). Empty: the agent's backup.s3.endpoint.
+	// When set it must be one the agent's configuration lists
+	// (backup.s3.endpoint or backup.s3.allowed_endpoints), so that the
+	// agent's credentials never go to a server its administrator did not
+	// name.
+	Endpoint      string `protobuf:"bytes,3,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *S3Destination) Reset() {
+	*x = S3Destination{}
+	mi := &file_flotilla_v1_command_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *S3Destination) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*S3Destination) ProtoMessage() {}
+
+func (x *S3Destination) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_command_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use S3Destination.ProtoReflect.Descriptor instead.
+func (*S3Destination) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *S3Destination) GetBucket() string {
+	if x != nil {
+		return x.Bucket
+	}
+	return ""
+}
+
+func (x *S3Destination) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *S3Destination) GetEndpoint() string {
+	if x != nil {
+		return x.Endpoint
+	}
+	return ""
+}
+
+// BaseBackupCommand takes a physical base backup of the cluster that holds
+// a configured database, with pg_basebackup (tar format, compressed, the
+// WAL needed for consistency included). With WAL archived to the same
+// destination (flotilla-agent wal-push) it allows a point-in-time restore.
+type BaseBackupCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A key of the agent's backup.databases: its connection settings reach
+	// the cluster (the user needs the REPLICATION attribute). Required.
+	Database string `protobuf:"bytes,1,opt,name=database,proto3" json:"database,omitempty"`
+	// Where the backup goes; unset: the agent's local backup directory.
+	Destination   *BackupDestination `protobuf:"bytes,2,opt,name=destination,proto3" json:"destination,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BaseBackupCommand) Reset() {
+	*x = BaseBackupCommand{}
+	mi := &file_flotilla_v1_command_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BaseBackupCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BaseBackupCommand) ProtoMessage() {}
+
+func (x *BaseBackupCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_command_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BaseBackupCommand.ProtoReflect.Descriptor instead.
+func (*BaseBackupCommand) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *BaseBackupCommand) GetDatabase() string {
+	if x != nil {
+		return x.Database
+	}
+	return ""
+}
+
+func (x *BaseBackupCommand) GetDestination() *BackupDestination {
+	if x != nil {
+		return x.Destination
+	}
+	return nil
+}
+
+// RetentionRules say which backups of a database to keep. A backup kept by
+// any rule is kept; the newest verified backup is always kept, whatever
+// the rules. Daily, weekly and monthly rules keep the newest backup of
+// each of the last N days, ISO weeks or months that have one. Dumps and
+// base backups are counted separately. Objects that have no manifest (an
+// interrupted upload) and are older than a day are deleted too.
+type RetentionRules struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Keep the newest N backups.
+	KeepLast uint32 `protobuf:"varint,1,opt,name=keep_last,json=keepLast,proto3" json:"keep_last,omitempty"`
+	// Keep the newest backup of each of the last N days that have one.
+	KeepDaily uint32 `protobuf:"varint,2,opt,name=keep_daily,json=keepDaily,proto3" json:"keep_daily,omitempty"`
+	// Keep the newest backup of each of the last N ISO weeks that have one.
+	KeepWeekly uint32 `protobuf:"varint,3,opt,name=keep_weekly,json=keepWeekly,proto3" json:"keep_weekly,omitempty"`
+	// Keep the newest backup of each of the last N months that have one.
+	KeepMonthly uint32 `protobuf:"varint,4,opt,name=keep_monthly,json=keepMonthly,proto3" json:"keep_monthly,omitempty"`
+	// The IANA time zone in which days, weeks and months begin (e.g.
+	// "Europe/Paris"); empty: UTC.
+	TimeZone      string `protobuf:"bytes,5,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetentionRules) Reset() {
+	*x = RetentionRules{}
+	mi := &file_flotilla_v1_command_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetentionRules) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetentionRules) ProtoMessage() {}
+
+func (x *RetentionRules) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_command_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetentionRules.ProtoReflect.Descriptor instead.
+func (*RetentionRules) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RetentionRules) GetKeepLast() uint32 {
+	if x != nil {
+		return x.KeepLast
+	}
+	return 0
+}
+
+func (x *RetentionRules) GetKeepDaily() uint32 {
+	if x != nil {
+		return x.KeepDaily
+	}
+	return 0
+}
+
+func (x *RetentionRules) GetKeepWeekly() uint32 {
+	if x != nil {
+		return x.KeepWeekly
+	}
+	return 0
+}
+
+func (x *RetentionRules) GetKeepMonthly() uint32 {
+	if x != nil {
+		return x.KeepMonthly
+	}
+	return 0
+}
+
+func (x *RetentionRules) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
+	}
+	return ""
+}
+
+// PruneCommand applies retention on the agent: the agent lists the
+// catalogued backups (those with a manifest) of the database in the
+// destination, decides with the rules which to keep, and deletes the
+// others: the manifest first (the backup leaves the catalog), then its
+// archive. Archived WAL that no kept base backup needs is deleted too when
+// wal is set.
+type PruneCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A key of the agent's backup.databases. Required.
+	Database string `protobuf:"bytes,1,opt,name=database,proto3" json:"database,omitempty"`
+	// Where the backups are; unset: the agent's local backup directory.
+	Destination *BackupDestination `protobuf:"bytes,2,opt,name=destination,proto3" json:"destination,omitempty"`
+	// What to keep. At least one rule must be non-zero.
+	Retention *RetentionRules `protobuf:"bytes,3,opt,name=retention,proto3" json:"retention,omitempty"`
+	// List what would be deleted without deleting anything.
+	DryRun bool `protobuf:"varint,4,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// Also delete archived WAL segments that no kept base backup needs.
+	Wal           bool `protobuf:"varint,5,opt,name=wal,proto3" json:"wal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PruneCommand) Reset() {
+	*x = PruneCommand{}
+	mi := &file_flotilla_v1_command_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PruneCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PruneCommand) ProtoMessage() {}
+
+func (x *PruneCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_command_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PruneCommand.ProtoReflect.Descriptor instead.
+func (*PruneCommand) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *PruneCommand) GetDatabase() string {
+	if x != nil {
+		return x.Database
+	}
+	return ""
+}
+
+func (x *PruneCommand) GetDestination() *BackupDestination {
+	if x != nil {
+		return x.Destination
+	}
+	return nil
+}
+
+func (x *PruneCommand) GetRetention() *RetentionRules {
+	if x != nil {
+		return x.Retention
+	}
+	return nil
+}
+
+func (x *PruneCommand) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *PruneCommand) GetWal() bool {
+	if x != nil {
+		return x.Wal
+	}
+	return false
+}
+
+// RestoreCommand restores a backup of a configured database. A dump is
+// restored into a new database on the same server (never over the live
+// one unless replace is set); a base backup is restored, with the archived
+// WAL up to a target, into a new data directory served on a new port.
+type RestoreCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A key of the agent's backup.databases: whose backups to restore.
+	// Required.
+	Database string `protobuf:"bytes,1,opt,name=database,proto3" json:"database,omitempty"`
+	// Where the backups are; unset: the agent's local backup directory.
+	Destination *BackupDestination `protobuf:"bytes,2,opt,name=destination,proto3" json:"destination,omitempty"`
+	// The backup to restore: its name as the catalog gives it (e.g.
+	// "app-20261207T020000Z"); empty: for a dump, the newest catalogued
+	// dump; for a point in time, the newest catalogued base backup that
+	// started before the target.
+	Backup string `protobuf:"bytes,3,opt,name=backup,proto3" json:"backup,omitempty"`
+	// What to restore into: exactly one.
+	//
+	// Types that are valid to be assigned to Target:
+	//
+	//	*RestoreCommand_Dump
+	//	*RestoreCommand_PointInTime
+	Target        isRestoreCommand_Target `protobuf_oneof:"target"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreCommand) Reset() {
+	*x = RestoreCommand{}
+	mi := &file_flotilla_v1_command_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreCommand) ProtoMessage() {}
+
+func (x *RestoreCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_command_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreCommand.ProtoReflect.Descriptor instead.
+func (*RestoreCommand) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RestoreCommand) GetDatabase() string {
+	if x != nil {
+		return x.Database
+	}
+	return ""
+}
+
+func (x *RestoreCommand) GetDestination() *BackupDestination {
+	if x != nil {
+		return x.Destination
+	}
+	return nil
+}
+
+func (x *RestoreCommand) GetBackup() string {
+	if x != nil {
+		return x.Backup
+	}
+	return ""
+}
+
+func (x *RestoreCommand) GetTarget() isRestoreCommand_Target {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+func (x *RestoreCommand) GetDump() *DumpRestoreTarget {
+	if x != nil {
+		if x, ok := x.Target.(*RestoreCommand_Dump); ok {
+			return x.Dump
+		}
+	}
+	return nil
+}
+
+func (x *RestoreCommand) GetPointInTime() *PointInTimeTarget {
+	if x != nil {
+		if x, ok := x.Target.(*RestoreCommand_PointInTime); ok {
+			return x.PointInTime
+		}
+	}
+	return nil
+}
+
+type isRestoreCommand_Target interface {
+	isRestoreCommand_Target()
+}
+
+type RestoreCommand_Dump struct {
+	// Restore a dump into a database of the configured server.
+	Dump *DumpRestoreTarget `protobuf:"bytes,4,opt,name=dump,proto3,oneof"`
+}
+
+type RestoreCommand_PointInTime struct {
+	// Restore a base backup and WAL into a new data directory.
+	PointInTime *PointInTimeTarget `protobuf:"bytes,5,opt,name=point_in_time,json=pointInTime,proto3,oneof"`
+}
+
+func (*RestoreCommand_Dump) isRestoreCommand_Target() {}
+
+func (*RestoreCommand_PointInTime) isRestoreCommand_Target() {}
+
+// DumpRestoreTarget restores a pg_dump archive with pg_restore.
+type DumpRestoreTarget struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The database to create and restore into (letters, digits, '_', '-', 1
+	// to 63). It must not exist, unless replace is set. Required.
+	NewDatabase string `protobuf:"bytes,1,opt,name=new_database,json=newDatabase,proto3" json:"new_database,omitempty"`
+	// Allow new_database to be an existing database, even the live one: it
+	// is dropped and re-created. The control plane audits such a command.
+	Replace       bool `protobuf:"varint,2,opt,name=replace,proto3" json:"replace,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DumpRestoreTarget) Reset() {
+	*x = DumpRestoreTarget{}
+	mi := &file_flotilla_v1_command_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DumpRestoreTarget) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DumpRestoreTarget) ProtoMessage() {}
+
+func (x *DumpRestoreTarget) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_command_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DumpRestoreTarget.ProtoReflect.Descriptor instead.
+func (*DumpRestoreTarget) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *DumpRestoreTarget) GetNewDatabase() string {
+	if x != nil {
+		return x.NewDatabase
+	}
+	return ""
+}
+
+func (x *DumpRestoreTarget) GetReplace() bool {
+	if x != nil {
+		return x.Replace
+	}
+	return false
+}
+
+// PointInTimeTarget restores a base backup into a new data directory and
+// replays archived WAL (flotilla-agent wal-fetch as restore_command) up to
+// a target, following the latest timeline; the server is then promoted
+// and left running on port for the operator.
+type PointInTimeTarget struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The instant to recover to, RFC 3339 with an explicit offset or "Z"
+	// (e.g. "2026-12-07T09:15:00+01:00"), or "latest" for the end of the
+	// archived WAL. Required.
+	TargetTime string `protobuf:"bytes,1,opt,name=target_time,json=targetTime,proto3" json:"target_time,omitempty"`
+	// The new data directory: an absolute path that does not exist or is an
+	// empty directory. Required.
+	DataDirectory string `protobuf:"bytes,2,opt,name=data_directory,json=dataDirectory,proto3" json:"data_directory,omitempty"`
+	// The port the restored server listens on (1024-65535), on localhost
+	// only. Required.
+	Port          uint32 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PointInTimeTarget) Reset() {
+	*x = PointInTimeTarget{}
+	mi := &file_flotilla_v1_command_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PointInTimeTarget) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PointInTimeTarget) ProtoMessage() {}
+
+func (x *PointInTimeTarget) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_command_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PointInTimeTarget.ProtoReflect.Descriptor instead.
+func (*PointInTimeTarget) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *PointInTimeTarget) GetTargetTime() string {
+	if x != nil {
+		return x.TargetTime
+	}
+	return ""
+}
+
+func (x *PointInTimeTarget) GetDataDirectory() string {
+	if x != nil {
+		return x.DataDirectory
+	}
+	return ""
+}
+
+func (x *PointInTimeTarget) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+// DrillCommand restores the latest (or a named) dump of a database into a
+// scratch PostgreSQL server that the agent creates with initdb in a
+// temporary directory, checks it against the backup's manifest, measures
+// the restore time (RTO) and the age of the newest row (RPO), and removes
+// the scratch server. It never connects to the live database.
+type DrillCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A key of the agent's backup.databases. Required.
+	Database string `protobuf:"bytes,1,opt,name=database,proto3" json:"database,omitempty"`
+	// Where the backups are; unset: the agent's local backup directory.
+	Destination *BackupDestination `protobuf:"bytes,2,opt,name=destination,proto3" json:"destination,omitempty"`
+	// The backup to drill, by catalog name; empty: the newest verified dump.
+	Backup        string `protobuf:"bytes,3,opt,name=backup,proto3" json:"backup,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrillCommand) Reset() {
+	*x = DrillCommand{}
+	mi := &file_flotilla_v1_command_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrillCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrillCommand) ProtoMessage() {}
+
+func (x *DrillCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_command_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrillCommand.ProtoReflect.Descriptor instead.
+func (*DrillCommand) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *DrillCommand) GetDatabase() string {
+	if x != nil {
+		return x.Database
+	}
+	return ""
+}
+
+func (x *DrillCommand) GetDestination() *BackupDestination {
+	if x != nil {
+		return x.Destination
+	}
+	return nil
+}
+
+func (x *DrillCommand) GetBackup() string {
+	if x != nil {
+		return x.Backup
+	}
+	return ""
+}
+
 // DrainCommand marks a server down in an Nginx upstream the agent manages,
 // so that new requests stop going to it; requests in flight finish.
 type DrainCommand struct {
@@ -492,7 +1378,7 @@ type DrainCommand struct {
 
 func (x *DrainCommand) Reset() {
 	*x = DrainCommand{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[5]
+	mi := &file_flotilla_v1_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -504,7 +1390,7 @@ func (x *DrainCommand) String() string {
 func (*DrainCommand) ProtoMessage() {}
 
 func (x *DrainCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[5]
+	mi := &file_flotilla_v1_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -517,7 +1403,7 @@ func (x *DrainCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainCommand.ProtoReflect.Descriptor instead.
 func (*DrainCommand) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DrainCommand) GetUpstream() string {
@@ -548,7 +1434,7 @@ type UndrainCommand struct {
 
 func (x *UndrainCommand) Reset() {
 	*x = UndrainCommand{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[6]
+	mi := &file_flotilla_v1_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -560,7 +1446,7 @@ func (x *UndrainCommand) String() string {
 func (*UndrainCommand) ProtoMessage() {}
 
 func (x *UndrainCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[6]
+	mi := &file_flotilla_v1_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -573,7 +1459,7 @@ func (x *UndrainCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainCommand.ProtoReflect.Descriptor instead.
 func (*UndrainCommand) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UndrainCommand) GetUpstream() string {
@@ -603,7 +1489,7 @@ type CancelCommand struct {
 
 func (x *CancelCommand) Reset() {
 	*x = CancelCommand{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[7]
+	mi := &file_flotilla_v1_command_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -615,7 +1501,7 @@ func (x *CancelCommand) String() string {
 func (*CancelCommand) ProtoMessage() {}
 
 func (x *CancelCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[7]
+	mi := &file_flotilla_v1_command_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -628,7 +1514,7 @@ func (x *CancelCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelCommand.ProtoReflect.Descriptor instead.
 func (*CancelCommand) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CancelCommand) GetCommandId() string {
@@ -660,7 +1546,7 @@ type CommandProgress struct {
 
 func (x *CommandProgress) Reset() {
 	*x = CommandProgress{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[8]
+	mi := &file_flotilla_v1_command_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -672,7 +1558,7 @@ func (x *CommandProgress) String() string {
 func (*CommandProgress) ProtoMessage() {}
 
 func (x *CommandProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[8]
+	mi := &file_flotilla_v1_command_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -685,7 +1571,7 @@ func (x *CommandProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandProgress.ProtoReflect.Descriptor instead.
 func (*CommandProgress) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CommandProgress) GetMessage() string {
@@ -720,6 +1606,9 @@ type CommandResult struct {
 	//	*CommandResult_Restart
 	//	*CommandResult_Backup
 	//	*CommandResult_Drain
+	//	*CommandResult_Prune
+	//	*CommandResult_Restore
+	//	*CommandResult_Drill
 	Kind          isCommandResult_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -727,7 +1616,7 @@ type CommandResult struct {
 
 func (x *CommandResult) Reset() {
 	*x = CommandResult{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[9]
+	mi := &file_flotilla_v1_command_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -739,7 +1628,7 @@ func (x *CommandResult) String() string {
 func (*CommandResult) ProtoMessage() {}
 
 func (x *CommandResult) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[9]
+	mi := &file_flotilla_v1_command_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -752,7 +1641,7 @@ func (x *CommandResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
 func (*CommandResult) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CommandResult) GetKind() isCommandResult_Kind {
@@ -798,6 +1687,33 @@ func (x *CommandResult) GetDrain() *DrainResult {
 	return nil
 }
 
+func (x *CommandResult) GetPrune() *PruneResult {
+	if x != nil {
+		if x, ok := x.Kind.(*CommandResult_Prune); ok {
+			return x.Prune
+		}
+	}
+	return nil
+}
+
+func (x *CommandResult) GetRestore() *RestoreResult {
+	if x != nil {
+		if x, ok := x.Kind.(*CommandResult_Restore); ok {
+			return x.Restore
+		}
+	}
+	return nil
+}
+
+func (x *CommandResult) GetDrill() *DrillResult {
+	if x != nil {
+		if x, ok := x.Kind.(*CommandResult_Drill); ok {
+			return x.Drill
+		}
+	}
+	return nil
+}
+
 type isCommandResult_Kind interface {
 	isCommandResult_Kind()
 }
@@ -822,6 +1738,21 @@ type CommandResult_Drain struct {
 	Drain *DrainResult `protobuf:"bytes,4,opt,name=drain,proto3,oneof"`
 }
 
+type CommandResult_Prune struct {
+	// The result of a prune.
+	Prune *PruneResult `protobuf:"bytes,5,opt,name=prune,proto3,oneof"`
+}
+
+type CommandResult_Restore struct {
+	// The result of a restore.
+	Restore *RestoreResult `protobuf:"bytes,6,opt,name=restore,proto3,oneof"`
+}
+
+type CommandResult_Drill struct {
+	// The result of a drill.
+	Drill *DrillResult `protobuf:"bytes,7,opt,name=drill,proto3,oneof"`
+}
+
 func (*CommandResult_Pull) isCommandResult_Kind() {}
 
 func (*CommandResult_Restart) isCommandResult_Kind() {}
@@ -829,6 +1760,12 @@ func (*CommandResult_Restart) isCommandResult_Kind() {}
 func (*CommandResult_Backup) isCommandResult_Kind() {}
 
 func (*CommandResult_Drain) isCommandResult_Kind() {}
+
+func (*CommandResult_Prune) isCommandResult_Kind() {}
+
+func (*CommandResult_Restore) isCommandResult_Kind() {}
+
+func (*CommandResult_Drill) isCommandResult_Kind() {}
 
 // PullResult identifies the pulled image.
 type PullResult struct {
@@ -845,7 +1782,7 @@ type PullResult struct {
 
 func (x *PullResult) Reset() {
 	*x = PullResult{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[10]
+	mi := &file_flotilla_v1_command_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -857,7 +1794,7 @@ func (x *PullResult) String() string {
 func (*PullResult) ProtoMessage() {}
 
 func (x *PullResult) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[10]
+	mi := &file_flotilla_v1_command_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -870,7 +1807,7 @@ func (x *PullResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullResult.ProtoReflect.Descriptor instead.
 func (*PullResult) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PullResult) GetImage() string {
@@ -921,7 +1858,7 @@ type RestartResult struct {
 
 func (x *RestartResult) Reset() {
 	*x = RestartResult{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[11]
+	mi := &file_flotilla_v1_command_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -933,7 +1870,7 @@ func (x *RestartResult) String() string {
 func (*RestartResult) ProtoMessage() {}
 
 func (x *RestartResult) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[11]
+	mi := &file_flotilla_v1_command_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -946,7 +1883,7 @@ func (x *RestartResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartResult.ProtoReflect.Descriptor instead.
 func (*RestartResult) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RestartResult) GetContainer() string {
@@ -1010,9 +1947,11 @@ type BackupResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The database's name, as the command gave it.
 	Database string `protobuf:"bytes,1,opt,name=database,proto3" json:"database,omitempty"`
-	// Where the archive was written on the agent's host.
+	// Where the archive was written on the agent's host (local destination);
+	// empty for an object store (see destination_uri).
 	Path string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
-	// Where the archive's manifest was written on the agent's host.
+	// Where the archive's manifest was written on the agent's host (local
+	// destination); empty for an object store.
 	ManifestPath string `protobuf:"bytes,3,opt,name=manifest_path,json=manifestPath,proto3" json:"manifest_path,omitempty"`
 	// The archive's size in bytes.
 	SizeBytes uint64 `protobuf:"varint,4,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
@@ -1026,15 +1965,35 @@ type BackupResult struct {
 	PgDumpVersion string `protobuf:"bytes,8,opt,name=pg_dump_version,json=pgDumpVersion,proto3" json:"pg_dump_version,omitempty"`
 	// The PostgreSQL server's version.
 	ServerVersion string `protobuf:"bytes,9,opt,name=server_version,json=serverVersion,proto3" json:"server_version,omitempty"`
-	// Entries pg_restore --list found in the archive.
+	// Entries pg_restore --list found in the archive (0 for a base backup).
 	VerifiedEntries uint32 `protobuf:"varint,10,opt,name=verified_entries,json=verifiedEntries,proto3" json:"verified_entries,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The backup's name in the catalog, e.g. "app-20261207T020000Z".
+	Name string `protobuf:"bytes,11,opt,name=name,proto3" json:"name,omitempty"`
+	// What kind of backup this is.
+	Type BackupType `protobuf:"varint,12,opt,name=type,proto3,enum=flotilla.v1.BackupType" json:"type,omitempty"`
+	// Where the archive is stored, e.g. "s3://bucket/prefix/app-….dump" or
+	// "file:///var/lib/flotilla/backups/app-….dump".
+	DestinationUri string `protobuf:"bytes,13,opt,name=destination_uri,json=destinationUri,proto3" json:"destination_uri,omitempty"`
+	// The stored object was read back and its size and SHA-256 matched: set
+	// on every successful backup.
+	Verified bool `protobuf:"varint,14,opt,name=verified,proto3" json:"verified,omitempty"`
+	// When the backup finished (its manifest was written).
+	FinishedAt *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	// How long uploading and reading back the stored object took (included
+	// in duration).
+	UploadDuration *durationpb.Duration `protobuf:"bytes,16,opt,name=upload_duration,json=uploadDuration,proto3" json:"upload_duration,omitempty"`
+	// For a base backup: the WAL segment where it starts (its restore needs
+	// this and every later segment); empty otherwise.
+	StartWal string `protobuf:"bytes,17,opt,name=start_wal,json=startWal,proto3" json:"start_wal,omitempty"`
+	// For a base backup: the timeline it was taken on; 0 otherwise.
+	Timeline      uint32 `protobuf:"varint,18,opt,name=timeline,proto3" json:"timeline,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BackupResult) Reset() {
 	*x = BackupResult{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[12]
+	mi := &file_flotilla_v1_command_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1046,7 +2005,7 @@ func (x *BackupResult) String() string {
 func (*BackupResult) ProtoMessage() {}
 
 func (x *BackupResult) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[12]
+	mi := &file_flotilla_v1_command_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1059,7 +2018,7 @@ func (x *BackupResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupResult.ProtoReflect.Descriptor instead.
 func (*BackupResult) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *BackupResult) GetDatabase() string {
@@ -1132,6 +2091,578 @@ func (x *BackupResult) GetVerifiedEntries() uint32 {
 	return 0
 }
 
+func (x *BackupResult) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *BackupResult) GetType() BackupType {
+	if x != nil {
+		return x.Type
+	}
+	return BackupType_BACKUP_TYPE_UNSPECIFIED
+}
+
+func (x *BackupResult) GetDestinationUri() string {
+	if x != nil {
+		return x.DestinationUri
+	}
+	return ""
+}
+
+func (x *BackupResult) GetVerified() bool {
+	if x != nil {
+		return x.Verified
+	}
+	return false
+}
+
+func (x *BackupResult) GetFinishedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FinishedAt
+	}
+	return nil
+}
+
+func (x *BackupResult) GetUploadDuration() *durationpb.Duration {
+	if x != nil {
+		return x.UploadDuration
+	}
+	return nil
+}
+
+func (x *BackupResult) GetStartWal() string {
+	if x != nil {
+		return x.StartWal
+	}
+	return ""
+}
+
+func (x *BackupResult) GetTimeline() uint32 {
+	if x != nil {
+		return x.Timeline
+	}
+	return 0
+}
+
+// StoredBackup is one catalogued backup in a destination.
+type StoredBackup struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The backup's name in the catalog.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// What kind of backup it is.
+	Type BackupType `protobuf:"varint,2,opt,name=type,proto3,enum=flotilla.v1.BackupType" json:"type,omitempty"`
+	// When it started.
+	StartedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	// Its archive's size in bytes.
+	SizeBytes uint64 `protobuf:"varint,4,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	// Hex SHA-256 of its archive.
+	Sha256 string `protobuf:"bytes,5,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// Where its archive is stored.
+	DestinationUri string `protobuf:"bytes,6,opt,name=destination_uri,json=destinationUri,proto3" json:"destination_uri,omitempty"`
+	// Why retention keeps it ("last 3", "daily", "weekly", "monthly",
+	// "newest verified"); empty for a backup that goes.
+	KeptBy        []string `protobuf:"bytes,7,rep,name=kept_by,json=keptBy,proto3" json:"kept_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoredBackup) Reset() {
+	*x = StoredBackup{}
+	mi := &file_flotilla_v1_command_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoredBackup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoredBackup) ProtoMessage() {}
+
+func (x *StoredBackup) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_command_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoredBackup.ProtoReflect.Descriptor instead.
+func (*StoredBackup) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *StoredBackup) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *StoredBackup) GetType() BackupType {
+	if x != nil {
+		return x.Type
+	}
+	return BackupType_BACKUP_TYPE_UNSPECIFIED
+}
+
+func (x *StoredBackup) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *StoredBackup) GetSizeBytes() uint64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+func (x *StoredBackup) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *StoredBackup) GetDestinationUri() string {
+	if x != nil {
+		return x.DestinationUri
+	}
+	return ""
+}
+
+func (x *StoredBackup) GetKeptBy() []string {
+	if x != nil {
+		return x.KeptBy
+	}
+	return nil
+}
+
+// PruneResult says what retention kept and deleted.
+type PruneResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The database's name, as the command gave it.
+	Database string `protobuf:"bytes,1,opt,name=database,proto3" json:"database,omitempty"`
+	// Nothing was deleted: deleted lists what would have gone.
+	DryRun bool `protobuf:"varint,2,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// The backups kept, newest first.
+	Kept []*StoredBackup `protobuf:"bytes,3,rep,name=kept,proto3" json:"kept,omitempty"`
+	// The backups deleted (or, in a dry run, that would be), newest first.
+	Deleted []*StoredBackup `protobuf:"bytes,4,rep,name=deleted,proto3" json:"deleted,omitempty"`
+	// Archived WAL segments deleted (or that would be).
+	WalSegmentsDeleted uint32 `protobuf:"varint,5,opt,name=wal_segments_deleted,json=walSegmentsDeleted,proto3" json:"wal_segments_deleted,omitempty"`
+	// Bytes freed (or that would be), archives and WAL.
+	BytesFreed    uint64 `protobuf:"varint,6,opt,name=bytes_freed,json=bytesFreed,proto3" json:"bytes_freed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PruneResult) Reset() {
+	*x = PruneResult{}
+	mi := &file_flotilla_v1_command_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PruneResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PruneResult) ProtoMessage() {}
+
+func (x *PruneResult) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_command_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PruneResult.ProtoReflect.Descriptor instead.
+func (*PruneResult) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *PruneResult) GetDatabase() string {
+	if x != nil {
+		return x.Database
+	}
+	return ""
+}
+
+func (x *PruneResult) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *PruneResult) GetKept() []*StoredBackup {
+	if x != nil {
+		return x.Kept
+	}
+	return nil
+}
+
+func (x *PruneResult) GetDeleted() []*StoredBackup {
+	if x != nil {
+		return x.Deleted
+	}
+	return nil
+}
+
+func (x *PruneResult) GetWalSegmentsDeleted() uint32 {
+	if x != nil {
+		return x.WalSegmentsDeleted
+	}
+	return 0
+}
+
+func (x *PruneResult) GetBytesFreed() uint64 {
+	if x != nil {
+		return x.BytesFreed
+	}
+	return 0
+}
+
+// RestoreResult describes a finished restore.
+type RestoreResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The database's name, as the command gave it.
+	Database string `protobuf:"bytes,1,opt,name=database,proto3" json:"database,omitempty"`
+	// The backup restored.
+	Backup *StoredBackup `protobuf:"bytes,2,opt,name=backup,proto3" json:"backup,omitempty"`
+	// For a dump: the database restored into.
+	NewDatabase string `protobuf:"bytes,3,opt,name=new_database,json=newDatabase,proto3" json:"new_database,omitempty"`
+	// For a point-in-time restore: the data directory of the restored server.
+	DataDirectory string `protobuf:"bytes,4,opt,name=data_directory,json=dataDirectory,proto3" json:"data_directory,omitempty"`
+	// For a point-in-time restore: the port the restored server listens on.
+	Port uint32 `protobuf:"varint,5,opt,name=port,proto3" json:"port,omitempty"`
+	// For a point-in-time restore: the target as the command gave it.
+	TargetTime string `protobuf:"bytes,6,opt,name=target_time,json=targetTime,proto3" json:"target_time,omitempty"`
+	// For a point-in-time restore: the timeline the restored server runs on
+	// after promotion.
+	Timeline uint32 `protobuf:"varint,7,opt,name=timeline,proto3" json:"timeline,omitempty"`
+	// Archived WAL segments replayed.
+	WalSegmentsRestored uint32 `protobuf:"varint,8,opt,name=wal_segments_restored,json=walSegmentsRestored,proto3" json:"wal_segments_restored,omitempty"`
+	// How long the restore took, download included.
+	Duration *durationpb.Duration `protobuf:"bytes,9,opt,name=duration,proto3" json:"duration,omitempty"`
+	// For a dump: the existing database was dropped and re-created.
+	Replaced      bool `protobuf:"varint,10,opt,name=replaced,proto3" json:"replaced,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreResult) Reset() {
+	*x = RestoreResult{}
+	mi := &file_flotilla_v1_command_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreResult) ProtoMessage() {}
+
+func (x *RestoreResult) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_command_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreResult.ProtoReflect.Descriptor instead.
+func (*RestoreResult) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *RestoreResult) GetDatabase() string {
+	if x != nil {
+		return x.Database
+	}
+	return ""
+}
+
+func (x *RestoreResult) GetBackup() *StoredBackup {
+	if x != nil {
+		return x.Backup
+	}
+	return nil
+}
+
+func (x *RestoreResult) GetNewDatabase() string {
+	if x != nil {
+		return x.NewDatabase
+	}
+	return ""
+}
+
+func (x *RestoreResult) GetDataDirectory() string {
+	if x != nil {
+		return x.DataDirectory
+	}
+	return ""
+}
+
+func (x *RestoreResult) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *RestoreResult) GetTargetTime() string {
+	if x != nil {
+		return x.TargetTime
+	}
+	return ""
+}
+
+func (x *RestoreResult) GetTimeline() uint32 {
+	if x != nil {
+		return x.Timeline
+	}
+	return 0
+}
+
+func (x *RestoreResult) GetWalSegmentsRestored() uint32 {
+	if x != nil {
+		return x.WalSegmentsRestored
+	}
+	return 0
+}
+
+func (x *RestoreResult) GetDuration() *durationpb.Duration {
+	if x != nil {
+		return x.Duration
+	}
+	return nil
+}
+
+func (x *RestoreResult) GetReplaced() bool {
+	if x != nil {
+		return x.Replaced
+	}
+	return false
+}
+
+// TableCheck compares one table of a restored database with the manifest.
+type TableCheck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The table's schema-qualified name.
+	Table string `protobuf:"bytes,1,opt,name=table,proto3" json:"table,omitempty"`
+	// Rows the manifest recorded at backup time.
+	ExpectedRows int64 `protobuf:"varint,2,opt,name=expected_rows,json=expectedRows,proto3" json:"expected_rows,omitempty"`
+	// Rows found in the restored copy.
+	RestoredRows int64 `protobuf:"varint,3,opt,name=restored_rows,json=restoredRows,proto3" json:"restored_rows,omitempty"`
+	// The row checksums matched too.
+	ChecksumOk    bool `protobuf:"varint,4,opt,name=checksum_ok,json=checksumOk,proto3" json:"checksum_ok,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TableCheck) Reset() {
+	*x = TableCheck{}
+	mi := &file_flotilla_v1_command_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TableCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TableCheck) ProtoMessage() {}
+
+func (x *TableCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_command_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TableCheck.ProtoReflect.Descriptor instead.
+func (*TableCheck) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *TableCheck) GetTable() string {
+	if x != nil {
+		return x.Table
+	}
+	return ""
+}
+
+func (x *TableCheck) GetExpectedRows() int64 {
+	if x != nil {
+		return x.ExpectedRows
+	}
+	return 0
+}
+
+func (x *TableCheck) GetRestoredRows() int64 {
+	if x != nil {
+		return x.RestoredRows
+	}
+	return 0
+}
+
+func (x *TableCheck) GetChecksumOk() bool {
+	if x != nil {
+		return x.ChecksumOk
+	}
+	return false
+}
+
+// DrillResult describes a restore drill. A failed drill fails its command
+// and still carries this result, so that the catalog records the failure.
+type DrillResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The database's name, as the command gave it.
+	Database string `protobuf:"bytes,1,opt,name=database,proto3" json:"database,omitempty"`
+	// The backup drilled.
+	Backup *StoredBackup `protobuf:"bytes,2,opt,name=backup,proto3" json:"backup,omitempty"`
+	// Every check passed: pg_restore completed, and every table's row count
+	// and checksum matched the manifest.
+	Success bool `protobuf:"varint,3,opt,name=success,proto3" json:"success,omitempty"`
+	// Why the drill failed; empty on success.
+	Failure string `protobuf:"bytes,4,opt,name=failure,proto3" json:"failure,omitempty"`
+	// The tables checked.
+	Tables []*TableCheck `protobuf:"bytes,5,rep,name=tables,proto3" json:"tables,omitempty"`
+	// The newest value of any timestamp column of the restored copy; unset
+	// when no table has one.
+	NewestRowAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=newest_row_at,json=newestRowAt,proto3" json:"newest_row_at,omitempty"`
+	// Measured recovery point: from newest_row_at (or, without one, the
+	// backup's start) to the drill's start: the data a loss of the live
+	// database at that moment would have cost.
+	Rpo *durationpb.Duration `protobuf:"bytes,7,opt,name=rpo,proto3" json:"rpo,omitempty"`
+	// Measured recovery time: download, scratch server start and pg_restore.
+	Rto *durationpb.Duration `protobuf:"bytes,8,opt,name=rto,proto3" json:"rto,omitempty"`
+	// When the drill started.
+	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrillResult) Reset() {
+	*x = DrillResult{}
+	mi := &file_flotilla_v1_command_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrillResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrillResult) ProtoMessage() {}
+
+func (x *DrillResult) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_command_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrillResult.ProtoReflect.Descriptor instead.
+func (*DrillResult) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *DrillResult) GetDatabase() string {
+	if x != nil {
+		return x.Database
+	}
+	return ""
+}
+
+func (x *DrillResult) GetBackup() *StoredBackup {
+	if x != nil {
+		return x.Backup
+	}
+	return nil
+}
+
+func (x *DrillResult) GetSuccess() bool {
+	if x != nil {
+		return x.Success
+	}
+	return false
+}
+
+func (x *DrillResult) GetFailure() string {
+	if x != nil {
+		return x.Failure
+	}
+	return ""
+}
+
+func (x *DrillResult) GetTables() []*TableCheck {
+	if x != nil {
+		return x.Tables
+	}
+	return nil
+}
+
+func (x *DrillResult) GetNewestRowAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NewestRowAt
+	}
+	return nil
+}
+
+func (x *DrillResult) GetRpo() *durationpb.Duration {
+	if x != nil {
+		return x.Rpo
+	}
+	return nil
+}
+
+func (x *DrillResult) GetRto() *durationpb.Duration {
+	if x != nil {
+		return x.Rto
+	}
+	return nil
+}
+
+func (x *DrillResult) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
 // DrainResult describes the upstream after a drain or undrain.
 type DrainResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1149,7 +2680,7 @@ type DrainResult struct {
 
 func (x *DrainResult) Reset() {
 	*x = DrainResult{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[13]
+	mi := &file_flotilla_v1_command_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1161,7 +2692,7 @@ func (x *DrainResult) String() string {
 func (*DrainResult) ProtoMessage() {}
 
 func (x *DrainResult) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[13]
+	mi := &file_flotilla_v1_command_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1174,7 +2705,7 @@ func (x *DrainResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainResult.ProtoReflect.Descriptor instead.
 func (*DrainResult) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{13}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DrainResult) GetUpstream() string {
@@ -1226,7 +2757,7 @@ type CommandEvent struct {
 
 func (x *CommandEvent) Reset() {
 	*x = CommandEvent{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[14]
+	mi := &file_flotilla_v1_command_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1238,7 +2769,7 @@ func (x *CommandEvent) String() string {
 func (*CommandEvent) ProtoMessage() {}
 
 func (x *CommandEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[14]
+	mi := &file_flotilla_v1_command_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1251,7 +2782,7 @@ func (x *CommandEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandEvent.ProtoReflect.Descriptor instead.
 func (*CommandEvent) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{14}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CommandEvent) GetCommandId() string {
@@ -1308,7 +2839,7 @@ type JournalReport struct {
 
 func (x *JournalReport) Reset() {
 	*x = JournalReport{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[15]
+	mi := &file_flotilla_v1_command_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1320,7 +2851,7 @@ func (x *JournalReport) String() string {
 func (*JournalReport) ProtoMessage() {}
 
 func (x *JournalReport) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[15]
+	mi := &file_flotilla_v1_command_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1333,7 +2864,7 @@ func (x *JournalReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalReport.ProtoReflect.Descriptor instead.
 func (*JournalReport) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{15}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *JournalReport) GetEntries() []*CommandEvent {
@@ -1351,22 +2882,73 @@ const file_flotilla_v1_command_proto_rawDesc = "" +
 	"\aCommand\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x126\n" +
 	"\bdeadline\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12,\n" +
-	"\x04spec\x18\x03 \x01(\v2\x18.flotilla.v1.CommandSpecR\x04spec\"\xa0\x02\n" +
+	"\x04spec\x18\x03 \x01(\v2\x18.flotilla.v1.CommandSpecR\x04spec\"\x82\x04\n" +
 	"\vCommandSpec\x12.\n" +
 	"\x04pull\x18\x01 \x01(\v2\x18.flotilla.v1.PullCommandH\x00R\x04pull\x127\n" +
 	"\arestart\x18\x02 \x01(\v2\x1b.flotilla.v1.RestartCommandH\x00R\arestart\x124\n" +
 	"\x06backup\x18\x03 \x01(\v2\x1a.flotilla.v1.BackupCommandH\x00R\x06backup\x121\n" +
 	"\x05drain\x18\x04 \x01(\v2\x19.flotilla.v1.DrainCommandH\x00R\x05drain\x127\n" +
-	"\aundrain\x18\x05 \x01(\v2\x1b.flotilla.v1.UndrainCommandH\x00R\aundrainB\x06\n" +
+	"\aundrain\x18\x05 \x01(\v2\x1b.flotilla.v1.UndrainCommandH\x00R\aundrain\x12A\n" +
+	"\vbase_backup\x18\x06 \x01(\v2\x1e.flotilla.v1.BaseBackupCommandH\x00R\n" +
+	"baseBackup\x121\n" +
+	"\x05prune\x18\a \x01(\v2\x19.flotilla.v1.PruneCommandH\x00R\x05prune\x127\n" +
+	"\arestore\x18\b \x01(\v2\x1b.flotilla.v1.RestoreCommandH\x00R\arestore\x121\n" +
+	"\x05drill\x18\t \x01(\v2\x19.flotilla.v1.DrillCommandH\x00R\x05drillB\x06\n" +
 	"\x04kind\"#\n" +
 	"\vPullCommand\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\"\x82\x01\n" +
 	"\x0eRestartCommand\x12\x1c\n" +
 	"\tcontainer\x18\x01 \x01(\tR\tcontainer\x12\x14\n" +
 	"\x05image\x18\x02 \x01(\tR\x05image\x12<\n" +
-	"\fstop_timeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\vstopTimeout\"+\n" +
+	"\fstop_timeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\vstopTimeout\"m\n" +
 	"\rBackupCommand\x12\x1a\n" +
-	"\bdatabase\x18\x01 \x01(\tR\bdatabase\"B\n" +
+	"\bdatabase\x18\x01 \x01(\tR\bdatabase\x12@\n" +
+	"\vdestination\x18\x02 \x01(\v2\x1e.flotilla.v1.BackupDestinationR\vdestination\"\x80\x01\n" +
+	"\x11BackupDestination\x125\n" +
+	"\x05local\x18\x01 \x01(\v2\x1d.flotilla.v1.LocalDestinationH\x00R\x05local\x12,\n" +
+	"\x02s3\x18\x02 \x01(\v2\x1a.flotilla.v1.S3DestinationH\x00R\x02s3B\x06\n" +
+	"\x04kind\"\x12\n" +
+	"\x10LocalDestination\"[\n" +
+	"\rS3Destination\x12\x16\n" +
+	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x16\n" +
+	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x1a\n" +
+	"\bendpoint\x18\x03 \x01(\tR\bendpoint\"q\n" +
+	"\x11BaseBackupCommand\x12\x1a\n" +
+	"\bdatabase\x18\x01 \x01(\tR\bdatabase\x12@\n" +
+	"\vdestination\x18\x02 \x01(\v2\x1e.flotilla.v1.BackupDestinationR\vdestination\"\xad\x01\n" +
+	"\x0eRetentionRules\x12\x1b\n" +
+	"\tkeep_last\x18\x01 \x01(\rR\bkeepLast\x12\x1d\n" +
+	"\n" +
+	"keep_daily\x18\x02 \x01(\rR\tkeepDaily\x12\x1f\n" +
+	"\vkeep_weekly\x18\x03 \x01(\rR\n" +
+	"keepWeekly\x12!\n" +
+	"\fkeep_monthly\x18\x04 \x01(\rR\vkeepMonthly\x12\x1b\n" +
+	"\ttime_zone\x18\x05 \x01(\tR\btimeZone\"\xd2\x01\n" +
+	"\fPruneCommand\x12\x1a\n" +
+	"\bdatabase\x18\x01 \x01(\tR\bdatabase\x12@\n" +
+	"\vdestination\x18\x02 \x01(\v2\x1e.flotilla.v1.BackupDestinationR\vdestination\x129\n" +
+	"\tretention\x18\x03 \x01(\v2\x1b.flotilla.v1.RetentionRulesR\tretention\x12\x17\n" +
+	"\adry_run\x18\x04 \x01(\bR\x06dryRun\x12\x10\n" +
+	"\x03wal\x18\x05 \x01(\bR\x03wal\"\x8c\x02\n" +
+	"\x0eRestoreCommand\x12\x1a\n" +
+	"\bdatabase\x18\x01 \x01(\tR\bdatabase\x12@\n" +
+	"\vdestination\x18\x02 \x01(\v2\x1e.flotilla.v1.BackupDestinationR\vdestination\x12\x16\n" +
+	"\x06backup\x18\x03 \x01(\tR\x06backup\x124\n" +
+	"\x04dump\x18\x04 \x01(\v2\x1e.flotilla.v1.DumpRestoreTargetH\x00R\x04dump\x12D\n" +
+	"\rpoint_in_time\x18\x05 \x01(\v2\x1e.flotilla.v1.PointInTimeTargetH\x00R\vpointInTimeB\b\n" +
+	"\x06target\"P\n" +
+	"\x11DumpRestoreTarget\x12!\n" +
+	"\fnew_database\x18\x01 \x01(\tR\vnewDatabase\x12\x18\n" +
+	"\areplace\x18\x02 \x01(\bR\areplace\"o\n" +
+	"\x11PointInTimeTarget\x12\x1f\n" +
+	"\vtarget_time\x18\x01 \x01(\tR\n" +
+	"targetTime\x12%\n" +
+	"\x0edata_directory\x18\x02 \x01(\tR\rdataDirectory\x12\x12\n" +
+	"\x04port\x18\x03 \x01(\rR\x04port\"\x84\x01\n" +
+	"\fDrillCommand\x12\x1a\n" +
+	"\bdatabase\x18\x01 \x01(\tR\bdatabase\x12@\n" +
+	"\vdestination\x18\x02 \x01(\v2\x1e.flotilla.v1.BackupDestinationR\vdestination\x12\x16\n" +
+	"\x06backup\x18\x03 \x01(\tR\x06backup\"B\n" +
 	"\fDrainCommand\x12\x1a\n" +
 	"\bupstream\x18\x01 \x01(\tR\bupstream\x12\x16\n" +
 	"\x06server\x18\x02 \x01(\tR\x06server\"D\n" +
@@ -1380,12 +2962,15 @@ const file_flotilla_v1_command_proto_rawDesc = "" +
 	"\x0fCommandProgress\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12\x18\n" +
 	"\acurrent\x18\x02 \x01(\x04R\acurrent\x12\x14\n" +
-	"\x05total\x18\x03 \x01(\x04R\x05total\"\xe5\x01\n" +
+	"\x05total\x18\x03 \x01(\x04R\x05total\"\x81\x03\n" +
 	"\rCommandResult\x12-\n" +
 	"\x04pull\x18\x01 \x01(\v2\x17.flotilla.v1.PullResultH\x00R\x04pull\x126\n" +
 	"\arestart\x18\x02 \x01(\v2\x1a.flotilla.v1.RestartResultH\x00R\arestart\x123\n" +
 	"\x06backup\x18\x03 \x01(\v2\x19.flotilla.v1.BackupResultH\x00R\x06backup\x120\n" +
-	"\x05drain\x18\x04 \x01(\v2\x18.flotilla.v1.DrainResultH\x00R\x05drainB\x06\n" +
+	"\x05drain\x18\x04 \x01(\v2\x18.flotilla.v1.DrainResultH\x00R\x05drain\x120\n" +
+	"\x05prune\x18\x05 \x01(\v2\x18.flotilla.v1.PruneResultH\x00R\x05prune\x126\n" +
+	"\arestore\x18\x06 \x01(\v2\x1a.flotilla.v1.RestoreResultH\x00R\arestore\x120\n" +
+	"\x05drill\x18\a \x01(\v2\x18.flotilla.v1.DrillResultH\x00R\x05drillB\x06\n" +
 	"\x04kind\"^\n" +
 	"\n" +
 	"PullResult\x12\x14\n" +
@@ -1401,7 +2986,7 @@ const file_flotilla_v1_command_proto_rawDesc = "" +
 	"\x15previous_container_id\x18\x05 \x01(\tR\x13previousContainerId\x12%\n" +
 	"\x0eprevious_image\x18\x06 \x01(\tR\rpreviousImage\x12*\n" +
 	"\x11previous_image_id\x18\a \x01(\tR\x0fpreviousImageId\x120\n" +
-	"\x14previous_config_json\x18\b \x01(\fR\x12previousConfigJson\"\x86\x03\n" +
+	"\x14previous_config_json\x18\b \x01(\fR\x12previousConfigJson\"\xc6\x05\n" +
 	"\fBackupResult\x12\x1a\n" +
 	"\bdatabase\x18\x01 \x01(\tR\bdatabase\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12#\n" +
@@ -1415,7 +3000,65 @@ const file_flotilla_v1_command_proto_rawDesc = "" +
 	"\x0fpg_dump_version\x18\b \x01(\tR\rpgDumpVersion\x12%\n" +
 	"\x0eserver_version\x18\t \x01(\tR\rserverVersion\x12)\n" +
 	"\x10verified_entries\x18\n" +
-	" \x01(\rR\x0fverifiedEntries\"o\n" +
+	" \x01(\rR\x0fverifiedEntries\x12\x12\n" +
+	"\x04name\x18\v \x01(\tR\x04name\x12+\n" +
+	"\x04type\x18\f \x01(\x0e2\x17.flotilla.v1.BackupTypeR\x04type\x12'\n" +
+	"\x0fdestination_uri\x18\r \x01(\tR\x0edestinationUri\x12\x1a\n" +
+	"\bverified\x18\x0e \x01(\bR\bverified\x12;\n" +
+	"\vfinished_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"finishedAt\x12B\n" +
+	"\x0fupload_duration\x18\x10 \x01(\v2\x19.google.protobuf.DurationR\x0euploadDuration\x12\x1b\n" +
+	"\tstart_wal\x18\x11 \x01(\tR\bstartWal\x12\x1a\n" +
+	"\btimeline\x18\x12 \x01(\rR\btimeline\"\x83\x02\n" +
+	"\fStoredBackup\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12+\n" +
+	"\x04type\x18\x02 \x01(\x0e2\x17.flotilla.v1.BackupTypeR\x04type\x129\n" +
+	"\n" +
+	"started_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x04 \x01(\x04R\tsizeBytes\x12\x16\n" +
+	"\x06sha256\x18\x05 \x01(\tR\x06sha256\x12'\n" +
+	"\x0fdestination_uri\x18\x06 \x01(\tR\x0edestinationUri\x12\x17\n" +
+	"\akept_by\x18\a \x03(\tR\x06keptBy\"\xf9\x01\n" +
+	"\vPruneResult\x12\x1a\n" +
+	"\bdatabase\x18\x01 \x01(\tR\bdatabase\x12\x17\n" +
+	"\adry_run\x18\x02 \x01(\bR\x06dryRun\x12-\n" +
+	"\x04kept\x18\x03 \x03(\v2\x19.flotilla.v1.StoredBackupR\x04kept\x123\n" +
+	"\adeleted\x18\x04 \x03(\v2\x19.flotilla.v1.StoredBackupR\adeleted\x120\n" +
+	"\x14wal_segments_deleted\x18\x05 \x01(\rR\x12walSegmentsDeleted\x12\x1f\n" +
+	"\vbytes_freed\x18\x06 \x01(\x04R\n" +
+	"bytesFreed\"\x80\x03\n" +
+	"\rRestoreResult\x12\x1a\n" +
+	"\bdatabase\x18\x01 \x01(\tR\bdatabase\x121\n" +
+	"\x06backup\x18\x02 \x01(\v2\x19.flotilla.v1.StoredBackupR\x06backup\x12!\n" +
+	"\fnew_database\x18\x03 \x01(\tR\vnewDatabase\x12%\n" +
+	"\x0edata_directory\x18\x04 \x01(\tR\rdataDirectory\x12\x12\n" +
+	"\x04port\x18\x05 \x01(\rR\x04port\x12\x1f\n" +
+	"\vtarget_time\x18\x06 \x01(\tR\n" +
+	"targetTime\x12\x1a\n" +
+	"\btimeline\x18\a \x01(\rR\btimeline\x122\n" +
+	"\x15wal_segments_restored\x18\b \x01(\rR\x13walSegmentsRestored\x125\n" +
+	"\bduration\x18\t \x01(\v2\x19.google.protobuf.DurationR\bduration\x12\x1a\n" +
+	"\breplaced\x18\n" +
+	" \x01(\bR\breplaced\"\x8d\x01\n" +
+	"\n" +
+	"TableCheck\x12\x14\n" +
+	"\x05table\x18\x01 \x01(\tR\x05table\x12#\n" +
+	"\rexpected_rows\x18\x02 \x01(\x03R\fexpectedRows\x12#\n" +
+	"\rrestored_rows\x18\x03 \x01(\x03R\frestoredRows\x12\x1f\n" +
+	"\vchecksum_ok\x18\x04 \x01(\bR\n" +
+	"checksumOk\"\x96\x03\n" +
+	"\vDrillResult\x12\x1a\n" +
+	"\bdatabase\x18\x01 \x01(\tR\bdatabase\x121\n" +
+	"\x06backup\x18\x02 \x01(\v2\x19.flotilla.v1.StoredBackupR\x06backup\x12\x18\n" +
+	"\asuccess\x18\x03 \x01(\bR\asuccess\x12\x18\n" +
+	"\afailure\x18\x04 \x01(\tR\afailure\x12/\n" +
+	"\x06tables\x18\x05 \x03(\v2\x17.flotilla.v1.TableCheckR\x06tables\x12>\n" +
+	"\rnewest_row_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vnewestRowAt\x12+\n" +
+	"\x03rpo\x18\a \x01(\v2\x19.google.protobuf.DurationR\x03rpo\x12+\n" +
+	"\x03rto\x18\b \x01(\v2\x19.google.protobuf.DurationR\x03rto\x129\n" +
+	"\n" +
+	"started_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\"o\n" +
 	"\vDrainResult\x12\x1a\n" +
 	"\bupstream\x18\x01 \x01(\tR\bupstream\x12\x16\n" +
 	"\x06server\x18\x02 \x01(\tR\x06server\x12\x12\n" +
@@ -1441,7 +3084,12 @@ const file_flotilla_v1_command_proto_rawDesc = "" +
 	"\x17COMMAND_STATE_CANCELLED\x10\x06\x12\x1b\n" +
 	"\x17COMMAND_STATE_TIMED_OUT\x10\a\x12\x1a\n" +
 	"\x16COMMAND_STATE_REJECTED\x10\b\x12\x19\n" +
-	"\x15COMMAND_STATE_SKIPPED\x10\tB)Z'flotilla.dev/gen/flotilla/v1;flotillav1b\x06proto3"
+	"\x15COMMAND_STATE_SKIPPED\x10\t*U\n" +
+	"\n" +
+	"BackupType\x12\x1b\n" +
+	"\x17BACKUP_TYPE_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10BACKUP_TYPE_DUMP\x10\x01\x12\x14\n" +
+	"\x10BACKUP_TYPE_BASE\x10\x02B)Z'flotilla.dev/gen/flotilla/v1;flotillav1b\x06proto3"
 
 var (
 	file_flotilla_v1_command_proto_rawDescOnce sync.Once
@@ -1455,54 +3103,102 @@ func file_flotilla_v1_command_proto_rawDescGZIP() []byte {
 	return file_flotilla_v1_command_proto_rawDescData
 }
 
-var file_flotilla_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_flotilla_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_flotilla_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_flotilla_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_flotilla_v1_command_proto_goTypes = []any{
 	(CommandState)(0),             // 0: flotilla.v1.CommandState
-	(*Command)(nil),               // 1: flotilla.v1.Command
-	(*CommandSpec)(nil),           // 2: flotilla.v1.CommandSpec
-	(*PullCommand)(nil),           // 3: flotilla.v1.PullCommand
-	(*RestartCommand)(nil),        // 4: flotilla.v1.RestartCommand
-	(*BackupCommand)(nil),         // 5: flotilla.v1.BackupCommand
-	(*DrainCommand)(nil),          // 6: flotilla.v1.DrainCommand
-	(*UndrainCommand)(nil),        // 7: flotilla.v1.UndrainCommand
-	(*CancelCommand)(nil),         // 8: flotilla.v1.CancelCommand
-	(*CommandProgress)(nil),       // 9: flotilla.v1.CommandProgress
-	(*CommandResult)(nil),         // 10: flotilla.v1.CommandResult
-	(*PullResult)(nil),            // 11: flotilla.v1.PullResult
-	(*RestartResult)(nil),         // 12: flotilla.v1.RestartResult
-	(*BackupResult)(nil),          // 13: flotilla.v1.BackupResult
-	(*DrainResult)(nil),           // 14: flotilla.v1.DrainResult
-	(*CommandEvent)(nil),          // 15: flotilla.v1.CommandEvent
-	(*JournalReport)(nil),         // 16: flotilla.v1.JournalReport
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 18: google.protobuf.Duration
+	(BackupType)(0),               // 1: flotilla.v1.BackupType
+	(*Command)(nil),               // 2: flotilla.v1.Command
+	(*CommandSpec)(nil),           // 3: flotilla.v1.CommandSpec
+	(*PullCommand)(nil),           // 4: flotilla.v1.PullCommand
+	(*RestartCommand)(nil),        // 5: flotilla.v1.RestartCommand
+	(*BackupCommand)(nil),         // 6: flotilla.v1.BackupCommand
+	(*BackupDestination)(nil),     // 7: flotilla.v1.BackupDestination
+	(*LocalDestination)(nil),      // 8: flotilla.v1.LocalDestination
+	(*S3Destination)(nil),         // 9: flotilla.v1.S3Destination
+	(*BaseBackupCommand)(nil),     // 10: flotilla.v1.BaseBackupCommand
+	(*RetentionRules)(nil),        // 11: flotilla.v1.RetentionRules
+	(*PruneCommand)(nil),          // 12: flotilla.v1.PruneCommand
+	(*RestoreCommand)(nil),        // 13: flotilla.v1.RestoreCommand
+	(*DumpRestoreTarget)(nil),     // 14: flotilla.v1.DumpRestoreTarget
+	(*PointInTimeTarget)(nil),     // 15: flotilla.v1.PointInTimeTarget
+	(*DrillCommand)(nil),          // 16: flotilla.v1.DrillCommand
+	(*DrainCommand)(nil),          // 17: flotilla.v1.DrainCommand
+	(*UndrainCommand)(nil),        // 18: flotilla.v1.UndrainCommand
+	(*CancelCommand)(nil),         // 19: flotilla.v1.CancelCommand
+	(*CommandProgress)(nil),       // 20: flotilla.v1.CommandProgress
+	(*CommandResult)(nil),         // 21: flotilla.v1.CommandResult
+	(*PullResult)(nil),            // 22: flotilla.v1.PullResult
+	(*RestartResult)(nil),         // 23: flotilla.v1.RestartResult
+	(*BackupResult)(nil),          // 24: flotilla.v1.BackupResult
+	(*StoredBackup)(nil),          // 25: flotilla.v1.StoredBackup
+	(*PruneResult)(nil),           // 26: flotilla.v1.PruneResult
+	(*RestoreResult)(nil),         // 27: flotilla.v1.RestoreResult
+	(*TableCheck)(nil),            // 28: flotilla.v1.TableCheck
+	(*DrillResult)(nil),           // 29: flotilla.v1.DrillResult
+	(*DrainResult)(nil),           // 30: flotilla.v1.DrainResult
+	(*CommandEvent)(nil),          // 31: flotilla.v1.CommandEvent
+	(*JournalReport)(nil),         // 32: flotilla.v1.JournalReport
+	(*timestamppb.Timestamp)(nil), // 33: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 34: google.protobuf.Duration
 }
 var file_flotilla_v1_command_proto_depIdxs = []int32{
-	17, // 0: flotilla.v1.Command.deadline:type_name -> google.protobuf.Timestamp
-	2,  // 1: flotilla.v1.Command.spec:type_name -> flotilla.v1.CommandSpec
-	3,  // 2: flotilla.v1.CommandSpec.pull:type_name -> flotilla.v1.PullCommand
-	4,  // 3: flotilla.v1.CommandSpec.restart:type_name -> flotilla.v1.RestartCommand
-	5,  // 4: flotilla.v1.CommandSpec.backup:type_name -> flotilla.v1.BackupCommand
-	6,  // 5: flotilla.v1.CommandSpec.drain:type_name -> flotilla.v1.DrainCommand
-	7,  // 6: flotilla.v1.CommandSpec.undrain:type_name -> flotilla.v1.UndrainCommand
-	18, // 7: flotilla.v1.RestartCommand.stop_timeout:type_name -> google.protobuf.Duration
-	11, // 8: flotilla.v1.CommandResult.pull:type_name -> flotilla.v1.PullResult
-	12, // 9: flotilla.v1.CommandResult.restart:type_name -> flotilla.v1.RestartResult
-	13, // 10: flotilla.v1.CommandResult.backup:type_name -> flotilla.v1.BackupResult
-	14, // 11: flotilla.v1.CommandResult.drain:type_name -> flotilla.v1.DrainResult
-	17, // 12: flotilla.v1.BackupResult.started_at:type_name -> google.protobuf.Timestamp
-	18, // 13: flotilla.v1.BackupResult.duration:type_name -> google.protobuf.Duration
-	0,  // 14: flotilla.v1.CommandEvent.state:type_name -> flotilla.v1.CommandState
-	17, // 15: flotilla.v1.CommandEvent.at:type_name -> google.protobuf.Timestamp
-	9,  // 16: flotilla.v1.CommandEvent.progress:type_name -> flotilla.v1.CommandProgress
-	10, // 17: flotilla.v1.CommandEvent.result:type_name -> flotilla.v1.CommandResult
-	15, // 18: flotilla.v1.JournalReport.entries:type_name -> flotilla.v1.CommandEvent
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	33, // 0: flotilla.v1.Command.deadline:type_name -> google.protobuf.Timestamp
+	3,  // 1: flotilla.v1.Command.spec:type_name -> flotilla.v1.CommandSpec
+	4,  // 2: flotilla.v1.CommandSpec.pull:type_name -> flotilla.v1.PullCommand
+	5,  // 3: flotilla.v1.CommandSpec.restart:type_name -> flotilla.v1.RestartCommand
+	6,  // 4: flotilla.v1.CommandSpec.backup:type_name -> flotilla.v1.BackupCommand
+	17, // 5: flotilla.v1.CommandSpec.drain:type_name -> flotilla.v1.DrainCommand
+	18, // 6: flotilla.v1.CommandSpec.undrain:type_name -> flotilla.v1.UndrainCommand
+	10, // 7: flotilla.v1.CommandSpec.base_backup:type_name -> flotilla.v1.BaseBackupCommand
+	12, // 8: flotilla.v1.CommandSpec.prune:type_name -> flotilla.v1.PruneCommand
+	13, // 9: flotilla.v1.CommandSpec.restore:type_name -> flotilla.v1.RestoreCommand
+	16, // 10: flotilla.v1.CommandSpec.drill:type_name -> flotilla.v1.DrillCommand
+	34, // 11: flotilla.v1.RestartCommand.stop_timeout:type_name -> google.protobuf.Duration
+	7,  // 12: flotilla.v1.BackupCommand.destination:type_name -> flotilla.v1.BackupDestination
+	8,  // 13: flotilla.v1.BackupDestination.local:type_name -> flotilla.v1.LocalDestination
+	9,  // 14: flotilla.v1.BackupDestination.s3:type_name -> flotilla.v1.S3Destination
+	7,  // 15: flotilla.v1.BaseBackupCommand.destination:type_name -> flotilla.v1.BackupDestination
+	7,  // 16: flotilla.v1.PruneCommand.destination:type_name -> flotilla.v1.BackupDestination
+	11, // 17: flotilla.v1.PruneCommand.retention:type_name -> flotilla.v1.RetentionRules
+	7,  // 18: flotilla.v1.RestoreCommand.destination:type_name -> flotilla.v1.BackupDestination
+	14, // 19: flotilla.v1.RestoreCommand.dump:type_name -> flotilla.v1.DumpRestoreTarget
+	15, // 20: flotilla.v1.RestoreCommand.point_in_time:type_name -> flotilla.v1.PointInTimeTarget
+	7,  // 21: flotilla.v1.DrillCommand.destination:type_name -> flotilla.v1.BackupDestination
+	22, // 22: flotilla.v1.CommandResult.pull:type_name -> flotilla.v1.PullResult
+	23, // 23: flotilla.v1.CommandResult.restart:type_name -> flotilla.v1.RestartResult
+	24, // 24: flotilla.v1.CommandResult.backup:type_name -> flotilla.v1.BackupResult
+	30, // 25: flotilla.v1.CommandResult.drain:type_name -> flotilla.v1.DrainResult
+	26, // 26: flotilla.v1.CommandResult.prune:type_name -> flotilla.v1.PruneResult
+	27, // 27: flotilla.v1.CommandResult.restore:type_name -> flotilla.v1.RestoreResult
+	29, // 28: flotilla.v1.CommandResult.drill:type_name -> flotilla.v1.DrillResult
+	33, // 29: flotilla.v1.BackupResult.started_at:type_name -> google.protobuf.Timestamp
+	34, // 30: flotilla.v1.BackupResult.duration:type_name -> google.protobuf.Duration
+	1,  // 31: flotilla.v1.BackupResult.type:type_name -> flotilla.v1.BackupType
+	33, // 32: flotilla.v1.BackupResult.finished_at:type_name -> google.protobuf.Timestamp
+	34, // 33: flotilla.v1.BackupResult.upload_duration:type_name -> google.protobuf.Duration
+	1,  // 34: flotilla.v1.StoredBackup.type:type_name -> flotilla.v1.BackupType
+	33, // 35: flotilla.v1.StoredBackup.started_at:type_name -> google.protobuf.Timestamp
+	25, // 36: flotilla.v1.PruneResult.kept:type_name -> flotilla.v1.StoredBackup
+	25, // 37: flotilla.v1.PruneResult.deleted:type_name -> flotilla.v1.StoredBackup
+	25, // 38: flotilla.v1.RestoreResult.backup:type_name -> flotilla.v1.StoredBackup
+	34, // 39: flotilla.v1.RestoreResult.duration:type_name -> google.protobuf.Duration
+	25, // 40: flotilla.v1.DrillResult.backup:type_name -> flotilla.v1.StoredBackup
+	28, // 41: flotilla.v1.DrillResult.tables:type_name -> flotilla.v1.TableCheck
+	33, // 42: flotilla.v1.DrillResult.newest_row_at:type_name -> google.protobuf.Timestamp
+	34, // 43: flotilla.v1.DrillResult.rpo:type_name -> google.protobuf.Duration
+	34, // 44: flotilla.v1.DrillResult.rto:type_name -> google.protobuf.Duration
+	33, // 45: flotilla.v1.DrillResult.started_at:type_name -> google.protobuf.Timestamp
+	0,  // 46: flotilla.v1.CommandEvent.state:type_name -> flotilla.v1.CommandState
+	33, // 47: flotilla.v1.CommandEvent.at:type_name -> google.protobuf.Timestamp
+	20, // 48: flotilla.v1.CommandEvent.progress:type_name -> flotilla.v1.CommandProgress
+	21, // 49: flotilla.v1.CommandEvent.result:type_name -> flotilla.v1.CommandResult
+	31, // 50: flotilla.v1.JournalReport.entries:type_name -> flotilla.v1.CommandEvent
+	51, // [51:51] is the sub-list for method output_type
+	51, // [51:51] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_flotilla_v1_command_proto_init() }
@@ -1516,20 +3212,35 @@ func file_flotilla_v1_command_proto_init() {
 		(*CommandSpec_Backup)(nil),
 		(*CommandSpec_Drain)(nil),
 		(*CommandSpec_Undrain)(nil),
+		(*CommandSpec_BaseBackup)(nil),
+		(*CommandSpec_Prune)(nil),
+		(*CommandSpec_Restore)(nil),
+		(*CommandSpec_Drill)(nil),
 	}
-	file_flotilla_v1_command_proto_msgTypes[9].OneofWrappers = []any{
+	file_flotilla_v1_command_proto_msgTypes[5].OneofWrappers = []any{
+		(*BackupDestination_Local)(nil),
+		(*BackupDestination_S3)(nil),
+	}
+	file_flotilla_v1_command_proto_msgTypes[11].OneofWrappers = []any{
+		(*RestoreCommand_Dump)(nil),
+		(*RestoreCommand_PointInTime)(nil),
+	}
+	file_flotilla_v1_command_proto_msgTypes[19].OneofWrappers = []any{
 		(*CommandResult_Pull)(nil),
 		(*CommandResult_Restart)(nil),
 		(*CommandResult_Backup)(nil),
 		(*CommandResult_Drain)(nil),
+		(*CommandResult_Prune)(nil),
+		(*CommandResult_Restore)(nil),
+		(*CommandResult_Drill)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotilla_v1_command_proto_rawDesc), len(file_flotilla_v1_command_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   16,
+			NumEnums:      2,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -442,7 +442,10 @@ type DatabaseStats struct {
 	// The database's name in the agent's configuration.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// Open connections (pg_stat_activity).
-	Connections   int64 `protobuf:"varint,2,opt,name=connections,proto3" json:"connections,omitempty"`
+	Connections int64 `protobuf:"varint,2,opt,name=connections,proto3" json:"connections,omitempty"`
+	// WAL archiving of the server, from pg_stat_archiver; unset when the
+	// server does not archive (archive_mode off) or cannot be read.
+	WalArchiver   *WalArchiverStats `protobuf:"bytes,3,opt,name=wal_archiver,json=walArchiver,proto3" json:"wal_archiver,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -491,6 +494,115 @@ func (x *DatabaseStats) GetConnections() int64 {
 	return 0
 }
 
+func (x *DatabaseStats) GetWalArchiver() *WalArchiverStats {
+	if x != nil {
+		return x.WalArchiver
+	}
+	return nil
+}
+
+// WalArchiverStats is the server's WAL archiving as pg_stat_archiver
+// reports it (counters since the statistics were last reset).
+type WalArchiverStats struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Segments archived successfully.
+	ArchivedCount int64 `protobuf:"varint,1,opt,name=archived_count,json=archivedCount,proto3" json:"archived_count,omitempty"`
+	// The name of the last segment archived successfully (e.g.
+	// "000000010000000000000003"); empty when none.
+	LastArchivedWal string `protobuf:"bytes,2,opt,name=last_archived_wal,json=lastArchivedWal,proto3" json:"last_archived_wal,omitempty"`
+	// When the last segment was archived; unset when none.
+	LastArchivedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=last_archived_at,json=lastArchivedAt,proto3" json:"last_archived_at,omitempty"`
+	// Failed attempts to archive a segment.
+	FailedCount int64 `protobuf:"varint,4,opt,name=failed_count,json=failedCount,proto3" json:"failed_count,omitempty"`
+	// The name of the segment of the last failed attempt; empty when none.
+	LastFailedWal string `protobuf:"bytes,5,opt,name=last_failed_wal,json=lastFailedWal,proto3" json:"last_failed_wal,omitempty"`
+	// When the last attempt failed; unset when none.
+	LastFailedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=last_failed_at,json=lastFailedAt,proto3" json:"last_failed_at,omitempty"`
+	// The timeline the server currently writes WAL on.
+	Timeline      uint32 `protobuf:"varint,7,opt,name=timeline,proto3" json:"timeline,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WalArchiverStats) Reset() {
+	*x = WalArchiverStats{}
+	mi := &file_flotilla_v1_telemetry_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WalArchiverStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WalArchiverStats) ProtoMessage() {}
+
+func (x *WalArchiverStats) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_telemetry_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WalArchiverStats.ProtoReflect.Descriptor instead.
+func (*WalArchiverStats) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_telemetry_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *WalArchiverStats) GetArchivedCount() int64 {
+	if x != nil {
+		return x.ArchivedCount
+	}
+	return 0
+}
+
+func (x *WalArchiverStats) GetLastArchivedWal() string {
+	if x != nil {
+		return x.LastArchivedWal
+	}
+	return ""
+}
+
+func (x *WalArchiverStats) GetLastArchivedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastArchivedAt
+	}
+	return nil
+}
+
+func (x *WalArchiverStats) GetFailedCount() int64 {
+	if x != nil {
+		return x.FailedCount
+	}
+	return 0
+}
+
+func (x *WalArchiverStats) GetLastFailedWal() string {
+	if x != nil {
+		return x.LastFailedWal
+	}
+	return ""
+}
+
+func (x *WalArchiverStats) GetLastFailedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastFailedAt
+	}
+	return nil
+}
+
+func (x *WalArchiverStats) GetTimeline() uint32 {
+	if x != nil {
+		return x.Timeline
+	}
+	return 0
+}
+
 // ManagedContainer is a container the agent manages.
 type ManagedContainer struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -510,7 +622,7 @@ type ManagedContainer struct {
 
 func (x *ManagedContainer) Reset() {
 	*x = ManagedContainer{}
-	mi := &file_flotilla_v1_telemetry_proto_msgTypes[5]
+	mi := &file_flotilla_v1_telemetry_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -522,7 +634,7 @@ func (x *ManagedContainer) String() string {
 func (*ManagedContainer) ProtoMessage() {}
 
 func (x *ManagedContainer) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_telemetry_proto_msgTypes[5]
+	mi := &file_flotilla_v1_telemetry_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -535,7 +647,7 @@ func (x *ManagedContainer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagedContainer.ProtoReflect.Descriptor instead.
 func (*ManagedContainer) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_telemetry_proto_rawDescGZIP(), []int{5}
+	return file_flotilla_v1_telemetry_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ManagedContainer) GetName() string {
@@ -620,10 +732,19 @@ const file_flotilla_v1_telemetry_proto_rawDesc = "" +
 	"\x05error\x18\t \x01(\tR\x05error\x129\n" +
 	"\n" +
 	"checked_at\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\tcheckedAt\"E\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tcheckedAt\"\x87\x01\n" +
 	"\rDatabaseStats\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
-	"\vconnections\x18\x02 \x01(\x03R\vconnections\"\x90\x01\n" +
+	"\vconnections\x18\x02 \x01(\x03R\vconnections\x12@\n" +
+	"\fwal_archiver\x18\x03 \x01(\v2\x1d.flotilla.v1.WalArchiverStatsR\vwalArchiver\"\xd4\x02\n" +
+	"\x10WalArchiverStats\x12%\n" +
+	"\x0earchived_count\x18\x01 \x01(\x03R\rarchivedCount\x12*\n" +
+	"\x11last_archived_wal\x18\x02 \x01(\tR\x0flastArchivedWal\x12D\n" +
+	"\x10last_archived_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x0elastArchivedAt\x12!\n" +
+	"\ffailed_count\x18\x04 \x01(\x03R\vfailedCount\x12&\n" +
+	"\x0flast_failed_wal\x18\x05 \x01(\tR\rlastFailedWal\x12@\n" +
+	"\x0elast_failed_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\flastFailedAt\x12\x1a\n" +
+	"\btimeline\x18\a \x01(\rR\btimeline\"\x90\x01\n" +
 	"\x10ManagedContainer\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\fcontainer_id\x18\x02 \x01(\tR\vcontainerId\x12\x14\n" +
@@ -643,31 +764,35 @@ func file_flotilla_v1_telemetry_proto_rawDescGZIP() []byte {
 	return file_flotilla_v1_telemetry_proto_rawDescData
 }
 
-var file_flotilla_v1_telemetry_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_flotilla_v1_telemetry_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_flotilla_v1_telemetry_proto_goTypes = []any{
 	(*Heartbeat)(nil),             // 0: flotilla.v1.Heartbeat
 	(*HostMetrics)(nil),           // 1: flotilla.v1.HostMetrics
 	(*DiskUsage)(nil),             // 2: flotilla.v1.DiskUsage
 	(*AppHealth)(nil),             // 3: flotilla.v1.AppHealth
 	(*DatabaseStats)(nil),         // 4: flotilla.v1.DatabaseStats
-	(*ManagedContainer)(nil),      // 5: flotilla.v1.ManagedContainer
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 7: google.protobuf.Duration
+	(*WalArchiverStats)(nil),      // 5: flotilla.v1.WalArchiverStats
+	(*ManagedContainer)(nil),      // 6: flotilla.v1.ManagedContainer
+	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 8: google.protobuf.Duration
 }
 var file_flotilla_v1_telemetry_proto_depIdxs = []int32{
-	6, // 0: flotilla.v1.Heartbeat.observed_at:type_name -> google.protobuf.Timestamp
-	1, // 1: flotilla.v1.Heartbeat.host:type_name -> flotilla.v1.HostMetrics
-	3, // 2: flotilla.v1.Heartbeat.app:type_name -> flotilla.v1.AppHealth
-	4, // 3: flotilla.v1.Heartbeat.databases:type_name -> flotilla.v1.DatabaseStats
-	5, // 4: flotilla.v1.Heartbeat.containers:type_name -> flotilla.v1.ManagedContainer
-	2, // 5: flotilla.v1.HostMetrics.disks:type_name -> flotilla.v1.DiskUsage
-	7, // 6: flotilla.v1.AppHealth.latency:type_name -> google.protobuf.Duration
-	6, // 7: flotilla.v1.AppHealth.checked_at:type_name -> google.protobuf.Timestamp
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	7,  // 0: flotilla.v1.Heartbeat.observed_at:type_name -> google.protobuf.Timestamp
+	1,  // 1: flotilla.v1.Heartbeat.host:type_name -> flotilla.v1.HostMetrics
+	3,  // 2: flotilla.v1.Heartbeat.app:type_name -> flotilla.v1.AppHealth
+	4,  // 3: flotilla.v1.Heartbeat.databases:type_name -> flotilla.v1.DatabaseStats
+	6,  // 4: flotilla.v1.Heartbeat.containers:type_name -> flotilla.v1.ManagedContainer
+	2,  // 5: flotilla.v1.HostMetrics.disks:type_name -> flotilla.v1.DiskUsage
+	8,  // 6: flotilla.v1.AppHealth.latency:type_name -> google.protobuf.Duration
+	7,  // 7: flotilla.v1.AppHealth.checked_at:type_name -> google.protobuf.Timestamp
+	5,  // 8: flotilla.v1.DatabaseStats.wal_archiver:type_name -> flotilla.v1.WalArchiverStats
+	7,  // 9: flotilla.v1.WalArchiverStats.last_archived_at:type_name -> google.protobuf.Timestamp
+	7,  // 10: flotilla.v1.WalArchiverStats.last_failed_at:type_name -> google.protobuf.Timestamp
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_flotilla_v1_telemetry_proto_init() }
@@ -681,7 +806,7 @@ func file_flotilla_v1_telemetry_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotilla_v1_telemetry_proto_rawDesc), len(file_flotilla_v1_telemetry_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

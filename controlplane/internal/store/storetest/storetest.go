@@ -67,6 +67,10 @@ func Run(t *testing.T, open Opener) {
 		{"UpdateAgentStatusesIfHolder", testUpdateAgentStatusesIfHolder},
 		{"MarkAgentsLost", testMarkAgentsLost},
 		{"LiveLeases", testLiveLeases},
+		{"BackupPolicies", testBackupPolicies},
+		{"BackupPolicyRuns", testBackupPolicyRuns},
+		{"BackupCatalog", testBackupCatalog},
+		{"BackupDrillsAndLatest", testBackupDrillsAndLatest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, open) })
