@@ -33,7 +33,7 @@ type walFixture struct {
 
 // sharedDir is a directory outside the test's private temporary
 // directory, enterable by the postgres OS user when the test runs as root.
-func sharedDir(t *testing.T) string {
+func sharedDir(t testing.TB) string {
 	dir, err := os.MkdirTemp("", "flotilla-wal-test-")
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +46,7 @@ func sharedDir(t *testing.T) string {
 }
 
 // toPostgres gives path to the postgres OS user when the test runs as root.
-func toPostgres(t *testing.T, path string) {
+func toPostgres(t testing.TB, path string) {
 	if os.Geteuid() != 0 {
 		return
 	}
@@ -61,7 +61,7 @@ func toPostgres(t *testing.T, path string) {
 	}
 }
 
-func buildAgent(t *testing.T, dir string) string {
+func buildAgent(t testing.TB, dir string) string {
 	bin := filepath.Join(dir, "flotilla-agent")
 	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
 	if err != nil {
@@ -70,7 +70,7 @@ func buildAgent(t *testing.T, dir string) string {
 	return bin
 }
 
-func newWALFixture(t *testing.T) *walFixture {
+func newWALFixture(t testing.TB, settings ...string) *walFixture {
 	if pgtest.NewestBinary("pg_basebackup") == "" {
 		pgtest.Require(t, "no PostgreSQL server binaries in %s", pgtest.LibDir)
 	}
@@ -83,7 +83,7 @@ func newWALFixture(t *testing.T) *walFixture {
 	toPostgres(t, secret)
 	f.cfgPath = filepath.Join(f.shared, "agent.yaml")
 	archive := fmt.Sprintf("archive_command=%s wal-push -config %s -database app %%p %%f", f.bin, f.cfgPath)
-	f.cluster = pgtest.StartWith(t, pgtest.Options{Settings: []string{"wal_level=replica", "archive_mode=on", archive}})
+	f.cluster = pgtest.StartWith(t, pgtest.Options{Settings: append([]string{"wal_level=replica", "archive_mode=on", archive}, settings...)})
 	cfgYAML := fmt.Sprintf(`state_dir: %s
 backup:
   s3:
@@ -117,7 +117,7 @@ backup:
 }
 
 // serverTime is the server's clock now.
-func (f *walFixture) serverTime(t *testing.T) time.Time {
+func (f *walFixture) serverTime(t testing.TB) time.Time {
 	s := f.cluster.QueryString(t, "appdb", "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
 	ts, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
@@ -127,7 +127,7 @@ func (f *walFixture) serverTime(t *testing.T) time.Time {
 }
 
 // archiveAll switches WAL and waits until the segment is archived.
-func (f *walFixture) archiveAll(t *testing.T) {
+func (f *walFixture) archiveAll(t testing.TB) {
 	seg := f.cluster.QueryString(t, "appdb", "SELECT pg_walfile_name(pg_switch_wal())")
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
@@ -210,10 +210,7 @@ func (f *walFixture) restoreAndQuery(t *testing.T, target string) (string, uint3
 		Target: &flotillav1.RestoreCommand_PointInTime{PointInTime: &flotillav1.PointInTimeTarget{
 			TargetTime: target, DataDirectory: dataDir, Port: uint32(port)}},
 	}}}, nil)
-	t.Cleanup(func() {
-		_ = exec.Command("su", "postgres", "-s", "/bin/sh", "-c", filepath.Join(f.cluster.BinDir, "pg_ctl")+" -D "+dataDir+" stop -m immediate").Run()
-		_ = exec.Command(filepath.Join(f.cluster.BinDir, "pg_ctl"), "-D", dataDir, "stop", "-m", "immediate").Run()
-	})
+	t.Cleanup(func() { stopRestored(f, dataDir) })
 	if err != nil {
 		t.Fatalf("restore to %s: %v", target, err)
 	}
@@ -332,4 +329,15 @@ func testWALPushFetch(t *testing.T, srv *s3test.Server, destination, storedDir s
 			t.Errorf("flotilla-agent %q exited 0, want a refusal", args)
 		}
 	}
+}
+
+// stopRestored stops a restored server, as the postgres OS user when the
+// test runs as root.
+func stopRestored(f *walFixture, dataDir string) {
+	pgCtl := filepath.Join(f.cluster.BinDir, "pg_ctl")
+	if os.Geteuid() == 0 {
+		_ = exec.Command("su", "postgres", "-s", "/bin/sh", "-c", pgCtl+" -D '"+dataDir+"' stop -m immediate").Run()
+		return
+	}
+	_ = exec.Command(pgCtl, "-D", dataDir, "stop", "-m", "immediate").Run()
 }

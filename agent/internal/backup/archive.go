@@ -41,7 +41,10 @@ type reservation struct {
 // reserve creates the partial file of a new archive of database in dir,
 // named after started (UTC). The name is taken only if neither the archive
 // nor its manifest exists yet, so a backup never overwrites another.
-func reserve(dir, database string, started time.Time) (*reservation, error) {
+//
+// taken, when not nil, reports names already used in the destination the
+// archive goes to (an object store), which are skipped too.
+func reserve(dir, database string, started time.Time, taken func(name string) bool) (*reservation, error) {
 	base := database + "-" + started.UTC().Format(timeLayout)
 	for i := 1; i <= maxNameAttempts; i++ {
 		name := base
@@ -53,7 +56,7 @@ func reserve(dir, database string, started time.Time) (*reservation, error) {
 			manifest: filepath.Join(dir, name+manifestSuffix),
 		}
 		r.partial = r.archive + partialSuffix
-		if exists(r.archive) || exists(r.manifest) {
+		if exists(r.archive) || exists(r.manifest) || (taken != nil && taken(name)) {
 			continue
 		}
 		f, err := os.OpenFile(r.partial, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)

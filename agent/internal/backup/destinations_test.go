@@ -41,9 +41,21 @@ func TestBackupKindsWithPostgres(t *testing.T) {
 	admin := func(dbname string) Database {
 		return Database{Host: c.SocketDir, Port: c.Port, User: "postgres", DBName: dbname, SSLMode: "disable"}
 	}
+	// Its own scratch parent, which the postgres OS user can enter: New
+	// stops the scratch servers it finds there, and another package's
+	// executor must not find this test's.
+	scratch, err := os.MkdirTemp("", "flotilla-drills-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(scratch) })
+	if err := os.Chmod(scratch, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	e, err := New(Config{
-		Directory: filepath.Join(t.TempDir(), "backups"),
-		PgDump:    c.Bin("pg_dump"), PgRestore: c.Bin("pg_restore"), PostgresBinDir: c.BinDir,
+		Directory:        filepath.Join(t.TempDir(), "backups"),
+		ScratchDirectory: scratch,
+		PgDump:           c.Bin("pg_dump"), PgRestore: c.Bin("pg_restore"), PostgresBinDir: c.BinDir,
 		S3:        env.s3.Config(),
 		Databases: map[string]Database{"app": admin("appdb"), "empty": admin("emptydb")},
 	}, t.TempDir(), zaptest.NewLogger(t))

@@ -99,6 +99,7 @@ func New(cfg Config, stateDir string, log *zap.Logger) (*Executor, error) {
 	if len(cfg.Databases) == 0 {
 		return e, nil
 	}
+	e.cleanScratch()
 	var err error
 	if e.pgDump, err = resolveBinary(cfg.PgDump, "pg_dump", postgresLibDir); err != nil {
 		return nil, err
@@ -277,7 +278,7 @@ func (e *Executor) backup(ctx context.Context, name string, store objstore.Store
 	if err != nil {
 		return nil, fail("%w", err)
 	}
-	r, err := reserve(e.dir, name, started)
+	r, err := reserve(e.dir, name, started, e.takenIn(ctx, store))
 	if err != nil {
 		return nil, fail("%w", err)
 	}
@@ -285,7 +286,7 @@ func (e *Executor) backup(ctx context.Context, name string, store objstore.Store
 		zap.String("host", db.Host), zap.Int("port", db.Port), zap.String("file", r.partial),
 		zap.String("destination", store.URI("")))
 
-	m, err := e.dumpAndVerify(ctx, name, db, password, r, progress)
+	m, err := e.dumpArchive(ctx, name, db, password, r, progress)
 	if err != nil {
 		if rmErr := r.discard(); rmErr != nil {
 			return nil, fail("%w; removing the partial archive %s also failed: %v", err, r.partial, rmErr)
@@ -293,10 +294,17 @@ func (e *Executor) backup(ctx context.Context, name string, store objstore.Store
 		return nil, fail("%w; the partial archive was removed", err)
 	}
 	m.Database, m.DBName, m.StartedAt, m.PgDumpVersion = name, db.DBName, started, pgDumpVersion
-	progress(&flotillav1.CommandProgress{Message: "storing the archive of " + name + " in " + store.URI(""), Current: m.SizeBytes, Total: m.SizeBytes})
-	st, err := e.store(ctx, store, r, &m, started)
+	verify := func() error {
+		var err error
+		m.Entries, m.ServerVersion, err = VerifyArchive(ctx, e.pgRestore, r.partial)
+		return err
+	}
+	st, err := e.store(ctx, store, r, &m, started, verify)
 	if err != nil {
-		return nil, fail("%w", err)
+		if rmErr := r.discard(); rmErr != nil {
+			return nil, fail("%w; removing the partial archive %s also failed: %v", err, r.partial, rmErr)
+		}
+		return nil, fail("%w; the partial archive was removed", err)
 	}
 	e.log.Info("backup finished", zap.String("database", name), zap.String("uri", st.uri),
 		zap.Uint64("size_bytes", m.SizeBytes), zap.String("sha256", m.SHA256),
@@ -321,10 +329,11 @@ func (e *Executor) backup(ctx context.Context, name string, store objstore.Store
 	}, nil
 }
 
-// dumpAndVerify streams pg_dump into the reserved partial file, closes it
-// and verifies it; meanwhile it counts and checksums every table in the
-// dump's snapshot. The returned manifest has the archive's fields filled.
-func (e *Executor) dumpAndVerify(ctx context.Context, name string, db Database, password string, r *reservation, progress executor.Progress) (Manifest, error) {
+// dumpArchive streams pg_dump into the reserved partial file and closes
+// it; meanwhile it counts and checksums every table in the dump's
+// snapshot. The returned manifest has the archive's fields filled but for
+// what verification finds (entries, server version).
+func (e *Executor) dumpArchive(ctx context.Context, name string, db Database, password string, r *reservation, progress executor.Progress) (Manifest, error) {
 	snap, err := openSnapshot(ctx, db, password)
 	if err != nil {
 		if db.PasswordFile != "" {
@@ -358,27 +367,16 @@ func (e *Executor) dumpAndVerify(ctx context.Context, name string, db Database, 
 	if out.warnings != "" {
 		e.log.Warn("pg_dump succeeded with warnings", zap.String("database", name), zap.String("stderr", out.warnings))
 	}
-	progress(&flotillav1.CommandProgress{Message: "verifying the archive of " + name, Current: out.size, Total: out.size})
-	entries, serverVersion, err := VerifyArchive(ctx, e.pgRestore, r.partial)
-	if err != nil {
-		return Manifest{}, err
-	}
-	// A cancel that arrived after pg_restore finished still wins: the
-	// command was cancelled, so it must not leave a finished backup.
-	if err := ctx.Err(); err != nil {
-		return Manifest{}, fmt.Errorf("stopped after verification: %w", err)
-	}
+	progress(&flotillav1.CommandProgress{Message: "verifying and storing the archive of " + name, Current: out.size, Total: out.size})
 	return Manifest{
-		Version:       ManifestVersion,
-		Type:          TypeDump,
-		Name:          strings.TrimSuffix(filepath.Base(r.archive), archiveSuffix),
-		File:          filepath.Base(r.archive),
-		Format:        "custom",
-		SizeBytes:     out.size,
-		SHA256:        out.sha256,
-		ServerVersion: serverVersion,
-		Entries:       entries,
-		Tables:        stats.tables,
+		Version:   ManifestVersion,
+		Type:      TypeDump,
+		Name:      strings.TrimSuffix(filepath.Base(r.archive), archiveSuffix),
+		File:      filepath.Base(r.archive),
+		Format:    "custom",
+		SizeBytes: out.size,
+		SHA256:    out.sha256,
+		Tables:    stats.tables,
 	}, nil
 }
 
@@ -388,30 +386,48 @@ type stored struct {
 	elapsed, upload         time.Duration
 }
 
-// store puts the verified archive and then its manifest into the
-// destination, reading each back. In the local backup directory the
-// archive is renamed in place; elsewhere it is uploaded and the local file
-// removed. The manifest goes last: an archive without one is not
-// catalogued, so an interrupted store never counts as a backup.
-func (e *Executor) store(ctx context.Context, store objstore.Store, r *reservation, m *Manifest, started time.Time) (stored, error) {
-	uploadStart := e.clock.Now()
+// store verifies the archive (verify: pg_restore reads it through) and
+// puts it and then its manifest into the destination, reading each back.
+// In the local backup directory the archive is verified and then renamed
+// in place; elsewhere the upload runs while it is verified, and the local
+// file is removed. The manifest goes last, and only once both succeeded:
+// an archive without one is not catalogued, so an interrupted or failed
+// store never counts as a backup.
+func (e *Executor) store(ctx context.Context, store objstore.Store, r *reservation, m *Manifest, started time.Time, verify func() error) (stored, error) {
 	if l, ok := store.(*objstore.Local); ok && l.Root() == e.dir {
+		if err := e.verified(ctx, verify); err != nil {
+			return stored{}, err
+		}
+		uploadStart := e.clock.Now()
 		elapsed, err := e.commit(r, m, started)
 		if err != nil {
 			return stored{}, err
 		}
 		// The read-back: the file under its final name is what was hashed.
 		if err := objstore.Verify(ctx, l, m.File, objstore.Digest{Size: int64(m.SizeBytes), SHA256: m.SHA256}); err != nil {
-			return stored{}, err
+			rmErr := errors.Join(os.Remove(r.manifest), r.uncommit())
+			if rmErr != nil {
+				return stored{}, fmt.Errorf("%w; removing the archive and its manifest also failed: %v", err, rmErr)
+			}
+			return stored{}, fmt.Errorf("%w; the archive and its manifest were removed", err)
 		}
 		return stored{uri: l.URI(m.File), path: r.archive, manifestPath: r.manifest, elapsed: elapsed, upload: e.clock.Since(uploadStart)}, nil
 	}
-	defer func() { _ = r.discard() }()
+	uploadStart := e.clock.Now()
+	verified := make(chan error, 1)
+	go func() { verified <- e.verified(ctx, verify) }()
 	want := objstore.Digest{Size: int64(m.SizeBytes), SHA256: m.SHA256}
-	if err := objstore.PutFile(ctx, store, m.File, r.partial, want, false); err != nil {
+	putErr := objstore.PutFile(ctx, store, m.File, r.partial, want, false)
+	upload := e.clock.Since(uploadStart)
+	if err := errors.Join(<-verified, putErr); err != nil {
+		if putErr == nil {
+			if derr := store.Delete(context.WithoutCancel(ctx), m.File); derr != nil {
+				return stored{}, fmt.Errorf("%w; deleting the uploaded archive also failed: %v", err, derr)
+			}
+			return stored{}, fmt.Errorf("%w; the uploaded archive was deleted", err)
+		}
 		return stored{}, err
 	}
-	upload := e.clock.Since(uploadStart)
 	elapsed := e.clock.Since(started)
 	m.Duration, m.DurationSeconds = elapsed.Round(time.Millisecond).String(), elapsed.Seconds()
 	m.FinishedAt = e.clock.Now().UTC()
@@ -422,7 +438,38 @@ func (e *Executor) store(ctx context.Context, store objstore.Store, r *reservati
 		}
 		return stored{}, fmt.Errorf("%w; the uploaded archive was deleted", err)
 	}
+	_ = r.discard()
 	return stored{uri: m.URI, elapsed: elapsed, upload: upload}, nil
+}
+
+// takenIn reports the backup names already used in store, or nil for the
+// local backup directory (reserve checks its files itself).
+func (e *Executor) takenIn(ctx context.Context, store objstore.Store) func(string) bool {
+	if l, ok := store.(*objstore.Local); ok && l.Root() == e.dir {
+		return nil
+	}
+	return func(name string) bool {
+		for _, key := range []string{name + archiveSuffix, manifestKey(name)} {
+			// An error other than "not found" is left to the upload, which
+			// refuses an existing key and names the destination's fault.
+			if _, err := store.Stat(ctx, key); err == nil {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// verified runs verify; a cancel that arrived after it finished still
+// wins: the command was cancelled, so it must not leave a finished backup.
+func (e *Executor) verified(ctx context.Context, verify func() error) error {
+	if err := verify(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("stopped after verification: %w", err)
+	}
+	return nil
 }
 
 // commit gives the verified archive its final name and writes its

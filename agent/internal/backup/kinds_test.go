@@ -1,12 +1,25 @@
 package backup
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+	"go.uber.org/zap/zaptest"
+
+	"flotilla.dev/agent/internal/backup/objstore"
 	"flotilla.dev/agent/internal/executor"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+	"flotilla.dev/pkg/pgtest"
 )
 
 func TestValidateKinds(t *testing.T) {
@@ -149,5 +162,191 @@ func TestCheckWALName(t *testing.T) {
 		if err := CheckWALName(name); (err == nil) != ok {
 			t.Errorf("CheckWALName(%q) = %v, want ok=%v", name, err, ok)
 		}
+	}
+}
+
+// An agent killed in the middle of a drill leaves a scratch server
+// running; the next start stops it and removes its directory.
+func TestNewStopsLeftoverScratchServers(t *testing.T) {
+	initdb := pgtest.NewestBinary("initdb")
+	if initdb == "" {
+		pgtest.Require(t, "no PostgreSQL server binaries in %s", pgtest.LibDir)
+	}
+	scratch, err := os.MkdirTemp("", "flotilla-drills-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(scratch) })
+	if err := os.Chmod(scratch, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := t.TempDir()
+	cfg := Config{PgDump: fakeBinary(t, bin, "pg_dump"), PgRestore: fakeBinary(t, bin, "pg_restore"),
+		PostgresBinDir: filepath.Dir(initdb), ScratchDirectory: scratch, Databases: map[string]Database{"app": {}}}
+	e, err := New(cfg, t.TempDir(), zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred, err := serverCred()
+	if err != nil {
+		pgtest.Require(t, "%v", err)
+	}
+	dir, err := e.scratchDir(cred)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := e.startScratch(context.Background(), dir, cred)
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := filepath.Join(e.Directory(), ".restore-123")
+	if err := os.Mkdir(work, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if !srv.running(context.Background()) {
+		t.Fatal("the scratch server is not running")
+	}
+	pidFile, err := os.ReadFile(filepath.Join(srv.dataDir, "postmaster.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.SplitN(string(pidFile), "\n", 2)[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The "restarted agent".
+	if _, err := New(cfg, filepath.Dir(e.Directory()), zaptest.NewLogger(t)); err != nil {
+		t.Fatal(err)
+	}
+	// pg_ctl stop -w returned: the postmaster is gone (or a zombie, when
+	// the container's init does not reap the orphans pg_ctl leaves).
+	if alive(pid) {
+		_ = syscall.Kill(pid, syscall.SIGQUIT)
+		t.Fatal("New left the scratch server running")
+	}
+	for _, d := range []string{dir, work} {
+		if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s is still there: %v", d, err)
+		}
+	}
+}
+
+// alive reports whether pid is a live process (not a zombie).
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// "pid (comm) S ...": the state follows the last ')'.
+	i := strings.LastIndexByte(string(stat), ')')
+	return i < 0 || i+2 >= len(stat) || stat[i+2] != 'Z'
+}
+
+// Prune with wal: the segments before the oldest kept base backup's start
+// go, with their checksum objects; later segments and timeline history
+// files stay. The dry run deletes nothing.
+func TestPruneWAL(t *testing.T) {
+	e := newTestExecutor(t, map[string]Database{"app": {}})
+	ctx := context.Background()
+	store, err := objstore.NewLocal(e.Directory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(key, content string) {
+		t.Helper()
+		d, _ := objstore.DigestReader(strings.NewReader(content))
+		if err := objstore.PutVerified(ctx, store, key, strings.NewReader(content), d, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Three base backups, a day apart, starting at segments 2, 5 and 9.
+	start := time.Date(2026, 5, 1, 3, 0, 0, 0, time.UTC)
+	for i, seg := range []string{"000000010000000000000002", "000000010000000000000005", "000000020000000000000009"} {
+		name := fmt.Sprintf("app-2026050%dT030000Z", i+1)
+		put(name+baseSuffix, "base")
+		m := Manifest{Version: ManifestVersion, Type: TypeBase, Database: "app", Name: name, File: name + baseSuffix,
+			SizeBytes: 4, StartedAt: start.AddDate(0, 0, i), StartWAL: seg}
+		if err := putManifest(ctx, store, manifestKey(name), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var segments []string
+	for i := 1; i <= 10; i++ {
+		tli := 1
+		if i >= 9 {
+			tli = 2
+		}
+		seg := fmt.Sprintf("%08X%016X", tli, i)
+		segments = append(segments, seg)
+		put(walKey("app", seg), "wal")
+		put(walKey("app", seg)+sumSuffix, "sum")
+	}
+	put(walKey("app", "00000002.history"), "history")
+	prune := func(dryRun bool) *flotillav1.PruneResult {
+		res, err := e.Execute(ctx, &flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Prune{Prune: &flotillav1.PruneCommand{
+			Database: "app", DryRun: dryRun, Wal: true, Retention: &flotillav1.RetentionRules{KeepLast: 2}}}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.GetPrune()
+	}
+	// Kept: the bases starting at segments 5 and 9; segments 1-4 go.
+	if dry := prune(true); dry.GetWalSegmentsDeleted() != 4 || len(dry.GetDeleted()) != 1 {
+		t.Fatalf("dry run = %v", dry)
+	}
+	if _, err := store.Stat(ctx, walKey("app", segments[0])); err != nil {
+		t.Fatalf("the dry run deleted a segment: %v", err)
+	}
+	if res := prune(false); res.GetWalSegmentsDeleted() != 4 {
+		t.Fatalf("prune = %v", res)
+	}
+	for i, seg := range segments {
+		_, err := store.Stat(ctx, walKey("app", seg))
+		_, sumErr := store.Stat(ctx, walKey("app", seg)+sumSuffix)
+		if gone := i < 4; gone != errors.Is(err, objstore.ErrNotFound) || gone != errors.Is(sumErr, objstore.ErrNotFound) {
+			t.Errorf("segment %s: stat %v, checksum %v; want gone=%v", seg, err, sumErr, gone)
+		}
+	}
+	if _, err := store.Stat(ctx, walKey("app", "00000002.history")); err != nil {
+		t.Errorf("the timeline history file was deleted: %v", err)
+	}
+}
+
+// An archive that no manifest names (an upload the agent was killed in)
+// is deleted by a prune once it is a day old, not before; it never counts
+// as a backup.
+func TestPruneOrphans(t *testing.T) {
+	e := newTestExecutor(t, map[string]Database{"app": {}})
+	ctx := context.Background()
+	store, err := objstore.NewLocal(e.Directory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	e.clock = clockwork.NewFakeClockAt(now)
+	for name, age := range map[string]time.Duration{"app-20260101T000000Z": 25 * time.Hour, "app-20260102T000000Z": time.Hour} {
+		if err := os.WriteFile(store.Path(name+archiveSuffix), []byte("half"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(store.Path(name+archiveSuffix), now.Add(-age), now.Add(-age)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := e.Execute(ctx, &flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Prune{Prune: &flotillav1.PruneCommand{
+		Database: "app", Retention: &flotillav1.RetentionRules{KeepLast: 1}}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := res.GetPrune(); len(p.GetKept())+len(p.GetDeleted()) != 0 || p.GetBytesFreed() != 4 {
+		t.Errorf("prune = %v; want no backups and the old orphan's 4 bytes freed", p)
+	}
+	if _, err := store.Stat(ctx, "app-20260101T000000Z"+archiveSuffix); !errors.Is(err, objstore.ErrNotFound) {
+		t.Errorf("the day-old orphan is still there: %v", err)
+	}
+	if _, err := store.Stat(ctx, "app-20260102T000000Z"+archiveSuffix); err != nil {
+		t.Errorf("the hour-old orphan (perhaps an upload in progress) was deleted: %v", err)
 	}
 }

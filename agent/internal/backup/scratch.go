@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // scratchUser is the OS user that runs scratch and restored servers when
@@ -162,7 +164,7 @@ func portFree(port int) bool {
 // scratchDir makes a private directory for a scratch server, enterable by
 // cred's user.
 func (e *Executor) scratchDir(cred *syscall.Credential) (string, error) {
-	dir, err := os.MkdirTemp(e.cfg.ScratchDirectory, "flotilla-scratch-")
+	dir, err := os.MkdirTemp(e.cfg.ScratchDirectory, scratchPrefix)
 	if err != nil {
 		return "", fmt.Errorf("scratch directory: %w", err)
 	}
@@ -172,4 +174,45 @@ func (e *Executor) scratchDir(cred *syscall.Credential) (string, error) {
 		}
 	}
 	return dir, nil
+}
+
+// scratchPrefix starts the names of the drills' scratch directories.
+const scratchPrefix = "flotilla-scratch-"
+
+// cleanScratch stops the scratch servers and removes the scratch and
+// working directories an agent killed in the middle of a drill, a base
+// backup or a restore left behind. It runs before the executor accepts
+// commands, so none of them belongs to a running command.
+func (e *Executor) cleanScratch() {
+	parent := e.cfg.ScratchDirectory
+	if parent == "" {
+		parent = os.TempDir()
+	}
+	scratch, _ := filepath.Glob(filepath.Join(parent, scratchPrefix+"*"))
+	for _, dir := range scratch {
+		data := filepath.Join(dir, "data")
+		if _, err := os.Stat(filepath.Join(data, "postmaster.pid")); err == nil {
+			cred, _ := serverCred()
+			srv := &pgServer{e: e, dataDir: data, cred: cred}
+			if err := srv.stop(true); err != nil {
+				e.log.Warn("cannot stop a scratch server left by an interrupted drill", zap.String("data_directory", data), zap.Error(err))
+				continue
+			}
+		}
+		e.removeLeftover(dir, "a scratch directory left by an interrupted drill")
+	}
+	for _, prefix := range []string{".basebackup-", ".restore-", ".pitr-"} {
+		work, _ := filepath.Glob(filepath.Join(e.dir, prefix+"*"))
+		for _, dir := range work {
+			e.removeLeftover(dir, "a working directory left by an interrupted command")
+		}
+	}
+}
+
+func (e *Executor) removeLeftover(dir, what string) {
+	if err := os.RemoveAll(dir); err != nil {
+		e.log.Warn("cannot remove "+what, zap.String("directory", dir), zap.Error(err))
+		return
+	}
+	e.log.Info("removed "+what, zap.String("directory", dir))
 }

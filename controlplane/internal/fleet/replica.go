@@ -364,7 +364,8 @@ func (r *Registry) Reclaim() {
 			n++
 		}
 	}
-	if n > 0 {
-		r.log.Info("claiming the streams this replica holds again", zap.Int("agents", n))
-	}
+	// Logged even with no stream at this instant (agents whose streams
+	// closed during the outage write their attach when they come back):
+	// it tells the operator the replica took its lease again.
+	r.log.Info("claiming the streams this replica holds again", zap.Int("agents", n))
 }

@@ -229,11 +229,10 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, size int64, repla
 		}
 	}
 	_, err := s.client.PutObject(ctx, s.bucket, s.prefix+key, r, size, minio.PutObjectOptions{
-		ContentType: "application/octet-stream",
 		// Over plain HTTP the request is signed with its content's
 		// SHA-256, over HTTPS TLS protects it; the read-back that follows
 		// every Put checks what was stored.
-		SendContentMd5: true,
+		ContentType: "application/octet-stream",
 	})
 	return s.explain(err)
 }
