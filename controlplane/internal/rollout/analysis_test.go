@@ -225,3 +225,37 @@ func TestBakeSurvivesARestart(t *testing.T) {
 	}
 	c.waitState(id, flotillav1.RolloutState_ROLLOUT_STATE_ROLLED_BACK)
 }
+
+// The replica driving a baking rollout dies; the replica that takes the
+// rollout over keeps its bake_until and analysis counts (written under
+// the rollout's fence) and measures on.
+func TestBakeSurvivesAReplicaTakeover(t *testing.T) {
+	prom := newPromStub(t, "0.001")
+	c, reps, stores := newReplicaCluster(t, 2, clusterOptions{web: 2, heartbeat: 5 * time.Millisecond, lostAfter: replicaLostAfter})
+	a := reps.All[0]
+	c.putService(nil)
+	c.startAgents()
+	id := c.startRollout(newImage, analysisStrategy(prom.srv.URL, time.Hour)).GetId()
+	before := c.waitState(id, flotillav1.RolloutState_ROLLOUT_STATE_BAKING)
+	eventually(t, "a measurement in the bake", func() bool { return c.get(id).GetAnalysis().GetSuccesses() > 0 })
+	stores[0].kill()
+	a.Stop()
+	b := waitDriver(t, reps, id, a)
+	c.moveAgents(b)
+	after := c.get(id)
+	if after.GetState() != flotillav1.RolloutState_ROLLOUT_STATE_BAKING || !after.GetBakeUntil().AsTime().Equal(before.GetBakeUntil().AsTime()) {
+		t.Fatalf("after the takeover: %s bake_until %v, want BAKING until %v", after.GetState(), after.GetBakeUntil().AsTime(), before.GetBakeUntil().AsTime())
+	}
+	n := after.GetAnalysis().GetSuccesses()
+	if n == 0 {
+		t.Fatalf("analysis after the takeover = %v, want the stored counts", after.GetAnalysis())
+	}
+	eventually(t, "the new driver to measure on", func() bool { return c.get(id).GetAnalysis().GetSuccesses() > n })
+	if got := c.get(id); !got.GetBakeUntil().AsTime().Equal(before.GetBakeUntil().AsTime()) {
+		t.Fatalf("the new driver moved the bake to %v", got.GetBakeUntil().AsTime())
+	}
+	if _, err := b.Server.Rollouts().AbortRollout(operator(), id, "enough", false); err != nil {
+		t.Fatalf("AbortRollout during the bake: %v", err)
+	}
+	c.waitState(id, flotillav1.RolloutState_ROLLOUT_STATE_ABORTED)
+}
