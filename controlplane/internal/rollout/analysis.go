@@ -190,6 +190,7 @@ func (r *runner) measure(ctx context.Context, c *change, batch int, interval tim
 		r.log.Info("analysis", zap.String("query", res.GetQuery()), zap.Float64("value", res.GetValue()),
 			zap.Float64("threshold", res.GetThreshold()), zap.String("verdict", res.GetVerdict().String()), zap.String("message", res.GetMessage()))
 		r.keepResult(res)
+		r.e.cfg.Metrics.measured(res.GetVerdict())
 	}
 	return out
 }

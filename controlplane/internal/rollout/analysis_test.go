@@ -106,6 +106,9 @@ func TestAnalysisFailsTheCanaryAndRollsBack(t *testing.T) {
 	if got := r.GetAnalysis().GetResults(); len(got) != 1 || got[0].GetVerdict() != flotillav1.AnalysisVerdict_ANALYSIS_VERDICT_FAIL {
 		t.Fatalf("GetRollout's analysis = %v, want the failed result", r.GetAnalysis())
 	}
+	if got := c.metric("flotilla_rollout_analysis_measurements_total", "verdict", "fail"); got != 1 {
+		t.Errorf("flotilla_rollout_analysis_measurements_total{verdict=fail} = %v, want 1", got)
+	}
 }
 
 // A good release passes each batch's gate and the bake, and only then
