@@ -209,7 +209,9 @@ func TestBakeSurvivesARestart(t *testing.T) {
 	c.putService(nil)
 	id := c.startRollout(newImage, analysisStrategy(prom.srv.URL, time.Hour)).GetId()
 	before := c.waitState(id, flotillav1.RolloutState_ROLLOUT_STATE_BAKING)
-	eventually(t, "a measurement in the bake", func() bool { return c.get(id).GetAnalysis().GetBatch() == -1 && c.get(id).GetAnalysis().GetSuccesses() > 0 })
+	eventually(t, "a measurement in the bake", func() bool {
+		return c.get(id).GetAnalysis().GetBatch() == -1 && c.get(id).GetAnalysis().GetSuccesses() > 0
+	})
 	c.restartCP()
 	after := c.get(id)
 	if after.GetState() != flotillav1.RolloutState_ROLLOUT_STATE_BAKING || !after.GetBakeUntil().AsTime().Equal(before.GetBakeUntil().AsTime()) {
