@@ -79,6 +79,11 @@ type Config struct {
 	// store for events written by another replica, and a driver for
 	// operators' requests made on another replica (default 500ms).
 	PollInterval time.Duration
+	// OnStateChange, when set, is called on the rollout's goroutine after
+	// each state is stored (the start included), before the step's
+	// commands go out; it must return quickly (notifications write their
+	// outbox row and return).
+	OnStateChange func(ctx context.Context, sc StateChange)
 }
 
 // Engine runs rollouts.

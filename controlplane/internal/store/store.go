@@ -155,6 +155,7 @@ type Store interface {
 	AuditStore
 	LeaseStore
 	BackupStore
+	NotificationStore
 
 	// Ping checks that the store answers; /healthz reports it as "database".
 	Ping(ctx context.Context) error
