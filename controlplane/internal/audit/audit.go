@@ -86,16 +86,17 @@ const (
 // mutatingServices are the services whose methods are audited unless their
 // name says they only read (Get, List, Watch).
 var mutatingServices = map[string]bool{
-	flotillav1.FleetService_ServiceDesc.ServiceName:   true,
-	flotillav1.RolloutService_ServiceDesc.ServiceName: true,
-	flotillav1.AdminService_ServiceDesc.ServiceName:   true,
-	flotillav1.BackupService_ServiceDesc.ServiceName:  true,
+	flotillav1.FleetService_ServiceDesc.ServiceName:        true,
+	flotillav1.RolloutService_ServiceDesc.ServiceName:      true,
+	flotillav1.AdminService_ServiceDesc.ServiceName:        true,
+	flotillav1.BackupService_ServiceDesc.ServiceName:       true,
+	flotillav1.NotificationService_ServiceDesc.ServiceName: true,
 }
 
 // Audited reports whether calls to the full method name are recorded: every
-// method of FleetService, RolloutService, AdminService and BackupService
-// except those named Get*, List* or Watch*, and AgentService's Register and
-// RenewCertificate, which issue credentials. An agent's stream (Connect) is
+// method of FleetService, RolloutService, AdminService, BackupService and
+// NotificationService except those named Get*, List* or Watch*, and
+// AgentService's Register and RenewCertificate, which issue credentials. An agent's stream (Connect) is
 // not: what it changes is recorded by the subsystems it feeds.
 func Audited(method string) bool {
 	svc, name, ok := strings.Cut(strings.TrimPrefix(method, "/"), "/")

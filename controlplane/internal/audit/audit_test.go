@@ -100,6 +100,12 @@ func TestRedact(t *testing.T) {
 		{"token id is not a secret", &flotillav1.RevokeAPITokenRequest{TokenId: "at-123"}, nil, []string{`"token_id":"at-123"`}},
 		{"labels named like secrets", &flotillav1.CreateJoinTokenRequest{Labels: map[string]string{"password": "hunter2", "role": "web"}},
 			[]string{"hunter2"}, []string{`"role":"web"`}},
+		{"webhook subscription", &flotillav1.CreateSubscriptionRequest{Name: "ops", Sink: &flotillav1.Sink{Kind: &flotillav1.Sink_Webhook{
+			Webhook: &flotillav1.WebhookSink{Url: "https://hooks.example.com/in?key=k3y", Secrets: []string{"whsec_c2VjcmV0"}}}}},
+			[]string{"k3y", "whsec_c2VjcmV0"}, []string{`"name":"ops"`, `"url":"[REDACTED]"`, `"secrets":"[REDACTED]"`}},
+		{"slack subscription", &flotillav1.UpdateSubscriptionRequest{SubscriptionId: "ns-1", Sink: &flotillav1.Sink{Kind: &flotillav1.Sink_Slack{
+			Slack: &flotillav1.SlackSink{WebhookUrl: "https://hooks.slack.com/services/T0/B0/xyz"}}}},
+			[]string{"T0/B0/xyz"}, []string{`"subscription_id":"ns-1"`, `"webhook_url":"[REDACTED]"`}},
 		{"not a message", "plain", []string{"plain"}, nil},
 	}
 	for _, tt := range tests {

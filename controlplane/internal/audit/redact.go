@@ -89,6 +89,9 @@ func sensitivity(name string) sensitive {
 		return elide
 	case n == "token" || n == "secret" || n == "join_token" || n == "authorization" || n == "bearer",
 		strings.HasSuffix(n, "_secret"),
+		// Webhook signing secrets, and sink URLs (a Slack webhook URL is
+		// a credential; any endpoint's query may carry one).
+		n == "secrets", strings.HasSuffix(n, "_secrets"), n == "url", n == "webhook_url",
 		strings.HasSuffix(n, "_token") && n != "page_token" && n != "next_page_token",
 		strings.Contains(n, "password"), strings.Contains(n, "passphrase"),
 		strings.Contains(n, "private_key"), strings.Contains(n, "credential"):

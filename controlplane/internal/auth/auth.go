@@ -172,6 +172,9 @@ var policies = map[string]policy{
 	"/flotilla.v1.AdminService/RevokeJoinToken":          {access: accessOperator, role: RoleAdmin},
 	"/flotilla.v1.AdminService/DeregisterAgent":          {access: accessOperator, role: RoleAdmin},
 	"/flotilla.v1.AdminService/ListAuditEvents":          {access: accessOperator, role: RoleOperator},
+
+	// Notifications send fleet events outside, with secrets: admins only.
+	"/flotilla.v1.NotificationService/": {access: accessOperator, role: RoleAdmin},
 }
 
 func policyFor(method string) policy {

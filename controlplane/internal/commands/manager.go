@@ -50,6 +50,31 @@ type ManagerConfig struct {
 	LeaseTTL time.Duration
 	// WorkMetrics counts the fleet commands' leases; nil counts nothing.
 	WorkMetrics *work.Metrics
+	// OnFinish, when set, is told each fleet command's end once it is
+	// stored, without the manager's lock; it must return quickly
+	// (notifications write their outbox row and return).
+	OnFinish func(ctx context.Context, f Finished)
+}
+
+// Finished is a fleet command's end (see ManagerConfig.OnFinish).
+type Finished struct {
+	ID        string
+	Kind      string
+	State     flotillav1.FleetCommandState
+	CreatedBy string
+	At        time.Time
+	// Counts are the hosts by final state name.
+	Counts map[string]int32
+	// Failed are the hosts that did not succeed, with their messages, in
+	// agent order.
+	Failed []FailedHost
+}
+
+// FailedHost is a host of a fleet command that did not succeed.
+type FailedHost struct {
+	AgentID string
+	State   flotillav1.CommandState
+	Message string
 }
 
 // Manager runs fleet commands.
@@ -460,9 +485,29 @@ func (m *Manager) finish(ctx context.Context, fcID string) {
 		// someone watching (10,000 hosts take tens of milliseconds).
 		r.broadcast(&flotillav1.WatchCommandResponse{Body: &flotillav1.WatchCommandResponse_Snapshot{Snapshot: r.snapshot(true)}})
 	}
+	fin := m.finished(r, state, now, counts)
 	m.endLocked(fcID, r, nil)
 	m.mu.Unlock()
 	m.log.Info("fleet command finished", logging.CommandID(fcID), zap.String("state", state.String()), zap.Any("summary", counts))
+	if m.cfg.OnFinish != nil {
+		m.cfg.OnFinish(ctx, fin)
+	}
+}
+
+// finished describes a fleet command's end for OnFinish. Called with m.mu
+// held.
+func (m *Manager) finished(r *run, state flotillav1.FleetCommandState, now time.Time, counts map[string]int32) Finished {
+	f := Finished{ID: r.fc.ID, Kind: r.fc.Kind, State: state, CreatedBy: r.fc.CreatedBy, At: now, Counts: counts}
+	if m.cfg.OnFinish == nil {
+		return f
+	}
+	for _, id := range r.order {
+		hc := r.hosts[id]
+		if s := flotillav1.CommandState(hc.State); s != flotillav1.CommandState_COMMAND_STATE_SUCCEEDED {
+			f.Failed = append(f.Failed, FailedHost{AgentID: hc.AgentID, State: s, Message: hc.Message})
+		}
+	}
+	return f
 }
 
 // Cancel cancels a running fleet command.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -70,6 +71,15 @@ type Config struct {
 	// Bootstrap writes the CA certificate and a join token into files for
 	// agents that share a volume with the control plane (bootstrap.go).
 	Bootstrap Bootstrap `yaml:"bootstrap"`
+	// Analysis configures the rollouts' Prometheus analysis gates.
+	Analysis Analysis `yaml:"analysis"`
+}
+
+// Analysis configures the rollouts' Prometheus analysis (docs/analysis.md).
+type Analysis struct {
+	// PrometheusURL is the Prometheus server of an analysis that names
+	// none (an http or https base URL); empty: such a rollout is refused.
+	PrometheusURL string `yaml:"prometheus_url"`
 }
 
 // TLS names existing TLS material; empty means generate into DataDir.
@@ -307,6 +317,7 @@ var envFields = []envField{
 	{"agent_lost_after", "agent-lost-after", "FLOTILLA_AGENT_LOST_AFTER", "time without stream or heartbeat before an agent is lost", dur(func(c *Config) *Duration { return &c.AgentLostAfter })},
 	{"agent_reconnect_grace", "agent-reconnect-grace", "FLOTILLA_AGENT_RECONNECT_GRACE", "time after a start that agents get to reconnect before they are lost", dur(func(c *Config) *Duration { return &c.AgentReconnectGrace })},
 	{"agent_cert_validity", "agent-cert-validity", "FLOTILLA_AGENT_CERT_VALIDITY", "lifetime of agent certificates", dur(func(c *Config) *Duration { return &c.AgentCertValidity })},
+	{"analysis.prometheus_url", "analysis-prometheus-url", "FLOTILLA_ANALYSIS_PROMETHEUS_URL", "Prometheus server of the rollouts' analysis gates that name none", str(func(c *Config) *string { return &c.Analysis.PrometheusURL })},
 	{"per_agent_metrics", "per-agent-metrics", "FLOTILLA_PER_AGENT_METRICS", "export series per agent on /metrics (true or false)", boolean(func(c *Config) *bool { return &c.PerAgentMetrics })},
 	{"profiling", "profiling", "FLOTILLA_PROFILING", "serve pprof under /debug/pprof/ on the metrics address (true or false)", boolean(func(c *Config) *bool { return &c.Profiling })},
 	{"log.level", "log-level", "FLOTILLA_LOG_LEVEL", "debug, info, warn or error", str(func(c *Config) *string { return &c.Log.Level })},
@@ -317,6 +328,11 @@ var envFields = []envField{
 func (c Config) Validate() error {
 	if c.DataDir == "" {
 		return errors.New("config: data_dir: required")
+	}
+	if u := c.Analysis.PrometheusURL; u != "" {
+		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			return fmt.Errorf("config: analysis.prometheus_url: %q is not an http(s) URL", u)
+		}
 	}
 	for name, addr := range map[string]string{"listen_address": c.ListenAddress, "metrics_address": c.MetricsAddress} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {

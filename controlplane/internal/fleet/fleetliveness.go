@@ -86,6 +86,10 @@ func (r *Registry) SweepFleet(ctx context.Context) error {
 	}
 	for _, id := range marked {
 		r.log.Info("agent lost", logging.AgentID(id), zap.String("reason", reasons[id]))
+		if fn := r.cfg.OnStateChange; fn != nil {
+			a, _ := r.Get(id)
+			fn(StateChange{AgentID: id, Hostname: a.Record.Hostname, To: store.AgentLost, Reason: reasons[id], At: now})
+		}
 	}
 	if len(marked) > 0 {
 		return r.Refresh(ctx)

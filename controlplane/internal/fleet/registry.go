@@ -45,6 +45,12 @@ type Config struct {
 	// store in one batch (default 1s).
 	FlushInterval time.Duration
 
+	// OnStateChange, when set, is told every change of an agent's state
+	// this process makes (connected, disconnected, lost). It is called
+	// with the registry's lock held: it must not block nor call the
+	// registry (notifications queue the change and return).
+	OnStateChange func(StateChange)
+
 	// Replica is set when this process is one of several control-plane
 	// replicas on one store (PostgreSQL); zero for one process (SQLite),
 	// which is then the whole fleet's only view.
@@ -271,6 +277,20 @@ func (r *Registry) setState(e *entry, state, reason string, now time.Time) {
 	r.log.Info("agent state changed",
 		logging.AgentID(e.rec.ID), logging.Hostname(e.rec.Hostname),
 		zap.String("from", from), zap.String("to", state), zap.String("reason", reason))
+	if fn := r.cfg.OnStateChange; fn != nil && from != state {
+		fn(StateChange{AgentID: e.rec.ID, Hostname: e.rec.Hostname, From: from, To: state, Reason: reason, At: now})
+	}
+}
+
+// StateChange is one change of an agent's state (see
+// Config.OnStateChange). From is "" when this process did not know it (an
+// agent the fleet leader marked lost).
+type StateChange struct {
+	AgentID  string
+	Hostname string
+	From, To string
+	Reason   string
+	At       time.Time
 }
 
 // Attach binds a new stream to an agent after its hello. A previous stream of

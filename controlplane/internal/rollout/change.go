@@ -150,6 +150,9 @@ func (r *runner) commit(ctx context.Context, c *change) error {
 			h.dirty = false
 		}
 		r.afterCommit(c)
+		if c.stateEvent && flotillav1.RolloutState(r.rec.State) != c.fromState {
+			r.stateChanged(ctx, c.fromState, c.now)
+		}
 		if hook := r.e.commitHook; hook != nil {
 			hook(ctx, r.rec.ID)
 			if ctx.Err() != nil {

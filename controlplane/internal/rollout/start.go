@@ -61,6 +61,7 @@ func (e *Engine) start(ctx context.Context, p startParams) (*flotillav1.Rollout,
 		h.pull = pullNotCreated // a new rollout has no command yet
 	}
 	e.cfg.Metrics.rolloutStarted()
+	r.stateChanged(ctx, flotillav1.RolloutState_ROLLOUT_STATE_UNSPECIFIED, now)
 	e.log.Info("rollout started", logging.RolloutID(rec.ID), logging.Service(p.service), zap.String("image", p.image),
 		logging.Principal(createdBy), zap.Int("hosts", len(rows)), zap.Int("batches", len(pl.plan.Batches)),
 		zap.Int("excluded", len(pl.plan.Excluded)), zap.String("rollback_of", p.rollbackOf), zap.String("reason", p.reason))
@@ -103,6 +104,12 @@ func (e *Engine) planStart(ctx context.Context, p startParams) (startPlan, error
 		pl.strategy = pl.svc.GetDefaultStrategy()
 	}
 	pl.strategy = withDefaults(pl.strategy)
+	if a := pl.strategy.GetAnalysis(); a != nil && a.GetPrometheusUrl() == "" {
+		if e.cfg.PrometheusURL == "" {
+			return startPlan{}, invalid("strategy.analysis.prometheus_url", "required: the control plane has no analysis.prometheus_url")
+		}
+		a.PrometheusUrl = e.cfg.PrometheusURL
+	}
 	if pl.selector == "" {
 		pl.selector = pl.svc.GetSelector()
 	}

@@ -179,6 +179,9 @@ func ValidateStrategy(prefix string, s *flotillav1.RolloutStrategy) error {
 	if _, ok := flotillav1.OfflinePolicy_name[int32(s.GetOfflineHosts())]; !ok {
 		return invalid(prefix+".offline_hosts", "%d is not an offline policy (SKIP, FAIL or WAIT)", s.GetOfflineHosts())
 	}
+	if a := s.GetAnalysis(); a != nil {
+		return validateAnalysis(prefix+".analysis", a)
+	}
 	return nil
 }
 
@@ -217,6 +220,9 @@ func withDefaults(s *flotillav1.RolloutStrategy) *flotillav1.RolloutStrategy {
 	}
 	if out.OfflineWait == nil {
 		out.OfflineWait = durationpb.New(DefaultOfflineWait)
+	}
+	if out.Analysis != nil {
+		analysisDefaults(out.Analysis)
 	}
 	return out
 }

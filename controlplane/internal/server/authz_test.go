@@ -80,6 +80,14 @@ var expectedAccess = map[string]minAccess{
 	flotillav1.AdminService_RevokeJoinToken_FullMethodName:           accessAdmin,
 	flotillav1.AdminService_DeregisterAgent_FullMethodName:           accessAdmin,
 	flotillav1.AdminService_ListAuditEvents_FullMethodName:           accessOperator,
+
+	flotillav1.NotificationService_CreateSubscription_FullMethodName:   accessAdmin,
+	flotillav1.NotificationService_GetSubscription_FullMethodName:      accessAdmin,
+	flotillav1.NotificationService_ListSubscriptions_FullMethodName:    accessAdmin,
+	flotillav1.NotificationService_UpdateSubscription_FullMethodName:   accessAdmin,
+	flotillav1.NotificationService_DeleteSubscription_FullMethodName:   accessAdmin,
+	flotillav1.NotificationService_TestSubscription_FullMethodName:     accessAdmin,
+	flotillav1.NotificationService_ListDeliveryAttempts_FullMethodName: accessAdmin,
 }
 
 // credential is one way of calling.

@@ -181,6 +181,7 @@ func scrapeBusyControlPlane(t *testing.T) string {
 	}}})
 	cc.waitState(fc.GetId(), fleetSucceeded)
 	backupPolicyAndDrill(t, h, cmd.GetId())
+	subscribe(t, h)
 	return "\n" + h.scrape()
 }
 
@@ -204,6 +205,20 @@ func backupPolicyAndDrill(t *testing.T, h *harness, id string) {
 	}
 	if err := h.srv.BackupScheduler().Tick(context.Background()); err != nil {
 		t.Fatalf("backup scheduler tick: %v", err)
+	}
+}
+
+// subscribe gives the busy control plane a notification subscription, so
+// that its delivery series exist (at 0, before any delivery).
+func subscribe(t *testing.T, h *harness) {
+	t.Helper()
+	ns := flotillav1.NewNotificationServiceClient(h.dial(h.serverTLS()))
+	if _, err := ns.CreateSubscription(h.operatorCtx(h.admin), &flotillav1.CreateSubscriptionRequest{
+		Name:   "oncall",
+		Events: []flotillav1.NotificationEventType{flotillav1.NotificationEventType_NOTIFICATION_EVENT_TYPE_ROLLOUT_FAILED},
+		Sink:   &flotillav1.Sink{Kind: &flotillav1.Sink_Webhook{Webhook: &flotillav1.WebhookSink{Url: "https://hooks.example.com/flotilla"}}},
+	}); err != nil {
+		t.Fatalf("CreateSubscription: %v", err)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"flotilla.dev/controlplane/internal/config"
+	"flotilla.dev/controlplane/internal/notify"
 	"flotilla.dev/controlplane/internal/store"
 )
 
@@ -41,6 +42,7 @@ type options struct {
 	wrapStore func(store.Store) store.Store
 	now       func() time.Time
 	intervals Intervals
+	notify    func(*notify.Config)
 }
 
 func newOptions(opts []Option) options {

@@ -71,6 +71,13 @@ func Run(t *testing.T, open Opener) {
 		{"BackupPolicyRuns", testBackupPolicyRuns},
 		{"BackupCatalog", testBackupCatalog},
 		{"BackupDrillsAndLatest", testBackupDrillsAndLatest},
+		{"Subscriptions", testSubscriptions},
+		{"PublishNotification", testPublishNotification},
+		{"ClaimDeliveries", testClaimDeliveries},
+		{"ClaimDeliveriesRace", testClaimDeliveriesRace},
+		{"ReleaseDeliveries", testReleaseDeliveries},
+		{"DeliveryLog", testDeliveryLog},
+		{"PruneNotifications", testPruneNotifications},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, open) })
