@@ -107,10 +107,13 @@ type Store struct {
 	MaxConns int32 `yaml:"max_conns"`
 	// LeaseTTL is how long a replica's leases on a PostgreSQL store (its
 	// replica/<holder> lease, and those of the work it drives) last
-	// without a renewal. A replica that cannot renew its replica lease for
-	// LeaseTTL less a fifth stops (exits non-zero); so it is also the
-	// longest database outage a replica rides out without restarting, and
-	// about the longest a dead replica's work waits for another.
+	// without a renewal. A replica that cannot renew a work lease for
+	// LeaseTTL less a fifth stops driving that work before another replica
+	// can take it; one whose own replica lease lapses (the database out of
+	// reach) keeps serving its agents' streams, takes the lease again when
+	// the database answers and claims its streams again. It is about the
+	// longest a dead replica's work waits for another (takeover within
+	// 1.1 x LeaseTTL).
 	LeaseTTL Duration `yaml:"lease_ttl"`
 	// LeaseWait is deprecated and ignored: every control plane on a
 	// PostgreSQL store is an active replica (there is no standby any
@@ -312,7 +315,7 @@ var envFields = []envField{
 	{"store.dsn", "store-dsn", "FLOTILLA_STORE_DSN", "PostgreSQL connection string; keep the password out of it (see store.password_file) since flags show in ps", str(func(c *Config) *string { return &c.Store.DSN })},
 	{"store.password_file", "store-password-file", "FLOTILLA_STORE_PASSWORD_FILE", "file holding the PostgreSQL password (mode 0600)", str(func(c *Config) *string { return &c.Store.PasswordFile })},
 	{"store.max_conns", "store-max-conns", "FLOTILLA_STORE_MAX_CONNS", "PostgreSQL connection pool size", int32Field(func(c *Config) *int32 { return &c.Store.MaxConns })},
-	{"store.lease_ttl", "store-lease-ttl", "FLOTILLA_STORE_LEASE_TTL", "PostgreSQL: a replica's leases (its own and its work's); it exits when it cannot renew its own for this long less a fifth", dur(func(c *Config) *Duration { return &c.Store.LeaseTTL })},
+	{"store.lease_ttl", "store-lease-ttl", "FLOTILLA_STORE_LEASE_TTL", "PostgreSQL: a replica's leases (its own and its work's); it stops driving a piece of work it cannot renew for this long less a fifth, and a dead replica's work is taken over within 1.1 times this", dur(func(c *Config) *Duration { return &c.Store.LeaseTTL })},
 	{"store.lease_wait", "store-lease-wait", "FLOTILLA_STORE_LEASE_WAIT", "deprecated, ignored: every control plane on PostgreSQL is an active replica", boolean(func(c *Config) *bool { return &c.Store.LeaseWait })},
 	{"agent_lost_after", "agent-lost-after", "FLOTILLA_AGENT_LOST_AFTER", "time without stream or heartbeat before an agent is lost", dur(func(c *Config) *Duration { return &c.AgentLostAfter })},
 	{"agent_reconnect_grace", "agent-reconnect-grace", "FLOTILLA_AGENT_RECONNECT_GRACE", "time after a start that agents get to reconnect before they are lost", dur(func(c *Config) *Duration { return &c.AgentReconnectGrace })},
