@@ -151,6 +151,7 @@ func parseFlags(name string, chosen []scenario.Scenario, args []string, stdout, 
 	fs := flag.NewFlagSet("flotilla-bench "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	root := repoRoot()
+	o.Replicas = 1 // for the benchmarks without -replicas
 	fs.IntVar(&o.Agents, "agents", 500, "fleet size")
 	fs.BoolVar(&o.Quick, "quick", false, "shorter windows and fewer repetitions (make bench)")
 	fs.StringVar(&o.RepoRoot, "repo", root, "the Flotilla checkout")
@@ -218,6 +219,9 @@ func addBenchmarkFlags(fs *flag.FlagSet, o *scenario.Options, chosen []scenario.
 	if wanted["max-backoff"] {
 		fs.DurationVar(&o.MaxBackoff, "max-backoff", 0, "cap of the simulated agents' reconnection backoff (0: the agent's default, 30s)")
 	}
+	if wanted["replicas"] {
+		fs.IntVar(&o.Replicas, "replicas", 1, "control planes on one PostgreSQL database (needs -store postgres when above 1); the agents spread over them at random")
+	}
 	if wanted["go"] {
 		fs.StringVar(&o.GoBin, "go", "go", "the go command")
 	}
@@ -233,6 +237,9 @@ func checkOptions(o *scenario.Options) error {
 		return fmt.Errorf("-agents-per-sim must be at least 1, got %d", o.PerSim)
 	}
 	if err := harness.CheckStore(o.Store); err != nil {
+		return err
+	}
+	if err := harness.CheckReplicas(o.Replicas, o.Store); err != nil {
 		return err
 	}
 	if o.SourceBase < 1 || o.SourceBase > 254 {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -72,9 +73,14 @@ func (s SimSnapshot) ReceivedTotal() int64 {
 	return n
 }
 
-// StartSims starts the simulated fleet against cp and waits until every
-// process serves its status endpoint (not until the agents connect).
-func (e *Env) StartSims(ctx context.Context, cp *ControlPlane, tokenFile, pin string, cfg SimConfig) (*Sims, error) {
+// StartSims starts the simulated fleet against the control planes at
+// addrs (their agent API; several replicas: each agent starts at a random
+// one, see flotilla-sim) and waits until every process serves its status
+// endpoint (not until the agents connect).
+func (e *Env) StartSims(ctx context.Context, addrs []string, tokenFile, pin string, cfg SimConfig) (*Sims, error) {
+	if len(addrs) == 0 {
+		return nil, errors.New("simulators: no control-plane address")
+	}
 	per := cfg.PerProcess
 	if per <= 0 {
 		per = DefaultAgentsPerSim
@@ -95,7 +101,7 @@ func (e *Env) StartSims(ctx context.Context, cp *ControlPlane, tokenFile, pin st
 		// each, not 8,000 and 2,000.
 		n := cfg.Agents/nprocs + btoi(i < cfg.Agents%nprocs)
 		args := []string{
-			"-control-plane", cp.GRPCAddr, "-ca-sha256", pin, "-join-token-file", tokenFile,
+			"-control-plane", strings.Join(addrs, ","), "-ca-sha256", pin, "-join-token-file", tokenFile,
 			"-agents", fmt.Sprint(n), "-first-index", fmt.Sprint(first),
 			"-state-root", filepath.Join(e.Dir, fmt.Sprintf("sim-%d", i)),
 			"-source-first", fmt.Sprintf("127.%d.0.1", cfg.SourceBase+i), "-source-count", "32",

@@ -15,7 +15,12 @@ import (
 // the time until every agent is connected, the control plane's resident
 // memory per agent once the fleet has settled (heartbeats flowing, the
 // connection storm's garbage collected), and its CPU while idle.
+//
+// With several replicas it measures each of them (connectReplicas).
 func Connect(ctx context.Context, o Options) (figs []results.Figure, err error) {
+	if o.replicas() > 1 {
+		return connectReplicas(ctx, o)
+	}
 	interval := or(o.Interval, 10*time.Second)
 	settle := or(o.Settle, o.quick(interval, 2*interval))
 	// Agents started together heartbeat in step: the window spans whole
@@ -44,7 +49,7 @@ func Connect(ctx context.Context, o Options) (figs []results.Figure, err error) 
 	if err != nil {
 		return nil, err
 	}
-	sims, took, err := o.startSims(ctx, env, cp, harness.SimConfig{Agents: o.Agents, HeartbeatInterval: interval})
+	sims, took, err := o.startSims(ctx, env, harness.Replicas{cp}, harness.SimConfig{Agents: o.Agents, HeartbeatInterval: interval})
 	if err != nil {
 		return nil, err
 	}

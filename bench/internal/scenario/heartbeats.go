@@ -29,10 +29,8 @@ func Heartbeats(ctx context.Context, o Options) (figs []results.Figure, err erro
 		return nil, err
 	}
 	defer closeEnv(ctx, env, &err)
-	cp, sims, _, err := o.fleet(ctx, env, harness.SimConfig{Agents: o.Agents, HeartbeatInterval: interval})
-	if cp != nil {
-		defer cp.Close()
-	}
+	rs, sims, _, err := o.fleet(ctx, env, harness.SimConfig{Agents: o.Agents, HeartbeatInterval: interval})
+	defer rs.Close()
 	if err != nil {
 		return nil, err
 	}
@@ -41,7 +39,14 @@ func Heartbeats(ctx context.Context, o Options) (figs []results.Figure, err erro
 		return nil, err
 	}
 	env.Logf("measuring for %s", window)
-	w, err := measureHeartbeats(ctx, env, cp, sims, window)
+	if len(rs) > 1 {
+		ws, err := measureReplicaHeartbeats(ctx, env, rs, sims, window)
+		if err != nil {
+			return nil, err
+		}
+		return replicaHeartbeatFigures(ctx, o, rs, interval, window, ws), nil
+	}
+	w, err := measureHeartbeats(ctx, env, rs[0], sims, window)
 	if err != nil {
 		return nil, err
 	}
