@@ -92,14 +92,16 @@ type Store struct {
 	PasswordFile string `yaml:"password_file"`
 	// MaxConns bounds the PostgreSQL connection pool.
 	MaxConns int32 `yaml:"max_conns"`
-	// LeaseTTL is how long the active control plane's lease on a
-	// PostgreSQL store lasts without a renewal. A control plane that
-	// cannot renew it for LeaseTTL less a fifth stops (exits non-zero)
-	// before another can take over; so it is also the longest database
-	// outage the control plane rides out without restarting.
+	// LeaseTTL is how long a replica's leases on a PostgreSQL store (its
+	// replica/<holder> lease, and those of the work it drives) last
+	// without a renewal. A replica that cannot renew its replica lease for
+	// LeaseTTL less a fifth stops (exits non-zero); so it is also the
+	// longest database outage a replica rides out without restarting, and
+	// about the longest a dead replica's work waits for another.
 	LeaseTTL Duration `yaml:"lease_ttl"`
-	// LeaseWait makes a control plane that finds the lease held by another
-	// wait for it (a standby) instead of exiting at once.
+	// LeaseWait is deprecated and ignored: every control plane on a
+	// PostgreSQL store is an active replica (there is no standby any
+	// more). It is still accepted so that existing configurations load.
 	LeaseWait bool `yaml:"lease_wait"`
 }
 
@@ -291,8 +293,8 @@ var envFields = []envField{
 	{"store.dsn", "store-dsn", "FLOTILLA_STORE_DSN", "PostgreSQL connection string; keep the password out of it (see store.password_file) since flags show in ps", str(func(c *Config) *string { return &c.Store.DSN })},
 	{"store.password_file", "store-password-file", "FLOTILLA_STORE_PASSWORD_FILE", "file holding the PostgreSQL password (mode 0600)", str(func(c *Config) *string { return &c.Store.PasswordFile })},
 	{"store.max_conns", "store-max-conns", "FLOTILLA_STORE_MAX_CONNS", "PostgreSQL connection pool size", int32Field(func(c *Config) *int32 { return &c.Store.MaxConns })},
-	{"store.lease_ttl", "store-lease-ttl", "FLOTILLA_STORE_LEASE_TTL", "PostgreSQL: the active control plane's lease; it exits when it cannot renew it for this long less a fifth", dur(func(c *Config) *Duration { return &c.Store.LeaseTTL })},
-	{"store.lease_wait", "store-lease-wait", "FLOTILLA_STORE_LEASE_WAIT", "PostgreSQL: wait as a standby while another control plane holds the lease (false: exit at once)", boolean(func(c *Config) *bool { return &c.Store.LeaseWait })},
+	{"store.lease_ttl", "store-lease-ttl", "FLOTILLA_STORE_LEASE_TTL", "PostgreSQL: a replica's leases (its own and its work's); it exits when it cannot renew its own for this long less a fifth", dur(func(c *Config) *Duration { return &c.Store.LeaseTTL })},
+	{"store.lease_wait", "store-lease-wait", "FLOTILLA_STORE_LEASE_WAIT", "deprecated, ignored: every control plane on PostgreSQL is an active replica", boolean(func(c *Config) *bool { return &c.Store.LeaseWait })},
 	{"agent_lost_after", "agent-lost-after", "FLOTILLA_AGENT_LOST_AFTER", "time without stream or heartbeat before an agent is lost", dur(func(c *Config) *Duration { return &c.AgentLostAfter })},
 	{"agent_reconnect_grace", "agent-reconnect-grace", "FLOTILLA_AGENT_RECONNECT_GRACE", "time after a start that agents get to reconnect before they are lost", dur(func(c *Config) *Duration { return &c.AgentReconnectGrace })},
 	{"agent_cert_validity", "agent-cert-validity", "FLOTILLA_AGENT_CERT_VALIDITY", "lifetime of agent certificates", dur(func(c *Config) *Duration { return &c.AgentCertValidity })},

@@ -24,13 +24,13 @@ const (
 	maxMaxConns     = 1000
 )
 
-// defaultLeaseTTL is the active control plane's lease on a PostgreSQL store
-// (store.lease_ttl): the keeper renews it every twentieth and gives up 4/5
-// of it after its last renewal, so a database outage shorter than about 7/10
-// of it (21 s of 30 s) is ridden out whenever it starts, and a standby
-// takes over at most this long after the active one died.
+// defaultLeaseTTL is a replica's leases on a PostgreSQL store
+// (store.lease_ttl): the keeper renews them every twentieth and gives up 4/5
+// of one after its last renewal, so a database outage shorter than about
+// 7/10 of it (7 s of 10 s) is ridden out whenever it starts, and another
+// replica takes a dead one's work over at most this long after it died.
 const (
-	defaultLeaseTTL = 30 * time.Second
+	defaultLeaseTTL = 10 * time.Second
 	minLeaseTTL     = 3 * time.Second
 	maxLeaseTTL     = 10 * time.Minute
 )

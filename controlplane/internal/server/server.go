@@ -59,9 +59,10 @@ const flowControlWindow = 64 << 10
 
 // Server is an assembled control plane.
 type Server struct {
-	// lease is the store lease that makes this the active control plane
-	// (PostgreSQL only); nil on SQLite.
+	// lease is this replica's replica/<holder> lease (PostgreSQL only);
+	// nil on SQLite. holder is its holder ID ("" on SQLite).
 	lease    *lease.Keeper
+	holder   string
 	cfg      config.Config
 	log      *zap.Logger
 	version  string
@@ -101,7 +102,7 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, version string
 			s.Close()
 		}
 	}()
-	for _, step := range []func(context.Context) error{s.openStore, s.takeLease, s.loadCredentials, s.buildFleet, s.buildWork, s.loadWork} {
+	for _, step := range []func(context.Context) error{s.openStore, s.joinReplicas, s.loadCredentials, s.buildFleet, s.buildWork, s.loadWork} {
 		if err := step(ctx); err != nil {
 			return nil, err
 		}
@@ -131,36 +132,6 @@ func (s *Server) openStore(ctx context.Context) error {
 	}
 	return nil
 }
-
-// takeLease makes this process the store's one active control plane: on
-// PostgreSQL, several control planes may point at one database, and only
-// the holder of the "controlplane" lease loads and drives the fleet's work.
-// A second one waits as a standby (store.lease_wait) or exits at once,
-// naming the holder. SQLite needs no lease: the data directory's lock
-// already keeps a second process out.
-func (s *Server) takeLease(ctx context.Context) error {
-	if s.cfg.Store.Driver != config.DriverPostgres {
-		return nil
-	}
-	k, err := lease.New(lease.Config{
-		Store: s.store, Name: activeLease, Holder: lease.NewHolderID(), TTL: s.cfg.Store.LeaseTTL.Std(),
-		Wait: s.cfg.Store.LeaseWait, Logger: s.log.Named("lease"),
-	})
-	if err != nil {
-		return err
-	}
-	if _, err := k.Acquire(ctx); err != nil {
-		if errors.Is(err, store.ErrLeaseHeld) {
-			return fmt.Errorf("another control plane is active on this database (%w); start this one with store.lease_wait to keep it as a standby", err)
-		}
-		return err
-	}
-	s.lease = k
-	return nil
-}
-
-// activeLease is the name of the lease the active control plane holds.
-const activeLease = "controlplane"
 
 // loadCredentials loads or creates the TLS material and the bootstrap admin
 // token.
@@ -475,9 +446,9 @@ func (s *Server) Run(ctx context.Context, grpcLis, httpLis net.Listener) error {
 		{Name: "store-health", Run: s.watchStore},
 	}
 	if s.lease != nil {
-		// Losing the lease stops everything: another control plane may
-		// drive the rollouts from then on.
-		tasks = append(tasks, run.Task{Name: "store-lease", Run: s.lease.Run})
+		// Losing the replica lease stops everything: the other replicas
+		// count this one dead from then on and take its work over.
+		tasks = append(tasks, run.Task{Name: "replica-lease", Run: s.lease.Run})
 	}
 	return run.All(ctx, tasks...)
 }
@@ -526,7 +497,7 @@ func (s *Server) watchStore(ctx context.Context) error {
 // Close releases the store. Call it after Run returned.
 func (s *Server) Close() {
 	if s.lease != nil {
-		// A standby need not wait for the lease to expire.
+		// The others need not wait for the lease to expire.
 		s.lease.Release(context.Background())
 	}
 	if s.store != nil {

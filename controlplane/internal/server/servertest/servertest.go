@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -110,6 +111,8 @@ type ControlPlane struct {
 	cancel context.CancelFunc
 	done   chan error
 	once   sync.Once
+	// stopped is set once Stop began.
+	stopped atomic.Bool
 }
 
 // Start builds a control plane with server.New and serves it until the test
@@ -196,6 +199,7 @@ func start(t testing.TB, s settings) *ControlPlane {
 // to the test. Calling it again does nothing.
 func (cp *ControlPlane) Stop() {
 	cp.once.Do(func() {
+		cp.stopped.Store(true)
 		cp.cancel()
 		if err := <-cp.done; err != nil {
 			cp.t.Errorf("Run: %v", err)
@@ -203,6 +207,9 @@ func (cp *ControlPlane) Stop() {
 		cp.Server.Close()
 	})
 }
+
+// Stopped reports whether Stop was called.
+func (cp *ControlPlane) Stopped() bool { return cp.stopped.Load() }
 
 // Restart stops the control plane and starts a new one with the same
 // options on the same data directory and store.

@@ -76,8 +76,9 @@ func TestRestartKeepsStateOnTheSameStore(t *testing.T) {
 
 // TestDefaultStoreFollowsStoreEnv: a control plane started without
 // WithStore runs on the driver FLOTILLA_TEST_STORE names; on PostgreSQL it
-// holds the control-plane lease as in production, and a restart, or a new
-// start on the same data directory, finds the same database.
+// is a replica holding its replica/<holder> lease as in production, and a
+// restart, or a new start on the same data directory, finds the same
+// database.
 func TestDefaultStoreFollowsStoreEnv(t *testing.T) {
 	dir := t.TempDir()
 	cp := Start(t, WithDataDir(dir))
@@ -85,16 +86,20 @@ func TestDefaultStoreFollowsStoreEnv(t *testing.T) {
 	if got, want := cp.Config().Store.Driver, Driver(); got != want {
 		t.Fatalf("store.driver = %q, want %q (%s=%q)", got, want, StoreEnv, os.Getenv(StoreEnv))
 	}
-	_, err := cp.Store().AcquireLease(ctx, "controlplane", "intruder", 10*time.Second)
+	holder := cp.Server.Holder()
 	switch Driver() {
 	case config.DriverPostgres:
+		if !strings.Contains(holder, fmt.Sprintf("/%d/", os.Getpid())) || !cp.Server.ReplicaMode() {
+			t.Fatalf("Holder() = %q, want this process's holder ID (host/pid/random) in replica mode", holder)
+		}
+		_, err := cp.Store().AcquireLease(ctx, server.ReplicaLeaseName(holder), "intruder", 10*time.Second)
 		var held *store.LeaseHeldError
-		if !errors.As(err, &held) || !strings.Contains(held.Lease.Holder, fmt.Sprintf("/%d/", os.Getpid())) {
-			t.Fatalf("AcquireLease by another holder = %v, want the lease held by this process", err)
+		if !errors.As(err, &held) || held.Lease.Holder != holder {
+			t.Fatalf("AcquireLease of the replica lease by another holder = %v, want it held by %s", err, holder)
 		}
 	default:
-		if err != nil {
-			t.Fatalf("AcquireLease on SQLite = %v, want nil: the control plane takes no lease there", err)
+		if holder != "" || cp.Server.ReplicaMode() {
+			t.Fatalf("Holder() = %q on SQLite, want \"\": one process, no replica mode", holder)
 		}
 	}
 	if err := cp.Store().CreateJoinToken(ctx, store.JoinToken{ID: "jt-kept", Hash: []byte("h"), MaxUses: 1,
@@ -111,5 +116,49 @@ func TestDefaultStoreFollowsStoreEnv(t *testing.T) {
 			t.Errorf("%s: the join token is not in the store: %v", name, err)
 		}
 		next.Stop()
+	}
+}
+
+// TestReplicasShareOneDatabaseAndCA starts two replicas: each has a holder
+// of its own and a server certificate of its own issued by the shared CA,
+// the admin token works on both, and state written through one is read
+// through the other.
+func TestReplicasShareOneDatabaseAndCA(t *testing.T) {
+	r := StartReplicas(t, 2)
+	a, b := r.All[0], r.All[1]
+	if a.Server.Holder() == "" || a.Server.Holder() == b.Server.Holder() {
+		t.Fatalf("holders %q and %q, want two distinct non-empty ones", a.Server.Holder(), b.Server.Holder())
+	}
+	if a.Server.CA().Fingerprint() != b.Server.CA().Fingerprint() {
+		t.Fatal("the replicas run with different CAs")
+	}
+	certA, certB := a.Server.TLSConfig().Certificates[0], b.Server.TLSConfig().Certificates[0]
+	if string(certA.Certificate[0]) == string(certB.Certificate[0]) {
+		t.Error("both replicas serve the same server certificate, want one each")
+	}
+	for _, cp := range r.All {
+		if cp.Config().TLS.CACertFile != r.CACertFile || cp.Config().Store.DSN != r.DSN {
+			t.Errorf("replica in %s: ca_cert_file %q, dsn %q; want the shared ones", cp.DataDir(), cp.Config().TLS.CACertFile, cp.Config().Store.DSN)
+		}
+	}
+	created, err := flotillav1.NewFleetServiceClient(a.Dial(a.ClientTLS())).CreateJoinToken(
+		Bearer(context.Background(), r.AdminToken()), &flotillav1.CreateJoinTokenRequest{Description: "made on a"})
+	if err != nil {
+		t.Fatalf("CreateJoinToken on a: %v", err)
+	}
+	list, err := flotillav1.NewAdminServiceClient(b.Dial(b.ClientTLS())).ListJoinTokens(
+		Bearer(context.Background(), r.AdminToken()), &flotillav1.ListJoinTokensRequest{})
+	if err != nil {
+		t.Fatalf("ListJoinTokens on b: %v", err)
+	}
+	if len(list.GetTokens()) != 1 || list.GetTokens()[0].GetId() != created.GetTokenId() {
+		t.Errorf("join tokens on b = %v, want the one created on a (%s)", list.GetTokens(), created.GetTokenId())
+	}
+	a.Stop()
+	if live := r.Live(); len(live) != 1 || live[0] != b {
+		t.Errorf("Live() after stopping a = %d replicas, want b only", len(live))
+	}
+	if _, err := b.Store().AcquireLease(context.Background(), server.ReplicaLeaseName(a.Server.Holder()), "x", time.Second); err != nil {
+		t.Errorf("a's replica lease after a stopped: %v, want it released", err)
 	}
 }
