@@ -7,8 +7,4 @@
 //	flotilla-sim -control-plane 127.0.0.1:7443 -ca-sha256 <pin> \
 //	  -join-token-file token -agents 5000 -state-root /dev/shm/sim \
 //	  -source-first 127.1.0.1 -source-count 32
-//
-// With several control planes (replicas on one PostgreSQL), -control-plane
-// lists them, comma-separated: each agent starts at a random one and moves
-// to the next, round robin, when a dial fails.
 package main

@@ -11,7 +11,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -37,7 +36,7 @@ func run(args []string) int {
 		labels        string
 		maxBackoff    time.Duration
 	)
-	fs.StringVar(&cfg.Address, "control-plane", "127.0.0.1:7443", "control plane host:port; several replicas as host:port,host:port,… (each agent starts at a random one and moves to the next when a dial fails)")
+	fs.StringVar(&cfg.Address, "control-plane", "127.0.0.1:7443", "control plane host:port")
 	fs.StringVar(&cfg.CASHA256, "ca-sha256", "", "hex SHA-256 of the control plane's CA certificate (required)")
 	fs.StringVar(&tokenFile, "join-token-file", "", "file holding a join token with enough uses for every agent (required unless every agent is registered already)")
 	fs.StringVar(&cfg.StateRoot, "state-root", "", "directory for the agents' state directories; tmpfs recommended (required)")
@@ -107,12 +106,6 @@ func run(args []string) int {
 func finishConfig(cfg *sim.Config, tokenFile, sourceFirst string, sourceCount int, labels string, maxBackoff time.Duration, jitter float64) error {
 	if cfg.CASHA256 == "" {
 		return errors.New("-ca-sha256 is required: the CA pin from CreateJoinToken")
-	}
-	if strings.Contains(cfg.Address, ",") {
-		cfg.Addresses = strings.Split(cfg.Address, ",")
-		if slices.Contains(cfg.Addresses, "") {
-			return fmt.Errorf("-control-plane: %q holds an empty address", cfg.Address)
-		}
 	}
 	if tokenFile != "" {
 		b, err := os.ReadFile(tokenFile)

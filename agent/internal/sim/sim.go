@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"time"
 
@@ -28,12 +27,7 @@ type Config struct {
 	// Address, CASHA256 and JoinToken are what every agent's configuration
 	// holds: where the control plane is, the CA to pin at registration,
 	// and the join token (with enough uses for the whole fleet).
-	Address string
-	// Addresses, when there are several control planes (replicas on one
-	// database), are all of them; Address is then ignored except as the
-	// default TLS name. Each agent starts at a random one and moves to the
-	// next, round robin, when a dial fails (see spread).
-	Addresses []string
+	Address   string
 	CASHA256  string
 	JoinToken string
 	// ServerName overrides the TLS name checked in the control plane's
@@ -88,8 +82,6 @@ func New(cfg Config) (*Fleet, error) {
 		return nil, fmt.Errorf("sim: first index must not be negative, got %d", cfg.FirstIndex)
 	case cfg.StateRoot == "":
 		return nil, errors.New("sim: a state root directory is required")
-	case slices.Contains(cfg.Addresses, ""):
-		return nil, fmt.Errorf("sim: addresses: an empty address in %q", cfg.Addresses)
 	case cfg.Logger == nil:
 		return nil, errors.New("sim: a logger is required")
 	case cfg.StartRate < 0:
@@ -101,9 +93,6 @@ func New(cfg Config) (*Fleet, error) {
 	}
 	if cfg.NamePrefix == "" {
 		cfg.NamePrefix = "sim"
-	}
-	if len(cfg.Addresses) > 0 {
-		cfg.Address = cfg.Addresses[0]
 	}
 	if cfg.HeartbeatInterval == 0 {
 		cfg.HeartbeatInterval = config.DefaultHeartbeatInterval
@@ -180,16 +169,9 @@ func (f *Fleet) build(i int) (*agent.Agent, error) {
 	for _, k := range command.Kinds() {
 		execs[k] = h
 	}
-	var src netip.Addr
-	if n := len(f.cfg.SourceAddrs); n > 0 {
-		src = f.cfg.SourceAddrs[i%n]
-	}
 	var dialOpts []grpc.DialOption
-	switch {
-	case len(f.cfg.Addresses) > 1:
-		dialOpts = append(dialOpts, grpc.WithContextDialer(newSpread(f.cfg.Addresses, randomStart(len(f.cfg.Addresses)), src).dial))
-	case src.IsValid():
-		dialOpts = append(dialOpts, grpc.WithContextDialer(dialFrom(src)))
+	if n := len(f.cfg.SourceAddrs); n > 0 {
+		dialOpts = append(dialOpts, grpc.WithContextDialer(dialFrom(f.cfg.SourceAddrs[i%n])))
 	}
 	dialOpts = append(dialOpts, f.cfg.DialOptions...)
 	return agent.New(agent.Config{
