@@ -22,6 +22,9 @@ const (
 	PrincipalKey = "principal"
 	// RequestIDKey is the ID of one RPC (the x-request-id header).
 	RequestIDKey = "request_id"
+	// ControlPlaneAddressKey is the host:port of the control plane an agent
+	// dials or is connected to: with several replicas, which one.
+	ControlPlaneAddressKey = "control_plane_address"
 )
 
 // AgentID is the field naming an agent by its ID.
@@ -44,3 +47,7 @@ func Principal(p string) zap.Field { return zap.String(PrincipalKey, p) }
 
 // RequestID is the field naming one RPC.
 func RequestID(id string) zap.Field { return zap.String(RequestIDKey, id) }
+
+// ControlPlaneAddress is the field naming the control plane address an
+// agent dials or is connected to.
+func ControlPlaneAddress(addr string) zap.Field { return zap.String(ControlPlaneAddressKey, addr) }

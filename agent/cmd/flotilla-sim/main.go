@@ -36,7 +36,7 @@ func run(args []string) int {
 		labels        string
 		maxBackoff    time.Duration
 	)
-	fs.StringVar(&cfg.Address, "control-plane", "127.0.0.1:7443", "control plane host:port")
+	controlPlane := fs.String("control-plane", "127.0.0.1:7443", `control plane host:port, or several replicas' "a:7443,b:7443"`)
 	fs.StringVar(&cfg.CASHA256, "ca-sha256", "", "hex SHA-256 of the control plane's CA certificate (required)")
 	fs.StringVar(&tokenFile, "join-token-file", "", "file holding a join token with enough uses for every agent (required unless every agent is registered already)")
 	fs.StringVar(&cfg.StateRoot, "state-root", "", "directory for the agents' state directories; tmpfs recommended (required)")
@@ -66,6 +66,7 @@ func run(args []string) int {
 		}
 		return 2
 	}
+	cfg.Addresses = splitAddresses(*controlPlane)
 	if err := finishConfig(&cfg, tokenFile, sourceFirst, sourceCount, labels, maxBackoff, *jitter); err != nil {
 		fmt.Fprintln(os.Stderr, "flotilla-sim:", err)
 		return 2
@@ -95,12 +96,23 @@ func run(args []string) int {
 	// The benchmarks read this line to find the status endpoint.
 	fmt.Printf("flotilla-sim: status on http://%s, %d agents from index %d\n", lis.Addr(), cfg.Agents, cfg.FirstIndex)
 	log.Warn("simulated fleet starting", zap.Int("agents", cfg.Agents), zap.Int("first_index", cfg.FirstIndex),
-		zap.String("control_plane", cfg.Address), zap.Int("source_addresses", len(cfg.SourceAddrs)))
+		zap.Strings("control_plane_addresses", cfg.Addresses), zap.Int("source_addresses", len(cfg.SourceAddrs)))
 	if err := fleet.Run(ctx); err != nil {
 		log.Error("simulated fleet failed", zap.Error(err))
 		return 1
 	}
 	return 0
+}
+
+// splitAddresses splits the -control-plane list, dropping empty items.
+func splitAddresses(s string) []string {
+	var out []string
+	for _, a := range strings.Split(s, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 func finishConfig(cfg *sim.Config, tokenFile, sourceFirst string, sourceCount int, labels string, maxBackoff time.Duration, jitter float64) error {

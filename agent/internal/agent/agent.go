@@ -12,6 +12,7 @@ import (
 	"flotilla.dev/agent/internal/commands"
 	"flotilla.dev/agent/internal/config"
 	"flotilla.dev/agent/internal/conn"
+	"flotilla.dev/agent/internal/endpoint"
 	"flotilla.dev/agent/internal/enroll"
 	"flotilla.dev/agent/internal/executor"
 	"flotilla.dev/agent/internal/journal"
@@ -125,8 +126,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	enroller, err := enroll.New(enroll.Config{
 		StateDir:       cfg.StateDir,
-		Address:        cfg.ControlPlane.Address,
-		ServerName:     cfg.ControlPlane.TLSServerName(),
+		Endpoints:      cfg.endpoints(),
 		CAFile:         cfg.ControlPlane.CAFile,
 		CAPin:          pin,
 		JoinToken:      cfg.JoinToken,
@@ -155,6 +155,15 @@ func New(cfg Config) (*Agent, error) {
 	}, nil
 }
 
+// endpoints are the control plane's configured addresses, for the
+// registration, the renewals and the stream, each rotating on its own.
+func (c Config) endpoints() endpoint.Config {
+	return endpoint.Config{
+		Addresses:  c.ControlPlane.AddressList(),
+		ServerName: c.ControlPlane.ServerName,
+	}
+}
+
 func (c Config) dialOptions() []grpc.DialOption {
 	opts := []grpc.DialOption{grpc.WithUserAgent("flotilla-agent/" + c.Version)}
 	return append(opts, c.DialOptions...)
@@ -170,7 +179,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		zap.String("version", a.cfg.Version),
 		logging.Hostname(a.cfg.Hostname),
 		zap.Any("labels", a.cfg.Labels),
-		zap.String("control_plane", a.cfg.ControlPlane.Address),
+		zap.Strings("control_plane_addresses", a.cfg.ControlPlane.AddressList()),
 		zap.Strings("command_kinds", a.commandKinds()))
 
 	id, err := a.enroller.Identity(ctx)
@@ -211,8 +220,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	client, err = conn.New(conn.Config{
-		Address:           a.cfg.ControlPlane.Address,
-		TLS:               creds.TLSConfig(),
+		Endpoints:         a.cfg.endpoints(),
+		TLS:               creds.TLSConfig,
 		Hello:             func() *flotillav1.Hello { return a.hello(ctx, creds.Current().AgentID) },
 		Heartbeats:        a.heartbeats,
 		Commands:          cmds,

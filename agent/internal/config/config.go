@@ -4,7 +4,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"time"
 
@@ -58,15 +57,20 @@ type Config struct {
 // ControlPlane says where the control plane is and how to trust it before the
 // agent has its own CA bundle.
 type ControlPlane struct {
-	// Address is host:port of the control plane's agent API.
+	// Address is host:port of the control plane's agent API. A name with
+	// several A/AAAA records gives the agent every record to choose from.
 	Address string `yaml:"address"`
+	// Addresses lists host:port of several control planes (replicas); an
+	// agent connects to one of them and moves to another when its fails.
+	// Set either Address or Addresses.
+	Addresses []string `yaml:"addresses"`
 	// CAFile is a PEM file with the CA to trust at registration.
 	CAFile string `yaml:"ca_file"`
 	// CASHA256 pins the CA at registration: the hex SHA-256 of its DER, as
 	// CreateJoinTokenResponse.ca_cert_sha256 gives it. Colons are allowed.
 	CASHA256 string `yaml:"ca_sha256"`
 	// ServerName overrides the TLS name checked in the control plane's
-	// certificate; by default it is the host part of Address.
+	// certificate; by default it is the host part of each address.
 	ServerName string `yaml:"server_name"`
 }
 
@@ -97,16 +101,16 @@ func Defaults() Config {
 	}
 }
 
-// TLSServerName is the name the control plane's certificate must carry.
-func (c ControlPlane) TLSServerName() string {
-	if c.ServerName != "" {
-		return c.ServerName
+// AddressList is the configured control plane addresses: Addresses, or
+// Address alone.
+func (c ControlPlane) AddressList() []string {
+	if len(c.Addresses) > 0 {
+		return c.Addresses
 	}
-	host, _, err := net.SplitHostPort(c.Address)
-	if err != nil {
-		return c.Address
+	if c.Address != "" {
+		return []string{c.Address}
 	}
-	return host
+	return nil
 }
 
 // CAPin decodes CASHA256. It returns nil, nil when no pin is configured.

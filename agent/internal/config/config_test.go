@@ -168,6 +168,7 @@ func TestEveryFieldHasEnvAndFlag(t *testing.T) {
 		want                    any
 	}{
 		{"control_plane.address", "FLOTILLA_CONTROL_PLANE_ADDRESS", "control-plane.address", "a:1", func(c Config) any { return c.ControlPlane.Address }, "a:1"},
+		{"control_plane.addresses", "FLOTILLA_CONTROL_PLANE_ADDRESSES", "control-plane.addresses", "a:1,b:2", func(c Config) any { return c.ControlPlane.Addresses }, []string{"a:1", "b:2"}},
 		{"control_plane.ca_file", "FLOTILLA_CONTROL_PLANE_CA_FILE", "control-plane.ca-file", "/ca", func(c Config) any { return c.ControlPlane.CAFile }, "/ca"},
 		{"control_plane.ca_sha256", "FLOTILLA_CONTROL_PLANE_CA_SHA256", "control-plane.ca-sha256", strings.Repeat("ab", 32), func(c Config) any { return c.ControlPlane.CASHA256 }, strings.Repeat("ab", 32)},
 		{"control_plane.server_name", "FLOTILLA_CONTROL_PLANE_SERVER_NAME", "control-plane.server-name", "cp", func(c Config) any { return c.ControlPlane.ServerName }, "cp"},
@@ -190,7 +191,7 @@ func TestEveryFieldHasEnvAndFlag(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.field, func(t *testing.T) {
 			args := base
-			if tt.field == "control_plane.address" {
+			if tt.field == "control_plane.address" || tt.field == "control_plane.addresses" {
 				args = nil
 			}
 			cfg, err := load(args, env{tt.env: tt.value})
@@ -200,7 +201,7 @@ func TestEveryFieldHasEnvAndFlag(t *testing.T) {
 			if got := tt.get(cfg); !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("env %s: got %v, want %v", tt.env, got, tt.want)
 			}
-			cfg, err = load(append(append([]string{}, base...), "-"+tt.flag, tt.value), env{})
+			cfg, err = load(append(append([]string{}, args...), "-"+tt.flag, tt.value), env{})
 			if err != nil {
 				t.Fatalf("flag: %v", err)
 			}
@@ -310,19 +311,91 @@ func TestCAPin(t *testing.T) {
 	}
 }
 
-func TestTLSServerName(t *testing.T) {
+func TestAddressList(t *testing.T) {
 	tests := []struct {
 		cp   ControlPlane
-		want string
+		want []string
 	}{
-		{ControlPlane{Address: "cp.example:7443"}, "cp.example"},
-		{ControlPlane{Address: "[::1]:7443"}, "::1"},
-		{ControlPlane{Address: "10.0.0.1:7443", ServerName: "cp.internal"}, "cp.internal"},
+		{ControlPlane{Address: "cp.example:7443"}, []string{"cp.example:7443"}},
+		{ControlPlane{Addresses: []string{"a:1", "b:1"}}, []string{"a:1", "b:1"}},
+		{ControlPlane{Address: "a:1", Addresses: []string{"a:1"}}, []string{"a:1"}},
+		{ControlPlane{}, nil},
 	}
 	for _, tt := range tests {
-		if got := tt.cp.TLSServerName(); got != tt.want {
+		if got := tt.cp.AddressList(); !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("%+v: got %q, want %q", tt.cp, got, tt.want)
 		}
+	}
+}
+
+func TestAddressesFromFileEnvAndFlag(t *testing.T) {
+	want := []string{"cp-1.example:7443", "cp-2.example:7443", "10.0.0.3:7443"}
+	file := "control_plane:\n  addresses:\n    - cp-1.example:7443\n    - cp-2.example:7443\n    - 10.0.0.3:7443\n"
+	fromFile, err := load([]string{"-config", writeFile(t, file)}, env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromEnv, err := load(nil, env{"FLOTILLA_CONTROL_PLANE_ADDRESSES": "cp-1.example:7443, cp-2.example:7443,10.0.0.3:7443"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromFlag, err := load([]string{"-control-plane.addresses", "cp-1.example:7443,cp-2.example:7443,10.0.0.3:7443"}, env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, cfg := range map[string]Config{"file": fromFile, "env": fromEnv, "flag": fromFlag} {
+		if !reflect.DeepEqual(cfg.ControlPlane.Addresses, want) || !reflect.DeepEqual(cfg.ControlPlane.AddressList(), want) {
+			t.Errorf("%s: addresses %q, want %q", name, cfg.ControlPlane.Addresses, want)
+		}
+	}
+	// Both keys are accepted when they say the same.
+	if _, err := load([]string{"-control-plane.address", "a:1", "-control-plane.addresses", "a:1"}, env{}); err != nil {
+		t.Errorf("address and addresses naming the same control plane: %v", err)
+	}
+}
+
+func TestAddressesValidation(t *testing.T) {
+	tests := []struct {
+		name string
+		cp   ControlPlane
+		want []string // every one must appear in the error
+	}{
+		{"neither", ControlPlane{}, []string{"config: control_plane.address: is required (or control_plane.addresses"}},
+		{"both, different", ControlPlane{Address: "a:1", Addresses: []string{"b:1", "c:1"}},
+			[]string{"config: control_plane.address: set either control_plane.address or control_plane.addresses, not both", `"a:1"`, `["b:1" "c:1"]`}},
+		{"both, address among several", ControlPlane{Address: "a:1", Addresses: []string{"a:1", "b:1"}},
+			[]string{"set either control_plane.address or control_plane.addresses"}},
+		{"entry without port", ControlPlane{Addresses: []string{"a:1", "b"}},
+			[]string{`config: control_plane.addresses[1]: must be host:port, got "b"`}},
+		{"entry with bad port", ControlPlane{Addresses: []string{"a:99999"}},
+			[]string{`config: control_plane.addresses[0]: port "99999" must be a number from 1 to 65535`}},
+		{"empty entry", ControlPlane{Addresses: []string{"a:1", "b:1", ""}},
+			[]string{"config: control_plane.addresses[2]: is empty"}},
+		{"several bad entries", ControlPlane{Addresses: []string{":1", "a:1", "a:x"}},
+			[]string{"control_plane.addresses[0]: must be host:port", "control_plane.addresses[2]: port"}},
+		{"duplicate", ControlPlane{Addresses: []string{"a:1", "b:1", "a:1"}},
+			[]string{`config: control_plane.addresses[2]: "a:1" repeats control_plane.addresses[0]`}},
+		{"single address without port", ControlPlane{Address: "cp"},
+			[]string{`config: control_plane.address: must be host:port, got "cp"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Defaults()
+			cfg.Hostname = "h"
+			cfg.ControlPlane = tt.cp
+			err := cfg.Validate()
+			for _, w := range tt.want {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("got %v, want an error containing %q", err, w)
+				}
+			}
+		})
+	}
+	cfg := Defaults()
+	cfg.Hostname = "h"
+	cfg.ControlPlane.Addresses = []string{"cp-1.example:7443", "[fd00::2]:7443", "10.0.0.3:7443"}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("valid addresses refused: %v", err)
 	}
 }
 

@@ -29,10 +29,11 @@ func (s setting) flag() string {
 
 // settings lists every field settable from the environment and flags.
 var settings = []setting{
-	{"control_plane.address", "host:port of the control plane (required)", setString(func(c *Config) *string { return &c.ControlPlane.Address })},
+	{"control_plane.address", "host:port of the control plane (this or control_plane.addresses is required)", setString(func(c *Config) *string { return &c.ControlPlane.Address })},
+	{"control_plane.addresses", `host:port of several control plane replicas, "a:7443,b:7443"`, setAddresses},
 	{"control_plane.ca_file", "PEM file of the CA to trust at registration", setString(func(c *Config) *string { return &c.ControlPlane.CAFile })},
 	{"control_plane.ca_sha256", "hex SHA-256 of the CA certificate to pin at registration", setString(func(c *Config) *string { return &c.ControlPlane.CASHA256 })},
-	{"control_plane.server_name", "TLS server name of the control plane (default: host of the address)", setString(func(c *Config) *string { return &c.ControlPlane.ServerName })},
+	{"control_plane.server_name", "TLS server name of the control plane (default: host of each address)", setString(func(c *Config) *string { return &c.ControlPlane.ServerName })},
 	{"join_token", "join token for registration (prefer join-token-file: flags are visible in ps)", setString(func(c *Config) *string { return &c.JoinToken })},
 	{"join_token_file", "file holding the join token", setString(func(c *Config) *string { return &c.JoinTokenFile })},
 	{"state_dir", "directory for the key, certificate and agent ID (default " + DefaultStateDir + ")", setString(func(c *Config) *string { return &c.StateDir })},
@@ -72,6 +73,12 @@ func setLabels(c *Config, v string) error {
 		return err
 	}
 	c.Labels = labels
+	return nil
+}
+
+// setAddresses replaces the list, as setLabels does.
+func setAddresses(c *Config, v string) error {
+	c.ControlPlane.Addresses = splitList(v)
 	return nil
 }
 

@@ -2,11 +2,11 @@ package config
 
 import (
 	"errors"
-	"net"
+	"fmt"
 	"net/url"
 	"path/filepath"
-	"strconv"
 
+	"flotilla.dev/agent/internal/endpoint"
 	"flotilla.dev/pkg/validate"
 )
 
@@ -19,7 +19,7 @@ func (c Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
-	add(validateAddress(c.ControlPlane.Address))
+	add(validateAddresses(c.ControlPlane))
 	if _, err := c.ControlPlane.CAPin(); err != nil {
 		add(fieldError("control_plane.ca_sha256", "%v", err))
 	}
@@ -58,19 +58,36 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-func validateAddress(addr string) error {
-	const field = "control_plane.address"
-	if addr == "" {
-		return fieldError(field, "is required")
+// validateAddresses checks control_plane.address and control_plane.addresses:
+// one of them is required, both only when they say the same, and every entry
+// must be host:port.
+func validateAddresses(cp ControlPlane) error {
+	const single, list = "control_plane.address", "control_plane.addresses"
+	switch {
+	case cp.Address == "" && len(cp.Addresses) == 0:
+		return fieldError(single, "is required (or %s, a list of host:port)", list)
+	case len(cp.Addresses) == 0:
+		if err := endpoint.CheckAddress(cp.Address); err != nil {
+			return fieldError(single, "%v", err)
+		}
+		return nil
+	case cp.Address != "" && (len(cp.Addresses) != 1 || cp.Addresses[0] != cp.Address):
+		return fieldError(single, "set either %s or %s, not both (%s is %q, %s is %q)",
+			single, list, single, cp.Address, list, cp.Addresses)
 	}
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil || host == "" {
-		return fieldError(field, "must be host:port, got %q", addr)
+	var errs []error
+	first := map[string]int{}
+	for i, a := range cp.Addresses {
+		field := fmt.Sprintf("%s[%d]", list, i)
+		if err := endpoint.CheckAddress(a); err != nil {
+			errs = append(errs, fieldError(field, "%v", err))
+		} else if j, dup := first[a]; dup {
+			errs = append(errs, fieldError(field, "%q repeats %s[%d]", a, list, j))
+		} else {
+			first[a] = i
+		}
 	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return fieldError(field, "port %q must be a number from 1 to 65535", port)
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func validateHealthURL(raw string) error {

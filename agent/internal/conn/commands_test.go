@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"flotilla.dev/agent/internal/endpoint"
 	"flotilla.dev/agent/internal/executor"
 	"flotilla.dev/agent/internal/fakecp"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
@@ -169,7 +170,7 @@ func TestCommandDeliveredTwiceAcrossAReconnectRunsOnce(t *testing.T) {
 
 func TestSendEventWithoutStream(t *testing.T) {
 	c, err := New(Config{
-		Address: "cp:1", TLS: &tlsConfig, Hello: func() *flotillav1.Hello { return nil },
+		Endpoints: endpoint.Config{Addresses: []string{"cp:1"}}, TLS: fakecp.TLSFor(&tlsConfig), Hello: func() *flotillav1.Hello { return nil },
 		Heartbeats: &countingSource{}, Commands: nopCommands{}, Logger: zap.NewNop(),
 	})
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"flotilla.dev/agent/internal/backoff"
 	"flotilla.dev/agent/internal/commands"
+	"flotilla.dev/agent/internal/endpoint"
 	"flotilla.dev/agent/internal/executor"
 	"flotilla.dev/agent/internal/fakecp"
 	"flotilla.dev/agent/internal/journal"
@@ -116,8 +117,8 @@ func start(t *testing.T, srv *fakecp.Server) *harness {
 		}
 	})
 	c, err = New(Config{
-		Address: fakecp.Address,
-		TLS:     tlsCfg,
+		Endpoints: endpoint.Config{Addresses: []string{fakecp.Address}, ServerName: fakecp.ServerName},
+		TLS:       fakecp.TLSFor(tlsCfg),
 		Hello: func() *flotillav1.Hello {
 			return &flotillav1.Hello{
 				AgentId: agentID, Version: "1.2.3", Hostname: "web-1",
@@ -370,7 +371,7 @@ func TestShutdownAbortsAStreamTheServerKeepsOpen(t *testing.T) {
 
 func TestNewValidates(t *testing.T) {
 	valid := Config{
-		Address: "cp:1", TLS: &tlsConfig, Hello: func() *flotillav1.Hello { return nil },
+		Endpoints: endpoint.Config{Addresses: []string{"cp:1"}}, TLS: fakecp.TLSFor(&tlsConfig), Hello: func() *flotillav1.Hello { return nil },
 		Heartbeats: &countingSource{}, Commands: nopCommands{}, Logger: zap.NewNop(),
 	}
 	if _, err := New(valid); err != nil {
@@ -380,7 +381,8 @@ func TestNewValidates(t *testing.T) {
 		name   string
 		mutate func(*Config)
 	}{
-		{"no address", func(c *Config) { c.Address = "" }},
+		{"no address", func(c *Config) { c.Endpoints.Addresses = nil }},
+		{"address without port", func(c *Config) { c.Endpoints.Addresses = []string{"cp:1", "cp"} }},
 		{"no TLS", func(c *Config) { c.TLS = nil }},
 		{"no hello", func(c *Config) { c.Hello = nil }},
 		{"no heartbeats", func(c *Config) { c.Heartbeats = nil }},

@@ -40,7 +40,7 @@ type session struct {
 
 // session runs one stream until it fails or ctx is done, and reports whether
 // the control plane welcomed it.
-func (c *Client) session(ctx context.Context, client flotillav1.AgentServiceClient) (welcomed bool, err error) {
+func (c *Client) session(ctx context.Context, client flotillav1.AgentServiceClient, log *zap.Logger) (welcomed bool, err error) {
 	// Once welcomed, the stream outlives ctx by up to ShutdownGrace, so that
 	// shutdown can close it cleanly instead of resetting it. Until then there
 	// is nothing to close gracefully, and shutdown aborts it at once (opening
@@ -54,7 +54,7 @@ func (c *Client) session(ctx context.Context, client flotillav1.AgentServiceClie
 	if err != nil {
 		return false, fmt.Errorf("opening the stream: %w", err)
 	}
-	s := &session{c: c, stream: st, cancel: cancel, log: c.log}
+	s := &session{c: c, stream: st, cancel: cancel, log: log}
 
 	if err := s.send(&flotillav1.ConnectRequest{Body: &flotillav1.ConnectRequest_Hello{Hello: c.cfg.Hello()}}); err != nil {
 		return false, fmt.Errorf("sending hello: %w", s.sendFailure(err))
@@ -65,7 +65,7 @@ func (c *Client) session(ctx context.Context, client flotillav1.AgentServiceClie
 	}
 	abortOnShutdown()
 
-	s.log = c.log.With(logging.AgentID(welcome.GetAgentId()))
+	s.log = log.With(logging.AgentID(welcome.GetAgentId()))
 	s.log.Info("connected",
 		zap.String("server_version", welcome.GetServerVersion()),
 		zap.Time("server_time", welcome.GetServerTime().AsTime()),

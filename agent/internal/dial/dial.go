@@ -5,6 +5,8 @@ import (
 	"errors"
 	"time"
 
+	"flotilla.dev/agent/internal/endpoint"
+
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
@@ -63,4 +65,19 @@ func New(address string, tlsConfig *tls.Config, extra ...grpc.DialOption) (*grpc
 		grpc.WithInitialConnWindowSize(flowControlWindow),
 	}
 	return grpc.NewClient(address, append(opts, extra...)...)
+}
+
+// TLSFunc returns the TLS configuration of a connection to a control plane
+// whose certificate must carry serverName.
+type TLSFunc func(serverName string) *tls.Config
+
+// Endpoint returns a client connection to one endpoint: its address is
+// dialled as it is (it was resolved already, gRPC does not resolve it
+// again), and the TLS configuration checks the endpoint's server name,
+// which gRPC also sends as the :authority.
+func Endpoint(ep endpoint.Endpoint, tlsFor TLSFunc, extra ...grpc.DialOption) (*grpc.ClientConn, error) {
+	if tlsFor == nil {
+		return nil, errors.New("dial: a TLS config is required; the agent never dials in plaintext")
+	}
+	return New("passthrough:///"+ep.Address, tlsFor(ep.ServerName), extra...)
 }

@@ -13,15 +13,14 @@ import (
 // bundle, while connections already open (the stream) go on undisturbed
 // with the certificate they were opened with. It is safe for concurrent use.
 type Credentials struct {
-	current    atomic.Pointer[Identity]
-	serverName string
-	now        func() time.Time
+	current atomic.Pointer[Identity]
+	now     func() time.Time
 }
 
 // Credentials returns the Credentials of the enroller's control plane,
 // starting with id.
 func (e *Enroller) Credentials(id *Identity) *Credentials {
-	c := &Credentials{serverName: e.cfg.ServerName, now: e.cfg.Clock.Now}
+	c := &Credentials{now: e.cfg.Clock.Now}
 	c.current.Store(id)
 	return c
 }
@@ -32,13 +31,14 @@ func (c *Credentials) Current() *Identity { return c.current.Load() }
 // set makes id the identity of new connections.
 func (c *Credentials) set(id *Identity) { c.current.Store(id) }
 
-// TLSConfig is the mTLS configuration of every connection to the control
-// plane: the current client certificate, and the current CA bundle as the
-// only roots, both read at each handshake.
-func (c *Credentials) TLSConfig() *tls.Config {
+// TLSConfig is the mTLS configuration of every connection to a control
+// plane whose certificate must carry serverName: the current client
+// certificate, and the current CA bundle as the only roots, both read at
+// each handshake.
+func (c *Credentials) TLSConfig(serverName string) *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS13,
-		ServerName: c.serverName,
+		ServerName: serverName,
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			return &c.Current().Certificate, nil
 		},
@@ -48,12 +48,14 @@ func (c *Credentials) TLSConfig() *tls.Config {
 		// handshake, resumed ones included, and does the same full check
 		// against the current bundle: it is replaced, never skipped.
 		InsecureSkipVerify: true,
-		VerifyConnection:   c.verifyServer,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			return c.verifyServer(cs, serverName)
+		},
 	}
 }
 
-func (c *Credentials) verifyServer(cs tls.ConnectionState) error {
-	if err := verifyServerChain(cs.PeerCertificates, c.Current().CAs, c.serverName, c.now()); err != nil {
+func (c *Credentials) verifyServer(cs tls.ConnectionState, serverName string) error {
+	if err := verifyServerChain(cs.PeerCertificates, c.Current().CAs, serverName, c.now()); err != nil {
 		return fmt.Errorf("%w: %w", ErrUntrustedServer, err)
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"flotilla.dev/agent/internal/backoff"
+	"flotilla.dev/agent/internal/endpoint"
 	"flotilla.dev/agent/internal/statedir"
 	"flotilla.dev/pkg/logging"
 	"github.com/jonboulle/clockwork"
@@ -32,11 +33,10 @@ const (
 type Config struct {
 	// StateDir is where the identity is kept (required).
 	StateDir string
-	// Address is the control plane's host:port (required).
-	Address string
-	// ServerName is the name the control plane's certificate must carry
-	// (required; the host of Address unless overridden).
-	ServerName string
+	// Endpoints are the control plane's addresses (at least one), the
+	// server name override and how to resolve them. Registration tries
+	// each endpoint in turn, and so do renewals.
+	Endpoints endpoint.Config
 	// CAFile and CAPin (SHA-256 of the CA's DER) establish trust for
 	// registration; at least one is needed, but only when registering.
 	CAFile string
@@ -75,6 +75,8 @@ type Enroller struct {
 	cfg   Config
 	store *Store
 	log   *zap.Logger
+	// renewals hands out the endpoint of each renewal attempt.
+	renewals *endpoint.Rotation
 }
 
 // New fills the defaults of cfg, validates it, opens the state directory and
@@ -83,13 +85,15 @@ type Enroller struct {
 // and join token are otherwise checked only when a registration is needed,
 // so an agent already registered runs without them.
 func New(cfg Config) (*Enroller, error) {
-	switch {
-	case cfg.Logger == nil:
+	if cfg.Logger == nil {
 		return nil, errors.New("enroll: a logger is required")
-	case cfg.Address == "":
-		return nil, errors.New("enroll: the control plane address is required")
-	case cfg.ServerName == "":
-		return nil, errors.New("enroll: the control plane server name is required")
+	}
+	if cfg.Endpoints.Logger == nil {
+		cfg.Endpoints.Logger = cfg.Logger
+	}
+	renewals, err := endpoint.New(cfg.Endpoints)
+	if err != nil {
+		return nil, fmt.Errorf("enroll: %w", err)
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clockwork.NewRealClock()
@@ -121,7 +125,7 @@ func New(cfg Config) (*Enroller, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Enroller{cfg: cfg, store: store, log: cfg.Logger}, nil
+	return &Enroller{cfg: cfg, store: store, log: cfg.Logger, renewals: renewals}, nil
 }
 
 // Identity returns the saved identity if it is usable, or registers.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"flotilla.dev/agent/internal/backoff"
+	"flotilla.dev/agent/internal/endpoint"
 	"flotilla.dev/agent/internal/fakecp"
 	"github.com/jonboulle/clockwork"
 	"go.uber.org/goleak"
@@ -42,8 +43,7 @@ func newFixture(t *testing.T) *fixture {
 	clock := clockwork.NewFakeClockAt(time.Now())
 	return &fixture{srv: srv, clock: clock, cfg: Config{
 		StateDir:    filepath.Join(t.TempDir(), "state"),
-		Address:     fakecp.Address,
-		ServerName:  fakecp.ServerName,
+		Endpoints:   endpoint.Config{Addresses: []string{fakecp.Address}, ServerName: fakecp.ServerName},
 		CAFile:      caFile,
 		JoinToken:   fakecp.JoinToken,
 		Hostname:    "Web-1",
@@ -132,7 +132,7 @@ func TestRegisterTrust(t *testing.T) {
 			configure: func(f *fixture) {
 				f.cfg.CAFile = ""
 				f.cfg.CAPin = pinOf(t, f.srv.CA.SHA256)
-				f.cfg.ServerName = "evil.test"
+				f.cfg.Endpoints.ServerName = "evil.test"
 			},
 			wantErr:  ErrUntrustedServer,
 			wantText: "evil.test",
@@ -442,7 +442,7 @@ func TestJoinTokenFile(t *testing.T) {
 func TestCheckBundleRequiresThePinnedCA(t *testing.T) {
 	ca, _ := fakecp.NewCA("pinned")
 	other, _ := fakecp.NewCA("other")
-	trust, err := newBootstrapTrust("", pinOf(t, ca.SHA256), "x", time.Now)
+	trust, err := newBootstrapTrust("", pinOf(t, ca.SHA256), time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}

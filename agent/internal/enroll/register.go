@@ -6,9 +6,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"time"
 
 	"flotilla.dev/agent/internal/backoff"
 	"flotilla.dev/agent/internal/dial"
+	"flotilla.dev/agent/internal/endpoint"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 	"flotilla.dev/pkg/logging"
 	"go.uber.org/zap"
@@ -39,8 +41,8 @@ func (e *Enroller) register(ctx context.Context, known *x509.CertPool) (*Identit
 	}
 	var trust *bootstrapTrust
 	if e.cfg.CAFile == "" && e.cfg.CAPin == nil && known != nil {
-		trust = newBundleTrust(known, e.cfg.ServerName, e.cfg.Clock.Now)
-	} else if trust, err = newBootstrapTrust(e.cfg.CAFile, e.cfg.CAPin, e.cfg.ServerName, e.cfg.Clock.Now); err != nil {
+		trust = newBundleTrust(known, e.cfg.Clock.Now)
+	} else if trust, err = newBootstrapTrust(e.cfg.CAFile, e.cfg.CAPin, e.cfg.Clock.Now); err != nil {
 		return nil, err
 	}
 	key, csr, err := newKeyAndCSR(e.cfg.Hostname)
@@ -56,19 +58,18 @@ func (e *Enroller) register(ctx context.Context, known *x509.CertPool) (*Identit
 	return e.accept(resp, key, trust)
 }
 
-// call sends req until it gets a definite answer.
+// call sends req until it gets a definite answer. Each attempt goes to the
+// next endpoint; a failed attempt moves on to the next one at once, and
+// only a full cycle of failures waits for the backoff.
 func (e *Enroller) call(ctx context.Context, trust *bootstrapTrust, req *flotillav1.RegisterRequest) (*flotillav1.RegisterResponse, error) {
-	conn, err := dial.New(e.cfg.Address, trust.tlsConfig(), e.cfg.DialOptions...)
+	endpoints, err := endpoint.New(e.cfg.Endpoints) // a random start for every registration
 	if err != nil {
 		return nil, fmt.Errorf("enroll: %w", err)
 	}
-	defer conn.Close()
-	client := flotillav1.NewAgentServiceClient(conn)
 	bo, _ := backoff.New(e.cfg.Backoff) // validated in New
 
 	for attempt := 1; ; attempt++ {
-		e.log.Info("registering", zap.String("address", e.cfg.Address), zap.Int("attempt", attempt))
-		resp, err := e.attempt(ctx, client, req)
+		resp, ep, err := e.attempt(ctx, endpoints, trust, req, attempt)
 		if err == nil {
 			return resp, nil
 		}
@@ -76,23 +77,44 @@ func (e *Enroller) call(ctx context.Context, trust *bootstrapTrust, req *flotill
 			return nil, ctx.Err()
 		}
 		if terr := trust.lastFailure(); terr != nil {
-			return nil, fmt.Errorf("enroll: register: %w", terr)
+			return nil, fmt.Errorf("enroll: register at %s: %w", ep, terr)
 		}
 		if err := classify(err); err != nil {
 			return nil, err
 		}
-		delay := bo.Next()
-		e.log.Warn("registration failed, retrying", zap.Error(err), zap.Duration("backoff", delay))
-		if err := backoff.Wait(ctx, e.cfg.Clock, delay); err != nil {
-			return nil, err
+		var delay time.Duration
+		if endpoints.Failed() {
+			delay = bo.Next() // every endpoint failed in turn
+		}
+		e.log.Warn("registration failed, retrying", logging.ControlPlaneAddress(ep.Address),
+			zap.Error(err), zap.Duration("backoff", delay))
+		if delay > 0 {
+			if err := backoff.Wait(ctx, e.cfg.Clock, delay); err != nil {
+				return nil, err
+			}
 		}
 	}
 }
 
-func (e *Enroller) attempt(ctx context.Context, client flotillav1.AgentServiceClient, req *flotillav1.RegisterRequest) (*flotillav1.RegisterResponse, error) {
+// attempt sends req once, to the next endpoint, on a connection of its own.
+// An address that cannot be resolved is Unavailable, as a dead one is.
+func (e *Enroller) attempt(ctx context.Context, endpoints *endpoint.Rotation, trust *bootstrapTrust,
+	req *flotillav1.RegisterRequest, n int,
+) (*flotillav1.RegisterResponse, endpoint.Endpoint, error) {
+	ep, err := endpoints.Next(ctx)
+	if err != nil {
+		return nil, ep, status.Error(codes.Unavailable, err.Error())
+	}
+	e.log.Info("registering", logging.ControlPlaneAddress(ep.Address), zap.Int("attempt", n))
+	conn, err := dial.Endpoint(ep, trust.tlsConfig, e.cfg.DialOptions...)
+	if err != nil {
+		return nil, ep, fmt.Errorf("enroll: %w", err)
+	}
+	defer conn.Close()
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.AttemptTimeout)
 	defer cancel()
-	return client.Register(ctx, req)
+	resp, err := flotillav1.NewAgentServiceClient(conn).Register(ctx, req)
+	return resp, ep, err
 }
 
 // classify returns nil for an error worth retrying, or the final error.

@@ -56,14 +56,23 @@ func (e *Enroller) save(id *Identity, key *ecdsa.PrivateKey, certPEM, caPEM []by
 }
 
 // callRenew makes one RenewCertificate call on a connection of its own,
-// whose handshake presents the current certificate.
+// whose handshake presents the current certificate, at the next endpoint:
+// a renewal retried after a failure goes to another control plane.
 func (e *Enroller) callRenew(ctx context.Context, creds *Credentials, csr []byte) (*flotillav1.RenewCertificateResponse, error) {
-	conn, err := dial.New(e.cfg.Address, creds.TLSConfig(), e.cfg.DialOptions...)
+	ep, err := e.renewals.Next(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := dial.Endpoint(ep, creds.TLSConfig, e.cfg.DialOptions...)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.AttemptTimeout)
 	defer cancel()
-	return flotillav1.NewAgentServiceClient(conn).RenewCertificate(ctx, &flotillav1.RenewCertificateRequest{Csr: csr})
+	resp, err := flotillav1.NewAgentServiceClient(conn).RenewCertificate(ctx, &flotillav1.RenewCertificateRequest{Csr: csr})
+	if err != nil {
+		return nil, fmt.Errorf("at %s: %w", ep, err)
+	}
+	return resp, nil
 }

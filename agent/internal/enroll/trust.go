@@ -22,8 +22,7 @@ var ErrUntrustedServer = errors.New("control plane certificate not trusted")
 // has a CA bundle of its own: either the CA in control_plane.ca_file, or the
 // certificate in the presented chain whose SHA-256 is control_plane.ca_sha256.
 type bootstrapTrust struct {
-	serverName string
-	now        func() time.Time
+	now func() time.Time
 	// roots returns the trust anchors for a presented chain.
 	roots func(presented []*x509.Certificate) (*x509.CertPool, error)
 	// pin is set in pinning mode, to check the registration's CA bundle.
@@ -36,8 +35,8 @@ type bootstrapTrust struct {
 // newBootstrapTrust builds the trust from a CA file, a pin, or both (then the
 // pin must match a certificate of the file). Neither is a configuration
 // error: the agent never trusts a server blindly.
-func newBootstrapTrust(caFile string, pin []byte, serverName string, now func() time.Time) (*bootstrapTrust, error) {
-	t := &bootstrapTrust{serverName: serverName, now: now, pin: pin}
+func newBootstrapTrust(caFile string, pin []byte, now func() time.Time) (*bootstrapTrust, error) {
+	t := &bootstrapTrust{now: now, pin: pin}
 	switch {
 	case caFile != "":
 		pool, err := loadCAFile(caFile, pin)
@@ -55,11 +54,10 @@ func newBootstrapTrust(caFile string, pin []byte, serverName string, now func() 
 }
 
 // newBundleTrust trusts the CAs of pool, a CA bundle the agent already has.
-func newBundleTrust(pool *x509.CertPool, serverName string, now func() time.Time) *bootstrapTrust {
+func newBundleTrust(pool *x509.CertPool, now func() time.Time) *bootstrapTrust {
 	return &bootstrapTrust{
-		serverName: serverName,
-		now:        now,
-		roots:      func([]*x509.Certificate) (*x509.CertPool, error) { return pool, nil },
+		now:   now,
+		roots: func([]*x509.Certificate) (*x509.CertPool, error) { return pool, nil },
 	}
 }
 
@@ -84,22 +82,25 @@ func loadCAFile(path string, pin []byte) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// tlsConfig returns the TLS configuration for Register. Go's built-in
+// tlsConfig returns the TLS configuration for Register at a control plane
+// whose certificate must carry serverName. Go's built-in
 // verification needs its roots up front, but with a pin the root is only
 // known once the chain is presented; so the built-in check is replaced by
 // verifyConnection, which runs on every handshake and does the full check
 // (chain, expiry, key usage, server name).
-func (t *bootstrapTrust) tlsConfig() *tls.Config {
+func (t *bootstrapTrust) tlsConfig(serverName string) *tls.Config {
 	return &tls.Config{
 		MinVersion:         tls.VersionTLS13,
-		ServerName:         t.serverName,
+		ServerName:         serverName,
 		InsecureSkipVerify: true, // replaced by VerifyConnection, never skipped
-		VerifyConnection:   t.verifyConnection,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			return t.verifyConnection(cs, serverName)
+		},
 	}
 }
 
-func (t *bootstrapTrust) verifyConnection(cs tls.ConnectionState) error {
-	err := t.verify(cs.PeerCertificates)
+func (t *bootstrapTrust) verifyConnection(cs tls.ConnectionState, serverName string) error {
+	err := t.verify(cs.PeerCertificates, serverName)
 	if err != nil {
 		err = fmt.Errorf("%w: %w", ErrUntrustedServer, err)
 	}
@@ -118,7 +119,7 @@ func (t *bootstrapTrust) lastFailure() error {
 	return t.failure
 }
 
-func (t *bootstrapTrust) verify(presented []*x509.Certificate) error {
+func (t *bootstrapTrust) verify(presented []*x509.Certificate, serverName string) error {
 	if len(presented) == 0 {
 		return errors.New("the server presented no certificate")
 	}
@@ -126,7 +127,7 @@ func (t *bootstrapTrust) verify(presented []*x509.Certificate) error {
 	if err != nil {
 		return err
 	}
-	return verifyServerChain(presented, roots, t.serverName, t.now())
+	return verifyServerChain(presented, roots, serverName, t.now())
 }
 
 // verifyServerChain is the full check of a control plane's certificate

@@ -135,3 +135,13 @@ func (s *Server) AgentTLSConfig(agentID string) (*tls.Config, error) {
 		ServerName:   ServerName,
 	}, nil
 }
+
+// TLSFor returns the agent's TLS configuration function for package dial:
+// cfg, checking the server name it is given.
+func TLSFor(cfg *tls.Config) func(serverName string) *tls.Config {
+	return func(serverName string) *tls.Config {
+		c := cfg.Clone()
+		c.ServerName = serverName
+		return c
+	}
+}

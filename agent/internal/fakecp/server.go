@@ -58,9 +58,24 @@ type Server struct {
 }
 
 // Start starts a fake control plane and stops it when the test ends.
-func Start(t testing.TB) *Server {
+func Start(t testing.TB) *Server { return StartWith(t, Options{}) }
+
+// Options configure a fake control plane started by StartWith.
+type Options struct {
+	// CA signs the server's certificate and the agents'; nil makes a new
+	// one. Replicas of one control plane share their CA.
+	CA *CA
+	// Listener serves the control plane, e.g. a TCP listener on
+	// 127.0.0.1 that agents dial at its address; nil serves in memory
+	// (bufconn), reached through DialOption.
+	Listener net.Listener
+}
+
+// StartWith starts a fake control plane configured by opts and stops it
+// when the test ends.
+func StartWith(t testing.TB, opts Options) *Server {
 	t.Helper()
-	s, err := start()
+	s, err := start(opts)
 	if err != nil {
 		t.Fatalf("fakecp: %v", err)
 	}
@@ -68,10 +83,17 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
-func start() (*Server, error) {
-	ca, err := NewCA("fake flotilla CA")
-	if err != nil {
-		return nil, err
+func start(opts Options) (*Server, error) {
+	ca := opts.CA
+	if ca == nil {
+		var err error
+		if ca, err = NewCA("fake flotilla CA"); err != nil {
+			return nil, err
+		}
+	}
+	lis := opts.Listener
+	if lis == nil {
+		lis = bufconn.Listen(1 << 20)
 	}
 	serverCert, err := ca.ServerCertificate(ServerName)
 	if err != nil {
@@ -89,7 +111,7 @@ func start() (*Server, error) {
 	})
 	s := &Server{
 		CA:      ca,
-		lis:     &trackingListener{Listener: bufconn.Listen(1 << 20)},
+		lis:     &trackingListener{Listener: lis},
 		grpc:    grpc.NewServer(grpc.Creds(creds)),
 		certTTL: time.Hour,
 		streams: make(chan *Stream, 16),
@@ -99,10 +121,15 @@ func start() (*Server, error) {
 	return s, nil
 }
 
-// Stop stops the server at once, ending every stream.
+// Stop stops the server at once, ending every stream and closing its
+// listener, as a control plane that dies does.
 func (s *Server) Stop() { s.grpc.Stop() }
 
-// DialOption routes the agent's connections to this server.
+// Addr is the address of the server's listener ("bufconn" in memory).
+func (s *Server) Addr() string { return s.lis.Addr().String() }
+
+// DialOption routes the agent's connections to this server; only for a
+// server served in memory.
 func (s *Server) DialOption() grpc.DialOption {
 	return grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
 		return s.lis.Listener.(*bufconn.Listener).DialContext(ctx)

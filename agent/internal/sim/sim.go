@@ -24,14 +24,18 @@ import (
 
 // Config configures a simulated fleet.
 type Config struct {
-	// Address, CASHA256 and JoinToken are what every agent's configuration
-	// holds: where the control plane is, the CA to pin at registration,
-	// and the join token (with enough uses for the whole fleet).
-	Address   string
+	// Address (or Addresses), CASHA256 and JoinToken are what every
+	// agent's configuration holds: where the control plane is, the CA to
+	// pin at registration, and the join token (with enough uses for the
+	// whole fleet).
+	Address string
+	// Addresses are several control plane replicas' host:port, as
+	// control_plane.addresses: each agent starts at a random one.
+	Addresses []string
 	CASHA256  string
 	JoinToken string
 	// ServerName overrides the TLS name checked in the control plane's
-	// certificate (default: the host of Address).
+	// certificate (default: the host of each address).
 	ServerName string
 	// StateRoot holds one state directory per agent (<root>/<name>). An
 	// agent whose directory already holds an identity reconnects with it
@@ -159,7 +163,9 @@ func (f *Fleet) build(i int) (*agent.Agent, error) {
 		labels[k] = v
 	}
 	cfg := config.Defaults()
-	cfg.ControlPlane = config.ControlPlane{Address: f.cfg.Address, CASHA256: f.cfg.CASHA256, ServerName: f.cfg.ServerName}
+	cfg.ControlPlane = config.ControlPlane{
+		Address: f.cfg.Address, Addresses: f.cfg.Addresses, CASHA256: f.cfg.CASHA256, ServerName: f.cfg.ServerName,
+	}
 	cfg.JoinToken = f.cfg.JoinToken
 	cfg.StateDir = filepath.Join(f.cfg.StateRoot, name)
 	cfg.Hostname = name
