@@ -37,6 +37,11 @@ func (r *Registry) Sweep() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, e := range r.agents {
+		if e.session == nil && r.replicaMode() {
+			// Held by another replica, or by none: the fleet leader
+			// decides (see RunFleetLiveness).
+			continue
+		}
 		switch e.rec.State {
 		case store.AgentConnected:
 			if now.Sub(e.rec.LastSeenAt) >= r.cfg.LostAfter {
@@ -122,6 +127,7 @@ func (r *Registry) flushBatch(ctx context.Context, batch, rest []store.AgentStat
 		r.mu.Unlock()
 		return fmt.Errorf("fleet: flush %d agent statuses: %w", len(updates), err)
 	}
+	r.recheckDetached(batch)
 	return nil
 }
 
@@ -152,6 +158,7 @@ func (r *Registry) takeDirty() []store.AgentStatus {
 			u.LastHeartbeat = e.rec.LastHeartbeat
 			e.persistedAt = now
 		}
+		r.setHolder(e, &u)
 		updates = append(updates, u)
 	}
 	clear(r.dirty)

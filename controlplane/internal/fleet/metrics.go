@@ -45,6 +45,8 @@ var (
 		"Open PostgreSQL connections per database, from the last heartbeat.", "database")
 	descHeartbeats = prometheus.NewDesc("flotilla_heartbeats_received_total",
 		"Heartbeats accepted from agents.", nil, nil)
+	descLeader = prometheus.NewDesc("flotilla_controlplane_fleet_leader",
+		"1 while this control plane exports the fleet-level series (it leads the fleet among replicas; always with one process), 0 otherwise.", nil, nil)
 )
 
 // agentStates are the liveness states flotilla_agents and
@@ -57,8 +59,11 @@ func agentDesc(name, help string, extra ...string) *prometheus.Desc {
 	return prometheus.NewDesc(name, help, append(slices.Clip(agentLabels), extra...), nil)
 }
 
-// Collector exports the registry to Prometheus. It reads the registry at
-// scrape time, so heartbeats never touch a metric: the cost of metrics is
+// Collector exports the registry to Prometheus. Fleet-level series (agents
+// by state, the per-agent series) come only from the replica that leads
+// the fleet (always from one process), so that sum() over replicas counts
+// each agent once; heartbeats received and the leader gauge are this
+// process's own. It reads the registry at scrape time, so heartbeats never touch a metric: the cost of metrics is
 // per scrape, not per heartbeat. It copies what it exports under the
 // registry's read lock and builds the metrics after releasing it, so a
 // scrape of a large fleet does not hold heartbeats up.
@@ -88,7 +93,7 @@ func NewCollector(r *Registry, opts ...CollectorOption) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descAgents, descInfo, descState, descUp, descHeartbeatAge, descCPU, descMemory,
-		descDisk, descLoad1, descAppHealthy, descHealthLatency, descDBConnections, descHeartbeats} {
+		descDisk, descLoad1, descAppHealthy, descHealthLatency, descDBConnections, descHeartbeats, descLeader} {
 		ch <- d
 	}
 }
@@ -104,7 +109,8 @@ type agentSample struct {
 
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	counts, samples, heartbeats, now := c.snapshot()
+	leading := c.r.Leading()
+	counts, samples, heartbeats, now := c.snapshot(leading)
 	for _, a := range samples {
 		c.collectAgent(ch, now, a)
 	}
@@ -112,13 +118,23 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(ch, descAgents, float64(n), state)
 	}
 	ch <- prometheus.MustNewConstMetric(descHeartbeats, prometheus.CounterValue, float64(heartbeats))
+	lead := 0.0
+	if leading {
+		lead = 1
+	}
+	gauge(ch, descLeader, lead)
 }
 
-func (c *Collector) snapshot() (map[string]int, []agentSample, uint64, time.Time) {
+// snapshot copies what a scrape exports: the heartbeat count always, the
+// fleet-level figures only when leading (nil otherwise).
+func (c *Collector) snapshot(leading bool) (map[string]int, []agentSample, uint64, time.Time) {
 	r := c.r
 	now := r.cfg.Now()
 	r.mu.RLock()
 	defer r.mu.RUnlock()
+	if !leading {
+		return nil, nil, r.heartbeats, now
+	}
 	counts := make(map[string]int, len(agentStates))
 	for _, state := range agentStates {
 		counts[state] = 0

@@ -206,12 +206,18 @@ flotilla_agent_state{agent="a3",env="prod",role="web",state="lost"} 1
 	})
 }
 
+// helpLeader heads the leader gauge in expected output.
+const helpLeader = `# HELP flotilla_controlplane_fleet_leader 1 while this control plane exports the fleet-level series (it leads the fleet among replicas; always with one process), 0 otherwise.
+# TYPE flotilla_controlplane_fleet_leader gauge`
+
 func TestCollectorEmptyFleet(t *testing.T) {
 	r := newRegistry(t, openStore(t), newClock(t0))
 	want := helpAgents + `
 flotilla_agents{state="connected"} 0
 flotilla_agents{state="disconnected"} 0
 flotilla_agents{state="lost"} 0
+` + helpLeader + `
+flotilla_controlplane_fleet_leader 1
 ` + helpHeartbeats + `
 flotilla_heartbeats_received_total 0
 `
@@ -239,6 +245,8 @@ func TestCollectorWithoutPerAgentSeries(t *testing.T) {
 flotilla_agents{state="connected"} 1
 flotilla_agents{state="disconnected"} 1
 flotilla_agents{state="lost"} 0
+` + helpLeader + `
+flotilla_controlplane_fleet_leader 1
 ` + helpHeartbeats + `
 flotilla_heartbeats_received_total 2
 `

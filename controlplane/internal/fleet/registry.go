@@ -44,6 +44,11 @@ type Config struct {
 	// FlushInterval is how often pending status changes are written to the
 	// store in one batch (default 1s).
 	FlushInterval time.Duration
+
+	// Replica is set when this process is one of several control-plane
+	// replicas on one store (PostgreSQL); zero for one process (SQLite),
+	// which is then the whole fleet's only view.
+	Replica Replica
 }
 
 // Defaults of Config.
@@ -70,6 +75,14 @@ type Registry struct {
 	startedAt time.Time
 
 	heartbeats uint64 // total heartbeats accepted, for metrics
+
+	// view is the state of the shared fleet view (replica mode only).
+	view view
+	// refreshMu makes refreshes one at a time (the refresh loop and the
+	// fleet leader's sweep both refresh).
+	refreshMu sync.Mutex
+	// lead is the fleet leader's state, used by SweepFleet only.
+	lead leadState
 }
 
 // entry is one agent's live state. Fields are guarded by Registry.mu.
@@ -80,6 +93,9 @@ type entry struct {
 	heartbeatAt   time.Time // control-plane time of the last heartbeat
 	session       *Session
 	persistedAt   time.Time // when the heartbeat was last written
+	// attachPending is set by Attach until the flush that writes this
+	// replica as the stream holder, unconditionally (replica mode).
+	attachPending bool
 }
 
 // New returns a Registry; call Load before serving.
@@ -109,6 +125,9 @@ func New(cfg Config) (*Registry, error) {
 	if cfg.FlushInterval == 0 {
 		cfg.FlushInterval = time.Second
 	}
+	if err := cfg.Replica.validate(); err != nil {
+		return nil, err
+	}
 	return &Registry{
 		cfg:    cfg,
 		log:    cfg.Logger,
@@ -135,6 +154,17 @@ func (r *Registry) Load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("fleet: load agents: %w", err)
 	}
+	r.load(recs)
+	if r.replicaMode() {
+		if err := r.showDeadHolders(ctx); err != nil {
+			return fmt.Errorf("fleet: load agents: %w", err)
+		}
+	}
+	return nil
+}
+
+// load fills the registry from the stored agents.
+func (r *Registry) load(recs []store.Agent) {
 	now := r.cfg.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -147,14 +177,16 @@ func (r *Registry) Load(ctx context.Context) error {
 		e.hello = decode[flotillav1.Hello](rec.Hello, r.log, rec.ID)
 		e.lastHeartbeat = decode[flotillav1.Heartbeat](rec.LastHeartbeat, r.log, rec.ID)
 		e.heartbeatAt = rec.LastSeenAt
-		if rec.State == store.AgentConnected {
+		// A replica leaves the rows as they are: other replicas may hold
+		// those streams, and the fleet leader decides losses.
+		if rec.State == store.AgentConnected && !r.replicaMode() {
 			r.setState(e, store.AgentDisconnected, "control plane restarted; waiting for the agent to reconnect", now)
 		}
+		r.view.seen = max(r.view.seen, rec.StatusSeq)
 		r.agents[rec.ID] = e
 		r.ids = append(r.ids, rec.ID)
 	}
 	sort.Strings(r.ids)
-	return nil
 }
 
 func decode[T any, PT interface {
@@ -179,9 +211,15 @@ func (r *Registry) Add(rec store.Agent) {
 	if _, ok := r.agents[rec.ID]; ok {
 		return
 	}
-	r.agents[rec.ID] = &entry{rec: rec, persistedAt: rec.RegisteredAt}
-	i := sort.SearchStrings(r.ids, rec.ID)
-	r.ids = slices.Insert(r.ids, i, rec.ID)
+	r.insertLocked(&entry{rec: rec, persistedAt: rec.RegisteredAt})
+}
+
+// insertLocked adds e, whose agent the registry does not hold, with r.mu
+// held.
+func (r *Registry) insertLocked(e *entry) {
+	r.agents[e.rec.ID] = e
+	i := sort.SearchStrings(r.ids, e.rec.ID)
+	r.ids = slices.Insert(r.ids, i, e.rec.ID)
 }
 
 // Remove forgets a deregistered agent: its open stream, if any, is closed
@@ -190,6 +228,11 @@ func (r *Registry) Add(rec store.Agent) {
 func (r *Registry) Remove(id string, reason error) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.removeLocked(id, reason)
+}
+
+// removeLocked is Remove with r.mu held.
+func (r *Registry) removeLocked(id string, reason error) bool {
 	e, ok := r.agents[id]
 	if !ok {
 		return false
@@ -247,6 +290,7 @@ func (r *Registry) Attach(id string, hello *flotillav1.Hello, peerAddr string) (
 	s := newSession(id)
 	s.entry = e
 	e.session = s
+	e.attachPending = r.replicaMode()
 	e.hello = hello
 	e.rec.Hello = nil // re-encoded when flushed
 	e.rec.Version = hello.GetVersion()

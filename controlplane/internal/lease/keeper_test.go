@@ -33,17 +33,22 @@ const (
 type faultyStore struct {
 	store.LeaseStore
 
-	mu       sync.Mutex
-	renewErr error // returned instead of renewing when set
-	hang     bool  // renewals wait for their context to end
-	renewals int
-	acquires int
+	mu         sync.Mutex
+	renewErr   error // returned instead of renewing when set
+	acquireErr error // returned instead of acquiring when set
+	hang       bool  // renewals wait for their context to end
+	renewals   int
+	acquires   int
 }
 
 func (f *faultyStore) AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (store.Lease, error) {
 	f.mu.Lock()
 	f.acquires++
+	err := f.acquireErr
 	f.mu.Unlock()
+	if err != nil {
+		return store.Lease{}, err
+	}
 	return f.LeaseStore.AcquireLease(ctx, name, holder, ttl)
 }
 

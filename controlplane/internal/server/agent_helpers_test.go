@@ -58,6 +58,8 @@ type scriptedAgent struct {
 	mu  sync.Mutex
 	h   *harness
 	cur *agentStream
+	// gone stops keepBeating's heartbeats: the agent stays away.
+	gone bool
 }
 
 // agentStream is one Connect stream of a scripted agent.

@@ -28,6 +28,9 @@ type Intervals struct {
 	// StatusFlush is how often agent status changes are written
 	// (fleet.Config.FlushInterval).
 	StatusFlush time.Duration
+	// FleetRefresh is how often a replica reads the rest of the fleet from
+	// the store (fleet.Replica.RefreshInterval; PostgreSQL only).
+	FleetRefresh time.Duration
 }
 
 type options struct {

@@ -7,13 +7,20 @@ import (
 	"go.uber.org/zap"
 
 	"flotilla.dev/controlplane/internal/config"
+	"flotilla.dev/controlplane/internal/fleet"
 	"flotilla.dev/controlplane/internal/lease"
+	"flotilla.dev/pkg/run"
 )
 
 // ReplicaLeasePrefix starts the name of every replica's own lease:
 // "replica/<holder>". A replica is live while its lease row has not expired
 // by the database's clock.
 const ReplicaLeasePrefix = "replica/"
+
+// FleetLease is the lease of the replica that leads the fleet: it marks
+// lost the agents no live replica holds and exports the fleet-level
+// metrics.
+const FleetLease = "fleet"
 
 // ReplicaLeaseName is the name of the lease of the replica holder.
 func ReplicaLeaseName(holder string) string { return ReplicaLeasePrefix + holder }
@@ -42,10 +49,45 @@ func (s *Server) joinReplicas(ctx context.Context) error {
 	if _, err := k.Acquire(ctx); err != nil {
 		return fmt.Errorf("replica lease: %w", err)
 	}
-	s.lease, s.holder = k, holder
+	leader, err := lease.NewLeader(lease.Config{
+		Store: s.store, Name: FleetLease, Holder: holder, TTL: s.cfg.Store.LeaseTTL.Std(),
+		RetryInterval: s.cfg.Store.LeaseTTL.Std() / 10, Logger: s.log.Named("lease"),
+	})
+	if err != nil {
+		return err
+	}
+	s.lease, s.holder, s.fleetLeader = k, holder, leader
 	s.log.Info("joined the control plane's replicas", zap.String("holder", holder),
 		zap.Duration("lease_ttl", s.cfg.Store.LeaseTTL.Std()))
 	return nil
+}
+
+// fleetReplica is the registry's replica configuration: none on SQLite.
+func (s *Server) fleetReplica() fleet.Replica {
+	if s.holder == "" {
+		return fleet.Replica{}
+	}
+	return fleet.Replica{
+		Holder: s.holder, LeasePrefix: ReplicaLeasePrefix, Leases: s.store, Leader: s.fleetLeader,
+		RefreshInterval: s.opts.intervals.FleetRefresh,
+	}
+}
+
+// replicaTasks are the loops of a replica: its own lease (losing it stops
+// everything: the other replicas count this one dead from then on and take
+// its work over), the fleet lease (losing it only stops leading), the
+// refresh of the fleet view and the fleet leader's liveness sweep. None on
+// SQLite.
+func (s *Server) replicaTasks() []run.Task {
+	if s.holder == "" {
+		return nil
+	}
+	return []run.Task{
+		{Name: "replica-lease", Run: s.lease.Run},
+		{Name: "fleet-lease", Run: s.fleetLeader.Run},
+		{Name: "fleet-refresh", Run: s.registry.RunRefresh},
+		{Name: "fleet-liveness", Run: s.registry.RunFleetLiveness},
+	}
 }
 
 // Holder is this replica's holder ID on a PostgreSQL store (the holder of

@@ -61,17 +61,19 @@ const flowControlWindow = 64 << 10
 type Server struct {
 	// lease is this replica's replica/<holder> lease (PostgreSQL only);
 	// nil on SQLite. holder is its holder ID ("" on SQLite).
-	lease    *lease.Keeper
-	holder   string
-	cfg      config.Config
-	log      *zap.Logger
-	version  string
-	store    store.Store
-	material *pki.Material
-	registry *fleet.Registry
-	metrics  *prometheus.Registry
-	grpc     *grpc.Server
-	health   *health.Server
+	lease  *lease.Keeper
+	holder string
+	// fleetLeader keeps trying to lead the fleet (PostgreSQL only).
+	fleetLeader *lease.Leader
+	cfg         config.Config
+	log         *zap.Logger
+	version     string
+	store       store.Store
+	material    *pki.Material
+	registry    *fleet.Registry
+	metrics     *prometheus.Registry
+	grpc        *grpc.Server
+	health      *health.Server
 
 	commandMetrics *commands.Metrics
 	dispatcher     *commands.Dispatcher
@@ -165,6 +167,7 @@ func (s *Server) buildFleet(ctx context.Context) error {
 		Store: s.store, Logger: s.log.Named("fleet"), Now: s.opts.now,
 		LostAfter: s.cfg.AgentLostAfter.Std(), ReconnectGrace: s.cfg.AgentReconnectGrace.Std(),
 		PersistInterval: s.cfg.HeartbeatPersistInterval.Std(), FlushInterval: s.opts.intervals.StatusFlush,
+		Replica: s.fleetReplica(),
 	})
 	if err != nil {
 		return err
@@ -445,11 +448,7 @@ func (s *Server) Run(ctx context.Context, grpcLis, httpLis net.Listener) error {
 		{Name: "rollouts", Run: s.rollouts.Run},
 		{Name: "store-health", Run: s.watchStore},
 	}
-	if s.lease != nil {
-		// Losing the replica lease stops everything: the other replicas
-		// count this one dead from then on and take its work over.
-		tasks = append(tasks, run.Task{Name: "replica-lease", Run: s.lease.Run})
-	}
+	tasks = append(tasks, s.replicaTasks()...)
 	return run.All(ctx, tasks...)
 }
 

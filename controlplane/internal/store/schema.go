@@ -10,6 +10,11 @@ const AgentColumns = `id, hostname, labels, pinned_labels, version, state, state
 	cert_serial, cert_not_after, join_token_id, hello, last_heartbeat,
 	deregistered_at, deregister_reason, public_key_sha256`
 
+// AgentViewColumns are the agents columns a driver selects after
+// AgentColumns (which its inserts write): the replica holding the stream
+// and the status sequence, both set by the store.
+const AgentViewColumns = `stream_holder, status_seq`
+
 // JoinTokenColumns lists the columns of the join_tokens table.
 const JoinTokenColumns = `id, hash, description, labels, max_uses, uses, created_at, expires_at, revoked_at`
 

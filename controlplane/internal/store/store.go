@@ -69,6 +69,14 @@ type Agent struct {
 	// PublicKeySHA256 is the SHA-256 (hex) of the public key the agent
 	// registered with; "" for agents registered before it was recorded.
 	PublicKeySHA256 string
+	// StreamHolder is the holder ID of the control-plane replica holding
+	// the agent's stream, "" when none does (always "" on SQLite, where
+	// one process is the whole control plane).
+	StreamHolder string
+	// StatusSeq is taken anew, larger than every value before it, by every
+	// write of the agent's row (registration, status, deregistration,
+	// certificate, loss). Set by the store; ignored by RegisterAgent.
+	StatusSeq int64
 }
 
 // AgentStatus is a liveness update for one agent. Nil maps and slices mean
@@ -87,6 +95,25 @@ type AgentStatus struct {
 	Labels         map[string]string // nil: unchanged
 	Hello          []byte            // nil: unchanged
 	LastHeartbeat  []byte            // nil: unchanged
+	// StreamHolder is the holder ID of the replica holding the agent's
+	// stream after this update ("" none), always written.
+	StreamHolder string
+	// IfHolder, when not "", makes the update conditional: it is skipped
+	// unless the stored stream_holder is IfHolder, so that a replica's
+	// late write (a detach, a heartbeat) never overwrites another
+	// replica's newer attachment. "" writes unconditionally (an attach,
+	// or one control plane on SQLite).
+	IfHolder string
+}
+
+// AgentLoss asks MarkAgentsLost to mark one agent lost, only if its row is
+// still the one the decision was made on.
+type AgentLoss struct {
+	ID string
+	// StatusSeq is the agent's status_seq as read when deciding.
+	StatusSeq int64
+	// Reason becomes the agent's state reason.
+	Reason string
 }
 
 // JoinToken lets agents register. Only the SHA-256 of the secret is stored.
@@ -160,8 +187,20 @@ type AgentStore interface {
 	// ListAgents returns every agent, ordered by ID.
 	ListAgents(ctx context.Context) ([]Agent, error)
 	// UpdateAgentStatuses writes liveness updates in one transaction. Unknown
-	// IDs are skipped.
+	// IDs are skipped, and so are updates whose IfHolder is not the stored
+	// stream holder. Each row written takes a new StatusSeq.
 	UpdateAgentStatuses(ctx context.Context, updates []AgentStatus) error
+	// ListAgentsChanged returns at most limit agents (deregistered ones
+	// included) whose StatusSeq is above afterSeq, ordered by StatusSeq.
+	// On PostgreSQL a write that commits late may carry a StatusSeq below
+	// one already returned: readers re-read a window behind their cursor.
+	ListAgentsChanged(ctx context.Context, afterSeq int64, limit int) ([]Agent, error)
+	// MarkAgentsLost marks each agent of losses lost (state lost, the
+	// loss's reason, state changed at now, no stream holder, a new
+	// StatusSeq) only if its StatusSeq is still the loss's, it is not
+	// lost already and not deregistered: a write made meanwhile (a
+	// reconnect to another replica) wins. It returns the IDs it marked.
+	MarkAgentsLost(ctx context.Context, losses []AgentLoss, now time.Time) ([]string, error)
 }
 
 // TokenStore persists join tokens and operator (API) tokens. It is part of Store.
@@ -476,6 +515,9 @@ type LeaseStore interface {
 	// ReleaseLease gives the lease up at once if holder still holds it with
 	// token; otherwise it does nothing.
 	ReleaseLease(ctx context.Context, name, holder string, token int64) error
+	// LiveLeases returns the leases whose name starts with prefix and that
+	// have not expired by the database's clock, ordered by name.
+	LiveLeases(ctx context.Context, prefix string) ([]Lease, error)
 }
 
 // LeaseHeldError says who holds a lease that could not be acquired. It wraps

@@ -15,7 +15,13 @@ import (
 // agent; it never says why.
 var errJoinTokenInvalid = fmt.Errorf("store: register agent: %w", store.ErrJoinTokenInvalid)
 
-const agentColumns = store.AgentColumns
+// agentColumns are the columns every read selects (scanAgent's order);
+// agentInsertColumns those RegisterAgent writes: stream_holder and
+// status_seq take their defaults ("", the next value of the sequence).
+const (
+	agentColumns       = store.AgentColumns + ", " + store.AgentViewColumns
+	agentInsertColumns = store.AgentColumns
+)
 
 // RegisterAgent consumes one use of the join token whose hash is tokenHash
 // and inserts the agent build returns, atomically (see store.AgentStore):
@@ -91,7 +97,7 @@ const consumeAndInsertAgent = `WITH used AS (
 	UPDATE join_tokens SET uses = uses + 1
 	WHERE id = $1 AND uses < max_uses AND revoked_at IS NULL AND expires_at > $2
 	RETURNING id)
-INSERT INTO agents (` + agentColumns + `)
+INSERT INTO agents (` + agentInsertColumns + `)
 SELECT $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, used.id, $17, $18, $19, $20, $21 FROM used
 RETURNING ` + agentColumns
 
@@ -140,7 +146,7 @@ func scanAgent(row pgx.Row) (store.Agent, error) {
 	err := row.Scan(&a.ID, &a.Hostname, labelsCol{&a.Labels}, labelsCol{&a.PinnedLabels}, &a.Version, &a.State, &a.StateReason,
 		timeCol{&a.StateChangedAt}, timeCol{&a.RegisteredAt}, timeCol{&a.ConnectedAt}, timeCol{&a.LastSeenAt}, &a.PeerAddress,
 		&a.CertSerial, timeCol{&a.CertNotAfter}, &a.JoinTokenID, &a.Hello, &a.LastHeartbeat,
-		timeCol{&a.DeregisteredAt}, &a.DeregisterReason, &a.PublicKeySHA256)
+		timeCol{&a.DeregisteredAt}, &a.DeregisterReason, &a.PublicKeySHA256, &a.StreamHolder, &a.StatusSeq)
 	return a, err
 }
 
@@ -154,12 +160,13 @@ const updateAgentStatuses = `UPDATE agents AS a SET
 	peer_address = u.peer_address, version = u.version, hostname = u.hostname,
 	labels = COALESCE(u.labels, a.labels),
 	hello = COALESCE(u.hello, a.hello),
-	last_heartbeat = COALESCE(u.last_heartbeat, a.last_heartbeat)
+	last_heartbeat = COALESCE(u.last_heartbeat, a.last_heartbeat),
+	stream_holder = u.stream_holder, status_seq = nextval('agents_status_seq')
 FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[], $7::text[], $8::text[], $9::text[],
-	$10::text[], $11::bytea[], $12::bytea[])
+	$10::text[], $11::bytea[], $12::bytea[], $13::text[], $14::text[])
 	AS u(id, state, state_reason, state_changed_at, connected_at, last_seen_at, peer_address, version, hostname,
-	labels, hello, last_heartbeat)
-WHERE a.id = u.id`
+	labels, hello, last_heartbeat, stream_holder, if_holder)
+WHERE a.id = u.id AND (u.if_holder = '' OR a.stream_holder = u.if_holder)`
 
 // UpdateAgentStatuses writes updates in one transaction and one statement,
 // however many agents it covers, as if applied in order. Unknown IDs are
@@ -201,12 +208,17 @@ func mergeAgentStatuses(updates []store.AgentStatus) []store.AgentStatus {
 		if u.LastHeartbeat == nil {
 			u.LastHeartbeat = prev.LastHeartbeat
 		}
+		// An unconditional write followed by one conditional on the
+		// holder it wrote: applied in order, both apply.
+		if prev.IfHolder == "" && u.IfHolder == prev.StreamHolder {
+			u.IfHolder = ""
+		}
 		out[i] = u
 	}
 	return out
 }
 
-// agentStatusColumns returns the twelve array arguments of
+// agentStatusColumns returns the fourteen array arguments of
 // updateAgentStatuses.
 func agentStatusColumns(updates []store.AgentStatus) ([]any, error) {
 	n := len(updates)
@@ -216,6 +228,7 @@ func agentStatusColumns(updates []store.AgentStatus) ([]any, error) {
 		changed, connected, seen = make([]*int64, n), make([]*int64, n), make([]*int64, n)
 		labels                   = make([]*string, n)
 		hellos, beats            = make([][]byte, n), make([][]byte, n)
+		holders, ifHolders       = make([]string, n), make([]string, n)
 	)
 	for i, u := range updates {
 		ids[i], states[i], reasons[i], peers[i], versions[i], hostnames[i] = u.ID, u.State, u.StateReason, u.PeerAddress, u.Version, u.Hostname
@@ -237,8 +250,10 @@ func agentStatusColumns(updates []store.AgentStatus) ([]any, error) {
 			labels[i] = &l.String
 		}
 		hellos[i], beats[i] = u.Hello, u.LastHeartbeat
+		holders[i], ifHolders[i] = u.StreamHolder, u.IfHolder
 	}
-	return []any{ids, states, reasons, changed, connected, seen, peers, versions, hostnames, labels, hellos, beats}, nil
+	return []any{ids, states, reasons, changed, connected, seen, peers, versions, hostnames, labels, hellos, beats,
+		holders, ifHolders}, nil
 }
 
 // nanos encodes a time column value for an int8 array: nil for the zero

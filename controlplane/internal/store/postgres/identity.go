@@ -77,7 +77,7 @@ func (s *Store) RevokeAPIToken(ctx context.Context, id string, at time.Time) (st
 func (s *Store) DeregisterAgent(ctx context.Context, id string, at time.Time, reason string) (store.Agent, error) {
 	var agent store.Agent
 	err := s.inTx(ctx, "deregister agent", func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `UPDATE agents SET deregistered_at = $1, deregister_reason = $2 WHERE id = $3 AND deregistered_at IS NULL`,
+		_, err := tx.Exec(ctx, `UPDATE agents SET deregistered_at = $1, deregister_reason = $2, status_seq = nextval('agents_status_seq') WHERE id = $3 AND deregistered_at IS NULL`,
 			timeArg(at), reason, id)
 		if err != nil {
 			return wrap(err, "deregister agent %q", id)
@@ -96,7 +96,7 @@ func (s *Store) DeregisterAgent(ctx context.Context, id string, at time.Time, re
 
 // UpdateAgentCertificate records a renewed certificate (see store.IdentityStore).
 func (s *Store) UpdateAgentCertificate(ctx context.Context, id, serial string, notAfter time.Time) error {
-	tag, err := s.pool.Exec(ctx, `UPDATE agents SET cert_serial = $1, cert_not_after = $2 WHERE id = $3 AND deregistered_at IS NULL`,
+	tag, err := s.pool.Exec(ctx, `UPDATE agents SET cert_serial = $1, cert_not_after = $2, status_seq = nextval('agents_status_seq') WHERE id = $3 AND deregistered_at IS NULL`,
 		serial, timeArg(notAfter), id)
 	if err != nil {
 		return wrap(err, "update agent certificate %q", id)

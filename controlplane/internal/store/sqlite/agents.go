@@ -14,7 +14,18 @@ import (
 // agent; it never says why.
 var errJoinTokenInvalid = fmt.Errorf("store: register agent: %w", store.ErrJoinTokenInvalid)
 
-const agentColumns = store.AgentColumns
+// agentColumns are the columns every read selects (scanAgent's order);
+// agentInsertColumns those insertAgent writes, before status_seq.
+const (
+	agentColumns       = store.AgentColumns + ", " + store.AgentViewColumns
+	agentInsertColumns = store.AgentColumns
+)
+
+// nextStatusSeq is the status_seq of a row written now: one above the
+// largest stored (an index lookup). Run inside the writing statement under
+// SQLite's single writer, it is never handed out twice; rows are never
+// deleted, so it never goes back.
+const nextStatusSeq = `(SELECT COALESCE(MAX(status_seq), 0) + 1 FROM agents)`
 
 // RegisterAgent consumes one use of the join token whose hash is tokenHash
 // and inserts the agent build returns, in one transaction (see store.Store).
@@ -108,7 +119,8 @@ func usableJoinToken(ctx context.Context, tx *sql.Tx, tokenHash []byte, now time
 // insertAgent inserts a; an existing ID returns ErrConflict.
 func insertAgent(ctx context.Context, tx *sql.Tx, a store.Agent) error {
 	_, err := tx.ExecContext(ctx,
-		`INSERT INTO agents (`+agentColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		`INSERT INTO agents (`+agentInsertColumns+`, status_seq)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, `+nextStatusSeq+`)`,
 		a.ID, a.Hostname, labelsArg(a.Labels), labelsArg(a.PinnedLabels), a.Version, a.State, a.StateReason,
 		timeArg(a.StateChangedAt), timeArg(a.RegisteredAt), timeArg(a.ConnectedAt), timeArg(a.LastSeenAt), a.PeerAddress,
 		a.CertSerial, timeArg(a.CertNotAfter), a.JoinTokenID, blobArg(a.Hello), blobArg(a.LastHeartbeat),
@@ -143,7 +155,7 @@ func scanAgent(row rowScanner) (store.Agent, error) {
 	err := row.Scan(&a.ID, &a.Hostname, labelsCol{&a.Labels}, labelsCol{&a.PinnedLabels}, &a.Version, &a.State, &a.StateReason,
 		timeCol{&a.StateChangedAt}, timeCol{&a.RegisteredAt}, timeCol{&a.ConnectedAt}, timeCol{&a.LastSeenAt}, &a.PeerAddress,
 		&a.CertSerial, timeCol{&a.CertNotAfter}, &a.JoinTokenID, blobCol{&a.Hello}, blobCol{&a.LastHeartbeat},
-		timeCol{&a.DeregisteredAt}, &a.DeregisterReason, &a.PublicKeySHA256)
+		timeCol{&a.DeregisteredAt}, &a.DeregisterReason, &a.PublicKeySHA256, &a.StreamHolder, &a.StatusSeq)
 	return a, err
 }
 
@@ -155,8 +167,9 @@ const updateAgentStatus = `UPDATE agents SET
 	peer_address = ?, version = ?, hostname = ?,
 	labels = COALESCE(?, labels),
 	hello = COALESCE(?, hello),
-	last_heartbeat = COALESCE(?, last_heartbeat)
-WHERE id = ?`
+	last_heartbeat = COALESCE(?, last_heartbeat),
+	stream_holder = ?, status_seq = ` + nextStatusSeq + `
+WHERE id = ? AND (? = '' OR stream_holder = ?)`
 
 // UpdateAgentStatuses writes updates in one transaction, which costs one
 // fsync however many agents it covers. Unknown IDs are skipped.
@@ -175,7 +188,7 @@ func (s *Store) UpdateAgentStatuses(ctx context.Context, updates []store.AgentSt
 				u.State, u.StateReason, timeArg(u.StateChangedAt), timeArg(u.ConnectedAt), timeArg(u.LastSeenAt),
 				u.PeerAddress, u.Version, u.Hostname,
 				labelsArg(u.Labels), blobArg(u.Hello), blobArg(u.LastHeartbeat),
-				u.ID)
+				u.StreamHolder, u.ID, u.IfHolder, u.IfHolder)
 			if err != nil {
 				return fmt.Errorf("store: update agent status %q: %w", u.ID, err)
 			}

@@ -73,7 +73,7 @@ func (s *Store) RevokeAPIToken(ctx context.Context, id string, at time.Time) (st
 func (s *Store) DeregisterAgent(ctx context.Context, id string, at time.Time, reason string) (store.Agent, error) {
 	var agent store.Agent
 	err := s.inWriteTx(ctx, "deregister agent", func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE agents SET deregistered_at = ?, deregister_reason = ? WHERE id = ? AND deregistered_at IS NULL`,
+		_, err := tx.ExecContext(ctx, `UPDATE agents SET deregistered_at = ?, deregister_reason = ?, status_seq = `+nextStatusSeq+` WHERE id = ? AND deregistered_at IS NULL`,
 			timeArg(at), reason, id)
 		if err != nil {
 			return fmt.Errorf("store: deregister agent %q: %w", id, err)
@@ -92,7 +92,7 @@ func (s *Store) DeregisterAgent(ctx context.Context, id string, at time.Time, re
 
 // UpdateAgentCertificate records a renewed certificate (see store.IdentityStore).
 func (s *Store) UpdateAgentCertificate(ctx context.Context, id, serial string, notAfter time.Time) error {
-	res, err := s.write.ExecContext(ctx, `UPDATE agents SET cert_serial = ?, cert_not_after = ? WHERE id = ? AND deregistered_at IS NULL`,
+	res, err := s.write.ExecContext(ctx, `UPDATE agents SET cert_serial = ?, cert_not_after = ?, status_seq = `+nextStatusSeq+` WHERE id = ? AND deregistered_at IS NULL`,
 		serial, timeArg(notAfter), id)
 	if err != nil {
 		return fmt.Errorf("store: update agent certificate %q: %w", id, err)

@@ -354,12 +354,23 @@ func testUpdateAgentStatuses(t *testing.T, open Opener) {
 			if err := s.UpdateAgentStatuses(context.Background(), []store.AgentStatus{unknown, tt.update}); err != nil {
 				t.Fatalf("UpdateAgentStatuses: %v", err)
 			}
-			assertEqual(t, mustGetAgent(t, s, "agent-1"), tt.want(reg))
+			assertUpdated(t, mustGetAgent(t, s, "agent-1"), tt.want(reg), reg.StatusSeq)
 			if _, err := s.GetAgent(context.Background(), "unknown"); !errors.Is(err, store.ErrNotFound) {
 				t.Errorf("GetAgent(unknown) = %v, want ErrNotFound: updates must not insert", err)
 			}
 		})
 	}
+}
+
+// assertUpdated checks an agent after a status write: want, with a
+// status_seq above before.
+func assertUpdated(t *testing.T, got, want store.Agent, before int64) {
+	t.Helper()
+	if got.StatusSeq <= before {
+		t.Errorf("status_seq after the update = %d, want above %d", got.StatusSeq, before)
+	}
+	want.StatusSeq = got.StatusSeq
+	assertEqual(t, got, want)
 }
 
 func testUpdateAgentStatusesIsOneTransaction(t *testing.T, open Opener) {

@@ -56,6 +56,10 @@ func Run(t *testing.T, open Opener) {
 		{"LeaseAcquireRenewRelease", testLeaseAcquireRenewRelease},
 		{"LeaseExpiresAndMoves", testLeaseExpiresAndMoves},
 		{"LeaseRace", testLeaseRace},
+		{"AgentStatusSeq", testAgentStatusSeq},
+		{"UpdateAgentStatusesIfHolder", testUpdateAgentStatusesIfHolder},
+		{"MarkAgentsLost", testMarkAgentsLost},
+		{"LiveLeases", testLiveLeases},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, open) })

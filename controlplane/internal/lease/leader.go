@@ -1,0 +1,98 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Leader keeps trying to hold one lease, for work that one process of
+// several does at a time (e.g. the replicas' "fleet" jobs): unlike a
+// Keeper's Run, losing the lease does not end Run, which only stops
+// leading and tries to acquire the lease again, every RetryInterval.
+type Leader struct {
+	cfg   Config      // as given; each term's keeper fills in the defaults
+	log   *zap.Logger // the keepers' logger
+	retry time.Duration
+
+	mu      sync.Mutex
+	keeper  *Keeper // the keeper of the current term; nil when not leading
+	changed func(leading bool)
+}
+
+// NewLeader validates cfg as New does (Wait is implied) and returns a
+// Leader that has not acquired anything yet.
+func NewLeader(cfg Config) (*Leader, error) {
+	cfg.Wait = true
+	k, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Leader{cfg: cfg, log: k.cfg.Logger, retry: k.cfg.RetryInterval}, nil
+}
+
+// OnChange makes Run call f (from its goroutine) when this process starts
+// or stops leading. Call it before Run.
+func (l *Leader) OnChange(f func(leading bool)) { l.changed = f }
+
+// Leading reports whether the lease is held and still inside its safe
+// window (see Keeper.Lease).
+func (l *Leader) Leading() bool {
+	l.mu.Lock()
+	k := l.keeper
+	l.mu.Unlock()
+	if k == nil {
+		return false
+	}
+	_, held := k.Lease()
+	return held
+}
+
+// Run acquires the lease, waiting while another process holds it, keeps
+// it until it is lost, and starts over, until ctx ends; it then releases
+// the lease and returns nil.
+func (l *Leader) Run(ctx context.Context) error {
+	for ctx.Err() == nil {
+		k, err := New(l.cfg)
+		if err != nil {
+			return err // validated by NewLeader: not expected
+		}
+		if _, err := k.Acquire(ctx); err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			l.log.Warn("could not acquire the lease; retrying", zap.Error(err))
+			if err := k.sleep(ctx, l.retry); err != nil {
+				break
+			}
+			continue
+		}
+		l.setTerm(k)
+		err = k.Run(ctx) // renews until lost (an error) or ctx ends (nil, released)
+		l.setTerm(nil)
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		if !errors.Is(err, ErrLost) {
+			l.log.Warn("lease keeper stopped", zap.Error(err))
+		}
+		l.log.Warn("stopped leading; will try to lead again", zap.Error(err))
+		if err := k.sleep(ctx, l.retry); err != nil {
+			break
+		}
+	}
+	return nil
+}
+
+// setTerm records the keeper of a new term, or nil when it ended.
+func (l *Leader) setTerm(k *Keeper) {
+	l.mu.Lock()
+	l.keeper = k
+	l.mu.Unlock()
+	if l.changed != nil {
+		l.changed(k != nil)
+	}
+}
