@@ -198,7 +198,7 @@ func (m *replicaConnect) figures(ctx context.Context, o Options, rs harness.Repl
 	if m.viewErr != nil {
 		view = m.viewErr.Error()
 	}
-	notes := fmt.Sprintf("%s%sheartbeat %s; start rate %s; %d simulator processes (RSS %s together); RSS before agents %s, after %s; measured after %s idle; %s",
+	notes := fmt.Sprintf("%s%sheartbeat %s; start rate %s; %d simulator processes (RSS %s together); RSS before agents %s, after %s (each replica holds its own agents' streams and the whole fleet's records); measured after %s idle; %s",
 		quickNote(o), replicasNote(ctx, rs), m.interval, startRate(o.StartRate), m.simProcs, mib(float64(m.simRSS)),
 		perReplica(rs, func(i int) string { return mib(float64(m.before[i].RSS)) }),
 		perReplica(rs, func(i int) string { return mib(float64(m.s1[i].RSS)) }), m.settle, view)
