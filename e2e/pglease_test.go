@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -44,6 +45,17 @@ func TestPostgresReplicasBothServe(t *testing.T) {
 	if cert := readOrEmpty(filepath.Join(secondDir, "server.crt")); cert == "" || cert == readOrEmpty(filepath.Join(first.dataDir, "server.crt")) {
 		t.Error("the second replica serves the first one's server certificate, want one of its own")
 	}
+	// The second lists the agent the first holds, connected.
+	fixture.Eventually(t, 15*time.Second, "the second replica to list the agent connected", func() error {
+		agents, err := second.api.ListAgents("")
+		if err != nil {
+			return err
+		}
+		if len(agents) != 1 || agents[0].ID != agentID || agents[0].State != "AGENT_STATE_CONNECTED" {
+			return fmt.Errorf("agents: %+v", agents)
+		}
+		return nil
+	})
 	// Both serve, several renewals of their leases long.
 	time.Sleep(2 * pgLeaseTTL)
 	for _, cp := range []controlPlane{first, second} {
@@ -72,6 +84,10 @@ func TestPostgresReplicasBothServe(t *testing.T) {
 	}
 	if out := second.proc.Output(); !strings.Contains(out, "joined the control plane's replicas") {
 		t.Errorf("the second replica did not log joining the replicas:\n%s", out)
+	}
+	// It reconnected well within agent_lost_after: never reported lost.
+	if out := second.proc.Output(); strings.Contains(out, "agent lost") || strings.Contains(out, `"to": "lost"`) {
+		t.Errorf("the agent was reported lost while it moved to the second replica:\n%s", out)
 	}
 }
 

@@ -334,7 +334,10 @@ func (r *Registry) Heartbeat(s *Session, hb *flotillav1.Heartbeat) error {
 	e.lastHeartbeat, e.heartbeatAt = hb, now
 	e.rec.LastSeenAt = now
 	r.heartbeats++
-	if changed || now.Sub(e.persistedAt) >= r.cfg.PersistInterval {
+	// Replicas write every heartbeat (batched by the flusher): the other
+	// replicas' view, their health gates and the fleet leader's liveness
+	// read it from the store.
+	if changed || r.replicaMode() || now.Sub(e.persistedAt) >= r.cfg.PersistInterval {
 		e.rec.LastHeartbeat = nil // re-encoded when flushed
 		r.dirty[e.rec.ID] = struct{}{}
 	}

@@ -182,7 +182,7 @@ func (r *Registry) Refresh(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("fleet: refresh: %w", err)
 		}
-		r.applyRows(rows)
+		r.applyRows(rows, true)
 		if len(rows) < refreshPage {
 			break
 		}
@@ -227,22 +227,50 @@ func (r *Registry) recheck(ctx context.Context) error {
 			r.mu.Unlock()
 			return fmt.Errorf("fleet: refresh agent %s: %w", id, err)
 		}
-		r.applyRows([]store.Agent{a})
+		r.applyRows([]store.Agent{a}, false)
 	}
 	return nil
 }
 
-// applyRows applies stored rows under the registry's lock.
-func (r *Registry) applyRows(rows []store.Agent) {
+// applyRows applies stored rows under the registry's lock; advance moves
+// the cursor past them (rows read in status_seq order by Refresh, not rows
+// read one by one, which may be newer than rows not read yet).
+func (r *Registry) applyRows(rows []store.Agent, advance bool) {
 	if len(rows) == 0 {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, row := range rows {
-		r.view.seen = max(r.view.seen, row.StatusSeq)
+		if advance {
+			r.view.seen = max(r.view.seen, row.StatusSeq)
+		}
 		r.applyRow(row)
 	}
+}
+
+// Known reports whether id is a registered agent, as Has does; a replica
+// that does not know it yet (it registered on another replica since the
+// last refresh) reads it from the store first, so that the agent's first
+// stream is not refused for a second.
+func (r *Registry) Known(id string) bool {
+	if r.Has(id) {
+		return true
+	}
+	if !r.replicaMode() {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	a, err := r.cfg.Store.GetAgent(ctx, id)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			r.log.Warn("reading an agent this replica does not know yet failed", logging.AgentID(id), zap.Error(err))
+		}
+		return false
+	}
+	r.applyRows([]store.Agent{a}, false)
+	return r.Has(id)
 }
 
 // applyRow applies one stored row (r.mu held): a local stream and a local

@@ -222,3 +222,52 @@ flotilla_agents{state="lost"} 0
 		t.Errorf("leading: %v", err)
 	}
 }
+
+// TestReplicaKnowsAgentsRegisteredElsewhere: an agent registered on
+// another replica since the last refresh is known at once (read from the
+// store), so that its first stream is accepted; a deregistered one is not.
+func TestReplicaKnowsAgentsRegisteredElsewhere(t *testing.T) {
+	rs := newReplicaSet(t)
+	b := rs.replica("b", &leadership{})
+	register(t, rs.st, nil, "web-1", t0, nil, nil)
+	register(t, rs.st, nil, "web-2", t0, nil, nil)
+	if _, err := rs.st.DeregisterAgent(context.Background(), "web-2", t0, "retired"); err != nil {
+		t.Fatal(err)
+	}
+	if !b.Known("web-1") {
+		t.Fatal("Known(web-1) = false, want the agent registered elsewhere read from the store")
+	}
+	if got := mustGet(t, b, "web-1"); got.Record.State != store.AgentDisconnected {
+		t.Errorf("web-1 after Known = %s, want disconnected", fmtState(got))
+	}
+	mustAttach(t, b, "web-1", nil, "10.0.0.1:1")
+	if b.Known("web-2") || b.Known("nobody") {
+		t.Error("Known reports a deregistered or unknown agent")
+	}
+	one := newRegistry(t, rs.st, rs.clk)
+	register(t, rs.st, nil, "web-3", t0, nil, nil)
+	if one.Known("web-3") {
+		t.Error("one process: Known(web-3) = true for an agent added to the store behind its back, want only what it holds")
+	}
+}
+
+// TestReplicaSeesEveryHeartbeat: a heartbeat received by the replica
+// holding the stream, even one that changes nothing, reaches the other
+// replicas' view at the next flush and refresh, so that their health
+// gates and liveness see the agent alive.
+func TestReplicaSeesEveryHeartbeat(t *testing.T) {
+	rs := newReplicaSet(t)
+	a, b := rs.replica("a", &leadership{}), rs.replica("b", &leadership{})
+	register(t, rs.st, b, "web-1", t0, nil, nil)
+	s := mustAttach(t, b, "web-1", nil, "10.0.0.1:1")
+	for i := 1; i <= 3; i++ {
+		rs.clk.Advance(5 * time.Second)
+		mustHeartbeat(t, b, s, heartbeatMsg(12.5, true)) // the same readings every time
+		mustFlush(t, b)
+		mustRefresh(t, a)
+		got := mustGet(t, a, "web-1")
+		if !got.HeartbeatAt.Equal(rs.clk.Now()) || got.LastHeartbeat.GetHost().GetCpuPercent() != 12.5 {
+			t.Fatalf("heartbeat %d: a sees heartbeat at %s (%v), want %s", i, got.HeartbeatAt, got.LastHeartbeat, rs.clk.Now())
+		}
+	}
+}

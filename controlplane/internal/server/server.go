@@ -280,7 +280,7 @@ func (s *Server) buildGRPC() error {
 // grpcServerOptions are the public port's limits, credentials and
 // interceptor chains.
 func (s *Server) grpcServerOptions(grpcMetrics *grpcprom.ServerMetrics) []grpc.ServerOption {
-	authn := auth.NewAuthenticator(s.store, s.opts.now).WithRegisteredAgents(s.registry.Has)
+	authn := auth.NewAuthenticator(s.store, s.opts.now).WithRegisteredAgents(s.registry.Known)
 	// Authentication says why it refuses a call with package fault's
 	// kinds; the API's mapping makes them the codes callers see.
 	authenticate := func(ctx context.Context) (context.Context, error) {

@@ -10,4 +10,9 @@
 // per data directory. An opener given to WithStore must reach the same
 // database on every call (a control plane started again by Restart must
 // find its state).
+//
+// StartReplicas starts several control planes on one PostgreSQL database
+// with one CA, as an operator runs replicas: each in a data directory of
+// its own, with its own server certificate and a copy of the first one's
+// admin token.
 package servertest
