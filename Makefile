@@ -14,7 +14,7 @@ LDFLAGS     := -s -w -X main.version=$(VERSION)
 # makes the linker keep every exported method of every type: 3.9 MB of the
 # agent's binary. (The tests build without it; tracing is never enabled.)
 BUILD_TAGS  := grpcnotrace
-MODULES     := gen pkg controlplane agent e2e bench
+MODULES     := gen pkg controlplane agent e2e bench cli
 PACKAGES    := $(addprefix ./,$(addsuffix /...,$(MODULES)))
 TOOLS_STAMP := $(BIN)/.tools-$(shell cat tools/go.sum tools/go.mod | sha256sum | cut -c1-12)
 IMAGE_TAG   ?= $(VERSION)
@@ -29,6 +29,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -tags $(BUILD_TAGS) -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/flotilla-controlplane ./controlplane/cmd/flotilla-controlplane
 	CGO_ENABLED=0 $(GO) build -tags $(BUILD_TAGS) -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/flotilla-agent ./agent/cmd/flotilla-agent
 	CGO_ENABLED=0 $(GO) build -tags $(BUILD_TAGS) -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/flotilla-sim ./agent/cmd/flotilla-sim
+	CGO_ENABLED=0 $(GO) build -tags $(BUILD_TAGS) -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/flotilla ./cli/cmd/flotilla
 
 ## tools: buf, protoc-gen-go, protoc-gen-go-grpc and grpcurl, pinned in tools/go.mod
 tools: $(TOOLS_STAMP)
@@ -44,12 +45,13 @@ $(TOOLS_STAMP): tools/go.mod tools/go.sum
 
 ## deps: the Debian packages the integration tests use (nginx; PostgreSQL 15
 ## client and server binaries; systemd-analyze and cloud-init for the deploy
-## assets' checks; promtool from prometheus for the alert rules' tests),
+## assets' checks; promtool from prometheus for the alert rules' tests;
+## tmux, the terminal the flotilla command's live view is checked in),
 ## installed with apt-get when missing. apt-get waits up to
 ## APT_LOCK_TIMEOUT seconds for another install to release dpkg's lock; the
 ## package lists' lock (another apt-get update), which that option does not
 ## cover in apt 2.6, is retried every 10s for 5 minutes.
-DEB_PACKAGES := nginx postgresql-15 postgresql-client-15 systemd cloud-init prometheus
+DEB_PACKAGES := nginx postgresql-15 postgresql-client-15 systemd cloud-init prometheus tmux
 APT_LOCK_TIMEOUT ?= 300
 APT_GET := apt-get -o DPkg::Lock::Timeout=$(APT_LOCK_TIMEOUT)
 deps:
@@ -60,6 +62,7 @@ deps:
 	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
 	command -v cloud-init >/dev/null 2>&1 || missing="$$missing cloud-init"; \
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v tmux >/dev/null 2>&1 || missing="$$missing tmux"; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" != 0 ]; then \
 		echo "not root: cannot apt-get install$$missing; the tests that need them will skip"; \
 	elif [ -n "$$missing" ]; then \

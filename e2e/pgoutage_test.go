@@ -28,7 +28,8 @@ const (
 )
 
 // TestPostgresOutage stops PostgreSQL for 20 s under a control plane
-// (lease TTL 30 s) with a connected agent, a command and a rollout in
+// (the default lease TTL, 10 s: its replica lease lapses and is taken
+// again) with a connected agent, a command and a rollout in
 // progress (their pulls held by a registry that does not answer), and
 // checks: every call made during the outage answers Unavailable (or, when
 // served from memory, OK) before its deadline, never Internal; /healthz
@@ -74,6 +75,11 @@ func TestPostgresOutage(t *testing.T) {
 	checkResumed(t, cp, agentID, fc.ID, rolloutID, resumed)
 	if cp.proc.Exited() {
 		t.Fatalf("the control plane exited:\n%s", cp.proc.Output())
+	}
+	// The outage outlasted the replica lease: it lapsed, was taken again,
+	// and the agent's stream, kept throughout, was claimed again.
+	if out := cp.proc.Output(); !strings.Contains(out, "claiming the streams this replica holds again") {
+		t.Errorf("the control plane did not claim its agent's stream again after its lease lapsed:\n%s", out)
 	}
 }
 

@@ -15,7 +15,8 @@ import (
 // out over three hosts behind Nginx, each an agent of its own on the one
 // Docker engine, while requests flow through Nginx: first v1 → v2, which
 // must succeed without a failed request, then a release whose health
-// check fails, which the canary must catch and roll back on its own.
+// check fails, which the canary must catch and roll back on its own; then
+// both again through the flotilla command, checking its exit codes.
 func TestRolloutEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test; run without -short")
@@ -34,6 +35,7 @@ func TestRolloutEndToEnd(t *testing.T) {
 			r.bad = rollouttest.UnhealthyCanary(t, env, "v2", 1).Final
 		}},
 		{"history", r.testHistory},
+		{"the flotilla command: exit 0 live, 11 rolled back", r.testCLI},
 	}
 	for _, s := range steps {
 		// Each step builds on the fleet the previous ones left.

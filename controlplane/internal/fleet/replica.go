@@ -58,8 +58,11 @@ const refreshPage = 1000
 // PostgreSQL write takes its status_seq before it commits, so a write that
 // commits after a later one was read would be skipped by a reader that
 // moved its cursor past both. Re-reading the last few seconds of changes
-// catches every write that commits within that long of taking its value.
-const refreshLag = 5
+// catches every write that commits within that long of taking its value;
+// a connected agent's row is written again at its next heartbeat anyway.
+// Each refresh reads every change about refreshLag times: a larger lag
+// costs that much more reading.
+const refreshLag = 3
 
 // view is a replica's position in the shared fleet view. Guarded by
 // Registry.mu, except history, which only Refresh (under refreshMu) uses.
@@ -340,4 +343,28 @@ func (r *Registry) showDeadHolders(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// Reclaim writes this replica again as the stream holder of every agent
+// it holds, unconditionally, at the next flush: after its replica lease
+// lapsed (the store was out of reach), the fleet leader may have marked
+// them lost and cleared their holder, and conditional writes would no
+// longer apply. Nothing happens outside replica mode.
+func (r *Registry) Reclaim() {
+	if !r.replicaMode() {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for id, e := range r.agents {
+		if e.session != nil {
+			e.attachPending = true
+			r.dirty[id] = struct{}{}
+			n++
+		}
+	}
+	if n > 0 {
+		r.log.Info("claiming the streams this replica holds again", zap.Int("agents", n))
+	}
 }

@@ -271,3 +271,41 @@ func TestReplicaSeesEveryHeartbeat(t *testing.T) {
 		}
 	}
 }
+
+// TestReplicaReclaimsAfterLapse: a replica cut off from the store for
+// longer than its lease is counted dead and its agent marked lost by the
+// leader; when it has its lease again it claims the stream it kept, and the
+// agent is connected to it again everywhere.
+func TestReplicaReclaimsAfterLapse(t *testing.T) {
+	rs := newReplicaSet(t)
+	lead := &leadership{}
+	lead.leading.Store(true)
+	leader, a := rs.replica("leader", lead), rs.replica("a", &leadership{})
+	register(t, rs.st, a, "web-1", t0, nil, nil)
+	s := mustAttach(t, a, "web-1", nil, "10.0.0.1:1")
+	mustFlush(t, a)
+	mustRefresh(t, leader)
+	mustSweepFleet(t, leader)
+	rs.setLive("a", false)
+	rs.clk.Advance(lostAfter + 2*time.Second)
+	mustSweepFleet(t, leader)
+	if row := mustStored(t, rs.st, "web-1"); row.State != store.AgentLost || row.StreamHolder != "" {
+		t.Fatalf("row while a was cut off = %+v, want lost, no holder", row)
+	}
+	// a is back; a conditional write of its own no longer applies.
+	rs.setLive("a", true)
+	mustHeartbeat(t, a, s, heartbeatMsg(10, true))
+	mustFlush(t, a)
+	if row := mustStored(t, rs.st, "web-1"); row.State != store.AgentLost {
+		t.Fatalf("row after a's heartbeat, before it reclaimed = %+v, want still lost", row)
+	}
+	a.Reclaim()
+	mustFlush(t, a)
+	if row := mustStored(t, rs.st, "web-1"); row.State != store.AgentConnected || row.StreamHolder != "a" {
+		t.Fatalf("row after a reclaimed = %+v, want connected, held by a", row)
+	}
+	mustRefresh(t, leader)
+	if got := mustGet(t, leader, "web-1"); got.Record.State != store.AgentConnected {
+		t.Errorf("leader's view after a reclaimed = %s, want connected", fmtState(got))
+	}
+}

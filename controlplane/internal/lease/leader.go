@@ -20,6 +20,7 @@ type Leader struct {
 
 	mu      sync.Mutex
 	keeper  *Keeper // the keeper of the current term; nil when not leading
+	first   *Keeper // a first term taken by Acquire, for Run to keep
 	changed func(leading bool)
 }
 
@@ -56,19 +57,22 @@ func (l *Leader) Leading() bool {
 // the lease and returns nil.
 func (l *Leader) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
-		k, err := New(l.cfg)
+		k, err := l.term(ctx)
 		if err != nil {
 			return err // validated by NewLeader: not expected
 		}
-		if _, err := k.Acquire(ctx); err != nil {
-			if ctx.Err() != nil {
-				break
+		// A first term taken by Acquire is held already (unless it lapsed).
+		if _, held := k.Lease(); !held {
+			if _, err := k.Acquire(ctx); err != nil {
+				if ctx.Err() != nil {
+					break
+				}
+				l.log.Warn("could not acquire the lease; retrying", zap.Error(err))
+				if err := k.sleep(ctx, l.retry); err != nil {
+					break
+				}
+				continue
 			}
-			l.log.Warn("could not acquire the lease; retrying", zap.Error(err))
-			if err := k.sleep(ctx, l.retry); err != nil {
-				break
-			}
-			continue
 		}
 		l.setTerm(k)
 		err = k.Run(ctx) // renews until lost (an error) or ctx ends (nil, released)
@@ -79,12 +83,57 @@ func (l *Leader) Run(ctx context.Context) error {
 		if !errors.Is(err, ErrLost) {
 			l.log.Warn("lease keeper stopped", zap.Error(err))
 		}
-		l.log.Warn("stopped leading; will try to lead again", zap.Error(err))
+		l.log.Warn("lost the lease; will try to take it again", zap.Error(err))
 		if err := k.sleep(ctx, l.retry); err != nil {
 			break
 		}
 	}
 	return nil
+}
+
+// Acquire takes the lease now for a first term, without waiting while
+// another process holds it (an error naming it); Run then keeps that term
+// going. For a lease this process must hold before it serves.
+func (l *Leader) Acquire(ctx context.Context) error {
+	cfg := l.cfg
+	cfg.Wait = false
+	k, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	if _, err := k.Acquire(ctx); err != nil {
+		return err
+	}
+	k.cfg.Wait = true // a lapsed first term is taken again by Run
+	l.mu.Lock()
+	l.first = k
+	l.mu.Unlock()
+	return nil
+}
+
+// Release gives up a first term taken by Acquire that Run never kept (a
+// process that stops before it serves); Run releases its own terms.
+func (l *Leader) Release(ctx context.Context) {
+	l.mu.Lock()
+	k := l.first
+	l.first = nil
+	l.mu.Unlock()
+	if k != nil {
+		k.Release(ctx)
+	}
+}
+
+// term returns the keeper of the next term: the one Acquire took, once,
+// or a new one.
+func (l *Leader) term(context.Context) (*Keeper, error) {
+	l.mu.Lock()
+	k := l.first
+	l.first = nil
+	l.mu.Unlock()
+	if k != nil {
+		return k, nil
+	}
+	return New(l.cfg)
 }
 
 // setTerm records the keeper of a new term, or nil when it ended.

@@ -2,8 +2,10 @@ package lease
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -94,5 +96,50 @@ func TestLeaderStepsDownAndLeadsAgain(t *testing.T) {
 	}
 	if got := b.changes(); !slices.Equal(got, []bool{true, false}) {
 		t.Errorf("b's changes = %v, want lead, step down", got)
+	}
+}
+
+// TestLeaderAcquireFirstTerm: Acquire takes the lease at once (and fails,
+// naming the holder, when another has it); Run keeps that first term
+// without acquiring again; Release gives up a first term Run never kept.
+func TestLeaderAcquireFirstTerm(t *testing.T) {
+	st := openStore(t)
+	other, err := NewLeader(Config{Store: st, Name: "replica/x", Holder: "other", TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Acquire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewLeader(Config{Store: st, Name: "replica/x", Holder: "me", TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Acquire(context.Background()); !errors.Is(err, store.ErrLeaseHeld) || !strings.Contains(err.Error(), "other") {
+		t.Fatalf("Acquire of a held lease = %v, want ErrLeaseHeld naming other", err)
+	}
+	other.Release(context.Background())
+	if err := l.Acquire(context.Background()); err != nil {
+		t.Fatalf("Acquire after other released = %v", err)
+	}
+	before, _ := st.counts()
+	var terms []bool
+	l.OnChange(func(leading bool) { terms = append(terms, leading) })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	waitFor(t, "Run to keep the first term", l.Leading)
+	if after, _ := st.counts(); after != before {
+		t.Errorf("Run acquired %d more times, want it to keep the term Acquire took", after-before)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if !slices.Equal(terms, []bool{true, false}) {
+		t.Errorf("changes = %v, want one term", terms)
+	}
+	if _, err := st.AcquireLease(context.Background(), "replica/x", "third", time.Minute); err != nil {
+		t.Errorf("the lease after Run ended: %v, want it released", err)
 	}
 }

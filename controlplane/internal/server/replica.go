@@ -28,8 +28,12 @@ func ReplicaLeaseName(holder string) string { return ReplicaLeasePrefix + holder
 // joinReplicas makes this process one replica of the control plane on a
 // PostgreSQL store: every process on one database serves the whole API,
 // each under a holder ID of its own (host, PID, random) and the lease
-// replica/<holder>, which says the replica is live. Losing that lease stops
-// the process (see Run): its work may be taken over elsewhere from then on.
+// replica/<holder>, which says the replica is live. When it cannot renew
+// that lease (the store out of reach for longer than the lease), the other
+// replicas count it dead and take its work over (the work's own leases
+// step it down); it keeps its agents' streams, serving from memory, takes
+// the lease again as soon as the store answers and claims those streams
+// again, so that an outage of the database stops nothing.
 // SQLite needs none of it: the data directory's lock keeps a second process
 // out, and Holder stays "" (no replica mode).
 func (s *Server) joinReplicas(ctx context.Context) error {
@@ -37,7 +41,7 @@ func (s *Server) joinReplicas(ctx context.Context) error {
 		return nil
 	}
 	holder := lease.NewHolderID()
-	k, err := lease.New(lease.Config{
+	k, err := lease.NewLeader(lease.Config{
 		Store: s.store, Name: ReplicaLeaseName(holder), Holder: holder, TTL: s.cfg.Store.LeaseTTL.Std(),
 		Logger: s.log.Named("lease"),
 	})
@@ -46,9 +50,19 @@ func (s *Server) joinReplicas(ctx context.Context) error {
 	}
 	// The holder ID is new, so nobody else holds this lease: an error here
 	// is the database's.
-	if _, err := k.Acquire(ctx); err != nil {
+	if err := k.Acquire(ctx); err != nil {
 		return fmt.Errorf("replica lease: %w", err)
 	}
+	// A term after the first follows a lapse (the store was out of reach
+	// for longer than the lease): claim the streams held meanwhile again.
+	terms := 0
+	k.OnChange(func(leading bool) {
+		if leading {
+			if terms++; terms > 1 {
+				s.registry.Reclaim()
+			}
+		}
+	})
 	leader, err := lease.NewLeader(lease.Config{
 		Store: s.store, Name: FleetLease, Holder: holder, TTL: s.cfg.Store.LeaseTTL.Std(),
 		RetryInterval: s.cfg.Store.LeaseTTL.Std() / 10, Logger: s.log.Named("lease"),
@@ -73,9 +87,8 @@ func (s *Server) fleetReplica() fleet.Replica {
 	}
 }
 
-// replicaTasks are the loops of a replica: its own lease (losing it stops
-// everything: the other replicas count this one dead from then on and take
-// its work over), the fleet lease (losing it only stops leading), the
+// replicaTasks are the loops of a replica: its own lease (see
+// joinReplicas), the fleet lease (losing it only stops leading), the
 // refresh of the fleet view and the fleet leader's liveness sweep. None on
 // SQLite.
 func (s *Server) replicaTasks() []run.Task {

@@ -167,6 +167,22 @@ func fleetGauges(t *testing.T, hs []*harness) (byState map[string]float64, leade
 	return byState, leaders
 }
 
+// gaugeOf is the value of an unlabelled gauge on one replica.
+func gaugeOf(t *testing.T, h *harness, name string) float64 {
+	t.Helper()
+	families, err := h.srv.Metrics().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == name {
+			return f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no %s", name)
+	return 0
+}
+
 func labelValue(m *dto.Metric, name string) string {
 	for _, l := range m.GetLabel() {
 		if l.GetName() == name {
@@ -231,6 +247,12 @@ func TestReplicasShareTheFleet(t *testing.T) {
 	keepBeating(t, agents, 500*time.Millisecond)
 	everyReplicaShows(t, hs, "every replica to list the six agents connected", want)
 	wantGauges(t, hs, map[string]float64{store.AgentConnected: 6, store.AgentDisconnected: 0, store.AgentLost: 0})
+	// Streams are each replica's own.
+	for i, h := range hs {
+		if n := gaugeOf(t, h, "flotilla_agent_streams"); n != 2 {
+			t.Errorf("replica %d: flotilla_agent_streams = %v, want its own 2", i, n)
+		}
+	}
 
 	// Replica 0 stops (it started first, so it most likely leads the
 	// fleet: its successor takes over the lost marking). Its agent 0

@@ -59,9 +59,9 @@ const flowControlWindow = 64 << 10
 
 // Server is an assembled control plane.
 type Server struct {
-	// lease is this replica's replica/<holder> lease (PostgreSQL only);
-	// nil on SQLite. holder is its holder ID ("" on SQLite).
-	lease  *lease.Keeper
+	// lease keeps this replica's replica/<holder> lease (PostgreSQL
+	// only); nil on SQLite. holder is its holder ID ("" on SQLite).
+	lease  *lease.Leader
 	holder string
 	// fleetLeader keeps trying to lead the fleet (PostgreSQL only).
 	fleetLeader *lease.Leader

@@ -1,0 +1,62 @@
+package watch
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Backoff is the wait between two attempts to re-attach: it starts at
+// Initial, doubles up to Max, and resets after an attempt that received
+// something.
+type Backoff struct {
+	Initial time.Duration
+	Max     time.Duration
+	next    time.Duration
+}
+
+// DefaultBackoff re-attaches after 250ms, then up to every 5s.
+func DefaultBackoff() Backoff { return Backoff{Initial: 250 * time.Millisecond, Max: 5 * time.Second} }
+
+// Wait sleeps the next interval, or returns ctx's error first.
+func (b *Backoff) Wait(ctx context.Context) error {
+	if b.next == 0 {
+		b.next = b.Initial
+	}
+	t := time.NewTimer(b.next)
+	defer t.Stop()
+	b.next = min(2*b.next, b.Max)
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// Reset starts again from Initial.
+func (b *Backoff) Reset() { b.next = 0 }
+
+// Retryable reports whether a watch that ended with err (the caller's
+// context still live) is to be opened again: a transport failure, a
+// server that went away or shed the stream. Errors that would only repeat
+// (a refused argument, an unknown ID, missing credentials) are final.
+func Retryable(err error) bool {
+	if err == nil || errors.Is(err, io.EOF) {
+		return true
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		// The caller's context (checked by the caller) or a dial timeout.
+		return true
+	}
+	switch status.Code(err) {
+	case codes.InvalidArgument, codes.NotFound, codes.Unauthenticated, codes.PermissionDenied,
+		codes.FailedPrecondition, codes.OutOfRange, codes.Unimplemented, codes.AlreadyExists:
+		return false
+	}
+	return true
+}
