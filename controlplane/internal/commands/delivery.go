@@ -23,10 +23,19 @@ import (
 
 // releaseMessage is a released command's message: where it went.
 func (d *Dispatcher) releaseMessage(agentID string, deadline time.Time) string {
-	if _, online := d.cfg.Registry.SessionFor(agentID); !online {
+	if !d.online(agentID) {
 		return fmt.Sprintf("agent %s is offline; the command waits for it until %s", agentID, deadline.UTC().Format(time.RFC3339))
 	}
 	return "sent to the agent"
+}
+
+// online reports whether an agent has a stream: here, or in replica mode
+// on another replica (as the registry's view of the fleet says).
+func (d *Dispatcher) online(agentID string) bool {
+	if _, here := d.cfg.Registry.SessionFor(agentID); here {
+		return true
+	}
+	return d.cfg.Replica && d.cfg.Registry.State(agentID) == store.AgentConnected
 }
 
 // send sends a released command to its agent if connected.
@@ -138,15 +147,29 @@ type cancelJob struct {
 
 func (j *cancelJob) ids() []string { return j.cmds }
 
-// prepare ends at once the commands their agent never acknowledged.
+// prepare ends at once the commands their agent never acknowledged; in
+// replica mode it stores the cancel of the others, and of those too (a
+// replica may have relayed them), for the replica holding their agents'
+// streams.
 func (j *cancelJob) prepare(t *turn, r *request) error {
-	var pending []string
+	var pending, started []string
 	for _, id := range j.cmds {
-		if hc, ok := t.d.active[id]; ok && flotillav1.CommandState(hc.State) == flotillav1.CommandState_COMMAND_STATE_PENDING {
+		hc, ok := t.d.active[id]
+		switch {
+		case ok && flotillav1.CommandState(hc.State) == flotillav1.CommandState_COMMAND_STATE_PENDING:
 			pending = append(pending, id)
+		case ok && t.d.cfg.Replica:
+			started = append(started, id)
 		}
 	}
-	return t.finishChanges(r, pending, flotillav1.CommandState_COMMAND_STATE_CANCELLED, "cancelled before the agent started it: "+j.reason)
+	if err := t.finishChanges(r, pending, flotillav1.CommandState_COMMAND_STATE_CANCELLED, "cancelled before the agent started it: "+j.reason); err != nil {
+		return err
+	}
+	if t.d.cfg.Replica {
+		withCancelReason(r, 0, j.reason)
+		t.cancelChanges(r, started, j.reason)
+	}
+	return nil
 }
 
 func (j *cancelJob) apply(t *turn, r *request) {

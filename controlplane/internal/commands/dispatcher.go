@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -59,6 +60,12 @@ type DispatcherConfig struct {
 	DeadlineGrace time.Duration
 	// SweepInterval is how often deadlines are checked (default 1s).
 	SweepInterval time.Duration
+	// Replica runs the dispatcher as one of several control planes on one
+	// database (see replica.go): it holds only the commands it is given
+	// (Track, Adopt), stores requested cancels, relays commands owned
+	// elsewhere to the agents whose streams are here, and stores events
+	// about those commands for their owner. Load is not used then.
+	Replica bool
 }
 
 // Dispatcher delivers host commands to agents and tracks their outcome.
@@ -71,6 +78,10 @@ type Dispatcher struct {
 	inbox inbox
 	// listeners is set before serving and only read afterwards.
 	listeners []func(Update, *turn)
+	// drivenHere, set before serving, tell whether a host command's work
+	// is driven here (replica mode): the relay leaves those to this
+	// dispatcher even before they are tracked.
+	drivenHere []func(store.HostCommand) bool
 
 	// Owned by the goroutine taking the inbox: only jobs touch these.
 	active  map[string]*store.HostCommand
@@ -79,7 +90,13 @@ type Dispatcher struct {
 	// command, so that an agent that was away when it was requested gets
 	// it after the command on its next stream.
 	cancels map[string]string
+	// relayed: what was relayed of commands owned elsewhere (replica mode).
+	relayed map[string]relayMark
 	turn    turn // reused by each turn
+
+	// rescanReports asks the Follower to read the reports from the first
+	// again (replica mode; set by Adopt).
+	rescanReports atomic.Bool
 }
 
 // NewDispatcher returns a Dispatcher; call Load before serving.
@@ -104,6 +121,7 @@ func NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {
 		active:  make(map[string]*store.HostCommand),
 		byAgent: make(map[string]map[string]*store.HostCommand),
 		cancels: make(map[string]string),
+		relayed: make(map[string]relayMark),
 	}, nil
 }
 
@@ -130,6 +148,9 @@ func (d *Dispatcher) Load(ctx context.Context) error {
 // released) to the dispatcher.
 func (d *Dispatcher) Track(hcs []store.HostCommand) {
 	_ = d.do(context.Background(), &trackJob{hcs: hcs})
+	if d.cfg.Replica {
+		d.reportsFor(hcs)
+	}
 }
 
 // TrackReleased adds host commands that were just created in the store,
@@ -139,6 +160,9 @@ func (d *Dispatcher) Track(hcs []store.HostCommand) {
 // released spares each of them a second write before its agent can start.
 func (d *Dispatcher) TrackReleased(hcs []store.HostCommand) {
 	_ = d.do(context.Background(), &trackJob{hcs: hcs, sendReleased: true})
+	if d.cfg.Replica {
+		d.reportsFor(hcs)
+	}
 }
 
 // Release gives queued host commands their turn: each gets a deadline of
@@ -168,9 +192,13 @@ func (d *Dispatcher) Cancel(ctx context.Context, ids []string, reason string) er
 }
 
 // OnConnect sends every released, unfinished command of an agent that has
-// just opened a stream, and the cancels it missed.
+// just opened a stream, and the cancels it missed; in replica mode also
+// those owned by other replicas.
 func (d *Dispatcher) OnConnect(agentID string) {
 	_ = d.do(context.Background(), &connectJob{agentID: agentID})
+	if d.cfg.Replica {
+		d.connectReplica(agentID)
+	}
 }
 
 // Get returns an active host command.

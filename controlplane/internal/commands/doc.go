@@ -9,4 +9,16 @@
 // then tells the listeners in order. The Manager sits on top and starts
 // RunCommand's fleet commands: it releases hosts within max_concurrency,
 // stops starting new ones at max_errors, and keeps the watchers informed.
+//
+// With several control planes on one PostgreSQL database (replica mode,
+// replica.go, manager_replica.go, follow.go), a host command is held by
+// the replica driving its work: a fleet command under its lease
+// "command/<id>" (taken over by a surviving replica when its driver
+// stops), a rollout's commands under the rollout's. The replica holding
+// the agent's stream delivers the command (Relay) and stores the agent's
+// events for the driver (command_reports); each replica's Follower reads
+// the store's changes and reports after the last sequence number it saw,
+// woken by LISTEN/NOTIFY and at least every second, so that a lost
+// notification only delays. Watchers and GetCommand on any replica read
+// the same changes and the store.
 package commands

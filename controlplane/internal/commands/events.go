@@ -92,6 +92,10 @@ func (d *Dispatcher) unknownEvent(ctx context.Context, agentID string, ev *floti
 		d.log.Warn("agent sent an event for another agent's command; ignored",
 			logging.AgentID(agentID), logging.CommandID(ev.GetCommandId()), zap.String("owner", hc.AgentID))
 		return fmt.Errorf("%w: %s is not agent %s's", ErrNotOwner, ev.GetCommandId(), agentID)
+	case d.cfg.Replica && hc.FinishedAt.IsZero():
+		// Another replica drives it (or will, once it takes the work
+		// over): the event goes to it through the store.
+		return d.report(ctx, agentID, hc, ev)
 	}
 	if command.Terminal(ev.GetState()) && flotillav1.CommandState(hc.State) != ev.GetState() {
 		// The control plane ended the command first (deadline, lost

@@ -92,7 +92,7 @@ func (s *memStore) UpdateHostCommands(_ context.Context, hosts []store.HostComma
 	return nil
 }
 
-func (s *memStore) UpdateFleetCommand(_ context.Context, id string, state int32, finishedAt time.Time, summary string) error {
+func (s *memStore) UpdateFleetCommand(_ context.Context, id string, state int32, finishedAt time.Time, summary string, _ *store.Fence) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	fc, ok := s.fleet[id]

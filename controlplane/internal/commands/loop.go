@@ -225,16 +225,25 @@ func (t *turn) touchesChanged(ids []string) bool {
 // transaction: either all of them are stored or, when the store fails,
 // none is, and each request that had one fails.
 func (d *Dispatcher) commit(reqs []*request) error {
-	var hcs []store.HostCommand
+	n := 0
+	for _, r := range reqs {
+		for i := range r.changes {
+			if r.changes[i].persist {
+				n++
+			}
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	// Sized once: a turn of a fleet's answers holds hundreds of changes.
+	hcs := make([]store.HostCommand, 0, n)
 	for _, r := range reqs {
 		for i := range r.changes {
 			if r.changes[i].persist {
 				hcs = append(hcs, r.changes[i].next)
 			}
 		}
-	}
-	if len(hcs) == 0 {
-		return nil
 	}
 	// No deadline and no cancellation: the callers wait for the outcome
 	// whatever happens (see do), and the SQLite driver watches a

@@ -22,6 +22,7 @@ import (
 	"flotilla.dev/controlplane/internal/ids"
 	"flotilla.dev/controlplane/internal/selector"
 	"flotilla.dev/controlplane/internal/store"
+	"flotilla.dev/controlplane/internal/work"
 	"flotilla.dev/pkg/logging"
 )
 
@@ -38,6 +39,17 @@ type ManagerConfig struct {
 	Metrics    *Metrics
 	// NewID makes fleet command IDs; ids.New when nil.
 	NewID func(prefix string) (string, error)
+	// Holder is this replica's holder ID when several control planes
+	// share the store (the Dispatcher runs in replica mode then): each
+	// running fleet command is driven by the replica holding its lease
+	// "command/<id>" (see manager_replica.go). "" with one control plane.
+	Holder string
+	// Leases keeps the fleet commands' leases; required with Holder.
+	Leases store.LeaseStore
+	// LeaseTTL is the fleet commands' lease TTL (lease.DefaultTTL when 0).
+	LeaseTTL time.Duration
+	// WorkMetrics counts the fleet commands' leases; nil counts nothing.
+	WorkMetrics *work.Metrics
 }
 
 // Manager runs fleet commands.
@@ -47,6 +59,12 @@ type Manager struct {
 
 	mu      sync.Mutex
 	running map[string]*run
+	// remote: watchers of commands driven by other replicas, by fleet
+	// command ID (replica mode).
+	remote map[string]map[*remoteWatcher]struct{}
+	// claimer drives the fleet commands under their leases (replica
+	// mode); nil with one control plane.
+	claimer *work.Claimer
 }
 
 // run is a fleet command in progress.
@@ -61,6 +79,9 @@ type run struct {
 	// cancelled is the operator's reason once CancelCommand was called.
 	cancelled string
 	watchers  map[*watcher]struct{}
+	// ended is closed when the command stops being driven here (finished,
+	// or moved to another replica); see end.
+	ended chan struct{}
 
 	// Host counts by phase, kept up to date with hosts so that advance,
 	// which runs on every host's end, costs no scan of the hosts.
@@ -86,8 +107,16 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 	if cfg.NewID == nil {
 		cfg.NewID = ids.New
 	}
-	m := &Manager{cfg: cfg, log: cfg.Logger, running: make(map[string]*run)}
+	m := &Manager{cfg: cfg, log: cfg.Logger, running: make(map[string]*run), remote: make(map[string]map[*remoteWatcher]struct{})}
+	if cfg.Holder != "" {
+		if err := m.newClaimer(); err != nil {
+			return nil, err
+		}
+	}
 	cfg.Dispatcher.listen(m.onUpdate)
+	if cfg.Holder != "" {
+		cfg.Dispatcher.drivenHere = append(cfg.Dispatcher.drivenHere, m.drives)
+	}
 	return m, nil
 }
 
@@ -129,6 +158,7 @@ func newRun(fc store.FleetCommand, hcs []store.HostCommand) (*run, error) {
 		maxErr:   limit.Resolve(req.GetMaxErrors(), n, 0),
 		timeout:  req.GetTimeout().AsDuration(),
 		watchers: make(map[*watcher]struct{}),
+		ended:    make(chan struct{}),
 	}
 	r.order = make([]string, 0, n)
 	for i := range hcs {
@@ -196,21 +226,44 @@ func (m *Manager) Start(ctx context.Context, req *flotillav1.RunCommandRequest, 
 			hcs[i].Message = m.cfg.Dispatcher.releaseMessage(a, hcs[i].Deadline)
 		}
 	}
-	if err := m.cfg.Store.CreateFleetCommand(ctx, fc, hcs); err != nil {
-		m.log.Error("storing a fleet command failed", zap.Error(err))
-		return nil, fault.Store("the command could not be stored; nothing was sent", err)
+	r, err := m.begin(ctx, fc, hcs)
+	if err != nil {
+		return nil, err
 	}
-	r, _ := newRun(fc, hcs) // the request was just encoded; it decodes
-	m.mu.Lock()
-	m.running[id] = r
-	m.mu.Unlock()
-	m.cfg.Dispatcher.TrackReleased(hcs)
 	m.cfg.Metrics.started()
 	m.log.Info("fleet command started", logging.CommandID(id), zap.String("kind", kind), zap.Int("hosts", len(agents)),
 		logging.Principal(createdBy), zap.Int("max_concurrency", r.maxConc), zap.Int("max_errors", r.maxErr),
 		zap.Duration("timeout", timeout), zap.String("reason", req.GetReason()))
 	m.advance(ctx, id, callerOps{ctx, m.cfg.Dispatcher})
 	return m.Get(ctx, id, req.GetView())
+}
+
+// begin stores a new fleet command and its hosts and starts driving it:
+// in replica mode under its lease, taken at once (registered first, so
+// that a claim of the stored command finds it driven here).
+func (m *Manager) begin(ctx context.Context, fc store.FleetCommand, hcs []store.HostCommand) (*run, error) {
+	r, _ := newRun(fc, hcs) // the request was just encoded; it decodes
+	if m.claimer != nil {
+		m.mu.Lock()
+		m.running[fc.ID] = r
+		m.mu.Unlock()
+	}
+	if err := m.cfg.Store.CreateFleetCommand(ctx, fc, hcs); err != nil {
+		m.mu.Lock()
+		delete(m.running, fc.ID)
+		m.mu.Unlock()
+		m.log.Error("storing a fleet command failed", zap.Error(err))
+		return nil, fault.Store("the command could not be stored; nothing was sent", err)
+	}
+	if m.claimer != nil {
+		m.claimNew(ctx, fc.ID)
+	} else {
+		m.mu.Lock()
+		m.running[fc.ID] = r
+		m.mu.Unlock()
+	}
+	m.cfg.Dispatcher.TrackReleased(hcs)
+	return r, nil
 }
 
 // targets resolves the request's hosts to sorted agent IDs.
@@ -364,21 +417,30 @@ func (m *Manager) finish(ctx context.Context, fcID string) {
 	now := m.cfg.Now()
 	counts := r.summary()
 	summary, _ := json.Marshal(counts)
-	if err := m.cfg.Store.UpdateFleetCommand(ctx, fcID, int32(state), now, string(summary)); err != nil {
+	fence, driven := m.fence(fcID)
+	err := store.ErrFenced
+	if driven {
+		err = m.cfg.Store.UpdateFleetCommand(ctx, fcID, int32(state), now, string(summary), fence)
+	}
+	if err != nil {
+		if errors.Is(err, store.ErrFenced) {
+			// Every host is done: the dispatcher holds none of them.
+			m.endLocked(fcID, r, errMoved)
+			m.mu.Unlock()
+			m.log.Warn("not driving the fleet command under its lease any more; its driver records its end", logging.CommandID(fcID), zap.Error(err))
+			return
+		}
 		m.mu.Unlock()
 		m.log.Error("recording the end of a fleet command failed; it will be retried on restart", logging.CommandID(fcID), zap.Error(err))
 		return
 	}
 	r.fc.State, r.fc.FinishedAt, r.fc.Summary = int32(state), now, string(summary)
-	delete(m.running, fcID)
 	if len(r.watchers) > 0 {
 		// The final snapshot, every host's entry: rendered only for
 		// someone watching (10,000 hosts take tens of milliseconds).
 		r.broadcast(&flotillav1.WatchCommandResponse{Body: &flotillav1.WatchCommandResponse_Snapshot{Snapshot: r.snapshot(true)}})
-		for w := range r.watchers {
-			w.close(nil)
-		}
 	}
+	m.endLocked(fcID, r, nil)
 	m.mu.Unlock()
 	m.log.Info("fleet command finished", logging.CommandID(fcID), zap.String("state", state.String()), zap.Any("summary", counts))
 }
@@ -405,6 +467,9 @@ func (m *Manager) Cancel(ctx context.Context, fcID, reason string) (*flotillav1.
 		fc, err := m.Get(ctx, fcID, flotillav1.CommandView_COMMAND_VIEW_FULL)
 		if err != nil {
 			return nil, err
+		}
+		if m.replica() && fc.GetState() == flotillav1.FleetCommandState_FLEET_COMMAND_STATE_RUNNING {
+			return m.requestCancel(ctx, store.FleetCommand{ID: fcID}, reason)
 		}
 		return nil, fault.Preconditionf("command %s already ended (%s)", fcID, fc.GetState())
 	}

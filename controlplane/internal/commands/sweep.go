@@ -47,7 +47,7 @@ func (j *sweepJob) prepare(t *turn, r *request) error {
 		case st != flotillav1.CommandState_COMMAND_STATE_PENDING && d.cfg.Registry.State(hc.AgentID) == store.AgentLost:
 			lost = append(lost, id)
 		case t.now.After(hc.Deadline.Add(d.cfg.DeadlineGrace)):
-			if _, online := d.cfg.Registry.SessionFor(hc.AgentID); online {
+			if d.online(hc.AgentID) {
 				timedOut = append(timedOut, id)
 			} else {
 				offline = append(offline, id)
@@ -64,8 +64,12 @@ func (j *sweepJob) prepare(t *turn, r *request) error {
 		{timedOut, flotillav1.CommandState_COMMAND_STATE_TIMED_OUT, "no result from the agent by the deadline"},
 		{offline, flotillav1.CommandState_COMMAND_STATE_TIMED_OUT, "the agent was offline until the deadline; the command never ran"},
 	} {
+		from := len(r.changes)
 		if err := t.finishChanges(r, f.ids, f.state, f.msg); err != nil {
 			return err
+		}
+		if d.cfg.Replica && f.state == flotillav1.CommandState_COMMAND_STATE_TIMED_OUT {
+			withCancelReason(r, from, "deadline passed")
 		}
 	}
 	return nil

@@ -57,6 +57,10 @@ func (m *Manager) Watch(ctx context.Context, fcID string, send func(*flotillav1.
 		if err != nil {
 			return err
 		}
+		if m.replica() && fc.GetState() == flotillav1.FleetCommandState_FLEET_COMMAND_STATE_RUNNING {
+			// Driven by another replica: its changes come from the store.
+			return m.watchRemote(ctx, fcID, send)
+		}
 		// Already finished: the snapshot is the whole story.
 		return send(&flotillav1.WatchCommandResponse{Body: &flotillav1.WatchCommandResponse_Snapshot{Snapshot: fc}})
 	}

@@ -78,7 +78,7 @@ func (r *runner) setStep(c *change, h *host, step flotillav1.HostStep, msg strin
 	if !h.StepStartedAt.IsZero() {
 		inStep = c.now.Sub(h.StepStartedAt)
 	}
-	h.Step, h.Message, h.StepStartedAt = int32(step), msg, c.now
+	h.Step, h.Message, h.StepStartedAt, h.HealthySince = int32(step), msg, c.now, time.Time{}
 	if from == flotillav1.HostStep_HOST_STEP_PENDING && activeStep(step) {
 		h.StartedAt = c.now
 	}
@@ -135,7 +135,7 @@ func (r *runner) newCommand(c *change, id, agent string, spec *flotillav1.Comman
 // sent for a transition that was not stored.
 func (r *runner) commit(ctx context.Context, c *change) error {
 	if c.changed() {
-		u := store.RolloutUpdate{RolloutID: r.rec.ID, Events: c.events, Commands: c.cmds}
+		u := store.RolloutUpdate{RolloutID: r.rec.ID, Events: c.events, Commands: c.cmds, Fence: r.fence}
 		if c.rollout {
 			rec := r.rec
 			u.Rollout = &rec

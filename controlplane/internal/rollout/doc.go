@@ -16,4 +16,9 @@
 // A runner wakes up when one of its commands changes (the dispatcher's
 // listener), on a ticker while a health gate, a pause or an offline wait is
 // pending, and when an operator pauses, resumes or aborts it.
+//
+// With several control planes on one PostgreSQL store (Config.Holder set),
+// each active rollout is driven by the one replica holding its lease,
+// "rollout/<id>", and every transition is written under that lease's fence
+// (see replica.go and control.go).
 package rollout

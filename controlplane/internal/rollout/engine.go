@@ -16,6 +16,7 @@ import (
 	"flotilla.dev/controlplane/internal/fleet"
 	"flotilla.dev/controlplane/internal/ids"
 	"flotilla.dev/controlplane/internal/store"
+	"flotilla.dev/controlplane/internal/work"
 	"flotilla.dev/pkg/logging"
 )
 
@@ -54,6 +55,26 @@ type Config struct {
 	RetryInterval time.Duration
 	// MaxHosts bounds the hosts of one rollout (default 10000).
 	MaxHosts int
+
+	// Holder is this replica's holder ID (lease.NewHolderID) when several
+	// control planes share the store (PostgreSQL): each active rollout is
+	// then driven by the one replica holding its lease, "rollout/<id>",
+	// and every write of it carries that lease as its fence (see Replica).
+	// "" (SQLite, one process) drives every active rollout, with no lease.
+	Holder string
+	// Leases keeps the rollouts' leases; required with Holder.
+	Leases store.LeaseStore
+	// LeaseTTL is the rollouts' lease TTL (lease.DefaultTTL when 0): a
+	// replica takes an orphaned rollout over within it and a claim
+	// interval (a quarter of it).
+	LeaseTTL time.Duration
+	// WorkMetrics counts the rollouts' leases in replica mode; nil counts
+	// nothing.
+	WorkMetrics *work.Metrics
+	// PollInterval is how often, in replica mode, a watcher reads the
+	// store for events written by another replica, and a driver for
+	// operators' requests made on another replica (default 500ms).
+	PollInterval time.Duration
 }
 
 // Engine runs rollouts.
@@ -68,6 +89,19 @@ type Engine struct {
 	pending  []*runner // loaded or started before Run
 	wg       sync.WaitGroup
 	watchers map[string]map[chan struct{}]struct{}
+
+	// claimer drives the rollouts whose leases this replica holds; nil
+	// without Config.Holder.
+	claimer *work.Claimer
+	// fresh holds rollouts started here until their lease's claim starts
+	// them (replica mode), so that a new rollout is not read back.
+	fresh map[string]*runner
+	// broken lists active rollouts that could not be read: not claimed
+	// again (replica mode).
+	broken map[string]bool
+	// driving lists the rollouts whose lease this replica took and that
+	// it drives or is loading (replica mode).
+	driving map[string]bool
 
 	// commitHook, when set (tests), runs after each transition is stored
 	// and before its commands are sent.
@@ -101,14 +135,26 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.MaxHosts <= 0 {
 		cfg.MaxHosts = 10000
 	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 500 * time.Millisecond
+	}
 	e := &Engine{cfg: cfg, log: cfg.Logger, runs: make(map[string]*runner), watchers: make(map[string]map[chan struct{}]struct{})}
+	if cfg.Holder != "" {
+		if err := e.newClaimer(); err != nil {
+			return nil, err
+		}
+	}
 	cfg.Dispatcher.Listen(e.onUpdate)
 	return e, nil
 }
 
 // Load reads the active rollouts from the store; Run resumes them. Call it
-// after the dispatcher's Load, before serving.
+// after the dispatcher's Load, before serving. In replica mode it does
+// nothing: Run claims the rollouts whose leases are free.
 func (e *Engine) Load(ctx context.Context) error {
+	if e.claimer != nil {
+		return nil
+	}
 	recs, err := e.cfg.Store.ListRollouts(ctx, store.RolloutQuery{Active: true})
 	if err != nil {
 		return fmt.Errorf("rollout: load active rollouts: %w", err)
@@ -144,6 +190,10 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	e.pending = nil
 	e.mu.Unlock()
+	if e.claimer != nil {
+		// Returns once ctx ended and every rollout it drove stopped.
+		_ = e.claimer.Run(ctx)
+	}
 	<-ctx.Done()
 	e.mu.Lock()
 	e.runCtx, e.stopped = nil, true

@@ -86,6 +86,19 @@ type cluster struct {
 
 func newCluster(t testing.TB, opts clusterOptions) *cluster {
 	t.Helper()
+	c := &cluster{t: t, opts: opts.withDefaults(), dataDir: dbDir(t), byID: make(map[string]*fakeAgent)}
+	c.agentCtx, c.agentCancel = context.WithCancel(context.Background())
+	// A first control plane makes the CA and the store; the agents are
+	// registered in it, as Register would, under the IDs the tests name.
+	first := servertest.Start(t, c.options()...)
+	c.ca = first.Server.CA()
+	c.registerFleet(first.Store())
+	first.Stop()
+	t.Cleanup(c.close)
+	return c
+}
+
+func (opts clusterOptions) withDefaults() clusterOptions {
 	if opts.lostAfter == 0 {
 		// Not the 1s minimum: a loaded machine running the race detector
 		// must not lose healthy agents.
@@ -97,30 +110,26 @@ func newCluster(t testing.TB, opts clusterOptions) *cluster {
 	if opts.heartbeat == 0 {
 		opts.heartbeat = 10 * time.Millisecond
 	}
-	c := &cluster{t: t, opts: opts, dataDir: dbDir(t), byID: make(map[string]*fakeAgent)}
-	c.agentCtx, c.agentCancel = context.WithCancel(context.Background())
-	// A first control plane makes the CA and the store; the agents are
-	// registered in it, as Register would, under the IDs the tests name.
-	first := servertest.Start(t, c.options()...)
-	c.ca = first.Server.CA()
-	st := first.Store()
+	return opts
+}
+
+// registerFleet registers the cluster's agents in st.
+func (c *cluster) registerFleet(st store.Store) {
+	c.t.Helper()
 	secret := "fjt_test"
 	now := time.Now()
 	if err := st.CreateJoinToken(context.Background(), store.JoinToken{ID: "jt-test", Hash: auth.HashSecret(secret),
 		MaxUses: 1 << 30, CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour)}); err != nil {
-		t.Fatal(err)
+		c.t.Fatal(err)
 	}
-	for i := 1; i <= opts.web; i++ {
+	for i := 1; i <= c.opts.web; i++ {
 		id := fmt.Sprintf("web-%02d", i)
 		a := c.register(st, secret, id, map[string]string{"role": "web", "address": fmt.Sprintf("10.0.%d.%d", i/250, i%250+1)}, true)
 		c.agents = append(c.agents, a)
 	}
-	if opts.lb {
+	if c.opts.lb {
 		c.lb = c.register(st, secret, "lb-1", map[string]string{"role": "lb"}, false)
 	}
-	first.Stop()
-	t.Cleanup(c.close)
-	return c
 }
 
 // options are the control plane's: the cluster's data directory, loops
@@ -254,6 +263,13 @@ func (c *cluster) close() {
 func (c *cluster) start() {
 	c.t.Helper()
 	c.startCP()
+	c.startAgents()
+}
+
+// startAgents starts every agent and waits until all are connected to the
+// current control plane and have reported their containers.
+func (c *cluster) startAgents() {
+	c.t.Helper()
 	var all []*fakeAgent
 	all = append(all, c.agents...)
 	if c.lb != nil {
@@ -454,6 +470,7 @@ type fakeAgent struct {
 	failPull    bool
 	failRestart bool
 	delay       time.Duration // before a command's outcome
+	hold        chan struct{} // when set, commands wait for it to close before their outcome
 	freezeOn    string        // "restart": fall silent on receiving a restart; "after-restart": after doing it
 	frozen      bool          // silent: no events, no heartbeats, no reconnect
 
@@ -646,8 +663,15 @@ func (a *fakeAgent) handle(cmd *flotillav1.Command) {
 
 func (a *fakeAgent) execute(cmd *flotillav1.Command) {
 	a.mu.Lock()
-	delay := a.delay
+	delay, hold := a.delay, a.hold
 	a.mu.Unlock()
+	if hold != nil {
+		select {
+		case <-a.c.agentCtx.Done():
+			return
+		case <-hold:
+		}
+	}
 	if delay > 0 {
 		select {
 		case <-a.c.agentCtx.Done():

@@ -5,12 +5,20 @@ import (
 	"time"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+
+	"flotilla.dev/controlplane/internal/fleet"
 )
 
-// gate is a host's health gate in progress. It lives in memory only: after
-// a control-plane restart the gate starts counting again (its deadline,
-// from the stored step start, still holds).
+// gate is a host's health gate in progress. It lives in memory, but for
+// the start of its healthy streak, which replica mode also stores
+// (RolloutHost.HealthySince): a replica that takes the rollout over keeps
+// counting the streak of an agent that stayed connected meanwhile. After a
+// restart of a single control plane every agent reconnected, and the
+// streak starts again (its deadline, from the stored step start, holds).
 type gate struct {
+	// restored is set for a streak read back from the store: it goes on
+	// only if the agent did not reconnect since it began.
+	restored bool
 	// after is when the restart's success was heard; heartbeats before it
 	// describe the old container. Zero after a restart of the control
 	// plane: the step's start is used, which is later (and so safe).
@@ -70,21 +78,7 @@ func (r *runner) checkHealth(c *change, h *host) {
 		r.failHealth(c, h, fmt.Sprintf("the agent %s (no heartbeat for %s) during the health gate", lostMessage, limit))
 		return
 	}
-	after := h.gate.after
-	if after.IsZero() {
-		after = h.StepStartedAt
-	}
-	if hb := a.LastHeartbeat; hb != nil && hb != h.gate.last && !a.HeartbeatAt.Before(after) {
-		h.gate.last = hb
-		if app := hb.GetApp(); app != nil && app.GetHealthy() {
-			if h.gate.since.IsZero() {
-				h.gate.since = a.HeartbeatAt
-			}
-			h.gate.until = a.HeartbeatAt
-		} else {
-			h.gate.since, h.gate.why = time.Time{}, unhealthyReason(hb)
-		}
-	}
+	r.observeHeartbeat(c, h, a)
 	if !h.gate.since.IsZero() && h.gate.until.Sub(h.gate.since) >= minHealthy {
 		if len(r.lbs) > 0 {
 			r.enterUndrain(c, h, fmt.Sprintf("healthy for %s; putting it back into the load balancer", minHealthy))
@@ -103,6 +97,46 @@ func (r *runner) checkHealth(c *change, h *host) {
 	}
 	c.wakeAt(deadline)
 	c.wakeAt(c.now.Add(r.e.cfg.TickInterval))
+}
+
+// observeHeartbeat moves a host's healthy streak with the agent's latest
+// heartbeat, if it is new and came after the restart.
+func (r *runner) observeHeartbeat(c *change, h *host, a fleet.Agent) {
+	after := h.gate.after
+	if after.IsZero() {
+		after = h.StepStartedAt
+	}
+	if h.gate.restored && a.Record.ConnectedAt.After(h.gate.since) {
+		// The agent reconnected since the stored streak began: heartbeats
+		// went unseen, so the streak starts again.
+		h.gate.restored, h.gate.since = false, time.Time{}
+		r.keepStreak(c, h)
+	}
+	hb := a.LastHeartbeat
+	if hb == nil || hb == h.gate.last || a.HeartbeatAt.Before(after) {
+		return
+	}
+	h.gate.last = hb
+	if app := hb.GetApp(); app != nil && app.GetHealthy() {
+		if h.gate.since.IsZero() {
+			h.gate.since = a.HeartbeatAt
+			r.keepStreak(c, h)
+		}
+		h.gate.until = a.HeartbeatAt
+		return
+	}
+	h.gate.since, h.gate.why, h.gate.restored = time.Time{}, unhealthyReason(hb), false
+	r.keepStreak(c, h)
+}
+
+// keepStreak stores the start of a host's healthy streak (replica mode),
+// so that a replica taking the rollout over goes on counting it.
+func (r *runner) keepStreak(c *change, h *host) {
+	if r.fence == nil || h.HealthySince.Equal(h.gate.since) {
+		return
+	}
+	h.HealthySince = h.gate.since
+	c.touch(h)
 }
 
 // failHealth fails a host at its health gate. It stays drained: no traffic

@@ -87,9 +87,13 @@ func (m *Metrics) rolloutState(from, to flotillav1.RolloutState) {
 	if from != flotillav1.RolloutState_ROLLOUT_STATE_UNSPECIFIED && !Terminal(from) {
 		m.active.WithLabelValues(stateName(from)).Dec()
 	}
-	if Terminal(to) {
+	switch {
+	case to == flotillav1.RolloutState_ROLLOUT_STATE_UNSPECIFIED:
+		// The runner stops counting the rollout (reloaded, or driven by
+		// another replica from now on).
+	case Terminal(to):
 		m.finished.WithLabelValues(stateName(to)).Inc()
-	} else {
+	default:
 		m.active.WithLabelValues(stateName(to)).Inc()
 	}
 }

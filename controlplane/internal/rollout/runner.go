@@ -65,6 +65,12 @@ type runner struct {
 	control chan controlRequest
 	done    chan struct{}
 
+	// fence is the rollout's lease this runner writes under (replica
+	// mode); nil writes unconditionally. fenced is set once a write was
+	// refused: the runner stops at once.
+	fence  *store.Fence
+	fenced bool
+
 	cmu  sync.Mutex
 	cmds map[string]store.HostCommand // latest known state of the rollout's commands
 }
@@ -90,6 +96,10 @@ func newRunner(e *Engine, rec store.Rollout, rows []store.RolloutHost) (*runner,
 	}
 	for _, row := range rows {
 		h := &host{RolloutHost: row, pullID: commandID(rec.ID, row.AgentID, "pull", "", false)}
+		if flotillav1.HostStep(row.Step) == flotillav1.HostStep_HOST_STEP_HEALTH_CHECK && !row.HealthySince.IsZero() {
+			// A healthy streak stored by the replica that drove the gate.
+			h.gate = gate{restored: true, since: row.HealthySince, until: row.HealthySince}
+		}
 		r.byID[row.AgentID] = h
 	}
 	for i, b := range def.GetBatches() {
@@ -202,6 +212,14 @@ func (r *runner) loop(ctx context.Context) {
 	defer close(r.done)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	var poll <-chan time.Time
+	if r.fence != nil {
+		// Operators' requests made on other replicas wait in the store.
+		ticker := time.NewTicker(r.e.cfg.PollInterval)
+		defer ticker.Stop()
+		poll = ticker.C
+		r.pollControls(ctx)
+	}
 	for {
 		next, finished := r.step(ctx)
 		if finished {
@@ -227,6 +245,12 @@ func (r *runner) loop(ctx context.Context) {
 		case <-tc:
 		case req := <-r.control:
 			req.reply <- r.handleControl(ctx, req)
+		case <-poll:
+			r.pollControls(ctx)
+		}
+		if r.fenced {
+			r.e.finished(r)
+			return
 		}
 		if !timer.Stop() {
 			select {
@@ -254,6 +278,10 @@ func (r *runner) step(ctx context.Context) (time.Time, bool) {
 	}
 	r.e.cfg.Metrics.step(time.Since(start))
 	if err != nil {
+		if errors.Is(err, store.ErrFenced) {
+			r.stopFenced(err)
+			return time.Time{}, true
+		}
 		if ctx.Err() != nil {
 			return time.Time{}, false
 		}
@@ -272,6 +300,13 @@ func (r *runner) step(ctx context.Context) (time.Time, bool) {
 		return ch.now, false // look again at once: one change often enables the next
 	}
 	return ch.wake, false
+}
+
+// stopFenced stops the runner after a write was refused as fenced: another
+// replica holds the rollout's lease now and drives it; nothing is retried.
+func (r *runner) stopFenced(err error) {
+	r.fenced = true
+	r.log.Warn("the rollout's lease moved to another replica: this one stops driving it", zap.Error(err))
 }
 
 // reload replaces the in-memory state with the stored one after a failed
@@ -384,6 +419,10 @@ func (r *runner) handleControl(ctx context.Context, req controlRequest) error {
 		return fmt.Errorf("unknown control %q", req.op)
 	}
 	if err := r.commit(ctx, ch); err != nil {
+		if errors.Is(err, store.ErrFenced) {
+			r.stopFenced(err)
+			return fault.Unavailablef("rollout %s: this control plane lost the rollout to another replica; retry", r.rec.ID)
+		}
 		r.log.Warn("storing an operator's change failed", zap.String("op", req.op), zap.Error(err))
 		r.reload(ctx)
 		return fault.Unavailablef("the change could not be stored; retry")

@@ -181,6 +181,9 @@ func (e *Engine) AbortRollout(ctx context.Context, id, reason string, rollback b
 
 func (e *Engine) control(ctx context.Context, req controlRequest, id string) (*flotillav1.Rollout, error) {
 	r := e.runner(id)
+	if r == nil && e.claimer != nil {
+		return e.controlRemote(ctx, req, id)
+	}
 	if r == nil {
 		rec, err := e.getRollout(ctx, id)
 		if err != nil {
@@ -192,6 +195,11 @@ func (e *Engine) control(ctx context.Context, req controlRequest, id string) (*f
 		return nil, fault.Unavailablef("rollout %s is not running in this control plane yet; retry", id)
 	}
 	err := r.call(ctx, req)
+	if errors.Is(err, errRunnerGone) && e.claimer != nil {
+		// The runner stopped meanwhile: finished, or this replica lost the
+		// rollout to another one.
+		return e.controlRemote(ctx, req, id)
+	}
 	if errors.Is(err, errRunnerGone) {
 		rec, gerr := e.getRollout(ctx, id)
 		if gerr == nil && Terminal(flotillav1.RolloutState(rec.State)) {

@@ -64,7 +64,11 @@ func (e *Engine) start(ctx context.Context, p startParams) (*flotillav1.Rollout,
 	e.log.Info("rollout started", logging.RolloutID(rec.ID), logging.Service(p.service), zap.String("image", p.image),
 		logging.Principal(createdBy), zap.Int("hosts", len(rows)), zap.Int("batches", len(pl.plan.Batches)),
 		zap.Int("excluded", len(pl.plan.Excluded)), zap.String("rollback_of", p.rollbackOf), zap.String("reason", p.reason))
-	e.launch(r)
+	if e.claimer != nil {
+		e.claimNew(ctx, r)
+	} else {
+		e.launch(r)
+	}
 	out, err := rolloutProto(rec, rows)
 	if err != nil {
 		return nil, fmt.Errorf("rollout %s is unreadable", rec.ID)

@@ -9,6 +9,7 @@ import (
 	"flotilla.dev/controlplane/internal/config"
 	"flotilla.dev/controlplane/internal/fleet"
 	"flotilla.dev/controlplane/internal/lease"
+	"flotilla.dev/controlplane/internal/work"
 	"flotilla.dev/pkg/run"
 )
 
@@ -111,3 +112,15 @@ func (s *Server) Holder() string { return s.holder }
 // ReplicaMode reports whether this process is one of several possible
 // replicas on a shared store (PostgreSQL).
 func (s *Server) ReplicaMode() bool { return s.holder != "" }
+
+// workMetrics returns the work leases' metrics, registered on first use
+// (replica mode only: a single control plane holds no work lease).
+func (s *Server) workMetrics() *work.Metrics {
+	if s.holder == "" {
+		return nil
+	}
+	if s.leaseMetrics == nil {
+		s.leaseMetrics = work.NewMetrics(s.metrics)
+	}
+	return s.leaseMetrics
+}

@@ -39,6 +39,7 @@ import (
 	"flotilla.dev/controlplane/internal/ratelimit"
 	"flotilla.dev/controlplane/internal/rollout"
 	"flotilla.dev/controlplane/internal/store"
+	"flotilla.dev/controlplane/internal/work"
 	"flotilla.dev/pkg/run"
 )
 
@@ -63,6 +64,8 @@ type Server struct {
 	// only); nil on SQLite. holder is its holder ID ("" on SQLite).
 	lease  *lease.Leader
 	holder string
+	// leaseMetrics count the work leases (replica mode); see workMetrics.
+	leaseMetrics *work.Metrics
 	// fleetLeader keeps trying to lead the fleet (PostgreSQL only).
 	fleetLeader *lease.Leader
 	cfg         config.Config
@@ -78,7 +81,11 @@ type Server struct {
 	commandMetrics *commands.Metrics
 	dispatcher     *commands.Dispatcher
 	commands       *commands.Manager
-	rollouts       *rollout.Engine
+	// feed wakes the replica's followers (PostgreSQL); follower follows
+	// the commands other replicas write (replica mode only).
+	feed     store.Feed
+	follower *commands.Follower
+	rollouts *rollout.Engine
 
 	opts  options
 	audit *audit.Recorder
@@ -129,6 +136,7 @@ func (s *Server) openStore(ctx context.Context) error {
 		return err
 	}
 	s.store = st
+	s.feed = store.FeedOf(st) // before any wrapper hides it
 	if s.opts.wrapStore != nil {
 		s.store = s.opts.wrapStore(s.store)
 	}
@@ -177,20 +185,35 @@ func (s *Server) buildFleet(ctx context.Context) error {
 
 // buildWork builds the command dispatcher and manager and the rollout
 // engine.
-func (s *Server) buildWork(context.Context) error {
+func (s *Server) buildWork(ctx context.Context) error {
 	s.commandMetrics = commands.NewMetrics(s.metrics)
 	var err error
 	if s.dispatcher, err = commands.NewDispatcher(commands.DispatcherConfig{
 		Store: s.store, Registry: s.registry, Logger: s.log.Named("commands"), Metrics: s.commandMetrics, Now: s.opts.now,
 		DeadlineGrace: s.cfg.CommandDeadlineGrace.Std(), SweepInterval: s.opts.intervals.CommandSweep,
+		Replica: s.ReplicaMode(),
 	}); err != nil {
 		return err
 	}
 	if s.commands, err = commands.NewManager(commands.ManagerConfig{
 		Store: s.store, Registry: s.registry, Dispatcher: s.dispatcher, Logger: s.log.Named("commands"),
 		Metrics: s.commandMetrics, Now: s.opts.now,
+		// Replica mode (PostgreSQL): each fleet command under its lease.
+		Holder: s.holder, Leases: s.store, LeaseTTL: s.cfg.Store.LeaseTTL.Std(), WorkMetrics: s.workMetrics(),
 	}); err != nil {
 		return err
+	}
+	if s.ReplicaMode() {
+		if s.follower, err = commands.NewFollower(commands.FollowerConfig{
+			Store: s.store, Dispatcher: s.dispatcher, Manager: s.commands, Feed: s.feed,
+			Logger: s.log.Named("commands"), Now: s.opts.now,
+		}); err != nil {
+			return err
+		}
+		// Before any agent's stream: it starts from the changes made now.
+		if err := s.follower.Init(ctx); err != nil {
+			return err
+		}
 	}
 	// The engine listens to the dispatcher: build it before anything is
 	// delivered (loadWork).
@@ -198,18 +221,24 @@ func (s *Server) buildWork(context.Context) error {
 		Store: s.store, Registry: s.registry, Dispatcher: s.dispatcher, Logger: s.log.Named("rollouts"),
 		Metrics: rollout.NewMetrics(s.metrics), Now: s.opts.now,
 		TickInterval: s.opts.intervals.RolloutTick, RetryInterval: s.opts.intervals.RolloutRetry,
+		// Replica mode (PostgreSQL): each rollout under its lease.
+		Holder: s.holder, Leases: s.store, LeaseTTL: s.cfg.Store.LeaseTTL.Std(), WorkMetrics: s.workMetrics(),
 	})
 	return err
 }
 
 // loadWork loads the dispatcher, then the commands and rollouts, so that
 // they find their host commands in the dispatcher.
+// In replica mode the dispatcher holds only the commands of the work this
+// replica drives: the fleet commands and rollouts it claims load theirs.
 func (s *Server) loadWork(ctx context.Context) error {
-	if err := s.dispatcher.Load(ctx); err != nil {
-		return err
-	}
-	if err := s.commands.Load(ctx); err != nil {
-		return err
+	if !s.ReplicaMode() {
+		if err := s.dispatcher.Load(ctx); err != nil {
+			return err
+		}
+		if err := s.commands.Load(ctx); err != nil {
+			return err
+		}
 	}
 	return s.rollouts.Load(ctx)
 }
@@ -447,6 +476,10 @@ func (s *Server) Run(ctx context.Context, grpcLis, httpLis net.Listener) error {
 		{Name: "command-deadlines", Run: s.dispatcher.Run},
 		{Name: "rollouts", Run: s.rollouts.Run},
 		{Name: "store-health", Run: s.watchStore},
+	}
+	if s.follower != nil {
+		tasks = append(tasks, run.Task{Name: "command-leases", Run: s.commands.Run},
+			run.Task{Name: "command-follower", Run: s.follower.Run})
 	}
 	tasks = append(tasks, s.replicaTasks()...)
 	return run.All(ctx, tasks...)

@@ -26,7 +26,10 @@ const FleetCommandColumns = `id, kind, request, created_by, state, created_at, f
 
 // HostCommandColumns lists the columns of the host_commands table.
 const HostCommandColumns = `id, fleet_command_id, agent_id, kind, spec, state, message, result,
-	created_at, released_at, deadline, sent_at, started_at, finished_at`
+	created_at, released_at, deadline, sent_at, started_at, finished_at, cancel_reason, change_seq`
+
+// CommandReportColumns lists the columns of the command_reports table.
+const CommandReportColumns = `seq, command_id, agent_id, event, received_at`
 
 // ServiceColumns lists the columns of the services table.
 const ServiceColumns = `name, spec, created_at, updated_at`
@@ -38,7 +41,10 @@ const RolloutColumns = `id, service, image, rollback_of, created_by, definition,
 
 // RolloutHostColumns lists the columns of the rollout_hosts table.
 const RolloutHostColumns = `rollout_id, agent_id, batch, step, rolling_back, previous_image, message,
-	started_at, finished_at, step_started_at, observed_image, server, changed, waiting_offline, failure`
+	started_at, finished_at, step_started_at, observed_image, server, changed, waiting_offline, failure, healthy_since`
+
+// RolloutControlColumns lists the columns of the rollout_controls table.
+const RolloutControlColumns = `seq, rollout_id, op, reason, rollback, requested_at, answered_at, code, answer`
 
 // AuditColumns lists the columns of the audit_events table.
 const AuditColumns = `id, at, principal, role, method, request, peer, code, message, duration_ns`

@@ -263,6 +263,28 @@ type HostCommand struct {
 	// FinishedAt is set when the command reached a final state; a command
 	// with a zero FinishedAt is active.
 	FinishedAt time.Time
+	// CancelReason is set once a cancel was requested ("" until then), so
+	// that whichever control plane holds the agent's stream delivers it;
+	// it is never withdrawn.
+	CancelReason string
+	// ChangeSeq is set by the store on every insert and update from one
+	// increasing sequence: commands changed after seq N are those with a
+	// ChangeSeq above N (ListHostCommandChanges). Ignored when written.
+	ChangeSeq int64
+}
+
+// CommandReport is an event an agent sent about one of its commands to a
+// control plane that does not drive the command, kept for the one that
+// does (several control planes on one database).
+type CommandReport struct {
+	// Seq is set by the store from one increasing sequence; ignored when
+	// written.
+	Seq       int64
+	CommandID string
+	AgentID   string
+	// Event is the serialized flotilla.v1.CommandEvent.
+	Event      []byte
+	ReceivedAt time.Time
 }
 
 // FleetCommandQuery selects fleet commands, newest first.
@@ -282,13 +304,17 @@ type CommandStore interface {
 	GetFleetCommand(ctx context.Context, id string) (FleetCommand, error)
 	// ListFleetCommands returns fleet commands newest first.
 	ListFleetCommands(ctx context.Context, q FleetCommandQuery) ([]FleetCommand, error)
-	// UpdateFleetCommand sets a fleet command's state, finish time and summary.
-	UpdateFleetCommand(ctx context.Context, id string, state int32, finishedAt time.Time, summary string) error
+	// UpdateFleetCommand sets a fleet command's state, finish time and
+	// summary. With a fence, it writes only while the fence's lease holds
+	// (checked in the write's transaction), else returns ErrFenced and
+	// writes nothing; a nil fence writes unconditionally.
+	UpdateFleetCommand(ctx context.Context, id string, state int32, finishedAt time.Time, summary string, fence *Fence) error
 	// CreateHostCommands inserts host commands in one transaction; an
 	// existing ID returns ErrConflict and nothing is written.
 	CreateHostCommands(ctx context.Context, hosts []HostCommand) error
-	// UpdateHostCommands writes the mutable fields (state, message, result
-	// and times) of host commands in one transaction.
+	// UpdateHostCommands writes the mutable fields (state, message, result,
+	// times and cancel reason) of host commands in one transaction. A
+	// cancel reason once stored is kept: an empty one leaves it.
 	UpdateHostCommands(ctx context.Context, hosts []HostCommand) error
 	// GetHostCommand returns a host command or ErrNotFound.
 	GetHostCommand(ctx context.Context, id string) (HostCommand, error)
@@ -296,6 +322,30 @@ type CommandStore interface {
 	ListHostCommands(ctx context.Context, fleetCommandID string) ([]HostCommand, error)
 	// ListActiveHostCommands returns every host command not yet finished.
 	ListActiveHostCommands(ctx context.Context) ([]HostCommand, error)
+	// ListAgentActiveHostCommands returns an agent's released, unfinished
+	// host commands, oldest first.
+	ListAgentActiveHostCommands(ctx context.Context, agentID string) ([]HostCommand, error)
+	// ListHostCommandChanges returns at most limit host commands whose
+	// ChangeSeq is above afterSeq, by ChangeSeq. A command changed several
+	// times appears once, as it is now. Once a command with seq N was
+	// returned, no command committed later gets a seq at or below N.
+	ListHostCommandChanges(ctx context.Context, afterSeq int64, limit int) ([]HostCommand, error)
+	// LastHostCommandChange returns the highest change seq of the host
+	// commands (0 when there are none): where a reader that wants only
+	// the changes from now on starts.
+	LastHostCommandChange(ctx context.Context) (int64, error)
+	// AddCommandReports appends reports in one transaction, in order.
+	AddCommandReports(ctx context.Context, reports []CommandReport) error
+	// ListCommandReports returns at most limit reports whose Seq is above
+	// afterSeq, by Seq, with the same ordering guarantee as
+	// ListHostCommandChanges.
+	ListCommandReports(ctx context.Context, afterSeq int64, limit int) ([]CommandReport, error)
+	// ListCommandReportsFor returns the reports about the given commands,
+	// by Seq.
+	ListCommandReportsFor(ctx context.Context, commandIDs []string) ([]CommandReport, error)
+	// PruneCommandReports deletes the reports of commands that finished
+	// before finishedBefore or no longer exist, and returns how many.
+	PruneCommandReports(ctx context.Context, finishedBefore time.Time) (int64, error)
 }
 
 // Service is a deployable application (RolloutService.PutService). Its
@@ -391,6 +441,10 @@ type RolloutHost struct {
 	// Failure is why the host failed, kept while it is being put back into
 	// the load balancer (after a failed drain or restart).
 	Failure string
+	// HealthySince is when the host's current healthy streak began in its
+	// health gate (the first healthy heartbeat after the restart, since
+	// the last unhealthy one); zero while none, or out of the gate.
+	HealthySince time.Time
 }
 
 // RolloutEvent is one entry of a rollout's history.
@@ -433,6 +487,34 @@ type RolloutUpdate struct {
 	// Commands are created; an existing ID returns ErrConflict and nothing
 	// is written.
 	Commands []HostCommand
+	// Fence is the lease the transition is written under (the rollout's
+	// lease, "rollout/<id>", of the replica driving it): checked first in
+	// the write's transaction, and a fence that no longer holds returns
+	// ErrFenced with nothing written. Nil writes unconditionally (one
+	// control plane on SQLite).
+	Fence *Fence
+}
+
+// RolloutControl is an operator's request on a rollout (pause, resume,
+// abort) made on a replica that does not drive it: stored for the replica
+// holding the rollout's lease, which applies it and stores the answer.
+type RolloutControl struct {
+	// Seq is assigned by the store, increasing with every request.
+	Seq       int64
+	RolloutID string
+	// Op is "pause", "resume" or "abort".
+	Op     string
+	Reason string
+	// Rollback asks an abort to roll the changed hosts back.
+	Rollback    bool
+	RequestedAt time.Time
+	// AnsweredAt is set once the driving replica applied or refused the
+	// request; zero while it is pending.
+	AnsweredAt time.Time
+	// Code is the answer's gRPC status code: 0 when applied.
+	Code int32
+	// Answer is the refusal's message; "" when applied.
+	Answer string
 }
 
 // ActiveRolloutError is returned by CreateRollout when the service already
@@ -481,6 +563,21 @@ type RolloutStore interface {
 	// the appended events with their sequence numbers. A rollout already
 	// finished returns ErrRolloutFinished and nothing is written.
 	UpdateRollout(ctx context.Context, u RolloutUpdate) ([]RolloutEvent, error)
+
+	// CreateRolloutControl stores an operator's request (its Seq, answer
+	// and AnsweredAt are ignored) and returns it with its Seq. An unknown
+	// rollout returns ErrNotFound.
+	CreateRolloutControl(ctx context.Context, c RolloutControl) (RolloutControl, error)
+	// GetRolloutControl returns a request or ErrNotFound.
+	GetRolloutControl(ctx context.Context, seq int64) (RolloutControl, error)
+	// ListPendingRolloutControls returns a rollout's requests not yet
+	// answered, by Seq.
+	ListPendingRolloutControls(ctx context.Context, rolloutID string) ([]RolloutControl, error)
+	// AnswerRolloutControl stores the answer to a pending request (c's Seq,
+	// AnsweredAt, Code and Answer) under fence, checked as UpdateRollout
+	// does (ErrFenced). A request already answered keeps its first answer
+	// and returns ErrConflict; an unknown one returns ErrNotFound.
+	AnswerRolloutControl(ctx context.Context, c RolloutControl, fence *Fence) error
 }
 
 // ErrLeaseHeld is returned by AcquireLease while another holder's lease has

@@ -16,7 +16,7 @@ const hostCommandColumns = store.HostCommandColumns
 
 // hostCommandColumnList is hostCommandColumns for COPY.
 var hostCommandColumnList = []string{"id", "fleet_command_id", "agent_id", "kind", "spec", "state", "message", "result",
-	"created_at", "released_at", "deadline", "sent_at", "started_at", "finished_at"}
+	"created_at", "released_at", "deadline", "sent_at", "started_at", "finished_at", "cancel_reason"}
 
 // CreateFleetCommand inserts fc and its host commands in one transaction.
 func (s *Store) CreateFleetCommand(ctx context.Context, fc store.FleetCommand, hosts []store.HostCommand) error {
@@ -54,7 +54,7 @@ func insertHostCommands(ctx context.Context, tx pgx.Tx, hosts []store.HostComman
 			h := hosts[i]
 			return []any{h.ID, nullString(h.FleetCommandID), h.AgentID, h.Kind, h.Spec, h.State, h.Message, h.Result,
 				timeArg(h.CreatedAt), timeArg(h.ReleasedAt), timeArg(h.Deadline), timeArg(h.SentAt), timeArg(h.StartedAt),
-				timeArg(h.FinishedAt)}, nil
+				timeArg(h.FinishedAt), h.CancelReason}, nil
 		}))
 	if isConflict(err) {
 		return fmt.Errorf("store: create host commands: %w: %w", store.ErrConflict, err)
@@ -66,12 +66,14 @@ func insertHostCommands(ctx context.Context, tx pgx.Tx, hosts []store.HostComman
 }
 
 // updateHostCommands writes the mutable fields of a set of host commands
-// (one per ID) in one statement, from unnested arrays.
+// (one per ID) in one statement, from unnested arrays. The table's
+// triggers give each row its change_seq and wake the other replicas.
 const updateHostCommands = `UPDATE host_commands AS h SET
 	state = u.state, message = u.message, result = u.result, released_at = u.released_at, deadline = u.deadline,
-	sent_at = u.sent_at, started_at = u.started_at, finished_at = u.finished_at
-FROM unnest($1::text[], $2::int4[], $3::text[], $4::bytea[], $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::int8[])
-	AS u(id, state, message, result, released_at, deadline, sent_at, started_at, finished_at)
+	sent_at = u.sent_at, started_at = u.started_at, finished_at = u.finished_at, change_seq = nextval('host_command_changes'),
+	cancel_reason = CASE WHEN u.cancel_reason = '' THEN h.cancel_reason ELSE u.cancel_reason END
+FROM unnest($1::text[], $2::int4[], $3::text[], $4::bytea[], $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::text[])
+	AS u(id, state, message, result, released_at, deadline, sent_at, started_at, finished_at, cancel_reason)
 WHERE h.id = u.id`
 
 // UpdateHostCommands writes the mutable fields of host commands in one
@@ -87,12 +89,14 @@ func (s *Store) UpdateHostCommands(ctx context.Context, hosts []store.HostComman
 	}
 	n := len(last)
 	ids, states, messages, results := make([]string, 0, n), make([]int32, 0, n), make([]string, 0, n), make([][]byte, 0, n)
+	reasons := make([]string, 0, n)
 	times := make([][]*int64, 5)
 	for i, h := range hosts {
 		if last[h.ID] != i {
 			continue
 		}
 		ids, states, messages, results = append(ids, h.ID), append(states, h.State), append(messages, h.Message), append(results, h.Result)
+		reasons = append(reasons, h.CancelReason)
 		for j, t := range []time.Time{h.ReleasedAt, h.Deadline, h.SentAt, h.StartedAt, h.FinishedAt} {
 			v, err := nanos(t)
 			if err != nil {
@@ -101,7 +105,7 @@ func (s *Store) UpdateHostCommands(ctx context.Context, hosts []store.HostComman
 			times[j] = append(times[j], v)
 		}
 	}
-	_, err := s.pool.Exec(ctx, updateHostCommands, ids, states, messages, results, times[0], times[1], times[2], times[3], times[4])
+	_, err := s.pool.Exec(ctx, updateHostCommands, ids, states, messages, results, times[0], times[1], times[2], times[3], times[4], reasons)
 	if err != nil {
 		return wrap(err, "update host commands")
 	}
@@ -127,17 +131,23 @@ func (s *Store) ListFleetCommands(ctx context.Context, q store.FleetCommandQuery
 	return queryAll(ctx, s.pool, "list fleet commands", scanFleetCommand, query, args...)
 }
 
-// UpdateFleetCommand sets a fleet command's state, finish time and summary.
-func (s *Store) UpdateFleetCommand(ctx context.Context, id string, state int32, finishedAt time.Time, summary string) error {
-	tag, err := s.pool.Exec(ctx, `UPDATE fleet_commands SET state = $1, finished_at = $2, summary = $3 WHERE id = $4`,
-		state, timeArg(finishedAt), summary, id)
-	if err != nil {
-		return wrap(err, "update fleet command %q", id)
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("store: update fleet command %q: %w", id, store.ErrNotFound)
-	}
-	return nil
+// UpdateFleetCommand sets a fleet command's state, finish time and
+// summary, under fence when it is not nil.
+func (s *Store) UpdateFleetCommand(ctx context.Context, id string, state int32, finishedAt time.Time, summary string, fence *store.Fence) error {
+	return s.inTx(ctx, "update fleet command", func(tx pgx.Tx) error {
+		if err := checkFence(ctx, tx, fence); err != nil {
+			return fmt.Errorf("%w (update fleet command %q)", err, id)
+		}
+		tag, err := tx.Exec(ctx, `UPDATE fleet_commands SET state = $1, finished_at = $2, summary = $3 WHERE id = $4`,
+			state, timeArg(finishedAt), summary, id)
+		if err != nil {
+			return wrap(err, "update fleet command %q", id)
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("store: update fleet command %q: %w", id, store.ErrNotFound)
+		}
+		return nil
+	})
 }
 
 // GetHostCommand returns a host command or ErrNotFound.
@@ -158,6 +168,34 @@ func (s *Store) ListActiveHostCommands(ctx context.Context) ([]store.HostCommand
 		`SELECT `+hostCommandColumns+` FROM host_commands WHERE finished_at IS NULL ORDER BY agent_id, created_at, id`)
 }
 
+// ListAgentActiveHostCommands returns an agent's released, unfinished host
+// commands, oldest first.
+func (s *Store) ListAgentActiveHostCommands(ctx context.Context, agentID string) ([]store.HostCommand, error) {
+	return queryAll(ctx, s.pool, "list agent active host commands", scanHostCommand,
+		`SELECT `+hostCommandColumns+` FROM host_commands
+		WHERE finished_at IS NULL AND agent_id = $1 AND released_at IS NOT NULL ORDER BY created_at, id`, agentID)
+}
+
+// ListHostCommandChanges returns the host commands changed after afterSeq,
+// by change seq (see store.CommandStore; migration 0008 says why no later
+// commit can fall below a seq already read).
+func (s *Store) ListHostCommandChanges(ctx context.Context, afterSeq int64, limit int) ([]store.HostCommand, error) {
+	var w where
+	w.add("change_seq > ?", afterSeq)
+	query, args := w.query(`SELECT `+hostCommandColumns+` FROM host_commands`, "change_seq", limit)
+	return queryAll(ctx, s.pool, "list host command changes", scanHostCommand, query, args...)
+}
+
+// LastHostCommandChange returns the highest change seq of the host
+// commands (the index's last entry).
+func (s *Store) LastHostCommandChange(ctx context.Context) (int64, error) {
+	var seq int64
+	if err := s.pool.QueryRow(ctx, `SELECT COALESCE(MAX(change_seq), 0) FROM host_commands`).Scan(&seq); err != nil {
+		return 0, wrap(err, "last host command change")
+	}
+	return seq, nil
+}
+
 func scanFleetCommand(row pgx.Row) (store.FleetCommand, error) {
 	var fc store.FleetCommand
 	err := row.Scan(&fc.ID, &fc.Kind, &fc.Request, &fc.CreatedBy, &fc.State, timeCol{&fc.CreatedAt}, timeCol{&fc.FinishedAt}, &fc.Summary)
@@ -170,7 +208,8 @@ func scanHostCommand(row pgx.Row) (store.HostCommand, error) {
 		fleetID *string
 	)
 	err := row.Scan(&h.ID, &fleetID, &h.AgentID, &h.Kind, &h.Spec, &h.State, &h.Message, &h.Result,
-		timeCol{&h.CreatedAt}, timeCol{&h.ReleasedAt}, timeCol{&h.Deadline}, timeCol{&h.SentAt}, timeCol{&h.StartedAt}, timeCol{&h.FinishedAt})
+		timeCol{&h.CreatedAt}, timeCol{&h.ReleasedAt}, timeCol{&h.Deadline}, timeCol{&h.SentAt}, timeCol{&h.StartedAt}, timeCol{&h.FinishedAt},
+		&h.CancelReason, &h.ChangeSeq)
 	if fleetID != nil {
 		h.FleetCommandID = *fleetID
 	}

@@ -35,6 +35,7 @@ type Config struct {
 type Store struct {
 	pool *pgxpool.Pool
 	log  *zap.Logger
+	feed *feed
 }
 
 // Open connects to the primary the DSN names, migrates its schema to the
@@ -64,7 +65,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	return &Store{pool: pool, log: log}, nil
+	return &Store{pool: pool, log: log, feed: newFeed(pc.ConnConfig, log)}, nil
 }
 
 // poolConfig parses cfg's DSN into a pool configuration that connects to a
@@ -109,6 +110,7 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close closes the pool, waiting for connections in use to be returned.
 func (s *Store) Close() error {
+	s.feed.close()
 	s.pool.Close()
 	return nil
 }

@@ -105,12 +105,12 @@ func insertRolloutHosts(ctx context.Context, tx pgx.Tx, rolloutID string, hosts 
 		return nil
 	}
 	columns := []string{"rollout_id", "agent_id", "batch", "step", "rolling_back", "previous_image", "message",
-		"started_at", "finished_at", "step_started_at", "observed_image", "server", "changed", "waiting_offline", "failure"}
+		"started_at", "finished_at", "step_started_at", "observed_image", "server", "changed", "waiting_offline", "failure", "healthy_since"}
 	_, err := tx.CopyFrom(ctx, pgx.Identifier{"rollout_hosts"}, columns, pgx.CopyFromSlice(len(hosts), func(i int) ([]any, error) {
 		h := hosts[i]
 		return []any{rolloutID, h.AgentID, h.Batch, h.Step, h.RollingBack, h.PreviousImage, h.Message,
 			timeArg(h.StartedAt), timeArg(h.FinishedAt), timeArg(h.StepStartedAt), h.ObservedImage, h.Server, h.Changed,
-			h.WaitingOffline, h.Failure}, nil
+			h.WaitingOffline, h.Failure, timeArg(h.HealthySince)}, nil
 	}))
 	if err != nil {
 		return wrap(err, "create rollout hosts of %q", rolloutID)

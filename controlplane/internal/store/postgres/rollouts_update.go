@@ -16,6 +16,9 @@ import (
 func (s *Store) UpdateRollout(ctx context.Context, u store.RolloutUpdate) ([]store.RolloutEvent, error) {
 	var out []store.RolloutEvent
 	err := s.inTx(ctx, "update rollout", func(tx pgx.Tx) error {
+		if err := checkFence(ctx, tx, u.Fence); err != nil {
+			return err
+		}
 		var finished *int64
 		err := tx.QueryRow(ctx, `SELECT finished_at FROM rollouts WHERE id = $1 FOR UPDATE`, u.RolloutID).Scan(&finished)
 		switch {
@@ -57,10 +60,10 @@ func updateRolloutHosts(ctx context.Context, tx pgx.Tx, rolloutID string, hosts 
 	for _, h := range hosts {
 		b.Queue(`UPDATE rollout_hosts SET batch = $1, step = $2, rolling_back = $3, previous_image = $4,
 			message = $5, started_at = $6, finished_at = $7, step_started_at = $8, observed_image = $9, server = $10, changed = $11,
-			waiting_offline = $12, failure = $13 WHERE rollout_id = $14 AND agent_id = $15`,
+			waiting_offline = $12, failure = $13, healthy_since = $14 WHERE rollout_id = $15 AND agent_id = $16`,
 			h.Batch, h.Step, h.RollingBack, h.PreviousImage, h.Message, timeArg(h.StartedAt),
 			timeArg(h.FinishedAt), timeArg(h.StepStartedAt), h.ObservedImage, h.Server, h.Changed, h.WaitingOffline, h.Failure,
-			rolloutID, h.AgentID)
+			timeArg(h.HealthySince), rolloutID, h.AgentID)
 	}
 	return runBatch(ctx, tx, b, func(i int, err error) error {
 		return wrap(err, "update rollout host %s/%s", rolloutID, hosts[i].AgentID)
@@ -136,6 +139,6 @@ func scanRolloutHost(row pgx.Row) (store.RolloutHost, error) {
 	var h store.RolloutHost
 	err := row.Scan(&h.RolloutID, &h.AgentID, &h.Batch, &h.Step, &h.RollingBack, &h.PreviousImage, &h.Message,
 		timeCol{&h.StartedAt}, timeCol{&h.FinishedAt}, timeCol{&h.StepStartedAt}, &h.ObservedImage, &h.Server, &h.Changed,
-		&h.WaitingOffline, &h.Failure)
+		&h.WaitingOffline, &h.Failure, timeCol{&h.HealthySince})
 	return h, err
 }

@@ -99,7 +99,7 @@ func insertRolloutHosts(ctx context.Context, tx *sql.Tx, rolloutID string, hosts
 		return nil
 	}
 	stmt, err := tx.PrepareContext(ctx, `INSERT INTO rollout_hosts (`+rolloutHostColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return fmt.Errorf("store: create rollout hosts: %w", err)
 	}
@@ -107,7 +107,7 @@ func insertRolloutHosts(ctx context.Context, tx *sql.Tx, rolloutID string, hosts
 	for _, h := range hosts {
 		if _, err := stmt.ExecContext(ctx, rolloutID, h.AgentID, h.Batch, h.Step, h.RollingBack, h.PreviousImage, h.Message,
 			timeArg(h.StartedAt), timeArg(h.FinishedAt), timeArg(h.StepStartedAt), h.ObservedImage, h.Server, h.Changed,
-			h.WaitingOffline, h.Failure); err != nil {
+			h.WaitingOffline, h.Failure, timeArg(h.HealthySince)); err != nil {
 			return fmt.Errorf("store: create rollout host %s/%s: %w", rolloutID, h.AgentID, err)
 		}
 	}
@@ -147,7 +147,10 @@ func appendRolloutEvents(ctx context.Context, tx *sql.Tx, rolloutID string, even
 // UpdateRollout writes one transition of an unfinished rollout.
 func (s *Store) UpdateRollout(ctx context.Context, u store.RolloutUpdate) ([]store.RolloutEvent, error) {
 	var out []store.RolloutEvent
-	err := s.inWriteTx(ctx, "update rollout", func(tx *sql.Tx) error {
+	err := s.inChangeTx(ctx, "update rollout", len(u.Commands), func(tx *sql.Tx, seq int64) error {
+		if err := checkFence(ctx, tx, u.Fence); err != nil {
+			return err
+		}
 		var finished sql.NullInt64
 		err := tx.QueryRowContext(ctx, `SELECT finished_at FROM rollouts WHERE id = ?`, u.RolloutID).Scan(&finished)
 		switch {
@@ -173,7 +176,7 @@ func (s *Store) UpdateRollout(ctx context.Context, u store.RolloutUpdate) ([]sto
 		if out, err = appendRolloutEvents(ctx, tx, u.RolloutID, u.Events); err != nil {
 			return err
 		}
-		return insertHostCommands(ctx, tx, u.Commands)
+		return insertHostCommands(ctx, tx, u.Commands, seq)
 	})
 	if err != nil {
 		return nil, err
@@ -187,7 +190,7 @@ func updateRolloutHosts(ctx context.Context, tx *sql.Tx, rolloutID string, hosts
 	}
 	stmt, err := tx.PrepareContext(ctx, `UPDATE rollout_hosts SET batch = ?, step = ?, rolling_back = ?, previous_image = ?,
 		message = ?, started_at = ?, finished_at = ?, step_started_at = ?, observed_image = ?, server = ?, changed = ?,
-		waiting_offline = ?, failure = ? WHERE rollout_id = ? AND agent_id = ?`)
+		waiting_offline = ?, failure = ?, healthy_since = ? WHERE rollout_id = ? AND agent_id = ?`)
 	if err != nil {
 		return fmt.Errorf("store: update rollout hosts: %w", err)
 	}
@@ -195,7 +198,7 @@ func updateRolloutHosts(ctx context.Context, tx *sql.Tx, rolloutID string, hosts
 	for _, h := range hosts {
 		res, err := stmt.ExecContext(ctx, h.Batch, h.Step, h.RollingBack, h.PreviousImage, h.Message, timeArg(h.StartedAt),
 			timeArg(h.FinishedAt), timeArg(h.StepStartedAt), h.ObservedImage, h.Server, h.Changed, h.WaitingOffline, h.Failure,
-			rolloutID, h.AgentID)
+			timeArg(h.HealthySince), rolloutID, h.AgentID)
 		if err != nil {
 			return fmt.Errorf("store: update rollout host %s/%s: %w", rolloutID, h.AgentID, err)
 		}
@@ -255,7 +258,7 @@ func scanRolloutHost(row rowScanner) (store.RolloutHost, error) {
 	var h store.RolloutHost
 	err := row.Scan(&h.RolloutID, &h.AgentID, &h.Batch, &h.Step, &h.RollingBack, &h.PreviousImage, &h.Message,
 		timeCol{&h.StartedAt}, timeCol{&h.FinishedAt}, timeCol{&h.StepStartedAt}, &h.ObservedImage, &h.Server, &h.Changed,
-		&h.WaitingOffline, &h.Failure)
+		&h.WaitingOffline, &h.Failure, timeCol{&h.HealthySince})
 	return h, err
 }
 

@@ -37,6 +37,7 @@ var connPragmas = []string{
 type Store struct {
 	write *sql.DB // exactly one connection, transactions BEGIN IMMEDIATE
 	read  *sql.DB // read-only connections
+	seqs  changeSeqs
 }
 
 // Open opens the database at path, creating the file with mode 0600 if it

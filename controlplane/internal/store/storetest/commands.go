@@ -80,7 +80,7 @@ func testFleetCommandRoundTrip(t *testing.T, open Opener) {
 		ID: "cmd-1.web-1", FleetCommandID: "cmd-1", AgentID: "web-1", Kind: "restart", Spec: []byte{0x12, 0x00, 0xff},
 		State: 4, Message: "web re-created", Result: []byte{0x12, 0x03, 'w', 'e', 'b'},
 		CreatedAt: t0, ReleasedAt: t0.Add(1), Deadline: t0.Add(5 * time.Minute).In(cest), SentAt: time.Now(), // monotonic reading
-		StartedAt: t0.Add(3), FinishedAt: t0.Add(4),
+		StartedAt: t0.Add(3), FinishedAt: t0.Add(4), CancelReason: "deadline passed",
 	}
 	queued := newHostCommand("cmd-1", "web-0", t0) // nil result, zero times
 	emptyResult := newHostCommand("cmd-1", "web-2", t0)
@@ -129,7 +129,7 @@ func testCommandsNotFound(t *testing.T, open Opener) {
 	if _, err := s.GetHostCommand(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("GetHostCommand = %v, want ErrNotFound", err)
 	}
-	if err := s.UpdateFleetCommand(ctx, "nope", 2, t0, ""); !errors.Is(err, store.ErrNotFound) {
+	if err := s.UpdateFleetCommand(ctx, "nope", 2, t0, "", nil); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("UpdateFleetCommand = %v, want ErrNotFound", err)
 	}
 	if hosts, err := s.ListHostCommands(ctx, "nope"); err != nil || len(hosts) != 0 {
@@ -377,7 +377,7 @@ func testUpdateFleetCommand(t *testing.T, open Opener) {
 	fc := newFleetCommand("cmd-1", t0, 1)
 	mustCreateFleetCommand(t, s, fc, newHostCommand("cmd-1", "web-1", t0))
 
-	if err := s.UpdateFleetCommand(ctx, "cmd-1", 3, t0.Add(time.Minute), `{"failed":1}`); err != nil {
+	if err := s.UpdateFleetCommand(ctx, "cmd-1", 3, t0.Add(time.Minute), `{"failed":1}`, nil); err != nil {
 		t.Fatal(err)
 	}
 	want := fc
@@ -387,11 +387,11 @@ func testUpdateFleetCommand(t *testing.T, open Opener) {
 		t.Errorf("the updated state is not listed: %v", fleetIDs(got))
 	}
 
-	if err := s.UpdateFleetCommand(ctx, "cmd-1", 1, time.Time{}, ""); err != nil {
+	if err := s.UpdateFleetCommand(ctx, "cmd-1", 1, time.Time{}, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	assertEqual(t, mustGetFleetCommand(t, s, "cmd-1"), fc)
-	if err := s.UpdateFleetCommand(ctx, "cmd-2", 3, t0, ""); !errors.Is(err, store.ErrNotFound) {
+	if err := s.UpdateFleetCommand(ctx, "cmd-2", 3, t0, "", nil); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("UpdateFleetCommand(unknown) = %v, want ErrNotFound", err)
 	}
 }

@@ -94,12 +94,21 @@ func normalizeTimes(p any) {
 // assertEqual fails unless got deep-equals want once want's times are
 // normalized as the store returns them. An expected store.Agent whose
 // StatusSeq is 0 takes got's: the store sets it, and the tests of the
-// sequence check it themselves.
+// sequence check it themselves. A host command's ChangeSeq, set by the
+// store, must be positive; it is compared only when want has one.
 func assertEqual[T any](tb testing.TB, got, want T) {
 	tb.Helper()
 	normalizeTimes(&want)
 	if w, ok := any(&want).(*store.Agent); ok && w.StatusSeq == 0 {
 		w.StatusSeq = any(got).(store.Agent).StatusSeq
+	}
+	if h, ok := any(&got).(*store.HostCommand); ok {
+		if h.ChangeSeq <= 0 {
+			tb.Errorf("host command %s read back with change seq %d, want > 0", h.ID, h.ChangeSeq)
+		}
+		if any(&want).(*store.HostCommand).ChangeSeq == 0 {
+			h.ChangeSeq = 0
+		}
 	}
 	if !reflect.DeepEqual(got, want) {
 		tb.Errorf("mismatch:\n got: %#v\nwant: %#v", got, want)

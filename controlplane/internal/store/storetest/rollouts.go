@@ -95,6 +95,7 @@ func testRolloutLifecycle(t *testing.T, open Opener) {
 	r.State, r.Message, r.CurrentBatch, r.Prepared, r.BatchStartedAt = 2, "running", 1, true, t0.Add(time.Minute)
 	h := testHosts("ro-1", "web-a")[0]
 	h.Batch, h.Step, h.Changed, h.PreviousImage, h.StepStartedAt = 1, 4, true, "registry.example/app:1.1", t0.Add(time.Minute)
+	h.HealthySince = t0.Add(90 * time.Second)
 	cmd := store.HostCommand{ID: "ro-1.web-a.restart", AgentID: "web-a", Kind: "restart", Spec: []byte{1}, State: 1, Message: "queued", CreatedAt: t0}
 	evs, err = s.UpdateRollout(ctx, store.RolloutUpdate{RolloutID: "ro-1", Rollout: &r, Hosts: []store.RolloutHost{h},
 		Events: []store.RolloutEvent{event("a", t0), event("b", t0)}, Commands: []store.HostCommand{cmd}})
