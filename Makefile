@@ -19,7 +19,7 @@ PACKAGES    := $(addprefix ./,$(addsuffix /...,$(MODULES)))
 TOOLS_STAMP := $(BIN)/.tools-$(shell cat tools/go.sum tools/go.mod | sha256sum | cut -c1-12)
 IMAGE_TAG   ?= $(VERSION)
 
-.PHONY: all build tools deps rules-test test test-postgres test-images test-short fuzz lint fmt vet buf-lint generate generate-check run images bench clean
+.PHONY: all build tools deps rules-test compose-check test test-postgres test-images test-short fuzz lint fmt vet buf-lint generate generate-check run images demo-images bench clean
 
 all: lint build test
 
@@ -46,12 +46,13 @@ $(TOOLS_STAMP): tools/go.mod tools/go.sum
 ## deps: the Debian packages the integration tests use (nginx; PostgreSQL 15
 ## client and server binaries; systemd-analyze and cloud-init for the deploy
 ## assets' checks; promtool from prometheus for the alert rules' tests;
-## tmux, the terminal the flotilla command's live view is checked in),
+## tmux, the terminal the flotilla command's live view is checked in;
+## docker-compose for the compose demo's check and test),
 ## installed with apt-get when missing. apt-get waits up to
 ## APT_LOCK_TIMEOUT seconds for another install to release dpkg's lock; the
 ## package lists' lock (another apt-get update), which that option does not
 ## cover in apt 2.6, is retried every 10s for 5 minutes.
-DEB_PACKAGES := nginx postgresql-15 postgresql-client-15 systemd cloud-init prometheus tmux
+DEB_PACKAGES := nginx postgresql-15 postgresql-client-15 systemd cloud-init prometheus tmux docker-compose
 APT_LOCK_TIMEOUT ?= 300
 APT_GET := apt-get -o DPkg::Lock::Timeout=$(APT_LOCK_TIMEOUT)
 deps:
@@ -63,6 +64,7 @@ deps:
 	command -v cloud-init >/dev/null 2>&1 || missing="$$missing cloud-init"; \
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v tmux >/dev/null 2>&1 || missing="$$missing tmux"; \
+	command -v docker-compose >/dev/null 2>&1 || missing="$$missing docker-compose"; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" != 0 ]; then \
 		echo "not root: cannot apt-get install$$missing; the tests that need them will skip"; \
 	elif [ -n "$$missing" ]; then \
@@ -114,10 +116,13 @@ test: deps build tools test-images
 test-postgres:
 	$(PG_TEST)
 
-# The container tests use the real images; build them when Docker is here.
+# The container tests use the real images; build them when Docker is here
+# (the compose demo's Nginx image also needs this machine's nginx).
 test-images:
-	@if docker info >/dev/null 2>&1; then $(MAKE) --no-print-directory images; \
-	else echo "no Docker engine: images not built; the container tests will skip"; fi
+	@if ! docker info >/dev/null 2>&1; then echo "no Docker engine: images not built; the container tests will skip"; \
+	elif ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then \
+		echo "no nginx: the compose demo's images not built; its test will skip"; $(MAKE) --no-print-directory images; \
+	else $(MAKE) --no-print-directory images demo-images; fi
 
 ## test-short: unit tests only
 test-short:
@@ -211,15 +216,45 @@ bench: build
 		$(BIN)/flotilla-bench $$b -replicas 3 -store postgres -agents $(BENCH_REPLICA_AGENTS) -quick -repo $(CURDIR) -bin $(BIN) || rc=1; \
 	done; exit $$rc
 
-## images: the agent and control-plane images, FROM scratch
+## images: the agent and control-plane images, FROM scratch (the control
+## plane's data and bootstrap directories made here, owned by its user in
+## the image)
 images: build
 	@mkdir -p $(BIN)/image-context
 	cp $(BIN)/flotilla-controlplane $(BIN)/flotilla-agent $(BIN)/image-context/
 	cp /etc/ssl/certs/ca-certificates.crt $(BIN)/image-context/ca-certificates.crt
+	mkdir -p $(BIN)/image-context/rootfs/var/lib/flotilla $(BIN)/image-context/rootfs/var/lib/flotilla-bootstrap
+	chmod 0700 $(BIN)/image-context/rootfs/var/lib/flotilla
+	chmod 0755 $(BIN)/image-context/rootfs/var/lib/flotilla-bootstrap
 	for c in controlplane agent; do \
 		docker build -f Dockerfile.$$c -t flotilla-$$c:$(IMAGE_TAG) -t flotilla-$$c:latest \
 			--build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) $(BIN)/image-context; \
 	done
+
+## demo-images: the compose demo's other images, FROM scratch
+## (deploy/compose/images): the demo application (e2e/testapp), the
+## registry `make tools` builds, and Nginx from this machine's package
+## (no base image can be pulled here)
+DEMO_CONTEXT := $(BIN)/demo-context
+demo-images: tools
+	@rm -rf $(DEMO_CONTEXT) && mkdir -p $(DEMO_CONTEXT)/app $(DEMO_CONTEXT)/registry/rootfs/var/lib/registry
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(DEMO_CONTEXT)/app/testapp ./e2e/testapp
+	docker build -f deploy/compose/images/Dockerfile.app -t flotilla-demo-app:latest $(DEMO_CONTEXT)/app
+	cp $(BIN)/registry deploy/compose/images/registry.yml $(DEMO_CONTEXT)/registry/
+	docker build -f deploy/compose/images/Dockerfile.registry -t flotilla-demo-registry:latest $(DEMO_CONTEXT)/registry
+	deploy/compose/images/nginx-rootfs.sh $(DEMO_CONTEXT)/nginx/rootfs
+	docker build -f deploy/compose/images/Dockerfile.nginx -t flotilla-demo-nginx:latest $(DEMO_CONTEXT)/nginx
+
+## compose-check: docker-compose (or docker compose) validates the demo's
+## compose file as a new user would run it: no variable set, nothing else
+COMPOSE_FILE_DEMO := deploy/compose/docker-compose.yml
+compose-check: deps
+	@if command -v docker-compose >/dev/null 2>&1; then compose=docker-compose; \
+	elif docker compose version >/dev/null 2>&1; then compose="docker compose"; \
+	else echo "compose-check: neither docker-compose nor the docker compose plugin is installed (apt-get install docker-compose)"; exit 1; fi; \
+	echo "$$compose -f $(COMPOSE_FILE_DEMO) config -q"; \
+	env -u FLOTILLA_DEMO_ID -u FLOTILLA_DEMO_GRPC_PORT -u FLOTILLA_DEMO_METRICS_PORT -u FLOTILLA_DEMO_HTTP_PORT -u FLOTILLA_DEMO_REGISTRY_PORT \
+		$$compose -f $(COMPOSE_FILE_DEMO) config -q
 
 clean:
 	rm -rf $(BIN) .data

@@ -131,6 +131,7 @@ func New(cfg Config) (*Agent, error) {
 		CAPin:          pin,
 		JoinToken:      cfg.JoinToken,
 		JoinTokenFile:  cfg.JoinTokenFile,
+		FileWait:       cfg.BootstrapWait,
 		Hostname:       cfg.Hostname,
 		Labels:         cfg.Labels,
 		Logger:         cfg.Logger.Named("enroll"),

@@ -34,6 +34,11 @@ type Config struct {
 	// JoinTokenFile holds the join token; preferred over JoinToken because a
 	// file does not show up in the process list or the environment.
 	JoinTokenFile string `yaml:"join_token_file"`
+	// BootstrapWait is how long a registration waits for join_token_file
+	// and control_plane.ca_file to appear, when another process writes
+	// them (the control plane's bootstrap files on a shared volume, as in
+	// deploy/compose); 0, the default, fails at once without them.
+	BootstrapWait time.Duration `yaml:"bootstrap_wait"`
 	// StateDir keeps the agent's key, certificate, CA bundle and ID.
 	StateDir string `yaml:"state_dir"`
 	// Hostname is reported to the control plane; defaults to os.Hostname().

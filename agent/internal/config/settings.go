@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"flotilla.dev/agent/internal/docker"
 )
 
 // setting is one field that the environment and flags can set. Its environment
@@ -36,6 +38,7 @@ var settings = []setting{
 	{"control_plane.server_name", "TLS server name of the control plane (default: host of each address)", setString(func(c *Config) *string { return &c.ControlPlane.ServerName })},
 	{"join_token", "join token for registration (prefer join-token-file: flags are visible in ps)", setString(func(c *Config) *string { return &c.JoinToken })},
 	{"join_token_file", "file holding the join token", setString(func(c *Config) *string { return &c.JoinTokenFile })},
+	{"bootstrap_wait", "how long registration waits for join-token-file and control-plane.ca-file to appear (default 0: not at all)", setDuration(func(c *Config) *time.Duration { return &c.BootstrapWait })},
 	{"state_dir", "directory for the key, certificate and agent ID (default " + DefaultStateDir + ")", setString(func(c *Config) *string { return &c.StateDir })},
 	{"hostname", "host name reported to the control plane (default: os.Hostname())", setString(func(c *Config) *string { return &c.Hostname })},
 	{"labels", `labels as "key=value,key=value"`, setLabels},
@@ -43,6 +46,8 @@ var settings = []setting{
 	{"health.url", "application health URL (empty: no health check)", setString(func(c *Config) *string { return &c.Health.URL })},
 	{"health.timeout", "health check timeout (default 2s)", setDuration(func(c *Config) *time.Duration { return &c.Health.Timeout })},
 	{"disk_paths", `extra paths whose disk usage is reported, "a,b"`, setDiskPaths},
+	{"docker.allowed_registries", `registries the agent may pull from, "host[:port],..." (empty refuses every pull)`, setRegistries},
+	{"docker.managed_label", `"key=value" label of the containers the agent may restart (default ` + docker.DefaultManagedLabel + ")", setString(func(c *Config) *string { return &c.Docker.ManagedLabel })},
 	{"log.level", "debug, info, warn or error (default info)", setString(func(c *Config) *string { return &c.Log.Level })},
 	{"log.format", "json or console (default json)", setString(func(c *Config) *string { return &c.Log.Format })},
 }
@@ -79,6 +84,11 @@ func setLabels(c *Config, v string) error {
 // setAddresses replaces the list, as setLabels does.
 func setAddresses(c *Config, v string) error {
 	c.ControlPlane.Addresses = splitList(v)
+	return nil
+}
+
+func setRegistries(c *Config, v string) error {
+	c.Docker.AllowedRegistries = splitList(v)
 	return nil
 }
 

@@ -26,6 +26,9 @@ func (c Config) Validate() error {
 	if c.JoinToken != "" && c.JoinTokenFile != "" {
 		add(fieldError("join_token_file", "set either join_token or join_token_file, not both"))
 	}
+	if c.BootstrapWait < 0 {
+		add(fieldError("bootstrap_wait", "must not be negative, got %v", c.BootstrapWait))
+	}
 	if c.StateDir == "" {
 		add(fieldError("state_dir", "is required"))
 	}

@@ -46,6 +46,11 @@ type Config struct {
 	// The file must not be accessible to group or others.
 	JoinToken     string
 	JoinTokenFile string
+	// FileWait is how long a registration waits for JoinTokenFile and
+	// CAFile to exist and hold something, for files another process
+	// writes (a control plane's bootstrap files on a shared volume); 0
+	// does not wait.
+	FileWait time.Duration
 	// Hostname and Labels are sent with the registration.
 	Hostname string
 	Labels   map[string]string
@@ -112,6 +117,9 @@ func New(cfg Config) (*Enroller, error) {
 	}
 	if _, err := backoff.New(cfg.Backoff); err != nil {
 		return nil, fmt.Errorf("enroll: %w", err)
+	}
+	if cfg.FileWait < 0 {
+		return nil, fmt.Errorf("config: bootstrap_wait: must not be negative, got %v", cfg.FileWait)
 	}
 	if _, err := backoff.New(cfg.RenewalBackoff); err != nil {
 		return nil, fmt.Errorf("enroll: renewal: %w", err)

@@ -35,6 +35,9 @@ func (e *Enroller) Register(ctx context.Context) (*Identity, error) {
 // known, the CA bundle of an earlier registration, if there is one: an
 // agent whose certificate expired registers again with the trust it had.
 func (e *Enroller) register(ctx context.Context, known *x509.CertPool) (*Identity, error) {
+	if err := e.waitForFiles(ctx); err != nil {
+		return nil, err
+	}
 	token, err := e.joinToken()
 	if err != nil {
 		return nil, err

@@ -73,7 +73,7 @@ func (f *RolloutFollower) Run(ctx context.Context) (*flotillav1.Rollout, error) 
 func (f *RolloutFollower) attach(ctx context.Context) (final bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := f.API.WatchRollout(ctx, &flotillav1.WatchRolloutRequest{RolloutId: f.ID})
+	stream, err := f.API.WatchRollout(ctx, &flotillav1.WatchRolloutRequest{RolloutId: f.ID, AfterSequence: f.last})
 	if err != nil {
 		return false, err
 	}
@@ -87,7 +87,7 @@ func (f *RolloutFollower) attach(ctx context.Context) (final bool, err error) {
 		}
 		ev := resp.GetEvent()
 		if ev.GetSequence() <= f.last {
-			continue // seen before the stream dropped
+			continue // seen before the stream dropped (an older server ignores after_sequence)
 		}
 		f.last = ev.GetSequence()
 		f.Backoff.Reset()

@@ -18,6 +18,7 @@ import (
 
 	"flotilla.dev/controlplane/internal/auth"
 	"flotilla.dev/controlplane/internal/fleet"
+	cplog "flotilla.dev/controlplane/internal/logging"
 	"flotilla.dev/controlplane/internal/pki"
 	"flotilla.dev/controlplane/internal/store"
 	"flotilla.dev/pkg/logging"
@@ -321,8 +322,12 @@ func (s *AdminService) ListAuditEvents(ctx context.Context, req *flotillav1.List
 
 // auditQuery validates a ListAuditEvents request and turns it into a query.
 func auditQuery(req *flotillav1.ListAuditEventsRequest) (store.AuditQuery, error) {
-	q := store.AuditQuery{Principal: req.GetPrincipal(), Method: req.GetMethod(), FailedOnly: req.GetFailedOnly(), Limit: defaultAuditPage}
+	q := store.AuditQuery{Principal: req.GetPrincipal(), Method: req.GetMethod(), RequestID: req.GetRequestId(),
+		FailedOnly: req.GetFailedOnly(), Limit: defaultAuditPage}
 	if err := validateShort("principal", q.Principal, maxShortString); err != nil {
+		return store.AuditQuery{}, err
+	}
+	if err := validateAuditRequestID(q.RequestID); err != nil {
 		return store.AuditQuery{}, err
 	}
 	if err := validateShort("method", q.Method, maxShortString); err != nil {
@@ -360,13 +365,36 @@ func auditQuery(req *flotillav1.ListAuditEventsRequest) (store.AuditQuery, error
 	return q, nil
 }
 
-// auditFilter is the filter a ListAuditEvents page token is bound to.
+// validateAuditRequestID checks a ListAuditEvents request_id filter: an
+// ID the control plane could have given a call (empty: no filter).
+func validateAuditRequestID(id string) error {
+	if id == "" || cplog.ValidRequestID(id) {
+		return nil
+	}
+	if len(id) > cplog.MaxRequestIDLen {
+		return invalid("request_id", "%d characters, at most %d allowed", len(id), cplog.MaxRequestIDLen)
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] <= ' ' || id[i] > '~' {
+			return invalid("request_id", "%s at offset %d not allowed (a request ID is printable ASCII without spaces)", validate.CharAt(id, i), i)
+		}
+	}
+	return invalid("request_id", "not a request ID")
+}
+
+// auditFilter is the filter a ListAuditEvents page token is bound to. The
+// request ID is bound only when set, so that tokens of listings without it
+// stay as they were.
 func auditFilter(req *flotillav1.ListAuditEventsRequest) string {
 	since := ""
 	if req.Since != nil {
 		since = req.GetSince().AsTime().UTC().Format(time.RFC3339Nano)
 	}
-	return pageFilter(req.GetPrincipal(), req.GetMethod(), strconv.FormatBool(req.GetFailedOnly()), since)
+	parts := []string{req.GetPrincipal(), req.GetMethod(), strconv.FormatBool(req.GetFailedOnly()), since}
+	if id := req.GetRequestId(); id != "" {
+		parts = append(parts, id)
+	}
+	return pageFilter(parts...)
 }
 
 func validateName(field, name string, pattern *regexp.Regexp, allowed string) error {
@@ -431,5 +459,6 @@ func auditEventToProto(e store.AuditEvent) *flotillav1.AuditEvent {
 	return &flotillav1.AuditEvent{
 		Id: e.ID, At: ts(e.At), Principal: e.Principal, Role: roleToProto(e.Role), Method: e.Method,
 		Request: e.Request, Peer: e.Peer, Code: e.Code, Message: e.Message, Duration: durationpb.New(e.Duration),
+		RequestId: e.RequestID,
 	}
 }

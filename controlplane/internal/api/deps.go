@@ -41,7 +41,7 @@ type Rollouts interface {
 	StartRollout(ctx context.Context, req *flotillav1.StartRolloutRequest, createdBy string) (*flotillav1.Rollout, error)
 	GetRollout(ctx context.Context, id string) (*flotillav1.Rollout, error)
 	ListRollouts(ctx context.Context, q store.RolloutQuery) ([]*flotillav1.Rollout, error)
-	WatchRollout(ctx context.Context, id string, send func(*flotillav1.RolloutEvent) error) error
+	WatchRolloutAfter(ctx context.Context, id string, after int64, send func(*flotillav1.RolloutEvent) error) error
 	PauseRollout(ctx context.Context, id, reason string) (*flotillav1.Rollout, error)
 	ResumeRollout(ctx context.Context, id string) (*flotillav1.Rollout, error)
 	AbortRollout(ctx context.Context, id, reason string, rollback bool) (*flotillav1.Rollout, error)

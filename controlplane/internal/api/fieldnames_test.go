@@ -87,7 +87,7 @@ func fieldCases(t *testing.T) []fieldCase {
 				_, _, err := validateIssueOperatorCertificate(m.(*flotillav1.IssueOperatorCertificateRequest))
 				return err
 			}},
-		{"ListAuditEvents", &flotillav1.ListAuditEventsRequest{Principal: "token:at-1", Method: "/flotilla.v1.AdminService/CreateAPIToken", Since: timestamppb.Now(), PageSize: 5},
+		{"ListAuditEvents", &flotillav1.ListAuditEventsRequest{Principal: "token:at-1", Method: "/flotilla.v1.AdminService/CreateAPIToken", Since: timestamppb.Now(), PageSize: 5, RequestId: "req-1"},
 			func(m proto.Message) error { _, err := auditQuery(m.(*flotillav1.ListAuditEventsRequest)); return err }},
 		{"DeregisterAgent", &flotillav1.DeregisterAgentRequest{AgentId: "web-1-abc123", Reason: "gone"},
 			func(m proto.Message) error { return validateDeregister(m.(*flotillav1.DeregisterAgentRequest)) }},

@@ -16,6 +16,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+
+	cplog "flotilla.dev/controlplane/internal/logging"
 )
 
 // The fuzz targets feed every request validator the wire bytes of a
@@ -200,6 +202,7 @@ func FuzzAuditQuery(f *testing.F) {
 		{Principal: "token:at-abc", Method: "/flotilla.v1.AdminService/CreateAPIToken", FailedOnly: true, PageSize: 10,
 			PageToken: encodePageToken(listingAuditEvents, pageFilter("token:at-abc", "/flotilla.v1.AdminService/CreateAPIToken", "true", ""), "42")},
 		{Since: timestamppb.Now(), PageToken: "YXVkaXQ6NDI"},
+		{RequestId: "req-7f3a.2"},
 		{},
 	}
 	fuzzMessage(f, func() *flotillav1.ListAuditEventsRequest { return new(flotillav1.ListAuditEventsRequest) }, seeds,
@@ -210,6 +213,9 @@ func FuzzAuditQuery(f *testing.F) {
 			}
 			if q.Limit < 1 || q.Limit > maxAuditPage || q.BeforeID < 0 {
 				t.Fatalf("accepted limit %d, before %d", q.Limit, q.BeforeID)
+			}
+			if q.RequestID != "" && !cplog.ValidRequestID(q.RequestID) {
+				t.Fatalf("accepted request ID %q", q.RequestID)
 			}
 		})
 }

@@ -169,7 +169,7 @@ func (s *RolloutService) WatchRollout(req *flotillav1.WatchRolloutRequest, strea
 	if err := requireID("rollout_id", req.GetRolloutId()); err != nil {
 		return GRPCError(err)
 	}
-	return GRPCError(s.engine.WatchRollout(stream.Context(), req.GetRolloutId(), func(ev *flotillav1.RolloutEvent) error {
+	return GRPCError(s.engine.WatchRolloutAfter(stream.Context(), req.GetRolloutId(), req.GetAfterSequence(), func(ev *flotillav1.RolloutEvent) error {
 		return stream.Send(&flotillav1.WatchRolloutResponse{Event: ev})
 	}))
 }

@@ -252,7 +252,7 @@ func (c *call) event(code string) store.AuditEvent {
 	defer c.mu.Unlock()
 	return store.AuditEvent{
 		At: c.started, Principal: c.principal, Role: c.role, Method: c.method,
-		Request: c.request, Peer: c.peer, Code: code,
+		Request: c.request, Peer: c.peer, Code: code, RequestID: c.requestID,
 	}
 }
 

@@ -67,6 +67,9 @@ type Config struct {
 	// metrics address. Off by default: profiles reveal internals, and the
 	// metrics address has no authentication.
 	Profiling bool `yaml:"profiling"`
+	// Bootstrap writes the CA certificate and a join token into files for
+	// agents that share a volume with the control plane (bootstrap.go).
+	Bootstrap Bootstrap `yaml:"bootstrap"`
 }
 
 // TLS names existing TLS material; empty means generate into DataDir.
@@ -151,6 +154,7 @@ func Default() Config {
 		CommandDeadlineGrace:     Duration(5 * time.Second),
 		PerAgentMetrics:          true,
 		Log:                      Log{Level: "info", Format: "json"},
+		Bootstrap:                defaultBootstrap(),
 	}
 }
 
@@ -179,7 +183,7 @@ func LoadCommand(name string, args []string, getenv func(string) string, stderr 
 	configPath := fs.String("config", getenv("FLOTILLA_CONFIG"), "YAML configuration file (env FLOTILLA_CONFIG)")
 	fs.BoolVar(&opts.ShowVersion, "version", false, "print the version and exit")
 	flagValues := map[string]*string{}
-	for _, f := range envFields {
+	for _, f := range allFields() {
 		flagValues[f.flag] = fs.String(f.flag, "", f.help+" (env "+f.env+")")
 	}
 	if err := fs.Parse(args); err != nil {
@@ -193,7 +197,7 @@ func LoadCommand(name string, args []string, getenv func(string) string, stderr 
 			return cfg, opts, err
 		}
 	}
-	for _, f := range envFields {
+	for _, f := range allFields() {
 		if v := getenv(f.env); v != "" {
 			if err := f.set(&cfg, v); err != nil {
 				return cfg, opts, fmt.Errorf("config: %s (from %s): %w", f.name, f.env, err)
@@ -202,7 +206,7 @@ func LoadCommand(name string, args []string, getenv func(string) string, stderr 
 	}
 	var flagErr error
 	fs.Visit(func(fl *flag.Flag) {
-		for _, f := range envFields {
+		for _, f := range allFields() {
 			if f.flag == fl.Name && flagErr == nil {
 				if err := f.set(&cfg, *flagValues[f.flag]); err != nil {
 					flagErr = fmt.Errorf("config: %s (from -%s): %w", f.name, f.flag, err)
@@ -275,6 +279,11 @@ func int32Field(p func(*Config) *int32) func(*Config, string) error {
 	}
 }
 
+// allFields is every setting: envFields and the sections' own lists.
+func allFields() []envField {
+	return append(append([]envField(nil), envFields...), bootstrapFields...)
+}
+
 var envFields = []envField{
 	{"data_dir", "data-dir", "FLOTILLA_DATA_DIR", "data directory", str(func(c *Config) *string { return &c.DataDir })},
 	{"listen_address", "listen", "FLOTILLA_LISTEN_ADDRESS", "gRPC listen address", str(func(c *Config) *string { return &c.ListenAddress })},
@@ -315,6 +324,9 @@ func (c Config) Validate() error {
 		}
 	}
 	if err := c.Store.validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if err := c.Bootstrap.validate(); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
 	if c.AgentLostAfter.Std() < time.Second {

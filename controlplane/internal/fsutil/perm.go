@@ -22,6 +22,9 @@ func CheckPrivateDir(dir string) (tightened bool, err error) {
 	if !info.IsDir() {
 		return false, fmt.Errorf("data directory %s is not a directory", dir)
 	}
+	if err := checkOwner("data directory "+dir, info, dir); err != nil {
+		return false, err
+	}
 	perm := info.Mode().Perm()
 	if perm&0o077 == 0 {
 		return false, nil
@@ -42,6 +45,43 @@ func CheckPrivateDir(dir string) (tightened bool, err error) {
 		return false, fmt.Errorf("data directory %s changed while its mode was being tightened; check it and chmod 700 %s", dir, dir)
 	}
 	return true, nil
+}
+
+// CheckOwnFile checks that a file the control plane itself writes (a key,
+// token or store file of its data directory dir), if it exists, belongs to
+// this process's user, or that this process is root; the error names the
+// chown of dir that fixes it. Files given to it by the operator
+// (tls.key_file, a systemd credential) may belong to someone else and are
+// not checked.
+func CheckOwnFile(path, dir string) error {
+	info, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return checkOwner(path, info, dir)
+}
+
+// geteuid is os.Geteuid; tests replace it.
+var geteuid = os.Geteuid
+
+// checkOwner refuses a data directory or secret file (what) that another
+// user owns, unless this process is root: it could not use it (0700,
+// 0600), and the usual cause is a volume written by an image or install
+// that ran as root, now used by one that does not (the control plane's
+// image runs as 65532). The error names the chown of the data directory
+// dir that fixes it.
+func checkOwner(what string, info fs.FileInfo, dir string) error {
+	owner, ok := ownerOf(info)
+	euid := geteuid()
+	if !ok || euid <= 0 || owner == euid {
+		return nil
+	}
+	return fmt.Errorf("%s belongs to user %d, but the control plane runs as user %d and cannot use it "+
+		"(written by an earlier image or install that ran as another user?); give it the data directory: chown -R %d %s",
+		what, owner, euid, euid, dir)
 }
 
 func isEmptyDir(dir string) (bool, error) {

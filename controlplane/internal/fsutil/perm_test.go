@@ -3,6 +3,7 @@ package fsutil
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -85,5 +86,50 @@ func TestCheckSecretFile(t *testing.T) {
 			t.Errorf("mode %04o: error %q does not say how to fix it", tt.mode, err)
 		}
 		os.Remove(p)
+	}
+}
+
+func TestCheckPrivateDirOwner(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	owner := os.Geteuid()
+	if owner < 0 {
+		t.Skip("no user IDs on this platform")
+	}
+	defer func(orig func() int) { geteuid = orig }(geteuid)
+
+	// Another user than the owner (not root) is refused, with the fix.
+	geteuid = func() int { return owner + 1 }
+	_, err := CheckPrivateDir(dir)
+	want := "chown -R " + strconv.Itoa(owner+1) + " " + dir
+	if err == nil || !strings.Contains(err.Error(), "belongs to user "+strconv.Itoa(owner)) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("CheckPrivateDir as another user = %v, want the owner named and %q", err, want)
+	}
+	key := filepath.Join(dir, "ca.key")
+	if err := os.WriteFile(key, []byte("k"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = CheckOwnFile(key, dir)
+	want = "chown -R " + strconv.Itoa(owner+1) + " " + dir
+	if err == nil || !strings.Contains(err.Error(), "belongs to user "+strconv.Itoa(owner)) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("CheckOwnFile as another user = %v, want the owner named and %q", err, want)
+	}
+	if err := CheckSecretFile(key); err != nil {
+		t.Errorf("CheckSecretFile as another user = %v, want nil: files the operator gives may be anyone's", err)
+	}
+	if err := CheckOwnFile(filepath.Join(dir, "missing"), dir); err != nil {
+		t.Errorf("CheckOwnFile(missing) = %v, want nil", err)
+	}
+	// Root may use any directory and file, and the owner its own.
+	for _, euid := range []int{0, owner} {
+		geteuid = func() int { return euid }
+		if _, err := CheckPrivateDir(dir); err != nil {
+			t.Errorf("CheckPrivateDir as user %d = %v, want nil", euid, err)
+		}
+		if err := CheckOwnFile(key, dir); err != nil {
+			t.Errorf("CheckOwnFile as user %d = %v, want nil", euid, err)
+		}
 	}
 }

@@ -66,7 +66,7 @@ type Config struct {
 	Leases store.LeaseStore
 	// LeaseTTL is the rollouts' lease TTL (lease.DefaultTTL when 0): a
 	// replica takes an orphaned rollout over within it and a claim
-	// interval (a quarter of it).
+	// interval (a tenth of it).
 	LeaseTTL time.Duration
 	// WorkMetrics counts the rollouts' leases in replica mode; nil counts
 	// nothing.

@@ -1,6 +1,7 @@
 package rollout_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -243,3 +244,49 @@ func protoSliceEqual[T proto.Message](a, b []T) bool {
 }
 
 func storeQuery(service string) store.RolloutQuery { return store.RolloutQuery{Service: service} }
+
+// TestWatchAfterSequence: a watcher that lost its stream re-attaches with
+// the last sequence it received and gets exactly the events after it; a
+// watcher that has every event of an ended rollout returns at once; a
+// negative sequence is refused, naming the field.
+func TestWatchAfterSequence(t *testing.T) {
+	c := newCluster(t, clusterOptions{web: 2})
+	c.start()
+	c.putService(nil)
+	r := c.waitState(c.startRollout(newImage, strategy(1)).GetId(), stateSucceeded, stateFailed, stateRolledBack)
+	all := c.history(r.GetId())
+	if len(all) < 4 {
+		t.Fatalf("history has %d events, want at least 4", len(all))
+	}
+	watch := func(after int64) ([]int64, error) {
+		ctx, cancel := context.WithTimeout(operator(), waitFor)
+		defer cancel()
+		var seqs []int64
+		err := c.engine().WatchRolloutAfter(ctx, r.GetId(), after, func(ev *flotillav1.RolloutEvent) error {
+			seqs = append(seqs, ev.GetSequence())
+			return nil
+		})
+		return seqs, err
+	}
+	mid := all[len(all)/2].GetSequence()
+	got, err := watch(mid)
+	if err != nil {
+		t.Fatalf("watch after %d: %v", mid, err)
+	}
+	var want []int64
+	for _, ev := range all {
+		if ev.GetSequence() > mid {
+			want = append(want, ev.GetSequence())
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("watch after %d sent %v, want %v", mid, got, want)
+	}
+	last := all[len(all)-1].GetSequence()
+	if got, err := watch(last); err != nil || len(got) != 0 {
+		t.Fatalf("watch after the final event (%d) = %v, %v; want no event and a return", last, got, err)
+	}
+	if _, err := watch(-1); err == nil || !strings.Contains(err.Error(), "after_sequence") {
+		t.Fatalf("watch after -1: %v, want an error naming after_sequence", err)
+	}
+}

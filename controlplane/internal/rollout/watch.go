@@ -6,6 +6,8 @@ import (
 	"time"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+
+	"flotilla.dev/controlplane/internal/fault"
 )
 
 // watchPage bounds the events read from the store at a time.
@@ -17,9 +19,22 @@ const watchPage = 500
 // repeats one, however slow it is; in replica mode the store is also read
 // every PollInterval, for the events another replica wrote.
 func (e *Engine) WatchRollout(ctx context.Context, id string, send func(*flotillav1.RolloutEvent) error) error {
-	if _, err := e.getRollout(ctx, id); err != nil {
+	return e.WatchRolloutAfter(ctx, id, 0, send)
+}
+
+// WatchRolloutAfter is WatchRollout from the event after sequence after on:
+// a watcher that lost its stream re-attaches without the events it has. A
+// rollout that had ended when the call came, with no event after after,
+// returns at once.
+func (e *Engine) WatchRolloutAfter(ctx context.Context, id string, after int64, send func(*flotillav1.RolloutEvent) error) error {
+	if after < 0 {
+		return fault.Invalid("after_sequence", "%d is negative; 0 watches from the first event", after)
+	}
+	rec, err := e.getRollout(ctx, id)
+	if err != nil {
 		return err
 	}
+	ended := !rec.FinishedAt.IsZero()
 	// Subscribe before reading, so nothing stored in between goes unnoticed.
 	notify, cancel := e.subscribe(id)
 	defer cancel()
@@ -31,7 +46,7 @@ func (e *Engine) WatchRollout(ctx context.Context, id string, send func(*flotill
 		defer ticker.Stop()
 		poll = ticker.C
 	}
-	var last int64
+	last := after
 	for {
 		for {
 			evs, err := e.cfg.Store.ListRolloutEvents(ctx, id, last, watchPage)
@@ -57,6 +72,11 @@ func (e *Engine) WatchRollout(ctx context.Context, id string, send func(*flotill
 			if len(evs) < watchPage {
 				break
 			}
+		}
+		if ended {
+			// Every event of an ended rollout was stored before it
+			// ended, and the watcher has them all.
+			return nil
 		}
 		select {
 		case <-ctx.Done():

@@ -87,6 +87,15 @@ func TestRequestID(t *testing.T) {
 					t.Errorf("%q line: request_id %v, want %q", msg, id, got[0])
 				}
 			}
+			// The audit row keeps it, and the listing finds the row by it.
+			list, err := h.adminClient().ListAuditEvents(h.operatorCtx(h.admin), &flotillav1.ListAuditEventsRequest{RequestId: got[0]})
+			if err != nil {
+				t.Fatalf("ListAuditEvents by request ID: %v", err)
+			}
+			if evs := list.GetEvents(); len(evs) != 1 || evs[0].GetRequestId() != got[0] ||
+				evs[0].GetMethod() != "/flotilla.v1.FleetService/CreateJoinToken" {
+				t.Errorf("audit events with request ID %q = %v, want the one CreateJoinToken", got[0], evs)
+			}
 		})
 	}
 }

@@ -7,13 +7,15 @@ import (
 
 	"flotilla.dev/controlplane/internal/auth"
 	"flotilla.dev/controlplane/internal/config"
+	"flotilla.dev/controlplane/internal/datadir"
 	"flotilla.dev/controlplane/internal/fsutil"
 	"flotilla.dev/controlplane/internal/pki"
 )
 
 // checkDataFiles refuses a data directory that its owner does not keep to
-// itself (0700) and key, token or store files looser than 0600, naming the
-// file and the chmod that fixes it. An empty data directory that is too
+// itself (0700), key, token or store files looser than 0600, and a data
+// directory or files of it that another user owns, naming the file and the
+// chmod or chown that fixes it. An empty data directory that is too
 // open (a fresh volume mount) is tightened instead.
 func checkDataFiles(cfg config.Config, log *zap.Logger) error {
 	tightened, err := fsutil.CheckPrivateDir(cfg.DataDir)
@@ -28,6 +30,13 @@ func checkDataFiles(cfg config.Config, log *zap.Logger) error {
 		filepath.Join(cfg.DataDir, pki.ServerKeyFile),
 		filepath.Join(cfg.DataDir, auth.AdminTokenFile),
 		cfg.Store.Path, cfg.Store.Path + "-wal", cfg.Store.Path + "-shm",
+	}
+	// The files the control plane writes itself must be its own (a volume
+	// written by the root image, used by the 65532 one, is not).
+	for _, f := range append([]string{filepath.Join(cfg.DataDir, datadir.LockFile)}, files...) {
+		if err := fsutil.CheckOwnFile(f, cfg.DataDir); err != nil {
+			return err
+		}
 	}
 	for _, f := range []string{cfg.TLS.KeyFile, cfg.TLS.CAKeyFile} {
 		if f != "" {

@@ -165,7 +165,7 @@ func (s *Server) loadCredentials(ctx context.Context) error {
 	if s.AdminTokenPath != "" {
 		s.log.Info("created the bootstrap admin API token; keep it secret", zap.String("file", s.AdminTokenPath))
 	}
-	return nil
+	return s.writeBootstrapFiles(ctx)
 }
 
 // buildFleet builds the registry of agents and loads it from the store.

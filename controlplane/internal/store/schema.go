@@ -47,4 +47,4 @@ const RolloutHostColumns = `rollout_id, agent_id, batch, step, rolling_back, pre
 const RolloutControlColumns = `seq, rollout_id, op, reason, rollback, requested_at, answered_at, code, answer`
 
 // AuditColumns lists the columns of the audit_events table.
-const AuditColumns = `id, at, principal, role, method, request, peer, code, message, duration_ns`
+const AuditColumns = `id, at, principal, role, method, request, peer, code, message, duration_ns, request_id`

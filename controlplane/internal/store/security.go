@@ -53,12 +53,17 @@ type AuditEvent struct {
 	Code     string
 	Message  string
 	Duration time.Duration
+	// RequestID is the call's request ID (x-request-id), as its log
+	// lines and its answer carry it; "" for calls recorded before the
+	// store kept it.
+	RequestID string
 }
 
 // AuditQuery selects audit events, newest first.
 type AuditQuery struct {
 	Principal string // exact; all when empty
 	Method    string // exact full method; all when empty
+	RequestID string // exact; all when empty
 	// FailedOnly keeps events whose code is set and not "OK".
 	FailedOnly bool
 	// Since keeps events at or after this time; all when zero.

@@ -36,7 +36,10 @@ type Config struct {
 	// the work when it cannot renew; TTL/5 when 0 (see lease.Config).
 	Margin time.Duration
 	// ClaimInterval is how often the candidates are listed and the free
-	// ones claimed; TTL/4 when 0.
+	// ones claimed; TTL/10 when 0, so that an orphaned piece is taken
+	// within a tenth of the TTL of its lease's expiry (a takeover after a
+	// SIGKILL then takes at most TTL*1.1: 11 s at the default). Listing
+	// the candidates is one indexed query per kind.
 	ClaimInterval time.Duration
 	// Candidates lists the pieces of work that need a driver (e.g. the
 	// active rollouts' IDs). Required.
@@ -99,7 +102,7 @@ func New(cfg Config) (*Claimer, error) {
 		cfg.Margin = cfg.TTL / 5
 	}
 	if cfg.ClaimInterval == 0 {
-		cfg.ClaimInterval = cfg.TTL / 4
+		cfg.ClaimInterval = cfg.TTL / 10
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clockwork.NewRealClock()

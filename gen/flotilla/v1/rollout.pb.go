@@ -1994,7 +1994,13 @@ func (x *ListRolloutsResponse) GetNextPageToken() string {
 type WatchRolloutRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The rollout's ID. Required.
-	RolloutId     string `protobuf:"bytes,1,opt,name=rollout_id,json=rolloutId,proto3" json:"rollout_id,omitempty"`
+	RolloutId string `protobuf:"bytes,1,opt,name=rollout_id,json=rolloutId,proto3" json:"rollout_id,omitempty"`
+	// Send only the events whose sequence is above this one; 0 sends every
+	// event from the first. A watcher whose stream dropped passes the last
+	// sequence it received, on any control-plane replica, and gets exactly
+	// the events it missed; a rollout that ended with no event after it ends
+	// the stream at once. Must not be negative.
+	AfterSequence int64 `protobuf:"varint,2,opt,name=after_sequence,json=afterSequence,proto3" json:"after_sequence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2034,6 +2040,13 @@ func (x *WatchRolloutRequest) GetRolloutId() string {
 		return x.RolloutId
 	}
 	return ""
+}
+
+func (x *WatchRolloutRequest) GetAfterSequence() int64 {
+	if x != nil {
+		return x.AfterSequence
+	}
+	return 0
 }
 
 // WatchRolloutResponse is one event of the watched rollout.
@@ -2639,10 +2652,11 @@ const file_flotilla_v1_rollout_proto_rawDesc = "" +
 	"page_token\x18\x04 \x01(\tR\tpageToken\"p\n" +
 	"\x14ListRolloutsResponse\x120\n" +
 	"\brollouts\x18\x01 \x03(\v2\x14.flotilla.v1.RolloutR\brollouts\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"4\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"[\n" +
 	"\x13WatchRolloutRequest\x12\x1d\n" +
 	"\n" +
-	"rollout_id\x18\x01 \x01(\tR\trolloutId\"G\n" +
+	"rollout_id\x18\x01 \x01(\tR\trolloutId\x12%\n" +
+	"\x0eafter_sequence\x18\x02 \x01(\x03R\rafterSequence\"G\n" +
 	"\x14WatchRolloutResponse\x12/\n" +
 	"\x05event\x18\x01 \x01(\v2\x19.flotilla.v1.RolloutEventR\x05event\"L\n" +
 	"\x13PauseRolloutRequest\x12\x1d\n" +

@@ -17,9 +17,9 @@ const auditColumns = store.AuditColumns
 func (s *Store) AppendAuditEvent(ctx context.Context, e store.AuditEvent) (int64, error) {
 	var id int64
 	err := s.pool.QueryRow(ctx,
-		`INSERT INTO audit_events (at, principal, role, method, request, peer, code, message, duration_ns)
-		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id`,
-		timeArg(e.At), e.Principal, e.Role, e.Method, e.Request, e.Peer, e.Code, e.Message, int64(e.Duration)).Scan(&id)
+		`INSERT INTO audit_events (at, principal, role, method, request, peer, code, message, duration_ns, request_id)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id`,
+		timeArg(e.At), e.Principal, e.Role, e.Method, e.Request, e.Peer, e.Code, e.Message, int64(e.Duration), e.RequestID).Scan(&id)
 	if err != nil {
 		return 0, wrap(err, "append audit event")
 	}
@@ -48,6 +48,9 @@ func (s *Store) ListAuditEvents(ctx context.Context, q store.AuditQuery) ([]stor
 	if q.Method != "" {
 		w.add("method = ?", q.Method)
 	}
+	if q.RequestID != "" {
+		w.add("request_id = ?", q.RequestID)
+	}
 	if q.FailedOnly {
 		w.add("code NOT IN ('', 'OK')")
 	}
@@ -64,7 +67,7 @@ func (s *Store) ListAuditEvents(ctx context.Context, q store.AuditQuery) ([]stor
 func scanAuditEvent(row pgx.Row) (store.AuditEvent, error) {
 	var e store.AuditEvent
 	var d int64
-	err := row.Scan(&e.ID, timeCol{&e.At}, &e.Principal, &e.Role, &e.Method, &e.Request, &e.Peer, &e.Code, &e.Message, &d)
+	err := row.Scan(&e.ID, timeCol{&e.At}, &e.Principal, &e.Role, &e.Method, &e.Request, &e.Peer, &e.Code, &e.Message, &d, &e.RequestID)
 	e.Duration = time.Duration(d)
 	return e, err
 }

@@ -13,9 +13,9 @@ const auditColumns = store.AuditColumns
 // AppendAuditEvent inserts e and returns the ID the store gave it.
 func (s *Store) AppendAuditEvent(ctx context.Context, e store.AuditEvent) (int64, error) {
 	res, err := s.write.ExecContext(ctx,
-		`INSERT INTO audit_events (at, principal, role, method, request, peer, code, message, duration_ns)
-		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		timeArg(e.At), e.Principal, e.Role, e.Method, e.Request, e.Peer, e.Code, e.Message, int64(e.Duration))
+		`INSERT INTO audit_events (at, principal, role, method, request, peer, code, message, duration_ns, request_id)
+		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		timeArg(e.At), e.Principal, e.Role, e.Method, e.Request, e.Peer, e.Code, e.Message, int64(e.Duration), e.RequestID)
 	if err != nil {
 		return 0, fmt.Errorf("store: append audit event: %w", err)
 	}
@@ -53,6 +53,9 @@ func (s *Store) ListAuditEvents(ctx context.Context, q store.AuditQuery) ([]stor
 	if q.Method != "" {
 		where, args = append(where, "method = ?"), append(args, q.Method)
 	}
+	if q.RequestID != "" {
+		where, args = append(where, "request_id = ?"), append(args, q.RequestID)
+	}
 	if q.FailedOnly {
 		where = append(where, "code NOT IN ('', 'OK')")
 	}
@@ -70,7 +73,7 @@ func scanAuditEvent(row rowScanner) (store.AuditEvent, error) {
 	var e store.AuditEvent
 	var d int64
 	err := row.Scan(&e.ID, timeCol{&e.At}, &e.Principal, &e.Role, &e.Method, &e.Request, &e.Peer,
-		&e.Code, &e.Message, &d)
+		&e.Code, &e.Message, &d, &e.RequestID)
 	e.Duration = time.Duration(d)
 	return e, err
 }

@@ -123,8 +123,14 @@ func testAuditEvents(t *testing.T, open Opener) {
 	ctx := context.Background()
 	add := func(at time.Time, principal, method, code string) int64 {
 		t.Helper()
+		// Each call has its own request ID, but the first: a row from
+		// before the store kept them.
+		requestID := ""
+		if principal != "token:a" || method != "/s/A" {
+			requestID = "req-" + method + "-" + code
+		}
 		id, err := s.AppendAuditEvent(ctx, store.AuditEvent{At: at, Principal: principal, Role: "admin", Method: method,
-			Request: `{"x":1}`, Peer: "10.0.0.1:5000", Code: code})
+			Request: `{"x":1}`, Peer: "10.0.0.1:5000", Code: code, RequestID: requestID})
 		if err != nil {
 			t.Fatalf("AppendAuditEvent: %v", err)
 		}
@@ -167,6 +173,8 @@ func testAuditEvents(t *testing.T, open Opener) {
 		{"page", store.AuditQuery{Limit: 2}, []int64{id3, id2}},
 		{"next page", store.AuditQuery{Limit: 2, BeforeID: id2}, []int64{id1}},
 		{"combined", store.AuditQuery{Principal: "token:a", FailedOnly: true}, []int64{id3}},
+		{"request ID", store.AuditQuery{RequestID: "req-/s/B-PermissionDenied"}, []int64{id2}},
+		{"request ID of no call", store.AuditQuery{RequestID: "req-none"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -181,10 +189,25 @@ func testAuditEvents(t *testing.T, open Opener) {
 			}
 		})
 	}
+	checkAuditEventFields(t, s, id2)
+}
+
+// checkAuditEventFields checks that the newest event of testAuditEvents
+// comes back with every field, and the oldest (below before) without a
+// request ID.
+func checkAuditEventFields(t *testing.T, s store.Store, before int64) {
+	t.Helper()
+	ctx := context.Background()
 	evs, _ := s.ListAuditEvents(ctx, store.AuditQuery{Limit: 1})
 	e := evs[0]
 	if e.Code != "InvalidArgument" || e.Message != "name: required" || e.Duration != 3*time.Millisecond ||
-		e.Peer != "10.0.0.1:5000" || e.Request != `{"x":1}` || e.Role != "admin" || !e.At.Equal(t0.Add(2*time.Second)) {
+		e.Peer != "10.0.0.1:5000" || e.Request != `{"x":1}` || e.Role != "admin" || !e.At.Equal(t0.Add(2*time.Second)) ||
+		e.RequestID != "req-/s/B-" {
 		t.Fatalf("event = %+v", e)
+	}
+	// A row written without a request ID keeps none.
+	oldest, _ := s.ListAuditEvents(ctx, store.AuditQuery{BeforeID: before})
+	if len(oldest) != 1 || oldest[0].RequestID != "" {
+		t.Fatalf("the row without a request ID = %+v, want it kept empty", oldest)
 	}
 }
