@@ -161,6 +161,7 @@ func parseFlags(name string, chosen []scenario.Scenario, args []string, stdout, 
 	fs.StringVar(&o.TempRoot, "temp", "", "directory for the temporary data, state and logs (default /dev/shm)")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the temporary directory (logs, data) after the run")
 	fs.IntVar(&o.PerSim, "agents-per-sim", 8000, "most agents per simulator process (each holds 2 open files per agent)")
+	fs.IntVar(&o.SimNice, "sim-nice", 0, "run the simulators at this nice value (1-19), so that a large fleet's connection storm does not starve the control planes and the store on a shared machine")
 	fs.IntVar(&o.SourceBase, "source-base", 101, "simulator i connects from 127.<source-base+i>.0.1 and the 31 addresses after it")
 	fs.DurationVar(&o.ConnectTimeout, "connect-timeout", 0, "how long to wait for the fleet to connect (default max(3m, 60ms per agent))")
 	fs.StringVar(&o.CPLogLevel, "cp-log-level", "info", "control-plane log level")
@@ -241,6 +242,9 @@ func checkOptions(o *scenario.Options) error {
 	}
 	if err := harness.CheckReplicas(o.Replicas, o.Store); err != nil {
 		return err
+	}
+	if o.SimNice < 0 || o.SimNice > 19 {
+		return fmt.Errorf("-sim-nice must be 0-19, got %d", o.SimNice)
 	}
 	if o.SourceBase < 1 || o.SourceBase > 254 {
 		return fmt.Errorf("-source-base must be 1-254, got %d", o.SourceBase)

@@ -35,6 +35,11 @@ type SimConfig struct {
 	Labels string
 	// PerProcess is the most agents one process runs.
 	PerProcess int
+	// Nice lowers the simulator processes' scheduling priority (0: as
+	// the benchmark's), so that on a machine they share with the control
+	// planes and the store, a fleet's connection storm does not starve
+	// them: a real fleet's agents run on their own hosts.
+	Nice int
 	// SourceBase is the second octet of the first process's source
 	// addresses: process i connects from 127.(SourceBase+i).0.1 and the
 	// 31 addresses after it.
@@ -121,7 +126,7 @@ func (e *Env) StartSims(ctx context.Context, addrs []string, tokenFile, pin stri
 		}
 		ch := make(chan started, 1)
 		urls[i] = ch
-		p, err := e.start(fmt.Sprintf("sim-%d", i), "flotilla-sim", args, nil, func(r io.Reader, log io.Writer) {
+		p, err := e.startNice(fmt.Sprintf("sim-%d", i), "flotilla-sim", cfg.Nice, args, nil, func(r io.Reader, log io.Writer) {
 			// The first line names the status endpoint; the rest is log.
 			line, err := bufio.NewReader(r).ReadString('\n')
 			fmt.Fprint(log, line)

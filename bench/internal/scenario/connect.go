@@ -77,7 +77,7 @@ func Connect(ctx context.Context, o Options) (figs []results.Figure, err error) 
 	cores := procfs.CPUCores(s0, s1)
 	const rssTarget = 64 << 10
 	notes := fmt.Sprintf("%sheartbeat %s; start rate %s; %d simulator processes (RSS %s together); RSS before agents %s, after %s; measured after %s idle",
-		quickNote(o), interval, startRate(o.StartRate), sims.Processes(), mib(float64(simSample.RSS)),
+		quickNote(o)+simNote(o), interval, startRate(o.StartRate), sims.Processes(), mib(float64(simSample.RSS)),
 		mib(float64(before.RSS)), mib(float64(s1.RSS)), settle)
 	figs = []results.Figure{
 		{Name: "connect: agents connected to one control plane", Agents: o.Agents,
@@ -151,4 +151,12 @@ func startRate(r float64) string {
 		return "all at once"
 	}
 	return fmt.Sprintf("%g agents/s", r)
+}
+
+// simNote says when the simulators ran at a lower priority.
+func simNote(o Options) string {
+	if o.SimNice <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("simulators at nice %d; ", o.SimNice)
 }

@@ -71,7 +71,7 @@ func Fanout(ctx context.Context, o Options) (figs []results.Figure, err error) {
 	}
 	rsum, ss, cs := stats.Summarize(receipts), stats.Summarize(started), stats.Summarize(calls)
 	notes := fmt.Sprintf("%s%s%d runs pooled; worst run's p99 %s; RunCommand call took p50 %s, max %s; CPU per run until every host finished: control plane p50 %s, simulators p50 %s; simulated pull latency 0",
-		quickNote(o), replicasNote(ctx, rs), runs, stats.Millis(worst.P99), stats.Millis(cs.P50), stats.Millis(cs.Max),
+		quickNote(o), replicasNote(ctx, rs)+simNote(o), runs, stats.Millis(worst.P99), stats.Millis(cs.P50), stats.Millis(cs.Max),
 		stats.Millis(stats.Summarize(cpCPU).P50), stats.Millis(stats.Summarize(simCPU).P50))
 	if len(rs) > 1 {
 		notes += "; control-plane CPU per run by replica p50 " + replicaCPUNote(rs, byReplica)

@@ -140,7 +140,7 @@ func heartbeatFigures(o Options, interval, window time.Duration, w heartbeatWind
 		met = results.MetIf(rate >= 0.98*offered && cores <= 1)
 	}
 	notes := fmt.Sprintf("%sheartbeat %s (%.0f/s offered); window %s; simulators sent %.0f/s; CPU read between the two /metrics scrapes",
-		quickNote(o), interval, offered, window, w.simRate) + perHeartbeatNote(w)
+		quickNote(o)+simNote(o), interval, offered, window, w.simRate) + perHeartbeatNote(w)
 	figs := []results.Figure{
 		{Name: "heartbeats: ingest rate and control-plane CPU", Agents: o.Agents,
 			Value:  fmt.Sprintf("%s/s on %.3f cores", thousands(int64(rate+0.5)), cores),

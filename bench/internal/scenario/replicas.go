@@ -198,8 +198,8 @@ func (m *replicaConnect) figures(ctx context.Context, o Options, rs harness.Repl
 	if m.viewErr != nil {
 		view = m.viewErr.Error()
 	}
-	notes := fmt.Sprintf("%s%sheartbeat %s; start rate %s; %d simulator processes (RSS %s together); RSS before agents %s, after %s (each replica holds its own agents' streams and the whole fleet's records); measured after %s idle; %s",
-		quickNote(o), replicasNote(ctx, rs), m.interval, startRate(o.StartRate), m.simProcs, mib(float64(m.simRSS)),
+	notes := fmt.Sprintf("%s%s%sheartbeat %s; start rate %s; %d simulator processes (RSS %s together); RSS before agents %s, after %s (each replica holds its own agents' streams and the whole fleet's records); measured after %s idle; %s",
+		quickNote(o), replicasNote(ctx, rs), simNote(o), m.interval, startRate(o.StartRate), m.simProcs, mib(float64(m.simRSS)),
 		perReplica(rs, func(i int) string { return mib(float64(m.before[i].RSS)) }),
 		perReplica(rs, func(i int) string { return mib(float64(m.s1[i].RSS)) }), m.settle, view)
 	return []results.Figure{
@@ -349,8 +349,8 @@ func replicaHeartbeatFigures(ctx context.Context, o Options, rs harness.Replicas
 	if offered >= target {
 		met = results.MetIf(total >= 0.98*offered && worst <= 1)
 	}
-	notes := fmt.Sprintf("%s%sheartbeat %s (%.0f/s offered in all); window %s; simulators sent %.0f/s; CPU read between the two /metrics scrapes of each replica; CPU per heartbeat %s",
-		quickNote(o), replicasNote(ctx, rs), interval, offered, window, w.simRate,
+	notes := fmt.Sprintf("%s%s%sheartbeat %s (%.0f/s offered in all); window %s; simulators sent %.0f/s; CPU read between the two /metrics scrapes of each replica; CPU per heartbeat %s",
+		quickNote(o), replicasNote(ctx, rs), simNote(o), interval, offered, window, w.simRate,
 		perReplica(rs, func(i int) string { return fmt.Sprintf("%.1f µs", w.cores[i]/max(w.rates[i], 1)*1e6) }))
 	if w.hasStore {
 		notes += fmt.Sprintf("; PostgreSQL server meanwhile %.3f cores, %.1f µs per heartbeat (replicas and server together %.1f µs)",

@@ -56,6 +56,8 @@ type Options struct {
 	Profiling bool
 	// Store is the control planes' store driver (see harness.Options).
 	Store string
+	// SimNice lowers the simulators' scheduling priority (harness.SimConfig.Nice).
+	SimNice int
 	// Replicas is how many control planes the fleet benchmarks (connect,
 	// heartbeats, fanout) run on one PostgreSQL database (0 or 1: one).
 	Replicas int
@@ -166,7 +168,7 @@ func (o Options) startSims(ctx context.Context, env *harness.Env, rs harness.Rep
 	if err := rs.CheckCapacity(cfg.Agents); err != nil {
 		return nil, 0, err
 	}
-	cfg.PerProcess, cfg.SourceBase, cfg.StartRate = o.PerSim, or(o.SourceBase, 101), o.StartRate
+	cfg.PerProcess, cfg.SourceBase, cfg.StartRate, cfg.Nice = o.PerSim, or(o.SourceBase, 101), o.StartRate, o.SimNice
 	// One use per agent, exactly: an agent whose Register timed out on its
 	// side after the control plane had done it retries with the same key
 	// and gets the same agent back, without a second use (a 10,000-agent
