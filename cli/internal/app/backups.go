@@ -193,34 +193,35 @@ func (a *app) policyWriteCommand(create bool) *cobra.Command {
 	}
 	c := &cobra.Command{Use: use, Short: short, Args: cobra.MaximumNArgs(1)}
 	c.RunE = func(cmd *cobra.Command, args []string) error {
+		var pol *flotillav1.BackupPolicy
+		var err error
+		if create || pf.file != "" {
+			if pol, err = a.buildPolicy(c.Flags(), &pf, args, nil); err != nil {
+				return err
+			}
+		} else if len(args) == 0 {
+			return usage("NAME: required")
+		}
 		cl, err := a.connect()
 		if err != nil {
 			return err
 		}
-		var pol *flotillav1.BackupPolicy
 		if create {
-			if pol, err = a.buildPolicy(c.Flags(), &pf, args, nil); err != nil {
-				return err
-			}
 			resp, err := call(cmd.Context(), cl.Backup.CreateBackupPolicy, &flotillav1.CreateBackupPolicyRequest{Policy: pol})
 			if err != nil {
 				return err
 			}
 			return a.printPolicy(resp, resp.GetPolicy(), "created")
 		}
-		var base *flotillav1.BackupPolicy
-		if pf.file == "" {
-			if len(args) == 0 {
-				return usage("NAME: required")
-			}
+		if pol == nil {
+			// Flags only: they change the stored definition.
 			cur, err := call(cmd.Context(), cl.Backup.GetBackupPolicy, &flotillav1.GetBackupPolicyRequest{Name: args[0]})
 			if err != nil {
 				return err
 			}
-			base = cur.GetPolicy()
-		}
-		if pol, err = a.buildPolicy(c.Flags(), &pf, args, base); err != nil {
-			return err
+			if pol, err = a.buildPolicy(c.Flags(), &pf, args, cur.GetPolicy()); err != nil {
+				return err
+			}
 		}
 		resp, err := call(cmd.Context(), cl.Backup.UpdateBackupPolicy, &flotillav1.UpdateBackupPolicyRequest{Policy: pol})
 		if err != nil {
