@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -68,6 +71,7 @@ func TestAgainstControlPlane(t *testing.T) {
 	t.Run("cmd run --watch", func(t *testing.T) { fleetCommand(t, p) })
 	t.Run("backup policies and the catalog", func(t *testing.T) { backupPolicies(t, p) })
 	t.Run("a strategy override from flags", func(t *testing.T) { strategyOverride(t, p) })
+	t.Run("notification subscriptions", func(t *testing.T) { notifySubscriptions(t, p) })
 }
 
 func invalidInput(t *testing.T, p *plane) {
@@ -467,5 +471,62 @@ func strategyOverride(t *testing.T, p *plane) {
 	if s.BatchSize != 2 || s.MaxFailures.Percent != 50 || s.MinHealthyTime != "1s" || !s.AutoRollback || len(got.Rollout.Batches) != 1 {
 		t.Errorf("the rollout's strategy %+v and %d batches; want batch size 2, max failures 50%%, the default's min healthy 1s and auto rollback, 1 batch",
 			s, len(got.Rollout.Batches))
+	}
+}
+
+// notifySubscriptions subscribes a webhook, sends it a test event and
+// reads the delivery back, pauses the subscription, and deletes it.
+func notifySubscriptions(t *testing.T, p *plane) {
+	var received atomic.Int32
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		received.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer hook.Close()
+	r := p.run("notify", "sub", "create", "ops", "--events", "rollout.failed,agent.lost", "--webhook", hook.URL+"/flotilla", "-o", "json")
+	var created struct {
+		Subscription struct {
+			ID     string   `json:"id"`
+			Events []string `json:"events"`
+		} `json:"subscription"`
+		GeneratedSecret string `json:"generatedSecret"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &created); err != nil || r.code != 0 {
+		t.Fatalf("create: exit %d, %v: %q", r.code, err, r.stdout)
+	}
+	id := created.Subscription.ID
+	if len(created.Subscription.Events) != 2 || !strings.HasPrefix(created.GeneratedSecret, "whsec_") {
+		t.Errorf("created %+v; want two events and a generated secret", created)
+	}
+	if r := p.run("notify", "sub", "ls"); r.code != 0 || !strings.Contains(r.stdout, id) || !strings.Contains(r.stdout, "rollout.failed,agent.lost") {
+		t.Errorf("ls: exit %d\n%s", r.code, r.stdout)
+	}
+	if r := p.run("notify", "sub", "test", id); r.code != 0 {
+		t.Fatalf("test: exit %d", r.code)
+	}
+	eventually(t, "the test event's delivery attempt", func() error {
+		r := p.quiet("notify", "sub", "deliveries", id, "-o", "json")
+		var page struct {
+			Attempts []struct {
+				HTTPStatus int `json:"httpStatus"`
+			} `json:"attempts"`
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &page); err != nil {
+			return fmt.Errorf("exit %d, %v: %q", r.code, err, r.stdout)
+		}
+		if len(page.Attempts) == 0 || page.Attempts[0].HTTPStatus != http.StatusNoContent {
+			return fmt.Errorf("attempts %+v, %d requests received", page.Attempts, received.Load())
+		}
+		return nil
+	})
+	if r := p.run("notify", "sub", "update", id, "--paused"); r.code != 0 || !strings.Contains(r.stdout, "paused:          yes") ||
+		!strings.Contains(r.stdout, "rollout.failed,agent.lost") {
+		t.Errorf("update --paused (events kept): exit %d\n%s", r.code, r.stdout)
+	}
+	if r := p.run("notify", "sub", "delete", id); r.code != 0 {
+		t.Errorf("delete: exit %d", r.code)
+	}
+	if r := p.run("notify", "sub", "get", id); r.code != int(exitcode.Invalid) || !strings.Contains(r.stderr, "NotFound") {
+		t.Errorf("get after delete: exit %d, stderr %q", r.code, r.stderr)
 	}
 }
