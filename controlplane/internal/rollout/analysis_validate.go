@@ -27,8 +27,11 @@ var queryNameRE = regexp.MustCompile(`^[a-z0-9_-]{1,63}$`)
 func validateAnalysis(prefix string, a *flotillav1.Analysis) error {
 	if u := a.GetPrometheusUrl(); u != "" {
 		parsed, err := url.Parse(u)
-		if len(u) > maxHealthURL || err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
-			return invalid(prefix+".prometheus_url", "%q is not an http(s) URL of at most %d bytes", u, maxHealthURL)
+		if len(u) > maxHealthURL {
+			return invalid(prefix+".prometheus_url", "longer than %d bytes", maxHealthURL)
+		}
+		if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
+			return invalid(prefix+".prometheus_url", "%s is not an http(s) URL", validate.Quote(u))
 		}
 	}
 	qs := a.GetQueries()

@@ -83,7 +83,7 @@ func ValidateService(svc *flotillav1.Service) error {
 		}
 		parsed, err := url.Parse(u)
 		if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
-			return invalid("service.health_url", "%q is not an http(s) URL", u)
+			return invalid("service.health_url", "%s is not an http(s) URL", validate.Quote(u))
 		}
 	}
 	if lb := svc.GetLoadBalancer(); lb != nil {
