@@ -205,13 +205,19 @@ run: build tools
 ## bench: every benchmark of bench/ in its quick version at BENCH_AGENTS
 ## agents (a control plane, simulators and a real agent under /dev/shm),
 ## once on SQLite and once on a throwaway PostgreSQL cluster (-store),
-## appending the figures to bench/results.md. One benchmark at full
-## length: bin/flotilla-bench <name> -agents N (see bin/flotilla-bench -h).
+## appending the figures to bench/results.md; then connect and fanout on
+## three control-plane replicas of one PostgreSQL at BENCH_REPLICA_AGENTS
+## agents (about 50 s). One benchmark at full length:
+## bin/flotilla-bench <name> -agents N (see bin/flotilla-bench -h).
 BENCH_AGENTS ?= 500
+BENCH_REPLICA_AGENTS ?= 300
 bench: build
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/flotilla-bench ./bench/cmd/flotilla-bench
 	rc=0; for store in sqlite postgres; do \
 		$(BIN)/flotilla-bench all -agents $(BENCH_AGENTS) -quick -store $$store -repo $(CURDIR) -bin $(BIN) -go $(GO) || rc=1; \
+	done; \
+	for b in connect fanout; do \
+		$(BIN)/flotilla-bench $$b -replicas 3 -store postgres -agents $(BENCH_REPLICA_AGENTS) -quick -repo $(CURDIR) -bin $(BIN) || rc=1; \
 	done; exit $$rc
 
 ## images: the agent and control-plane images, FROM scratch (the control

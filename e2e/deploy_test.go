@@ -36,7 +36,7 @@ var (
 // docs/operations.md ("systemd units") states it; a change that loosens a
 // unit fails here until the docs say why.
 var maxExposure = map[string]float64{
-	"flotilla-agent.service":        2.2,
+	"flotilla-agent.service":        2.5,
 	"flotilla-controlplane.service": 1.1,
 }
 

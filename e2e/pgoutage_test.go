@@ -64,7 +64,7 @@ func TestPostgresOutage(t *testing.T) {
 	}
 	halted := time.Now()
 	t.Logf("PostgreSQL stopped")
-	probes := probeOutage(t, cp, rolloutID, halted, reg)
+	probes := probeOutage(t, []controlPlane{cp}, rolloutID, halted, reg)
 	if err := db.pg.Resume(); err != nil {
 		t.Fatal(err)
 	}
@@ -204,9 +204,10 @@ type outageProbes struct {
 	health []string
 }
 
-// probeOutage calls the API and /healthz in turn until the outage has
-// lasted outageLength, releasing the registry releaseAfter into it.
-func probeOutage(t *testing.T, cp controlPlane, rolloutID string, halted time.Time, reg *heldRegistry) *outageProbes {
+// probeOutage calls the API and /healthz of each control plane in turn
+// (one, or every replica) until the outage has lasted outageLength,
+// releasing the registry releaseAfter into it.
+func probeOutage(t *testing.T, cps []controlPlane, rolloutID string, halted time.Time, reg *heldRegistry) *outageProbes {
 	t.Helper()
 	calls := []struct{ method, body string }{
 		{grpcurl.FleetService + "ListAgents", `{}`},
@@ -223,11 +224,13 @@ func probeOutage(t *testing.T, cp controlPlane, rolloutID string, halted time.Ti
 			released = true
 			t.Logf("%s: the registry released the pulls", time.Since(halted).Round(100*time.Millisecond))
 		}
-		c := calls[i%len(calls)]
+		c, cp := calls[i%len(calls)], cps[i%len(cps)]
 		p.call(cp.api, c.method, c.body)
 		p.healthz(cp.metricsAddr)
-		if cp.proc.Exited() {
-			t.Fatalf("the control plane exited during the outage:\n%s", cp.proc.Output())
+		for _, cp := range cps {
+			if cp.proc.Exited() {
+				t.Fatalf("the control plane on %s exited during the outage:\n%s", cp.api.Addr, cp.proc.Output())
+			}
 		}
 		time.Sleep(probePause)
 	}

@@ -35,6 +35,14 @@ type rolloutEnv struct {
 	hosts  []*appHost
 	nginx  *fixture.Nginx
 	lbID   string
+	// lbProc is the load balancer's agent.
+	lbProc *fixture.Process
+	// cpAddrs are the control plane addresses the agents are given.
+	cpAddrs []string
+	// registry is the local registry's address (host:port).
+	registry string
+	// dir holds the agents' configurations and state.
+	dir string
 }
 
 // appHost is one application host: its agent and its container.
@@ -43,6 +51,7 @@ type appHost struct {
 	address   string // 127.0.0.<n>
 	container string // the local name of the service's container
 	agentID   string
+	proc      *fixture.Process
 }
 
 func (h *appHost) server(port int) string { return h.address + ":" + strconv.Itoa(port) }
@@ -69,12 +78,28 @@ func (env *rolloutEnv) AppHosts() []rollouttest.Host {
 // agents, and waits until every application host reports its container.
 func newRolloutEnv(t *testing.T) *rolloutEnv {
 	t.Helper()
+	return newRolloutEnvWith(t, func(t *testing.T, dir string) (grpcurl.Client, []string) {
+		cp := startControlPlane(t, dir)
+		return cp.api, []string{cp.api.Addr}
+	})
+}
+
+// controlPlaneStarter starts the control plane (one, or a replica set)
+// with its data under dir and returns grpcurl against it and the
+// addresses the agents are given.
+type controlPlaneStarter func(t *testing.T, dir string) (api grpcurl.Client, agentAddrs []string)
+
+// newRolloutEnvWith is newRolloutEnv with the control plane that start
+// starts.
+func newRolloutEnvWith(t *testing.T, start controlPlaneStarter) *rolloutEnv {
+	t.Helper()
 	env := &rolloutEnv{top: t}
 	agentBin := fixture.Binary(t, "flotilla-agent")
 
 	began := time.Now()
 	env.docker = fixture.NewDocker(t)
 	reg := fixture.StartRegistry(t)
+	env.registry = reg.Addr
 	env.images = fixture.BuildAppImages(t, env.docker, reg, "v1", "v2", fixture.VersionUnhealthy)
 	env.docker.Pull(t, env.images["v1"])
 	env.port = fixture.FreePort(t)
@@ -94,7 +119,8 @@ func newRolloutEnv(t *testing.T) *rolloutEnv {
 		env.nginx.URL(rollouttest.Upstream), servers)
 
 	dir := t.TempDir()
-	env.g = startControlPlane(t, dir).api
+	env.dir = dir
+	env.g, env.cpAddrs = start(t, dir)
 	env.startAgents(t, dir, agentBin, reg.Addr)
 	return env
 }
@@ -116,7 +142,7 @@ func (env *rolloutEnv) startAgents(t *testing.T, dir, agentBin, registry string)
 	join := env.g.CreateJoinToken(t, "e2e rollout", rolloutHosts+1)
 	tokenFile := filepath.Join(dir, "secrets", "join.token")
 	fixture.WriteFile(t, tokenFile, join.Token+"\n", 0o600)
-	common := fmt.Sprintf(agentCommon, env.g.Addr, join.CACertSHA256, tokenFile)
+	common := rollouttest.ControlPlaneYAML(env.cpAddrs, join.CACertSHA256) + fmt.Sprintf(agentCommon, tokenFile)
 	for _, h := range env.hosts {
 		cfg := common + fmt.Sprintf(webAgentConfig, filepath.Join(dir, h.name), h.name, h.address) +
 			rollouttest.AppHostYAML(h.url(env.port)+"health", registry, h.container)
@@ -125,13 +151,13 @@ func (env *rolloutEnv) startAgents(t *testing.T, dir, agentBin, registry string)
 		if h == env.hosts[0] {
 			t.Logf("agent configuration of %s:\n%s", h.name, cfg)
 		}
-		fixture.StartProcess(env.top, "agent "+h.name, agentBin, nil, "-config", path)
+		h.proc = fixture.StartProcess(env.top, "agent "+h.name, agentBin, nil, "-config", path)
 	}
-	lbCfg := rollouttest.LoadBalancerYAML(env.g.Addr, join, tokenFile, filepath.Join(dir, "e2e-lb-1"), "e2e-lb-1", env.nginx)
+	lbCfg := rollouttest.LoadBalancerYAML(env.cpAddrs, join, tokenFile, filepath.Join(dir, "e2e-lb-1"), "e2e-lb-1", env.nginx)
 	lbPath := filepath.Join(dir, "e2e-lb-1.yaml")
 	fixture.WriteFile(t, lbPath, lbCfg, 0o600)
 	t.Logf("agent configuration of e2e-lb-1:\n%s", lbCfg)
-	fixture.StartProcess(env.top, "agent e2e-lb-1", agentBin, nil, "-config", lbPath)
+	env.lbProc = fixture.StartProcess(env.top, "agent e2e-lb-1", agentBin, nil, "-config", lbPath)
 	env.waitFleet(t)
 }
 
@@ -168,11 +194,9 @@ func (env *rolloutEnv) waitFleet(t *testing.T) {
 	})
 }
 
-// agentCommon is the start of every agent's configuration.
-const agentCommon = `control_plane:
-  address: %[1]s
-  ca_sha256: %[2]s
-join_token_file: %[3]s
+// agentCommon follows the control_plane section in every agent's
+// configuration.
+const agentCommon = `join_token_file: %[1]s
 heartbeat_interval: 1s
 log:
   format: console

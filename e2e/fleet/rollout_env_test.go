@@ -167,7 +167,7 @@ func (f *rolloutFleet) startLoadBalancerAgent(t *testing.T, dir, bin string, joi
 	t.Helper()
 	tokenFile := filepath.Join(dir, lbHostname, "join.token")
 	fixture.WriteFile(t, tokenFile, join.Token+"\n", 0o600)
-	cfg := rollouttest.LoadBalancerYAML(f.g.Addr, join, tokenFile, filepath.Join(dir, lbHostname, "state"), lbHostname, f.nginx)
+	cfg := rollouttest.LoadBalancerYAML([]string{f.g.Addr}, join, tokenFile, filepath.Join(dir, lbHostname, "state"), lbHostname, f.nginx)
 	path := filepath.Join(dir, lbHostname, "agent.yaml")
 	fixture.WriteFile(t, path, cfg, 0o600)
 	t.Cleanup(func() {

@@ -33,3 +33,9 @@ func quote(s string) string {
 	}
 	return strconv.Quote(cut) + "…"
 }
+
+// Quote is how a message repeats a refused value: a Go string literal of at
+// most 64 bytes between its quotes, cut at a character and marked "…" when
+// the value is longer, so that a huge or hostile value never makes a huge
+// error.
+func Quote(s string) string { return quote(s) }

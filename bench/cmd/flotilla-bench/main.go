@@ -151,6 +151,7 @@ func parseFlags(name string, chosen []scenario.Scenario, args []string, stdout, 
 	fs := flag.NewFlagSet("flotilla-bench "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	root := repoRoot()
+	o.Replicas = 1 // for the benchmarks without -replicas
 	fs.IntVar(&o.Agents, "agents", 500, "fleet size")
 	fs.BoolVar(&o.Quick, "quick", false, "shorter windows and fewer repetitions (make bench)")
 	fs.StringVar(&o.RepoRoot, "repo", root, "the Flotilla checkout")
@@ -160,6 +161,7 @@ func parseFlags(name string, chosen []scenario.Scenario, args []string, stdout, 
 	fs.StringVar(&o.TempRoot, "temp", "", "directory for the temporary data, state and logs (default /dev/shm)")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the temporary directory (logs, data) after the run")
 	fs.IntVar(&o.PerSim, "agents-per-sim", 8000, "most agents per simulator process (each holds 2 open files per agent)")
+	fs.IntVar(&o.SimNice, "sim-nice", 0, "run the simulators at this nice value (1-19), so that a large fleet's connection storm does not starve the control planes and the store on a shared machine")
 	fs.IntVar(&o.SourceBase, "source-base", 101, "simulator i connects from 127.<source-base+i>.0.1 and the 31 addresses after it")
 	fs.DurationVar(&o.ConnectTimeout, "connect-timeout", 0, "how long to wait for the fleet to connect (default max(3m, 60ms per agent))")
 	fs.StringVar(&o.CPLogLevel, "cp-log-level", "info", "control-plane log level")
@@ -218,6 +220,9 @@ func addBenchmarkFlags(fs *flag.FlagSet, o *scenario.Options, chosen []scenario.
 	if wanted["max-backoff"] {
 		fs.DurationVar(&o.MaxBackoff, "max-backoff", 0, "cap of the simulated agents' reconnection backoff (0: the agent's default, 30s)")
 	}
+	if wanted["replicas"] {
+		fs.IntVar(&o.Replicas, "replicas", 1, "control planes on one PostgreSQL database (needs -store postgres when above 1); the agents spread over them at random")
+	}
 	if wanted["go"] {
 		fs.StringVar(&o.GoBin, "go", "go", "the go command")
 	}
@@ -234,6 +239,12 @@ func checkOptions(o *scenario.Options) error {
 	}
 	if err := harness.CheckStore(o.Store); err != nil {
 		return err
+	}
+	if err := harness.CheckReplicas(o.Replicas, o.Store); err != nil {
+		return err
+	}
+	if o.SimNice < 0 || o.SimNice > 19 {
+		return fmt.Errorf("-sim-nice must be 0-19, got %d", o.SimNice)
 	}
 	if o.SourceBase < 1 || o.SourceBase > 254 {
 		return fmt.Errorf("-source-base must be 1-254, got %d", o.SourceBase)

@@ -63,15 +63,36 @@ type ControlPlane struct {
 	Fleet flotillav1.FleetServiceClient
 
 	env        *Env
+	name       string // of its log file: <name>.log, <name>-2.log after a restart
 	configPath string
-	conn       *grpc.ClientConn
-	http       *http.Client
-	starts     int
+	// caDir holds the CA (ca.crt, ca.key) and the bootstrap admin token
+	// the operator client trusts and authenticates with: the data
+	// directory, or, for a replica, the first replica's (one CA and one
+	// store for all).
+	caDir  string
+	conn   *grpc.ClientConn
+	http   *http.Client
+	starts int
 }
 
 // StartControlPlane writes a configuration, starts the control plane on
 // free loopback ports and waits until it serves.
 func (e *Env) StartControlPlane(ctx context.Context, cfg CPConfig) (*ControlPlane, error) {
+	c, err := e.newControlPlane("controlplane", "")
+	if err != nil {
+		return nil, err
+	}
+	if err := c.start(ctx, cfg); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// newControlPlane picks the loopback ports and the files of a control
+// plane called name, whose data directory and configuration are named
+// after it. ca, when not empty, is the data directory of the control
+// plane whose CA and admin token it shares (a replica's first).
+func (e *Env) newControlPlane(name, ca string) (*ControlPlane, error) {
 	grpcPort, err := freePort()
 	if err != nil {
 		return nil, err
@@ -80,33 +101,43 @@ func (e *Env) StartControlPlane(ctx context.Context, cfg CPConfig) (*ControlPlan
 	if err != nil {
 		return nil, err
 	}
-	c := &ControlPlane{
-		env: e, DataDir: filepath.Join(e.Dir, "controlplane"), configPath: filepath.Join(e.Dir, "controlplane.yaml"),
+	dataDir := filepath.Join(e.Dir, name)
+	if ca == "" {
+		ca = dataDir
+	}
+	return &ControlPlane{
+		env: e, name: name, DataDir: dataDir, configPath: filepath.Join(e.Dir, name+".yaml"),
+		caDir:       ca,
 		GRPCAddr:    net.JoinHostPort("127.0.0.1", fmt.Sprint(grpcPort)),
 		MetricsAddr: net.JoinHostPort("127.0.0.1", fmt.Sprint(metricsPort)),
 		// The scrape is read as it streams; compression would cost the
 		// control plane CPU inside the measurement.
 		http: &http.Client{Timeout: time.Minute, Transport: &http.Transport{DisableCompression: true}},
-	}
+	}, nil
+}
+
+// start writes the configuration and launches the process.
+func (c *ControlPlane) start(ctx context.Context, cfg CPConfig) error {
+	e := c.env
 	cfg.Profiling = cfg.Profiling || e.profiling
 	yaml := c.configYAML(cfg)
 	if e.store == StorePostgres {
 		pg, err := e.postgres(ctx)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		yaml += pg.storeYAML()
 	}
 	if err := os.WriteFile(c.configPath, []byte(yaml), 0o600); err != nil {
-		return nil, fmt.Errorf("control-plane config: %w", err)
+		return fmt.Errorf("%s config: %w", c.name, err)
 	}
 	if err := c.launch(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	if cfg.Profiling {
-		e.Logf("control plane profiling on: go tool pprof http://%s/debug/pprof/profile?seconds=10", c.MetricsAddr)
+		e.Logf("%s profiling on: go tool pprof http://%s/debug/pprof/profile?seconds=10", c.name, c.MetricsAddr)
 	}
-	return c, nil
+	return nil
 }
 
 func (c *ControlPlane) configYAML(cfg CPConfig) string {
@@ -130,15 +161,20 @@ func (c *ControlPlane) configYAML(cfg CPConfig) string {
 	if cfg.FleetTotalsOnly {
 		b.WriteString("per_agent_metrics: false\n")
 	}
+	// A replica uses the CA its first replica generated: one CA signs
+	// every agent's certificate, whichever replica registered it.
+	if c.caDir != "" && c.caDir != c.DataDir {
+		fmt.Fprintf(&b, "tls:\n  ca_cert_file: %q\n  ca_key_file: %q\n", filepath.Join(c.caDir, "ca.crt"), filepath.Join(c.caDir, "ca.key"))
+	}
 	return b.String()
 }
 
 // launch starts the process and waits until /healthz answers and the
 // operator client is connected.
 func (c *ControlPlane) launch(ctx context.Context) error {
-	name := "controlplane"
+	name := c.name
 	if c.starts > 0 {
-		name = fmt.Sprintf("controlplane-%d", c.starts+1)
+		name = fmt.Sprintf("%s-%d", c.name, c.starts+1)
 	}
 	c.starts++
 	p, err := c.env.start(name, "flotilla-controlplane", []string{"-config", c.configPath}, nil, nil)
@@ -163,7 +199,7 @@ func (c *ControlPlane) waitReady(ctx context.Context, timeout time.Duration) err
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("control plane not serving /healthz on %s after %s; see %s", c.MetricsAddr, timeout, c.Proc.LogPath)
+			return fmt.Errorf("%s not serving /healthz on %s after %s; see %s", c.name, c.MetricsAddr, timeout, c.Proc.LogPath)
 		}
 		select {
 		case <-ctx.Done():
@@ -189,7 +225,7 @@ func (c *ControlPlane) healthy(ctx context.Context) bool {
 // dial connects the operator client: TLS against the generated CA, the
 // bootstrap admin token as bearer token.
 func (c *ControlPlane) dial() error {
-	caPEM, err := os.ReadFile(filepath.Join(c.DataDir, "ca.crt"))
+	caPEM, err := os.ReadFile(filepath.Join(c.caDir, "ca.crt"))
 	if err != nil {
 		return fmt.Errorf("control plane CA: %w", err)
 	}
@@ -197,7 +233,7 @@ func (c *ControlPlane) dial() error {
 	if !pool.AppendCertsFromPEM(caPEM) {
 		return errors.New("control plane CA: ca.crt holds no PEM certificate")
 	}
-	token, err := os.ReadFile(filepath.Join(c.DataDir, "admin.token"))
+	token, err := os.ReadFile(filepath.Join(c.caDir, "admin.token"))
 	if err != nil {
 		return fmt.Errorf("admin token: %w", err)
 	}
@@ -370,17 +406,26 @@ func (c *ControlPlane) WaitConnected(ctx context.Context, n int, timeout time.Du
 // connection per agent within its open-file limit, with the limit named:
 // the benchmark would otherwise wait for agents that cannot connect.
 func (c *ControlPlane) CheckCapacity(agents int) error {
-	limit, err := procfs.OpenFileLimit(c.Proc.Pid())
-	if err != nil {
+	limit, ok, err := c.fits(agents)
+	if err != nil || ok {
 		return err
 	}
-	// The store, listeners, logs and the operator connections need some.
-	const reserve = 64
-	if limit >= 0 && agents+reserve > limit {
-		return fmt.Errorf("-agents %d: the control plane may open at most %d files (RLIMIT_NOFILE), and needs one per agent plus about %d; raise the hard limit (ulimit -Hn) or run fewer agents",
-			agents, limit, reserve)
+	return fmt.Errorf("-agents %d: the control plane may open at most %d files (RLIMIT_NOFILE), and needs one per agent plus about %d; raise the hard limit (ulimit -Hn) or run fewer agents",
+		agents, limit, capacityReserve)
+}
+
+// capacityReserve is the open files a control plane needs besides one
+// per agent: the store, listeners, logs and the operator connections.
+const capacityReserve = 64
+
+// fits reports whether the control plane's open-file limit leaves room
+// for agents connections, and the limit (-1: unlimited).
+func (c *ControlPlane) fits(agents int) (limit int, ok bool, err error) {
+	limit, err = procfs.OpenFileLimit(c.Proc.Pid())
+	if err != nil {
+		return 0, false, err
 	}
-	return nil
+	return limit, limit < 0 || agents+capacityReserve <= limit, nil
 }
 
 func freePort() (int, error) {

@@ -158,12 +158,21 @@ type Process struct {
 // given, go to a log file named after name. stdout, when given, reads the
 // process's standard output and must consume it to the end.
 func (e *Env) start(name, bin string, args, env []string, stdout func(io.Reader, io.Writer)) (*Process, error) {
+	return e.startNice(name, bin, 0, args, env, stdout)
+}
+
+// startNice is start with the process's scheduling priority lowered by
+// nice (0: unchanged), through nice(1), which execs the binary in place.
+func (e *Env) startNice(name, bin string, nice int, args, env []string, stdout func(io.Reader, io.Writer)) (*Process, error) {
 	logPath := filepath.Join(e.Dir, name+".log")
 	log, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(filepath.Join(e.BinDir, bin), args...)
+	if nice > 0 {
+		cmd = exec.Command("nice", append([]string{"-n", fmt.Sprint(nice), filepath.Join(e.BinDir, bin)}, args...)...)
+	}
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = log
 	cmd.SysProcAttr = sysProcAttr()

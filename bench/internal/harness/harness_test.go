@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"context"
 	"os"
 	"strings"
 	"testing"
@@ -70,5 +71,71 @@ panic: boom
 	empty := &Process{Name: "y", LogPath: dir + "/missing.log"}
 	if got := empty.Errors(5); got != "" {
 		t.Errorf("Errors of a missing log = %q, want empty", got)
+	}
+}
+
+func TestReplicaConfigSharesTheFirstReplicasCA(t *testing.T) {
+	e := &Env{Dir: t.TempDir()}
+	first, err := e.newControlPlane("replica-1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := e.newControlPlane("replica-2", first.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.GRPCAddr == second.GRPCAddr || first.MetricsAddr == second.MetricsAddr || first.DataDir == second.DataDir {
+		t.Errorf("replicas share ports or data: %+v and %+v", first, second)
+	}
+	if got := first.configYAML(CPConfig{}); strings.Contains(got, "tls:") {
+		t.Errorf("the first replica, which generates the CA, is given one:\n%s", got)
+	}
+	got := second.configYAML(CPConfig{})
+	for _, line := range []string{
+		"tls:\n",
+		"  ca_cert_file: \"" + first.DataDir + "/ca.crt\"\n",
+		"  ca_key_file: \"" + first.DataDir + "/ca.key\"\n",
+		"data_dir: \"" + second.DataDir + "\"\n",
+	} {
+		if !strings.Contains(got, line) {
+			t.Errorf("second replica's config lacks %q:\n%s", line, got)
+		}
+	}
+	if second.Name() != "replica-2" || !strings.HasSuffix(second.configPath, "replica-2.yaml") {
+		t.Errorf("second replica named %q with config %s", second.Name(), second.configPath)
+	}
+}
+
+func TestCheckReplicas(t *testing.T) {
+	for _, c := range []struct {
+		n     int
+		store string
+		want  string
+	}{
+		{1, StoreSQLite, ""}, {1, StorePostgres, ""}, {3, StorePostgres, ""},
+		{3, StoreSQLite, "-replicas 3 needs -store postgres"}, {0, StorePostgres, "-replicas must be at least 1"},
+	} {
+		err := CheckReplicas(c.n, c.store)
+		if (err == nil) != (c.want == "") || (err != nil && !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("CheckReplicas(%d, %s) = %v, want %q", c.n, c.store, err, c.want)
+		}
+	}
+	// Refused before anything starts.
+	e := &Env{Dir: t.TempDir(), store: StoreSQLite}
+	if _, err := e.StartReplicas(context.Background(), CPConfig{}, 2); err == nil || !strings.Contains(err.Error(), "-replicas") {
+		t.Errorf("StartReplicas(2) on SQLite = %v, want an error naming -replicas", err)
+	}
+}
+
+func TestShare(t *testing.T) {
+	for _, c := range []struct{ agents, n, min, max int }{
+		{500, 1, 500, 500},
+		// 50,000 over 3: 16,667 ± 105 (one standard deviation).
+		{50000, 3, 17000, 17200},
+		{300, 3, 100, 160},
+	} {
+		if got := Share(c.agents, c.n); got < c.min || got > c.max {
+			t.Errorf("Share(%d, %d) = %d, want %d–%d", c.agents, c.n, got, c.min, c.max)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -34,6 +35,11 @@ type SimConfig struct {
 	Labels string
 	// PerProcess is the most agents one process runs.
 	PerProcess int
+	// Nice lowers the simulator processes' scheduling priority (0: as
+	// the benchmark's), so that on a machine they share with the control
+	// planes and the store, a fleet's connection storm does not starve
+	// them: a real fleet's agents run on their own hosts.
+	Nice int
 	// SourceBase is the second octet of the first process's source
 	// addresses: process i connects from 127.(SourceBase+i).0.1 and the
 	// 31 addresses after it.
@@ -72,9 +78,14 @@ func (s SimSnapshot) ReceivedTotal() int64 {
 	return n
 }
 
-// StartSims starts the simulated fleet against cp and waits until every
-// process serves its status endpoint (not until the agents connect).
-func (e *Env) StartSims(ctx context.Context, cp *ControlPlane, tokenFile, pin string, cfg SimConfig) (*Sims, error) {
+// StartSims starts the simulated fleet against the control planes at
+// addrs (their agent API; several replicas: each agent starts at a random
+// one, see flotilla-sim) and waits until every process serves its status
+// endpoint (not until the agents connect).
+func (e *Env) StartSims(ctx context.Context, addrs []string, tokenFile, pin string, cfg SimConfig) (*Sims, error) {
+	if len(addrs) == 0 {
+		return nil, errors.New("simulators: no control-plane address")
+	}
 	per := cfg.PerProcess
 	if per <= 0 {
 		per = DefaultAgentsPerSim
@@ -95,7 +106,7 @@ func (e *Env) StartSims(ctx context.Context, cp *ControlPlane, tokenFile, pin st
 		// each, not 8,000 and 2,000.
 		n := cfg.Agents/nprocs + btoi(i < cfg.Agents%nprocs)
 		args := []string{
-			"-control-plane", cp.GRPCAddr, "-ca-sha256", pin, "-join-token-file", tokenFile,
+			"-control-plane", strings.Join(addrs, ","), "-ca-sha256", pin, "-join-token-file", tokenFile,
 			"-agents", fmt.Sprint(n), "-first-index", fmt.Sprint(first),
 			"-state-root", filepath.Join(e.Dir, fmt.Sprintf("sim-%d", i)),
 			"-source-first", fmt.Sprintf("127.%d.0.1", cfg.SourceBase+i), "-source-count", "32",
@@ -115,7 +126,7 @@ func (e *Env) StartSims(ctx context.Context, cp *ControlPlane, tokenFile, pin st
 		}
 		ch := make(chan started, 1)
 		urls[i] = ch
-		p, err := e.start(fmt.Sprintf("sim-%d", i), "flotilla-sim", args, nil, func(r io.Reader, log io.Writer) {
+		p, err := e.startNice(fmt.Sprintf("sim-%d", i), "flotilla-sim", cfg.Nice, args, nil, func(r io.Reader, log io.Writer) {
 			// The first line names the status endpoint; the rest is log.
 			line, err := bufio.NewReader(r).ReadString('\n')
 			fmt.Fprint(log, line)

@@ -15,7 +15,12 @@ import (
 // the time until every agent is connected, the control plane's resident
 // memory per agent once the fleet has settled (heartbeats flowing, the
 // connection storm's garbage collected), and its CPU while idle.
+//
+// With several replicas it measures each of them (connectReplicas).
 func Connect(ctx context.Context, o Options) (figs []results.Figure, err error) {
+	if o.replicas() > 1 {
+		return connectReplicas(ctx, o)
+	}
 	interval := or(o.Interval, 10*time.Second)
 	settle := or(o.Settle, o.quick(interval, 2*interval))
 	// Agents started together heartbeat in step: the window spans whole
@@ -44,7 +49,7 @@ func Connect(ctx context.Context, o Options) (figs []results.Figure, err error) 
 	if err != nil {
 		return nil, err
 	}
-	sims, took, err := o.startSims(ctx, env, cp, harness.SimConfig{Agents: o.Agents, HeartbeatInterval: interval})
+	sims, took, err := o.startSims(ctx, env, harness.Replicas{cp}, harness.SimConfig{Agents: o.Agents, HeartbeatInterval: interval})
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +77,7 @@ func Connect(ctx context.Context, o Options) (figs []results.Figure, err error) 
 	cores := procfs.CPUCores(s0, s1)
 	const rssTarget = 64 << 10
 	notes := fmt.Sprintf("%sheartbeat %s; start rate %s; %d simulator processes (RSS %s together); RSS before agents %s, after %s; measured after %s idle",
-		quickNote(o), interval, startRate(o.StartRate), sims.Processes(), mib(float64(simSample.RSS)),
+		quickNote(o)+simNote(o), interval, startRate(o.StartRate), sims.Processes(), mib(float64(simSample.RSS)),
 		mib(float64(before.RSS)), mib(float64(s1.RSS)), settle)
 	figs = []results.Figure{
 		{Name: "connect: agents connected to one control plane", Agents: o.Agents,
@@ -146,4 +151,12 @@ func startRate(r float64) string {
 		return "all at once"
 	}
 	return fmt.Sprintf("%g agents/s", r)
+}
+
+// simNote says when the simulators ran at a lower priority.
+func simNote(o Options) string {
+	if o.SimNice <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("simulators at nice %d; ", o.SimNice)
 }

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"flotilla.dev/bench/internal/harness"
-	"flotilla.dev/bench/internal/procfs"
 	"flotilla.dev/bench/internal/results"
 	"flotilla.dev/bench/internal/stats"
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
@@ -30,10 +29,8 @@ func Fanout(ctx context.Context, o Options) (figs []results.Figure, err error) {
 		return nil, err
 	}
 	defer closeEnv(ctx, env, &err)
-	cp, sims, _, err := o.fleet(ctx, env, harness.SimConfig{Agents: o.Agents, Labels: fanoutLabel})
-	if cp != nil {
-		defer cp.Close()
-	}
+	rs, sims, _, err := o.fleet(ctx, env, harness.SimConfig{Agents: o.Agents, Labels: fanoutLabel})
+	defer rs.Close()
 	if err != nil {
 		return nil, err
 	}
@@ -42,24 +39,26 @@ func Fanout(ctx context.Context, o Options) (figs []results.Figure, err error) {
 	}
 	var receipts, started []time.Duration
 	var calls, cpCPU, simCPU, storeCPU []time.Duration
+	var byReplica [][]time.Duration
 	var failed int
 	var failures []string
 	worst := stats.Summary{}
 	for i := range runs {
-		r, err := fanoutOnce(ctx, env, cp, sims, o.Agents, fmt.Sprintf("registry.sim/bench:fanout-%d-%d", time.Now().UnixNano(), i))
+		r, err := fanoutOnce(ctx, env, rs, sims, o.Agents, fmt.Sprintf("registry.sim/bench:fanout-%d-%d", time.Now().UnixNano(), i))
 		if err != nil {
 			return nil, fmt.Errorf("run %d: %w", i+1, err)
 		}
-		rs := stats.Summarize(r.receipts)
+		run := stats.Summarize(r.receipts)
 		env.Logf("run %d: RunCommand returned after %s; receipt %s; started_at %s; CPU until all finished: control plane %s, simulators %s", i+1,
-			stats.Millis(r.call), rs, stats.Summarize(r.started), stats.Millis(r.cpCPU), stats.Millis(r.simCPU))
-		if rs.P99 > worst.P99 {
-			worst = rs
+			stats.Millis(r.call), run, stats.Summarize(r.started), stats.Millis(r.cpCPU), stats.Millis(r.simCPU))
+		if run.P99 > worst.P99 {
+			worst = run
 		}
 		receipts = append(receipts, r.receipts...)
 		started = append(started, r.started...)
 		calls = append(calls, r.call)
 		cpCPU, simCPU = append(cpCPU, r.cpCPU), append(simCPU, r.simCPU)
+		byReplica = append(byReplica, r.cpByReplica)
 		if r.hasStore {
 			storeCPU = append(storeCPU, r.storeCPU)
 		}
@@ -70,10 +69,13 @@ func Fanout(ctx context.Context, o Options) (figs []results.Figure, err error) {
 			return nil, err
 		}
 	}
-	rs, ss, cs := stats.Summarize(receipts), stats.Summarize(started), stats.Summarize(calls)
-	notes := fmt.Sprintf("%s%d runs pooled; worst run's p99 %s; RunCommand call took p50 %s, max %s; CPU per run until every host finished: control plane p50 %s, simulators p50 %s; simulated pull latency 0",
-		quickNote(o), runs, stats.Millis(worst.P99), stats.Millis(cs.P50), stats.Millis(cs.Max),
+	rsum, ss, cs := stats.Summarize(receipts), stats.Summarize(started), stats.Summarize(calls)
+	notes := fmt.Sprintf("%s%s%d runs pooled; worst run's p99 %s; RunCommand call took p50 %s, max %s; CPU per run until every host finished: control plane p50 %s, simulators p50 %s; simulated pull latency 0",
+		quickNote(o), replicasNote(ctx, rs)+simNote(o), runs, stats.Millis(worst.P99), stats.Millis(cs.P50), stats.Millis(cs.Max),
 		stats.Millis(stats.Summarize(cpCPU).P50), stats.Millis(stats.Summarize(simCPU).P50))
+	if len(rs) > 1 {
+		notes += "; control-plane CPU per run by replica p50 " + replicaCPUNote(rs, byReplica)
+	}
 	if len(storeCPU) > 0 {
 		notes += fmt.Sprintf("; PostgreSQL server CPU per run p50 %s", stats.Millis(stats.Summarize(storeCPU).P50))
 	}
@@ -82,9 +84,9 @@ func Fanout(ctx context.Context, o Options) (figs []results.Figure, err error) {
 	}
 	const target = time.Second
 	figs = []results.Figure{
-		{Name: "fanout: RunCommand → agent receipt (simulator clock)", Agents: o.Agents, Value: rs.String(),
-			Target: "p99 ≤ 1 s (stretch 500 ms) at 10,000", Met: atSize(o.Agents, 10000, rs.P99 <= target), Notes: notes},
-		{Name: "fanout: RunCommand → host started_at (control-plane clock)", Agents: o.Agents, Value: ss.String(),
+		{Name: "fanout" + replicasName(rs, "RunCommand on "+rs[0].Name()) + ": RunCommand → agent receipt (simulator clock)", Agents: o.Agents, Value: rsum.String(),
+			Target: "p99 ≤ 1 s (stretch 500 ms) at 10,000", Met: atSize(o.Agents, 10000, rsum.P99 <= target), Notes: notes},
+		{Name: "fanout" + replicasName(rs, "RunCommand on "+rs[0].Name()) + ": RunCommand → host started_at (control-plane clock)", Agents: o.Agents, Value: ss.String(),
 			Target: "p99 ≤ 1 s (stretch 500 ms) at 10,000", Met: atSize(o.Agents, 10000, ss.P99 <= target), Notes: notes},
 	}
 	return figs, nil
@@ -98,6 +100,8 @@ type fanoutRun struct {
 	// simulators spent from the call until every host had finished: who
 	// the two shared cores worked for.
 	cpCPU, simCPU time.Duration
+	// cpByReplica is cpCPU replica by replica.
+	cpByReplica []time.Duration
 	// storeCPU is the PostgreSQL server's over the same span (hasStore).
 	storeCPU time.Duration
 	hasStore bool
@@ -108,14 +112,17 @@ type fanoutRun struct {
 
 // fanoutOnce runs one pull of image on the whole fleet of n agents and
 // measures it: the call, each agent's receipt, each host's started_at, and
-// the CPU both sides spent until every host finished.
-func fanoutOnce(ctx context.Context, env *harness.Env, cp *harness.ControlPlane, sims *harness.Sims, n int, image string) (fanoutRun, error) {
+// the CPU both sides spent until every host finished. The command is
+// run on the first control plane; with replicas, the CPU is theirs
+// together.
+func fanoutOnce(ctx context.Context, env *harness.Env, rs harness.Replicas, sims *harness.Sims, n int, image string) (fanoutRun, error) {
 	var r fanoutRun
+	cp := rs[0]
 	base, err := sims.Stats(ctx)
 	if err != nil {
 		return r, err
 	}
-	cp0, err := procfs.Read(cp.Proc.Pid())
+	cp0, err := rs.Sample()
 	if err != nil {
 		return r, err
 	}
@@ -155,7 +162,7 @@ func fanoutOnce(ctx context.Context, env *harness.Env, cp *harness.ControlPlane,
 	}); err != nil {
 		return r, err
 	}
-	cp1, err := procfs.Read(cp.Proc.Pid())
+	cp1, err := rs.Sample()
 	if err != nil {
 		return r, err
 	}
@@ -167,7 +174,8 @@ func fanoutOnce(ctx context.Context, env *harness.Env, cp *harness.ControlPlane,
 	if err != nil {
 		return r, err
 	}
-	r.cpCPU, r.simCPU = cp1.CPU-cp0.CPU, sim1.CPU-sim0.CPU
+	r.cpByReplica = cpuSpent(cp0, cp1)
+	r.cpCPU, r.simCPU = sumDurations(r.cpByReplica), sim1.CPU-sim0.CPU
 	r.storeCPU, r.hasStore = st1.CPU-st0.CPU, hasStore
 	fc, err := waitCommandEnded(ctx, cp, id, deadline)
 	if err != nil {

@@ -29,10 +29,8 @@ func Heartbeats(ctx context.Context, o Options) (figs []results.Figure, err erro
 		return nil, err
 	}
 	defer closeEnv(ctx, env, &err)
-	cp, sims, _, err := o.fleet(ctx, env, harness.SimConfig{Agents: o.Agents, HeartbeatInterval: interval})
-	if cp != nil {
-		defer cp.Close()
-	}
+	rs, sims, _, err := o.fleet(ctx, env, harness.SimConfig{Agents: o.Agents, HeartbeatInterval: interval})
+	defer rs.Close()
 	if err != nil {
 		return nil, err
 	}
@@ -41,7 +39,14 @@ func Heartbeats(ctx context.Context, o Options) (figs []results.Figure, err erro
 		return nil, err
 	}
 	env.Logf("measuring for %s", window)
-	w, err := measureHeartbeats(ctx, env, cp, sims, window)
+	if len(rs) > 1 {
+		ws, err := measureReplicaHeartbeats(ctx, env, rs, sims, window)
+		if err != nil {
+			return nil, err
+		}
+		return replicaHeartbeatFigures(ctx, o, rs, interval, window, ws), nil
+	}
+	w, err := measureHeartbeats(ctx, env, rs[0], sims, window)
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +140,7 @@ func heartbeatFigures(o Options, interval, window time.Duration, w heartbeatWind
 		met = results.MetIf(rate >= 0.98*offered && cores <= 1)
 	}
 	notes := fmt.Sprintf("%sheartbeat %s (%.0f/s offered); window %s; simulators sent %.0f/s; CPU read between the two /metrics scrapes",
-		quickNote(o), interval, offered, window, w.simRate) + perHeartbeatNote(w)
+		quickNote(o)+simNote(o), interval, offered, window, w.simRate) + perHeartbeatNote(w)
 	figs := []results.Figure{
 		{Name: "heartbeats: ingest rate and control-plane CPU", Agents: o.Agents,
 			Value:  fmt.Sprintf("%s/s on %.3f cores", thousands(int64(rate+0.5)), cores),

@@ -17,18 +17,18 @@ import (
 // until every agent is connected again, while an operator calls
 // ListAgents (a page of 100) and GetAgent in a loop.
 func Reconnect(ctx context.Context, o Options) (figs []results.Figure, err error) {
+	o.Replicas = 1 // one control plane, restarted (with `all -replicas`, the others run several)
 	env, err := o.env("reconnect")
 	if err != nil {
 		return nil, err
 	}
 	defer closeEnv(ctx, env, &err)
-	cp, sims, _, err := o.fleet(ctx, env, harness.SimConfig{Agents: o.Agents, MaxBackoff: o.MaxBackoff})
-	if cp != nil {
-		defer cp.Close()
-	}
+	rs, sims, _, err := o.fleet(ctx, env, harness.SimConfig{Agents: o.Agents, MaxBackoff: o.MaxBackoff})
+	defer rs.Close()
 	if err != nil {
 		return nil, err
 	}
+	cp := rs[0]
 	if err := sleep(ctx, o.quick(2*time.Second, 10*time.Second)); err != nil {
 		return nil, err
 	}

@@ -56,6 +56,11 @@ type Options struct {
 	Profiling bool
 	// Store is the control planes' store driver (see harness.Options).
 	Store string
+	// SimNice lowers the simulators' scheduling priority (harness.SimConfig.Nice).
+	SimNice int
+	// Replicas is how many control planes the fleet benchmarks (connect,
+	// heartbeats, fanout) run on one PostgreSQL database (0 or 1: one).
+	Replicas int
 }
 
 // Scenario is one benchmark.
@@ -76,11 +81,11 @@ type Scenario struct {
 // All are the benchmarks in the order `all` runs them.
 var All = []Scenario{
 	{"connect", "N agents connect: time until all are connected, control-plane RSS per agent, idle CPU",
-		[]string{"store", "interval", "settle", "window", "start-rate"}, 0, Connect},
+		[]string{"store", "replicas", "interval", "settle", "window", "start-rate"}, 0, Connect},
 	{"heartbeats", "heartbeat ingest rate and the control plane's CPU (N agents at a short interval)",
-		[]string{"store", "interval", "window", "start-rate"}, 0, Heartbeats},
+		[]string{"store", "replicas", "interval", "window", "start-rate"}, 0, Heartbeats},
 	{"fanout", "RunCommand to all N agents: latency to each agent's receipt and each host's started_at",
-		[]string{"store", "runs", "start-rate"}, 0, Fanout},
+		[]string{"store", "replicas", "runs", "start-rate"}, 0, Fanout},
 	{"reconnect", "control-plane restart under N agents: time until all are back; API latency meanwhile",
 		[]string{"store", "max-backoff", "start-rate"}, 0, Reconnect},
 	{"rollout", "the rollout engine's Go benchmark (1,000 hosts, 10% batches, instant health): time per host",
@@ -144,37 +149,41 @@ func (o Options) connectTimeout() time.Duration {
 	return or(o.ConnectTimeout, max(3*time.Minute, time.Duration(o.Agents)*60*time.Millisecond))
 }
 
-// fleet starts a control plane and n simulated agents and waits until all
-// are connected; it returns when they were, measured from the simulators'
-// start.
-func (o Options) fleet(ctx context.Context, env *harness.Env, cfg harness.SimConfig) (*harness.ControlPlane, *harness.Sims, time.Duration, error) {
-	cp, err := env.StartControlPlane(ctx, harness.FleetConfig(o.CPLogLevel, or(cfg.HeartbeatInterval, 10*time.Second)))
+// replicas is how many control planes the fleet benchmarks start.
+func (o Options) replicas() int { return max(o.Replicas, 1) }
+
+// fleet starts the control planes (one, or o.Replicas replicas) and n
+// simulated agents and waits until all are connected; it returns when
+// they were, measured from the simulators' start.
+func (o Options) fleet(ctx context.Context, env *harness.Env, cfg harness.SimConfig) (harness.Replicas, *harness.Sims, time.Duration, error) {
+	rs, err := env.StartReplicas(ctx, harness.FleetConfig(o.CPLogLevel, or(cfg.HeartbeatInterval, 10*time.Second)), o.replicas())
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	sims, took, err := o.startSims(ctx, env, cp, cfg)
-	return cp, sims, took, err
+	sims, took, err := o.startSims(ctx, env, rs, cfg)
+	return rs, sims, took, err
 }
 
-func (o Options) startSims(ctx context.Context, env *harness.Env, cp *harness.ControlPlane, cfg harness.SimConfig) (*harness.Sims, time.Duration, error) {
-	if err := cp.CheckCapacity(cfg.Agents); err != nil {
+func (o Options) startSims(ctx context.Context, env *harness.Env, rs harness.Replicas, cfg harness.SimConfig) (*harness.Sims, time.Duration, error) {
+	if err := rs.CheckCapacity(cfg.Agents); err != nil {
 		return nil, 0, err
 	}
-	cfg.PerProcess, cfg.SourceBase, cfg.StartRate = o.PerSim, or(o.SourceBase, 101), o.StartRate
+	cfg.PerProcess, cfg.SourceBase, cfg.StartRate, cfg.Nice = o.PerSim, or(o.SourceBase, 101), o.StartRate, o.SimNice
 	// One use per agent, exactly: an agent whose Register timed out on its
 	// side after the control plane had done it retries with the same key
 	// and gets the same agent back, without a second use (a 10,000-agent
-	// run once failed here before Register was made idempotent).
-	tokenFile, pin, err := cp.JoinToken(ctx, cfg.Agents)
+	// run once failed here before Register was made idempotent). Replicas
+	// share the store, so a token made on the first is good on each.
+	tokenFile, pin, err := rs[0].JoinToken(ctx, cfg.Agents)
 	if err != nil {
 		return nil, 0, err
 	}
 	start := time.Now()
-	sims, err := env.StartSims(ctx, cp, tokenFile, pin, cfg)
+	sims, err := env.StartSims(ctx, rs.Addresses(), tokenFile, pin, cfg)
 	if err != nil {
 		return nil, 0, err
 	}
-	at, err := cp.WaitConnected(ctx, cfg.Agents, o.connectTimeout(), func() error { return sims.CheckAgents(ctx) })
+	at, err := rs.WaitConnected(ctx, cfg.Agents, o.connectTimeout(), func() error { return sims.CheckAgents(ctx) })
 	if err != nil {
 		return nil, 0, err
 	}

@@ -1,7 +1,13 @@
 package scenario
 
 import (
+	"context"
+	"slices"
 	"testing"
+	"time"
+
+	"flotilla.dev/bench/internal/harness"
+	"flotilla.dev/bench/internal/procfs"
 
 	"flotilla.dev/bench/internal/results"
 )
@@ -84,5 +90,34 @@ func TestFindAndFlags(t *testing.T) {
 	}
 	if _, ok := Find("all"); ok {
 		t.Error(`Find("all") found a benchmark; "all" is the command's`)
+	}
+}
+
+func TestReplicaNames(t *testing.T) {
+	one := harness.Replicas{&harness.ControlPlane{}}
+	three := harness.Replicas{&harness.ControlPlane{}, &harness.ControlPlane{}, &harness.ControlPlane{}}
+	if got := replicasName(one, "RunCommand on controlplane"); got != "" {
+		t.Errorf("one control plane's figures renamed: %q", got)
+	}
+	if got := replicasName(three, ""); got != " (3 replicas)" {
+		t.Errorf("replicasName(3) = %q", got)
+	}
+	if got := replicasName(three, "RunCommand on replica-1"); got != " (3 replicas, RunCommand on replica-1)" {
+		t.Errorf("replicasName(3, extra) = %q", got)
+	}
+	if got := replicasNote(context.Background(), one); got != "" {
+		t.Errorf("replicasNote of one control plane = %q", got)
+	}
+}
+
+func TestReplicaCPU(t *testing.T) {
+	from := []procfs.Sample{{CPU: time.Second}, {CPU: 2 * time.Second}}
+	to := []procfs.Sample{{CPU: 3 * time.Second}, {CPU: 2500 * time.Millisecond}}
+	spent := cpuSpent(from, to)
+	if want := []time.Duration{2 * time.Second, 500 * time.Millisecond}; !slices.Equal(spent, want) {
+		t.Errorf("cpuSpent = %v, want %v", spent, want)
+	}
+	if got := sumDurations(spent); got != 2500*time.Millisecond {
+		t.Errorf("sumDurations = %v", got)
 	}
 }

@@ -146,7 +146,7 @@ Exit codes: docs/cli.md (0 only when the new version is live).`,
 	pf.StringVarP(&a.out, "output", "o", "table", "output: table, json or yaml")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return exitcode.With(exitcode.Invalid, err) })
 	root.AddCommand(a.agentsCommand(), a.cmdCommand(), a.serviceCommand(), a.rolloutCommand(),
-		a.tokensCommand(), a.auditCommand(), a.contextCommand(), a.versionCommand(), a.completionCommand())
+		a.backupCommand(), a.notifyCommand(), a.tokensCommand(), a.auditCommand(), a.contextCommand(), a.versionCommand(), a.completionCommand())
 	argsInvalid(root)
 	return root
 }

@@ -32,7 +32,7 @@ type runFlags struct {
 
 func (a *app) cmdCommand() *cobra.Command {
 	c := &cobra.Command{Use: "cmd", Aliases: []string{"command", "commands"}, Short: "Run a command on a set of hosts, and follow it"}
-	run := &cobra.Command{Use: "run", Short: "Run pull, restart, backup, drain or undrain on the hosts chosen by --selector or --agent"}
+	run := &cobra.Command{Use: "run", Short: "Run pull, restart, drain, undrain or a backup kind (backup, base-backup, prune, restore, drill) on the hosts chosen by --selector or --agent"}
 	var rf runFlags
 	pf := run.PersistentFlags()
 	pf.StringVarP(&rf.selector, "selector", "l", "", `the hosts by label selector, e.g. "env=prod,role=web"`)
@@ -58,9 +58,6 @@ func (a *app) cmdCommand() *cobra.Command {
 			}
 			return &flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Restart{Restart: r}}
 		}},
-		{"backup DATABASE", "Back up a database by its name in the agent's configuration", 1, func(x []string) *flotillav1.CommandSpec {
-			return &flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Backup{Backup: &flotillav1.BackupCommand{Database: x[0]}}}
-		}},
 		{"drain UPSTREAM SERVER", "Mark a server (host:port) down in an Nginx upstream", 2, func(x []string) *flotillav1.CommandSpec {
 			return &flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Drain{Drain: &flotillav1.DrainCommand{Upstream: x[0], Server: x[1]}}}
 		}},
@@ -77,6 +74,7 @@ func (a *app) cmdCommand() *cobra.Command {
 			return a.runCommand(cmd.Context(), k.spec(x), rf)
 		}})
 	}
+	run.AddCommand(a.backupKindCommands(&rf)...)
 	c.AddCommand(run, a.cmdWatchCommand(), a.cmdCancelCommand(), a.cmdListCommand(), a.cmdGetCommand())
 	return c
 }
@@ -332,6 +330,14 @@ func specKind(s *flotillav1.CommandSpec) string {
 		return "drain"
 	case *flotillav1.CommandSpec_Undrain:
 		return "undrain"
+	case *flotillav1.CommandSpec_BaseBackup:
+		return "base-backup"
+	case *flotillav1.CommandSpec_Prune:
+		return "prune"
+	case *flotillav1.CommandSpec_Restore:
+		return "restore"
+	case *flotillav1.CommandSpec_Drill:
+		return "drill"
 	}
 	return ""
 }

@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,6 +69,9 @@ func TestAgainstControlPlane(t *testing.T) {
 	t.Run("blocked, timeout and aborted", func(t *testing.T) { blockedTimeoutAborted(t, p) })
 	t.Run("failed is 10", func(t *testing.T) { failed(t, p) })
 	t.Run("cmd run --watch", func(t *testing.T) { fleetCommand(t, p) })
+	t.Run("backup policies and the catalog", func(t *testing.T) { backupPolicies(t, p) })
+	t.Run("a strategy override from flags", func(t *testing.T) { strategyOverride(t, p) })
+	t.Run("notification subscriptions", func(t *testing.T) { notifySubscriptions(t, p) })
 }
 
 func invalidInput(t *testing.T, p *plane) {
@@ -366,5 +372,161 @@ func operatorCert(t *testing.T, p *plane) {
 	r := p.runEnv(noToken, "rollout", "start", "web", "--image", "registry.sim/app:v9", "--cert", crt, "--key", key)
 	if r.code != int(exitcode.Denied) || !strings.Contains(r.stderr, "PermissionDenied") {
 		t.Errorf("a viewer's rollout: exit %d, stderr %q; want %d", r.code, r.stderr, exitcode.Denied)
+	}
+}
+
+// backupPolicies creates a backup policy from flags, finds it in the list
+// and by name, changes it, previews its retention, reads the catalog as
+// JSON, and deletes the policy.
+func backupPolicies(t *testing.T, p *plane) {
+	r := p.run("backup", "policy", "create", "nightly", "-l", "role=web", "--database", "app",
+		"--schedule", "15 3 * * *", "--time-zone", "Europe/Paris", "--keep-last", "5", "--keep-daily", "7")
+	if r.code != 0 || !strings.Contains(r.stdout, "backup policy nightly created") || !strings.Contains(r.stdout, "15 3 * * * Europe/Paris") {
+		t.Fatalf("create: exit %d\n%s", r.code, r.stdout)
+	}
+	if r := p.run("backup", "policy", "create", "nightly", "-l", "role=web", "--database", "app"); r.code == 0 {
+		t.Errorf("a second policy of the same name: exit 0")
+	}
+	r = p.run("backup", "policy", "ls")
+	if r.code != 0 || !regexp.MustCompile(`(?m)^nightly\s+role=web\s+app\s`).MatchString(r.stdout) {
+		t.Errorf("ls: exit %d\n%s", r.code, r.stdout)
+	}
+	if r := p.run("backup", "policy", "update", "nightly", "--keep-last", "9", "--paused"); r.code != 0 {
+		t.Errorf("update: exit %d", r.code)
+	}
+	r = p.run("backup", "policy", "get", "nightly", "-o", "json")
+	var got struct {
+		Policy struct {
+			Name      string `json:"name"`
+			Schedule  string `json:"schedule"`
+			Paused    bool   `json:"paused"`
+			Retention struct {
+				KeepLast  int `json:"keepLast"`
+				KeepDaily int `json:"keepDaily"`
+			} `json:"retention"`
+		} `json:"policy"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || r.code != 0 {
+		t.Fatalf("get -o json: exit %d, %v: %q", r.code, err, r.stdout)
+	}
+	if pol := got.Policy; pol.Name != "nightly" || pol.Schedule != "15 3 * * *" || !pol.Paused || pol.Retention.KeepLast != 9 || pol.Retention.KeepDaily != 7 {
+		t.Errorf("the policy after the update: %+v; want schedule kept, keep_last 9, keep_daily 7, paused", pol)
+	}
+	if r := p.run("backup", "retention-preview", "nightly", "--keep-last", "1"); r.code != 0 || !strings.Contains(r.stdout, "recoverable:") {
+		t.Errorf("retention-preview: exit %d\n%s", r.code, r.stdout)
+	}
+	r = p.run("backup", "ls", "--policy", "nightly", "--verified", "-o", "json")
+	var page struct {
+		Backups []struct {
+			ID string `json:"id"`
+		} `json:"backups"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &page); err != nil || r.code != 0 {
+		t.Errorf("backup ls -o json: exit %d, %v: %q", r.code, err, r.stdout)
+	}
+	if r := p.run("backup", "get", "no-such-backup"); r.code != int(exitcode.Invalid) || !strings.Contains(r.stderr, "NotFound") {
+		t.Errorf("get of an unknown backup: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if r := p.run("backup", "policy", "delete", "nightly"); r.code != 0 {
+		t.Errorf("delete: exit %d", r.code)
+	}
+	if r := p.run("backup", "policy", "get", "nightly"); r.code != int(exitcode.Invalid) {
+		t.Errorf("get after delete: exit %d", r.code)
+	}
+}
+
+// strategyOverride starts a rollout with strategy flags: the plan shows
+// them, and the started rollout's strategy is the service's default (one
+// host per batch, min healthy 1s) with the flags applied on top.
+func strategyOverride(t *testing.T, p *plane) {
+	args := []string{"rollout", "start", "web", "--image", "registry.sim/app:v7", "--batch-size", "2", "--max-failures", "50%"}
+	r := p.run(append(args, "--dry-run")...)
+	if r.code != 0 || !strings.Contains(r.stdout, "2 hosts in 1 batches") || !strings.Contains(r.stdout, "batches of 2 hosts") ||
+		!strings.Contains(r.stdout, "max failures 50%") {
+		t.Fatalf("dry run: exit %d\n%s", r.code, r.stdout)
+	}
+	r = p.run(append(args, "--watch")...)
+	if r.code != 0 {
+		t.Fatalf("start --watch: exit %d", r.code)
+	}
+	id := rolloutID(t, r.stdout)
+	r = p.run("rollout", "get", id, "-o", "json")
+	var got struct {
+		Rollout struct {
+			Strategy struct {
+				BatchSize      int    `json:"batchSize"`
+				MinHealthyTime string `json:"minHealthyTime"`
+				AutoRollback   bool   `json:"autoRollback"`
+				MaxFailures    struct {
+					Percent int `json:"percent"`
+				} `json:"maxFailures"`
+			} `json:"strategy"`
+			Batches []json.RawMessage `json:"batches"`
+		} `json:"rollout"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || r.code != 0 {
+		t.Fatalf("get -o json: exit %d, %v: %q", r.code, err, r.stdout)
+	}
+	s := got.Rollout.Strategy
+	if s.BatchSize != 2 || s.MaxFailures.Percent != 50 || s.MinHealthyTime != "1s" || !s.AutoRollback || len(got.Rollout.Batches) != 1 {
+		t.Errorf("the rollout's strategy %+v and %d batches; want batch size 2, max failures 50%%, the default's min healthy 1s and auto rollback, 1 batch",
+			s, len(got.Rollout.Batches))
+	}
+}
+
+// notifySubscriptions subscribes a webhook, sends it a test event and
+// reads the delivery back, pauses the subscription, and deletes it.
+func notifySubscriptions(t *testing.T, p *plane) {
+	var received atomic.Int32
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		received.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer hook.Close()
+	r := p.run("notify", "sub", "create", "ops", "--events", "rollout.failed,agent.lost", "--webhook", hook.URL+"/flotilla", "-o", "json")
+	var created struct {
+		Subscription struct {
+			ID     string   `json:"id"`
+			Events []string `json:"events"`
+		} `json:"subscription"`
+		GeneratedSecret string `json:"generatedSecret"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &created); err != nil || r.code != 0 {
+		t.Fatalf("create: exit %d, %v: %q", r.code, err, r.stdout)
+	}
+	id := created.Subscription.ID
+	if len(created.Subscription.Events) != 2 || !strings.HasPrefix(created.GeneratedSecret, "whsec_") {
+		t.Errorf("created %+v; want two events and a generated secret", created)
+	}
+	if r := p.run("notify", "sub", "ls"); r.code != 0 || !strings.Contains(r.stdout, id) || !strings.Contains(r.stdout, "rollout.failed,agent.lost") {
+		t.Errorf("ls: exit %d\n%s", r.code, r.stdout)
+	}
+	if r := p.run("notify", "sub", "test", id); r.code != 0 {
+		t.Fatalf("test: exit %d", r.code)
+	}
+	eventually(t, "the test event's delivery attempt", func() error {
+		r := p.quiet("notify", "sub", "deliveries", id, "-o", "json")
+		var page struct {
+			Attempts []struct {
+				HTTPStatus int `json:"httpStatus"`
+			} `json:"attempts"`
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &page); err != nil {
+			return fmt.Errorf("exit %d, %v: %q", r.code, err, r.stdout)
+		}
+		if len(page.Attempts) == 0 || page.Attempts[0].HTTPStatus != http.StatusNoContent {
+			return fmt.Errorf("attempts %+v, %d requests received", page.Attempts, received.Load())
+		}
+		return nil
+	})
+	if r := p.run("notify", "sub", "update", id, "--paused"); r.code != 0 || !strings.Contains(r.stdout, "paused:          yes") ||
+		!strings.Contains(r.stdout, "rollout.failed,agent.lost") {
+		t.Errorf("update --paused (events kept): exit %d\n%s", r.code, r.stdout)
+	}
+	if r := p.run("notify", "sub", "delete", id); r.code != 0 {
+		t.Errorf("delete: exit %d", r.code)
+	}
+	if r := p.run("notify", "sub", "get", id); r.code != int(exitcode.Invalid) || !strings.Contains(r.stderr, "NotFound") {
+		t.Errorf("get after delete: exit %d, stderr %q", r.code, r.stderr)
 	}
 }

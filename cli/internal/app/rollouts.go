@@ -42,17 +42,31 @@ func (a *app) rolloutCommand() *cobra.Command {
 func (a *app) rolloutStartCommand() *cobra.Command {
 	var req flotillav1.StartRolloutRequest
 	var wf watchFlags
+	var sf strategyFlags
 	c := &cobra.Command{
 		Use:   "start SERVICE --image IMAGE",
 		Short: "Start a rollout of SERVICE to IMAGE (the plan is printed; --dry-run only plans)",
-		Args:  cobra.ExactArgs(1),
+		Long: `Start a rollout of SERVICE to IMAGE; the plan is printed (--dry-run only plans).
+
+Strategy overrides: the API takes a rollout's strategy as a whole, instead
+of the service's default_strategy. --strategy-file gives the whole strategy
+(YAML, the API's field names); the other strategy flags (--batch-size,
+--canary, --max-failures, ...) start from the service's default strategy,
+or from the file's, and change only what they name.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.Service = args[0]
 			if req.Image == "" {
 				return usage("--image: required (name:tag or name@sha256:…)")
 			}
+			if err := a.fileStrategy(cmd.Flags(), &sf, &req); err != nil {
+				return err
+			}
 			c, err := a.connect()
 			if err != nil {
+				return err
+			}
+			if err := a.flagStrategy(cmd.Context(), cmd.Flags(), &sf, &req); err != nil {
 				return err
 			}
 			resp, err := call(cmd.Context(), c.Rollout.StartRollout, &req)
@@ -66,6 +80,7 @@ func (a *app) rolloutStartCommand() *cobra.Command {
 	c.Flags().StringVarP(&req.Selector, "selector", "l", "", "override the service's selector for this rollout")
 	c.Flags().StringVar(&req.Reason, "reason", "", "why, for the record")
 	c.Flags().BoolVar(&req.DryRun, "dry-run", false, "print the exact plan and change nothing")
+	sf.register(c.Flags())
 	wf.register(c, true)
 	return c
 }
@@ -102,6 +117,7 @@ func printPlan(w io.Writer, r *flotillav1.Rollout, dryRun bool) {
 	if s := r.GetStrategy(); s != nil {
 		fmt.Fprintf(w, "  strategy: min healthy %s within %s, max failures %s, auto rollback %t\n",
 			dur(s.GetMinHealthyTime()), dur(s.GetHealthyDeadline()), limitString(s.GetMaxFailures()), s.GetAutoRollback())
+		fmt.Fprintf(w, "            %s\n", strategyLine(s))
 	}
 	for _, b := range r.GetBatches() {
 		canary := ""

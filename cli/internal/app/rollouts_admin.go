@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -48,6 +49,15 @@ func (a *app) rolloutDetail(r *flotillav1.Rollout) error {
 	k.add("created", ts(r.GetCreatedAt()))
 	k.add("finished", ts(r.GetFinishedAt()))
 	k.add("rollback of", r.GetRollbackOf())
+	k.add("bake until", ts(r.GetBakeUntil()))
+	for _, res := range r.GetAnalysis().GetResults() {
+		where := fmt.Sprintf("batch %d", res.GetBatch()+1)
+		if res.GetBatch() < 0 {
+			where = "bake"
+		}
+		k.add("analysis "+res.GetQuery(), fmt.Sprintf("%s (%s, %s): %s", strings.TrimPrefix(res.GetVerdict().String(), "ANALYSIS_VERDICT_"),
+			where, ts(res.GetAt()), res.GetMessage()))
+	}
 	if _, err := fmt.Fprint(a.env.Stdout, k.String()); err != nil {
 		return err
 	}

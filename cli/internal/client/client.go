@@ -29,6 +29,10 @@ type Client struct {
 	Rollout flotillav1.RolloutServiceClient
 	// Admin is AdminService: tokens, agents' removal, the audit trail.
 	Admin flotillav1.AdminServiceClient
+	// Backup is BackupService: backup policies and the backup catalog.
+	Backup flotillav1.BackupServiceClient
+	// Notification is NotificationService: notification subscriptions.
+	Notification flotillav1.NotificationServiceClient
 }
 
 // Dialer connects to an address; tests pass one to reach an in-memory
@@ -73,6 +77,9 @@ func New(c config.Connection, opts Options) (*Client, error) {
 		Fleet:   flotillav1.NewFleetServiceClient(conn),
 		Rollout: flotillav1.NewRolloutServiceClient(conn),
 		Admin:   flotillav1.NewAdminServiceClient(conn),
+		Backup:  flotillav1.NewBackupServiceClient(conn),
+
+		Notification: flotillav1.NewNotificationServiceClient(conn),
 	}, nil
 }
 

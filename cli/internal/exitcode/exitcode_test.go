@@ -26,6 +26,8 @@ func TestForRollout(t *testing.T) {
 		{flotillav1.RolloutState_ROLLOUT_STATE_RUNNING, false, Failed},
 		{flotillav1.RolloutState_ROLLOUT_STATE_PREPARING, false, Failed},
 		{flotillav1.RolloutState_ROLLOUT_STATE_PAUSED, false, Failed},
+		// Baking: every batch is done but the analysis goes on; not live yet.
+		{flotillav1.RolloutState_ROLLOUT_STATE_BAKING, false, Failed},
 		{flotillav1.RolloutState_ROLLOUT_STATE_ROLLING_BACK, false, Failed},
 		// A newer server's state (a bake, an analysis): never final to
 		// this version, never success.

@@ -3,6 +3,7 @@ package watch
 import (
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
@@ -27,8 +28,20 @@ func EventLine(ev *flotillav1.RolloutEvent, batches int) string {
 			line += " (rollback)"
 		}
 		return withMessage(line, h.GetMessage())
+	case *flotillav1.RolloutEvent_Analysis:
+		return withMessage(fmt.Sprintf("%s analysis %s %s", at, analysisWhere(k.Analysis.GetBatch()), k.Analysis.GetQuery()),
+			fmt.Sprintf("%s, %s", strings.TrimPrefix(k.Analysis.GetVerdict().String(), "ANALYSIS_VERDICT_"), k.Analysis.GetMessage()))
 	}
 	return fmt.Sprintf("%s event %d", at, ev.GetSequence())
+}
+
+// analysisWhere names the gate of an analysis measurement: a batch (from
+// 0 in the event) or the bake (-1).
+func analysisWhere(batch int32) string {
+	if batch < 0 {
+		return "bake"
+	}
+	return fmt.Sprintf("batch %d", batch+1)
 }
 
 func withMessage(line, msg string) string {

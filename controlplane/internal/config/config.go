@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -70,6 +71,15 @@ type Config struct {
 	// Bootstrap writes the CA certificate and a join token into files for
 	// agents that share a volume with the control plane (bootstrap.go).
 	Bootstrap Bootstrap `yaml:"bootstrap"`
+	// Analysis configures the rollouts' Prometheus analysis gates.
+	Analysis Analysis `yaml:"analysis"`
+}
+
+// Analysis configures the rollouts' Prometheus analysis (docs/analysis.md).
+type Analysis struct {
+	// PrometheusURL is the Prometheus server of an analysis that names
+	// none (an http or https base URL); empty: such a rollout is refused.
+	PrometheusURL string `yaml:"prometheus_url"`
 }
 
 // TLS names existing TLS material; empty means generate into DataDir.
@@ -97,10 +107,13 @@ type Store struct {
 	MaxConns int32 `yaml:"max_conns"`
 	// LeaseTTL is how long a replica's leases on a PostgreSQL store (its
 	// replica/<holder> lease, and those of the work it drives) last
-	// without a renewal. A replica that cannot renew its replica lease for
-	// LeaseTTL less a fifth stops (exits non-zero); so it is also the
-	// longest database outage a replica rides out without restarting, and
-	// about the longest a dead replica's work waits for another.
+	// without a renewal. A replica that cannot renew a work lease for
+	// LeaseTTL less a fifth stops driving that work before another replica
+	// can take it; one whose own replica lease lapses (the database out of
+	// reach) keeps serving its agents' streams, takes the lease again when
+	// the database answers and claims its streams again. It is about the
+	// longest a dead replica's work waits for another (takeover within
+	// 1.1 x LeaseTTL).
 	LeaseTTL Duration `yaml:"lease_ttl"`
 	// LeaseWait is deprecated and ignored: every control plane on a
 	// PostgreSQL store is an active replica (there is no standby any
@@ -302,11 +315,12 @@ var envFields = []envField{
 	{"store.dsn", "store-dsn", "FLOTILLA_STORE_DSN", "PostgreSQL connection string; keep the password out of it (see store.password_file) since flags show in ps", str(func(c *Config) *string { return &c.Store.DSN })},
 	{"store.password_file", "store-password-file", "FLOTILLA_STORE_PASSWORD_FILE", "file holding the PostgreSQL password (mode 0600)", str(func(c *Config) *string { return &c.Store.PasswordFile })},
 	{"store.max_conns", "store-max-conns", "FLOTILLA_STORE_MAX_CONNS", "PostgreSQL connection pool size", int32Field(func(c *Config) *int32 { return &c.Store.MaxConns })},
-	{"store.lease_ttl", "store-lease-ttl", "FLOTILLA_STORE_LEASE_TTL", "PostgreSQL: a replica's leases (its own and its work's); it exits when it cannot renew its own for this long less a fifth", dur(func(c *Config) *Duration { return &c.Store.LeaseTTL })},
+	{"store.lease_ttl", "store-lease-ttl", "FLOTILLA_STORE_LEASE_TTL", "PostgreSQL: a replica's leases (its own and its work's); it stops driving a piece of work it cannot renew for this long less a fifth, and a dead replica's work is taken over within 1.1 times this", dur(func(c *Config) *Duration { return &c.Store.LeaseTTL })},
 	{"store.lease_wait", "store-lease-wait", "FLOTILLA_STORE_LEASE_WAIT", "deprecated, ignored: every control plane on PostgreSQL is an active replica", boolean(func(c *Config) *bool { return &c.Store.LeaseWait })},
 	{"agent_lost_after", "agent-lost-after", "FLOTILLA_AGENT_LOST_AFTER", "time without stream or heartbeat before an agent is lost", dur(func(c *Config) *Duration { return &c.AgentLostAfter })},
 	{"agent_reconnect_grace", "agent-reconnect-grace", "FLOTILLA_AGENT_RECONNECT_GRACE", "time after a start that agents get to reconnect before they are lost", dur(func(c *Config) *Duration { return &c.AgentReconnectGrace })},
 	{"agent_cert_validity", "agent-cert-validity", "FLOTILLA_AGENT_CERT_VALIDITY", "lifetime of agent certificates", dur(func(c *Config) *Duration { return &c.AgentCertValidity })},
+	{"analysis.prometheus_url", "analysis-prometheus-url", "FLOTILLA_ANALYSIS_PROMETHEUS_URL", "Prometheus server of the rollouts' analysis gates that name none", str(func(c *Config) *string { return &c.Analysis.PrometheusURL })},
 	{"per_agent_metrics", "per-agent-metrics", "FLOTILLA_PER_AGENT_METRICS", "export series per agent on /metrics (true or false)", boolean(func(c *Config) *bool { return &c.PerAgentMetrics })},
 	{"profiling", "profiling", "FLOTILLA_PROFILING", "serve pprof under /debug/pprof/ on the metrics address (true or false)", boolean(func(c *Config) *bool { return &c.Profiling })},
 	{"log.level", "log-level", "FLOTILLA_LOG_LEVEL", "debug, info, warn or error", str(func(c *Config) *string { return &c.Log.Level })},
@@ -317,6 +331,11 @@ var envFields = []envField{
 func (c Config) Validate() error {
 	if c.DataDir == "" {
 		return errors.New("config: data_dir: required")
+	}
+	if u := c.Analysis.PrometheusURL; u != "" {
+		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			return fmt.Errorf("config: analysis.prometheus_url: %q is not an http(s) URL", u)
+		}
 	}
 	for name, addr := range map[string]string{"listen_address": c.ListenAddress, "metrics_address": c.MetricsAddress} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {

@@ -86,15 +86,41 @@ func (r *Registry) SweepFleet(ctx context.Context) error {
 	}
 	for _, id := range marked {
 		r.log.Info("agent lost", logging.AgentID(id), zap.String("reason", reasons[id]))
-		if fn := r.cfg.OnStateChange; fn != nil {
-			a, _ := r.Get(id)
-			fn(StateChange{AgentID: id, Hostname: a.Record.Hostname, To: store.AgentLost, Reason: reasons[id], At: now})
-		}
+		r.markedLost(id, reasons[id], now)
 	}
 	if len(marked) > 0 {
 		return r.Refresh(ctx)
 	}
 	return nil
+}
+
+// markedLost applies to this replica's view a loss the leader just stored,
+// without waiting for the next refresh: an agent that attaches here right
+// after would otherwise come back from "disconnected" and nobody would
+// hear that it is back. An agent that attached here between the reading
+// and the write was lost and is back already (its attach, flushed next,
+// writes it connected again): both changes are reported, in order.
+func (r *Registry) markedLost(id, reason string, now time.Time) {
+	r.mu.Lock()
+	e, ok := r.agents[id]
+	var back *StateChange
+	hostname := ""
+	if ok {
+		hostname = e.rec.Hostname
+		if e.session == nil {
+			e.rec.State, e.rec.StateReason, e.rec.StateChangedAt = store.AgentLost, reason, now
+		} else {
+			back = &StateChange{AgentID: id, Hostname: hostname, From: store.AgentLost, To: store.AgentConnected,
+				Reason: e.rec.StateReason, At: now}
+		}
+	}
+	r.mu.Unlock()
+	if fn := r.cfg.OnStateChange; fn != nil {
+		fn(StateChange{AgentID: id, Hostname: hostname, To: store.AgentLost, Reason: reason, At: now})
+		if back != nil {
+			fn(*back)
+		}
+	}
 }
 
 // fleetLosses lists the agents to mark lost (see SweepFleet), with the

@@ -69,6 +69,12 @@ func rolloutProto(rec store.Rollout, hosts []store.RolloutHost) (*flotillav1.Rol
 	out.Message = rec.Message
 	out.CurrentBatch = int32(rec.CurrentBatch)
 	out.FinishedAt = ts(rec.FinishedAt)
+	out.BakeUntil = ts(rec.BakeUntil)
+	st, err := analysisStatus(rec.Analysis)
+	if err != nil {
+		return nil, err
+	}
+	out.Analysis = st
 	for _, h := range hosts {
 		out.Hosts = append(out.Hosts, hostProto(h))
 	}

@@ -71,6 +71,10 @@ type Config struct {
 	// WorkMetrics counts the rollouts' leases in replica mode; nil counts
 	// nothing.
 	WorkMetrics *work.Metrics
+	// PrometheusURL is the Prometheus server of the strategies' analysis
+	// that name none (the configuration's analysis.prometheus_url); ""
+	// refuses a rollout whose analysis names no server.
+	PrometheusURL string
 	// PollInterval is how often, in replica mode, a watcher reads the
 	// store for events written by another replica, and a driver for
 	// operators' requests made on another replica (default 500ms).

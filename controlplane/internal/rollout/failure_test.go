@@ -144,8 +144,13 @@ func TestPauseResume(t *testing.T) {
 	c := newCluster(t, clusterOptions{web: 3, lb: true})
 	c.start()
 	c.putService(nil)
+	// web-01's pre-pull waits until the rollout is paused: on a loaded
+	// machine the whole rollout could otherwise end before the pause.
+	pulled := make(chan struct{})
+	c.byID["web-01"].set(func(ag *fakeAgent) { ag.hold = pulled })
 	id := c.startRollout(newImage, strategy(1)).GetId()
 	p, err := c.engine().PauseRollout(operator(), id, "look at the canary")
+	close(pulled)
 	if err != nil {
 		t.Fatal(err)
 	}

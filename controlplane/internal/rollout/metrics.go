@@ -21,13 +21,14 @@ type Metrics struct {
 	hostStep     *prometheus.HistogramVec
 	rollbacks    *prometheus.CounterVec
 	stepOverhead prometheus.Histogram
+	analysis     *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		active: metrics.GaugeVec("flotilla_rollouts_active",
-			"Rollouts not yet finished, by state (preparing, running, paused, rolling_back).", "state"),
+			"Rollouts not yet finished, by state (preparing, running, paused, baking, rolling_back).", "state"),
 		finished: metrics.CounterVec("flotilla_rollouts_finished_total",
 			"Rollouts that reached a final state, by state.", "state"),
 		started: metrics.Counter("flotilla_rollouts_started_total",
@@ -44,6 +45,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		stepOverhead: metrics.Histogram("flotilla_rollout_engine_step_seconds",
 			"Time the engine spends in one reconciliation step of a rollout (store write included).",
 			[]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1}),
+		analysis: metrics.CounterVec("flotilla_rollout_analysis_measurements_total",
+			"Analysis queries measured (analysis gates and bakes), by verdict: pass, fail, inconclusive.", "verdict"),
 	}
 	// Every series a panel or alert reads exists from start-up, at 0: a
 	// counter born at 1 shows no increase(), a gauge that is missing reads
@@ -68,7 +71,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, t := range []string{"auto", "abort", "service"} {
 		m.rollbacks.WithLabelValues(t)
 	}
-	reg.MustRegister(m.active, m.finished, m.started, m.hosts, m.batch, m.hostStep, m.rollbacks, m.stepOverhead)
+	for _, v := range []string{"pass", "fail", "inconclusive"} {
+		m.analysis.WithLabelValues(v)
+	}
+	reg.MustRegister(m.active, m.finished, m.started, m.hosts, m.batch, m.hostStep, m.rollbacks, m.stepOverhead, m.analysis)
 	return m
 }
 
@@ -128,6 +134,13 @@ func (m *Metrics) batchDone(d time.Duration) {
 func (m *Metrics) rollback(trigger string) {
 	if m != nil {
 		m.rollbacks.WithLabelValues(trigger).Inc()
+	}
+}
+
+// measured counts one analysis query's verdict.
+func (m *Metrics) measured(v flotillav1.AnalysisVerdict) {
+	if m != nil {
+		m.analysis.WithLabelValues(strings.ToLower(strings.TrimPrefix(v.String(), "ANALYSIS_VERDICT_"))).Inc()
 	}
 }
 

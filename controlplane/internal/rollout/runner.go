@@ -71,6 +71,10 @@ type runner struct {
 	fence  *store.Fence
 	fenced bool
 
+	// status is the analysis in progress (stored in rec.Analysis); nil
+	// before the first gate.
+	status *flotillav1.AnalysisStatus
+
 	cmu  sync.Mutex
 	cmds map[string]store.HostCommand // latest known state of the rollout's commands
 }
@@ -94,6 +98,11 @@ func newRunner(e *Engine, rec store.Rollout, rows []store.RolloutHost) (*runner,
 		done:      make(chan struct{}),
 		cmds:      make(map[string]store.HostCommand),
 	}
+	st, err := analysisStatus(rec.Analysis)
+	if err != nil {
+		return nil, fmt.Errorf("rollout %s: analysis: %w", rec.ID, err)
+	}
+	r.status = st
 	for _, row := range rows {
 		h := &host{RolloutHost: row, pullID: commandID(rec.ID, row.AgentID, "pull", "", false)}
 		if flotillav1.HostStep(row.Step) == flotillav1.HostStep_HOST_STEP_HEALTH_CHECK && !row.HealthySince.IsZero() {
@@ -333,7 +342,7 @@ func (r *runner) reload(ctx context.Context) {
 	}
 	r.e.cfg.Metrics.rolloutState(flotillav1.RolloutState(r.rec.State), flotillav1.RolloutState_ROLLOUT_STATE_UNSPECIFIED)
 	r.rec, r.hosts, r.byID, r.batches = fresh.rec, fresh.hosts, fresh.byID, fresh.batches
-	r.failures, r.canaryFailed, r.pullTodo = fresh.failures, fresh.canaryFailed, fresh.pullTodo
+	r.failures, r.canaryFailed, r.pullTodo, r.status = fresh.failures, fresh.canaryFailed, fresh.pullTodo, fresh.status
 }
 
 // controlRequest is an operator's call, handled by the runner's goroutine.
@@ -374,8 +383,9 @@ func (r *runner) handleControl(ctx context.Context, req controlRequest) error {
 			return nil
 		case r.rec.Stop != "":
 			return fault.Preconditionf("rollout %s is stopping (%s); it cannot be paused", r.rec.ID, r.rec.Stop)
-		case state != flotillav1.RolloutState_ROLLOUT_STATE_PREPARING && state != flotillav1.RolloutState_ROLLOUT_STATE_RUNNING:
-			return fault.Preconditionf("rollout %s is %s; only a preparing or running rollout can be paused", r.rec.ID, state)
+		case state != flotillav1.RolloutState_ROLLOUT_STATE_PREPARING && state != flotillav1.RolloutState_ROLLOUT_STATE_RUNNING &&
+			state != flotillav1.RolloutState_ROLLOUT_STATE_BAKING:
+			return fault.Preconditionf("rollout %s is %s; only a preparing, running or baking rollout can be paused", r.rec.ID, state)
 		}
 		msg := "paused by an operator; hosts in progress finish, no new host starts"
 		if req.reason != "" {
@@ -384,20 +394,24 @@ func (r *runner) handleControl(ctx context.Context, req controlRequest) error {
 		r.setState(ch, flotillav1.RolloutState_ROLLOUT_STATE_PAUSED, msg)
 	case "resume":
 		switch state {
-		case flotillav1.RolloutState_ROLLOUT_STATE_PREPARING, flotillav1.RolloutState_ROLLOUT_STATE_RUNNING:
+		case flotillav1.RolloutState_ROLLOUT_STATE_PREPARING, flotillav1.RolloutState_ROLLOUT_STATE_RUNNING, flotillav1.RolloutState_ROLLOUT_STATE_BAKING:
 			return nil
 		case flotillav1.RolloutState_ROLLOUT_STATE_PAUSED:
 		default:
 			return fault.Preconditionf("rollout %s is %s; only a paused rollout can be resumed", r.rec.ID, state)
 		}
 		next := flotillav1.RolloutState_ROLLOUT_STATE_RUNNING
-		if !r.rec.Prepared {
+		switch {
+		case !r.rec.Prepared:
 			next = flotillav1.RolloutState_ROLLOUT_STATE_PREPARING
+		case !r.rec.BakeUntil.IsZero():
+			next = flotillav1.RolloutState_ROLLOUT_STATE_BAKING
 		}
 		r.setState(ch, next, "resumed by an operator")
 	case "abort":
 		switch state {
-		case flotillav1.RolloutState_ROLLOUT_STATE_PREPARING, flotillav1.RolloutState_ROLLOUT_STATE_RUNNING, flotillav1.RolloutState_ROLLOUT_STATE_PAUSED:
+		case flotillav1.RolloutState_ROLLOUT_STATE_PREPARING, flotillav1.RolloutState_ROLLOUT_STATE_RUNNING, flotillav1.RolloutState_ROLLOUT_STATE_PAUSED,
+			flotillav1.RolloutState_ROLLOUT_STATE_BAKING:
 		default:
 			return fault.Preconditionf("rollout %s is %s; it cannot be aborted", r.rec.ID, state)
 		}

@@ -104,6 +104,12 @@ func (e *Engine) planStart(ctx context.Context, p startParams) (startPlan, error
 		pl.strategy = pl.svc.GetDefaultStrategy()
 	}
 	pl.strategy = withDefaults(pl.strategy)
+	if a := pl.strategy.GetAnalysis(); a != nil && a.GetPrometheusUrl() == "" {
+		if e.cfg.PrometheusURL == "" {
+			return startPlan{}, invalid("strategy.analysis.prometheus_url", "required: the control plane has no analysis.prometheus_url")
+		}
+		a.PrometheusUrl = e.cfg.PrometheusURL
+	}
 	if pl.selector == "" {
 		pl.selector = pl.svc.GetSelector()
 	}

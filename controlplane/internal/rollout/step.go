@@ -71,6 +71,9 @@ func (r *runner) stepForward(ctx context.Context, c *change) error {
 		if !r.batchDone(batch, false) {
 			return nil
 		}
+		if r.anyDone(batch) && !r.analysisGate(ctx, c, i, paused) {
+			return nil
+		}
 		r.batchFinished(c, i, r.batchSummary(batch))
 		r.rec.CurrentBatch++
 		r.checkFailures(c)
@@ -79,8 +82,21 @@ func (r *runner) stepForward(ctx context.Context, c *change) error {
 			return nil
 		}
 	}
-	r.succeed(c)
+	if r.bake(ctx, c, paused) {
+		r.succeed(c)
+	}
 	return nil
+}
+
+// anyDone reports whether a host of the batch runs the new image (DONE):
+// a batch with none has nothing to analyse.
+func (r *runner) anyDone(batch []*host) bool {
+	for _, h := range batch {
+		if flotillav1.HostStep(h.Step) == flotillav1.HostStep_HOST_STEP_DONE {
+			return true
+		}
+	}
+	return false
 }
 
 // maxUnavailable is how many hosts of a batch of n may be in progress.

@@ -84,7 +84,7 @@ func ValidateService(svc *flotillav1.Service) error {
 		}
 		parsed, err := url.Parse(u)
 		if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
-			return invalid("service.health_url", "%q is not an http(s) URL", u)
+			return invalid("service.health_url", "%s is not an http(s) URL", validate.Quote(u))
 		}
 	}
 	if lb := svc.GetLoadBalancer(); lb != nil {
@@ -185,6 +185,9 @@ func ValidateStrategy(prefix string, s *flotillav1.RolloutStrategy) error {
 	if _, ok := flotillav1.OfflinePolicy_name[int32(s.GetOfflineHosts())]; !ok {
 		return invalid(prefix+".offline_hosts", "%d is not an offline policy (SKIP, FAIL or WAIT)", s.GetOfflineHosts())
 	}
+	if a := s.GetAnalysis(); a != nil {
+		return validateAnalysis(prefix+".analysis", a)
+	}
 	return nil
 }
 
@@ -223,6 +226,9 @@ func withDefaults(s *flotillav1.RolloutStrategy) *flotillav1.RolloutStrategy {
 	}
 	if out.OfflineWait == nil {
 		out.OfflineWait = durationpb.New(DefaultOfflineWait)
+	}
+	if out.Analysis != nil {
+		analysisDefaults(out.Analysis)
 	}
 	return out
 }

@@ -224,6 +224,7 @@ func (s *Server) buildWork(ctx context.Context) error {
 		Store: s.store, Registry: s.registry, Dispatcher: s.dispatcher, Logger: s.log.Named("rollouts"),
 		Metrics: rollout.NewMetrics(s.metrics), Now: s.opts.now,
 		TickInterval: s.opts.intervals.RolloutTick, RetryInterval: s.opts.intervals.RolloutRetry,
+		PrometheusURL: s.cfg.Analysis.PrometheusURL,
 		// Replica mode (PostgreSQL): each rollout under its lease.
 		Holder: s.holder, Leases: s.store, LeaseTTL: s.cfg.Store.LeaseTTL.Std(), WorkMetrics: s.workMetrics(),
 		OnStateChange: s.notifier.OnRollout,

@@ -187,7 +187,10 @@ func (h *harness) scrape() string {
 }
 
 func TestAgentLifecycle(t *testing.T) {
-	h := start(t, lostAfter(time.Second))
+	// agent_lost_after must outlast the checks made between the agent's
+	// one heartbeat and its going away, even on a loaded machine (1 s did
+	// not, under the race detector at a load of 20).
+	h := start(t, lostAfter(4*time.Second))
 	token := h.joinToken(&flotillav1.CreateJoinTokenRequest{MaxUses: 2, Labels: map[string]string{"env": "staging"}})
 	agent, resp, err := h.register(token, "web-1.example.com", map[string]string{"env": "prod", "role": "web"})
 	if err != nil {
@@ -242,7 +245,7 @@ func TestAgentLifecycle(t *testing.T) {
 	eventually(t, 2*time.Second, "the agent to be disconnected", func() bool {
 		return h.agentState(agent.id) == flotillav1.AgentState_AGENT_STATE_DISCONNECTED
 	})
-	eventually(t, 3*time.Second, "the agent to be lost", func() bool {
+	eventually(t, 15*time.Second, "the agent to be lost", func() bool {
 		return h.agentState(agent.id) == flotillav1.AgentState_AGENT_STATE_LOST
 	})
 	metrics = h.scrape()

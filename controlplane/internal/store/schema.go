@@ -37,7 +37,7 @@ const ServiceColumns = `name, spec, created_at, updated_at`
 // RolloutColumns lists the columns of the rollouts table.
 const RolloutColumns = `id, service, image, rollback_of, created_by, definition, service_spec, load_balancers,
 	state, message, current_batch, prepared, batch_started_at, batch_finished_at, stop, stop_rollback, stop_state,
-	created_at, finished_at`
+	created_at, finished_at, bake_until, analysis`
 
 // RolloutHostColumns lists the columns of the rollout_hosts table.
 const RolloutHostColumns = `rollout_id, agent_id, batch, step, rolling_back, previous_image, message,

@@ -409,6 +409,13 @@ type Rollout struct {
 	// FinishedAt is set with a final state; a rollout with a zero
 	// FinishedAt is active, and a service has at most one active rollout.
 	FinishedAt time.Time
+	// BakeUntil is the end of the rollout's bake (BAKING); zero before it
+	// started or without one.
+	BakeUntil time.Time
+	// Analysis is the serialized flotilla.v1.AnalysisStatus of the
+	// rollout's analysis in progress (consecutive results, next
+	// measurement, latest results); nil without analysis.
+	Analysis []byte
 }
 
 // RolloutHost is one host of a rollout.

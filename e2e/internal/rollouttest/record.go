@@ -15,11 +15,11 @@ import (
 	"flotilla.dev/e2e/internal/fixture"
 )
 
-// createRecorder follows Docker's event stream live and records, for each
+// CreateRecorder follows Docker's event stream live and records, for each
 // application container name, the images of its create events. Live,
 // because the engine replays only its last 256 events to a query with
 // since, and other users of the engine can push a rollout's out of them.
-type createRecorder struct {
+type CreateRecorder struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	mu     sync.Mutex
@@ -28,12 +28,13 @@ type createRecorder struct {
 	once   sync.Once
 }
 
-// recordCreates starts recording the fleet's application containers.
-func recordCreates(t testing.TB, f Fleet) *createRecorder {
+// RecordCreates starts recording the create events of the fleet's
+// application containers until Stop.
+func RecordCreates(t testing.TB, f Fleet) *CreateRecorder {
 	t.Helper()
 	d := f.Docker()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &createRecorder{cancel: cancel, done: make(chan struct{}), byName: map[string][]string{}}
+	r := &CreateRecorder{cancel: cancel, done: make(chan struct{}), byName: map[string][]string{}}
 	filters := make(client.Filters).Add("type", "container").Add("event", "create").
 		Add("label", fixture.TestLabel+"="+d.RunID)
 	// Since now: the engine replays what came between this call and its
@@ -65,9 +66,9 @@ func recordCreates(t testing.TB, f Fleet) *createRecorder {
 	return r
 }
 
-// stop ends the recording, after a moment for the last events to arrive
+// Stop ends the recording, after a moment for the last events to arrive
 // (the first call only), and returns what it saw.
-func (r *createRecorder) stop(t testing.TB) map[string][]string {
+func (r *CreateRecorder) Stop(t testing.TB) map[string][]string {
 	t.Helper()
 	r.once.Do(func() {
 		time.Sleep(time.Second)

@@ -20,7 +20,7 @@ type Run struct {
 	Watch    *grpcurl.Stream
 	load     *fixture.Load
 	upstream *upstreamSampler
-	creates  *createRecorder
+	creates  *CreateRecorder
 	fleet    Fleet
 }
 
@@ -28,7 +28,7 @@ type Run struct {
 // (StartRollout with body), and follows it.
 func Start(t testing.TB, f Fleet, body string, workers int) *Run {
 	t.Helper()
-	r := &Run{fleet: f, creates: recordCreates(t, f), upstream: sampleUpstream(t, f.Nginx().UpstreamFile(Upstream)),
+	r := &Run{fleet: f, creates: RecordCreates(t, f), upstream: sampleUpstream(t, f.Nginx().UpstreamFile(Upstream)),
 		load: fixture.StartLoad(t, f.Nginx().URL(Upstream), workers, Timeout), Began: time.Now()}
 	var started grpcurl.RolloutResponse
 	f.API().RPC(t, grpcurl.RolloutService+"StartRollout", body, &started)
@@ -99,7 +99,7 @@ func (r *Run) FinishRecorded(t testing.TB) Result {
 // after Finish.
 func (r *Run) Creates(t testing.TB) map[string][]string {
 	t.Helper()
-	return r.creates.stop(t)
+	return r.creates.Stop(t)
 }
 
 // HostStepAt returns when the stream has so far shown the agent's host

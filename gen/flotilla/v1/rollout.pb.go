@@ -80,6 +80,177 @@ func (OfflinePolicy) EnumDescriptor() ([]byte, []int) {
 	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{0}
 }
 
+// InconclusivePolicy is what an inconclusive analysis does.
+type InconclusivePolicy int32
+
+const (
+	// Not set: the same as INCONCLUSIVE_POLICY_PAUSE.
+	InconclusivePolicy_INCONCLUSIVE_POLICY_UNSPECIFIED InconclusivePolicy = 0
+	// Pause the rollout (ResumeRollout measures again).
+	InconclusivePolicy_INCONCLUSIVE_POLICY_PAUSE InconclusivePolicy = 1
+	// Fail the rollout, as a failed verdict does.
+	InconclusivePolicy_INCONCLUSIVE_POLICY_FAIL InconclusivePolicy = 2
+)
+
+// Enum value maps for InconclusivePolicy.
+var (
+	InconclusivePolicy_name = map[int32]string{
+		0: "INCONCLUSIVE_POLICY_UNSPECIFIED",
+		1: "INCONCLUSIVE_POLICY_PAUSE",
+		2: "INCONCLUSIVE_POLICY_FAIL",
+	}
+	InconclusivePolicy_value = map[string]int32{
+		"INCONCLUSIVE_POLICY_UNSPECIFIED": 0,
+		"INCONCLUSIVE_POLICY_PAUSE":       1,
+		"INCONCLUSIVE_POLICY_FAIL":        2,
+	}
+)
+
+func (x InconclusivePolicy) Enum() *InconclusivePolicy {
+	p := new(InconclusivePolicy)
+	*p = x
+	return p
+}
+
+func (x InconclusivePolicy) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (InconclusivePolicy) Descriptor() protoreflect.EnumDescriptor {
+	return file_flotilla_v1_rollout_proto_enumTypes[1].Descriptor()
+}
+
+func (InconclusivePolicy) Type() protoreflect.EnumType {
+	return &file_flotilla_v1_rollout_proto_enumTypes[1]
+}
+
+func (x InconclusivePolicy) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use InconclusivePolicy.Descriptor instead.
+func (InconclusivePolicy) EnumDescriptor() ([]byte, []int) {
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{1}
+}
+
+// Comparison compares a measured value with a threshold.
+type Comparison int32
+
+const (
+	// Not set: refused.
+	Comparison_COMPARISON_UNSPECIFIED Comparison = 0
+	// value > threshold.
+	Comparison_COMPARISON_GREATER Comparison = 1
+	// value < threshold.
+	Comparison_COMPARISON_LESS Comparison = 2
+	// value >= threshold.
+	Comparison_COMPARISON_GREATER_OR_EQUAL Comparison = 3
+	// value <= threshold.
+	Comparison_COMPARISON_LESS_OR_EQUAL Comparison = 4
+)
+
+// Enum value maps for Comparison.
+var (
+	Comparison_name = map[int32]string{
+		0: "COMPARISON_UNSPECIFIED",
+		1: "COMPARISON_GREATER",
+		2: "COMPARISON_LESS",
+		3: "COMPARISON_GREATER_OR_EQUAL",
+		4: "COMPARISON_LESS_OR_EQUAL",
+	}
+	Comparison_value = map[string]int32{
+		"COMPARISON_UNSPECIFIED":      0,
+		"COMPARISON_GREATER":          1,
+		"COMPARISON_LESS":             2,
+		"COMPARISON_GREATER_OR_EQUAL": 3,
+		"COMPARISON_LESS_OR_EQUAL":    4,
+	}
+)
+
+func (x Comparison) Enum() *Comparison {
+	p := new(Comparison)
+	*p = x
+	return p
+}
+
+func (x Comparison) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Comparison) Descriptor() protoreflect.EnumDescriptor {
+	return file_flotilla_v1_rollout_proto_enumTypes[2].Descriptor()
+}
+
+func (Comparison) Type() protoreflect.EnumType {
+	return &file_flotilla_v1_rollout_proto_enumTypes[2]
+}
+
+func (x Comparison) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Comparison.Descriptor instead.
+func (Comparison) EnumDescriptor() ([]byte, []int) {
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{2}
+}
+
+// AnalysisVerdict is the outcome of one query's measurement.
+type AnalysisVerdict int32
+
+const (
+	// Never set by the server.
+	AnalysisVerdict_ANALYSIS_VERDICT_UNSPECIFIED AnalysisVerdict = 0
+	// The value is within its threshold.
+	AnalysisVerdict_ANALYSIS_VERDICT_PASS AnalysisVerdict = 1
+	// The value crossed its threshold.
+	AnalysisVerdict_ANALYSIS_VERDICT_FAIL AnalysisVerdict = 2
+	// No decision: no data, too few requests, NaN or Prometheus unreachable.
+	AnalysisVerdict_ANALYSIS_VERDICT_INCONCLUSIVE AnalysisVerdict = 3
+)
+
+// Enum value maps for AnalysisVerdict.
+var (
+	AnalysisVerdict_name = map[int32]string{
+		0: "ANALYSIS_VERDICT_UNSPECIFIED",
+		1: "ANALYSIS_VERDICT_PASS",
+		2: "ANALYSIS_VERDICT_FAIL",
+		3: "ANALYSIS_VERDICT_INCONCLUSIVE",
+	}
+	AnalysisVerdict_value = map[string]int32{
+		"ANALYSIS_VERDICT_UNSPECIFIED":  0,
+		"ANALYSIS_VERDICT_PASS":         1,
+		"ANALYSIS_VERDICT_FAIL":         2,
+		"ANALYSIS_VERDICT_INCONCLUSIVE": 3,
+	}
+)
+
+func (x AnalysisVerdict) Enum() *AnalysisVerdict {
+	p := new(AnalysisVerdict)
+	*p = x
+	return p
+}
+
+func (x AnalysisVerdict) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AnalysisVerdict) Descriptor() protoreflect.EnumDescriptor {
+	return file_flotilla_v1_rollout_proto_enumTypes[3].Descriptor()
+}
+
+func (AnalysisVerdict) Type() protoreflect.EnumType {
+	return &file_flotilla_v1_rollout_proto_enumTypes[3]
+}
+
+func (x AnalysisVerdict) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AnalysisVerdict.Descriptor instead.
+func (AnalysisVerdict) EnumDescriptor() ([]byte, []int) {
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{3}
+}
+
 // RolloutState is where a rollout stands.
 type RolloutState int32
 
@@ -105,21 +276,25 @@ const (
 	RolloutState_ROLLOUT_STATE_ABORTED RolloutState = 8
 	// A rollback that itself failed on some host: needs an operator.
 	RolloutState_ROLLOUT_STATE_ROLLBACK_FAILED RolloutState = 9
+	// Every batch is done; the analysis goes on until bake_until before the
+	// rollout SUCCEEDS (not final).
+	RolloutState_ROLLOUT_STATE_BAKING RolloutState = 10
 )
 
 // Enum value maps for RolloutState.
 var (
 	RolloutState_name = map[int32]string{
-		0: "ROLLOUT_STATE_UNSPECIFIED",
-		1: "ROLLOUT_STATE_PREPARING",
-		2: "ROLLOUT_STATE_RUNNING",
-		3: "ROLLOUT_STATE_PAUSED",
-		4: "ROLLOUT_STATE_SUCCEEDED",
-		5: "ROLLOUT_STATE_FAILED",
-		6: "ROLLOUT_STATE_ROLLING_BACK",
-		7: "ROLLOUT_STATE_ROLLED_BACK",
-		8: "ROLLOUT_STATE_ABORTED",
-		9: "ROLLOUT_STATE_ROLLBACK_FAILED",
+		0:  "ROLLOUT_STATE_UNSPECIFIED",
+		1:  "ROLLOUT_STATE_PREPARING",
+		2:  "ROLLOUT_STATE_RUNNING",
+		3:  "ROLLOUT_STATE_PAUSED",
+		4:  "ROLLOUT_STATE_SUCCEEDED",
+		5:  "ROLLOUT_STATE_FAILED",
+		6:  "ROLLOUT_STATE_ROLLING_BACK",
+		7:  "ROLLOUT_STATE_ROLLED_BACK",
+		8:  "ROLLOUT_STATE_ABORTED",
+		9:  "ROLLOUT_STATE_ROLLBACK_FAILED",
+		10: "ROLLOUT_STATE_BAKING",
 	}
 	RolloutState_value = map[string]int32{
 		"ROLLOUT_STATE_UNSPECIFIED":     0,
@@ -132,6 +307,7 @@ var (
 		"ROLLOUT_STATE_ROLLED_BACK":     7,
 		"ROLLOUT_STATE_ABORTED":         8,
 		"ROLLOUT_STATE_ROLLBACK_FAILED": 9,
+		"ROLLOUT_STATE_BAKING":          10,
 	}
 )
 
@@ -146,11 +322,11 @@ func (x RolloutState) String() string {
 }
 
 func (RolloutState) Descriptor() protoreflect.EnumDescriptor {
-	return file_flotilla_v1_rollout_proto_enumTypes[1].Descriptor()
+	return file_flotilla_v1_rollout_proto_enumTypes[4].Descriptor()
 }
 
 func (RolloutState) Type() protoreflect.EnumType {
-	return &file_flotilla_v1_rollout_proto_enumTypes[1]
+	return &file_flotilla_v1_rollout_proto_enumTypes[4]
 }
 
 func (x RolloutState) Number() protoreflect.EnumNumber {
@@ -159,7 +335,7 @@ func (x RolloutState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RolloutState.Descriptor instead.
 func (RolloutState) EnumDescriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{1}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{4}
 }
 
 // HostStep is where one host stands in a rollout.
@@ -231,11 +407,11 @@ func (x HostStep) String() string {
 }
 
 func (HostStep) Descriptor() protoreflect.EnumDescriptor {
-	return file_flotilla_v1_rollout_proto_enumTypes[2].Descriptor()
+	return file_flotilla_v1_rollout_proto_enumTypes[5].Descriptor()
 }
 
 func (HostStep) Type() protoreflect.EnumType {
-	return &file_flotilla_v1_rollout_proto_enumTypes[2]
+	return &file_flotilla_v1_rollout_proto_enumTypes[5]
 }
 
 func (x HostStep) Number() protoreflect.EnumNumber {
@@ -244,7 +420,7 @@ func (x HostStep) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use HostStep.Descriptor instead.
 func (HostStep) EnumDescriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{2}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{5}
 }
 
 // Service is an application deployed as one container per host.
@@ -599,7 +775,12 @@ type RolloutStrategy struct {
 	OfflineHosts OfflinePolicy `protobuf:"varint,10,opt,name=offline_hosts,json=offlineHosts,proto3,enum=flotilla.v1.OfflinePolicy" json:"offline_hosts,omitempty"`
 	// How long OFFLINE_POLICY_WAIT waits for an offline host; positive, at
 	// most 24h (default 5m). Ignored by the other policies.
-	OfflineWait   *durationpb.Duration `protobuf:"bytes,11,opt,name=offline_wait,json=offlineWait,proto3" json:"offline_wait,omitempty"`
+	OfflineWait *durationpb.Duration `protobuf:"bytes,11,opt,name=offline_wait,json=offlineWait,proto3" json:"offline_wait,omitempty"`
+	// Prometheus analysis gates: measured after each batch's hosts passed
+	// their health gates and during a bake after the last batch; a failed
+	// verdict stops the rollout (and rolls it back with auto_rollback).
+	// Unset: no analysis, no bake. See docs/analysis.md.
+	Analysis      *Analysis `protobuf:"bytes,12,opt,name=analysis,proto3" json:"analysis,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -722,6 +903,13 @@ func (x *RolloutStrategy) GetOfflineWait() *durationpb.Duration {
 	return nil
 }
 
+func (x *RolloutStrategy) GetAnalysis() *Analysis {
+	if x != nil {
+		return x.Analysis
+	}
+	return nil
+}
+
 type isRolloutStrategy_Batch interface {
 	isRolloutStrategy_Batch()
 }
@@ -740,6 +928,488 @@ type RolloutStrategy_BatchPercent struct {
 func (*RolloutStrategy_BatchSize) isRolloutStrategy_Batch() {}
 
 func (*RolloutStrategy_BatchPercent) isRolloutStrategy_Batch() {}
+
+// Analysis is a strategy's Prometheus analysis: its queries, how often they
+// are measured, how many results decide, and the bake after the last batch.
+type Analysis struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Prometheus server's base URL (http or https, e.g.
+	// "http://prometheus:9090"); empty: the control plane's
+	// analysis.prometheus_url.
+	PrometheusUrl string `protobuf:"bytes,1,opt,name=prometheus_url,json=prometheusUrl,proto3" json:"prometheus_url,omitempty"`
+	// The queries, 1 to 20, with unique names. Every query of a measurement
+	// must pass for the measurement to pass.
+	Queries []*AnalysisQuery `protobuf:"bytes,2,rep,name=queries,proto3" json:"queries,omitempty"`
+	// The time between two measurements and the range of the queries'
+	// {{.Interval}}; 1s-1h (default 1m).
+	Interval *durationpb.Duration `protobuf:"bytes,3,opt,name=interval,proto3" json:"interval,omitempty"`
+	// Failed measurements in a row that fail the rollout, 1-100 (default 1).
+	// Inconclusive measurements in a row reaching this count apply
+	// the inconclusive policy.
+	ConsecutiveFailures int32 `protobuf:"varint,4,opt,name=consecutive_failures,json=consecutiveFailures,proto3" json:"consecutive_failures,omitempty"`
+	// Passed measurements in a row that pass a batch's gate (and, once
+	// bake_until is reached, the bake), 1-100 (default 1).
+	ConsecutiveSuccesses int32 `protobuf:"varint,5,opt,name=consecutive_successes,json=consecutiveSuccesses,proto3" json:"consecutive_successes,omitempty"`
+	// What inconclusive measurements (no data, too little traffic, NaN,
+	// Prometheus unreachable) do (default PAUSE).
+	Inconclusive InconclusivePolicy `protobuf:"varint,6,opt,name=inconclusive,proto3,enum=flotilla.v1.InconclusivePolicy" json:"inconclusive,omitempty"`
+	// How long the analysis goes on after the last batch before the rollout
+	// SUCCEEDS, 0s-24h (default 5m; 0s explicitly: no bake).
+	Bake          *durationpb.Duration `protobuf:"bytes,7,opt,name=bake,proto3" json:"bake,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Analysis) Reset() {
+	*x = Analysis{}
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Analysis) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Analysis) ProtoMessage() {}
+
+func (x *Analysis) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Analysis.ProtoReflect.Descriptor instead.
+func (*Analysis) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Analysis) GetPrometheusUrl() string {
+	if x != nil {
+		return x.PrometheusUrl
+	}
+	return ""
+}
+
+func (x *Analysis) GetQueries() []*AnalysisQuery {
+	if x != nil {
+		return x.Queries
+	}
+	return nil
+}
+
+func (x *Analysis) GetInterval() *durationpb.Duration {
+	if x != nil {
+		return x.Interval
+	}
+	return nil
+}
+
+func (x *Analysis) GetConsecutiveFailures() int32 {
+	if x != nil {
+		return x.ConsecutiveFailures
+	}
+	return 0
+}
+
+func (x *Analysis) GetConsecutiveSuccesses() int32 {
+	if x != nil {
+		return x.ConsecutiveSuccesses
+	}
+	return 0
+}
+
+func (x *Analysis) GetInconclusive() InconclusivePolicy {
+	if x != nil {
+		return x.Inconclusive
+	}
+	return InconclusivePolicy_INCONCLUSIVE_POLICY_UNSPECIFIED
+}
+
+func (x *Analysis) GetBake() *durationpb.Duration {
+	if x != nil {
+		return x.Bake
+	}
+	return nil
+}
+
+// AnalysisQuery is one PromQL query of an analysis and what fails it.
+type AnalysisQuery struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The query's name in events and results: 1 to 63 characters of
+	// [a-z0-9_-]. Required.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The PromQL query, a Go text/template with .Host (a regular expression
+	// matching the measured hosts' agent IDs, for =~), .Service, .Image,
+	// .PreviousImage and .Interval (a PromQL duration such as "1m"); every
+	// value is escaped for a double-quoted PromQL string. It must return one
+	// number (a scalar or vectors' samples: the worst one counts). At most
+	// 4096 bytes. Required.
+	Query string `protobuf:"bytes,2,opt,name=query,proto3" json:"query,omitempty"`
+	// The measurement fails when value <fail_when> threshold, e.g. GREATER
+	// with 0.01 for an error rate above 1 %. Required unless compare_previous
+	// is set.
+	FailWhen Comparison `protobuf:"varint,3,opt,name=fail_when,json=failWhen,proto3,enum=flotilla.v1.Comparison" json:"fail_when,omitempty"`
+	// The threshold of fail_when.
+	Threshold float64 `protobuf:"fixed64,4,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	// Compare the new version with the previous one instead of a threshold.
+	ComparePrevious *PreviousComparison `protobuf:"bytes,5,opt,name=compare_previous,json=comparePrevious,proto3" json:"compare_previous,omitempty"`
+	// A query (same template values) counting the requests the measurement
+	// covers; empty: none. A measurement with fewer than min_requests is
+	// inconclusive: no data is not a pass.
+	MinRequestsQuery string `protobuf:"bytes,6,opt,name=min_requests_query,json=minRequestsQuery,proto3" json:"min_requests_query,omitempty"`
+	// The minimum of min_requests_query per interval; must be positive when
+	// min_requests_query is set.
+	MinRequests   float64 `protobuf:"fixed64,7,opt,name=min_requests,json=minRequests,proto3" json:"min_requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AnalysisQuery) Reset() {
+	*x = AnalysisQuery{}
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AnalysisQuery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AnalysisQuery) ProtoMessage() {}
+
+func (x *AnalysisQuery) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AnalysisQuery.ProtoReflect.Descriptor instead.
+func (*AnalysisQuery) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *AnalysisQuery) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AnalysisQuery) GetQuery() string {
+	if x != nil {
+		return x.Query
+	}
+	return ""
+}
+
+func (x *AnalysisQuery) GetFailWhen() Comparison {
+	if x != nil {
+		return x.FailWhen
+	}
+	return Comparison_COMPARISON_UNSPECIFIED
+}
+
+func (x *AnalysisQuery) GetThreshold() float64 {
+	if x != nil {
+		return x.Threshold
+	}
+	return 0
+}
+
+func (x *AnalysisQuery) GetComparePrevious() *PreviousComparison {
+	if x != nil {
+		return x.ComparePrevious
+	}
+	return nil
+}
+
+func (x *AnalysisQuery) GetMinRequestsQuery() string {
+	if x != nil {
+		return x.MinRequestsQuery
+	}
+	return ""
+}
+
+func (x *AnalysisQuery) GetMinRequests() float64 {
+	if x != nil {
+		return x.MinRequests
+	}
+	return 0
+}
+
+// PreviousComparison compares a query's value on the new version with its
+// value on the previous version over the same interval: .Image is the
+// previous image and .Host the hosts still running it (after the last
+// batch: the interval ending when the rollout started).
+type PreviousComparison struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The measurement fails when new > old * max_ratio; 0: not checked.
+	// At least 1 when set.
+	MaxRatio float64 `protobuf:"fixed64,1,opt,name=max_ratio,json=maxRatio,proto3" json:"max_ratio,omitempty"`
+	// The measurement fails when new - old > max_delta; 0: not checked.
+	// One of max_ratio and max_delta is required.
+	MaxDelta      float64 `protobuf:"fixed64,2,opt,name=max_delta,json=maxDelta,proto3" json:"max_delta,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreviousComparison) Reset() {
+	*x = PreviousComparison{}
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreviousComparison) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreviousComparison) ProtoMessage() {}
+
+func (x *PreviousComparison) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreviousComparison.ProtoReflect.Descriptor instead.
+func (*PreviousComparison) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *PreviousComparison) GetMaxRatio() float64 {
+	if x != nil {
+		return x.MaxRatio
+	}
+	return 0
+}
+
+func (x *PreviousComparison) GetMaxDelta() float64 {
+	if x != nil {
+		return x.MaxDelta
+	}
+	return 0
+}
+
+// AnalysisResult is one query's measurement.
+type AnalysisResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The query's name.
+	Query string `protobuf:"bytes,1,opt,name=query,proto3" json:"query,omitempty"`
+	// The PromQL sent (the template rendered).
+	Promql string `protobuf:"bytes,2,opt,name=promql,proto3" json:"promql,omitempty"`
+	// The value measured; 0 when inconclusive.
+	Value float64 `protobuf:"fixed64,3,opt,name=value,proto3" json:"value,omitempty"`
+	// The threshold it was compared with (for compare_previous: the limit
+	// derived from the previous version's value).
+	Threshold float64 `protobuf:"fixed64,4,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	// The verdict.
+	Verdict AnalysisVerdict `protobuf:"varint,5,opt,name=verdict,proto3,enum=flotilla.v1.AnalysisVerdict" json:"verdict,omitempty"`
+	// Details: the comparison, or why the result is inconclusive.
+	Message string `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
+	// The batch measured, from 0; -1 during the bake.
+	Batch int32 `protobuf:"varint,7,opt,name=batch,proto3" json:"batch,omitempty"`
+	// When it was measured.
+	At            *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AnalysisResult) Reset() {
+	*x = AnalysisResult{}
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AnalysisResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AnalysisResult) ProtoMessage() {}
+
+func (x *AnalysisResult) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AnalysisResult.ProtoReflect.Descriptor instead.
+func (*AnalysisResult) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *AnalysisResult) GetQuery() string {
+	if x != nil {
+		return x.Query
+	}
+	return ""
+}
+
+func (x *AnalysisResult) GetPromql() string {
+	if x != nil {
+		return x.Promql
+	}
+	return ""
+}
+
+func (x *AnalysisResult) GetValue() float64 {
+	if x != nil {
+		return x.Value
+	}
+	return 0
+}
+
+func (x *AnalysisResult) GetThreshold() float64 {
+	if x != nil {
+		return x.Threshold
+	}
+	return 0
+}
+
+func (x *AnalysisResult) GetVerdict() AnalysisVerdict {
+	if x != nil {
+		return x.Verdict
+	}
+	return AnalysisVerdict_ANALYSIS_VERDICT_UNSPECIFIED
+}
+
+func (x *AnalysisResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *AnalysisResult) GetBatch() int32 {
+	if x != nil {
+		return x.Batch
+	}
+	return 0
+}
+
+func (x *AnalysisResult) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+// AnalysisStatus is a rollout's analysis in progress, as stored.
+type AnalysisStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The batch whose gate is measured, or -1 for the bake.
+	Batch int32 `protobuf:"varint,1,opt,name=batch,proto3" json:"batch,omitempty"`
+	// Passed measurements in a row.
+	Successes int32 `protobuf:"varint,2,opt,name=successes,proto3" json:"successes,omitempty"`
+	// Failed measurements in a row.
+	Failures int32 `protobuf:"varint,3,opt,name=failures,proto3" json:"failures,omitempty"`
+	// Inconclusive measurements in a row.
+	Inconclusive int32 `protobuf:"varint,4,opt,name=inconclusive,proto3" json:"inconclusive,omitempty"`
+	// When the next measurement is due.
+	NextAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=next_at,json=nextAt,proto3" json:"next_at,omitempty"`
+	// The latest result of each query.
+	Results       []*AnalysisResult `protobuf:"bytes,6,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AnalysisStatus) Reset() {
+	*x = AnalysisStatus{}
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AnalysisStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AnalysisStatus) ProtoMessage() {}
+
+func (x *AnalysisStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AnalysisStatus.ProtoReflect.Descriptor instead.
+func (*AnalysisStatus) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *AnalysisStatus) GetBatch() int32 {
+	if x != nil {
+		return x.Batch
+	}
+	return 0
+}
+
+func (x *AnalysisStatus) GetSuccesses() int32 {
+	if x != nil {
+		return x.Successes
+	}
+	return 0
+}
+
+func (x *AnalysisStatus) GetFailures() int32 {
+	if x != nil {
+		return x.Failures
+	}
+	return 0
+}
+
+func (x *AnalysisStatus) GetInconclusive() int32 {
+	if x != nil {
+		return x.Inconclusive
+	}
+	return 0
+}
+
+func (x *AnalysisStatus) GetNextAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextAt
+	}
+	return nil
+}
+
+func (x *AnalysisStatus) GetResults() []*AnalysisResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
 
 // RolloutHost is one host of a rollout.
 type RolloutHost struct {
@@ -766,7 +1436,7 @@ type RolloutHost struct {
 
 func (x *RolloutHost) Reset() {
 	*x = RolloutHost{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[4]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -778,7 +1448,7 @@ func (x *RolloutHost) String() string {
 func (*RolloutHost) ProtoMessage() {}
 
 func (x *RolloutHost) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[4]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -791,7 +1461,7 @@ func (x *RolloutHost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutHost.ProtoReflect.Descriptor instead.
 func (*RolloutHost) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{4}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RolloutHost) GetAgentId() string {
@@ -863,7 +1533,7 @@ type ExcludedHost struct {
 
 func (x *ExcludedHost) Reset() {
 	*x = ExcludedHost{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[5]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -875,7 +1545,7 @@ func (x *ExcludedHost) String() string {
 func (*ExcludedHost) ProtoMessage() {}
 
 func (x *ExcludedHost) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[5]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -888,7 +1558,7 @@ func (x *ExcludedHost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExcludedHost.ProtoReflect.Descriptor instead.
 func (*ExcludedHost) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{5}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ExcludedHost) GetAgentId() string {
@@ -920,7 +1590,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[6]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -932,7 +1602,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[6]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -945,7 +1615,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{6}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Batch) GetIndex() int32 {
@@ -1004,14 +1674,19 @@ type Rollout struct {
 	// When the rollout reached a final state; unset while active.
 	FinishedAt *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
 	// The ID of the rollout this one undoes (RollbackService); empty otherwise.
-	RollbackOf    string `protobuf:"bytes,16,opt,name=rollback_of,json=rollbackOf,proto3" json:"rollback_of,omitempty"`
+	RollbackOf string `protobuf:"bytes,16,opt,name=rollback_of,json=rollbackOf,proto3" json:"rollback_of,omitempty"`
+	// The end of the bake; unset before it started (or without one).
+	BakeUntil *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=bake_until,json=bakeUntil,proto3" json:"bake_until,omitempty"`
+	// The analysis in progress: counts and the latest result of each query;
+	// unset without analysis.
+	Analysis      *AnalysisStatus `protobuf:"bytes,18,opt,name=analysis,proto3" json:"analysis,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Rollout) Reset() {
 	*x = Rollout{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[7]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1023,7 +1698,7 @@ func (x *Rollout) String() string {
 func (*Rollout) ProtoMessage() {}
 
 func (x *Rollout) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[7]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1036,7 +1711,7 @@ func (x *Rollout) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rollout.ProtoReflect.Descriptor instead.
 func (*Rollout) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{7}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Rollout) GetId() string {
@@ -1151,6 +1826,20 @@ func (x *Rollout) GetRollbackOf() string {
 	return ""
 }
 
+func (x *Rollout) GetBakeUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.BakeUntil
+	}
+	return nil
+}
+
+func (x *Rollout) GetAnalysis() *AnalysisStatus {
+	if x != nil {
+		return x.Analysis
+	}
+	return nil
+}
+
 // RolloutEvent is one entry of a rollout's history.
 type RolloutEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1165,6 +1854,7 @@ type RolloutEvent struct {
 	//	*RolloutEvent_State
 	//	*RolloutEvent_Batch
 	//	*RolloutEvent_Host
+	//	*RolloutEvent_Analysis
 	Kind          isRolloutEvent_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1172,7 +1862,7 @@ type RolloutEvent struct {
 
 func (x *RolloutEvent) Reset() {
 	*x = RolloutEvent{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[8]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1184,7 +1874,7 @@ func (x *RolloutEvent) String() string {
 func (*RolloutEvent) ProtoMessage() {}
 
 func (x *RolloutEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[8]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1197,7 +1887,7 @@ func (x *RolloutEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutEvent.ProtoReflect.Descriptor instead.
 func (*RolloutEvent) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{8}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RolloutEvent) GetSequence() int64 {
@@ -1248,6 +1938,15 @@ func (x *RolloutEvent) GetHost() *HostStepChange {
 	return nil
 }
 
+func (x *RolloutEvent) GetAnalysis() *AnalysisResult {
+	if x != nil {
+		if x, ok := x.Kind.(*RolloutEvent_Analysis); ok {
+			return x.Analysis
+		}
+	}
+	return nil
+}
+
 type isRolloutEvent_Kind interface {
 	isRolloutEvent_Kind()
 }
@@ -1267,11 +1966,18 @@ type RolloutEvent_Host struct {
 	Host *HostStepChange `protobuf:"bytes,5,opt,name=host,proto3,oneof"`
 }
 
+type RolloutEvent_Analysis struct {
+	// One query's analysis measurement.
+	Analysis *AnalysisResult `protobuf:"bytes,6,opt,name=analysis,proto3,oneof"`
+}
+
 func (*RolloutEvent_State) isRolloutEvent_Kind() {}
 
 func (*RolloutEvent_Batch) isRolloutEvent_Kind() {}
 
 func (*RolloutEvent_Host) isRolloutEvent_Kind() {}
+
+func (*RolloutEvent_Analysis) isRolloutEvent_Kind() {}
 
 // RolloutStateChange records a new rollout state.
 type RolloutStateChange struct {
@@ -1286,7 +1992,7 @@ type RolloutStateChange struct {
 
 func (x *RolloutStateChange) Reset() {
 	*x = RolloutStateChange{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[9]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1298,7 +2004,7 @@ func (x *RolloutStateChange) String() string {
 func (*RolloutStateChange) ProtoMessage() {}
 
 func (x *RolloutStateChange) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[9]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1311,7 +2017,7 @@ func (x *RolloutStateChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutStateChange.ProtoReflect.Descriptor instead.
 func (*RolloutStateChange) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{9}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RolloutStateChange) GetState() RolloutState {
@@ -1345,7 +2051,7 @@ type BatchChange struct {
 
 func (x *BatchChange) Reset() {
 	*x = BatchChange{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[10]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1357,7 +2063,7 @@ func (x *BatchChange) String() string {
 func (*BatchChange) ProtoMessage() {}
 
 func (x *BatchChange) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[10]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1370,7 +2076,7 @@ func (x *BatchChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchChange.ProtoReflect.Descriptor instead.
 func (*BatchChange) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{10}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *BatchChange) GetIndex() int32 {
@@ -1418,7 +2124,7 @@ type HostStepChange struct {
 
 func (x *HostStepChange) Reset() {
 	*x = HostStepChange{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[11]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1430,7 +2136,7 @@ func (x *HostStepChange) String() string {
 func (*HostStepChange) ProtoMessage() {}
 
 func (x *HostStepChange) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[11]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1443,7 +2149,7 @@ func (x *HostStepChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostStepChange.ProtoReflect.Descriptor instead.
 func (*HostStepChange) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{11}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *HostStepChange) GetAgentId() string {
@@ -1486,7 +2192,7 @@ type PutServiceRequest struct {
 
 func (x *PutServiceRequest) Reset() {
 	*x = PutServiceRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[12]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1498,7 +2204,7 @@ func (x *PutServiceRequest) String() string {
 func (*PutServiceRequest) ProtoMessage() {}
 
 func (x *PutServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[12]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1511,7 +2217,7 @@ func (x *PutServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutServiceRequest.ProtoReflect.Descriptor instead.
 func (*PutServiceRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{12}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PutServiceRequest) GetService() *Service {
@@ -1532,7 +2238,7 @@ type PutServiceResponse struct {
 
 func (x *PutServiceResponse) Reset() {
 	*x = PutServiceResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[13]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1544,7 +2250,7 @@ func (x *PutServiceResponse) String() string {
 func (*PutServiceResponse) ProtoMessage() {}
 
 func (x *PutServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[13]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1557,7 +2263,7 @@ func (x *PutServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutServiceResponse.ProtoReflect.Descriptor instead.
 func (*PutServiceResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{13}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PutServiceResponse) GetService() *Service {
@@ -1578,7 +2284,7 @@ type GetServiceRequest struct {
 
 func (x *GetServiceRequest) Reset() {
 	*x = GetServiceRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[14]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1590,7 +2296,7 @@ func (x *GetServiceRequest) String() string {
 func (*GetServiceRequest) ProtoMessage() {}
 
 func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[14]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1603,7 +2309,7 @@ func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceRequest.ProtoReflect.Descriptor instead.
 func (*GetServiceRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{14}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetServiceRequest) GetName() string {
@@ -1624,7 +2330,7 @@ type GetServiceResponse struct {
 
 func (x *GetServiceResponse) Reset() {
 	*x = GetServiceResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[15]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1636,7 +2342,7 @@ func (x *GetServiceResponse) String() string {
 func (*GetServiceResponse) ProtoMessage() {}
 
 func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[15]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1649,7 +2355,7 @@ func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceResponse.ProtoReflect.Descriptor instead.
 func (*GetServiceResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{15}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetServiceResponse) GetService() *Service {
@@ -1668,7 +2374,7 @@ type ListServicesRequest struct {
 
 func (x *ListServicesRequest) Reset() {
 	*x = ListServicesRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[16]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1680,7 +2386,7 @@ func (x *ListServicesRequest) String() string {
 func (*ListServicesRequest) ProtoMessage() {}
 
 func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[16]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1693,7 +2399,7 @@ func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesRequest.ProtoReflect.Descriptor instead.
 func (*ListServicesRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{16}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{21}
 }
 
 // ListServicesResponse is every service.
@@ -1707,7 +2413,7 @@ type ListServicesResponse struct {
 
 func (x *ListServicesResponse) Reset() {
 	*x = ListServicesResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[17]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1719,7 +2425,7 @@ func (x *ListServicesResponse) String() string {
 func (*ListServicesResponse) ProtoMessage() {}
 
 func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[17]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1732,7 +2438,7 @@ func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesResponse.ProtoReflect.Descriptor instead.
 func (*ListServicesResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{17}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListServicesResponse) GetServices() []*Service {
@@ -1766,7 +2472,7 @@ type StartRolloutRequest struct {
 
 func (x *StartRolloutRequest) Reset() {
 	*x = StartRolloutRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[18]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1778,7 +2484,7 @@ func (x *StartRolloutRequest) String() string {
 func (*StartRolloutRequest) ProtoMessage() {}
 
 func (x *StartRolloutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[18]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1791,7 +2497,7 @@ func (x *StartRolloutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRolloutRequest.ProtoReflect.Descriptor instead.
 func (*StartRolloutRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{18}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *StartRolloutRequest) GetService() string {
@@ -1848,7 +2554,7 @@ type StartRolloutResponse struct {
 
 func (x *StartRolloutResponse) Reset() {
 	*x = StartRolloutResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[19]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1860,7 +2566,7 @@ func (x *StartRolloutResponse) String() string {
 func (*StartRolloutResponse) ProtoMessage() {}
 
 func (x *StartRolloutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[19]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1873,7 +2579,7 @@ func (x *StartRolloutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRolloutResponse.ProtoReflect.Descriptor instead.
 func (*StartRolloutResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{19}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *StartRolloutResponse) GetRollout() *Rollout {
@@ -1894,7 +2600,7 @@ type GetRolloutRequest struct {
 
 func (x *GetRolloutRequest) Reset() {
 	*x = GetRolloutRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[20]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1906,7 +2612,7 @@ func (x *GetRolloutRequest) String() string {
 func (*GetRolloutRequest) ProtoMessage() {}
 
 func (x *GetRolloutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[20]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1919,7 +2625,7 @@ func (x *GetRolloutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRolloutRequest.ProtoReflect.Descriptor instead.
 func (*GetRolloutRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{20}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetRolloutRequest) GetRolloutId() string {
@@ -1940,7 +2646,7 @@ type GetRolloutResponse struct {
 
 func (x *GetRolloutResponse) Reset() {
 	*x = GetRolloutResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[21]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1952,7 +2658,7 @@ func (x *GetRolloutResponse) String() string {
 func (*GetRolloutResponse) ProtoMessage() {}
 
 func (x *GetRolloutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[21]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1965,7 +2671,7 @@ func (x *GetRolloutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRolloutResponse.ProtoReflect.Descriptor instead.
 func (*GetRolloutResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{21}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetRolloutResponse) GetRollout() *Rollout {
@@ -1992,7 +2698,7 @@ type ListRolloutsRequest struct {
 
 func (x *ListRolloutsRequest) Reset() {
 	*x = ListRolloutsRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[22]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2004,7 +2710,7 @@ func (x *ListRolloutsRequest) String() string {
 func (*ListRolloutsRequest) ProtoMessage() {}
 
 func (x *ListRolloutsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[22]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2017,7 +2723,7 @@ func (x *ListRolloutsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRolloutsRequest.ProtoReflect.Descriptor instead.
 func (*ListRolloutsRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{22}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListRolloutsRequest) GetService() string {
@@ -2061,7 +2767,7 @@ type ListRolloutsResponse struct {
 
 func (x *ListRolloutsResponse) Reset() {
 	*x = ListRolloutsResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[23]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2073,7 +2779,7 @@ func (x *ListRolloutsResponse) String() string {
 func (*ListRolloutsResponse) ProtoMessage() {}
 
 func (x *ListRolloutsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[23]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2086,7 +2792,7 @@ func (x *ListRolloutsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRolloutsResponse.ProtoReflect.Descriptor instead.
 func (*ListRolloutsResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{23}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListRolloutsResponse) GetRollouts() []*Rollout {
@@ -2120,7 +2826,7 @@ type WatchRolloutRequest struct {
 
 func (x *WatchRolloutRequest) Reset() {
 	*x = WatchRolloutRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[24]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2132,7 +2838,7 @@ func (x *WatchRolloutRequest) String() string {
 func (*WatchRolloutRequest) ProtoMessage() {}
 
 func (x *WatchRolloutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[24]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2145,7 +2851,7 @@ func (x *WatchRolloutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRolloutRequest.ProtoReflect.Descriptor instead.
 func (*WatchRolloutRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{24}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *WatchRolloutRequest) GetRolloutId() string {
@@ -2173,7 +2879,7 @@ type WatchRolloutResponse struct {
 
 func (x *WatchRolloutResponse) Reset() {
 	*x = WatchRolloutResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[25]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2185,7 +2891,7 @@ func (x *WatchRolloutResponse) String() string {
 func (*WatchRolloutResponse) ProtoMessage() {}
 
 func (x *WatchRolloutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[25]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2198,7 +2904,7 @@ func (x *WatchRolloutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRolloutResponse.ProtoReflect.Descriptor instead.
 func (*WatchRolloutResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{25}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *WatchRolloutResponse) GetEvent() *RolloutEvent {
@@ -2221,7 +2927,7 @@ type PauseRolloutRequest struct {
 
 func (x *PauseRolloutRequest) Reset() {
 	*x = PauseRolloutRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[26]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2233,7 +2939,7 @@ func (x *PauseRolloutRequest) String() string {
 func (*PauseRolloutRequest) ProtoMessage() {}
 
 func (x *PauseRolloutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[26]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2246,7 +2952,7 @@ func (x *PauseRolloutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseRolloutRequest.ProtoReflect.Descriptor instead.
 func (*PauseRolloutRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{26}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PauseRolloutRequest) GetRolloutId() string {
@@ -2274,7 +2980,7 @@ type PauseRolloutResponse struct {
 
 func (x *PauseRolloutResponse) Reset() {
 	*x = PauseRolloutResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[27]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2286,7 +2992,7 @@ func (x *PauseRolloutResponse) String() string {
 func (*PauseRolloutResponse) ProtoMessage() {}
 
 func (x *PauseRolloutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[27]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2299,7 +3005,7 @@ func (x *PauseRolloutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseRolloutResponse.ProtoReflect.Descriptor instead.
 func (*PauseRolloutResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{27}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PauseRolloutResponse) GetRollout() *Rollout {
@@ -2320,7 +3026,7 @@ type ResumeRolloutRequest struct {
 
 func (x *ResumeRolloutRequest) Reset() {
 	*x = ResumeRolloutRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[28]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2332,7 +3038,7 @@ func (x *ResumeRolloutRequest) String() string {
 func (*ResumeRolloutRequest) ProtoMessage() {}
 
 func (x *ResumeRolloutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[28]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2345,7 +3051,7 @@ func (x *ResumeRolloutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeRolloutRequest.ProtoReflect.Descriptor instead.
 func (*ResumeRolloutRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{28}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ResumeRolloutRequest) GetRolloutId() string {
@@ -2366,7 +3072,7 @@ type ResumeRolloutResponse struct {
 
 func (x *ResumeRolloutResponse) Reset() {
 	*x = ResumeRolloutResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[29]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2378,7 +3084,7 @@ func (x *ResumeRolloutResponse) String() string {
 func (*ResumeRolloutResponse) ProtoMessage() {}
 
 func (x *ResumeRolloutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[29]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2391,7 +3097,7 @@ func (x *ResumeRolloutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeRolloutResponse.ProtoReflect.Descriptor instead.
 func (*ResumeRolloutResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{29}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ResumeRolloutResponse) GetRollout() *Rollout {
@@ -2417,7 +3123,7 @@ type AbortRolloutRequest struct {
 
 func (x *AbortRolloutRequest) Reset() {
 	*x = AbortRolloutRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[30]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2429,7 +3135,7 @@ func (x *AbortRolloutRequest) String() string {
 func (*AbortRolloutRequest) ProtoMessage() {}
 
 func (x *AbortRolloutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[30]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2442,7 +3148,7 @@ func (x *AbortRolloutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortRolloutRequest.ProtoReflect.Descriptor instead.
 func (*AbortRolloutRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{30}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AbortRolloutRequest) GetRolloutId() string {
@@ -2477,7 +3183,7 @@ type AbortRolloutResponse struct {
 
 func (x *AbortRolloutResponse) Reset() {
 	*x = AbortRolloutResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[31]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2489,7 +3195,7 @@ func (x *AbortRolloutResponse) String() string {
 func (*AbortRolloutResponse) ProtoMessage() {}
 
 func (x *AbortRolloutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[31]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2502,7 +3208,7 @@ func (x *AbortRolloutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortRolloutResponse.ProtoReflect.Descriptor instead.
 func (*AbortRolloutResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{31}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *AbortRolloutResponse) GetRollout() *Rollout {
@@ -2531,7 +3237,7 @@ type RollbackServiceRequest struct {
 
 func (x *RollbackServiceRequest) Reset() {
 	*x = RollbackServiceRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[32]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2543,7 +3249,7 @@ func (x *RollbackServiceRequest) String() string {
 func (*RollbackServiceRequest) ProtoMessage() {}
 
 func (x *RollbackServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[32]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2556,7 +3262,7 @@ func (x *RollbackServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackServiceRequest.ProtoReflect.Descriptor instead.
 func (*RollbackServiceRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{32}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RollbackServiceRequest) GetService() string {
@@ -2598,7 +3304,7 @@ type RollbackServiceResponse struct {
 
 func (x *RollbackServiceResponse) Reset() {
 	*x = RollbackServiceResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[33]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2610,7 +3316,7 @@ func (x *RollbackServiceResponse) String() string {
 func (*RollbackServiceResponse) ProtoMessage() {}
 
 func (x *RollbackServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[33]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2623,7 +3329,7 @@ func (x *RollbackServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackServiceResponse.ProtoReflect.Descriptor instead.
 func (*RollbackServiceResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{33}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RollbackServiceResponse) GetRollout() *Rollout {
@@ -2665,7 +3371,7 @@ const file_flotilla_v1_rollout_proto_rawDesc = "" +
 	"\bupstream\x18\x02 \x01(\tR\bupstream\x12\x1f\n" +
 	"\vserver_port\x18\x03 \x01(\x05R\n" +
 	"serverPort\x12#\n" +
-	"\raddress_label\x18\x04 \x01(\tR\faddressLabel\"\xd8\x04\n" +
+	"\raddress_label\x18\x04 \x01(\tR\faddressLabel\"\x8b\x05\n" +
 	"\x0fRolloutStrategy\x12\x1f\n" +
 	"\n" +
 	"batch_size\x18\x01 \x01(\x05H\x00R\tbatchSize\x12%\n" +
@@ -2679,8 +3385,44 @@ const file_flotilla_v1_rollout_proto_rawDesc = "" +
 	"\rauto_rollback\x18\t \x01(\bR\fautoRollback\x12?\n" +
 	"\roffline_hosts\x18\n" +
 	" \x01(\x0e2\x1a.flotilla.v1.OfflinePolicyR\fofflineHosts\x12<\n" +
-	"\foffline_wait\x18\v \x01(\v2\x19.google.protobuf.DurationR\vofflineWaitB\a\n" +
-	"\x05batch\"\xc5\x02\n" +
+	"\foffline_wait\x18\v \x01(\v2\x19.google.protobuf.DurationR\vofflineWait\x121\n" +
+	"\banalysis\x18\f \x01(\v2\x15.flotilla.v1.AnalysisR\banalysisB\a\n" +
+	"\x05batch\"\xfa\x02\n" +
+	"\bAnalysis\x12%\n" +
+	"\x0eprometheus_url\x18\x01 \x01(\tR\rprometheusUrl\x124\n" +
+	"\aqueries\x18\x02 \x03(\v2\x1a.flotilla.v1.AnalysisQueryR\aqueries\x125\n" +
+	"\binterval\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\binterval\x121\n" +
+	"\x14consecutive_failures\x18\x04 \x01(\x05R\x13consecutiveFailures\x123\n" +
+	"\x15consecutive_successes\x18\x05 \x01(\x05R\x14consecutiveSuccesses\x12C\n" +
+	"\finconclusive\x18\x06 \x01(\x0e2\x1f.flotilla.v1.InconclusivePolicyR\finconclusive\x12-\n" +
+	"\x04bake\x18\a \x01(\v2\x19.google.protobuf.DurationR\x04bake\"\xaa\x02\n" +
+	"\rAnalysisQuery\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05query\x18\x02 \x01(\tR\x05query\x124\n" +
+	"\tfail_when\x18\x03 \x01(\x0e2\x17.flotilla.v1.ComparisonR\bfailWhen\x12\x1c\n" +
+	"\tthreshold\x18\x04 \x01(\x01R\tthreshold\x12J\n" +
+	"\x10compare_previous\x18\x05 \x01(\v2\x1f.flotilla.v1.PreviousComparisonR\x0fcomparePrevious\x12,\n" +
+	"\x12min_requests_query\x18\x06 \x01(\tR\x10minRequestsQuery\x12!\n" +
+	"\fmin_requests\x18\a \x01(\x01R\vminRequests\"N\n" +
+	"\x12PreviousComparison\x12\x1b\n" +
+	"\tmax_ratio\x18\x01 \x01(\x01R\bmaxRatio\x12\x1b\n" +
+	"\tmax_delta\x18\x02 \x01(\x01R\bmaxDelta\"\x86\x02\n" +
+	"\x0eAnalysisResult\x12\x14\n" +
+	"\x05query\x18\x01 \x01(\tR\x05query\x12\x16\n" +
+	"\x06promql\x18\x02 \x01(\tR\x06promql\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\x01R\x05value\x12\x1c\n" +
+	"\tthreshold\x18\x04 \x01(\x01R\tthreshold\x126\n" +
+	"\averdict\x18\x05 \x01(\x0e2\x1c.flotilla.v1.AnalysisVerdictR\averdict\x12\x18\n" +
+	"\amessage\x18\x06 \x01(\tR\amessage\x12\x14\n" +
+	"\x05batch\x18\a \x01(\x05R\x05batch\x12*\n" +
+	"\x02at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xf0\x01\n" +
+	"\x0eAnalysisStatus\x12\x14\n" +
+	"\x05batch\x18\x01 \x01(\x05R\x05batch\x12\x1c\n" +
+	"\tsuccesses\x18\x02 \x01(\x05R\tsuccesses\x12\x1a\n" +
+	"\bfailures\x18\x03 \x01(\x05R\bfailures\x12\"\n" +
+	"\finconclusive\x18\x04 \x01(\x05R\finconclusive\x123\n" +
+	"\anext_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x06nextAt\x125\n" +
+	"\aresults\x18\x06 \x03(\v2\x1b.flotilla.v1.AnalysisResultR\aresults\"\xc5\x02\n" +
 	"\vRolloutHost\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x14\n" +
 	"\x05batch\x18\x02 \x01(\x05R\x05batch\x12)\n" +
@@ -2698,7 +3440,7 @@ const file_flotilla_v1_rollout_proto_rawDesc = "" +
 	"\x05Batch\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x16\n" +
 	"\x06canary\x18\x02 \x01(\bR\x06canary\x12\x1b\n" +
-	"\tagent_ids\x18\x03 \x03(\tR\bagentIds\"\xf4\x04\n" +
+	"\tagent_ids\x18\x03 \x03(\tR\bagentIds\"\xe8\x05\n" +
 	"\aRollout\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aservice\x18\x02 \x01(\tR\aservice\x12\x14\n" +
@@ -2720,13 +3462,17 @@ const file_flotilla_v1_rollout_proto_rawDesc = "" +
 	"\vfinished_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"finishedAt\x12\x1f\n" +
 	"\vrollback_of\x18\x10 \x01(\tR\n" +
-	"rollbackOf\"\xfc\x01\n" +
+	"rollbackOf\x129\n" +
+	"\n" +
+	"bake_until\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\tbakeUntil\x127\n" +
+	"\banalysis\x18\x12 \x01(\v2\x1b.flotilla.v1.AnalysisStatusR\banalysis\"\xb7\x02\n" +
 	"\fRolloutEvent\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x03R\bsequence\x12*\n" +
 	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x127\n" +
 	"\x05state\x18\x03 \x01(\v2\x1f.flotilla.v1.RolloutStateChangeH\x00R\x05state\x120\n" +
 	"\x05batch\x18\x04 \x01(\v2\x18.flotilla.v1.BatchChangeH\x00R\x05batch\x121\n" +
-	"\x04host\x18\x05 \x01(\v2\x1b.flotilla.v1.HostStepChangeH\x00R\x04hostB\x06\n" +
+	"\x04host\x18\x05 \x01(\v2\x1b.flotilla.v1.HostStepChangeH\x00R\x04host\x129\n" +
+	"\banalysis\x18\x06 \x01(\v2\x1b.flotilla.v1.AnalysisResultH\x00R\banalysisB\x06\n" +
 	"\x04kind\"_\n" +
 	"\x12RolloutStateChange\x12/\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x19.flotilla.v1.RolloutStateR\x05state\x12\x18\n" +
@@ -2810,7 +3556,23 @@ const file_flotilla_v1_rollout_proto_rawDesc = "" +
 	"\x1aOFFLINE_POLICY_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13OFFLINE_POLICY_SKIP\x10\x01\x12\x17\n" +
 	"\x13OFFLINE_POLICY_FAIL\x10\x02\x12\x17\n" +
-	"\x13OFFLINE_POLICY_WAIT\x10\x03*\xb3\x02\n" +
+	"\x13OFFLINE_POLICY_WAIT\x10\x03*v\n" +
+	"\x12InconclusivePolicy\x12#\n" +
+	"\x1fINCONCLUSIVE_POLICY_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19INCONCLUSIVE_POLICY_PAUSE\x10\x01\x12\x1c\n" +
+	"\x18INCONCLUSIVE_POLICY_FAIL\x10\x02*\x94\x01\n" +
+	"\n" +
+	"Comparison\x12\x1a\n" +
+	"\x16COMPARISON_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12COMPARISON_GREATER\x10\x01\x12\x13\n" +
+	"\x0fCOMPARISON_LESS\x10\x02\x12\x1f\n" +
+	"\x1bCOMPARISON_GREATER_OR_EQUAL\x10\x03\x12\x1c\n" +
+	"\x18COMPARISON_LESS_OR_EQUAL\x10\x04*\x8c\x01\n" +
+	"\x0fAnalysisVerdict\x12 \n" +
+	"\x1cANALYSIS_VERDICT_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15ANALYSIS_VERDICT_PASS\x10\x01\x12\x19\n" +
+	"\x15ANALYSIS_VERDICT_FAIL\x10\x02\x12!\n" +
+	"\x1dANALYSIS_VERDICT_INCONCLUSIVE\x10\x03*\xcd\x02\n" +
 	"\fRolloutState\x12\x1d\n" +
 	"\x19ROLLOUT_STATE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17ROLLOUT_STATE_PREPARING\x10\x01\x12\x19\n" +
@@ -2821,7 +3583,9 @@ const file_flotilla_v1_rollout_proto_rawDesc = "" +
 	"\x1aROLLOUT_STATE_ROLLING_BACK\x10\x06\x12\x1d\n" +
 	"\x19ROLLOUT_STATE_ROLLED_BACK\x10\a\x12\x19\n" +
 	"\x15ROLLOUT_STATE_ABORTED\x10\b\x12!\n" +
-	"\x1dROLLOUT_STATE_ROLLBACK_FAILED\x10\t*\x9f\x02\n" +
+	"\x1dROLLOUT_STATE_ROLLBACK_FAILED\x10\t\x12\x18\n" +
+	"\x14ROLLOUT_STATE_BAKING\x10\n" +
+	"*\x9f\x02\n" +
 	"\bHostStep\x12\x19\n" +
 	"\x15HOST_STEP_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11HOST_STEP_PENDING\x10\x01\x12\x16\n" +
@@ -2863,122 +3627,144 @@ func file_flotilla_v1_rollout_proto_rawDescGZIP() []byte {
 	return file_flotilla_v1_rollout_proto_rawDescData
 }
 
-var file_flotilla_v1_rollout_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_flotilla_v1_rollout_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_flotilla_v1_rollout_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_flotilla_v1_rollout_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_flotilla_v1_rollout_proto_goTypes = []any{
 	(OfflinePolicy)(0),              // 0: flotilla.v1.OfflinePolicy
-	(RolloutState)(0),               // 1: flotilla.v1.RolloutState
-	(HostStep)(0),                   // 2: flotilla.v1.HostStep
-	(*Service)(nil),                 // 3: flotilla.v1.Service
-	(*RemediationPolicy)(nil),       // 4: flotilla.v1.RemediationPolicy
-	(*LoadBalancer)(nil),            // 5: flotilla.v1.LoadBalancer
-	(*RolloutStrategy)(nil),         // 6: flotilla.v1.RolloutStrategy
-	(*RolloutHost)(nil),             // 7: flotilla.v1.RolloutHost
-	(*ExcludedHost)(nil),            // 8: flotilla.v1.ExcludedHost
-	(*Batch)(nil),                   // 9: flotilla.v1.Batch
-	(*Rollout)(nil),                 // 10: flotilla.v1.Rollout
-	(*RolloutEvent)(nil),            // 11: flotilla.v1.RolloutEvent
-	(*RolloutStateChange)(nil),      // 12: flotilla.v1.RolloutStateChange
-	(*BatchChange)(nil),             // 13: flotilla.v1.BatchChange
-	(*HostStepChange)(nil),          // 14: flotilla.v1.HostStepChange
-	(*PutServiceRequest)(nil),       // 15: flotilla.v1.PutServiceRequest
-	(*PutServiceResponse)(nil),      // 16: flotilla.v1.PutServiceResponse
-	(*GetServiceRequest)(nil),       // 17: flotilla.v1.GetServiceRequest
-	(*GetServiceResponse)(nil),      // 18: flotilla.v1.GetServiceResponse
-	(*ListServicesRequest)(nil),     // 19: flotilla.v1.ListServicesRequest
-	(*ListServicesResponse)(nil),    // 20: flotilla.v1.ListServicesResponse
-	(*StartRolloutRequest)(nil),     // 21: flotilla.v1.StartRolloutRequest
-	(*StartRolloutResponse)(nil),    // 22: flotilla.v1.StartRolloutResponse
-	(*GetRolloutRequest)(nil),       // 23: flotilla.v1.GetRolloutRequest
-	(*GetRolloutResponse)(nil),      // 24: flotilla.v1.GetRolloutResponse
-	(*ListRolloutsRequest)(nil),     // 25: flotilla.v1.ListRolloutsRequest
-	(*ListRolloutsResponse)(nil),    // 26: flotilla.v1.ListRolloutsResponse
-	(*WatchRolloutRequest)(nil),     // 27: flotilla.v1.WatchRolloutRequest
-	(*WatchRolloutResponse)(nil),    // 28: flotilla.v1.WatchRolloutResponse
-	(*PauseRolloutRequest)(nil),     // 29: flotilla.v1.PauseRolloutRequest
-	(*PauseRolloutResponse)(nil),    // 30: flotilla.v1.PauseRolloutResponse
-	(*ResumeRolloutRequest)(nil),    // 31: flotilla.v1.ResumeRolloutRequest
-	(*ResumeRolloutResponse)(nil),   // 32: flotilla.v1.ResumeRolloutResponse
-	(*AbortRolloutRequest)(nil),     // 33: flotilla.v1.AbortRolloutRequest
-	(*AbortRolloutResponse)(nil),    // 34: flotilla.v1.AbortRolloutResponse
-	(*RollbackServiceRequest)(nil),  // 35: flotilla.v1.RollbackServiceRequest
-	(*RollbackServiceResponse)(nil), // 36: flotilla.v1.RollbackServiceResponse
-	(*timestamppb.Timestamp)(nil),   // 37: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 38: google.protobuf.Duration
-	(*Limit)(nil),                   // 39: flotilla.v1.Limit
+	(InconclusivePolicy)(0),         // 1: flotilla.v1.InconclusivePolicy
+	(Comparison)(0),                 // 2: flotilla.v1.Comparison
+	(AnalysisVerdict)(0),            // 3: flotilla.v1.AnalysisVerdict
+	(RolloutState)(0),               // 4: flotilla.v1.RolloutState
+	(HostStep)(0),                   // 5: flotilla.v1.HostStep
+	(*Service)(nil),                 // 6: flotilla.v1.Service
+	(*RemediationPolicy)(nil),       // 7: flotilla.v1.RemediationPolicy
+	(*LoadBalancer)(nil),            // 8: flotilla.v1.LoadBalancer
+	(*RolloutStrategy)(nil),         // 9: flotilla.v1.RolloutStrategy
+	(*Analysis)(nil),                // 10: flotilla.v1.Analysis
+	(*AnalysisQuery)(nil),           // 11: flotilla.v1.AnalysisQuery
+	(*PreviousComparison)(nil),      // 12: flotilla.v1.PreviousComparison
+	(*AnalysisResult)(nil),          // 13: flotilla.v1.AnalysisResult
+	(*AnalysisStatus)(nil),          // 14: flotilla.v1.AnalysisStatus
+	(*RolloutHost)(nil),             // 15: flotilla.v1.RolloutHost
+	(*ExcludedHost)(nil),            // 16: flotilla.v1.ExcludedHost
+	(*Batch)(nil),                   // 17: flotilla.v1.Batch
+	(*Rollout)(nil),                 // 18: flotilla.v1.Rollout
+	(*RolloutEvent)(nil),            // 19: flotilla.v1.RolloutEvent
+	(*RolloutStateChange)(nil),      // 20: flotilla.v1.RolloutStateChange
+	(*BatchChange)(nil),             // 21: flotilla.v1.BatchChange
+	(*HostStepChange)(nil),          // 22: flotilla.v1.HostStepChange
+	(*PutServiceRequest)(nil),       // 23: flotilla.v1.PutServiceRequest
+	(*PutServiceResponse)(nil),      // 24: flotilla.v1.PutServiceResponse
+	(*GetServiceRequest)(nil),       // 25: flotilla.v1.GetServiceRequest
+	(*GetServiceResponse)(nil),      // 26: flotilla.v1.GetServiceResponse
+	(*ListServicesRequest)(nil),     // 27: flotilla.v1.ListServicesRequest
+	(*ListServicesResponse)(nil),    // 28: flotilla.v1.ListServicesResponse
+	(*StartRolloutRequest)(nil),     // 29: flotilla.v1.StartRolloutRequest
+	(*StartRolloutResponse)(nil),    // 30: flotilla.v1.StartRolloutResponse
+	(*GetRolloutRequest)(nil),       // 31: flotilla.v1.GetRolloutRequest
+	(*GetRolloutResponse)(nil),      // 32: flotilla.v1.GetRolloutResponse
+	(*ListRolloutsRequest)(nil),     // 33: flotilla.v1.ListRolloutsRequest
+	(*ListRolloutsResponse)(nil),    // 34: flotilla.v1.ListRolloutsResponse
+	(*WatchRolloutRequest)(nil),     // 35: flotilla.v1.WatchRolloutRequest
+	(*WatchRolloutResponse)(nil),    // 36: flotilla.v1.WatchRolloutResponse
+	(*PauseRolloutRequest)(nil),     // 37: flotilla.v1.PauseRolloutRequest
+	(*PauseRolloutResponse)(nil),    // 38: flotilla.v1.PauseRolloutResponse
+	(*ResumeRolloutRequest)(nil),    // 39: flotilla.v1.ResumeRolloutRequest
+	(*ResumeRolloutResponse)(nil),   // 40: flotilla.v1.ResumeRolloutResponse
+	(*AbortRolloutRequest)(nil),     // 41: flotilla.v1.AbortRolloutRequest
+	(*AbortRolloutResponse)(nil),    // 42: flotilla.v1.AbortRolloutResponse
+	(*RollbackServiceRequest)(nil),  // 43: flotilla.v1.RollbackServiceRequest
+	(*RollbackServiceResponse)(nil), // 44: flotilla.v1.RollbackServiceResponse
+	(*timestamppb.Timestamp)(nil),   // 45: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 46: google.protobuf.Duration
+	(*Limit)(nil),                   // 47: flotilla.v1.Limit
 }
 var file_flotilla_v1_rollout_proto_depIdxs = []int32{
-	5,  // 0: flotilla.v1.Service.load_balancer:type_name -> flotilla.v1.LoadBalancer
-	6,  // 1: flotilla.v1.Service.default_strategy:type_name -> flotilla.v1.RolloutStrategy
-	37, // 2: flotilla.v1.Service.created_at:type_name -> google.protobuf.Timestamp
-	37, // 3: flotilla.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
-	4,  // 4: flotilla.v1.Service.remediation:type_name -> flotilla.v1.RemediationPolicy
-	38, // 5: flotilla.v1.RemediationPolicy.sustained_for:type_name -> google.protobuf.Duration
-	38, // 6: flotilla.v1.RemediationPolicy.growth_window:type_name -> google.protobuf.Duration
-	38, // 7: flotilla.v1.RolloutStrategy.pause_between_batches:type_name -> google.protobuf.Duration
-	38, // 8: flotilla.v1.RolloutStrategy.min_healthy_time:type_name -> google.protobuf.Duration
-	38, // 9: flotilla.v1.RolloutStrategy.healthy_deadline:type_name -> google.protobuf.Duration
-	39, // 10: flotilla.v1.RolloutStrategy.max_failures:type_name -> flotilla.v1.Limit
+	8,  // 0: flotilla.v1.Service.load_balancer:type_name -> flotilla.v1.LoadBalancer
+	9,  // 1: flotilla.v1.Service.default_strategy:type_name -> flotilla.v1.RolloutStrategy
+	45, // 2: flotilla.v1.Service.created_at:type_name -> google.protobuf.Timestamp
+	45, // 3: flotilla.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
+	7,  // 4: flotilla.v1.Service.remediation:type_name -> flotilla.v1.RemediationPolicy
+	46, // 5: flotilla.v1.RemediationPolicy.sustained_for:type_name -> google.protobuf.Duration
+	46, // 6: flotilla.v1.RemediationPolicy.growth_window:type_name -> google.protobuf.Duration
+	46, // 7: flotilla.v1.RolloutStrategy.pause_between_batches:type_name -> google.protobuf.Duration
+	46, // 8: flotilla.v1.RolloutStrategy.min_healthy_time:type_name -> google.protobuf.Duration
+	46, // 9: flotilla.v1.RolloutStrategy.healthy_deadline:type_name -> google.protobuf.Duration
+	47, // 10: flotilla.v1.RolloutStrategy.max_failures:type_name -> flotilla.v1.Limit
 	0,  // 11: flotilla.v1.RolloutStrategy.offline_hosts:type_name -> flotilla.v1.OfflinePolicy
-	38, // 12: flotilla.v1.RolloutStrategy.offline_wait:type_name -> google.protobuf.Duration
-	2,  // 13: flotilla.v1.RolloutHost.step:type_name -> flotilla.v1.HostStep
-	37, // 14: flotilla.v1.RolloutHost.started_at:type_name -> google.protobuf.Timestamp
-	37, // 15: flotilla.v1.RolloutHost.finished_at:type_name -> google.protobuf.Timestamp
-	6,  // 16: flotilla.v1.Rollout.strategy:type_name -> flotilla.v1.RolloutStrategy
-	1,  // 17: flotilla.v1.Rollout.state:type_name -> flotilla.v1.RolloutState
-	9,  // 18: flotilla.v1.Rollout.batches:type_name -> flotilla.v1.Batch
-	8,  // 19: flotilla.v1.Rollout.excluded:type_name -> flotilla.v1.ExcludedHost
-	7,  // 20: flotilla.v1.Rollout.hosts:type_name -> flotilla.v1.RolloutHost
-	37, // 21: flotilla.v1.Rollout.created_at:type_name -> google.protobuf.Timestamp
-	37, // 22: flotilla.v1.Rollout.finished_at:type_name -> google.protobuf.Timestamp
-	37, // 23: flotilla.v1.RolloutEvent.at:type_name -> google.protobuf.Timestamp
-	12, // 24: flotilla.v1.RolloutEvent.state:type_name -> flotilla.v1.RolloutStateChange
-	13, // 25: flotilla.v1.RolloutEvent.batch:type_name -> flotilla.v1.BatchChange
-	14, // 26: flotilla.v1.RolloutEvent.host:type_name -> flotilla.v1.HostStepChange
-	1,  // 27: flotilla.v1.RolloutStateChange.state:type_name -> flotilla.v1.RolloutState
-	2,  // 28: flotilla.v1.HostStepChange.step:type_name -> flotilla.v1.HostStep
-	3,  // 29: flotilla.v1.PutServiceRequest.service:type_name -> flotilla.v1.Service
-	3,  // 30: flotilla.v1.PutServiceResponse.service:type_name -> flotilla.v1.Service
-	3,  // 31: flotilla.v1.GetServiceResponse.service:type_name -> flotilla.v1.Service
-	3,  // 32: flotilla.v1.ListServicesResponse.services:type_name -> flotilla.v1.Service
-	6,  // 33: flotilla.v1.StartRolloutRequest.strategy:type_name -> flotilla.v1.RolloutStrategy
-	10, // 34: flotilla.v1.StartRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
-	10, // 35: flotilla.v1.GetRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
-	1,  // 36: flotilla.v1.ListRolloutsRequest.states:type_name -> flotilla.v1.RolloutState
-	10, // 37: flotilla.v1.ListRolloutsResponse.rollouts:type_name -> flotilla.v1.Rollout
-	11, // 38: flotilla.v1.WatchRolloutResponse.event:type_name -> flotilla.v1.RolloutEvent
-	10, // 39: flotilla.v1.PauseRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
-	10, // 40: flotilla.v1.ResumeRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
-	10, // 41: flotilla.v1.AbortRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
-	6,  // 42: flotilla.v1.RollbackServiceRequest.strategy:type_name -> flotilla.v1.RolloutStrategy
-	10, // 43: flotilla.v1.RollbackServiceResponse.rollout:type_name -> flotilla.v1.Rollout
-	15, // 44: flotilla.v1.RolloutService.PutService:input_type -> flotilla.v1.PutServiceRequest
-	17, // 45: flotilla.v1.RolloutService.GetService:input_type -> flotilla.v1.GetServiceRequest
-	19, // 46: flotilla.v1.RolloutService.ListServices:input_type -> flotilla.v1.ListServicesRequest
-	21, // 47: flotilla.v1.RolloutService.StartRollout:input_type -> flotilla.v1.StartRolloutRequest
-	23, // 48: flotilla.v1.RolloutService.GetRollout:input_type -> flotilla.v1.GetRolloutRequest
-	25, // 49: flotilla.v1.RolloutService.ListRollouts:input_type -> flotilla.v1.ListRolloutsRequest
-	27, // 50: flotilla.v1.RolloutService.WatchRollout:input_type -> flotilla.v1.WatchRolloutRequest
-	29, // 51: flotilla.v1.RolloutService.PauseRollout:input_type -> flotilla.v1.PauseRolloutRequest
-	31, // 52: flotilla.v1.RolloutService.ResumeRollout:input_type -> flotilla.v1.ResumeRolloutRequest
-	33, // 53: flotilla.v1.RolloutService.AbortRollout:input_type -> flotilla.v1.AbortRolloutRequest
-	35, // 54: flotilla.v1.RolloutService.RollbackService:input_type -> flotilla.v1.RollbackServiceRequest
-	16, // 55: flotilla.v1.RolloutService.PutService:output_type -> flotilla.v1.PutServiceResponse
-	18, // 56: flotilla.v1.RolloutService.GetService:output_type -> flotilla.v1.GetServiceResponse
-	20, // 57: flotilla.v1.RolloutService.ListServices:output_type -> flotilla.v1.ListServicesResponse
-	22, // 58: flotilla.v1.RolloutService.StartRollout:output_type -> flotilla.v1.StartRolloutResponse
-	24, // 59: flotilla.v1.RolloutService.GetRollout:output_type -> flotilla.v1.GetRolloutResponse
-	26, // 60: flotilla.v1.RolloutService.ListRollouts:output_type -> flotilla.v1.ListRolloutsResponse
-	28, // 61: flotilla.v1.RolloutService.WatchRollout:output_type -> flotilla.v1.WatchRolloutResponse
-	30, // 62: flotilla.v1.RolloutService.PauseRollout:output_type -> flotilla.v1.PauseRolloutResponse
-	32, // 63: flotilla.v1.RolloutService.ResumeRollout:output_type -> flotilla.v1.ResumeRolloutResponse
-	34, // 64: flotilla.v1.RolloutService.AbortRollout:output_type -> flotilla.v1.AbortRolloutResponse
-	36, // 65: flotilla.v1.RolloutService.RollbackService:output_type -> flotilla.v1.RollbackServiceResponse
-	55, // [55:66] is the sub-list for method output_type
-	44, // [44:55] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	46, // 12: flotilla.v1.RolloutStrategy.offline_wait:type_name -> google.protobuf.Duration
+	10, // 13: flotilla.v1.RolloutStrategy.analysis:type_name -> flotilla.v1.Analysis
+	11, // 14: flotilla.v1.Analysis.queries:type_name -> flotilla.v1.AnalysisQuery
+	46, // 15: flotilla.v1.Analysis.interval:type_name -> google.protobuf.Duration
+	1,  // 16: flotilla.v1.Analysis.inconclusive:type_name -> flotilla.v1.InconclusivePolicy
+	46, // 17: flotilla.v1.Analysis.bake:type_name -> google.protobuf.Duration
+	2,  // 18: flotilla.v1.AnalysisQuery.fail_when:type_name -> flotilla.v1.Comparison
+	12, // 19: flotilla.v1.AnalysisQuery.compare_previous:type_name -> flotilla.v1.PreviousComparison
+	3,  // 20: flotilla.v1.AnalysisResult.verdict:type_name -> flotilla.v1.AnalysisVerdict
+	45, // 21: flotilla.v1.AnalysisResult.at:type_name -> google.protobuf.Timestamp
+	45, // 22: flotilla.v1.AnalysisStatus.next_at:type_name -> google.protobuf.Timestamp
+	13, // 23: flotilla.v1.AnalysisStatus.results:type_name -> flotilla.v1.AnalysisResult
+	5,  // 24: flotilla.v1.RolloutHost.step:type_name -> flotilla.v1.HostStep
+	45, // 25: flotilla.v1.RolloutHost.started_at:type_name -> google.protobuf.Timestamp
+	45, // 26: flotilla.v1.RolloutHost.finished_at:type_name -> google.protobuf.Timestamp
+	9,  // 27: flotilla.v1.Rollout.strategy:type_name -> flotilla.v1.RolloutStrategy
+	4,  // 28: flotilla.v1.Rollout.state:type_name -> flotilla.v1.RolloutState
+	17, // 29: flotilla.v1.Rollout.batches:type_name -> flotilla.v1.Batch
+	16, // 30: flotilla.v1.Rollout.excluded:type_name -> flotilla.v1.ExcludedHost
+	15, // 31: flotilla.v1.Rollout.hosts:type_name -> flotilla.v1.RolloutHost
+	45, // 32: flotilla.v1.Rollout.created_at:type_name -> google.protobuf.Timestamp
+	45, // 33: flotilla.v1.Rollout.finished_at:type_name -> google.protobuf.Timestamp
+	45, // 34: flotilla.v1.Rollout.bake_until:type_name -> google.protobuf.Timestamp
+	14, // 35: flotilla.v1.Rollout.analysis:type_name -> flotilla.v1.AnalysisStatus
+	45, // 36: flotilla.v1.RolloutEvent.at:type_name -> google.protobuf.Timestamp
+	20, // 37: flotilla.v1.RolloutEvent.state:type_name -> flotilla.v1.RolloutStateChange
+	21, // 38: flotilla.v1.RolloutEvent.batch:type_name -> flotilla.v1.BatchChange
+	22, // 39: flotilla.v1.RolloutEvent.host:type_name -> flotilla.v1.HostStepChange
+	13, // 40: flotilla.v1.RolloutEvent.analysis:type_name -> flotilla.v1.AnalysisResult
+	4,  // 41: flotilla.v1.RolloutStateChange.state:type_name -> flotilla.v1.RolloutState
+	5,  // 42: flotilla.v1.HostStepChange.step:type_name -> flotilla.v1.HostStep
+	6,  // 43: flotilla.v1.PutServiceRequest.service:type_name -> flotilla.v1.Service
+	6,  // 44: flotilla.v1.PutServiceResponse.service:type_name -> flotilla.v1.Service
+	6,  // 45: flotilla.v1.GetServiceResponse.service:type_name -> flotilla.v1.Service
+	6,  // 46: flotilla.v1.ListServicesResponse.services:type_name -> flotilla.v1.Service
+	9,  // 47: flotilla.v1.StartRolloutRequest.strategy:type_name -> flotilla.v1.RolloutStrategy
+	18, // 48: flotilla.v1.StartRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
+	18, // 49: flotilla.v1.GetRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
+	4,  // 50: flotilla.v1.ListRolloutsRequest.states:type_name -> flotilla.v1.RolloutState
+	18, // 51: flotilla.v1.ListRolloutsResponse.rollouts:type_name -> flotilla.v1.Rollout
+	19, // 52: flotilla.v1.WatchRolloutResponse.event:type_name -> flotilla.v1.RolloutEvent
+	18, // 53: flotilla.v1.PauseRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
+	18, // 54: flotilla.v1.ResumeRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
+	18, // 55: flotilla.v1.AbortRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
+	9,  // 56: flotilla.v1.RollbackServiceRequest.strategy:type_name -> flotilla.v1.RolloutStrategy
+	18, // 57: flotilla.v1.RollbackServiceResponse.rollout:type_name -> flotilla.v1.Rollout
+	23, // 58: flotilla.v1.RolloutService.PutService:input_type -> flotilla.v1.PutServiceRequest
+	25, // 59: flotilla.v1.RolloutService.GetService:input_type -> flotilla.v1.GetServiceRequest
+	27, // 60: flotilla.v1.RolloutService.ListServices:input_type -> flotilla.v1.ListServicesRequest
+	29, // 61: flotilla.v1.RolloutService.StartRollout:input_type -> flotilla.v1.StartRolloutRequest
+	31, // 62: flotilla.v1.RolloutService.GetRollout:input_type -> flotilla.v1.GetRolloutRequest
+	33, // 63: flotilla.v1.RolloutService.ListRollouts:input_type -> flotilla.v1.ListRolloutsRequest
+	35, // 64: flotilla.v1.RolloutService.WatchRollout:input_type -> flotilla.v1.WatchRolloutRequest
+	37, // 65: flotilla.v1.RolloutService.PauseRollout:input_type -> flotilla.v1.PauseRolloutRequest
+	39, // 66: flotilla.v1.RolloutService.ResumeRollout:input_type -> flotilla.v1.ResumeRolloutRequest
+	41, // 67: flotilla.v1.RolloutService.AbortRollout:input_type -> flotilla.v1.AbortRolloutRequest
+	43, // 68: flotilla.v1.RolloutService.RollbackService:input_type -> flotilla.v1.RollbackServiceRequest
+	24, // 69: flotilla.v1.RolloutService.PutService:output_type -> flotilla.v1.PutServiceResponse
+	26, // 70: flotilla.v1.RolloutService.GetService:output_type -> flotilla.v1.GetServiceResponse
+	28, // 71: flotilla.v1.RolloutService.ListServices:output_type -> flotilla.v1.ListServicesResponse
+	30, // 72: flotilla.v1.RolloutService.StartRollout:output_type -> flotilla.v1.StartRolloutResponse
+	32, // 73: flotilla.v1.RolloutService.GetRollout:output_type -> flotilla.v1.GetRolloutResponse
+	34, // 74: flotilla.v1.RolloutService.ListRollouts:output_type -> flotilla.v1.ListRolloutsResponse
+	36, // 75: flotilla.v1.RolloutService.WatchRollout:output_type -> flotilla.v1.WatchRolloutResponse
+	38, // 76: flotilla.v1.RolloutService.PauseRollout:output_type -> flotilla.v1.PauseRolloutResponse
+	40, // 77: flotilla.v1.RolloutService.ResumeRollout:output_type -> flotilla.v1.ResumeRolloutResponse
+	42, // 78: flotilla.v1.RolloutService.AbortRollout:output_type -> flotilla.v1.AbortRolloutResponse
+	44, // 79: flotilla.v1.RolloutService.RollbackService:output_type -> flotilla.v1.RollbackServiceResponse
+	69, // [69:80] is the sub-list for method output_type
+	58, // [58:69] is the sub-list for method input_type
+	58, // [58:58] is the sub-list for extension type_name
+	58, // [58:58] is the sub-list for extension extendee
+	0,  // [0:58] is the sub-list for field type_name
 }
 
 func init() { file_flotilla_v1_rollout_proto_init() }
@@ -2991,18 +3777,19 @@ func file_flotilla_v1_rollout_proto_init() {
 		(*RolloutStrategy_BatchSize)(nil),
 		(*RolloutStrategy_BatchPercent)(nil),
 	}
-	file_flotilla_v1_rollout_proto_msgTypes[8].OneofWrappers = []any{
+	file_flotilla_v1_rollout_proto_msgTypes[13].OneofWrappers = []any{
 		(*RolloutEvent_State)(nil),
 		(*RolloutEvent_Batch)(nil),
 		(*RolloutEvent_Host)(nil),
+		(*RolloutEvent_Analysis)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotilla_v1_rollout_proto_rawDesc), len(file_flotilla_v1_rollout_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   34,
+			NumEnums:      6,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -93,6 +93,8 @@ func testRolloutLifecycle(t *testing.T, open Opener) {
 
 	// One transition: progress, a host, two events and a command together.
 	r.State, r.Message, r.CurrentBatch, r.Prepared, r.BatchStartedAt = 2, "running", 1, true, t0.Add(time.Minute)
+	// The analysis in progress and the bake's end go with the progress.
+	r.BakeUntil, r.Analysis = t0.Add(6*time.Minute), []byte{8, 1, 16, 2}
 	h := testHosts("ro-1", "web-a")[0]
 	h.Batch, h.Step, h.Changed, h.PreviousImage, h.StepStartedAt = 1, 4, true, "registry.example/app:1.1", t0.Add(time.Minute)
 	h.HealthySince = t0.Add(90 * time.Second)
