@@ -86,6 +86,14 @@ type ContainerLister interface {
 	ManagedContainers(ctx context.Context) ([]*flotillav1.ManagedContainer, error)
 }
 
+// ContainerResourceReader fills in the resource use of the containers a
+// ContainerLister listed, leaving those it could not read without; the
+// Docker executor is one. A ContainerLister that is one too has each
+// heartbeat's containers read.
+type ContainerResourceReader interface {
+	ContainerResources(ctx context.Context, cs []*flotillav1.ManagedContainer) error
+}
+
 // DatabaseStatser reads database statistics (the backup executor does).
 type DatabaseStatser interface {
 	Stats(ctx context.Context) []*flotillav1.DatabaseStats

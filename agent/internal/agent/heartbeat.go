@@ -81,18 +81,32 @@ func (s *heartbeatSource) Heartbeat(ctx context.Context) *flotillav1.Heartbeat {
 // must not delay the heartbeat that proves the agent is alive.
 const inventoryTimeout = 2 * time.Second
 
-// containers lists the managed containers, or nil when that fails (logged
-// at debug: the heartbeat still goes out).
+// resourcesTimeout bounds the resource readings of one heartbeat's
+// containers (an inspect and a one-shot stats reading each); the
+// containers not read by then go without resources.
+const resourcesTimeout = 2 * time.Second
+
+// containers lists the managed containers with their resource use, or
+// nil when the list fails (logged at debug: the heartbeat still goes out).
+// Containers whose resources could not be read go without.
 func (s *heartbeatSource) containers(ctx context.Context) []*flotillav1.ManagedContainer {
 	if s.inventory == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, inventoryTimeout)
+	listCtx, cancel := context.WithTimeout(ctx, inventoryTimeout)
 	defer cancel()
-	cs, err := s.inventory.ManagedContainers(ctx)
+	cs, err := s.inventory.ManagedContainers(listCtx)
 	if err != nil {
 		s.log.Debug("listing managed containers failed", zap.Error(err))
 		return nil
+	}
+	if r, ok := s.inventory.(ContainerResourceReader); ok && len(cs) > 0 {
+		// Its own budget: a slow list must not leave the readings none.
+		readCtx, cancel := context.WithTimeout(ctx, resourcesTimeout)
+		defer cancel()
+		if err := r.ContainerResources(readCtx, cs); err != nil {
+			s.log.Debug("reading container resources failed", zap.Error(err))
+		}
 	}
 	return cs
 }

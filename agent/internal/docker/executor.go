@@ -29,6 +29,8 @@ type Executor struct {
 	localNames   map[string]string
 	serviceNames map[string]string
 	locks        *nameLocks
+	// resources is what the resource reader keeps between heartbeats.
+	resources *resourceState
 	// pollInterval is how often a starting container is inspected.
 	pollInterval time.Duration
 	// progressInterval throttles pull progress reports.
@@ -73,6 +75,7 @@ func New(cfg Config, log *zap.Logger) (*Executor, error) {
 		localNames:       make(map[string]string, len(cfg.ContainerNames)),
 		serviceNames:     make(map[string]string, len(cfg.ContainerNames)),
 		locks:            newNameLocks(),
+		resources:        newResourceState(time.Now()),
 		pollInterval:     200 * time.Millisecond,
 		progressInterval: 500 * time.Millisecond,
 	}

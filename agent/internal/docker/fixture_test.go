@@ -78,7 +78,7 @@ func TestMain(m *testing.M) {
 
 // requireDocker returns the shared fixture, starting it on first use. A
 // missing dependency skips the test, or fails it under FLOTILLA_E2E=1.
-func requireDocker(t *testing.T) *fixture {
+func requireDocker(t testing.TB) *fixture {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("needs Docker and the local registry; skipped with -short")

@@ -22,7 +22,7 @@ import (
 
 // newTestExecutor is an Executor allowed to pull from the fixture's
 // registry, with a short grace period; mutate adjusts its Config.
-func newTestExecutor(t *testing.T, fx *fixture, mutate func(*Config)) *Executor {
+func newTestExecutor(t testing.TB, fx *fixture, mutate func(*Config)) *Executor {
 	t.Helper()
 	cfg := Config{StartGracePeriod: time.Second}
 	if fx != nil {
@@ -40,7 +40,7 @@ func newTestExecutor(t *testing.T, fx *fixture, mutate func(*Config)) *Executor 
 }
 
 // testContext is a bounded context for one test.
-func testContext(t *testing.T) context.Context {
+func testContext(t testing.TB) context.Context {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	t.Cleanup(cancel)

@@ -131,10 +131,34 @@ func agentDetail(ag *flotillav1.Agent, now time.Time) string {
 		k.add("app health", health)
 	}
 	for _, c := range ag.GetContainers() {
-		k.add("container", fmt.Sprintf("%s %s (%s)", c.GetName(), c.GetImage(), c.GetState()))
+		k.add("container", fmt.Sprintf("%s %s (%s)", c.GetName(), c.GetImage(), c.GetState())+containerResources(c))
 	}
 	return k.String()
 }
+
+// containerResources is a container's last resource reading, as " cpu
+// 1.5% mem 49.6 MiB / 128.0 MiB (39%) restarts 0 oom-kills 0", or "" when
+// the agent reported none.
+func containerResources(c *flotillav1.ManagedContainer) string {
+	res := c.GetResources()
+	if res == nil {
+		return ""
+	}
+	var b strings.Builder
+	if c.GetState() == "running" {
+		fmt.Fprintf(&b, " cpu %.1f%% mem %s", res.GetCpuPercent(), mebibytes(res.GetMemoryWorkingSetBytes()))
+		if limit := res.GetMemoryLimitBytes(); limit > 0 {
+			fmt.Fprintf(&b, " / %s (%.0f%%)", mebibytes(limit), float64(res.GetMemoryWorkingSetBytes())/float64(limit)*100)
+		}
+	}
+	fmt.Fprintf(&b, " restarts %d oom-kills %d", res.GetRestartCount(), res.GetOomKills())
+	if res.GetOomKilled() {
+		b.WriteString(" (last exit: OOM kill)")
+	}
+	return b.String()
+}
+
+func mebibytes(n uint64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
 func (a *app) deregisterCommand() *cobra.Command {
 	var reason string

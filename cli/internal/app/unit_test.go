@@ -115,3 +115,18 @@ func TestVersionAndCompletion(t *testing.T) {
 		}
 	}
 }
+
+func TestContainerResources(t *testing.T) {
+	running := &flotillav1.ManagedContainer{Name: "web", State: "running", Resources: &flotillav1.ContainerResources{
+		CpuPercent: 1.25, MemoryWorkingSetBytes: 48 << 20, MemoryLimitBytes: 128 << 20, RestartCount: 1, OomKills: 2}}
+	if got, want := containerResources(running), " cpu 1.2% mem 48.0 MiB / 128.0 MiB (38%) restarts 1 oom-kills 2"; got != want {
+		t.Errorf("running: %q\nwant %q", got, want)
+	}
+	exited := &flotillav1.ManagedContainer{Name: "web", State: "exited", Resources: &flotillav1.ContainerResources{OomKills: 1, OomKilled: true}}
+	if got, want := containerResources(exited), " restarts 0 oom-kills 1 (last exit: OOM kill)"; got != want {
+		t.Errorf("exited: %q\nwant %q", got, want)
+	}
+	if got := containerResources(&flotillav1.ManagedContainer{Name: "web"}); got != "" {
+		t.Errorf("without a reading: %q", got)
+	}
+}

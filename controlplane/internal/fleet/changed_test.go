@@ -2,8 +2,10 @@ package fleet
 
 import (
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 )
@@ -13,7 +15,7 @@ import (
 // the persist interval.
 func TestHeartbeatChangedCoversEveryContainerField(t *testing.T) {
 	fields := (&flotillav1.ManagedContainer{}).ProtoReflect().Descriptor().Fields()
-	if fields.Len() != 5 {
+	if fields.Len() != 6 {
 		t.Fatalf("ManagedContainer has %d fields; update heartbeatChanged and this test", fields.Len())
 	}
 	base := func() *flotillav1.ManagedContainer {
@@ -27,6 +29,9 @@ func TestHeartbeatChangedCoversEveryContainerField(t *testing.T) {
 	}
 	for i := range fields.Len() {
 		f := fields.Get(i)
+		if f.Kind() != protoreflect.StringKind {
+			continue // the resources: TestHeartbeatChangedOnContainerEvents
+		}
 		c := base()
 		m := c.ProtoReflect()
 		m.Set(f, protoString(m.Get(f).String()+"-changed"))
@@ -37,3 +42,40 @@ func TestHeartbeatChangedCoversEveryContainerField(t *testing.T) {
 }
 
 func protoString(s string) protoreflect.Value { return protoreflect.ValueOfString(s) }
+
+// A restart or an OOM kill is written at once; the CPU and memory figures,
+// new in every heartbeat, are not.
+func TestHeartbeatChangedOnContainerEvents(t *testing.T) {
+	fields := (&flotillav1.ContainerResources{}).ProtoReflect().Descriptor().Fields()
+	if fields.Len() != 9 {
+		t.Fatalf("ContainerResources has %d fields; update resourceEventsChanged and this test", fields.Len())
+	}
+	started := timestamppb.New(time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC))
+	base := func() *flotillav1.ContainerResources {
+		return &flotillav1.ContainerResources{CpuPercent: 1, MemoryWorkingSetBytes: 10, MemoryUsageBytes: 20, MemoryLimitBytes: 30,
+			RestartCount: 1, OomKills: 1, StartedAt: started}
+	}
+	hb := func(r *flotillav1.ContainerResources) *flotillav1.Heartbeat {
+		return &flotillav1.Heartbeat{Containers: []*flotillav1.ManagedContainer{{Name: "web", State: "running", Resources: r}}}
+	}
+	for name, tc := range map[string]struct {
+		change  func(*flotillav1.ContainerResources)
+		written bool
+	}{
+		"cpu":         {func(r *flotillav1.ContainerResources) { r.CpuPercent = 50 }, false},
+		"working set": {func(r *flotillav1.ContainerResources) { r.MemoryWorkingSetBytes = 99 }, false},
+		"usage":       {func(r *flotillav1.ContainerResources) { r.MemoryUsageBytes = 99 }, false},
+		"restart":     {func(r *flotillav1.ContainerResources) { r.RestartCount = 2 }, true},
+		"oom kill":    {func(r *flotillav1.ContainerResources) { r.OomKills = 2; r.OomKilled = true }, true},
+		"new run": {func(r *flotillav1.ContainerResources) {
+			r.StartedAt = timestamppb.New(started.AsTime().Add(time.Minute))
+		}, true},
+		"first reading": {func(r *flotillav1.ContainerResources) { *r = flotillav1.ContainerResources{} }, true},
+	} {
+		r := base()
+		tc.change(r)
+		if got := heartbeatChanged(hb(base()), hb(r)); got != tc.written {
+			t.Errorf("%s: changed %v, want %v", name, got, tc.written)
+		}
+	}
+}

@@ -49,6 +49,20 @@ var (
 		"WAL segments the server of a database archived (pg_stat_archiver.archived_count), from the last heartbeat.", "database")
 	descWALFailed = agentDesc("flotilla_agent_wal_archive_failures_total",
 		"Failed attempts to archive a WAL segment (pg_stat_archiver.failed_count), from the last heartbeat.", "database")
+	descContainerCPU = agentDesc("flotilla_container_cpu_percent",
+		"CPU a managed container used since the agent's previous reading, percent of one CPU (200 = two CPUs), from the last heartbeat.", "container")
+	descContainerWorkingSet = agentDesc("flotilla_container_memory_working_set_bytes",
+		"A running managed container's memory working set (usage minus inactive file cache), bytes, from the last heartbeat.", "container")
+	descContainerUsage = agentDesc("flotilla_container_memory_usage_bytes",
+		"A running managed container's raw memory usage (page cache included), bytes, from the last heartbeat.", "container")
+	descContainerLimit = agentDesc("flotilla_container_memory_limit_bytes",
+		"A managed container's memory limit, bytes; absent for a container without one.", "container")
+	descContainerRestarts = agentDesc("flotilla_container_restarts_total",
+		"Restarts of a managed container by Docker's restart policy (reset when the container is re-created).", "container")
+	descContainerOOMKills = agentDesc("flotilla_container_oom_kills_total",
+		"OOM kills of a managed container seen by its agent since the agent started.", "container")
+	descContainerOOMKilled = agentDesc("flotilla_container_oom_killed",
+		"1 when a managed container's last exit was an OOM kill, 0 otherwise.", "container")
 	descHeartbeats = prometheus.NewDesc("flotilla_heartbeats_received_total",
 		"Heartbeats accepted from agents.", nil, nil)
 	descLeader = prometheus.NewDesc("flotilla_controlplane_fleet_leader",
@@ -83,7 +97,7 @@ type CollectorOption func(*Collector)
 
 // WithoutPerAgentSeries exports the fleet's totals only (flotilla_agents,
 // flotilla_heartbeats_received_total), not the ten or so series of each
-// agent: a fleet of thousands of hosts would otherwise put tens of
+// agent nor the series of each of its containers: a fleet of thousands of hosts would otherwise put tens of
 // thousands of series in every scrape.
 func WithoutPerAgentSeries() CollectorOption { return func(c *Collector) { c.perAgent = false } }
 
@@ -100,7 +114,8 @@ func NewCollector(r *Registry, opts ...CollectorOption) *Collector {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descAgents, descInfo, descState, descUp, descHeartbeatAge, descCPU, descMemory,
 		descDisk, descLoad1, descAppHealthy, descHealthLatency, descDBConnections, descHeartbeats, descLeader,
-		descWALArchivedAt, descWALArchived, descWALFailed} {
+		descWALArchivedAt, descWALArchived, descWALFailed, descContainerCPU, descContainerWorkingSet, descContainerUsage,
+		descContainerLimit, descContainerRestarts, descContainerOOMKills, descContainerOOMKilled} {
 		ch <- d
 	}
 }
@@ -209,6 +224,32 @@ func (c *Collector) collectAgent(ch chan<- prometheus.Metric, now time.Time, a a
 			walMetrics(ch, w, a.id, a.env, a.role, db.GetName())
 		}
 	}
+	for _, c := range hb.GetContainers() {
+		if res := c.GetResources(); res != nil {
+			containerMetrics(ch, c.GetState() == "running", res, a.id, a.env, a.role, c.GetName())
+		}
+	}
+}
+
+// containerMetrics exports a managed container's resources: the CPU and
+// memory readings while it runs (a stopped container has none), the limit
+// when it has one, the restart and OOM figures always.
+func containerMetrics(ch chan<- prometheus.Metric, running bool, res *flotillav1.ContainerResources, labels ...string) {
+	if running {
+		gauge(ch, descContainerCPU, res.GetCpuPercent(), labels...)
+		gauge(ch, descContainerWorkingSet, float64(res.GetMemoryWorkingSetBytes()), labels...)
+		gauge(ch, descContainerUsage, float64(res.GetMemoryUsageBytes()), labels...)
+	}
+	if limit := res.GetMemoryLimitBytes(); limit > 0 {
+		gauge(ch, descContainerLimit, float64(limit), labels...)
+	}
+	ch <- prometheus.MustNewConstMetric(descContainerRestarts, prometheus.CounterValue, float64(res.GetRestartCount()), labels...)
+	ch <- prometheus.MustNewConstMetric(descContainerOOMKills, prometheus.CounterValue, float64(res.GetOomKills()), labels...)
+	killed := 0.0
+	if res.GetOomKilled() {
+		killed = 1
+	}
+	gauge(ch, descContainerOOMKilled, killed, labels...)
 }
 
 // walMetrics exports a database's WAL archiving: the time of the last

@@ -7,6 +7,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	flotillav1 "flotilla.dev/gen/flotilla/v1"
+
 	"flotilla.dev/controlplane/internal/fleet"
 )
 
@@ -268,4 +270,71 @@ flotilla_heartbeats_received_total 2
 	if n := testutil.CollectAndCount(fleet.NewCollector(r)); n <= 5 {
 		t.Errorf("with per-agent series the same fleet gave only %d series", n)
 	}
+}
+
+// containerHeartbeat is a heartbeat with a running container with a limit
+// and an OOM kill behind it, a stopped one without a limit, and one the
+// agent could not read.
+func containerHeartbeat() *flotillav1.Heartbeat {
+	hb := heartbeatMsg(10, true)
+	hb.Containers = []*flotillav1.ManagedContainer{
+		{Name: "api", State: "running", Resources: &flotillav1.ContainerResources{
+			CpuPercent: 150, MemoryWorkingSetBytes: 50 << 20, MemoryUsageBytes: 80 << 20, MemoryLimitBytes: 64 << 20,
+			RestartCount: 2, OomKills: 1}},
+		{Name: "batch", State: "exited", Resources: &flotillav1.ContainerResources{RestartCount: 0, OomKills: 3, OomKilled: true}},
+		{Name: "unread", State: "running"},
+	}
+	return hb
+}
+
+func TestCollectorContainerSeries(t *testing.T) {
+	st := openStore(t)
+	r := newRegistry(t, st, newClock(t0))
+	web := map[string]string{"env": "prod", "role": "web"}
+	register(t, st, r, "a1", t0, web, nil)
+	s1 := mustAttach(t, r, "a1", web, "10.0.0.1:5000")
+	mustHeartbeat(t, r, s1, containerHeartbeat())
+
+	want := `
+# HELP flotilla_container_cpu_percent CPU a managed container used since the agent's previous reading, percent of one CPU (200 = two CPUs), from the last heartbeat.
+# TYPE flotilla_container_cpu_percent gauge
+flotilla_container_cpu_percent{agent="a1",container="api",env="prod",role="web"} 150
+# HELP flotilla_container_memory_working_set_bytes A running managed container's memory working set (usage minus inactive file cache), bytes, from the last heartbeat.
+# TYPE flotilla_container_memory_working_set_bytes gauge
+flotilla_container_memory_working_set_bytes{agent="a1",container="api",env="prod",role="web"} 5.24288e+07
+# HELP flotilla_container_memory_usage_bytes A running managed container's raw memory usage (page cache included), bytes, from the last heartbeat.
+# TYPE flotilla_container_memory_usage_bytes gauge
+flotilla_container_memory_usage_bytes{agent="a1",container="api",env="prod",role="web"} 8.388608e+07
+# HELP flotilla_container_memory_limit_bytes A managed container's memory limit, bytes; absent for a container without one.
+# TYPE flotilla_container_memory_limit_bytes gauge
+flotilla_container_memory_limit_bytes{agent="a1",container="api",env="prod",role="web"} 6.7108864e+07
+# HELP flotilla_container_restarts_total Restarts of a managed container by Docker's restart policy (reset when the container is re-created).
+# TYPE flotilla_container_restarts_total counter
+flotilla_container_restarts_total{agent="a1",container="api",env="prod",role="web"} 2
+flotilla_container_restarts_total{agent="a1",container="batch",env="prod",role="web"} 0
+# HELP flotilla_container_oom_kills_total OOM kills of a managed container seen by its agent since the agent started.
+# TYPE flotilla_container_oom_kills_total counter
+flotilla_container_oom_kills_total{agent="a1",container="api",env="prod",role="web"} 1
+flotilla_container_oom_kills_total{agent="a1",container="batch",env="prod",role="web"} 3
+# HELP flotilla_container_oom_killed 1 when a managed container's last exit was an OOM kill, 0 otherwise.
+# TYPE flotilla_container_oom_killed gauge
+flotilla_container_oom_killed{agent="a1",container="api",env="prod",role="web"} 0
+flotilla_container_oom_killed{agent="a1",container="batch",env="prod",role="web"} 1
+`
+	if err := testutil.CollectAndCompare(fleet.NewCollector(r), strings.NewReader(want), containerSeries...); err != nil {
+		t.Error(err)
+	}
+	if n := testutil.CollectAndCount(fleet.NewCollector(r, fleet.WithoutPerAgentSeries()), containerSeries...); n != 0 {
+		t.Errorf("per_agent_metrics false: %d container series exported, want 0", n)
+	}
+	r.Detach(s1, reasonEOF)
+	if n := testutil.CollectAndCount(fleet.NewCollector(r), containerSeries...); n != 0 {
+		t.Errorf("agent disconnected: %d container series exported, want 0", n)
+	}
+}
+
+var containerSeries = []string{
+	"flotilla_container_cpu_percent", "flotilla_container_memory_working_set_bytes", "flotilla_container_memory_usage_bytes",
+	"flotilla_container_memory_limit_bytes", "flotilla_container_restarts_total", "flotilla_container_oom_kills_total",
+	"flotilla_container_oom_killed",
 }

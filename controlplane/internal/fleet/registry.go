@@ -392,15 +392,24 @@ func heartbeatChanged(prev, next *flotillav1.Heartbeat) bool {
 		return true
 	}
 	for i := range pc {
-		// ManagedContainer is five strings: compared directly, not by
-		// reflection (proto.Equal was most of an unchanged heartbeat's cost).
+		// ManagedContainer is five strings and the resources: compared
+		// directly, not by reflection (proto.Equal was most of an unchanged
+		// heartbeat's cost).
 		p, n := pc[i], nc[i]
 		if p.GetName() != n.GetName() || p.GetContainerId() != n.GetContainerId() || p.GetImage() != n.GetImage() ||
-			p.GetImageId() != n.GetImageId() || p.GetState() != n.GetState() {
+			p.GetImageId() != n.GetImageId() || p.GetState() != n.GetState() || resourceEventsChanged(p.GetResources(), n.GetResources()) {
 			return true
 		}
 	}
 	return false
+}
+
+// resourceEventsChanged reports a restart or an OOM kill between two
+// readings of a container. The CPU and memory figures change with every
+// reading and wait for the persist interval like the host's.
+func resourceEventsChanged(p, n *flotillav1.ContainerResources) bool {
+	return p.GetRestartCount() != n.GetRestartCount() || p.GetOomKills() != n.GetOomKills() ||
+		p.GetOomKilled() != n.GetOomKilled() || !p.GetStartedAt().AsTime().Equal(n.GetStartedAt().AsTime())
 }
 
 // MergeLabels returns claimed labels overridden by pinned ones (from the

@@ -309,3 +309,24 @@ func TestReplicaReclaimsAfterLapse(t *testing.T) {
 		t.Errorf("leader's view after a reclaimed = %s, want connected", fmtState(got))
 	}
 }
+
+// TestContainerSeriesOnlyWhileLeading: the containers of an agent
+// connected to a replica that does not lead the fleet are exported by the
+// leader only, like the agent's own series.
+func TestContainerSeriesOnlyWhileLeading(t *testing.T) {
+	rs := newReplicaSet(t)
+	lead := &leadership{}
+	r := rs.replica("a", lead)
+	register(t, rs.st, r, "web-1", t0, nil, nil)
+	s := mustAttach(t, r, "web-1", nil, "10.0.0.1:1")
+	defer r.Detach(s, reasonEOF)
+	mustHeartbeat(t, r, s, containerHeartbeat())
+	c := fleet.NewCollector(r)
+	if n := testutil.CollectAndCount(c, containerSeries...); n != 0 {
+		t.Errorf("not leading: %d container series, want 0", n)
+	}
+	lead.leading.Store(true)
+	if n := testutil.CollectAndCount(c, containerSeries...); n != 10 {
+		t.Errorf("leading: %d container series, want 10 (7 of the running container, 3 of the stopped one without a limit)", n)
+	}
+}

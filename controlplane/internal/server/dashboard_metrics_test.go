@@ -168,6 +168,9 @@ func scrapeBusyControlPlane(t *testing.T) string {
 		App: &flotillav1.AppHealth{Healthy: true, Latency: durationpb.New(20 * time.Millisecond)},
 		Databases: []*flotillav1.DatabaseStats{{Name: "shop", Connections: 3, WalArchiver: &flotillav1.WalArchiverStats{
 			ArchivedCount: 10, FailedCount: 1, LastArchivedAt: at}}},
+		Containers: []*flotillav1.ManagedContainer{{Name: "web", ContainerId: "c1", State: "running",
+			Resources: &flotillav1.ContainerResources{CpuPercent: 5, MemoryWorkingSetBytes: 30 << 20, MemoryUsageBytes: 40 << 20,
+				MemoryLimitBytes: 64 << 20, RestartCount: 1, OomKills: 1}}},
 	}}})
 	eventually(t, waitFor, "the full heartbeat to be recorded", func() bool {
 		got, ok := h.srv.Registry().Get(a.id)

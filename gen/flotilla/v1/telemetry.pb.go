@@ -615,7 +615,11 @@ type ManagedContainer struct {
 	// The image's ID (content digest).
 	ImageId string `protobuf:"bytes,4,opt,name=image_id,json=imageId,proto3" json:"image_id,omitempty"`
 	// Docker's state: running, exited, restarting, ...
-	State         string `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
+	State string `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
+	// The container's resource use, read once per heartbeat from Docker's
+	// stats and inspect APIs; absent in the hello, from agents that do not
+	// read it, and when the engine did not answer in time.
+	Resources     *ContainerResources `protobuf:"bytes,6,opt,name=resources,proto3" json:"resources,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -685,6 +689,142 @@ func (x *ManagedContainer) GetState() string {
 	return ""
 }
 
+func (x *ManagedContainer) GetResources() *ContainerResources {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+// ContainerResources is one reading of a managed container's resource use.
+// The memory and CPU figures are set only while the container runs; the
+// restart and OOM figures always.
+type ContainerResources struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// CPU used since the agent's previous reading of this container, in
+	// percent of one CPU as docker stats shows it (200 = two CPUs busy); 0 on
+	// the first reading of a container, which has nothing to compare with.
+	CpuPercent float64 `protobuf:"fixed64,1,opt,name=cpu_percent,json=cpuPercent,proto3" json:"cpu_percent,omitempty"`
+	// The memory working set, bytes: usage minus the inactive file cache
+	// (cgroup v2 inactive_file, v1 total_inactive_file), the figure the
+	// kernel cannot reclaim without swapping, as docker stats shows it.
+	MemoryWorkingSetBytes uint64 `protobuf:"varint,2,opt,name=memory_working_set_bytes,json=memoryWorkingSetBytes,proto3" json:"memory_working_set_bytes,omitempty"`
+	// The cgroup's raw memory usage, bytes, page cache included.
+	MemoryUsageBytes uint64 `protobuf:"varint,3,opt,name=memory_usage_bytes,json=memoryUsageBytes,proto3" json:"memory_usage_bytes,omitempty"`
+	// The container's memory limit, bytes; 0 when it has none.
+	MemoryLimitBytes uint64 `protobuf:"varint,4,opt,name=memory_limit_bytes,json=memoryLimitBytes,proto3" json:"memory_limit_bytes,omitempty"`
+	// Restarts of the container by Docker's restart policy (inspect's
+	// RestartCount); a re-created container starts again from 0.
+	RestartCount uint32 `protobuf:"varint,5,opt,name=restart_count,json=restartCount,proto3" json:"restart_count,omitempty"`
+	// OOM kills of the container seen by the agent since the agent started
+	// (its last exit was an OOM kill, inspect's State.OOMKilled, at a time not
+	// counted yet), counted under the container's name across re-creations;
+	// several kills within one heartbeat interval count once.
+	OomKills uint64 `protobuf:"varint,6,opt,name=oom_kills,json=oomKills,proto3" json:"oom_kills,omitempty"`
+	// True when the container's last exit was an OOM kill.
+	OomKilled bool `protobuf:"varint,7,opt,name=oom_killed,json=oomKilled,proto3" json:"oom_killed,omitempty"`
+	// When the container last exited through an OOM kill; unset when the
+	// agent has not seen one.
+	LastOomKillAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=last_oom_kill_at,json=lastOomKillAt,proto3" json:"last_oom_kill_at,omitempty"`
+	// When the container's current run started (inspect's State.StartedAt).
+	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerResources) Reset() {
+	*x = ContainerResources{}
+	mi := &file_flotilla_v1_telemetry_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerResources) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerResources) ProtoMessage() {}
+
+func (x *ContainerResources) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_telemetry_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerResources.ProtoReflect.Descriptor instead.
+func (*ContainerResources) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_telemetry_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ContainerResources) GetCpuPercent() float64 {
+	if x != nil {
+		return x.CpuPercent
+	}
+	return 0
+}
+
+func (x *ContainerResources) GetMemoryWorkingSetBytes() uint64 {
+	if x != nil {
+		return x.MemoryWorkingSetBytes
+	}
+	return 0
+}
+
+func (x *ContainerResources) GetMemoryUsageBytes() uint64 {
+	if x != nil {
+		return x.MemoryUsageBytes
+	}
+	return 0
+}
+
+func (x *ContainerResources) GetMemoryLimitBytes() uint64 {
+	if x != nil {
+		return x.MemoryLimitBytes
+	}
+	return 0
+}
+
+func (x *ContainerResources) GetRestartCount() uint32 {
+	if x != nil {
+		return x.RestartCount
+	}
+	return 0
+}
+
+func (x *ContainerResources) GetOomKills() uint64 {
+	if x != nil {
+		return x.OomKills
+	}
+	return 0
+}
+
+func (x *ContainerResources) GetOomKilled() bool {
+	if x != nil {
+		return x.OomKilled
+	}
+	return false
+}
+
+func (x *ContainerResources) GetLastOomKillAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastOomKillAt
+	}
+	return nil
+}
+
+func (x *ContainerResources) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
 var File_flotilla_v1_telemetry_proto protoreflect.FileDescriptor
 
 const file_flotilla_v1_telemetry_proto_rawDesc = "" +
@@ -744,13 +884,27 @@ const file_flotilla_v1_telemetry_proto_rawDesc = "" +
 	"\ffailed_count\x18\x04 \x01(\x03R\vfailedCount\x12&\n" +
 	"\x0flast_failed_wal\x18\x05 \x01(\tR\rlastFailedWal\x12@\n" +
 	"\x0elast_failed_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\flastFailedAt\x12\x1a\n" +
-	"\btimeline\x18\a \x01(\rR\btimeline\"\x90\x01\n" +
+	"\btimeline\x18\a \x01(\rR\btimeline\"\xcf\x01\n" +
 	"\x10ManagedContainer\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\fcontainer_id\x18\x02 \x01(\tR\vcontainerId\x12\x14\n" +
 	"\x05image\x18\x03 \x01(\tR\x05image\x12\x19\n" +
 	"\bimage_id\x18\x04 \x01(\tR\aimageId\x12\x14\n" +
-	"\x05state\x18\x05 \x01(\tR\x05stateB)Z'flotilla.dev/gen/flotilla/v1;flotillav1b\x06proto3"
+	"\x05state\x18\x05 \x01(\tR\x05state\x12=\n" +
+	"\tresources\x18\x06 \x01(\v2\x1f.flotilla.v1.ContainerResourcesR\tresources\"\xab\x03\n" +
+	"\x12ContainerResources\x12\x1f\n" +
+	"\vcpu_percent\x18\x01 \x01(\x01R\n" +
+	"cpuPercent\x127\n" +
+	"\x18memory_working_set_bytes\x18\x02 \x01(\x04R\x15memoryWorkingSetBytes\x12,\n" +
+	"\x12memory_usage_bytes\x18\x03 \x01(\x04R\x10memoryUsageBytes\x12,\n" +
+	"\x12memory_limit_bytes\x18\x04 \x01(\x04R\x10memoryLimitBytes\x12#\n" +
+	"\rrestart_count\x18\x05 \x01(\rR\frestartCount\x12\x1b\n" +
+	"\toom_kills\x18\x06 \x01(\x04R\boomKills\x12\x1d\n" +
+	"\n" +
+	"oom_killed\x18\a \x01(\bR\toomKilled\x12C\n" +
+	"\x10last_oom_kill_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\rlastOomKillAt\x129\n" +
+	"\n" +
+	"started_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAtB)Z'flotilla.dev/gen/flotilla/v1;flotillav1b\x06proto3"
 
 var (
 	file_flotilla_v1_telemetry_proto_rawDescOnce sync.Once
@@ -764,7 +918,7 @@ func file_flotilla_v1_telemetry_proto_rawDescGZIP() []byte {
 	return file_flotilla_v1_telemetry_proto_rawDescData
 }
 
-var file_flotilla_v1_telemetry_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_flotilla_v1_telemetry_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_flotilla_v1_telemetry_proto_goTypes = []any{
 	(*Heartbeat)(nil),             // 0: flotilla.v1.Heartbeat
 	(*HostMetrics)(nil),           // 1: flotilla.v1.HostMetrics
@@ -773,26 +927,30 @@ var file_flotilla_v1_telemetry_proto_goTypes = []any{
 	(*DatabaseStats)(nil),         // 4: flotilla.v1.DatabaseStats
 	(*WalArchiverStats)(nil),      // 5: flotilla.v1.WalArchiverStats
 	(*ManagedContainer)(nil),      // 6: flotilla.v1.ManagedContainer
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 8: google.protobuf.Duration
+	(*ContainerResources)(nil),    // 7: flotilla.v1.ContainerResources
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 9: google.protobuf.Duration
 }
 var file_flotilla_v1_telemetry_proto_depIdxs = []int32{
-	7,  // 0: flotilla.v1.Heartbeat.observed_at:type_name -> google.protobuf.Timestamp
+	8,  // 0: flotilla.v1.Heartbeat.observed_at:type_name -> google.protobuf.Timestamp
 	1,  // 1: flotilla.v1.Heartbeat.host:type_name -> flotilla.v1.HostMetrics
 	3,  // 2: flotilla.v1.Heartbeat.app:type_name -> flotilla.v1.AppHealth
 	4,  // 3: flotilla.v1.Heartbeat.databases:type_name -> flotilla.v1.DatabaseStats
 	6,  // 4: flotilla.v1.Heartbeat.containers:type_name -> flotilla.v1.ManagedContainer
 	2,  // 5: flotilla.v1.HostMetrics.disks:type_name -> flotilla.v1.DiskUsage
-	8,  // 6: flotilla.v1.AppHealth.latency:type_name -> google.protobuf.Duration
-	7,  // 7: flotilla.v1.AppHealth.checked_at:type_name -> google.protobuf.Timestamp
+	9,  // 6: flotilla.v1.AppHealth.latency:type_name -> google.protobuf.Duration
+	8,  // 7: flotilla.v1.AppHealth.checked_at:type_name -> google.protobuf.Timestamp
 	5,  // 8: flotilla.v1.DatabaseStats.wal_archiver:type_name -> flotilla.v1.WalArchiverStats
-	7,  // 9: flotilla.v1.WalArchiverStats.last_archived_at:type_name -> google.protobuf.Timestamp
-	7,  // 10: flotilla.v1.WalArchiverStats.last_failed_at:type_name -> google.protobuf.Timestamp
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	8,  // 9: flotilla.v1.WalArchiverStats.last_archived_at:type_name -> google.protobuf.Timestamp
+	8,  // 10: flotilla.v1.WalArchiverStats.last_failed_at:type_name -> google.protobuf.Timestamp
+	7,  // 11: flotilla.v1.ManagedContainer.resources:type_name -> flotilla.v1.ContainerResources
+	8,  // 12: flotilla.v1.ContainerResources.last_oom_kill_at:type_name -> google.protobuf.Timestamp
+	8,  // 13: flotilla.v1.ContainerResources.started_at:type_name -> google.protobuf.Timestamp
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_flotilla_v1_telemetry_proto_init() }
@@ -806,7 +964,7 @@ func file_flotilla_v1_telemetry_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotilla_v1_telemetry_proto_rawDesc), len(file_flotilla_v1_telemetry_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
