@@ -95,8 +95,6 @@ func fieldCases(t *testing.T) []fieldCase {
 			func(m proto.Message) error { return validateStart(m.(*flotillav1.StartRolloutRequest)) }},
 		{"PutService", &flotillav1.PutServiceRequest{Service: &flotillav1.Service{Name: "web", Container: "web", Selector: "role=web",
 			HealthUrl: "http://127.0.0.1/health", DefaultStrategy: strategy,
-			Remediation: &flotillav1.RemediationPolicy{MemoryPercentOfLimit: 90, SustainedFor: durationpb.New(5 * time.Minute),
-				GrowthWindow: durationpb.New(30 * time.Minute), MinGrowthPercent: 10, MaxRestartsPerHostPerHour: 2},
 			LoadBalancer: &flotillav1.LoadBalancer{Selector: "role=lb", Upstream: "web", ServerPort: 8080, AddressLabel: "address"}}},
 			func(m proto.Message) error {
 				return GRPCError(rollout.ValidateService(m.(*flotillav1.PutServiceRequest).GetService()))

@@ -13,7 +13,6 @@ import (
 	"flotilla.dev/pkg/validate"
 
 	"flotilla.dev/controlplane/internal/fault"
-	"flotilla.dev/controlplane/internal/remediation"
 	"flotilla.dev/controlplane/internal/selector"
 )
 
@@ -104,11 +103,6 @@ func ValidateService(svc *flotillav1.Service) error {
 			if err := validate.LabelKey(l); err != nil {
 				return invalid("service.load_balancer.address_label", "%v", err)
 			}
-		}
-	}
-	if p := svc.GetRemediation(); p != nil {
-		if err := remediation.Validate("service.remediation", p); err != nil {
-			return err
 		}
 	}
 	if s := svc.GetDefaultStrategy(); s != nil {

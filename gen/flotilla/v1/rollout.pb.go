@@ -451,10 +451,7 @@ type Service struct {
 	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	// The image of the last successful rollout; empty before the first
 	// (output only; ignored in PutService).
-	CurrentImage string `protobuf:"bytes,9,opt,name=current_image,json=currentImage,proto3" json:"current_image,omitempty"`
-	// Automatic restarts of the service's containers that leak memory;
-	// unset: none.
-	Remediation   *RemediationPolicy `protobuf:"bytes,10,opt,name=remediation,proto3" json:"remediation,omitempty"`
+	CurrentImage  string `protobuf:"bytes,9,opt,name=current_image,json=currentImage,proto3" json:"current_image,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -552,116 +549,6 @@ func (x *Service) GetCurrentImage() string {
 	return ""
 }
 
-func (x *Service) GetRemediation() *RemediationPolicy {
-	if x != nil {
-		return x.Remediation
-	}
-	return nil
-}
-
-// RemediationPolicy says when a service's container is restarted for its
-// memory, from the working set its agent reports each heartbeat (usage
-// minus inactive file cache). At least one trigger must be set.
-type RemediationPolicy struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// Trigger: the working set stays above this percent of the container's
-	// memory limit (0 < x <= 100) for sustained_for; 0: not used. A container
-	// without a limit never meets it.
-	MemoryPercentOfLimit float64 `protobuf:"fixed64,1,opt,name=memory_percent_of_limit,json=memoryPercentOfLimit,proto3" json:"memory_percent_of_limit,omitempty"`
-	// Trigger: the working set stays above this many bytes for
-	// sustained_for; 0: not used.
-	MemoryBytes uint64 `protobuf:"varint,2,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
-	// How long a threshold must be exceeded without a break; 1m to 24h
-	// (default 5m).
-	SustainedFor *durationpb.Duration `protobuf:"bytes,3,opt,name=sustained_for,json=sustainedFor,proto3" json:"sustained_for,omitempty"`
-	// Trigger: the working set grows steadily over this window (readings
-	// covering the whole window, strongly correlated with time, and a growth
-	// of at least min_growth_percent); 5m to 24h, unset: not used.
-	GrowthWindow *durationpb.Duration `protobuf:"bytes,4,opt,name=growth_window,json=growthWindow,proto3" json:"growth_window,omitempty"`
-	// The growth growth_window needs, in percent of the container's limit
-	// (of the window's first reading without a limit); 0 < x <= 100
-	// (default 10).
-	MinGrowthPercent float64 `protobuf:"fixed64,5,opt,name=min_growth_percent,json=minGrowthPercent,proto3" json:"min_growth_percent,omitempty"`
-	// At most this many automatic restarts per host in any hour; 1 to 10
-	// (default 2). When a host needs another, remediation stops for it and
-	// escalates: restarts are not helping.
-	MaxRestartsPerHostPerHour int32 `protobuf:"varint,6,opt,name=max_restarts_per_host_per_hour,json=maxRestartsPerHostPerHour,proto3" json:"max_restarts_per_host_per_hour,omitempty"`
-	unknownFields             protoimpl.UnknownFields
-	sizeCache                 protoimpl.SizeCache
-}
-
-func (x *RemediationPolicy) Reset() {
-	*x = RemediationPolicy{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[1]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *RemediationPolicy) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*RemediationPolicy) ProtoMessage() {}
-
-func (x *RemediationPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[1]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use RemediationPolicy.ProtoReflect.Descriptor instead.
-func (*RemediationPolicy) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{1}
-}
-
-func (x *RemediationPolicy) GetMemoryPercentOfLimit() float64 {
-	if x != nil {
-		return x.MemoryPercentOfLimit
-	}
-	return 0
-}
-
-func (x *RemediationPolicy) GetMemoryBytes() uint64 {
-	if x != nil {
-		return x.MemoryBytes
-	}
-	return 0
-}
-
-func (x *RemediationPolicy) GetSustainedFor() *durationpb.Duration {
-	if x != nil {
-		return x.SustainedFor
-	}
-	return nil
-}
-
-func (x *RemediationPolicy) GetGrowthWindow() *durationpb.Duration {
-	if x != nil {
-		return x.GrowthWindow
-	}
-	return nil
-}
-
-func (x *RemediationPolicy) GetMinGrowthPercent() float64 {
-	if x != nil {
-		return x.MinGrowthPercent
-	}
-	return 0
-}
-
-func (x *RemediationPolicy) GetMaxRestartsPerHostPerHour() int32 {
-	if x != nil {
-		return x.MaxRestartsPerHostPerHour
-	}
-	return 0
-}
-
 // LoadBalancer says how hosts are drained from Nginx during a rollout.
 type LoadBalancer struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -684,7 +571,7 @@ type LoadBalancer struct {
 
 func (x *LoadBalancer) Reset() {
 	*x = LoadBalancer{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[2]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -696,7 +583,7 @@ func (x *LoadBalancer) String() string {
 func (*LoadBalancer) ProtoMessage() {}
 
 func (x *LoadBalancer) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[2]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -709,7 +596,7 @@ func (x *LoadBalancer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadBalancer.ProtoReflect.Descriptor instead.
 func (*LoadBalancer) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{2}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *LoadBalancer) GetSelector() string {
@@ -787,7 +674,7 @@ type RolloutStrategy struct {
 
 func (x *RolloutStrategy) Reset() {
 	*x = RolloutStrategy{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[3]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -799,7 +686,7 @@ func (x *RolloutStrategy) String() string {
 func (*RolloutStrategy) ProtoMessage() {}
 
 func (x *RolloutStrategy) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[3]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -812,7 +699,7 @@ func (x *RolloutStrategy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutStrategy.ProtoReflect.Descriptor instead.
 func (*RolloutStrategy) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{3}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *RolloutStrategy) GetBatch() isRolloutStrategy_Batch {
@@ -962,7 +849,7 @@ type Analysis struct {
 
 func (x *Analysis) Reset() {
 	*x = Analysis{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[4]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -974,7 +861,7 @@ func (x *Analysis) String() string {
 func (*Analysis) ProtoMessage() {}
 
 func (x *Analysis) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[4]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -987,7 +874,7 @@ func (x *Analysis) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Analysis.ProtoReflect.Descriptor instead.
 func (*Analysis) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{4}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Analysis) GetPrometheusUrl() string {
@@ -1073,7 +960,7 @@ type AnalysisQuery struct {
 
 func (x *AnalysisQuery) Reset() {
 	*x = AnalysisQuery{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[5]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1085,7 +972,7 @@ func (x *AnalysisQuery) String() string {
 func (*AnalysisQuery) ProtoMessage() {}
 
 func (x *AnalysisQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[5]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1098,7 +985,7 @@ func (x *AnalysisQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnalysisQuery.ProtoReflect.Descriptor instead.
 func (*AnalysisQuery) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{5}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *AnalysisQuery) GetName() string {
@@ -1168,7 +1055,7 @@ type PreviousComparison struct {
 
 func (x *PreviousComparison) Reset() {
 	*x = PreviousComparison{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[6]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1180,7 +1067,7 @@ func (x *PreviousComparison) String() string {
 func (*PreviousComparison) ProtoMessage() {}
 
 func (x *PreviousComparison) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[6]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1193,7 +1080,7 @@ func (x *PreviousComparison) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreviousComparison.ProtoReflect.Descriptor instead.
 func (*PreviousComparison) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{6}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PreviousComparison) GetMaxRatio() float64 {
@@ -1236,7 +1123,7 @@ type AnalysisResult struct {
 
 func (x *AnalysisResult) Reset() {
 	*x = AnalysisResult{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[7]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1248,7 +1135,7 @@ func (x *AnalysisResult) String() string {
 func (*AnalysisResult) ProtoMessage() {}
 
 func (x *AnalysisResult) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[7]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1261,7 +1148,7 @@ func (x *AnalysisResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnalysisResult.ProtoReflect.Descriptor instead.
 func (*AnalysisResult) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{7}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AnalysisResult) GetQuery() string {
@@ -1341,7 +1228,7 @@ type AnalysisStatus struct {
 
 func (x *AnalysisStatus) Reset() {
 	*x = AnalysisStatus{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[8]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1353,7 +1240,7 @@ func (x *AnalysisStatus) String() string {
 func (*AnalysisStatus) ProtoMessage() {}
 
 func (x *AnalysisStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[8]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1366,7 +1253,7 @@ func (x *AnalysisStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnalysisStatus.ProtoReflect.Descriptor instead.
 func (*AnalysisStatus) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{8}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AnalysisStatus) GetBatch() int32 {
@@ -1436,7 +1323,7 @@ type RolloutHost struct {
 
 func (x *RolloutHost) Reset() {
 	*x = RolloutHost{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[9]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1448,7 +1335,7 @@ func (x *RolloutHost) String() string {
 func (*RolloutHost) ProtoMessage() {}
 
 func (x *RolloutHost) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[9]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1461,7 +1348,7 @@ func (x *RolloutHost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutHost.ProtoReflect.Descriptor instead.
 func (*RolloutHost) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{9}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RolloutHost) GetAgentId() string {
@@ -1533,7 +1420,7 @@ type ExcludedHost struct {
 
 func (x *ExcludedHost) Reset() {
 	*x = ExcludedHost{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[10]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1545,7 +1432,7 @@ func (x *ExcludedHost) String() string {
 func (*ExcludedHost) ProtoMessage() {}
 
 func (x *ExcludedHost) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[10]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1558,7 +1445,7 @@ func (x *ExcludedHost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExcludedHost.ProtoReflect.Descriptor instead.
 func (*ExcludedHost) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{10}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ExcludedHost) GetAgentId() string {
@@ -1590,7 +1477,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[11]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1602,7 +1489,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[11]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1615,7 +1502,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{11}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Batch) GetIndex() int32 {
@@ -1686,7 +1573,7 @@ type Rollout struct {
 
 func (x *Rollout) Reset() {
 	*x = Rollout{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[12]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1698,7 +1585,7 @@ func (x *Rollout) String() string {
 func (*Rollout) ProtoMessage() {}
 
 func (x *Rollout) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[12]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1711,7 +1598,7 @@ func (x *Rollout) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rollout.ProtoReflect.Descriptor instead.
 func (*Rollout) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{12}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Rollout) GetId() string {
@@ -1862,7 +1749,7 @@ type RolloutEvent struct {
 
 func (x *RolloutEvent) Reset() {
 	*x = RolloutEvent{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[13]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1874,7 +1761,7 @@ func (x *RolloutEvent) String() string {
 func (*RolloutEvent) ProtoMessage() {}
 
 func (x *RolloutEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[13]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1887,7 +1774,7 @@ func (x *RolloutEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutEvent.ProtoReflect.Descriptor instead.
 func (*RolloutEvent) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{13}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RolloutEvent) GetSequence() int64 {
@@ -1992,7 +1879,7 @@ type RolloutStateChange struct {
 
 func (x *RolloutStateChange) Reset() {
 	*x = RolloutStateChange{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[14]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2004,7 +1891,7 @@ func (x *RolloutStateChange) String() string {
 func (*RolloutStateChange) ProtoMessage() {}
 
 func (x *RolloutStateChange) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[14]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2017,7 +1904,7 @@ func (x *RolloutStateChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutStateChange.ProtoReflect.Descriptor instead.
 func (*RolloutStateChange) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{14}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RolloutStateChange) GetState() RolloutState {
@@ -2051,7 +1938,7 @@ type BatchChange struct {
 
 func (x *BatchChange) Reset() {
 	*x = BatchChange{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[15]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2063,7 +1950,7 @@ func (x *BatchChange) String() string {
 func (*BatchChange) ProtoMessage() {}
 
 func (x *BatchChange) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[15]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2076,7 +1963,7 @@ func (x *BatchChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchChange.ProtoReflect.Descriptor instead.
 func (*BatchChange) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{15}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *BatchChange) GetIndex() int32 {
@@ -2124,7 +2011,7 @@ type HostStepChange struct {
 
 func (x *HostStepChange) Reset() {
 	*x = HostStepChange{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[16]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2136,7 +2023,7 @@ func (x *HostStepChange) String() string {
 func (*HostStepChange) ProtoMessage() {}
 
 func (x *HostStepChange) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[16]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2149,7 +2036,7 @@ func (x *HostStepChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostStepChange.ProtoReflect.Descriptor instead.
 func (*HostStepChange) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{16}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *HostStepChange) GetAgentId() string {
@@ -2192,7 +2079,7 @@ type PutServiceRequest struct {
 
 func (x *PutServiceRequest) Reset() {
 	*x = PutServiceRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[17]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2204,7 +2091,7 @@ func (x *PutServiceRequest) String() string {
 func (*PutServiceRequest) ProtoMessage() {}
 
 func (x *PutServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[17]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2217,7 +2104,7 @@ func (x *PutServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutServiceRequest.ProtoReflect.Descriptor instead.
 func (*PutServiceRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{17}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PutServiceRequest) GetService() *Service {
@@ -2238,7 +2125,7 @@ type PutServiceResponse struct {
 
 func (x *PutServiceResponse) Reset() {
 	*x = PutServiceResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[18]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2250,7 +2137,7 @@ func (x *PutServiceResponse) String() string {
 func (*PutServiceResponse) ProtoMessage() {}
 
 func (x *PutServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[18]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2263,7 +2150,7 @@ func (x *PutServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutServiceResponse.ProtoReflect.Descriptor instead.
 func (*PutServiceResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{18}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PutServiceResponse) GetService() *Service {
@@ -2284,7 +2171,7 @@ type GetServiceRequest struct {
 
 func (x *GetServiceRequest) Reset() {
 	*x = GetServiceRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[19]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2296,7 +2183,7 @@ func (x *GetServiceRequest) String() string {
 func (*GetServiceRequest) ProtoMessage() {}
 
 func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[19]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2309,7 +2196,7 @@ func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceRequest.ProtoReflect.Descriptor instead.
 func (*GetServiceRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{19}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetServiceRequest) GetName() string {
@@ -2330,7 +2217,7 @@ type GetServiceResponse struct {
 
 func (x *GetServiceResponse) Reset() {
 	*x = GetServiceResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[20]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2342,7 +2229,7 @@ func (x *GetServiceResponse) String() string {
 func (*GetServiceResponse) ProtoMessage() {}
 
 func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[20]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2355,7 +2242,7 @@ func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceResponse.ProtoReflect.Descriptor instead.
 func (*GetServiceResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{20}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetServiceResponse) GetService() *Service {
@@ -2374,7 +2261,7 @@ type ListServicesRequest struct {
 
 func (x *ListServicesRequest) Reset() {
 	*x = ListServicesRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[21]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2386,7 +2273,7 @@ func (x *ListServicesRequest) String() string {
 func (*ListServicesRequest) ProtoMessage() {}
 
 func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[21]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2399,7 +2286,7 @@ func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesRequest.ProtoReflect.Descriptor instead.
 func (*ListServicesRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{21}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{20}
 }
 
 // ListServicesResponse is every service.
@@ -2413,7 +2300,7 @@ type ListServicesResponse struct {
 
 func (x *ListServicesResponse) Reset() {
 	*x = ListServicesResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[22]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2425,7 +2312,7 @@ func (x *ListServicesResponse) String() string {
 func (*ListServicesResponse) ProtoMessage() {}
 
 func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[22]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2438,7 +2325,7 @@ func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesResponse.ProtoReflect.Descriptor instead.
 func (*ListServicesResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{22}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListServicesResponse) GetServices() []*Service {
@@ -2472,7 +2359,7 @@ type StartRolloutRequest struct {
 
 func (x *StartRolloutRequest) Reset() {
 	*x = StartRolloutRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[23]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2484,7 +2371,7 @@ func (x *StartRolloutRequest) String() string {
 func (*StartRolloutRequest) ProtoMessage() {}
 
 func (x *StartRolloutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[23]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2497,7 +2384,7 @@ func (x *StartRolloutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRolloutRequest.ProtoReflect.Descriptor instead.
 func (*StartRolloutRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{23}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *StartRolloutRequest) GetService() string {
@@ -2554,7 +2441,7 @@ type StartRolloutResponse struct {
 
 func (x *StartRolloutResponse) Reset() {
 	*x = StartRolloutResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[24]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2566,7 +2453,7 @@ func (x *StartRolloutResponse) String() string {
 func (*StartRolloutResponse) ProtoMessage() {}
 
 func (x *StartRolloutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[24]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2579,7 +2466,7 @@ func (x *StartRolloutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRolloutResponse.ProtoReflect.Descriptor instead.
 func (*StartRolloutResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{24}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *StartRolloutResponse) GetRollout() *Rollout {
@@ -2600,7 +2487,7 @@ type GetRolloutRequest struct {
 
 func (x *GetRolloutRequest) Reset() {
 	*x = GetRolloutRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[25]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2612,7 +2499,7 @@ func (x *GetRolloutRequest) String() string {
 func (*GetRolloutRequest) ProtoMessage() {}
 
 func (x *GetRolloutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[25]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2625,7 +2512,7 @@ func (x *GetRolloutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRolloutRequest.ProtoReflect.Descriptor instead.
 func (*GetRolloutRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{25}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetRolloutRequest) GetRolloutId() string {
@@ -2646,7 +2533,7 @@ type GetRolloutResponse struct {
 
 func (x *GetRolloutResponse) Reset() {
 	*x = GetRolloutResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[26]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2658,7 +2545,7 @@ func (x *GetRolloutResponse) String() string {
 func (*GetRolloutResponse) ProtoMessage() {}
 
 func (x *GetRolloutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[26]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2671,7 +2558,7 @@ func (x *GetRolloutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRolloutResponse.ProtoReflect.Descriptor instead.
 func (*GetRolloutResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{26}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetRolloutResponse) GetRollout() *Rollout {
@@ -2698,7 +2585,7 @@ type ListRolloutsRequest struct {
 
 func (x *ListRolloutsRequest) Reset() {
 	*x = ListRolloutsRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[27]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2710,7 +2597,7 @@ func (x *ListRolloutsRequest) String() string {
 func (*ListRolloutsRequest) ProtoMessage() {}
 
 func (x *ListRolloutsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[27]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2723,7 +2610,7 @@ func (x *ListRolloutsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRolloutsRequest.ProtoReflect.Descriptor instead.
 func (*ListRolloutsRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{27}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListRolloutsRequest) GetService() string {
@@ -2767,7 +2654,7 @@ type ListRolloutsResponse struct {
 
 func (x *ListRolloutsResponse) Reset() {
 	*x = ListRolloutsResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[28]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2779,7 +2666,7 @@ func (x *ListRolloutsResponse) String() string {
 func (*ListRolloutsResponse) ProtoMessage() {}
 
 func (x *ListRolloutsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[28]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2792,7 +2679,7 @@ func (x *ListRolloutsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRolloutsResponse.ProtoReflect.Descriptor instead.
 func (*ListRolloutsResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{28}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListRolloutsResponse) GetRollouts() []*Rollout {
@@ -2826,7 +2713,7 @@ type WatchRolloutRequest struct {
 
 func (x *WatchRolloutRequest) Reset() {
 	*x = WatchRolloutRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[29]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2838,7 +2725,7 @@ func (x *WatchRolloutRequest) String() string {
 func (*WatchRolloutRequest) ProtoMessage() {}
 
 func (x *WatchRolloutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[29]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2851,7 +2738,7 @@ func (x *WatchRolloutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRolloutRequest.ProtoReflect.Descriptor instead.
 func (*WatchRolloutRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{29}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *WatchRolloutRequest) GetRolloutId() string {
@@ -2879,7 +2766,7 @@ type WatchRolloutResponse struct {
 
 func (x *WatchRolloutResponse) Reset() {
 	*x = WatchRolloutResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[30]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2891,7 +2778,7 @@ func (x *WatchRolloutResponse) String() string {
 func (*WatchRolloutResponse) ProtoMessage() {}
 
 func (x *WatchRolloutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[30]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2904,7 +2791,7 @@ func (x *WatchRolloutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRolloutResponse.ProtoReflect.Descriptor instead.
 func (*WatchRolloutResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{30}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *WatchRolloutResponse) GetEvent() *RolloutEvent {
@@ -2927,7 +2814,7 @@ type PauseRolloutRequest struct {
 
 func (x *PauseRolloutRequest) Reset() {
 	*x = PauseRolloutRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[31]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2939,7 +2826,7 @@ func (x *PauseRolloutRequest) String() string {
 func (*PauseRolloutRequest) ProtoMessage() {}
 
 func (x *PauseRolloutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[31]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2952,7 +2839,7 @@ func (x *PauseRolloutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseRolloutRequest.ProtoReflect.Descriptor instead.
 func (*PauseRolloutRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{31}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PauseRolloutRequest) GetRolloutId() string {
@@ -2980,7 +2867,7 @@ type PauseRolloutResponse struct {
 
 func (x *PauseRolloutResponse) Reset() {
 	*x = PauseRolloutResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[32]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2992,7 +2879,7 @@ func (x *PauseRolloutResponse) String() string {
 func (*PauseRolloutResponse) ProtoMessage() {}
 
 func (x *PauseRolloutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[32]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3005,7 +2892,7 @@ func (x *PauseRolloutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseRolloutResponse.ProtoReflect.Descriptor instead.
 func (*PauseRolloutResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{32}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PauseRolloutResponse) GetRollout() *Rollout {
@@ -3026,7 +2913,7 @@ type ResumeRolloutRequest struct {
 
 func (x *ResumeRolloutRequest) Reset() {
 	*x = ResumeRolloutRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[33]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3038,7 +2925,7 @@ func (x *ResumeRolloutRequest) String() string {
 func (*ResumeRolloutRequest) ProtoMessage() {}
 
 func (x *ResumeRolloutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[33]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3051,7 +2938,7 @@ func (x *ResumeRolloutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeRolloutRequest.ProtoReflect.Descriptor instead.
 func (*ResumeRolloutRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{33}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ResumeRolloutRequest) GetRolloutId() string {
@@ -3072,7 +2959,7 @@ type ResumeRolloutResponse struct {
 
 func (x *ResumeRolloutResponse) Reset() {
 	*x = ResumeRolloutResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[34]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3084,7 +2971,7 @@ func (x *ResumeRolloutResponse) String() string {
 func (*ResumeRolloutResponse) ProtoMessage() {}
 
 func (x *ResumeRolloutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[34]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3097,7 +2984,7 @@ func (x *ResumeRolloutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeRolloutResponse.ProtoReflect.Descriptor instead.
 func (*ResumeRolloutResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{34}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ResumeRolloutResponse) GetRollout() *Rollout {
@@ -3123,7 +3010,7 @@ type AbortRolloutRequest struct {
 
 func (x *AbortRolloutRequest) Reset() {
 	*x = AbortRolloutRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[35]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3135,7 +3022,7 @@ func (x *AbortRolloutRequest) String() string {
 func (*AbortRolloutRequest) ProtoMessage() {}
 
 func (x *AbortRolloutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[35]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3148,7 +3035,7 @@ func (x *AbortRolloutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortRolloutRequest.ProtoReflect.Descriptor instead.
 func (*AbortRolloutRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{35}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *AbortRolloutRequest) GetRolloutId() string {
@@ -3183,7 +3070,7 @@ type AbortRolloutResponse struct {
 
 func (x *AbortRolloutResponse) Reset() {
 	*x = AbortRolloutResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[36]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3195,7 +3082,7 @@ func (x *AbortRolloutResponse) String() string {
 func (*AbortRolloutResponse) ProtoMessage() {}
 
 func (x *AbortRolloutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[36]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3208,7 +3095,7 @@ func (x *AbortRolloutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortRolloutResponse.ProtoReflect.Descriptor instead.
 func (*AbortRolloutResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{36}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AbortRolloutResponse) GetRollout() *Rollout {
@@ -3237,7 +3124,7 @@ type RollbackServiceRequest struct {
 
 func (x *RollbackServiceRequest) Reset() {
 	*x = RollbackServiceRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[37]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3249,7 +3136,7 @@ func (x *RollbackServiceRequest) String() string {
 func (*RollbackServiceRequest) ProtoMessage() {}
 
 func (x *RollbackServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[37]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3262,7 +3149,7 @@ func (x *RollbackServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackServiceRequest.ProtoReflect.Descriptor instead.
 func (*RollbackServiceRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{37}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RollbackServiceRequest) GetService() string {
@@ -3304,7 +3191,7 @@ type RollbackServiceResponse struct {
 
 func (x *RollbackServiceResponse) Reset() {
 	*x = RollbackServiceResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[38]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3316,7 +3203,7 @@ func (x *RollbackServiceResponse) String() string {
 func (*RollbackServiceResponse) ProtoMessage() {}
 
 func (x *RollbackServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[38]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3329,7 +3216,7 @@ func (x *RollbackServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackServiceResponse.ProtoReflect.Descriptor instead.
 func (*RollbackServiceResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{38}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RollbackServiceResponse) GetRollout() *Rollout {
@@ -3343,7 +3230,7 @@ var File_flotilla_v1_rollout_proto protoreflect.FileDescriptor
 
 const file_flotilla_v1_rollout_proto_rawDesc = "" +
 	"\n" +
-	"\x19flotilla/v1/rollout.proto\x12\vflotilla.v1\x1a\x17flotilla/v1/fleet.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdc\x03\n" +
+	"\x19flotilla/v1/rollout.proto\x12\vflotilla.v1\x1a\x17flotilla/v1/fleet.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9a\x03\n" +
 	"\aService\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tcontainer\x18\x02 \x01(\tR\tcontainer\x12\x1a\n" +
@@ -3356,16 +3243,7 @@ const file_flotilla_v1_rollout_proto_rawDesc = "" +
 	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
 	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12#\n" +
-	"\rcurrent_image\x18\t \x01(\tR\fcurrentImage\x12@\n" +
-	"\vremediation\x18\n" +
-	" \x01(\v2\x1e.flotilla.v1.RemediationPolicyR\vremediation\"\xde\x02\n" +
-	"\x11RemediationPolicy\x125\n" +
-	"\x17memory_percent_of_limit\x18\x01 \x01(\x01R\x14memoryPercentOfLimit\x12!\n" +
-	"\fmemory_bytes\x18\x02 \x01(\x04R\vmemoryBytes\x12>\n" +
-	"\rsustained_for\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\fsustainedFor\x12>\n" +
-	"\rgrowth_window\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\fgrowthWindow\x12,\n" +
-	"\x12min_growth_percent\x18\x05 \x01(\x01R\x10minGrowthPercent\x12A\n" +
-	"\x1emax_restarts_per_host_per_hour\x18\x06 \x01(\x05R\x19maxRestartsPerHostPerHour\"\x8c\x01\n" +
+	"\rcurrent_image\x18\t \x01(\tR\fcurrentImage\"\x8c\x01\n" +
 	"\fLoadBalancer\x12\x1a\n" +
 	"\bselector\x18\x01 \x01(\tR\bselector\x12\x1a\n" +
 	"\bupstream\x18\x02 \x01(\tR\bupstream\x12\x1f\n" +
@@ -3628,7 +3506,7 @@ func file_flotilla_v1_rollout_proto_rawDescGZIP() []byte {
 }
 
 var file_flotilla_v1_rollout_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_flotilla_v1_rollout_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_flotilla_v1_rollout_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_flotilla_v1_rollout_proto_goTypes = []any{
 	(OfflinePolicy)(0),              // 0: flotilla.v1.OfflinePolicy
 	(InconclusivePolicy)(0),         // 1: flotilla.v1.InconclusivePolicy
@@ -3637,134 +3515,130 @@ var file_flotilla_v1_rollout_proto_goTypes = []any{
 	(RolloutState)(0),               // 4: flotilla.v1.RolloutState
 	(HostStep)(0),                   // 5: flotilla.v1.HostStep
 	(*Service)(nil),                 // 6: flotilla.v1.Service
-	(*RemediationPolicy)(nil),       // 7: flotilla.v1.RemediationPolicy
-	(*LoadBalancer)(nil),            // 8: flotilla.v1.LoadBalancer
-	(*RolloutStrategy)(nil),         // 9: flotilla.v1.RolloutStrategy
-	(*Analysis)(nil),                // 10: flotilla.v1.Analysis
-	(*AnalysisQuery)(nil),           // 11: flotilla.v1.AnalysisQuery
-	(*PreviousComparison)(nil),      // 12: flotilla.v1.PreviousComparison
-	(*AnalysisResult)(nil),          // 13: flotilla.v1.AnalysisResult
-	(*AnalysisStatus)(nil),          // 14: flotilla.v1.AnalysisStatus
-	(*RolloutHost)(nil),             // 15: flotilla.v1.RolloutHost
-	(*ExcludedHost)(nil),            // 16: flotilla.v1.ExcludedHost
-	(*Batch)(nil),                   // 17: flotilla.v1.Batch
-	(*Rollout)(nil),                 // 18: flotilla.v1.Rollout
-	(*RolloutEvent)(nil),            // 19: flotilla.v1.RolloutEvent
-	(*RolloutStateChange)(nil),      // 20: flotilla.v1.RolloutStateChange
-	(*BatchChange)(nil),             // 21: flotilla.v1.BatchChange
-	(*HostStepChange)(nil),          // 22: flotilla.v1.HostStepChange
-	(*PutServiceRequest)(nil),       // 23: flotilla.v1.PutServiceRequest
-	(*PutServiceResponse)(nil),      // 24: flotilla.v1.PutServiceResponse
-	(*GetServiceRequest)(nil),       // 25: flotilla.v1.GetServiceRequest
-	(*GetServiceResponse)(nil),      // 26: flotilla.v1.GetServiceResponse
-	(*ListServicesRequest)(nil),     // 27: flotilla.v1.ListServicesRequest
-	(*ListServicesResponse)(nil),    // 28: flotilla.v1.ListServicesResponse
-	(*StartRolloutRequest)(nil),     // 29: flotilla.v1.StartRolloutRequest
-	(*StartRolloutResponse)(nil),    // 30: flotilla.v1.StartRolloutResponse
-	(*GetRolloutRequest)(nil),       // 31: flotilla.v1.GetRolloutRequest
-	(*GetRolloutResponse)(nil),      // 32: flotilla.v1.GetRolloutResponse
-	(*ListRolloutsRequest)(nil),     // 33: flotilla.v1.ListRolloutsRequest
-	(*ListRolloutsResponse)(nil),    // 34: flotilla.v1.ListRolloutsResponse
-	(*WatchRolloutRequest)(nil),     // 35: flotilla.v1.WatchRolloutRequest
-	(*WatchRolloutResponse)(nil),    // 36: flotilla.v1.WatchRolloutResponse
-	(*PauseRolloutRequest)(nil),     // 37: flotilla.v1.PauseRolloutRequest
-	(*PauseRolloutResponse)(nil),    // 38: flotilla.v1.PauseRolloutResponse
-	(*ResumeRolloutRequest)(nil),    // 39: flotilla.v1.ResumeRolloutRequest
-	(*ResumeRolloutResponse)(nil),   // 40: flotilla.v1.ResumeRolloutResponse
-	(*AbortRolloutRequest)(nil),     // 41: flotilla.v1.AbortRolloutRequest
-	(*AbortRolloutResponse)(nil),    // 42: flotilla.v1.AbortRolloutResponse
-	(*RollbackServiceRequest)(nil),  // 43: flotilla.v1.RollbackServiceRequest
-	(*RollbackServiceResponse)(nil), // 44: flotilla.v1.RollbackServiceResponse
-	(*timestamppb.Timestamp)(nil),   // 45: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 46: google.protobuf.Duration
-	(*Limit)(nil),                   // 47: flotilla.v1.Limit
+	(*LoadBalancer)(nil),            // 7: flotilla.v1.LoadBalancer
+	(*RolloutStrategy)(nil),         // 8: flotilla.v1.RolloutStrategy
+	(*Analysis)(nil),                // 9: flotilla.v1.Analysis
+	(*AnalysisQuery)(nil),           // 10: flotilla.v1.AnalysisQuery
+	(*PreviousComparison)(nil),      // 11: flotilla.v1.PreviousComparison
+	(*AnalysisResult)(nil),          // 12: flotilla.v1.AnalysisResult
+	(*AnalysisStatus)(nil),          // 13: flotilla.v1.AnalysisStatus
+	(*RolloutHost)(nil),             // 14: flotilla.v1.RolloutHost
+	(*ExcludedHost)(nil),            // 15: flotilla.v1.ExcludedHost
+	(*Batch)(nil),                   // 16: flotilla.v1.Batch
+	(*Rollout)(nil),                 // 17: flotilla.v1.Rollout
+	(*RolloutEvent)(nil),            // 18: flotilla.v1.RolloutEvent
+	(*RolloutStateChange)(nil),      // 19: flotilla.v1.RolloutStateChange
+	(*BatchChange)(nil),             // 20: flotilla.v1.BatchChange
+	(*HostStepChange)(nil),          // 21: flotilla.v1.HostStepChange
+	(*PutServiceRequest)(nil),       // 22: flotilla.v1.PutServiceRequest
+	(*PutServiceResponse)(nil),      // 23: flotilla.v1.PutServiceResponse
+	(*GetServiceRequest)(nil),       // 24: flotilla.v1.GetServiceRequest
+	(*GetServiceResponse)(nil),      // 25: flotilla.v1.GetServiceResponse
+	(*ListServicesRequest)(nil),     // 26: flotilla.v1.ListServicesRequest
+	(*ListServicesResponse)(nil),    // 27: flotilla.v1.ListServicesResponse
+	(*StartRolloutRequest)(nil),     // 28: flotilla.v1.StartRolloutRequest
+	(*StartRolloutResponse)(nil),    // 29: flotilla.v1.StartRolloutResponse
+	(*GetRolloutRequest)(nil),       // 30: flotilla.v1.GetRolloutRequest
+	(*GetRolloutResponse)(nil),      // 31: flotilla.v1.GetRolloutResponse
+	(*ListRolloutsRequest)(nil),     // 32: flotilla.v1.ListRolloutsRequest
+	(*ListRolloutsResponse)(nil),    // 33: flotilla.v1.ListRolloutsResponse
+	(*WatchRolloutRequest)(nil),     // 34: flotilla.v1.WatchRolloutRequest
+	(*WatchRolloutResponse)(nil),    // 35: flotilla.v1.WatchRolloutResponse
+	(*PauseRolloutRequest)(nil),     // 36: flotilla.v1.PauseRolloutRequest
+	(*PauseRolloutResponse)(nil),    // 37: flotilla.v1.PauseRolloutResponse
+	(*ResumeRolloutRequest)(nil),    // 38: flotilla.v1.ResumeRolloutRequest
+	(*ResumeRolloutResponse)(nil),   // 39: flotilla.v1.ResumeRolloutResponse
+	(*AbortRolloutRequest)(nil),     // 40: flotilla.v1.AbortRolloutRequest
+	(*AbortRolloutResponse)(nil),    // 41: flotilla.v1.AbortRolloutResponse
+	(*RollbackServiceRequest)(nil),  // 42: flotilla.v1.RollbackServiceRequest
+	(*RollbackServiceResponse)(nil), // 43: flotilla.v1.RollbackServiceResponse
+	(*timestamppb.Timestamp)(nil),   // 44: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 45: google.protobuf.Duration
+	(*Limit)(nil),                   // 46: flotilla.v1.Limit
 }
 var file_flotilla_v1_rollout_proto_depIdxs = []int32{
-	8,  // 0: flotilla.v1.Service.load_balancer:type_name -> flotilla.v1.LoadBalancer
-	9,  // 1: flotilla.v1.Service.default_strategy:type_name -> flotilla.v1.RolloutStrategy
-	45, // 2: flotilla.v1.Service.created_at:type_name -> google.protobuf.Timestamp
-	45, // 3: flotilla.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
-	7,  // 4: flotilla.v1.Service.remediation:type_name -> flotilla.v1.RemediationPolicy
-	46, // 5: flotilla.v1.RemediationPolicy.sustained_for:type_name -> google.protobuf.Duration
-	46, // 6: flotilla.v1.RemediationPolicy.growth_window:type_name -> google.protobuf.Duration
-	46, // 7: flotilla.v1.RolloutStrategy.pause_between_batches:type_name -> google.protobuf.Duration
-	46, // 8: flotilla.v1.RolloutStrategy.min_healthy_time:type_name -> google.protobuf.Duration
-	46, // 9: flotilla.v1.RolloutStrategy.healthy_deadline:type_name -> google.protobuf.Duration
-	47, // 10: flotilla.v1.RolloutStrategy.max_failures:type_name -> flotilla.v1.Limit
-	0,  // 11: flotilla.v1.RolloutStrategy.offline_hosts:type_name -> flotilla.v1.OfflinePolicy
-	46, // 12: flotilla.v1.RolloutStrategy.offline_wait:type_name -> google.protobuf.Duration
-	10, // 13: flotilla.v1.RolloutStrategy.analysis:type_name -> flotilla.v1.Analysis
-	11, // 14: flotilla.v1.Analysis.queries:type_name -> flotilla.v1.AnalysisQuery
-	46, // 15: flotilla.v1.Analysis.interval:type_name -> google.protobuf.Duration
-	1,  // 16: flotilla.v1.Analysis.inconclusive:type_name -> flotilla.v1.InconclusivePolicy
-	46, // 17: flotilla.v1.Analysis.bake:type_name -> google.protobuf.Duration
-	2,  // 18: flotilla.v1.AnalysisQuery.fail_when:type_name -> flotilla.v1.Comparison
-	12, // 19: flotilla.v1.AnalysisQuery.compare_previous:type_name -> flotilla.v1.PreviousComparison
-	3,  // 20: flotilla.v1.AnalysisResult.verdict:type_name -> flotilla.v1.AnalysisVerdict
-	45, // 21: flotilla.v1.AnalysisResult.at:type_name -> google.protobuf.Timestamp
-	45, // 22: flotilla.v1.AnalysisStatus.next_at:type_name -> google.protobuf.Timestamp
-	13, // 23: flotilla.v1.AnalysisStatus.results:type_name -> flotilla.v1.AnalysisResult
-	5,  // 24: flotilla.v1.RolloutHost.step:type_name -> flotilla.v1.HostStep
-	45, // 25: flotilla.v1.RolloutHost.started_at:type_name -> google.protobuf.Timestamp
-	45, // 26: flotilla.v1.RolloutHost.finished_at:type_name -> google.protobuf.Timestamp
-	9,  // 27: flotilla.v1.Rollout.strategy:type_name -> flotilla.v1.RolloutStrategy
-	4,  // 28: flotilla.v1.Rollout.state:type_name -> flotilla.v1.RolloutState
-	17, // 29: flotilla.v1.Rollout.batches:type_name -> flotilla.v1.Batch
-	16, // 30: flotilla.v1.Rollout.excluded:type_name -> flotilla.v1.ExcludedHost
-	15, // 31: flotilla.v1.Rollout.hosts:type_name -> flotilla.v1.RolloutHost
-	45, // 32: flotilla.v1.Rollout.created_at:type_name -> google.protobuf.Timestamp
-	45, // 33: flotilla.v1.Rollout.finished_at:type_name -> google.protobuf.Timestamp
-	45, // 34: flotilla.v1.Rollout.bake_until:type_name -> google.protobuf.Timestamp
-	14, // 35: flotilla.v1.Rollout.analysis:type_name -> flotilla.v1.AnalysisStatus
-	45, // 36: flotilla.v1.RolloutEvent.at:type_name -> google.protobuf.Timestamp
-	20, // 37: flotilla.v1.RolloutEvent.state:type_name -> flotilla.v1.RolloutStateChange
-	21, // 38: flotilla.v1.RolloutEvent.batch:type_name -> flotilla.v1.BatchChange
-	22, // 39: flotilla.v1.RolloutEvent.host:type_name -> flotilla.v1.HostStepChange
-	13, // 40: flotilla.v1.RolloutEvent.analysis:type_name -> flotilla.v1.AnalysisResult
-	4,  // 41: flotilla.v1.RolloutStateChange.state:type_name -> flotilla.v1.RolloutState
-	5,  // 42: flotilla.v1.HostStepChange.step:type_name -> flotilla.v1.HostStep
-	6,  // 43: flotilla.v1.PutServiceRequest.service:type_name -> flotilla.v1.Service
-	6,  // 44: flotilla.v1.PutServiceResponse.service:type_name -> flotilla.v1.Service
-	6,  // 45: flotilla.v1.GetServiceResponse.service:type_name -> flotilla.v1.Service
-	6,  // 46: flotilla.v1.ListServicesResponse.services:type_name -> flotilla.v1.Service
-	9,  // 47: flotilla.v1.StartRolloutRequest.strategy:type_name -> flotilla.v1.RolloutStrategy
-	18, // 48: flotilla.v1.StartRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
-	18, // 49: flotilla.v1.GetRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
-	4,  // 50: flotilla.v1.ListRolloutsRequest.states:type_name -> flotilla.v1.RolloutState
-	18, // 51: flotilla.v1.ListRolloutsResponse.rollouts:type_name -> flotilla.v1.Rollout
-	19, // 52: flotilla.v1.WatchRolloutResponse.event:type_name -> flotilla.v1.RolloutEvent
-	18, // 53: flotilla.v1.PauseRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
-	18, // 54: flotilla.v1.ResumeRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
-	18, // 55: flotilla.v1.AbortRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
-	9,  // 56: flotilla.v1.RollbackServiceRequest.strategy:type_name -> flotilla.v1.RolloutStrategy
-	18, // 57: flotilla.v1.RollbackServiceResponse.rollout:type_name -> flotilla.v1.Rollout
-	23, // 58: flotilla.v1.RolloutService.PutService:input_type -> flotilla.v1.PutServiceRequest
-	25, // 59: flotilla.v1.RolloutService.GetService:input_type -> flotilla.v1.GetServiceRequest
-	27, // 60: flotilla.v1.RolloutService.ListServices:input_type -> flotilla.v1.ListServicesRequest
-	29, // 61: flotilla.v1.RolloutService.StartRollout:input_type -> flotilla.v1.StartRolloutRequest
-	31, // 62: flotilla.v1.RolloutService.GetRollout:input_type -> flotilla.v1.GetRolloutRequest
-	33, // 63: flotilla.v1.RolloutService.ListRollouts:input_type -> flotilla.v1.ListRolloutsRequest
-	35, // 64: flotilla.v1.RolloutService.WatchRollout:input_type -> flotilla.v1.WatchRolloutRequest
-	37, // 65: flotilla.v1.RolloutService.PauseRollout:input_type -> flotilla.v1.PauseRolloutRequest
-	39, // 66: flotilla.v1.RolloutService.ResumeRollout:input_type -> flotilla.v1.ResumeRolloutRequest
-	41, // 67: flotilla.v1.RolloutService.AbortRollout:input_type -> flotilla.v1.AbortRolloutRequest
-	43, // 68: flotilla.v1.RolloutService.RollbackService:input_type -> flotilla.v1.RollbackServiceRequest
-	24, // 69: flotilla.v1.RolloutService.PutService:output_type -> flotilla.v1.PutServiceResponse
-	26, // 70: flotilla.v1.RolloutService.GetService:output_type -> flotilla.v1.GetServiceResponse
-	28, // 71: flotilla.v1.RolloutService.ListServices:output_type -> flotilla.v1.ListServicesResponse
-	30, // 72: flotilla.v1.RolloutService.StartRollout:output_type -> flotilla.v1.StartRolloutResponse
-	32, // 73: flotilla.v1.RolloutService.GetRollout:output_type -> flotilla.v1.GetRolloutResponse
-	34, // 74: flotilla.v1.RolloutService.ListRollouts:output_type -> flotilla.v1.ListRolloutsResponse
-	36, // 75: flotilla.v1.RolloutService.WatchRollout:output_type -> flotilla.v1.WatchRolloutResponse
-	38, // 76: flotilla.v1.RolloutService.PauseRollout:output_type -> flotilla.v1.PauseRolloutResponse
-	40, // 77: flotilla.v1.RolloutService.ResumeRollout:output_type -> flotilla.v1.ResumeRolloutResponse
-	42, // 78: flotilla.v1.RolloutService.AbortRollout:output_type -> flotilla.v1.AbortRolloutResponse
-	44, // 79: flotilla.v1.RolloutService.RollbackService:output_type -> flotilla.v1.RollbackServiceResponse
-	69, // [69:80] is the sub-list for method output_type
-	58, // [58:69] is the sub-list for method input_type
-	58, // [58:58] is the sub-list for extension type_name
-	58, // [58:58] is the sub-list for extension extendee
-	0,  // [0:58] is the sub-list for field type_name
+	7,  // 0: flotilla.v1.Service.load_balancer:type_name -> flotilla.v1.LoadBalancer
+	8,  // 1: flotilla.v1.Service.default_strategy:type_name -> flotilla.v1.RolloutStrategy
+	44, // 2: flotilla.v1.Service.created_at:type_name -> google.protobuf.Timestamp
+	44, // 3: flotilla.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
+	45, // 4: flotilla.v1.RolloutStrategy.pause_between_batches:type_name -> google.protobuf.Duration
+	45, // 5: flotilla.v1.RolloutStrategy.min_healthy_time:type_name -> google.protobuf.Duration
+	45, // 6: flotilla.v1.RolloutStrategy.healthy_deadline:type_name -> google.protobuf.Duration
+	46, // 7: flotilla.v1.RolloutStrategy.max_failures:type_name -> flotilla.v1.Limit
+	0,  // 8: flotilla.v1.RolloutStrategy.offline_hosts:type_name -> flotilla.v1.OfflinePolicy
+	45, // 9: flotilla.v1.RolloutStrategy.offline_wait:type_name -> google.protobuf.Duration
+	9,  // 10: flotilla.v1.RolloutStrategy.analysis:type_name -> flotilla.v1.Analysis
+	10, // 11: flotilla.v1.Analysis.queries:type_name -> flotilla.v1.AnalysisQuery
+	45, // 12: flotilla.v1.Analysis.interval:type_name -> google.protobuf.Duration
+	1,  // 13: flotilla.v1.Analysis.inconclusive:type_name -> flotilla.v1.InconclusivePolicy
+	45, // 14: flotilla.v1.Analysis.bake:type_name -> google.protobuf.Duration
+	2,  // 15: flotilla.v1.AnalysisQuery.fail_when:type_name -> flotilla.v1.Comparison
+	11, // 16: flotilla.v1.AnalysisQuery.compare_previous:type_name -> flotilla.v1.PreviousComparison
+	3,  // 17: flotilla.v1.AnalysisResult.verdict:type_name -> flotilla.v1.AnalysisVerdict
+	44, // 18: flotilla.v1.AnalysisResult.at:type_name -> google.protobuf.Timestamp
+	44, // 19: flotilla.v1.AnalysisStatus.next_at:type_name -> google.protobuf.Timestamp
+	12, // 20: flotilla.v1.AnalysisStatus.results:type_name -> flotilla.v1.AnalysisResult
+	5,  // 21: flotilla.v1.RolloutHost.step:type_name -> flotilla.v1.HostStep
+	44, // 22: flotilla.v1.RolloutHost.started_at:type_name -> google.protobuf.Timestamp
+	44, // 23: flotilla.v1.RolloutHost.finished_at:type_name -> google.protobuf.Timestamp
+	8,  // 24: flotilla.v1.Rollout.strategy:type_name -> flotilla.v1.RolloutStrategy
+	4,  // 25: flotilla.v1.Rollout.state:type_name -> flotilla.v1.RolloutState
+	16, // 26: flotilla.v1.Rollout.batches:type_name -> flotilla.v1.Batch
+	15, // 27: flotilla.v1.Rollout.excluded:type_name -> flotilla.v1.ExcludedHost
+	14, // 28: flotilla.v1.Rollout.hosts:type_name -> flotilla.v1.RolloutHost
+	44, // 29: flotilla.v1.Rollout.created_at:type_name -> google.protobuf.Timestamp
+	44, // 30: flotilla.v1.Rollout.finished_at:type_name -> google.protobuf.Timestamp
+	44, // 31: flotilla.v1.Rollout.bake_until:type_name -> google.protobuf.Timestamp
+	13, // 32: flotilla.v1.Rollout.analysis:type_name -> flotilla.v1.AnalysisStatus
+	44, // 33: flotilla.v1.RolloutEvent.at:type_name -> google.protobuf.Timestamp
+	19, // 34: flotilla.v1.RolloutEvent.state:type_name -> flotilla.v1.RolloutStateChange
+	20, // 35: flotilla.v1.RolloutEvent.batch:type_name -> flotilla.v1.BatchChange
+	21, // 36: flotilla.v1.RolloutEvent.host:type_name -> flotilla.v1.HostStepChange
+	12, // 37: flotilla.v1.RolloutEvent.analysis:type_name -> flotilla.v1.AnalysisResult
+	4,  // 38: flotilla.v1.RolloutStateChange.state:type_name -> flotilla.v1.RolloutState
+	5,  // 39: flotilla.v1.HostStepChange.step:type_name -> flotilla.v1.HostStep
+	6,  // 40: flotilla.v1.PutServiceRequest.service:type_name -> flotilla.v1.Service
+	6,  // 41: flotilla.v1.PutServiceResponse.service:type_name -> flotilla.v1.Service
+	6,  // 42: flotilla.v1.GetServiceResponse.service:type_name -> flotilla.v1.Service
+	6,  // 43: flotilla.v1.ListServicesResponse.services:type_name -> flotilla.v1.Service
+	8,  // 44: flotilla.v1.StartRolloutRequest.strategy:type_name -> flotilla.v1.RolloutStrategy
+	17, // 45: flotilla.v1.StartRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
+	17, // 46: flotilla.v1.GetRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
+	4,  // 47: flotilla.v1.ListRolloutsRequest.states:type_name -> flotilla.v1.RolloutState
+	17, // 48: flotilla.v1.ListRolloutsResponse.rollouts:type_name -> flotilla.v1.Rollout
+	18, // 49: flotilla.v1.WatchRolloutResponse.event:type_name -> flotilla.v1.RolloutEvent
+	17, // 50: flotilla.v1.PauseRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
+	17, // 51: flotilla.v1.ResumeRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
+	17, // 52: flotilla.v1.AbortRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
+	8,  // 53: flotilla.v1.RollbackServiceRequest.strategy:type_name -> flotilla.v1.RolloutStrategy
+	17, // 54: flotilla.v1.RollbackServiceResponse.rollout:type_name -> flotilla.v1.Rollout
+	22, // 55: flotilla.v1.RolloutService.PutService:input_type -> flotilla.v1.PutServiceRequest
+	24, // 56: flotilla.v1.RolloutService.GetService:input_type -> flotilla.v1.GetServiceRequest
+	26, // 57: flotilla.v1.RolloutService.ListServices:input_type -> flotilla.v1.ListServicesRequest
+	28, // 58: flotilla.v1.RolloutService.StartRollout:input_type -> flotilla.v1.StartRolloutRequest
+	30, // 59: flotilla.v1.RolloutService.GetRollout:input_type -> flotilla.v1.GetRolloutRequest
+	32, // 60: flotilla.v1.RolloutService.ListRollouts:input_type -> flotilla.v1.ListRolloutsRequest
+	34, // 61: flotilla.v1.RolloutService.WatchRollout:input_type -> flotilla.v1.WatchRolloutRequest
+	36, // 62: flotilla.v1.RolloutService.PauseRollout:input_type -> flotilla.v1.PauseRolloutRequest
+	38, // 63: flotilla.v1.RolloutService.ResumeRollout:input_type -> flotilla.v1.ResumeRolloutRequest
+	40, // 64: flotilla.v1.RolloutService.AbortRollout:input_type -> flotilla.v1.AbortRolloutRequest
+	42, // 65: flotilla.v1.RolloutService.RollbackService:input_type -> flotilla.v1.RollbackServiceRequest
+	23, // 66: flotilla.v1.RolloutService.PutService:output_type -> flotilla.v1.PutServiceResponse
+	25, // 67: flotilla.v1.RolloutService.GetService:output_type -> flotilla.v1.GetServiceResponse
+	27, // 68: flotilla.v1.RolloutService.ListServices:output_type -> flotilla.v1.ListServicesResponse
+	29, // 69: flotilla.v1.RolloutService.StartRollout:output_type -> flotilla.v1.StartRolloutResponse
+	31, // 70: flotilla.v1.RolloutService.GetRollout:output_type -> flotilla.v1.GetRolloutResponse
+	33, // 71: flotilla.v1.RolloutService.ListRollouts:output_type -> flotilla.v1.ListRolloutsResponse
+	35, // 72: flotilla.v1.RolloutService.WatchRollout:output_type -> flotilla.v1.WatchRolloutResponse
+	37, // 73: flotilla.v1.RolloutService.PauseRollout:output_type -> flotilla.v1.PauseRolloutResponse
+	39, // 74: flotilla.v1.RolloutService.ResumeRollout:output_type -> flotilla.v1.ResumeRolloutResponse
+	41, // 75: flotilla.v1.RolloutService.AbortRollout:output_type -> flotilla.v1.AbortRolloutResponse
+	43, // 76: flotilla.v1.RolloutService.RollbackService:output_type -> flotilla.v1.RollbackServiceResponse
+	66, // [66:77] is the sub-list for method output_type
+	55, // [55:66] is the sub-list for method input_type
+	55, // [55:55] is the sub-list for extension type_name
+	55, // [55:55] is the sub-list for extension extendee
+	0,  // [0:55] is the sub-list for field type_name
 }
 
 func init() { file_flotilla_v1_rollout_proto_init() }
@@ -3773,11 +3647,11 @@ func file_flotilla_v1_rollout_proto_init() {
 		return
 	}
 	file_flotilla_v1_fleet_proto_init()
-	file_flotilla_v1_rollout_proto_msgTypes[3].OneofWrappers = []any{
+	file_flotilla_v1_rollout_proto_msgTypes[2].OneofWrappers = []any{
 		(*RolloutStrategy_BatchSize)(nil),
 		(*RolloutStrategy_BatchPercent)(nil),
 	}
-	file_flotilla_v1_rollout_proto_msgTypes[13].OneofWrappers = []any{
+	file_flotilla_v1_rollout_proto_msgTypes[12].OneofWrappers = []any{
 		(*RolloutEvent_State)(nil),
 		(*RolloutEvent_Batch)(nil),
 		(*RolloutEvent_Host)(nil),
@@ -3789,7 +3663,7 @@ func file_flotilla_v1_rollout_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotilla_v1_rollout_proto_rawDesc), len(file_flotilla_v1_rollout_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   39,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
