@@ -128,9 +128,11 @@ func TestHappyPath(t *testing.T) {
 		{"flotilla_rollout_batch_duration_seconds", "", "", 3},
 		{"flotilla_rollouts_started_total", "", "", 1},
 	} {
-		if got := c.metric(m.name, m.label, m.value); got != m.want {
-			t.Errorf("%s{%s=%q} = %v, want %v", m.name, m.label, m.value, got, m.want)
-		}
+		// The runner counts its rollout's end once it is stored, so a
+		// reader of the final state may come first.
+		eventually(t, fmt.Sprintf("%s{%s=%q} to be %v", m.name, m.label, m.value, m.want), func() bool {
+			return c.metric(m.name, m.label, m.value) == m.want
+		})
 	}
 	svc, err := c.engine().GetService(operator(), serviceName)
 	if err != nil || svc.GetCurrentImage() != newImage {
