@@ -132,7 +132,13 @@ func testRolloutLifecycle(t *testing.T, open Opener) {
 		t.Fatalf("ListRolloutEvents(after 1, limit 1) = %+v", page)
 	}
 
-	// Finishing frees the service; a finished rollout cannot move again.
+	testRolloutFinish(t, s, r)
+}
+
+// testRolloutFinish ends rollout r of testRolloutLifecycle: finishing frees
+// the service, and a finished rollout cannot move again.
+func testRolloutFinish(t *testing.T, s store.Store, r store.Rollout) {
+	ctx := context.Background()
 	r.State, r.FinishedAt = 4, t0.Add(time.Hour)
 	if _, err := s.UpdateRollout(ctx, store.RolloutUpdate{RolloutID: "ro-1", Rollout: &r}); err != nil {
 		t.Fatal(err)
