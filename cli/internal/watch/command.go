@@ -52,18 +52,8 @@ func (f *CommandFollower) Run(ctx context.Context) (*flotillav1.FleetCommand, er
 				return resp.GetCommand(), nil
 			}
 		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		if err != nil && !Retryable(err) {
+		if err := retryAfter(ctx, err, &f.Backoff, &f.attempts, f.OnReattach); err != nil {
 			return nil, err
-		}
-		f.attempts++
-		if f.OnReattach != nil {
-			f.OnReattach(f.attempts, err)
-		}
-		if werr := f.Backoff.Wait(ctx); werr != nil {
-			return nil, werr
 		}
 	}
 }

@@ -60,3 +60,21 @@ func Retryable(err error) bool {
 	}
 	return true
 }
+
+// retryAfter decides, after an attach that did not end the watch, whether
+// to open the stream again: ctx's end, or an error that would repeat,
+// stops the watch (returned); otherwise attempt is counted, onReattach
+// told, and b's next wait taken before nil is returned.
+func retryAfter(ctx context.Context, err error, b *Backoff, attempt *int, onReattach func(int, error)) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err != nil && !Retryable(err) {
+		return err
+	}
+	*attempt++
+	if onReattach != nil {
+		onReattach(*attempt, err)
+	}
+	return b.Wait(ctx)
+}

@@ -51,18 +51,8 @@ func (f *RolloutFollower) Run(ctx context.Context) (*flotillav1.Rollout, error) 
 				err = gerr
 			}
 		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		if err != nil && !Retryable(err) {
+		if err := retryAfter(ctx, err, &f.Backoff, &f.attempts, f.OnReattach); err != nil {
 			return nil, err
-		}
-		f.attempts++
-		if f.OnReattach != nil {
-			f.OnReattach(f.attempts, err)
-		}
-		if werr := f.Backoff.Wait(ctx); werr != nil {
-			return nil, werr
 		}
 	}
 }
