@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -79,6 +80,60 @@ func (f *failoverEnv) testAgentsReplicaKilled(t *testing.T) {
 		t.Errorf("the agents' states were never read during the fault")
 	}
 	f.restartIfDown(t, victim)
+}
+
+// testAgentsSpreadAgain waits until the agents are spread over the three
+// replicas again after the last fault left the survivors holding them all
+// (issue 13): each replica holds at least one and at most one more than
+// its share. A replica past its share closes its oldest streams, none
+// younger than 30 s, and their agents reconnect to their next address, so
+// this takes at least 30 s after the agents moved.
+func (f *failoverEnv) testAgentsSpreadAgain(t *testing.T) {
+	began := time.Now()
+	share := (f.agentCount() + len(f.set.replicas) - 1) / len(f.set.replicas)
+	before := f.describePlacement(t, f.ready(t))
+	var placed map[string]*replica
+	fixture.Eventually(t, 150*time.Second, "every replica holding about its share of the agents", func() error {
+		p, err := f.placement()
+		if err != nil {
+			return err
+		}
+		counts := map[*replica]int{}
+		for _, r := range p {
+			counts[r]++
+		}
+		for _, r := range f.set.replicas {
+			if counts[r] == 0 || counts[r] > share+1 {
+				return fmt.Errorf("%s holds %d agents, want 1 to %d", r.name, counts[r], share+1)
+			}
+		}
+		placed = p
+		return nil
+	})
+	rebalanced := 0.0
+	for _, r := range f.set.replicas {
+		rebalanced += counterOn(t, r, "flotilla_agent_streams_rebalanced_total")
+	}
+	t.Logf("FIGURES: agents spread again %s after the fleet was whole (%s -> %s); %.0f streams closed to rebalance",
+		time.Since(began).Round(100*time.Millisecond), before, f.describePlacement(t, placed), rebalanced)
+}
+
+// counterOn reads a series without labels from r's /metrics (0 when it is
+// missing or unreadable: a figure for the log, not an assertion).
+func counterOn(t *testing.T, r *replica, name string) float64 {
+	t.Helper()
+	_, body, err := httpGet("http://" + r.metricsAddr + "/metrics")
+	if err != nil {
+		t.Logf("reading %s's metrics: %v", r.name, err)
+		return 0
+	}
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			n, _ := strconv.ParseFloat(v, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 // mostAgents is the replica holding the most agents (at least a third of

@@ -48,6 +48,7 @@ func TestReplicaFailover(t *testing.T) {
 	}{
 		{"rollout driver killed mid-batch", f.testDriverKilled},
 		{"replica holding the most agents killed", f.testAgentsReplicaKilled},
+		{"agents spread again over the replicas", f.testAgentsSpreadAgain},
 		{"rollout driver cut off from PostgreSQL", f.testDriverCutOff},
 		{"rollout driver paused past its lease", f.testDriverPaused},
 	} {

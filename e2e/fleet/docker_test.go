@@ -73,6 +73,9 @@ type containerSpec struct {
 	// ipv4 is a static address on the network (which must have a subnet
 	// of its own); the zero value lets Docker choose.
 	ipv4 netip.Addr
+	// memory is the container's memory limit, bytes, swap included (0:
+	// none).
+	memory int64
 }
 
 // run creates and starts a container and returns its ID.
@@ -80,7 +83,8 @@ func (e engine) run(t *testing.T, s containerSpec) string {
 	t.Helper()
 	ctx, cancel := e.ctx()
 	defer cancel()
-	host := &container.HostConfig{Binds: s.binds, NetworkMode: container.NetworkMode(s.network), PortBindings: network.PortMap{}}
+	host := &container.HostConfig{Binds: s.binds, NetworkMode: container.NetworkMode(s.network), PortBindings: network.PortMap{},
+		Resources: container.Resources{Memory: s.memory, MemorySwap: s.memory}}
 	for _, p := range s.publish {
 		host.PortBindings[network.MustParsePort(p)] = []network.PortBinding{{HostIP: netip.MustParseAddr("127.0.0.1")}}
 	}
@@ -169,7 +173,7 @@ func (e engine) copyFile(id, path string) ([]byte, error) {
 func (e engine) logs(id string) string {
 	ctx, cancel := e.ctx()
 	defer cancel()
-	rc, err := e.Client.ContainerLogs(ctx, id, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: "400"})
+	rc, err := e.Client.ContainerLogs(ctx, id, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: "4000"})
 	if err != nil {
 		return fmt.Sprintf("(logs of %s: %v)", id, err)
 	}

@@ -60,6 +60,14 @@ func (f *rolloutFleet) AppHosts() []rollouttest.Host {
 // connected and every application healthy on v1.
 func startRolloutFleet(t *testing.T) *rolloutFleet {
 	t.Helper()
+	return startRolloutFleetWith(t, nil)
+}
+
+// startRolloutFleetWith is startRolloutFleet with app adjusting host i's
+// application container (its environment, its memory limit) before it
+// starts; nil adjusts nothing.
+func startRolloutFleetWith(t *testing.T, app func(i int, s *containerSpec)) *rolloutFleet {
+	t.Helper()
 	base, grpcurlBin := newFleet(t)
 	agentBin := fixture.Binary(t, "flotilla-agent")
 	f := &rolloutFleet{fleet: base, agentIDs: map[string]string{}, addrs: map[string]string{}}
@@ -79,7 +87,7 @@ func startRolloutFleet(t *testing.T) *rolloutFleet {
 		a := subnet.Addr().As4()
 		a[3] = byte(10 + i)
 		ip := netip.AddrFrom4(a)
-		h := f.startAppHost(t, dir, i, ip, reg.Addr, join)
+		h := f.startAppHost(t, dir, i, ip, reg.Addr, join, app)
 		f.hosts = append(f.hosts, h)
 		f.addrs[h.name] = ip.String()
 		servers = append(servers, fmt.Sprintf("%s:%d", ip, appPort))
@@ -128,10 +136,15 @@ func (f *rolloutFleet) createSubnetNetwork(t *testing.T) netip.Prefix {
 // startAppHost starts host i: its application container on v1 at ip, then
 // its agent, which may pull from the registry and labels itself with the
 // application's address for the upstream.
-func (f *rolloutFleet) startAppHost(t *testing.T, dir string, i int, ip netip.Addr, registry string, join grpcurl.JoinToken) host {
+func (f *rolloutFleet) startAppHost(t *testing.T, dir string, i int, ip netip.Addr, registry string, join grpcurl.JoinToken,
+	adjust func(int, *containerSpec)) host {
 	t.Helper()
 	h := host{name: fmt.Sprintf("host-%d", i), app: f.e.Name(fmt.Sprintf("app-%d", i))}
-	f.e.run(t, containerSpec{name: h.app, image: f.images["v1"], network: f.network, ipv4: ip})
+	app := containerSpec{name: h.app, image: f.images["v1"], network: f.network, ipv4: ip}
+	if adjust != nil {
+		adjust(i, &app)
+	}
+	f.e.run(t, app)
 
 	cfg := filepath.Join(dir, h.name, "agent.yaml")
 	fixture.WriteFile(t, cfg, rolloutAgentYAML(h.app, registry), 0o644)

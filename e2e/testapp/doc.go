@@ -12,4 +12,9 @@
 //	APP_MODE     "" or "healthy"; "crash" exits 1 at once (a release whose
 //	             container does not start); "unhealthy" answers /health with
 //	             503 and status "unhealthy" (build: -X main.mode=crash)
+//	LEAK_MB_PER_S  MiB a second the application leaks (allocated and
+//	             written, so resident, and never freed): the memory leak
+//	             that remediation tests restart (default 0: none)
+//	LEAK_MAX_MB  the leak stops after this many MiB (default 0: never), so
+//	             a container stays above a threshold below its limit
 package main

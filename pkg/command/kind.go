@@ -18,12 +18,19 @@ const (
 	KindRestore = "restore"
 	// KindDrill restores a backup into a scratch server and checks it.
 	KindDrill = "drill"
+	// KindStartCandidate starts a container's replacement beside it.
+	KindStartCandidate = "start_candidate"
+	// KindSwapServers replaces servers of an Nginx upstream in one reload.
+	KindSwapServers = "swap_servers"
+	// KindBlueGreen moves a container's name between its live, candidate
+	// and previous containers, or removes one.
+	KindBlueGreen = "blue_green"
 )
 
 // Kinds lists every kind this version knows, in the order of the oneof.
 func Kinds() []string {
 	return []string{KindPull, KindRestart, KindBackup, KindDrain, KindUndrain,
-		KindBaseBackup, KindPrune, KindRestore, KindDrill}
+		KindBaseBackup, KindPrune, KindRestore, KindDrill, KindStartCandidate, KindSwapServers, KindBlueGreen}
 }
 
 // Kind names the kind of spec, or returns "" for a spec without a kind this
@@ -48,6 +55,12 @@ func Kind(spec *flotillav1.CommandSpec) string {
 		return KindRestore
 	case *flotillav1.CommandSpec_Drill:
 		return KindDrill
+	case *flotillav1.CommandSpec_StartCandidate:
+		return KindStartCandidate
+	case *flotillav1.CommandSpec_SwapServers:
+		return KindSwapServers
+	case *flotillav1.CommandSpec_BlueGreen:
+		return KindBlueGreen
 	default:
 		return ""
 	}

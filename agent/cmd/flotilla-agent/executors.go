@@ -33,12 +33,16 @@ func executors(cfg config.Config, cfgPath string, log *zap.Logger) (agent.Config
 		}
 	}
 	if wantsDocker(cfg.Docker) {
-		d, err := docker.New(cfg.Docker, log.Named("docker"))
+		dc := cfg.Docker
+		dc.HealthURL, dc.HealthTimeout = cfg.Health.URL, cfg.Health.Timeout
+		d, err := docker.New(dc, log.Named("docker"))
 		if err != nil {
 			return out, closeAll, err
 		}
 		closers = append(closers, func() { _ = d.Close() })
-		out.Executors[command.KindPull], out.Executors[command.KindRestart] = d, d
+		for _, k := range []string{command.KindPull, command.KindRestart, command.KindStartCandidate, command.KindBlueGreen} {
+			out.Executors[k] = d
+		}
 		out.Containers = d
 	}
 	if len(cfg.Backup.Databases) > 0 {
@@ -63,7 +67,7 @@ func executors(cfg config.Config, cfgPath string, log *zap.Logger) (agent.Config
 		if err != nil {
 			return out, closeAll, err
 		}
-		out.Executors[command.KindDrain], out.Executors[command.KindUndrain] = n, n
+		out.Executors[command.KindDrain], out.Executors[command.KindUndrain], out.Executors[command.KindSwapServers] = n, n, n
 	}
 	return out, closeAll, nil
 }

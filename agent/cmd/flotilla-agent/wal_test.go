@@ -218,6 +218,12 @@ func (f *walFixture) restoreAndQuery(t *testing.T, target string) (string, uint3
 	if r.GetPort() != uint32(port) || r.GetDataDirectory() != dataDir || r.GetWalSegmentsRestored() == 0 {
 		t.Errorf("restore result = %v", r)
 	}
+	// The history of the promoted timeline ends with this restore's switch
+	// off the timeline it recovered along.
+	if h := r.GetTimelineHistory(); len(h) == 0 || h[len(h)-1].GetTimeline() != r.GetTimeline()-1 ||
+		h[len(h)-1].GetSwitchLsn() == "" || h[len(h)-1].GetReason() == "" {
+		t.Errorf("timeline history = %v, want it to end with the switch from timeline %d", h, r.GetTimeline()-1)
+	}
 	out, err := exec.Command(filepath.Join(f.cluster.BinDir, "psql"), "-XAt", "-h", dataDir, "-p", strconv.Itoa(port), "-U", "postgres",
 		"-d", "appdb", "-c", "SELECT string_agg(id::text, ',' ORDER BY id) FROM events").CombinedOutput()
 	if err != nil {

@@ -86,6 +86,13 @@ type ContainerLister interface {
 	ManagedContainers(ctx context.Context) ([]*flotillav1.ManagedContainer, error)
 }
 
+// HealthPorter tells the port the application's health is checked on
+// when a blue-green or surge rollout moved it off health.url's port (0:
+// health.url's); the Docker executor is one.
+type HealthPorter interface {
+	HealthPort() int
+}
+
 // ContainerResourceReader fills in the resource use of the containers a
 // ContainerLister listed, leaving those it could not read without; the
 // Docker executor is one. A ContainerLister that is one too has each
@@ -288,9 +295,9 @@ func (a *Agent) capabilities() []string {
 		capability string
 		kinds      []string
 	}{
-		{"docker", []string{command.KindPull, command.KindRestart}},
+		{"docker", []string{command.KindPull, command.KindRestart, command.KindStartCandidate, command.KindBlueGreen}},
 		{"postgres", []string{command.KindBackup, command.KindBaseBackup, command.KindPrune, command.KindRestore, command.KindDrill}},
-		{"nginx", []string{command.KindDrain, command.KindUndrain}},
+		{"nginx", []string{command.KindDrain, command.KindUndrain, command.KindSwapServers}},
 	} {
 		if slices.ContainsFunc(c.kinds, func(k string) bool { return a.cfg.Executors[k] != nil }) {
 			caps = append(caps, c.capability)

@@ -46,12 +46,16 @@ func newHeartbeatSource(cfg Config) (*heartbeatSource, error) {
 		src.host = host
 	}
 	if src.health == nil && cfg.Health.URL != "" {
-		checker, err := health.New(health.Config{
+		hc := health.Config{
 			URL:       cfg.Health.URL,
 			Timeout:   cfg.Health.Timeout,
 			UserAgent: "flotilla-agent/" + cfg.Version,
 			Clock:     cfg.Clock,
-		})
+		}
+		if p, ok := cfg.Containers.(HealthPorter); ok {
+			hc.Port = p.HealthPort
+		}
+		checker, err := health.New(hc)
 		if err != nil {
 			return nil, err
 		}

@@ -34,7 +34,8 @@ func (e *Executor) baseBackup(ctx context.Context, name string, store objstore.S
 	started := e.clock.Now().UTC()
 	db := e.cfg.Databases[name].withDefaults(name)
 	fail := func(format string, args ...any) error {
-		return fmt.Errorf("base backup of database %s: "+format, append([]any{name}, args...)...)
+		// The working directory is in the backup directory: a full one is named.
+		return objstore.Full(fmt.Errorf("base backup of database %s: "+format, append([]any{name}, args...)...), "the backup directory "+e.dir)
 	}
 	password, err := db.password()
 	if err != nil {

@@ -47,6 +47,10 @@ type Executor struct {
 
 	mu      sync.Mutex
 	running map[string]bool // databases being backed up
+
+	waker            archiveWaker // servers whose archive_timeout was woken
+	walChecks        walChecker   // the WAL archives' last continuity checks
+	walCheckInterval time.Duration
 }
 
 var _ executor.Executor = (*Executor)(nil)
@@ -70,6 +74,7 @@ func New(cfg Config, stateDir string, log *zap.Logger) (*Executor, error) {
 		log:              log,
 		clock:            clockwork.NewRealClock(),
 		progressInterval: DefaultProgressInterval,
+		walCheckInterval: DefaultWALCheckInterval,
 		running:          map[string]bool{},
 	}
 	if e.dir == "" {
@@ -265,7 +270,8 @@ func (e *Executor) backup(ctx context.Context, name string, store objstore.Store
 	started := e.clock.Now().UTC()
 	db := e.cfg.Databases[name].withDefaults(name)
 	fail := func(format string, args ...any) error {
-		return fmt.Errorf("backup of database %s: "+format, append([]any{name}, args...)...)
+		// The working file is in the backup directory: a full one is named.
+		return objstore.Full(fmt.Errorf("backup of database %s: "+format, append([]any{name}, args...)...), "the backup directory "+e.dir)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fail("not started: %w", err)

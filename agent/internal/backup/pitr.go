@@ -82,12 +82,16 @@ func (e *Executor) restorePITR(ctx context.Context, name string, store objstore.
 		e.log.Warn("cannot read the restored server's timeline; reporting the newest history file's", zap.Error(err))
 		timeline = currentTimeline(dataDir)
 	}
+	history, err := timelineHistory(dataDir, timeline)
+	if err != nil {
+		e.log.Warn("cannot read the restored server's timeline history", zap.Uint32("timeline", timeline), zap.Error(err))
+	}
 	res := &flotillav1.RestoreResult{Database: name, Backup: storedBackup(m), DataDirectory: dataDir, Port: p.GetPort(),
 		TargetTime: p.GetTargetTime(), Timeline: timeline, WalSegmentsRestored: restoredSegments(srv.logPath),
-		Duration: durationpb.New(e.clock.Since(started))}
+		Duration: durationpb.New(e.clock.Since(started)), TimelineHistory: history}
 	e.log.Info("point-in-time restore finished; the restored server runs", zap.String("database", name),
 		zap.String("backup", m.Name), zap.String("data_directory", dataDir), zap.Uint32("port", p.GetPort()),
-		zap.String("target_time", p.GetTargetTime()), zap.Uint32("timeline", res.Timeline))
+		zap.String("target_time", p.GetTargetTime()), zap.Uint32("timeline", res.Timeline), zap.Int("timeline_switches", len(history)))
 	return res, nil
 }
 
@@ -265,4 +269,35 @@ func restoredSegments(logPath string) uint32 {
 		}
 	}
 	return n
+}
+
+// timelineHistory reads the history file of timeline in dataDir's pg_wal:
+// one TimelineSwitch per line ("parent-TLI<TAB>switch-LSN<TAB>reason"),
+// comments and blank lines skipped. Timeline 1 has none.
+func timelineHistory(dataDir string, timeline uint32) ([]*flotillav1.TimelineSwitch, error) {
+	if timeline <= 1 {
+		return nil, nil
+	}
+	b, err := os.ReadFile(filepath.Join(dataDir, "pg_wal", fmt.Sprintf("%08X.history", timeline)))
+	if err != nil {
+		return nil, err
+	}
+	var out []*flotillav1.TimelineSwitch
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		fields := strings.SplitN(line, "\t", 3)
+		tli, err := strconv.ParseUint(fields[0], 10, 32)
+		if err != nil || len(fields) < 2 {
+			return out, fmt.Errorf("timeline history %08X.history: unreadable line %q", timeline, truncateText(line))
+		}
+		sw := &flotillav1.TimelineSwitch{Timeline: uint32(tli), SwitchLsn: fields[1]}
+		if len(fields) == 3 {
+			sw.Reason = fields[2]
+		}
+		out = append(out, sw)
+	}
+	return out, nil
 }

@@ -19,10 +19,19 @@ import (
 // closes connections that ping more often than every 15s (GOAWAY
 // "too_many_pings"), so Time stays above that; without an active stream
 // there is nothing to keep. A partitioned agent notices its dead
-// connection within 25s and reconnects once the network is back.
+// connection within 40s and reconnects once the network is back.
+//
+// Timeout is the control plane's own (20s), not shorter: a busy control
+// plane (a cold start of the fleet, the agents of a failed replica
+// reconnecting) answers pings late, and a short deadline turns that delay
+// into dropped streams whose reconnections (a TLS handshake each) load it
+// further. With 5s, fleets of 2,000–9,000 agents on a starved machine
+// collapsed that way (docs/performance.md). A control plane that dies
+// outright closes its connections and the agents move at once; only a
+// half-open connection waits for the ping.
 var Keepalive = keepalive.ClientParameters{
 	Time:                20 * time.Second,
-	Timeout:             5 * time.Second,
+	Timeout:             20 * time.Second,
 	PermitWithoutStream: false,
 }
 

@@ -50,6 +50,13 @@ type Config struct {
 	// keep running before the restart counts as done (default 3s). A
 	// container that exits within it is replaced by the old one again.
 	StartGracePeriod time.Duration `yaml:"start_grace_period"`
+
+	// HealthURL and HealthTimeout are the agent's health.url and
+	// health.timeout (set by the agent, not in this section): a
+	// blue-green candidate's health is checked at HealthURL with the
+	// candidate's port.
+	HealthURL     string        `yaml:"-"`
+	HealthTimeout time.Duration `yaml:"-"`
 }
 
 // registryPattern is host[:port] as image references spell a registry:

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/moby/moby/client"
@@ -35,6 +36,10 @@ type Executor struct {
 	pollInterval time.Duration
 	// progressInterval throttles pull progress reports.
 	progressInterval time.Duration
+	// candidatePoll is the interval of a candidate's health checks.
+	candidatePoll time.Duration
+	// healthPort is HealthPort's answer, as the last container list found.
+	healthPort atomic.Int32
 }
 
 var _ executor.Executor = (*Executor)(nil)
@@ -78,6 +83,7 @@ func New(cfg Config, log *zap.Logger) (*Executor, error) {
 		resources:        newResourceState(time.Now()),
 		pollInterval:     200 * time.Millisecond,
 		progressInterval: 500 * time.Millisecond,
+		candidatePoll:    500 * time.Millisecond,
 	}
 	for _, r := range cfg.AllowedRegistries {
 		e.registries[strings.ToLower(r)] = struct{}{}
@@ -114,9 +120,24 @@ func (e *Executor) Validate(spec *flotillav1.CommandSpec) error {
 	case *flotillav1.CommandSpec_Restart:
 		_, err := e.parseRestart(k.Restart)
 		return err
+	case *flotillav1.CommandSpec_StartCandidate:
+		_, err := e.parseCandidate(k.StartCandidate)
+		return err
+	case *flotillav1.CommandSpec_BlueGreen:
+		return validateBlueGreen(k.BlueGreen)
 	default:
-		return executor.Reject("the docker executor runs pull and restart commands, not %s", command.KindText(spec))
+		return executor.Reject("the docker executor runs pull, restart, start_candidate and blue_green commands, not %s", command.KindText(spec))
 	}
+}
+
+func validateBlueGreen(c *flotillav1.BlueGreenCommand) error {
+	if err := validateContainerName(c.GetContainer()); err != nil {
+		return executor.Reject("blue_green.container: %v", err)
+	}
+	if _, ok := flotillav1.BlueGreenAction_name[int32(c.GetAction())]; !ok || c.GetAction() == flotillav1.BlueGreenAction_BLUE_GREEN_ACTION_UNSPECIFIED {
+		return executor.Reject("blue_green.action: %d is not an action", c.GetAction())
+	}
+	return nil
 }
 
 // Execute runs a pull or restart command.
@@ -143,7 +164,22 @@ func (e *Executor) Execute(ctx context.Context, spec *flotillav1.CommandSpec, pr
 			return nil, err
 		}
 		return &flotillav1.CommandResult{Kind: &flotillav1.CommandResult_Restart{Restart: res}}, nil
+	case *flotillav1.CommandSpec_StartCandidate:
+		req, err := e.parseCandidate(k.StartCandidate)
+		if err != nil {
+			return nil, err
+		}
+		res, err := e.startCandidate(ctx, req, progress)
+		if err != nil {
+			return nil, err
+		}
+		return &flotillav1.CommandResult{Kind: &flotillav1.CommandResult_Candidate{Candidate: res}}, nil
+	case *flotillav1.CommandSpec_BlueGreen:
+		if err := validateBlueGreen(k.BlueGreen); err != nil {
+			return nil, err
+		}
+		return nil, e.blueGreen(ctx, k.BlueGreen.GetContainer(), k.BlueGreen.GetAction(), progress)
 	default:
-		return nil, executor.Reject("the docker executor runs pull and restart commands, not %s", command.KindText(spec))
+		return nil, executor.Reject("the docker executor runs pull, restart, start_candidate and blue_green commands, not %s", command.KindText(spec))
 	}
 }

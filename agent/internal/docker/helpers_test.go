@@ -166,7 +166,7 @@ func (fx *fixture) createApp(t *testing.T, suffix string, spec appSpec) app {
 func (fx *fixture) removeApp(name string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for _, n := range []string{name, name + oldSuffix} {
+	for _, n := range []string{name, name + oldSuffix, name + nextSuffix, name + previousSuffix} {
 		c, err := fx.docker.ContainerInspect(ctx, n, client.ContainerInspectOptions{})
 		if err != nil || strings.TrimPrefix(c.Container.Name, "/") != n || c.Container.Config.Labels[testLabel] != fx.runID {
 			continue

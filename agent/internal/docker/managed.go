@@ -95,10 +95,12 @@ func (e *Executor) ManagedContainers(ctx context.Context) ([]*flotillav1.Managed
 	if err != nil {
 		return nil, err
 	}
+	e.noteHealthPort(candidates)
 	var out []*flotillav1.ManagedContainer
 	for _, c := range candidates {
 		name := containerName(c.Names)
-		if name == "" || strings.HasSuffix(name, oldSuffix) || !e.isManaged(name, c.Labels) {
+		if name == "" || strings.HasSuffix(name, oldSuffix) || strings.HasSuffix(name, nextSuffix) || strings.HasSuffix(name, previousSuffix) ||
+			!e.isManaged(name, c.Labels) {
 			continue
 		}
 		reported, ok := e.reportedName(name)
@@ -111,6 +113,7 @@ func (e *Executor) ManagedContainers(ctx context.Context) ([]*flotillav1.Managed
 			Image:       c.Image,
 			ImageId:     c.ImageID,
 			State:       string(c.State),
+			HostPorts:   hostPorts(c.Ports),
 		})
 	}
 	slices.SortFunc(out, func(a, b *flotillav1.ManagedContainer) int { return strings.Compare(a.Name, b.Name) })
@@ -171,4 +174,17 @@ func containerName(names []string) string {
 		}
 	}
 	return ""
+}
+
+// hostPorts are the distinct host ports of a container's published ports,
+// ascending.
+func hostPorts(ports []container.PortSummary) []int32 {
+	var out []int32
+	for _, p := range ports {
+		if p.PublicPort != 0 && !slices.Contains(out, int32(p.PublicPort)) {
+			out = append(out, int32(p.PublicPort))
+		}
+	}
+	slices.Sort(out)
+	return out
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"flotilla.dev/agent/internal/backoff"
@@ -14,6 +15,7 @@ import (
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 	"flotilla.dev/pkg/logging"
 	"go.uber.org/zap"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -89,6 +91,13 @@ func (e *Enroller) call(ctx context.Context, trust *bootstrapTrust, req *flotill
 		if endpoints.Failed() {
 			delay = bo.Next() // every endpoint failed in turn
 		}
+		if asked := serverRetryDelay(err); asked > 0 {
+			// A replica that sheds registrations is in a storm the others
+			// share (a fleet booting at once): trying the next one at once
+			// costs both sides a TLS handshake and adds to the storm. Wait
+			// what it asked, spread so that the refused come back apart.
+			delay = max(delay, asked+time.Duration(rand.Int64N(int64(asked)/2+1)))
+		}
 		e.log.Warn("registration failed, retrying", logging.ControlPlaneAddress(ep.Address),
 			zap.Error(err), zap.Duration("backoff", delay))
 		if delay > 0 {
@@ -118,6 +127,22 @@ func (e *Enroller) attempt(ctx context.Context, endpoints *endpoint.Rotation, tr
 	defer cancel()
 	resp, err := flotillav1.NewAgentServiceClient(conn).Register(ctx, req)
 	return resp, ep, err
+}
+
+// serverRetryDelay is the delay a control plane asked for with a refusal
+// (ResourceExhausted with a RetryInfo detail: busy registering other
+// agents, or this address rate-limited), or 0.
+func serverRetryDelay(err error) time.Duration {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.ResourceExhausted {
+		return 0
+	}
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			return max(ri.GetRetryDelay().AsDuration(), 0)
+		}
+	}
+	return 0
 }
 
 // classify returns nil for an error worth retrying, or the final error.

@@ -13,8 +13,10 @@ import (
 	"flotilla.dev/agent/internal/fakecp"
 	"github.com/jonboulle/clockwork"
 	"go.uber.org/zap/zaptest"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // replicaFixture is two fake control planes sharing a CA, each on a TCP
@@ -101,6 +103,50 @@ func TestRegisterMovesOnToTheNextAddressWithoutBackoff(t *testing.T) {
 	if got := f.calls(); got[0] != 1 || got[1] != 1 || f.replicas[1].Registrations() != 1 || id.AgentID != "web-1-1" {
 		t.Errorf("register calls %v, registrations at the second %d, agent %q; want the second replica to register the agent",
 			got, f.replicas[1].Registrations(), id.AgentID)
+	}
+}
+
+// TestRegisterWaitsWhatABusyReplicaAsks: a replica that sheds the
+// registration (ResourceExhausted with a RetryInfo) is not followed at once
+// by a TLS handshake with the next one: the agent waits the delay asked
+// (up to half again, spread), then tries the next replica.
+func TestRegisterWaitsWhatABusyReplicaAsks(t *testing.T) {
+	f := newReplicaFixture(t)
+	busy := status.New(codes.ResourceExhausted, "the control plane is busy registering other agents; retry in 2s")
+	busy, err := busy.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(2 * time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.replicas[0].FailRegister(busy.Err())
+	e, err := New(f.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.Identity(ctx)
+		done <- err
+	}()
+	if err := f.clock.BlockUntilContext(ctx, 1); err != nil { // the wait asked for
+		t.Fatal(err)
+	}
+	if got := f.calls(); got[0] != 1 || got[1] != 0 {
+		t.Fatalf("register calls %v while waiting, want [1 0]: no call to the next replica before the delay", got)
+	}
+	f.clock.Advance(2*time.Second - time.Millisecond)
+	select {
+	case err := <-done:
+		t.Fatalf("registration ended (%v) before the 2s the busy replica asked for", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	f.clock.Advance(time.Second + time.Millisecond) // at most half again
+	if err := <-done; err != nil {
+		t.Fatalf("registration failed: %v", err)
+	}
+	if got := f.calls(); got[0] != 1 || got[1] != 1 {
+		t.Errorf("register calls %v, want [1 1]: the second replica after the wait", got)
 	}
 }
 

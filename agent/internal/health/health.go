@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
@@ -36,6 +38,10 @@ type Config struct {
 	Client *http.Client
 	// Clock measures latency; nil uses the real clock.
 	Clock clockwork.Clock
+	// Port, when set and returning a port, replaces URL's port for a
+	// check: a blue-green or surge rollout moved the application to
+	// another published port (see the Docker executor's HealthPort).
+	Port func() int
 }
 
 // Checker runs health checks against one URL. It is safe for concurrent use.
@@ -76,7 +82,7 @@ func (c *Checker) Close() { c.cfg.Client.CloseIdleConnections() }
 // wrong is in the result's Error, and Healthy is true only when nothing did.
 func (c *Checker) Check(ctx context.Context) *flotillav1.AppHealth {
 	start := c.cfg.Clock.Now()
-	res := &flotillav1.AppHealth{Url: c.cfg.URL, CheckedAt: timestamppb.New(start)}
+	res := &flotillav1.AppHealth{Url: c.url(), CheckedAt: timestamppb.New(start)}
 
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
@@ -99,7 +105,7 @@ func (c *Checker) Check(ctx context.Context) *flotillav1.AppHealth {
 
 // fetch GETs the URL and reads at most MaxBodyBytes of the body.
 func (c *Checker) fetch(ctx context.Context) (code int, body []byte, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.cfg.URL, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url(), nil)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -137,4 +143,21 @@ func (c *Checker) describe(ctx context.Context, err error) string {
 		err = uerr.Err // the URL is reported in its own field
 	}
 	return "request failed: " + err.Error()
+}
+
+// url is the URL checked now: cfg.URL, with the port Port gives if any.
+func (c *Checker) url() string {
+	if c.cfg.Port == nil {
+		return c.cfg.URL
+	}
+	p := c.cfg.Port()
+	if p == 0 {
+		return c.cfg.URL
+	}
+	u, err := url.Parse(c.cfg.URL)
+	if err != nil {
+		return c.cfg.URL
+	}
+	u.Host = net.JoinHostPort(u.Hostname(), strconv.Itoa(p))
+	return u.String()
 }

@@ -58,7 +58,11 @@ func (e *Executor) apply(ctx context.Context, req request, progress executor.Pro
 // publish writes the new content, has nginx test and load it, and puts old
 // back when either step fails.
 func (e *Executor) publish(ctx context.Context, req request, path string, old, content []byte, info os.FileInfo, progress executor.Progress) error {
-	progress(&flotillav1.CommandProgress{Message: fmt.Sprintf("marking %s %s in %s", req.server, stateWord(req.down), path)})
+	what := fmt.Sprintf("marking %s %s in %s", req.server, stateWord(req.down), path)
+	if req.swaps != nil {
+		what = fmt.Sprintf("replacing %s in %s", req.server, path)
+	}
+	progress(&flotillav1.CommandProgress{Message: what})
 	if err := writeAtomic(path, content, info); err != nil {
 		return fmt.Errorf("%s %s: %w; the upstream file was not changed", req.kind, req.server, err)
 	}
@@ -118,4 +122,41 @@ func blockLabels(blocks []string) []string {
 		}
 	}
 	return labels
+}
+
+// applySwap replaces servers of the upstream file in one edit, then tests
+// and reloads nginx once, like apply. The caller holds e.lock.
+func (e *Executor) applySwap(ctx context.Context, req request, progress executor.Progress) (*flotillav1.SwapResult, error) {
+	path, err := filepath.EvalSymlinks(req.target.File)
+	if err != nil {
+		return nil, fmt.Errorf("swap_servers: cannot read the upstream file of nginx.upstreams.%s: %w", req.upstream, err)
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("swap_servers: cannot read the upstream file of nginx.upstreams.%s: %w", req.upstream, err)
+	}
+	old, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("swap_servers: cannot read the upstream file of nginx.upstreams.%s: %w", req.upstream, err)
+	}
+	out, err := swapServers(old, req.target.Block, req.swaps)
+	if err != nil {
+		if errors.Is(err, errBlockNotFound) {
+			return nil, e.editError(req, path, err)
+		}
+		return nil, fmt.Errorf("swap_servers in upstream %s (%s): %w", req.upstream, path, err)
+	}
+	result := &flotillav1.SwapResult{Upstream: req.upstream, File: path, Swapped: int32(out.swapped)}
+	log := e.log.With(zap.String("action", req.kind), zap.String("upstream", req.upstream), zap.String("swaps", req.server), zap.String("file", path))
+	if out.swapped == 0 {
+		log.Info("nginx servers already swapped; nothing to do")
+		progress(&flotillav1.CommandProgress{Message: fmt.Sprintf("%s already in place in %s; nginx not reloaded", req.server, path)})
+		return result, nil
+	}
+	if err := e.publish(ctx, req, path, old, out.content, info, progress); err != nil {
+		log.Warn("nginx change refused; previous upstream file restored", zap.Error(err))
+		return nil, err
+	}
+	log.Info("nginx upstream servers swapped and reloaded", zap.Int("swapped", out.swapped))
+	return result, nil
 }

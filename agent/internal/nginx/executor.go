@@ -69,6 +69,8 @@ type request struct {
 	server   string
 	down     bool // drain
 	target   Upstream
+	// swaps are a swap_servers' replacements (server is their summary).
+	swaps []swap
 }
 
 // Validate checks that spec is a drain or undrain of a configured upstream
@@ -85,8 +87,10 @@ func (e *Executor) parse(spec *flotillav1.CommandSpec) (request, error) {
 		r = request{kind: "drain", upstream: k.Drain.GetUpstream(), server: k.Drain.GetServer(), down: true}
 	case *flotillav1.CommandSpec_Undrain:
 		r = request{kind: "undrain", upstream: k.Undrain.GetUpstream(), server: k.Undrain.GetServer()}
+	case *flotillav1.CommandSpec_SwapServers:
+		return e.parseSwap(k.SwapServers)
 	default:
-		return r, executor.Reject("the nginx executor runs only drain and undrain commands, not %s", command.KindText(spec))
+		return r, executor.Reject("the nginx executor runs only drain, undrain and swap_servers commands, not %s", command.KindText(spec))
 	}
 	if r.upstream == "" {
 		return r, executor.Reject("%s.upstream: is required", r.kind)
@@ -128,6 +132,13 @@ func (e *Executor) Execute(ctx context.Context, spec *flotillav1.CommandSpec, pr
 		return nil, fmt.Errorf("%s %s in %s: gave up waiting for another nginx change to finish: %w", req.kind, req.server, req.upstream, err)
 	}
 	defer e.release()
+	if req.swaps != nil {
+		res, err := e.applySwap(ctx, req, progress)
+		if err != nil {
+			return nil, err
+		}
+		return &flotillav1.CommandResult{Kind: &flotillav1.CommandResult_Swap{Swap: res}}, nil
+	}
 	res, err := e.apply(ctx, req, progress)
 	if err != nil {
 		return nil, err
@@ -145,3 +156,37 @@ func (e *Executor) acquire(ctx context.Context) error {
 }
 
 func (e *Executor) release() { <-e.lock }
+
+// maxSwaps bounds the replacements of one swap_servers.
+const maxSwaps = 10000
+
+// parseSwap validates a swap_servers.
+func (e *Executor) parseSwap(c *flotillav1.SwapServersCommand) (request, error) {
+	r := request{kind: "swap_servers", upstream: c.GetUpstream()}
+	if r.upstream == "" {
+		return r, executor.Reject("swap_servers.upstream: is required")
+	}
+	target, ok := e.upstreams[r.upstream]
+	if !ok {
+		return r, executor.Reject("swap_servers.upstream: upstream %q is not in nginx.upstreams", r.upstream)
+	}
+	r.target = target
+	if n := len(c.GetSwaps()); n == 0 || n > maxSwaps {
+		return r, executor.Reject("swap_servers.swaps: must list 1 to %d replacements, got %d", maxSwaps, n)
+	}
+	seen := map[string]bool{}
+	for i, s := range c.GetSwaps() {
+		for _, a := range []string{s.GetFrom(), s.GetTo()} {
+			if err := validate.ServerAddress(a); err != nil {
+				return r, executor.Reject("swap_servers.swaps[%d]: %v", i, err)
+			}
+			if seen[a] {
+				return r, executor.Reject("swap_servers.swaps[%d]: server %s appears twice", i, validate.Quote(a))
+			}
+			seen[a] = true
+		}
+		r.swaps = append(r.swaps, swap{from: s.GetFrom(), to: s.GetTo()})
+	}
+	r.server = swapText(r.swaps)
+	return r, nil
+}

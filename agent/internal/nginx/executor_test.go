@@ -72,9 +72,9 @@ func TestValidate(t *testing.T) {
 		{"unix socket", drainSpec("app", "unix:/run/app.sock"), "drain.server: "},
 		{"trailing dot", drainSpec("app", "example.com.:80"), "drain.server: "},
 		{"IPv6 zone", drainSpec("app", "[fe80::1%eth0]:80"), "drain.server: "},
-		{"another kind", &flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Pull{Pull: &flotillav1.PullCommand{Image: "x"}}}, "only drain and undrain commands, not pull"},
-		{"an empty spec", &flotillav1.CommandSpec{}, "only drain and undrain"},
-		{"a nil spec", nil, "only drain and undrain"},
+		{"another kind", &flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Pull{Pull: &flotillav1.PullCommand{Image: "x"}}}, "only drain, undrain and swap_servers commands, not pull"},
+		{"an empty spec", &flotillav1.CommandSpec{}, "only drain, undrain and swap_servers"},
+		{"a nil spec", nil, "only drain, undrain and swap_servers"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"flotilla.dev/bench/internal/harness"
-	"flotilla.dev/bench/internal/procfs"
 	"flotilla.dev/bench/internal/results"
 )
 
@@ -64,63 +63,14 @@ type heartbeatWindow struct {
 	hasStore   bool
 }
 
-// measureHeartbeats measures one window: /metrics scraped before and
-// after it, the simulators' counters and the control plane's CPU read
-// between the scrapes.
+// measureHeartbeats measures one window on one control plane: it is
+// measureReplicaHeartbeats on a set of one.
 func measureHeartbeats(ctx context.Context, env *harness.Env, cp *harness.ControlPlane, sims *harness.Sims, window time.Duration) (heartbeatWindow, error) {
-	var w heartbeatWindow
-	m0, t0, err := cp.Scrape(ctx, heartbeatsMetric)
+	r, err := measureReplicaHeartbeats(ctx, env, harness.Replicas{cp}, sims, window)
 	if err != nil {
-		return w, err
+		return heartbeatWindow{}, err
 	}
-	sim0, err := sims.Stats(ctx)
-	if err != nil {
-		return w, err
-	}
-	simAt0 := time.Now()
-	c0, err := cp.Sample()
-	if err != nil {
-		return w, err
-	}
-	st0, _, err := env.StoreSample()
-	if err != nil {
-		return w, err
-	}
-	if err := sleep(ctx, window); err != nil {
-		return w, err
-	}
-	c1, err := cp.Sample()
-	if err != nil {
-		return w, err
-	}
-	st1, hasStore, err := env.StoreSample()
-	if err != nil {
-		return w, err
-	}
-	if hasStore {
-		w.storeCores, w.hasStore = procfs.CPUCores(st0, st1), true
-	}
-	sim1, err := sims.Stats(ctx)
-	if err != nil {
-		return w, err
-	}
-	simAt1 := time.Now()
-	m1, t1, err := cp.Scrape(ctx, heartbeatsMetric)
-	if err != nil {
-		return w, err
-	}
-	if err := sims.Check(); err != nil {
-		return w, err
-	}
-	h0, ok0 := m0[heartbeatsMetric]
-	h1, ok1 := m1[heartbeatsMetric]
-	if !ok0 || !ok1 {
-		return w, fmt.Errorf("/metrics has no %s", heartbeatsMetric)
-	}
-	w.rate = (h1 - h0) / t1.Sub(t0).Seconds()
-	w.simRate = float64(sim1.Heartbeats-sim0.Heartbeats) / simAt1.Sub(simAt0).Seconds()
-	w.cores = procfs.CPUCores(c0, c1)
-	return w, nil
+	return heartbeatWindow{rate: r.rates[0], simRate: r.simRate, cores: r.cores[0], storeCores: r.storeCores, hasStore: r.hasStore}, nil
 }
 
 // heartbeatFigures judges a window: the ingest rate and CPU, and the CPU

@@ -262,8 +262,9 @@ type replicaHeartbeats struct {
 	hasStore     bool
 }
 
-// measureReplicaHeartbeats is measureHeartbeats on every replica: each
-// /metrics scraped before and after the window, the CPU read between.
+// measureReplicaHeartbeats measures one heartbeat window on every replica:
+// each /metrics scraped before and after it, the simulators' counters and
+// each replica's (and a PostgreSQL server's) CPU read between the scrapes.
 func measureReplicaHeartbeats(ctx context.Context, env *harness.Env, rs harness.Replicas, sims *harness.Sims, window time.Duration) (w replicaHeartbeats, err error) {
 	m0, t0, err := rs.Scrape(ctx, heartbeatsMetric)
 	if err != nil {

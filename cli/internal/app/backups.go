@@ -585,6 +585,9 @@ func (a *app) retentionPreviewCommand() *cobra.Command {
 			return err
 		}
 		fmt.Fprintf(a.env.Stdout, "recoverable: %s\n", strings.Join(resp.GetRecoveryPoints(), "; "))
+		for _, l := range resp.GetLost() {
+			fmt.Fprintf(a.env.Stdout, "no longer recoverable on %s: %s\n", l.GetAgentId(), l.GetDescription())
+		}
 		t := output.NewTable(a.env.Stdout, "ACTION", "ID", "AGENT", "DATABASE", "TYPE", "FINISHED", "SIZE", "KEPT BY")
 		for _, r := range resp.GetKept() {
 			b := r.GetBackup()

@@ -72,6 +72,36 @@ func TestAgainstControlPlane(t *testing.T) {
 	t.Run("backup policies and the catalog", func(t *testing.T) { backupPolicies(t, p) })
 	t.Run("a strategy override from flags", func(t *testing.T) { strategyOverride(t, p) })
 	t.Run("notification subscriptions", func(t *testing.T) { notifySubscriptions(t, p) })
+	t.Run("deploy windows and --override-window", func(t *testing.T) { deployWindows(t, p) })
+	t.Run("service remediations", func(t *testing.T) { remediations(t, p) })
+}
+
+// deployWindows: a service whose only window is New Year's first minute in
+// Kolkata (its duration in Go's notation inside the list): the dry run
+// shows the windows closed, a start is blocked (5) with the next window's
+// start, --override-window needs --reason, and with one the rollout runs.
+func deployWindows(t *testing.T, p *plane) {
+	file := p.writeFile("patchday.yaml", strings.Replace(serviceYAML("patchday", false, "10s"), "default_strategy:",
+		"allowed_windows:\n  - {start: \"0 0 1 1 *\", duration: 1m, time_zone: Asia/Kolkata}\ndefault_strategy:", 1))
+	if r := p.run("service", "apply", "-f", file); r.code != 0 {
+		t.Fatalf("apply a service with a window: exit %d %s", r.code, r.stderr)
+	}
+	r := p.run("rollout", "start", "patchday", "--image", "registry.sim/app:v9", "--dry-run")
+	if r.code != 0 || !strings.Contains(r.stdout, "deploy windows closed") || !strings.Contains(r.stdout, "-01-01T00:00:00+05:30") {
+		t.Fatalf("dry run: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = p.run("rollout", "start", "patchday", "--image", "registry.sim/app:v9")
+	if r.code != int(exitcode.Blocked) || !strings.Contains(r.stderr, "the next window opens at") || !strings.Contains(r.stderr, "+05:30") {
+		t.Fatalf("start outside the window: exit %d, stderr %q; want %d with the next window's start", r.code, r.stderr, exitcode.Blocked)
+	}
+	r = p.run("rollout", "start", "patchday", "--image", "registry.sim/app:v9", "--override-window")
+	if r.code != int(exitcode.Invalid) || !strings.Contains(r.stderr, "--reason") {
+		t.Fatalf("--override-window without --reason: exit %d, stderr %q", r.code, r.stderr)
+	}
+	r = p.run("rollout", "start", "patchday", "--image", "registry.sim/app:v9", "--override-window", "--reason", "hotfix", "--watch")
+	if r.code != 0 || !strings.Contains(r.stdout, "overridden") {
+		t.Fatalf("--override-window --reason: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 }
 
 func invalidInput(t *testing.T, p *plane) {
@@ -528,5 +558,20 @@ func notifySubscriptions(t *testing.T, p *plane) {
 	}
 	if r := p.run("notify", "sub", "get", id); r.code != int(exitcode.Invalid) || !strings.Contains(r.stderr, "NotFound") {
 		t.Errorf("get after delete: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+// remediations: the list of a service's automatic restarts is a table (empty
+// on a fleet without a policy), -o json is the API's answer, and a bad
+// --limit is refused before any call.
+func remediations(t *testing.T, p *plane) {
+	if r := p.run("service", "remediations", "web"); r.code != 0 || !strings.Contains(r.stdout, "ACTION") || !strings.Contains(r.stdout, "EVIDENCE") {
+		t.Errorf("remediations web: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := p.run("service", "remediations", "-o", "json", "--agent", "nobody"); r.code != 0 || strings.TrimSpace(r.stdout) != "{}" {
+		t.Errorf("remediations -o json: exit %d, %q", r.code, r.stdout)
+	}
+	if r := p.run("service", "remediations", "--limit", "0"); r.code != int(exitcode.Invalid) || !strings.Contains(r.stderr, "--limit") {
+		t.Errorf("remediations --limit 0: exit %d, stderr %q; want %d naming --limit", r.code, r.stderr, exitcode.Invalid)
 	}
 }

@@ -59,6 +59,9 @@ or from the file's, and change only what they name.`,
 			if req.Image == "" {
 				return usage("--image: required (name:tag or name@sha256:…)")
 			}
+			if req.OverrideWindow && strings.TrimSpace(req.Reason) == "" {
+				return usage("--reason: required with --override-window (say why the deploy windows are overridden)")
+			}
 			if err := a.fileStrategy(cmd.Flags(), &sf, &req); err != nil {
 				return err
 			}
@@ -80,6 +83,8 @@ or from the file's, and change only what they name.`,
 	c.Flags().StringVarP(&req.Selector, "selector", "l", "", "override the service's selector for this rollout")
 	c.Flags().StringVar(&req.Reason, "reason", "", "why, for the record")
 	c.Flags().BoolVar(&req.DryRun, "dry-run", false, "print the exact plan and change nothing")
+	c.Flags().BoolVar(&req.OverrideWindow, "override-window", false,
+		"start even outside the service's deploy windows and never pause at one (needs --reason; audited)")
 	sf.register(c.Flags())
 	wf.register(c, true)
 	return c
@@ -128,6 +133,16 @@ func printPlan(w io.Writer, r *flotillav1.Rollout, dryRun bool) {
 	}
 	for _, x := range r.GetExcluded() {
 		fmt.Fprintf(w, "  left out: %s (%s)\n", x.GetAgentId(), x.GetReason())
+	}
+	if win := r.GetWindow(); win != nil {
+		state := "closed"
+		if win.GetOpen() {
+			state = "open"
+		}
+		if r.GetOverrideWindow() {
+			state += ", overridden"
+		}
+		fmt.Fprintf(w, "  deploy windows %s: %s\n", state, win.GetMessage())
 	}
 }
 

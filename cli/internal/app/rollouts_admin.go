@@ -50,6 +50,14 @@ func (a *app) rolloutDetail(r *flotillav1.Rollout) error {
 	k.add("finished", ts(r.GetFinishedAt()))
 	k.add("rollback of", r.GetRollbackOf())
 	k.add("bake until", ts(r.GetBakeUntil()))
+	k.add("resumes at", ts(r.GetResumeAt()))
+	if r.GetOverrideWindow() {
+		k.add("deploy windows", "overridden at the start")
+	}
+	if w := r.GetWindow(); w != nil {
+		k.add("window", w.GetMessage())
+	}
+	k.add("keep previous until", ts(r.GetKeepUntil()))
 	for _, res := range r.GetAnalysis().GetResults() {
 		where := fmt.Sprintf("batch %d", res.GetBatch()+1)
 		if res.GetBatch() < 0 {

@@ -24,7 +24,8 @@ import (
 
 func (a *app) serviceCommand() *cobra.Command {
 	c := &cobra.Command{Use: "service", Aliases: []string{"services", "svc"}, Short: "Service definitions: what runs where, and how it is rolled out"}
-	c.AddCommand(a.serviceApplyCommand(), a.serviceListCommand(), a.serviceGetCommand(), a.serviceHistoryCommand())
+	c.AddCommand(a.serviceApplyCommand(), a.serviceListCommand(), a.serviceGetCommand(), a.serviceHistoryCommand(),
+		a.serviceRemediationsCommand())
 	return c
 }
 
@@ -244,7 +245,17 @@ func normalizeDurations(doc any, md protoreflect.MessageDescriptor) error {
 		if fd == nil {
 			fd = md.Fields().ByName(protoreflect.Name(key))
 		}
-		if fd == nil || fd.Message() == nil || fd.IsList() || fd.IsMap() {
+		if fd == nil || fd.Message() == nil || fd.IsMap() {
+			continue
+		}
+		if fd.IsList() {
+			// A list of messages (deploy windows): each element.
+			items, _ := v.([]any)
+			for _, item := range items {
+				if err := normalizeDurations(item, fd.Message()); err != nil {
+					return err
+				}
+			}
 			continue
 		}
 		if fd.Message().FullName() != "google.protobuf.Duration" {

@@ -130,3 +130,15 @@ func TestContainerResources(t *testing.T) {
 		t.Errorf("without a reading: %q", got)
 	}
 }
+
+func TestRemediationActionNames(t *testing.T) {
+	for a, want := range map[flotillav1.RemediationAction]string{
+		flotillav1.RemediationAction_REMEDIATION_ACTION_RESTART:    "restart",
+		flotillav1.RemediationAction_REMEDIATION_ACTION_ESCALATION: "escalation",
+		flotillav1.RemediationAction_REMEDIATION_ACTION_OOM_KILL:   "oom-kill",
+	} {
+		if got := remediationAction(a); got != want {
+			t.Errorf("remediationAction(%s) = %q, want %q", a, got, want)
+		}
+	}
+}

@@ -122,6 +122,10 @@ func GateName(step flotillav1.HostStep) string {
 		return "undrain"
 	case flotillav1.HostStep_HOST_STEP_PENDING:
 		return "preparation (image pull)"
+	case flotillav1.HostStep_HOST_STEP_STARTING_CANDIDATE:
+		return "candidate health gate"
+	case flotillav1.HostStep_HOST_STEP_READY, flotillav1.HostStep_HOST_STEP_SWITCHING:
+		return "load-balancer switch"
 	default:
 		return StepName(step)
 	}

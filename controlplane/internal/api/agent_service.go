@@ -341,7 +341,7 @@ func (s *AgentService) Connect(stream grpc.BidiStreamingServer[flotillav1.Connec
 		return nil
 	case fleet.IsReplaced(err):
 		return status.Error(codes.Aborted, "a newer stream from this agent replaced this one")
-	case errors.Is(err, fleet.ErrLost), errors.Is(err, fleet.ErrShuttingDown):
+	case errors.Is(err, fleet.ErrLost), errors.Is(err, fleet.ErrShuttingDown), errors.Is(err, fleet.ErrRebalanced):
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.As(err, new(*fleet.DeregisteredError)):
 		return status.Error(codes.Unauthenticated, err.Error())
@@ -429,6 +429,11 @@ func validateHeartbeat(hb *flotillav1.Heartbeat) error {
 	if n := len(hb.GetDatabases()); n > maxDatabases {
 		return invalid("heartbeat.databases", "%d entries, at most %d allowed", n, maxDatabases)
 	}
+	for i, db := range hb.GetDatabases() {
+		if err := validateWALArchiver(fmt.Sprintf("heartbeat.databases[%d].wal_archiver", i), db.GetWalArchiver()); err != nil {
+			return err
+		}
+	}
 	if app := hb.GetApp(); app != nil {
 		// An array, not a map: this runs for every heartbeat.
 		fields := [...]struct{ name, value string }{{"url", app.GetUrl()}, {"status", app.GetStatus()}, {"timestamp", app.GetTimestamp()},
@@ -440,6 +445,30 @@ func validateHeartbeat(hb *flotillav1.Heartbeat) error {
 		}
 	}
 	return validateContainers("heartbeat.containers", hb.GetContainers())
+}
+
+// The bounds of a heartbeat's WAL archive continuity: timelines with
+// archived segments, and the missing segments listed per timeline (the
+// agent lists 10).
+const (
+	maxArchiveTimelines = 1000
+	maxMissingListed    = 100
+)
+
+// validateWALArchiver bounds the archive continuity a heartbeat carries.
+func validateWALArchiver(field string, w *flotillav1.WalArchiverStats) error {
+	if n := len(w.GetArchiveTimelines()); n > maxArchiveTimelines {
+		return invalid(field+".archive_timelines", "%d entries, at most %d allowed", n, maxArchiveTimelines)
+	}
+	if n := len(w.GetArchiveCheckError()); n > 2048 {
+		return invalid(field+".archive_check_error", "%d bytes, at most 2048 allowed", n)
+	}
+	for i, tl := range w.GetArchiveTimelines() {
+		if n := len(tl.GetMissing()); n > maxMissingListed {
+			return invalid(fmt.Sprintf("%s.archive_timelines[%d].missing", field, i), "%d entries, at most %d allowed", n, maxMissingListed)
+		}
+	}
+	return nil
 }
 
 func validateContainers(field string, cs []*flotillav1.ManagedContainer) error {
@@ -520,6 +549,7 @@ func validateResultLists(field string, r *flotillav1.CommandResult) error {
 		{"prune.kept", len(r.GetPrune().GetKept())},
 		{"prune.deleted", len(r.GetPrune().GetDeleted())},
 		{"drill.tables", len(r.GetDrill().GetTables())},
+		{"restore.timeline_history", len(r.GetRestore().GetTimelineHistory())},
 	} {
 		if l.n > maxResultEntries {
 			return invalid(field+"."+l.name, "%d entries, at most %d allowed", l.n, maxResultEntries)

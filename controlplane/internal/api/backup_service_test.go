@@ -241,6 +241,11 @@ func TestRetentionPreview(t *testing.T) {
 	if kept, pruned := count(resp, "db-1"); err != nil || kept != 2 || pruned != 8 || !strings.Contains(resp.GetRecoveryPoints()[0], "last 2 backups") {
 		t.Errorf("keep_last 2: %d kept, %d pruned, %v, %v", kept, pruned, resp.GetRecoveryPoints(), err)
 	}
+	// Each pruned dump is an instant that can no longer be recovered.
+	if lost := resp.GetLost(); len(lost) != 16 || lost[0].GetType() != flotillav1.BackupType_BACKUP_TYPE_DUMP ||
+		!lost[0].GetFrom().AsTime().Equal(lost[0].GetUntil().AsTime()) || !strings.Contains(lost[0].GetDescription(), "the state of 2026-12-") {
+		t.Errorf("keep_last 2: lost %v, want the 8 pruned dumps of each host", lost)
+	}
 	_, err = c.GetRetentionPreview(ctx, &flotillav1.GetRetentionPreviewRequest{Name: "nightly", Retention: &flotillav1.BackupRetention{KeepDaily: 5000}})
 	wantStatus(t, "huge retention", err, codes.InvalidArgument, "retention.keep_daily")
 	_, err = c.GetRetentionPreview(ctx, &flotillav1.GetRetentionPreviewRequest{Name: "nope"})

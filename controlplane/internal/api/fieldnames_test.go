@@ -39,7 +39,8 @@ type fieldCase struct {
 // request checks; the others are left alone.
 var covers = map[string]string{
 	"Connect hello": "hello", "Connect heartbeat": "heartbeat", "Connect command_event": "command_event",
-	"Connect journal_report": "journal_report", "RunCommand spec": "spec",
+	"Connect journal_report": "journal_report", "RunCommand spec": "spec", "RunCommand start_candidate": "spec",
+	"RunCommand swap_servers": "spec", "RunCommand blue_green": "spec",
 }
 
 func fieldCases(t *testing.T) []fieldCase {
@@ -87,6 +88,11 @@ func fieldCases(t *testing.T) []fieldCase {
 				_, _, err := validateIssueOperatorCertificate(m.(*flotillav1.IssueOperatorCertificateRequest))
 				return err
 			}},
+		{"ListRemediations", &flotillav1.ListRemediationsRequest{Service: "web", AgentId: "web-1-abc123", PageSize: 10},
+			func(m proto.Message) error {
+				_, err := remediationQuery(m.(*flotillav1.ListRemediationsRequest))
+				return err
+			}},
 		{"ListAuditEvents", &flotillav1.ListAuditEventsRequest{Principal: "token:at-1", Method: "/flotilla.v1.AdminService/CreateAPIToken", Since: timestamppb.Now(), PageSize: 5, RequestId: "req-1"},
 			func(m proto.Message) error { _, err := auditQuery(m.(*flotillav1.ListAuditEventsRequest)); return err }},
 		{"DeregisterAgent", &flotillav1.DeregisterAgentRequest{AgentId: "web-1-abc123", Reason: "gone"},
@@ -95,9 +101,37 @@ func fieldCases(t *testing.T) []fieldCase {
 			func(m proto.Message) error { return validateStart(m.(*flotillav1.StartRolloutRequest)) }},
 		{"PutService", &flotillav1.PutServiceRequest{Service: &flotillav1.Service{Name: "web", Container: "web", Selector: "role=web",
 			HealthUrl: "http://127.0.0.1/health", DefaultStrategy: strategy,
+			Remediation: &flotillav1.RemediationPolicy{MemoryPercentOfLimit: 90, SustainedFor: durationpb.New(5 * time.Minute),
+				GrowthWindow: durationpb.New(30 * time.Minute), MinGrowthPercent: 10, MaxRestartsPerHostPerHour: 2},
 			LoadBalancer: &flotillav1.LoadBalancer{Selector: "role=lb", Upstream: "web", ServerPort: 8080, AddressLabel: "address"}}},
 			func(m proto.Message) error {
 				return GRPCError(rollout.ValidateService(m.(*flotillav1.PutServiceRequest).GetService()))
+			}},
+		{"StartRollout blue-green", &flotillav1.StartRolloutRequest{Service: "web", Image: "registry.internal/web:v3", Reason: "release",
+			Strategy: &flotillav1.RolloutStrategy{MinHealthyTime: durationpb.New(time.Second), HealthyDeadline: durationpb.New(time.Minute),
+				BlueGreen: &flotillav1.BlueGreen{KeepPrevious: durationpb.New(15 * time.Minute)}}},
+			func(m proto.Message) error { return validateStart(m.(*flotillav1.StartRolloutRequest)) }},
+		{"PutService alternate_port", &flotillav1.PutServiceRequest{Service: &flotillav1.Service{Name: "web", Container: "web", Selector: "role=web",
+			LoadBalancer:    &flotillav1.LoadBalancer{Selector: "role=lb", Upstream: "web", ServerPort: 8080, AlternatePort: 8081},
+			DefaultStrategy: &flotillav1.RolloutStrategy{Surge: true}}},
+			func(m proto.Message) error {
+				return GRPCError(rollout.ValidateService(m.(*flotillav1.PutServiceRequest).GetService()))
+			}},
+		{"RunCommand start_candidate", &flotillav1.RunCommandRequest{Spec: &flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_StartCandidate{
+			StartCandidate: &flotillav1.StartCandidateCommand{Container: "web", Image: "registry.internal/web:v2", Port: 8080, CandidatePort: 8081,
+				MinHealthyTime: durationpb.New(time.Second), HealthyDeadline: durationpb.New(time.Minute)}}}},
+			func(m proto.Message) error {
+				return GRPCError(commands.ValidateSpec("spec", m.(*flotillav1.RunCommandRequest).GetSpec()))
+			}},
+		{"RunCommand swap_servers", &flotillav1.RunCommandRequest{Spec: &flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_SwapServers{
+			SwapServers: &flotillav1.SwapServersCommand{Upstream: "web", Swaps: []*flotillav1.ServerSwap{{From: "10.0.0.1:8080", To: "10.0.0.1:8081"}}}}}},
+			func(m proto.Message) error {
+				return GRPCError(commands.ValidateSpec("spec", m.(*flotillav1.RunCommandRequest).GetSpec()))
+			}},
+		{"RunCommand blue_green", &flotillav1.RunCommandRequest{Spec: &flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_BlueGreen{
+			BlueGreen: &flotillav1.BlueGreenCommand{Container: "web", Action: flotillav1.BlueGreenAction_BLUE_GREEN_ACTION_PROMOTE}}}},
+			func(m proto.Message) error {
+				return GRPCError(commands.ValidateSpec("spec", m.(*flotillav1.RunCommandRequest).GetSpec()))
 			}},
 		{"RunCommand spec", &flotillav1.RunCommandRequest{Spec: &flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Restart{
 			Restart: &flotillav1.RestartCommand{Container: "web", Image: "registry.internal/web:v2", StopTimeout: durationpb.New(time.Second)}}}},

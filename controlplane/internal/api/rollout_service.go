@@ -8,6 +8,8 @@ import (
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 
+	"flotilla.dev/controlplane/internal/fault"
+	"flotilla.dev/controlplane/internal/remediation"
 	"flotilla.dev/controlplane/internal/rollout"
 	"flotilla.dev/controlplane/internal/store"
 )
@@ -22,6 +24,15 @@ const (
 type RolloutServiceConfig struct {
 	// Engine runs the rollouts (required).
 	Engine Rollouts
+	// Remediations keeps the remediation events (ListRemediations); nil
+	// answers ListRemediations Unavailable.
+	Remediations RemediationEvents
+}
+
+// RemediationEvents reads the remediation driver's events
+// (store.RemediationStore).
+type RemediationEvents interface {
+	ListRemediations(ctx context.Context, q store.RemediationQuery) ([]store.Remediation, error)
 }
 
 // RolloutService implements flotilla.v1.RolloutService on the rollout
@@ -29,7 +40,8 @@ type RolloutServiceConfig struct {
 // validates what depends on the fleet and the store.
 type RolloutService struct {
 	flotillav1.UnimplementedRolloutServiceServer
-	engine Rollouts
+	engine       Rollouts
+	remediations RemediationEvents
 }
 
 // NewRolloutService validates cfg and returns the service.
@@ -37,7 +49,7 @@ func NewRolloutService(cfg RolloutServiceConfig) (*RolloutService, error) {
 	if cfg.Engine == nil {
 		return nil, errors.New("api: rollout service needs the rollout engine")
 	}
-	return &RolloutService{engine: cfg.Engine}, nil
+	return &RolloutService{engine: cfg.Engine, remediations: cfg.Remediations}, nil
 }
 
 // PutService implements RolloutService.PutService.
@@ -98,7 +110,10 @@ func validateStart(req *flotillav1.StartRolloutRequest) error {
 	if err := rollout.ValidateStrategy("strategy", req.GetStrategy()); err != nil {
 		return GRPCError(err)
 	}
-	return validateShort("reason", req.GetReason(), maxRolloutReason)
+	if err := validateShort("reason", req.GetReason(), maxRolloutReason); err != nil {
+		return err
+	}
+	return GRPCError(rollout.ValidateStartReason(req))
 }
 
 // GetRollout implements RolloutService.GetRollout.
@@ -237,4 +252,51 @@ func (s *RolloutService) RollbackService(ctx context.Context, req *flotillav1.Ro
 		return nil, GRPCError(err)
 	}
 	return &flotillav1.RollbackServiceResponse{Rollout: r}, nil
+}
+
+const (
+	defaultRemediationPage = 50
+	maxRemediationPage     = 500
+)
+
+// ListRemediations implements RolloutService.ListRemediations.
+func (s *RolloutService) ListRemediations(ctx context.Context, req *flotillav1.ListRemediationsRequest) (*flotillav1.ListRemediationsResponse, error) {
+	q, err := remediationQuery(req)
+	if err != nil {
+		return nil, GRPCError(err)
+	}
+	if s.remediations == nil {
+		return nil, GRPCError(fault.Unavailablef("this control plane keeps no remediation events"))
+	}
+	list, err := s.remediations.ListRemediations(ctx, q)
+	if err != nil {
+		return nil, GRPCError(fault.Store("listing remediation events failed", err))
+	}
+	resp := &flotillav1.ListRemediationsResponse{}
+	for _, r := range list {
+		resp.Events = append(resp.Events, remediation.EventProto(r))
+	}
+	return resp, nil
+}
+
+// remediationQuery validates a ListRemediations request.
+func remediationQuery(req *flotillav1.ListRemediationsRequest) (store.RemediationQuery, error) {
+	q := store.RemediationQuery{Service: req.GetService(), AgentID: req.GetAgentId(), Limit: defaultRemediationPage}
+	if q.Service != "" {
+		if err := rollout.ValidateServiceName("service", q.Service); err != nil {
+			return q, err
+		}
+	}
+	if err := validateShort("agent_id", q.AgentID, maxShortString); err != nil {
+		return q, err
+	}
+	switch n := req.GetPageSize(); {
+	case n < 0:
+		return q, invalid("page_size", "must not be negative")
+	case n > maxRemediationPage:
+		return q, invalid("page_size", "%d is more than the maximum of %d", n, maxRemediationPage)
+	case n > 0:
+		q.Limit = int(n)
+	}
+	return q, nil
 }

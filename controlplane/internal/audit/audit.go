@@ -284,3 +284,27 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "…"
 }
+
+// RecordSystem writes the audit entry of an action the control plane took
+// on its own (no call): principal names the subsystem
+// ("system:remediation"), action what it did ("remediation.restart"),
+// request the action's parameters (as JSON, secrets redacted) and message
+// the outcome. A failed write is logged and counted, never returned: the
+// action happened.
+func (r *Recorder) RecordSystem(ctx context.Context, principal, action string, request any, message string) {
+	wctx, cancel := r.writeContext(ctx)
+	defer cancel()
+	ev := store.AuditEvent{
+		At: r.cfg.Now(), Principal: principal, Role: "system", Method: action, Request: Redact(request),
+		Code: "OK", Message: truncate(message, maxMessage),
+	}
+	id, err := r.cfg.Store.AppendAuditEvent(wctx, ev)
+	fields := []zap.Field{zap.Int64("audit_id", id), logging.Principal(principal), zap.String("method", action),
+		zap.String("request", ev.Request), zap.String("message", ev.Message)}
+	if err != nil {
+		r.failures.WithLabelValues(stageAfter).Inc()
+		r.writeFailed(err, "AUDIT WRITE FAILED: an automatic action is missing from the audit trail", fields...)
+		return
+	}
+	r.log.Info("audit", fields...)
+}

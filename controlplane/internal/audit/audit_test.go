@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 	"google.golang.org/grpc"
@@ -62,6 +63,7 @@ func TestAudited(t *testing.T) {
 		flotillav1.AdminService_RevokeAPIToken_FullMethodName:              true,
 		flotillav1.RolloutService_RollbackService_FullMethodName:           true,
 		flotillav1.RolloutService_ListRollouts_FullMethodName:              false,
+		flotillav1.RolloutService_ListRemediations_FullMethodName:          false,
 		"/flotilla.v1.AgentService/Register/../../FleetService/RunCommand": false,
 	}
 	for m, want := range tests {
@@ -319,4 +321,32 @@ func failures(t *testing.T, reg *prometheus.Registry, stage string) float64 {
 	}
 	t.Fatalf("no flotilla_audit_write_failures_total{stage=%q}", stage)
 	return 0
+}
+
+// TestRecordSystem: an action the control plane took on its own is one
+// complete row (principal, method, request as JSON, OK), and a failed
+// write is counted, not returned.
+func TestRecordSystem(t *testing.T) {
+	st := &memStore{}
+	reg := prometheus.NewRegistry()
+	at := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
+	r, err := New(Config{Store: st, Registerer: reg, Now: func() time.Time { return at }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &flotillav1.RemediationEvent{Service: "web", AgentId: "a1", Reason: "threshold"}
+	r.RecordSystem(context.Background(), "system:remediation", "/system/remediation.restart", req, "threshold: working set 90 MiB")
+	if len(st.events) != 1 {
+		t.Fatalf("%d events, want 1", len(st.events))
+	}
+	ev := st.events[0]
+	if ev.Principal != "system:remediation" || ev.Role != "system" || ev.Method != "/system/remediation.restart" || ev.Code != "OK" ||
+		!ev.At.Equal(at) || !strings.Contains(ev.Request, `"agent_id":"a1"`) || ev.Message != "threshold: working set 90 MiB" {
+		t.Fatalf("event %+v", ev)
+	}
+	st.setFail(true)
+	r.RecordSystem(context.Background(), "system:remediation", "/system/remediation.escalation", req, "restarts are not helping")
+	if got := testutil.ToFloat64(r.failures.WithLabelValues(stageAfter)); got != 1 {
+		t.Errorf("failed writes counted %v, want 1", got)
+	}
 }

@@ -241,9 +241,10 @@ func (m *Manager) RetentionPreview(ctx context.Context, name string, r *flotilla
 		}
 		groups[k] = append(groups[k], b)
 	}
-	out := &flotillav1.GetRetentionPreviewResponse{RecoveryPoints: RecoveryPoints(r, p.Backup)}
+	out := &flotillav1.GetRetentionPreviewResponse{RecoveryPoints: RecoveryPoints(r, p.Backup, p.Def.GetType())}
 	for _, k := range order {
 		sel := Select(groups[k], r, p.Backup.Location())
+		out.Lost = append(out.Lost, Lost(sel, flotillav1.BackupType(groups[k][0].Type))...)
 		for _, kept := range sel.Keep {
 			out.Kept = append(out.Kept, &flotillav1.RetainedBackup{Backup: BackupToProto(kept.Backup), KeptBy: kept.Reasons})
 		}

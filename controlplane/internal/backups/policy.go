@@ -168,7 +168,7 @@ func (p *Policy) Render(runs []store.BackupPolicyRun, now time.Time) *flotillav1
 	out := proto.Clone(p.Def).(*flotillav1.BackupPolicy)
 	out.CreatedAt, out.UpdatedAt = timestamppb.New(p.Stored.CreatedAt), timestamppb.New(p.Stored.UpdatedAt)
 	out.CreatedBy = p.Stored.CreatedBy
-	out.RecoveryPoints = RecoveryPoints(out.GetRetention(), p.Backup)
+	out.RecoveryPoints = RecoveryPoints(out.GetRetention(), p.Backup, out.GetType())
 	byJob := map[string]store.BackupPolicyRun{}
 	for _, r := range runs {
 		byJob[r.Job] = r

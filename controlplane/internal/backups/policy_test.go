@@ -100,8 +100,15 @@ func TestRenderStatesScheduleAndRecoveryPoints(t *testing.T) {
 	}
 	minutely, _ := Decode(store.BackupPolicy{Name: "m", Spec: mustMarshal(&flotillav1.BackupPolicy{Name: "m", Schedule: "* * * * *",
 		TimeZone: "UTC", DrillsDisabled: true}), CreatedAt: created})
-	if got := RecoveryPoints(&flotillav1.BackupRetention{KeepLast: 7}, minutely.Backup); got[0] != "each of the last 7 backups (about 7 minutes at this schedule)" {
+	if got := RecoveryPoints(&flotillav1.BackupRetention{KeepLast: 7}, minutely.Backup, flotillav1.BackupType_BACKUP_TYPE_DUMP); got[0] != "each of the last 7 backups (about 7 minutes at this schedule)" {
 		t.Errorf("minutely: %q", got[0])
+	}
+	// Base backups: the chain base backup → WAL makes every instant since
+	// the oldest kept one recoverable; the defaults keep about 6 months.
+	base := RecoveryPoints(def.GetRetention(), p.Backup, flotillav1.BackupType_BACKUP_TYPE_BASE)
+	if want := "any point in time from the start of the oldest kept base backup to the last archived WAL segment " +
+		"(about the last 180 days at this schedule), as long as the WAL archive has no gap"; base[0] != want || len(base) != 6 {
+		t.Errorf("base backups: %q, want %q first", base, want)
 	}
 	p.Def.Paused = true
 	if p.Render(runs, utc("2026-12-07T09:00:00Z")).GetBackupStatus().GetNextRunAt() != nil {

@@ -3,7 +3,10 @@ package backups
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 
@@ -82,9 +85,18 @@ func Select(backups []store.Backup, r *flotillav1.BackupRetention, loc *time.Loc
 
 // RecoveryPoints states a retention as what can still be recovered with it
 // at the schedule s, e.g. "each of the last 7 backups (about 7 days at
-// this schedule)".
-func RecoveryPoints(r *flotillav1.BackupRetention, s *schedule.Schedule) []string {
+// this schedule)". For base backups (typ BACKUP_TYPE_BASE) the chain base
+// backup → WAL makes every instant since the oldest kept base backup
+// recoverable, which comes first.
+func RecoveryPoints(r *flotillav1.BackupRetention, s *schedule.Schedule, typ flotillav1.BackupType) []string {
 	var out []string
+	if typ == flotillav1.BackupType_BACKUP_TYPE_BASE {
+		line := "any point in time from the start of the oldest kept base backup to the last archived WAL segment"
+		if span := retentionSpan(r, s); span > 0 {
+			line += fmt.Sprintf(" (about the last %s at this schedule)", humanSpan(span))
+		}
+		out = append(out, line+", as long as the WAL archive has no gap")
+	}
 	if n := r.GetKeepLast(); n > 0 {
 		line := fmt.Sprintf("each of the last %d backups", n)
 		if span := period(s) * time.Duration(n); span > 0 {
@@ -104,6 +116,81 @@ func RecoveryPoints(r *flotillav1.BackupRetention, s *schedule.Schedule) []strin
 		}
 	}
 	return append(out, "the newest verified backup, however old")
+}
+
+// retentionSpan is about how far back the oldest backup r keeps lies at
+// schedule s: keep_last slots, or keep_daily days (weeks for a weekly
+// schedule: days that have a backup), weeks and months; zero for a
+// schedule without a usual interval.
+func retentionSpan(r *flotillav1.BackupRetention, s *schedule.Schedule) time.Duration {
+	p := period(s)
+	if p == 0 {
+		return 0
+	}
+	day := 24 * time.Hour
+	span := p * time.Duration(r.GetKeepLast())
+	for _, rule := range []struct {
+		n    uint32
+		unit time.Duration
+	}{{r.GetKeepDaily(), day}, {r.GetKeepWeekly(), 7 * day}, {r.GetKeepMonthly(), 30 * day}} {
+		span = max(span, time.Duration(rule.n)*max(rule.unit, p))
+	}
+	return span
+}
+
+// Lost is what pruning sel's backups of one host makes impossible to
+// recover: each pruned verified dump is an instant; for base backups, the
+// span from the oldest pruned one older than the oldest kept one up to
+// that kept one (its WAL goes too). typ is the group's backup type.
+func Lost(sel Selection, typ flotillav1.BackupType) []*flotillav1.LostRecovery {
+	var out []*flotillav1.LostRecovery
+	if typ != flotillav1.BackupType_BACKUP_TYPE_BASE {
+		for _, b := range sel.Prune {
+			if b.Verified {
+				at := pointOf(b)
+				out = append(out, &flotillav1.LostRecovery{AgentId: b.AgentID, Type: typ, From: timestamppb.New(at), Until: timestamppb.New(at),
+					Description: fmt.Sprintf("the state of %s (dump %s)", at.UTC().Format(time.RFC3339), b.Name)})
+			}
+		}
+		return out
+	}
+	if len(sel.Keep) == 0 {
+		return nil
+	}
+	oldestKept := sel.Keep[0].Backup
+	for _, k := range sel.Keep {
+		if pointOf(k.Backup).Before(pointOf(oldestKept)) {
+			oldestKept = k.Backup
+		}
+	}
+	var gone []store.Backup
+	for _, b := range sel.Prune {
+		if b.Verified && pointOf(b).Before(pointOf(oldestKept)) {
+			gone = append(gone, b)
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	slices.SortFunc(gone, func(a, b store.Backup) int { return pointOf(a).Compare(pointOf(b)) })
+	names := make([]string, len(gone))
+	for i, b := range gone {
+		names[i] = b.Name
+	}
+	from, until := pointOf(gone[0]), pointOf(oldestKept)
+	return []*flotillav1.LostRecovery{{AgentId: oldestKept.AgentID, Type: typ, From: timestamppb.New(from), Until: timestamppb.New(until),
+		Description: fmt.Sprintf("any point in time from %s to %s: base backups %s and the WAL before %s (the oldest kept) are deleted",
+			from.UTC().Format(time.RFC3339), until.UTC().Format(time.RFC3339), strings.Join(names, ", "), oldestKept.Name)}}
+}
+
+// pointOf is the instant a backup recovers to: its start (a dump's
+// snapshot, a base backup's checkpoint), else its end when the catalog has
+// no start.
+func pointOf(b store.Backup) time.Time {
+	if b.StartedAt.IsZero() {
+		return b.FinishedAt
+	}
+	return b.StartedAt
 }
 
 // period is the schedule's usual interval: the gap between two slots of a

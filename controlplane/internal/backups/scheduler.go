@@ -68,12 +68,20 @@ type SchedulerConfig struct {
 	Now      func() time.Time
 	Interval time.Duration
 	Metrics  *Metrics
+	// OnStale is told, once per episode, of a policy whose newest
+	// successful backup is older than its schedule allows (the slot after
+	// it plus StaleGrace passed); it may wait for a store write. Nil: not
+	// watched.
+	OnStale func(context.Context, Stale)
+	// StaleGrace is DefaultStaleGrace when zero.
+	StaleGrace time.Duration
 }
 
 // Scheduler runs the backup policies' jobs as fleet commands.
 type Scheduler struct {
-	cfg SchedulerConfig
-	log *zap.Logger
+	cfg   SchedulerConfig
+	log   *zap.Logger
+	stale staleEpisodes
 }
 
 // NewScheduler returns a Scheduler; Run drives it.
@@ -89,6 +97,9 @@ func NewScheduler(cfg SchedulerConfig) (*Scheduler, error) {
 	}
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultInterval
+	}
+	if cfg.StaleGrace <= 0 {
+		cfg.StaleGrace = DefaultStaleGrace
 	}
 	return &Scheduler{cfg: cfg, log: cfg.Logger}, nil
 }
@@ -138,9 +149,11 @@ func (s *Scheduler) Tick(ctx context.Context) error {
 			}
 		}
 		s.cfg.Metrics.policy(p, byKey)
+		s.checkStale(ctx, p, byKey[[2]string{p.Def.GetName(), store.BackupJobBackup}])
 		seen[sp.Name] = true
 	}
 	s.cfg.Metrics.forget(seen)
+	s.stale.forget(seen)
 	if err := s.cfg.Metrics.refreshDrills(ctx, s.cfg.Store); err != nil {
 		errs = append(errs, fmt.Errorf("reading the latest drills: %w", err))
 	}

@@ -182,7 +182,7 @@ func BenchmarkDispatcherOneCommand(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range hcs {
-		e.disp.Track(hcs[i : i+1])
+		e.disp.Track(hcs[i:i+1], nil)
 		if err := e.disp.Release(ctx, []string{hcs[i].ID}, time.Minute); err != nil {
 			b.Fatal(err)
 		}

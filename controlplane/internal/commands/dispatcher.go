@@ -92,7 +92,10 @@ type Dispatcher struct {
 	cancels map[string]string
 	// relayed: what was relayed of commands owned elsewhere (replica mode).
 	relayed map[string]relayMark
-	turn    turn // reused by each turn
+	// fences holds the fence of every active command tracked under one
+	// (replica mode: its work's lease), by command ID; its writes carry it.
+	fences map[string]*store.Fence
+	turn   turn // reused by each turn
 
 	// rescanReports asks the Follower to read the reports from the first
 	// again (replica mode; set by Adopt).
@@ -122,6 +125,7 @@ func NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {
 		byAgent: make(map[string]map[string]*store.HostCommand),
 		cancels: make(map[string]string),
 		relayed: make(map[string]relayMark),
+		fences:  make(map[string]*store.Fence),
 	}, nil
 }
 
@@ -145,9 +149,13 @@ func (d *Dispatcher) Load(ctx context.Context) error {
 }
 
 // Track adds host commands that were just created in the store (queued or
-// released) to the dispatcher.
-func (d *Dispatcher) Track(hcs []store.HostCommand) {
-	_ = d.do(context.Background(), &trackJob{hcs: hcs})
+// released), or read from it, to the dispatcher; the released ones are
+// sent to their agents whose streams are here (see trackJob). Every later
+// write of them carries fence
+// (their work's lease in replica mode; nil writes unconditionally): once
+// the store refuses it, the dispatcher drops them (see commit).
+func (d *Dispatcher) Track(hcs []store.HostCommand, fence *store.Fence) {
+	_ = d.do(context.Background(), &trackJob{hcs: hcs, fence: fence})
 	if d.cfg.Replica {
 		d.reportsFor(hcs)
 	}
@@ -158,8 +166,9 @@ func (d *Dispatcher) Track(hcs []store.HostCommand) {
 // as Release would have stored them): those are sent to their agents and
 // reported to listeners as Release reports them. Creating commands
 // released spares each of them a second write before its agent can start.
-func (d *Dispatcher) TrackReleased(hcs []store.HostCommand) {
-	_ = d.do(context.Background(), &trackJob{hcs: hcs, sendReleased: true})
+// Their writes carry fence, as Track's.
+func (d *Dispatcher) TrackReleased(hcs []store.HostCommand, fence *store.Fence) {
+	_ = d.do(context.Background(), &trackJob{hcs: hcs, sendReleased: true, fence: fence})
 	if d.cfg.Replica {
 		d.reportsFor(hcs)
 	}

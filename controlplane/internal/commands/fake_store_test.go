@@ -70,7 +70,7 @@ func (s *memStore) CreateHostCommands(_ context.Context, hosts []store.HostComma
 	return nil
 }
 
-func (s *memStore) UpdateHostCommands(_ context.Context, hosts []store.HostCommand) error {
+func (s *memStore) UpdateHostCommands(_ context.Context, hosts []store.HostCommand, _ map[string]*store.Fence, _ []store.CommandEvent) error {
 	s.mu.Lock()
 	s.updates = append(s.updates, slices.Clone(hosts))
 	call := len(s.updates)
@@ -231,5 +231,5 @@ func (e *testEnv) queuedCommand(t *testing.T, id, agent string) {
 	if err := e.st.CreateHostCommands(context.Background(), []store.HostCommand{hc}); err != nil {
 		t.Fatal(err)
 	}
-	e.d.Track([]store.HostCommand{hc})
+	e.d.Track([]store.HostCommand{hc}, nil)
 }

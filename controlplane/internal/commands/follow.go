@@ -17,8 +17,8 @@ const (
 	// DefaultCatchUp is how often a Follower catches up without a
 	// wake-up: the longest a lost notification delays a command.
 	DefaultCatchUp = time.Second
-	// DefaultReportRetention is how long the reports of a finished
-	// command are kept.
+	// DefaultReportRetention is how long the reports and the events of a
+	// finished command are kept.
 	DefaultReportRetention = time.Hour
 	// followPage is how many rows one catch-up read takes.
 	followPage = 1000
@@ -161,9 +161,6 @@ func (f *Follower) catchUpChanges(ctx context.Context) error {
 			return err
 		}
 		f.cfg.Dispatcher.Relay(hcs)
-		if f.cfg.Manager != nil {
-			f.cfg.Manager.remoteChanges(hcs)
-		}
 		f.changeSeq = hcs[len(hcs)-1].ChangeSeq
 		if len(hcs) < followPage {
 			return nil
@@ -179,12 +176,7 @@ func (f *Follower) catchUpReports(ctx context.Context) error {
 		f.reportSeq = 0
 	}
 	if now := f.cfg.Now(); now.Sub(f.pruned) >= pruneEvery {
-		if n, err := f.cfg.Store.PruneCommandReports(ctx, now.Add(-f.cfg.ReportRetention)); err != nil {
-			f.log.Warn("pruning command reports failed; will retry", zap.Error(err))
-		} else {
-			f.pruned = now
-			f.log.Debug("pruned command reports", zap.Int64("reports", n))
-		}
+		f.prune(ctx, now.Add(-f.cfg.ReportRetention))
 	}
 	for {
 		reports, err := f.cfg.Store.ListCommandReports(ctx, f.reportSeq, followPage)
@@ -202,4 +194,21 @@ func (f *Follower) catchUpReports(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// prune deletes the reports and the events of the commands finished before
+// before; what fails is pruned at the next try.
+func (f *Follower) prune(ctx context.Context, before time.Time) {
+	reports, err := f.cfg.Store.PruneCommandReports(ctx, before)
+	if err != nil {
+		f.log.Warn("pruning command reports failed; will retry", zap.Error(err))
+		return
+	}
+	events, err := f.cfg.Store.PruneCommandEvents(ctx, before)
+	if err != nil {
+		f.log.Warn("pruning command events failed; will retry", zap.Error(err))
+		return
+	}
+	f.pruned = f.cfg.Now()
+	f.log.Debug("pruned command reports and events", zap.Int64("reports", reports), zap.Int64("events", events))
 }

@@ -20,8 +20,12 @@ import (
 // sending anything (track, finish, get). Everything here runs on the
 // dispatcher's owner goroutine.
 
-func (d *Dispatcher) track(hc *store.HostCommand) {
+// track makes hc active; its writes carry fence (nil: none).
+func (d *Dispatcher) track(hc *store.HostCommand, fence *store.Fence) {
 	d.active[hc.ID] = hc
+	if fence != nil {
+		d.fences[hc.ID] = fence
+	}
 	m := d.byAgent[hc.AgentID]
 	if m == nil {
 		m = make(map[string]*store.HostCommand)
@@ -33,6 +37,7 @@ func (d *Dispatcher) track(hc *store.HostCommand) {
 func (d *Dispatcher) untrack(hc *store.HostCommand) {
 	delete(d.active, hc.ID)
 	delete(d.cancels, hc.ID)
+	delete(d.fences, hc.ID)
 	if m := d.byAgent[hc.AgentID]; m != nil {
 		delete(m, hc.ID)
 		if len(m) == 0 {
@@ -111,12 +116,20 @@ func (t *turn) applyAll(r *request) {
 	}
 }
 
-// trackJob adds host commands just created in the store (or loaded from
-// it); with sendReleased, those created released are sent and reported as
+// trackJob adds host commands just created in the store (or read from
+// it). The released ones are sent to their agents whose streams are here,
+// with the cancels requested: an agent that attached before the
+// dispatcher held a command was not sent it (the attach found nothing to
+// send, and the relay leaves alone the commands held here), and a command
+// read from the store may never have reached its agent (its driver
+// stopped between storing the release and sending it). A resend is
+// harmless: the agent's journal answers it with its outcome. With
+// sendReleased (commands created released), they are also reported as
 // Release reports them.
 type trackJob struct {
 	hcs          []store.HostCommand
 	sendReleased bool
+	fence        *store.Fence
 }
 
 func (j *trackJob) ids() []string                 { return nil }
@@ -125,14 +138,28 @@ func (j *trackJob) prepare(*turn, *request) error { return nil }
 func (j *trackJob) apply(t *turn, _ *request) {
 	for i := range j.hcs {
 		hc := j.hcs[i]
-		t.d.track(&hc)
-		t.d.cfg.Metrics.inFlight(hc.Kind, 1)
+		t.hold(&hc, j.fence)
 		if !j.sendReleased || hc.ReleasedAt.IsZero() {
 			continue
 		}
-		t.send(&hc)
 		t.updates = append(t.updates, Update{Command: hc, Event: &flotillav1.CommandEvent{
 			CommandId: hc.ID, State: flotillav1.CommandState(hc.State), Message: hc.Message, At: timestamppb.New(hc.ReleasedAt)}})
+	}
+}
+
+// hold makes hc active (see track) and, if it is released, sends it to its
+// agent if the agent's stream is here, with its requested cancel.
+func (t *turn) hold(hc *store.HostCommand, fence *store.Fence) {
+	d := t.d
+	d.track(hc, fence)
+	d.cfg.Metrics.inFlight(hc.Kind, 1)
+	if hc.ReleasedAt.IsZero() {
+		return
+	}
+	t.send(hc)
+	if hc.CancelReason != "" {
+		d.cancels[hc.ID] = hc.CancelReason
+		d.sendCancel(hc, hc.CancelReason)
 	}
 }
 

@@ -2,13 +2,19 @@ package commands
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 
 	"flotilla.dev/controlplane/internal/store"
+	"flotilla.dev/pkg/logging"
 )
 
 // maxTurn bounds how many requests one turn of the owner takes from the
@@ -223,12 +229,42 @@ func (t *turn) touchesChanged(ids []string) bool {
 
 // commit stores every change of reqs that must be stored, in one
 // transaction: either all of them are stored or, when the store fails,
-// none is, and each request that had one fails.
+// none is, and each request that had one fails. Each command's change
+// carries its fence (replica mode): when the store refuses one, the
+// requests under that fence are taken out (see fenced) and the others are
+// stored without them.
 func (d *Dispatcher) commit(reqs []*request) error {
+	for {
+		hcs := persisted(reqs)
+		events := d.events(reqs)
+		if len(hcs) == 0 && len(events) == 0 {
+			return nil
+		}
+		// No deadline and no cancellation: the callers wait for the
+		// outcome whatever happens (see do), and the SQLite driver
+		// watches a cancellable context with a goroutine per statement,
+		// which made each row about 65% slower (13 → 21 µs in a
+		// transaction of 1,000). Lock waits are bounded by the store's
+		// busy timeout.
+		err := d.cfg.Store.UpdateHostCommands(context.Background(), hcs, d.fences, events)
+		var fe *store.FencedError
+		if errors.As(err, &fe) && d.fenced(reqs, fe.Fence, err) {
+			continue // stored without the requests under fe's fence
+		}
+		if err != nil {
+			return fmt.Errorf("commands: store %d command changes: %w", len(hcs), err)
+		}
+		return nil
+	}
+}
+
+// persisted returns the changes of reqs that must be stored, of the
+// requests that have not failed.
+func persisted(reqs []*request) []store.HostCommand {
 	n := 0
 	for _, r := range reqs {
 		for i := range r.changes {
-			if r.changes[i].persist {
+			if r.changes[i].persist && r.err == nil {
 				n++
 			}
 		}
@@ -240,20 +276,81 @@ func (d *Dispatcher) commit(reqs []*request) error {
 	hcs := make([]store.HostCommand, 0, n)
 	for _, r := range reqs {
 		for i := range r.changes {
-			if r.changes[i].persist {
+			if r.changes[i].persist && r.err == nil {
 				hcs = append(hcs, r.changes[i].next)
 			}
 		}
 	}
-	// No deadline and no cancellation: the callers wait for the outcome
-	// whatever happens (see do), and the SQLite driver watches a
-	// cancellable context with a goroutine per statement, which made each
-	// row about 65% slower (13 → 21 µs in a transaction of 1,000). Lock
-	// waits are bounded by the store's busy timeout.
-	if err := d.cfg.Store.UpdateHostCommands(context.Background(), hcs); err != nil {
-		return fmt.Errorf("commands: store %d command changes: %w", len(hcs), err)
+	return hcs
+}
+
+// events returns, in replica mode, the event of every change of reqs (the
+// requests that have not failed) to a fleet command's host, progress
+// included: stored with the changes, they let watchers on the other
+// replicas send each event as the watchers here do (see watchRemote).
+// One control plane stores none: its watchers are all here.
+func (d *Dispatcher) events(reqs []*request) []store.CommandEvent {
+	if !d.cfg.Replica {
+		return nil
 	}
-	return nil
+	var out []store.CommandEvent
+	for _, r := range reqs {
+		if r.err != nil {
+			continue
+		}
+		for i := range r.changes {
+			c := &r.changes[i]
+			if c.next.FleetCommandID == "" || c.ev == nil {
+				continue
+			}
+			b, err := proto.Marshal(c.ev)
+			if err != nil {
+				d.log.Warn("encoding a command event for the other replicas' watchers failed; they miss it", logging.CommandID(c.next.ID), zap.Error(err))
+				continue
+			}
+			out = append(out, store.CommandEvent{FleetCommandID: c.next.FleetCommandID, AgentID: c.next.AgentID, CommandID: c.next.ID,
+				Event: b, CreatedAt: d.turn.now})
+		}
+	}
+	return out
+}
+
+// fenced handles the store's refusal of the writes under fence: the work's
+// lease moved to another replica, which drives its commands from now on.
+// The requests with a change under it lose their changes: an agent's
+// event is handled as one about a command not held here (OnEvent stores it
+// for the new driver), any other request fails with err. Every command
+// under the fence is dropped, without writing anything. It reports whether
+// a request was taken out (if none was, the refusal was not about these
+// requests, and retrying would not help).
+func (d *Dispatcher) fenced(reqs []*request, fence store.Fence, err error) bool {
+	under := func(id string) bool { f := d.fences[id]; return f != nil && *f == fence }
+	took := false
+	for _, r := range reqs {
+		if r.err != nil || !slices.ContainsFunc(r.changes, func(c change) bool { return under(c.next.ID) }) {
+			continue
+		}
+		took = true
+		r.changes = nil
+		if ev, ok := r.job.(*eventJob); ok {
+			ev.unknown = true
+			continue
+		}
+		r.err = fmt.Errorf("commands: %w", err)
+	}
+	var dropped []*store.HostCommand
+	for id, hc := range d.active {
+		if under(id) {
+			dropped = append(dropped, hc)
+		}
+	}
+	for _, hc := range dropped {
+		d.untrack(hc)
+		d.cfg.Metrics.inFlight(hc.Kind, -1)
+	}
+	d.log.Warn("writes of host commands refused: their work's lease moved to another control plane; dropped here, its new driver goes on with them",
+		zap.String("lease", fence.Name), zap.Int64("token", fence.Token), zap.Int("commands", len(dropped)), zap.Error(err))
+	return took
 }
 
 // notify tells the listeners about the turn's updates, in order.

@@ -44,6 +44,10 @@ type ManagerConfig struct {
 	// running fleet command is driven by the replica holding its lease
 	// "command/<id>" (see manager_replica.go). "" with one control plane.
 	Holder string
+	// Feed wakes the watchers of commands driven by other replicas when
+	// the store's command changes grew (replica mode); nil: they read it
+	// every DefaultCatchUp only.
+	Feed store.Feed
 	// Leases keeps the fleet commands' leases; required with Holder.
 	Leases store.LeaseStore
 	// LeaseTTL is the fleet commands' lease TTL (lease.DefaultTTL when 0).
@@ -84,9 +88,6 @@ type Manager struct {
 
 	mu      sync.Mutex
 	running map[string]*run
-	// remote: watchers of commands driven by other replicas, by fleet
-	// command ID (replica mode).
-	remote map[string]map[*remoteWatcher]struct{}
 	// claimer drives the fleet commands under their leases (replica
 	// mode); nil with one control plane.
 	claimer *work.Claimer
@@ -132,7 +133,7 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 	if cfg.NewID == nil {
 		cfg.NewID = ids.New
 	}
-	m := &Manager{cfg: cfg, log: cfg.Logger, running: make(map[string]*run), remote: make(map[string]map[*remoteWatcher]struct{})}
+	m := &Manager{cfg: cfg, log: cfg.Logger, running: make(map[string]*run)}
 	if cfg.Holder != "" {
 		if err := m.newClaimer(); err != nil {
 			return nil, err
@@ -300,14 +301,25 @@ func (m *Manager) begin(ctx context.Context, fc store.FleetCommand, hcs []store.
 		m.log.Error("storing a fleet command failed", zap.Error(err))
 		return nil, fault.Store("the command could not be stored; nothing was sent", err)
 	}
-	if m.claimer != nil {
-		m.claimNew(ctx, fc.ID)
-	} else {
+	if m.claimer == nil {
 		m.mu.Lock()
 		m.running[fc.ID] = r
 		m.mu.Unlock()
+		m.cfg.Dispatcher.TrackReleased(hcs, nil)
+		return r, nil
 	}
-	m.cfg.Dispatcher.TrackReleased(hcs)
+	m.claimNew(ctx, fc.ID)
+	fence, held := m.claimer.Fence(fc.ID)
+	if !held {
+		// Stored but not driven here: whichever replica's claim pass
+		// takes its lease adopts it from the store, and the replicas
+		// holding its agents' streams deliver it meanwhile.
+		m.mu.Lock()
+		m.endLocked(fc.ID, r, errMoved)
+		m.mu.Unlock()
+		return r, nil
+	}
+	m.cfg.Dispatcher.TrackReleased(hcs, fence)
 	return r, nil
 }
 

@@ -11,7 +11,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
-	"flotilla.dev/pkg/command"
 
 	"flotilla.dev/controlplane/internal/fault"
 	"flotilla.dev/controlplane/internal/store"
@@ -164,6 +163,10 @@ func (m *Manager) Adopt(ctx context.Context, fcID string) error {
 	if fc.State != int32(flotillav1.FleetCommandState_FLEET_COMMAND_STATE_RUNNING) {
 		return nil
 	}
+	fence, driven := m.fence(fcID)
+	if !driven {
+		return fmt.Errorf("commands: adopt fleet command %s: its lease %s is not held here", fcID, work.LeaseName(LeaseKind, fcID))
+	}
 	r, err := newRun(fc, hcs)
 	if err != nil {
 		return fmt.Errorf("commands: adopt fleet command %s: unreadable request: %w", fcID, err)
@@ -176,7 +179,7 @@ func (m *Manager) Adopt(ctx context.Context, fcID string) error {
 	m.mu.Lock()
 	m.running[fcID] = r
 	m.mu.Unlock()
-	if err := m.cfg.Dispatcher.Adopt(ctx, hcs); err != nil {
+	if err := m.cfg.Dispatcher.Adopt(ctx, hcs, fence); err != nil {
 		m.mu.Lock()
 		m.endLocked(fcID, r, errMoved)
 		m.mu.Unlock()
@@ -261,58 +264,26 @@ func (m *Manager) applyRequests(ctx context.Context, reports []store.CommandRepo
 	}
 }
 
-// remoteWatcher watches a fleet command driven by another replica.
-type remoteWatcher struct {
-	ch   chan store.HostCommand
-	done chan struct{} // closed when it fell behind
-}
-
-// remoteChanges hands host command changes to the watchers of their fleet
-// commands driven elsewhere.
-func (m *Manager) remoteChanges(hcs []store.HostCommand) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if len(m.remote) == 0 {
-		return
-	}
-	for _, hc := range hcs {
-		for w := range m.remote[hc.FleetCommandID] {
-			select {
-			case w.ch <- hc:
-			default:
-				close(w.done)
-				delete(m.remote[hc.FleetCommandID], w)
-			}
-		}
-	}
-}
-
 // watchRemote sends the snapshot of a fleet command driven by another
-// replica, read from the store, then its hosts' changes from the change
-// feed, until it ends (a final snapshot) or ctx ends.
+// replica, read from the store with the seq of its last event at the same
+// instant, then every event its driver stored after that seq, in order
+// (progress included, as the driver's own watchers get them), until it
+// ends (a final snapshot) or ctx ends. It reads the events on every
+// wake-up of the feed and every catch-up interval, so that a lost
+// notification only delays.
 func (m *Manager) watchRemote(ctx context.Context, fcID string, send func(*flotillav1.WatchCommandResponse) error) error {
-	w := &remoteWatcher{ch: make(chan store.HostCommand, watcherBuffer), done: make(chan struct{})}
-	m.mu.Lock()
-	if m.remote[fcID] == nil {
-		m.remote[fcID] = make(map[*remoteWatcher]struct{})
+	var wake <-chan struct{}
+	if m.cfg.Feed != nil {
+		w, stop := m.cfg.Feed.Subscribe(store.TopicCommands)
+		defer stop()
+		wake = w
 	}
-	m.remote[fcID][w] = struct{}{}
-	m.mu.Unlock()
-	defer func() {
-		m.mu.Lock()
-		delete(m.remote[fcID], w)
-		if len(m.remote[fcID]) == 0 {
-			delete(m.remote, fcID)
-		}
-		m.mu.Unlock()
-	}()
-	fc, hcs, err := m.readCommand(ctx, fcID)
+	fc, hcs, last, err := m.cfg.Store.ReadFleetCommand(ctx, fcID)
+	if errors.Is(err, store.ErrNotFound) {
+		return &fault.NotFoundError{Kind: "command", ID: fcID, Hint: "ListCommands shows recent ones"}
+	}
 	if err != nil {
-		return err
-	}
-	seen := make(map[string]remoteSeen, len(hcs))
-	for _, hc := range hcs {
-		seen[hc.ID] = remoteSeen{seq: hc.ChangeSeq, state: flotillav1.CommandState(hc.State)}
+		return fault.Store("reading command "+fcID, err)
 	}
 	r, err := newRun(fc, hcs)
 	if err != nil {
@@ -321,44 +292,60 @@ func (m *Manager) watchRemote(ctx context.Context, fcID string, send func(*floti
 	if err := send(&flotillav1.WatchCommandResponse{Body: &flotillav1.WatchCommandResponse_Snapshot{Snapshot: r.snapshot(true)}}); err != nil {
 		return err
 	}
-	return m.followRemote(ctx, fcID, w, seen, send)
-}
-
-// followRemote is watchRemote's loop: events from the changes, and a check
-// of the command's state every catch-up interval for its end.
-func (m *Manager) followRemote(ctx context.Context, fcID string, w *remoteWatcher, seen map[string]remoteSeen,
-	send func(*flotillav1.WatchCommandResponse) error) error {
 	tick := time.NewTicker(DefaultCatchUp)
 	defer tick.Stop()
 	for {
+		ended, err := m.remoteEvents(ctx, fcID, &last, send)
+		if err != nil || ended {
+			return err
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-w.done:
-			return errSlowWatcher
-		case hc := <-w.ch:
-			prev := seen[hc.ID]
-			if hc.ChangeSeq <= prev.seq {
-				continue // the snapshot or an earlier event had it
-			}
-			seen[hc.ID] = remoteSeen{seq: hc.ChangeSeq, state: flotillav1.CommandState(hc.State)}
-			for _, ev := range eventsOf(hc, prev.state) {
-				if err := send(&flotillav1.WatchCommandResponse{Body: &flotillav1.WatchCommandResponse_Event{Event: &flotillav1.HostCommandEvent{
-					AgentId: hc.AgentID, Event: ev}}}); err != nil {
-					return err
-				}
-			}
+		case <-wake:
 		case <-tick.C:
-			fc, err := m.cfg.Store.GetFleetCommand(ctx, fcID)
-			if err != nil || fc.State == int32(flotillav1.FleetCommandState_FLEET_COMMAND_STATE_RUNNING) {
-				continue // a store hiccup: the next tick checks again
+		}
+	}
+}
+
+// remoteEvents sends the events of fcID after *last and moves *last past
+// them; once the command is no longer running and every event it stored
+// was sent, it sends the final snapshot and reports true. A store that
+// fails is retried at the next wake-up.
+func (m *Manager) remoteEvents(ctx context.Context, fcID string, last *int64, send func(*flotillav1.WatchCommandResponse) error) (bool, error) {
+	for checkedEnd := false; ; {
+		evs, err := m.cfg.Store.ListCommandEvents(ctx, fcID, *last, followPage)
+		if err != nil {
+			return false, nil
+		}
+		for _, e := range evs {
+			ev := &flotillav1.CommandEvent{}
+			if err := proto.Unmarshal(e.Event, ev); err != nil {
+				m.log.Warn("stored command event is unreadable; skipped", logging.CommandID(fcID), zap.Int64("seq", e.Seq), zap.Error(err))
+			} else if err := send(&flotillav1.WatchCommandResponse{Body: &flotillav1.WatchCommandResponse_Event{
+				Event: &flotillav1.HostCommandEvent{AgentId: e.AgentID, Event: ev}}}); err != nil {
+				return false, err
 			}
+			*last = e.Seq
+		}
+		switch {
+		case len(evs) == followPage:
+			continue // more to read
+		case checkedEnd:
+			// Ended, and every event before its end was sent.
 			final, err := m.Get(ctx, fcID, flotillav1.CommandView_COMMAND_VIEW_FULL)
 			if err != nil {
-				return err
+				return false, err
 			}
-			return send(&flotillav1.WatchCommandResponse{Body: &flotillav1.WatchCommandResponse_Snapshot{Snapshot: final}})
+			return true, send(&flotillav1.WatchCommandResponse{Body: &flotillav1.WatchCommandResponse_Snapshot{Snapshot: final}})
 		}
+		fc, err := m.cfg.Store.GetFleetCommand(ctx, fcID)
+		if err != nil || fc.State == int32(flotillav1.FleetCommandState_FLEET_COMMAND_STATE_RUNNING) {
+			return false, nil // a store hiccup, or still running: the next wake-up reads again
+		}
+		// Its end was stored after its hosts' last events: read once
+		// more, for those committed since the read above.
+		checkedEnd = true
 	}
 }
 
@@ -376,44 +363,4 @@ func (m *Manager) readCommand(ctx context.Context, fcID string) (store.FleetComm
 		return fc, nil, fault.Store("reading the hosts of command "+fcID, err)
 	}
 	return fc, hcs, nil
-}
-
-// remoteSeen is what a remote watcher has seen of a host: its last change
-// and state.
-type remoteSeen struct {
-	seq   int64
-	state flotillav1.CommandState
-}
-
-// eventsOf returns the events a stored host command's change tells a
-// watcher that last saw it in state prev. Changes committed between two
-// reads of the feed coalesce into the row's last state: a start the
-// watcher did not see (the row's StartedAt) is told first, as the owner's
-// watchers saw it.
-func eventsOf(hc store.HostCommand, prev flotillav1.CommandState) []*flotillav1.CommandEvent {
-	last := eventOf(hc)
-	running := flotillav1.CommandState_COMMAND_STATE_RUNNING
-	if hc.StartedAt.IsZero() || command.Rank(prev) >= command.Rank(running) || last.GetState() == running {
-		return []*flotillav1.CommandEvent{last}
-	}
-	start := &flotillav1.CommandEvent{CommandId: hc.ID, State: running, Message: "started", At: timestamppb.New(hc.StartedAt)}
-	return []*flotillav1.CommandEvent{start, last}
-}
-
-// eventOf is the event a stored host command's state tells a watcher.
-func eventOf(hc store.HostCommand) *flotillav1.CommandEvent {
-	at := hc.CreatedAt
-	for _, t := range []time.Time{hc.ReleasedAt, hc.StartedAt, hc.FinishedAt} {
-		if t.After(at) {
-			at = t
-		}
-	}
-	ev := &flotillav1.CommandEvent{CommandId: hc.ID, State: flotillav1.CommandState(hc.State), Message: hc.Message, At: timestamppb.New(at)}
-	if len(hc.Result) > 0 && command.Terminal(ev.State) {
-		res := &flotillav1.CommandResult{}
-		if proto.Unmarshal(hc.Result, res) == nil {
-			ev.Result = res
-		}
-	}
-	return ev
 }

@@ -53,8 +53,9 @@ type relayMark struct {
 // the released ones to their agents if their streams are here, with the
 // cancels requested, and applies the reports stored about them while
 // another replica owned them. Commands already held are left as they are.
-func (d *Dispatcher) Adopt(ctx context.Context, hcs []store.HostCommand) error {
-	if err := d.do(ctx, &adoptJob{hcs: hcs}); err != nil {
+// Their writes carry fence, the lease of the work taken over.
+func (d *Dispatcher) Adopt(ctx context.Context, hcs []store.HostCommand, fence *store.Fence) error {
+	if err := d.do(ctx, &adoptJob{hcs: hcs, fence: fence}); err != nil {
 		return fmt.Errorf("commands: adopt: %w", err)
 	}
 	d.reportsFor(hcs)
@@ -189,7 +190,10 @@ func (d *Dispatcher) doAll(ctx context.Context, jobs []job) []error {
 }
 
 // adoptJob tracks commands taken over from the store (see Adopt).
-type adoptJob struct{ hcs []store.HostCommand }
+type adoptJob struct {
+	hcs   []store.HostCommand
+	fence *store.Fence
+}
 
 func (j *adoptJob) ids() []string                 { return nil }
 func (j *adoptJob) prepare(*turn, *request) error { return nil }
@@ -201,17 +205,8 @@ func (j *adoptJob) apply(t *turn, _ *request) {
 			continue
 		}
 		hc := j.hcs[i]
-		d.track(&hc)
-		d.cfg.Metrics.inFlight(hc.Kind, 1)
 		delete(d.relayed, hc.ID)
-		if hc.ReleasedAt.IsZero() {
-			continue
-		}
-		t.send(&hc)
-		if hc.CancelReason != "" {
-			d.cancels[hc.ID] = hc.CancelReason
-			d.sendCancel(&hc, hc.CancelReason)
-		}
+		t.hold(&hc, j.fence)
 	}
 }
 

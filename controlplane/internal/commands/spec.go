@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"fmt"
 	"strings"
 	"time"
 
@@ -24,6 +25,10 @@ func DefaultTimeout(kind string) time.Duration {
 		return 4 * time.Hour
 	case command.KindPrune:
 		return 10 * time.Minute
+	case command.KindStartCandidate, command.KindBlueGreen:
+		// A candidate's health gate adds its healthy_deadline (the rollout
+		// engine does); removing a container waits for its stop.
+		return 5 * time.Minute
 	default:
 		return time.Minute
 	}
@@ -65,6 +70,18 @@ func ValidateSpec(prefix string, spec *flotillav1.CommandSpec) error {
 		return validateUpstream(prefix+".drain", k.Drain.GetUpstream(), k.Drain.GetServer())
 	case *flotillav1.CommandSpec_Undrain:
 		return validateUpstream(prefix+".undrain", k.Undrain.GetUpstream(), k.Undrain.GetServer())
+	case *flotillav1.CommandSpec_StartCandidate:
+		return validateCandidate(prefix+".start_candidate", k.StartCandidate)
+	case *flotillav1.CommandSpec_SwapServers:
+		return validateSwap(prefix+".swap_servers", k.SwapServers)
+	case *flotillav1.CommandSpec_BlueGreen:
+		if err := validate.ContainerName(k.BlueGreen.GetContainer()); err != nil {
+			return invalid(prefix+".blue_green.container", "%v", err)
+		}
+		if _, ok := flotillav1.BlueGreenAction_name[int32(k.BlueGreen.GetAction())]; !ok || k.BlueGreen.GetAction() == 0 {
+			return invalid(prefix+".blue_green.action", "%d is not an action (PROMOTE, REPLACE, REVERT, RETIRE or DISCARD)", k.BlueGreen.GetAction())
+		}
+		return nil
 	default:
 		return invalid(prefix, "set exactly one of %s", strings.Join(command.Kinds(), ", "))
 	}
@@ -93,6 +110,53 @@ func validateUpstream(field, upstream, server string) error {
 	}
 	if err := validate.ServerAddress(server); err != nil {
 		return invalid(field+".server", "%v", err)
+	}
+	return nil
+}
+
+// maxSwaps bounds the servers of one swap_servers.
+const maxSwaps = 10000
+
+func validateCandidate(field string, c *flotillav1.StartCandidateCommand) error {
+	if err := validate.ContainerName(c.GetContainer()); err != nil {
+		return invalid(field+".container", "%v", err)
+	}
+	if _, err := validate.Image(c.GetImage()); err != nil {
+		return invalid(field+".image", "%v", err)
+	}
+	if p := c.GetPort(); p < 1 || p > 65535 {
+		return invalid(field+".port", "must be 1-65535, got %d", p)
+	}
+	if p := c.GetCandidatePort(); p < 1 || p > 65535 || p == c.GetPort() {
+		return invalid(field+".candidate_port", "must be 1-65535 and not port, got %d", p)
+	}
+	if d := c.GetMinHealthyTime(); d != nil && (d.CheckValid() != nil || d.AsDuration() < 0 || d.AsDuration() > time.Hour) {
+		return invalid(field+".min_healthy_time", "must be between 0s and 1h")
+	}
+	if d := c.GetHealthyDeadline(); d != nil && (d.CheckValid() != nil || d.AsDuration() <= 0 || d.AsDuration() > MaxTimeout) {
+		return invalid(field+".healthy_deadline", "must be positive and at most %s", MaxTimeout)
+	}
+	return nil
+}
+
+func validateSwap(field string, s *flotillav1.SwapServersCommand) error {
+	if err := validate.UpstreamName(s.GetUpstream()); err != nil {
+		return invalid(field+".upstream", "%v; name an upstream of the agent's nginx.upstreams", err)
+	}
+	if n := len(s.GetSwaps()); n == 0 || n > maxSwaps {
+		return invalid(field+".swaps", "must list 1 to %d replacements, got %d", maxSwaps, n)
+	}
+	seen := map[string]bool{}
+	for i, sw := range s.GetSwaps() {
+		for _, f := range []struct{ name, v string }{{"from", sw.GetFrom()}, {"to", sw.GetTo()}} {
+			if err := validate.ServerAddress(f.v); err != nil {
+				return invalid(fmt.Sprintf("%s.swaps[%d].%s", field, i, f.name), "%v", err)
+			}
+			if seen[f.v] {
+				return invalid(fmt.Sprintf("%s.swaps[%d].%s", field, i, f.name), "server %s appears twice", validate.Quote(f.v))
+			}
+			seen[f.v] = true
+		}
 	}
 	return nil
 }

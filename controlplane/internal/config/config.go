@@ -41,6 +41,12 @@ type Config struct {
 	// before it is lost, so a restart does not declare a large fleet lost
 	// while it reconnects.
 	AgentReconnectGrace Duration `yaml:"agent_reconnect_grace"`
+	// AgentRebalanceRate (replicas on PostgreSQL): a replica holding more
+	// than its share of the agents' streams (the streams of the live
+	// replicas divided by their number) closes up to this many per second,
+	// oldest first, and each agent reconnects to another replica, so that
+	// a replica back from a failure gets its share again. 0 turns it off.
+	AgentRebalanceRate int `yaml:"agent_rebalance_rate"`
 	// AgentCertValidity is the lifetime of the client certificates agents
 	// get; agents renew at about two thirds of it (RenewCertificate).
 	AgentCertValidity Duration `yaml:"agent_cert_validity"`
@@ -159,6 +165,7 @@ func Default() Config {
 		Store:                    Store{Driver: "sqlite", MaxConns: defaultMaxConns, LeaseTTL: Duration(defaultLeaseTTL), LeaseWait: true},
 		AgentLostAfter:           Duration(12 * time.Second),
 		AgentReconnectGrace:      Duration(time.Minute),
+		AgentRebalanceRate:       20,
 		AgentCertValidity:        Duration(7 * 24 * time.Hour),
 		RegistrationRateLimit:    RateLimit{PerMinute: 5, Burst: 10},
 		RegistrationMaxInFlight:  16,
@@ -292,6 +299,17 @@ func int32Field(p func(*Config) *int32) func(*Config, string) error {
 	}
 }
 
+func intField(p func(*Config) *int) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("%q is not a whole number", v)
+		}
+		*p(c) = n
+		return nil
+	}
+}
+
 // allFields is every setting: envFields and the sections' own lists.
 func allFields() []envField {
 	return append(append([]envField(nil), envFields...), bootstrapFields...)
@@ -319,6 +337,7 @@ var envFields = []envField{
 	{"store.lease_wait", "store-lease-wait", "FLOTILLA_STORE_LEASE_WAIT", "deprecated, ignored: every control plane on PostgreSQL is an active replica", boolean(func(c *Config) *bool { return &c.Store.LeaseWait })},
 	{"agent_lost_after", "agent-lost-after", "FLOTILLA_AGENT_LOST_AFTER", "time without stream or heartbeat before an agent is lost", dur(func(c *Config) *Duration { return &c.AgentLostAfter })},
 	{"agent_reconnect_grace", "agent-reconnect-grace", "FLOTILLA_AGENT_RECONNECT_GRACE", "time after a start that agents get to reconnect before they are lost", dur(func(c *Config) *Duration { return &c.AgentReconnectGrace })},
+	{"agent_rebalance_rate", "agent-rebalance-rate", "FLOTILLA_AGENT_REBALANCE_RATE", "replicas: streams per second a replica over its share of the fleet closes so that the agents reconnect to another replica (0: never)", intField(func(c *Config) *int { return &c.AgentRebalanceRate })},
 	{"agent_cert_validity", "agent-cert-validity", "FLOTILLA_AGENT_CERT_VALIDITY", "lifetime of agent certificates", dur(func(c *Config) *Duration { return &c.AgentCertValidity })},
 	{"analysis.prometheus_url", "analysis-prometheus-url", "FLOTILLA_ANALYSIS_PROMETHEUS_URL", "Prometheus server of the rollouts' analysis gates that name none", str(func(c *Config) *string { return &c.Analysis.PrometheusURL })},
 	{"per_agent_metrics", "per-agent-metrics", "FLOTILLA_PER_AGENT_METRICS", "export series per agent on /metrics (true or false)", boolean(func(c *Config) *bool { return &c.PerAgentMetrics })},
@@ -353,6 +372,9 @@ func (c Config) Validate() error {
 	}
 	if c.AgentReconnectGrace.Std() < 0 {
 		return errors.New("config: agent_reconnect_grace: must not be negative")
+	}
+	if c.AgentRebalanceRate < 0 {
+		return fmt.Errorf("config: agent_rebalance_rate: %d must not be negative (0 turns rebalancing off)", c.AgentRebalanceRate)
 	}
 	if c.AgentCertValidity.Std() < time.Hour {
 		return fmt.Errorf("config: agent_cert_validity: %s is below the 1h minimum", c.AgentCertValidity.Std())

@@ -15,7 +15,7 @@ import (
 // the persist interval.
 func TestHeartbeatChangedCoversEveryContainerField(t *testing.T) {
 	fields := (&flotillav1.ManagedContainer{}).ProtoReflect().Descriptor().Fields()
-	if fields.Len() != 6 {
+	if fields.Len() != 7 {
 		t.Fatalf("ManagedContainer has %d fields; update heartbeatChanged and this test", fields.Len())
 	}
 	base := func() *flotillav1.ManagedContainer {
@@ -29,6 +29,14 @@ func TestHeartbeatChangedCoversEveryContainerField(t *testing.T) {
 	}
 	for i := range fields.Len() {
 		f := fields.Get(i)
+		if f.Name() == "host_ports" {
+			moved := base()
+			moved.HostPorts = []int32{8081}
+			if !heartbeatChanged(hb(base()), hb(moved)) {
+				t.Error("a change of host_ports went unnoticed")
+			}
+			continue
+		}
 		if f.Kind() != protoreflect.StringKind {
 			continue // the resources: TestHeartbeatChangedOnContainerEvents
 		}
@@ -43,8 +51,9 @@ func TestHeartbeatChangedCoversEveryContainerField(t *testing.T) {
 
 func protoString(s string) protoreflect.Value { return protoreflect.ValueOfString(s) }
 
-// A restart or an OOM kill is written at once; the CPU and memory figures,
-// new in every heartbeat, are not.
+// A restart, an OOM kill or a working set in another twentieth of the
+// limit (64 MiB steps without one) is written at once; the CPU and memory
+// figures, new in every heartbeat, are not.
 func TestHeartbeatChangedOnContainerEvents(t *testing.T) {
 	fields := (&flotillav1.ContainerResources{}).ProtoReflect().Descriptor().Fields()
 	if fields.Len() != 9 {
@@ -52,7 +61,7 @@ func TestHeartbeatChangedOnContainerEvents(t *testing.T) {
 	}
 	started := timestamppb.New(time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC))
 	base := func() *flotillav1.ContainerResources {
-		return &flotillav1.ContainerResources{CpuPercent: 1, MemoryWorkingSetBytes: 10, MemoryUsageBytes: 20, MemoryLimitBytes: 30,
+		return &flotillav1.ContainerResources{CpuPercent: 1, MemoryWorkingSetBytes: 10, MemoryUsageBytes: 20, MemoryLimitBytes: 1000,
 			RestartCount: 1, OomKills: 1, StartedAt: started}
 	}
 	hb := func(r *flotillav1.ContainerResources) *flotillav1.Heartbeat {
@@ -62,11 +71,15 @@ func TestHeartbeatChangedOnContainerEvents(t *testing.T) {
 		change  func(*flotillav1.ContainerResources)
 		written bool
 	}{
-		"cpu":         {func(r *flotillav1.ContainerResources) { r.CpuPercent = 50 }, false},
-		"working set": {func(r *flotillav1.ContainerResources) { r.MemoryWorkingSetBytes = 99 }, false},
-		"usage":       {func(r *flotillav1.ContainerResources) { r.MemoryUsageBytes = 99 }, false},
-		"restart":     {func(r *flotillav1.ContainerResources) { r.RestartCount = 2 }, true},
-		"oom kill":    {func(r *flotillav1.ContainerResources) { r.OomKills = 2; r.OomKilled = true }, true},
+		"cpu":                               {func(r *flotillav1.ContainerResources) { r.CpuPercent = 50 }, false},
+		"working set within its twentieth":  {func(r *flotillav1.ContainerResources) { r.MemoryWorkingSetBytes = 49 }, false},
+		"working set to the next twentieth": {func(r *flotillav1.ContainerResources) { r.MemoryWorkingSetBytes = 50 }, true},
+		"working set past the limit":        {func(r *flotillav1.ContainerResources) { r.MemoryWorkingSetBytes = 2000 }, true},
+		"limit raised, same twentieth":      {func(r *flotillav1.ContainerResources) { r.MemoryLimitBytes = 1040 }, false},
+		"limit removed, within 64 MiB":      {func(r *flotillav1.ContainerResources) { r.MemoryLimitBytes = 0 }, false},
+		"usage":                             {func(r *flotillav1.ContainerResources) { r.MemoryUsageBytes = 99 }, false},
+		"restart":                           {func(r *flotillav1.ContainerResources) { r.RestartCount = 2 }, true},
+		"oom kill":                          {func(r *flotillav1.ContainerResources) { r.OomKills = 2; r.OomKilled = true }, true},
 		"new run": {func(r *flotillav1.ContainerResources) {
 			r.StartedAt = timestamppb.New(started.AsTime().Add(time.Minute))
 		}, true},

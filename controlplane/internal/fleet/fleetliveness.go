@@ -95,31 +95,23 @@ func (r *Registry) SweepFleet(ctx context.Context) error {
 }
 
 // markedLost applies to this replica's view a loss the leader just stored,
-// without waiting for the next refresh: an agent that attaches here right
-// after would otherwise come back from "disconnected" and nobody would
-// hear that it is back. An agent that attached here between the reading
-// and the write was lost and is back already (its attach, flushed next,
-// writes it connected again): both changes are reported, in order.
+// without waiting for the next refresh. An agent that attached here
+// between the reading and the write was lost and is back already: its
+// attach, flushed next, finds it lost in the store and tells it back
+// (toldBack).
 func (r *Registry) markedLost(id, reason string, now time.Time) {
 	r.mu.Lock()
 	e, ok := r.agents[id]
-	var back *StateChange
 	hostname := ""
 	if ok {
 		hostname = e.rec.Hostname
 		if e.session == nil {
 			e.rec.State, e.rec.StateReason, e.rec.StateChangedAt = store.AgentLost, reason, now
-		} else {
-			back = &StateChange{AgentID: id, Hostname: hostname, From: store.AgentLost, To: store.AgentConnected,
-				Reason: e.rec.StateReason, At: now}
 		}
 	}
 	r.mu.Unlock()
 	if fn := r.cfg.OnStateChange; fn != nil {
 		fn(StateChange{AgentID: id, Hostname: hostname, To: store.AgentLost, Reason: reason, At: now})
-		if back != nil {
-			fn(*back)
-		}
 	}
 }
 

@@ -138,6 +138,8 @@ func heartbeatMsg(cpu float64, healthy bool) *flotillav1.Heartbeat {
 		App: &flotillav1.AppHealth{Healthy: healthy, Status: "healthy", Latency: durationpb.New(250 * time.Millisecond)},
 		Databases: []*flotillav1.DatabaseStats{{Name: "app", Connections: 7, WalArchiver: &flotillav1.WalArchiverStats{
 			ArchivedCount: 42, FailedCount: 3, LastArchivedAt: timestamppb.New(time.Unix(1_796_000_000, 0)),
+			ArchiveTimelines: []*flotillav1.WalTimelineContinuity{{Timeline: 1, ArchivedSegments: 30},
+				{Timeline: 2, ArchivedSegments: 10, MissingSegments: 2}},
 		}}},
 	}
 }
@@ -229,7 +231,7 @@ type recordingStore struct {
 	batches  [][]store.AgentStatus
 }
 
-func (s *recordingStore) UpdateAgentStatuses(ctx context.Context, updates []store.AgentStatus) error {
+func (s *recordingStore) UpdateAgentStatuses(ctx context.Context, updates []store.AgentStatus) ([]string, error) {
 	s.mu.Lock()
 	s.batches = append(s.batches, append([]store.AgentStatus(nil), updates...))
 	fail := s.failNext > 0
@@ -238,7 +240,7 @@ func (s *recordingStore) UpdateAgentStatuses(ctx context.Context, updates []stor
 	}
 	s.mu.Unlock()
 	if fail {
-		return errStoreDown
+		return nil, errStoreDown
 	}
 	return s.Store.UpdateAgentStatuses(ctx, updates)
 }

@@ -33,9 +33,9 @@ func (r *Registry) RunLiveness(ctx context.Context) error {
 //     its registration and this process's start; ReconnectGrace when nothing
 //     was heard from it since this process started): lost.
 func (r *Registry) Sweep() {
-	now := r.cfg.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	now := r.cfg.Now() // under the lock: see Flush
 	for _, e := range r.agents {
 		if e.session == nil && r.replicaMode() {
 			// Held by another replica, or by none: the fleet leader
@@ -85,9 +85,13 @@ func (r *Registry) RunFlusher(ctx context.Context) error {
 
 // Flush writes every pending status change, in transactions of at most
 // maxFlushBatch agents. On failure the changes not written stay pending for
-// the next flush.
+// the next flush. A replica then publishes how far its writes are complete
+// (publishFlushed): every change stamped before the flush took the pending
+// changes. That holds because the changes are stamped with the clock read
+// under the registry's lock (Heartbeat, Attach, Detach, Sweep), the lock
+// takeDirty takes them under.
 func (r *Registry) Flush(ctx context.Context) error {
-	updates := r.takeDirty()
+	updates, start := r.takeDirty()
 	// Write in bounded transactions: the store has one writer, and a
 	// reconnecting fleet dirties thousands of agents at once; one huge
 	// transaction would hold registrations, audit rows and command
@@ -99,7 +103,7 @@ func (r *Registry) Flush(ctx context.Context) error {
 		}
 		updates = updates[n:]
 	}
-	return nil
+	return r.publishFlushed(ctx, start)
 }
 
 // maxFlushBatch is the most agent statuses written in one transaction.
@@ -108,11 +112,15 @@ const maxFlushBatch = 256
 // flushBatch writes batch; when that fails, batch and rest (not written
 // yet) are marked dirty again for the next flush.
 func (r *Registry) flushBatch(ctx context.Context, batch, rest []store.AgentStatus) error {
-	if err := r.cfg.Store.UpdateAgentStatuses(ctx, batch); err != nil {
+	back, err := r.cfg.Store.UpdateAgentStatuses(ctx, batch)
+	if err != nil {
 		updates := append(batch[:len(batch):len(batch)], rest...)
 		r.mu.Lock()
 		for _, u := range updates {
 			r.dirty[u.ID] = struct{}{}
+			if e, ok := r.agents[u.ID]; ok && u.Attach && e.session != nil {
+				e.attachPending = true // the retry writes the attach again
+			}
 			// Forget the encodings that were not written, so the retry
 			// sends the hello and heartbeat again.
 			if e, ok := r.agents[u.ID]; ok {
@@ -128,15 +136,18 @@ func (r *Registry) flushBatch(ctx context.Context, batch, rest []store.AgentStat
 		return fmt.Errorf("fleet: flush %d agent statuses: %w", len(updates), err)
 	}
 	r.recheckDetached(batch)
+	r.toldBack(back)
 	return nil
 }
 
-func (r *Registry) takeDirty() []store.AgentStatus {
-	now := r.cfg.Now()
+// takeDirty returns the pending changes and when it took them (the
+// clock read under the lock).
+func (r *Registry) takeDirty() ([]store.AgentStatus, time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	now := r.cfg.Now()
 	if len(r.dirty) == 0 {
-		return nil
+		return nil, now
 	}
 	updates := make([]store.AgentStatus, 0, len(r.dirty))
 	for id := range r.dirty {
@@ -162,5 +173,5 @@ func (r *Registry) takeDirty() []store.AgentStatus {
 		updates = append(updates, u)
 	}
 	clear(r.dirty)
-	return updates
+	return updates, now
 }

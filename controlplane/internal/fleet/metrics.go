@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,7 +29,7 @@ var (
 	descUp = agentDesc("flotilla_agent_up",
 		"1 when the agent is connected, 0 otherwise.")
 	descHeartbeatAge = agentDesc("flotilla_agent_heartbeat_age_seconds",
-		"Seconds since the agent's last heartbeat.")
+		"Seconds since the agent's last heartbeat; with replicas, of an agent on another replica: since that replica last wrote every change of it.")
 	descCPU = agentDesc("flotilla_agent_cpu_percent",
 		"Host CPU busy percent (0-100), from the last heartbeat.")
 	descMemory = agentDesc("flotilla_agent_memory_percent",
@@ -49,6 +50,8 @@ var (
 		"WAL segments the server of a database archived (pg_stat_archiver.archived_count), from the last heartbeat.", "database")
 	descWALFailed = agentDesc("flotilla_agent_wal_archive_failures_total",
 		"Failed attempts to archive a WAL segment (pg_stat_archiver.failed_count), from the last heartbeat.", "database")
+	descWALMissing = agentDesc("flotilla_agent_wal_archive_missing_segments",
+		"WAL segments missing from a database's archive between the first and the last archived segment of a timeline (the agent lists the WAL destination every few minutes), from the last heartbeat.", "database", "timeline")
 	descContainerCPU = agentDesc("flotilla_container_cpu_percent",
 		"CPU a managed container used since the agent's previous reading, percent of one CPU (200 = two CPUs), from the last heartbeat.", "container")
 	descContainerWorkingSet = agentDesc("flotilla_container_memory_working_set_bytes",
@@ -65,6 +68,8 @@ var (
 		"1 when a managed container's last exit was an OOM kill, 0 otherwise.", "container")
 	descHeartbeats = prometheus.NewDesc("flotilla_heartbeats_received_total",
 		"Heartbeats accepted from agents.", nil, nil)
+	descRebalanced = prometheus.NewDesc("flotilla_agent_streams_rebalanced_total",
+		"Agents' streams this control plane closed because it held more than its share of the fleet (replicas only); each agent reconnects to another replica.", nil, nil)
 	descLeader = prometheus.NewDesc("flotilla_controlplane_fleet_leader",
 		"1 while this control plane exports the fleet-level series (it leads the fleet among replicas; always with one process), 0 otherwise.", nil, nil)
 )
@@ -113,8 +118,8 @@ func NewCollector(r *Registry, opts ...CollectorOption) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descAgents, descInfo, descState, descUp, descHeartbeatAge, descCPU, descMemory,
-		descDisk, descLoad1, descAppHealthy, descHealthLatency, descDBConnections, descHeartbeats, descLeader,
-		descWALArchivedAt, descWALArchived, descWALFailed, descContainerCPU, descContainerWorkingSet, descContainerUsage,
+		descDisk, descLoad1, descAppHealthy, descHealthLatency, descDBConnections, descHeartbeats, descRebalanced, descLeader,
+		descWALArchivedAt, descWALArchived, descWALFailed, descWALMissing, descContainerCPU, descContainerWorkingSet, descContainerUsage,
 		descContainerLimit, descContainerRestarts, descContainerOOMKills, descContainerOOMKilled} {
 		ch <- d
 	}
@@ -140,6 +145,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(ch, descAgents, float64(n), state)
 	}
 	ch <- prometheus.MustNewConstMetric(descHeartbeats, prometheus.CounterValue, float64(heartbeats))
+	if c.r.replicaMode() {
+		ch <- prometheus.MustNewConstMetric(descRebalanced, prometheus.CounterValue, float64(c.r.rebalanced.n.Load()))
+	}
 	lead := 0.0
 	if leading {
 		lead = 1
@@ -171,7 +179,7 @@ func (c *Collector) snapshot(leading bool) (map[string]int, []agentSample, uint6
 		if c.perAgent {
 			samples = append(samples, agentSample{
 				id: id, env: e.rec.Labels["env"], role: e.rec.Labels["role"], hostname: e.rec.Hostname,
-				version: e.rec.Version, state: e.rec.State, heartbeatAt: e.heartbeatAt, heartbeat: e.lastHeartbeat,
+				version: e.rec.Version, state: e.rec.State, heartbeatAt: r.currentAt(e), heartbeat: e.lastHeartbeat,
 			})
 		}
 	}
@@ -253,13 +261,17 @@ func containerMetrics(ch chan<- prometheus.Metric, running bool, res *flotillav1
 }
 
 // walMetrics exports a database's WAL archiving: the time of the last
-// archived segment only once there is one, the counters always.
+// archived segment only once there is one, the counters always, and the
+// segments missing from the archive per timeline it has.
 func walMetrics(ch chan<- prometheus.Metric, w *flotillav1.WalArchiverStats, labels ...string) {
 	if at := w.GetLastArchivedAt(); at != nil {
 		gauge(ch, descWALArchivedAt, float64(at.AsTime().Unix()), labels...)
 	}
 	ch <- prometheus.MustNewConstMetric(descWALArchived, prometheus.CounterValue, float64(w.GetArchivedCount()), labels...)
 	ch <- prometheus.MustNewConstMetric(descWALFailed, prometheus.CounterValue, float64(w.GetFailedCount()), labels...)
+	for _, tl := range w.GetArchiveTimelines() {
+		gauge(ch, descWALMissing, float64(tl.GetMissingSegments()), append(slices.Clip(labels), strconv.FormatUint(uint64(tl.GetTimeline()), 10))...)
+	}
 }
 
 func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {

@@ -30,7 +30,7 @@ const (
 # TYPE flotilla_agent_state gauge
 `
 	helpAge = `
-# HELP flotilla_agent_heartbeat_age_seconds Seconds since the agent's last heartbeat.
+# HELP flotilla_agent_heartbeat_age_seconds Seconds since the agent's last heartbeat; with replicas, of an agent on another replica: since that replica last wrote every change of it.
 # TYPE flotilla_agent_heartbeat_age_seconds gauge
 `
 	helpCPU = `
@@ -72,6 +72,7 @@ var resourceMetrics = []string{
 	"flotilla_agent_disk_percent", "flotilla_agent_app_healthy", "flotilla_agent_app_health_latency_seconds",
 	"flotilla_agent_db_connections", "flotilla_agent_wal_last_archived_timestamp_seconds",
 	"flotilla_agent_wal_archived_segments_total", "flotilla_agent_wal_archive_failures_total",
+	"flotilla_agent_wal_archive_missing_segments",
 }
 
 func TestCollector(t *testing.T) {
@@ -161,6 +162,12 @@ flotilla_agent_wal_last_archived_timestamp_seconds{agent="a1",database="app",env
 # HELP flotilla_agent_wal_archive_failures_total Failed attempts to archive a WAL segment (pg_stat_archiver.failed_count), from the last heartbeat.
 # TYPE flotilla_agent_wal_archive_failures_total counter
 flotilla_agent_wal_archive_failures_total{agent="a1",database="app",env="prod",role="web"} 3
+`},
+		{"WAL archive gaps per timeline", "flotilla_agent_wal_archive_missing_segments", `
+# HELP flotilla_agent_wal_archive_missing_segments WAL segments missing from a database's archive between the first and the last archived segment of a timeline (the agent lists the WAL destination every few minutes), from the last heartbeat.
+# TYPE flotilla_agent_wal_archive_missing_segments gauge
+flotilla_agent_wal_archive_missing_segments{agent="a1",database="app",env="prod",role="web",timeline="1"} 0
+flotilla_agent_wal_archive_missing_segments{agent="a1",database="app",env="prod",role="web",timeline="2"} 2
 `},
 		{"heartbeats", "flotilla_heartbeats_received_total", helpHeartbeats + `
 flotilla_heartbeats_received_total 2

@@ -18,15 +18,25 @@ type Agent struct {
 	Record        store.Agent
 	Hello         *flotillav1.Hello
 	LastHeartbeat *flotillav1.Heartbeat
-	HeartbeatAt   time.Time
-	Connected     bool
+	// HeartbeatAt is when LastHeartbeat was received.
+	HeartbeatAt time.Time
+	// CurrentAt is how far LastHeartbeat is known current: HeartbeatAt,
+	// or, for an agent whose stream another replica holds, that replica's
+	// flush watermark when later: heartbeats that change nothing
+	// (application health, containers) are not written at once, and it
+	// has written every change up to then.
+	CurrentAt time.Time
+	// Connected is set when this process holds the agent's stream.
+	Connected bool
 }
 
-func (e *entry) snapshot() Agent {
+// snapshot copies e (r.mu held).
+func (r *Registry) snapshot(e *entry) Agent {
 	rec := e.rec
 	rec.Labels = maps.Clone(e.rec.Labels)
 	rec.PinnedLabels = maps.Clone(e.rec.PinnedLabels)
-	return Agent{Record: rec, Hello: e.hello, LastHeartbeat: e.lastHeartbeat, HeartbeatAt: e.heartbeatAt, Connected: e.session != nil}
+	return Agent{Record: rec, Hello: e.hello, LastHeartbeat: e.lastHeartbeat, HeartbeatAt: e.heartbeatAt,
+		CurrentAt: r.currentAt(e), Connected: e.session != nil}
 }
 
 // Has reports whether id is a registered agent (deregistered agents are
@@ -46,7 +56,7 @@ func (r *Registry) Get(id string) (Agent, bool) {
 	if !ok {
 		return Agent{}, false
 	}
-	return e.snapshot(), true
+	return r.snapshot(e), true
 }
 
 // Query selects agents.
@@ -79,7 +89,7 @@ func (r *Registry) List(q Query) (page []Agent, more bool, total int) {
 			continue
 		}
 		if len(page) < q.Limit {
-			page = append(page, e.snapshot())
+			page = append(page, r.snapshot(e))
 		} else {
 			more = true
 		}

@@ -81,6 +81,10 @@ type Registry struct {
 	startedAt time.Time
 
 	heartbeats uint64 // total heartbeats accepted, for metrics
+	rebalanced rebalanced
+	// shed: when this replica last closed each agent's stream to
+	// rebalance (see shedRecently). Guarded by mu.
+	shed map[string]time.Time
 
 	// view is the state of the shared fleet view (replica mode only).
 	view view
@@ -139,6 +143,7 @@ func New(cfg Config) (*Registry, error) {
 		log:    cfg.Logger,
 		agents: make(map[string]*entry),
 		dirty:  make(map[string]struct{}),
+		shed:   make(map[string]time.Time),
 	}, nil
 }
 
@@ -277,7 +282,11 @@ func (r *Registry) setState(e *entry, state, reason string, now time.Time) {
 	r.log.Info("agent state changed",
 		logging.AgentID(e.rec.ID), logging.Hostname(e.rec.Hostname),
 		zap.String("from", from), zap.String("to", state), zap.String("reason", reason))
-	if fn := r.cfg.OnStateChange; fn != nil && from != state {
+	// A return from lost is told by the flush in replica mode (toldBack):
+	// this replica's view may not know of the loss, or the agent may have
+	// returned to another replica first.
+	back := from == store.AgentLost && state == store.AgentConnected
+	if fn := r.cfg.OnStateChange; fn != nil && from != state && !(back && r.replicaMode()) {
 		fn(StateChange{AgentID: e.rec.ID, Hostname: e.rec.Hostname, From: from, To: state, Reason: reason, At: now})
 	}
 }
@@ -297,9 +306,9 @@ type StateChange struct {
 // the same agent is closed: the newest connection wins, because the old one
 // is almost always a half-open TCP connection the agent has given up on.
 func (r *Registry) Attach(id string, hello *flotillav1.Hello, peerAddr string) (*Session, error) {
-	now := r.cfg.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	now := r.cfg.Now() // under the lock: see Flush
 	e, ok := r.agents[id]
 	if !ok {
 		return nil, ErrUnknownAgent
@@ -327,9 +336,9 @@ func (r *Registry) Attach(id string, hello *flotillav1.Hello, peerAddr string) (
 // Detach unbinds a stream that ended. It is a no-op when a newer stream has
 // already replaced s.
 func (r *Registry) Detach(s *Session, reason string) {
-	now := r.cfg.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	now := r.cfg.Now() // under the lock: see Flush
 	s.close(errDetached)
 	e := s.entry
 	if e.session != s {
@@ -343,9 +352,9 @@ func (r *Registry) Detach(s *Session, reason string) {
 
 // Heartbeat records a heartbeat from the agent bound to s.
 func (r *Registry) Heartbeat(s *Session, hb *flotillav1.Heartbeat) error {
-	now := r.cfg.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	now := r.cfg.Now() // under the lock: see Flush
 	e := s.entry
 	if e.session != s {
 		return errReplaced
@@ -354,10 +363,11 @@ func (r *Registry) Heartbeat(s *Session, hb *flotillav1.Heartbeat) error {
 	e.lastHeartbeat, e.heartbeatAt = hb, now
 	e.rec.LastSeenAt = now
 	r.heartbeats++
-	// Replicas write every heartbeat (batched by the flusher): the other
-	// replicas' view, their health gates and the fleet leader's liveness
-	// read it from the store.
-	if changed || r.replicaMode() || now.Sub(e.persistedAt) >= r.cfg.PersistInterval {
+	// Only a change (health, containers) is written at once, replicas
+	// included: the other replicas know the agent alive from this
+	// replica's lease and its flush progress (see publishFlushed), and
+	// take its readings at the persist interval.
+	if changed || now.Sub(e.persistedAt) >= r.cfg.PersistInterval {
 		e.rec.LastHeartbeat = nil // re-encoded when flushed
 		r.dirty[e.rec.ID] = struct{}{}
 	}
@@ -368,13 +378,16 @@ func (r *Registry) Heartbeat(s *Session, hb *flotillav1.Heartbeat) error {
 }
 
 // Touch records that the agent bound to s said something other than a
-// heartbeat, which also proves it is alive.
+// heartbeat (a command's progress or result), which also proves it is
+// alive. Its heartbeats are not written for it: a replica driving a health
+// gate on the agent counts the reading that shows the restart's container,
+// vouched current by this replica's flush watermark (rollout's
+// currentSinceRestart), even when it came before the restart's result.
 func (r *Registry) Touch(s *Session) {
-	now := r.cfg.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if e := s.entry; e.session == s {
-		e.rec.LastSeenAt = now
+		e.rec.LastSeenAt = r.cfg.Now()
 	}
 }
 
@@ -392,21 +405,51 @@ func heartbeatChanged(prev, next *flotillav1.Heartbeat) bool {
 		return true
 	}
 	for i := range pc {
-		// ManagedContainer is five strings and the resources: compared
-		// directly, not by reflection (proto.Equal was most of an unchanged
-		// heartbeat's cost).
+		// ManagedContainer is five strings, the host ports and the
+		// resources: compared directly, not by reflection (proto.Equal was
+		// most of an unchanged heartbeat's cost). The host ports matter at
+		// once: a blue-green switch or a surge moves the live container to
+		// the other port, and every replica plans from them.
 		p, n := pc[i], nc[i]
 		if p.GetName() != n.GetName() || p.GetContainerId() != n.GetContainerId() || p.GetImage() != n.GetImage() ||
-			p.GetImageId() != n.GetImageId() || p.GetState() != n.GetState() || resourceEventsChanged(p.GetResources(), n.GetResources()) {
+			p.GetImageId() != n.GetImageId() || p.GetState() != n.GetState() || !slices.Equal(p.GetHostPorts(), n.GetHostPorts()) ||
+			resourceEventsChanged(p.GetResources(), n.GetResources()) ||
+			memoryBand(p.GetResources()) != memoryBand(n.GetResources()) {
 			return true
 		}
 	}
 	return false
 }
 
+// memoryBandsPerLimit and memoryBandUnlimited size the steps of a
+// container's working set that are written at once: a twentieth of its
+// memory limit, or 64 MiB without one.
+const (
+	memoryBandsPerLimit = 20
+	memoryBandUnlimited = 64 << 20
+)
+
+// memoryBand is the step a container's working set is in. A heartbeat
+// whose container moved to another step is written at once, so that the
+// other replicas, the memory remediation driver's among them, see every
+// working set within a step of the container's, current up to its holder's
+// flush watermark; the figures within a step wait for the persist
+// interval like the rest of the readings. -1 without a reading.
+func memoryBand(r *flotillav1.ContainerResources) int64 {
+	if r == nil {
+		return -1
+	}
+	ws, limit := r.GetMemoryWorkingSetBytes(), r.GetMemoryLimitBytes()
+	if limit == 0 {
+		return int64(ws / memoryBandUnlimited)
+	}
+	return int64(min(ws, limit) * memoryBandsPerLimit / limit)
+}
+
 // resourceEventsChanged reports a restart or an OOM kill between two
 // readings of a container. The CPU and memory figures change with every
-// reading and wait for the persist interval like the host's.
+// reading and wait for the persist interval like the host's, except a
+// working set that moves to another step (memoryBand).
 func resourceEventsChanged(p, n *flotillav1.ContainerResources) bool {
 	return p.GetRestartCount() != n.GetRestartCount() || p.GetOomKills() != n.GetOomKills() ||
 		p.GetOomKilled() != n.GetOomKilled() || !p.GetStartedAt().AsTime().Equal(n.GetStartedAt().AsTime())

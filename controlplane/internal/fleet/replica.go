@@ -31,19 +31,28 @@ type Replica struct {
 	// their holder IDs (e.g. "replica/"): a replica is live while its
 	// lease has not expired.
 	LeasePrefix string
-	// Leases lists the live replica leases.
-	Leases LeaseLister
+	// FlushedPrefix starts the names of the replicas' flush progress
+	// leases, followed by their holder IDs (e.g. "fleet-flushed/"): see
+	// publishFlushed.
+	FlushedPrefix string
+	// Leases lists the live replica leases and keeps this replica's flush
+	// progress lease.
+	Leases ReplicaLeases
 	// Leader says whether this replica leads the fleet's jobs now.
 	Leader Leadership
 	// RefreshInterval is how often the rest of the fleet is read from the
 	// store (default 1s).
 	RefreshInterval time.Duration
+	// Rebalance spreads the streams again after a replica returns (see
+	// RunRebalance).
+	Rebalance Rebalance
 }
 
-// LeaseLister lists the live leases whose names start with a prefix
-// (store.LeaseStore).
-type LeaseLister interface {
+// ReplicaLeases lists the live leases whose names start with a prefix and
+// takes or renews one (store.LeaseStore).
+type ReplicaLeases interface {
 	LiveLeases(ctx context.Context, prefix string) ([]store.Lease, error)
+	AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (store.Lease, error)
 }
 
 // Leadership says whether this process holds a lease now (lease.Leader).
@@ -75,6 +84,9 @@ type view struct {
 	// recheck holds agents whose store row was skipped while a local
 	// write of theirs was pending, read again once it is written.
 	recheck map[string]struct{}
+	// flushed is each replica's flush watermark as of the last refresh
+	// (see publishFlushed).
+	flushed map[string]time.Time
 }
 
 func (c *Replica) validate() error {
@@ -84,6 +96,8 @@ func (c *Replica) validate() error {
 	switch {
 	case c.LeasePrefix == "":
 		return errors.New("fleet: replica: lease prefix: required")
+	case c.FlushedPrefix == "" || c.FlushedPrefix == c.LeasePrefix:
+		return errors.New("fleet: replica: flushed prefix: required, and not the lease prefix")
 	case c.Leases == nil:
 		return errors.New("fleet: replica: leases: required")
 	case c.Leader == nil:
@@ -94,7 +108,7 @@ func (c *Replica) validate() error {
 	if c.RefreshInterval == 0 {
 		c.RefreshInterval = time.Second
 	}
-	return nil
+	return c.Rebalance.validate()
 }
 
 // replicaMode reports whether the registry is one replica's view.
@@ -123,10 +137,41 @@ func (r *Registry) setHolder(e *entry, u *store.AgentStatus) {
 	if e.session != nil {
 		u.StreamHolder = me
 		if e.attachPending {
-			u.IfHolder = ""
+			u.IfHolder, u.Attach = "", true
 		}
 	}
 	e.attachPending = false
+}
+
+// toldBack tells, in replica mode, that the agents whose attach the store
+// found lost are back: the replica whose write brought an agent back
+// learns it from the store, however stale its own view was (the fleet
+// leader may have marked the agent lost since this replica last read it),
+// so every return is told once, by one replica. Attach's own change of
+// state tells nothing of a return in replica mode (see setState).
+func (r *Registry) toldBack(ids []string) {
+	fn := r.cfg.OnStateChange
+	if len(ids) == 0 {
+		return
+	}
+	changes := make([]StateChange, 0, len(ids))
+	r.mu.Lock()
+	for _, id := range ids {
+		e, ok := r.agents[id]
+		if !ok {
+			continue
+		}
+		r.log.Info("agent back after it was lost", logging.AgentID(id), logging.Hostname(e.rec.Hostname))
+		changes = append(changes, StateChange{AgentID: id, Hostname: e.rec.Hostname, From: store.AgentLost, To: store.AgentConnected,
+			Reason: e.rec.StateReason, At: e.rec.StateChangedAt})
+	}
+	r.mu.Unlock()
+	if fn == nil {
+		return
+	}
+	for _, c := range changes {
+		fn(c)
+	}
 }
 
 // recheckDetached queues the agents of a written batch that this replica
@@ -174,6 +219,12 @@ func (r *Registry) RunRefresh(ctx context.Context) error {
 func (r *Registry) Refresh(ctx context.Context) error {
 	r.refreshMu.Lock()
 	defer r.refreshMu.Unlock()
+	// The watermarks are read before the rows: each vouches for the rows
+	// its replica wrote before publishing it, which the read below sees.
+	flushed, err := r.readFlushed(ctx)
+	if err != nil {
+		return fmt.Errorf("fleet: refresh: %w", err)
+	}
 	r.mu.RLock()
 	from := r.view.seen
 	if len(r.view.history) > 0 {
@@ -198,6 +249,7 @@ func (r *Registry) Refresh(ctx context.Context) error {
 		return err
 	}
 	r.mu.Lock()
+	r.view.flushed = flushed
 	r.view.history = append(r.view.history, r.view.seen)
 	if len(r.view.history) > refreshLag {
 		r.view.history = r.view.history[1:]
@@ -294,7 +346,11 @@ func (r *Registry) applyRow(row store.Agent) {
 		r.insertLocked(e)
 		return
 	}
-	if e.session != nil || row.StatusSeq <= e.rec.StatusSeq {
+	if e.session != nil {
+		r.reclaimLostLocked(e, row)
+		return
+	}
+	if row.StatusSeq <= e.rec.StatusSeq {
 		return
 	}
 	if _, pending := r.dirty[row.ID]; pending {
@@ -313,6 +369,23 @@ func (r *Registry) applyRow(row store.Agent) {
 	}
 	e.rec = row
 	e.heartbeatAt = row.LastSeenAt
+}
+
+// reclaimLostLocked claims again, at the next flush, the stream of an
+// agent held here that the fleet leader marked lost (r.mu held): the
+// leader saw this replica's lease expired, while this replica renewed it
+// late without noticing the lapse (a slow database, a pause), so Reclaim
+// never ran; its conditional writes no longer apply to the row, which
+// would stay lost while the agent is connected here. The attach written
+// again finds the agent lost and tells it back (toldBack).
+func (r *Registry) reclaimLostLocked(e *entry, row store.Agent) {
+	if row.State != store.AgentLost || row.StreamHolder != "" || e.attachPending {
+		return
+	}
+	e.attachPending = true
+	r.dirty[row.ID] = struct{}{}
+	r.log.Info("the fleet leader marked lost an agent whose stream this replica holds; claiming it again",
+		logging.AgentID(row.ID), zap.String("reason", row.StateReason))
 }
 
 // showDeadHolders shows the agents whose stored stream holder is not a

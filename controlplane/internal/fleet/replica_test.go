@@ -2,12 +2,17 @@ package fleet_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap/zaptest"
 
@@ -24,25 +29,62 @@ type replicaSet struct {
 
 	mu   sync.Mutex
 	live map[string]bool
+	// taken holds the other leases taken (the flush progress leases),
+	// by name.
+	taken map[string]store.Lease
+	// changes are the state changes every replica told, as
+	// "<holder>: <agent> <from>-><to>".
+	changes []string
+}
+
+// told returns the state changes told so far, by any replica.
+func (rs *replicaSet) told() []string {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return slices.Clone(rs.changes)
 }
 
 func newReplicaSet(t *testing.T) *replicaSet {
-	return &replicaSet{t: t, st: openStore(t), clk: newClock(t0), live: map[string]bool{}}
+	return &replicaSet{t: t, st: openStore(t), clk: newClock(t0), live: map[string]bool{}, taken: map[string]store.Lease{}}
 }
 
-// leases is the replica leases as the store would list them.
+// leases is the replica leases as the store would list them: the
+// replica leases from the set's live replicas, the others as taken, until
+// they expire by the set's clock.
 type leases struct{ rs *replicaSet }
+
+const (
+	replicaPrefix = "replica/"
+	flushedPrefix = "fleet-flushed/"
+)
 
 func (l leases) LiveLeases(_ context.Context, prefix string) ([]store.Lease, error) {
 	l.rs.mu.Lock()
 	defer l.rs.mu.Unlock()
 	var out []store.Lease
-	for h, ok := range l.rs.live {
-		if ok {
-			out = append(out, store.Lease{Name: prefix + h, Holder: h})
+	if prefix == replicaPrefix {
+		for h, ok := range l.rs.live {
+			if ok {
+				out = append(out, store.Lease{Name: prefix + h, Holder: h})
+			}
+		}
+		return out, nil
+	}
+	now := l.rs.clk.Now()
+	for name, lease := range l.rs.taken {
+		if strings.HasPrefix(name, prefix) && lease.ExpiresAt.After(now) {
+			out = append(out, lease)
 		}
 	}
 	return out, nil
+}
+
+func (l leases) AcquireLease(_ context.Context, name, holder string, ttl time.Duration) (store.Lease, error) {
+	l.rs.mu.Lock()
+	defer l.rs.mu.Unlock()
+	lease := store.Lease{Name: name, Holder: holder, Token: 1, ExpiresAt: l.rs.clk.Now().Add(ttl)}
+	l.rs.taken[name] = lease
+	return lease, nil
 }
 
 // leadership is a fake fleet lease.
@@ -60,11 +102,23 @@ func (rs *replicaSet) setLive(holder string, live bool) {
 // replica builds and loads the registry of replica holder, live.
 func (rs *replicaSet) replica(holder string, lead *leadership) *fleet.Registry {
 	rs.t.Helper()
+	return rs.rebalancingReplica(holder, lead, fleet.Rebalance{})
+}
+
+// rebalancingReplica is replica with reb as its rebalancing settings.
+func (rs *replicaSet) rebalancingReplica(holder string, lead *leadership, reb fleet.Rebalance) *fleet.Registry {
+	rs.t.Helper()
 	rs.setLive(holder, true)
 	r, err := fleet.New(fleet.Config{
 		Store: rs.st, Logger: zaptest.NewLogger(rs.t).Named(holder), Now: rs.clk.Now,
 		LostAfter: lostAfter, ReconnectGrace: lostAfter, PersistInterval: time.Minute, FlushInterval: time.Second,
-		Replica: fleet.Replica{Holder: holder, LeasePrefix: "replica/", Leases: leases{rs}, Leader: lead},
+		Replica: fleet.Replica{Holder: holder, LeasePrefix: replicaPrefix, FlushedPrefix: flushedPrefix, Leases: leases{rs}, Leader: lead,
+			Rebalance: reb},
+		OnStateChange: func(c fleet.StateChange) {
+			rs.mu.Lock()
+			defer rs.mu.Unlock()
+			rs.changes = append(rs.changes, holder+": "+c.AgentID+" "+c.From+"->"+c.To)
+		},
 	})
 	if err != nil {
 		rs.t.Fatalf("fleet.New: %v", err)
@@ -251,32 +305,256 @@ func TestReplicaKnowsAgentsRegisteredElsewhere(t *testing.T) {
 	}
 }
 
-// TestReplicaSeesEveryHeartbeat: a heartbeat received by the replica
-// holding the stream, even one that changes nothing, reaches the other
-// replicas' view at the next flush and refresh, so that their health
-// gates and liveness see the agent alive.
-func TestReplicaSeesEveryHeartbeat(t *testing.T) {
+// TestReplicaVouchesForUnchangedHeartbeats: the replica holding a stream
+// writes a heartbeat only when it changes the application's health or the
+// containers (or once per persist interval); the other replicas know the
+// unchanged ones current up to the holder's flush watermark, never beyond
+// it, and not once the holder is gone.
+func TestReplicaVouchesForUnchangedHeartbeats(t *testing.T) {
 	rs := newReplicaSet(t)
 	a, b := rs.replica("a", &leadership{}), rs.replica("b", &leadership{})
 	register(t, rs.st, b, "web-1", t0, nil, nil)
 	s := mustAttach(t, b, "web-1", nil, "10.0.0.1:1")
+	rs.clk.Advance(5 * time.Second)
+	first := rs.clk.Now()
+	mustHeartbeat(t, b, s, heartbeatMsg(12.5, true))
+	mustFlush(t, b)
 	for i := 1; i <= 3; i++ {
 		rs.clk.Advance(5 * time.Second)
-		mustHeartbeat(t, b, s, heartbeatMsg(12.5, true)) // the same readings every time
+		mustHeartbeat(t, b, s, heartbeatMsg(12.5+float64(i), true)) // readings only: not a change
 		mustFlush(t, b)
 		mustRefresh(t, a)
 		got := mustGet(t, a, "web-1")
-		if !got.HeartbeatAt.Equal(rs.clk.Now()) || got.LastHeartbeat.GetHost().GetCpuPercent() != 12.5 {
-			t.Fatalf("heartbeat %d: a sees heartbeat at %s (%v), want %s", i, got.HeartbeatAt, got.LastHeartbeat, rs.clk.Now())
+		if !got.HeartbeatAt.Equal(first) || !got.CurrentAt.Equal(rs.clk.Now()) || !got.LastHeartbeat.GetApp().GetHealthy() {
+			t.Fatalf("unchanged heartbeat %d: a sees heartbeat at %s current at %s (%v), want %s current at %s",
+				i, got.HeartbeatAt, got.CurrentAt, got.LastHeartbeat, first, rs.clk.Now())
 		}
+	}
+	if row := mustStored(t, rs.st, "web-1"); !row.LastSeenAt.Equal(first) {
+		t.Errorf("row's last_seen_at = %s after unchanged heartbeats, want %s (the first, the only one written)", row.LastSeenAt, first)
+	}
+
+	// A change of health is written at the next flush; a heartbeat after
+	// that flush is not vouched for before the flush after it.
+	rs.clk.Advance(time.Second)
+	flushedAt := rs.clk.Now()
+	mustHeartbeat(t, b, s, heartbeatMsg(20, false))
+	mustFlush(t, b)
+	rs.clk.Advance(time.Second)
+	mustHeartbeat(t, b, s, heartbeatMsg(20, true))
+	mustRefresh(t, a)
+	got := mustGet(t, a, "web-1")
+	if got.LastHeartbeat.GetApp().GetHealthy() || !got.HeartbeatAt.Equal(flushedAt) || !got.CurrentAt.Equal(flushedAt) {
+		t.Fatalf("after a change: a sees healthy=%v at %s current at %s, want the unhealthy heartbeat at %s, current at %s",
+			got.LastHeartbeat.GetApp().GetHealthy(), got.HeartbeatAt, got.CurrentAt, flushedAt, flushedAt)
+	}
+
+	// Readings that changed nothing are written once per persist interval.
+	rs.clk.Advance(time.Minute)
+	mustHeartbeat(t, b, s, heartbeatMsg(77, true))
+	mustFlush(t, b)
+	mustRefresh(t, a)
+	if got := mustGet(t, a, "web-1"); got.LastHeartbeat.GetHost().GetCpuPercent() != 77 || !got.HeartbeatAt.Equal(rs.clk.Now()) {
+		t.Fatalf("after the persist interval: a sees CPU %v at %s, want 77 at %s", got.LastHeartbeat.GetHost().GetCpuPercent(), got.HeartbeatAt, rs.clk.Now())
+	}
+
+	// The holder gone, nothing is vouched for any more.
+	vouched := rs.clk.Now()
+	rs.setLive("b", false)
+	rs.clk.Advance(5 * time.Second)
+	mustRefresh(t, a)
+	if got := mustGet(t, a, "web-1"); got.Record.State != store.AgentDisconnected || !got.CurrentAt.Equal(vouched) {
+		t.Fatalf("holder gone: a sees %s, current at %s, want disconnected, current at %s", fmtState(got), got.CurrentAt, vouched)
 	}
 }
 
-// TestReplicaReclaimsAfterLapse: a replica cut off from the store for
-// longer than its lease is counted dead and its agent marked lost by the
-// leader; when it has its lease again it claims the stream it kept, and the
-// agent is connected to it again everywhere.
-func TestReplicaReclaimsAfterLapse(t *testing.T) {
+// TestAgentLostAndBackOnceAcrossReplicas: an agent whose replica died is
+// told lost once, by the fleet leader, and back once, by the replica it
+// returns to, even when that replica's view never saw the loss (issue 13:
+// agent.back was missed when the agent came back on a replica other than
+// the leader); a second return is no news.
+func TestAgentLostAndBackOnceAcrossReplicas(t *testing.T) {
+	rs := newReplicaSet(t)
+	lead := &leadership{}
+	lead.leading.Store(true)
+	leader, c, dead := rs.replica("leader", lead), rs.replica("c", &leadership{}), rs.replica("dead", &leadership{})
+	for _, id := range []string{"to-c", "to-leader"} {
+		register(t, rs.st, dead, id, t0, nil, nil)
+		mustAttach(t, dead, id, nil, "10.0.0.1:1")
+	}
+	mustFlush(t, dead)
+	mustRefresh(t, leader)
+	mustRefresh(t, c)
+	mustSweepFleet(t, leader) // sees dead live
+	rs.setLive("dead", false)
+	rs.clk.Advance(lostAfter + 2*time.Second)
+	mustSweepFleet(t, leader)
+
+	// c has not read the loss: its view shows the agents connected to
+	// dead. Both return, one to c, one to the leader.
+	mustAttach(t, c, "to-c", nil, "10.0.0.1:2")
+	mustAttach(t, leader, "to-leader", nil, "10.0.0.1:3")
+	mustFlush(t, c)
+	mustFlush(t, leader)
+	for _, r := range []*fleet.Registry{leader, c} {
+		mustRefresh(t, r)
+		mustSweepFleet(t, r)
+	}
+	// to-c moves on to the leader: connected to connected, no news.
+	mustAttach(t, leader, "to-c", nil, "10.0.0.1:4")
+	mustFlush(t, leader)
+	mustFlush(t, c)
+
+	want := map[string]int{
+		"leader: to-c ->lost": 1, "leader: to-leader ->lost": 1,
+		"c: to-c lost->connected": 1, "leader: to-leader lost->connected": 1,
+	}
+	got := map[string]int{}
+	for _, ch := range rs.told() {
+		if strings.Contains(ch, "lost") {
+			got[ch]++
+		}
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("losses and returns told = %v, want %v (all told: %v)", got, want, rs.told())
+	}
+}
+
+// TestRebalanceGivesStreamsBack: a replica holding more than its share of
+// the streams (those of the live replicas over their number) closes the
+// oldest ones, at most Rate a second and none younger than MinAge, until
+// it holds its share; agents of a dead replica do not count, and a replica
+// alone keeps everything (issue 13: after a replica died and returned,
+// every agent stayed on the survivors).
+func TestRebalanceGivesStreamsBack(t *testing.T) {
+	ctx := context.Background()
+	rs := newReplicaSet(t)
+	reb := fleet.Rebalance{Rate: 4, MinAge: time.Minute, Interval: time.Second}
+	a := rs.rebalancingReplica("a", &leadership{}, reb)
+	b := rs.rebalancingReplica("b", &leadership{}, reb)
+	rs.setLive("b", false) // b is down while the fleet connects
+	var ids []string
+	sessions := map[string]*fleet.Session{}
+	for i := range 10 {
+		id := fmt.Sprintf("web-%02d", i)
+		ids = append(ids, id)
+		register(t, rs.st, a, id, t0, nil, nil)
+		sessions[id] = mustAttach(t, a, id, nil, "10.0.0.1:1")
+		rs.clk.Advance(time.Second) // web-00 is the oldest stream
+	}
+	mustFlush(t, a)
+	rs.clk.Advance(time.Minute)
+	if n, err := a.RebalanceOnce(ctx); err != nil || n != 0 {
+		t.Fatalf("alone: RebalanceOnce = %d, %v; want 0", n, err)
+	}
+
+	// web-00's stream is replaced just before b comes back: too young to
+	// move. b is back: a's share is 5 of 10; it closes 4 (the rate), the
+	// oldest but web-00.
+	sessions["web-00"] = mustAttach(t, a, "web-00", nil, "10.0.0.1:3")
+	mustFlush(t, a)
+	rs.setLive("b", true)
+	mustRefresh(t, b)
+	if n, err := a.RebalanceOnce(ctx); err != nil || n != 4 {
+		t.Fatalf("RebalanceOnce = %d, %v; want 4 (the rate)", n, err)
+	}
+	var moved []string
+	for _, id := range ids {
+		s := sessions[id]
+		select {
+		case <-s.Done():
+		default:
+			continue
+		}
+		if !errors.Is(s.Err(), fleet.ErrRebalanced) {
+			t.Fatalf("%s's stream closed with %v, want ErrRebalanced", id, s.Err())
+		}
+		a.Detach(s, "rebalanced")
+		sessions[id] = mustAttach(t, b, id, nil, "10.0.0.1:2")
+		moved = append(moved, id)
+	}
+	if !slices.Equal(moved, ids[1:5]) {
+		t.Fatalf("streams closed = %v, want the four oldest but the young web-00: %v", moved, ids[1:5])
+	}
+	// web-01 comes back to a (its only address, say) and stays there: a
+	// closed its stream moments ago. a, at 7 of 10, closes the two oldest
+	// others.
+	b.Detach(sessions["web-01"], "moved back")
+	sessions["web-01"] = mustAttach(t, a, "web-01", nil, "10.0.0.1:1")
+	mustFlush(t, a)
+	mustFlush(t, b)
+	mustRefresh(t, a)
+	mustRefresh(t, b)
+	rs.clk.Advance(time.Minute)
+	if n, err := a.RebalanceOnce(ctx); err != nil || n != 2 {
+		t.Fatalf("RebalanceOnce after web-01 came back = %d, %v; want 2", n, err)
+	}
+	for _, id := range []string{"web-00", "web-01", "web-05", "web-06", "web-07", "web-08", "web-09"} {
+		closed := false
+		select {
+		case <-sessions[id].Done():
+			closed = true
+		default:
+		}
+		if want := id == "web-05" || id == "web-06"; closed != want {
+			t.Errorf("%s: stream closed %v, want %v", id, closed, want)
+		}
+		if closed {
+			a.Detach(sessions[id], "rebalanced")
+			sessions[id] = mustAttach(t, b, id, nil, "10.0.0.1:2")
+		}
+	}
+	mustFlush(t, a)
+	mustFlush(t, b)
+	mustRefresh(t, a)
+	mustRefresh(t, b)
+	// 5 and 5.
+	rs.clk.Advance(time.Hour)
+	for _, r := range []*fleet.Registry{a, b} {
+		if n, err := r.RebalanceOnce(ctx); err != nil || n != 0 {
+			t.Errorf("balanced: RebalanceOnce = %d, %v; want 0", n, err)
+		}
+	}
+	if got := testutil.ToFloat64(metricOf(fleet.NewCollector(a), "flotilla_agent_streams_rebalanced_total")); got != 6 {
+		t.Errorf("flotilla_agent_streams_rebalanced_total on a = %v, want 6", got)
+	}
+}
+
+// metricOf is the collector of c's one series named name.
+func metricOf(c prometheus.Collector, name string) prometheus.Collector {
+	ch := make(chan prometheus.Metric, 1000)
+	c.Collect(ch)
+	close(ch)
+	for m := range ch {
+		if strings.Contains(m.Desc().String(), `"`+name+`"`) {
+			return constCollector{m}
+		}
+	}
+	return constCollector{}
+}
+
+// constCollector collects one metric already made.
+type constCollector struct{ m prometheus.Metric }
+
+func (c constCollector) Describe(ch chan<- *prometheus.Desc) {
+	if c.m != nil {
+		ch <- c.m.Desc()
+	}
+}
+
+func (c constCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.m != nil {
+		ch <- c.m
+	}
+}
+
+// TestReplicaReclaimsAStreamMarkedLost: the fleet leader marks lost an
+// agent whose replica it saw expired, while that replica renewed its lease
+// late without noticing (no Reclaim); the replica's next refresh reads the
+// loss of an agent it holds, claims the stream again, and the agent is
+// connected again and told back once, instead of staying listed lost while
+// connected.
+func TestReplicaReclaimsAStreamMarkedLost(t *testing.T) {
 	rs := newReplicaSet(t)
 	lead := &leadership{}
 	lead.leading.Store(true)
@@ -289,44 +567,24 @@ func TestReplicaReclaimsAfterLapse(t *testing.T) {
 	rs.setLive("a", false)
 	rs.clk.Advance(lostAfter + 2*time.Second)
 	mustSweepFleet(t, leader)
-	if row := mustStored(t, rs.st, "web-1"); row.State != store.AgentLost || row.StreamHolder != "" {
-		t.Fatalf("row while a was cut off = %+v, want lost, no holder", row)
-	}
-	// a is back; a conditional write of its own no longer applies.
 	rs.setLive("a", true)
-	mustHeartbeat(t, a, s, heartbeatMsg(10, true))
-	mustFlush(t, a)
 	if row := mustStored(t, rs.st, "web-1"); row.State != store.AgentLost {
-		t.Fatalf("row after a's heartbeat, before it reclaimed = %+v, want still lost", row)
+		t.Fatalf("row after the leader's mark = %+v, want lost", row)
 	}
-	a.Reclaim()
+	mustHeartbeat(t, a, s, heartbeatMsg(10, true))
+	mustFlush(t, a) // conditional on a holding it: does not apply
+	mustRefresh(t, a)
 	mustFlush(t, a)
 	if row := mustStored(t, rs.st, "web-1"); row.State != store.AgentConnected || row.StreamHolder != "a" {
-		t.Fatalf("row after a reclaimed = %+v, want connected, held by a", row)
+		t.Fatalf("row after a's refresh and flush = %+v, want connected to a", row)
 	}
-	mustRefresh(t, leader)
-	if got := mustGet(t, leader, "web-1"); got.Record.State != store.AgentConnected {
-		t.Errorf("leader's view after a reclaimed = %s, want connected", fmtState(got))
+	backs := 0
+	for _, c := range rs.told() {
+		if strings.HasSuffix(c, "web-1 lost->connected") {
+			backs++
+		}
 	}
-}
-
-// TestContainerSeriesOnlyWhileLeading: the containers of an agent
-// connected to a replica that does not lead the fleet are exported by the
-// leader only, like the agent's own series.
-func TestContainerSeriesOnlyWhileLeading(t *testing.T) {
-	rs := newReplicaSet(t)
-	lead := &leadership{}
-	r := rs.replica("a", lead)
-	register(t, rs.st, r, "web-1", t0, nil, nil)
-	s := mustAttach(t, r, "web-1", nil, "10.0.0.1:1")
-	defer r.Detach(s, reasonEOF)
-	mustHeartbeat(t, r, s, containerHeartbeat())
-	c := fleet.NewCollector(r)
-	if n := testutil.CollectAndCount(c, containerSeries...); n != 0 {
-		t.Errorf("not leading: %d container series, want 0", n)
-	}
-	lead.leading.Store(true)
-	if n := testutil.CollectAndCount(c, containerSeries...); n != 10 {
-		t.Errorf("leading: %d container series, want 10 (7 of the running container, 3 of the stopped one without a limit)", n)
+	if backs != 1 {
+		t.Errorf("web-1 told back %d times, want once (all told: %v)", backs, rs.told())
 	}
 }

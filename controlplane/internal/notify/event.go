@@ -13,18 +13,22 @@ const (
 	TypeRolloutSucceeded  = "rollout.succeeded"
 	TypeRolloutFailed     = "rollout.failed"
 	TypeRolloutRolledBack = "rollout.rolled_back"
-	// TypeAnalysisFailed is reserved: emitted once rollout analysis exists.
+	// TypeAnalysisFailed: a rollout's analysis failed it; the evidence
+	// holds each query's PromQL, value, threshold and verdict.
 	TypeAnalysisFailed = "analysis.failed"
 	TypeAgentLost      = "agent.lost"
 	TypeAgentBack      = "agent.back"
 	TypeCommandFailed  = "command.failed"
 	TypeBackupFailed   = "backup.failed"
-	// TypeBackupStale is reserved for the backup schedule, which knows how
-	// old the newest backup may be.
+	// TypeBackupStale: a backup policy's newest successful backup is older
+	// than its schedule allows (the backup scheduler, once per episode).
 	TypeBackupStale = "backup.stale"
 	TypeDrillFailed = "drill.failed"
-	// TypeAutomaticRestart is reserved for memory-leak remediation.
+	// TypeAutomaticRestart: a remediation policy restarted a container.
 	TypeAutomaticRestart = "restart.automatic"
+	// TypeRestartEscalated: the guard rails stopped an automatic restart
+	// the policy asked for; restarts are not helping.
+	TypeRestartEscalated = "restart.escalated"
 	// TypeTest is the event TestSubscription sends; no filter names it.
 	TypeTest = "test"
 )
@@ -33,7 +37,7 @@ const (
 var Types = []string{
 	TypeRolloutStarted, TypeRolloutPaused, TypeRolloutSucceeded, TypeRolloutFailed, TypeRolloutRolledBack,
 	TypeAnalysisFailed, TypeAgentLost, TypeAgentBack, TypeCommandFailed, TypeBackupFailed, TypeBackupStale,
-	TypeDrillFailed, TypeAutomaticRestart,
+	TypeDrillFailed, TypeAutomaticRestart, TypeRestartEscalated,
 }
 
 // BodyVersion is the version of the JSON body webhooks receive; a change

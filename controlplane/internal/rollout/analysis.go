@@ -65,9 +65,13 @@ func (r *runner) keepAnalysis(c *change) {
 
 // analysisGate runs the analysis of a batch (index batch) or of the bake
 // (bakeBatch) and reports whether it passed. It measures every interval,
-// starting one interval after the gate began; a failed verdict stops the
-// rollout, inconclusive ones apply the strategy's policy.
-func (r *runner) analysisGate(ctx context.Context, c *change, batch int, paused bool) bool {
+// starting one interval after the batch's first host entered its health
+// gate (the bake: after its start); a failed verdict stops the rollout,
+// inconclusive ones apply the strategy's policy. While the batch's hosts
+// are still in their gates (inGate) the consecutive counts go on, but
+// inconclusive results wait for the gates' end to apply the policy: a
+// drained host has no traffic to measure yet.
+func (r *runner) analysisGate(ctx context.Context, c *change, batch int, paused, inGate bool) bool {
 	a := r.strategy.GetAnalysis()
 	if a == nil {
 		return true
@@ -105,14 +109,14 @@ func (r *runner) analysisGate(ctx context.Context, c *change, batch int, paused 
 	where := r.gateName(batch)
 	switch {
 	case st.Failures >= a.GetConsecutiveFailures():
-		r.stopAnalysis(c, fmt.Sprintf("analysis failed %s (%d in a row): %s", where, st.Failures, why))
+		r.stopAnalysis(c, batch, fmt.Sprintf("analysis failed %s (%d in a row): %s", where, st.Failures, why), results)
 		return false
-	case st.Inconclusive >= a.GetConsecutiveFailures():
+	case st.Inconclusive >= a.GetConsecutiveFailures() && !inGate:
 		msg := fmt.Sprintf("analysis inconclusive %s (%d in a row): %s", where, st.Inconclusive, why)
 		st.Inconclusive = 0
 		r.keepAnalysis(c)
 		if a.GetInconclusive() == flotillav1.InconclusivePolicy_INCONCLUSIVE_POLICY_FAIL {
-			r.stopAnalysis(c, msg+" (inconclusive: FAIL)")
+			r.stopAnalysis(c, batch, msg+" (inconclusive: FAIL)", results)
 			return false
 		}
 		r.setState(c, flotillav1.RolloutState_ROLLOUT_STATE_PAUSED, msg+"; paused (inconclusive: PAUSE): ResumeRollout measures again")
@@ -154,10 +158,13 @@ func overall(results []*flotillav1.AnalysisResult) (flotillav1.AnalysisVerdict, 
 
 // stopAnalysis stops the rollout after a failed analysis, through the
 // same path as max_failures: hosts in progress finish, then the changed
-// hosts are rolled back when auto_rollback is set.
-func (r *runner) stopAnalysis(c *change, reason string) {
+// hosts are rolled back when auto_rollback is set. The deciding results
+// go to OnAnalysisFailed once stored (the analysis.failed notification).
+func (r *runner) stopAnalysis(c *change, batch int, reason string, results []*flotillav1.AnalysisResult) {
 	r.rec.Stop, r.rec.StopState = reason, int32(flotillav1.RolloutState_ROLLOUT_STATE_FAILED)
-	r.rec.StopRollback = r.strategy.GetAutoRollback()
+	r.rec.StopRollback = r.strategy.GetAutoRollback() || r.blueGreen()
+	c.analysisFailed = &AnalysisFailure{RolloutID: r.rec.ID, Service: r.rec.Service, Image: r.rec.Image, Batch: batch,
+		Reason: reason, Results: results, AutoRollback: r.rec.StopRollback, At: c.now}
 	msg := "stopping: " + reason
 	if r.rec.StopRollback {
 		msg += "; the changed hosts are rolled back"
@@ -206,8 +213,9 @@ func (r *runner) keepResult(res *flotillav1.AnalysisResult) {
 	r.status.Results = append(r.status.Results, res)
 }
 
-// measurement is what the queries measure: the batch's (or, in the bake,
-// every) host that runs the new image, against the hosts still on the
+// measurement is what the queries measure: the batch's hosts that run
+// the new image, in their health gate or past it (in the bake: every
+// host that does), against the hosts still on the
 // previous one, or the rollout's start when none is left.
 func (r *runner) measurement(batch int, interval time.Duration, now time.Time) analysis.Measurement {
 	var news, olds, all []string
@@ -215,7 +223,7 @@ func (r *runner) measurement(batch int, interval time.Duration, now time.Time) a
 	for _, h := range r.hosts {
 		all = append(all, h.AgentID)
 		step := flotillav1.HostStep(h.Step)
-		if step == flotillav1.HostStep_HOST_STEP_DONE && (batch == bakeBatch || h.Batch == batch) {
+		if runsNewImage(step) && (batch == bakeBatch || h.Batch == batch) {
 			news = append(news, h.AgentID)
 		}
 		if !h.Changed {
@@ -261,7 +269,7 @@ func (r *runner) bake(ctx context.Context, c *change, paused bool) bool {
 		r.setState(c, flotillav1.RolloutState_ROLLOUT_STATE_BAKING, fmt.Sprintf("every batch done; baking for %s (until %s) with analysis every %s",
 			a.GetBake().AsDuration(), r.rec.BakeUntil.UTC().Format(time.RFC3339), a.GetInterval().AsDuration()))
 	}
-	passed := r.analysisGate(ctx, c, bakeBatch, paused)
+	passed := r.analysisGate(ctx, c, bakeBatch, paused, false)
 	if r.rec.Stop != "" || paused {
 		return false
 	}

@@ -1,6 +1,8 @@
 package rollout_test
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +14,9 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
+
+	"flotilla.dev/controlplane/internal/notify"
+	"flotilla.dev/controlplane/internal/store"
 )
 
 // promStub is a Prometheus HTTP API answering /api/v1/query in the real
@@ -87,6 +92,7 @@ func TestAnalysisFailsTheCanaryAndRollsBack(t *testing.T) {
 	c := newCluster(t, clusterOptions{web: 3})
 	c.start()
 	c.putService(nil)
+	hooks := subscribeAnalysisFailed(t, c)
 	id := c.startRollout(newImage, analysisStrategy(prom.srv.URL, 0)).GetId()
 	r := c.waitState(id, flotillav1.RolloutState_ROLLOUT_STATE_ROLLED_BACK, flotillav1.RolloutState_ROLLOUT_STATE_SUCCEEDED,
 		flotillav1.RolloutState_ROLLOUT_STATE_FAILED)
@@ -109,6 +115,71 @@ func TestAnalysisFailsTheCanaryAndRollsBack(t *testing.T) {
 	if got := c.metric("flotilla_rollout_analysis_measurements_total", "verdict", "fail"); got != 1 {
 		t.Errorf("flotilla_rollout_analysis_measurements_total{verdict=fail} = %v, want 1", got)
 	}
+	// The analysis.failed notification carries the measurement's evidence.
+	body := hooks.wait(t)
+	if body.Type != "analysis.failed" || body.Data.Subject["rollout_id"] != id || !strings.Contains(body.Data.Reason, "analysis failed at batch 1") {
+		t.Fatalf("analysis.failed body: %+v", body)
+	}
+	results, _ := body.Data.Evidence["results"].([]any)
+	first, _ := func() (map[string]any, bool) {
+		if len(results) != 1 {
+			return nil, false
+		}
+		m, ok := results[0].(map[string]any)
+		return m, ok
+	}()
+	if first["query"] != "error-rate" || first["value"] != 0.05 || first["threshold"] != 0.01 || first["verdict"] != "fail" ||
+		!strings.Contains(fmt.Sprint(first["promql"]), `host=~"web-01"`) {
+		t.Fatalf("analysis.failed evidence %v, want the error-rate query's 0.05 > 0.01 on web-01", body.Data.Evidence)
+	}
+}
+
+// hookReceiver is a webhook sink that keeps the bodies it receives.
+type hookReceiver struct {
+	mu     sync.Mutex
+	bodies []notify.Body
+}
+
+// subscribeAnalysisFailed subscribes a webhook receiver to analysis.failed
+// in the cluster's store.
+func subscribeAnalysisFailed(t *testing.T, c *cluster) *hookReceiver {
+	t.Helper()
+	rx := &hookReceiver{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var b notify.Body
+		if err := json.NewDecoder(r.Body).Decode(&b); err == nil {
+			rx.mu.Lock()
+			rx.bodies = append(rx.bodies, b)
+			rx.mu.Unlock()
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	sub := store.Subscription{ID: "ns-analysis", Name: "analysis", Events: []string{notify.TypeAnalysisFailed}, SinkKind: store.SinkWebhook,
+		URL: srv.URL + "/hook", Secrets: []string{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}, CreatedAt: time.Now(), UpdatedAt: time.Now()}
+	if err := c.current().Store().CreateSubscription(context.Background(), sub); err != nil {
+		t.Fatal(err)
+	}
+	return rx
+}
+
+// wait returns the first body received.
+func (rx *hookReceiver) wait(t *testing.T) notify.Body {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for time.Now().Before(deadline) {
+		rx.mu.Lock()
+		n := len(rx.bodies)
+		rx.mu.Unlock()
+		if n > 0 {
+			rx.mu.Lock()
+			defer rx.mu.Unlock()
+			return rx.bodies[0]
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("no analysis.failed notification received")
+	return notify.Body{}
 }
 
 // A good release passes each batch's gate and the bake, and only then
@@ -263,4 +334,41 @@ func TestBakeSurvivesAReplicaTakeover(t *testing.T) {
 		t.Fatalf("AbortRollout during the bake: %v", err)
 	}
 	c.waitState(id, flotillav1.RolloutState_ROLLOUT_STATE_ABORTED)
+}
+
+// The analysis measures while the batch's hosts are in their health gate:
+// with a five-second gate and a one-second interval, a canary failing 5 %
+// of requests fails its analysis before its gate ends, on its own host
+// (.Host), and the rollout stops and rolls it back.
+func TestAnalysisMeasuresDuringTheHealthGate(t *testing.T) {
+	prom := newPromStub(t, "0.05")
+	c := newCluster(t, clusterOptions{web: 2})
+	c.start()
+	c.putService(nil)
+	s := analysisStrategy(prom.srv.URL, 0)
+	s.MinHealthyTime, s.HealthyDeadline = durationpb.New(5*time.Second), durationpb.New(time.Minute)
+	id := c.startRollout(newImage, s).GetId()
+	r := c.waitState(id, flotillav1.RolloutState_ROLLOUT_STATE_ROLLED_BACK, flotillav1.RolloutState_ROLLOUT_STATE_SUCCEEDED,
+		flotillav1.RolloutState_ROLLOUT_STATE_FAILED)
+	if r.GetState() != flotillav1.RolloutState_ROLLOUT_STATE_ROLLED_BACK || !strings.Contains(r.GetMessage(), "analysis failed at batch 1") {
+		t.Fatalf("rollout ended %s %q, want ROLLED_BACK by the canary's analysis", r.GetState(), r.GetMessage())
+	}
+	var failedAt, doneAt int64
+	for _, ev := range c.history(id) {
+		if a := ev.GetAnalysis(); a != nil && failedAt == 0 && a.GetVerdict() == flotillav1.AnalysisVerdict_ANALYSIS_VERDICT_FAIL {
+			failedAt = ev.GetSequence()
+			if !strings.Contains(a.GetPromql(), `host=~"web-01"`) {
+				t.Errorf("measured %q, want the canary's host", a.GetPromql())
+			}
+		}
+		if h := ev.GetHost(); h != nil && h.GetAgentId() == "web-01" && !h.GetRollingBack() && h.GetStep() == flotillav1.HostStep_HOST_STEP_DONE {
+			doneAt = ev.GetSequence()
+		}
+	}
+	if failedAt == 0 || (doneAt != 0 && doneAt < failedAt) {
+		t.Fatalf("the failed measurement is event %d, the canary's gate ended at event %d: want the failure during the gate", failedAt, doneAt)
+	}
+	if restarts, _ := c.agents[1].snapshot(); len(restarts) != 0 {
+		t.Errorf("web-02 was restarted (%v): only the canary may be touched", restarts)
+	}
 }

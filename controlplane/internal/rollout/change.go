@@ -33,6 +33,8 @@ type change struct {
 	// wake is the earliest time the runner must look again without being
 	// woken; zero when only an event can move the rollout.
 	wake time.Time
+	// analysisFailed is set when the step's analysis failed the rollout.
+	analysisFailed *AnalysisFailure
 }
 
 type stepChange struct {
@@ -100,8 +102,12 @@ func (r *runner) setState(c *change, state flotillav1.RolloutState, msg string) 
 	if Terminal(state) {
 		r.rec.FinishedAt = c.now
 	}
+	if state != flotillav1.RolloutState_ROLLOUT_STATE_PAUSED {
+		// Only a deploy window's pause resumes by itself.
+		r.rec.ResumeAt = time.Time{}
+	}
 	c.rollout, c.stateEvent = true, true
-	c.events = append(c.events, stateEvent(c.now, state, msg))
+	c.events = append(c.events, pauseEvent(c.now, state, msg, r.rec.ResumeAt))
 }
 
 func (r *runner) batchStarted(c *change, index int, msg string) {
@@ -153,6 +159,7 @@ func (r *runner) commit(ctx context.Context, c *change) error {
 		if c.stateEvent && flotillav1.RolloutState(r.rec.State) != c.fromState {
 			r.stateChanged(ctx, c.fromState, c.now)
 		}
+		r.analysisFailed(ctx, c.analysisFailed)
 		if hook := r.e.commitHook; hook != nil {
 			hook(ctx, r.rec.ID)
 			if ctx.Err() != nil {
@@ -209,7 +216,7 @@ func (r *runner) send(ctx context.Context, c *change) {
 		for _, hc := range c.cmds {
 			r.observe(hc)
 		}
-		r.e.cfg.Dispatcher.Track(c.cmds)
+		r.e.cfg.Dispatcher.Track(c.cmds, r.fence)
 	}
 	byKind := make(map[string][]string)
 	for _, hc := range c.cmds {
@@ -235,6 +242,10 @@ func (r *runner) timeout(kind string) time.Duration {
 	d := commands.DefaultTimeout(kind)
 	if kind == command.KindPull && r.strategy.GetOfflineHosts() == flotillav1.OfflinePolicy_OFFLINE_POLICY_WAIT {
 		d += r.strategy.GetOfflineWait().AsDuration()
+	}
+	if kind == command.KindStartCandidate {
+		// The agent runs the candidate's health gate within the command.
+		d += r.strategy.GetHealthyDeadline().AsDuration()
 	}
 	return d
 }

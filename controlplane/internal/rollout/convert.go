@@ -26,7 +26,10 @@ func Terminal(s flotillav1.RolloutState) bool {
 func activeStep(s flotillav1.HostStep) bool {
 	switch s {
 	case flotillav1.HostStep_HOST_STEP_DRAINING, flotillav1.HostStep_HOST_STEP_RESTARTING,
-		flotillav1.HostStep_HOST_STEP_HEALTH_CHECK, flotillav1.HostStep_HOST_STEP_UNDRAINING:
+		flotillav1.HostStep_HOST_STEP_HEALTH_CHECK, flotillav1.HostStep_HOST_STEP_UNDRAINING,
+		flotillav1.HostStep_HOST_STEP_STARTING_CANDIDATE, flotillav1.HostStep_HOST_STEP_SWITCHING:
+		// READY is neither active nor terminal: it waits for the rollout's
+		// switch, with no command of its own.
 		return true
 	}
 	return false
@@ -70,11 +73,15 @@ func rolloutProto(rec store.Rollout, hosts []store.RolloutHost) (*flotillav1.Rol
 	out.CurrentBatch = int32(rec.CurrentBatch)
 	out.FinishedAt = ts(rec.FinishedAt)
 	out.BakeUntil = ts(rec.BakeUntil)
+	out.ResumeAt = ts(rec.ResumeAt)
 	st, err := analysisStatus(rec.Analysis)
 	if err != nil {
 		return nil, err
 	}
 	out.Analysis = st
+	if !Terminal(out.State) && out.State != flotillav1.RolloutState_ROLLOUT_STATE_ROLLING_BACK {
+		out.KeepUntil = ts(keepUntil(withDefaults(out.GetStrategy()), len(out.GetBatches()), storeRolloutView{rec.CurrentBatch, rec.BatchFinishedAt}))
+	}
 	for _, h := range hosts {
 		out.Hosts = append(out.Hosts, hostProto(h))
 	}
@@ -108,7 +115,14 @@ func encodeEvent(at time.Time, ev *flotillav1.RolloutEvent) store.RolloutEvent {
 }
 
 func stateEvent(at time.Time, state flotillav1.RolloutState, msg string) store.RolloutEvent {
-	return encodeEvent(at, &flotillav1.RolloutEvent{Kind: &flotillav1.RolloutEvent_State{State: &flotillav1.RolloutStateChange{State: state, Message: msg}}})
+	return pauseEvent(at, state, msg, time.Time{})
+}
+
+// pauseEvent is a state event that may say when a deploy window's pause
+// ends (resumeAt; zero for none).
+func pauseEvent(at time.Time, state flotillav1.RolloutState, msg string, resumeAt time.Time) store.RolloutEvent {
+	return encodeEvent(at, &flotillav1.RolloutEvent{Kind: &flotillav1.RolloutEvent_State{State: &flotillav1.RolloutStateChange{
+		State: state, Message: msg, ResumeAt: ts(resumeAt)}}})
 }
 
 func batchEvent(at time.Time, index int, started bool, msg string) store.RolloutEvent {

@@ -84,6 +84,10 @@ type Config struct {
 	// commands go out; it must return quickly (notifications write their
 	// outbox row and return).
 	OnStateChange func(ctx context.Context, sc StateChange)
+	// OnAnalysisFailed, when set, is called on the rollout's goroutine
+	// after an analysis that fails the rollout is stored, like
+	// OnStateChange.
+	OnAnalysisFailed func(ctx context.Context, f AnalysisFailure)
 }
 
 // Engine runs rollouts.

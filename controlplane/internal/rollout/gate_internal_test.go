@@ -193,3 +193,37 @@ func TestDriverStoresTheHealthyStreak(t *testing.T) {
 		t.Fatalf("stored streak start after an unhealthy heartbeat = %s, want none", got.HealthySince)
 	}
 }
+
+// TestCurrentSinceRestartNeedsTheNewContainer: a reading another replica
+// vouches current past the restart's result counts for the health gate
+// only if it shows the container the restart made (its ID from the
+// result), so that the container a redeploy of the same tag replaced never
+// counts; without the ID, the image decides.
+func TestCurrentSinceRestartNeedsTheNewContainer(t *testing.T) {
+	r := &runner{rec: store.Rollout{Image: "app:2"}, svc: &flotillav1.Service{Container: "app"}}
+	after := gateT0
+	reading := func(id, image string, current time.Time) fleet.Agent {
+		return fleet.Agent{CurrentAt: current, LastHeartbeat: &flotillav1.Heartbeat{Containers: []*flotillav1.ManagedContainer{
+			{Name: "sidecar", ContainerId: "new", Image: "app:2", State: "running"},
+			{Name: "app", ContainerId: id, Image: image, State: "running"},
+		}}}
+	}
+	later := after.Add(time.Second)
+	for _, tc := range []struct {
+		name      string
+		container string // the restart's new container ("" unknown)
+		a         fleet.Agent
+		want      bool
+	}{
+		{"the new container, vouched past the result", "new", reading("new", "app:2", later), true},
+		{"the replaced container on the same image", "new", reading("old", "app:2", later), false},
+		{"the new container, not vouched past the result", "new", reading("new", "app:2", after), false},
+		{"no ID known: the restart's image", "", reading("old", "app:2", later), true},
+		{"no ID known: another image", "", reading("old", "app:1", later), false},
+	} {
+		h := &host{gate: gate{after: after, container: tc.container}}
+		if got := r.currentSinceRestart(h, tc.a, after); got != tc.want {
+			t.Errorf("%s: currentSinceRestart = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

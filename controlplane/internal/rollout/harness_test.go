@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -187,7 +188,7 @@ func (c *cluster) register(st store.AgentStore, secret, id string, labels map[st
 	a := &fakeAgent{c: c, id: id, labels: labels, cert: pair, hasApp: hasApp, journal: make(map[string]*flotillav1.CommandEvent),
 		executed: make(map[string]int), unhealthy: make(map[string]bool)}
 	if hasApp {
-		a.image = oldImage
+		a.image, a.port = oldImage, serverPort
 	}
 	c.byID[id] = a
 	return a
@@ -474,6 +475,15 @@ type fakeAgent struct {
 	freezeOn    string        // "restart": fall silent on receiving a restart; "after-restart": after doing it
 	frozen      bool          // silent: no events, no heartbeats, no reconnect
 
+	// Blue-green: the live container's host port, the candidate and the
+	// previous container (image and port; "" when absent), and for the
+	// load balancer its upstream's servers.
+	port                   int32
+	nextImage, prevImage   string
+	nextPort, prevPort     int32
+	servers                []string
+	candidates, swapCounts int
+
 	sendMu sync.Mutex
 	stream grpc.BidiStreamingClient[flotillav1.ConnectRequest, flotillav1.ConnectResponse]
 }
@@ -594,7 +604,7 @@ func (a *fakeAgent) containers() []*flotillav1.ManagedContainer {
 	if !a.hasApp {
 		return nil
 	}
-	return []*flotillav1.ManagedContainer{{Name: appName, ContainerId: "c-" + a.id, Image: a.image, State: "running"}}
+	return []*flotillav1.ManagedContainer{{Name: appName, ContainerId: "c-" + a.id, Image: a.image, State: "running", HostPorts: []int32{a.port}}}
 }
 
 func (a *fakeAgent) heartbeat() {
@@ -700,8 +710,12 @@ func (a *fakeAgent) execute(cmd *flotillav1.Command) {
 			break
 		}
 		prev := a.image
-		a.image = k.Restart.GetImage()
-		a.restarts = append(a.restarts, a.image)
+		if img := k.Restart.GetImage(); img != "" {
+			a.image = img
+			a.restarts = append(a.restarts, a.image)
+		} else {
+			a.restarts = append(a.restarts, "in place "+a.image) // a restart without an image keeps it
+		}
 		restarted = true
 		ev.Result = &flotillav1.CommandResult{Kind: &flotillav1.CommandResult_Restart{Restart: &flotillav1.RestartResult{
 			Container: k.Restart.GetContainer(), Image: a.image, PreviousImage: prev}}}
@@ -713,6 +727,8 @@ func (a *fakeAgent) execute(cmd *flotillav1.Command) {
 		a.lbLog = append(a.lbLog, "undrain "+k.Undrain.GetServer())
 		ev.Result = &flotillav1.CommandResult{Kind: &flotillav1.CommandResult_Drain{Drain: &flotillav1.DrainResult{
 			Upstream: k.Undrain.GetUpstream(), Server: k.Undrain.GetServer(), Changed: true}}}
+	case *flotillav1.CommandSpec_StartCandidate, *flotillav1.CommandSpec_SwapServers, *flotillav1.CommandSpec_BlueGreen:
+		a.executeSideBySide(cmd.GetSpec(), ev)
 	default:
 		ev.State, ev.Message = flotillav1.CommandState_COMMAND_STATE_REJECTED, "unknown command kind"
 	}
@@ -801,4 +817,80 @@ func (c *cluster) metric(name, label, value string) float64 {
 		}
 	}
 	return 0
+}
+
+// executeSideBySide plays a blue-green command on the fake host's model
+// (a.mu held): a candidate fails when its image is unhealthy here.
+func (a *fakeAgent) executeSideBySide(spec *flotillav1.CommandSpec, ev *flotillav1.CommandEvent) {
+	fail := func(msg string) { ev.State, ev.Message = flotillav1.CommandState_COMMAND_STATE_FAILED, msg }
+	switch k := spec.GetKind().(type) {
+	case *flotillav1.CommandSpec_StartCandidate:
+		c := k.StartCandidate
+		a.candidates++
+		switch {
+		case c.GetPort() != a.port:
+			fail(fmt.Sprintf("container publishes no host port %d (test)", c.GetPort()))
+		case a.unhealthy[c.GetImage()]:
+			fail("the candidate was not healthy within healthy_deadline; it was removed (test)")
+		default:
+			a.nextImage, a.nextPort = c.GetImage(), c.GetCandidatePort()
+			ev.Result = &flotillav1.CommandResult{Kind: &flotillav1.CommandResult_Candidate{Candidate: &flotillav1.CandidateResult{
+				Container: c.GetContainer(), Image: c.GetImage(), PreviousImage: a.image}}}
+		}
+	case *flotillav1.CommandSpec_SwapServers:
+		a.swapCounts++
+		var changes []string
+		for _, s := range k.SwapServers.GetSwaps() {
+			i := slices.Index(a.servers, s.GetFrom())
+			switch {
+			case i >= 0:
+				a.servers[i] = s.GetTo()
+				changes = append(changes, s.GetFrom()+">"+s.GetTo())
+			case !slices.Contains(a.servers, s.GetTo()):
+				fail("server " + s.GetFrom() + " is not in the upstream (test)")
+				return
+			}
+		}
+		a.lbLog = append(a.lbLog, "swap "+strings.Join(changes, ","))
+		ev.Result = &flotillav1.CommandResult{Kind: &flotillav1.CommandResult_Swap{Swap: &flotillav1.SwapResult{Upstream: k.SwapServers.GetUpstream(), Swapped: int32(len(changes))}}}
+	case *flotillav1.CommandSpec_BlueGreen:
+		a.blueGreenAction(k.BlueGreen.GetAction())
+	}
+}
+
+func (a *fakeAgent) blueGreenAction(action flotillav1.BlueGreenAction) {
+	switch action {
+	case flotillav1.BlueGreenAction_BLUE_GREEN_ACTION_PROMOTE, flotillav1.BlueGreenAction_BLUE_GREEN_ACTION_REPLACE:
+		if a.nextImage == "" {
+			return
+		}
+		a.prevImage, a.prevPort = a.image, a.port
+		a.image, a.port, a.nextImage = a.nextImage, a.nextPort, ""
+		if action == flotillav1.BlueGreenAction_BLUE_GREEN_ACTION_REPLACE {
+			a.prevImage = ""
+		}
+	case flotillav1.BlueGreenAction_BLUE_GREEN_ACTION_REVERT:
+		if a.prevImage != "" {
+			a.image, a.port, a.prevImage = a.prevImage, a.prevPort, ""
+		}
+		a.nextImage = ""
+	case flotillav1.BlueGreenAction_BLUE_GREEN_ACTION_RETIRE:
+		a.prevImage = ""
+	case flotillav1.BlueGreenAction_BLUE_GREEN_ACTION_DISCARD:
+		a.nextImage = ""
+	}
+}
+
+// model returns the fake host's blue-green state.
+func (a *fakeAgent) model() (image string, port int32, next, prev string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.image, a.port, a.nextImage, a.prevImage
+}
+
+// upstreamServers returns the load balancer's servers.
+func (a *fakeAgent) upstreamServers() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.servers)
 }

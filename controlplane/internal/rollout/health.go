@@ -23,10 +23,14 @@ type gate struct {
 	// describe the old container. Zero after a restart of the control
 	// plane: the step's start is used, which is later (and so safe).
 	after time.Time
-	last  *flotillav1.Heartbeat // the last heartbeat looked at
-	since time.Time             // start of the current healthy streak; zero when not healthy
-	until time.Time             // the streak's latest healthy heartbeat
-	why   string                // why the host was last not healthy
+	// container is the new container's Docker ID, from the restart's
+	// result; empty when unknown (after a takeover, or an agent that does
+	// not report it).
+	container string
+	last      *flotillav1.Heartbeat // the last heartbeat looked at
+	since     time.Time             // start of the current healthy streak; zero when not healthy
+	until     time.Time             // the streak's latest healthy heartbeat
+	why       string                // why the host was last not healthy
 }
 
 // checkHealth runs a host's health gate: it passes once the heartbeats
@@ -62,13 +66,15 @@ func (r *runner) checkHealth(c *change, h *host) {
 		if extended := back.Add(r.e.cfg.Registry.LostAfter() + minHealthy); extended.After(deadline) {
 			deadline = extended
 		}
-		if waitBack := r.startedAt.Add(r.silenceLimit(r.startedAt)); !a.HeartbeatAt.After(r.startedAt) && waitBack.After(deadline) {
+		if waitBack := r.startedAt.Add(r.silenceLimit(r.startedAt)); !a.CurrentAt.After(r.startedAt) && waitBack.After(deadline) {
 			deadline = waitBack
 		}
 	}
 	// Heartbeats stop while the control plane is down: count silence from
-	// when this process took the rollout at the earliest.
-	ref := a.HeartbeatAt
+	// when this process took the rollout at the earliest. An agent on
+	// another replica is heard as far as that replica vouches for it
+	// (CurrentAt: unchanged heartbeats are not written).
+	ref := a.CurrentAt
 	for _, t := range []time.Time{h.StepStartedAt, r.startedAt} {
 		if t.After(ref) {
 			ref = t
@@ -113,16 +119,29 @@ func (r *runner) observeHeartbeat(c *change, h *host, a fleet.Agent) {
 		r.keepStreak(c, h)
 	}
 	hb := a.LastHeartbeat
-	if hb == nil || hb == h.gate.last || a.HeartbeatAt.Before(after) {
+	at := a.HeartbeatAt
+	if hb == nil || at.Before(after) && !r.currentSinceRestart(h, a, after) {
+		return
+	}
+	if at.Before(after) {
+		at = after
+	}
+	if hb == h.gate.last {
+		// Nothing new, or, from another replica, nothing that changed
+		// the application's health: a healthy streak goes on as far as
+		// the reading is known current.
+		if !h.gate.since.IsZero() && a.CurrentAt.After(h.gate.until) {
+			h.gate.until = a.CurrentAt
+		}
 		return
 	}
 	h.gate.last = hb
 	if app := hb.GetApp(); app != nil && app.GetHealthy() {
 		if h.gate.since.IsZero() {
-			h.gate.since = a.HeartbeatAt
+			h.gate.since = at
 			r.keepStreak(c, h)
 		}
-		h.gate.until = a.HeartbeatAt
+		h.gate.until = a.CurrentAt
 		return
 	}
 	h.gate.since, h.gate.why, h.gate.restored = time.Time{}, unhealthyReason(hb), false
@@ -178,4 +197,34 @@ func (r *runner) silenceLimit(ref time.Time) time.Duration {
 		return reg.ReconnectGrace()
 	}
 	return reg.LostAfter()
+}
+
+// currentSinceRestart reports whether a reading taken before the step
+// began still holds from after on (replica mode): its agent's stream is on
+// another replica, which writes a heartbeat again only when the
+// application's health or the containers change, and vouches that the row
+// is current up to a.CurrentAt; an agent that moved there before the step
+// began (its replica died mid-restart) shows its attach's heartbeat only.
+// The reading counts if it is known current past after and already shows
+// the service's container running as the restart left it: on the restart's
+// image and, when the result named it, with the container's ID, so that a
+// redeploy of the same tag (a new container) does not count the one it
+// replaced. A restart in place keeps its container's ID: a reading from
+// before it can count until the agent's first heartbeat after it, which
+// is written at once (a new start is a change) and decides from then on.
+func (r *runner) currentSinceRestart(h *host, a fleet.Agent, after time.Time) bool {
+	if !a.CurrentAt.After(after) {
+		return false
+	}
+	want := r.restartImage(h)
+	for _, ct := range a.LastHeartbeat.GetContainers() {
+		if ct.GetName() != r.svc.GetContainer() {
+			continue
+		}
+		if h.gate.container != "" && ct.GetContainerId() != h.gate.container {
+			return false
+		}
+		return ct.GetImage() == want && ct.GetState() == "running"
+	}
+	return false
 }

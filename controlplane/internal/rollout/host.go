@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
@@ -54,6 +55,10 @@ func marshal(m proto.Message) ([]byte, error) { return proto.Marshal(m) }
 
 // startHost starts a pending host on the rollout's image.
 func (r *runner) startHost(c *change, h *host) {
+	if r.sideBySide() {
+		r.enterCandidate(c, h)
+		return
+	}
 	if len(r.lbs) > 0 {
 		r.enterDrain(c, h)
 		return
@@ -95,8 +100,12 @@ func (r *runner) restartImage(h *host) string {
 }
 
 func (r *runner) restartSpec(h *host) *flotillav1.CommandSpec {
+	image := r.restartImage(h)
+	if r.def.GetRemediation() != nil {
+		image = "" // an automatic restart keeps the container's image
+	}
 	return &flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Restart{Restart: &flotillav1.RestartCommand{
-		Container: r.svc.GetContainer(), Image: r.restartImage(h)}}}
+		Container: r.svc.GetContainer(), Image: image}}}
 }
 
 func (r *runner) enterRestart(c *change, h *host) {
@@ -105,14 +114,19 @@ func (r *runner) enterRestart(c *change, h *host) {
 		r.fail(c, h, "its previous image is unknown (neither the restart's result nor the agent's reports named it): put it back by hand")
 		return
 	}
-	r.newCommand(c, commandID(r.rec.ID, h.AgentID, stepRestart, "", h.RollingBack), h.AgentID, r.restartSpec(h))
-	r.setStep(c, h, flotillav1.HostStep_HOST_STEP_RESTARTING, fmt.Sprintf("restarting %s with %s", r.svc.GetContainer(), image))
+	r.issueStep(c, h, stepRestart, r.restartSpec)
+	msg := fmt.Sprintf("restarting %s with %s", r.svc.GetContainer(), image)
+	if r.def.GetRemediation() != nil {
+		msg = fmt.Sprintf("restarting %s in place for its memory (%s)", r.svc.GetContainer(), r.def.GetRemediation().GetReason())
+	}
+	r.setStep(c, h, flotillav1.HostStep_HOST_STEP_RESTARTING, msg)
 }
 
 // enterHealth starts a host's health gate; heartbeats count from after,
-// when the control plane heard that the restart succeeded.
-func (r *runner) enterHealth(c *change, h *host, after time.Time) {
-	h.gate = gate{after: after}
+// when the control plane heard that the restart succeeded, and container
+// is the new container's ID from its result ("" when unknown).
+func (r *runner) enterHealth(c *change, h *host, after time.Time, container string) {
+	h.gate = gate{after: after, container: container}
 	r.setStep(c, h, flotillav1.HostStep_HOST_STEP_HEALTH_CHECK, fmt.Sprintf("waiting for %s of continuous health within %s",
 		r.strategy.GetMinHealthyTime().AsDuration(), r.strategy.GetHealthyDeadline().AsDuration()))
 }
@@ -169,6 +183,10 @@ func (r *runner) advance(ctx context.Context, c *change, h *host) error {
 		return nil
 	case flotillav1.HostStep_HOST_STEP_RESTARTING:
 		return r.advanceRestart(ctx, c, h)
+	case flotillav1.HostStep_HOST_STEP_STARTING_CANDIDATE:
+		return r.advanceCandidate(ctx, c, h)
+	case flotillav1.HostStep_HOST_STEP_SWITCHING:
+		return r.advanceSwitching(ctx, c, h)
 	case flotillav1.HostStep_HOST_STEP_HEALTH_CHECK:
 		r.checkHealth(c, h)
 	case flotillav1.HostStep_HOST_STEP_UNDRAINING:
@@ -190,26 +208,45 @@ func (r *runner) advance(ctx context.Context, c *change, h *host) error {
 	return nil
 }
 
-func (r *runner) advanceRestart(ctx context.Context, c *change, h *host) error {
-	id := commandID(r.rec.ID, h.AgentID, stepRestart, "", h.RollingBack)
-	hc, ok, err := r.command(ctx, id)
-	if err != nil {
-		return err
+// stepCommand returns the host's command for step (restart, candidate),
+// issuing it from spec when it does not exist yet; ok is false until there
+// is one to follow.
+func (r *runner) stepCommand(ctx context.Context, c *change, h *host, step string, spec func(*host) *flotillav1.CommandSpec) (store.HostCommand, bool, error) {
+	hc, ok, err := r.command(ctx, commandID(r.rec.ID, h.AgentID, step, "", h.RollingBack))
+	if err != nil || ok {
+		return hc, ok, err
 	}
-	if !ok {
-		r.newCommand(c, id, h.AgentID, r.restartSpec(h))
-		return nil
+	r.issueStep(c, h, step, spec)
+	return store.HostCommand{}, false, nil
+}
+
+// issueStep issues the host's command for step (restart, candidate) from
+// spec, under the ID that the rollout, the host, the step and the pass
+// (forward or rollback) give it.
+func (r *runner) issueStep(c *change, h *host, step string, spec func(*host) *flotillav1.CommandSpec) {
+	r.newCommand(c, commandID(r.rec.ID, h.AgentID, step, "", h.RollingBack), h.AgentID, spec(h))
+}
+
+// replaced records that the host's container now runs the rollout's image
+// (a rollback's own step changes nothing to undo): previous is the image
+// the agent reported replacing, or the one it was last seen running.
+func (h *host) replaced(previous string) {
+	if h.RollingBack {
+		return
+	}
+	h.Changed = true
+	h.PreviousImage = cmp.Or(previous, h.ObservedImage)
+}
+
+func (r *runner) advanceRestart(ctx context.Context, c *change, h *host) error {
+	hc, ok, err := r.stepCommand(ctx, c, h, stepRestart, r.restartSpec)
+	if err != nil || !ok {
+		return err
 	}
 	switch outcome(hc) {
 	case outcomeSucceeded:
-		if !h.RollingBack {
-			h.Changed = true
-			h.PreviousImage = restartResult(hc).GetPreviousImage()
-			if h.PreviousImage == "" {
-				h.PreviousImage = h.ObservedImage
-			}
-		}
-		r.enterHealth(c, h, hc.FinishedAt)
+		h.replaced(restartResult(hc).GetPreviousImage())
+		r.enterHealth(c, h, hc.FinishedAt, restartResult(hc).GetContainerId())
 	case outcomeFailed:
 		switch {
 		case strings.Contains(hc.Message, lostMessage):
@@ -273,11 +310,16 @@ func (r *runner) lbStep(ctx context.Context, c *change, h *host, kind string) (d
 }
 
 func restartResult(hc store.HostCommand) *flotillav1.RestartResult {
+	return commandResult(hc).GetRestart()
+}
+
+// commandResult decodes a command's result; nil when it has none.
+func commandResult(hc store.HostCommand) *flotillav1.CommandResult {
 	res := &flotillav1.CommandResult{}
 	if len(hc.Result) == 0 || proto.Unmarshal(hc.Result, res) != nil {
 		return nil
 	}
-	return res.GetRestart()
+	return res
 }
 
 // checkLost fails a host's command that its agent never took because the

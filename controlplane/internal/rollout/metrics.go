@@ -22,6 +22,7 @@ type Metrics struct {
 	rollbacks    *prometheus.CounterVec
 	stepOverhead prometheus.Histogram
 	analysis     *prometheus.CounterVec
+	windows      *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -47,6 +48,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			[]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1}),
 		analysis: metrics.CounterVec("flotilla_rollout_analysis_measurements_total",
 			"Analysis queries measured (analysis gates and bakes), by verdict: pass, fail, inconclusive.", "verdict"),
+		windows: metrics.CounterVec("flotilla_rollout_window_events_total",
+			"Deploy-window decisions: paused (a rollout reached a window's end before a batch), resumed (the next window opened), "+
+				"refused (StartRollout outside the windows), overridden (started outside them with override_window).", "event"),
 	}
 	// Every series a panel or alert reads exists from start-up, at 0: a
 	// counter born at 1 shows no increase(), a gauge that is missing reads
@@ -74,7 +78,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, v := range []string{"pass", "fail", "inconclusive"} {
 		m.analysis.WithLabelValues(v)
 	}
-	reg.MustRegister(m.active, m.finished, m.started, m.hosts, m.batch, m.hostStep, m.rollbacks, m.stepOverhead, m.analysis)
+	for _, v := range windowEvents {
+		m.windows.WithLabelValues(v)
+	}
+	reg.MustRegister(m.active, m.finished, m.started, m.hosts, m.batch, m.hostStep, m.rollbacks, m.stepOverhead, m.analysis, m.windows)
 	return m
 }
 
@@ -141,6 +148,16 @@ func (m *Metrics) rollback(trigger string) {
 func (m *Metrics) measured(v flotillav1.AnalysisVerdict) {
 	if m != nil {
 		m.analysis.WithLabelValues(strings.ToLower(strings.TrimPrefix(v.String(), "ANALYSIS_VERDICT_"))).Inc()
+	}
+}
+
+// windowEvents are the event label's values of the window metric.
+var windowEvents = []string{"paused", "resumed", "refused", "overridden"}
+
+// window counts one deploy-window decision (one of windowEvents).
+func (m *Metrics) window(event string) {
+	if m != nil {
+		m.windows.WithLabelValues(event).Inc()
 	}
 }
 

@@ -20,11 +20,12 @@ func TestMetricsStartAtZero(t *testing.T) {
 		metric string
 		labels []string
 	}{
-		{"flotilla_rollouts_active", []string{"preparing", "running", "paused", "rolling_back", "baking"}},
+		{"flotilla_rollouts_active", []string{"preparing", "running", "paused", "rolling_back", "baking", "switched"}},
 		{"flotilla_rollouts_finished_total", []string{"succeeded", "failed", "rolled_back", "aborted", "rollback_failed"}},
 		{"flotilla_rollout_hosts", []string{"pending", "draining", "restarting", "health_check", "undraining",
-			"done", "failed", "skipped", "rolled_back", "rollback_failed"}},
-		{"flotilla_rollout_host_step_duration_seconds", []string{"draining", "restarting", "health_check", "undraining"}},
+			"done", "failed", "skipped", "rolled_back", "rollback_failed", "starting_candidate", "ready", "switching"}},
+		{"flotilla_rollout_host_step_duration_seconds", []string{"draining", "restarting", "health_check", "undraining",
+			"starting_candidate", "switching"}},
 		{"flotilla_rollout_rollbacks_total", []string{"auto", "abort", "service"}},
 		{"flotilla_rollout_analysis_measurements_total", []string{"pass", "fail", "inconclusive"}},
 	}

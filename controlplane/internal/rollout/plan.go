@@ -37,6 +37,8 @@ type Candidate struct {
 	Image string
 	// Address is the host's address for the load balancer ("" unknown).
 	Address string
+	// HostPorts are the host ports the container publishes, as reported.
+	HostPorts []int32
 }
 
 // PlanInput is everything a plan depends on.
@@ -48,6 +50,9 @@ type PlanInput struct {
 	// LoadBalancer is nil when the service has none.
 	LoadBalancer *flotillav1.LoadBalancer
 	Hosts        []Candidate
+	// InPlace keeps the hosts already at Image: an automatic restart
+	// restarts hosts on the image they run.
+	InPlace bool
 }
 
 // PlannedHost is one host of a plan.
@@ -86,7 +91,7 @@ func MakePlan(in PlanInput) Plan {
 		exclude := func(reason string) {
 			p.Excluded = append(p.Excluded, &flotillav1.ExcludedHost{AgentId: h.AgentID, Reason: reason})
 		}
-		if h.Reported && h.HasContainer && h.Image == in.Image {
+		if h.Reported && h.HasContainer && h.Image == in.Image && !in.InPlace {
 			exclude(ReasonAtTarget)
 			continue
 		}
@@ -100,7 +105,7 @@ func MakePlan(in PlanInput) Plan {
 				exclude(fmt.Sprintf(reasonNoLBAddress, addressLabel(lb)))
 				continue
 			}
-			ph.Server = net.JoinHostPort(h.Address, strconv.Itoa(int(lb.GetServerPort())))
+			ph.Server = net.JoinHostPort(h.Address, strconv.Itoa(int(livePort(lb, h.HostPorts))))
 			drain := &flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Drain{Drain: &flotillav1.DrainCommand{
 				Upstream: lb.GetUpstream(), Server: ph.Server}}}
 			if err := commands.ValidateSpec("drain", drain); err != nil {
@@ -129,6 +134,10 @@ func MakePlan(in PlanInput) Plan {
 	}
 	canary := min(int(in.Strategy.GetCanary()), n)
 	size := batchSize(in.Strategy, n)
+	if in.Strategy.GetBlueGreen() != nil {
+		// Every host switches at once: one batch.
+		canary, size = 0, n
+	}
 	next := 0
 	add := func(count int, isCanary bool) {
 		b := &flotillav1.Batch{Index: int32(len(p.Batches)), Canary: isCanary}
@@ -185,7 +194,7 @@ func candidateOf(a fleet.Agent, container string, lb *flotillav1.LoadBalancer) C
 	}
 	for _, mc := range list {
 		if mc.GetName() == container {
-			c.HasContainer, c.Image = true, mc.GetImage()
+			c.HasContainer, c.Image, c.HostPorts = true, mc.GetImage(), mc.GetHostPorts()
 			break
 		}
 	}
@@ -201,4 +210,15 @@ func candidateOf(a fleet.Agent, container string, lb *flotillav1.LoadBalancer) C
 		}
 	}
 	return c
+}
+
+// livePort is the load balancer's port that a host's container serves on:
+// alternate_port when the container publishes it and not server_port (a
+// blue-green or surge rollout moved it there), server_port otherwise.
+func livePort(lb *flotillav1.LoadBalancer, hostPorts []int32) int32 {
+	alt := lb.GetAlternatePort()
+	if alt != 0 && slices.Contains(hostPorts, alt) && !slices.Contains(hostPorts, lb.GetServerPort()) {
+		return alt
+	}
+	return lb.GetServerPort()
 }

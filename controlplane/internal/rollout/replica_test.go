@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
 
 	"flotilla.dev/controlplane/internal/config"
@@ -39,6 +41,7 @@ type replicaStore struct {
 	mu      sync.Mutex
 	dead    bool
 	paused  chan struct{} // closed on resume; nil while running
+	leases  bool          // while paused, the rollouts' lease renewals wait too
 	held    []error       // the outcome of each write that was held
 	waiting int           // writes that began to wait
 }
@@ -54,7 +57,7 @@ func (s *replicaStore) ReleaseLease(ctx context.Context, name, holder string, to
 }
 
 func (s *replicaStore) RenewLease(ctx context.Context, name, holder string, token int64, ttl time.Duration) (store.Lease, error) {
-	if p := s.pausedCh(); p != nil && strings.HasPrefix(name, "rollout/") {
+	if p := s.pausedCh(); p != nil && s.leasesHeld() && strings.HasPrefix(name, "rollout/") {
 		select {
 		case <-p:
 		case <-ctx.Done():
@@ -92,10 +95,26 @@ func (s *replicaStore) kill() {
 	s.dead = true
 }
 
-func (s *replicaStore) pause() {
+// holdWrites makes the rollouts' writes wait until resume; the leases are
+// still renewed.
+func (s *replicaStore) holdWrites() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.paused = make(chan struct{})
+}
+
+// holdLeases makes the renewals of the rollouts' leases wait too, until
+// resume: the process is paused.
+func (s *replicaStore) holdLeases() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.leases = true
+}
+
+func (s *replicaStore) leasesHeld() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.leases
 }
 
 func (s *replicaStore) resume() {
@@ -105,6 +124,7 @@ func (s *replicaStore) resume() {
 		close(s.paused)
 		s.paused = nil
 	}
+	s.leases = false
 }
 
 // holding reports whether a write is held (or was).
@@ -195,21 +215,22 @@ func replicaStrategy() *flotillav1.RolloutStrategy {
 // through each step once, and the history has no gap.
 func TestReplicaDiesMidBatchAnotherFinishesTheRollout(t *testing.T) {
 	c, reps, stores := newReplicaCluster(t, 3, clusterOptions{web: 3, lb: true, heartbeat: 5 * time.Millisecond, lostAfter: replicaLostAfter})
-	a := reps.All[0]
 	c.putService(nil)
 	c.startAgents()
 	// web-02's restart takes a while: A dies while it runs.
 	c.byID["web-02"].set(func(ag *fakeAgent) { ag.delay = 300 * time.Millisecond })
 	id := c.startRollout(newImage, replicaStrategy()).GetId()
-	if got := a.Server.Rollouts().Driving(); !slices.Equal(got, []string{id}) {
-		t.Fatalf("replica A drives %v right after starting %s, want it", got, id)
-	}
+	a, ai := driverOf(t, reps, id)
+	// C watches from the start: the events of A, then of the replica that
+	// takes over, every one once and in order.
+	watchedOnC := watchFrom(t, reps.All[(ai+2)%3], id)
 	c.waitHost(id, "web-02", stepRestarting)
-	stores[0].kill()
+	stores[ai].kill()
 	a.Stop()
 	b := waitDriver(t, reps, id, a)
 	c.moveAgents(b)
 	crashScenario{}.check(t, c, id)
+	sameHistory(t, c, id, "C", watchedOnC())
 	if got := c.metric("flotilla_work_lease_takeovers_total", "kind", "rollout"); got != 1 {
 		t.Errorf("takeovers on the new driver = %v, want 1", got)
 	}
@@ -221,20 +242,25 @@ func TestReplicaDiesMidBatchAnotherFinishesTheRollout(t *testing.T) {
 // new driver finishes the rollout: nothing was written or run twice.
 func TestPausedDriverIsFencedAndTheNewDriverFinishes(t *testing.T) {
 	c, reps, stores := newReplicaCluster(t, 2, clusterOptions{web: 3, lb: true, heartbeat: 5 * time.Millisecond, lostAfter: replicaLostAfter})
-	a := reps.All[0]
 	c.putService(nil)
 	c.startAgents()
 	c.byID["web-02"].set(func(ag *fakeAgent) { ag.delay = 300 * time.Millisecond })
 	id := c.startRollout(newImage, replicaStrategy()).GetId()
+	a, ai := driverOf(t, reps, id)
 	c.waitHost(id, "web-02", stepRestarting)
 	// The restart's outcome makes A write the health gate's start: that
-	// write hangs, and A's lease renewals with it.
-	stores[0].pause()
-	eventually(t, "a write of A to hang", stores[0].holding)
+	// write hangs, then A's lease renewals too (A is paused mid-write).
+	// Renewals go on until the write hangs: the outcome itself, a write
+	// of the host command, reaches the store only while A holds the lease
+	// (issue 13); arriving after the lease expired, it would be refused
+	// and go to the next driver as a report.
+	stores[ai].holdWrites()
+	eventually(t, "a write of A to hang", stores[ai].holding)
+	stores[ai].holdLeases()
 	b := waitDriver(t, reps, id, a)
-	stores[0].resume()
-	eventually(t, "the paused write to come back", func() bool { return len(stores[0].heldWrites()) > 0 })
-	for _, err := range stores[0].heldWrites() {
+	stores[ai].resume()
+	eventually(t, "the paused write to come back", func() bool { return len(stores[ai].heldWrites()) > 0 })
+	for _, err := range stores[ai].heldWrites() {
 		if !errors.Is(err, store.ErrFenced) {
 			t.Fatalf("a write of the paused replica after the takeover = %v, want ErrFenced", err)
 		}
@@ -253,16 +279,18 @@ func TestPausedDriverIsFencedAndTheNewDriverFinishes(t *testing.T) {
 // every event, to the end.
 func TestControlOnANonDriver(t *testing.T) {
 	c, reps, _ := newReplicaCluster(t, 2, clusterOptions{web: 3, lb: true, heartbeat: 5 * time.Millisecond, lostAfter: replicaLostAfter})
-	a, b := reps.All[0], reps.All[1]
 	c.putService(nil)
 	c.startAgents()
 	// web-01's pre-pull waits: the rollout stays PREPARING meanwhile.
 	pulled := make(chan struct{})
 	c.byID["web-01"].set(func(ag *fakeAgent) { ag.hold = pulled })
 	id := c.startRollout(newImage, replicaStrategy()).GetId()
+	a, ai := driverOf(t, reps, id)
+	b := reps.All[1-ai]
+	watchedLive := watchFrom(t, b, id)
 	other := b.Server.Rollouts()
 	if slices.Contains(other.Driving(), id) {
-		t.Fatalf("replica B drives %s, started on A", id)
+		t.Fatalf("replica B drives %s, and so does A", id)
 	}
 	paused, err := other.PauseRollout(operator(), id, "look at the graphs")
 	if err != nil {
@@ -312,7 +340,67 @@ func TestControlOnANonDriver(t *testing.T) {
 	if got := c.history(id); len(got) != len(watched) {
 		t.Fatalf("B watched %d events, A's history has %d", len(watched), len(got))
 	}
+	sameHistory(t, c, id, "B from the start", watchedLive())
 	if _, err := other.AbortRollout(operator(), id, "too late", false); err == nil || !strings.Contains(err.Error(), "already ended") {
 		t.Fatalf("AbortRollout of the finished rollout on B = %v, want a precondition failure", err)
 	}
+}
+
+// watchFrom watches rollout id on cp from its first event to its end, in
+// the background; the function returned waits for the end and returns what
+// was watched.
+func watchFrom(t *testing.T, cp *servertest.ControlPlane, id string) func() []*flotillav1.RolloutEvent {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(operator(), waitFor)
+	done := make(chan error, 1)
+	var watched []*flotillav1.RolloutEvent
+	go func() {
+		done <- cp.Server.Rollouts().WatchRollout(ctx, id, func(ev *flotillav1.RolloutEvent) error {
+			watched = append(watched, ev)
+			return nil
+		})
+	}()
+	return func() []*flotillav1.RolloutEvent {
+		t.Helper()
+		defer cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("WatchRollout of %s: %v", id, err)
+		}
+		return watched
+	}
+}
+
+// sameHistory checks that a watcher on another replica saw the rollout's
+// stored history: every event, once, in order, whichever replica wrote it
+// (issue 13).
+func sameHistory(t *testing.T, c *cluster, id, who string, watched []*flotillav1.RolloutEvent) {
+	t.Helper()
+	checkSequence(t, watched)
+	history := c.history(id)
+	if len(watched) != len(history) {
+		t.Fatalf("the watcher on %s saw %d events, the history has %d", who, len(watched), len(history))
+	}
+	for i := range history {
+		if !proto.Equal(watched[i], history[i]) {
+			t.Fatalf("event %d watched on %s = %v, the history has %v", i+1, who, watched[i], history[i])
+		}
+	}
+}
+
+// driverOf waits until one replica drives rollout id and returns it and
+// its index: usually the replica that started it, but another replica's
+// claim pass may take a new rollout's lease first.
+func driverOf(t *testing.T, reps *servertest.Replicas, id string) (*servertest.ControlPlane, int) {
+	t.Helper()
+	at := -1
+	eventually(t, "a replica to drive "+id, func() bool {
+		for i, cp := range reps.All {
+			if slices.Contains(cp.Server.Rollouts().Driving(), id) {
+				at = i
+				return true
+			}
+		}
+		return false
+	})
+	return reps.All[at], at
 }

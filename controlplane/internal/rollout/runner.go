@@ -75,6 +75,11 @@ type runner struct {
 	// before the first gate.
 	status *flotillav1.AnalysisStatus
 
+	// windows are the service's deploy windows as the rollout started;
+	// ignoreWindows is set for a rollback or an override.
+	windows       windows
+	ignoreWindows bool
+
 	cmu  sync.Mutex
 	cmds map[string]store.HostCommand // latest known state of the rollout's commands
 }
@@ -103,6 +108,10 @@ func newRunner(e *Engine, rec store.Rollout, rows []store.RolloutHost) (*runner,
 		return nil, fmt.Errorf("rollout %s: analysis: %w", rec.ID, err)
 	}
 	r.status = st
+	if r.windows, err = parseWindows("service", svc); err != nil {
+		return nil, fmt.Errorf("rollout %s: deploy windows: %w", rec.ID, err)
+	}
+	r.ignoreWindows = ignoresWindows(def)
 	for _, row := range rows {
 		h := &host{RolloutHost: row, pullID: commandID(rec.ID, row.AgentID, "pull", "", false)}
 		if flotillav1.HostStep(row.Step) == flotillav1.HostStep_HOST_STEP_HEALTH_CHECK && !row.HealthySince.IsZero() {
@@ -211,7 +220,7 @@ func (r *runner) command(ctx context.Context, id string) (store.HostCommand, boo
 	// A command the store holds unfinished but the dispatcher does not
 	// track was stored in a transition whose sending never happened.
 	if hc.FinishedAt.IsZero() {
-		r.e.cfg.Dispatcher.Track([]store.HostCommand{hc})
+		r.e.cfg.Dispatcher.Track([]store.HostCommand{hc}, r.fence)
 	}
 	return hc, true, nil
 }
@@ -379,8 +388,12 @@ func (r *runner) handleControl(ctx context.Context, req controlRequest) error {
 	switch req.op {
 	case "pause":
 		switch {
-		case state == flotillav1.RolloutState_ROLLOUT_STATE_PAUSED:
+		case state == flotillav1.RolloutState_ROLLOUT_STATE_PAUSED && r.rec.ResumeAt.IsZero():
 			return nil
+		case state == flotillav1.RolloutState_ROLLOUT_STATE_PAUSED:
+			// Paused by a deploy window: the operator's pause keeps it
+			// paused past the window's opening, until ResumeRollout.
+			r.rec.ResumeAt = time.Time{}
 		case r.rec.Stop != "":
 			return fault.Preconditionf("rollout %s is stopping (%s); it cannot be paused", r.rec.ID, r.rec.Stop)
 		case state != flotillav1.RolloutState_ROLLOUT_STATE_PREPARING && state != flotillav1.RolloutState_ROLLOUT_STATE_RUNNING &&
@@ -400,18 +413,17 @@ func (r *runner) handleControl(ctx context.Context, req controlRequest) error {
 		default:
 			return fault.Preconditionf("rollout %s is %s; only a paused rollout can be resumed", r.rec.ID, state)
 		}
-		next := flotillav1.RolloutState_ROLLOUT_STATE_RUNNING
-		switch {
-		case !r.rec.Prepared:
-			next = flotillav1.RolloutState_ROLLOUT_STATE_PREPARING
-		case !r.rec.BakeUntil.IsZero():
-			next = flotillav1.RolloutState_ROLLOUT_STATE_BAKING
+		if !r.rec.ResumeAt.IsZero() {
+			if st := r.windows.status(ch.now); st != nil && !st.GetOpen() {
+				return fault.Preconditionf("rollout %s is paused by its service's deploy windows (%s); it resumes by itself at %s, or AbortRollout stops it",
+					r.rec.ID, st.GetMessage(), r.rec.ResumeAt.UTC().Format(time.RFC3339))
+			}
 		}
-		r.setState(ch, next, "resumed by an operator")
+		r.setState(ch, r.resumeState(), "resumed by an operator")
 	case "abort":
 		switch state {
 		case flotillav1.RolloutState_ROLLOUT_STATE_PREPARING, flotillav1.RolloutState_ROLLOUT_STATE_RUNNING, flotillav1.RolloutState_ROLLOUT_STATE_PAUSED,
-			flotillav1.RolloutState_ROLLOUT_STATE_BAKING:
+			flotillav1.RolloutState_ROLLOUT_STATE_BAKING, flotillav1.RolloutState_ROLLOUT_STATE_SWITCHED:
 		default:
 			return fault.Preconditionf("rollout %s is %s; it cannot be aborted", r.rec.ID, state)
 		}
@@ -423,7 +435,9 @@ func (r *runner) handleControl(ctx context.Context, req controlRequest) error {
 			reason += " (it was already stopping: " + r.rec.Stop + ")"
 		}
 		r.rec.Stop, r.rec.StopState = reason, int32(flotillav1.RolloutState_ROLLOUT_STATE_ABORTED)
-		r.rec.StopRollback = r.rec.StopRollback || req.rollback
+		// A blue-green rollout that stops always switches back: its
+		// previous containers still run.
+		r.rec.StopRollback = r.rec.StopRollback || req.rollback || r.blueGreen()
 		msg := reason + "; hosts in progress finish, no new host starts"
 		if r.rec.StopRollback {
 			msg += ", then the changed hosts are rolled back"

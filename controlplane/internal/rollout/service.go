@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"go.uber.org/zap"
@@ -105,7 +106,8 @@ func (e *Engine) lastSucceeded(ctx context.Context, service, skipImage string) (
 			return store.Rollout{}, unavailable(err, "reading the service's rollouts failed")
 		}
 		for _, r := range page {
-			if r.Image != skipImage {
+			// An automatic restart changes no image: not a revision.
+			if r.Image != skipImage && r.CreatedBy != RemediationActor {
 				return r, nil
 			}
 		}
@@ -130,6 +132,7 @@ func (e *Engine) GetRollout(ctx context.Context, id string) (*flotillav1.Rollout
 	if err != nil {
 		return nil, fmt.Errorf("rollout %s is unreadable", id)
 	}
+	out.Window = e.windowStatus(rec, out)
 	return out, nil
 }
 
@@ -249,12 +252,18 @@ func (e *Engine) RollbackService(ctx context.Context, req *flotillav1.RollbackSe
 	if rec, ok, err := e.activeRollout(ctx, req.GetService()); err != nil {
 		return nil, err
 	} else if ok {
+		if switched, err := switchedBlueGreen(rec); err != nil || switched {
+			return e.switchBack(ctx, req, rec, err)
+		}
 		return nil, activeError(req.GetService(), rec)
 	}
-	latest, err := e.cfg.Store.ListRollouts(ctx, store.RolloutQuery{Service: req.GetService(), Limit: 1})
+	latest, err := e.cfg.Store.ListRollouts(ctx, store.RolloutQuery{Service: req.GetService(), Limit: 50})
 	if err != nil {
 		return nil, unavailable(err, "reading the service's rollouts failed")
 	}
+	// Automatic restarts change no image: the rollout to undo is the
+	// latest other one.
+	latest = slices.DeleteFunc(latest, func(r store.Rollout) bool { return r.CreatedBy == RemediationActor })
 	if len(latest) == 0 {
 		return nil, fault.Preconditionf("service %s has no rollout to undo", req.GetService())
 	}
@@ -317,12 +326,12 @@ func (e *Engine) StartRollout(ctx context.Context, req *flotillav1.StartRolloutR
 	if err := ValidateStrategy("strategy", req.GetStrategy()); err != nil {
 		return nil, err
 	}
-	if err := validateText("reason", req.GetReason(), maxReason); err != nil {
+	if err := ValidateStartReason(req); err != nil {
 		return nil, err
 	}
 	return e.start(ctx, startParams{
 		service: req.GetService(), image: req.GetImage(), selector: req.GetSelector(), strategy: req.GetStrategy(),
-		reason: req.GetReason(), dryRun: req.GetDryRun(), createdBy: createdBy,
+		reason: req.GetReason(), dryRun: req.GetDryRun(), createdBy: createdBy, overrideWindow: req.GetOverrideWindow(),
 	})
 }
 
@@ -331,4 +340,43 @@ func joinLimited(ids []string, n int) string {
 		return strings.Join(ids, ", ")
 	}
 	return strings.Join(ids[:n], ", ") + fmt.Sprintf(" and %d more", len(ids)-n)
+}
+
+// switchedBlueGreen reports whether an active rollout is a blue-green one
+// past its switch (SWITCHED, or BAKING or PAUSED after it): its previous
+// containers still run, and a rollback switches back to them.
+func switchedBlueGreen(rec store.Rollout) (bool, error) {
+	switch flotillav1.RolloutState(rec.State) {
+	case flotillav1.RolloutState_ROLLOUT_STATE_SWITCHED, flotillav1.RolloutState_ROLLOUT_STATE_BAKING, flotillav1.RolloutState_ROLLOUT_STATE_PAUSED:
+	default:
+		return false, nil
+	}
+	def := &flotillav1.Rollout{}
+	if err := proto.Unmarshal(rec.Definition, def); err != nil {
+		return false, fmt.Errorf("rollout %s is unreadable", rec.ID)
+	}
+	return def.GetStrategy().GetBlueGreen() != nil && rec.CurrentBatch >= len(def.GetBatches()), nil
+}
+
+// switchBack answers RollbackService for a switched blue-green rollout: it
+// stops it with a rollback, which switches every load balancer back to the
+// previous containers at once, and returns it.
+func (e *Engine) switchBack(ctx context.Context, req *flotillav1.RollbackServiceRequest, rec store.Rollout, err error) (*flotillav1.Rollout, error) {
+	switch {
+	case err != nil:
+		return nil, err
+	case req.GetToRolloutId() != "":
+		return nil, invalid("to_rollout_id", "must be empty: blue-green rollout %s is switched and a rollback switches back to its previous containers", rec.ID)
+	case req.GetStrategy() != nil:
+		return nil, invalid("strategy", "must be unset: blue-green rollout %s is switched and a rollback switches back to its previous containers", rec.ID)
+	}
+	reason := "switched back by RollbackService"
+	if req.GetReason() != "" {
+		reason += ": " + req.GetReason()
+	}
+	out, err := e.control(ctx, controlRequest{op: "abort", reason: reason, rollback: true}, rec.ID)
+	if err == nil {
+		e.cfg.Metrics.rollback("service")
+	}
+	return out, err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -30,6 +31,15 @@ type startParams struct {
 	dryRun     bool
 	rollbackOf string
 	createdBy  string
+	// agentIDs restricts an automatic restart to these hosts of the
+	// service's selector; remediation marks one (StartRemediation).
+	agentIDs    []string
+	remediation *flotillav1.RolloutRemediation
+	// id is the rollout's ID when the caller chose it (ids.New otherwise).
+	id string
+	// overrideWindow starts outside the service's deploy windows (reason
+	// says why) and never pauses at one.
+	overrideWindow bool
 }
 
 // start plans a rollout and, unless it is a dry run, stores it and hands it
@@ -41,13 +51,23 @@ func (e *Engine) start(ctx context.Context, p startParams) (*flotillav1.Rollout,
 	}
 	createdBy := p.createdBy
 	now := e.cfg.Now()
+	if p.remediation != nil {
+		p.image = remediationImage(pl)
+	}
+	window, err := e.checkWindow(p, pl.svc, now)
+	if err != nil {
+		return nil, err
+	}
 	def := &flotillav1.Rollout{
 		Service: p.service, Image: p.image, Strategy: pl.strategy, Selector: pl.selector, Reason: p.reason, CreatedBy: createdBy,
-		Batches: pl.plan.Batches, Excluded: pl.plan.Excluded, CreatedAt: ts(now), RollbackOf: p.rollbackOf,
+		Batches: pl.plan.Batches, Excluded: pl.plan.Excluded, CreatedAt: ts(now), RollbackOf: p.rollbackOf, Remediation: p.remediation,
+		OverrideWindow: p.overrideWindow && p.rollbackOf == "",
 	}
 	rows := pendingHosts(pl.plan, pl.strategy)
 	if p.dryRun {
-		return dryRunRollout(def, rows), nil
+		out := dryRunRollout(def, rows)
+		out.Window = window
+		return out, nil
 	}
 	rec, err := e.storeRollout(ctx, p, pl, def, rows, now)
 	if err != nil {
@@ -64,7 +84,8 @@ func (e *Engine) start(ctx context.Context, p startParams) (*flotillav1.Rollout,
 	r.stateChanged(ctx, flotillav1.RolloutState_ROLLOUT_STATE_UNSPECIFIED, now)
 	e.log.Info("rollout started", logging.RolloutID(rec.ID), logging.Service(p.service), zap.String("image", p.image),
 		logging.Principal(createdBy), zap.Int("hosts", len(rows)), zap.Int("batches", len(pl.plan.Batches)),
-		zap.Int("excluded", len(pl.plan.Excluded)), zap.String("rollback_of", p.rollbackOf), zap.String("reason", p.reason))
+		zap.Int("excluded", len(pl.plan.Excluded)), zap.String("rollback_of", p.rollbackOf), zap.String("reason", p.reason),
+		zap.Bool("override_window", def.GetOverrideWindow()))
 	if e.claimer != nil {
 		e.claimNew(ctx, r)
 	} else {
@@ -74,6 +95,7 @@ func (e *Engine) start(ctx context.Context, p startParams) (*flotillav1.Rollout,
 	if err != nil {
 		return nil, fmt.Errorf("rollout %s is unreadable", rec.ID)
 	}
+	out.Window = window
 	return out, nil
 }
 
@@ -103,12 +125,25 @@ func (e *Engine) planStart(ctx context.Context, p startParams) (startPlan, error
 	if pl.strategy == nil {
 		pl.strategy = pl.svc.GetDefaultStrategy()
 	}
+	if p.remediation != nil {
+		pl.strategy = remediationStrategy(pl.svc.GetDefaultStrategy(), len(p.agentIDs))
+	}
 	pl.strategy = withDefaults(pl.strategy)
 	if a := pl.strategy.GetAnalysis(); a != nil && a.GetPrometheusUrl() == "" {
 		if e.cfg.PrometheusURL == "" {
 			return startPlan{}, invalid("strategy.analysis.prometheus_url", "required: the control plane has no analysis.prometheus_url")
 		}
 		a.PrometheusUrl = e.cfg.PrometheusURL
+	}
+	if pl.strategy.GetBlueGreen() != nil || pl.strategy.GetSurge() {
+		if pl.svc.GetLoadBalancer().GetAlternatePort() == 0 {
+			field := "strategy.surge"
+			if pl.strategy.GetBlueGreen() != nil {
+				field = "strategy.blue_green"
+			}
+			return startPlan{}, fault.Preconditionf("%s needs the service's load_balancer.alternate_port: the new container starts on the port the live one does not use (service %s has %s)",
+				field, p.service, lbText(pl.svc.GetLoadBalancer()))
+		}
 	}
 	if pl.selector == "" {
 		pl.selector = pl.svc.GetSelector()
@@ -125,6 +160,13 @@ func (e *Engine) planStart(ctx context.Context, p startParams) (startPlan, error
 		}
 	}
 	agents, _, total := e.cfg.Registry.List(fleet.Query{Selector: sel, Limit: e.cfg.MaxHosts + 1})
+	if p.agentIDs != nil {
+		agents = slices.DeleteFunc(agents, func(a fleet.Agent) bool { return !slices.Contains(p.agentIDs, a.Record.ID) })
+		if total = len(agents); total == 0 {
+			return startPlan{}, fault.Preconditionf("none of the hosts %s is matched by the service's selector %q",
+				joinLimited(p.agentIDs, 20), pl.selector)
+		}
+	}
 	switch {
 	case total == 0:
 		return startPlan{}, fault.Preconditionf("selector %q matches no registered agent", pl.selector)
@@ -139,7 +181,7 @@ func (e *Engine) planStart(ctx context.Context, p startParams) (startPlan, error
 		cands[i] = candidateOf(a, pl.svc.GetContainer(), pl.svc.GetLoadBalancer())
 	}
 	pl.plan = MakePlan(PlanInput{Image: p.image, Container: pl.svc.GetContainer(), Strategy: pl.strategy,
-		LoadBalancer: pl.svc.GetLoadBalancer(), Hosts: cands})
+		LoadBalancer: pl.svc.GetLoadBalancer(), Hosts: cands, InPlace: p.remediation != nil})
 	return pl, checkPlan(pl)
 }
 
@@ -187,9 +229,12 @@ func dryRunRollout(def *flotillav1.Rollout, rows []store.RolloutHost) *flotillav
 // has another active rollout.
 func (e *Engine) storeRollout(ctx context.Context, p startParams, pl startPlan, def *flotillav1.Rollout,
 	rows []store.RolloutHost, now time.Time) (store.Rollout, error) {
-	id, err := e.cfg.NewID(IDPrefix)
-	if err != nil {
-		return store.Rollout{}, errors.New("could not generate a rollout ID")
+	id := p.id
+	if id == "" {
+		var err error
+		if id, err = e.cfg.NewID(IDPrefix); err != nil {
+			return store.Rollout{}, errors.New("could not generate a rollout ID")
+		}
 	}
 	def.Id = id
 	defBytes, err := marshal(def)
@@ -201,15 +246,20 @@ func (e *Engine) storeRollout(ctx context.Context, p startParams, pl startPlan, 
 		return store.Rollout{}, errors.New("could not encode the service")
 	}
 	msg := fmt.Sprintf("pulling %s on %d hosts", p.image, len(rows))
+	state := flotillav1.RolloutState_ROLLOUT_STATE_PREPARING
+	if p.remediation != nil {
+		// Nothing to pull: the hosts are restarted on the image they run.
+		msg, state = fmt.Sprintf("restarting %d hosts in place: %s", len(rows), p.reason), flotillav1.RolloutState_ROLLOUT_STATE_RUNNING
+	}
 	rec := store.Rollout{
 		ID: id, Service: p.service, Image: p.image, RollbackOf: p.rollbackOf, CreatedBy: def.GetCreatedBy(), Definition: defBytes,
-		ServiceSpec: svcBytes, LoadBalancers: pl.lbIDs, State: int32(flotillav1.RolloutState_ROLLOUT_STATE_PREPARING), Message: msg,
+		ServiceSpec: svcBytes, LoadBalancers: pl.lbIDs, State: int32(state), Message: msg, Prepared: p.remediation != nil,
 		StopState: int32(flotillav1.RolloutState_ROLLOUT_STATE_FAILED), CreatedAt: now,
 	}
 	for i := range rows {
 		rows[i].RolloutID = id
 	}
-	_, err = e.cfg.Store.CreateRollout(ctx, rec, rows, []store.RolloutEvent{stateEvent(now, flotillav1.RolloutState_ROLLOUT_STATE_PREPARING, msg)})
+	_, err = e.cfg.Store.CreateRollout(ctx, rec, rows, []store.RolloutEvent{stateEvent(now, state, msg)})
 	var active *store.ActiveRolloutError
 	switch {
 	case errors.As(err, &active):
@@ -266,4 +316,11 @@ func exclusionSummary(ex []*flotillav1.ExcludedHost) string {
 		parts[i] = fmt.Sprintf("%d %s", counts[r], r)
 	}
 	return strings.Join(parts, "; ")
+}
+
+func lbText(lb *flotillav1.LoadBalancer) string {
+	if lb == nil {
+		return "no load_balancer: without one a host's traffic cannot move to a new container, so its restart drops requests whatever the strategy"
+	}
+	return fmt.Sprintf("no alternate_port (server_port %d)", lb.GetServerPort())
 }

@@ -26,6 +26,9 @@ type StateChange struct {
 	// Hosts and Batches size the rollout.
 	Hosts   int
 	Batches int
+	// Remediation is true for an automatic restart (StartRemediation),
+	// whose start the remediation driver announces itself.
+	Remediation bool
 }
 
 // FailedHost is one failed host of a rollout and why it failed.
@@ -33,6 +36,32 @@ type FailedHost struct {
 	AgentID string
 	Step    flotillav1.HostStep
 	Message string
+}
+
+// AnalysisFailure is an analysis that fails a rollout, as just stored: the
+// measurement that decided, with each query's evidence.
+type AnalysisFailure struct {
+	RolloutID string
+	Service   string
+	Image     string
+	// Batch is the batch whose gate was measured, from 0; -1 for the bake.
+	Batch int
+	// Reason is the rollout's stop reason (which gate, how many in a row,
+	// the decisive results).
+	Reason string
+	// Results are the deciding measurement's results: query, PromQL,
+	// value, threshold and verdict of each query.
+	Results []*flotillav1.AnalysisResult
+	// AutoRollback is true when the changed hosts are rolled back.
+	AutoRollback bool
+	At           time.Time
+}
+
+// analysisFailed tells the listener an analysis failure the runner stored.
+func (r *runner) analysisFailed(ctx context.Context, f *AnalysisFailure) {
+	if fn := r.e.cfg.OnAnalysisFailed; fn != nil && f != nil {
+		fn(ctx, *f)
+	}
 }
 
 // stateChanged tells the listener a state the runner stored, if any.
@@ -44,6 +73,7 @@ func (r *runner) stateChanged(ctx context.Context, from flotillav1.RolloutState,
 	sc := StateChange{
 		RolloutID: r.rec.ID, Service: r.rec.Service, Image: r.rec.Image, RollbackOf: r.rec.RollbackOf,
 		From: from, To: flotillav1.RolloutState(r.rec.State), Message: r.rec.Message, At: at, Hosts: len(r.hosts),
+		Remediation: r.def.GetRemediation() != nil,
 	}
 	for _, h := range r.hosts {
 		sc.Batches = max(sc.Batches, h.Batch+1)

@@ -30,27 +30,17 @@ func (r *runner) stepForward(ctx context.Context, c *change) error {
 		}
 		return nil
 	}
+	if !r.rec.ResumeAt.IsZero() && !r.windowReopened(c) {
+		return nil
+	}
 	// A paused rollout starts no host and no batch, but still records the
 	// end of the batch in progress (and of the rollout, if it was the last).
 	paused := flotillav1.RolloutState(r.rec.State) == flotillav1.RolloutState_ROLLOUT_STATE_PAUSED
 	for r.rec.CurrentBatch < len(r.batches) {
 		i := r.rec.CurrentBatch
 		batch := r.batches[i]
-		if r.rec.BatchStartedAt.IsZero() {
-			if paused {
-				return nil
-			}
-			if pause := r.strategy.GetPauseBetweenBatches().AsDuration(); i > 0 && pause > 0 {
-				if until := r.rec.BatchFinishedAt.Add(pause); c.now.Before(until) {
-					c.wakeAt(until)
-					return nil
-				}
-			}
-			msg := fmt.Sprintf("batch %d of %d: %d hosts", i+1, len(r.batches), len(batch))
-			if r.def.GetBatches()[i].GetCanary() {
-				msg += " (canary)"
-			}
-			r.batchStarted(c, i, msg)
+		if r.rec.BatchStartedAt.IsZero() && (paused || !r.startBatch(c, i)) {
+			return nil
 		}
 		limit := r.maxUnavailable(len(batch))
 		running := 0
@@ -68,10 +58,21 @@ func (r *runner) stepForward(ctx context.Context, c *change) error {
 				running++
 			}
 		}
-		if !r.batchDone(batch, false) {
+		if r.blueGreen() && !r.switchWhenReady(c, batch, paused) {
 			return nil
 		}
-		if r.anyDone(batch) && !r.analysisGate(ctx, c, i, paused) {
+		if !r.batchDone(batch, false) {
+			if !r.blueGreen() && r.inGate(batch) {
+				// Measured during the hosts' health gate too (a blue-green
+				// candidate takes no traffic there); a failure stops the
+				// rollout as it would after the gate.
+				r.analysisGate(ctx, c, i, paused, true)
+			}
+			return nil
+		}
+		// A blue-green rollout's analysis is its bake (its new containers
+		// take traffic once every host switched).
+		if !r.blueGreen() && r.anyDone(batch) && !r.analysisGate(ctx, c, i, paused, false) {
 			return nil
 		}
 		r.batchFinished(c, i, r.batchSummary(batch))
@@ -82,10 +83,67 @@ func (r *runner) stepForward(ctx context.Context, c *change) error {
 			return nil
 		}
 	}
-	if r.bake(ctx, c, paused) {
-		r.succeed(c)
+	return r.finishForward(ctx, c, paused)
+}
+
+// finishForward ends a rollout whose every batch is done: after its bake,
+// and for a blue-green one its keep window, it succeeds.
+func (r *runner) finishForward(ctx context.Context, c *change, paused bool) error {
+	if !r.bake(ctx, c, paused) {
+		return nil
 	}
+	if r.blueGreen() && r.anyDone(r.hosts) {
+		if ok, err := r.keepWindow(ctx, c); err != nil || !ok {
+			return err
+		}
+	}
+	r.succeed(c)
 	return nil
+}
+
+// startBatch starts batch i once the pause between batches is over and
+// the service's deploy windows are open, and reports whether it did.
+func (r *runner) startBatch(c *change, i int) bool {
+	if pause := r.strategy.GetPauseBetweenBatches().AsDuration(); i > 0 && pause > 0 {
+		if until := r.rec.BatchFinishedAt.Add(pause); c.now.Before(until) {
+			c.wakeAt(until)
+			return false
+		}
+	}
+	if r.windowClosed(c, i) {
+		return false
+	}
+	msg := fmt.Sprintf("batch %d of %d: %d hosts", i+1, len(r.batches), len(r.batches[i]))
+	if r.def.GetBatches()[i].GetCanary() {
+		msg += " (canary)"
+	}
+	r.batchStarted(c, i, msg)
+	return true
+}
+
+// inGate reports whether a host of the batch runs the new image (in its
+// health gate or past it) while the rollout is not stopping: the batch's
+// analysis has begun.
+func (r *runner) inGate(batch []*host) bool {
+	if r.rec.Stop != "" {
+		return false
+	}
+	for _, h := range batch {
+		if runsNewImage(flotillav1.HostStep(h.Step)) {
+			return true
+		}
+	}
+	return false
+}
+
+// runsNewImage reports whether a host at step runs the rollout's image:
+// in its health gate, being undrained, or done.
+func runsNewImage(s flotillav1.HostStep) bool {
+	switch s {
+	case flotillav1.HostStep_HOST_STEP_HEALTH_CHECK, flotillav1.HostStep_HOST_STEP_UNDRAINING, flotillav1.HostStep_HOST_STEP_DONE:
+		return true
+	}
+	return false
 }
 
 // anyDone reports whether a host of the batch runs the new image (DONE):
@@ -320,7 +378,7 @@ func (r *runner) checkFailures(c *change) {
 		return
 	}
 	r.rec.Stop, r.rec.StopState = reason, int32(flotillav1.RolloutState_ROLLOUT_STATE_FAILED)
-	r.rec.StopRollback = r.strategy.GetAutoRollback()
+	r.rec.StopRollback = r.strategy.GetAutoRollback() || r.blueGreen()
 	msg := "stopping: " + reason + "; hosts in progress finish, no new host starts"
 	if r.rec.StopRollback {
 		msg += ", then the changed hosts are rolled back"
@@ -374,6 +432,12 @@ func (r *runner) succeed(c *change) {
 		}
 	}
 	msg := fmt.Sprintf("every host runs %s", r.rec.Image)
+	if r.blueGreen() {
+		msg += "; the previous containers were removed after keep_previous"
+	}
+	if r.def.GetRemediation() != nil {
+		msg = fmt.Sprintf("every host was restarted in place on %s and is healthy", r.rec.Image)
+	}
 	if len(failed) > 0 {
 		msg = fmt.Sprintf("%d hosts run %s; %d failed within max_failures %d: %s", len(r.hosts)-len(failed), r.rec.Image,
 			len(failed), r.maxFailures, strings.Join(failed, ", "))
@@ -397,7 +461,16 @@ func (r *runner) stepRollback(ctx context.Context, c *change) error {
 				changed++
 			}
 		}
-		if changed > 0 {
+		if changed > 0 && r.blueGreen() {
+			if r.rec.BatchStartedAt.IsZero() {
+				r.batchStarted(c, i, fmt.Sprintf("switching back: %d hosts", changed))
+				r.startSwitchBack(c)
+			}
+			if !r.batchDone(batch, true) {
+				return nil
+			}
+			r.batchFinished(c, i, "switched back: "+r.batchSummary(batch))
+		} else if changed > 0 {
 			if r.rec.BatchStartedAt.IsZero() {
 				r.batchStarted(c, i, fmt.Sprintf("rolling back batch %d: %d hosts", i+1, changed))
 			}

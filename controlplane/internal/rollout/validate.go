@@ -3,6 +3,7 @@ package rollout
 import (
 	"net/url"
 	"regexp"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -13,6 +14,7 @@ import (
 	"flotilla.dev/pkg/validate"
 
 	"flotilla.dev/controlplane/internal/fault"
+	"flotilla.dev/controlplane/internal/remediation"
 	"flotilla.dev/controlplane/internal/selector"
 )
 
@@ -104,9 +106,35 @@ func ValidateService(svc *flotillav1.Service) error {
 				return invalid("service.load_balancer.address_label", "%v", err)
 			}
 		}
+		switch p := lb.GetAlternatePort(); {
+		case p < 0 || p > 65535:
+			return invalid("service.load_balancer.alternate_port", "must be 1-65535 when set, got %d", p)
+		case p != 0 && p == lb.GetServerPort():
+			return invalid("service.load_balancer.alternate_port", "%d is server_port too: the new container needs the other port", p)
+		}
+	}
+	if p := svc.GetRemediation(); p != nil {
+		if err := remediation.Validate("service.remediation", p); err != nil {
+			return err
+		}
+	}
+	if _, err := parseWindows("service", svc); err != nil {
+		return err
 	}
 	if s := svc.GetDefaultStrategy(); s != nil {
 		return ValidateStrategy("service.default_strategy", s)
+	}
+	return nil
+}
+
+// ValidateStartReason checks a start's reason, which an override of the
+// deploy windows requires.
+func ValidateStartReason(req *flotillav1.StartRolloutRequest) error {
+	if err := validateText("reason", req.GetReason(), maxReason); err != nil {
+		return err
+	}
+	if req.GetOverrideWindow() && strings.TrimSpace(req.GetReason()) == "" {
+		return invalid("reason", "required with override_window: say why the service's deploy windows are overridden (it is kept with the rollout and audited)")
 	}
 	return nil
 }
@@ -179,8 +207,42 @@ func ValidateStrategy(prefix string, s *flotillav1.RolloutStrategy) error {
 	if _, ok := flotillav1.OfflinePolicy_name[int32(s.GetOfflineHosts())]; !ok {
 		return invalid(prefix+".offline_hosts", "%d is not an offline policy (SKIP, FAIL or WAIT)", s.GetOfflineHosts())
 	}
+	if err := validateSideBySide(prefix, s); err != nil {
+		return err
+	}
 	if a := s.GetAnalysis(); a != nil {
 		return validateAnalysis(prefix+".analysis", a)
+	}
+	return nil
+}
+
+// validateSideBySide checks blue_green and surge. A blue-green rollout is
+// one batch that switches every host at once: the fields that shape
+// batches would be ignored, so they are refused.
+func validateSideBySide(prefix string, s *flotillav1.RolloutStrategy) error {
+	bg := s.GetBlueGreen()
+	if bg == nil {
+		return nil
+	}
+	if s.GetSurge() {
+		return invalid(prefix+".surge", "set blue_green or surge, not both: blue_green already starts every new container beside the live one")
+	}
+	if kp := bg.GetKeepPrevious(); kp != nil {
+		v, err := validate.Duration(kp)
+		if err != nil {
+			return invalid(prefix+".blue_green.keep_previous", "%v", err)
+		}
+		if v < 0 || v > maxDuration {
+			return invalid(prefix+".blue_green.keep_previous", "must be between 0s and %s, got %s", maxDuration, v)
+		}
+	}
+	switch {
+	case s.GetCanary() != 0:
+		return invalid(prefix+".canary", "must be 0 with blue_green: every host switches at once (got %d)", s.GetCanary())
+	case s.GetBatch() != nil:
+		return invalid(prefix+".batch_size", "must be unset with blue_green (and batch_percent too): every host switches at once")
+	case s.GetPauseBetweenBatches().AsDuration() != 0:
+		return invalid(prefix+".pause_between_batches", "must be unset with blue_green: there is one batch")
 	}
 	return nil
 }
@@ -223,6 +285,9 @@ func withDefaults(s *flotillav1.RolloutStrategy) *flotillav1.RolloutStrategy {
 	}
 	if out.Analysis != nil {
 		analysisDefaults(out.Analysis)
+	}
+	if out.BlueGreen != nil {
+		blueGreenDefaults(out.BlueGreen)
 	}
 	return out
 }

@@ -67,6 +67,7 @@ var expectedAccess = map[string]minAccess{
 	flotillav1.RolloutService_StartRollout_FullMethodName:            accessOperator,
 	flotillav1.RolloutService_GetRollout_FullMethodName:              accessViewer,
 	flotillav1.RolloutService_ListRollouts_FullMethodName:            accessViewer,
+	flotillav1.RolloutService_ListRemediations_FullMethodName:        accessViewer,
 	flotillav1.RolloutService_WatchRollout_FullMethodName:            accessViewer,
 	flotillav1.RolloutService_PauseRollout_FullMethodName:            accessOperator,
 	flotillav1.RolloutService_ResumeRollout_FullMethodName:           accessOperator,

@@ -34,7 +34,7 @@ func (s *Server) buildBackups() error {
 	var err error
 	b.scheduler, err = backups.NewScheduler(backups.SchedulerConfig{
 		Store: s.store, Commands: s.commands, Logger: s.log.Named("backups"), Now: s.opts.now,
-		Interval: s.opts.intervals.BackupTick, Metrics: b.metrics,
+		Interval: s.opts.intervals.BackupTick, Metrics: b.metrics, OnStale: s.notifier.OnBackupStale,
 	})
 	if err != nil || s.holder == "" {
 		return err

@@ -167,7 +167,8 @@ func scrapeBusyControlPlane(t *testing.T) string {
 			Disks: []*flotillav1.DiskUsage{{Path: "/", UsedPercent: 40}}},
 		App: &flotillav1.AppHealth{Healthy: true, Latency: durationpb.New(20 * time.Millisecond)},
 		Databases: []*flotillav1.DatabaseStats{{Name: "shop", Connections: 3, WalArchiver: &flotillav1.WalArchiverStats{
-			ArchivedCount: 10, FailedCount: 1, LastArchivedAt: at}}},
+			ArchivedCount: 10, FailedCount: 1, LastArchivedAt: at,
+			ArchiveTimelines: []*flotillav1.WalTimelineContinuity{{Timeline: 1, ArchivedSegments: 10}}}}},
 		Containers: []*flotillav1.ManagedContainer{{Name: "web", ContainerId: "c1", State: "running",
 			Resources: &flotillav1.ContainerResources{CpuPercent: 5, MemoryWorkingSetBytes: 30 << 20, MemoryUsageBytes: 40 << 20,
 				MemoryLimitBytes: 64 << 20, RestartCount: 1, OomKills: 1}}},
@@ -185,7 +186,24 @@ func scrapeBusyControlPlane(t *testing.T) string {
 	cc.waitState(fc.GetId(), fleetSucceeded)
 	backupPolicyAndDrill(t, h, cmd.GetId())
 	subscribe(t, h)
+	remediationPolicy(t, h)
 	return "\n" + h.scrape()
+}
+
+// remediationPolicy gives the busy control plane a service with a
+// remediation policy, and waits for the driver to see it: its series
+// exist at 0 from then on.
+func remediationPolicy(t *testing.T, h *harness) {
+	t.Helper()
+	rs := flotillav1.NewRolloutServiceClient(h.dial(h.serverTLS()))
+	if _, err := rs.PutService(h.operatorCtx(h.admin), &flotillav1.PutServiceRequest{Service: &flotillav1.Service{
+		Name: "web", Container: "web", Selector: "role=web", HealthUrl: "http://127.0.0.1:8080/health",
+		Remediation: &flotillav1.RemediationPolicy{MemoryPercentOfLimit: 90}}}); err != nil {
+		t.Fatalf("PutService: %v", err)
+	}
+	eventually(t, waitFor, "the remediation driver to take the policy", func() bool {
+		return strings.Contains(h.scrape(), `flotilla_remediation_escalations_total{service="web"} 0`)
+	})
 }
 
 // backupPolicyAndDrill gives the busy control plane a backup policy and a

@@ -35,6 +35,9 @@ type Intervals struct {
 	// BackupTick is how often the backup scheduler looks for due jobs and
 	// finished runs (backups.SchedulerConfig.Interval).
 	BackupTick time.Duration
+	// RemediationTick is how often the remediation driver reads the
+	// fleet's container readings (remediation.Config.Interval).
+	RemediationTick time.Duration
 }
 
 type options struct {

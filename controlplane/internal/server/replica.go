@@ -18,6 +18,11 @@ import (
 // by the database's clock.
 const ReplicaLeasePrefix = "replica/"
 
+// FlushedLeasePrefix starts the name of every replica's flush progress
+// lease: "fleet-flushed/<holder>", whose expiry tells the other replicas
+// how far the agent statuses it holds are written (see fleet.Replica).
+const FlushedLeasePrefix = "fleet-flushed/"
+
 // FleetLease is the lease of the replica that leads the fleet: it marks
 // lost the agents no live replica holds and exports the fleet-level
 // metrics.
@@ -83,15 +88,16 @@ func (s *Server) fleetReplica() fleet.Replica {
 		return fleet.Replica{}
 	}
 	return fleet.Replica{
-		Holder: s.holder, LeasePrefix: ReplicaLeasePrefix, Leases: s.store, Leader: s.fleetLeader,
+		Holder: s.holder, LeasePrefix: ReplicaLeasePrefix, FlushedPrefix: FlushedLeasePrefix, Leases: s.store, Leader: s.fleetLeader,
 		RefreshInterval: s.opts.intervals.FleetRefresh,
+		Rebalance:       fleet.Rebalance{Rate: s.cfg.AgentRebalanceRate},
 	}
 }
 
 // replicaTasks are the loops of a replica: its own lease (see
 // joinReplicas), the fleet lease (losing it only stops leading), the
-// refresh of the fleet view and the fleet leader's liveness sweep. None on
-// SQLite.
+// refresh of the fleet view, the fleet leader's liveness sweep and the
+// rebalancing of the streams. None on SQLite.
 func (s *Server) replicaTasks() []run.Task {
 	if s.holder == "" {
 		return nil
@@ -101,6 +107,7 @@ func (s *Server) replicaTasks() []run.Task {
 		{Name: "fleet-lease", Run: s.fleetLeader.Run},
 		{Name: "fleet-refresh", Run: s.registry.RunRefresh},
 		{Name: "fleet-liveness", Run: s.registry.RunFleetLiveness},
+		{Name: "fleet-rebalance", Run: s.registry.RunRebalance},
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -141,6 +142,8 @@ func TestReplicasRunCommandAcrossReplicas(t *testing.T) {
 		t.Fatalf("agent received %s, want %s.%s", cmd.GetId(), fc.GetId(), agent.id)
 	}
 	agent.event(cmd.GetId(), stateRunning, "restarting", nil)
+	agent.event(cmd.GetId(), stateRunning, "stopping the old container", nil) // progress
+	agent.event(cmd.GetId(), stateRunning, "starting the new one", nil)       // progress
 	agent.event(cmd.GetId(), stateSucceeded, "restarted", nil)
 	got := c.commands().waitState(fc.GetId(), flotillav1.FleetCommandState_FLEET_COMMAND_STATE_SUCCEEDED)
 	if h := host(t, got, agent.id); h.GetState() != stateSucceeded || h.GetMessage() != "restarted" {
@@ -150,6 +153,18 @@ func TestReplicasRunCommandAcrossReplicas(t *testing.T) {
 	if !hasState(states[cmd.GetId()], stateRunning) || !hasState(states[cmd.GetId()], stateSucceeded) ||
 		last != flotillav1.FleetCommandState_FLEET_COMMAND_STATE_SUCCEEDED {
 		t.Errorf("watch on C saw %v and ended with %v; want RUNNING, SUCCEEDED and a final SUCCEEDED snapshot", states, last)
+	}
+	// Every event the agent sent, progress included, in order (issue 13:
+	// a watcher on a replica that does not drive the command saw a
+	// collapsed history).
+	var seen []string
+	for _, msg := range watch.msgs {
+		if ev := msg.GetEvent().GetEvent(); ev != nil && ev.GetCommandId() == cmd.GetId() && ev.GetState() != flotillav1.CommandState_COMMAND_STATE_PENDING {
+			seen = append(seen, ev.GetMessage())
+		}
+	}
+	if want := []string{"restarting", "stopping the old container", "starting the new one", "restarted"}; !slices.Equal(seen, want) {
+		t.Errorf("watch on C saw the events %q, want the agent's %q", seen, want)
 	}
 	agent.heartbeat() // whatever B would still send is queued by now
 	agent.expectNothing("the command was delivered once")

@@ -54,8 +54,8 @@ func (s *lossRecordingStore) MarkAgentsLost(ctx context.Context, losses []store.
 	return marked, err
 }
 
-func (s *lossRecordingStore) UpdateAgentStatuses(ctx context.Context, updates []store.AgentStatus) error {
-	err := s.Store.UpdateAgentStatuses(ctx, updates)
+func (s *lossRecordingStore) UpdateAgentStatuses(ctx context.Context, updates []store.AgentStatus) ([]string, error) {
+	back, err := s.Store.UpdateAgentStatuses(ctx, updates)
 	if err == nil {
 		for _, u := range updates {
 			if u.State == store.AgentLost {
@@ -63,7 +63,7 @@ func (s *lossRecordingStore) UpdateAgentStatuses(ctx context.Context, updates []
 			}
 		}
 	}
-	return err
+	return back, err
 }
 
 // keepBeating sends every agent of agents a heartbeat every interval while

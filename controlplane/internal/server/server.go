@@ -38,6 +38,7 @@ import (
 	"flotilla.dev/controlplane/internal/notify"
 	"flotilla.dev/controlplane/internal/pki"
 	"flotilla.dev/controlplane/internal/ratelimit"
+	"flotilla.dev/controlplane/internal/remediation"
 	"flotilla.dev/controlplane/internal/rollout"
 	"flotilla.dev/controlplane/internal/store"
 	"flotilla.dev/controlplane/internal/work"
@@ -89,6 +90,10 @@ type Server struct {
 	rollouts *rollout.Engine
 	backups  backupWork
 	notifier *notify.Notifier
+	// remediation drives the services' memory remediation policies;
+	// remediationClaimer holds its work lease (replica mode only).
+	remediation        *remediation.Driver
+	remediationClaimer *work.Claimer
 
 	opts  options
 	audit *audit.Recorder
@@ -203,6 +208,7 @@ func (s *Server) buildWork(ctx context.Context) error {
 		Metrics: s.commandMetrics, Now: s.opts.now, OnFinish: s.notifier.OnCommand,
 		// Replica mode (PostgreSQL): each fleet command under its lease.
 		Holder: s.holder, Leases: s.store, LeaseTTL: s.cfg.Store.LeaseTTL.Std(), WorkMetrics: s.workMetrics(),
+		Feed: store.FeedOf(s.store),
 	}); err != nil {
 		return err
 	}
@@ -227,9 +233,12 @@ func (s *Server) buildWork(ctx context.Context) error {
 		PrometheusURL: s.cfg.Analysis.PrometheusURL,
 		// Replica mode (PostgreSQL): each rollout under its lease.
 		Holder: s.holder, Leases: s.store, LeaseTTL: s.cfg.Store.LeaseTTL.Std(), WorkMetrics: s.workMetrics(),
-		OnStateChange: s.notifier.OnRollout,
+		OnStateChange: s.notifier.OnRollout, OnAnalysisFailed: s.notifier.OnAnalysis,
 	})
 	if err != nil {
+		return err
+	}
+	if err := s.buildRemediation(); err != nil {
 		return err
 	}
 	return s.buildBackups()
@@ -421,7 +430,7 @@ func (s *Server) registerServices() error {
 	if err != nil {
 		return err
 	}
-	rolloutSvc, err := api.NewRolloutService(api.RolloutServiceConfig{Engine: s.rollouts})
+	rolloutSvc, err := api.NewRolloutService(api.RolloutServiceConfig{Engine: s.rollouts, Remediations: s.store})
 	if err != nil {
 		return err
 	}
@@ -507,6 +516,7 @@ func (s *Server) Run(ctx context.Context, grpcLis, httpLis net.Listener) error {
 	}
 	tasks = append(tasks, s.replicaTasks()...)
 	tasks = append(tasks, s.backupTasks()...)
+	tasks = append(tasks, s.remediationTask())
 	return run.All(ctx, tasks...)
 }
 

@@ -28,6 +28,9 @@ const FleetCommandColumns = `id, kind, request, created_by, state, created_at, f
 const HostCommandColumns = `id, fleet_command_id, agent_id, kind, spec, state, message, result,
 	created_at, released_at, deadline, sent_at, started_at, finished_at, cancel_reason, change_seq`
 
+// CommandEventColumns lists the columns of the command_events table.
+const CommandEventColumns = `seq, fleet_command_id, agent_id, event, created_at`
+
 // CommandReportColumns lists the columns of the command_reports table.
 const CommandReportColumns = `seq, command_id, agent_id, event, received_at`
 
@@ -37,7 +40,7 @@ const ServiceColumns = `name, spec, created_at, updated_at`
 // RolloutColumns lists the columns of the rollouts table.
 const RolloutColumns = `id, service, image, rollback_of, created_by, definition, service_spec, load_balancers,
 	state, message, current_batch, prepared, batch_started_at, batch_finished_at, stop, stop_rollback, stop_state,
-	created_at, finished_at, bake_until, analysis`
+	created_at, finished_at, bake_until, analysis, window_resume_at`
 
 // RolloutHostColumns lists the columns of the rollout_hosts table.
 const RolloutHostColumns = `rollout_id, agent_id, batch, step, rolling_back, previous_image, message,
@@ -60,3 +63,6 @@ const BackupPolicyRunColumns = `policy, job, last_slot, command_id, started_at, 
 const BackupColumns = `seq, id, agent_id, database_name, policy, command_id, started_at, finished_at, size_bytes,
 	sha256, uri, verified, drill_at, drill_succeeded, drill_message, drill_command_id, drill_restore_ns,
 	drill_rpo_ns, pruned_at, name, backup_type`
+
+// RemediationColumns are the remediations columns in scan order.
+const RemediationColumns = `id, service, agent_id, action, reason, evidence, rollout_id, occurred_at`

@@ -104,6 +104,10 @@ type AgentStatus struct {
 	// replica's newer attachment. "" writes unconditionally (an attach,
 	// or one control plane on SQLite).
 	IfHolder string
+	// Attach marks the write of an agent's new stream (replica mode):
+	// UpdateAgentStatuses reports whether it brought the agent back from
+	// lost, so that exactly one replica tells that it is back.
+	Attach bool
 }
 
 // AgentLoss asks MarkAgentsLost to mark one agent lost, only if its row is
@@ -156,6 +160,7 @@ type Store interface {
 	LeaseStore
 	BackupStore
 	NotificationStore
+	RemediationStore
 
 	// Ping checks that the store answers; /healthz reports it as "database".
 	Ping(ctx context.Context) error
@@ -190,8 +195,11 @@ type AgentStore interface {
 	ListAgents(ctx context.Context) ([]Agent, error)
 	// UpdateAgentStatuses writes liveness updates in one transaction. Unknown
 	// IDs are skipped, and so are updates whose IfHolder is not the stored
-	// stream holder. Each row written takes a new StatusSeq.
-	UpdateAgentStatuses(ctx context.Context, updates []AgentStatus) error
+	// stream holder. Each row written takes a new StatusSeq. back lists the
+	// agents of Attach updates written connected over a stored state of
+	// lost (read and written in the transaction, the row locked between):
+	// of several replicas writing an agent's return, one learns it.
+	UpdateAgentStatuses(ctx context.Context, updates []AgentStatus) (back []string, err error)
 	// ListAgentsChanged returns at most limit agents (deregistered ones
 	// included) whose StatusSeq is above afterSeq, ordered by StatusSeq.
 	// On PostgreSQL a write that commits late may carry a StatusSeq below
@@ -289,6 +297,24 @@ type CommandReport struct {
 	ReceivedAt time.Time
 }
 
+// CommandEvent is one event of a fleet command's host command as the
+// replica driving the command made it (several control planes on one
+// database): kept so that a watcher on any replica sees every event, in
+// order, whichever replica produced it.
+type CommandEvent struct {
+	// Seq is set by the store from one increasing sequence, in commit
+	// order; ignored when written.
+	Seq            int64
+	FleetCommandID string
+	AgentID        string
+	// CommandID is the host command's ID: not stored, it names the fence
+	// the event is written under (UpdateHostCommands' fences).
+	CommandID string
+	// Event is the serialized flotilla.v1.CommandEvent.
+	Event     []byte
+	CreatedAt time.Time
+}
+
 // FleetCommandQuery selects fleet commands, newest first.
 type FleetCommandQuery struct {
 	States []int32 // all when empty
@@ -316,8 +342,28 @@ type CommandStore interface {
 	CreateHostCommands(ctx context.Context, hosts []HostCommand) error
 	// UpdateHostCommands writes the mutable fields (state, message, result,
 	// times and cancel reason) of host commands in one transaction. A
-	// cancel reason once stored is kept: an empty one leaves it.
-	UpdateHostCommands(ctx context.Context, hosts []HostCommand) error
+	// cancel reason once stored is kept: an empty one leaves it. A host
+	// command with a fence in fences (by its ID) is written only while
+	// that fence's lease holds, checked in the write's transaction, as
+	// UpdateFleetCommand does: when one of the fences no longer holds,
+	// nothing is written and the error is a *FencedError naming it (it
+	// wraps ErrFenced). Commands without a fence (nil fences: all of
+	// them) are written unconditionally. events are appended in the same
+	// transaction, in order (there may be events and no hosts: progress),
+	// each under the fence of its CommandID as a host is.
+	UpdateHostCommands(ctx context.Context, hosts []HostCommand, fences map[string]*Fence, events []CommandEvent) error
+	// ReadFleetCommand returns a fleet command, its host commands (by
+	// agent ID) and the seq of its last event (0: none), read at one
+	// instant: the command's events after that seq are exactly the
+	// changes its hosts do not show yet. An unknown ID is ErrNotFound.
+	ReadFleetCommand(ctx context.Context, id string) (FleetCommand, []HostCommand, int64, error)
+	// ListCommandEvents returns at most limit events of a fleet command
+	// after afterSeq, by seq. Once an event with seq N was returned, no
+	// event committed later gets a seq at or below N.
+	ListCommandEvents(ctx context.Context, fleetCommandID string, afterSeq int64, limit int) ([]CommandEvent, error)
+	// PruneCommandEvents deletes the events of fleet commands finished
+	// before finishedBefore, or gone, and returns how many.
+	PruneCommandEvents(ctx context.Context, finishedBefore time.Time) (int64, error)
 	// GetHostCommand returns a host command or ErrNotFound.
 	GetHostCommand(ctx context.Context, id string) (HostCommand, error)
 	// ListHostCommands returns the host commands of a fleet command, by agent ID.
@@ -416,6 +462,9 @@ type Rollout struct {
 	// rollout's analysis in progress (consecutive results, next
 	// measurement, latest results); nil without analysis.
 	Analysis []byte
+	// ResumeAt is when a rollout PAUSED by a deploy window's end resumes
+	// by itself (the next window's start); zero otherwise.
+	ResumeAt time.Time
 }
 
 // RolloutHost is one host of a rollout.

@@ -56,9 +56,20 @@ type DatabaseStats struct {
 
 // ManagedContainer is flotilla.v1.ManagedContainer.
 type ManagedContainer struct {
-	Name  string `json:"name"`
-	Image string `json:"image"`
-	State string `json:"state"`
+	Name      string             `json:"name"`
+	Image     string             `json:"image"`
+	State     string             `json:"state"`
+	HostPorts []int              `json:"hostPorts"`
+	Resources ContainerResources `json:"resources"`
+}
+
+// ContainerResources is flotilla.v1.ContainerResources (the memory
+// figures; protojson writes 64-bit integers as strings).
+type ContainerResources struct {
+	MemoryWorkingSetBytes uint64    `json:"memoryWorkingSetBytes,string"`
+	MemoryLimitBytes      uint64    `json:"memoryLimitBytes,string"`
+	OOMKills              uint64    `json:"oomKills,string"`
+	StartedAt             time.Time `json:"startedAt"`
 }
 
 // ListAgentsResponse is ListAgents' answer.
@@ -203,6 +214,7 @@ type Rollout struct {
 	State      string `json:"state"`
 	Message    string `json:"message"`
 	RollbackOf string `json:"rollbackOf"`
+	CreatedBy  string `json:"createdBy"`
 	Batches    []struct {
 		Index    int      `json:"index"`
 		Canary   bool     `json:"canary"`

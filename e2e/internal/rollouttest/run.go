@@ -40,6 +40,22 @@ func Start(t testing.TB, f Fleet, body string, workers int) *Run {
 	return r
 }
 
+// Observe starts the load (workers clients) and the recorders without
+// starting a rollout: the caller follows one that the control plane
+// starts on its own (an automatic restart) with Follow.
+func Observe(t testing.TB, f Fleet, workers int) *Run {
+	t.Helper()
+	return &Run{fleet: f, creates: RecordCreates(t, f), upstream: sampleUpstream(t, f.Nginx().UpstreamFile(Upstream)),
+		load: fixture.StartLoad(t, f.Nginx().URL(Upstream), workers, Timeout), Began: time.Now()}
+}
+
+// Follow watches the rollout id (WatchRollout) until Finish.
+func (r *Run) Follow(t testing.TB, id string) {
+	t.Helper()
+	r.ID = id
+	r.Watch = r.fleet.API().WatchRollout(t, id, Timeout)
+}
+
 // Result is what one rollout did, as the API and the world saw it.
 type Result struct {
 	Final  grpcurl.Rollout

@@ -1491,8 +1491,15 @@ type GetRetentionPreviewResponse struct {
 	Pruned []*Backup `protobuf:"bytes,2,rep,name=pruned,proto3" json:"pruned,omitempty"`
 	// The retention as what can still be recovered.
 	RecoveryPoints []string `protobuf:"bytes,3,rep,name=recovery_points,json=recoveryPoints,proto3" json:"recovery_points,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// What a prune with this retention would make impossible to recover,
+	// host by host: each pruned verified dump is one instant lost; pruned
+	// base backups older than the oldest kept one lose every instant from
+	// the oldest of them up to that kept one (the prune deletes the WAL
+	// before it too). Base backups pruned between kept ones lose nothing:
+	// the WAL from an older kept one still reaches those instants.
+	Lost          []*LostRecovery `protobuf:"bytes,4,rep,name=lost,proto3" json:"lost,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetRetentionPreviewResponse) Reset() {
@@ -1546,6 +1553,98 @@ func (x *GetRetentionPreviewResponse) GetRecoveryPoints() []string {
 	return nil
 }
 
+func (x *GetRetentionPreviewResponse) GetLost() []*LostRecovery {
+	if x != nil {
+		return x.Lost
+	}
+	return nil
+}
+
+// LostRecovery is a span of time (or an instant) a prune would make
+// impossible to recover on one host.
+type LostRecovery struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The host.
+	AgentId string `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// BACKUP_TYPE_DUMP: one instant; BACKUP_TYPE_BASE: a span of
+	// point-in-time recovery.
+	Type BackupType `protobuf:"varint,2,opt,name=type,proto3,enum=flotilla.v1.BackupType" json:"type,omitempty"`
+	// The first instant that could no longer be recovered.
+	From *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=from,proto3" json:"from,omitempty"`
+	// Recovery stays possible from this instant on (for a dump, the same
+	// instant as from: only that point goes).
+	Until *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=until,proto3" json:"until,omitempty"`
+	// The same in words, with the backups concerned.
+	Description   string `protobuf:"bytes,5,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LostRecovery) Reset() {
+	*x = LostRecovery{}
+	mi := &file_flotilla_v1_backup_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LostRecovery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LostRecovery) ProtoMessage() {}
+
+func (x *LostRecovery) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_backup_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LostRecovery.ProtoReflect.Descriptor instead.
+func (*LostRecovery) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_backup_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *LostRecovery) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *LostRecovery) GetType() BackupType {
+	if x != nil {
+		return x.Type
+	}
+	return BackupType_BACKUP_TYPE_UNSPECIFIED
+}
+
+func (x *LostRecovery) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *LostRecovery) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+func (x *LostRecovery) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
 // RetainedBackup is a backup a retention keeps.
 type RetainedBackup struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1560,7 +1659,7 @@ type RetainedBackup struct {
 
 func (x *RetainedBackup) Reset() {
 	*x = RetainedBackup{}
-	mi := &file_flotilla_v1_backup_proto_msgTypes[21]
+	mi := &file_flotilla_v1_backup_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1572,7 +1671,7 @@ func (x *RetainedBackup) String() string {
 func (*RetainedBackup) ProtoMessage() {}
 
 func (x *RetainedBackup) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_backup_proto_msgTypes[21]
+	mi := &file_flotilla_v1_backup_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1585,7 +1684,7 @@ func (x *RetainedBackup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetainedBackup.ProtoReflect.Descriptor instead.
 func (*RetainedBackup) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_backup_proto_rawDescGZIP(), []int{21}
+	return file_flotilla_v1_backup_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RetainedBackup) GetBackup() *Backup {
@@ -1710,11 +1809,18 @@ const file_flotilla_v1_backup_proto_rawDesc = "" +
 	"\x06backup\x18\x01 \x01(\v2\x13.flotilla.v1.BackupR\x06backup\"l\n" +
 	"\x1aGetRetentionPreviewRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12:\n" +
-	"\tretention\x18\x02 \x01(\v2\x1c.flotilla.v1.BackupRetentionR\tretention\"\xa4\x01\n" +
+	"\tretention\x18\x02 \x01(\v2\x1c.flotilla.v1.BackupRetentionR\tretention\"\xd3\x01\n" +
 	"\x1bGetRetentionPreviewResponse\x12/\n" +
 	"\x04kept\x18\x01 \x03(\v2\x1b.flotilla.v1.RetainedBackupR\x04kept\x12+\n" +
 	"\x06pruned\x18\x02 \x03(\v2\x13.flotilla.v1.BackupR\x06pruned\x12'\n" +
-	"\x0frecovery_points\x18\x03 \x03(\tR\x0erecoveryPoints\"V\n" +
+	"\x0frecovery_points\x18\x03 \x03(\tR\x0erecoveryPoints\x12-\n" +
+	"\x04lost\x18\x04 \x03(\v2\x19.flotilla.v1.LostRecoveryR\x04lost\"\xda\x01\n" +
+	"\fLostRecovery\x12\x19\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12+\n" +
+	"\x04type\x18\x02 \x01(\x0e2\x17.flotilla.v1.BackupTypeR\x04type\x12.\n" +
+	"\x04from\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x120\n" +
+	"\x05until\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12 \n" +
+	"\vdescription\x18\x05 \x01(\tR\vdescription\"V\n" +
 	"\x0eRetainedBackup\x12+\n" +
 	"\x06backup\x18\x01 \x01(\v2\x13.flotilla.v1.BackupR\x06backup\x12\x17\n" +
 	"\akept_by\x18\x02 \x03(\tR\x06keptBy*o\n" +
@@ -1745,7 +1851,7 @@ func file_flotilla_v1_backup_proto_rawDescGZIP() []byte {
 }
 
 var file_flotilla_v1_backup_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_flotilla_v1_backup_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_flotilla_v1_backup_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_flotilla_v1_backup_proto_goTypes = []any{
 	(VerifiedFilter)(0),                 // 0: flotilla.v1.VerifiedFilter
 	(*BackupPolicy)(nil),                // 1: flotilla.v1.BackupPolicy
@@ -1769,32 +1875,33 @@ var file_flotilla_v1_backup_proto_goTypes = []any{
 	(*GetBackupResponse)(nil),           // 19: flotilla.v1.GetBackupResponse
 	(*GetRetentionPreviewRequest)(nil),  // 20: flotilla.v1.GetRetentionPreviewRequest
 	(*GetRetentionPreviewResponse)(nil), // 21: flotilla.v1.GetRetentionPreviewResponse
-	(*RetainedBackup)(nil),              // 22: flotilla.v1.RetainedBackup
-	(*BackupDestination)(nil),           // 23: flotilla.v1.BackupDestination
-	(*timestamppb.Timestamp)(nil),       // 24: google.protobuf.Timestamp
-	(BackupType)(0),                     // 25: flotilla.v1.BackupType
-	(*durationpb.Duration)(nil),         // 26: google.protobuf.Duration
+	(*LostRecovery)(nil),                // 22: flotilla.v1.LostRecovery
+	(*RetainedBackup)(nil),              // 23: flotilla.v1.RetainedBackup
+	(*BackupDestination)(nil),           // 24: flotilla.v1.BackupDestination
+	(*timestamppb.Timestamp)(nil),       // 25: google.protobuf.Timestamp
+	(BackupType)(0),                     // 26: flotilla.v1.BackupType
+	(*durationpb.Duration)(nil),         // 27: google.protobuf.Duration
 }
 var file_flotilla_v1_backup_proto_depIdxs = []int32{
 	2,  // 0: flotilla.v1.BackupPolicy.retention:type_name -> flotilla.v1.BackupRetention
-	23, // 1: flotilla.v1.BackupPolicy.destination:type_name -> flotilla.v1.BackupDestination
-	24, // 2: flotilla.v1.BackupPolicy.created_at:type_name -> google.protobuf.Timestamp
-	24, // 3: flotilla.v1.BackupPolicy.updated_at:type_name -> google.protobuf.Timestamp
+	24, // 1: flotilla.v1.BackupPolicy.destination:type_name -> flotilla.v1.BackupDestination
+	25, // 2: flotilla.v1.BackupPolicy.created_at:type_name -> google.protobuf.Timestamp
+	25, // 3: flotilla.v1.BackupPolicy.updated_at:type_name -> google.protobuf.Timestamp
 	3,  // 4: flotilla.v1.BackupPolicy.backup_status:type_name -> flotilla.v1.BackupScheduleStatus
 	3,  // 5: flotilla.v1.BackupPolicy.drill_status:type_name -> flotilla.v1.BackupScheduleStatus
-	25, // 6: flotilla.v1.BackupPolicy.type:type_name -> flotilla.v1.BackupType
+	26, // 6: flotilla.v1.BackupPolicy.type:type_name -> flotilla.v1.BackupType
 	3,  // 7: flotilla.v1.BackupPolicy.prune_status:type_name -> flotilla.v1.BackupScheduleStatus
-	24, // 8: flotilla.v1.BackupScheduleStatus.next_run_at:type_name -> google.protobuf.Timestamp
-	24, // 9: flotilla.v1.BackupScheduleStatus.last_slot:type_name -> google.protobuf.Timestamp
-	24, // 10: flotilla.v1.BackupScheduleStatus.last_finished_at:type_name -> google.protobuf.Timestamp
-	24, // 11: flotilla.v1.Backup.started_at:type_name -> google.protobuf.Timestamp
-	24, // 12: flotilla.v1.Backup.finished_at:type_name -> google.protobuf.Timestamp
+	25, // 8: flotilla.v1.BackupScheduleStatus.next_run_at:type_name -> google.protobuf.Timestamp
+	25, // 9: flotilla.v1.BackupScheduleStatus.last_slot:type_name -> google.protobuf.Timestamp
+	25, // 10: flotilla.v1.BackupScheduleStatus.last_finished_at:type_name -> google.protobuf.Timestamp
+	25, // 11: flotilla.v1.Backup.started_at:type_name -> google.protobuf.Timestamp
+	25, // 12: flotilla.v1.Backup.finished_at:type_name -> google.protobuf.Timestamp
 	5,  // 13: flotilla.v1.Backup.last_drill:type_name -> flotilla.v1.BackupDrill
-	24, // 14: flotilla.v1.Backup.pruned_at:type_name -> google.protobuf.Timestamp
-	25, // 15: flotilla.v1.Backup.type:type_name -> flotilla.v1.BackupType
-	24, // 16: flotilla.v1.BackupDrill.at:type_name -> google.protobuf.Timestamp
-	26, // 17: flotilla.v1.BackupDrill.restore_duration:type_name -> google.protobuf.Duration
-	26, // 18: flotilla.v1.BackupDrill.recovery_point:type_name -> google.protobuf.Duration
+	25, // 14: flotilla.v1.Backup.pruned_at:type_name -> google.protobuf.Timestamp
+	26, // 15: flotilla.v1.Backup.type:type_name -> flotilla.v1.BackupType
+	25, // 16: flotilla.v1.BackupDrill.at:type_name -> google.protobuf.Timestamp
+	27, // 17: flotilla.v1.BackupDrill.restore_duration:type_name -> google.protobuf.Duration
+	27, // 18: flotilla.v1.BackupDrill.recovery_point:type_name -> google.protobuf.Duration
 	1,  // 19: flotilla.v1.CreateBackupPolicyRequest.policy:type_name -> flotilla.v1.BackupPolicy
 	1,  // 20: flotilla.v1.CreateBackupPolicyResponse.policy:type_name -> flotilla.v1.BackupPolicy
 	1,  // 21: flotilla.v1.UpdateBackupPolicyRequest.policy:type_name -> flotilla.v1.BackupPolicy
@@ -1805,30 +1912,34 @@ var file_flotilla_v1_backup_proto_depIdxs = []int32{
 	4,  // 26: flotilla.v1.ListBackupsResponse.backups:type_name -> flotilla.v1.Backup
 	4,  // 27: flotilla.v1.GetBackupResponse.backup:type_name -> flotilla.v1.Backup
 	2,  // 28: flotilla.v1.GetRetentionPreviewRequest.retention:type_name -> flotilla.v1.BackupRetention
-	22, // 29: flotilla.v1.GetRetentionPreviewResponse.kept:type_name -> flotilla.v1.RetainedBackup
+	23, // 29: flotilla.v1.GetRetentionPreviewResponse.kept:type_name -> flotilla.v1.RetainedBackup
 	4,  // 30: flotilla.v1.GetRetentionPreviewResponse.pruned:type_name -> flotilla.v1.Backup
-	4,  // 31: flotilla.v1.RetainedBackup.backup:type_name -> flotilla.v1.Backup
-	6,  // 32: flotilla.v1.BackupService.CreateBackupPolicy:input_type -> flotilla.v1.CreateBackupPolicyRequest
-	8,  // 33: flotilla.v1.BackupService.UpdateBackupPolicy:input_type -> flotilla.v1.UpdateBackupPolicyRequest
-	10, // 34: flotilla.v1.BackupService.GetBackupPolicy:input_type -> flotilla.v1.GetBackupPolicyRequest
-	12, // 35: flotilla.v1.BackupService.ListBackupPolicies:input_type -> flotilla.v1.ListBackupPoliciesRequest
-	14, // 36: flotilla.v1.BackupService.DeleteBackupPolicy:input_type -> flotilla.v1.DeleteBackupPolicyRequest
-	16, // 37: flotilla.v1.BackupService.ListBackups:input_type -> flotilla.v1.ListBackupsRequest
-	18, // 38: flotilla.v1.BackupService.GetBackup:input_type -> flotilla.v1.GetBackupRequest
-	20, // 39: flotilla.v1.BackupService.GetRetentionPreview:input_type -> flotilla.v1.GetRetentionPreviewRequest
-	7,  // 40: flotilla.v1.BackupService.CreateBackupPolicy:output_type -> flotilla.v1.CreateBackupPolicyResponse
-	9,  // 41: flotilla.v1.BackupService.UpdateBackupPolicy:output_type -> flotilla.v1.UpdateBackupPolicyResponse
-	11, // 42: flotilla.v1.BackupService.GetBackupPolicy:output_type -> flotilla.v1.GetBackupPolicyResponse
-	13, // 43: flotilla.v1.BackupService.ListBackupPolicies:output_type -> flotilla.v1.ListBackupPoliciesResponse
-	15, // 44: flotilla.v1.BackupService.DeleteBackupPolicy:output_type -> flotilla.v1.DeleteBackupPolicyResponse
-	17, // 45: flotilla.v1.BackupService.ListBackups:output_type -> flotilla.v1.ListBackupsResponse
-	19, // 46: flotilla.v1.BackupService.GetBackup:output_type -> flotilla.v1.GetBackupResponse
-	21, // 47: flotilla.v1.BackupService.GetRetentionPreview:output_type -> flotilla.v1.GetRetentionPreviewResponse
-	40, // [40:48] is the sub-list for method output_type
-	32, // [32:40] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	22, // 31: flotilla.v1.GetRetentionPreviewResponse.lost:type_name -> flotilla.v1.LostRecovery
+	26, // 32: flotilla.v1.LostRecovery.type:type_name -> flotilla.v1.BackupType
+	25, // 33: flotilla.v1.LostRecovery.from:type_name -> google.protobuf.Timestamp
+	25, // 34: flotilla.v1.LostRecovery.until:type_name -> google.protobuf.Timestamp
+	4,  // 35: flotilla.v1.RetainedBackup.backup:type_name -> flotilla.v1.Backup
+	6,  // 36: flotilla.v1.BackupService.CreateBackupPolicy:input_type -> flotilla.v1.CreateBackupPolicyRequest
+	8,  // 37: flotilla.v1.BackupService.UpdateBackupPolicy:input_type -> flotilla.v1.UpdateBackupPolicyRequest
+	10, // 38: flotilla.v1.BackupService.GetBackupPolicy:input_type -> flotilla.v1.GetBackupPolicyRequest
+	12, // 39: flotilla.v1.BackupService.ListBackupPolicies:input_type -> flotilla.v1.ListBackupPoliciesRequest
+	14, // 40: flotilla.v1.BackupService.DeleteBackupPolicy:input_type -> flotilla.v1.DeleteBackupPolicyRequest
+	16, // 41: flotilla.v1.BackupService.ListBackups:input_type -> flotilla.v1.ListBackupsRequest
+	18, // 42: flotilla.v1.BackupService.GetBackup:input_type -> flotilla.v1.GetBackupRequest
+	20, // 43: flotilla.v1.BackupService.GetRetentionPreview:input_type -> flotilla.v1.GetRetentionPreviewRequest
+	7,  // 44: flotilla.v1.BackupService.CreateBackupPolicy:output_type -> flotilla.v1.CreateBackupPolicyResponse
+	9,  // 45: flotilla.v1.BackupService.UpdateBackupPolicy:output_type -> flotilla.v1.UpdateBackupPolicyResponse
+	11, // 46: flotilla.v1.BackupService.GetBackupPolicy:output_type -> flotilla.v1.GetBackupPolicyResponse
+	13, // 47: flotilla.v1.BackupService.ListBackupPolicies:output_type -> flotilla.v1.ListBackupPoliciesResponse
+	15, // 48: flotilla.v1.BackupService.DeleteBackupPolicy:output_type -> flotilla.v1.DeleteBackupPolicyResponse
+	17, // 49: flotilla.v1.BackupService.ListBackups:output_type -> flotilla.v1.ListBackupsResponse
+	19, // 50: flotilla.v1.BackupService.GetBackup:output_type -> flotilla.v1.GetBackupResponse
+	21, // 51: flotilla.v1.BackupService.GetRetentionPreview:output_type -> flotilla.v1.GetRetentionPreviewResponse
+	44, // [44:52] is the sub-list for method output_type
+	36, // [36:44] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_flotilla_v1_backup_proto_init() }
@@ -1843,7 +1954,7 @@ func file_flotilla_v1_backup_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotilla_v1_backup_proto_rawDesc), len(file_flotilla_v1_backup_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,75 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// BlueGreenAction is what a BlueGreenCommand does with a container's
+// candidate ("<name>.flotilla-next") and previous container
+// ("<name>.flotilla-previous").
+type BlueGreenAction int32
+
+const (
+	// Not set: refused.
+	BlueGreenAction_BLUE_GREEN_ACTION_UNSPECIFIED BlueGreenAction = 0
+	// The live container becomes the previous one (still running) and the
+	// candidate takes the container's name.
+	BlueGreenAction_BLUE_GREEN_ACTION_PROMOTE BlueGreenAction = 1
+	// PROMOTE, then the previous container is stopped and removed (surge).
+	BlueGreenAction_BLUE_GREEN_ACTION_REPLACE BlueGreenAction = 2
+	// The previous container takes the name back; the container that had
+	// it is stopped and removed.
+	BlueGreenAction_BLUE_GREEN_ACTION_REVERT BlueGreenAction = 3
+	// The previous container is stopped and removed.
+	BlueGreenAction_BLUE_GREEN_ACTION_RETIRE BlueGreenAction = 4
+	// The candidate is stopped and removed (it never took traffic).
+	BlueGreenAction_BLUE_GREEN_ACTION_DISCARD BlueGreenAction = 5
+)
+
+// Enum value maps for BlueGreenAction.
+var (
+	BlueGreenAction_name = map[int32]string{
+		0: "BLUE_GREEN_ACTION_UNSPECIFIED",
+		1: "BLUE_GREEN_ACTION_PROMOTE",
+		2: "BLUE_GREEN_ACTION_REPLACE",
+		3: "BLUE_GREEN_ACTION_REVERT",
+		4: "BLUE_GREEN_ACTION_RETIRE",
+		5: "BLUE_GREEN_ACTION_DISCARD",
+	}
+	BlueGreenAction_value = map[string]int32{
+		"BLUE_GREEN_ACTION_UNSPECIFIED": 0,
+		"BLUE_GREEN_ACTION_PROMOTE":     1,
+		"BLUE_GREEN_ACTION_REPLACE":     2,
+		"BLUE_GREEN_ACTION_REVERT":      3,
+		"BLUE_GREEN_ACTION_RETIRE":      4,
+		"BLUE_GREEN_ACTION_DISCARD":     5,
+	}
+)
+
+func (x BlueGreenAction) Enum() *BlueGreenAction {
+	p := new(BlueGreenAction)
+	*p = x
+	return p
+}
+
+func (x BlueGreenAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (BlueGreenAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_flotilla_v1_command_proto_enumTypes[0].Descriptor()
+}
+
+func (BlueGreenAction) Type() protoreflect.EnumType {
+	return &file_flotilla_v1_command_proto_enumTypes[0]
+}
+
+func (x BlueGreenAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use BlueGreenAction.Descriptor instead.
+func (BlueGreenAction) EnumDescriptor() ([]byte, []int) {
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{0}
+}
+
 // CommandState is where a command stands on one host.
 type CommandState int32
 
@@ -90,11 +159,11 @@ func (x CommandState) String() string {
 }
 
 func (CommandState) Descriptor() protoreflect.EnumDescriptor {
-	return file_flotilla_v1_command_proto_enumTypes[0].Descriptor()
+	return file_flotilla_v1_command_proto_enumTypes[1].Descriptor()
 }
 
 func (CommandState) Type() protoreflect.EnumType {
-	return &file_flotilla_v1_command_proto_enumTypes[0]
+	return &file_flotilla_v1_command_proto_enumTypes[1]
 }
 
 func (x CommandState) Number() protoreflect.EnumNumber {
@@ -103,7 +172,7 @@ func (x CommandState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use CommandState.Descriptor instead.
 func (CommandState) EnumDescriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{0}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{1}
 }
 
 // BackupType is the kind of a stored backup.
@@ -143,11 +212,11 @@ func (x BackupType) String() string {
 }
 
 func (BackupType) Descriptor() protoreflect.EnumDescriptor {
-	return file_flotilla_v1_command_proto_enumTypes[1].Descriptor()
+	return file_flotilla_v1_command_proto_enumTypes[2].Descriptor()
 }
 
 func (BackupType) Type() protoreflect.EnumType {
-	return &file_flotilla_v1_command_proto_enumTypes[1]
+	return &file_flotilla_v1_command_proto_enumTypes[2]
 }
 
 func (x BackupType) Number() protoreflect.EnumNumber {
@@ -156,7 +225,7 @@ func (x BackupType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use BackupType.Descriptor instead.
 func (BackupType) EnumDescriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{1}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{2}
 }
 
 // Command is one unit of work for one agent. The control plane stores it
@@ -243,6 +312,9 @@ type CommandSpec struct {
 	//	*CommandSpec_Prune
 	//	*CommandSpec_Restore
 	//	*CommandSpec_Drill
+	//	*CommandSpec_StartCandidate
+	//	*CommandSpec_SwapServers
+	//	*CommandSpec_BlueGreen
 	Kind          isCommandSpec_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -366,6 +438,33 @@ func (x *CommandSpec) GetDrill() *DrillCommand {
 	return nil
 }
 
+func (x *CommandSpec) GetStartCandidate() *StartCandidateCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*CommandSpec_StartCandidate); ok {
+			return x.StartCandidate
+		}
+	}
+	return nil
+}
+
+func (x *CommandSpec) GetSwapServers() *SwapServersCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*CommandSpec_SwapServers); ok {
+			return x.SwapServers
+		}
+	}
+	return nil
+}
+
+func (x *CommandSpec) GetBlueGreen() *BlueGreenCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*CommandSpec_BlueGreen); ok {
+			return x.BlueGreen
+		}
+	}
+	return nil
+}
+
 type isCommandSpec_Kind interface {
 	isCommandSpec_Kind()
 }
@@ -417,6 +516,23 @@ type CommandSpec_Drill struct {
 	Drill *DrillCommand `protobuf:"bytes,9,opt,name=drill,proto3,oneof"`
 }
 
+type CommandSpec_StartCandidate struct {
+	// Start a managed container's replacement beside it on another host
+	// port and check its health there (blue-green and surge).
+	StartCandidate *StartCandidateCommand `protobuf:"bytes,20,opt,name=start_candidate,json=startCandidate,proto3,oneof"`
+}
+
+type CommandSpec_SwapServers struct {
+	// Replace servers of an Nginx upstream by others, in one reload.
+	SwapServers *SwapServersCommand `protobuf:"bytes,21,opt,name=swap_servers,json=swapServers,proto3,oneof"`
+}
+
+type CommandSpec_BlueGreen struct {
+	// Give a started candidate the container's name, take it back, or
+	// remove the container that is not live any more.
+	BlueGreen *BlueGreenCommand `protobuf:"bytes,22,opt,name=blue_green,json=blueGreen,proto3,oneof"`
+}
+
 func (*CommandSpec_Pull) isCommandSpec_Kind() {}
 
 func (*CommandSpec_Restart) isCommandSpec_Kind() {}
@@ -435,6 +551,284 @@ func (*CommandSpec_Restore) isCommandSpec_Kind() {}
 
 func (*CommandSpec_Drill) isCommandSpec_Kind() {}
 
+func (*CommandSpec_StartCandidate) isCommandSpec_Kind() {}
+
+func (*CommandSpec_SwapServers) isCommandSpec_Kind() {}
+
+func (*CommandSpec_BlueGreen) isCommandSpec_Kind() {}
+
+// StartCandidateCommand starts a candidate beside a managed container: a
+// container with the same configuration, the new image and the host port
+// `port` published on candidate_port instead, named
+// "<container>.flotilla-next". The agent then checks the candidate's
+// health on its port (its health.url with candidate_port for port) until
+// it is healthy continuously for min_healthy_time, or fails at
+// healthy_deadline and removes it. The live container is not touched.
+type StartCandidateCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The managed container's name, as for a restart. Required.
+	Container string `protobuf:"bytes,1,opt,name=container,proto3" json:"container,omitempty"`
+	// The candidate's image reference (name:tag or name@sha256:…), pulled
+	// already. Required.
+	Image string `protobuf:"bytes,2,opt,name=image,proto3" json:"image,omitempty"`
+	// The host port the live container publishes, 1-65535. Required.
+	Port int32 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	// The host port the candidate publishes instead, 1-65535, not port.
+	// Required.
+	CandidatePort int32 `protobuf:"varint,4,opt,name=candidate_port,json=candidatePort,proto3" json:"candidate_port,omitempty"`
+	// Continuous health that passes the candidate, 0s-1h (default 10s).
+	MinHealthyTime *durationpb.Duration `protobuf:"bytes,5,opt,name=min_healthy_time,json=minHealthyTime,proto3" json:"min_healthy_time,omitempty"`
+	// The time the candidate has to pass, from its start; positive, at most
+	// 24h (default 5m).
+	HealthyDeadline *durationpb.Duration `protobuf:"bytes,6,opt,name=healthy_deadline,json=healthyDeadline,proto3" json:"healthy_deadline,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *StartCandidateCommand) Reset() {
+	*x = StartCandidateCommand{}
+	mi := &file_flotilla_v1_command_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartCandidateCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartCandidateCommand) ProtoMessage() {}
+
+func (x *StartCandidateCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_command_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartCandidateCommand.ProtoReflect.Descriptor instead.
+func (*StartCandidateCommand) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *StartCandidateCommand) GetContainer() string {
+	if x != nil {
+		return x.Container
+	}
+	return ""
+}
+
+func (x *StartCandidateCommand) GetImage() string {
+	if x != nil {
+		return x.Image
+	}
+	return ""
+}
+
+func (x *StartCandidateCommand) GetPort() int32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *StartCandidateCommand) GetCandidatePort() int32 {
+	if x != nil {
+		return x.CandidatePort
+	}
+	return 0
+}
+
+func (x *StartCandidateCommand) GetMinHealthyTime() *durationpb.Duration {
+	if x != nil {
+		return x.MinHealthyTime
+	}
+	return nil
+}
+
+func (x *StartCandidateCommand) GetHealthyDeadline() *durationpb.Duration {
+	if x != nil {
+		return x.HealthyDeadline
+	}
+	return nil
+}
+
+// ServerSwap replaces one upstream server by another.
+type ServerSwap struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The server to replace, host:port as in the upstream block. Required.
+	From string `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
+	// Its replacement, host:port. Required.
+	To            string `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServerSwap) Reset() {
+	*x = ServerSwap{}
+	mi := &file_flotilla_v1_command_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServerSwap) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServerSwap) ProtoMessage() {}
+
+func (x *ServerSwap) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_command_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServerSwap.ProtoReflect.Descriptor instead.
+func (*ServerSwap) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ServerSwap) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *ServerSwap) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+// SwapServersCommand replaces servers of an Nginx upstream the agent
+// manages by others (their parameters kept), in one edit of its file and
+// one reload: the load balancer moves from the old servers to the new ones
+// at once. A swap whose `from` is gone and whose `to` is present is done
+// already; one where neither is present fails the command, unchanged.
+type SwapServersCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The upstream's name in the agent's nginx.upstreams (letters, digits,
+	// '_', '.', '-', 1 to 64). Required.
+	Upstream string `protobuf:"bytes,1,opt,name=upstream,proto3" json:"upstream,omitempty"`
+	// The replacements, 1 to 10000, each server at most once.
+	Swaps         []*ServerSwap `protobuf:"bytes,2,rep,name=swaps,proto3" json:"swaps,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SwapServersCommand) Reset() {
+	*x = SwapServersCommand{}
+	mi := &file_flotilla_v1_command_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SwapServersCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SwapServersCommand) ProtoMessage() {}
+
+func (x *SwapServersCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_command_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SwapServersCommand.ProtoReflect.Descriptor instead.
+func (*SwapServersCommand) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *SwapServersCommand) GetUpstream() string {
+	if x != nil {
+		return x.Upstream
+	}
+	return ""
+}
+
+func (x *SwapServersCommand) GetSwaps() []*ServerSwap {
+	if x != nil {
+		return x.Swaps
+	}
+	return nil
+}
+
+// BlueGreenCommand moves a managed container's name between its live,
+// candidate and previous containers, or removes one of them. Each action
+// done already succeeds without a change.
+type BlueGreenCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The managed container's name, as for a restart. Required.
+	Container string `protobuf:"bytes,1,opt,name=container,proto3" json:"container,omitempty"`
+	// What to do. Required.
+	Action        BlueGreenAction `protobuf:"varint,2,opt,name=action,proto3,enum=flotilla.v1.BlueGreenAction" json:"action,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlueGreenCommand) Reset() {
+	*x = BlueGreenCommand{}
+	mi := &file_flotilla_v1_command_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlueGreenCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlueGreenCommand) ProtoMessage() {}
+
+func (x *BlueGreenCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_command_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlueGreenCommand.ProtoReflect.Descriptor instead.
+func (*BlueGreenCommand) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *BlueGreenCommand) GetContainer() string {
+	if x != nil {
+		return x.Container
+	}
+	return ""
+}
+
+func (x *BlueGreenCommand) GetAction() BlueGreenAction {
+	if x != nil {
+		return x.Action
+	}
+	return BlueGreenAction_BLUE_GREEN_ACTION_UNSPECIFIED
+}
+
 // PullCommand pulls an image reference (name:tag or name@sha256:digest).
 type PullCommand struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -447,7 +841,7 @@ type PullCommand struct {
 
 func (x *PullCommand) Reset() {
 	*x = PullCommand{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[2]
+	mi := &file_flotilla_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -459,7 +853,7 @@ func (x *PullCommand) String() string {
 func (*PullCommand) ProtoMessage() {}
 
 func (x *PullCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[2]
+	mi := &file_flotilla_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -472,7 +866,7 @@ func (x *PullCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullCommand.ProtoReflect.Descriptor instead.
 func (*PullCommand) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PullCommand) GetImage() string {
@@ -502,7 +896,7 @@ type RestartCommand struct {
 
 func (x *RestartCommand) Reset() {
 	*x = RestartCommand{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[3]
+	mi := &file_flotilla_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -514,7 +908,7 @@ func (x *RestartCommand) String() string {
 func (*RestartCommand) ProtoMessage() {}
 
 func (x *RestartCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[3]
+	mi := &file_flotilla_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -527,7 +921,7 @@ func (x *RestartCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartCommand.ProtoReflect.Descriptor instead.
 func (*RestartCommand) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RestartCommand) GetContainer() string {
@@ -568,7 +962,7 @@ type BackupCommand struct {
 
 func (x *BackupCommand) Reset() {
 	*x = BackupCommand{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[4]
+	mi := &file_flotilla_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -580,7 +974,7 @@ func (x *BackupCommand) String() string {
 func (*BackupCommand) ProtoMessage() {}
 
 func (x *BackupCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[4]
+	mi := &file_flotilla_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -593,7 +987,7 @@ func (x *BackupCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupCommand.ProtoReflect.Descriptor instead.
 func (*BackupCommand) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *BackupCommand) GetDatabase() string {
@@ -629,7 +1023,7 @@ type BackupDestination struct {
 
 func (x *BackupDestination) Reset() {
 	*x = BackupDestination{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[5]
+	mi := &file_flotilla_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -641,7 +1035,7 @@ func (x *BackupDestination) String() string {
 func (*BackupDestination) ProtoMessage() {}
 
 func (x *BackupDestination) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[5]
+	mi := &file_flotilla_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -654,7 +1048,7 @@ func (x *BackupDestination) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupDestination.ProtoReflect.Descriptor instead.
 func (*BackupDestination) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *BackupDestination) GetKind() isBackupDestination_Kind {
@@ -711,7 +1105,7 @@ type LocalDestination struct {
 
 func (x *LocalDestination) Reset() {
 	*x = LocalDestination{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[6]
+	mi := &file_flotilla_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -723,7 +1117,7 @@ func (x *LocalDestination) String() string {
 func (*LocalDestination) ProtoMessage() {}
 
 func (x *LocalDestination) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[6]
+	mi := &file_flotilla_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -736,7 +1130,7 @@ func (x *LocalDestination) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalDestination.ProtoReflect.Descriptor instead.
 func (*LocalDestination) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 // S3Destination is a bucket of an S3-compatible object store.
@@ -762,7 +1156,7 @@ type S3Destination struct {
 
 func (x *S3Destination) Reset() {
 	*x = S3Destination{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[7]
+	mi := &file_flotilla_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -774,7 +1168,7 @@ func (x *S3Destination) String() string {
 func (*S3Destination) ProtoMessage() {}
 
 func (x *S3Destination) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[7]
+	mi := &file_flotilla_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -787,7 +1181,7 @@ func (x *S3Destination) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use S3Destination.ProtoReflect.Descriptor instead.
 func (*S3Destination) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *S3Destination) GetBucket() string {
@@ -828,7 +1222,7 @@ type BaseBackupCommand struct {
 
 func (x *BaseBackupCommand) Reset() {
 	*x = BaseBackupCommand{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[8]
+	mi := &file_flotilla_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -840,7 +1234,7 @@ func (x *BaseBackupCommand) String() string {
 func (*BaseBackupCommand) ProtoMessage() {}
 
 func (x *BaseBackupCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[8]
+	mi := &file_flotilla_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -853,7 +1247,7 @@ func (x *BaseBackupCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BaseBackupCommand.ProtoReflect.Descriptor instead.
 func (*BaseBackupCommand) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *BaseBackupCommand) GetDatabase() string {
@@ -895,7 +1289,7 @@ type RetentionRules struct {
 
 func (x *RetentionRules) Reset() {
 	*x = RetentionRules{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[9]
+	mi := &file_flotilla_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -907,7 +1301,7 @@ func (x *RetentionRules) String() string {
 func (*RetentionRules) ProtoMessage() {}
 
 func (x *RetentionRules) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[9]
+	mi := &file_flotilla_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -920,7 +1314,7 @@ func (x *RetentionRules) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetentionRules.ProtoReflect.Descriptor instead.
 func (*RetentionRules) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RetentionRules) GetKeepLast() uint32 {
@@ -982,7 +1376,7 @@ type PruneCommand struct {
 
 func (x *PruneCommand) Reset() {
 	*x = PruneCommand{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[10]
+	mi := &file_flotilla_v1_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -994,7 +1388,7 @@ func (x *PruneCommand) String() string {
 func (*PruneCommand) ProtoMessage() {}
 
 func (x *PruneCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[10]
+	mi := &file_flotilla_v1_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1007,7 +1401,7 @@ func (x *PruneCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PruneCommand.ProtoReflect.Descriptor instead.
 func (*PruneCommand) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PruneCommand) GetDatabase() string {
@@ -1074,7 +1468,7 @@ type RestoreCommand struct {
 
 func (x *RestoreCommand) Reset() {
 	*x = RestoreCommand{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[11]
+	mi := &file_flotilla_v1_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1086,7 +1480,7 @@ func (x *RestoreCommand) String() string {
 func (*RestoreCommand) ProtoMessage() {}
 
 func (x *RestoreCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[11]
+	mi := &file_flotilla_v1_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1099,7 +1493,7 @@ func (x *RestoreCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreCommand.ProtoReflect.Descriptor instead.
 func (*RestoreCommand) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RestoreCommand) GetDatabase() string {
@@ -1181,7 +1575,7 @@ type DumpRestoreTarget struct {
 
 func (x *DumpRestoreTarget) Reset() {
 	*x = DumpRestoreTarget{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[12]
+	mi := &file_flotilla_v1_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1193,7 +1587,7 @@ func (x *DumpRestoreTarget) String() string {
 func (*DumpRestoreTarget) ProtoMessage() {}
 
 func (x *DumpRestoreTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[12]
+	mi := &file_flotilla_v1_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1206,7 +1600,7 @@ func (x *DumpRestoreTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DumpRestoreTarget.ProtoReflect.Descriptor instead.
 func (*DumpRestoreTarget) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DumpRestoreTarget) GetNewDatabase() string {
@@ -1245,7 +1639,7 @@ type PointInTimeTarget struct {
 
 func (x *PointInTimeTarget) Reset() {
 	*x = PointInTimeTarget{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[13]
+	mi := &file_flotilla_v1_command_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1257,7 +1651,7 @@ func (x *PointInTimeTarget) String() string {
 func (*PointInTimeTarget) ProtoMessage() {}
 
 func (x *PointInTimeTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[13]
+	mi := &file_flotilla_v1_command_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1270,7 +1664,7 @@ func (x *PointInTimeTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PointInTimeTarget.ProtoReflect.Descriptor instead.
 func (*PointInTimeTarget) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{13}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PointInTimeTarget) GetTargetTime() string {
@@ -1313,7 +1707,7 @@ type DrillCommand struct {
 
 func (x *DrillCommand) Reset() {
 	*x = DrillCommand{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[14]
+	mi := &file_flotilla_v1_command_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1325,7 +1719,7 @@ func (x *DrillCommand) String() string {
 func (*DrillCommand) ProtoMessage() {}
 
 func (x *DrillCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[14]
+	mi := &file_flotilla_v1_command_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1338,7 +1732,7 @@ func (x *DrillCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrillCommand.ProtoReflect.Descriptor instead.
 func (*DrillCommand) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{14}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DrillCommand) GetDatabase() string {
@@ -1378,7 +1772,7 @@ type DrainCommand struct {
 
 func (x *DrainCommand) Reset() {
 	*x = DrainCommand{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[15]
+	mi := &file_flotilla_v1_command_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1390,7 +1784,7 @@ func (x *DrainCommand) String() string {
 func (*DrainCommand) ProtoMessage() {}
 
 func (x *DrainCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[15]
+	mi := &file_flotilla_v1_command_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1403,7 +1797,7 @@ func (x *DrainCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainCommand.ProtoReflect.Descriptor instead.
 func (*DrainCommand) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{15}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DrainCommand) GetUpstream() string {
@@ -1434,7 +1828,7 @@ type UndrainCommand struct {
 
 func (x *UndrainCommand) Reset() {
 	*x = UndrainCommand{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[16]
+	mi := &file_flotilla_v1_command_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1446,7 +1840,7 @@ func (x *UndrainCommand) String() string {
 func (*UndrainCommand) ProtoMessage() {}
 
 func (x *UndrainCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[16]
+	mi := &file_flotilla_v1_command_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1459,7 +1853,7 @@ func (x *UndrainCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainCommand.ProtoReflect.Descriptor instead.
 func (*UndrainCommand) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{16}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *UndrainCommand) GetUpstream() string {
@@ -1489,7 +1883,7 @@ type CancelCommand struct {
 
 func (x *CancelCommand) Reset() {
 	*x = CancelCommand{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[17]
+	mi := &file_flotilla_v1_command_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1501,7 +1895,7 @@ func (x *CancelCommand) String() string {
 func (*CancelCommand) ProtoMessage() {}
 
 func (x *CancelCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[17]
+	mi := &file_flotilla_v1_command_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1514,7 +1908,7 @@ func (x *CancelCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelCommand.ProtoReflect.Descriptor instead.
 func (*CancelCommand) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{17}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CancelCommand) GetCommandId() string {
@@ -1546,7 +1940,7 @@ type CommandProgress struct {
 
 func (x *CommandProgress) Reset() {
 	*x = CommandProgress{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[18]
+	mi := &file_flotilla_v1_command_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1558,7 +1952,7 @@ func (x *CommandProgress) String() string {
 func (*CommandProgress) ProtoMessage() {}
 
 func (x *CommandProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[18]
+	mi := &file_flotilla_v1_command_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1571,7 +1965,7 @@ func (x *CommandProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandProgress.ProtoReflect.Descriptor instead.
 func (*CommandProgress) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{18}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CommandProgress) GetMessage() string {
@@ -1609,6 +2003,8 @@ type CommandResult struct {
 	//	*CommandResult_Prune
 	//	*CommandResult_Restore
 	//	*CommandResult_Drill
+	//	*CommandResult_Candidate
+	//	*CommandResult_Swap
 	Kind          isCommandResult_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1616,7 +2012,7 @@ type CommandResult struct {
 
 func (x *CommandResult) Reset() {
 	*x = CommandResult{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[19]
+	mi := &file_flotilla_v1_command_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1628,7 +2024,7 @@ func (x *CommandResult) String() string {
 func (*CommandResult) ProtoMessage() {}
 
 func (x *CommandResult) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[19]
+	mi := &file_flotilla_v1_command_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1641,7 +2037,7 @@ func (x *CommandResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
 func (*CommandResult) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{19}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CommandResult) GetKind() isCommandResult_Kind {
@@ -1714,6 +2110,24 @@ func (x *CommandResult) GetDrill() *DrillResult {
 	return nil
 }
 
+func (x *CommandResult) GetCandidate() *CandidateResult {
+	if x != nil {
+		if x, ok := x.Kind.(*CommandResult_Candidate); ok {
+			return x.Candidate
+		}
+	}
+	return nil
+}
+
+func (x *CommandResult) GetSwap() *SwapResult {
+	if x != nil {
+		if x, ok := x.Kind.(*CommandResult_Swap); ok {
+			return x.Swap
+		}
+	}
+	return nil
+}
+
 type isCommandResult_Kind interface {
 	isCommandResult_Kind()
 }
@@ -1753,6 +2167,16 @@ type CommandResult_Drill struct {
 	Drill *DrillResult `protobuf:"bytes,7,opt,name=drill,proto3,oneof"`
 }
 
+type CommandResult_Candidate struct {
+	// The result of a start_candidate.
+	Candidate *CandidateResult `protobuf:"bytes,20,opt,name=candidate,proto3,oneof"`
+}
+
+type CommandResult_Swap struct {
+	// The result of a swap_servers.
+	Swap *SwapResult `protobuf:"bytes,21,opt,name=swap,proto3,oneof"`
+}
+
 func (*CommandResult_Pull) isCommandResult_Kind() {}
 
 func (*CommandResult_Restart) isCommandResult_Kind() {}
@@ -1766,6 +2190,177 @@ func (*CommandResult_Prune) isCommandResult_Kind() {}
 func (*CommandResult_Restore) isCommandResult_Kind() {}
 
 func (*CommandResult_Drill) isCommandResult_Kind() {}
+
+func (*CommandResult_Candidate) isCommandResult_Kind() {}
+
+func (*CommandResult_Swap) isCommandResult_Kind() {}
+
+// CandidateResult describes a healthy candidate and the live container it
+// stands beside.
+type CandidateResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The container's name, as the command gave it.
+	Container string `protobuf:"bytes,1,opt,name=container,proto3" json:"container,omitempty"`
+	// The candidate's name on the host ("<local name>.flotilla-next").
+	Candidate string `protobuf:"bytes,2,opt,name=candidate,proto3" json:"candidate,omitempty"`
+	// The candidate's Docker ID.
+	ContainerId string `protobuf:"bytes,3,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	// The image reference the candidate runs.
+	Image string `protobuf:"bytes,4,opt,name=image,proto3" json:"image,omitempty"`
+	// The image reference the live container runs: what a rollback goes
+	// back to.
+	PreviousImage string `protobuf:"bytes,5,opt,name=previous_image,json=previousImage,proto3" json:"previous_image,omitempty"`
+	// The live container's Docker ID.
+	PreviousContainerId string `protobuf:"bytes,6,opt,name=previous_container_id,json=previousContainerId,proto3" json:"previous_container_id,omitempty"`
+	// The URL the candidate's health was checked on.
+	HealthUrl     string `protobuf:"bytes,7,opt,name=health_url,json=healthUrl,proto3" json:"health_url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CandidateResult) Reset() {
+	*x = CandidateResult{}
+	mi := &file_flotilla_v1_command_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CandidateResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CandidateResult) ProtoMessage() {}
+
+func (x *CandidateResult) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_command_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CandidateResult.ProtoReflect.Descriptor instead.
+func (*CandidateResult) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *CandidateResult) GetContainer() string {
+	if x != nil {
+		return x.Container
+	}
+	return ""
+}
+
+func (x *CandidateResult) GetCandidate() string {
+	if x != nil {
+		return x.Candidate
+	}
+	return ""
+}
+
+func (x *CandidateResult) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+func (x *CandidateResult) GetImage() string {
+	if x != nil {
+		return x.Image
+	}
+	return ""
+}
+
+func (x *CandidateResult) GetPreviousImage() string {
+	if x != nil {
+		return x.PreviousImage
+	}
+	return ""
+}
+
+func (x *CandidateResult) GetPreviousContainerId() string {
+	if x != nil {
+		return x.PreviousContainerId
+	}
+	return ""
+}
+
+func (x *CandidateResult) GetHealthUrl() string {
+	if x != nil {
+		return x.HealthUrl
+	}
+	return ""
+}
+
+// SwapResult describes an upstream after a swap_servers.
+type SwapResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The upstream's name.
+	Upstream string `protobuf:"bytes,1,opt,name=upstream,proto3" json:"upstream,omitempty"`
+	// The upstream file that was edited.
+	File string `protobuf:"bytes,2,opt,name=file,proto3" json:"file,omitempty"`
+	// The servers replaced; 0 when every swap was done already (nginx was
+	// not reloaded).
+	Swapped       int32 `protobuf:"varint,3,opt,name=swapped,proto3" json:"swapped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SwapResult) Reset() {
+	*x = SwapResult{}
+	mi := &file_flotilla_v1_command_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SwapResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SwapResult) ProtoMessage() {}
+
+func (x *SwapResult) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_command_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SwapResult.ProtoReflect.Descriptor instead.
+func (*SwapResult) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *SwapResult) GetUpstream() string {
+	if x != nil {
+		return x.Upstream
+	}
+	return ""
+}
+
+func (x *SwapResult) GetFile() string {
+	if x != nil {
+		return x.File
+	}
+	return ""
+}
+
+func (x *SwapResult) GetSwapped() int32 {
+	if x != nil {
+		return x.Swapped
+	}
+	return 0
+}
 
 // PullResult identifies the pulled image.
 type PullResult struct {
@@ -1782,7 +2377,7 @@ type PullResult struct {
 
 func (x *PullResult) Reset() {
 	*x = PullResult{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[20]
+	mi := &file_flotilla_v1_command_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1794,7 +2389,7 @@ func (x *PullResult) String() string {
 func (*PullResult) ProtoMessage() {}
 
 func (x *PullResult) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[20]
+	mi := &file_flotilla_v1_command_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1807,7 +2402,7 @@ func (x *PullResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullResult.ProtoReflect.Descriptor instead.
 func (*PullResult) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{20}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PullResult) GetImage() string {
@@ -1858,7 +2453,7 @@ type RestartResult struct {
 
 func (x *RestartResult) Reset() {
 	*x = RestartResult{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[21]
+	mi := &file_flotilla_v1_command_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1870,7 +2465,7 @@ func (x *RestartResult) String() string {
 func (*RestartResult) ProtoMessage() {}
 
 func (x *RestartResult) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[21]
+	mi := &file_flotilla_v1_command_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1883,7 +2478,7 @@ func (x *RestartResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartResult.ProtoReflect.Descriptor instead.
 func (*RestartResult) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{21}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RestartResult) GetContainer() string {
@@ -1993,7 +2588,7 @@ type BackupResult struct {
 
 func (x *BackupResult) Reset() {
 	*x = BackupResult{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[22]
+	mi := &file_flotilla_v1_command_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2005,7 +2600,7 @@ func (x *BackupResult) String() string {
 func (*BackupResult) ProtoMessage() {}
 
 func (x *BackupResult) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[22]
+	mi := &file_flotilla_v1_command_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2018,7 +2613,7 @@ func (x *BackupResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupResult.ProtoReflect.Descriptor instead.
 func (*BackupResult) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{22}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *BackupResult) GetDatabase() string {
@@ -2171,7 +2766,7 @@ type StoredBackup struct {
 
 func (x *StoredBackup) Reset() {
 	*x = StoredBackup{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[23]
+	mi := &file_flotilla_v1_command_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2183,7 +2778,7 @@ func (x *StoredBackup) String() string {
 func (*StoredBackup) ProtoMessage() {}
 
 func (x *StoredBackup) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[23]
+	mi := &file_flotilla_v1_command_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2196,7 +2791,7 @@ func (x *StoredBackup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredBackup.ProtoReflect.Descriptor instead.
 func (*StoredBackup) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{23}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *StoredBackup) GetName() string {
@@ -2269,7 +2864,7 @@ type PruneResult struct {
 
 func (x *PruneResult) Reset() {
 	*x = PruneResult{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[24]
+	mi := &file_flotilla_v1_command_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2281,7 +2876,7 @@ func (x *PruneResult) String() string {
 func (*PruneResult) ProtoMessage() {}
 
 func (x *PruneResult) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[24]
+	mi := &file_flotilla_v1_command_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2294,7 +2889,7 @@ func (x *PruneResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PruneResult.ProtoReflect.Descriptor instead.
 func (*PruneResult) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{24}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PruneResult) GetDatabase() string {
@@ -2362,14 +2957,21 @@ type RestoreResult struct {
 	// How long the restore took, download included.
 	Duration *durationpb.Duration `protobuf:"bytes,9,opt,name=duration,proto3" json:"duration,omitempty"`
 	// For a dump: the existing database was dropped and re-created.
-	Replaced      bool `protobuf:"varint,10,opt,name=replaced,proto3" json:"replaced,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Replaced bool `protobuf:"varint,10,opt,name=replaced,proto3" json:"replaced,omitempty"`
+	// For a point-in-time restore: how the restored server's timeline came
+	// to be, oldest first — each earlier timeline, where the next one
+	// branched off it and why (PostgreSQL's history file of `timeline`).
+	// The last entry is the promotion of this restore; earlier ones are
+	// switches recovery followed (recovery_target_timeline = 'latest'), e.g.
+	// a standby promoted after the base backup.
+	TimelineHistory []*TimelineSwitch `protobuf:"bytes,11,rep,name=timeline_history,json=timelineHistory,proto3" json:"timeline_history,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *RestoreResult) Reset() {
 	*x = RestoreResult{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[25]
+	mi := &file_flotilla_v1_command_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2381,7 +2983,7 @@ func (x *RestoreResult) String() string {
 func (*RestoreResult) ProtoMessage() {}
 
 func (x *RestoreResult) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[25]
+	mi := &file_flotilla_v1_command_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2394,7 +2996,7 @@ func (x *RestoreResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreResult.ProtoReflect.Descriptor instead.
 func (*RestoreResult) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{25}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RestoreResult) GetDatabase() string {
@@ -2467,6 +3069,79 @@ func (x *RestoreResult) GetReplaced() bool {
 	return false
 }
 
+func (x *RestoreResult) GetTimelineHistory() []*TimelineSwitch {
+	if x != nil {
+		return x.TimelineHistory
+	}
+	return nil
+}
+
+// TimelineSwitch is one line of a PostgreSQL timeline history file.
+type TimelineSwitch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The timeline that ended here.
+	Timeline uint32 `protobuf:"varint,1,opt,name=timeline,proto3" json:"timeline,omitempty"`
+	// The WAL position where the next timeline branched off, e.g.
+	// "0/3000148".
+	SwitchLsn string `protobuf:"bytes,2,opt,name=switch_lsn,json=switchLsn,proto3" json:"switch_lsn,omitempty"`
+	// PostgreSQL's reason, e.g. "before 2026-12-07 08:15:00+00" or "no
+	// recovery target specified".
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TimelineSwitch) Reset() {
+	*x = TimelineSwitch{}
+	mi := &file_flotilla_v1_command_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TimelineSwitch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TimelineSwitch) ProtoMessage() {}
+
+func (x *TimelineSwitch) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_command_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TimelineSwitch.ProtoReflect.Descriptor instead.
+func (*TimelineSwitch) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *TimelineSwitch) GetTimeline() uint32 {
+	if x != nil {
+		return x.Timeline
+	}
+	return 0
+}
+
+func (x *TimelineSwitch) GetSwitchLsn() string {
+	if x != nil {
+		return x.SwitchLsn
+	}
+	return ""
+}
+
+func (x *TimelineSwitch) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // TableCheck compares one table of a restored database with the manifest.
 type TableCheck struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2484,7 +3159,7 @@ type TableCheck struct {
 
 func (x *TableCheck) Reset() {
 	*x = TableCheck{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[26]
+	mi := &file_flotilla_v1_command_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2496,7 +3171,7 @@ func (x *TableCheck) String() string {
 func (*TableCheck) ProtoMessage() {}
 
 func (x *TableCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[26]
+	mi := &file_flotilla_v1_command_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2509,7 +3184,7 @@ func (x *TableCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TableCheck.ProtoReflect.Descriptor instead.
 func (*TableCheck) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{26}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *TableCheck) GetTable() string {
@@ -2572,7 +3247,7 @@ type DrillResult struct {
 
 func (x *DrillResult) Reset() {
 	*x = DrillResult{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[27]
+	mi := &file_flotilla_v1_command_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2584,7 +3259,7 @@ func (x *DrillResult) String() string {
 func (*DrillResult) ProtoMessage() {}
 
 func (x *DrillResult) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[27]
+	mi := &file_flotilla_v1_command_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2597,7 +3272,7 @@ func (x *DrillResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrillResult.ProtoReflect.Descriptor instead.
 func (*DrillResult) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{27}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DrillResult) GetDatabase() string {
@@ -2680,7 +3355,7 @@ type DrainResult struct {
 
 func (x *DrainResult) Reset() {
 	*x = DrainResult{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[28]
+	mi := &file_flotilla_v1_command_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2692,7 +3367,7 @@ func (x *DrainResult) String() string {
 func (*DrainResult) ProtoMessage() {}
 
 func (x *DrainResult) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[28]
+	mi := &file_flotilla_v1_command_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2705,7 +3380,7 @@ func (x *DrainResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainResult.ProtoReflect.Descriptor instead.
 func (*DrainResult) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{28}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *DrainResult) GetUpstream() string {
@@ -2757,7 +3432,7 @@ type CommandEvent struct {
 
 func (x *CommandEvent) Reset() {
 	*x = CommandEvent{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[29]
+	mi := &file_flotilla_v1_command_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2769,7 +3444,7 @@ func (x *CommandEvent) String() string {
 func (*CommandEvent) ProtoMessage() {}
 
 func (x *CommandEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[29]
+	mi := &file_flotilla_v1_command_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2782,7 +3457,7 @@ func (x *CommandEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandEvent.ProtoReflect.Descriptor instead.
 func (*CommandEvent) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{29}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CommandEvent) GetCommandId() string {
@@ -2839,7 +3514,7 @@ type JournalReport struct {
 
 func (x *JournalReport) Reset() {
 	*x = JournalReport{}
-	mi := &file_flotilla_v1_command_proto_msgTypes[30]
+	mi := &file_flotilla_v1_command_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2851,7 +3526,7 @@ func (x *JournalReport) String() string {
 func (*JournalReport) ProtoMessage() {}
 
 func (x *JournalReport) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_command_proto_msgTypes[30]
+	mi := &file_flotilla_v1_command_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2864,7 +3539,7 @@ func (x *JournalReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalReport.ProtoReflect.Descriptor instead.
 func (*JournalReport) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{30}
+	return file_flotilla_v1_command_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *JournalReport) GetEntries() []*CommandEvent {
@@ -2882,7 +3557,7 @@ const file_flotilla_v1_command_proto_rawDesc = "" +
 	"\aCommand\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x126\n" +
 	"\bdeadline\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12,\n" +
-	"\x04spec\x18\x03 \x01(\v2\x18.flotilla.v1.CommandSpecR\x04spec\"\x82\x04\n" +
+	"\x04spec\x18\x03 \x01(\v2\x18.flotilla.v1.CommandSpecR\x04spec\"\xd7\x05\n" +
 	"\vCommandSpec\x12.\n" +
 	"\x04pull\x18\x01 \x01(\v2\x18.flotilla.v1.PullCommandH\x00R\x04pull\x127\n" +
 	"\arestart\x18\x02 \x01(\v2\x1b.flotilla.v1.RestartCommandH\x00R\arestart\x124\n" +
@@ -2893,8 +3568,29 @@ const file_flotilla_v1_command_proto_rawDesc = "" +
 	"baseBackup\x121\n" +
 	"\x05prune\x18\a \x01(\v2\x19.flotilla.v1.PruneCommandH\x00R\x05prune\x127\n" +
 	"\arestore\x18\b \x01(\v2\x1b.flotilla.v1.RestoreCommandH\x00R\arestore\x121\n" +
-	"\x05drill\x18\t \x01(\v2\x19.flotilla.v1.DrillCommandH\x00R\x05drillB\x06\n" +
-	"\x04kind\"#\n" +
+	"\x05drill\x18\t \x01(\v2\x19.flotilla.v1.DrillCommandH\x00R\x05drill\x12M\n" +
+	"\x0fstart_candidate\x18\x14 \x01(\v2\".flotilla.v1.StartCandidateCommandH\x00R\x0estartCandidate\x12D\n" +
+	"\fswap_servers\x18\x15 \x01(\v2\x1f.flotilla.v1.SwapServersCommandH\x00R\vswapServers\x12>\n" +
+	"\n" +
+	"blue_green\x18\x16 \x01(\v2\x1d.flotilla.v1.BlueGreenCommandH\x00R\tblueGreenB\x06\n" +
+	"\x04kind\"\x91\x02\n" +
+	"\x15StartCandidateCommand\x12\x1c\n" +
+	"\tcontainer\x18\x01 \x01(\tR\tcontainer\x12\x14\n" +
+	"\x05image\x18\x02 \x01(\tR\x05image\x12\x12\n" +
+	"\x04port\x18\x03 \x01(\x05R\x04port\x12%\n" +
+	"\x0ecandidate_port\x18\x04 \x01(\x05R\rcandidatePort\x12C\n" +
+	"\x10min_healthy_time\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x0eminHealthyTime\x12D\n" +
+	"\x10healthy_deadline\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x0fhealthyDeadline\"0\n" +
+	"\n" +
+	"ServerSwap\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\tR\x04from\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\tR\x02to\"_\n" +
+	"\x12SwapServersCommand\x12\x1a\n" +
+	"\bupstream\x18\x01 \x01(\tR\bupstream\x12-\n" +
+	"\x05swaps\x18\x02 \x03(\v2\x17.flotilla.v1.ServerSwapR\x05swaps\"f\n" +
+	"\x10BlueGreenCommand\x12\x1c\n" +
+	"\tcontainer\x18\x01 \x01(\tR\tcontainer\x124\n" +
+	"\x06action\x18\x02 \x01(\x0e2\x1c.flotilla.v1.BlueGreenActionR\x06action\"#\n" +
 	"\vPullCommand\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\"\x82\x01\n" +
 	"\x0eRestartCommand\x12\x1c\n" +
@@ -2962,7 +3658,7 @@ const file_flotilla_v1_command_proto_rawDesc = "" +
 	"\x0fCommandProgress\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12\x18\n" +
 	"\acurrent\x18\x02 \x01(\x04R\acurrent\x12\x14\n" +
-	"\x05total\x18\x03 \x01(\x04R\x05total\"\x81\x03\n" +
+	"\x05total\x18\x03 \x01(\x04R\x05total\"\xee\x03\n" +
 	"\rCommandResult\x12-\n" +
 	"\x04pull\x18\x01 \x01(\v2\x17.flotilla.v1.PullResultH\x00R\x04pull\x126\n" +
 	"\arestart\x18\x02 \x01(\v2\x1a.flotilla.v1.RestartResultH\x00R\arestart\x123\n" +
@@ -2970,8 +3666,24 @@ const file_flotilla_v1_command_proto_rawDesc = "" +
 	"\x05drain\x18\x04 \x01(\v2\x18.flotilla.v1.DrainResultH\x00R\x05drain\x120\n" +
 	"\x05prune\x18\x05 \x01(\v2\x18.flotilla.v1.PruneResultH\x00R\x05prune\x126\n" +
 	"\arestore\x18\x06 \x01(\v2\x1a.flotilla.v1.RestoreResultH\x00R\arestore\x120\n" +
-	"\x05drill\x18\a \x01(\v2\x18.flotilla.v1.DrillResultH\x00R\x05drillB\x06\n" +
-	"\x04kind\"^\n" +
+	"\x05drill\x18\a \x01(\v2\x18.flotilla.v1.DrillResultH\x00R\x05drill\x12<\n" +
+	"\tcandidate\x18\x14 \x01(\v2\x1c.flotilla.v1.CandidateResultH\x00R\tcandidate\x12-\n" +
+	"\x04swap\x18\x15 \x01(\v2\x17.flotilla.v1.SwapResultH\x00R\x04swapB\x06\n" +
+	"\x04kind\"\x80\x02\n" +
+	"\x0fCandidateResult\x12\x1c\n" +
+	"\tcontainer\x18\x01 \x01(\tR\tcontainer\x12\x1c\n" +
+	"\tcandidate\x18\x02 \x01(\tR\tcandidate\x12!\n" +
+	"\fcontainer_id\x18\x03 \x01(\tR\vcontainerId\x12\x14\n" +
+	"\x05image\x18\x04 \x01(\tR\x05image\x12%\n" +
+	"\x0eprevious_image\x18\x05 \x01(\tR\rpreviousImage\x122\n" +
+	"\x15previous_container_id\x18\x06 \x01(\tR\x13previousContainerId\x12\x1d\n" +
+	"\n" +
+	"health_url\x18\a \x01(\tR\thealthUrl\"V\n" +
+	"\n" +
+	"SwapResult\x12\x1a\n" +
+	"\bupstream\x18\x01 \x01(\tR\bupstream\x12\x12\n" +
+	"\x04file\x18\x02 \x01(\tR\x04file\x12\x18\n" +
+	"\aswapped\x18\x03 \x01(\x05R\aswapped\"^\n" +
 	"\n" +
 	"PullResult\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12\x19\n" +
@@ -3027,7 +3739,7 @@ const file_flotilla_v1_command_proto_rawDesc = "" +
 	"\adeleted\x18\x04 \x03(\v2\x19.flotilla.v1.StoredBackupR\adeleted\x120\n" +
 	"\x14wal_segments_deleted\x18\x05 \x01(\rR\x12walSegmentsDeleted\x12\x1f\n" +
 	"\vbytes_freed\x18\x06 \x01(\x04R\n" +
-	"bytesFreed\"\x80\x03\n" +
+	"bytesFreed\"\xc8\x03\n" +
 	"\rRestoreResult\x12\x1a\n" +
 	"\bdatabase\x18\x01 \x01(\tR\bdatabase\x121\n" +
 	"\x06backup\x18\x02 \x01(\v2\x19.flotilla.v1.StoredBackupR\x06backup\x12!\n" +
@@ -3040,7 +3752,13 @@ const file_flotilla_v1_command_proto_rawDesc = "" +
 	"\x15wal_segments_restored\x18\b \x01(\rR\x13walSegmentsRestored\x125\n" +
 	"\bduration\x18\t \x01(\v2\x19.google.protobuf.DurationR\bduration\x12\x1a\n" +
 	"\breplaced\x18\n" +
-	" \x01(\bR\breplaced\"\x8d\x01\n" +
+	" \x01(\bR\breplaced\x12F\n" +
+	"\x10timeline_history\x18\v \x03(\v2\x1b.flotilla.v1.TimelineSwitchR\x0ftimelineHistory\"c\n" +
+	"\x0eTimelineSwitch\x12\x1a\n" +
+	"\btimeline\x18\x01 \x01(\rR\btimeline\x12\x1d\n" +
+	"\n" +
+	"switch_lsn\x18\x02 \x01(\tR\tswitchLsn\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x8d\x01\n" +
 	"\n" +
 	"TableCheck\x12\x14\n" +
 	"\x05table\x18\x01 \x01(\tR\x05table\x12#\n" +
@@ -3073,7 +3791,14 @@ const file_flotilla_v1_command_proto_rawDesc = "" +
 	"\bprogress\x18\x05 \x01(\v2\x1c.flotilla.v1.CommandProgressR\bprogress\x122\n" +
 	"\x06result\x18\x06 \x01(\v2\x1a.flotilla.v1.CommandResultR\x06result\"D\n" +
 	"\rJournalReport\x123\n" +
-	"\aentries\x18\x01 \x03(\v2\x19.flotilla.v1.CommandEventR\aentries*\xa7\x02\n" +
+	"\aentries\x18\x01 \x03(\v2\x19.flotilla.v1.CommandEventR\aentries*\xcd\x01\n" +
+	"\x0fBlueGreenAction\x12!\n" +
+	"\x1dBLUE_GREEN_ACTION_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19BLUE_GREEN_ACTION_PROMOTE\x10\x01\x12\x1d\n" +
+	"\x19BLUE_GREEN_ACTION_REPLACE\x10\x02\x12\x1c\n" +
+	"\x18BLUE_GREEN_ACTION_REVERT\x10\x03\x12\x1c\n" +
+	"\x18BLUE_GREEN_ACTION_RETIRE\x10\x04\x12\x1d\n" +
+	"\x19BLUE_GREEN_ACTION_DISCARD\x10\x05*\xa7\x02\n" +
 	"\fCommandState\x12\x1d\n" +
 	"\x19COMMAND_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15COMMAND_STATE_PENDING\x10\x01\x12\x1a\n" +
@@ -3103,102 +3828,120 @@ func file_flotilla_v1_command_proto_rawDescGZIP() []byte {
 	return file_flotilla_v1_command_proto_rawDescData
 }
 
-var file_flotilla_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_flotilla_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_flotilla_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_flotilla_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_flotilla_v1_command_proto_goTypes = []any{
-	(CommandState)(0),             // 0: flotilla.v1.CommandState
-	(BackupType)(0),               // 1: flotilla.v1.BackupType
-	(*Command)(nil),               // 2: flotilla.v1.Command
-	(*CommandSpec)(nil),           // 3: flotilla.v1.CommandSpec
-	(*PullCommand)(nil),           // 4: flotilla.v1.PullCommand
-	(*RestartCommand)(nil),        // 5: flotilla.v1.RestartCommand
-	(*BackupCommand)(nil),         // 6: flotilla.v1.BackupCommand
-	(*BackupDestination)(nil),     // 7: flotilla.v1.BackupDestination
-	(*LocalDestination)(nil),      // 8: flotilla.v1.LocalDestination
-	(*S3Destination)(nil),         // 9: flotilla.v1.S3Destination
-	(*BaseBackupCommand)(nil),     // 10: flotilla.v1.BaseBackupCommand
-	(*RetentionRules)(nil),        // 11: flotilla.v1.RetentionRules
-	(*PruneCommand)(nil),          // 12: flotilla.v1.PruneCommand
-	(*RestoreCommand)(nil),        // 13: flotilla.v1.RestoreCommand
-	(*DumpRestoreTarget)(nil),     // 14: flotilla.v1.DumpRestoreTarget
-	(*PointInTimeTarget)(nil),     // 15: flotilla.v1.PointInTimeTarget
-	(*DrillCommand)(nil),          // 16: flotilla.v1.DrillCommand
-	(*DrainCommand)(nil),          // 17: flotilla.v1.DrainCommand
-	(*UndrainCommand)(nil),        // 18: flotilla.v1.UndrainCommand
-	(*CancelCommand)(nil),         // 19: flotilla.v1.CancelCommand
-	(*CommandProgress)(nil),       // 20: flotilla.v1.CommandProgress
-	(*CommandResult)(nil),         // 21: flotilla.v1.CommandResult
-	(*PullResult)(nil),            // 22: flotilla.v1.PullResult
-	(*RestartResult)(nil),         // 23: flotilla.v1.RestartResult
-	(*BackupResult)(nil),          // 24: flotilla.v1.BackupResult
-	(*StoredBackup)(nil),          // 25: flotilla.v1.StoredBackup
-	(*PruneResult)(nil),           // 26: flotilla.v1.PruneResult
-	(*RestoreResult)(nil),         // 27: flotilla.v1.RestoreResult
-	(*TableCheck)(nil),            // 28: flotilla.v1.TableCheck
-	(*DrillResult)(nil),           // 29: flotilla.v1.DrillResult
-	(*DrainResult)(nil),           // 30: flotilla.v1.DrainResult
-	(*CommandEvent)(nil),          // 31: flotilla.v1.CommandEvent
-	(*JournalReport)(nil),         // 32: flotilla.v1.JournalReport
-	(*timestamppb.Timestamp)(nil), // 33: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 34: google.protobuf.Duration
+	(BlueGreenAction)(0),          // 0: flotilla.v1.BlueGreenAction
+	(CommandState)(0),             // 1: flotilla.v1.CommandState
+	(BackupType)(0),               // 2: flotilla.v1.BackupType
+	(*Command)(nil),               // 3: flotilla.v1.Command
+	(*CommandSpec)(nil),           // 4: flotilla.v1.CommandSpec
+	(*StartCandidateCommand)(nil), // 5: flotilla.v1.StartCandidateCommand
+	(*ServerSwap)(nil),            // 6: flotilla.v1.ServerSwap
+	(*SwapServersCommand)(nil),    // 7: flotilla.v1.SwapServersCommand
+	(*BlueGreenCommand)(nil),      // 8: flotilla.v1.BlueGreenCommand
+	(*PullCommand)(nil),           // 9: flotilla.v1.PullCommand
+	(*RestartCommand)(nil),        // 10: flotilla.v1.RestartCommand
+	(*BackupCommand)(nil),         // 11: flotilla.v1.BackupCommand
+	(*BackupDestination)(nil),     // 12: flotilla.v1.BackupDestination
+	(*LocalDestination)(nil),      // 13: flotilla.v1.LocalDestination
+	(*S3Destination)(nil),         // 14: flotilla.v1.S3Destination
+	(*BaseBackupCommand)(nil),     // 15: flotilla.v1.BaseBackupCommand
+	(*RetentionRules)(nil),        // 16: flotilla.v1.RetentionRules
+	(*PruneCommand)(nil),          // 17: flotilla.v1.PruneCommand
+	(*RestoreCommand)(nil),        // 18: flotilla.v1.RestoreCommand
+	(*DumpRestoreTarget)(nil),     // 19: flotilla.v1.DumpRestoreTarget
+	(*PointInTimeTarget)(nil),     // 20: flotilla.v1.PointInTimeTarget
+	(*DrillCommand)(nil),          // 21: flotilla.v1.DrillCommand
+	(*DrainCommand)(nil),          // 22: flotilla.v1.DrainCommand
+	(*UndrainCommand)(nil),        // 23: flotilla.v1.UndrainCommand
+	(*CancelCommand)(nil),         // 24: flotilla.v1.CancelCommand
+	(*CommandProgress)(nil),       // 25: flotilla.v1.CommandProgress
+	(*CommandResult)(nil),         // 26: flotilla.v1.CommandResult
+	(*CandidateResult)(nil),       // 27: flotilla.v1.CandidateResult
+	(*SwapResult)(nil),            // 28: flotilla.v1.SwapResult
+	(*PullResult)(nil),            // 29: flotilla.v1.PullResult
+	(*RestartResult)(nil),         // 30: flotilla.v1.RestartResult
+	(*BackupResult)(nil),          // 31: flotilla.v1.BackupResult
+	(*StoredBackup)(nil),          // 32: flotilla.v1.StoredBackup
+	(*PruneResult)(nil),           // 33: flotilla.v1.PruneResult
+	(*RestoreResult)(nil),         // 34: flotilla.v1.RestoreResult
+	(*TimelineSwitch)(nil),        // 35: flotilla.v1.TimelineSwitch
+	(*TableCheck)(nil),            // 36: flotilla.v1.TableCheck
+	(*DrillResult)(nil),           // 37: flotilla.v1.DrillResult
+	(*DrainResult)(nil),           // 38: flotilla.v1.DrainResult
+	(*CommandEvent)(nil),          // 39: flotilla.v1.CommandEvent
+	(*JournalReport)(nil),         // 40: flotilla.v1.JournalReport
+	(*timestamppb.Timestamp)(nil), // 41: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 42: google.protobuf.Duration
 }
 var file_flotilla_v1_command_proto_depIdxs = []int32{
-	33, // 0: flotilla.v1.Command.deadline:type_name -> google.protobuf.Timestamp
-	3,  // 1: flotilla.v1.Command.spec:type_name -> flotilla.v1.CommandSpec
-	4,  // 2: flotilla.v1.CommandSpec.pull:type_name -> flotilla.v1.PullCommand
-	5,  // 3: flotilla.v1.CommandSpec.restart:type_name -> flotilla.v1.RestartCommand
-	6,  // 4: flotilla.v1.CommandSpec.backup:type_name -> flotilla.v1.BackupCommand
-	17, // 5: flotilla.v1.CommandSpec.drain:type_name -> flotilla.v1.DrainCommand
-	18, // 6: flotilla.v1.CommandSpec.undrain:type_name -> flotilla.v1.UndrainCommand
-	10, // 7: flotilla.v1.CommandSpec.base_backup:type_name -> flotilla.v1.BaseBackupCommand
-	12, // 8: flotilla.v1.CommandSpec.prune:type_name -> flotilla.v1.PruneCommand
-	13, // 9: flotilla.v1.CommandSpec.restore:type_name -> flotilla.v1.RestoreCommand
-	16, // 10: flotilla.v1.CommandSpec.drill:type_name -> flotilla.v1.DrillCommand
-	34, // 11: flotilla.v1.RestartCommand.stop_timeout:type_name -> google.protobuf.Duration
-	7,  // 12: flotilla.v1.BackupCommand.destination:type_name -> flotilla.v1.BackupDestination
-	8,  // 13: flotilla.v1.BackupDestination.local:type_name -> flotilla.v1.LocalDestination
-	9,  // 14: flotilla.v1.BackupDestination.s3:type_name -> flotilla.v1.S3Destination
-	7,  // 15: flotilla.v1.BaseBackupCommand.destination:type_name -> flotilla.v1.BackupDestination
-	7,  // 16: flotilla.v1.PruneCommand.destination:type_name -> flotilla.v1.BackupDestination
-	11, // 17: flotilla.v1.PruneCommand.retention:type_name -> flotilla.v1.RetentionRules
-	7,  // 18: flotilla.v1.RestoreCommand.destination:type_name -> flotilla.v1.BackupDestination
-	14, // 19: flotilla.v1.RestoreCommand.dump:type_name -> flotilla.v1.DumpRestoreTarget
-	15, // 20: flotilla.v1.RestoreCommand.point_in_time:type_name -> flotilla.v1.PointInTimeTarget
-	7,  // 21: flotilla.v1.DrillCommand.destination:type_name -> flotilla.v1.BackupDestination
-	22, // 22: flotilla.v1.CommandResult.pull:type_name -> flotilla.v1.PullResult
-	23, // 23: flotilla.v1.CommandResult.restart:type_name -> flotilla.v1.RestartResult
-	24, // 24: flotilla.v1.CommandResult.backup:type_name -> flotilla.v1.BackupResult
-	30, // 25: flotilla.v1.CommandResult.drain:type_name -> flotilla.v1.DrainResult
-	26, // 26: flotilla.v1.CommandResult.prune:type_name -> flotilla.v1.PruneResult
-	27, // 27: flotilla.v1.CommandResult.restore:type_name -> flotilla.v1.RestoreResult
-	29, // 28: flotilla.v1.CommandResult.drill:type_name -> flotilla.v1.DrillResult
-	33, // 29: flotilla.v1.BackupResult.started_at:type_name -> google.protobuf.Timestamp
-	34, // 30: flotilla.v1.BackupResult.duration:type_name -> google.protobuf.Duration
-	1,  // 31: flotilla.v1.BackupResult.type:type_name -> flotilla.v1.BackupType
-	33, // 32: flotilla.v1.BackupResult.finished_at:type_name -> google.protobuf.Timestamp
-	34, // 33: flotilla.v1.BackupResult.upload_duration:type_name -> google.protobuf.Duration
-	1,  // 34: flotilla.v1.StoredBackup.type:type_name -> flotilla.v1.BackupType
-	33, // 35: flotilla.v1.StoredBackup.started_at:type_name -> google.protobuf.Timestamp
-	25, // 36: flotilla.v1.PruneResult.kept:type_name -> flotilla.v1.StoredBackup
-	25, // 37: flotilla.v1.PruneResult.deleted:type_name -> flotilla.v1.StoredBackup
-	25, // 38: flotilla.v1.RestoreResult.backup:type_name -> flotilla.v1.StoredBackup
-	34, // 39: flotilla.v1.RestoreResult.duration:type_name -> google.protobuf.Duration
-	25, // 40: flotilla.v1.DrillResult.backup:type_name -> flotilla.v1.StoredBackup
-	28, // 41: flotilla.v1.DrillResult.tables:type_name -> flotilla.v1.TableCheck
-	33, // 42: flotilla.v1.DrillResult.newest_row_at:type_name -> google.protobuf.Timestamp
-	34, // 43: flotilla.v1.DrillResult.rpo:type_name -> google.protobuf.Duration
-	34, // 44: flotilla.v1.DrillResult.rto:type_name -> google.protobuf.Duration
-	33, // 45: flotilla.v1.DrillResult.started_at:type_name -> google.protobuf.Timestamp
-	0,  // 46: flotilla.v1.CommandEvent.state:type_name -> flotilla.v1.CommandState
-	33, // 47: flotilla.v1.CommandEvent.at:type_name -> google.protobuf.Timestamp
-	20, // 48: flotilla.v1.CommandEvent.progress:type_name -> flotilla.v1.CommandProgress
-	21, // 49: flotilla.v1.CommandEvent.result:type_name -> flotilla.v1.CommandResult
-	31, // 50: flotilla.v1.JournalReport.entries:type_name -> flotilla.v1.CommandEvent
-	51, // [51:51] is the sub-list for method output_type
-	51, // [51:51] is the sub-list for method input_type
-	51, // [51:51] is the sub-list for extension type_name
-	51, // [51:51] is the sub-list for extension extendee
-	0,  // [0:51] is the sub-list for field type_name
+	41, // 0: flotilla.v1.Command.deadline:type_name -> google.protobuf.Timestamp
+	4,  // 1: flotilla.v1.Command.spec:type_name -> flotilla.v1.CommandSpec
+	9,  // 2: flotilla.v1.CommandSpec.pull:type_name -> flotilla.v1.PullCommand
+	10, // 3: flotilla.v1.CommandSpec.restart:type_name -> flotilla.v1.RestartCommand
+	11, // 4: flotilla.v1.CommandSpec.backup:type_name -> flotilla.v1.BackupCommand
+	22, // 5: flotilla.v1.CommandSpec.drain:type_name -> flotilla.v1.DrainCommand
+	23, // 6: flotilla.v1.CommandSpec.undrain:type_name -> flotilla.v1.UndrainCommand
+	15, // 7: flotilla.v1.CommandSpec.base_backup:type_name -> flotilla.v1.BaseBackupCommand
+	17, // 8: flotilla.v1.CommandSpec.prune:type_name -> flotilla.v1.PruneCommand
+	18, // 9: flotilla.v1.CommandSpec.restore:type_name -> flotilla.v1.RestoreCommand
+	21, // 10: flotilla.v1.CommandSpec.drill:type_name -> flotilla.v1.DrillCommand
+	5,  // 11: flotilla.v1.CommandSpec.start_candidate:type_name -> flotilla.v1.StartCandidateCommand
+	7,  // 12: flotilla.v1.CommandSpec.swap_servers:type_name -> flotilla.v1.SwapServersCommand
+	8,  // 13: flotilla.v1.CommandSpec.blue_green:type_name -> flotilla.v1.BlueGreenCommand
+	42, // 14: flotilla.v1.StartCandidateCommand.min_healthy_time:type_name -> google.protobuf.Duration
+	42, // 15: flotilla.v1.StartCandidateCommand.healthy_deadline:type_name -> google.protobuf.Duration
+	6,  // 16: flotilla.v1.SwapServersCommand.swaps:type_name -> flotilla.v1.ServerSwap
+	0,  // 17: flotilla.v1.BlueGreenCommand.action:type_name -> flotilla.v1.BlueGreenAction
+	42, // 18: flotilla.v1.RestartCommand.stop_timeout:type_name -> google.protobuf.Duration
+	12, // 19: flotilla.v1.BackupCommand.destination:type_name -> flotilla.v1.BackupDestination
+	13, // 20: flotilla.v1.BackupDestination.local:type_name -> flotilla.v1.LocalDestination
+	14, // 21: flotilla.v1.BackupDestination.s3:type_name -> flotilla.v1.S3Destination
+	12, // 22: flotilla.v1.BaseBackupCommand.destination:type_name -> flotilla.v1.BackupDestination
+	12, // 23: flotilla.v1.PruneCommand.destination:type_name -> flotilla.v1.BackupDestination
+	16, // 24: flotilla.v1.PruneCommand.retention:type_name -> flotilla.v1.RetentionRules
+	12, // 25: flotilla.v1.RestoreCommand.destination:type_name -> flotilla.v1.BackupDestination
+	19, // 26: flotilla.v1.RestoreCommand.dump:type_name -> flotilla.v1.DumpRestoreTarget
+	20, // 27: flotilla.v1.RestoreCommand.point_in_time:type_name -> flotilla.v1.PointInTimeTarget
+	12, // 28: flotilla.v1.DrillCommand.destination:type_name -> flotilla.v1.BackupDestination
+	29, // 29: flotilla.v1.CommandResult.pull:type_name -> flotilla.v1.PullResult
+	30, // 30: flotilla.v1.CommandResult.restart:type_name -> flotilla.v1.RestartResult
+	31, // 31: flotilla.v1.CommandResult.backup:type_name -> flotilla.v1.BackupResult
+	38, // 32: flotilla.v1.CommandResult.drain:type_name -> flotilla.v1.DrainResult
+	33, // 33: flotilla.v1.CommandResult.prune:type_name -> flotilla.v1.PruneResult
+	34, // 34: flotilla.v1.CommandResult.restore:type_name -> flotilla.v1.RestoreResult
+	37, // 35: flotilla.v1.CommandResult.drill:type_name -> flotilla.v1.DrillResult
+	27, // 36: flotilla.v1.CommandResult.candidate:type_name -> flotilla.v1.CandidateResult
+	28, // 37: flotilla.v1.CommandResult.swap:type_name -> flotilla.v1.SwapResult
+	41, // 38: flotilla.v1.BackupResult.started_at:type_name -> google.protobuf.Timestamp
+	42, // 39: flotilla.v1.BackupResult.duration:type_name -> google.protobuf.Duration
+	2,  // 40: flotilla.v1.BackupResult.type:type_name -> flotilla.v1.BackupType
+	41, // 41: flotilla.v1.BackupResult.finished_at:type_name -> google.protobuf.Timestamp
+	42, // 42: flotilla.v1.BackupResult.upload_duration:type_name -> google.protobuf.Duration
+	2,  // 43: flotilla.v1.StoredBackup.type:type_name -> flotilla.v1.BackupType
+	41, // 44: flotilla.v1.StoredBackup.started_at:type_name -> google.protobuf.Timestamp
+	32, // 45: flotilla.v1.PruneResult.kept:type_name -> flotilla.v1.StoredBackup
+	32, // 46: flotilla.v1.PruneResult.deleted:type_name -> flotilla.v1.StoredBackup
+	32, // 47: flotilla.v1.RestoreResult.backup:type_name -> flotilla.v1.StoredBackup
+	42, // 48: flotilla.v1.RestoreResult.duration:type_name -> google.protobuf.Duration
+	35, // 49: flotilla.v1.RestoreResult.timeline_history:type_name -> flotilla.v1.TimelineSwitch
+	32, // 50: flotilla.v1.DrillResult.backup:type_name -> flotilla.v1.StoredBackup
+	36, // 51: flotilla.v1.DrillResult.tables:type_name -> flotilla.v1.TableCheck
+	41, // 52: flotilla.v1.DrillResult.newest_row_at:type_name -> google.protobuf.Timestamp
+	42, // 53: flotilla.v1.DrillResult.rpo:type_name -> google.protobuf.Duration
+	42, // 54: flotilla.v1.DrillResult.rto:type_name -> google.protobuf.Duration
+	41, // 55: flotilla.v1.DrillResult.started_at:type_name -> google.protobuf.Timestamp
+	1,  // 56: flotilla.v1.CommandEvent.state:type_name -> flotilla.v1.CommandState
+	41, // 57: flotilla.v1.CommandEvent.at:type_name -> google.protobuf.Timestamp
+	25, // 58: flotilla.v1.CommandEvent.progress:type_name -> flotilla.v1.CommandProgress
+	26, // 59: flotilla.v1.CommandEvent.result:type_name -> flotilla.v1.CommandResult
+	39, // 60: flotilla.v1.JournalReport.entries:type_name -> flotilla.v1.CommandEvent
+	61, // [61:61] is the sub-list for method output_type
+	61, // [61:61] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_flotilla_v1_command_proto_init() }
@@ -3216,16 +3959,19 @@ func file_flotilla_v1_command_proto_init() {
 		(*CommandSpec_Prune)(nil),
 		(*CommandSpec_Restore)(nil),
 		(*CommandSpec_Drill)(nil),
+		(*CommandSpec_StartCandidate)(nil),
+		(*CommandSpec_SwapServers)(nil),
+		(*CommandSpec_BlueGreen)(nil),
 	}
-	file_flotilla_v1_command_proto_msgTypes[5].OneofWrappers = []any{
+	file_flotilla_v1_command_proto_msgTypes[9].OneofWrappers = []any{
 		(*BackupDestination_Local)(nil),
 		(*BackupDestination_S3)(nil),
 	}
-	file_flotilla_v1_command_proto_msgTypes[11].OneofWrappers = []any{
+	file_flotilla_v1_command_proto_msgTypes[15].OneofWrappers = []any{
 		(*RestoreCommand_Dump)(nil),
 		(*RestoreCommand_PointInTime)(nil),
 	}
-	file_flotilla_v1_command_proto_msgTypes[19].OneofWrappers = []any{
+	file_flotilla_v1_command_proto_msgTypes[23].OneofWrappers = []any{
 		(*CommandResult_Pull)(nil),
 		(*CommandResult_Restart)(nil),
 		(*CommandResult_Backup)(nil),
@@ -3233,14 +3979,16 @@ func file_flotilla_v1_command_proto_init() {
 		(*CommandResult_Prune)(nil),
 		(*CommandResult_Restore)(nil),
 		(*CommandResult_Drill)(nil),
+		(*CommandResult_Candidate)(nil),
+		(*CommandResult_Swap)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotilla_v1_command_proto_rawDesc), len(file_flotilla_v1_command_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   31,
+			NumEnums:      3,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

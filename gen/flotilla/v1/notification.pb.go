@@ -40,8 +40,8 @@ const (
 	NotificationEventType_NOTIFICATION_EVENT_TYPE_ROLLOUT_FAILED NotificationEventType = 4
 	// A rollout was rolled back ("rollout.rolled_back").
 	NotificationEventType_NOTIFICATION_EVENT_TYPE_ROLLOUT_ROLLED_BACK NotificationEventType = 5
-	// A rollout's analysis failed ("analysis.failed"); reserved: emitted
-	// once rollout analysis exists.
+	// A rollout's analysis failed and stops it ("analysis.failed"); the
+	// evidence lists each query's PromQL, value, threshold and verdict.
 	NotificationEventType_NOTIFICATION_EVENT_TYPE_ANALYSIS_FAILED NotificationEventType = 6
 	// An agent was lost ("agent.lost").
 	NotificationEventType_NOTIFICATION_EVENT_TYPE_AGENT_LOST NotificationEventType = 7
@@ -51,13 +51,20 @@ const (
 	NotificationEventType_NOTIFICATION_EVENT_TYPE_COMMAND_FAILED NotificationEventType = 9
 	// A backup command failed ("backup.failed").
 	NotificationEventType_NOTIFICATION_EVENT_TYPE_BACKUP_FAILED NotificationEventType = 10
-	// The newest backup is older than its schedule allows
-	// ("backup.stale").
+	// A backup policy's newest successful backup is older than its schedule
+	// allows: the slot after it passed an hour ago without a run that
+	// succeeded on every host ("backup.stale"). Sent by the backup scheduler
+	// (on replicas, the backups/scheduler lease holder) once per episode; a
+	// new success ends the episode.
 	NotificationEventType_NOTIFICATION_EVENT_TYPE_BACKUP_STALE NotificationEventType = 11
 	// A restore drill failed ("drill.failed").
 	NotificationEventType_NOTIFICATION_EVENT_TYPE_DRILL_FAILED NotificationEventType = 12
 	// A container was restarted automatically ("restart.automatic").
 	NotificationEventType_NOTIFICATION_EVENT_TYPE_AUTOMATIC_RESTART NotificationEventType = 13
+	// The guard rails of a remediation policy stopped an automatic restart
+	// that the policy asked for: restarts are not helping, a person must look
+	// ("restart.escalated").
+	NotificationEventType_NOTIFICATION_EVENT_TYPE_RESTART_ESCALATED NotificationEventType = 14
 )
 
 // Enum value maps for NotificationEventType.
@@ -77,6 +84,7 @@ var (
 		11: "NOTIFICATION_EVENT_TYPE_BACKUP_STALE",
 		12: "NOTIFICATION_EVENT_TYPE_DRILL_FAILED",
 		13: "NOTIFICATION_EVENT_TYPE_AUTOMATIC_RESTART",
+		14: "NOTIFICATION_EVENT_TYPE_RESTART_ESCALATED",
 	}
 	NotificationEventType_value = map[string]int32{
 		"NOTIFICATION_EVENT_TYPE_UNSPECIFIED":         0,
@@ -93,6 +101,7 @@ var (
 		"NOTIFICATION_EVENT_TYPE_BACKUP_STALE":        11,
 		"NOTIFICATION_EVENT_TYPE_DRILL_FAILED":        12,
 		"NOTIFICATION_EVENT_TYPE_AUTOMATIC_RESTART":   13,
+		"NOTIFICATION_EVENT_TYPE_RESTART_ESCALATED":   14,
 	}
 )
 
@@ -1400,7 +1409,7 @@ const file_flotilla_v1_notification_proto_rawDesc = "" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\"r\n" +
 	"\x1cListDeliveryAttemptsResponse\x128\n" +
 	"\battempts\x18\x01 \x03(\v2\x1c.flotilla.v1.DeliveryAttemptR\battempts\x12\x18\n" +
-	"\apending\x18\x02 \x01(\x05R\apending*\xfc\x04\n" +
+	"\apending\x18\x02 \x01(\x05R\apending*\xab\x05\n" +
 	"\x15NotificationEventType\x12'\n" +
 	"#NOTIFICATION_EVENT_TYPE_UNSPECIFIED\x10\x00\x12+\n" +
 	"'NOTIFICATION_EVENT_TYPE_ROLLOUT_STARTED\x10\x01\x12*\n" +
@@ -1416,7 +1425,8 @@ const file_flotilla_v1_notification_proto_rawDesc = "" +
 	"\x12(\n" +
 	"$NOTIFICATION_EVENT_TYPE_BACKUP_STALE\x10\v\x12(\n" +
 	"$NOTIFICATION_EVENT_TYPE_DRILL_FAILED\x10\f\x12-\n" +
-	")NOTIFICATION_EVENT_TYPE_AUTOMATIC_RESTART\x10\r2\xda\x05\n" +
+	")NOTIFICATION_EVENT_TYPE_AUTOMATIC_RESTART\x10\r\x12-\n" +
+	")NOTIFICATION_EVENT_TYPE_RESTART_ESCALATED\x10\x0e2\xda\x05\n" +
 	"\x13NotificationService\x12e\n" +
 	"\x12CreateSubscription\x12&.flotilla.v1.CreateSubscriptionRequest\x1a'.flotilla.v1.CreateSubscriptionResponse\x12\\\n" +
 	"\x0fGetSubscription\x12#.flotilla.v1.GetSubscriptionRequest\x1a$.flotilla.v1.GetSubscriptionResponse\x12b\n" +

@@ -279,6 +279,10 @@ const (
 	// Every batch is done; the analysis goes on until bake_until before the
 	// rollout SUCCEEDS (not final).
 	RolloutState_ROLLOUT_STATE_BAKING RolloutState = 10
+	// Blue-green: every load balancer sends the traffic to the new
+	// containers; the previous ones keep running until keep_until, and a
+	// rollback switches back to them at once (not final).
+	RolloutState_ROLLOUT_STATE_SWITCHED RolloutState = 20
 )
 
 // Enum value maps for RolloutState.
@@ -295,6 +299,7 @@ var (
 		8:  "ROLLOUT_STATE_ABORTED",
 		9:  "ROLLOUT_STATE_ROLLBACK_FAILED",
 		10: "ROLLOUT_STATE_BAKING",
+		20: "ROLLOUT_STATE_SWITCHED",
 	}
 	RolloutState_value = map[string]int32{
 		"ROLLOUT_STATE_UNSPECIFIED":     0,
@@ -308,6 +313,7 @@ var (
 		"ROLLOUT_STATE_ABORTED":         8,
 		"ROLLOUT_STATE_ROLLBACK_FAILED": 9,
 		"ROLLOUT_STATE_BAKING":          10,
+		"ROLLOUT_STATE_SWITCHED":        20,
 	}
 )
 
@@ -364,6 +370,16 @@ const (
 	HostStep_HOST_STEP_ROLLED_BACK HostStep = 9
 	// The rollback of this host failed.
 	HostStep_HOST_STEP_ROLLBACK_FAILED HostStep = 10
+	// Blue-green and surge: the new container starting beside the live one
+	// on the other port; the agent checks its health on that port.
+	HostStep_HOST_STEP_STARTING_CANDIDATE HostStep = 20
+	// Blue-green: the new container is healthy; it waits for every host
+	// before the load balancers switch.
+	HostStep_HOST_STEP_READY HostStep = 21
+	// Blue-green and surge: the load balancers' upstream servers moving to
+	// the new container (or back, rolling back), which then takes the
+	// service's container name.
+	HostStep_HOST_STEP_SWITCHING HostStep = 22
 )
 
 // Enum value maps for HostStep.
@@ -380,19 +396,25 @@ var (
 		8:  "HOST_STEP_SKIPPED",
 		9:  "HOST_STEP_ROLLED_BACK",
 		10: "HOST_STEP_ROLLBACK_FAILED",
+		20: "HOST_STEP_STARTING_CANDIDATE",
+		21: "HOST_STEP_READY",
+		22: "HOST_STEP_SWITCHING",
 	}
 	HostStep_value = map[string]int32{
-		"HOST_STEP_UNSPECIFIED":     0,
-		"HOST_STEP_PENDING":         1,
-		"HOST_STEP_DRAINING":        2,
-		"HOST_STEP_RESTARTING":      3,
-		"HOST_STEP_HEALTH_CHECK":    4,
-		"HOST_STEP_UNDRAINING":      5,
-		"HOST_STEP_DONE":            6,
-		"HOST_STEP_FAILED":          7,
-		"HOST_STEP_SKIPPED":         8,
-		"HOST_STEP_ROLLED_BACK":     9,
-		"HOST_STEP_ROLLBACK_FAILED": 10,
+		"HOST_STEP_UNSPECIFIED":        0,
+		"HOST_STEP_PENDING":            1,
+		"HOST_STEP_DRAINING":           2,
+		"HOST_STEP_RESTARTING":         3,
+		"HOST_STEP_HEALTH_CHECK":       4,
+		"HOST_STEP_UNDRAINING":         5,
+		"HOST_STEP_DONE":               6,
+		"HOST_STEP_FAILED":             7,
+		"HOST_STEP_SKIPPED":            8,
+		"HOST_STEP_ROLLED_BACK":        9,
+		"HOST_STEP_ROLLBACK_FAILED":    10,
+		"HOST_STEP_STARTING_CANDIDATE": 20,
+		"HOST_STEP_READY":              21,
+		"HOST_STEP_SWITCHING":          22,
 	}
 )
 
@@ -423,6 +445,66 @@ func (HostStep) EnumDescriptor() ([]byte, []int) {
 	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{5}
 }
 
+// RemediationAction is what a remediation event records.
+type RemediationAction int32
+
+const (
+	// Not an action.
+	RemediationAction_REMEDIATION_ACTION_UNSPECIFIED RemediationAction = 0
+	// A host's container was restarted automatically (its rollout_id is the
+	// restart's rollout).
+	RemediationAction_REMEDIATION_ACTION_RESTART RemediationAction = 1
+	// The guard rails stopped a restart the policy asked for, and escalated:
+	// restarts are not helping.
+	RemediationAction_REMEDIATION_ACTION_ESCALATION RemediationAction = 2
+	// The container was killed by the kernel for lack of memory (told apart
+	// from a planned restart).
+	RemediationAction_REMEDIATION_ACTION_OOM_KILL RemediationAction = 3
+)
+
+// Enum value maps for RemediationAction.
+var (
+	RemediationAction_name = map[int32]string{
+		0: "REMEDIATION_ACTION_UNSPECIFIED",
+		1: "REMEDIATION_ACTION_RESTART",
+		2: "REMEDIATION_ACTION_ESCALATION",
+		3: "REMEDIATION_ACTION_OOM_KILL",
+	}
+	RemediationAction_value = map[string]int32{
+		"REMEDIATION_ACTION_UNSPECIFIED": 0,
+		"REMEDIATION_ACTION_RESTART":     1,
+		"REMEDIATION_ACTION_ESCALATION":  2,
+		"REMEDIATION_ACTION_OOM_KILL":    3,
+	}
+)
+
+func (x RemediationAction) Enum() *RemediationAction {
+	p := new(RemediationAction)
+	*p = x
+	return p
+}
+
+func (x RemediationAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RemediationAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_flotilla_v1_rollout_proto_enumTypes[6].Descriptor()
+}
+
+func (RemediationAction) Type() protoreflect.EnumType {
+	return &file_flotilla_v1_rollout_proto_enumTypes[6]
+}
+
+func (x RemediationAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RemediationAction.Descriptor instead.
+func (RemediationAction) EnumDescriptor() ([]byte, []int) {
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{6}
+}
+
 // Service is an application deployed as one container per host.
 type Service struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -451,7 +533,20 @@ type Service struct {
 	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	// The image of the last successful rollout; empty before the first
 	// (output only; ignored in PutService).
-	CurrentImage  string `protobuf:"bytes,9,opt,name=current_image,json=currentImage,proto3" json:"current_image,omitempty"`
+	CurrentImage string `protobuf:"bytes,9,opt,name=current_image,json=currentImage,proto3" json:"current_image,omitempty"`
+	// Automatic restarts of the service's containers that leak memory;
+	// unset: none.
+	Remediation *RemediationPolicy `protobuf:"bytes,10,opt,name=remediation,proto3" json:"remediation,omitempty"`
+	// When rollouts may run, at most 20; empty: at any time not denied. A
+	// rollout starts only inside one of them (or with override_window) and
+	// pauses before a batch that would start outside them, resuming by
+	// itself when the next one opens. Rollbacks and a remediation policy's
+	// automatic restarts ignore windows. The windows
+	// a rollout follows are the service's when the rollout started.
+	AllowedWindows []*DeployWindow `protobuf:"bytes,40,rep,name=allowed_windows,json=allowedWindows,proto3" json:"allowed_windows,omitempty"`
+	// When rollouts may not run, at most 20: a denied window beats an
+	// allowed one.
+	DeniedWindows []*DeployWindow `protobuf:"bytes,41,rep,name=denied_windows,json=deniedWindows,proto3" json:"denied_windows,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -549,6 +644,280 @@ func (x *Service) GetCurrentImage() string {
 	return ""
 }
 
+func (x *Service) GetRemediation() *RemediationPolicy {
+	if x != nil {
+		return x.Remediation
+	}
+	return nil
+}
+
+func (x *Service) GetAllowedWindows() []*DeployWindow {
+	if x != nil {
+		return x.AllowedWindows
+	}
+	return nil
+}
+
+func (x *Service) GetDeniedWindows() []*DeployWindow {
+	if x != nil {
+		return x.DeniedWindows
+	}
+	return nil
+}
+
+// DeployWindow is a recurring span of time: it opens at every slot of a
+// cron expression read in a time zone and stays open for a duration.
+type DeployWindow struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When the window opens: five cron fields (minute hour day-of-month
+	// month day-of-week, or a descriptor such as @daily) read on the wall
+	// clock of time_zone, e.g. "0 8 * * 5" for Fridays at 08:00. A wall time
+	// that a daylight-saving change skips opens as late as the gap is long;
+	// one that the change repeats opens once, at its first occurrence. At
+	// most 256 bytes. Required.
+	Start string `protobuf:"bytes,1,opt,name=start,proto3" json:"start,omitempty"`
+	// How long the window stays open from each start, in elapsed time (a
+	// window across a daylight-saving change closes as many hours later as
+	// it says), 1m-744h (31 days). Required.
+	Duration *durationpb.Duration `protobuf:"bytes,2,opt,name=duration,proto3" json:"duration,omitempty"`
+	// The IANA time zone of start (e.g. "Europe/Paris"); empty: UTC.
+	TimeZone      string `protobuf:"bytes,3,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeployWindow) Reset() {
+	*x = DeployWindow{}
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeployWindow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeployWindow) ProtoMessage() {}
+
+func (x *DeployWindow) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeployWindow.ProtoReflect.Descriptor instead.
+func (*DeployWindow) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *DeployWindow) GetStart() string {
+	if x != nil {
+		return x.Start
+	}
+	return ""
+}
+
+func (x *DeployWindow) GetDuration() *durationpb.Duration {
+	if x != nil {
+		return x.Duration
+	}
+	return nil
+}
+
+func (x *DeployWindow) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
+	}
+	return ""
+}
+
+// WindowStatus is where a moment stands against a service's deploy
+// windows.
+type WindowStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// True when a rollout may run: inside an allowed window (or the service
+	// has none) and outside every denied window.
+	Open bool `protobuf:"varint,1,opt,name=open,proto3" json:"open,omitempty"`
+	// While open: when the windows close next; unset when they never close
+	// (no window bounds them).
+	ClosesAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=closes_at,json=closesAt,proto3" json:"closes_at,omitempty"`
+	// While closed: when they open next; unset when no window opens within
+	// five years.
+	OpensAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=opens_at,json=opensAt,proto3" json:"opens_at,omitempty"`
+	// Which window decides and until when, for people, with times in RFC
+	// 3339 with the window's zone offset.
+	Message       string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WindowStatus) Reset() {
+	*x = WindowStatus{}
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WindowStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WindowStatus) ProtoMessage() {}
+
+func (x *WindowStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WindowStatus.ProtoReflect.Descriptor instead.
+func (*WindowStatus) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *WindowStatus) GetOpen() bool {
+	if x != nil {
+		return x.Open
+	}
+	return false
+}
+
+func (x *WindowStatus) GetClosesAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ClosesAt
+	}
+	return nil
+}
+
+func (x *WindowStatus) GetOpensAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OpensAt
+	}
+	return nil
+}
+
+func (x *WindowStatus) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// RemediationPolicy says when a service's container is restarted for its
+// memory, from the working set its agent reports each heartbeat (usage
+// minus inactive file cache). At least one trigger must be set.
+type RemediationPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Trigger: the working set stays above this percent of the container's
+	// memory limit (0 < x <= 100) for sustained_for; 0: not used. A container
+	// without a limit never meets it.
+	MemoryPercentOfLimit float64 `protobuf:"fixed64,1,opt,name=memory_percent_of_limit,json=memoryPercentOfLimit,proto3" json:"memory_percent_of_limit,omitempty"`
+	// Trigger: the working set stays above this many bytes for
+	// sustained_for; 0: not used.
+	MemoryBytes uint64 `protobuf:"varint,2,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	// How long a threshold must be exceeded without a break; 1m to 24h
+	// (default 5m).
+	SustainedFor *durationpb.Duration `protobuf:"bytes,3,opt,name=sustained_for,json=sustainedFor,proto3" json:"sustained_for,omitempty"`
+	// Trigger: the working set grows steadily over this window (readings
+	// covering the whole window, strongly correlated with time, and a growth
+	// of at least min_growth_percent); 5m to 24h, unset: not used.
+	GrowthWindow *durationpb.Duration `protobuf:"bytes,4,opt,name=growth_window,json=growthWindow,proto3" json:"growth_window,omitempty"`
+	// The growth growth_window needs, in percent of the container's limit
+	// (of the window's first reading without a limit); 0 < x <= 100
+	// (default 10).
+	MinGrowthPercent float64 `protobuf:"fixed64,5,opt,name=min_growth_percent,json=minGrowthPercent,proto3" json:"min_growth_percent,omitempty"`
+	// At most this many automatic restarts per host in any hour; 1 to 10
+	// (default 2). When a host needs another, remediation stops for it and
+	// escalates: restarts are not helping.
+	MaxRestartsPerHostPerHour int32 `protobuf:"varint,6,opt,name=max_restarts_per_host_per_hour,json=maxRestartsPerHostPerHour,proto3" json:"max_restarts_per_host_per_hour,omitempty"`
+	unknownFields             protoimpl.UnknownFields
+	sizeCache                 protoimpl.SizeCache
+}
+
+func (x *RemediationPolicy) Reset() {
+	*x = RemediationPolicy{}
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemediationPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemediationPolicy) ProtoMessage() {}
+
+func (x *RemediationPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemediationPolicy.ProtoReflect.Descriptor instead.
+func (*RemediationPolicy) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RemediationPolicy) GetMemoryPercentOfLimit() float64 {
+	if x != nil {
+		return x.MemoryPercentOfLimit
+	}
+	return 0
+}
+
+func (x *RemediationPolicy) GetMemoryBytes() uint64 {
+	if x != nil {
+		return x.MemoryBytes
+	}
+	return 0
+}
+
+func (x *RemediationPolicy) GetSustainedFor() *durationpb.Duration {
+	if x != nil {
+		return x.SustainedFor
+	}
+	return nil
+}
+
+func (x *RemediationPolicy) GetGrowthWindow() *durationpb.Duration {
+	if x != nil {
+		return x.GrowthWindow
+	}
+	return nil
+}
+
+func (x *RemediationPolicy) GetMinGrowthPercent() float64 {
+	if x != nil {
+		return x.MinGrowthPercent
+	}
+	return 0
+}
+
+func (x *RemediationPolicy) GetMaxRestartsPerHostPerHour() int32 {
+	if x != nil {
+		return x.MaxRestartsPerHostPerHour
+	}
+	return 0
+}
+
 // LoadBalancer says how hosts are drained from Nginx during a rollout.
 type LoadBalancer struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -564,14 +933,21 @@ type LoadBalancer struct {
 	// The agent label that holds a host's address in the upstream (empty:
 	// "address"); a host without that label is entered by the address its
 	// agent connects from.
-	AddressLabel  string `protobuf:"bytes,4,opt,name=address_label,json=addressLabel,proto3" json:"address_label,omitempty"`
+	AddressLabel string `protobuf:"bytes,4,opt,name=address_label,json=addressLabel,proto3" json:"address_label,omitempty"`
+	// The second port of blue-green and surge rollouts (1-65535, not
+	// server_port); 0: none, and strategies with blue_green or surge are
+	// refused. A host's live container publishes server_port or
+	// alternate_port on the host; the new container starts beside it on the
+	// other one, and the next rollout uses the port not live then. See
+	// docs/deploy.md.
+	AlternatePort int32 `protobuf:"varint,5,opt,name=alternate_port,json=alternatePort,proto3" json:"alternate_port,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LoadBalancer) Reset() {
 	*x = LoadBalancer{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[1]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -583,7 +959,7 @@ func (x *LoadBalancer) String() string {
 func (*LoadBalancer) ProtoMessage() {}
 
 func (x *LoadBalancer) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[1]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -596,7 +972,7 @@ func (x *LoadBalancer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadBalancer.ProtoReflect.Descriptor instead.
 func (*LoadBalancer) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{1}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *LoadBalancer) GetSelector() string {
@@ -625,6 +1001,13 @@ func (x *LoadBalancer) GetAddressLabel() string {
 		return x.AddressLabel
 	}
 	return ""
+}
+
+func (x *LoadBalancer) GetAlternatePort() int32 {
+	if x != nil {
+		return x.AlternatePort
+	}
+	return 0
 }
 
 // RolloutStrategy says how a rollout moves through the hosts.
@@ -667,14 +1050,28 @@ type RolloutStrategy struct {
 	// their health gates and during a bake after the last batch; a failed
 	// verdict stops the rollout (and rolls it back with auto_rollback).
 	// Unset: no analysis, no bake. See docs/analysis.md.
-	Analysis      *Analysis `protobuf:"bytes,12,opt,name=analysis,proto3" json:"analysis,omitempty"`
+	Analysis *Analysis `protobuf:"bytes,12,opt,name=analysis,proto3" json:"analysis,omitempty"`
+	// Blue-green: on every host the new container starts beside the live
+	// one on the load balancer's other port and passes its health gate;
+	// then every load balancer's upstream is switched to the new containers
+	// in one change per load balancer, and the previous containers keep
+	// running for keep_previous, so that a rollback switches back at once.
+	// Needs load_balancer.alternate_port; canary, batches, pauses and
+	// surge do not apply (refused when set). See docs/deploy.md.
+	BlueGreen *BlueGreen `protobuf:"bytes,20,opt,name=blue_green,json=blueGreen,proto3" json:"blue_green,omitempty"`
+	// Surge for rolling updates: each host's new container starts beside
+	// the old one on the load balancer's other port, passes its health gate,
+	// takes the host's place in the upstream, and only then is the old one
+	// stopped: no host leaves the load balancer. Needs
+	// load_balancer.alternate_port (refused without it).
+	Surge         bool `protobuf:"varint,21,opt,name=surge,proto3" json:"surge,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RolloutStrategy) Reset() {
 	*x = RolloutStrategy{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[2]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -686,7 +1083,7 @@ func (x *RolloutStrategy) String() string {
 func (*RolloutStrategy) ProtoMessage() {}
 
 func (x *RolloutStrategy) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[2]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -699,7 +1096,7 @@ func (x *RolloutStrategy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutStrategy.ProtoReflect.Descriptor instead.
 func (*RolloutStrategy) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{2}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RolloutStrategy) GetBatch() isRolloutStrategy_Batch {
@@ -797,6 +1194,20 @@ func (x *RolloutStrategy) GetAnalysis() *Analysis {
 	return nil
 }
 
+func (x *RolloutStrategy) GetBlueGreen() *BlueGreen {
+	if x != nil {
+		return x.BlueGreen
+	}
+	return nil
+}
+
+func (x *RolloutStrategy) GetSurge() bool {
+	if x != nil {
+		return x.Surge
+	}
+	return false
+}
+
 type isRolloutStrategy_Batch interface {
 	isRolloutStrategy_Batch()
 }
@@ -815,6 +1226,56 @@ type RolloutStrategy_BatchPercent struct {
 func (*RolloutStrategy_BatchSize) isRolloutStrategy_Batch() {}
 
 func (*RolloutStrategy_BatchPercent) isRolloutStrategy_Batch() {}
+
+// BlueGreen is the blue-green part of a strategy.
+type BlueGreen struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How long the previous containers keep running after the switch, so
+	// that a rollback (RollbackService or AbortRollout with rollback)
+	// switches the load balancers back without re-creating anything;
+	// 0s-24h (default 15m). The rollout stays SWITCHED until then, then
+	// removes them and SUCCEEDS.
+	KeepPrevious  *durationpb.Duration `protobuf:"bytes,1,opt,name=keep_previous,json=keepPrevious,proto3" json:"keep_previous,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlueGreen) Reset() {
+	*x = BlueGreen{}
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlueGreen) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlueGreen) ProtoMessage() {}
+
+func (x *BlueGreen) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlueGreen.ProtoReflect.Descriptor instead.
+func (*BlueGreen) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *BlueGreen) GetKeepPrevious() *durationpb.Duration {
+	if x != nil {
+		return x.KeepPrevious
+	}
+	return nil
+}
 
 // Analysis is a strategy's Prometheus analysis: its queries, how often they
 // are measured, how many results decide, and the bake after the last batch.
@@ -849,7 +1310,7 @@ type Analysis struct {
 
 func (x *Analysis) Reset() {
 	*x = Analysis{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[3]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -861,7 +1322,7 @@ func (x *Analysis) String() string {
 func (*Analysis) ProtoMessage() {}
 
 func (x *Analysis) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[3]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -874,7 +1335,7 @@ func (x *Analysis) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Analysis.ProtoReflect.Descriptor instead.
 func (*Analysis) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{3}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Analysis) GetPrometheusUrl() string {
@@ -960,7 +1421,7 @@ type AnalysisQuery struct {
 
 func (x *AnalysisQuery) Reset() {
 	*x = AnalysisQuery{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[4]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -972,7 +1433,7 @@ func (x *AnalysisQuery) String() string {
 func (*AnalysisQuery) ProtoMessage() {}
 
 func (x *AnalysisQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[4]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -985,7 +1446,7 @@ func (x *AnalysisQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnalysisQuery.ProtoReflect.Descriptor instead.
 func (*AnalysisQuery) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{4}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AnalysisQuery) GetName() string {
@@ -1055,7 +1516,7 @@ type PreviousComparison struct {
 
 func (x *PreviousComparison) Reset() {
 	*x = PreviousComparison{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[5]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1067,7 +1528,7 @@ func (x *PreviousComparison) String() string {
 func (*PreviousComparison) ProtoMessage() {}
 
 func (x *PreviousComparison) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[5]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1080,7 +1541,7 @@ func (x *PreviousComparison) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreviousComparison.ProtoReflect.Descriptor instead.
 func (*PreviousComparison) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{5}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PreviousComparison) GetMaxRatio() float64 {
@@ -1123,7 +1584,7 @@ type AnalysisResult struct {
 
 func (x *AnalysisResult) Reset() {
 	*x = AnalysisResult{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[6]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1135,7 +1596,7 @@ func (x *AnalysisResult) String() string {
 func (*AnalysisResult) ProtoMessage() {}
 
 func (x *AnalysisResult) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[6]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1148,7 +1609,7 @@ func (x *AnalysisResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnalysisResult.ProtoReflect.Descriptor instead.
 func (*AnalysisResult) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{6}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AnalysisResult) GetQuery() string {
@@ -1228,7 +1689,7 @@ type AnalysisStatus struct {
 
 func (x *AnalysisStatus) Reset() {
 	*x = AnalysisStatus{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[7]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1240,7 +1701,7 @@ func (x *AnalysisStatus) String() string {
 func (*AnalysisStatus) ProtoMessage() {}
 
 func (x *AnalysisStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[7]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1253,7 +1714,7 @@ func (x *AnalysisStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnalysisStatus.ProtoReflect.Descriptor instead.
 func (*AnalysisStatus) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{7}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AnalysisStatus) GetBatch() int32 {
@@ -1323,7 +1784,7 @@ type RolloutHost struct {
 
 func (x *RolloutHost) Reset() {
 	*x = RolloutHost{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[8]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1335,7 +1796,7 @@ func (x *RolloutHost) String() string {
 func (*RolloutHost) ProtoMessage() {}
 
 func (x *RolloutHost) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[8]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1348,7 +1809,7 @@ func (x *RolloutHost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutHost.ProtoReflect.Descriptor instead.
 func (*RolloutHost) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{8}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RolloutHost) GetAgentId() string {
@@ -1420,7 +1881,7 @@ type ExcludedHost struct {
 
 func (x *ExcludedHost) Reset() {
 	*x = ExcludedHost{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[9]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1432,7 +1893,7 @@ func (x *ExcludedHost) String() string {
 func (*ExcludedHost) ProtoMessage() {}
 
 func (x *ExcludedHost) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[9]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1445,7 +1906,7 @@ func (x *ExcludedHost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExcludedHost.ProtoReflect.Descriptor instead.
 func (*ExcludedHost) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{9}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ExcludedHost) GetAgentId() string {
@@ -1477,7 +1938,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[10]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1489,7 +1950,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[10]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1502,7 +1963,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{10}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Batch) GetIndex() int32 {
@@ -1566,14 +2027,35 @@ type Rollout struct {
 	BakeUntil *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=bake_until,json=bakeUntil,proto3" json:"bake_until,omitempty"`
 	// The analysis in progress: counts and the latest result of each query;
 	// unset without analysis.
-	Analysis      *AnalysisStatus `protobuf:"bytes,18,opt,name=analysis,proto3" json:"analysis,omitempty"`
+	Analysis *AnalysisStatus `protobuf:"bytes,18,opt,name=analysis,proto3" json:"analysis,omitempty"`
+	// Blue-green: until when the previous containers keep running after the
+	// switch (the switch's end plus keep_previous); unset before the switch
+	// and for other strategies.
+	KeepUntil *timestamppb.Timestamp `protobuf:"bytes,30,opt,name=keep_until,json=keepUntil,proto3" json:"keep_until,omitempty"`
+	// Set when the rollout is an automatic restart of a remediation policy
+	// (created_by "system:remediation"): the hosts are restarted in place on
+	// the image they run, drained and health-gated like a rollout step
+	// (output only).
+	Remediation *RolloutRemediation `protobuf:"bytes,19,opt,name=remediation,proto3" json:"remediation,omitempty"`
+	// True when the start overrode the service's deploy windows
+	// (StartRolloutRequest.override_window, with the reason in reason):
+	// the rollout neither waits for nor pauses at a window.
+	OverrideWindow bool `protobuf:"varint,40,opt,name=override_window,json=overrideWindow,proto3" json:"override_window,omitempty"`
+	// While PAUSED by a deploy window: when the next window opens and the
+	// rollout resumes by itself; unset otherwise.
+	ResumeAt *timestamppb.Timestamp `protobuf:"bytes,41,opt,name=resume_at,json=resumeAt,proto3" json:"resume_at,omitempty"`
+	// The service's deploy windows now (StartRollout, its dry run and
+	// GetRollout of an active rollout, an override's included); unset when
+	// the service has none, for a rollback (never blocked by a window) and
+	// for a finished rollout.
+	Window        *WindowStatus `protobuf:"bytes,42,opt,name=window,proto3" json:"window,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Rollout) Reset() {
 	*x = Rollout{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[11]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1585,7 +2067,7 @@ func (x *Rollout) String() string {
 func (*Rollout) ProtoMessage() {}
 
 func (x *Rollout) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[11]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1598,7 +2080,7 @@ func (x *Rollout) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rollout.ProtoReflect.Descriptor instead.
 func (*Rollout) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{11}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Rollout) GetId() string {
@@ -1727,6 +2209,316 @@ func (x *Rollout) GetAnalysis() *AnalysisStatus {
 	return nil
 }
 
+func (x *Rollout) GetKeepUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.KeepUntil
+	}
+	return nil
+}
+
+func (x *Rollout) GetRemediation() *RolloutRemediation {
+	if x != nil {
+		return x.Remediation
+	}
+	return nil
+}
+
+func (x *Rollout) GetOverrideWindow() bool {
+	if x != nil {
+		return x.OverrideWindow
+	}
+	return false
+}
+
+func (x *Rollout) GetResumeAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ResumeAt
+	}
+	return nil
+}
+
+func (x *Rollout) GetWindow() *WindowStatus {
+	if x != nil {
+		return x.Window
+	}
+	return nil
+}
+
+// RolloutRemediation says why a remediation policy restarted hosts.
+type RolloutRemediation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The trigger: "threshold" or "growth".
+	Reason string `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	// What was measured, per host.
+	Evidence      []string `protobuf:"bytes,2,rep,name=evidence,proto3" json:"evidence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RolloutRemediation) Reset() {
+	*x = RolloutRemediation{}
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RolloutRemediation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RolloutRemediation) ProtoMessage() {}
+
+func (x *RolloutRemediation) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RolloutRemediation.ProtoReflect.Descriptor instead.
+func (*RolloutRemediation) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RolloutRemediation) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RolloutRemediation) GetEvidence() []string {
+	if x != nil {
+		return x.Evidence
+	}
+	return nil
+}
+
+// RemediationEvent is one automatic restart, escalation or OOM kill.
+type RemediationEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Unique ID.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The service.
+	Service string `protobuf:"bytes,2,opt,name=service,proto3" json:"service,omitempty"`
+	// The host's agent.
+	AgentId string `protobuf:"bytes,3,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// What happened.
+	Action RemediationAction `protobuf:"varint,4,opt,name=action,proto3,enum=flotilla.v1.RemediationAction" json:"action,omitempty"`
+	// The trigger ("threshold", "growth") or, for an escalation, the guard
+	// rail that stopped the restart.
+	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// What was measured.
+	Evidence string `protobuf:"bytes,6,opt,name=evidence,proto3" json:"evidence,omitempty"`
+	// The restart's rollout (RESTART only).
+	RolloutId string `protobuf:"bytes,7,opt,name=rollout_id,json=rolloutId,proto3" json:"rollout_id,omitempty"`
+	// When it happened.
+	OccurredAt    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemediationEvent) Reset() {
+	*x = RemediationEvent{}
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemediationEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemediationEvent) ProtoMessage() {}
+
+func (x *RemediationEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemediationEvent.ProtoReflect.Descriptor instead.
+func (*RemediationEvent) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RemediationEvent) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RemediationEvent) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *RemediationEvent) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *RemediationEvent) GetAction() RemediationAction {
+	if x != nil {
+		return x.Action
+	}
+	return RemediationAction_REMEDIATION_ACTION_UNSPECIFIED
+}
+
+func (x *RemediationEvent) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RemediationEvent) GetEvidence() string {
+	if x != nil {
+		return x.Evidence
+	}
+	return ""
+}
+
+func (x *RemediationEvent) GetRolloutId() string {
+	if x != nil {
+		return x.RolloutId
+	}
+	return ""
+}
+
+func (x *RemediationEvent) GetOccurredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OccurredAt
+	}
+	return nil
+}
+
+// ListRemediationsRequest filters remediation events.
+type ListRemediationsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this service's events; all when empty.
+	Service string `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	// Only this agent's events; all when empty.
+	AgentId string `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// At most this many, newest first (0: 50; at most 500).
+	PageSize      int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRemediationsRequest) Reset() {
+	*x = ListRemediationsRequest{}
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRemediationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRemediationsRequest) ProtoMessage() {}
+
+func (x *ListRemediationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRemediationsRequest.ProtoReflect.Descriptor instead.
+func (*ListRemediationsRequest) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ListRemediationsRequest) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *ListRemediationsRequest) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *ListRemediationsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+// ListRemediationsResponse is the newest remediation events.
+type ListRemediationsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Newest first.
+	Events        []*RemediationEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRemediationsResponse) Reset() {
+	*x = ListRemediationsResponse{}
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRemediationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRemediationsResponse) ProtoMessage() {}
+
+func (x *ListRemediationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRemediationsResponse.ProtoReflect.Descriptor instead.
+func (*ListRemediationsResponse) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ListRemediationsResponse) GetEvents() []*RemediationEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
 // RolloutEvent is one entry of a rollout's history.
 type RolloutEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1749,7 +2541,7 @@ type RolloutEvent struct {
 
 func (x *RolloutEvent) Reset() {
 	*x = RolloutEvent{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[12]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1761,7 +2553,7 @@ func (x *RolloutEvent) String() string {
 func (*RolloutEvent) ProtoMessage() {}
 
 func (x *RolloutEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[12]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1774,7 +2566,7 @@ func (x *RolloutEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutEvent.ProtoReflect.Descriptor instead.
 func (*RolloutEvent) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{12}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RolloutEvent) GetSequence() int64 {
@@ -1872,14 +2664,17 @@ type RolloutStateChange struct {
 	// The new state.
 	State RolloutState `protobuf:"varint,1,opt,name=state,proto3,enum=flotilla.v1.RolloutState" json:"state,omitempty"`
 	// Why (the failure, the abort's reason); may be empty.
-	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// For a pause at a deploy window's end: when the next window opens and
+	// the rollout resumes by itself; unset otherwise.
+	ResumeAt      *timestamppb.Timestamp `protobuf:"bytes,40,opt,name=resume_at,json=resumeAt,proto3" json:"resume_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RolloutStateChange) Reset() {
 	*x = RolloutStateChange{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[13]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1891,7 +2686,7 @@ func (x *RolloutStateChange) String() string {
 func (*RolloutStateChange) ProtoMessage() {}
 
 func (x *RolloutStateChange) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[13]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1904,7 +2699,7 @@ func (x *RolloutStateChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutStateChange.ProtoReflect.Descriptor instead.
 func (*RolloutStateChange) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{13}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RolloutStateChange) GetState() RolloutState {
@@ -1919,6 +2714,13 @@ func (x *RolloutStateChange) GetMessage() string {
 		return x.Message
 	}
 	return ""
+}
+
+func (x *RolloutStateChange) GetResumeAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ResumeAt
+	}
+	return nil
 }
 
 // BatchChange records a batch starting or ending.
@@ -1938,7 +2740,7 @@ type BatchChange struct {
 
 func (x *BatchChange) Reset() {
 	*x = BatchChange{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[14]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1950,7 +2752,7 @@ func (x *BatchChange) String() string {
 func (*BatchChange) ProtoMessage() {}
 
 func (x *BatchChange) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[14]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1963,7 +2765,7 @@ func (x *BatchChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchChange.ProtoReflect.Descriptor instead.
 func (*BatchChange) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{14}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *BatchChange) GetIndex() int32 {
@@ -2011,7 +2813,7 @@ type HostStepChange struct {
 
 func (x *HostStepChange) Reset() {
 	*x = HostStepChange{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[15]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2023,7 +2825,7 @@ func (x *HostStepChange) String() string {
 func (*HostStepChange) ProtoMessage() {}
 
 func (x *HostStepChange) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[15]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2036,7 +2838,7 @@ func (x *HostStepChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostStepChange.ProtoReflect.Descriptor instead.
 func (*HostStepChange) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{15}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *HostStepChange) GetAgentId() string {
@@ -2079,7 +2881,7 @@ type PutServiceRequest struct {
 
 func (x *PutServiceRequest) Reset() {
 	*x = PutServiceRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[16]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2091,7 +2893,7 @@ func (x *PutServiceRequest) String() string {
 func (*PutServiceRequest) ProtoMessage() {}
 
 func (x *PutServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[16]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2104,7 +2906,7 @@ func (x *PutServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutServiceRequest.ProtoReflect.Descriptor instead.
 func (*PutServiceRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{16}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PutServiceRequest) GetService() *Service {
@@ -2125,7 +2927,7 @@ type PutServiceResponse struct {
 
 func (x *PutServiceResponse) Reset() {
 	*x = PutServiceResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[17]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2137,7 +2939,7 @@ func (x *PutServiceResponse) String() string {
 func (*PutServiceResponse) ProtoMessage() {}
 
 func (x *PutServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[17]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2150,7 +2952,7 @@ func (x *PutServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutServiceResponse.ProtoReflect.Descriptor instead.
 func (*PutServiceResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{17}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PutServiceResponse) GetService() *Service {
@@ -2171,7 +2973,7 @@ type GetServiceRequest struct {
 
 func (x *GetServiceRequest) Reset() {
 	*x = GetServiceRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[18]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2183,7 +2985,7 @@ func (x *GetServiceRequest) String() string {
 func (*GetServiceRequest) ProtoMessage() {}
 
 func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[18]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2196,7 +2998,7 @@ func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceRequest.ProtoReflect.Descriptor instead.
 func (*GetServiceRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{18}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetServiceRequest) GetName() string {
@@ -2217,7 +3019,7 @@ type GetServiceResponse struct {
 
 func (x *GetServiceResponse) Reset() {
 	*x = GetServiceResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[19]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2229,7 +3031,7 @@ func (x *GetServiceResponse) String() string {
 func (*GetServiceResponse) ProtoMessage() {}
 
 func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[19]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2242,7 +3044,7 @@ func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceResponse.ProtoReflect.Descriptor instead.
 func (*GetServiceResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{19}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetServiceResponse) GetService() *Service {
@@ -2261,7 +3063,7 @@ type ListServicesRequest struct {
 
 func (x *ListServicesRequest) Reset() {
 	*x = ListServicesRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[20]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2273,7 +3075,7 @@ func (x *ListServicesRequest) String() string {
 func (*ListServicesRequest) ProtoMessage() {}
 
 func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[20]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2286,7 +3088,7 @@ func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesRequest.ProtoReflect.Descriptor instead.
 func (*ListServicesRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{20}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{28}
 }
 
 // ListServicesResponse is every service.
@@ -2300,7 +3102,7 @@ type ListServicesResponse struct {
 
 func (x *ListServicesResponse) Reset() {
 	*x = ListServicesResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[21]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2312,7 +3114,7 @@ func (x *ListServicesResponse) String() string {
 func (*ListServicesResponse) ProtoMessage() {}
 
 func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[21]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2325,7 +3127,7 @@ func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesResponse.ProtoReflect.Descriptor instead.
 func (*ListServicesResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{21}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListServicesResponse) GetServices() []*Service {
@@ -2351,15 +3153,20 @@ type StartRolloutRequest struct {
 	Strategy *RolloutStrategy `protobuf:"bytes,4,opt,name=strategy,proto3" json:"strategy,omitempty"`
 	// Why, for the record (at most 1024 bytes, no control characters).
 	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
-	// Return the plan without starting anything.
-	DryRun        bool `protobuf:"varint,6,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Return the plan (and the window status) without starting anything.
+	DryRun bool `protobuf:"varint,6,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// Start even outside the service's deploy windows, and never pause at
+	// one; requires a reason (InvalidArgument without one), kept with the
+	// rollout and in the audit log. Without it, a start outside the windows
+	// answers FailedPrecondition with the next window's start.
+	OverrideWindow bool `protobuf:"varint,40,opt,name=override_window,json=overrideWindow,proto3" json:"override_window,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *StartRolloutRequest) Reset() {
 	*x = StartRolloutRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[22]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2371,7 +3178,7 @@ func (x *StartRolloutRequest) String() string {
 func (*StartRolloutRequest) ProtoMessage() {}
 
 func (x *StartRolloutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[22]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2384,7 +3191,7 @@ func (x *StartRolloutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRolloutRequest.ProtoReflect.Descriptor instead.
 func (*StartRolloutRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{22}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *StartRolloutRequest) GetService() string {
@@ -2429,6 +3236,13 @@ func (x *StartRolloutRequest) GetDryRun() bool {
 	return false
 }
 
+func (x *StartRolloutRequest) GetOverrideWindow() bool {
+	if x != nil {
+		return x.OverrideWindow
+	}
+	return false
+}
+
 // StartRolloutResponse is the rollout started or planned.
 type StartRolloutResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2441,7 +3255,7 @@ type StartRolloutResponse struct {
 
 func (x *StartRolloutResponse) Reset() {
 	*x = StartRolloutResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[23]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2453,7 +3267,7 @@ func (x *StartRolloutResponse) String() string {
 func (*StartRolloutResponse) ProtoMessage() {}
 
 func (x *StartRolloutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[23]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2466,7 +3280,7 @@ func (x *StartRolloutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRolloutResponse.ProtoReflect.Descriptor instead.
 func (*StartRolloutResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{23}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *StartRolloutResponse) GetRollout() *Rollout {
@@ -2487,7 +3301,7 @@ type GetRolloutRequest struct {
 
 func (x *GetRolloutRequest) Reset() {
 	*x = GetRolloutRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[24]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2499,7 +3313,7 @@ func (x *GetRolloutRequest) String() string {
 func (*GetRolloutRequest) ProtoMessage() {}
 
 func (x *GetRolloutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[24]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2512,7 +3326,7 @@ func (x *GetRolloutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRolloutRequest.ProtoReflect.Descriptor instead.
 func (*GetRolloutRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{24}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetRolloutRequest) GetRolloutId() string {
@@ -2533,7 +3347,7 @@ type GetRolloutResponse struct {
 
 func (x *GetRolloutResponse) Reset() {
 	*x = GetRolloutResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[25]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2545,7 +3359,7 @@ func (x *GetRolloutResponse) String() string {
 func (*GetRolloutResponse) ProtoMessage() {}
 
 func (x *GetRolloutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[25]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2558,7 +3372,7 @@ func (x *GetRolloutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRolloutResponse.ProtoReflect.Descriptor instead.
 func (*GetRolloutResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{25}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GetRolloutResponse) GetRollout() *Rollout {
@@ -2585,7 +3399,7 @@ type ListRolloutsRequest struct {
 
 func (x *ListRolloutsRequest) Reset() {
 	*x = ListRolloutsRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[26]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2597,7 +3411,7 @@ func (x *ListRolloutsRequest) String() string {
 func (*ListRolloutsRequest) ProtoMessage() {}
 
 func (x *ListRolloutsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[26]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2610,7 +3424,7 @@ func (x *ListRolloutsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRolloutsRequest.ProtoReflect.Descriptor instead.
 func (*ListRolloutsRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{26}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListRolloutsRequest) GetService() string {
@@ -2654,7 +3468,7 @@ type ListRolloutsResponse struct {
 
 func (x *ListRolloutsResponse) Reset() {
 	*x = ListRolloutsResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[27]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2666,7 +3480,7 @@ func (x *ListRolloutsResponse) String() string {
 func (*ListRolloutsResponse) ProtoMessage() {}
 
 func (x *ListRolloutsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[27]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2679,7 +3493,7 @@ func (x *ListRolloutsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRolloutsResponse.ProtoReflect.Descriptor instead.
 func (*ListRolloutsResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{27}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListRolloutsResponse) GetRollouts() []*Rollout {
@@ -2713,7 +3527,7 @@ type WatchRolloutRequest struct {
 
 func (x *WatchRolloutRequest) Reset() {
 	*x = WatchRolloutRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[28]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2725,7 +3539,7 @@ func (x *WatchRolloutRequest) String() string {
 func (*WatchRolloutRequest) ProtoMessage() {}
 
 func (x *WatchRolloutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[28]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2738,7 +3552,7 @@ func (x *WatchRolloutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRolloutRequest.ProtoReflect.Descriptor instead.
 func (*WatchRolloutRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{28}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *WatchRolloutRequest) GetRolloutId() string {
@@ -2766,7 +3580,7 @@ type WatchRolloutResponse struct {
 
 func (x *WatchRolloutResponse) Reset() {
 	*x = WatchRolloutResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[29]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2778,7 +3592,7 @@ func (x *WatchRolloutResponse) String() string {
 func (*WatchRolloutResponse) ProtoMessage() {}
 
 func (x *WatchRolloutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[29]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2791,7 +3605,7 @@ func (x *WatchRolloutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRolloutResponse.ProtoReflect.Descriptor instead.
 func (*WatchRolloutResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{29}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *WatchRolloutResponse) GetEvent() *RolloutEvent {
@@ -2814,7 +3628,7 @@ type PauseRolloutRequest struct {
 
 func (x *PauseRolloutRequest) Reset() {
 	*x = PauseRolloutRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[30]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2826,7 +3640,7 @@ func (x *PauseRolloutRequest) String() string {
 func (*PauseRolloutRequest) ProtoMessage() {}
 
 func (x *PauseRolloutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[30]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2839,7 +3653,7 @@ func (x *PauseRolloutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseRolloutRequest.ProtoReflect.Descriptor instead.
 func (*PauseRolloutRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{30}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *PauseRolloutRequest) GetRolloutId() string {
@@ -2867,7 +3681,7 @@ type PauseRolloutResponse struct {
 
 func (x *PauseRolloutResponse) Reset() {
 	*x = PauseRolloutResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[31]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2879,7 +3693,7 @@ func (x *PauseRolloutResponse) String() string {
 func (*PauseRolloutResponse) ProtoMessage() {}
 
 func (x *PauseRolloutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[31]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2892,7 +3706,7 @@ func (x *PauseRolloutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseRolloutResponse.ProtoReflect.Descriptor instead.
 func (*PauseRolloutResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{31}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *PauseRolloutResponse) GetRollout() *Rollout {
@@ -2913,7 +3727,7 @@ type ResumeRolloutRequest struct {
 
 func (x *ResumeRolloutRequest) Reset() {
 	*x = ResumeRolloutRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[32]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2925,7 +3739,7 @@ func (x *ResumeRolloutRequest) String() string {
 func (*ResumeRolloutRequest) ProtoMessage() {}
 
 func (x *ResumeRolloutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[32]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2938,7 +3752,7 @@ func (x *ResumeRolloutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeRolloutRequest.ProtoReflect.Descriptor instead.
 func (*ResumeRolloutRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{32}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ResumeRolloutRequest) GetRolloutId() string {
@@ -2959,7 +3773,7 @@ type ResumeRolloutResponse struct {
 
 func (x *ResumeRolloutResponse) Reset() {
 	*x = ResumeRolloutResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[33]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2971,7 +3785,7 @@ func (x *ResumeRolloutResponse) String() string {
 func (*ResumeRolloutResponse) ProtoMessage() {}
 
 func (x *ResumeRolloutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[33]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2984,7 +3798,7 @@ func (x *ResumeRolloutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeRolloutResponse.ProtoReflect.Descriptor instead.
 func (*ResumeRolloutResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{33}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ResumeRolloutResponse) GetRollout() *Rollout {
@@ -3010,7 +3824,7 @@ type AbortRolloutRequest struct {
 
 func (x *AbortRolloutRequest) Reset() {
 	*x = AbortRolloutRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[34]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3022,7 +3836,7 @@ func (x *AbortRolloutRequest) String() string {
 func (*AbortRolloutRequest) ProtoMessage() {}
 
 func (x *AbortRolloutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[34]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3035,7 +3849,7 @@ func (x *AbortRolloutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortRolloutRequest.ProtoReflect.Descriptor instead.
 func (*AbortRolloutRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{34}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *AbortRolloutRequest) GetRolloutId() string {
@@ -3070,7 +3884,7 @@ type AbortRolloutResponse struct {
 
 func (x *AbortRolloutResponse) Reset() {
 	*x = AbortRolloutResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[35]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3082,7 +3896,7 @@ func (x *AbortRolloutResponse) String() string {
 func (*AbortRolloutResponse) ProtoMessage() {}
 
 func (x *AbortRolloutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[35]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3095,7 +3909,7 @@ func (x *AbortRolloutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortRolloutResponse.ProtoReflect.Descriptor instead.
 func (*AbortRolloutResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{35}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *AbortRolloutResponse) GetRollout() *Rollout {
@@ -3105,7 +3919,9 @@ func (x *AbortRolloutResponse) GetRollout() *Rollout {
 	return nil
 }
 
-// RollbackServiceRequest starts a rollout back to an earlier image.
+// RollbackServiceRequest starts a rollout back to an earlier image (or
+// switches a SWITCHED blue-green rollout back: to_rollout_id and strategy
+// must then be unset).
 type RollbackServiceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The service's name. Required.
@@ -3124,7 +3940,7 @@ type RollbackServiceRequest struct {
 
 func (x *RollbackServiceRequest) Reset() {
 	*x = RollbackServiceRequest{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[36]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3136,7 +3952,7 @@ func (x *RollbackServiceRequest) String() string {
 func (*RollbackServiceRequest) ProtoMessage() {}
 
 func (x *RollbackServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[36]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3149,7 +3965,7 @@ func (x *RollbackServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackServiceRequest.ProtoReflect.Descriptor instead.
 func (*RollbackServiceRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{36}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RollbackServiceRequest) GetService() string {
@@ -3191,7 +4007,7 @@ type RollbackServiceResponse struct {
 
 func (x *RollbackServiceResponse) Reset() {
 	*x = RollbackServiceResponse{}
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[37]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3203,7 +4019,7 @@ func (x *RollbackServiceResponse) String() string {
 func (*RollbackServiceResponse) ProtoMessage() {}
 
 func (x *RollbackServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_rollout_proto_msgTypes[37]
+	mi := &file_flotilla_v1_rollout_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3216,7 +4032,7 @@ func (x *RollbackServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackServiceResponse.ProtoReflect.Descriptor instead.
 func (*RollbackServiceResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{37}
+	return file_flotilla_v1_rollout_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RollbackServiceResponse) GetRollout() *Rollout {
@@ -3230,7 +4046,7 @@ var File_flotilla_v1_rollout_proto protoreflect.FileDescriptor
 
 const file_flotilla_v1_rollout_proto_rawDesc = "" +
 	"\n" +
-	"\x19flotilla/v1/rollout.proto\x12\vflotilla.v1\x1a\x17flotilla/v1/fleet.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9a\x03\n" +
+	"\x19flotilla/v1/rollout.proto\x12\vflotilla.v1\x1a\x17flotilla/v1/fleet.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe2\x04\n" +
 	"\aService\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tcontainer\x18\x02 \x01(\tR\tcontainer\x12\x1a\n" +
@@ -3243,13 +4059,34 @@ const file_flotilla_v1_rollout_proto_rawDesc = "" +
 	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
 	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12#\n" +
-	"\rcurrent_image\x18\t \x01(\tR\fcurrentImage\"\x8c\x01\n" +
+	"\rcurrent_image\x18\t \x01(\tR\fcurrentImage\x12@\n" +
+	"\vremediation\x18\n" +
+	" \x01(\v2\x1e.flotilla.v1.RemediationPolicyR\vremediation\x12B\n" +
+	"\x0fallowed_windows\x18( \x03(\v2\x19.flotilla.v1.DeployWindowR\x0eallowedWindows\x12@\n" +
+	"\x0edenied_windows\x18) \x03(\v2\x19.flotilla.v1.DeployWindowR\rdeniedWindows\"x\n" +
+	"\fDeployWindow\x12\x14\n" +
+	"\x05start\x18\x01 \x01(\tR\x05start\x125\n" +
+	"\bduration\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12\x1b\n" +
+	"\ttime_zone\x18\x03 \x01(\tR\btimeZone\"\xac\x01\n" +
+	"\fWindowStatus\x12\x12\n" +
+	"\x04open\x18\x01 \x01(\bR\x04open\x127\n" +
+	"\tcloses_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bclosesAt\x125\n" +
+	"\bopens_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aopensAt\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"\xde\x02\n" +
+	"\x11RemediationPolicy\x125\n" +
+	"\x17memory_percent_of_limit\x18\x01 \x01(\x01R\x14memoryPercentOfLimit\x12!\n" +
+	"\fmemory_bytes\x18\x02 \x01(\x04R\vmemoryBytes\x12>\n" +
+	"\rsustained_for\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\fsustainedFor\x12>\n" +
+	"\rgrowth_window\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\fgrowthWindow\x12,\n" +
+	"\x12min_growth_percent\x18\x05 \x01(\x01R\x10minGrowthPercent\x12A\n" +
+	"\x1emax_restarts_per_host_per_hour\x18\x06 \x01(\x05R\x19maxRestartsPerHostPerHour\"\xb3\x01\n" +
 	"\fLoadBalancer\x12\x1a\n" +
 	"\bselector\x18\x01 \x01(\tR\bselector\x12\x1a\n" +
 	"\bupstream\x18\x02 \x01(\tR\bupstream\x12\x1f\n" +
 	"\vserver_port\x18\x03 \x01(\x05R\n" +
 	"serverPort\x12#\n" +
-	"\raddress_label\x18\x04 \x01(\tR\faddressLabel\"\x8b\x05\n" +
+	"\raddress_label\x18\x04 \x01(\tR\faddressLabel\x12%\n" +
+	"\x0ealternate_port\x18\x05 \x01(\x05R\ralternatePort\"\xd8\x05\n" +
 	"\x0fRolloutStrategy\x12\x1f\n" +
 	"\n" +
 	"batch_size\x18\x01 \x01(\x05H\x00R\tbatchSize\x12%\n" +
@@ -3264,8 +4101,13 @@ const file_flotilla_v1_rollout_proto_rawDesc = "" +
 	"\roffline_hosts\x18\n" +
 	" \x01(\x0e2\x1a.flotilla.v1.OfflinePolicyR\fofflineHosts\x12<\n" +
 	"\foffline_wait\x18\v \x01(\v2\x19.google.protobuf.DurationR\vofflineWait\x121\n" +
-	"\banalysis\x18\f \x01(\v2\x15.flotilla.v1.AnalysisR\banalysisB\a\n" +
-	"\x05batch\"\xfa\x02\n" +
+	"\banalysis\x18\f \x01(\v2\x15.flotilla.v1.AnalysisR\banalysis\x125\n" +
+	"\n" +
+	"blue_green\x18\x14 \x01(\v2\x16.flotilla.v1.BlueGreenR\tblueGreen\x12\x14\n" +
+	"\x05surge\x18\x15 \x01(\bR\x05surgeB\a\n" +
+	"\x05batch\"K\n" +
+	"\tBlueGreen\x12>\n" +
+	"\rkeep_previous\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\fkeepPrevious\"\xfa\x02\n" +
 	"\bAnalysis\x12%\n" +
 	"\x0eprometheus_url\x18\x01 \x01(\tR\rprometheusUrl\x124\n" +
 	"\aqueries\x18\x02 \x03(\v2\x1a.flotilla.v1.AnalysisQueryR\aqueries\x125\n" +
@@ -3318,7 +4160,7 @@ const file_flotilla_v1_rollout_proto_rawDesc = "" +
 	"\x05Batch\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x16\n" +
 	"\x06canary\x18\x02 \x01(\bR\x06canary\x12\x1b\n" +
-	"\tagent_ids\x18\x03 \x03(\tR\bagentIds\"\xe8\x05\n" +
+	"\tagent_ids\x18\x03 \x03(\tR\bagentIds\"\xfb\a\n" +
 	"\aRollout\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aservice\x18\x02 \x01(\tR\aservice\x12\x14\n" +
@@ -3343,7 +4185,33 @@ const file_flotilla_v1_rollout_proto_rawDesc = "" +
 	"rollbackOf\x129\n" +
 	"\n" +
 	"bake_until\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\tbakeUntil\x127\n" +
-	"\banalysis\x18\x12 \x01(\v2\x1b.flotilla.v1.AnalysisStatusR\banalysis\"\xb7\x02\n" +
+	"\banalysis\x18\x12 \x01(\v2\x1b.flotilla.v1.AnalysisStatusR\banalysis\x129\n" +
+	"\n" +
+	"keep_until\x18\x1e \x01(\v2\x1a.google.protobuf.TimestampR\tkeepUntil\x12A\n" +
+	"\vremediation\x18\x13 \x01(\v2\x1f.flotilla.v1.RolloutRemediationR\vremediation\x12'\n" +
+	"\x0foverride_window\x18( \x01(\bR\x0eoverrideWindow\x127\n" +
+	"\tresume_at\x18) \x01(\v2\x1a.google.protobuf.TimestampR\bresumeAt\x121\n" +
+	"\x06window\x18* \x01(\v2\x19.flotilla.v1.WindowStatusR\x06window\"H\n" +
+	"\x12RolloutRemediation\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x1a\n" +
+	"\bevidence\x18\x02 \x03(\tR\bevidence\"\x9f\x02\n" +
+	"\x10RemediationEvent\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aservice\x18\x02 \x01(\tR\aservice\x12\x19\n" +
+	"\bagent_id\x18\x03 \x01(\tR\aagentId\x126\n" +
+	"\x06action\x18\x04 \x01(\x0e2\x1e.flotilla.v1.RemediationActionR\x06action\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x1a\n" +
+	"\bevidence\x18\x06 \x01(\tR\bevidence\x12\x1d\n" +
+	"\n" +
+	"rollout_id\x18\a \x01(\tR\trolloutId\x12;\n" +
+	"\voccurred_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"occurredAt\"k\n" +
+	"\x17ListRemediationsRequest\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12\x19\n" +
+	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\"Q\n" +
+	"\x18ListRemediationsResponse\x125\n" +
+	"\x06events\x18\x01 \x03(\v2\x1d.flotilla.v1.RemediationEventR\x06events\"\xb7\x02\n" +
 	"\fRolloutEvent\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x03R\bsequence\x12*\n" +
 	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x127\n" +
@@ -3351,10 +4219,11 @@ const file_flotilla_v1_rollout_proto_rawDesc = "" +
 	"\x05batch\x18\x04 \x01(\v2\x18.flotilla.v1.BatchChangeH\x00R\x05batch\x121\n" +
 	"\x04host\x18\x05 \x01(\v2\x1b.flotilla.v1.HostStepChangeH\x00R\x04host\x129\n" +
 	"\banalysis\x18\x06 \x01(\v2\x1b.flotilla.v1.AnalysisResultH\x00R\banalysisB\x06\n" +
-	"\x04kind\"_\n" +
+	"\x04kind\"\x98\x01\n" +
 	"\x12RolloutStateChange\x12/\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x19.flotilla.v1.RolloutStateR\x05state\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"s\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x127\n" +
+	"\tresume_at\x18( \x01(\v2\x1a.google.protobuf.TimestampR\bresumeAt\"s\n" +
 	"\vBatchChange\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x18\n" +
 	"\astarted\x18\x02 \x01(\bR\astarted\x12\x1a\n" +
@@ -3375,14 +4244,15 @@ const file_flotilla_v1_rollout_proto_rawDesc = "" +
 	"\aservice\x18\x01 \x01(\v2\x14.flotilla.v1.ServiceR\aservice\"\x15\n" +
 	"\x13ListServicesRequest\"H\n" +
 	"\x14ListServicesResponse\x120\n" +
-	"\bservices\x18\x01 \x03(\v2\x14.flotilla.v1.ServiceR\bservices\"\xcc\x01\n" +
+	"\bservices\x18\x01 \x03(\v2\x14.flotilla.v1.ServiceR\bservices\"\xf5\x01\n" +
 	"\x13StartRolloutRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x14\n" +
 	"\x05image\x18\x02 \x01(\tR\x05image\x12\x1a\n" +
 	"\bselector\x18\x03 \x01(\tR\bselector\x128\n" +
 	"\bstrategy\x18\x04 \x01(\v2\x1c.flotilla.v1.RolloutStrategyR\bstrategy\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x17\n" +
-	"\adry_run\x18\x06 \x01(\bR\x06dryRun\"F\n" +
+	"\adry_run\x18\x06 \x01(\bR\x06dryRun\x12'\n" +
+	"\x0foverride_window\x18( \x01(\bR\x0eoverrideWindow\"F\n" +
 	"\x14StartRolloutResponse\x12.\n" +
 	"\arollout\x18\x01 \x01(\v2\x14.flotilla.v1.RolloutR\arollout\"2\n" +
 	"\x11GetRolloutRequest\x12\x1d\n" +
@@ -3450,7 +4320,7 @@ const file_flotilla_v1_rollout_proto_rawDesc = "" +
 	"\x1cANALYSIS_VERDICT_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ANALYSIS_VERDICT_PASS\x10\x01\x12\x19\n" +
 	"\x15ANALYSIS_VERDICT_FAIL\x10\x02\x12!\n" +
-	"\x1dANALYSIS_VERDICT_INCONCLUSIVE\x10\x03*\xcd\x02\n" +
+	"\x1dANALYSIS_VERDICT_INCONCLUSIVE\x10\x03*\xe9\x02\n" +
 	"\fRolloutState\x12\x1d\n" +
 	"\x19ROLLOUT_STATE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17ROLLOUT_STATE_PREPARING\x10\x01\x12\x19\n" +
@@ -3463,7 +4333,8 @@ const file_flotilla_v1_rollout_proto_rawDesc = "" +
 	"\x15ROLLOUT_STATE_ABORTED\x10\b\x12!\n" +
 	"\x1dROLLOUT_STATE_ROLLBACK_FAILED\x10\t\x12\x18\n" +
 	"\x14ROLLOUT_STATE_BAKING\x10\n" +
-	"*\x9f\x02\n" +
+	"\x12\x1a\n" +
+	"\x16ROLLOUT_STATE_SWITCHED\x10\x14*\xef\x02\n" +
 	"\bHostStep\x12\x19\n" +
 	"\x15HOST_STEP_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11HOST_STEP_PENDING\x10\x01\x12\x16\n" +
@@ -3476,7 +4347,15 @@ const file_flotilla_v1_rollout_proto_rawDesc = "" +
 	"\x11HOST_STEP_SKIPPED\x10\b\x12\x19\n" +
 	"\x15HOST_STEP_ROLLED_BACK\x10\t\x12\x1d\n" +
 	"\x19HOST_STEP_ROLLBACK_FAILED\x10\n" +
-	"2\xb3\a\n" +
+	"\x12 \n" +
+	"\x1cHOST_STEP_STARTING_CANDIDATE\x10\x14\x12\x13\n" +
+	"\x0fHOST_STEP_READY\x10\x15\x12\x17\n" +
+	"\x13HOST_STEP_SWITCHING\x10\x16*\x9b\x01\n" +
+	"\x11RemediationAction\x12\"\n" +
+	"\x1eREMEDIATION_ACTION_UNSPECIFIED\x10\x00\x12\x1e\n" +
+	"\x1aREMEDIATION_ACTION_RESTART\x10\x01\x12!\n" +
+	"\x1dREMEDIATION_ACTION_ESCALATION\x10\x02\x12\x1f\n" +
+	"\x1bREMEDIATION_ACTION_OOM_KILL\x10\x032\x94\b\n" +
 	"\x0eRolloutService\x12M\n" +
 	"\n" +
 	"PutService\x12\x1e.flotilla.v1.PutServiceRequest\x1a\x1f.flotilla.v1.PutServiceResponse\x12M\n" +
@@ -3491,7 +4370,8 @@ const file_flotilla_v1_rollout_proto_rawDesc = "" +
 	"\fPauseRollout\x12 .flotilla.v1.PauseRolloutRequest\x1a!.flotilla.v1.PauseRolloutResponse\x12V\n" +
 	"\rResumeRollout\x12!.flotilla.v1.ResumeRolloutRequest\x1a\".flotilla.v1.ResumeRolloutResponse\x12S\n" +
 	"\fAbortRollout\x12 .flotilla.v1.AbortRolloutRequest\x1a!.flotilla.v1.AbortRolloutResponse\x12\\\n" +
-	"\x0fRollbackService\x12#.flotilla.v1.RollbackServiceRequest\x1a$.flotilla.v1.RollbackServiceResponseB)Z'flotilla.dev/gen/flotilla/v1;flotillav1b\x06proto3"
+	"\x0fRollbackService\x12#.flotilla.v1.RollbackServiceRequest\x1a$.flotilla.v1.RollbackServiceResponse\x12_\n" +
+	"\x10ListRemediations\x12$.flotilla.v1.ListRemediationsRequest\x1a%.flotilla.v1.ListRemediationsResponseB)Z'flotilla.dev/gen/flotilla/v1;flotillav1b\x06proto3"
 
 var (
 	file_flotilla_v1_rollout_proto_rawDescOnce sync.Once
@@ -3505,140 +4385,169 @@ func file_flotilla_v1_rollout_proto_rawDescGZIP() []byte {
 	return file_flotilla_v1_rollout_proto_rawDescData
 }
 
-var file_flotilla_v1_rollout_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_flotilla_v1_rollout_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_flotilla_v1_rollout_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_flotilla_v1_rollout_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_flotilla_v1_rollout_proto_goTypes = []any{
-	(OfflinePolicy)(0),              // 0: flotilla.v1.OfflinePolicy
-	(InconclusivePolicy)(0),         // 1: flotilla.v1.InconclusivePolicy
-	(Comparison)(0),                 // 2: flotilla.v1.Comparison
-	(AnalysisVerdict)(0),            // 3: flotilla.v1.AnalysisVerdict
-	(RolloutState)(0),               // 4: flotilla.v1.RolloutState
-	(HostStep)(0),                   // 5: flotilla.v1.HostStep
-	(*Service)(nil),                 // 6: flotilla.v1.Service
-	(*LoadBalancer)(nil),            // 7: flotilla.v1.LoadBalancer
-	(*RolloutStrategy)(nil),         // 8: flotilla.v1.RolloutStrategy
-	(*Analysis)(nil),                // 9: flotilla.v1.Analysis
-	(*AnalysisQuery)(nil),           // 10: flotilla.v1.AnalysisQuery
-	(*PreviousComparison)(nil),      // 11: flotilla.v1.PreviousComparison
-	(*AnalysisResult)(nil),          // 12: flotilla.v1.AnalysisResult
-	(*AnalysisStatus)(nil),          // 13: flotilla.v1.AnalysisStatus
-	(*RolloutHost)(nil),             // 14: flotilla.v1.RolloutHost
-	(*ExcludedHost)(nil),            // 15: flotilla.v1.ExcludedHost
-	(*Batch)(nil),                   // 16: flotilla.v1.Batch
-	(*Rollout)(nil),                 // 17: flotilla.v1.Rollout
-	(*RolloutEvent)(nil),            // 18: flotilla.v1.RolloutEvent
-	(*RolloutStateChange)(nil),      // 19: flotilla.v1.RolloutStateChange
-	(*BatchChange)(nil),             // 20: flotilla.v1.BatchChange
-	(*HostStepChange)(nil),          // 21: flotilla.v1.HostStepChange
-	(*PutServiceRequest)(nil),       // 22: flotilla.v1.PutServiceRequest
-	(*PutServiceResponse)(nil),      // 23: flotilla.v1.PutServiceResponse
-	(*GetServiceRequest)(nil),       // 24: flotilla.v1.GetServiceRequest
-	(*GetServiceResponse)(nil),      // 25: flotilla.v1.GetServiceResponse
-	(*ListServicesRequest)(nil),     // 26: flotilla.v1.ListServicesRequest
-	(*ListServicesResponse)(nil),    // 27: flotilla.v1.ListServicesResponse
-	(*StartRolloutRequest)(nil),     // 28: flotilla.v1.StartRolloutRequest
-	(*StartRolloutResponse)(nil),    // 29: flotilla.v1.StartRolloutResponse
-	(*GetRolloutRequest)(nil),       // 30: flotilla.v1.GetRolloutRequest
-	(*GetRolloutResponse)(nil),      // 31: flotilla.v1.GetRolloutResponse
-	(*ListRolloutsRequest)(nil),     // 32: flotilla.v1.ListRolloutsRequest
-	(*ListRolloutsResponse)(nil),    // 33: flotilla.v1.ListRolloutsResponse
-	(*WatchRolloutRequest)(nil),     // 34: flotilla.v1.WatchRolloutRequest
-	(*WatchRolloutResponse)(nil),    // 35: flotilla.v1.WatchRolloutResponse
-	(*PauseRolloutRequest)(nil),     // 36: flotilla.v1.PauseRolloutRequest
-	(*PauseRolloutResponse)(nil),    // 37: flotilla.v1.PauseRolloutResponse
-	(*ResumeRolloutRequest)(nil),    // 38: flotilla.v1.ResumeRolloutRequest
-	(*ResumeRolloutResponse)(nil),   // 39: flotilla.v1.ResumeRolloutResponse
-	(*AbortRolloutRequest)(nil),     // 40: flotilla.v1.AbortRolloutRequest
-	(*AbortRolloutResponse)(nil),    // 41: flotilla.v1.AbortRolloutResponse
-	(*RollbackServiceRequest)(nil),  // 42: flotilla.v1.RollbackServiceRequest
-	(*RollbackServiceResponse)(nil), // 43: flotilla.v1.RollbackServiceResponse
-	(*timestamppb.Timestamp)(nil),   // 44: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 45: google.protobuf.Duration
-	(*Limit)(nil),                   // 46: flotilla.v1.Limit
+	(OfflinePolicy)(0),               // 0: flotilla.v1.OfflinePolicy
+	(InconclusivePolicy)(0),          // 1: flotilla.v1.InconclusivePolicy
+	(Comparison)(0),                  // 2: flotilla.v1.Comparison
+	(AnalysisVerdict)(0),             // 3: flotilla.v1.AnalysisVerdict
+	(RolloutState)(0),                // 4: flotilla.v1.RolloutState
+	(HostStep)(0),                    // 5: flotilla.v1.HostStep
+	(RemediationAction)(0),           // 6: flotilla.v1.RemediationAction
+	(*Service)(nil),                  // 7: flotilla.v1.Service
+	(*DeployWindow)(nil),             // 8: flotilla.v1.DeployWindow
+	(*WindowStatus)(nil),             // 9: flotilla.v1.WindowStatus
+	(*RemediationPolicy)(nil),        // 10: flotilla.v1.RemediationPolicy
+	(*LoadBalancer)(nil),             // 11: flotilla.v1.LoadBalancer
+	(*RolloutStrategy)(nil),          // 12: flotilla.v1.RolloutStrategy
+	(*BlueGreen)(nil),                // 13: flotilla.v1.BlueGreen
+	(*Analysis)(nil),                 // 14: flotilla.v1.Analysis
+	(*AnalysisQuery)(nil),            // 15: flotilla.v1.AnalysisQuery
+	(*PreviousComparison)(nil),       // 16: flotilla.v1.PreviousComparison
+	(*AnalysisResult)(nil),           // 17: flotilla.v1.AnalysisResult
+	(*AnalysisStatus)(nil),           // 18: flotilla.v1.AnalysisStatus
+	(*RolloutHost)(nil),              // 19: flotilla.v1.RolloutHost
+	(*ExcludedHost)(nil),             // 20: flotilla.v1.ExcludedHost
+	(*Batch)(nil),                    // 21: flotilla.v1.Batch
+	(*Rollout)(nil),                  // 22: flotilla.v1.Rollout
+	(*RolloutRemediation)(nil),       // 23: flotilla.v1.RolloutRemediation
+	(*RemediationEvent)(nil),         // 24: flotilla.v1.RemediationEvent
+	(*ListRemediationsRequest)(nil),  // 25: flotilla.v1.ListRemediationsRequest
+	(*ListRemediationsResponse)(nil), // 26: flotilla.v1.ListRemediationsResponse
+	(*RolloutEvent)(nil),             // 27: flotilla.v1.RolloutEvent
+	(*RolloutStateChange)(nil),       // 28: flotilla.v1.RolloutStateChange
+	(*BatchChange)(nil),              // 29: flotilla.v1.BatchChange
+	(*HostStepChange)(nil),           // 30: flotilla.v1.HostStepChange
+	(*PutServiceRequest)(nil),        // 31: flotilla.v1.PutServiceRequest
+	(*PutServiceResponse)(nil),       // 32: flotilla.v1.PutServiceResponse
+	(*GetServiceRequest)(nil),        // 33: flotilla.v1.GetServiceRequest
+	(*GetServiceResponse)(nil),       // 34: flotilla.v1.GetServiceResponse
+	(*ListServicesRequest)(nil),      // 35: flotilla.v1.ListServicesRequest
+	(*ListServicesResponse)(nil),     // 36: flotilla.v1.ListServicesResponse
+	(*StartRolloutRequest)(nil),      // 37: flotilla.v1.StartRolloutRequest
+	(*StartRolloutResponse)(nil),     // 38: flotilla.v1.StartRolloutResponse
+	(*GetRolloutRequest)(nil),        // 39: flotilla.v1.GetRolloutRequest
+	(*GetRolloutResponse)(nil),       // 40: flotilla.v1.GetRolloutResponse
+	(*ListRolloutsRequest)(nil),      // 41: flotilla.v1.ListRolloutsRequest
+	(*ListRolloutsResponse)(nil),     // 42: flotilla.v1.ListRolloutsResponse
+	(*WatchRolloutRequest)(nil),      // 43: flotilla.v1.WatchRolloutRequest
+	(*WatchRolloutResponse)(nil),     // 44: flotilla.v1.WatchRolloutResponse
+	(*PauseRolloutRequest)(nil),      // 45: flotilla.v1.PauseRolloutRequest
+	(*PauseRolloutResponse)(nil),     // 46: flotilla.v1.PauseRolloutResponse
+	(*ResumeRolloutRequest)(nil),     // 47: flotilla.v1.ResumeRolloutRequest
+	(*ResumeRolloutResponse)(nil),    // 48: flotilla.v1.ResumeRolloutResponse
+	(*AbortRolloutRequest)(nil),      // 49: flotilla.v1.AbortRolloutRequest
+	(*AbortRolloutResponse)(nil),     // 50: flotilla.v1.AbortRolloutResponse
+	(*RollbackServiceRequest)(nil),   // 51: flotilla.v1.RollbackServiceRequest
+	(*RollbackServiceResponse)(nil),  // 52: flotilla.v1.RollbackServiceResponse
+	(*timestamppb.Timestamp)(nil),    // 53: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 54: google.protobuf.Duration
+	(*Limit)(nil),                    // 55: flotilla.v1.Limit
 }
 var file_flotilla_v1_rollout_proto_depIdxs = []int32{
-	7,  // 0: flotilla.v1.Service.load_balancer:type_name -> flotilla.v1.LoadBalancer
-	8,  // 1: flotilla.v1.Service.default_strategy:type_name -> flotilla.v1.RolloutStrategy
-	44, // 2: flotilla.v1.Service.created_at:type_name -> google.protobuf.Timestamp
-	44, // 3: flotilla.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
-	45, // 4: flotilla.v1.RolloutStrategy.pause_between_batches:type_name -> google.protobuf.Duration
-	45, // 5: flotilla.v1.RolloutStrategy.min_healthy_time:type_name -> google.protobuf.Duration
-	45, // 6: flotilla.v1.RolloutStrategy.healthy_deadline:type_name -> google.protobuf.Duration
-	46, // 7: flotilla.v1.RolloutStrategy.max_failures:type_name -> flotilla.v1.Limit
-	0,  // 8: flotilla.v1.RolloutStrategy.offline_hosts:type_name -> flotilla.v1.OfflinePolicy
-	45, // 9: flotilla.v1.RolloutStrategy.offline_wait:type_name -> google.protobuf.Duration
-	9,  // 10: flotilla.v1.RolloutStrategy.analysis:type_name -> flotilla.v1.Analysis
-	10, // 11: flotilla.v1.Analysis.queries:type_name -> flotilla.v1.AnalysisQuery
-	45, // 12: flotilla.v1.Analysis.interval:type_name -> google.protobuf.Duration
-	1,  // 13: flotilla.v1.Analysis.inconclusive:type_name -> flotilla.v1.InconclusivePolicy
-	45, // 14: flotilla.v1.Analysis.bake:type_name -> google.protobuf.Duration
-	2,  // 15: flotilla.v1.AnalysisQuery.fail_when:type_name -> flotilla.v1.Comparison
-	11, // 16: flotilla.v1.AnalysisQuery.compare_previous:type_name -> flotilla.v1.PreviousComparison
-	3,  // 17: flotilla.v1.AnalysisResult.verdict:type_name -> flotilla.v1.AnalysisVerdict
-	44, // 18: flotilla.v1.AnalysisResult.at:type_name -> google.protobuf.Timestamp
-	44, // 19: flotilla.v1.AnalysisStatus.next_at:type_name -> google.protobuf.Timestamp
-	12, // 20: flotilla.v1.AnalysisStatus.results:type_name -> flotilla.v1.AnalysisResult
-	5,  // 21: flotilla.v1.RolloutHost.step:type_name -> flotilla.v1.HostStep
-	44, // 22: flotilla.v1.RolloutHost.started_at:type_name -> google.protobuf.Timestamp
-	44, // 23: flotilla.v1.RolloutHost.finished_at:type_name -> google.protobuf.Timestamp
-	8,  // 24: flotilla.v1.Rollout.strategy:type_name -> flotilla.v1.RolloutStrategy
-	4,  // 25: flotilla.v1.Rollout.state:type_name -> flotilla.v1.RolloutState
-	16, // 26: flotilla.v1.Rollout.batches:type_name -> flotilla.v1.Batch
-	15, // 27: flotilla.v1.Rollout.excluded:type_name -> flotilla.v1.ExcludedHost
-	14, // 28: flotilla.v1.Rollout.hosts:type_name -> flotilla.v1.RolloutHost
-	44, // 29: flotilla.v1.Rollout.created_at:type_name -> google.protobuf.Timestamp
-	44, // 30: flotilla.v1.Rollout.finished_at:type_name -> google.protobuf.Timestamp
-	44, // 31: flotilla.v1.Rollout.bake_until:type_name -> google.protobuf.Timestamp
-	13, // 32: flotilla.v1.Rollout.analysis:type_name -> flotilla.v1.AnalysisStatus
-	44, // 33: flotilla.v1.RolloutEvent.at:type_name -> google.protobuf.Timestamp
-	19, // 34: flotilla.v1.RolloutEvent.state:type_name -> flotilla.v1.RolloutStateChange
-	20, // 35: flotilla.v1.RolloutEvent.batch:type_name -> flotilla.v1.BatchChange
-	21, // 36: flotilla.v1.RolloutEvent.host:type_name -> flotilla.v1.HostStepChange
-	12, // 37: flotilla.v1.RolloutEvent.analysis:type_name -> flotilla.v1.AnalysisResult
-	4,  // 38: flotilla.v1.RolloutStateChange.state:type_name -> flotilla.v1.RolloutState
-	5,  // 39: flotilla.v1.HostStepChange.step:type_name -> flotilla.v1.HostStep
-	6,  // 40: flotilla.v1.PutServiceRequest.service:type_name -> flotilla.v1.Service
-	6,  // 41: flotilla.v1.PutServiceResponse.service:type_name -> flotilla.v1.Service
-	6,  // 42: flotilla.v1.GetServiceResponse.service:type_name -> flotilla.v1.Service
-	6,  // 43: flotilla.v1.ListServicesResponse.services:type_name -> flotilla.v1.Service
-	8,  // 44: flotilla.v1.StartRolloutRequest.strategy:type_name -> flotilla.v1.RolloutStrategy
-	17, // 45: flotilla.v1.StartRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
-	17, // 46: flotilla.v1.GetRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
-	4,  // 47: flotilla.v1.ListRolloutsRequest.states:type_name -> flotilla.v1.RolloutState
-	17, // 48: flotilla.v1.ListRolloutsResponse.rollouts:type_name -> flotilla.v1.Rollout
-	18, // 49: flotilla.v1.WatchRolloutResponse.event:type_name -> flotilla.v1.RolloutEvent
-	17, // 50: flotilla.v1.PauseRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
-	17, // 51: flotilla.v1.ResumeRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
-	17, // 52: flotilla.v1.AbortRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
-	8,  // 53: flotilla.v1.RollbackServiceRequest.strategy:type_name -> flotilla.v1.RolloutStrategy
-	17, // 54: flotilla.v1.RollbackServiceResponse.rollout:type_name -> flotilla.v1.Rollout
-	22, // 55: flotilla.v1.RolloutService.PutService:input_type -> flotilla.v1.PutServiceRequest
-	24, // 56: flotilla.v1.RolloutService.GetService:input_type -> flotilla.v1.GetServiceRequest
-	26, // 57: flotilla.v1.RolloutService.ListServices:input_type -> flotilla.v1.ListServicesRequest
-	28, // 58: flotilla.v1.RolloutService.StartRollout:input_type -> flotilla.v1.StartRolloutRequest
-	30, // 59: flotilla.v1.RolloutService.GetRollout:input_type -> flotilla.v1.GetRolloutRequest
-	32, // 60: flotilla.v1.RolloutService.ListRollouts:input_type -> flotilla.v1.ListRolloutsRequest
-	34, // 61: flotilla.v1.RolloutService.WatchRollout:input_type -> flotilla.v1.WatchRolloutRequest
-	36, // 62: flotilla.v1.RolloutService.PauseRollout:input_type -> flotilla.v1.PauseRolloutRequest
-	38, // 63: flotilla.v1.RolloutService.ResumeRollout:input_type -> flotilla.v1.ResumeRolloutRequest
-	40, // 64: flotilla.v1.RolloutService.AbortRollout:input_type -> flotilla.v1.AbortRolloutRequest
-	42, // 65: flotilla.v1.RolloutService.RollbackService:input_type -> flotilla.v1.RollbackServiceRequest
-	23, // 66: flotilla.v1.RolloutService.PutService:output_type -> flotilla.v1.PutServiceResponse
-	25, // 67: flotilla.v1.RolloutService.GetService:output_type -> flotilla.v1.GetServiceResponse
-	27, // 68: flotilla.v1.RolloutService.ListServices:output_type -> flotilla.v1.ListServicesResponse
-	29, // 69: flotilla.v1.RolloutService.StartRollout:output_type -> flotilla.v1.StartRolloutResponse
-	31, // 70: flotilla.v1.RolloutService.GetRollout:output_type -> flotilla.v1.GetRolloutResponse
-	33, // 71: flotilla.v1.RolloutService.ListRollouts:output_type -> flotilla.v1.ListRolloutsResponse
-	35, // 72: flotilla.v1.RolloutService.WatchRollout:output_type -> flotilla.v1.WatchRolloutResponse
-	37, // 73: flotilla.v1.RolloutService.PauseRollout:output_type -> flotilla.v1.PauseRolloutResponse
-	39, // 74: flotilla.v1.RolloutService.ResumeRollout:output_type -> flotilla.v1.ResumeRolloutResponse
-	41, // 75: flotilla.v1.RolloutService.AbortRollout:output_type -> flotilla.v1.AbortRolloutResponse
-	43, // 76: flotilla.v1.RolloutService.RollbackService:output_type -> flotilla.v1.RollbackServiceResponse
-	66, // [66:77] is the sub-list for method output_type
-	55, // [55:66] is the sub-list for method input_type
-	55, // [55:55] is the sub-list for extension type_name
-	55, // [55:55] is the sub-list for extension extendee
-	0,  // [0:55] is the sub-list for field type_name
+	11, // 0: flotilla.v1.Service.load_balancer:type_name -> flotilla.v1.LoadBalancer
+	12, // 1: flotilla.v1.Service.default_strategy:type_name -> flotilla.v1.RolloutStrategy
+	53, // 2: flotilla.v1.Service.created_at:type_name -> google.protobuf.Timestamp
+	53, // 3: flotilla.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
+	10, // 4: flotilla.v1.Service.remediation:type_name -> flotilla.v1.RemediationPolicy
+	8,  // 5: flotilla.v1.Service.allowed_windows:type_name -> flotilla.v1.DeployWindow
+	8,  // 6: flotilla.v1.Service.denied_windows:type_name -> flotilla.v1.DeployWindow
+	54, // 7: flotilla.v1.DeployWindow.duration:type_name -> google.protobuf.Duration
+	53, // 8: flotilla.v1.WindowStatus.closes_at:type_name -> google.protobuf.Timestamp
+	53, // 9: flotilla.v1.WindowStatus.opens_at:type_name -> google.protobuf.Timestamp
+	54, // 10: flotilla.v1.RemediationPolicy.sustained_for:type_name -> google.protobuf.Duration
+	54, // 11: flotilla.v1.RemediationPolicy.growth_window:type_name -> google.protobuf.Duration
+	54, // 12: flotilla.v1.RolloutStrategy.pause_between_batches:type_name -> google.protobuf.Duration
+	54, // 13: flotilla.v1.RolloutStrategy.min_healthy_time:type_name -> google.protobuf.Duration
+	54, // 14: flotilla.v1.RolloutStrategy.healthy_deadline:type_name -> google.protobuf.Duration
+	55, // 15: flotilla.v1.RolloutStrategy.max_failures:type_name -> flotilla.v1.Limit
+	0,  // 16: flotilla.v1.RolloutStrategy.offline_hosts:type_name -> flotilla.v1.OfflinePolicy
+	54, // 17: flotilla.v1.RolloutStrategy.offline_wait:type_name -> google.protobuf.Duration
+	14, // 18: flotilla.v1.RolloutStrategy.analysis:type_name -> flotilla.v1.Analysis
+	13, // 19: flotilla.v1.RolloutStrategy.blue_green:type_name -> flotilla.v1.BlueGreen
+	54, // 20: flotilla.v1.BlueGreen.keep_previous:type_name -> google.protobuf.Duration
+	15, // 21: flotilla.v1.Analysis.queries:type_name -> flotilla.v1.AnalysisQuery
+	54, // 22: flotilla.v1.Analysis.interval:type_name -> google.protobuf.Duration
+	1,  // 23: flotilla.v1.Analysis.inconclusive:type_name -> flotilla.v1.InconclusivePolicy
+	54, // 24: flotilla.v1.Analysis.bake:type_name -> google.protobuf.Duration
+	2,  // 25: flotilla.v1.AnalysisQuery.fail_when:type_name -> flotilla.v1.Comparison
+	16, // 26: flotilla.v1.AnalysisQuery.compare_previous:type_name -> flotilla.v1.PreviousComparison
+	3,  // 27: flotilla.v1.AnalysisResult.verdict:type_name -> flotilla.v1.AnalysisVerdict
+	53, // 28: flotilla.v1.AnalysisResult.at:type_name -> google.protobuf.Timestamp
+	53, // 29: flotilla.v1.AnalysisStatus.next_at:type_name -> google.protobuf.Timestamp
+	17, // 30: flotilla.v1.AnalysisStatus.results:type_name -> flotilla.v1.AnalysisResult
+	5,  // 31: flotilla.v1.RolloutHost.step:type_name -> flotilla.v1.HostStep
+	53, // 32: flotilla.v1.RolloutHost.started_at:type_name -> google.protobuf.Timestamp
+	53, // 33: flotilla.v1.RolloutHost.finished_at:type_name -> google.protobuf.Timestamp
+	12, // 34: flotilla.v1.Rollout.strategy:type_name -> flotilla.v1.RolloutStrategy
+	4,  // 35: flotilla.v1.Rollout.state:type_name -> flotilla.v1.RolloutState
+	21, // 36: flotilla.v1.Rollout.batches:type_name -> flotilla.v1.Batch
+	20, // 37: flotilla.v1.Rollout.excluded:type_name -> flotilla.v1.ExcludedHost
+	19, // 38: flotilla.v1.Rollout.hosts:type_name -> flotilla.v1.RolloutHost
+	53, // 39: flotilla.v1.Rollout.created_at:type_name -> google.protobuf.Timestamp
+	53, // 40: flotilla.v1.Rollout.finished_at:type_name -> google.protobuf.Timestamp
+	53, // 41: flotilla.v1.Rollout.bake_until:type_name -> google.protobuf.Timestamp
+	18, // 42: flotilla.v1.Rollout.analysis:type_name -> flotilla.v1.AnalysisStatus
+	53, // 43: flotilla.v1.Rollout.keep_until:type_name -> google.protobuf.Timestamp
+	23, // 44: flotilla.v1.Rollout.remediation:type_name -> flotilla.v1.RolloutRemediation
+	53, // 45: flotilla.v1.Rollout.resume_at:type_name -> google.protobuf.Timestamp
+	9,  // 46: flotilla.v1.Rollout.window:type_name -> flotilla.v1.WindowStatus
+	6,  // 47: flotilla.v1.RemediationEvent.action:type_name -> flotilla.v1.RemediationAction
+	53, // 48: flotilla.v1.RemediationEvent.occurred_at:type_name -> google.protobuf.Timestamp
+	24, // 49: flotilla.v1.ListRemediationsResponse.events:type_name -> flotilla.v1.RemediationEvent
+	53, // 50: flotilla.v1.RolloutEvent.at:type_name -> google.protobuf.Timestamp
+	28, // 51: flotilla.v1.RolloutEvent.state:type_name -> flotilla.v1.RolloutStateChange
+	29, // 52: flotilla.v1.RolloutEvent.batch:type_name -> flotilla.v1.BatchChange
+	30, // 53: flotilla.v1.RolloutEvent.host:type_name -> flotilla.v1.HostStepChange
+	17, // 54: flotilla.v1.RolloutEvent.analysis:type_name -> flotilla.v1.AnalysisResult
+	4,  // 55: flotilla.v1.RolloutStateChange.state:type_name -> flotilla.v1.RolloutState
+	53, // 56: flotilla.v1.RolloutStateChange.resume_at:type_name -> google.protobuf.Timestamp
+	5,  // 57: flotilla.v1.HostStepChange.step:type_name -> flotilla.v1.HostStep
+	7,  // 58: flotilla.v1.PutServiceRequest.service:type_name -> flotilla.v1.Service
+	7,  // 59: flotilla.v1.PutServiceResponse.service:type_name -> flotilla.v1.Service
+	7,  // 60: flotilla.v1.GetServiceResponse.service:type_name -> flotilla.v1.Service
+	7,  // 61: flotilla.v1.ListServicesResponse.services:type_name -> flotilla.v1.Service
+	12, // 62: flotilla.v1.StartRolloutRequest.strategy:type_name -> flotilla.v1.RolloutStrategy
+	22, // 63: flotilla.v1.StartRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
+	22, // 64: flotilla.v1.GetRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
+	4,  // 65: flotilla.v1.ListRolloutsRequest.states:type_name -> flotilla.v1.RolloutState
+	22, // 66: flotilla.v1.ListRolloutsResponse.rollouts:type_name -> flotilla.v1.Rollout
+	27, // 67: flotilla.v1.WatchRolloutResponse.event:type_name -> flotilla.v1.RolloutEvent
+	22, // 68: flotilla.v1.PauseRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
+	22, // 69: flotilla.v1.ResumeRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
+	22, // 70: flotilla.v1.AbortRolloutResponse.rollout:type_name -> flotilla.v1.Rollout
+	12, // 71: flotilla.v1.RollbackServiceRequest.strategy:type_name -> flotilla.v1.RolloutStrategy
+	22, // 72: flotilla.v1.RollbackServiceResponse.rollout:type_name -> flotilla.v1.Rollout
+	31, // 73: flotilla.v1.RolloutService.PutService:input_type -> flotilla.v1.PutServiceRequest
+	33, // 74: flotilla.v1.RolloutService.GetService:input_type -> flotilla.v1.GetServiceRequest
+	35, // 75: flotilla.v1.RolloutService.ListServices:input_type -> flotilla.v1.ListServicesRequest
+	37, // 76: flotilla.v1.RolloutService.StartRollout:input_type -> flotilla.v1.StartRolloutRequest
+	39, // 77: flotilla.v1.RolloutService.GetRollout:input_type -> flotilla.v1.GetRolloutRequest
+	41, // 78: flotilla.v1.RolloutService.ListRollouts:input_type -> flotilla.v1.ListRolloutsRequest
+	43, // 79: flotilla.v1.RolloutService.WatchRollout:input_type -> flotilla.v1.WatchRolloutRequest
+	45, // 80: flotilla.v1.RolloutService.PauseRollout:input_type -> flotilla.v1.PauseRolloutRequest
+	47, // 81: flotilla.v1.RolloutService.ResumeRollout:input_type -> flotilla.v1.ResumeRolloutRequest
+	49, // 82: flotilla.v1.RolloutService.AbortRollout:input_type -> flotilla.v1.AbortRolloutRequest
+	51, // 83: flotilla.v1.RolloutService.RollbackService:input_type -> flotilla.v1.RollbackServiceRequest
+	25, // 84: flotilla.v1.RolloutService.ListRemediations:input_type -> flotilla.v1.ListRemediationsRequest
+	32, // 85: flotilla.v1.RolloutService.PutService:output_type -> flotilla.v1.PutServiceResponse
+	34, // 86: flotilla.v1.RolloutService.GetService:output_type -> flotilla.v1.GetServiceResponse
+	36, // 87: flotilla.v1.RolloutService.ListServices:output_type -> flotilla.v1.ListServicesResponse
+	38, // 88: flotilla.v1.RolloutService.StartRollout:output_type -> flotilla.v1.StartRolloutResponse
+	40, // 89: flotilla.v1.RolloutService.GetRollout:output_type -> flotilla.v1.GetRolloutResponse
+	42, // 90: flotilla.v1.RolloutService.ListRollouts:output_type -> flotilla.v1.ListRolloutsResponse
+	44, // 91: flotilla.v1.RolloutService.WatchRollout:output_type -> flotilla.v1.WatchRolloutResponse
+	46, // 92: flotilla.v1.RolloutService.PauseRollout:output_type -> flotilla.v1.PauseRolloutResponse
+	48, // 93: flotilla.v1.RolloutService.ResumeRollout:output_type -> flotilla.v1.ResumeRolloutResponse
+	50, // 94: flotilla.v1.RolloutService.AbortRollout:output_type -> flotilla.v1.AbortRolloutResponse
+	52, // 95: flotilla.v1.RolloutService.RollbackService:output_type -> flotilla.v1.RollbackServiceResponse
+	26, // 96: flotilla.v1.RolloutService.ListRemediations:output_type -> flotilla.v1.ListRemediationsResponse
+	85, // [85:97] is the sub-list for method output_type
+	73, // [73:85] is the sub-list for method input_type
+	73, // [73:73] is the sub-list for extension type_name
+	73, // [73:73] is the sub-list for extension extendee
+	0,  // [0:73] is the sub-list for field type_name
 }
 
 func init() { file_flotilla_v1_rollout_proto_init() }
@@ -3647,11 +4556,11 @@ func file_flotilla_v1_rollout_proto_init() {
 		return
 	}
 	file_flotilla_v1_fleet_proto_init()
-	file_flotilla_v1_rollout_proto_msgTypes[2].OneofWrappers = []any{
+	file_flotilla_v1_rollout_proto_msgTypes[5].OneofWrappers = []any{
 		(*RolloutStrategy_BatchSize)(nil),
 		(*RolloutStrategy_BatchPercent)(nil),
 	}
-	file_flotilla_v1_rollout_proto_msgTypes[12].OneofWrappers = []any{
+	file_flotilla_v1_rollout_proto_msgTypes[20].OneofWrappers = []any{
 		(*RolloutEvent_State)(nil),
 		(*RolloutEvent_Batch)(nil),
 		(*RolloutEvent_Host)(nil),
@@ -3662,8 +4571,8 @@ func file_flotilla_v1_rollout_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotilla_v1_rollout_proto_rawDesc), len(file_flotilla_v1_rollout_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   38,
+			NumEnums:      7,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

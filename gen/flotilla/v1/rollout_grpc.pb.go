@@ -19,17 +19,18 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	RolloutService_PutService_FullMethodName      = "/flotilla.v1.RolloutService/PutService"
-	RolloutService_GetService_FullMethodName      = "/flotilla.v1.RolloutService/GetService"
-	RolloutService_ListServices_FullMethodName    = "/flotilla.v1.RolloutService/ListServices"
-	RolloutService_StartRollout_FullMethodName    = "/flotilla.v1.RolloutService/StartRollout"
-	RolloutService_GetRollout_FullMethodName      = "/flotilla.v1.RolloutService/GetRollout"
-	RolloutService_ListRollouts_FullMethodName    = "/flotilla.v1.RolloutService/ListRollouts"
-	RolloutService_WatchRollout_FullMethodName    = "/flotilla.v1.RolloutService/WatchRollout"
-	RolloutService_PauseRollout_FullMethodName    = "/flotilla.v1.RolloutService/PauseRollout"
-	RolloutService_ResumeRollout_FullMethodName   = "/flotilla.v1.RolloutService/ResumeRollout"
-	RolloutService_AbortRollout_FullMethodName    = "/flotilla.v1.RolloutService/AbortRollout"
-	RolloutService_RollbackService_FullMethodName = "/flotilla.v1.RolloutService/RollbackService"
+	RolloutService_PutService_FullMethodName       = "/flotilla.v1.RolloutService/PutService"
+	RolloutService_GetService_FullMethodName       = "/flotilla.v1.RolloutService/GetService"
+	RolloutService_ListServices_FullMethodName     = "/flotilla.v1.RolloutService/ListServices"
+	RolloutService_StartRollout_FullMethodName     = "/flotilla.v1.RolloutService/StartRollout"
+	RolloutService_GetRollout_FullMethodName       = "/flotilla.v1.RolloutService/GetRollout"
+	RolloutService_ListRollouts_FullMethodName     = "/flotilla.v1.RolloutService/ListRollouts"
+	RolloutService_WatchRollout_FullMethodName     = "/flotilla.v1.RolloutService/WatchRollout"
+	RolloutService_PauseRollout_FullMethodName     = "/flotilla.v1.RolloutService/PauseRollout"
+	RolloutService_ResumeRollout_FullMethodName    = "/flotilla.v1.RolloutService/ResumeRollout"
+	RolloutService_AbortRollout_FullMethodName     = "/flotilla.v1.RolloutService/AbortRollout"
+	RolloutService_RollbackService_FullMethodName  = "/flotilla.v1.RolloutService/RollbackService"
+	RolloutService_ListRemediations_FullMethodName = "/flotilla.v1.RolloutService/ListRemediations"
 )
 
 // RolloutServiceClient is the client API for RolloutService service.
@@ -64,8 +65,15 @@ type RolloutServiceClient interface {
 	// AbortRollout stops a rollout, optionally rolling back every host it changed.
 	AbortRollout(ctx context.Context, in *AbortRolloutRequest, opts ...grpc.CallOption) (*AbortRolloutResponse, error)
 	// RollbackService starts a rollout back to the previous successful
-	// revision (or a named one), linked to the rollout it undoes.
+	// revision (or a named one), linked to the rollout it undoes. While a
+	// blue-green rollout of the service is SWITCHED (its previous containers
+	// still run) it switches the load balancers back to them instead, at
+	// once, and returns that rollout (ROLLING_BACK).
 	RollbackService(ctx context.Context, in *RollbackServiceRequest, opts ...grpc.CallOption) (*RollbackServiceResponse, error)
+	// ListRemediations lists the automatic restarts of the services'
+	// remediation policies and the escalations of their guard rails, newest
+	// first.
+	ListRemediations(ctx context.Context, in *ListRemediationsRequest, opts ...grpc.CallOption) (*ListRemediationsResponse, error)
 }
 
 type rolloutServiceClient struct {
@@ -195,6 +203,16 @@ func (c *rolloutServiceClient) RollbackService(ctx context.Context, in *Rollback
 	return out, nil
 }
 
+func (c *rolloutServiceClient) ListRemediations(ctx context.Context, in *ListRemediationsRequest, opts ...grpc.CallOption) (*ListRemediationsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRemediationsResponse)
+	err := c.cc.Invoke(ctx, RolloutService_ListRemediations_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RolloutServiceServer is the server API for RolloutService service.
 // All implementations must embed UnimplementedRolloutServiceServer
 // for forward compatibility.
@@ -227,8 +245,15 @@ type RolloutServiceServer interface {
 	// AbortRollout stops a rollout, optionally rolling back every host it changed.
 	AbortRollout(context.Context, *AbortRolloutRequest) (*AbortRolloutResponse, error)
 	// RollbackService starts a rollout back to the previous successful
-	// revision (or a named one), linked to the rollout it undoes.
+	// revision (or a named one), linked to the rollout it undoes. While a
+	// blue-green rollout of the service is SWITCHED (its previous containers
+	// still run) it switches the load balancers back to them instead, at
+	// once, and returns that rollout (ROLLING_BACK).
 	RollbackService(context.Context, *RollbackServiceRequest) (*RollbackServiceResponse, error)
+	// ListRemediations lists the automatic restarts of the services'
+	// remediation policies and the escalations of their guard rails, newest
+	// first.
+	ListRemediations(context.Context, *ListRemediationsRequest) (*ListRemediationsResponse, error)
 	mustEmbedUnimplementedRolloutServiceServer()
 }
 
@@ -271,6 +296,9 @@ func (UnimplementedRolloutServiceServer) AbortRollout(context.Context, *AbortRol
 }
 func (UnimplementedRolloutServiceServer) RollbackService(context.Context, *RollbackServiceRequest) (*RollbackServiceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RollbackService not implemented")
+}
+func (UnimplementedRolloutServiceServer) ListRemediations(context.Context, *ListRemediationsRequest) (*ListRemediationsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListRemediations not implemented")
 }
 func (UnimplementedRolloutServiceServer) mustEmbedUnimplementedRolloutServiceServer() {}
 func (UnimplementedRolloutServiceServer) testEmbeddedByValue()                        {}
@@ -484,6 +512,24 @@ func _RolloutService_RollbackService_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RolloutService_ListRemediations_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRemediationsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RolloutServiceServer).ListRemediations(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RolloutService_ListRemediations_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RolloutServiceServer).ListRemediations(ctx, req.(*ListRemediationsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RolloutService_ServiceDesc is the grpc.ServiceDesc for RolloutService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -530,6 +576,10 @@ var RolloutService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RollbackService",
 			Handler:    _RolloutService_RollbackService_Handler,
+		},
+		{
+			MethodName: "ListRemediations",
+			Handler:    _RolloutService_ListRemediations_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

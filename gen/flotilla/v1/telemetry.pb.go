@@ -519,9 +519,20 @@ type WalArchiverStats struct {
 	// When the last attempt failed; unset when none.
 	LastFailedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=last_failed_at,json=lastFailedAt,proto3" json:"last_failed_at,omitempty"`
 	// The timeline the server currently writes WAL on.
-	Timeline      uint32 `protobuf:"varint,7,opt,name=timeline,proto3" json:"timeline,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Timeline uint32 `protobuf:"varint,7,opt,name=timeline,proto3" json:"timeline,omitempty"`
+	// The continuity of the archive itself, from a listing of the database's
+	// WAL destination (taken at most every few minutes, so it may trail the
+	// counters above): one entry per timeline that has archived segments, in
+	// timeline order. Empty when nothing is archived there yet.
+	ArchiveTimelines []*WalTimelineContinuity `protobuf:"bytes,8,rep,name=archive_timelines,json=archiveTimelines,proto3" json:"archive_timelines,omitempty"`
+	// When the listing behind archive_timelines was taken; unset before the
+	// first one.
+	ArchiveCheckedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=archive_checked_at,json=archiveCheckedAt,proto3" json:"archive_checked_at,omitempty"`
+	// Why the last listing failed (archive_timelines then keeps the previous
+	// one's); empty when it succeeded.
+	ArchiveCheckError string `protobuf:"bytes,10,opt,name=archive_check_error,json=archiveCheckError,proto3" json:"archive_check_error,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *WalArchiverStats) Reset() {
@@ -603,6 +614,123 @@ func (x *WalArchiverStats) GetTimeline() uint32 {
 	return 0
 }
 
+func (x *WalArchiverStats) GetArchiveTimelines() []*WalTimelineContinuity {
+	if x != nil {
+		return x.ArchiveTimelines
+	}
+	return nil
+}
+
+func (x *WalArchiverStats) GetArchiveCheckedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ArchiveCheckedAt
+	}
+	return nil
+}
+
+func (x *WalArchiverStats) GetArchiveCheckError() string {
+	if x != nil {
+		return x.ArchiveCheckError
+	}
+	return ""
+}
+
+// WalTimelineContinuity is the archived WAL of one timeline: the segments
+// from the first to the last one stored, and those missing in between. A
+// missing segment is a gap nothing after it can be replayed across: a
+// point-in-time restore from a base backup before the gap stops at it. A
+// segment counts as archived only with its checksum object (what wal-push
+// writes last and wal-fetch requires).
+type WalTimelineContinuity struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The timeline (the first 8 hex digits of a segment's name).
+	Timeline uint32 `protobuf:"varint,1,opt,name=timeline,proto3" json:"timeline,omitempty"`
+	// The first archived segment of the timeline.
+	FirstSegment string `protobuf:"bytes,2,opt,name=first_segment,json=firstSegment,proto3" json:"first_segment,omitempty"`
+	// The last archived segment of the timeline.
+	LastSegment string `protobuf:"bytes,3,opt,name=last_segment,json=lastSegment,proto3" json:"last_segment,omitempty"`
+	// Segments archived from first_segment to last_segment.
+	ArchivedSegments uint64 `protobuf:"varint,4,opt,name=archived_segments,json=archivedSegments,proto3" json:"archived_segments,omitempty"`
+	// Segments missing between first_segment and last_segment.
+	MissingSegments uint64 `protobuf:"varint,5,opt,name=missing_segments,json=missingSegments,proto3" json:"missing_segments,omitempty"`
+	// The first missing segments, in WAL order (at most 10).
+	Missing       []string `protobuf:"bytes,6,rep,name=missing,proto3" json:"missing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WalTimelineContinuity) Reset() {
+	*x = WalTimelineContinuity{}
+	mi := &file_flotilla_v1_telemetry_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WalTimelineContinuity) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WalTimelineContinuity) ProtoMessage() {}
+
+func (x *WalTimelineContinuity) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_telemetry_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WalTimelineContinuity.ProtoReflect.Descriptor instead.
+func (*WalTimelineContinuity) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_telemetry_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *WalTimelineContinuity) GetTimeline() uint32 {
+	if x != nil {
+		return x.Timeline
+	}
+	return 0
+}
+
+func (x *WalTimelineContinuity) GetFirstSegment() string {
+	if x != nil {
+		return x.FirstSegment
+	}
+	return ""
+}
+
+func (x *WalTimelineContinuity) GetLastSegment() string {
+	if x != nil {
+		return x.LastSegment
+	}
+	return ""
+}
+
+func (x *WalTimelineContinuity) GetArchivedSegments() uint64 {
+	if x != nil {
+		return x.ArchivedSegments
+	}
+	return 0
+}
+
+func (x *WalTimelineContinuity) GetMissingSegments() uint64 {
+	if x != nil {
+		return x.MissingSegments
+	}
+	return 0
+}
+
+func (x *WalTimelineContinuity) GetMissing() []string {
+	if x != nil {
+		return x.Missing
+	}
+	return nil
+}
+
 // ManagedContainer is a container the agent manages.
 type ManagedContainer struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -619,14 +747,18 @@ type ManagedContainer struct {
 	// The container's resource use, read once per heartbeat from Docker's
 	// stats and inspect APIs; absent in the hello, from agents that do not
 	// read it, and when the engine did not answer in time.
-	Resources     *ContainerResources `protobuf:"bytes,6,opt,name=resources,proto3" json:"resources,omitempty"`
+	Resources *ContainerResources `protobuf:"bytes,6,opt,name=resources,proto3" json:"resources,omitempty"`
+	// The host ports the container publishes, ascending; blue-green and
+	// surge rollouts read from them which of the load balancer's ports is
+	// live on the host.
+	HostPorts     []int32 `protobuf:"varint,7,rep,packed,name=host_ports,json=hostPorts,proto3" json:"host_ports,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ManagedContainer) Reset() {
 	*x = ManagedContainer{}
-	mi := &file_flotilla_v1_telemetry_proto_msgTypes[6]
+	mi := &file_flotilla_v1_telemetry_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -638,7 +770,7 @@ func (x *ManagedContainer) String() string {
 func (*ManagedContainer) ProtoMessage() {}
 
 func (x *ManagedContainer) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_telemetry_proto_msgTypes[6]
+	mi := &file_flotilla_v1_telemetry_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -651,7 +783,7 @@ func (x *ManagedContainer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagedContainer.ProtoReflect.Descriptor instead.
 func (*ManagedContainer) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_telemetry_proto_rawDescGZIP(), []int{6}
+	return file_flotilla_v1_telemetry_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ManagedContainer) GetName() string {
@@ -696,6 +828,13 @@ func (x *ManagedContainer) GetResources() *ContainerResources {
 	return nil
 }
 
+func (x *ManagedContainer) GetHostPorts() []int32 {
+	if x != nil {
+		return x.HostPorts
+	}
+	return nil
+}
+
 // ContainerResources is one reading of a managed container's resource use.
 // The memory and CPU figures are set only while the container runs; the
 // restart and OOM figures always.
@@ -734,7 +873,7 @@ type ContainerResources struct {
 
 func (x *ContainerResources) Reset() {
 	*x = ContainerResources{}
-	mi := &file_flotilla_v1_telemetry_proto_msgTypes[7]
+	mi := &file_flotilla_v1_telemetry_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -746,7 +885,7 @@ func (x *ContainerResources) String() string {
 func (*ContainerResources) ProtoMessage() {}
 
 func (x *ContainerResources) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_telemetry_proto_msgTypes[7]
+	mi := &file_flotilla_v1_telemetry_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -759,7 +898,7 @@ func (x *ContainerResources) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerResources.ProtoReflect.Descriptor instead.
 func (*ContainerResources) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_telemetry_proto_rawDescGZIP(), []int{7}
+	return file_flotilla_v1_telemetry_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ContainerResources) GetCpuPercent() float64 {
@@ -876,7 +1015,7 @@ const file_flotilla_v1_telemetry_proto_rawDesc = "" +
 	"\rDatabaseStats\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vconnections\x18\x02 \x01(\x03R\vconnections\x12@\n" +
-	"\fwal_archiver\x18\x03 \x01(\v2\x1d.flotilla.v1.WalArchiverStatsR\vwalArchiver\"\xd4\x02\n" +
+	"\fwal_archiver\x18\x03 \x01(\v2\x1d.flotilla.v1.WalArchiverStatsR\vwalArchiver\"\x9f\x04\n" +
 	"\x10WalArchiverStats\x12%\n" +
 	"\x0earchived_count\x18\x01 \x01(\x03R\rarchivedCount\x12*\n" +
 	"\x11last_archived_wal\x18\x02 \x01(\tR\x0flastArchivedWal\x12D\n" +
@@ -884,14 +1023,27 @@ const file_flotilla_v1_telemetry_proto_rawDesc = "" +
 	"\ffailed_count\x18\x04 \x01(\x03R\vfailedCount\x12&\n" +
 	"\x0flast_failed_wal\x18\x05 \x01(\tR\rlastFailedWal\x12@\n" +
 	"\x0elast_failed_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\flastFailedAt\x12\x1a\n" +
-	"\btimeline\x18\a \x01(\rR\btimeline\"\xcf\x01\n" +
+	"\btimeline\x18\a \x01(\rR\btimeline\x12O\n" +
+	"\x11archive_timelines\x18\b \x03(\v2\".flotilla.v1.WalTimelineContinuityR\x10archiveTimelines\x12H\n" +
+	"\x12archive_checked_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x10archiveCheckedAt\x12.\n" +
+	"\x13archive_check_error\x18\n" +
+	" \x01(\tR\x11archiveCheckError\"\xed\x01\n" +
+	"\x15WalTimelineContinuity\x12\x1a\n" +
+	"\btimeline\x18\x01 \x01(\rR\btimeline\x12#\n" +
+	"\rfirst_segment\x18\x02 \x01(\tR\ffirstSegment\x12!\n" +
+	"\flast_segment\x18\x03 \x01(\tR\vlastSegment\x12+\n" +
+	"\x11archived_segments\x18\x04 \x01(\x04R\x10archivedSegments\x12)\n" +
+	"\x10missing_segments\x18\x05 \x01(\x04R\x0fmissingSegments\x12\x18\n" +
+	"\amissing\x18\x06 \x03(\tR\amissing\"\xee\x01\n" +
 	"\x10ManagedContainer\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\fcontainer_id\x18\x02 \x01(\tR\vcontainerId\x12\x14\n" +
 	"\x05image\x18\x03 \x01(\tR\x05image\x12\x19\n" +
 	"\bimage_id\x18\x04 \x01(\tR\aimageId\x12\x14\n" +
 	"\x05state\x18\x05 \x01(\tR\x05state\x12=\n" +
-	"\tresources\x18\x06 \x01(\v2\x1f.flotilla.v1.ContainerResourcesR\tresources\"\xab\x03\n" +
+	"\tresources\x18\x06 \x01(\v2\x1f.flotilla.v1.ContainerResourcesR\tresources\x12\x1d\n" +
+	"\n" +
+	"host_ports\x18\a \x03(\x05R\thostPorts\"\xab\x03\n" +
 	"\x12ContainerResources\x12\x1f\n" +
 	"\vcpu_percent\x18\x01 \x01(\x01R\n" +
 	"cpuPercent\x127\n" +
@@ -918,7 +1070,7 @@ func file_flotilla_v1_telemetry_proto_rawDescGZIP() []byte {
 	return file_flotilla_v1_telemetry_proto_rawDescData
 }
 
-var file_flotilla_v1_telemetry_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_flotilla_v1_telemetry_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_flotilla_v1_telemetry_proto_goTypes = []any{
 	(*Heartbeat)(nil),             // 0: flotilla.v1.Heartbeat
 	(*HostMetrics)(nil),           // 1: flotilla.v1.HostMetrics
@@ -926,31 +1078,34 @@ var file_flotilla_v1_telemetry_proto_goTypes = []any{
 	(*AppHealth)(nil),             // 3: flotilla.v1.AppHealth
 	(*DatabaseStats)(nil),         // 4: flotilla.v1.DatabaseStats
 	(*WalArchiverStats)(nil),      // 5: flotilla.v1.WalArchiverStats
-	(*ManagedContainer)(nil),      // 6: flotilla.v1.ManagedContainer
-	(*ContainerResources)(nil),    // 7: flotilla.v1.ContainerResources
-	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 9: google.protobuf.Duration
+	(*WalTimelineContinuity)(nil), // 6: flotilla.v1.WalTimelineContinuity
+	(*ManagedContainer)(nil),      // 7: flotilla.v1.ManagedContainer
+	(*ContainerResources)(nil),    // 8: flotilla.v1.ContainerResources
+	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 10: google.protobuf.Duration
 }
 var file_flotilla_v1_telemetry_proto_depIdxs = []int32{
-	8,  // 0: flotilla.v1.Heartbeat.observed_at:type_name -> google.protobuf.Timestamp
+	9,  // 0: flotilla.v1.Heartbeat.observed_at:type_name -> google.protobuf.Timestamp
 	1,  // 1: flotilla.v1.Heartbeat.host:type_name -> flotilla.v1.HostMetrics
 	3,  // 2: flotilla.v1.Heartbeat.app:type_name -> flotilla.v1.AppHealth
 	4,  // 3: flotilla.v1.Heartbeat.databases:type_name -> flotilla.v1.DatabaseStats
-	6,  // 4: flotilla.v1.Heartbeat.containers:type_name -> flotilla.v1.ManagedContainer
+	7,  // 4: flotilla.v1.Heartbeat.containers:type_name -> flotilla.v1.ManagedContainer
 	2,  // 5: flotilla.v1.HostMetrics.disks:type_name -> flotilla.v1.DiskUsage
-	9,  // 6: flotilla.v1.AppHealth.latency:type_name -> google.protobuf.Duration
-	8,  // 7: flotilla.v1.AppHealth.checked_at:type_name -> google.protobuf.Timestamp
+	10, // 6: flotilla.v1.AppHealth.latency:type_name -> google.protobuf.Duration
+	9,  // 7: flotilla.v1.AppHealth.checked_at:type_name -> google.protobuf.Timestamp
 	5,  // 8: flotilla.v1.DatabaseStats.wal_archiver:type_name -> flotilla.v1.WalArchiverStats
-	8,  // 9: flotilla.v1.WalArchiverStats.last_archived_at:type_name -> google.protobuf.Timestamp
-	8,  // 10: flotilla.v1.WalArchiverStats.last_failed_at:type_name -> google.protobuf.Timestamp
-	7,  // 11: flotilla.v1.ManagedContainer.resources:type_name -> flotilla.v1.ContainerResources
-	8,  // 12: flotilla.v1.ContainerResources.last_oom_kill_at:type_name -> google.protobuf.Timestamp
-	8,  // 13: flotilla.v1.ContainerResources.started_at:type_name -> google.protobuf.Timestamp
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	9,  // 9: flotilla.v1.WalArchiverStats.last_archived_at:type_name -> google.protobuf.Timestamp
+	9,  // 10: flotilla.v1.WalArchiverStats.last_failed_at:type_name -> google.protobuf.Timestamp
+	6,  // 11: flotilla.v1.WalArchiverStats.archive_timelines:type_name -> flotilla.v1.WalTimelineContinuity
+	9,  // 12: flotilla.v1.WalArchiverStats.archive_checked_at:type_name -> google.protobuf.Timestamp
+	8,  // 13: flotilla.v1.ManagedContainer.resources:type_name -> flotilla.v1.ContainerResources
+	9,  // 14: flotilla.v1.ContainerResources.last_oom_kill_at:type_name -> google.protobuf.Timestamp
+	9,  // 15: flotilla.v1.ContainerResources.started_at:type_name -> google.protobuf.Timestamp
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_flotilla_v1_telemetry_proto_init() }
@@ -964,7 +1119,7 @@ func file_flotilla_v1_telemetry_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotilla_v1_telemetry_proto_rawDesc), len(file_flotilla_v1_telemetry_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

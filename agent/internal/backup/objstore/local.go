@@ -58,6 +58,12 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, size int64, re
 	if err := CheckKey(key); err != nil {
 		return err
 	}
+	// A full filesystem fails the write (or the sync); the temporary file
+	// goes, nothing is left under key, and the error says so.
+	return Full(l.put(ctx, key, r, size, replace), "local destination "+l.root)
+}
+
+func (l *Local) put(ctx context.Context, key string, r io.Reader, size int64, replace bool) error {
 	final := l.Path(key)
 	if err := os.MkdirAll(filepath.Dir(final), 0o700); err != nil {
 		return err

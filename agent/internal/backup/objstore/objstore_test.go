@@ -251,3 +251,47 @@ func (s *stall) Read([]byte) (int, error) {
 	time.Sleep(time.Hour)
 	return 0, io.EOF
 }
+
+// An object larger than the part size goes up as a multipart upload, from
+// a file-like source (parts sent several at once) and from a plain reader
+// (parts read in order), and reads back whole; a source that ends early
+// leaves nothing, and the upload is aborted.
+func TestS3MultipartUpload(t *testing.T) {
+	ctx := context.Background()
+	srv := s3test.Start(t, "backups")
+	s := srv.Store(t, "backups", "mp")
+	objstore.SetPartSize(s, 5<<20)
+	content := make([]byte, 11<<20+123) // three parts, the last short
+	for i := range content {
+		content[i] = byte(i * 7 % 251)
+	}
+	want := digest(content)
+	sources := map[string]func() io.Reader{
+		"readerat": func() io.Reader { return bytes.NewReader(content) },
+		"reader": func() io.Reader {
+			return io.MultiReader(bytes.NewReader(content[:3<<20]), bytes.NewReader(content[3<<20:]))
+		},
+	}
+	for name, src := range sources {
+		t.Run(name, func(t *testing.T) {
+			if err := objstore.PutVerified(ctx, s, name+"/db.dump", src(), want, false); err != nil {
+				t.Fatal(err)
+			}
+			info, err := s.Stat(ctx, name+"/db.dump")
+			if err != nil || info.Size != int64(len(content)) {
+				t.Fatalf("Stat = %+v, %v; want %d bytes", info, err, len(content))
+			}
+			err = objstore.PutVerified(ctx, s, name+"/short.dump", bytes.NewReader(content[:8<<20]), want, false)
+			if err == nil {
+				t.Fatal("a multipart Put of 8 MiB claimed as 11 MiB succeeded")
+			}
+			if _, err := s.Stat(ctx, name+"/short.dump"); !errors.Is(err, objstore.ErrNotFound) {
+				t.Fatalf("Stat after a failed multipart Put = %v, want ErrNotFound", err)
+			}
+		})
+	}
+	// The uploads of the short sources were aborted: none is left open.
+	if n, err := objstore.OpenUploads(ctx, s); err != nil || n != 0 {
+		t.Errorf("%d multipart uploads left open (%v), want 0", n, err)
+	}
+}

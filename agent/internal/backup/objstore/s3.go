@@ -12,9 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-
-	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
+	"time"
 )
 
 // S3Config is how the agent reaches S3-compatible object storage (YAML
@@ -112,7 +110,7 @@ func truncate(s string) string {
 // S3 is a Store in a bucket of an S3-compatible object store, under a key
 // prefix.
 type S3 struct {
-	client   *minio.Client
+	client   *s3Client
 	endpoint string
 	bucket   string
 	prefix   string // "" or ending in '/'
@@ -139,41 +137,47 @@ func NewS3(cfg S3Config, endpoint, bucket, prefix string, lookupEnv func(string)
 	if err := CheckPrefix(prefix); err != nil {
 		return nil, fmt.Errorf("s3.prefix: %w", err)
 	}
-	creds, err := s3Credentials(cfg, lookupEnv)
+	creds, err := loadCredentials(cfg, lookupEnv)
 	if err != nil {
 		return nil, err
 	}
-	opts := &minio.Options{Creds: creds, Secure: !cfg.Insecure, Region: cfg.Region, BucketLookup: minio.BucketLookupPath}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
 	if cfg.CAFile != "" {
-		if opts.Transport, err = caTransport(cfg.CAFile); err != nil {
+		if transport.TLSClientConfig, err = caConfig(cfg.CAFile); err != nil {
 			return nil, err
 		}
 	}
-	client, err := minio.New(endpoint, opts)
-	if err != nil {
-		return nil, fmt.Errorf("s3 client for %s: %w", endpoint, err)
+	region := cfg.Region
+	if region == "" {
+		region = "us-east-1"
+	}
+	scheme := "https"
+	if cfg.Insecure {
+		scheme = "http"
 	}
 	if prefix != "" {
 		prefix = strings.TrimSuffix(prefix, "/") + "/"
 	}
+	client := &s3Client{http: &http.Client{Transport: transport}, scheme: scheme, endpoint: endpoint, region: region,
+		creds: creds, now: time.Now}
 	return &S3{client: client, endpoint: endpoint, bucket: bucket, prefix: prefix}, nil
 }
 
-func s3Credentials(cfg S3Config, lookupEnv func(string) (string, bool)) (*credentials.Credentials, error) {
+func loadCredentials(cfg S3Config, lookupEnv func(string) (string, bool)) (s3Credentials, error) {
 	if cfg.AccessKeyID != "" {
 		secret, err := readSecret(cfg.SecretAccessKeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("backup.s3.secret_access_key_file: %w", err)
+			return s3Credentials{}, fmt.Errorf("backup.s3.secret_access_key_file: %w", err)
 		}
-		return credentials.NewStaticV4(cfg.AccessKeyID, secret, ""), nil
+		return s3Credentials{accessKeyID: cfg.AccessKeyID, secret: secret}, nil
 	}
 	id, _ := lookupEnv("AWS_ACCESS_KEY_ID")
 	secret, _ := lookupEnv("AWS_SECRET_ACCESS_KEY")
 	token, _ := lookupEnv("AWS_SESSION_TOKEN")
 	if id == "" || secret == "" {
-		return nil, errors.New("no S3 credentials: set backup.s3.access_key_id and secret_access_key_file, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the agent's environment")
+		return s3Credentials{}, errors.New("no S3 credentials: set backup.s3.access_key_id and secret_access_key_file, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the agent's environment")
 	}
-	return credentials.NewStaticV4(id, secret, token), nil
+	return s3Credentials{accessKeyID: id, secret: secret, sessionToken: token}, nil
 }
 
 // readSecret reads a one-line secret from a file that only its owner may read.
@@ -196,7 +200,7 @@ func readSecret(path string) (string, error) {
 	return s, nil
 }
 
-func caTransport(caFile string) (http.RoundTripper, error) {
+func caConfig(caFile string) (*tls.Config, error) {
 	pem, err := os.ReadFile(caFile)
 	if err != nil {
 		return nil, fmt.Errorf("backup.s3.ca_file: %w", err)
@@ -205,9 +209,7 @@ func caTransport(caFile string) (http.RoundTripper, error) {
 	if !pool.AppendCertsFromPEM(pem) {
 		return nil, fmt.Errorf("backup.s3.ca_file: %s holds no PEM certificate", caFile)
 	}
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	return t, nil
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
 
 // URI implements Store.
@@ -228,13 +230,11 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, size int64, repla
 			return err
 		}
 	}
-	_, err := s.client.PutObject(ctx, s.bucket, s.prefix+key, r, size, minio.PutObjectOptions{
-		// Over plain HTTP the request is signed with its content's
-		// SHA-256, over HTTPS TLS protects it; the read-back that follows
-		// every Put checks what was stored.
-		ContentType: "application/octet-stream",
-	})
-	return s.explain(err)
+	// Over plain HTTP each request is signed with its content's SHA-256,
+	// over HTTPS TLS protects it; the read-back that follows every Put
+	// checks what was stored.
+	header := http.Header{"Content-Type": {"application/octet-stream"}}
+	return s.explain(s.client.put(ctx, s.bucket, s.prefix+key, r, size, header))
 }
 
 // Open implements Store.
@@ -242,16 +242,11 @@ func (s *S3) Open(ctx context.Context, key string) (io.ReadCloser, error) {
 	if err := CheckKey(key); err != nil {
 		return nil, err
 	}
-	obj, err := s.client.GetObject(ctx, s.bucket, s.prefix+key, minio.GetObjectOptions{})
+	body, err := s.client.get(ctx, s.bucket, s.prefix+key)
 	if err != nil {
-		return nil, s.explain(err)
-	}
-	// GetObject is lazy: Stat surfaces a missing object now.
-	if _, err := obj.Stat(); err != nil {
-		obj.Close()
 		return nil, s.notFound(key, err)
 	}
-	return obj, nil
+	return body, nil
 }
 
 // Stat implements Store.
@@ -259,25 +254,26 @@ func (s *S3) Stat(ctx context.Context, key string) (Info, error) {
 	if err := CheckKey(key); err != nil {
 		return Info{}, err
 	}
-	oi, err := s.client.StatObject(ctx, s.bucket, s.prefix+key, minio.StatObjectOptions{})
+	size, modified, err := s.client.head(ctx, s.bucket, s.prefix+key)
 	if err != nil {
 		return Info{}, s.notFound(key, err)
 	}
-	return Info{Key: key, Size: oi.Size, Modified: oi.LastModified}, nil
+	return Info{Key: key, Size: size, Modified: modified}, nil
 }
 
 // List implements Store.
 func (s *S3) List(ctx context.Context, prefix string) ([]Info, error) {
+	entries, err := s.client.list(ctx, s.bucket, s.prefix+prefix)
+	if err != nil {
+		return nil, s.explain(err)
+	}
 	var out []Info
-	for oi := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.prefix + prefix, Recursive: true}) {
-		if oi.Err != nil {
-			return nil, s.explain(oi.Err)
-		}
-		key := strings.TrimPrefix(oi.Key, s.prefix)
+	for _, e := range entries {
+		key := strings.TrimPrefix(e.Key, s.prefix)
 		if strings.HasSuffix(key, "/") {
 			continue // a "directory" marker
 		}
-		out = append(out, Info{Key: key, Size: oi.Size, Modified: oi.LastModified})
+		out = append(out, Info{Key: key, Size: e.Size, Modified: e.LastModified})
 	}
 	return out, nil
 }
@@ -287,12 +283,11 @@ func (s *S3) Delete(ctx context.Context, key string) error {
 	if err := CheckKey(key); err != nil {
 		return err
 	}
-	return s.explain(s.client.RemoveObject(ctx, s.bucket, s.prefix+key, minio.RemoveObjectOptions{}))
+	return s.explain(s.client.remove(ctx, s.bucket, s.prefix+key))
 }
 
 func (s *S3) notFound(key string, err error) error {
-	if minio.ToErrorResponse(err).Code == minio.NoSuchKey || minio.ToErrorResponse(err).StatusCode == http.StatusNotFound &&
-		minio.ToErrorResponse(err).Code != minio.NoSuchBucket {
+	if notFoundError(err) {
 		return fmt.Errorf("%s: %w", s.URI(key), ErrNotFound)
 	}
 	return s.explain(err)
@@ -302,9 +297,6 @@ func (s *S3) notFound(key string, err error) error {
 func (s *S3) explain(err error) error {
 	if err == nil {
 		return nil
-	}
-	if r := minio.ToErrorResponse(err); r.Code != "" {
-		return fmt.Errorf("s3 %s bucket %s: %s (%s)", s.endpoint, s.bucket, r.Message, r.Code)
 	}
 	return fmt.Errorf("s3 %s bucket %s: %w", s.endpoint, s.bucket, err)
 }

@@ -171,18 +171,53 @@ WHERE a.id = u.id AND (u.if_holder = '' OR a.stream_holder = u.if_holder)`
 // UpdateAgentStatuses writes updates in one transaction and one statement,
 // however many agents it covers, as if applied in order. Unknown IDs are
 // skipped.
-func (s *Store) UpdateAgentStatuses(ctx context.Context, updates []store.AgentStatus) error {
+//
+// When some are Attach updates writing the agent connected, their rows are
+// locked first, in ID order, and the state each replaces is read under the
+// lock, in the same transaction: an agent marked lost by the fleet leader
+// just before is seen lost here, and one marked lost just after had its
+// mark refused (its status_seq moved), so its return is told once.
+func (s *Store) UpdateAgentStatuses(ctx context.Context, updates []store.AgentStatus) ([]string, error) {
 	if len(updates) == 0 {
-		return nil
+		return nil, nil
 	}
-	cols, err := agentStatusColumns(mergeAgentStatuses(updates))
+	merged := mergeAgentStatuses(updates)
+	cols, err := agentStatusColumns(merged)
 	if err != nil {
-		return fmt.Errorf("store: update agent statuses: %w", err)
+		return nil, fmt.Errorf("store: update agent statuses: %w", err)
 	}
-	if _, err := s.pool.Exec(ctx, updateAgentStatuses, cols...); err != nil {
-		return wrap(err, "update agent statuses")
+	var attached []string
+	for _, u := range merged {
+		if u.Attach && u.State == store.AgentConnected && u.IfHolder == "" {
+			attached = append(attached, u.ID)
+		}
 	}
-	return nil
+	if len(attached) == 0 {
+		if _, err := s.pool.Exec(ctx, updateAgentStatuses, cols...); err != nil {
+			return nil, wrap(err, "update agent statuses")
+		}
+		return nil, nil
+	}
+	var back []string
+	err = s.inTx(ctx, "update agent statuses", func(tx pgx.Tx) error {
+		lost, err := queryAll(ctx, tx, "read returning agents", func(row pgx.Row) (string, error) {
+			var id string
+			return id, row.Scan(&id)
+		}, `SELECT id FROM (SELECT id, state FROM agents WHERE id = ANY($1) ORDER BY id FOR UPDATE) AS locked WHERE state = $2`,
+			attached, store.AgentLost)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, updateAgentStatuses, cols...); err != nil {
+			return wrap(err, "update agent statuses")
+		}
+		back = lost // unconditional updates of locked rows: all written
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return back, nil
 }
 
 // mergeAgentStatuses folds updates of the same agent into one, as applying
@@ -208,6 +243,7 @@ func mergeAgentStatuses(updates []store.AgentStatus) []store.AgentStatus {
 		if u.LastHeartbeat == nil {
 			u.LastHeartbeat = prev.LastHeartbeat
 		}
+		u.Attach = u.Attach || prev.Attach
 		// An unconditional write followed by one conditional on the
 		// holder it wrote: applied in order, both apply.
 		if prev.IfHolder == "" && u.IfHolder == prev.StreamHolder {

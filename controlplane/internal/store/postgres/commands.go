@@ -77,10 +77,11 @@ FROM unnest($1::text[], $2::int4[], $3::text[], $4::bytea[], $5::int8[], $6::int
 WHERE h.id = u.id`
 
 // UpdateHostCommands writes the mutable fields of host commands in one
-// transaction and one statement; of several entries with one ID, the last
-// is written, as if they were applied in order.
-func (s *Store) UpdateHostCommands(ctx context.Context, hosts []store.HostCommand) error {
-	if len(hosts) == 0 {
+// transaction and one statement (after the check of their fences, in the
+// same transaction, when they have any); of several entries with one ID,
+// the last is written, as if they were applied in order.
+func (s *Store) UpdateHostCommands(ctx context.Context, hosts []store.HostCommand, fences map[string]*store.Fence, events []store.CommandEvent) error {
+	if len(hosts) == 0 && len(events) == 0 {
 		return nil
 	}
 	last := make(map[string]int, len(hosts))
@@ -105,11 +106,25 @@ func (s *Store) UpdateHostCommands(ctx context.Context, hosts []store.HostComman
 			times[j] = append(times[j], v)
 		}
 	}
-	_, err := s.pool.Exec(ctx, updateHostCommands, ids, states, messages, results, times[0], times[1], times[2], times[3], times[4], reasons)
-	if err != nil {
-		return wrap(err, "update host commands")
+	args := []any{ids, states, messages, results, times[0], times[1], times[2], times[3], times[4], reasons}
+	checks := store.DistinctFences(hosts, events, fences)
+	if len(checks) == 0 && len(events) == 0 {
+		if _, err := s.pool.Exec(ctx, updateHostCommands, args...); err != nil {
+			return wrap(err, "update host commands")
+		}
+		return nil
 	}
-	return nil
+	return s.inTx(ctx, "update host commands", func(tx pgx.Tx) error {
+		if err := checkFences(ctx, tx, checks); err != nil {
+			return err
+		}
+		if len(ids) > 0 {
+			if _, err := tx.Exec(ctx, updateHostCommands, args...); err != nil {
+				return wrap(err, "update host commands")
+			}
+		}
+		return insertCommandEvents(ctx, tx, events)
+	})
 }
 
 // GetFleetCommand returns a fleet command or ErrNotFound.

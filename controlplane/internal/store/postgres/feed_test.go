@@ -50,7 +50,7 @@ func TestFeedWakesOnCommitAndAfterReconnect(t *testing.T) {
 	}
 	waitWake(t, cmds, "after a host command was created on another store")
 	hc.CancelReason = "stop"
-	if err := writer.UpdateHostCommands(ctx, []store.HostCommand{hc}); err != nil {
+	if err := writer.UpdateHostCommands(ctx, []store.HostCommand{hc}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	waitWake(t, cmds, "after a host command was updated on another store")

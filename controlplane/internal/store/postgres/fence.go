@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/jackc/pgx/v5"
 
@@ -24,9 +23,21 @@ func checkFence(ctx context.Context, tx pgx.Tx, f *store.Fence) error {
 		f.Name, f.Holder, f.Token).Scan(&one)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		return fmt.Errorf("store: lease %q (holder %s, token %d): %w", f.Name, f.Holder, f.Token, store.ErrFenced)
+		return &store.FencedError{Fence: *f}
 	case err != nil:
 		return wrap(err, "check lease %q", f.Name)
+	}
+	return nil
+}
+
+// checkFences checks each of fences in turn (see checkFence), in the order
+// given (store.DistinctFences sorts them, so that writers lock the lease
+// rows in one order), and returns the first refusal.
+func checkFences(ctx context.Context, tx pgx.Tx, fences []*store.Fence) error {
+	for _, f := range fences {
+		if err := checkFence(ctx, tx, f); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -74,10 +74,10 @@ func (s *Store) CreateRollout(ctx context.Context, r store.Rollout, hosts []stor
 
 func insertRollout(ctx context.Context, tx pgx.Tx, r store.Rollout) error {
 	_, err := tx.Exec(ctx, `INSERT INTO rollouts (`+rolloutColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)`,
 		r.ID, r.Service, r.Image, r.RollbackOf, r.CreatedBy, r.Definition, r.ServiceSpec, stringsArg(r.LoadBalancers),
 		r.State, r.Message, r.CurrentBatch, r.Prepared, timeArg(r.BatchStartedAt), timeArg(r.BatchFinishedAt),
-		r.Stop, r.StopRollback, r.StopState, timeArg(r.CreatedAt), timeArg(r.FinishedAt), timeArg(r.BakeUntil), r.Analysis)
+		r.Stop, r.StopRollback, r.StopState, timeArg(r.CreatedAt), timeArg(r.FinishedAt), timeArg(r.BakeUntil), r.Analysis, timeArg(r.ResumeAt))
 	if isConflict(err) {
 		return fmt.Errorf("store: create rollout %q: %w: %w", r.ID, store.ErrConflict, err)
 	}

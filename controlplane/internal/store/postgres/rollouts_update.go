@@ -32,10 +32,10 @@ func (s *Store) UpdateRollout(ctx context.Context, u store.RolloutUpdate) ([]sto
 		if r := u.Rollout; r != nil {
 			if _, err := tx.Exec(ctx, `UPDATE rollouts SET state = $1, message = $2, current_batch = $3, prepared = $4,
 				batch_started_at = $5, batch_finished_at = $6, stop = $7, stop_rollback = $8, stop_state = $9, finished_at = $10,
-				bake_until = $11, analysis = $12
-				WHERE id = $13`,
+				bake_until = $11, analysis = $12, window_resume_at = $13
+				WHERE id = $14`,
 				r.State, r.Message, r.CurrentBatch, r.Prepared, timeArg(r.BatchStartedAt), timeArg(r.BatchFinishedAt),
-				r.Stop, r.StopRollback, r.StopState, timeArg(r.FinishedAt), timeArg(r.BakeUntil), r.Analysis, u.RolloutID); err != nil {
+				r.Stop, r.StopRollback, r.StopState, timeArg(r.FinishedAt), timeArg(r.BakeUntil), r.Analysis, timeArg(r.ResumeAt), u.RolloutID); err != nil {
 				return wrap(err, "update rollout %q", u.RolloutID)
 			}
 		}
@@ -133,7 +133,7 @@ func scanRollout(row pgx.Row) (store.Rollout, error) {
 	err := row.Scan(&r.ID, &r.Service, &r.Image, &r.RollbackOf, &r.CreatedBy, &r.Definition, &r.ServiceSpec,
 		stringsCol{&r.LoadBalancers}, &r.State, &r.Message, &r.CurrentBatch, &r.Prepared, timeCol{&r.BatchStartedAt},
 		timeCol{&r.BatchFinishedAt}, &r.Stop, &r.StopRollback, &r.StopState, timeCol{&r.CreatedAt}, timeCol{&r.FinishedAt},
-		timeCol{&r.BakeUntil}, &r.Analysis)
+		timeCol{&r.BakeUntil}, &r.Analysis, timeCol{&r.ResumeAt})
 	return r, err
 }
 

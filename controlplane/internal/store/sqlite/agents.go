@@ -172,19 +172,30 @@ const updateAgentStatus = `UPDATE agents SET
 WHERE id = ? AND (? = '' OR stream_holder = ?)`
 
 // UpdateAgentStatuses writes updates in one transaction, which costs one
-// fsync however many agents it covers. Unknown IDs are skipped.
-func (s *Store) UpdateAgentStatuses(ctx context.Context, updates []store.AgentStatus) error {
+// fsync however many agents it covers. Unknown IDs are skipped. An Attach
+// update reads the state it replaces first (the write transaction holds
+// the database).
+func (s *Store) UpdateAgentStatuses(ctx context.Context, updates []store.AgentStatus) ([]string, error) {
 	if len(updates) == 0 {
-		return nil
+		return nil, nil
 	}
-	return s.inWriteTx(ctx, "update agent statuses", func(tx *sql.Tx) error {
+	var back []string
+	err := s.inWriteTx(ctx, "update agent statuses", func(tx *sql.Tx) error {
+		back = back[:0]
 		stmt, err := tx.PrepareContext(ctx, updateAgentStatus)
 		if err != nil {
 			return fmt.Errorf("store: update agent statuses: %w", err)
 		}
 		defer stmt.Close()
 		for _, u := range updates {
-			_, err := stmt.ExecContext(ctx,
+			from := ""
+			if u.Attach && u.State == store.AgentConnected {
+				err := tx.QueryRowContext(ctx, `SELECT state FROM agents WHERE id = ?`, u.ID).Scan(&from)
+				if err != nil && !errors.Is(err, sql.ErrNoRows) {
+					return fmt.Errorf("store: read agent status %q: %w", u.ID, err)
+				}
+			}
+			res, err := stmt.ExecContext(ctx,
 				u.State, u.StateReason, timeArg(u.StateChangedAt), timeArg(u.ConnectedAt), timeArg(u.LastSeenAt),
 				u.PeerAddress, u.Version, u.Hostname,
 				labelsArg(u.Labels), blobArg(u.Hello), blobArg(u.LastHeartbeat),
@@ -192,7 +203,14 @@ func (s *Store) UpdateAgentStatuses(ctx context.Context, updates []store.AgentSt
 			if err != nil {
 				return fmt.Errorf("store: update agent status %q: %w", u.ID, err)
 			}
+			if n, _ := res.RowsAffected(); n > 0 && from == store.AgentLost {
+				back = append(back, u.ID)
+			}
 		}
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return back, nil
 }

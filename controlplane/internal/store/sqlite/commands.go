@@ -140,12 +140,20 @@ func (s *Store) inChangeTx(ctx context.Context, op string, n int, fn func(tx *sq
 	return err
 }
 
-// UpdateHostCommands writes the mutable fields of host commands in one transaction.
-func (s *Store) UpdateHostCommands(ctx context.Context, hosts []store.HostCommand) error {
-	if len(hosts) == 0 {
+// UpdateHostCommands writes the mutable fields of host commands in one
+// transaction, once their fences are checked in it.
+func (s *Store) UpdateHostCommands(ctx context.Context, hosts []store.HostCommand, fences map[string]*store.Fence, events []store.CommandEvent) error {
+	if len(hosts) == 0 && len(events) == 0 {
 		return nil
 	}
+	checks := store.DistinctFences(hosts, events, fences)
 	return s.inChangeTx(ctx, "update host commands", len(hosts), func(tx *sql.Tx, seq int64) error {
+		if err := checkFences(ctx, tx, checks); err != nil {
+			return err
+		}
+		if err := insertCommandEvents(ctx, tx, events); err != nil {
+			return err
+		}
 		stmt, err := tx.PrepareContext(ctx, `UPDATE host_commands SET state = ?, message = ?, result = ?,
 			released_at = ?, deadline = ?, sent_at = ?, started_at = ?, finished_at = ?, change_seq = ? WHERE id = ?`)
 		if err != nil {

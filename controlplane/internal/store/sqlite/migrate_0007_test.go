@@ -44,7 +44,7 @@ func TestMigration0007NumbersExistingAgents(t *testing.T) {
 		before[0].StreamHolder != "" || before[1].StreamHolder != "" {
 		t.Fatalf("agents after 0007 = %+v, want two with distinct positive status_seq and no holder", before)
 	}
-	if err := s.UpdateAgentStatuses(ctx, []store.AgentStatus{{ID: before[0].ID, State: store.AgentDisconnected}}); err != nil {
+	if _, err := s.UpdateAgentStatuses(ctx, []store.AgentStatus{{ID: before[0].ID, State: store.AgentDisconnected}}); err != nil {
 		t.Fatal(err)
 	}
 	after, err := s.ListAgentsChanged(ctx, before[1].StatusSeq, 10)

@@ -10,9 +10,14 @@ import (
 	"flotilla.dev/controlplane/internal/store"
 )
 
+// queryer is what *sql.DB and *sql.Tx share for queries.
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
 // queryAll runs query on db and scans every row with scan. A failure names
 // op ("list agents") so the error reads "store: list agents: …".
-func queryAll[T any](ctx context.Context, db *sql.DB, op string, scan func(rowScanner) (T, error), query string, args ...any) ([]T, error) {
+func queryAll[T any](ctx context.Context, db queryer, op string, scan func(rowScanner) (T, error), query string, args ...any) ([]T, error) {
 	rows, err := db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: %s: %w", op, err)

@@ -56,10 +56,10 @@ func (s *Store) CreateRollout(ctx context.Context, r store.Rollout, hosts []stor
 			return err
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO rollouts (`+rolloutColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			r.ID, r.Service, r.Image, r.RollbackOf, r.CreatedBy, blobArg(r.Definition), blobArg(r.ServiceSpec), stringsArg(r.LoadBalancers),
 			r.State, r.Message, r.CurrentBatch, r.Prepared, timeArg(r.BatchStartedAt), timeArg(r.BatchFinishedAt),
-			r.Stop, r.StopRollback, r.StopState, timeArg(r.CreatedAt), timeArg(r.FinishedAt), timeArg(r.BakeUntil), blobArg(r.Analysis))
+			r.Stop, r.StopRollback, r.StopState, timeArg(r.CreatedAt), timeArg(r.FinishedAt), timeArg(r.BakeUntil), blobArg(r.Analysis), timeArg(r.ResumeAt))
 		if isConflict(err) {
 			if err := checkNoActiveRollout(ctx, tx, r.Service); err != nil {
 				return err
@@ -164,10 +164,10 @@ func (s *Store) UpdateRollout(ctx context.Context, u store.RolloutUpdate) ([]sto
 		if r := u.Rollout; r != nil {
 			if _, err := tx.ExecContext(ctx, `UPDATE rollouts SET state = ?, message = ?, current_batch = ?, prepared = ?,
 				batch_started_at = ?, batch_finished_at = ?, stop = ?, stop_rollback = ?, stop_state = ?, finished_at = ?,
-				bake_until = ?, analysis = ?
+				bake_until = ?, analysis = ?, window_resume_at = ?
 				WHERE id = ?`,
 				r.State, r.Message, r.CurrentBatch, r.Prepared, timeArg(r.BatchStartedAt), timeArg(r.BatchFinishedAt),
-				r.Stop, r.StopRollback, r.StopState, timeArg(r.FinishedAt), timeArg(r.BakeUntil), blobArg(r.Analysis), u.RolloutID); err != nil {
+				r.Stop, r.StopRollback, r.StopState, timeArg(r.FinishedAt), timeArg(r.BakeUntil), blobArg(r.Analysis), timeArg(r.ResumeAt), u.RolloutID); err != nil {
 				return fmt.Errorf("store: update rollout %q: %w", u.RolloutID, err)
 			}
 		}
@@ -280,6 +280,6 @@ func scanRollout(row rowScanner) (store.Rollout, error) {
 	err := row.Scan(&r.ID, &r.Service, &r.Image, &r.RollbackOf, &r.CreatedBy, blobCol{&r.Definition}, blobCol{&r.ServiceSpec},
 		stringsCol{&r.LoadBalancers}, &r.State, &r.Message, &r.CurrentBatch, &r.Prepared, timeCol{&r.BatchStartedAt},
 		timeCol{&r.BatchFinishedAt}, &r.Stop, &r.StopRollback, &r.StopState, timeCol{&r.CreatedAt}, timeCol{&r.FinishedAt},
-		timeCol{&r.BakeUntil}, blobCol{&r.Analysis})
+		timeCol{&r.BakeUntil}, blobCol{&r.Analysis}, timeCol{&r.ResumeAt})
 	return r, err
 }

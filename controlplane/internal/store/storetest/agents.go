@@ -351,7 +351,7 @@ func testUpdateAgentStatuses(t *testing.T, open Opener) {
 			s := open(t)
 			reg := mustRegisterAgent(t, s, registered)
 			unknown := store.AgentStatus{ID: "unknown", State: store.AgentLost}
-			if err := s.UpdateAgentStatuses(context.Background(), []store.AgentStatus{unknown, tt.update}); err != nil {
+			if _, err := s.UpdateAgentStatuses(context.Background(), []store.AgentStatus{unknown, tt.update}); err != nil {
 				t.Fatalf("UpdateAgentStatuses: %v", err)
 			}
 			assertUpdated(t, mustGetAgent(t, s, "agent-1"), tt.want(reg), reg.StatusSeq)
@@ -380,7 +380,7 @@ func testUpdateAgentStatusesIsOneTransaction(t *testing.T, open Opener) {
 		{ID: "agent-1", State: store.AgentLost},
 		{ID: "agent-1", LastSeenAt: time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)}, // not storable
 	}
-	if err := s.UpdateAgentStatuses(context.Background(), updates); err == nil {
+	if _, err := s.UpdateAgentStatuses(context.Background(), updates); err == nil {
 		t.Fatal("UpdateAgentStatuses stored a time past 2262")
 	}
 	assertEqual(t, mustGetAgent(t, s, "agent-1"), a) // the first update was rolled back
@@ -388,7 +388,7 @@ func testUpdateAgentStatusesIsOneTransaction(t *testing.T, open Opener) {
 
 func testUpdateAgentStatusesEmpty(t *testing.T, open Opener) {
 	s := open(t)
-	if err := s.UpdateAgentStatuses(context.Background(), nil); err != nil {
+	if _, err := s.UpdateAgentStatuses(context.Background(), nil); err != nil {
 		t.Fatalf("UpdateAgentStatuses(nil) = %v", err)
 	}
 }

@@ -38,7 +38,7 @@ func benchUpdateAgentStatuses(b *testing.B, open BenchOpener) {
 		for i := range updates {
 			updates[i].LastSeenAt = now
 		}
-		if err := s.UpdateAgentStatuses(ctx, updates); err != nil {
+		if _, err := s.UpdateAgentStatuses(ctx, updates); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -72,7 +72,7 @@ func benchUpdateHostCommands(b *testing.B, open BenchOpener) {
 			h := &all[n%hosts]
 			update(h, n/hosts)
 			n++
-			if err := s.UpdateHostCommands(ctx, []store.HostCommand{*h}); err != nil {
+			if err := s.UpdateHostCommands(ctx, []store.HostCommand{*h}, nil, nil); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -86,7 +86,7 @@ func benchUpdateHostCommands(b *testing.B, open BenchOpener) {
 				update(&all[i], n)
 			}
 			n++
-			if err := s.UpdateHostCommands(ctx, all); err != nil {
+			if err := s.UpdateHostCommands(ctx, all, nil, nil); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -46,7 +46,7 @@ func testHostCommandChanges(t *testing.T, open Opener) {
 	last := all[2].ChangeSeq
 
 	a.State, a.ReleasedAt, a.Deadline, a.CancelReason = 2, t0.Add(time.Second), t0.Add(time.Minute), "operator changed their mind"
-	if err := s.UpdateHostCommands(ctx, []store.HostCommand{a}); err != nil {
+	if err := s.UpdateHostCommands(ctx, []store.HostCommand{a}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	changed := mustChanges(t, s, last, 0)
@@ -57,7 +57,7 @@ func testHostCommandChanges(t *testing.T, open Opener) {
 	assertEqual(t, mustGetHostCommand(t, s, a.ID), a)
 	kept := a
 	kept.CancelReason, kept.State = "", 3
-	if err := s.UpdateHostCommands(ctx, []store.HostCommand{kept}); err != nil {
+	if err := s.UpdateHostCommands(ctx, []store.HostCommand{kept}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	kept.CancelReason = a.CancelReason
@@ -259,5 +259,128 @@ func testUpdateFleetCommandFenced(t *testing.T, open Opener) {
 	}
 	if fc := mustGetFleetCommand(t, s, "cmd-1"); fc.State != 2 || fc.Summary != "" {
 		t.Errorf("a fenced write changed the command: %+v", fc)
+	}
+}
+
+// Host command writes under fences (issue 13: a replica that lost a fleet
+// command's lease must not write its hosts' states): written while every
+// fence holds, nothing written when one does not, and the refusal names
+// the lease that moved.
+func testUpdateHostCommandsFenced(t *testing.T, open Opener) {
+	s := open(t)
+	ctx := context.Background()
+	web1, web2 := newHostCommand("cmd-1", "web-1", t0), newHostCommand("cmd-1", "web-2", t0)
+	mustCreateFleetCommand(t, s, newFleetCommand("cmd-1", t0, 1), web1, web2)
+	other := newHostCommand("cmd-2", "web-1", t0)
+	mustCreateFleetCommand(t, s, newFleetCommand("cmd-2", t0, 1), other)
+	l1 := mustAcquire(t, s, "command/cmd-1", "a", time.Minute)
+	l2 := mustAcquire(t, s, "command/cmd-2", "a", time.Minute)
+	fences := map[string]*store.Fence{web1.ID: store.FenceOf(l1), web2.ID: store.FenceOf(l1), other.ID: store.FenceOf(l2)}
+
+	running := func(h store.HostCommand, msg string) store.HostCommand {
+		h.State, h.Message, h.ReleasedAt, h.StartedAt = 3, msg, t0.Add(time.Second), t0.Add(2*time.Second)
+		return h
+	}
+	held := []store.HostCommand{running(web1, "held"), running(other, "held")}
+	if err := s.UpdateHostCommands(ctx, held, fences, nil); err != nil {
+		t.Fatalf("UpdateHostCommands under held leases: %v", err)
+	}
+	assertEqual(t, mustGetHostCommand(t, s, web1.ID), held[0])
+
+	// cmd-1's lease moves to b: a write of cmd-1's hosts and cmd-2's in one
+	// call writes neither, and names cmd-1's lease.
+	if err := s.ReleaseLease(ctx, l1.Name, "a", l1.Token); err != nil {
+		t.Fatal(err)
+	}
+	lb := mustAcquire(t, s, "command/cmd-1", "b", time.Minute)
+	late := []store.HostCommand{running(other, "late"), running(web2, "late")}
+	err := s.UpdateHostCommands(ctx, late, fences, nil)
+	var fe *store.FencedError
+	if !errors.Is(err, store.ErrFenced) || !errors.As(err, &fe) || fe.Fence != *store.FenceOf(l1) {
+		t.Fatalf("UpdateHostCommands under a lease that moved = %v, want a FencedError of %s token %d", err, l1.Name, l1.Token)
+	}
+	assertEqual(t, mustGetHostCommand(t, s, other.ID), held[1])
+	assertEqual(t, mustGetHostCommand(t, s, web2.ID), web2)
+
+	// The new holder writes; so does a write without fences.
+	fences[web2.ID] = store.FenceOf(lb)
+	if err := s.UpdateHostCommands(ctx, late, fences, nil); err != nil {
+		t.Fatalf("UpdateHostCommands under the new holder's lease: %v", err)
+	}
+	assertEqual(t, mustGetHostCommand(t, s, web2.ID), late[1])
+	unfenced := running(web1, "unfenced")
+	if err := s.UpdateHostCommands(ctx, []store.HostCommand{unfenced}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	assertEqual(t, mustGetHostCommand(t, s, web1.ID), unfenced)
+}
+
+// testCommandEvents: events written with host command changes (or alone)
+// are listed per fleet command after a seq, in order; ReadFleetCommand
+// gives the seq of the last one with the command and its hosts; a fenced
+// write stores none; the events of a command finished long enough ago are
+// pruned.
+func testCommandEvents(t *testing.T, open Opener) {
+	s := open(t)
+	ctx := context.Background()
+	web1 := newHostCommand("cmd-1", "web-1", t0)
+	mustCreateFleetCommand(t, s, newFleetCommand("cmd-1", t0, 1), web1)
+	mustCreateFleetCommand(t, s, newFleetCommand("cmd-2", t0, 1), newHostCommand("cmd-2", "web-1", t0))
+	if _, _, last, err := s.ReadFleetCommand(ctx, "cmd-1"); err != nil || last != 0 {
+		t.Fatalf("ReadFleetCommand before any event: last %d, %v; want 0", last, err)
+	}
+	ev := func(fc, body string) store.CommandEvent {
+		return store.CommandEvent{FleetCommandID: fc, AgentID: "web-1", Event: []byte(body), CreatedAt: t0}
+	}
+	running := web1
+	running.State, running.Message = 3, "running"
+	if err := s.UpdateHostCommands(ctx, []store.HostCommand{running}, nil, []store.CommandEvent{ev("cmd-1", "a"), ev("cmd-2", "x"), ev("cmd-1", "b")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UpdateHostCommands(ctx, nil, nil, []store.CommandEvent{ev("cmd-1", "c")}); err != nil { // progress only
+		t.Fatal(err)
+	}
+	// A write under a fence that does not hold stores neither.
+	f := &store.Fence{Name: "command/cmd-1", Holder: "nobody", Token: 1}
+	err := s.UpdateHostCommands(ctx, []store.HostCommand{running}, map[string]*store.Fence{web1.ID: f}, []store.CommandEvent{ev("cmd-1", "fenced")})
+	if !errors.Is(err, store.ErrFenced) {
+		t.Fatalf("fenced write = %v, want ErrFenced", err)
+	}
+	// So does a fenced event alone (progress of a command whose lease moved).
+	progress := ev("cmd-1", "fenced progress")
+	progress.CommandID = web1.ID
+	if err := s.UpdateHostCommands(ctx, nil, map[string]*store.Fence{web1.ID: f}, []store.CommandEvent{progress}); !errors.Is(err, store.ErrFenced) {
+		t.Fatalf("fenced progress = %v, want ErrFenced", err)
+	}
+	all, err := s.ListCommandEvents(ctx, "cmd-1", 0, 0)
+	if err != nil || len(all) != 3 || string(all[0].Event) != "a" || string(all[1].Event) != "b" || string(all[2].Event) != "c" {
+		t.Fatalf("ListCommandEvents(cmd-1) = %+v, %v; want a, b, c", all, err)
+	}
+	if all[0].Seq >= all[1].Seq || all[1].Seq >= all[2].Seq || all[0].AgentID != "web-1" || !all[0].CreatedAt.Equal(t0) {
+		t.Errorf("events = %+v; want increasing seqs, the agent and the time written", all)
+	}
+	if after, err := s.ListCommandEvents(ctx, "cmd-1", all[0].Seq, 1); err != nil || len(after) != 1 || string(after[0].Event) != "b" {
+		t.Errorf("ListCommandEvents after the first, limit 1 = %+v, %v; want b", after, err)
+	}
+	fc, hcs, last, err := s.ReadFleetCommand(ctx, "cmd-1")
+	if err != nil || fc.ID != "cmd-1" || len(hcs) != 1 || hcs[0].Message != "running" || last != all[2].Seq {
+		t.Fatalf("ReadFleetCommand = %s, %+v, last %d, %v; want cmd-1, its running host, last %d", fc.ID, hcs, last, err, all[2].Seq)
+	}
+	if _, _, _, err := s.ReadFleetCommand(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("ReadFleetCommand(unknown) = %v, want ErrNotFound", err)
+	}
+	// cmd-1 finishes at t0+1m; pruning what finished before t0+1h removes
+	// its events only.
+	if err := s.UpdateFleetCommand(ctx, "cmd-1", 2, t0.Add(time.Minute), "{}", nil); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.PruneCommandEvents(ctx, t0); err != nil || n != 0 {
+		t.Errorf("PruneCommandEvents(before the end) = %d, %v; want 0", n, err)
+	}
+	if n, err := s.PruneCommandEvents(ctx, t0.Add(time.Hour)); err != nil || n != 3 {
+		t.Errorf("PruneCommandEvents = %d, %v; want cmd-1's 3", n, err)
+	}
+	if left, err := s.ListCommandEvents(ctx, "cmd-2", 0, 0); err != nil || len(left) != 1 {
+		t.Errorf("cmd-2's events after the prune = %+v, %v; want its one", left, err)
 	}
 }

@@ -233,7 +233,7 @@ func testUpdateHostCommands(t *testing.T, open Opener) {
 	changedIdentity := done
 	changedIdentity.AgentID, changedIdentity.FleetCommandID, changedIdentity.Kind = "intruder", "cmd-x", "backup"
 	changedIdentity.Spec, changedIdentity.CreatedAt = []byte("other"), t0.Add(time.Hour)
-	if err := s.UpdateHostCommands(ctx, []store.HostCommand{released, changedIdentity}); err != nil {
+	if err := s.UpdateHostCommands(ctx, []store.HostCommand{released, changedIdentity}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	assertEqual(t, mustGetHostCommand(t, s, web1.ID), released)
@@ -243,7 +243,7 @@ func testUpdateHostCommands(t *testing.T, open Opener) {
 	// Writing zero values clears: the fields are the complete new state.
 	cleared := done
 	cleared.Result, cleared.FinishedAt, cleared.StartedAt = nil, time.Time{}, time.Time{}
-	if err := s.UpdateHostCommands(ctx, []store.HostCommand{cleared}); err != nil {
+	if err := s.UpdateHostCommands(ctx, []store.HostCommand{cleared}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	assertEqual(t, mustGetHostCommand(t, s, web2.ID), cleared)
@@ -253,13 +253,13 @@ func testUpdateHostCommands(t *testing.T, open Opener) {
 	good.State, good.Message = 3, "running"
 	bad := web3
 	bad.Deadline = time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC) // not storable
-	if err := s.UpdateHostCommands(ctx, []store.HostCommand{good, bad}); err == nil {
+	if err := s.UpdateHostCommands(ctx, []store.HostCommand{good, bad}, nil, nil); err == nil {
 		t.Fatal("UpdateHostCommands with an unstorable time succeeded")
 	}
 	assertEqual(t, mustGetHostCommand(t, s, web1.ID), released)
 	assertEqual(t, mustGetHostCommand(t, s, web3.ID), web3)
 
-	if err := s.UpdateHostCommands(ctx, nil); err != nil {
+	if err := s.UpdateHostCommands(ctx, nil, nil, nil); err != nil {
 		t.Errorf("UpdateHostCommands(nil) = %v", err)
 	}
 }
@@ -292,7 +292,7 @@ func testListActiveHostCommands(t *testing.T, open Opener) {
 
 	// Finishing one removes it.
 	running.State, running.FinishedAt = 5, t0.Add(time.Minute)
-	if err := s.UpdateHostCommands(ctx, []store.HostCommand{running}); err != nil {
+	if err := s.UpdateHostCommands(ctx, []store.HostCommand{running}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	active, err = s.ListActiveHostCommands(ctx)

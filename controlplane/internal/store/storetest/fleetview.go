@@ -30,7 +30,7 @@ func mustListChanged(t *testing.T, s store.Store, after int64, limit int) []stor
 // mustUpdate writes status updates.
 func mustUpdate(t *testing.T, s store.Store, updates ...store.AgentStatus) {
 	t.Helper()
-	if err := s.UpdateAgentStatuses(context.Background(), updates); err != nil {
+	if _, err := s.UpdateAgentStatuses(context.Background(), updates); err != nil {
 		t.Fatalf("UpdateAgentStatuses: %v", err)
 	}
 }
@@ -193,5 +193,44 @@ func testLiveLeases(t *testing.T, open Opener) {
 	}
 	if live, err := s.LiveLeases(ctx, "nothing/"); err != nil || len(live) != 0 {
 		t.Errorf("LiveLeases(nothing/) = %v, %v; want none", live, err)
+	}
+}
+
+// testAttachReportsBackFromLost: an Attach write reports the agents it
+// brought back from lost, once; a second attach, a heartbeat, or an attach
+// over a state that was not lost reports nothing (issue 13: one agent.back
+// per return, whichever replica the agent returns to).
+func testAttachReportsBackFromLost(t *testing.T, open Opener) {
+	s := open(t)
+	ctx := context.Background()
+	for _, id := range []string{"lost-1", "lost-2", "away"} {
+		mustRegisterAgent(t, s, store.Agent{ID: id, Hostname: id})
+		mustUpdate(t, s, store.AgentStatus{ID: id, State: store.AgentConnected, StreamHolder: "dead", LastSeenAt: t0})
+	}
+	var losses []store.AgentLoss
+	for _, a := range mustListChanged(t, s, 0, 10) {
+		if a.ID != "away" {
+			losses = append(losses, store.AgentLoss{ID: a.ID, StatusSeq: a.StatusSeq, Reason: "replica dead"})
+		}
+	}
+	if marked, err := s.MarkAgentsLost(ctx, losses, t0); err != nil || len(marked) != 2 {
+		t.Fatalf("MarkAgentsLost = %v, %v", marked, err)
+	}
+	attach := func(id, holder string) store.AgentStatus {
+		return store.AgentStatus{ID: id, State: store.AgentConnected, StreamHolder: holder, LastSeenAt: t0, Attach: true}
+	}
+	// lost-1 returns to r2; lost-2 only beats (no attach); away attaches
+	// from connected; an unknown ID is skipped.
+	beat := store.AgentStatus{ID: "lost-2", State: store.AgentConnected, StreamHolder: "r2", LastSeenAt: t0}
+	back, err := s.UpdateAgentStatuses(ctx, []store.AgentStatus{attach("lost-1", "r2"), beat, attach("away", "r2"), attach("nobody", "r2")})
+	if err != nil || !slices.Equal(back, []string{"lost-1"}) {
+		t.Fatalf("UpdateAgentStatuses = %v, %v; want lost-1 back", back, err)
+	}
+	// lost-1 attaches again to r3: it is not lost any more.
+	if back, err := s.UpdateAgentStatuses(ctx, []store.AgentStatus{attach("lost-1", "r3")}); err != nil || len(back) != 0 {
+		t.Fatalf("second attach = %v, %v; want nothing back", back, err)
+	}
+	if got := mustGetAgent(t, s, "lost-1"); got.State != store.AgentConnected || got.StreamHolder != "r3" {
+		t.Errorf("lost-1 = %+v, want connected to r3", got)
 	}
 }

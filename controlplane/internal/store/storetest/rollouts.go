@@ -95,6 +95,8 @@ func testRolloutLifecycle(t *testing.T, open Opener) {
 	r.State, r.Message, r.CurrentBatch, r.Prepared, r.BatchStartedAt = 2, "running", 1, true, t0.Add(time.Minute)
 	// The analysis in progress and the bake's end go with the progress.
 	r.BakeUntil, r.Analysis = t0.Add(6*time.Minute), []byte{8, 1, 16, 2}
+	// A deploy window's pause keeps when it resumes (issue 15).
+	r.ResumeAt = t0.Add(72 * time.Hour)
 	h := testHosts("ro-1", "web-a")[0]
 	h.Batch, h.Step, h.Changed, h.PreviousImage, h.StepStartedAt = 1, 4, true, "registry.example/app:1.1", t0.Add(time.Minute)
 	h.HealthySince = t0.Add(90 * time.Second)
@@ -139,9 +141,12 @@ func testRolloutLifecycle(t *testing.T, open Opener) {
 // the service, and a finished rollout cannot move again.
 func testRolloutFinish(t *testing.T, s store.Store, r store.Rollout) {
 	ctx := context.Background()
-	r.State, r.FinishedAt = 4, t0.Add(time.Hour)
+	r.State, r.FinishedAt, r.ResumeAt = 4, t0.Add(time.Hour), time.Time{}
 	if _, err := s.UpdateRollout(ctx, store.RolloutUpdate{RolloutID: "ro-1", Rollout: &r}); err != nil {
 		t.Fatal(err)
+	}
+	if got, _ := s.GetRollout(ctx, "ro-1"); !reflect.DeepEqual(got, r) {
+		t.Fatalf("after finish = %+v, want %+v (the window's resume cleared)", got, r)
 	}
 	if _, err := s.UpdateRollout(ctx, store.RolloutUpdate{RolloutID: "ro-1", Rollout: &r}); !errors.Is(err, store.ErrRolloutFinished) {
 		t.Fatalf("update after finish = %v, want ErrRolloutFinished", err)

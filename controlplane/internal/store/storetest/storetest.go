@@ -39,6 +39,8 @@ func Run(t *testing.T, open Opener) {
 		{"ListFleetCommands", testListFleetCommands},
 		{"UpdateFleetCommand", testUpdateFleetCommand},
 		{"UpdateFleetCommandFenced", testUpdateFleetCommandFenced},
+		{"UpdateHostCommandsFenced", testUpdateHostCommandsFenced},
+		{"CommandEvents", testCommandEvents},
 		{"HostCommandChanges", testHostCommandChanges},
 		{"HostCommandChangesConcurrentWriters", testHostCommandChangesConcurrentWriters},
 		{"ListAgentActiveHostCommands", testListAgentActiveHostCommands},
@@ -66,6 +68,7 @@ func Run(t *testing.T, open Opener) {
 		{"AgentStatusSeq", testAgentStatusSeq},
 		{"UpdateAgentStatusesIfHolder", testUpdateAgentStatusesIfHolder},
 		{"MarkAgentsLost", testMarkAgentsLost},
+		{"AttachReportsBackFromLost", testAttachReportsBackFromLost},
 		{"LiveLeases", testLiveLeases},
 		{"BackupPolicies", testBackupPolicies},
 		{"BackupPolicyRuns", testBackupPolicyRuns},
@@ -78,6 +81,7 @@ func Run(t *testing.T, open Opener) {
 		{"ReleaseDeliveries", testReleaseDeliveries},
 		{"DeliveryLog", testDeliveryLog},
 		{"PruneNotifications", testPruneNotifications},
+		{"Remediations", testRemediations},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, open) })
