@@ -55,6 +55,12 @@ type Config struct {
 	RetryInterval time.Duration
 	// MaxHosts bounds the hosts of one rollout (default 10000).
 	MaxHosts int
+	// ReconnectGrace is how long a start waits for a host whose stream
+	// closed less than ReconnectGrace ago (default 10s; negative: no wait)
+	// before it plans the host as offline: an agent the rebalancer moved
+	// to another replica, or whose replica died, is back within seconds,
+	// and a plan made meanwhile would leave it out of the release.
+	ReconnectGrace time.Duration
 
 	// Holder is this replica's holder ID (lease.NewHolderID) when several
 	// control planes share the store (PostgreSQL): each active rollout is
@@ -147,6 +153,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.MaxHosts <= 0 {
 		cfg.MaxHosts = 10000
+	}
+	if cfg.ReconnectGrace == 0 {
+		cfg.ReconnectGrace = DefaultReconnectGrace
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 500 * time.Millisecond

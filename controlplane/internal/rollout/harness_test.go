@@ -484,6 +484,10 @@ type fakeAgent struct {
 	servers                []string
 	candidates, swapCounts int
 
+	// endSession ends the current stream (the agent reconnects unless
+	// frozen).
+	endSession context.CancelFunc
+
 	sendMu sync.Mutex
 	stream grpc.BidiStreamingClient[flotillav1.ConnectRequest, flotillav1.ConnectResponse]
 }
@@ -543,6 +547,7 @@ func (a *fakeAgent) session(ctx context.Context) {
 	defer conn.Close()
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	a.set(func(a *fakeAgent) { a.endSession = cancel })
 	stream, err := flotillav1.NewAgentServiceClient(conn).Connect(sctx)
 	if err != nil {
 		return
@@ -893,4 +898,21 @@ func (a *fakeAgent) upstreamServers() []string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return slices.Clone(a.servers)
+}
+
+// dropStream ends the agent's stream as a replica shedding it would, keeps
+// it away until comeBack is called, and waits until the control plane
+// shows it disconnected.
+func (c *cluster) dropStream(a *fakeAgent) (comeBack func()) {
+	c.t.Helper()
+	var end context.CancelFunc
+	a.set(func(a *fakeAgent) { a.frozen, end = true, a.endSession })
+	if end != nil {
+		end()
+	}
+	eventually(c.t, a.id+" to be disconnected", func() bool {
+		got, ok := c.current().Server.Registry().Get(a.id)
+		return ok && got.Record.State == store.AgentDisconnected
+	})
+	return func() { a.set(func(a *fakeAgent) { a.frozen = false }) }
 }

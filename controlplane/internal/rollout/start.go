@@ -176,6 +176,13 @@ func (e *Engine) planStart(ctx context.Context, p startParams) (startPlan, error
 	if pl.lbIDs, err = e.loadBalancers(pl.svc.GetLoadBalancer()); err != nil {
 		return startPlan{}, err
 	}
+	if p.rollbackOf == "" && p.remediation == nil {
+		// A rollback and an automatic restart go at once: they answer an
+		// incident, and leave out a host that is away as before.
+		if agents, err = e.awaitReconnecting(ctx, agents); err != nil {
+			return startPlan{}, err
+		}
+	}
 	cands := make([]Candidate, len(agents))
 	for i, a := range agents {
 		cands[i] = candidateOf(a, pl.svc.GetContainer(), pl.svc.GetLoadBalancer())
