@@ -23,7 +23,11 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// OfflinePolicy is what a rollout does with hosts offline at its start.
+// OfflinePolicy is what a rollout does with hosts offline at its start. A
+// host whose stream closed less than 10 s before the start (the agent was
+// moved to another replica, or its replica died) is reconnecting, not
+// offline: the start waits for it, up to 10 s after it left. A rollback
+// does not wait.
 type OfflinePolicy int32
 
 const (
