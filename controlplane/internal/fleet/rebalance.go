@@ -62,7 +62,11 @@ type rebalanced struct{ n atomic.Uint64 }
 // shedMemory is how many MinAges a replica remembers an agent whose
 // stream it closed to rebalance: one that comes back within that time
 // (its only address is this replica, or its load balancer sent it back) is
-// left where it is, rather than closed again and again.
+// left where it is, rather than closed again and again. An agent seen on
+// another replica meanwhile is forgotten (applyRow): it went where it was
+// sent, and if it comes back (that replica died, or sent it on) it may be
+// moved again; otherwise two failures within the memory would leave the
+// fleet on the survivors, every agent of theirs remembered.
 const shedMemory = 10
 
 // shedRecently reports whether id's stream was closed to rebalance less

@@ -367,6 +367,12 @@ func (r *Registry) applyRow(row store.Agent) {
 		r.log.Debug("agent state changed on another replica", logging.AgentID(row.ID),
 			zap.String("from", e.rec.State), zap.String("to", row.State), zap.String("stream_holder", row.StreamHolder))
 	}
+	if row.State == store.AgentConnected && row.StreamHolder != "" && row.StreamHolder != r.cfg.Replica.Holder {
+		// It reached another replica since this one closed its stream to
+		// rebalance: should it come back (that replica died, or sent it
+		// on), it was not bounced back, and it may be moved again.
+		delete(r.shed, row.ID)
+	}
 	e.rec = row
 	e.heartbeatAt = row.LastSeenAt
 }

@@ -520,6 +520,69 @@ func TestRebalanceGivesStreamsBack(t *testing.T) {
 	}
 }
 
+// TestRebalanceMovesAgainAnAgentBackFromAnotherReplica: an agent whose
+// stream a replica closed to rebalance, seen on another replica since, is
+// not "bounced back" when that replica dies and the agent returns: it may
+// be moved again once its stream is old enough. (CI's failover test: the
+// agents a survivor had sent to a returning replica all came back when
+// that replica was killed again, and the survivor, remembering each of
+// them, never gave any back: the restarted replica stayed empty.)
+func TestRebalanceMovesAgainAnAgentBackFromAnotherReplica(t *testing.T) {
+	ctx := context.Background()
+	rs := newReplicaSet(t)
+	reb := fleet.Rebalance{Rate: 4, MinAge: time.Minute, Interval: time.Second}
+	a := rs.rebalancingReplica("a", &leadership{}, reb)
+	b := rs.rebalancingReplica("b", &leadership{}, reb)
+	sessions := map[string]*fleet.Session{}
+	ids := []string{"web-00", "web-01", "web-02", "web-03"}
+	for _, id := range ids {
+		register(t, rs.st, a, id, t0, nil, nil)
+		sessions[id] = mustAttach(t, a, id, nil, "10.0.0.1:1")
+		rs.clk.Advance(time.Second)
+	}
+	mustFlush(t, a)
+	mustRefresh(t, b)
+	rs.clk.Advance(time.Minute)
+	// a holds 4 of 4, its share 2: it closes web-00 and web-01, which go
+	// to b; a sees them there.
+	if n, err := a.RebalanceOnce(ctx); err != nil || n != 2 {
+		t.Fatalf("RebalanceOnce = %d, %v; want 2", n, err)
+	}
+	for _, id := range ids[:2] {
+		a.Detach(sessions[id], "rebalanced")
+		sessions[id] = mustAttach(t, b, id, nil, "10.0.0.1:2")
+	}
+	mustFlush(t, a)
+	mustFlush(t, b)
+	mustRefresh(t, a)
+	// b dies: its agents come back to a. web-02 and web-03's streams are
+	// replaced a minute later, so only web-00 and web-01 are old enough to
+	// move when b is back.
+	rs.setLive("b", false)
+	for _, id := range ids[:2] {
+		b.Detach(sessions[id], "replica died")
+		sessions[id] = mustAttach(t, a, id, nil, "10.0.0.1:1")
+	}
+	mustFlush(t, a)
+	rs.clk.Advance(time.Minute)
+	for _, id := range ids[2:] {
+		sessions[id] = mustAttach(t, a, id, nil, "10.0.0.1:3")
+	}
+	mustFlush(t, a)
+	rs.setLive("b", true)
+	mustRefresh(t, b)
+	if n, err := a.RebalanceOnce(ctx); err != nil || n != 2 {
+		t.Fatalf("RebalanceOnce after b came back = %d, %v; want 2 (web-00 and web-01 were on b, not bounced back)", n, err)
+	}
+	for _, id := range ids[:2] {
+		select {
+		case <-sessions[id].Done():
+		default:
+			t.Errorf("%s's stream is open, want it closed to rebalance", id)
+		}
+	}
+}
+
 // metricOf is the collector of c's one series named name.
 func metricOf(c prometheus.Collector, name string) prometheus.Collector {
 	ch := make(chan prometheus.Metric, 1000)
