@@ -91,6 +91,9 @@ type Manager struct {
 	// claimer drives the fleet commands under their leases (replica
 	// mode); nil with one control plane.
 	claimer *work.Claimer
+	// adopting, set by tests, runs in Adopt between the command's joining
+	// running and its host commands' joining the dispatcher.
+	adopting func(fcID string)
 }
 
 // run is a fleet command in progress.
@@ -532,12 +535,7 @@ func (m *Manager) Cancel(ctx context.Context, fcID, reason string) (*flotillav1.
 	var released []string
 	if ok {
 		r.cancelled = reason
-		for _, id := range r.order {
-			hc := r.hosts[id]
-			if !hc.ReleasedAt.IsZero() && !command.Terminal(flotillav1.CommandState(hc.State)) {
-				released = append(released, id)
-			}
-		}
+		released = r.releasedUnfinished()
 	}
 	m.mu.Unlock()
 	if !ok {
@@ -556,6 +554,19 @@ func (m *Manager) Cancel(ctx context.Context, fcID, reason string) (*flotillav1.
 	}
 	m.advance(ctx, fcID, callerOps{ctx, m.cfg.Dispatcher})
 	return m.Get(ctx, fcID, flotillav1.CommandView_COMMAND_VIEW_FULL)
+}
+
+// releasedUnfinished returns the IDs of r's host commands released to
+// their agents and not finished: those a cancel must stop.
+func (r *run) releasedUnfinished() []string {
+	var ids []string
+	for _, id := range r.order {
+		hc := r.hosts[id]
+		if !hc.ReleasedAt.IsZero() && !command.Terminal(flotillav1.CommandState(hc.State)) {
+			ids = append(ids, id)
+		}
+	}
+	return ids
 }
 
 // Get returns a fleet command, with its hosts unless view is

@@ -176,9 +176,13 @@ func (m *Manager) Adopt(ctx context.Context, fcID string) error {
 			r.cancelled = hc.CancelReason // the previous driver's cancel
 		}
 	}
+	before := r.cancelled
 	m.mu.Lock()
 	m.running[fcID] = r
 	m.mu.Unlock()
+	if m.adopting != nil {
+		m.adopting(fcID)
+	}
 	if err := m.cfg.Dispatcher.Adopt(ctx, hcs, fence); err != nil {
 		m.mu.Lock()
 		m.endLocked(fcID, r, errMoved)
@@ -186,6 +190,17 @@ func (m *Manager) Adopt(ctx context.Context, fcID string) error {
 		return err
 	}
 	m.log.Info("driving fleet command taken over", logging.CommandID(fcID), zap.Int("hosts", len(hcs)))
+	// A cancel that came while the commands were being taken over (an
+	// operator's here, or a request the Follower read) found none of them
+	// held by the dispatcher yet, and stopped nothing: hand it over now.
+	m.mu.Lock()
+	reason, released := r.cancelled, r.releasedUnfinished()
+	m.mu.Unlock()
+	if reason != before {
+		if err := m.cfg.Dispatcher.Cancel(ctx, released, reason); err != nil {
+			m.log.Warn("cancelling the commands of a fleet command just taken over failed", logging.CommandID(fcID), zap.Error(err))
+		}
+	}
 	// An operator's cancel asked while no replica drove it.
 	if requests, err := m.cfg.Store.ListCommandReportsFor(ctx, []string{fcID}); err != nil {
 		m.log.Warn("reading the requests stored for a fleet command failed", logging.CommandID(fcID), zap.Error(err))

@@ -286,6 +286,43 @@ func TestReplicaCancelWhileOrphaned(t *testing.T) {
 	awaitFleetState(t, st, fc.GetId(), flotillav1.FleetCommandState_FLEET_COMMAND_STATE_CANCELLED)
 }
 
+// A cancel that comes while a replica takes a command over — its Follower
+// reading the stored request, or an operator calling it there — between
+// the command's joining the replica's running ones and its host commands'
+// joining the dispatcher, still stops the command on the agent.
+func TestReplicaCancelDuringAdopt(t *testing.T) {
+	ctx := context.Background()
+	st := openSQLite(t)
+	rs := newReplicas(t, st, 3, "web-1")
+	a, b, c := rs[0], rs[1], rs[2]
+	sess := b.attach(t, "web-1")
+	fc, err := a.m.Start(ctx, pullRequest("web-1"), "operator:test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hcID := fc.GetId() + ".web-1"
+	awaitMessage(t, sess, "command", func(msg *flotillav1.ConnectResponse) bool { return msg.GetCommand().GetId() == hcID })
+	if err := b.d.OnEvent(ctx, "web-1", &flotillav1.CommandEvent{CommandId: hcID, State: flotillav1.CommandState_COMMAND_STATE_RUNNING}); err != nil {
+		t.Fatal(err)
+	}
+	a.m.Forget(fc.GetId())
+	commands.SetAdoptingHook(c.m, func(fcID string) {
+		if _, err := c.m.Cancel(ctx, fcID, "stop it"); err != nil {
+			t.Errorf("Cancel during Adopt: %v", err)
+		}
+	})
+	if err := c.m.Adopt(ctx, fc.GetId()); err != nil {
+		t.Fatal(err)
+	}
+	awaitMessage(t, sess, "cancel", func(msg *flotillav1.ConnectResponse) bool {
+		return msg.GetCancel().GetCommandId() == hcID && msg.GetCancel().GetReason() == "stop it"
+	})
+	if err := b.d.OnEvent(ctx, "web-1", &flotillav1.CommandEvent{CommandId: hcID, State: flotillav1.CommandState_COMMAND_STATE_CANCELLED}); err != nil {
+		t.Fatal(err)
+	}
+	awaitFleetState(t, st, fc.GetId(), flotillav1.FleetCommandState_FLEET_COMMAND_STATE_CANCELLED)
+}
+
 // newLeasedReplica is a replica whose Manager drives fleet commands under
 // leases held as holder (its claimer not running until the test runs it).
 func newLeasedReplica(t *testing.T, st store.Store, holder string, agents ...string) *replica {
