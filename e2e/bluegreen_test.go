@@ -159,26 +159,35 @@ func (bg *blueGreenRun) testSwitchAndBack(t *testing.T) {
 	}
 	bg.checkNoCompanions(t)
 	rollouttest.CheckAllRun(t, env, "v1")
-	bg.waitReports(t, "v1", env.port)
+	// The agents sent a heartbeat before each final event of the switch
+	// back: the next plan, made now, reads the containers as they are.
+	if err := bg.reports("v1", env.port); err != nil {
+		t.Fatalf("right after the switch back: %v", err)
+	}
+}
+
+// reports checks that every host reports its container on version and
+// port: the next plan reads them.
+func (bg *blueGreenRun) reports(version string, port int) error {
+	env := bg.env
+	for _, h := range env.hosts {
+		a, err := env.g.GetAgent(h.agentID)
+		if err != nil {
+			return err
+		}
+		if c := a.LastHeartbeat.Containers; len(c) == 0 || c[0].Image != env.images[version] || !containsPort(c[0].HostPorts, port) {
+			return fmt.Errorf("%s reports %+v, want %s on port %d", h.name, c, version, port)
+		}
+	}
+	return nil
 }
 
 // waitReports waits until every host reports its container on version
-// and port: the next plan reads them.
+// and port (see reports).
 func (bg *blueGreenRun) waitReports(t *testing.T, version string, port int) {
 	t.Helper()
-	env := bg.env
-	fixture.Eventually(t, 30*time.Second, fmt.Sprintf("the hosts to report %s on port %d", version, port), func() error {
-		for _, h := range env.hosts {
-			a, err := env.g.GetAgent(h.agentID)
-			if err != nil {
-				return err
-			}
-			if c := a.LastHeartbeat.Containers; len(c) == 0 || c[0].Image != env.images[version] || !containsPort(c[0].HostPorts, port) {
-				return fmt.Errorf("%s reports %+v", h.name, c)
-			}
-		}
-		return nil
-	})
+	fixture.Eventually(t, 30*time.Second, fmt.Sprintf("the hosts to report %s on port %d", version, port),
+		func() error { return bg.reports(version, port) })
 }
 
 // checkNoCompanions checks that no candidate or previous container is left.

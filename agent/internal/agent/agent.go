@@ -228,6 +228,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		Journal:       j,
 		Executors:     a.cfg.Executors,
 		Send:          func(ev *flotillav1.CommandEvent) error { return client.SendEvent(ev) },
+		BeforeFinal:   func(cmd *flotillav1.Command) { a.showContainers(client, cmd) },
 		Clock:         a.cfg.Clock,
 		Logger:        a.log.Named("commands"),
 		ShutdownGrace: a.cfg.CommandShutdownGrace,
@@ -255,6 +256,33 @@ func (a *Agent) Run(ctx context.Context) error {
 	err = serve(ctx, client, cmds, renew)
 	a.log.Info("agent stopped", zap.Error(err))
 	return err
+}
+
+// containerRefreshTimeout bounds the heartbeat a command that changed the
+// containers waits for before its final event goes out: a heartbeat's
+// Docker readings are bounded by 2 s each, its health check by its own
+// timeout.
+const containerRefreshTimeout = 10 * time.Second
+
+// showContainers sends a heartbeat, before the final event of a command
+// that changed the managed containers (a restart, a candidate started, a
+// blue-green move), so that the control plane sees the containers as the
+// command left them when it hears the command ended. Without it, a
+// rollout started just after a blue-green switch-back could plan from the
+// containers of the heartbeat before it (up to one interval old). When the
+// heartbeat cannot be sent, the final event still is.
+func (a *Agent) showContainers(client *conn.Client, cmd *flotillav1.Command) {
+	switch command.Kind(cmd.GetSpec()) {
+	case command.KindRestart, command.KindStartCandidate, command.KindBlueGreen:
+	default:
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), containerRefreshTimeout)
+	defer cancel()
+	if err := client.RefreshHeartbeat(ctx); err != nil {
+		a.log.Debug("no heartbeat before the final event of a command that changed the containers",
+			logging.CommandID(cmd.GetId()), zap.Error(err))
+	}
 }
 
 // serve keeps the stream open and the certificate renewed until ctx is

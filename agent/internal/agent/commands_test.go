@@ -3,9 +3,11 @@ package agent
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"flotilla.dev/agent/internal/executor"
 	"flotilla.dev/agent/internal/fakecp"
@@ -137,5 +139,69 @@ func TestNewRejectsAnExecutorOfUnknownKind(t *testing.T) {
 	cfg.Executors = map[string]executor.Executor{"reboot": &fakeExecutor{}}
 	if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "reboot") {
 		t.Fatalf("New: %v, want an error naming the unknown kind", err)
+	}
+}
+
+// imageLister lists one managed container running image.
+type imageLister struct{ image atomic.Value }
+
+func (l *imageLister) ManagedContainers(context.Context) ([]*flotillav1.ManagedContainer, error) {
+	return []*flotillav1.ManagedContainer{{Name: "app", Image: l.image.Load().(string), State: "running"}}, nil
+}
+
+// restartExecutor "restarts" the container on the command's image.
+type restartExecutor struct{ lister *imageLister }
+
+func (restartExecutor) Validate(*flotillav1.CommandSpec) error { return nil }
+
+func (e restartExecutor) Execute(_ context.Context, spec *flotillav1.CommandSpec, _ executor.Progress) (*flotillav1.CommandResult, error) {
+	e.lister.image.Store(spec.GetRestart().GetImage())
+	return &flotillav1.CommandResult{Kind: &flotillav1.CommandResult_Restart{Restart: &flotillav1.RestartResult{
+		Container: "app", Image: spec.GetRestart().GetImage()}}}, nil
+}
+
+// The final event of a command that changed the containers comes right
+// after a heartbeat showing them as it left them, long before the next
+// interval's; a pull's does not.
+func TestHeartbeatShowsTheContainersBeforeARestartEnds(t *testing.T) {
+	srv := fakecp.Start(t)
+	ctx := waitCtx(t)
+	lister := &imageLister{}
+	lister.image.Store("app:1")
+	cfg := testConfig(t, srv, filepath.Join(t.TempDir(), "state"))
+	cfg.HeartbeatInterval = time.Hour // only the first heartbeat, and those asked for
+	cfg.Containers = lister
+	cfg.Executors = map[string]executor.Executor{"pull": &fakeExecutor{}, "restart": restartExecutor{lister: lister}}
+	runAgent(t, cfg)
+	st, _ := connected(t, ctx, srv)
+	if hb := next(t, ctx, st).GetHeartbeat(); hb.GetContainers()[0].GetImage() != "app:1" {
+		t.Fatalf("first heartbeat %v, want app:1 running", hb)
+	}
+
+	// untilFinal returns the images of the heartbeats received before cmd's
+	// final event.
+	untilFinal := func(cmd *flotillav1.Command) []string {
+		t.Helper()
+		if err := st.Send(ctx, &flotillav1.ConnectResponse{Body: &flotillav1.ConnectResponse_Command{Command: cmd}}); err != nil {
+			t.Fatal(err)
+		}
+		var images []string
+		for {
+			msg := next(t, ctx, st)
+			if hb := msg.GetHeartbeat(); hb != nil {
+				images = append(images, hb.GetContainers()[0].GetImage())
+			}
+			if ev := msg.GetCommandEvent(); ev.GetState() == stateSucceeded {
+				return images
+			}
+		}
+	}
+	if got := untilFinal(pullCommand("c1").GetCommand()); len(got) != 0 {
+		t.Errorf("a pull's final event came after heartbeats %v, want none", got)
+	}
+	restart := &flotillav1.Command{Id: "c2", Spec: &flotillav1.CommandSpec{Kind: &flotillav1.CommandSpec_Restart{
+		Restart: &flotillav1.RestartCommand{Container: "app", Image: "app:2"}}}}
+	if got := untilFinal(restart); !slices.Equal(got, []string{"app:2"}) {
+		t.Fatalf("the restart's final event came after heartbeats %v, want one showing app:2", got)
 	}
 }

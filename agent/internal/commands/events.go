@@ -80,6 +80,9 @@ func (r *Runner) emit(x *execution, ev *flotillav1.CommandEvent) {
 	if ev.GetProgress() == nil {
 		r.logEvent(x.cmd, ev, x.receivedAt)
 	}
+	if r.cfg.BeforeFinal != nil && command.Terminal(ev.GetState()) {
+		r.cfg.BeforeFinal(x.cmd)
+	}
 	r.send(ev)
 }
 

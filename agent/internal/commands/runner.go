@@ -34,6 +34,11 @@ type Config struct {
 	// effort: it fails while the agent has no stream, and the journal report
 	// of the next stream then carries the event.
 	Send func(*flotillav1.CommandEvent) error
+	// BeforeFinal, when set, is called with a command once its final event
+	// is journaled and before it is sent. The agent sends a heartbeat there
+	// after a command that changed its containers, so that the control
+	// plane sees them as the command left them before it hears it ended.
+	BeforeFinal func(*flotillav1.Command)
 	// Clock stamps events and runs deadlines and throttling; nil is real time.
 	Clock  clockwork.Clock
 	Logger *zap.Logger

@@ -3,7 +3,9 @@ package commands
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -474,5 +476,36 @@ func TestJournalFailureRefusesTheCommand(t *testing.T) {
 	}
 	if n := len(h.runner.Report().GetEntries()); n != 0 {
 		t.Errorf("a report from an unreadable journal has %d entries", n)
+	}
+}
+
+// BeforeFinal runs once per command, after its final event is journaled
+// and before that event is sent, and never for the events before it.
+func TestBeforeFinalRunsBeforeTheFinalEventIsSent(t *testing.T) {
+	var (
+		mu    sync.Mutex
+		order []string
+	)
+	note := func(s string) {
+		mu.Lock()
+		defer mu.Unlock()
+		order = append(order, s)
+	}
+	var h *harness
+	h = newHarness(t, func(c *Config) {
+		c.BeforeFinal = func(cmd *flotillav1.Command) {
+			if got := h.reportOf(cmd.GetId()); got.GetState() != succeeded {
+				t.Errorf("BeforeFinal ran with %v journaled, want the final event", got)
+			}
+			note("before final " + cmd.GetId())
+		}
+	})
+	h.onSend = func(ev *flotillav1.CommandEvent) { note("send " + stateName(ev.GetState())) }
+	h.runner.Handle(pullCmd("c1", epoch.Add(time.Hour)))
+	h.expect("c1", accepted, running, succeeded)
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"send accepted", "send running", "before final c1", "send succeeded"}; !slices.Equal(order, want) {
+		t.Fatalf("got %v, want %v", order, want)
 	}
 }

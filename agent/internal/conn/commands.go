@@ -1,6 +1,7 @@
 package conn
 
 import (
+	"context"
 	"errors"
 
 	flotillav1 "flotilla.dev/gen/flotilla/v1"
@@ -40,6 +41,36 @@ func (c *Client) SendEvent(ev *flotillav1.CommandEvent) error {
 		return ErrNotConnected
 	}
 	return s.send(&flotillav1.ConnectRequest{Body: &flotillav1.ConnectRequest_CommandEvent{CommandEvent: ev}})
+}
+
+// RefreshHeartbeat has the current stream send a heartbeat taken now, and
+// returns once it is sent: what the agent sends next (a command's final
+// event) reaches the control plane after it, which then already sees the
+// containers as they are. It fails with ErrNotConnected between streams
+// or when the stream ends first, or with ctx's error.
+func (c *Client) RefreshHeartbeat(ctx context.Context) error {
+	c.mu.Lock()
+	s := c.current
+	c.mu.Unlock()
+	if s == nil {
+		return ErrNotConnected
+	}
+	sent := make(chan struct{})
+	select {
+	case s.refresh <- sent:
+	case <-s.ended:
+		return ErrNotConnected
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-sent:
+		return nil
+	case <-s.ended:
+		return ErrNotConnected
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // attach makes s the stream that command events go through.

@@ -221,3 +221,44 @@ func TestSplitReport(t *testing.T) {
 		t.Errorf("an empty journal gives %v, want one empty report", empty)
 	}
 }
+
+// RefreshHeartbeat has the stream send a heartbeat taken after the call,
+// without waiting for the interval, and returns once it is sent.
+func TestRefreshHeartbeatSendsOneNow(t *testing.T) {
+	h := start(t, nil)
+	st := h.stream(t)
+	if n := h.heartbeat(t, st).GetHost().GetUptimeSeconds(); n != 1 {
+		t.Fatalf("first heartbeat #%d", n)
+	}
+	done := make(chan error, 1)
+	go func() { done <- h.client.RefreshHeartbeat(h.ctx) }()
+	if n := h.heartbeat(t, st).GetHost().GetUptimeSeconds(); n != 2 {
+		t.Fatalf("heartbeat #%d after the refresh, want #2 (the clock did not move)", n)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("RefreshHeartbeat: %v", err)
+		}
+	case <-h.ctx.Done():
+		t.Fatal("RefreshHeartbeat did not return after its heartbeat was sent")
+	}
+	// The interval goes on as before.
+	h.advance(t, 1, interval)
+	if n := h.heartbeat(t, st).GetHost().GetUptimeSeconds(); n != 3 {
+		t.Fatalf("heartbeat #%d after the interval, want #3", n)
+	}
+}
+
+func TestRefreshHeartbeatWithoutStream(t *testing.T) {
+	c, err := New(Config{
+		Endpoints: endpoint.Config{Addresses: []string{"cp:1"}}, TLS: fakecp.TLSFor(&tlsConfig), Hello: func() *flotillav1.Hello { return nil },
+		Heartbeats: &countingSource{}, Commands: nopCommands{}, Logger: zap.NewNop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RefreshHeartbeat(context.Background()); !errors.Is(err, ErrNotConnected) {
+		t.Fatalf("RefreshHeartbeat before any stream: %v, want ErrNotConnected", err)
+	}
+}

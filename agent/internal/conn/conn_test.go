@@ -57,6 +57,7 @@ type harness struct {
 	cancel context.CancelFunc
 	done   chan error // Run's result
 
+	client   *Client
 	exec     *fakeExecutor
 	runner   *commands.Runner
 	attempts chan sendAttempt // every event the runner tried to send
@@ -141,7 +142,7 @@ func start(t *testing.T, srv *fakecp.Server) *harness {
 	runCtx, stop := context.WithCancel(context.Background())
 	h := &harness{
 		srv: srv, clock: clock, logs: logs, events: events, ctx: testCtx, cancel: stop, done: make(chan error, 1),
-		exec: exec, runner: runner, attempts: attempts,
+		client: c, exec: exec, runner: runner, attempts: attempts,
 	}
 	go func() { h.done <- c.Run(runCtx) }()
 	t.Cleanup(func() {

@@ -36,6 +36,12 @@ type session struct {
 
 	sendMu     sync.Mutex // gRPC allows one sender at a time
 	sendClosed bool
+
+	// refresh asks the heartbeat loop for a heartbeat taken now; the
+	// channel sent is closed once it is sent (RefreshHeartbeat).
+	refresh chan chan struct{}
+	// ended is closed when the session is over.
+	ended chan struct{}
 }
 
 // session runs one stream until it fails or ctx is done, and reports whether
@@ -54,7 +60,8 @@ func (c *Client) session(ctx context.Context, client flotillav1.AgentServiceClie
 	if err != nil {
 		return false, fmt.Errorf("opening the stream: %w", err)
 	}
-	s := &session{c: c, stream: st, cancel: cancel, log: log}
+	s := &session{c: c, stream: st, cancel: cancel, log: log, refresh: make(chan chan struct{}), ended: make(chan struct{})}
+	defer close(s.ended)
 
 	if err := s.send(&flotillav1.ConnectRequest{Body: &flotillav1.ConnectRequest_Hello{Hello: c.cfg.Hello()}}); err != nil {
 		return false, fmt.Errorf("sending hello: %w", s.sendFailure(err))
@@ -160,12 +167,15 @@ func (s *session) close(recvDone <-chan error) error {
 	return nil
 }
 
-// heartbeats sends one heartbeat at once, then one per interval.
+// heartbeats sends one heartbeat at once, then one per interval, and one
+// whenever RefreshHeartbeat asks (taken after it asked). Only this loop
+// takes heartbeats: a source need not be safe for concurrent use.
 func (s *session) heartbeats(ctx context.Context) error {
 	// The ticker exists before the first send, so that a test seeing the
 	// first heartbeat can advance a fake clock for the next one.
 	ticker := s.c.cfg.Clock.NewTicker(s.c.cfg.HeartbeatInterval)
 	defer ticker.Stop()
+	var asked chan struct{}
 	for {
 		hb := s.c.cfg.Heartbeats.Heartbeat(ctx)
 		if ctx.Err() != nil {
@@ -174,10 +184,15 @@ func (s *session) heartbeats(ctx context.Context) error {
 		if err := s.send(&flotillav1.ConnectRequest{Body: &flotillav1.ConnectRequest_Heartbeat{Heartbeat: hb}}); err != nil {
 			return fmt.Errorf("sending heartbeat: %w", err)
 		}
+		if asked != nil {
+			close(asked)
+			asked = nil
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-ticker.Chan():
+		case asked = <-s.refresh:
 		}
 	}
 }
