@@ -168,7 +168,9 @@ func TestCommandDeliveredTwiceAcrossAReconnectRunsOnce(t *testing.T) {
 	}
 }
 
-func TestSendEventWithoutStream(t *testing.T) {
+// unconnected returns a Client that never ran.
+func unconnected(t *testing.T) *Client {
+	t.Helper()
 	c, err := New(Config{
 		Endpoints: endpoint.Config{Addresses: []string{"cp:1"}}, TLS: fakecp.TLSFor(&tlsConfig), Hello: func() *flotillav1.Hello { return nil },
 		Heartbeats: &countingSource{}, Commands: nopCommands{}, Logger: zap.NewNop(),
@@ -176,6 +178,11 @@ func TestSendEventWithoutStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+func TestSendEventWithoutStream(t *testing.T) {
+	c := unconnected(t)
 	if err := c.SendEvent(&flotillav1.CommandEvent{CommandId: "c"}); !errors.Is(err, ErrNotConnected) {
 		t.Fatalf("SendEvent before any stream: %v, want ErrNotConnected", err)
 	}
@@ -251,14 +258,7 @@ func TestRefreshHeartbeatSendsOneNow(t *testing.T) {
 }
 
 func TestRefreshHeartbeatWithoutStream(t *testing.T) {
-	c, err := New(Config{
-		Endpoints: endpoint.Config{Addresses: []string{"cp:1"}}, TLS: fakecp.TLSFor(&tlsConfig), Hello: func() *flotillav1.Hello { return nil },
-		Heartbeats: &countingSource{}, Commands: nopCommands{}, Logger: zap.NewNop(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.RefreshHeartbeat(context.Background()); !errors.Is(err, ErrNotConnected) {
+	if err := unconnected(t).RefreshHeartbeat(context.Background()); !errors.Is(err, ErrNotConnected) {
 		t.Fatalf("RefreshHeartbeat before any stream: %v, want ErrNotConnected", err)
 	}
 }

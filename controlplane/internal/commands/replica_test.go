@@ -255,42 +255,19 @@ func TestReplicaAttachAndTakeover(t *testing.T) {
 
 // A cancel asked while no replica drives the command is carried out by
 // the replica that takes it over.
-func TestReplicaCancelWhileOrphaned(t *testing.T) {
-	ctx := context.Background()
-	st := openSQLite(t)
-	rs := newReplicas(t, st, 3, "web-1")
-	a, b, c := rs[0], rs[1], rs[2]
-	sess := b.attach(t, "web-1")
-	fc, err := a.m.Start(ctx, pullRequest("web-1"), "operator:test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hcID := fc.GetId() + ".web-1"
-	awaitMessage(t, sess, "command", func(msg *flotillav1.ConnectResponse) bool { return msg.GetCommand().GetId() == hcID })
-	if err := b.d.OnEvent(ctx, "web-1", &flotillav1.CommandEvent{CommandId: hcID, State: flotillav1.CommandState_COMMAND_STATE_RUNNING}); err != nil {
-		t.Fatal(err)
-	}
-	a.m.Forget(fc.GetId())
-	if _, err := b.m.Cancel(ctx, fc.GetId(), "stop it"); err != nil {
-		t.Fatalf("Cancel on B: %v", err)
-	}
-	if err := c.m.Adopt(ctx, fc.GetId()); err != nil {
-		t.Fatal(err)
-	}
-	awaitMessage(t, sess, "cancel", func(msg *flotillav1.ConnectResponse) bool {
-		return msg.GetCancel().GetCommandId() == hcID && msg.GetCancel().GetReason() == "stop it"
-	})
-	if err := b.d.OnEvent(ctx, "web-1", &flotillav1.CommandEvent{CommandId: hcID, State: flotillav1.CommandState_COMMAND_STATE_CANCELLED}); err != nil {
-		t.Fatal(err)
-	}
-	awaitFleetState(t, st, fc.GetId(), flotillav1.FleetCommandState_FLEET_COMMAND_STATE_CANCELLED)
-}
+func TestReplicaCancelWhileOrphaned(t *testing.T) { cancelAcrossTakeover(t, false) }
 
 // A cancel that comes while a replica takes a command over — its Follower
 // reading the stored request, or an operator calling it there — between
 // the command's joining the replica's running ones and its host commands'
 // joining the dispatcher, still stops the command on the agent.
-func TestReplicaCancelDuringAdopt(t *testing.T) {
+func TestReplicaCancelDuringAdopt(t *testing.T) { cancelAcrossTakeover(t, true) }
+
+// cancelAcrossTakeover runs a pull on web-1, whose stream is on replica B,
+// from replica A, which then stops driving it; replica C takes it over. The
+// cancel is asked on B before the takeover, or on C during it (duringAdopt).
+// Either way the cancel reaches web-1's stream and ends the command.
+func cancelAcrossTakeover(t *testing.T, duringAdopt bool) {
 	ctx := context.Background()
 	st := openSQLite(t)
 	rs := newReplicas(t, st, 3, "web-1")
@@ -306,11 +283,15 @@ func TestReplicaCancelDuringAdopt(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.m.Forget(fc.GetId())
-	commands.SetAdoptingHook(c.m, func(fcID string) {
-		if _, err := c.m.Cancel(ctx, fcID, "stop it"); err != nil {
-			t.Errorf("Cancel during Adopt: %v", err)
-		}
-	})
+	if duringAdopt {
+		commands.SetAdoptingHook(c.m, func(fcID string) {
+			if _, err := c.m.Cancel(ctx, fcID, "stop it"); err != nil {
+				t.Errorf("Cancel on C during Adopt: %v", err)
+			}
+		})
+	} else if _, err := b.m.Cancel(ctx, fc.GetId(), "stop it"); err != nil {
+		t.Fatalf("Cancel on B: %v", err)
+	}
 	if err := c.m.Adopt(ctx, fc.GetId()); err != nil {
 		t.Fatal(err)
 	}
