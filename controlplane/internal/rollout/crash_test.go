@@ -39,7 +39,7 @@ func (s crashScenario) strategy() *flotillav1.RolloutStrategy {
 	// rollback gate: 1.4 s from its restart to its gate under load 13).
 	// With 2 s the scenario without a crash failed once in CI, early in
 	// the PostgreSQL pass while the other test binaries were still being
-	// compiled beside it; its log was cut, and 35 runs here under load
+	// compiled beside it; its log was cut, and 33 runs here under load
 	// did not fail: a stall of the runner is the likely cause.
 	st.HealthyDeadline = durationpb.New(5 * time.Second)
 	return st
